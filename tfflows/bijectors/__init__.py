@@ -1,0 +1,33 @@
+"""Flow bijectors: ``tfp.bijectors.Bijector`` subclasses built from tensors.
+
+Each maps data towards the latent space in its ``forward`` direction and
+computes its output and log-det in one pass (``forward_and_log_det``). They
+own no variables: Keras layers in :mod:`tfflows.layers` hold the weights and
+build these per call.
+"""
+
+from tfflows.bijectors.actnorm import ActNorm, ElementwiseAffine, actnorm_init
+from tfflows.bijectors.base import FlowBijector
+from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
+from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling
+from tfflows.bijectors.masks import MASK_TYPES
+from tfflows.bijectors.permute import ChannelPermutation
+from tfflows.bijectors.preprocess import Logit, ScalePixels
+from tfflows.bijectors.squeeze import Squeeze
+
+__all__ = [
+    "ActNorm",
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "ChannelPermutation",
+    "ElementwiseAffine",
+    "FlowBijector",
+    "InvertibleConv1x1",
+    "Logit",
+    "MASK_TYPES",
+    "SCALE_FNS",
+    "ScalePixels",
+    "Squeeze",
+    "actnorm_init",
+    "lu_weight",
+]

@@ -1,0 +1,151 @@
+"""Shared machinery for tfflows bijectors.
+
+Every tfflows bijector computes its output and its log-det in one pass
+(``_forward_and_log_det`` / ``_inverse_and_log_det``). TFP's public methods
+(``forward``, ``inverse_log_det_jacobian``, ...) are wired to that pass, and
+the models call ``forward_and_log_det`` directly so that a conditioner network
+is evaluated once per step, not once for the output and again for the log-det.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
+
+__all__ = ["FlowBijector", "check_float", "check_event_rank", "check_channels", "event_axes"]
+
+
+def check_float(x: tf.Tensor, name: str) -> None:
+    """Raises ValueError unless ``x`` has a floating-point dtype."""
+    if not x.dtype.is_floating:
+        raise ValueError(
+            f"{name}: expected a floating-point tensor (float32 or float64), "
+            f"got dtype {x.dtype.name}."
+        )
+
+
+def check_event_rank(x: tf.Tensor, event_ndims: int, name: str) -> None:
+    """Raises ValueError when ``x`` has fewer dimensions than one event needs."""
+    rank = x.shape.rank
+    if rank is not None and rank < event_ndims:
+        what = "[..., height, width, channels]" if event_ndims == 3 else "[..., features]"
+        raise ValueError(
+            f"{name}: expected a tensor of rank >= {event_ndims} shaped {what}, "
+            f"got rank {rank} with shape {x.shape}."
+        )
+
+
+def check_channels(x: tf.Tensor, expected: int | None, name: str) -> None:
+    """Raises ValueError when the static channel count differs from ``expected``."""
+    got = x.shape[-1] if x.shape.rank else None
+    if expected is not None and got is not None and got != expected:
+        raise ValueError(
+            f"{name}: expected {expected} channels in the last axis, "
+            f"got {got} (input shape {x.shape})."
+        )
+
+
+def event_axes(event_ndims: int) -> list[int]:
+    """The trailing axes that make up one event."""
+    return list(range(-event_ndims, 0))
+
+
+class FlowBijector(tfb.Bijector):
+    """Base class: one pass gives the output and the log-det.
+
+    Subclasses implement ``_forward_and_log_det(x)`` and
+    ``_inverse_and_log_det(y)``, each returning ``(output, log_det)`` where
+    ``log_det`` has the batch shape (the event axes summed out). They may
+    override ``_validate(x)`` to reject bad inputs with a ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        event_ndims: int,
+        *,
+        parameters: dict[str, Any],
+        name: str,
+        is_constant_jacobian: bool = False,
+        inverse_event_ndims: int | None = None,
+        validate_args: bool = False,
+    ) -> None:
+        if event_ndims not in (1, 3):
+            raise ValueError(
+                f"{name}: event_ndims must be 1 (vectors) or 3 (HWC images), got {event_ndims!r}."
+            )
+        self._event_ndims = event_ndims
+        super().__init__(
+            forward_min_event_ndims=event_ndims,
+            inverse_min_event_ndims=(
+                event_ndims if inverse_event_ndims is None else inverse_event_ndims
+            ),
+            is_constant_jacobian=is_constant_jacobian,
+            validate_args=validate_args,
+            parameters=parameters,
+            name=name,
+        )
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        # Parameters are plain tensors built per call from Keras weights;
+        # they carry no batch dimensions of their own.
+        return {}
+
+    @property
+    def event_ndims(self) -> int:
+        return self._event_ndims
+
+    def _validate(self, x: tf.Tensor, inverse: bool) -> None:
+        check_float(x, self.name)
+        ndims = self.inverse_min_event_ndims if inverse else self.forward_min_event_ndims
+        check_event_rank(x, ndims, self.name)
+
+    # TFP's hooks, all routed through the one-pass methods.
+    def _forward(self, x, **kwargs):
+        return self.forward_and_log_det(x)[0]
+
+    def _inverse(self, y, **kwargs):
+        return self.inverse_and_log_det(y)[0]
+
+    def _forward_log_det_jacobian(self, x, **kwargs):
+        return self.forward_and_log_det(x)[1]
+
+    def _inverse_log_det_jacobian(self, y, **kwargs):
+        return self.inverse_and_log_det(y)[1]
+
+    def forward_and_log_det(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Returns ``(f(x), log|det df/dx|)``; the log-det has the batch shape."""
+        x = tf.convert_to_tensor(x)
+        self._validate(x, inverse=False)
+        return self._forward_and_log_det(x)
+
+    def inverse_and_log_det(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Returns ``(f⁻¹(y), log|det df⁻¹/dy|)``; the log-det has the batch shape."""
+        y = tf.convert_to_tensor(y)
+        self._validate(y, inverse=True)
+        return self._inverse_and_log_det(y)
+
+    def _forward_and_log_det(self, x):
+        raise NotImplementedError
+
+    def _inverse_and_log_det(self, y):
+        raise NotImplementedError
+
+
+def batch_zeros(x: tf.Tensor, event_ndims: int) -> tf.Tensor:
+    """Zeros with the batch shape of ``x`` (its leading, non-event axes)."""
+    return tf.zeros(tf.shape(x)[: tf.rank(x) - event_ndims], dtype=x.dtype)
+
+
+def sum_event(t: tf.Tensor, event_ndims: int) -> tf.Tensor:
+    """Sums the trailing ``event_ndims`` axes."""
+    return tf.reduce_sum(t, axis=event_axes(event_ndims))
+
+
+def event_size(x: tf.Tensor, event_ndims: int) -> tf.Tensor:
+    """Number of elements in one event of ``x``, as a tensor of ``x``'s dtype."""
+    return tf.cast(tf.reduce_prod(tf.shape(x)[-event_ndims:]), x.dtype)

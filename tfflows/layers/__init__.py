@@ -1,0 +1,18 @@
+"""Keras 3 layers that own flow weights and build bijectors per call."""
+
+from tfflows.layers.actnorm import ActNormLayer
+from tfflows.layers.base import FlowLayer
+from tfflows.layers.conditioners import MLP, ConvNet, ResNet
+from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
+from tfflows.layers.coupling import CONDITIONERS, CouplingLayer
+
+__all__ = [
+    "ActNormLayer",
+    "CONDITIONERS",
+    "ConvNet",
+    "CouplingLayer",
+    "FlowLayer",
+    "InvertibleConv1x1Layer",
+    "MLP",
+    "ResNet",
+]

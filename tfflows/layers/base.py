@@ -1,0 +1,65 @@
+"""The Keras side of a flow step: a layer that owns weights and builds a bijector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tfflows.bijectors.base import FlowBijector
+
+__all__ = ["FlowLayer"]
+
+
+class FlowLayer(keras.layers.Layer):
+    """A Keras layer that owns a flow step's weights and builds its bijector per call.
+
+    Subclasses create weights in ``build`` with ``add_weight`` and implement
+    ``bijector(context)``, which returns a fresh :class:`FlowBijector` made
+    from the current weight values, so ``fit`` trains them and TFP's
+    per-tensor cache never answers with stale values.
+
+    ``call(x, context=None, inverse=False)`` returns ``(y, log_det)`` of the
+    bijector's forward (data towards latent) or inverse pass.
+
+    Args:
+      event_ndims: 3 for [H, W, C] images, 1 for vectors.
+    """
+
+    def __init__(self, event_ndims: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if event_ndims not in (1, 3):
+            raise ValueError(
+                f"{self.name}: event_ndims must be 1 (vectors) or 3 (HWC images), got {event_ndims!r}."
+            )
+        self.event_ndims = event_ndims
+
+    def _check_input_shape(self, shape) -> None:
+        if shape is None or len(shape) < self.event_ndims + 1:
+            what = "[batch, height, width, channels]" if self.event_ndims == 3 else "[batch, features]"
+            raise ValueError(f"{self.name}: expected inputs shaped {what}, got shape {shape}.")
+        if shape[-1] is None:
+            raise ValueError(f"{self.name}: the last axis must have a known size, got shape {shape}.")
+
+    def bijector(self, context: tf.Tensor | None = None) -> FlowBijector:
+        """Returns the bijector made from the current weights."""
+        raise NotImplementedError
+
+    def _require_built(self) -> None:
+        if not self.built:
+            raise ValueError(
+                f"{self.name}: the layer has no weights yet; call it on data or "
+                "call build(input_shape) before asking for its bijector."
+            )
+
+    def call(self, x, context=None, inverse: bool = False):
+        b = self.bijector(context)
+        return b.inverse_and_log_det(x) if inverse else b.forward_and_log_det(x)
+
+    def compute_output_spec(self, x, context=None, inverse: bool = False):
+        batch = x.shape[: len(x.shape) - self.event_ndims]
+        return (keras.KerasTensor(x.shape, x.dtype), keras.KerasTensor(batch, x.dtype))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "event_ndims": self.event_ndims}
