@@ -1,7 +1,9 @@
 """tfflows: normalizing flows for TensorFlow, Keras 3 and TensorFlow Probability."""
 
-from tfflows import bijectors
+from tfflows import bijectors, layers, models
+from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorRealNVP
 
 __version__ = "0.1.0"
 
-__all__ = ["bijectors", "__version__"]
+__all__ = ["FlowModel", "Glow", "RealNVP", "VectorGlow", "VectorRealNVP", "bijectors", "layers",
+           "models", "__version__"]

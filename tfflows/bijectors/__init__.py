@@ -11,6 +11,7 @@ from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
 from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling
 from tfflows.bijectors.masks import MASK_TYPES
+from tfflows.bijectors.multiscale import FactorOut, Flatten, FlowChain
 from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.bijectors.preprocess import Logit, ScalePixels
 from tfflows.bijectors.squeeze import Squeeze
@@ -21,6 +22,9 @@ __all__ = [
     "AffineCoupling",
     "ChannelPermutation",
     "ElementwiseAffine",
+    "FactorOut",
+    "Flatten",
+    "FlowChain",
     "FlowBijector",
     "InvertibleConv1x1",
     "Logit",

@@ -38,6 +38,16 @@ def lu_weight(
     return weight, inverse, tf.reduce_sum(log_diag)
 
 
+def qr_log_abs_det(weight: tf.Tensor) -> tf.Tensor:
+    """log|det W| = Σ log|R_ii| for W = QR (|det Q| = 1).
+
+    ``tf.linalg.slogdet`` has no XLA kernel, QR has one and a gradient, so
+    this form runs eagerly, in ``tf.function`` and with ``jit_compile=True``.
+    """
+    r = tf.linalg.qr(weight)[1]
+    return tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))))
+
+
 class InvertibleConv1x1(FlowBijector):
     """y = x W at every pixel: a learned mixing of channels.
 
@@ -79,9 +89,9 @@ class InvertibleConv1x1(FlowBijector):
         self._channels = shape[0]
         self._inverse_weight = inverse
         if log_abs_det is None:
-            log_abs_det = tf.linalg.slogdet(weight)[1]
-            if tf.executing_eagerly() and not bool(tf.math.is_finite(log_abs_det)):
+            if tf.executing_eagerly() and not bool(tf.math.is_finite(tf.linalg.slogdet(weight)[1])):
                 raise ValueError(f"{name}: weight must be invertible, got a singular matrix (det = 0).")
+            log_abs_det = qr_log_abs_det(weight)
         self._log_abs_det = log_abs_det
         super().__init__(event_ndims, parameters=parameters, name=name, validate_args=validate_args)
 

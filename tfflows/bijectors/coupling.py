@@ -15,6 +15,14 @@ SCALE_FNS = ("sigmoid", "tanh", "exp")
 Conditioner = Callable[..., tf.Tensor]
 
 
+def _flatten_batch(t: tf.Tensor, event_ndims: int) -> tf.Tensor:
+    """Reshapes ``t`` to [-1, *event]: all leading batch axes made one."""
+    event = t.shape[-event_ndims:]
+    if event.is_fully_defined():
+        return tf.reshape(t, [-1, *event.as_list()])
+    return tf.reshape(t, tf.concat([[-1], tf.shape(t)[-event_ndims:]], axis=0))
+
+
 class AffineCoupling(FlowBijector):
     """y = x with one part moved by a scale and shift computed from the other.
 
@@ -118,21 +126,35 @@ class AffineCoupling(FlowBijector):
             )
 
     def _condition(self, x_cond: tf.Tensor, moving_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """Runs the conditioner; returns (shift, log_scale) for the moving part."""
-        h = self._conditioner(x_cond) if self._context is None else self._conditioner(
-            x_cond, self._context
-        )
+        """Runs the conditioner; returns (shift, log_scale) for the moving part.
+
+        The conditioner sees exactly one batch axis (Keras convolutions need
+        rank-4 inputs): leading batch axes are flattened into one before the
+        call and restored after it, and the context is broadcast to match.
+        """
+        n = self.event_ndims
+        rank = x_cond.shape.rank if x_cond.shape.rank is not None else tf.rank(x_cond)
+        batch_shape = tf.shape(x_cond)[: rank - n]
+        flat = _flatten_batch(x_cond, n)
+        if self._context is None:
+            h = self._conditioner(flat)
+        else:
+            context = tf.convert_to_tensor(self._context)
+            context = tf.broadcast_to(
+                context, tf.concat([batch_shape, tf.shape(context)[-1:]], axis=0))
+            h = self._conditioner(flat, _flatten_batch(context, 1))
         h = tf.cast(h, x_cond.dtype)
         want = moving_channels if self._additive else 2 * moving_channels
-        if h.shape.rank is not None and x_cond.shape.rank is not None and (
-            h.shape.rank != x_cond.shape.rank
-            or not h.shape[:-1].is_compatible_with(x_cond.shape[:-1])
+        if h.shape.rank is not None and (
+            h.shape.rank != flat.shape.rank
+            or not h.shape[:-1].is_compatible_with(flat.shape[:-1])
         ):
             raise ValueError(
                 f"{self.name}: the conditioner must keep the leading shape of its input "
-                f"{x_cond.shape[:-1]} and return {want} channels, got output shape {h.shape}."
+                f"{flat.shape[:-1]} and return {want} channels, got output shape {h.shape}."
             )
         check_channels(h, want, f"{self.name}: conditioner output")
+        h = tf.reshape(h, tf.concat([batch_shape, tf.shape(h)[1:]], axis=0))
         if self._additive:
             return h, tf.zeros_like(h)
         shift, raw = tf.split(h, 2, axis=-1)

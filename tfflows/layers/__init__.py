@@ -2,9 +2,10 @@
 
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.base import FlowLayer
-from tfflows.layers.conditioners import MLP, ConvNet, ResNet
+from tfflows.layers.conditioners import MLP, ConvNet, ResNet, ZeroConv
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
 from tfflows.layers.coupling import CONDITIONERS, CouplingLayer
+from tfflows.layers.prior import PriorLayer
 
 __all__ = [
     "ActNormLayer",
@@ -14,5 +15,7 @@ __all__ = [
     "FlowLayer",
     "InvertibleConv1x1Layer",
     "MLP",
+    "PriorLayer",
     "ResNet",
+    "ZeroConv",
 ]

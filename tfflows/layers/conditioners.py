@@ -13,7 +13,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-__all__ = ["ConvNet", "ResNet", "MLP"]
+__all__ = ["ConvNet", "ResNet", "MLP", "ZeroConv"]
 
 
 def _with_context(x, context):
@@ -150,3 +150,29 @@ class MLP(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "hidden_units": self.hidden_units,
                 "output_units": self.output_units}
+
+
+@keras.saving.register_keras_serializable(package="tfflows")
+class ZeroConv(keras.layers.Layer):
+    """One zero-initialised 3×3 convolution: Glow's network for the split prior.
+
+    Args:
+      output_channels: channels of the output (2× the factored-out channels).
+    """
+
+    def __init__(self, output_channels: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _check_positive(self.name, output_channels=output_channels)
+        self.output_channels = output_channels
+        self.conv = layers.Conv2D(output_channels, 3, padding="same", kernel_initializer="zeros",
+                                  dtype=self.dtype_policy)
+
+    def build(self, x_shape, context_shape=None):
+        channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
+        self.conv.build((*x_shape[:-1], channels))
+
+    def call(self, x, context=None):
+        return self.conv(_with_context(x, context))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "output_channels": self.output_channels}

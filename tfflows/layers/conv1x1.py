@@ -46,8 +46,8 @@ def lu_decompose(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class InvertibleConv1x1Layer(FlowLayer):
     """Owns the c×c matrix of an :class:`~tfflows.bijectors.InvertibleConv1x1`.
 
-    With ``lu=False`` the matrix W is one trainable weight (log|det W| by
-    ``slogdet``, inverse by ``inv``). With ``lu=True``, W = P L (U + diag(s ·
+    With ``lu=False`` the matrix W is one trainable weight (log|det W| from
+    a QR decomposition, inverse by ``inv``). With ``lu=True``, W = P L (U + diag(s ·
     exp(log_diag))) with a fixed permutation P, unit lower-triangular L,
     strictly upper U, fixed signs s and trainable log|diag|, so log|det W| is
     Σ log_diag and the inverse costs two triangular solves.

@@ -10,11 +10,11 @@ import tensorflow as tf
 from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling
 from tfflows.bijectors.masks import check_mask
 from tfflows.layers.base import FlowLayer
-from tfflows.layers.conditioners import MLP, ConvNet, ResNet
+from tfflows.layers.conditioners import MLP, ConvNet, ResNet, ZeroConv
 
 __all__ = ["CouplingLayer", "CONDITIONERS"]
 
-CONDITIONERS = ("convnet", "resnet", "mlp")
+CONDITIONERS = ("convnet", "resnet", "mlp", "zeroconv")
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -29,7 +29,7 @@ class CouplingLayer(FlowLayer):
         per-channel factor) or ``"exp"``.
       conditioner: a Keras layer mapping the conditioning part (and context)
         to the raw outputs, or the name of a built-in network
-        (``"convnet"``, ``"resnet"``, ``"mlp"``). The default is ``"convnet"``
+        (``"convnet"``, ``"resnet"``, ``"mlp"``, ``"zeroconv"``). The default is ``"convnet"``
         for images and ``"mlp"`` for vectors. A layer given here must return
         2× the moving channels (1× when additive) and should zero-initialise
         its output so the coupling starts as the identity.
@@ -88,6 +88,8 @@ class CouplingLayer(FlowLayer):
         policy = self.dtype_policy
         if kind == "convnet":
             return ConvNet(self.hidden_channels, out, dtype=policy, name="conditioner")
+        if kind == "zeroconv":
+            return ZeroConv(out, dtype=policy, name="conditioner")
         if kind == "resnet":
             return ResNet(self.num_blocks, self.hidden_channels, out, dtype=policy, name="conditioner")
         return MLP([self.hidden_channels] * self.num_blocks, out, dtype=policy, name="conditioner")

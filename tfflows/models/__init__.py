@@ -1,0 +1,8 @@
+"""Flow models: RealNVP, Glow and vector flows as Keras models with a TFP distribution."""
+
+from tfflows.models.base import FlowModel, NonFiniteGuard
+from tfflows.models.glow import Glow
+from tfflows.models.realnvp import RealNVP
+from tfflows.models.vector import VectorGlow, VectorRealNVP
+
+__all__ = ["FlowModel", "Glow", "NonFiniteGuard", "RealNVP", "VectorGlow", "VectorRealNVP"]

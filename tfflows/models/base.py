@@ -1,0 +1,406 @@
+"""FlowModel: the Keras model behind RealNVP, Glow and the vector flows."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfflows.bijectors.multiscale import FlowChain
+from tfflows.layers.actnorm import ActNormLayer
+from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_actnorm
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+__all__ = ["FlowModel", "NonFiniteGuard"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops ``fit`` with a clear message when a step met a non-finite loss or gradient.
+
+    The model skips the update of such a step, so its weights stay finite;
+    this callback ends training at the end of that batch.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        count = int(keras.ops.convert_to_numpy(self.model.nonfinite_steps))
+        if count > 0:
+            self.model.stop_training = True
+            self.model.stopped_on_nonfinite = True
+            warnings.warn(
+                f"tfflows: stopped training at batch {batch}: the loss or a gradient was "
+                "not finite, so that step's update was skipped and the weights were kept "
+                "finite. Lower the learning rate, add warmup or gradient clipping "
+                "(tfflows.make_optimizer), or check the data for values outside "
+                "[0, 2**num_bits).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+class FlowModel(keras.Model):
+    """A normalizing flow as a Keras model and a TFP distribution.
+
+    Subclasses describe their steps (data → latent) in ``_make_steps``. The
+    model then offers:
+
+    - ``log_prob(x)``, ``bits_per_dim(x)`` and ``model(x)`` (= ``log_prob``);
+    - ``encode(x)`` / ``decode(z)`` between data and the flat latent (every
+      level of a multi-scale model; ``split_latents`` cuts it per level);
+    - ``sample(n, temperature=1.0, seed=None)``;
+    - ``.bijector`` (latent → data) and ``.distribution``, a
+      ``tfd.TransformedDistribution`` over a standard normal base;
+    - training with ``compile(optimizer=...)`` and ``fit(data)``: the loss is
+      the mean negative log-likelihood in nats, ``bits_per_dim`` is reported
+      beside it, ActNorm is initialised from the first batch when needed.
+
+    Conditional models take ``num_classes`` (integer labels) or
+    ``context_dim`` (float context vectors); every conditioner and prior
+    sees the context, and ``fit`` reads it from ``(x, labels)`` batches.
+
+    Args:
+      event_shape: shape of one example, (H, W, C) or (D,).
+      num_classes: number of classes for a class-conditional model.
+      context_dim: size of a float context vector for a conditional model.
+    """
+
+    def __init__(self, event_shape: Sequence[int], num_classes: int | None = None,
+                 context_dim: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        event_shape = tuple(int(d) for d in event_shape)
+        if len(event_shape) not in (1, 3) or min(event_shape) < 1:
+            raise ValueError(
+                f"{type(self).__name__}: event_shape must be (height, width, channels) or "
+                f"(features,) of positive sizes, got {event_shape!r}.")
+        if num_classes is not None and context_dim is not None:
+            raise ValueError(f"{type(self).__name__}: give num_classes or context_dim, not both.")
+        for key, value in (("num_classes", num_classes), ("context_dim", context_dim)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{type(self).__name__}: {key} must be a positive integer, got {value!r}.")
+        self.event_shape = event_shape
+        self.num_classes = num_classes
+        self.context_dim = context_dim
+        self.num_dims = int(np.prod(event_shape))
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
+        self.nonfinite_steps = self.add_weight(
+            name="nonfinite_steps", shape=(), dtype="int32", initializer="zeros", trainable=False)
+        self.stopped_on_nonfinite = False
+
+    # -- construction -----------------------------------------------------
+
+    def _make_steps(self) -> list:
+        raise NotImplementedError
+
+    def _finish_init(self) -> None:
+        """Subclasses call this at the end of ``__init__``: creates every weight."""
+        self._plan = Plan(self._make_steps())
+        self.flow_layers = flow_layers(self._plan.steps)
+        x = tf.zeros((1, *self.event_shape))
+        context = None if not self.is_conditional else tf.zeros((1, self.context_size))
+        self._build_layers(self._plan.steps, x, context)
+        self.built = True
+
+    def _build_layers(self, steps, x, context):
+        from tfflows.models.plan import Split
+        from tfflows.layers.base import FlowLayer
+        for step in steps:
+            if isinstance(step, Split):
+                self._build_layers(step.inner, x[..., : step.kept], context)
+                return
+            if isinstance(step, FlowLayer):
+                x, _ = step(x, context) if context is not None else step(x)
+            else:
+                x, _ = step.forward_and_log_det(x)
+
+    def build(self, input_shape=None):
+        # Every weight is created in __init__; Keras may still call build.
+        self.built = True
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.num_classes is not None or self.context_dim is not None
+
+    @property
+    def context_size(self) -> int | None:
+        return self.num_classes if self.num_classes is not None else self.context_dim
+
+    # -- context and input checks ----------------------------------------
+
+    def _context(self, context) -> tf.Tensor | None:
+        name = type(self).__name__
+        if not self.is_conditional:
+            if context is not None:
+                raise ValueError(f"{name}: this model is not conditional, but a context was given.")
+            return None
+        if context is None:
+            what = "class labels" if self.num_classes else f"context vectors of size {self.context_dim}"
+            raise ValueError(f"{name}: this model is conditional; pass context= ({what}).")
+        context = tf.convert_to_tensor(context)
+        if self.num_classes is not None:
+            if context.dtype.is_floating and context.shape.rank == 2 and context.shape[-1] == self.num_classes:
+                return tf.cast(context, tf.float32)  # already one-hot
+            if context.dtype.is_floating:
+                raise ValueError(
+                    f"{name}: expected integer class labels in 0..{self.num_classes - 1} "
+                    f"(or one-hot [batch, {self.num_classes}]), got {context.dtype.name} "
+                    f"of shape {context.shape}.")
+            if context.shape.rank not in (None, 1):
+                raise ValueError(f"{name}: expected labels of shape [batch], got shape {context.shape}.")
+            return tf.one_hot(tf.cast(context, tf.int32), self.num_classes, dtype=tf.float32)
+        if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
+            raise ValueError(
+                f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
+        return tf.cast(context, tf.float32)
+
+    def _check_x(self, x, what: str = "x") -> tf.Tensor:
+        x = tf.convert_to_tensor(x)
+        name = type(self).__name__
+        if not x.dtype.is_floating:
+            hint = (" Dequantize integer pixels first (tfflows.data.dequantize) or use "
+                    "the exported SavedModel, which accepts uint8.") if len(self.event_shape) == 3 else ""
+            raise ValueError(f"{name}: {what} must be float32 or float64, got {x.dtype.name}.{hint}")
+        k = len(self.event_shape)
+        if x.shape.rank is not None and (
+                x.shape.rank < k + 1 or not x.shape[-k:].is_compatible_with(self.event_shape)):
+            raise ValueError(
+                f"{name}: expected {what} of shape [batch, {', '.join(map(str, self.event_shape))}], "
+                f"got shape {x.shape}.")
+        return tf.cast(x, tf.float32)
+
+    def _check_z(self, z) -> tf.Tensor:
+        z = tf.convert_to_tensor(z)
+        if not z.dtype.is_floating or z.shape.rank is None or z.shape.rank < 2 or z.shape[-1] != self.num_dims:
+            raise ValueError(
+                f"{type(self).__name__}: expected latents of shape [batch, {self.num_dims}] "
+                f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
+        return tf.cast(z, tf.float32)
+
+    # -- the flow as TFP objects -----------------------------------------
+
+    def flow(self, context=None) -> FlowChain:
+        """The data → latent bijector built from the current weights."""
+        return build_bijector(self._plan.steps, self._context(context))
+
+    def bijector_for(self, context=None) -> tfb.Bijector:
+        """The latent → data bijector (the distribution's bijector)."""
+        return tfb.Invert(self.flow(context))
+
+    @property
+    def bijector(self) -> tfb.Bijector:
+        """The latent → data bijector; conditional models use :meth:`bijector_for`."""
+        return self.bijector_for(None)
+
+    @property
+    def base_distribution(self) -> tfd.Distribution:
+        """Standard normal on the flat latent of size ``num_dims``."""
+        return tfd.Sample(tfd.Normal(tf.constant(0.0), tf.constant(1.0)), sample_shape=[self.num_dims])
+
+    def distribution_for(self, context=None) -> tfd.TransformedDistribution:
+        """``tfd.TransformedDistribution`` of the model (for a batch of contexts if conditional)."""
+        return tfd.TransformedDistribution(self.base_distribution, self.bijector_for(context),
+                                           name=type(self).__name__)
+
+    @property
+    def distribution(self) -> tfd.TransformedDistribution:
+        """The model as a TFP distribution over data; for conditional models see distribution_for."""
+        return self.distribution_for(None)
+
+    # -- scoring, encoding, sampling -------------------------------------
+
+    def _base_log_prob(self, z):
+        return -0.5 * tf.reduce_sum(tf.square(z), axis=-1) - 0.5 * self.num_dims * _LOG_2PI
+
+    def log_prob(self, x, context=None) -> tf.Tensor:
+        """log p(x) in the units of the data, shape [batch]."""
+        z, log_det = self.flow(context).forward_and_log_det(self._check_x(x))
+        return self._base_log_prob(z) + log_det
+
+    def bits_per_dim(self, x, context=None) -> tf.Tensor:
+        """−log₂ p(x) / D, shape [batch]; exact for dequantized pixel levels."""
+        return -self.log_prob(x, context) / (self.num_dims * math.log(2.0))
+
+    def call(self, x, context=None, training=None):
+        return self.log_prob(x, context)
+
+    def encode(self, x, context=None) -> tf.Tensor:
+        """The flat latent z = f(x), shape [batch, num_dims], every level included."""
+        return self.flow(context).forward(self._check_x(x))
+
+    def decode(self, z, context=None) -> tf.Tensor:
+        """x = f⁻¹(z) for flat latents z of shape [batch, num_dims]."""
+        return self.flow(context).inverse(self._check_z(z))
+
+    def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
+               context=None) -> tf.Tensor:
+        """Draws ``num_samples`` examples; ``temperature`` scales the base at every level.
+
+        With an integer ``seed`` the draw is deterministic (stateless). For a
+        class-conditional model ``context`` is one label for all samples or
+        one per sample.
+        """
+        name = type(self).__name__
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise ValueError(f"{name}: num_samples must be a positive integer, got {num_samples!r}.")
+        if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
+        shape = (int(num_samples), self.num_dims)
+        if seed is None:
+            eps = tf.random.normal(shape)
+        else:
+            eps = tf.random.stateless_normal(shape, seed=[int(seed), 0])
+        if context is not None and self.num_classes is not None:
+            context = tf.convert_to_tensor(context)
+            if context.shape.rank == 0:
+                context = tf.fill([shape[0]], tf.cast(context, tf.int32))
+        if context is not None and context.shape[0] != shape[0]:
+            raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one label, "
+                             f"got {context.shape[0]}.")
+        return self.decode(eps * temperature, context)
+
+    def split_latents(self, z) -> list[tf.Tensor]:
+        """Cuts a flat latent into its levels, each in its own [batch, H, W, C] shape."""
+        z = self._check_z(z)
+        out, offset = [], 0
+        for shape in self.latent_shapes:
+            size = int(np.prod(shape))
+            out.append(tf.reshape(z[:, offset:offset + size], (-1, *shape)))
+            offset += size
+        return out
+
+    @property
+    def latent_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of the latent pieces in the order they sit in the flat latent."""
+        from tfflows.models.plan import Split
+        shapes = []
+
+        def walk(steps, shape):
+            for step in steps:
+                if isinstance(step, Split):
+                    h, w, c = step.event_shape
+                    shapes.append((h, w, c - step.kept))
+                    return walk(step.inner, (h, w, step.kept))
+                if hasattr(step, "factor"):
+                    f = step.factor
+                    shape = (shape[0] // f, shape[1] // f, shape[2] * f * f)
+            shapes.append(shape)
+
+        walk(self._plan.steps, self.event_shape)
+        return shapes
+
+    # -- ActNorm initialisation ------------------------------------------
+
+    @property
+    def is_initialized(self) -> bool:
+        """True when every ActNorm layer has had its data-dependent initialisation."""
+        return all(layer.is_initialized for layer in self.flow_layers if isinstance(layer, ActNormLayer))
+
+    def initialize(self, data, num_batches: int = 1, force: bool = False) -> int:
+        """Data-dependent initialisation of every ActNorm from up to ``num_batches`` batches.
+
+        ``data`` is a tensor or array of examples, or a ``tf.data.Dataset``
+        of batches (``x`` or ``(x, context)``). Does nothing when already
+        initialised (saved models stay as they were) unless ``force=True``.
+        Returns the number of ActNorm layers initialised.
+        """
+        if self.is_initialized and not force:
+            return 0
+        if isinstance(data, tf.data.Dataset):
+            xs, cs = [], []
+            for batch in data.take(num_batches):
+                x, c = self._unpack(batch)
+                xs.append(x)
+                cs.append(c)
+            if not xs:
+                raise ValueError(f"{type(self).__name__}: initialize got an empty dataset.")
+            x = tf.concat(xs, 0)
+            context = None if cs[0] is None else tf.concat(cs, 0)
+        else:
+            x, context = self._unpack(data)
+        return initialize_actnorm(self._plan.steps, self._check_x(x), self._context(context), force)
+
+    # -- training ---------------------------------------------------------
+
+    def _unpack(self, data):
+        if isinstance(data, dict):
+            return data["x"], data.get("context")
+        if isinstance(data, (tuple, list)):
+            if len(data) == 1:
+                return data[0], None
+            if len(data) in (2, 3):
+                return data[0], (data[1] if self.is_conditional else None)
+        return data, None
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.bpd_tracker]
+
+    def _nll(self, data):
+        x, context = self._unpack(data)
+        log_prob = self.log_prob(x, context)
+        loss = -tf.reduce_mean(log_prob)
+        return loss, loss / (self.num_dims * math.log(2.0))
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, bpd = self._nll(data)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = loss / replicas
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        finite = tf.math.is_finite(loss)
+        for g in grads:
+            if g is not None:
+                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            finite = ctx.all_reduce("min", tf.cast(finite, tf.float32)) > 0.5
+
+        def apply():
+            self.optimizer.apply(grads, variables)
+            return tf.constant(0, tf.int32)
+
+        def skip():
+            return tf.constant(1, tf.int32)
+
+        skipped = tf.cond(finite, apply, skip)
+        self.nonfinite_steps.assign_add(skipped)
+        weight = tf.cast(finite, tf.float32)
+        self.loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=weight)
+        self.bpd_tracker.update_state(tf.where(finite, bpd, 0.0), sample_weight=weight)
+        return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
+
+    def test_step(self, data):
+        loss, bpd = self._nll(data)
+        self.loss_tracker.update_state(loss)
+        self.bpd_tracker.update_state(bpd)
+        return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
+
+    def predict_step(self, data):
+        x, context = self._unpack(data)
+        return self.log_prob(x, context)
+
+    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
+        """Keras ``fit`` with ActNorm initialised from the first batch and a non-finite guard."""
+        if not self.is_initialized:
+            first = x if isinstance(x, tf.data.Dataset) else (x if y is None else (x, y))
+            if isinstance(first, tf.data.Dataset):
+                self.initialize(first, num_batches=1)
+            else:
+                batch = kwargs.get("batch_size") or 256
+                xs, cs = self._unpack(first)
+                self.initialize((xs[:batch], None if cs is None else cs[:batch]))
+        self.nonfinite_steps.assign(0)
+        self.stopped_on_nonfinite = False
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        callbacks = list(callbacks or []) + [NonFiniteGuard()]
+        return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
