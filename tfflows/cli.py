@@ -1,0 +1,276 @@
+"""The ``tfflows`` command line: train, evaluate, sample (and export)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+IMAGE_DATASETS = ("digits", "fashion_mnist", "mnist")
+TOY_DATASETS = ("two_moons", "8gaussians", "checkerboard", "rings")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfflows", description="Normalizing flows for TensorFlow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a flow (default: a small Glow on the embedded digits)")
+    train.add_argument("--model", choices=("glow", "realnvp"), default="glow")
+    train.add_argument("--dataset", default="digits",
+                       help=f"image data {IMAGE_DATASETS} or any TFDS name, or a 2-D toy {TOY_DATASETS}")
+    train.add_argument("--data-dir", default=None, help="folder with local IDX files")
+    train.add_argument("--levels", type=_positive_int, default=2, help="Glow levels / RealNVP scales")
+    train.add_argument("--steps", type=_positive_int, default=4, help="Glow steps per level (K)")
+    train.add_argument("--width", type=_positive_int, default=64, help="hidden channels / units")
+    train.add_argument("--blocks", type=_positive_int, default=2, help="RealNVP ResNet blocks")
+    train.add_argument("--coupling", choices=("affine", "additive"), default="affine")
+    train.add_argument("--conditional", action="store_true", help="class-conditional model")
+    train.add_argument("--epochs", type=_positive_int, default=20)
+    train.add_argument("--batch-size", type=_positive_int, default=64)
+    train.add_argument("--lr", type=_positive_float, default=1e-3)
+    train.add_argument("--warmup", type=int, default=200, help="learning-rate warmup steps")
+    train.add_argument("--clipnorm", type=_positive_float, default=50.0)
+    train.add_argument("--n-bits", type=_positive_int, default=None,
+                       help="bits per pixel (default: the dataset's own, 5 for digits)")
+    train.add_argument("--max-train", type=_positive_int, default=None, help="use only this many examples")
+    train.add_argument("--time-limit", type=_positive_float, default=None,
+                       help="stop after the epoch that passes this many minutes")
+    train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="runs/glow_digits", help="output folder")
+    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+
+    evaluate = sub.add_parser("evaluate", help="test bits/dim (or NLL) of a saved model")
+    evaluate.add_argument("model_path", help="a .keras file written by tfflows train")
+    evaluate.add_argument("--dataset", default=None, help="default: the one it was trained on")
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=256)
+    evaluate.add_argument("--seed", type=int, default=0)
+
+    sample = sub.add_parser("sample", help="draw samples from a saved model into a PNG")
+    sample.add_argument("model_path")
+    sample.add_argument("--out", default="samples.png")
+    sample.add_argument("--num", type=_positive_int, default=10, help="samples per temperature")
+    sample.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 0.85, 1.0])
+    sample.add_argument("--seed", type=int, default=0)
+
+    export = sub.add_parser("export", help="export a saved model as a TF Serving SavedModel")
+    export.add_argument("model_path")
+    export.add_argument("out_dir", help="the SavedModel base folder; a version folder goes inside")
+    export.add_argument("--version", type=_positive_int, default=1)
+    return parser
+
+
+def _load_data(dataset: str, data_dir, split: str, n_bits, max_n=None, with_labels=False):
+    """Returns (array, labels or None, n_bits, source_bits) for images or toys."""
+    import numpy as np
+
+    from tfflows import data
+
+    if dataset in TOY_DATASETS:
+        n = {"train": 50000, "test": 20000}.get(split, 20000)
+        seed = 1 if split == "train" else 2
+        return data.sample_toy(dataset, max_n or n, seed=seed), None, None, None
+    loaded = data.load_images(dataset, split=split, data_dir=data_dir, with_labels=with_labels)
+    images, labels = loaded if with_labels else (loaded, None)
+    if max_n:
+        images = images[:max_n]
+        labels = None if labels is None else labels[:max_n]
+    source_bits = data.num_bits_of(dataset)
+    return np.asarray(images), labels, n_bits or source_bits, source_bits
+
+
+def _dataset(arr, labels, n_bits, source_bits, batch_size, shuffle, seed):
+    import tensorflow as tf
+
+    from tfflows import data
+
+    if n_bits is None:  # toys: real-valued points
+        ds = tf.data.Dataset.from_tensor_slices(arr.astype("float32"))
+        if shuffle:
+            ds = ds.shuffle(len(arr), seed=seed)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return data.make_dataset(arr, labels=labels, batch_size=batch_size, n_bits=n_bits,
+                             source_bits=source_bits, shuffle=shuffle, seed=seed)
+
+
+def _build_model(args, event_shape, n_bits, num_classes):
+    import tfflows
+
+    if len(event_shape) == 1:
+        if args.model == "glow":
+            return tfflows.VectorGlow(event_shape[0], num_steps=args.steps * args.levels,
+                                      hidden_units=args.width, coupling=args.coupling,
+                                      num_classes=num_classes, seed=args.seed)
+        return tfflows.VectorRealNVP(event_shape[0], num_layers=args.steps * args.levels,
+                                     hidden_units=args.width, num_classes=num_classes, seed=args.seed)
+    if args.model == "glow":
+        return tfflows.Glow(event_shape, num_levels=args.levels, num_steps=args.steps,
+                            hidden_channels=args.width, coupling=args.coupling, num_bits=n_bits,
+                            num_classes=num_classes, seed=args.seed)
+    return tfflows.RealNVP(event_shape, num_scales=args.levels, num_blocks=args.blocks,
+                           hidden_channels=args.width, num_bits=n_bits, num_classes=num_classes)
+
+
+def _train(args) -> dict:
+    import keras
+    import tensorflow as tf
+
+    import tfflows
+    from tfflows.callbacks import SampleGrid
+    from tfflows.training import make_optimizer
+
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    train_x, train_y, n_bits, source_bits = _load_data(
+        args.dataset, args.data_dir, "train", args.n_bits, args.max_train, args.conditional)
+    test_x, test_y, _, _ = _load_data(args.dataset, args.data_dir, "test", args.n_bits,
+                                      with_labels=args.conditional)
+    num_classes = None
+    if args.conditional:
+        if train_y is None:
+            raise SystemExit(f"tfflows train: --conditional needs labelled data; {args.dataset} has none.")
+        num_classes = int(max(train_y.max(), test_y.max())) + 1
+    train = _dataset(train_x, train_y, n_bits, source_bits, args.batch_size, True, args.seed)
+    test = _dataset(test_x, test_y, n_bits, source_bits, 256, False, args.seed + 1)
+    model = _build_model(args, train_x.shape[1:], n_bits, num_classes)
+    model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
+                  jit_compile=bool(args.jit))
+    print(f"tfflows: {type(model).__name__} on {args.dataset}: {len(train_x)} train / "
+          f"{len(test_x)} test examples of shape {tuple(train_x.shape[1:])}, "
+          f"{model.count_params():,} parameters")
+    ckpt = os.path.join(args.out, "checkpoints")
+    os.makedirs(ckpt, exist_ok=True)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras")),
+        keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup")),
+        keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard")),
+        SampleGrid(os.path.join(args.out, "samples"), num_bits=n_bits or 8),
+    ]
+    if args.time_limit:
+        callbacks.append(_TimeLimit(args.time_limit * 60.0))
+    start = time.time()
+    history = model.fit(train, epochs=args.epochs, validation_data=test, callbacks=callbacks,
+                        verbose=args.verbose)
+    seconds = time.time() - start
+    final = model.evaluate(test, return_dict=True, verbose=0)
+    model.save(os.path.join(args.out, "model.keras"))
+    result = {
+        "model": type(model).__name__, "dataset": args.dataset, "n_bits": n_bits,
+        "epochs_run": len(history.history.get("loss", [])), "train_seconds": round(seconds, 1),
+        "test_loss_nats": final["loss"], "test_bits_per_dim": final["bits_per_dim"],
+        "parameters": model.count_params(), "stopped_on_nonfinite": model.stopped_on_nonfinite,
+        "args": vars(args),
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    what = "NLL (nats)" if n_bits is None else "bits/dim"
+    value = final["loss"] if n_bits is None else final["bits_per_dim"]
+    print(f"tfflows: test {what} {value:.4f} after {result['epochs_run']} epochs in {seconds:.0f} s; "
+          f"model, samples and logs in {args.out}")
+    return result
+
+
+def _make_time_limit():
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        def __init__(self, seconds: float) -> None:
+            super().__init__()
+            self.seconds = seconds
+
+        def on_train_begin(self, logs=None):
+            self.start = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.time() - self.start > self.seconds:
+                self.model.stop_training = True
+
+    return TimeLimit
+
+
+def _TimeLimit(seconds: float):
+    return _make_time_limit()(seconds)
+
+
+def _load_model(path: str):
+    import keras
+
+    import tfflows  # noqa: F401  (registers the classes)
+
+    if not os.path.exists(path):
+        raise SystemExit(f"tfflows: no model file at {path!r}")
+    return keras.models.load_model(path)
+
+
+def _evaluate(args) -> dict:
+    model = _load_model(args.model_path)
+    dataset = args.dataset
+    if dataset is None:
+        results = os.path.join(os.path.dirname(os.path.abspath(args.model_path)), "results.json")
+        if not os.path.exists(results):
+            raise SystemExit("tfflows evaluate: pass --dataset (no results.json beside the model).")
+        with open(results) as f:
+            dataset = json.load(f)["dataset"]
+    n_bits = getattr(model, "num_bits", None)
+    x, y, n_bits, source_bits = _load_data(dataset, args.data_dir, args.split, n_bits,
+                                           with_labels=model.is_conditional)
+    ds = _dataset(x, y, n_bits, source_bits, args.batch_size, False, args.seed)
+    out = model.evaluate(ds, return_dict=True, verbose=0)
+    out = {"dataset": dataset, "split": args.split, "examples": len(x), **out}
+    print(json.dumps(out))
+    return out
+
+
+def _sample(args) -> None:
+    from tfflows.callbacks import save_samples_picture
+
+    model = _load_model(args.model_path)
+    save_samples_picture(model, args.out, args.temperatures, per_row=args.num, seed=args.seed,
+                         num_bits=getattr(model, "num_bits", 8))
+    print(f"tfflows: samples at temperatures {args.temperatures} written to {args.out}")
+
+
+def _export(args) -> None:
+    from tfflows.export import export_saved_model
+
+    model = _load_model(args.model_path)
+    path = export_saved_model(model, os.path.join(args.out_dir, str(args.version)))
+    print(f"tfflows: SavedModel written to {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    handlers = {"train": _train, "evaluate": _evaluate, "sample": _sample, "export": _export}
+    try:
+        handlers[args.command](args)
+    except ValueError as err:
+        print(f"tfflows {args.command}: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

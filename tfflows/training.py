@@ -1,0 +1,70 @@
+"""Training helpers: an optimizer with learning-rate warmup and gradient clipping."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+__all__ = ["WarmupSchedule", "make_optimizer"]
+
+
+@keras.saving.register_keras_serializable(package="tfflows")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to ``learning_rate`` over ``warmup_steps``, then constant
+    or cosine decay to ``final_fraction · learning_rate`` at ``decay_steps``.
+
+    Args:
+      learning_rate: the peak learning rate.
+      warmup_steps: steps of linear warmup (Glow uses a warmup too).
+      decay_steps: total steps of the cosine decay after warmup; 0 keeps the
+        peak rate.
+      final_fraction: the decayed rate as a fraction of the peak.
+    """
+
+    def __init__(self, learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0,
+                 final_fraction: float = 0.0) -> None:
+        if not learning_rate > 0 or not math.isfinite(learning_rate):
+            raise ValueError(f"WarmupSchedule: learning_rate must be a finite number > 0, got {learning_rate!r}.")
+        if warmup_steps < 0 or decay_steps < 0:
+            raise ValueError(f"WarmupSchedule: warmup_steps and decay_steps must be >= 0, "
+                             f"got {warmup_steps!r} and {decay_steps!r}.")
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.decay_steps = int(decay_steps)
+        self.final_fraction = float(final_fraction)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        peak = self.learning_rate
+        warm = ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
+        if self.decay_steps <= 0:
+            return peak * warm
+        t = ops.clip((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
+        cosine = 0.5 * (1.0 + ops.cos(math.pi * t))
+        decayed = peak * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
+        return ops.where(step < self.warmup_steps, peak * warm, decayed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
+                "decay_steps": self.decay_steps, "final_fraction": self.final_fraction}
+
+
+def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_steps: int = 0,
+                   clipnorm: float | None = 50.0, **kwargs: Any) -> keras.optimizers.Adam:
+    """Adam with linear warmup (and optional cosine decay) and global-norm gradient clipping.
+
+    Args:
+      learning_rate: the peak learning rate.
+      warmup_steps: linear warmup steps.
+      decay_steps: cosine decay steps after warmup (0: none).
+      clipnorm: clip the global gradient norm to this value (None: no clipping).
+      **kwargs: passed to ``keras.optimizers.Adam``.
+    """
+    if clipnorm is not None and not clipnorm > 0:
+        raise ValueError(f"make_optimizer: clipnorm must be > 0 or None, got {clipnorm!r}.")
+    schedule = WarmupSchedule(learning_rate, warmup_steps, decay_steps) if (
+        warmup_steps or decay_steps) else learning_rate
+    return keras.optimizers.Adam(schedule, global_clipnorm=clipnorm, **kwargs)
