@@ -2,8 +2,20 @@
 
 from tfflows import bijectors, layers, models
 from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorRealNVP
+from tfflows.training import WarmupSchedule, make_optimizer
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowModel", "Glow", "RealNVP", "VectorGlow", "VectorRealNVP", "bijectors", "layers",
-           "models", "__version__"]
+__all__ = [
+    "FlowModel",
+    "Glow",
+    "RealNVP",
+    "VectorGlow",
+    "VectorRealNVP",
+    "WarmupSchedule",
+    "__version__",
+    "bijectors",
+    "layers",
+    "make_optimizer",
+    "models",
+]
