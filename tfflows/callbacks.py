@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Sequence
 
 import keras
@@ -10,7 +11,7 @@ import numpy as np
 
 from tfflows.images import save_grid, to_uint8
 
-__all__ = ["SampleGrid", "save_samples_picture", "density_picture"]
+__all__ = ["SampleGrid", "TimeLimit", "save_samples_picture", "density_picture"]
 
 
 def density_picture(points: np.ndarray, path: str, bins: int = 200, extent: float = 4.5) -> None:
@@ -71,3 +72,25 @@ class SampleGrid(keras.callbacks.Callback):
         path = os.path.join(self.folder, f"samples_epoch_{epoch + 1:03d}.png")
         save_samples_picture(self.model, path, self.temperatures, self.per_row,
                              num_bits=self.num_bits)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at the end of the first batch after ``seconds`` of training.
+
+    The epoch in progress is cut short; evaluation and checkpoints that follow
+    ``fit`` still run.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        if not seconds > 0:
+            raise ValueError(f"TimeLimit: seconds must be > 0, got {seconds!r}.")
+        self.seconds = float(seconds)
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self.start > self.seconds:
+            self.model.stop_training = True

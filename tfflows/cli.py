@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bits per pixel (default: the dataset's own, 5 for digits)")
     train.add_argument("--max-train", type=_positive_int, default=None, help="use only this many examples")
     train.add_argument("--time-limit", type=_positive_float, default=None,
-                       help="stop after the epoch that passes this many minutes")
+                       help="stop training after this many minutes (checked every batch)")
+    train.add_argument("--steps-per-epoch", type=_positive_int, default=None,
+                       help="batches per epoch (the data repeat); default: one pass")
     train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/glow_digits", help="output folder")
@@ -138,7 +140,7 @@ def _train(args) -> dict:
     import tensorflow as tf
 
     import tfflows
-    from tfflows.callbacks import SampleGrid
+    from tfflows.callbacks import SampleGrid, TimeLimit
     from tfflows.training import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
@@ -169,10 +171,12 @@ def _train(args) -> dict:
         SampleGrid(os.path.join(args.out, "samples"), num_bits=n_bits or 8),
     ]
     if args.time_limit:
-        callbacks.append(_TimeLimit(args.time_limit * 60.0))
+        callbacks.append(TimeLimit(args.time_limit * 60.0))
     start = time.time()
-    history = model.fit(train, epochs=args.epochs, validation_data=test, callbacks=callbacks,
-                        verbose=args.verbose)
+    if args.steps_per_epoch:
+        train = train.repeat()
+    history = model.fit(train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                        validation_data=test, callbacks=callbacks, verbose=args.verbose)
     seconds = time.time() - start
     final = model.evaluate(test, return_dict=True, verbose=0)
     model.save(os.path.join(args.out, "model.keras"))
@@ -190,28 +194,6 @@ def _train(args) -> dict:
     print(f"tfflows: test {what} {value:.4f} after {result['epochs_run']} epochs in {seconds:.0f} s; "
           f"model, samples and logs in {args.out}")
     return result
-
-
-def _make_time_limit():
-    import keras
-
-    class TimeLimit(keras.callbacks.Callback):
-        def __init__(self, seconds: float) -> None:
-            super().__init__()
-            self.seconds = seconds
-
-        def on_train_begin(self, logs=None):
-            self.start = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if time.time() - self.start > self.seconds:
-                self.model.stop_training = True
-
-    return TimeLimit
-
-
-def _TimeLimit(seconds: float):
-    return _make_time_limit()(seconds)
 
 
 def _load_model(path: str):
