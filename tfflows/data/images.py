@@ -1,0 +1,218 @@
+"""Image datasets as uint8 numpy arrays, from local files first, TFDS second.
+
+Every source returns channels-last ``[N, H, W, C]`` uint8 images (``C = 1`` for
+grayscale) and, on request, int32 labels:
+
+- ``"mnist"``, ``"fashion_mnist"`` (and any name whose IDX files are present):
+  the standard IDX files, gzipped or not, looked for in ``data_dir``, then in
+  ``$TFFLOWS_DATA_DIR/<name>``, then, for Fashion-MNIST, where the Debian
+  package ``dataset-fashion-mnist`` installs them. Failing that, TFDS.
+- ``"digits"``: the 8x8 UCI digits embedded in the package (scikit-learn's
+  copy, values 0..16), split by a fixed
+  seeded permutation into 1,500 train and 297 test images.
+- any other name: ``tensorflow_datasets.load(name, split=split)``, key
+  ``"image"`` and, if present, ``"label"``.
+
+TFDS keeps its own data directory (``TFDS_DATA_DIR``); ``data_dir`` here only
+names a folder of IDX files. TFDS's checksums reject the Debian files (they are
+recompressed), which is why they are read directly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tfflows.data.idx import read_idx
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DEBIAN_DATA_DIRS",
+    "IDX_FILE_NAMES",
+    "LOCAL_NAMES",
+    "NATIVE_BITS",
+    "idx_search_dirs",
+    "load_images",
+    "num_bits_of",
+]
+
+DATA_DIR_ENV = "TFFLOWS_DATA_DIR"
+LOCAL_NAMES: tuple[str, ...] = ("digits", "fashion_mnist", "mnist")
+NATIVE_BITS: dict[str, int] = {"mnist": 8, "fashion_mnist": 8, "digits": 5}
+DEBIAN_DATA_DIRS: dict[str, str] = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+IDX_FILE_NAMES: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_SPLITS = tuple(IDX_FILE_NAMES)
+_DIGITS_TRAIN_SIZE = 1500
+_DIGITS_SEED = 0
+
+Images = np.ndarray | tuple[np.ndarray, np.ndarray]
+
+
+def num_bits_of(name: str) -> int:
+    """Native bit depth of a dataset: 5 for ``"digits"`` (0..16), else 8."""
+    return NATIVE_BITS.get(name, 8)
+
+
+def idx_search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[str]:
+    """Folders searched, in order, for the IDX files of ``name``.
+
+    Args:
+        name: Dataset name, e.g. ``"fashion_mnist"``.
+        data_dir: Folder given by the caller, searched first.
+
+    Returns:
+        ``data_dir`` (if given), ``$TFFLOWS_DATA_DIR/<name>`` (if the variable is
+        set) and the Debian package folder (for ``"fashion_mnist"``).
+    """
+    dirs = []
+    if data_dir is not None:
+        dirs.append(os.fspath(data_dir))
+    if os.environ.get(DATA_DIR_ENV):
+        dirs.append(os.path.join(os.environ[DATA_DIR_ENV], name))
+    if name in DEBIAN_DATA_DIRS:
+        dirs.append(DEBIAN_DATA_DIRS[name])
+    return dirs
+
+
+def _find_file(folder: str, stem: str) -> str | None:
+    for candidate in (stem + ".gz", stem):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _load_idx(image_path: str, split: str, with_labels: bool) -> Images:
+    folder = os.path.dirname(image_path)
+    label_stem = IDX_FILE_NAMES[split][1]
+    images = read_idx(image_path)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(
+            f"IDX file {image_path!r}: expected uint8 images [N, H, W] or [N, H, W, C]; "
+            f"got {images.dtype} {list(images.shape)}."
+        )
+    if images.ndim == 3:
+        images = images[..., None]
+    if not with_labels:
+        return images
+    label_path = _find_file(folder, label_stem)
+    if label_path is None:
+        raise ValueError(
+            f"Found {image_path!r} but expected labels {label_stem}[.gz] beside it; "
+            f"got none in {folder!r}."
+        )
+    labels = read_idx(label_path)
+    if labels.shape != images.shape[:1]:
+        raise ValueError(
+            f"IDX file {label_path!r}: expected labels of shape [{len(images)}]; "
+            f"got {list(labels.shape)}."
+        )
+    return images, labels.astype(np.int32)
+
+
+DIGITS_ASSET = os.path.join(os.path.dirname(__file__), "assets", "digits.npz")
+
+
+def _load_digits(split: str, with_labels: bool) -> Images:
+    # The package embeds scikit-learn's copy of the UCI digits (45 kB), so
+    # they load with no network and no scikit-learn.
+    with np.load(DIGITS_ASSET) as digits:
+        all_images, all_labels = digits["images"], digits["labels"]
+    order = np.random.default_rng(_DIGITS_SEED).permutation(len(all_images))
+    order = order[:_DIGITS_TRAIN_SIZE] if split == "train" else order[_DIGITS_TRAIN_SIZE:]
+    images = all_images[order].astype(np.uint8)
+    if not with_labels:
+        return images
+    return images, all_labels[order].astype(np.int32)
+
+
+def _short(err: BaseException) -> str:
+    """First line of an error plus any suggestion; TFDS lists ~400 datasets."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    kept = lines[:1] + [line for line in lines[1:] if line.startswith("Did you mean")]
+    return f"{type(err).__name__}: {' '.join(kept)}"[:500]
+
+
+def _load_tfds(name: str, split: str, with_labels: bool, download: bool) -> Images:
+    import tensorflow_datasets as tfds
+
+    data = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, download=download))
+    if not isinstance(data, dict) or "image" not in data:
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"TFDS dataset {name!r}: expected an 'image' feature; got {keys}.")
+    images = np.asarray(data["image"])
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"TFDS dataset {name!r}: expected uint8 images [N, H, W, C]; "
+            f"got {images.dtype} {list(images.shape)}."
+        )
+    if not with_labels:
+        return images
+    if "label" not in data:
+        raise ValueError(
+            f"TFDS dataset {name!r}: expected a 'label' feature for with_labels=True; "
+            f"got {sorted(data)}."
+        )
+    return images, np.asarray(data["label"]).astype(np.int32)
+
+
+def load_images(
+    name: str,
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    with_labels: bool = False,
+    download: bool = True,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Loads a whole image dataset split into memory.
+
+    Args:
+        name: ``"mnist"``, ``"fashion_mnist"``, ``"digits"`` or a TFDS name such
+            as ``"cifar10"``.
+        split: ``"train"`` or ``"test"`` for the local sources; any TFDS split
+            string (``"train[:10%]"``) for the others.
+        data_dir: Folder holding IDX files, searched before the default places.
+        with_labels: Also return the labels.
+        download: Passed to ``tfds.load``; ``False`` fails fast when the data is
+            not already prepared, instead of trying the network.
+
+    Returns:
+        uint8 images ``[N, H, W, C]``, or ``(images, labels)`` with int32 labels
+        ``[N]`` when ``with_labels``.
+
+    Raises:
+        ValueError: If ``split`` is not ``"train"``/``"test"`` for a local
+            source, or no source has the data; the message names every folder
+            searched and the TFDS error.
+    """
+    if name in LOCAL_NAMES and split not in _SPLITS:
+        raise ValueError(f"split for {name!r} must be one of {list(_SPLITS)}; got {split!r}.")
+    if name == "digits":
+        return _load_digits(split, with_labels)
+    folders = idx_search_dirs(name, data_dir)
+    if split in _SPLITS:
+        for folder in folders:
+            image_path = _find_file(folder, IDX_FILE_NAMES[split][0])
+            if image_path is not None:
+                return _load_idx(image_path, split, with_labels)
+    try:
+        return _load_tfds(name, split, with_labels, download)
+    except Exception as err:  # any TFDS failure (unknown name, offline, ...) is reported
+        raise ValueError(
+            f"Could not load image dataset {name!r} (split {split!r}). "
+            f"{_where_looked(folders, split)} Local names: {list(LOCAL_NAMES)}. "
+            f"TFDS fallback failed with {_short(err)}"
+        ) from err
+
+
+def _where_looked(folders: list[str], split: str) -> str:
+    if split not in _SPLITS:
+        return f"IDX files not searched: split {split!r} is not one of {list(_SPLITS)}."
+    searched = ", ".join(repr(f) for f in folders) or "no folder"
+    if not os.environ.get(DATA_DIR_ENV):
+        searched += f" (${DATA_DIR_ENV} not set)"
+    stem = IDX_FILE_NAMES[split][0]
+    return f"Expected IDX file {stem}[.gz] in one of: {searched}; got none."
