@@ -4,7 +4,7 @@ A perfect model's test NLL equals the data's differential entropy
 (8gaussians: 2.833 nats, checkerboard: log 32 = 3.466 nats), so the gap
 NLL − entropy measures how far a flow is from the truth.
 
-    python bench/toy_nll.py --toys 8gaussians checkerboard --model realnvp --epochs 40
+    python bench/toy_nll.py --toys 8gaussians checkerboard --model nsf --epochs 40
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def run(toy: str, model_name: str, epochs: int, layers: int, width: int, batch: 
     keras.utils.set_random_seed(seed)
     train = data.toy_dataset(toy, n_train, batch_size=batch, seed=seed)
     test = data.sample_toy(toy, 100_000, seed=seed + 1)
-    cls = {"realnvp": tfflows.VectorRealNVP, "glow": tfflows.VectorGlow}[model_name]
-    kwargs = {"num_layers": layers} if model_name == "realnvp" else {"num_steps": layers}
+    cls = {"realnvp": tfflows.VectorRealNVP, "glow": tfflows.VectorGlow,
+           "nsf": tfflows.VectorNSF}[model_name]
+    kwargs = {"num_steps": layers} if model_name == "glow" else {"num_layers": layers}
     model = cls(2, hidden_units=width, num_hidden=2, **kwargs)
     steps = epochs * int(np.ceil(n_train / batch))
     model.compile(optimizer=tfflows.make_optimizer(lr, warmup_steps=200, decay_steps=steps))
@@ -46,7 +47,7 @@ def run(toy: str, model_name: str, epochs: int, layers: int, width: int, batch: 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--toys", nargs="+", default=["8gaussians", "checkerboard"])
-    p.add_argument("--model", choices=("realnvp", "glow"), default="realnvp")
+    p.add_argument("--model", choices=("realnvp", "glow", "nsf"), default="realnvp")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--width", type=int, default=128)

@@ -1,7 +1,7 @@
 """tfflows: normalizing flows for TensorFlow, Keras 3 and TensorFlow Probability."""
 
 from tfflows import bijectors, layers, models
-from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorRealNVP
+from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorNSF, VectorRealNVP
 from tfflows.training import WarmupSchedule, make_optimizer
 
 __version__ = "0.1.0"
@@ -11,6 +11,7 @@ __all__ = [
     "Glow",
     "RealNVP",
     "VectorGlow",
+    "VectorNSF",
     "VectorRealNVP",
     "WarmupSchedule",
     "__version__",

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a flow (default: a small Glow on the embedded digits)")
-    train.add_argument("--model", choices=("glow", "realnvp"), default="glow")
+    train.add_argument("--model", choices=("glow", "realnvp", "nsf"), default="glow",
+                       help="nsf (neural spline flow) is for vector data: the 2-D toys")
     train.add_argument("--dataset", default="digits",
                        help=f"image data {IMAGE_DATASETS} or any TFDS name, or a 2-D toy {TOY_DATASETS}")
     train.add_argument("--data-dir", default=None, help="folder with local IDX files")
@@ -121,12 +122,18 @@ def _build_model(args, event_shape, n_bits, num_classes):
     import tfflows
 
     if len(event_shape) == 1:
+        if args.model == "nsf":
+            return tfflows.VectorNSF(event_shape[0], num_layers=args.steps * args.levels,
+                                     hidden_units=args.width, num_classes=num_classes, seed=args.seed)
         if args.model == "glow":
             return tfflows.VectorGlow(event_shape[0], num_steps=args.steps * args.levels,
                                       hidden_units=args.width, coupling=args.coupling,
                                       num_classes=num_classes, seed=args.seed)
         return tfflows.VectorRealNVP(event_shape[0], num_layers=args.steps * args.levels,
                                      hidden_units=args.width, num_classes=num_classes, seed=args.seed)
+    if args.model == "nsf":
+        raise ValueError("--model nsf is a vector flow; use it with a 2-D toy dataset, "
+                         f"got image data of shape {tuple(event_shape)}.")
     if args.model == "glow":
         return tfflows.Glow(event_shape, num_levels=args.levels, num_steps=args.steps,
                             hidden_channels=args.width, coupling=args.coupling, num_bits=n_bits,

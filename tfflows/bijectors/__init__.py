@@ -14,6 +14,7 @@ from tfflows.bijectors.masks import MASK_TYPES
 from tfflows.bijectors.multiscale import FactorOut, Flatten, FlowChain
 from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.bijectors.preprocess import Logit, ScalePixels
+from tfflows.bijectors.spline import SplineCoupling
 from tfflows.bijectors.squeeze import Squeeze
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "MASK_TYPES",
     "SCALE_FNS",
     "ScalePixels",
+    "SplineCoupling",
     "Squeeze",
     "actnorm_init",
     "lu_weight",

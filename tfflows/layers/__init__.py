@@ -6,6 +6,7 @@ from tfflows.layers.conditioners import MLP, ConvNet, ResNet, ZeroConv
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
 from tfflows.layers.coupling import CONDITIONERS, CouplingLayer
 from tfflows.layers.prior import PriorLayer
+from tfflows.layers.spline import SplineCouplingLayer
 
 __all__ = [
     "ActNormLayer",
@@ -17,5 +18,6 @@ __all__ = [
     "MLP",
     "PriorLayer",
     "ResNet",
+    "SplineCouplingLayer",
     "ZeroConv",
 ]

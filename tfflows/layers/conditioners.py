@@ -22,10 +22,9 @@ def _with_context(x, context):
         return x
     context = ops.cast(context, x.dtype)
     if len(x.shape) == 4:
-        context = ops.broadcast_to(
-            context[:, None, None, :],
-            ops.concatenate([ops.shape(x)[:3], ops.shape(context)[-1:]], axis=0),
-        )
+        # Adding zeros broadcasts [B, 1, 1, K] over space with no shape
+        # arithmetic, so it works eagerly, traced with unknown sizes and in XLA.
+        context = context[:, None, None, :] + ops.zeros_like(x[..., :1])
     return ops.concatenate([x, context], axis=-1)
 
 

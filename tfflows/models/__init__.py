@@ -3,6 +3,6 @@
 from tfflows.models.base import FlowModel, NonFiniteGuard
 from tfflows.models.glow import Glow
 from tfflows.models.realnvp import RealNVP
-from tfflows.models.vector import VectorGlow, VectorRealNVP
+from tfflows.models.vector import VectorGlow, VectorNSF, VectorRealNVP
 
-__all__ = ["FlowModel", "Glow", "NonFiniteGuard", "RealNVP", "VectorGlow", "VectorRealNVP"]
+__all__ = ["FlowModel", "Glow", "NonFiniteGuard", "RealNVP", "VectorGlow", "VectorNSF", "VectorRealNVP"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any, Sequence
 
@@ -92,7 +93,8 @@ class FlowModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
         self.nonfinite_steps = self.add_weight(
-            name="nonfinite_steps", shape=(), dtype="int32", initializer="zeros", trainable=False)
+            name="nonfinite_steps", shape=(), dtype="int32", initializer="zeros", trainable=False,
+            aggregation="only_first_replica")
         self.stopped_on_nonfinite = False
 
     # -- construction -----------------------------------------------------
@@ -155,7 +157,16 @@ class FlowModel(keras.Model):
                     f"of shape {context.shape}.")
             if context.shape.rank not in (None, 1):
                 raise ValueError(f"{name}: expected labels of shape [batch], got shape {context.shape}.")
-            return tf.one_hot(tf.cast(context, tf.int32), self.num_classes, dtype=tf.float32)
+            labels = tf.cast(context, tf.int32)
+            # tf.one_hot maps an out-of-range label to a zero vector without a word;
+            # catch that where the values are known (graphs skip the check).
+            if tf.executing_eagerly() and tf.size(labels) > 0:
+                low, high = int(tf.reduce_min(labels)), int(tf.reduce_max(labels))
+                if low < 0 or high >= self.num_classes:
+                    raise ValueError(
+                        f"{name}: expected class labels in 0..{self.num_classes - 1}, got labels "
+                        f"from {low} to {high}.")
+            return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
                 f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
@@ -250,21 +261,25 @@ class FlowModel(keras.Model):
         name = type(self).__name__
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ValueError(f"{name}: num_samples must be a positive integer, got {num_samples!r}.")
-        if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+        if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
+                or not math.isfinite(temperature) or temperature < 0):
             raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
         shape = (int(num_samples), self.num_dims)
         if seed is None:
             eps = tf.random.normal(shape)
         else:
             eps = tf.random.stateless_normal(shape, seed=[int(seed), 0])
-        if context is not None and self.num_classes is not None:
+        if context is not None and self.is_conditional:
             context = tf.convert_to_tensor(context)
-            if context.shape.rank == 0:
+            # One label (or one context vector) stands for every sample.
+            if self.num_classes is not None and context.shape.rank == 0:
                 context = tf.fill([shape[0]], tf.cast(context, tf.int32))
-        if context is not None and context.shape[0] != shape[0]:
-            raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one label, "
-                             f"got {context.shape[0]}.")
-        return self.decode(eps * temperature, context)
+            elif self.context_dim is not None and context.shape.rank == 1:
+                context = tf.tile(context[None], [shape[0], 1])
+            if context.shape.rank and context.shape[0] not in (None, shape[0]):
+                raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one, "
+                                 f"got {context.shape[0]}.")
+        return self.decode(eps * float(temperature), context)
 
     def split_latents(self, z) -> list[tf.Tensor]:
         """Cuts a flat latent into its levels, each in its own [batch, H, W, C] shape."""
@@ -325,7 +340,12 @@ class FlowModel(keras.Model):
             context = None if cs[0] is None else tf.concat(cs, 0)
         else:
             x, context = self._unpack(data)
-        return initialize_actnorm(self._plan.steps, self._check_x(x), self._context(context), force)
+        x = self._check_x(x)
+        if not bool(tf.reduce_all(tf.math.is_finite(x))):
+            # Statistics of such a batch would make every ActNorm weight NaN.
+            raise ValueError(f"{type(self).__name__}: initialize got data with inf or NaN values; "
+                             "ActNorm needs finite data to set its scale and bias.")
+        return initialize_actnorm(self._plan.steps, x, self._context(context), force)
 
     # -- training ---------------------------------------------------------
 
@@ -362,21 +382,45 @@ class FlowModel(keras.Model):
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
-            finite = ctx.all_reduce("min", tf.cast(finite, tf.float32)) > 0.5
+            # ReduceOp has only SUM and MEAN: count the replicas that saw a non-finite value.
+            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+            finite = bad < 0.5
 
-        def apply():
-            self.optimizer.apply(grads, variables)
-            return tf.constant(0, tf.int32)
-
-        def skip():
-            return tf.constant(1, tf.int32)
-
-        skipped = tf.cond(finite, apply, skip)
+        self._apply_if_finite(grads, variables, finite)
+        skipped = 1 - tf.cast(finite, tf.int32)
         self.nonfinite_steps.assign_add(skipped)
         weight = tf.cast(finite, tf.float32)
         self.loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=weight)
         self.bpd_tracker.update_state(tf.where(finite, bpd, 0.0), sample_weight=weight)
         return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
+
+    def _apply_if_finite(self, grads, variables, finite) -> None:
+        """Applies ``grads`` when ``finite`` (the same on every replica), else skips the step."""
+
+        def apply(grads=grads):
+            self.optimizer.apply(grads, variables)
+            return tf.constant(True)
+
+        def skip():
+            return tf.constant(False)
+
+        ctx = tf.distribute.get_replica_context()
+        if (ctx is None or not tf.distribute.has_strategy()
+                or tf.__internal__.distribute.strategy_supports_no_merge_call()):
+            tf.cond(finite, apply, skip)
+            return
+
+        # The optimizer all-reduces the gradients with a merge_call, which may not sit in
+        # a cond inside a replica context: take the branch in the cross-replica context,
+        # as keras.optimizers.LossScaleOptimizer does.
+        def cross_replica(strategy, grads, finite):
+            def apply_everywhere():
+                strategy.extended.call_for_each_replica(apply, args=(grads,))
+                return tf.constant(True)
+
+            tf.cond(strategy.experimental_local_results(finite)[0], apply_everywhere, skip)
+
+        ctx.merge_call(cross_replica, args=(grads, finite))
 
     def test_step(self, data):
         loss, bpd = self._nll(data)

@@ -1,0 +1,426 @@
+"""SavedModel export for TF Serving: named signatures that need neither tfflows nor TFP.
+
+``export_saved_model(model, path)`` writes a plain ``tf.Module`` holding the
+model's variables and one ``tf.function`` per endpoint. The traced graphs
+contain only TensorFlow ops, so ``tf.saved_model.load``, ``saved_model_cli``
+and TF Serving run them without importing tfflows, Keras or TFP.
+
+Image models (event shape [H, W, C], ``num_bits`` n):
+
+- ``log_prob`` (= ``serving_default``): ``images`` uint8 [B, H, W, C] →
+  ``log_prob``, ``bits_per_dim`` [B]. Pixels are reduced to n bits,
+  k = floor(x / 2^(8−n)), and scored at the bin centre k + ½: the output is
+  the density of the model at k + ½ in n-bit pixel-level units, the
+  deterministic midpoint estimate of log P(k) = log ∫ p over the unit bin.
+- ``log_prob_float``: ``images`` float32 pixel levels in [0, 2ⁿ), already
+  dequantized → the same outputs, the exact density at those values.
+- ``sample``: ``num_samples`` int32, ``temperature`` float32, ``seed`` int64
+  scalars → ``images`` uint8 (scaled to 0..255) and ``images_float`` (levels).
+- ``encode``: ``images`` uint8 → ``latents`` float32 [B, D];
+  ``decode``: ``latents`` → ``images``, ``images_float``.
+
+Vector models (event shape [D]) take and return float32 ``x`` [B, D] and
+have no uint8 path. Conditional models take ``labels`` int32 [B] (models
+with ``num_classes``) or ``context`` float32 [B, K] (``context_dim``) on
+every signature. Models with ``num_bits`` above 8 take and give uint16.
+
+Bad requests fail at serve time with ``InvalidArgumentError`` naming the
+argument and the limit: values out of range, labels out of range or not one
+per example, ``num_samples`` outside 1..``max_samples``, non-finite or
+negative temperatures, non-finite latents. Wrong shapes and dtypes are
+refused by the signatures' input specs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import tensorflow as tf
+
+__all__ = ["MAX_SAMPLES", "export_saved_model", "describe_signatures"]
+
+MAX_SAMPLES = 4096
+"""Default cap on ``num_samples`` per ``sample`` request."""
+
+CARD_FILE = os.path.join("assets.extra", "model_card.json")
+
+
+@dataclass
+class _Tensor:
+    """One named input or output of a signature."""
+
+    name: str
+    dtype: tf.DType
+    shape: tuple
+    description: str
+
+    def spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec(self.shape, self.dtype, name=self.name)
+
+    def card(self) -> dict[str, Any]:
+        return {"dtype": self.dtype.name, "shape": [-1 if d is None else d for d in self.shape],
+                "description": self.description}
+
+
+@dataclass
+class _Endpoint:
+    """A signature: its inputs and outputs, what it does, and its body."""
+
+    name: str
+    description: str
+    inputs: list[_Tensor]
+    outputs: list[_Tensor]
+    body: Callable[..., dict[str, tf.Tensor]]
+
+    def function(self) -> tf.types.experimental.GenericFunction:
+        names = [t.name for t in self.inputs]
+
+        def serve(*args):
+            return self.body(**dict(zip(names, args)))
+
+        return tf.function(serve, input_signature=[t.spec() for t in self.inputs],
+                           autograph=False)
+
+    def card(self) -> dict[str, Any]:
+        return {"description": self.description,
+                "inputs": {t.name: t.card() for t in self.inputs},
+                "outputs": {t.name: t.card() for t in self.outputs}}
+
+
+class _Endpoints:
+    """Builds the serving endpoints of one model (plain Python: nothing here is saved)."""
+
+    def __init__(self, model, max_samples: int) -> None:
+        self.model = model
+        self.max_samples = max_samples
+        self.is_image = len(model.event_shape) == 3
+        self.num_dims = int(model.num_dims)
+        if self.is_image:
+            self.num_bits = int(getattr(model, "num_bits", 8))
+            self.int_dtype = tf.uint8 if self.num_bits <= 8 else tf.uint16
+            self.int_bits = 8 if self.num_bits <= 8 else 16
+
+    # -- inputs and outputs ----------------------------------------------
+
+    def _data(self, dtype: tf.DType | None = None) -> _Tensor:
+        if not self.is_image:
+            return _Tensor("x", tf.float32, (None, self.num_dims), "examples, one per row")
+        shape = (None, *self.model.event_shape)
+        n, ib = self.num_bits, self.int_bits
+        if dtype is None or dtype.is_integer:
+            how = ("" if n == ib else
+                   f", reduced to {n} bits as floor(x / {2 ** (ib - n)}),")
+            return _Tensor("images", self.int_dtype, shape,
+                           f"{ib}-bit pixels{how} scored at the bin centre (level + 0.5)")
+        return _Tensor("images", tf.float32, shape,
+                       f"dequantized pixel levels in [0, {2 ** n}) ({n}-bit data)")
+
+    def _context_inputs(self) -> list[_Tensor]:
+        model = self.model
+        if model.num_classes is not None:
+            return [_Tensor("labels", tf.int32, (None,),
+                            f"class ids in 0..{model.num_classes - 1}, one per example")]
+        if model.context_dim is not None:
+            return [_Tensor("context", tf.float32, (None, model.context_dim),
+                            "finite context vectors, one per example")]
+        return []
+
+    def _score_outputs(self) -> list[_Tensor]:
+        out = [_Tensor("log_prob", tf.float32, (None,),
+                       "log density in the units of the data (nats)")]
+        if self.is_image:
+            out.append(_Tensor("bits_per_dim", tf.float32, (None,),
+                               "-log_prob / (D ln 2), D = H*W*C"))
+        return out
+
+    def _data_outputs(self) -> list[_Tensor]:
+        if not self.is_image:
+            return [_Tensor("x", tf.float32, (None, self.num_dims), "examples, one per row")]
+        shape = (None, *self.model.event_shape)
+        ib, n = self.int_bits, self.num_bits
+        return [_Tensor("images", self.int_dtype, shape,
+                        f"pixels scaled to 0..{2 ** ib - 1}: round(floor(level) * "
+                        f"{2 ** ib - 1} / {2 ** n - 1})"),
+                _Tensor("images_float", tf.float32, shape, f"pixel levels in [0, {2 ** n})")]
+
+    def _latents(self) -> _Tensor:
+        return _Tensor("latents", tf.float32, (None, self.num_dims),
+                       "flat latents z = f(x) of every level, standard normal under the model")
+
+    # -- checks --------------------------------------------------------------
+
+    def _check_context(self, kwargs: dict, batch: tf.Tensor, where: str) -> tuple[list, Any]:
+        model = self.model
+        if model.num_classes is not None:
+            labels = kwargs["labels"]
+            k = model.num_classes
+            return [
+                tf.debugging.assert_greater_equal(
+                    labels, 0, message=f"{where}: labels must be class ids in 0..{k - 1}"),
+                tf.debugging.assert_less(
+                    labels, k, message=f"{where}: labels must be class ids in 0..{k - 1}"),
+                tf.debugging.assert_equal(
+                    tf.shape(labels)[0], batch,
+                    message=f"{where}: labels must have one entry per example"),
+            ], labels
+        if model.context_dim is not None:
+            context = kwargs["context"]
+            return [
+                tf.debugging.assert_equal(
+                    tf.reduce_all(tf.math.is_finite(context)), True,
+                    message=f"{where}: context must be finite"),
+                tf.debugging.assert_equal(
+                    tf.shape(context)[0], batch,
+                    message=f"{where}: context must have one row per example"),
+            ], context
+        return [], None
+
+    def _check_levels(self, x: tf.Tensor, where: str) -> list:
+        top = 2.0 ** self.num_bits
+        what = f"{where}: images must be finite pixel levels in [0, {top:g})"
+        return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True, message=what),
+                tf.debugging.assert_greater_equal(x, 0.0, message=what),
+                tf.debugging.assert_less(x, top, message=what)]
+
+    def _check_finite(self, x: tf.Tensor, what: str) -> list:
+        return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True,
+                                          message=f"{what} must be finite")]
+
+    # -- conversions -----------------------------------------------------
+
+    def _bin_centres(self, images: tf.Tensor) -> tf.Tensor:
+        levels = tf.cast(images, tf.int32) // (2 ** (self.int_bits - self.num_bits))
+        return tf.cast(levels, tf.float32) + 0.5
+
+    def _to_ints(self, x: tf.Tensor) -> tf.Tensor:
+        top = 2 ** self.num_bits - 1
+        levels = tf.clip_by_value(tf.floor(x), 0.0, float(top))
+        levels = tf.where(tf.math.is_nan(levels), tf.zeros_like(levels), levels)
+        scale = (2 ** self.int_bits - 1) / top
+        return tf.cast(tf.round(levels * scale), self.int_dtype)
+
+    def _data_dict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        if not self.is_image:
+            return {"x": x}
+        return {"images": self._to_ints(x), "images_float": x}
+
+    def _scores(self, x, context) -> dict[str, tf.Tensor]:
+        log_prob = self.model.log_prob(x, context)
+        out = {"log_prob": log_prob}
+        if self.is_image:
+            out["bits_per_dim"] = -log_prob / (self.num_dims * math.log(2.0))
+        return out
+
+    # -- bodies -------------------------------------------------------------
+
+    def log_prob(self, **kw):
+        x = kw["images"] if self.is_image else kw["x"]
+        checks, context = self._check_context(kw, tf.shape(x)[0], "log_prob")
+        if not self.is_image:
+            checks += self._check_finite(x, "log_prob: x")
+        with tf.control_dependencies(checks):
+            x = self._bin_centres(x) if self.is_image else tf.identity(x)
+            return self._scores(x, context)
+
+    def log_prob_float(self, **kw):
+        x = kw["images"]
+        checks, context = self._check_context(kw, tf.shape(x)[0], "log_prob_float")
+        with tf.control_dependencies(checks + self._check_levels(x, "log_prob_float")):
+            return self._scores(tf.identity(x), context)
+
+    def encode(self, **kw):
+        x = kw["images"] if self.is_image else kw["x"]
+        checks, context = self._check_context(kw, tf.shape(x)[0], "encode")
+        if not self.is_image:
+            checks += self._check_finite(x, "encode: x")
+        with tf.control_dependencies(checks):
+            x = self._bin_centres(x) if self.is_image else tf.identity(x)
+            return {"latents": self.model.encode(x, context)}
+
+    def decode(self, **kw):
+        z = kw["latents"]
+        checks, context = self._check_context(kw, tf.shape(z)[0], "decode")
+        with tf.control_dependencies(checks + self._check_finite(z, "decode: latents")):
+            return self._data_dict(self.model.decode(tf.identity(z), context))
+
+    def sample(self, **kw):
+        n, temperature, seed = kw["num_samples"], kw["temperature"], kw["seed"]
+        limit = f"sample: num_samples must be in 1..{self.max_samples}"
+        checks = [
+            tf.debugging.assert_greater_equal(n, 1, message=limit),
+            tf.debugging.assert_less_equal(n, self.max_samples, message=limit),
+            tf.debugging.assert_equal(tf.math.is_finite(temperature), True,
+                                      message="sample: temperature must be finite"),
+            tf.debugging.assert_greater_equal(temperature, 0.0,
+                                              message="sample: temperature must be >= 0"),
+        ]
+        context = None
+        if self.model.is_conditional:
+            key = "labels" if self.model.num_classes is not None else "context"
+            given = tf.shape(kw[key])[0]
+            one_or_n = tf.logical_or(tf.equal(given, 1), tf.equal(given, n))
+            checks.append(tf.debugging.assert_equal(
+                one_or_n, True, message=f"sample: {key} must have 1 row (for all samples) "
+                "or num_samples rows (one per sample)"))
+            more, context = self._check_context(kw, given, "sample")
+            checks += more
+        with tf.control_dependencies(checks):
+            n = tf.identity(n)
+            if context is not None:
+                rows = tf.concat([[n], tf.shape(context)[1:]], 0)
+                context = tf.broadcast_to(context, rows)
+            key = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+            eps = tf.random.stateless_normal(tf.stack([n, self.num_dims]), seed=key)
+            eps = tf.reshape(eps, [-1, self.num_dims])
+            return self._data_dict(self.model.decode(eps * temperature, context))
+
+    # -- the table ---------------------------------------------------------
+
+    def endpoints(self) -> list[_Endpoint]:
+        ctx = self._context_inputs()
+        data, latents = self._data(), self._latents()
+        out = [_Endpoint("log_prob", (
+            "log density of integer pixels scored at the bin centre (level + 0.5)" if self.is_image
+            else "log density of the examples"), [data, *ctx], self._score_outputs(), self.log_prob)]
+        if self.is_image:
+            out.append(_Endpoint(
+                "log_prob_float", "exact log density of dequantized float pixel levels",
+                [self._data(tf.float32), *ctx], self._score_outputs(), self.log_prob_float))
+        scalars = [
+            _Tensor("num_samples", tf.int32, (), f"how many samples, 1..{self.max_samples}"),
+            _Tensor("temperature", tf.float32, (), "finite scale >= 0 of the base noise (1: the model)"),
+            _Tensor("seed", tf.int64, (), "the same seed gives the same samples"),
+        ]
+        ctx_sample = [_Tensor(t.name, t.dtype, t.shape, t.description.replace(
+            "one per example", "one for all samples or one per sample")) for t in ctx]
+        out += [
+            _Endpoint("sample", "draws samples, deterministic for a given seed",
+                      scalars + ctx_sample, self._data_outputs(), self.sample),
+            _Endpoint("encode", "the flat latent z = f(x)" + (
+                " of the bin centres" if self.is_image else ""), [data, *ctx], [latents], self.encode),
+            _Endpoint("decode", "x = f^-1(z) for flat latents", [latents, *ctx],
+                      self._data_outputs(), self.decode),
+        ]
+        return out
+
+
+def _card(model, endpoints: list[_Endpoint], max_samples: int) -> dict[str, Any]:
+    import tfflows
+
+    signatures = {e.name: e.card() for e in endpoints}
+    signatures = {"serving_default": {**signatures["log_prob"], "same_as": "log_prob"}, **signatures}
+    card = {
+        "format": "tfflows SavedModel signatures v1",
+        "model": type(model).__name__,
+        "tfflows_version": tfflows.__version__,
+        "tensorflow_version": tf.__version__,
+        "event_shape": list(model.event_shape),
+        "num_dims": int(model.num_dims),
+        "num_classes": model.num_classes,
+        "context_dim": model.context_dim,
+        "max_samples": max_samples,
+        "config": model.get_config(),
+        "signatures": signatures,
+    }
+    if len(model.event_shape) == 3:
+        n = int(getattr(model, "num_bits", 8))
+        card["num_bits"] = n
+        card["dequantization"] = (
+            f"integer pixels x are reduced to k = floor(x / 2^({8 if n <= 8 else 16} - {n})) and "
+            "scored at k + 0.5: log_prob is the density at the bin centre in pixel-level units "
+            "(a deterministic estimate of the log-probability of the integer image); "
+            "log_prob_float scores float levels as given.")
+    return card
+
+
+def describe_signatures(model, max_samples: int = MAX_SAMPLES) -> dict[str, Any]:
+    """The model card written beside an export: every signature's inputs and outputs.
+
+    Args:
+      model: a :class:`~tfflows.models.FlowModel`.
+      max_samples: the cap on ``num_samples``.
+
+    Returns:
+      A JSON-safe dict; ``["signatures"][name]["inputs"|"outputs"][tensor]``
+      gives ``dtype``, ``shape`` (−1 for the batch) and ``description``.
+    """
+    return _card(model, _Endpoints(model, max_samples).endpoints(), max_samples)
+
+
+def _check_path(path: str, overwrite: bool) -> None:
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise ValueError(f"export_saved_model: path {path!r} exists and is not a folder.")
+    if not os.listdir(path):
+        return
+    if not overwrite:
+        raise ValueError(
+            f"export_saved_model: {path!r} is not empty; TF Serving versions are immutable, "
+            "so export to a new version folder or pass overwrite=True.")
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise ValueError(
+            f"export_saved_model: {path!r} is not empty and holds no SavedModel; "
+            "refusing to overwrite it.")
+    shutil.rmtree(path)
+
+
+def export_saved_model(model, path: str | os.PathLike, *, max_samples: int = MAX_SAMPLES,
+                       overwrite: bool = False) -> str:
+    """Writes ``model`` as a SavedModel with the signatures of this module's docstring.
+
+    For TF Serving, ``path`` is ``<base>/<model_name>/<version>``. Besides
+    the SavedModel, ``assets.extra/model_card.json`` describes every
+    signature (see :func:`describe_signatures`).
+
+    Args:
+      model: a :class:`~tfflows.models.FlowModel` (trained: an uninitialised
+        ActNorm is exported as it is, with a warning).
+      path: the version folder to write; must be missing or empty unless
+        ``overwrite``.
+      max_samples: the largest ``num_samples`` a ``sample`` request may ask for.
+      overwrite: replace an existing SavedModel at ``path``.
+
+    Returns:
+      ``path`` as a string.
+
+    Raises:
+      ValueError: not a flow model, a bad ``max_samples`` or an occupied ``path``.
+    """
+    from tfflows.models.base import FlowModel
+
+    if not isinstance(model, FlowModel):
+        raise ValueError(f"export_saved_model: expected a tfflows FlowModel, got {type(model).__name__}.")
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
+        raise ValueError(f"export_saved_model: max_samples must be a positive integer, got {max_samples!r}.")
+    if len(model.event_shape) == 3 and not 1 <= int(getattr(model, "num_bits", 8)) <= 16:
+        raise ValueError(f"export_saved_model: num_bits must be in 1..16, got {model.num_bits!r}.")
+    if not model.is_initialized:
+        warnings.warn(f"export_saved_model: {type(model).__name__} has ActNorm layers that were "
+                      "never initialised (an untrained model?); exporting it as it is.",
+                      RuntimeWarning, stacklevel=2)
+    path = os.fspath(path)
+    _check_path(path, overwrite)
+
+    endpoints = _Endpoints(model, max_samples).endpoints()
+    module = tf.Module(name="tfflows_serving")
+    # The functions capture the weights; the module must own them for saving.
+    module.model_variables = list(model.weights)
+    signatures = {}
+    for endpoint in endpoints:
+        fn = endpoint.function()
+        setattr(module, endpoint.name, fn)
+        signatures[endpoint.name] = fn.get_concrete_function()
+    signatures["serving_default"] = signatures["log_prob"]
+    tf.saved_model.save(module, path, signatures=signatures)
+
+    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+    with open(os.path.join(path, CARD_FILE), "w") as f:
+        json.dump(_card(model, endpoints, max_samples), f, indent=2)
+    return path
