@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfflows.bijectors.base import FlowBijector, check_channels, sum_event
 from tfflows.bijectors.masks import check_mask, checkerboard, merge_channels, split_channels
 
-__all__ = ["AffineCoupling", "AdditiveCoupling", "SCALE_FNS"]
+__all__ = ["AffineCoupling", "AdditiveCoupling", "SCALE_FNS", "call_conditioner"]
 
 SCALE_FNS = ("sigmoid", "tanh", "exp")
 Conditioner = Callable[..., tf.Tensor]
@@ -21,6 +21,39 @@ def _flatten_batch(t: tf.Tensor, event_ndims: int) -> tf.Tensor:
     if event.is_fully_defined():
         return tf.reshape(t, [-1, *event.as_list()])
     return tf.reshape(t, tf.concat([[-1], tf.shape(t)[-event_ndims:]], axis=0))
+
+
+def call_conditioner(conditioner: Conditioner, x: tf.Tensor, event_ndims: int,
+                     context: tf.Tensor | None, channels: int, name: str) -> tf.Tensor:
+    """Returns ``conditioner(x[, context])`` cast to x's dtype, with x's batch shape.
+
+    The conditioner sees exactly one batch axis (Keras convolutions need
+    rank-4 inputs): leading batch axes are flattened into one before the
+    call and restored after it, and the context is broadcast to match.
+
+    Raises:
+      ValueError: when the output does not keep the input's leading shape
+        or does not have ``channels`` entries in its last axis.
+    """
+    rank = x.shape.rank if x.shape.rank is not None else tf.rank(x)
+    batch_shape = tf.shape(x)[: rank - event_ndims]
+    flat = _flatten_batch(x, event_ndims)
+    if context is None:
+        h = conditioner(flat)
+    else:
+        context = tf.convert_to_tensor(context)
+        context = tf.broadcast_to(context, tf.concat([batch_shape, tf.shape(context)[-1:]], 0))
+        h = conditioner(flat, _flatten_batch(context, 1))
+    h = tf.cast(h, x.dtype)
+    if h.shape.rank is not None and (
+        h.shape.rank != flat.shape.rank or not h.shape[:-1].is_compatible_with(flat.shape[:-1])
+    ):
+        raise ValueError(
+            f"{name}: the conditioner must keep the leading shape of its input "
+            f"{flat.shape[:-1]} and return {channels} channels, got output shape {h.shape}."
+        )
+    check_channels(h, channels, f"{name}: conditioner output")
+    return tf.reshape(h, tf.concat([batch_shape, tf.shape(h)[1:]], axis=0))
 
 
 class AffineCoupling(FlowBijector):
@@ -126,35 +159,10 @@ class AffineCoupling(FlowBijector):
             )
 
     def _condition(self, x_cond: tf.Tensor, moving_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """Runs the conditioner; returns (shift, log_scale) for the moving part.
-
-        The conditioner sees exactly one batch axis (Keras convolutions need
-        rank-4 inputs): leading batch axes are flattened into one before the
-        call and restored after it, and the context is broadcast to match.
-        """
-        n = self.event_ndims
-        rank = x_cond.shape.rank if x_cond.shape.rank is not None else tf.rank(x_cond)
-        batch_shape = tf.shape(x_cond)[: rank - n]
-        flat = _flatten_batch(x_cond, n)
-        if self._context is None:
-            h = self._conditioner(flat)
-        else:
-            context = tf.convert_to_tensor(self._context)
-            context = tf.broadcast_to(
-                context, tf.concat([batch_shape, tf.shape(context)[-1:]], axis=0))
-            h = self._conditioner(flat, _flatten_batch(context, 1))
-        h = tf.cast(h, x_cond.dtype)
+        """Runs the conditioner; returns (shift, log_scale) for the moving part."""
         want = moving_channels if self._additive else 2 * moving_channels
-        if h.shape.rank is not None and (
-            h.shape.rank != flat.shape.rank
-            or not h.shape[:-1].is_compatible_with(flat.shape[:-1])
-        ):
-            raise ValueError(
-                f"{self.name}: the conditioner must keep the leading shape of its input "
-                f"{flat.shape[:-1]} and return {want} channels, got output shape {h.shape}."
-            )
-        check_channels(h, want, f"{self.name}: conditioner output")
-        h = tf.reshape(h, tf.concat([batch_shape, tf.shape(h)[1:]], axis=0))
+        h = call_conditioner(self._conditioner, x_cond, self.event_ndims, self._context, want,
+                             self.name)
         if self._additive:
             return h, tf.zeros_like(h)
         shift, raw = tf.split(h, 2, axis=-1)

@@ -8,7 +8,8 @@ from typing import Callable
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfflows.bijectors.base import FlowBijector, check_channels, sum_event
+from tfflows.bijectors.base import FlowBijector, sum_event
+from tfflows.bijectors.coupling import call_conditioner
 from tfflows.bijectors.masks import check_mask, merge_channels, split_channels
 
 tfb = tfp.bijectors
@@ -82,10 +83,9 @@ class SplineCoupling(FlowBijector):
             raise ValueError(f"{self.name}: needs at least 2 entries in the last axis, got shape {x.shape}.")
 
     def _spline(self, cond: tf.Tensor, moving: int) -> tfb.RationalQuadraticSpline:
-        h = self._conditioner(cond) if self._context is None else self._conditioner(cond, self._context)
-        h = tf.cast(h, cond.dtype)
         per = spline_params_per_entry(self._num_bins)
-        check_channels(h, moving * per, f"{self.name}: conditioner output")
+        h = call_conditioner(self._conditioner, cond, self.event_ndims, self._context,
+                             moving * per, self.name)
         h = tf.reshape(h, tf.concat([tf.shape(h)[:-1], [moving, per]], 0))
         k, width = self._num_bins, 2.0 * self._bound
         w, hh, s = h[..., :k], h[..., k:2 * k], h[..., 2 * k:]

@@ -105,13 +105,16 @@ class CouplingLayer(FlowLayer):
         out = moving if self.additive else 2 * moving
         if self.conditioner is None:
             self.conditioner = self._make_conditioner(out)
-        cond_shape = tuple(x_shape) if self.mask == "checkerboard" else (
-            *x_shape[:-1], channels - moving)
+        # The bijector calls the conditioner with one batch axis (any leading
+        # batch axes flattened), so build it for that whatever x's batch rank.
+        event = tuple(x_shape[len(x_shape) - self.event_ndims:])
+        cond_shape = (None, *event) if self.mask == "checkerboard" else (
+            None, *event[:-1], channels - moving)
         if not self.conditioner.built:
             if context_shape is None:
                 self.conditioner.build(cond_shape)
             else:
-                self.conditioner.build(cond_shape, tuple(context_shape))
+                self.conditioner.build(cond_shape, (None, context_shape[-1]))
         self.tanh_factor = None
         if self.scale_fn == "tanh" and not self.additive:
             self.tanh_factor = self.add_weight(

@@ -56,11 +56,14 @@ class SplineCouplingLayer(FlowLayer):
         else:
             self.conditioner = ConvNet(self.hidden_channels, out, dtype=self.dtype_policy,
                                        name="conditioner")
-        cond_shape = (*x_shape[:-1], channels - moving)
+        # The bijector calls the conditioner with one batch axis (any leading
+        # batch axes flattened), so build it for that whatever x's batch rank.
+        event = tuple(x_shape[len(x_shape) - self.event_ndims:])
+        cond_shape = (None, *event[:-1], channels - moving)
         if context_shape is None:
             self.conditioner.build(cond_shape)
         else:
-            self.conditioner.build(cond_shape, tuple(context_shape))
+            self.conditioner.build(cond_shape, (None, context_shape[-1]))
 
     def bijector(self, context: tf.Tensor | None = None) -> SplineCoupling:
         self._require_built()

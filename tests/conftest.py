@@ -1,0 +1,54 @@
+"""Shared test set-up: import paths, quiet TensorFlow, and a log of numeric errors.
+
+Numeric assertions go through the ``assert_close`` fixture, which also records
+the largest error seen per check and dtype; the table is printed at the end of
+the run so that the tolerances in the test modules can be judged against
+what the code actually reaches.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+_TESTS = Path(__file__).resolve().parent
+for path in (_TESTS.parent, _TESTS):  # the package without installing it; bijector_cases
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# (check, dtype) -> [max |got − want|, max |got − want| / (atol + rtol·|want|)]
+_MAX_ERRORS: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+
+
+def _assert_close(check: str, got, want, atol: float, rtol: float) -> None:
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{check}: shape {got.shape} != expected {want.shape}"
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    used = err / (atol + rtol * np.abs(want.astype(np.float64)))
+    record = _MAX_ERRORS[(check, got.dtype.name)]
+    if err.size:
+        record[0] = max(record[0], float(np.max(err)))
+        record[1] = max(record[1], float(np.max(used)))
+    np.testing.assert_allclose(got, want, atol=atol, rtol=rtol, err_msg=check)
+
+
+@pytest.fixture
+def assert_close():
+    """``assert_close(check, got, want, atol=..., rtol=...)``, logging the error."""
+    return _assert_close
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _MAX_ERRORS:
+        return
+    terminalreporter.section("largest numeric errors seen (abs, fraction of tolerance)")
+    for (check, dtype), (err, used) in sorted(_MAX_ERRORS.items()):
+        terminalreporter.write_line(f"{check:<28} {dtype:<8} {err:10.3e}  {used:6.3f}")
