@@ -1,0 +1,323 @@
+"""Training the flow models: fit, ActNorm initialisation, the non-finite guard, evaluate, multi-replica."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfflows import Glow, RealNVP, VectorGlow, VectorRealNVP
+from tfflows.bijectors import ActNorm, FactorOut
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = (8, 8, 1)
+
+
+def structured_images(n: int, seed: int = 0) -> np.ndarray:
+    """Dequantized 8-bit images of stripes with random phase: much for a flow to learn."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:IMAGE[0], 0:IMAGE[1]]
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
+    img = 128 + 100 * np.sin(0.8 * xx[None] + phase) * np.cos(0.4 * yy[None])
+    levels = np.clip(np.round(img + 4 * rng.standard_normal(img.shape)), 0, 255)
+    return (levels + rng.uniform(size=levels.shape)).astype(np.float32)[..., None]
+
+
+def blobs(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[2.0] * dim, [-2.0] * dim])
+    return (centres[rng.integers(0, 2, n)] + 0.4 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def weights(model) -> list[np.ndarray]:
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def all_weights(model) -> list[np.ndarray]:
+    return [np.asarray(v.numpy()).copy() for v in model.weights]
+
+
+def training_state(model) -> list[np.ndarray]:
+    """Every weight a training step may touch: the model's and the optimizer's."""
+    return [np.asarray(v.numpy()).copy() for v in [*model.trainable_variables, *model.optimizer.variables]]
+
+
+# -- 5. fit trains every weight ---------------------------------------------
+
+FIT_CASES = {
+    # name: (constructor, data, context, learning rate)
+    "glow_classes": (lambda: Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8, num_classes=2),
+                     lambda: structured_images(64), lambda: np.arange(64) % 2, 1e-3),
+    "realnvp": (lambda: RealNVP(IMAGE, num_scales=2, num_blocks=1, hidden_channels=8),
+                lambda: structured_images(64), lambda: None, 1e-3),
+    "vector_glow_context": (lambda: VectorGlow(2, num_steps=3, hidden_units=16, context_dim=2),
+                            lambda: blobs(256, 2),
+                            lambda: np.random.default_rng(1).standard_normal((256, 2)).astype(np.float32),
+                            1e-2),
+}
+
+
+@pytest.mark.parametrize("name", list(FIT_CASES))
+def test_fit_lowers_the_loss_and_changes_every_weight(name):
+    make, make_x, make_context, lr = FIT_CASES[name]
+    keras.utils.set_random_seed(0)
+    model = make()
+    x, context = make_x(), make_context()
+    model.initialize(x if context is None else (x, context))
+    loss_before = float(-tf.reduce_mean(model.log_prob(x, context)))
+    before = weights(model)
+    model.compile(optimizer=keras.optimizers.Adam(lr))
+    history = model.fit(x, context, batch_size=x.shape[0] // 4, epochs=2, shuffle=False, verbose=0)
+    loss_after = float(-tf.reduce_mean(model.log_prob(x, context)))
+    assert loss_after < loss_before - 1e-3 * abs(loss_before), (loss_before, loss_after)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.optimizer.iterations.numpy() == 8
+    unchanged = [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
+    assert not unchanged, f"weights untouched by fit: {unchanged}"
+    assert len(model.trainable_variables) > 10
+
+
+# -- 8. ActNorm initialisation ----------------------------------------------
+
+
+def test_fit_initializes_actnorm_once():
+    keras.utils.set_random_seed(1)
+    model = VectorGlow(2, num_steps=2, hidden_units=16)
+    calls = []
+    initialize = model.initialize
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return initialize(*args, **kwargs)
+
+    model.initialize = counting
+    assert not model.is_initialized
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = blobs(128, 2)
+    model.fit(x, batch_size=32, epochs=1, verbose=0)
+    assert model.is_initialized and len(calls) == 1
+    model.fit(x, batch_size=32, epochs=1, verbose=0)
+    assert len(calls) == 1
+
+
+def test_initialize_standardises_every_actnorm_input_and_runs_once():
+    keras.utils.set_random_seed(2)
+    model = Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8)
+    x = structured_images(32, seed=3)
+    assert not model.is_initialized
+    assert model.initialize(x) == 4  # two levels × two steps
+    assert model.is_initialized
+
+    # Walk the data through the flow: every ActNorm's output has zero mean and
+    # unit variance per channel on the batch it was initialised from.
+    outputs = []
+
+    def run(steps, h):
+        for step in steps:
+            if isinstance(step, FactorOut):
+                run(step.inner.steps, h[..., : h.shape[-1] - step.factored_shape[-1]])
+                return
+            h = step.forward(tf.identity(h))
+            if isinstance(step, ActNorm):
+                outputs.append(h.numpy().reshape(-1, h.shape[-1]))
+
+    run(model.flow().steps, tf.constant(x))
+    assert len(outputs) == 4
+    for out in outputs:
+        np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(out.std(0), 1.0, atol=1e-3)
+
+    after_first = all_weights(model)
+    assert model.initialize(structured_images(32, seed=4)) == 0
+    for a, b in zip(after_first, all_weights(model)):
+        np.testing.assert_array_equal(a, b)
+    assert model.initialize(structured_images(32, seed=4), force=True) == 4
+    changed = [not np.array_equal(a, b) for a, b in zip(after_first, all_weights(model))]
+    assert any(changed)
+
+
+def test_initialize_from_a_dataset_of_labelled_batches():
+    keras.utils.set_random_seed(3)
+    model = VectorGlow(2, num_steps=2, hidden_units=16, num_classes=2)
+    x = blobs(64, 2)
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 2)).batch(16)
+    assert model.initialize(data, num_batches=2) == 2
+    first = model.flow([0] * 32).steps[0].forward(x[:32]).numpy()
+    np.testing.assert_allclose(first.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(first.std(0), 1.0, atol=1e-3)
+
+
+# -- 9. the non-finite guard ----------------------------------------------
+
+
+class WeightLog(keras.callbacks.Callback):
+    """Records the weights at the start of every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.at_batch_begin = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.at_batch_begin.append(training_state(self.model))
+
+
+def test_non_finite_batch_is_skipped_and_stops_fit():
+    keras.utils.set_random_seed(4)
+    model = VectorGlow(2, num_steps=2, hidden_units=16)
+    x = blobs(96, 2)
+    model.initialize(x)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    bad = x.copy()
+    bad[40, 1] = np.inf  # in the second batch of 32
+    log = WeightLog()
+    with pytest.warns(RuntimeWarning, match="stopped training at batch 1.*not finite"):
+        history = model.fit(bad, batch_size=32, epochs=5, shuffle=False, verbose=0, callbacks=[log])
+    assert model.stopped_on_nonfinite
+    assert int(model.nonfinite_steps.numpy()) == 1
+    assert len(history.history["loss"]) == 1 and len(log.at_batch_begin) == 2
+    assert int(model.optimizer.iterations.numpy()) == 1  # the first step only
+    for before, after in zip(log.at_batch_begin[1], training_state(model)):
+        np.testing.assert_array_equal(after, before)
+    assert all(np.all(np.isfinite(w)) for w in all_weights(model))
+    # The next clean fit resets the guard and trains on.
+    model.fit(x, batch_size=32, epochs=1, verbose=0)
+    assert not model.stopped_on_nonfinite and int(model.nonfinite_steps.numpy()) == 0
+    assert int(model.optimizer.iterations.numpy()) == 4
+
+
+def test_huge_learning_rate_keeps_weights_finite():
+    keras.utils.set_random_seed(5)
+    model = VectorRealNVP(2, num_layers=2, hidden_units=16)
+    x = blobs(256, 2)
+    model.compile(optimizer=keras.optimizers.SGD(1e30))
+    log = WeightLog()
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        model.fit(x, batch_size=32, epochs=3, shuffle=False, verbose=0, callbacks=[log])
+    assert model.stopped_on_nonfinite
+    assert len(log.at_batch_begin) < 24
+    final = training_state(model)
+    assert all(np.all(np.isfinite(w)) for w in final)
+    for before, after in zip(log.at_batch_begin[-1], final):
+        np.testing.assert_array_equal(after, before)
+
+
+def test_fit_refuses_to_initialize_actnorm_from_non_finite_data():
+    model = VectorGlow(2, num_steps=1, hidden_units=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = blobs(32, 2)
+    x[3, 0] = np.nan
+    with pytest.raises(ValueError, match="initialize got data with inf or NaN"):
+        model.fit(x, batch_size=32, epochs=1, verbose=0)
+    assert not model.is_initialized
+    assert all(np.all(np.isfinite(w)) for w in all_weights(model))
+
+
+# -- 11. evaluate and predict -----------------------------------------------
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["glow", "vector_realnvp_classes"])
+def test_evaluate_matches_log_prob(conditional):
+    keras.utils.set_random_seed(6)
+    if conditional:
+        model = VectorRealNVP(2, num_layers=3, hidden_units=16, num_classes=3)
+        x, context = blobs(96, 2), np.arange(96) % 3
+    else:
+        model = Glow(IMAGE, num_levels=2, num_steps=1, hidden_channels=8)
+        x, context = structured_images(32), None
+    model.initialize(x if context is None else (x, context))
+    for v in model.trainable_variables:  # non-trivial couplings
+        v.assign(v + 0.05 * np.random.default_rng(0).standard_normal(v.shape).astype("float32"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    log_prob = model.log_prob(x, context).numpy().astype(np.float64)
+    result = model.evaluate(x, context, batch_size=x.shape[0] // 4, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "bits_per_dim"}
+    loss = -log_prob.mean()
+    np.testing.assert_allclose(result["loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(result["bits_per_dim"], loss / (model.num_dims * math.log(2.0)), rtol=1e-5)
+    np.testing.assert_allclose(model.predict(x if context is None else (x, context), batch_size=16,
+                                             verbose=0), log_prob, rtol=1e-5, atol=1e-4)
+
+
+# -- 7. MirroredStrategy on two logical CPUs ----------------------------------
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, os, warnings
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tfflows import VectorGlow
+
+    def make():
+        return VectorGlow(4, num_steps=2, hidden_units=16, seed=3)
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((16, 4)) * [1.0, 2.0, 0.5, 1.0] + 1.0).astype("float32")
+    keras.utils.set_random_seed(0)
+    single = make()
+    for v in single.trainable_variables:  # non-zero couplings: every weight gets a gradient
+        v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
+    start = [w.copy() for w in single.get_weights()]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        mirrored = make()
+        mirrored.set_weights(start)
+        mirrored.compile(optimizer=keras.optimizers.SGD(0.05))
+    single.compile(optimizer=keras.optimizers.SGD(0.05))
+    h1 = single.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    h2 = mirrored.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+    def max_diff(a, b):
+        return max(float(np.max(np.abs(np.asarray(u, np.float64) - v))) for u, v in zip(a, b))
+
+    replicas_equal, actnorm_vars = True, 0
+    for v in mirrored.weights:
+        values = [np.asarray(t) for t in strategy.experimental_local_results(v.value)]
+        replicas_equal &= len(values) == 2 and all(np.array_equal(values[0], t) for t in values[1:])
+        actnorm_vars += "actnorm" in v.path
+    out = {
+        "replicas": strategy.num_replicas_in_sync,
+        "loss_single": h1.history["loss"][0], "loss_mirrored": h2.history["loss"][0],
+        "weights_diff": max_diff(single.get_weights(), mirrored.get_weights()),
+        "moved": max_diff(start, mirrored.get_weights()),
+        "initialized": bool(mirrored.is_initialized), "replicas_equal": bool(replicas_equal),
+        "actnorm_vars": actnorm_vars,
+    }
+    trained = [v.numpy().copy() for v in mirrored.trainable_variables]
+    bad = x.copy()
+    bad[3, 2] = np.inf
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mirrored.fit(bad, batch_size=16, epochs=2, verbose=0)
+    out["skipped_steps"] = int(mirrored.nonfinite_steps.numpy())
+    out["skip_warned"] = any(issubclass(w.category, RuntimeWarning) for w in caught)
+    out["skip_diff"] = max_diff(trained, [v.numpy() for v in mirrored.trainable_variables])
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_mirrored_strategy_matches_single_device():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["replicas"] == 2
+    assert out["initialized"] and out["actnorm_vars"] == 6 and out["replicas_equal"]
+    np.testing.assert_allclose(out["loss_mirrored"], out["loss_single"], rtol=1e-5)
+    assert out["moved"] > 1e-3  # the step did something ...
+    assert out["weights_diff"] < 1e-5  # ... and the same thing on both
+    assert out["skipped_steps"] == 1 and out["skip_warned"] and out["skip_diff"] == 0.0
