@@ -56,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-train", type=_positive_int, default=None, help="use only this many examples")
     train.add_argument("--time-limit", type=_positive_float, default=None,
                        help="stop training after this many minutes (checked every batch)")
+    train.add_argument("--val-every", type=_positive_int, default=1,
+                       help="evaluate on the test split every this many epochs")
     train.add_argument("--steps-per-epoch", type=_positive_int, default=None,
                        help="batches per epoch (the data repeat); default: one pass")
-    train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    train.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
+                       help="XLA for the train step (auto: on a GPU, off on a CPU)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/glow_digits", help="output folder")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
@@ -165,7 +168,7 @@ def _train(args) -> dict:
     test = _dataset(test_x, test_y, n_bits, source_bits, 256, False, args.seed + 1)
     model = _build_model(args, train_x.shape[1:], n_bits, num_classes)
     model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
-                  jit_compile=bool(args.jit))
+                  jit_compile={"auto": "auto", "on": True, "off": False}[args.jit])
     print(f"tfflows: {type(model).__name__} on {args.dataset}: {len(train_x)} train / "
           f"{len(test_x)} test examples of shape {tuple(train_x.shape[1:])}, "
           f"{model.count_params():,} parameters")
@@ -183,7 +186,8 @@ def _train(args) -> dict:
     if args.steps_per_epoch:
         train = train.repeat()
     history = model.fit(train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                        validation_data=test, callbacks=callbacks, verbose=args.verbose)
+                        validation_data=test, validation_freq=args.val_every, callbacks=callbacks,
+                        verbose=args.verbose)
     seconds = time.time() - start
     final = model.evaluate(test, return_dict=True, verbose=0)
     model.save(os.path.join(args.out, "model.keras"))
