@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Sequence
 
 import keras
@@ -45,6 +46,13 @@ def save_samples_picture(model, path: str, temperatures: Sequence[float], per_ro
             n = model.num_classes
             context = np.arange(n, dtype=np.int32)
         x = model.sample(n, temperature=float(t), seed=seed, context=context).numpy()
+        bad = ~np.isfinite(x)
+        if bad.any():
+            # An early or unstable model can map hot latents outside the data's
+            # range; show those pixels black rather than stop training.
+            warnings.warn(f"tfflows: {int(bad.sum())} non-finite pixel values in samples at "
+                          f"temperature {t}; drawn as 0.", RuntimeWarning, stacklevel=2)
+            x = np.where(bad, 0.0, x)
         rows.append(to_uint8(x, num_bits))
     save_grid(path, rows, scale=max(1, 64 // model.event_shape[0]))
 
