@@ -2,6 +2,7 @@
 
 from tfflows import bijectors, layers, models
 from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorNSF, VectorRealNVP
+from tfflows.export import export_saved_model
 from tfflows.training import WarmupSchedule, make_optimizer
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __all__ = [
     "WarmupSchedule",
     "__version__",
     "bijectors",
+    "export_saved_model",
     "layers",
     "make_optimizer",
     "models",

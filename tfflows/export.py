@@ -27,8 +27,9 @@ every signature. Models with ``num_bits`` above 8 take and give uint16.
 Bad requests fail at serve time with ``InvalidArgumentError`` naming the
 argument and the limit: values out of range, labels out of range or not one
 per example, ``num_samples`` outside 1..``max_samples``, non-finite or
-negative temperatures, non-finite latents. Wrong shapes and dtypes are
-refused by the signatures' input specs.
+negative temperatures, non-finite latents, and shapes other than the
+signature's (checked by ``tf.ensure_shape``: servers do not enforce a
+signature's shapes). A wrong dtype is refused by the signature itself.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ import os
 import shutil
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    from tfflows.models.base import FlowModel
 
 __all__ = ["MAX_SAMPLES", "export_saved_model", "describe_signatures"]
 
@@ -82,6 +86,10 @@ class _Endpoint:
         names = [t.name for t in self.inputs]
 
         def serve(*args):
+            # Servers and loaded signatures do not enforce the specs' shapes (a placeholder's
+            # shape is a promise, not a check): EnsureShape fails the request at run time with
+            # "Shape of tensor images [1,8,8,3] is not compatible with expected shape [?,8,8,1]".
+            args = [tf.ensure_shape(a, t.shape) for a, t in zip(args, self.inputs)]
             return self.body(**dict(zip(names, args)))
 
         return tf.function(serve, input_signature=[t.spec() for t in self.inputs],
@@ -96,7 +104,7 @@ class _Endpoint:
 class _Endpoints:
     """Builds the serving endpoints of one model (plain Python: nothing here is saved)."""
 
-    def __init__(self, model, max_samples: int) -> None:
+    def __init__(self, model: FlowModel, max_samples: int) -> None:
         self.model = model
         self.max_samples = max_samples
         self.is_image = len(model.event_shape) == 3
@@ -219,14 +227,17 @@ class _Endpoints:
 
     # -- bodies -------------------------------------------------------------
 
-    def log_prob(self, **kw):
+    def _data_in(self, kw: dict, where: str) -> tuple[tf.Tensor, Any]:
+        """The data input as the model takes it (bin centres for images), after its checks."""
         x = kw["images"] if self.is_image else kw["x"]
-        checks, context = self._check_context(kw, tf.shape(x)[0], "log_prob")
+        checks, context = self._check_context(kw, tf.shape(x)[0], where)
         if not self.is_image:
-            checks += self._check_finite(x, "log_prob: x")
+            checks += self._check_finite(x, f"{where}: x")
         with tf.control_dependencies(checks):
-            x = self._bin_centres(x) if self.is_image else tf.identity(x)
-            return self._scores(x, context)
+            return (self._bin_centres(x) if self.is_image else tf.identity(x)), context
+
+    def log_prob(self, **kw):
+        return self._scores(*self._data_in(kw, "log_prob"))
 
     def log_prob_float(self, **kw):
         x = kw["images"]
@@ -235,13 +246,7 @@ class _Endpoints:
             return self._scores(tf.identity(x), context)
 
     def encode(self, **kw):
-        x = kw["images"] if self.is_image else kw["x"]
-        checks, context = self._check_context(kw, tf.shape(x)[0], "encode")
-        if not self.is_image:
-            checks += self._check_finite(x, "encode: x")
-        with tf.control_dependencies(checks):
-            x = self._bin_centres(x) if self.is_image else tf.identity(x)
-            return {"latents": self.model.encode(x, context)}
+        return {"latents": self.model.encode(*self._data_in(kw, "encode"))}
 
     def decode(self, **kw):
         z = kw["latents"]
@@ -310,7 +315,7 @@ class _Endpoints:
         return out
 
 
-def _card(model, endpoints: list[_Endpoint], max_samples: int) -> dict[str, Any]:
+def _card(model: FlowModel, endpoints: list[_Endpoint], max_samples: int) -> dict[str, Any]:
     import tfflows
 
     signatures = {e.name: e.card() for e in endpoints}
@@ -339,7 +344,7 @@ def _card(model, endpoints: list[_Endpoint], max_samples: int) -> dict[str, Any]
     return card
 
 
-def describe_signatures(model, max_samples: int = MAX_SAMPLES) -> dict[str, Any]:
+def describe_signatures(model: FlowModel, max_samples: int = MAX_SAMPLES) -> dict[str, Any]:
     """The model card written beside an export: every signature's inputs and outputs.
 
     Args:
@@ -351,6 +356,14 @@ def describe_signatures(model, max_samples: int = MAX_SAMPLES) -> dict[str, Any]
       gives ``dtype``, ``shape`` (−1 for the batch) and ``description``.
     """
     return _card(model, _Endpoints(model, max_samples).endpoints(), max_samples)
+
+
+def _tf_variable(weight) -> tf.Variable:
+    value = weight.value if not isinstance(weight, tf.Variable) else weight
+    if not isinstance(value, tf.Variable):
+        raise ValueError(f"export_saved_model: weight {weight.path!r} is not backed by a tf.Variable "
+                         "(is Keras running on the TensorFlow backend?).")
+    return value
 
 
 def _check_path(path: str, overwrite: bool) -> None:
@@ -371,7 +384,7 @@ def _check_path(path: str, overwrite: bool) -> None:
     shutil.rmtree(path)
 
 
-def export_saved_model(model, path: str | os.PathLike, *, max_samples: int = MAX_SAMPLES,
+def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples: int = MAX_SAMPLES,
                        overwrite: bool = False) -> str:
     """Writes ``model`` as a SavedModel with the signatures of this module's docstring.
 
@@ -393,7 +406,7 @@ def export_saved_model(model, path: str | os.PathLike, *, max_samples: int = MAX
     Raises:
       ValueError: not a flow model, a bad ``max_samples`` or an occupied ``path``.
     """
-    from tfflows.models.base import FlowModel
+    from tfflows.models.base import FlowModel  # noqa: F811  (at run time, not only for types)
 
     if not isinstance(model, FlowModel):
         raise ValueError(f"export_saved_model: expected a tfflows FlowModel, got {type(model).__name__}.")
@@ -410,13 +423,14 @@ def export_saved_model(model, path: str | os.PathLike, *, max_samples: int = MAX
 
     endpoints = _Endpoints(model, max_samples).endpoints()
     module = tf.Module(name="tfflows_serving")
-    # The functions capture the weights; the module must own them for saving.
-    module.model_variables = list(model.weights)
+    # The functions capture the TF variables behind the Keras weights, so the module
+    # owns those: tracking the Keras wrappers instead saves a second, unnamed copy
+    # that TF1-style loaders (TF Serving, saved_model_cli run) restore in place of
+    # the captured ones, which then read as uninitialised.
+    module.model_variables = [_tf_variable(w) for w in model.weights]
     signatures = {}
     for endpoint in endpoints:
-        fn = endpoint.function()
-        setattr(module, endpoint.name, fn)
-        signatures[endpoint.name] = fn.get_concrete_function()
+        signatures[endpoint.name] = endpoint.function().get_concrete_function()
     signatures["serving_default"] = signatures["log_prob"]
     tf.saved_model.save(module, path, signatures=signatures)
 

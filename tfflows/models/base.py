@@ -429,8 +429,27 @@ class FlowModel(keras.Model):
         return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
 
     def predict_step(self, data):
+        # predict((x, context)) arrives as ((x, context),): Keras wraps its one input.
+        if isinstance(data, (tuple, list)) and len(data) == 1:
+            data = data[0]
         x, context = self._unpack(data)
         return self.log_prob(x, context)
+
+    def compile(self, *args, **kwargs) -> None:
+        """Keras ``compile``; the optimizer is built at once, as every weight already exists.
+
+        So its state (step count, moments) is in every save from the start,
+        and ``load_weights`` into a freshly compiled model restores it
+        instead of skipping it with a warning and restarting the schedule.
+        """
+        super().compile(*args, **kwargs)
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config) -> None:
+        # Keras skips compile() on load when a subclass overrides it; ours only adds the build.
+        if config:
+            self.compile(**keras.saving.deserialize_keras_object(config))
 
     def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
         """Keras ``fit`` with ActNorm initialised from the first batch and a non-finite guard."""

@@ -1,0 +1,538 @@
+"""The serving export: SavedModel signatures checked in a process without tfflows or TFP.
+
+One module fixture exports five tiny models (Glow, RealNVP, a vector flow, a
+class-conditional Glow and a vector flow with a context vector), writes the
+requests and the Keras model's answers beside them, then runs three
+processes at once:
+
+- a clean Python that blocks any import of tfflows and TFP, loads every
+  SavedModel with ``tf.saved_model.load`` and answers every request (good and
+  bad), recording outputs, error types and messages, and each signature's
+  input and output specs;
+- ``saved_model_cli show --all`` and ``saved_model_cli run`` on the Glow.
+
+The tests compare those answers with the Keras models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfflows
+from tfflows import cli
+from tfflows.export import MAX_SAMPLES, describe_signatures, export_saved_model
+from tfflows.images import to_uint8
+
+H, W, C = 8, 8, 1
+RTOL = 1e-5
+
+MODELS = {
+    # name: (constructor, export keyword arguments)
+    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+                                  num_bits=5), {}),
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_scales=2, num_blocks=1, hidden_channels=4,
+                                        num_bits=8), {}),
+    "vector": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), {}),
+    "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+                                              num_bits=5, num_classes=3), {"max_samples": 64}),
+    "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8, context_dim=2), {}),
+}
+IMAGE_MODELS = ("glow", "realnvp", "conditional_glow")
+CONDITIONAL = {"conditional_glow": "labels", "context_vector": "context"}
+
+CLEAN_LOADER = textwrap.dedent('''
+    import importlib.abc, json, os, sys, time
+    BLOCKED = ("tfflows", "tensorflow_probability")
+    attempts = []
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                attempts.append(name)
+                raise ImportError(name + " is blocked in this process")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    import numpy as np
+    import tensorflow as tf
+
+    root = sys.argv[1]
+    for _ in range(3000):  # the parent writes plan.json once every model is exported
+        if os.path.exists(root + "/plan.json"):
+            break
+        time.sleep(0.2)
+    plan = json.load(open(root + "/plan.json"))
+    report = {"errors": {}, "specs": {}}
+    outputs = {}
+    for model, spec in plan.items():
+        loaded = tf.saved_model.load(spec["path"])
+        arrays = np.load(spec["arrays"])
+        report["specs"][model] = {
+            name: {
+                "inputs": {k: [v.dtype.name, v.shape.as_list()]
+                           for k, v in fn.structured_input_signature[1].items()},
+                "outputs": {k: [v.dtype.name, v.shape.as_list()]
+                            for k, v in fn.structured_outputs.items()},
+            }
+            for name, fn in loaded.signatures.items()
+        }
+        for rid, (signature, inputs) in spec["requests"].items():
+            fn = loaded.signatures[signature]
+            try:
+                out = fn(**{k: tf.constant(arrays[v]) for k, v in inputs.items()})
+            except Exception as err:
+                report["errors"][model + "/" + rid] = [type(err).__name__, str(err)[:2000]]
+                continue
+            for k, v in out.items():
+                outputs[model + "/" + rid + "/" + k] = v.numpy()
+    report["attempts"] = attempts
+    report["loaded_modules"] = sorted(m for m in sys.modules
+                                      if m.split(".")[0] in BLOCKED)
+    np.savez(root + "/outputs.npz", **outputs)
+    json.dump(report, open(root + "/report.json", "w"))
+''')
+
+
+def randomise(model, x, context, seed: int = 0) -> None:
+    """Data-dependent ActNorm init, then every trainable weight nudged off its (often zero) start."""
+    model.initialize((x, context))
+    rng = np.random.default_rng(seed)
+    for w in model.trainable_weights:
+        w.assign(np.asarray(w) + 0.05 * rng.standard_normal(w.shape).astype("float32"))
+
+
+def grid_images(rng, n: int, num_bits: int) -> np.ndarray:
+    """uint8 images whose values sit on the num_bits grid, as ``to_uint8`` writes them."""
+    levels = rng.integers(0, 2 ** num_bits, size=(n, H, W, C))
+    return to_uint8(levels + 0.5, num_bits)
+
+
+def centres(images: np.ndarray, num_bits: int) -> np.ndarray:
+    return (np.floor(images.astype(np.float64) / 2 ** (8 - num_bits)) + 0.5).astype("float32")
+
+
+def build_case(name: str, root: Path):
+    """Exports one model; returns (plan entry, expected outputs, the model)."""
+    keras.utils.set_random_seed(0)
+    model = MODELS[name][0]()
+    rng = np.random.default_rng(1)
+    image = name in IMAGE_MODELS
+    n = 4
+    a: dict[str, np.ndarray] = {}
+    ctx_key = CONDITIONAL.get(name)
+    if ctx_key == "labels":
+        a["ctx"] = np.array([0, 1, 2, 1], dtype="int32")
+    elif ctx_key == "context":
+        a["ctx"] = rng.normal(size=(n, 2)).astype("float32")
+    ctx = a.get("ctx")
+    if image:
+        bits = model.num_bits
+        a["any_images"] = rng.integers(0, 256, size=(n, H, W, C)).astype("uint8")
+        a["grid_images"] = grid_images(rng, n, bits)
+        a["levels"] = (rng.integers(0, 2 ** bits, size=(n, H, W, C))
+                       + rng.random((n, H, W, C))).astype("float32")
+        randomise(model, centres(a["any_images"], bits), ctx)
+    else:
+        a["x"] = rng.normal(size=(n, 3)).astype("float32")
+        randomise(model, a["x"], ctx)
+    data_key = "images" if image else "x"
+    scored = a["any_images"] if image else a["x"]
+    with_ctx = {ctx_key: "ctx"} if ctx_key else {}
+
+    want: dict[str, np.ndarray] = {}
+    requests: dict[str, list] = {}
+    requests["log_prob"] = ["log_prob", {data_key: "any_images" if image else "x", **with_ctx}]
+    requests["serving_default"] = ["serving_default", requests["log_prob"][1]]
+    want["log_prob"] = model.log_prob(centres(scored, bits) if image else scored, ctx).numpy()
+    round_trip = a["grid_images"] if image else a["x"]
+    requests["encode"] = ["encode", {data_key: "grid_images" if image else "x", **with_ctx}]
+    want["latents"] = model.encode(centres(round_trip, bits) if image else round_trip, ctx).numpy()
+    a["latents"] = want["latents"]
+    requests["decode"] = ["decode", {"latents": "latents", **with_ctx}]
+    if image:
+        requests["log_prob_float"] = ["log_prob_float", {"images": "levels", **with_ctx}]
+        want["log_prob_float"] = model.log_prob(a["levels"], ctx).numpy()
+
+    # Sampling: the same seed twice, another seed once.
+    a["n"], a["t"] = np.array(3, "int32"), np.array(0.8, "float32")
+    a["seed"], a["seed2"] = np.array(7, "int64"), np.array(8, "int64")
+    sample_ctx = {}
+    model_ctx = None
+    if ctx_key == "labels":
+        a["sample_ctx"] = np.array([2], dtype="int32")  # one label for every sample
+        sample_ctx, model_ctx = {"labels": "sample_ctx"}, 2
+    elif ctx_key == "context":
+        a["sample_ctx"] = a["ctx"][:1]
+        sample_ctx, model_ctx = {"context": "sample_ctx"}, a["ctx"][0]
+    scalars = {"num_samples": "n", "temperature": "t"}
+    requests["sample"] = ["sample", {**scalars, "seed": "seed", **sample_ctx}]
+    requests["sample_again"] = ["sample", {**scalars, "seed": "seed", **sample_ctx}]
+    requests["sample_other_seed"] = ["sample", {**scalars, "seed": "seed2", **sample_ctx}]
+    want["sample"] = model.sample(3, temperature=0.8, seed=7, context=model_ctx).numpy()
+    if ctx_key == "labels":
+        a["labels_each"] = np.array([0, 1, 2], dtype="int32")
+        requests["sample_each"] = ["sample", {**scalars, "seed": "seed", "labels": "labels_each"}]
+        want["sample_each"] = model.sample(3, temperature=0.8, seed=7, context=a["labels_each"]).numpy()
+
+    add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, scalars)
+    path = root / "serving" / name / "1"
+    export_saved_model(model, path, **MODELS[name][1])
+    arrays = root / f"{name}.npz"
+    np.savez(arrays, **a)
+    return {"path": str(path), "arrays": str(arrays), "requests": requests}, want, model
+
+
+def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, scalars) -> None:
+    """Requests that must fail, each named ``bad_<what>``."""
+    seed = {"seed": "seed"}
+    for rid, value in (("num_samples_zero", 0), ("num_samples_negative", -3),
+                       ("num_samples_huge", MODELS[name][1].get("max_samples", MAX_SAMPLES) + 1)):
+        a[rid] = np.array(value, "int32")
+        requests["bad_" + rid] = ["sample", {**scalars, "num_samples": rid, **seed, **sample_ctx}]
+    for rid, value in (("temperature_nan", np.nan), ("temperature_inf", np.inf),
+                       ("temperature_negative", -0.5)):
+        a[rid] = np.array(value, "float32")
+        requests["bad_" + rid] = ["sample", {**scalars, "temperature": rid, **seed, **sample_ctx}]
+    a["nan_latents"] = np.full((1, model.num_dims), np.nan, "float32")
+    ctx1 = {k: "ctx1" for k in with_ctx}
+    if with_ctx:
+        a["ctx1"] = a["ctx"][:1]
+    requests["bad_latents_nan"] = ["decode", {"latents": "nan_latents", **ctx1}]
+    if name in IMAGE_MODELS:
+        top = 2.0 ** model.num_bits
+        for rid, value in (("level_too_big", top), ("level_negative", -0.25), ("level_nan", np.nan)):
+            a[rid] = np.full((1, H, W, C), value, "float32")
+            requests["bad_" + rid] = ["log_prob_float", {"images": rid, **ctx1}]
+        a["three_channels"] = np.zeros((1, H, W, 3), "uint8")
+        a["wrong_size"] = np.zeros((1, 2 * H, W, C), "uint8")
+        a["float_images"] = np.zeros((1, H, W, C), "float32")
+        a["flat_images"] = np.zeros((H * W * C,), "uint8")
+        for rid in ("three_channels", "wrong_size", "float_images", "flat_images"):
+            requests["bad_" + rid] = ["log_prob", {"images": rid, **ctx1}]
+    else:
+        a["nan_x"] = np.full((1, 3), np.nan, "float32")
+        requests["bad_x_nan"] = ["log_prob", {"x": "nan_x", **ctx1}]
+        a["x_four_features"] = np.zeros((2, 4), "float32")
+        requests["bad_x_four_features"] = ["log_prob", {"x": "x_four_features", **ctx1}]
+        a["latents_too_short"] = np.zeros((1, 2), "float32")
+        requests["bad_latents_too_short"] = ["decode", {"latents": "latents_too_short", **ctx1}]
+    scored = {data_key: "any_images" if data_key == "images" else "x"}
+    if name == "conditional_glow":
+        for rid, labels in (("label_too_big", [0, 1, 3, 0]), ("label_negative", [0, -1, 0, 0]),
+                            ("labels_too_few", [0, 1, 2])):
+            a[rid] = np.array(labels, "int32")
+            requests["bad_" + rid] = ["log_prob", {**scored, "labels": rid}]
+        a["two_labels"] = np.array([0, 1], "int32")
+        requests["bad_sample_labels_count"] = ["sample", {**scalars, **seed, "labels": "two_labels"}]
+    if name == "context_vector":
+        a["nan_context"] = np.full((4, 2), np.nan, "float32")
+        requests["bad_context_nan"] = ["log_prob", {"x": "x", "context": "nan_context"}]
+        a["two_contexts"] = a["ctx"][:2]
+        requests["bad_sample_context_count"] = ["sample", {**scalars, **seed, "context": "two_contexts"}]
+
+
+def saved_model_cli() -> str:
+    """The ``saved_model_cli`` script installed with TensorFlow, beside this Python."""
+    script = Path(sys.executable).parent / "saved_model_cli"
+    found = str(script) if script.exists() else shutil.which("saved_model_cli")
+    assert found, "saved_model_cli is not installed (it comes with the tensorflow package)"
+    return found
+
+
+def _run(args, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("PYTHONPATH", None)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    (root / "loader.py").write_text(CLEAN_LOADER)
+    # The clean process imports TensorFlow while the models export, then waits for plan.json.
+    procs = {"loader": _run([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))}
+    plan, want, models = {}, {}, {}
+    for name in MODELS:
+        plan[name], want[name], models[name] = build_case(name, root)
+        if name == "glow":
+            glow, tool, cli_out = plan[name]["path"], [saved_model_cli()], root / "cli_run"
+            np.save(root / "pixels_200.npy", np.full((2, H, W, C), 200, np.uint8))
+            procs["show"] = _run(tool + ["show", "--dir", glow, "--all"], cwd=str(root))
+            procs["run"] = _run(tool + ["run", "--dir", glow, "--tag_set", "serve", "--signature_def",
+                                        "log_prob", "--inputs", f"images={root / 'pixels_200.npy'}",
+                                        "--outdir", str(cli_out)], cwd=str(root))
+    (root / "plan.tmp").write_text(json.dumps(plan))
+    os.replace(root / "plan.tmp", root / "plan.json")
+    done = {k: p.communicate(timeout=600) for k, p in procs.items()}
+    for key, proc in procs.items():
+        assert proc.returncode == 0, f"{key} failed:\n{done[key][1][-4000:]}"
+    report = json.loads((root / "report.json").read_text())
+    with np.load(root / "outputs.npz") as f:
+        outputs = {k: f[k] for k in f.files}
+    return {"root": root, "plan": plan, "want": want, "models": models, "report": report,
+            "outputs": outputs, "show": done["show"][0], "cli_out": cli_out}
+
+
+def got(served, name: str, request: str, output: str) -> np.ndarray:
+    key = f"{name}/{request}/{output}"
+    errors = served["report"]["errors"]
+    assert key in served["outputs"], f"{name}/{request} failed: {errors.get(f'{name}/{request}')}"
+    return served["outputs"][key]
+
+
+def error(served, name: str, request: str) -> tuple[str, str]:
+    errors = served["report"]["errors"]
+    assert f"{name}/{request}" in errors, f"{name}/{request} was accepted but should fail"
+    return tuple(errors[f"{name}/{request}"])
+
+
+# -- loading without tfflows --------------------------------------------------
+
+def test_saved_models_load_and_run_without_tfflows_or_tfp(served):
+    report = served["report"]
+    assert report["attempts"] == []
+    assert report["loaded_modules"] == []
+    for name in MODELS:
+        assert got(served, name, "log_prob", "log_prob").shape == (4,)
+
+
+def test_layout_is_tf_serving_with_a_model_card(served):
+    for name in MODELS:
+        path = Path(served["plan"][name]["path"])
+        assert path.parent.name == name and path.name == "1"  # <base>/<model_name>/<version>
+        assert (path / "saved_model.pb").is_file()
+        assert (path / "variables" / "variables.index").is_file()
+        assert not (path / "keras_metadata.pb").exists()
+        card = json.loads((path / "assets.extra" / "model_card.json").read_text())
+        assert card["model"] == type(served["models"][name]).__name__
+        assert card == json.loads(json.dumps(describe_signatures(served["models"][name],
+                                                                 **MODELS[name][1])))
+
+
+def test_model_card_describes_every_signature_truly(served):
+    for name in MODELS:
+        card = json.loads((Path(served["plan"][name]["path"]) / "assets.extra" /
+                           "model_card.json").read_text())["signatures"]
+        specs = served["report"]["specs"][name]
+        assert set(card) == set(specs)
+        for signature, spec in specs.items():
+            for side in ("inputs", "outputs"):
+                described = {k: [v["dtype"], [None if d == -1 else d for d in v["shape"]]]
+                             for k, v in card[signature][side].items()}
+                assert described == spec[side], f"{name}:{signature} {side}"
+
+
+def test_signatures_and_their_inputs(served):
+    image = {"serving_default", "log_prob", "log_prob_float", "sample", "encode", "decode"}
+    for name in MODELS:
+        specs = served["report"]["specs"][name]
+        assert set(specs) == (image if name in IMAGE_MODELS else image - {"log_prob_float"})
+        extra = {CONDITIONAL[name]} if name in CONDITIONAL else set()
+        data = "images" if name in IMAGE_MODELS else "x"
+        assert set(specs["log_prob"]["inputs"]) == {data} | extra
+        assert set(specs["sample"]["inputs"]) == {"num_samples", "temperature", "seed"} | extra
+        assert set(specs["decode"]["inputs"]) == {"latents"} | extra
+        assert specs["sample"]["inputs"]["seed"] == ["int64", []]
+        if name in IMAGE_MODELS:
+            assert specs["log_prob"]["inputs"]["images"] == ["uint8", [None, H, W, C]]
+            assert specs["log_prob_float"]["inputs"]["images"] == ["float32", [None, H, W, C]]
+            assert set(specs["log_prob"]["outputs"]) == {"log_prob", "bits_per_dim"}
+            assert specs["sample"]["outputs"]["images"] == ["uint8", [None, H, W, C]]
+        else:
+            assert specs["log_prob"]["inputs"]["x"] == ["float32", [None, 3]]
+            assert specs["sample"]["outputs"] == {"x": ["float32", [None, 3]]}
+
+
+# -- the same numbers as the Keras model ---------------------------------------
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_log_prob_matches_the_keras_model(served, name, assert_close):
+    want = served["want"][name]["log_prob"]
+    assert np.all(np.isfinite(want))
+    for request in ("log_prob", "serving_default"):
+        assert_close("served log_prob", got(served, name, request, "log_prob"), want, atol=0, rtol=RTOL)
+    if name in IMAGE_MODELS:
+        dims = H * W * C
+        bpd = got(served, name, "log_prob", "bits_per_dim")
+        assert_close("served bits/dim", bpd, -want / (dims * np.log(2.0)), atol=0, rtol=RTOL)
+        assert_close("served log_prob_float", got(served, name, "log_prob_float", "log_prob"),
+                     served["want"][name]["log_prob_float"], atol=0, rtol=RTOL)
+
+
+def test_uint8_pixels_are_reduced_to_num_bits_and_scored_at_the_bin_centre(served):
+    # Glow has 5 bits: pixels 200..207 are level 25 and score as 25.5.
+    model = served["models"]["glow"]
+    run = served["cli_out"]
+    want = model.log_prob(np.full((2, H, W, C), 25.5, "float32")).numpy()
+    np.testing.assert_allclose(np.load(run / "log_prob.npy"), want, rtol=RTOL)
+    np.testing.assert_allclose(np.load(run / "bits_per_dim.npy"),
+                               -want / (H * W * C * np.log(2.0)), rtol=RTOL)
+    other = model.log_prob(np.full((2, H, W, C), 24.5, "float32")).numpy()
+    assert not np.allclose(want, other)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_samples_are_deterministic_and_match_the_keras_model(served, name, assert_close):
+    image = name in IMAGE_MODELS
+    key = "images_float" if image else "x"
+    first = got(served, name, "sample", key)
+    assert np.array_equal(first, got(served, name, "sample_again", key))
+    assert not np.allclose(first, got(served, name, "sample_other_seed", key))
+    want = served["want"][name]["sample"]
+    assert_close("served sample", first, want, atol=1e-4, rtol=RTOL)
+    if image:
+        bits = served["models"][name].num_bits
+        images = got(served, name, "sample", "images")
+        assert images.dtype == np.uint8
+        assert np.array_equal(images, got(served, name, "sample_again", "images"))
+        # Equal up to pixels that sit within float noise of a level boundary.
+        assert np.mean(images == to_uint8(want, bits)) > 0.99
+    if name == "conditional_glow":
+        assert_close("served sample", got(served, name, "sample_each", "images_float"),
+                     served["want"][name]["sample_each"], atol=1e-4, rtol=RTOL)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_encode_decode_round_trip(served, name, assert_close):
+    latents = got(served, name, "encode", "latents")
+    assert_close("served encode", latents, served["want"][name]["latents"], atol=1e-4, rtol=RTOL)
+    arrays = np.load(served["plan"][name]["arrays"])
+    if name in IMAGE_MODELS:
+        bits = served["models"][name].num_bits
+        assert_close("served decode", got(served, name, "decode", "images_float"),
+                     centres(arrays["grid_images"], bits), atol=1e-3, rtol=0)
+        assert np.array_equal(got(served, name, "decode", "images"), arrays["grid_images"])
+    else:
+        assert_close("served decode", got(served, name, "decode", "x"), arrays["x"], atol=1e-4, rtol=0)
+
+
+# -- bad requests ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_bad_sampling_requests_name_the_limit(served, name):
+    cap = MODELS[name][1].get("max_samples", MAX_SAMPLES)
+    for request in ("num_samples_zero", "num_samples_negative", "num_samples_huge"):
+        kind, message = error(served, name, "bad_" + request)
+        assert kind == "InvalidArgumentError" and f"num_samples must be in 1..{cap}" in message
+    for request, words in (("temperature_nan", "temperature must be finite"),
+                           ("temperature_inf", "temperature must be finite"),
+                           ("temperature_negative", "temperature must be >= 0")):
+        kind, message = error(served, name, "bad_" + request)
+        assert kind == "InvalidArgumentError" and words in message, message
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_bad_values_are_refused(served, name):
+    kind, message = error(served, name, "bad_latents_nan")
+    assert kind == "InvalidArgumentError" and "decode: latents must be finite" in message
+    if name in IMAGE_MODELS:
+        top = 2 ** served["models"][name].num_bits
+        for request in ("level_too_big", "level_negative", "level_nan"):
+            kind, message = error(served, name, "bad_" + request)
+            assert kind == "InvalidArgumentError"
+            assert f"images must be finite pixel levels in [0, {top})" in message
+    else:
+        kind, message = error(served, name, "bad_x_nan")
+        assert kind == "InvalidArgumentError" and "x must be finite" in message
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_wrong_image_shape_or_dtype_is_refused_with_a_clear_message(served, name):
+    for request, shape in (("three_channels", "[1,8,8,3]"), ("wrong_size", "[1,16,8,1]"),
+                           ("flat_images", "[64]")):
+        kind, message = error(served, name, "bad_" + request)
+        assert kind == "InvalidArgumentError"
+        assert f"Shape of tensor images {shape} is not compatible with expected shape [?,8,8,1]" in message
+    kind, message = error(served, name, "bad_float_images")
+    assert kind == "InvalidArgumentError" and "expected to be a uint8 tensor but is a float" in message
+
+
+def test_wrong_vector_or_latent_shapes_are_refused(served):
+    for request, words in (("x_four_features", "Shape of tensor x [2,4] is not compatible with expected "
+                            "shape [?,3]"),
+                           ("latents_too_short", "Shape of tensor latents [1,2] is not compatible")):
+        kind, message = error(served, "vector", "bad_" + request)
+        assert kind == "InvalidArgumentError" and words in message, message
+
+
+def test_bad_labels_and_contexts_are_refused(served):
+    for request, words in (("label_too_big", "labels must be class ids in 0..2"),
+                           ("label_negative", "labels must be class ids in 0..2"),
+                           ("labels_too_few", "labels must have one entry per example"),
+                           ("sample_labels_count", "labels must have 1 row")):
+        kind, message = error(served, "conditional_glow", "bad_" + request)
+        assert kind == "InvalidArgumentError" and words in message, message
+    for request, words in (("context_nan", "context must be finite"),
+                           ("sample_context_count", "context must have 1 row")):
+        kind, message = error(served, "context_vector", "bad_" + request)
+        assert kind == "InvalidArgumentError" and words in message, message
+
+
+# -- tools -------------------------------------------------------------------------
+
+def test_saved_model_cli_lists_the_signatures(served):
+    show = served["show"]
+    for signature in ("serving_default", "log_prob", "log_prob_float", "sample", "encode", "decode"):
+        assert f"signature_def['{signature}']" in show
+    for words in ("inputs['images'] tensor_info:", "DT_UINT8", "inputs['num_samples']",
+                  "inputs['seed']", "DT_INT64", "outputs['bits_per_dim']", "outputs['latents']"):
+        assert words in show
+
+
+def test_cli_export_writes_a_version_folder(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    model.compile(optimizer="adam")
+    model.save(tmp_path / "m.keras")
+    base = tmp_path / "serving" / "toy"
+    assert cli.main(["export", str(tmp_path / "m.keras"), str(base), "--version", "3"]) == 0
+    assert (base / "3" / "saved_model.pb").is_file()
+    assert (base / "3" / "assets.extra" / "model_card.json").is_file()
+    assert str(base / "3") in capsys.readouterr().out
+    # Versions are immutable: a second export to the same version is refused.
+    assert cli.main(["export", str(tmp_path / "m.keras"), str(base), "--version", "3"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    loaded = tf.saved_model.load(str(base / "3"))
+    x = np.array([[0.3, -1.2]], "float32")
+    np.testing.assert_allclose(loaded.signatures["log_prob"](x=tf.constant(x))["log_prob"],
+                               model.log_prob(x), rtol=RTOL)
+
+
+def test_more_than_8_bits_take_uint16(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=4, num_bits=10)
+    rng = np.random.default_rng(0)
+    randomise(model, rng.uniform(0, 1024, (4, 4, 4, 1)).astype("float32"), None)
+    path = export_saved_model(model, tmp_path / "glow10" / "1")
+    serve = tf.saved_model.load(path).signatures
+    images = rng.integers(0, 65536, size=(2, 4, 4, 1)).astype("uint16")
+    want = model.log_prob((images // 64 + 0.5).astype("float32")).numpy()
+    np.testing.assert_allclose(serve["log_prob"](images=tf.constant(images))["log_prob"], want, rtol=RTOL)
+    out = serve["sample"](num_samples=tf.constant(2), temperature=tf.constant(0.5, tf.float32),
+                          seed=tf.constant(1, tf.int64))
+    assert out["images"].dtype == tf.uint16
+
+
+def test_export_refuses_bad_arguments(tmp_path):
+    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    with pytest.raises(ValueError, match="max_samples must be a positive integer"):
+        export_saved_model(model, tmp_path / "a", max_samples=0)
+    with pytest.raises(ValueError, match="expected a tfflows FlowModel"):
+        export_saved_model(keras.Sequential([keras.layers.Dense(1)]), tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no SavedModel"):
+        export_saved_model(model, tmp_path / "c", overwrite=True)
+    assert (tmp_path / "c" / "notes.txt").exists()
