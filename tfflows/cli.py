@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model_path")
     export.add_argument("out_dir", help="the SavedModel base folder; a version folder goes inside")
     export.add_argument("--version", type=_positive_int, default=1)
+    export.add_argument("--max-samples", type=_positive_int, default=4096,
+                        help="the largest num_samples a sample request may ask for")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing SavedModel in that version folder")
     return parser
 
 
@@ -249,7 +253,8 @@ def _export(args) -> None:
     from tfflows.export import export_saved_model
 
     model = _load_model(args.model_path)
-    path = export_saved_model(model, os.path.join(args.out_dir, str(args.version)))
+    path = export_saved_model(model, os.path.join(args.out_dir, str(args.version)),
+                              max_samples=args.max_samples, overwrite=args.overwrite)
     print(f"tfflows: SavedModel written to {path}")
 
 

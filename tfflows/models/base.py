@@ -465,5 +465,7 @@ class FlowModel(keras.Model):
         self.stopped_on_nonfinite = False
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself; Keras would warn
         callbacks = list(callbacks or []) + [NonFiniteGuard()]
         return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
