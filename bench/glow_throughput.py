@@ -36,6 +36,11 @@ from typing import Callable
 
 import numpy as np
 
+# Benchmark the tfflows of this checkout, not whichever one is installed.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
 __all__ = ["main"]
 
 _LOG_256 = math.log(256.0)
@@ -46,9 +51,9 @@ _LOG_256 = math.log(256.0)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--steps", type=int, default=60, help="timed training steps per configuration")
-    p.add_argument("--window", type=int, default=10, help="steps per timing window")
-    p.add_argument("--warmup-steps", type=int, default=5,
+    p.add_argument("--steps", type=int, default=24, help="timed training steps per configuration")
+    p.add_argument("--window", type=int, default=4, help="steps per timing window")
+    p.add_argument("--warmup-steps", type=int, default=2,
                    help="untimed steps per configuration after tracing/compilation")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--hidden", type=int, default=128, help="coupling network width")
@@ -61,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="'auto': Fashion-MNIST via tfflows.data when available, else random uint8")
     p.add_argument("--pool", type=int, default=4096, help="distinct images cycled through")
     p.add_argument("--only", choices=("both", "tfflows", "tfp"), default="both")
+    p.add_argument("--onednn", choices=("default", "on", "off"), default="default",
+                   help="set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (oneDNN kernels on x86)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None, help="write the results here as JSON")
     args = p.parse_args(argv)
@@ -72,10 +79,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", _REPO, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def device_info() -> dict:
     import keras
     import tensorflow as tf
     import tensorflow_probability as tfp
+
+    import tfflows
 
     cpu = platform.processor() or "unknown"
     try:
@@ -95,10 +115,14 @@ def device_info() -> dict:
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "load_average_1m_at_start": os.getloadavg()[0],
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "tensorflow_probability": tfp.__version__,
+        "tfflows_path": os.path.dirname(tfflows.__file__),
+        "git_commit": _git_commit(),
     }
 
 
@@ -162,8 +186,10 @@ class TfflowsRunner(Runner):
         self.model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level,
                                   hidden_channels=args.hidden, seed=args.seed)
         self.model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=jit)
-        self.jit = bool(self.model.jit_compile)  # Keras falls back to False when unsupported
-        self.name = f"tfflows fit (jit={'on' if self.jit else 'off'})"
+        self.jit = jit
+        self.name = f"tfflows fit (jit={'on' if jit else 'off'})"
+        if bool(self.model.jit_compile) != jit:  # Keras falls back to False when unsupported
+            self.name += " [XLA refused: ran without]"
         self.ds = make_dataset(pool, args.batch_size, args.seed)
         self.params = tfflows_params(self.model)
         self.compile_s = float("nan")
@@ -177,7 +203,7 @@ class TfflowsRunner(Runner):
             def on_train_batch_end(self, batch, logs=None):
                 stamps.append(time.perf_counter())
 
-        hist = self.model.fit(self.ds, epochs=1, steps_per_epoch=steps, verbose=0,
+        hist = self.model.fit(self.ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
                               callbacks=[Stamp()])
         self.last_bpd = float(hist.history["bits_per_dim"][-1])
         return stamps
@@ -323,9 +349,8 @@ def run(args: argparse.Namespace) -> dict:
         for r in runners:  # round-robin: every configuration sees the same machine state
             seconds = r.time(args.window)
             rates[r.name].append(args.window * args.batch_size / seconds)
-        print(f"[timing] window {w + 1}/{windows}: " + ", ".join(
-            f"{name.split(' (')[0]}{name[name.find('('):]} {v[-1]:.0f}" for name, v in rates.items()),
-            flush=True)
+        print(f"[timing] window {w + 1}/{windows} (img/s): " + "; ".join(
+            f"{name} {v[-1]:.0f}" for name, v in rates.items()), flush=True)
 
     results = []
     for r in runners:
@@ -338,15 +363,21 @@ def run(args: argparse.Namespace) -> dict:
             "params": r.params,
         })
 
-    def best(side, jit=None):
-        cands = [x for x in results if x["side"] == side and (jit is None or x["jit"] == jit)]
-        return max(cands, key=lambda x: x["images_per_s_median"]) if cands else None
-
-    ratios = {}
-    for label, jit in (("jit_off", False), ("jit_on", True), ("best_vs_best", None)):
-        a, b = best("tfflows", jit), best("tfp", jit)
-        if a and b:
-            ratios[label] = a["images_per_s_median"] / b["images_per_s_median"]
+    # Ratios of tfflows over TFP: of the medians, and the median of the ratios
+    # within each round (paired, so a busy moment on the machine cancels out).
+    by_key = {(x["side"], x["jit"]): x for x in results}
+    ratios, paired = {}, {}
+    pairs = [("jit_off", [False], [False]), ("jit_on", [True], [True]),
+             ("best_vs_best", [False, True], [False, True])]
+    for label, a_jits, b_jits in pairs:
+        a = [by_key[("tfflows", j)] for j in a_jits if ("tfflows", j) in by_key]
+        b = [by_key[("tfp", j)] for j in b_jits if ("tfp", j) in by_key]
+        if not a or not b:
+            continue
+        a = max(a, key=lambda x: x["images_per_s_median"])
+        b = max(b, key=lambda x: x["images_per_s_median"])
+        ratios[label] = a["images_per_s_median"] / b["images_per_s_median"]
+        paired[label] = statistics.median(u / v for u, v in zip(a["windows"], b["windows"]))
     return {
         "benchmark": "glow_training_throughput",
         "config": {"height": 28, "width": 28, "channels": 1, "levels": args.levels,
@@ -355,7 +386,9 @@ def run(args: argparse.Namespace) -> dict:
                    "window": args.window, "warmup_steps": args.warmup_steps,
                    "optimizer": f"Adam(lr={args.learning_rate})", "data": source},
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "device": info, "results": results, "ratio_tfflows_over_tfp": ratios, "errors": errors,
+        "load_average_1m_at_end": os.getloadavg()[0],
+        "device": info, "results": results, "ratio_tfflows_over_tfp": ratios,
+        "ratio_tfflows_over_tfp_paired_median": paired, "errors": errors,
     }
 
 
@@ -365,7 +398,11 @@ def print_report(out: dict) -> None:
     print(f"Glow training throughput  K={c['steps_per_level']} L={c['levels']} hidden={c['hidden']} "
           f"28x28x1 batch={c['batch_size']}  data={c['data']}")
     print(f"device: {d['cpu']}, {d['usable_cpus']} usable CPUs, GPUs={d['gpus'] or 'none'}; "
-          f"TF {d['tensorflow']}, Keras {d['keras']}, TFP {d['tensorflow_probability']}")
+          f"TF {d['tensorflow']}, Keras {d['keras']}, TFP {d['tensorflow_probability']}, "
+          f"TF_ENABLE_ONEDNN_OPTS={d['TF_ENABLE_ONEDNN_OPTS']}")
+    print(f"tfflows from {d['tfflows_path']} (commit {d['git_commit']})")
+    print(f"1-minute load average: {d['load_average_1m_at_start']:.1f} at start, "
+          f"{out['load_average_1m_at_end']:.1f} at end (above the CPU count means other work shared the cores)")
     print(f"timing: {c['timed_steps']} steps per config in windows of {c['window']} (round-robin), "
           "median over windows")
     head = f"{'configuration':42s} {'img/s':>8s} {'min':>7s} {'max':>7s} {'ms/step':>8s} " \
@@ -377,7 +414,8 @@ def print_report(out: dict) -> None:
               f"{r['images_per_s_max']:7.1f} {r['ms_per_step_median']:8.1f} {r['first_step_s']:10.1f} "
               f"{r['final_bits_per_dim']:7.3f} {r['params']['trainable']:9d}")
     for label, value in out["ratio_tfflows_over_tfp"].items():
-        print(f"ratio tfflows / TFP ({label}): {value:.2f}x")
+        print(f"ratio tfflows / TFP ({label}): {value:.2f}x of the medians, "
+              f"{out['ratio_tfflows_over_tfp_paired_median'][label]:.2f}x median of per-round ratios")
     for key, msg in out["errors"].items():
         print(f"FAILED {key}: {msg}")
     ps = {r["side"]: r["params"] for r in out["results"]}
@@ -392,6 +430,10 @@ def print_report(out: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.onednn != "default":
+        if "tensorflow" in sys.modules:
+            print("[warn] TensorFlow already imported: --onednn has no effect", file=sys.stderr)
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
     out = run(args)
     print_report(out)
     if args.json_out:
