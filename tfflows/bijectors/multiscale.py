@@ -120,7 +120,31 @@ def _check_shape(x, want, name, what):
                          f"got shape {x.shape}.")
 
 
-class Flatten(FlowBijector):
+class _ImageToVector(FlowBijector):
+    """Shared shape logic of bijectors from [..., H, W, C] images (``_shape``) to
+    flat [..., H·W·C] vectors (``_size``)."""
+
+    def _validate(self, x, inverse):
+        super()._validate(x, inverse)
+        if inverse:
+            _check_shape(x, (self._size,), self.name, "latents")
+        else:
+            _check_shape(x, self._shape, self.name, "images")
+
+    def _forward_event_shape(self, s):
+        return s[:-3].concatenate([self._size])
+
+    def _inverse_event_shape(self, s):
+        return s[:-1].concatenate(self._shape)
+
+    def _forward_event_shape_tensor(self, s):
+        return tf.concat([s[:-3], [self._size]], 0)
+
+    def _inverse_event_shape_tensor(self, s):
+        return tf.concat([s[:-1], self._shape], 0)
+
+
+class Flatten(_ImageToVector):
     """y = x reshaped from [..., H, W, C] to [..., H·W·C] (log-det 0).
 
     Args:
@@ -137,12 +161,6 @@ class Flatten(FlowBijector):
         super().__init__(3, inverse_event_ndims=1, parameters=parameters, name=name,
                          is_constant_jacobian=True, validate_args=validate_args)
 
-    def _validate(self, x, inverse):
-        super()._validate(x, inverse)
-        if inverse:
-            _check_shape(x, (self._size,), self.name, "latents")
-        else:
-            _check_shape(x, self._shape, self.name, "images")
 
     def _forward_and_log_det(self, x):
         batch = tf.shape(x)[:-3]
@@ -152,20 +170,8 @@ class Flatten(FlowBijector):
         batch = tf.shape(y)[:-1]
         return tf.reshape(y, tf.concat([batch, self._shape], 0)), _batch_zeros(y, 1)
 
-    def _forward_event_shape(self, s):
-        return s[:-3].concatenate([self._size])
 
-    def _inverse_event_shape(self, s):
-        return s[:-1].concatenate(self._shape)
-
-    def _forward_event_shape_tensor(self, s):
-        return tf.concat([s[:-3], [self._size]], 0)
-
-    def _inverse_event_shape_tensor(self, s):
-        return tf.concat([s[:-1], self._shape], 0)
-
-
-class FactorOut(FlowBijector):
+class FactorOut(_ImageToVector):
     """y = [flatten(x₂), g(x₁)]: half the channels leave, the rest go through ``inner``.
 
     With x = [x₁, x₂] split along channels (x₁ the first ``kept`` channels):
@@ -215,12 +221,6 @@ class FactorOut(FlowBijector):
         h, w, c = self._shape
         return (h, w, c - self._kept)
 
-    def _validate(self, x, inverse):
-        super()._validate(x, inverse)
-        if inverse:
-            _check_shape(x, (self._size,), self.name, "latents")
-        else:
-            _check_shape(x, self._shape, self.name, "images")
 
     def _forward_and_log_det(self, x):
         kept, out = x[..., : self._kept], x[..., self._kept:]
@@ -233,15 +233,3 @@ class FactorOut(FlowBijector):
         kept, log_det = inverse_and_log_det(self._inner, z)
         out = tf.reshape(flat, tf.concat([tf.shape(y)[:-1], self.factored_shape], 0))
         return tf.concat([kept, out], axis=-1), log_det
-
-    def _forward_event_shape(self, s):
-        return s[:-3].concatenate([self._size])
-
-    def _inverse_event_shape(self, s):
-        return s[:-1].concatenate(self._shape)
-
-    def _forward_event_shape_tensor(self, s):
-        return tf.concat([s[:-3], [self._size]], 0)
-
-    def _inverse_event_shape_tensor(self, s):
-        return tf.concat([s[:-1], self._shape], 0)
