@@ -16,7 +16,14 @@ import tensorflow_probability as tfp
 
 tfb = tfp.bijectors
 
-__all__ = ["FlowBijector", "check_float", "check_event_rank", "check_channels", "event_axes"]
+__all__ = ["FlowBijector", "check_positive_ints", "check_float", "check_event_rank", "check_channels", "event_axes"]
+
+
+def check_positive_ints(name: str, **values: Any) -> None:
+    """Raises ValueError for any keyword whose value is not an integer >= 1."""
+    for key, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
 
 
 def check_float(x: tf.Tensor, name: str) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from tfflows.bijectors.base import check_positive_ints
+
 __all__ = ["ConvNet", "ResNet", "MLP", "ZeroConv"]
 
 
@@ -28,12 +30,6 @@ def _with_context(x, context):
     return ops.concatenate([x, context], axis=-1)
 
 
-def _check_positive(name: str, **values: int) -> None:
-    for key, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
-
-
 @keras.saving.register_keras_serializable(package="tfflows")
 class ConvNet(keras.layers.Layer):
     """Glow's coupling network: 3×3 conv, ReLU, 1×1 conv, ReLU, zero 3×3 conv.
@@ -45,7 +41,7 @@ class ConvNet(keras.layers.Layer):
 
     def __init__(self, hidden_channels: int, output_channels: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _check_positive(self.name, hidden_channels=hidden_channels, output_channels=output_channels)
+        check_positive_ints(self.name, hidden_channels=hidden_channels, output_channels=output_channels)
         self.hidden_channels = hidden_channels
         self.output_channels = output_channels
         self.conv_in = layers.Conv2D(hidden_channels, 3, padding="same", activation="relu",
@@ -83,7 +79,7 @@ class ResNet(keras.layers.Layer):
     def __init__(self, num_blocks: int, hidden_channels: int, output_channels: int,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _check_positive(self.name, num_blocks=num_blocks, hidden_channels=hidden_channels,
+        check_positive_ints(self.name, num_blocks=num_blocks, hidden_channels=hidden_channels,
                         output_channels=output_channels)
         self.num_blocks = num_blocks
         self.hidden_channels = hidden_channels
@@ -126,7 +122,7 @@ class MLP(keras.layers.Layer):
     def __init__(self, hidden_units: list[int], output_units: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         hidden_units = list(hidden_units)
-        _check_positive(self.name, output_units=output_units,
+        check_positive_ints(self.name, output_units=output_units,
                         **{f"hidden_units[{i}]": u for i, u in enumerate(hidden_units)})
         self.hidden_units = hidden_units
         self.output_units = output_units
@@ -161,7 +157,7 @@ class ZeroConv(keras.layers.Layer):
 
     def __init__(self, output_channels: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _check_positive(self.name, output_channels=output_channels)
+        check_positive_ints(self.name, output_channels=output_channels)
         self.output_channels = output_channels
         self.conv = layers.Conv2D(output_channels, 3, padding="same", kernel_initializer="zeros",
                                   dtype=self.dtype_policy)

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import keras
 
+from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.multiscale import Flatten
 from tfflows.bijectors.preprocess import ScalePixels
 from tfflows.bijectors.squeeze import Squeeze
@@ -73,10 +74,8 @@ class Glow(FlowModel):
         name = type(self).__name__
         if len(self.event_shape) != 3:
             raise ValueError(f"{name}: input_shape must be (height, width, channels), got {input_shape!r}.")
-        for key, value in (("num_levels", num_levels), ("num_steps", num_steps),
-                           ("hidden_channels", hidden_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
+        check_positive_ints(name, num_levels=num_levels, num_steps=num_steps,
+                            hidden_channels=hidden_channels)
         if coupling not in ("affine", "additive"):
             raise ValueError(f"{name}: coupling must be 'affine' or 'additive', got {coupling!r}.")
         h, w, _ = self.event_shape

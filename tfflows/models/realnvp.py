@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import keras
 
+from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.multiscale import Flatten
 from tfflows.bijectors.preprocess import Logit, ScalePixels
 from tfflows.bijectors.squeeze import Squeeze
@@ -61,10 +62,8 @@ class RealNVP(FlowModel):
         name = type(self).__name__
         if len(self.event_shape) != 3:
             raise ValueError(f"{name}: input_shape must be (height, width, channels), got {input_shape!r}.")
-        for key, value in (("num_scales", num_scales), ("num_blocks", num_blocks),
-                           ("hidden_channels", hidden_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
+        check_positive_ints(name, num_scales=num_scales, num_blocks=num_blocks,
+                            hidden_channels=hidden_channels)
         h, w, _ = self.event_shape
         f = 2 ** num_scales
         if h % f or w % f:

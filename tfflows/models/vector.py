@@ -6,6 +6,7 @@ from typing import Any
 
 import keras
 
+from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
@@ -14,12 +15,6 @@ from tfflows.layers.spline import SplineCouplingLayer
 from tfflows.models.base import FlowModel
 
 __all__ = ["VectorRealNVP", "VectorGlow", "VectorNSF"]
-
-
-def _check(name: str, **values: int) -> None:
-    for key, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -46,7 +41,7 @@ class VectorRealNVP(FlowModel):
     def __init__(self, dim: int = 2, num_layers: int = 8, hidden_units: int = 64, num_hidden: int = 2,
                  permutation: str = "reverse", num_classes: int | None = None,
                  context_dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
-        _check(type(self).__name__, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
+        check_positive_ints(type(self).__name__, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
                num_hidden=num_hidden)
         if dim < 2:
             raise ValueError(f"{type(self).__name__}: dim must be >= 2 to split the features, got {dim}.")
@@ -100,7 +95,7 @@ class VectorGlow(FlowModel):
     def __init__(self, dim: int = 2, num_steps: int = 8, hidden_units: int = 64, num_hidden: int = 2,
                  coupling: str = "affine", lu: bool = True, num_classes: int | None = None,
                  context_dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
-        _check(type(self).__name__, dim=dim, num_steps=num_steps, hidden_units=hidden_units,
+        check_positive_ints(type(self).__name__, dim=dim, num_steps=num_steps, hidden_units=hidden_units,
                num_hidden=num_hidden)
         if dim < 2:
             raise ValueError(f"{type(self).__name__}: dim must be >= 2 to split the features, got {dim}.")
@@ -159,7 +154,7 @@ class VectorNSF(FlowModel):
     def __init__(self, dim: int = 2, num_layers: int = 6, hidden_units: int = 64, num_hidden: int = 2,
                  num_bins: int = 8, bound: float = 5.0, num_classes: int | None = None,
                  context_dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
-        _check(type(self).__name__, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
+        check_positive_ints(type(self).__name__, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
                num_hidden=num_hidden, num_bins=num_bins)
         if dim < 2:
             raise ValueError(f"{type(self).__name__}: dim must be >= 2 to split the features, got {dim}.")
