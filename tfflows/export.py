@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
 
+from tfflows.layers.convolution import conv_implementation
+
 if TYPE_CHECKING:
     from tfflows.models.base import FlowModel
 
@@ -429,8 +431,11 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
     # the captured ones, which then read as uninitialised.
     module.model_variables = [_tf_variable(w) for w in model.weights]
     signatures = {}
-    for endpoint in endpoints:
-        signatures[endpoint.name] = endpoint.function().get_concrete_function()
+    # Stock convolutions in the graph: the CPU matmul forms suit training here,
+    # not necessarily the machine that serves.
+    with conv_implementation("conv"):
+        for endpoint in endpoints:
+            signatures[endpoint.name] = endpoint.function().get_concrete_function()
     signatures["serving_default"] = signatures["log_prob"]
     tf.saved_model.save(module, path, signatures=signatures)
 

@@ -14,6 +14,7 @@ import tensorflow_probability as tfp
 
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.layers.actnorm import ActNormLayer
+from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_actnorm
 
 tfb = tfp.bijectors
@@ -370,7 +371,7 @@ class FlowModel(keras.Model):
         return loss, loss / (self.num_dims * math.log(2.0))
 
     def train_step(self, data):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, xla_compiling(self.jit_compile):
             loss, bpd = self._nll(data)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = loss / replicas
@@ -423,7 +424,8 @@ class FlowModel(keras.Model):
         ctx.merge_call(cross_replica, args=(grads, finite))
 
     def test_step(self, data):
-        loss, bpd = self._nll(data)
+        with xla_compiling(self.jit_compile):
+            loss, bpd = self._nll(data)
         self.loss_tracker.update_state(loss)
         self.bpd_tracker.update_state(bpd)
         return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
@@ -433,7 +435,8 @@ class FlowModel(keras.Model):
         if isinstance(data, (tuple, list)) and len(data) == 1:
             data = data[0]
         x, context = self._unpack(data)
-        return self.log_prob(x, context)
+        with xla_compiling(self.jit_compile):
+            return self.log_prob(x, context)
 
     def compile(self, *args, **kwargs) -> None:
         """Keras ``compile``; the optimizer is built at once, as every weight already exists.
