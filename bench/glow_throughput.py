@@ -293,25 +293,19 @@ class TfpRunner(Runner):
 # -- parameter counts -------------------------------------------------------
 
 def tfflows_params(model) -> dict:
-    """Trainable entries; ``effective`` drops the LU matrices' unused triangles."""
-    from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
+    """Trainable entries, and how many of them are the learned top prior."""
     from tfflows.layers.prior import PriorLayer
 
     total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    unused = prior = 0
-    for layer in model.flow_layers:
-        if isinstance(layer, InvertibleConv1x1Layer) and layer.lu:
-            c = int(layer.lower.shape[0])
-            unused += 2 * (c * (c + 1) // 2)  # lower: diagonal and above; upper: diagonal and below
-        if isinstance(layer, PriorLayer):
-            prior += sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-    return {"trainable": total, "effective": total - unused, "learned_top_prior": prior}
+    prior = sum(int(np.prod(w.shape)) for layer in model.flow_layers if isinstance(layer, PriorLayer)
+                for w in layer.trainable_weights)
+    return {"trainable": total, "learned_top_prior": prior}
 
 
 def tfp_params(glow) -> dict:
     """Trainable entries of tfb.Glow (its LU matrix stores L and U in one c×c array)."""
     total = sum(int(np.prod(v.shape)) for v in glow.trainable_variables)
-    return {"trainable": total, "effective": total, "learned_top_prior": 0}
+    return {"trainable": total, "learned_top_prior": 0}
 
 
 # -- the run ----------------------------------------------------------------
@@ -421,8 +415,8 @@ def print_report(out: dict) -> None:
     ps = {r["side"]: r["params"] for r in out["results"]}
     if "tfflows" in ps:
         p = ps["tfflows"]
-        print(f"tfflows params: {p['trainable']} trainable, {p['effective']} effective "
-              f"(LU triangles actually used), of which {p['learned_top_prior']} the learned top prior")
+        print(f"tfflows params: {p['trainable']} trainable, of which {p['learned_top_prior']} "
+              "the learned top prior")
     if "tfp" in ps:
         print(f"TFP params: {ps['tfp']['trainable']} trainable")
 

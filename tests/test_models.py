@@ -524,3 +524,14 @@ def test_bad_input_raises_value_error(name):
     call, message = BAD_CALLS[name]
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_out_of_range_labels_fail_in_graphs_too():
+    """In a traced step the labels are only known at run time: an error then, not one_hot's zeros."""
+    model = get_case("glow_additive_plain_classes").model
+    x = pixels(2)
+    score = tf.function(lambda x, labels: model.log_prob(x, labels))
+    assert score(x, tf.constant([0, 2])).shape == (2,)
+    for labels in ([0, 3], [-1, 0]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected class labels in 0..2, got"):
+            score(x, tf.constant(labels))

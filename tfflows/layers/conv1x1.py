@@ -50,7 +50,9 @@ class InvertibleConv1x1Layer(FlowLayer):
     a QR decomposition, inverse by ``inv``). With ``lu=True``, W = P L (U + diag(s ·
     exp(log_diag))) with a fixed permutation P, unit lower-triangular L,
     strictly upper U, fixed signs s and trainable log|diag|, so log|det W| is
-    Σ log_diag and the inverse costs two triangular solves.
+    Σ log_diag and the inverse costs two triangular solves. The trainable
+    parts share one c×c weight ``lower_upper``: L's entries below its
+    diagonal, U's above, log_diag on it (c² numbers, as many as W has).
 
     Both start from a random rotation drawn from ``seed`` (or from
     ``initial_matrix``, which must be invertible).
@@ -98,10 +100,8 @@ class InvertibleConv1x1Layer(FlowLayer):
             name="permutation", shape=(c,), dtype="int32", trainable=False, initializer=const(perm))
         self.sign = self.add_weight(name="sign", shape=(c,), trainable=False,
                                     initializer=const(np.sign(diag)))
-        self.lower = self.add_weight(name="lower", shape=(c, c), initializer=const(np.tril(l_mat, -1)))
-        self.upper = self.add_weight(name="upper", shape=(c, c), initializer=const(np.triu(u_mat, 1)))
-        self.log_diag = self.add_weight(name="log_diag", shape=(c,),
-                                        initializer=const(np.log(np.abs(diag))))
+        packed = np.tril(l_mat, -1) + np.triu(u_mat, 1) + np.diag(np.log(np.abs(diag)))
+        self.lower_upper = self.add_weight(name="lower_upper", shape=(c, c), initializer=const(packed))
 
     def weight_matrix(self) -> tf.Tensor:
         """The current c×c matrix W."""
@@ -111,8 +111,9 @@ class InvertibleConv1x1Layer(FlowLayer):
         return lu_weight(*self._lu_parts())[0]
 
     def _lu_parts(self):
-        return (tf.convert_to_tensor(self.permutation), tf.convert_to_tensor(self.lower),
-                tf.convert_to_tensor(self.upper), tf.convert_to_tensor(self.log_diag),
+        """(permutation, L, U, log|diag|, sign): lu_weight reads only the strict triangles."""
+        packed = tf.convert_to_tensor(self.lower_upper)
+        return (tf.convert_to_tensor(self.permutation), packed, packed, tf.linalg.diag_part(packed),
                 tf.convert_to_tensor(self.sign))
 
     def bijector(self, context: tf.Tensor | None = None) -> InvertibleConv1x1:

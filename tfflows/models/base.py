@@ -159,14 +159,23 @@ class FlowModel(keras.Model):
             if context.shape.rank not in (None, 1):
                 raise ValueError(f"{name}: expected labels of shape [batch], got shape {context.shape}.")
             labels = tf.cast(context, tf.int32)
-            # tf.one_hot maps an out-of-range label to a zero vector without a word;
-            # catch that where the values are known (graphs skip the check).
-            if tf.executing_eagerly() and tf.size(labels) > 0:
-                low, high = int(tf.reduce_min(labels)), int(tf.reduce_max(labels))
-                if low < 0 or high >= self.num_classes:
-                    raise ValueError(
-                        f"{name}: expected class labels in 0..{self.num_classes - 1}, got labels "
-                        f"from {low} to {high}.")
+            # tf.one_hot maps an out-of-range label to a zero vector without a word.
+            if tf.executing_eagerly():
+                if tf.size(labels) > 0:
+                    low, high = int(tf.reduce_min(labels)), int(tf.reduce_max(labels))
+                    if low < 0 or high >= self.num_classes:
+                        raise ValueError(
+                            f"{name}: expected class labels in 0..{self.num_classes - 1}, got labels "
+                            f"from {low} to {high}.")
+            else:
+                # In a graph the values come at run time: an InvalidArgumentError then.
+                # (XLA compiles asserts away; jit-compiled steps skip this check.)
+                in_range = tf.reduce_all((labels >= 0) & (labels < self.num_classes))
+                check = tf.debugging.Assert(
+                    in_range, [f"{name}: expected class labels in 0..{self.num_classes - 1}, got",
+                               labels], summarize=16)
+                with tf.control_dependencies([check]):
+                    labels = tf.identity(labels)
             return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
