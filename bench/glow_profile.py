@@ -9,10 +9,10 @@ batch 64, without XLA:
    ``RealNVP`` runs its conditioner network in each, so every coupling network
    appears twice, forward and backward.
 2. ``ops``: self time per op type from the TensorFlow profiler.
-3. ``timing``: interleaved, paired step times of the tfflows step as it is, of
-   tfflows with alternative kernels patched in at run time (nothing in
-   ``tfflows/`` is edited), of its 9 conditioner networks alone (a lower bound
-   for any implementation of this architecture) and of TFP's step.
+3. ``timing``: interleaved, paired step times of the tfflows step as it is
+   (thin convolutions as matrix products, ``tfflows.layers.Conv2D``), of
+   tfflows with stock convolutions (``conv_implementation("conv")``), of its
+   coupling networks alone (forward and backward) and of TFP's step.
 
     python bench/glow_profile.py                     # all three, TF defaults
     python bench/glow_profile.py --onednn on --only timing
@@ -29,50 +29,10 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 
 __all__ = ["main"]
 
-VARIANTS = ("tfflows", "tfflows+tensordot", "tfflows+tensordot+matmul_out", "conv_only", "tfp")
-
-
-def _patch_tensordot(model) -> None:
-    """InvertibleConv1x1 by tensordot (one 2-D MatMul) instead of einsum('...c,cd->...d')."""
-    import tensorflow as tf
-
-    from tfflows.bijectors.conv1x1 import InvertibleConv1x1
-
-    def apply(self, x, matrix):
-        return tf.tensordot(x, tf.cast(matrix, x.dtype), [[x.shape.rank - 1], [0]])
-
-    InvertibleConv1x1._apply = apply  # class-level: traced functions keep what they saw
-
-
-def conv3x3_by_matmul(x, kernel, bias):
-    """'same' 3×3 conv as one matmul to 9·C_out channels plus 9 shifted adds."""
-    import tensorflow as tf
-
-    k, _, cin, cout = kernel.shape
-    h, w = x.shape[1], x.shape[2]
-    z = tf.tensordot(x, tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), (cin, k * k * cout)), 1)
-    z = tf.reshape(tf.pad(z, [[0, 0], [1, 1], [1, 1], [0, 0]]), (-1, h + 2, w + 2, k * k, cout))
-    out = bias
-    for i in range(k):
-        for j in range(k):
-            out = out + z[:, i:i + h, j:j + w, i * k + j, :]
-    return out
-
-
-def _patch_matmul_out(model) -> None:
-    from tfflows.layers.conditioners import ConvNet
-
-    def call(self, x, context=None):
-        return conv3x3_by_matmul(self.conv_mid(self.conv_in(x)), self.conv_out.kernel,
-                                 self.conv_out.bias)
-
-    for layer in model._flatten_layers():
-        if isinstance(layer, ConvNet):
-            layer.call = types.MethodType(call, layer)
+VARIANTS = ("tfflows", "tfflows+stock_convs", "conv_only", "tfp")
 
 
 def build_steps(names, xs, pool):
@@ -82,10 +42,9 @@ def build_steps(names, xs, pool):
 
     import glow_throughput as gt
     import tfflows
-    from tfflows.bijectors.conv1x1 import InvertibleConv1x1
+    from tfflows.layers.convolution import conv_implementation
     from tfflows.layers.coupling import CouplingLayer
 
-    original_apply = InvertibleConv1x1._apply
     steps = {}
     for name in names:
         if name == "tfp":
@@ -95,11 +54,6 @@ def build_steps(names, xs, pool):
         keras.utils.set_random_seed(0)
         model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, hidden_channels=128, seed=0)
         model.initialize(xs[0])
-        InvertibleConv1x1._apply = original_apply
-        if "tensordot" in name:
-            _patch_tensordot(model)
-        if "matmul_out" in name:
-            _patch_matmul_out(model)
         optimizer = keras.optimizers.Adam(1e-3)
         if name == "conv_only":
             # Every coupling's network on an input of its level's shape: [B, 14, 14, 2]
@@ -121,8 +75,9 @@ def build_steps(names, xs, pool):
                 return -tf.reduce_mean(model.log_prob(x))
         optimizer.build(variables)
         steps[name] = tf.function(_train_step(loss_fn, variables, optimizer))
-        steps[name].get_concrete_function(xs[0])
-    InvertibleConv1x1._apply = original_apply
+        # The implementation is fixed when the step is traced, here.
+        with conv_implementation("conv" if name == "tfflows+stock_convs" else "auto"):
+            steps[name].get_concrete_function(xs[0])
     return steps
 
 
@@ -140,7 +95,7 @@ def _train_step(loss_fn, variables, optimizer):
 def report_graph(steps, x) -> None:
     print("\n== graph: ops in the traced training step ==")
     kinds = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "Einsum", "BatchMatMulV2",
-             "MatMul", "MatrixTriangularSolve")
+             "MatMul", "MatrixTriangularSolve")  # tfflows' Conv2D shows as _FusedConv2D when run
     print(f"{'step':30s} {'all ops':>8s} " + " ".join(f"{k:>12.12s}" for k in kinds))
     for name, fn in steps.items():
         ops = fn.get_concrete_function(x).graph.get_operations()
@@ -246,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in ("all", "graph"):
         report_graph(steps, xs[0])
     if args.only in ("all", "ops"):
-        report_ops({k: v for k, v in steps.items() if k in ("tfflows", "tfp")}, xs, args.top)
+        report_ops({k: v for k, v in steps.items() if k in ("tfflows", "tfflows+stock_convs", "tfp")},
+                   xs, args.top)
     if args.only in ("all", "timing"):
         report_timing(steps, xs, args.rounds, args.window)
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from typing import Any, Callable
 
 import keras
@@ -535,3 +536,13 @@ def test_out_of_range_labels_fail_in_graphs_too():
     for labels in ([0, 3], [-1, 0]):
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected class labels in 0..2, got"):
             score(x, tf.constant(labels))
+
+
+def test_sample_warns_when_samples_overflow():
+    model = get_case("vector_realnvp").model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(model.sample(3, seed=1).numpy()).all()
+    with pytest.warns(RuntimeWarning, match=r"3 of 3 samples at temperature 1e\+39 have inf or NaN"):
+        x = model.sample(3, temperature=1e39, seed=1)  # beyond float32: the base itself overflows
+    assert not np.isfinite(x.numpy()).any()

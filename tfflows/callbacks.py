@@ -45,7 +45,9 @@ def save_samples_picture(model, path: str, temperatures: Sequence[float], per_ro
         if model.num_classes is not None:
             n = model.num_classes
             context = np.arange(n, dtype=np.int32)
-        x = model.sample(n, temperature=float(t), seed=seed, context=context).numpy()
+        with warnings.catch_warnings():  # the warning below says what happens to them
+            warnings.filterwarnings("ignore", r".*have inf or NaN values", RuntimeWarning)
+            x = model.sample(n, temperature=float(t), seed=seed, context=context).numpy()
         bad = ~np.isfinite(x)
         if bad.any():
             # An early or unstable model can map hot latents outside the data's

@@ -3,6 +3,7 @@
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.conditioners import MLP, ConvNet, ResNet, ZeroConv
+from tfflows.layers.convolution import Conv2D, conv_implementation
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
 from tfflows.layers.coupling import CONDITIONERS, CouplingLayer
 from tfflows.layers.prior import PriorLayer
@@ -11,6 +12,7 @@ from tfflows.layers.spline import SplineCouplingLayer
 __all__ = [
     "ActNormLayer",
     "CONDITIONERS",
+    "Conv2D",
     "ConvNet",
     "CouplingLayer",
     "FlowLayer",
@@ -20,4 +22,5 @@ __all__ = [
     "ResNet",
     "SplineCouplingLayer",
     "ZeroConv",
+    "conv_implementation",
 ]

@@ -289,7 +289,16 @@ class FlowModel(keras.Model):
             if context.shape.rank and context.shape[0] not in (None, shape[0]):
                 raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one, "
                                  f"got {context.shape[0]}.")
-        return self.decode(eps * float(temperature), context)
+        x = self.decode(eps * float(temperature), context)
+        if tf.executing_eagerly():
+            finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, (shape[0], -1))), axis=1)
+            bad = int(shape[0] - tf.reduce_sum(tf.cast(finite, tf.int32)))
+            if bad:
+                warnings.warn(
+                    f"{name}: {bad} of {shape[0]} samples at temperature {temperature} have inf or "
+                    "NaN values (the inverse flow overflowed); a lower temperature or a longer "
+                    "trained model avoids this.", RuntimeWarning, stacklevel=2)
+        return x
 
     def split_latents(self, z) -> list[tf.Tensor]:
         """Cuts a flat latent into its levels, each in its own [batch, H, W, C] shape."""
