@@ -45,11 +45,10 @@ class ConvNet(keras.layers.Layer):
         check_positive_ints(self.name, hidden_channels=hidden_channels, output_channels=output_channels)
         self.hidden_channels = hidden_channels
         self.output_channels = output_channels
-        self.conv_in = Conv2D(hidden_channels, 3, padding="same", activation="relu",
-                                     dtype=self.dtype_policy)
+        # tfflows' Conv2D: stride 1, 'same' padding, thin convs as matmuls on CPUs.
+        self.conv_in = Conv2D(hidden_channels, 3, activation="relu", dtype=self.dtype_policy)
         self.conv_mid = Conv2D(hidden_channels, 1, activation="relu", dtype=self.dtype_policy)
-        self.conv_out = Conv2D(output_channels, 3, padding="same", kernel_initializer="zeros",
-                                      dtype=self.dtype_policy)
+        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=self.dtype_policy)
 
     def build(self, x_shape, context_shape=None):
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -85,11 +84,11 @@ class ResNet(keras.layers.Layer):
         self.num_blocks = num_blocks
         self.hidden_channels = hidden_channels
         self.output_channels = output_channels
-        conv = dict(padding="same", dtype=self.dtype_policy)
-        self.conv_in = Conv2D(hidden_channels, 3, **conv)
+        dtype = self.dtype_policy
+        self.conv_in = Conv2D(hidden_channels, 3, dtype=dtype)
         # A flat list: Keras tracks layers in lists, not in tuples.
-        self.block_convs = [Conv2D(hidden_channels, 3, **conv) for _ in range(2 * num_blocks)]
-        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros", **conv)
+        self.block_convs = [Conv2D(hidden_channels, 3, dtype=dtype) for _ in range(2 * num_blocks)]
+        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=dtype)
 
     def build(self, x_shape, context_shape=None):
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -160,8 +159,7 @@ class ZeroConv(keras.layers.Layer):
         super().__init__(**kwargs)
         check_positive_ints(self.name, output_channels=output_channels)
         self.output_channels = output_channels
-        self.conv = Conv2D(output_channels, 3, padding="same", kernel_initializer="zeros",
-                                  dtype=self.dtype_policy)
+        self.conv = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=self.dtype_policy)
 
     def build(self, x_shape, context_shape=None):
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])

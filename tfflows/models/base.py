@@ -160,14 +160,7 @@ class FlowModel(keras.Model):
                 raise ValueError(f"{name}: expected labels of shape [batch], got shape {context.shape}.")
             labels = tf.cast(context, tf.int32)
             # tf.one_hot maps an out-of-range label to a zero vector without a word.
-            if tf.executing_eagerly():
-                if tf.size(labels) > 0:
-                    low, high = int(tf.reduce_min(labels)), int(tf.reduce_max(labels))
-                    if low < 0 or high >= self.num_classes:
-                        raise ValueError(
-                            f"{name}: expected class labels in 0..{self.num_classes - 1}, got labels "
-                            f"from {low} to {high}.")
-            else:
+            if not tf.executing_eagerly():
                 # In a graph the values come at run time: an InvalidArgumentError then.
                 # (XLA compiles asserts away; jit-compiled steps skip this check.)
                 in_range = tf.reduce_all((labels >= 0) & (labels < self.num_classes))
@@ -176,6 +169,12 @@ class FlowModel(keras.Model):
                                labels], summarize=16)
                 with tf.control_dependencies([check]):
                     labels = tf.identity(labels)
+            elif tf.size(labels) > 0:
+                low, high = int(tf.reduce_min(labels)), int(tf.reduce_max(labels))
+                if low < 0 or high >= self.num_classes:
+                    raise ValueError(
+                        f"{name}: expected class labels in 0..{self.num_classes - 1}, got labels "
+                        f"from {low} to {high}.")
             return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
