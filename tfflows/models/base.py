@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from typing import Any, Sequence
 
@@ -13,6 +14,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.multiscale import FlowChain
+from tfflows.guard import check_finite_weights
+from tfflows.io import atomic_path
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_actnorm
@@ -465,6 +468,32 @@ class FlowModel(keras.Model):
         super().compile(*args, **kwargs)
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+
+    def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
+        """Keras ``save``, refusing non-finite weights and writing atomically.
+
+        The file is written under a temporary name in the same folder and
+        renamed into place, so an interrupted save leaves the old file whole.
+
+        Raises:
+          NonFiniteWeightsError: a weight holds inf or NaN (a ``ValueError``).
+          ValueError: ``filepath`` exists and ``overwrite`` is false.
+        """
+        check_finite_weights(self, "save")
+        filepath = os.fspath(filepath)
+        if not overwrite and os.path.exists(filepath):
+            raise ValueError(f"{type(self).__name__}.save: {filepath!r} exists and overwrite=False.")
+        with atomic_path(filepath) as tmp:
+            super().save(tmp, overwrite=True, **kwargs)
+
+    def save_weights(self, filepath, overwrite: bool = True, **kwargs) -> None:
+        """Keras ``save_weights``, refusing non-finite weights and writing atomically."""
+        check_finite_weights(self, "save the weights of")
+        filepath = os.fspath(filepath)
+        if not overwrite and os.path.exists(filepath):
+            raise ValueError(f"{type(self).__name__}.save_weights: {filepath!r} exists and overwrite=False.")
+        with atomic_path(filepath) as tmp:
+            super().save_weights(tmp, overwrite=True, **kwargs)
 
     def compile_from_config(self, config) -> None:
         # Keras skips compile() on load when a subclass overrides it; ours only adds the build.

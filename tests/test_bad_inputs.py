@@ -1,0 +1,203 @@
+"""Bad input gets a clear error: one table across the Python API, the CLI and the SavedModel.
+
+Each row is ``id: (call, error type, message substring)``. ``call`` takes the
+``Env`` fixture (small shared models, a SavedModel and a temporary folder).
+A CLI row runs ``tfflows.cli.main`` in this process; a non-zero exit becomes
+``CliError`` with what the command printed to stderr, which must hold the
+substring and no traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfflows
+from tfflows import data
+from tfflows.training import make_optimizer
+
+
+class CliError(Exception):
+    """A CLI run that exited non-zero; the message is its stderr."""
+
+
+def cli(*argv: str) -> str:
+    """Runs ``tfflows ARGV``; returns stdout, or raises ``CliError(stderr)`` on a non-zero exit."""
+    from tfflows.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exit_:  # argparse's own errors, or sys.exit("message")
+            if isinstance(exit_.code, str):
+                err.write(exit_.code)
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    text = err.getvalue()
+    assert "Traceback" not in text, f"tfflows {' '.join(argv)} printed a traceback:\n{text}"
+    if code:
+        raise CliError(text)
+    return out.getvalue()
+
+
+@functools.cache
+def _glow() -> tfflows.Glow:
+    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5)
+    model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
+    return model
+
+
+@functools.cache
+def _vector() -> tfflows.VectorRealNVP:
+    return tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8)
+
+
+@functools.cache
+def _labelled() -> tfflows.VectorRealNVP:
+    return tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, num_classes=3)
+
+
+@functools.cache
+def _saved_model(folder: str) -> Any:
+    path = os.path.join(folder, "glow", "1")
+    tfflows.export_saved_model(_glow(), path)
+    return tf.saved_model.load(path)
+
+
+class Env:
+    """What a row may use: shared small models, one SavedModel, a fresh folder."""
+
+    def __init__(self, tmp: Path, shared: Path) -> None:
+        self.tmp = tmp
+        self._shared = shared
+
+    glow = staticmethod(_glow)
+    vector = staticmethod(_vector)
+    labelled = staticmethod(_labelled)
+
+    def saved_model(self) -> Any:
+        return _saved_model(str(self._shared))
+
+    def keras_file(self) -> str:
+        """A saved, finite ``.keras`` file of the small Glow."""
+        path = self._shared / "glow.keras"
+        if not path.exists():
+            _glow().save(str(path))
+        return str(path)
+
+
+def _images(n: int = 2, value: float = 3.5) -> np.ndarray:
+    return np.full((n, 8, 8, 1), value, np.float32)
+
+
+def _serve(name: str, **inputs) -> Callable[[Env], Any]:
+    def call(env: Env):
+        fn = env.saved_model().signatures[name]
+        return fn(**{k: tf.constant(v) for k, v in inputs.items()})
+    return call
+
+
+Row = tuple[Callable[[Env], Any], Any, str]
+
+# -- models: construction and scoring -----------------------------------------------
+MODEL_ROWS: dict[str, Row] = {
+    "glow_event_shape_rank2": (lambda e: tfflows.Glow((8, 8)), ValueError, "event_shape"),
+    "glow_context_and_classes": (
+        lambda e: tfflows.VectorRealNVP(2, num_classes=2, context_dim=2), ValueError, "not both"),
+    "log_prob_wrong_shape": (lambda e: e.glow().log_prob(np.zeros((2, 4, 4, 1), "float32")),
+                             ValueError, "expected x of shape"),
+    "log_prob_int_pixels": (lambda e: e.glow().log_prob(np.zeros((2, 8, 8, 1), "int32")),
+                            ValueError, "must be float32 or float64"),
+    "sample_zero": (lambda e: e.glow().sample(0), ValueError, "num_samples must be a positive integer"),
+    "sample_negative_temperature": (lambda e: e.glow().sample(2, temperature=-1.0), ValueError,
+                                    "temperature must be a finite number"),
+    "sample_nan_temperature": (lambda e: e.glow().sample(2, temperature=math.nan), ValueError,
+                               "temperature must be a finite number"),
+    "decode_wrong_latent_size": (lambda e: e.glow().decode(np.zeros((2, 10), "float32")), ValueError,
+                                 "expected latents of shape"),
+    "context_on_unconditional": (lambda e: e.vector().log_prob(np.zeros((2, 2), "float32"), context=[0, 1]),
+                                 ValueError, "not conditional"),
+    "missing_labels": (lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32")), ValueError,
+                       "this model is conditional"),
+    "label_out_of_range": (lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32"), context=[0, 3]),
+                           ValueError, "0..2"),
+    # (section 4 rows: empty batches, non-finite inputs, levels out of range)
+}
+
+# -- training, saving and the non-finite guard -----------------------------------------
+TRAINING_ROWS: dict[str, Row] = {
+    "save_nonfinite_model": (
+        lambda e: _nan_copy(e).save(str(e.tmp / "nan.keras")), ValueError, "non-finite weights"),
+    "save_weights_nonfinite_model": (
+        lambda e: _nan_copy(e).save_weights(str(e.tmp / "nan.weights.h5")), ValueError,
+        "non-finite weights"),
+    "clipnorm_zero": (lambda e: make_optimizer(1e-3, clipnorm=0.0), ValueError, "clipnorm"),
+    # (section 2 rows: optimizer arguments, export of a NaN model, …)
+}
+
+# -- data --------------------------------------------------------------------------------
+DATA_ROWS: dict[str, Row] = {
+    "unknown_toy": (lambda e: data.sample_toy("spiral9", 10), ValueError, "spiral9"),
+    # (section 4 rows: source bits, data dirs, …)
+}
+
+# -- the command line --------------------------------------------------------------------
+CLI_ROWS: dict[str, Row] = {
+    "cli_no_command": (lambda e: cli(), CliError, "required"),
+    "cli_bad_lr": (lambda e: cli("train", "--lr", "-1"), CliError, "finite number > 0"),
+    "cli_evaluate_missing_model": (lambda e: cli("evaluate", str(e.tmp / "none.keras")), CliError,
+                                   "no model file"),
+    # (sections 2–4 rows: reruns, data dirs, corrupt files, …)
+}
+
+# -- the SavedModel --------------------------------------------------------------------
+SAVEDMODEL_ROWS: dict[str, Row] = {
+    "serve_wrong_channels": (_serve("log_prob", images=np.zeros((1, 8, 8, 3), np.uint8)),
+                             tf.errors.InvalidArgumentError, "not compatible"),
+    "serve_too_many_samples": (
+        _serve("sample", num_samples=np.int32(10**6), temperature=np.float32(1), seed=np.int64(0)),
+        tf.errors.InvalidArgumentError, "num_samples must be in"),
+    "serve_nan_temperature": (
+        _serve("sample", num_samples=np.int32(2), temperature=np.float32(np.nan), seed=np.int64(0)),
+        tf.errors.InvalidArgumentError, "temperature must be finite"),
+    "serve_nan_latents": (_serve("decode", latents=np.full((1, 64), np.nan, np.float32)),
+                          tf.errors.InvalidArgumentError, "latents must be finite"),
+    "serve_float_levels_too_big": (_serve("log_prob_float", images=_images(1, 40.0)),
+                                   tf.errors.InvalidArgumentError, "pixel levels in [0, 32)"),
+}
+
+
+def _nan_copy(env: Env):
+    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8)
+    weight = model.trainable_variables[-1]
+    weight.assign(tf.fill(weight.shape, math.nan))
+    return model
+
+
+ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bad_inputs_shared")
+
+
+@pytest.mark.parametrize("row", list(ROWS), ids=list(ROWS))
+def test_bad_input_gets_a_clear_error(row, tmp_path, shared):
+    call, error, substring = ROWS[row]
+    with pytest.raises(error) as info:
+        call(Env(tmp_path, shared))
+    assert substring in str(info.value), f"{row}: message lacks {substring!r}: {info.value}"
+
+
+def test_the_table_is_large_enough():
+    assert len(ROWS) >= 60, f"the bad-input table has {len(ROWS)} rows; the issue asks for 60"
