@@ -321,3 +321,68 @@ def test_mirrored_strategy_matches_single_device():
     assert out["moved"] > 1e-3  # the step did something ...
     assert out["weights_diff"] < 1e-5  # ... and the same thing on both
     assert out["skipped_steps"] == 1 and out["skip_warned"] and out["skip_diff"] == 0.0
+
+
+UNEVEN_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tfflows import Glow
+
+    def make():
+        return Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=3)
+
+    rng = np.random.default_rng(0)
+    out = {}
+    # 129 = 2 * 64 + 1: the last global batch of 1 leaves one replica no example;
+    # 131: its last batch of 3 splits 2 / 1, where a mean per replica is not the batch mean.
+    for n in (129, 131):
+        x = rng.uniform(0, 32, (n, 8, 8, 1)).astype("float32")
+        keras.utils.set_random_seed(0)
+        single = make()
+        for v in single.trainable_variables:
+            v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
+        start = [w.copy() for w in single.get_weights()]
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            mirrored = make()
+            mirrored.set_weights(start)
+            mirrored.compile(optimizer=keras.optimizers.SGD(0.01))
+        single.compile(optimizer=keras.optimizers.SGD(0.01))
+        h1 = single.fit(x, batch_size=64, epochs=1, shuffle=False, verbose=0)
+        h2 = mirrored.fit(x, batch_size=64, epochs=1, shuffle=False, verbose=0,
+                          validation_data=(x[:65],))
+        weights = mirrored.get_weights()
+        out[n] = {
+            "loss_single": h1.history["loss"][0], "loss_mirrored": h2.history["loss"][0],
+            "val_loss": h2.history["val_loss"][0],
+            "val_want": float(-np.mean(single.log_prob(x[:65]).numpy().astype(np.float64))),
+            "diff": max(float(np.max(np.abs(a - b))) for a, b in zip(single.get_weights(), weights)),
+            "moved": max(float(np.max(np.abs(a - b))) for a, b in zip(start, weights)),
+            "finite": all(bool(np.all(np.isfinite(w))) for w in weights),
+            "skipped": int(mirrored.nonfinite_steps.numpy()),
+        }
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_mirrored_strategy_trains_on_uneven_and_empty_replica_batches():
+    """A last batch smaller than the replica count trains: the step is that of the global mean."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    proc = subprocess.run([sys.executable, "-c", UNEVEN_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    for n, out in json.loads(lines[-1][len("RESULT "):]).items():
+        assert out["finite"] and out["skipped"] == 0, (n, out)
+        assert out["moved"] > 1e-2, (n, out)
+        # Same updates as one device on the same batches: the loss is the global-batch mean.
+        assert out["diff"] < 1e-5, (n, out)
+        np.testing.assert_allclose(out["loss_mirrored"], out["loss_single"], rtol=1e-5)
+        # Validation weighs batches by their examples: the mean over all 65.
+        np.testing.assert_allclose(out["val_loss"], out["val_want"], rtol=1e-5)

@@ -141,6 +141,27 @@ def _shift_add_conv(x, kernel):
     return _sum_of_taps(ops.reshape(z, (shape[0], shape[1], shape[2], k * k, c_out)), k)
 
 
+def _stock_conv(convolution_op, x, kernel):
+    """The stock convolution, right for an empty batch too.
+
+    TensorFlow's Conv2D kernel returns its *input* unchanged when that is
+    empty, so a batch of 0 came out with C_in channels instead of C_out and
+    failed at the bias add. Reshaping to [N, H, W, C_out] costs nothing
+    (both sides hold the same elements when N > 0) and gives the empty
+    result its shape; the gradient reshapes back.
+    """
+    out = convolution_op(x, kernel)
+    if x.shape[0] is not None and x.shape[0] > 0:
+        return out
+    if x.shape[0] == 0:
+        return tf.zeros((0, *x.shape[1:3], kernel.shape[-1]), out.dtype) + 0.0 * tf.reduce_sum(kernel)
+    # The batch from the size, not tf.shape(x)[0]: Grappler removes a reshape it can
+    # prove to be the identity, and would then let the wrong shape through.
+    h, w, c_in = x.shape[1:]
+    batch = tf.size(x) // (h * w * c_in)
+    return tf.reshape(out, tf.stack([batch, h, w, kernel.shape[-1]]))
+
+
 _FIXED = {"strides": 1, "padding": "same", "dilation_rate": 1, "groups": 1,
           "data_format": "channels_last"}
 
@@ -192,7 +213,7 @@ class Conv2D(keras.layers.Conv2D):
                 return _im2col_conv(inputs, kernel)
             if k * k * c_out <= c_in:
                 return _shift_add_conv(inputs, kernel)
-        return super().convolution_op(inputs, kernel)
+        return _stock_conv(super().convolution_op, inputs, kernel)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -184,7 +184,15 @@ class FlowModel(keras.Model):
                 f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
         return tf.cast(context, tf.float32)
 
-    def _check_x(self, x, what: str = "x") -> tf.Tensor:
+    def _check_x(self, x, what: str = "x", levels: bool = False, values: bool = True) -> tf.Tensor:
+        """``x`` as float32 after its dtype and shape checks; in eager mode its values too.
+
+        Eagerly, inf or NaN values raise, and with ``levels`` so do pixel
+        levels outside [0, 2^num_bits) of an image model. Inside a graph
+        (``tf.function``, ``fit``) the values are not checked, so a training
+        step pays nothing: inf or NaN give a NaN result, which ``fit``'s
+        non-finite guard skips.
+        """
         x = tf.convert_to_tensor(x)
         name = type(self).__name__
         if not x.dtype.is_floating:
@@ -197,7 +205,29 @@ class FlowModel(keras.Model):
             raise ValueError(
                 f"{name}: expected {what} of shape [batch, {', '.join(map(str, self.event_shape))}], "
                 f"got shape {x.shape}.")
+        if values and tf.executing_eagerly():
+            self._check_values(x, what, levels)
         return tf.cast(x, tf.float32)
+
+    def _check_values(self, x: tf.Tensor, what: str, levels: bool = False) -> None:
+        """Eager only: raises on inf or NaN, and on pixel levels out of range when ``levels``."""
+        name = type(self).__name__
+        if tf.size(x) == 0:
+            return
+        bad = int(tf.size(x)) - int(tf.reduce_sum(tf.cast(tf.math.is_finite(x), tf.int32)))
+        if bad:
+            raise ValueError(f"{name}: expected finite {what}, got {bad} inf or NaN values.")
+        num_bits = getattr(self, "num_bits", None)
+        if levels and len(self.event_shape) == 3 and num_bits is not None:
+            low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
+            top = 2 ** int(num_bits)
+            if low < 0 or high >= top:
+                hint = (" (8-bit pixels given to a model of fewer bits? reduce them with "
+                        "tfflows.data.make_dataset(..., n_bits=...))" if high >= top and high < 256
+                        else "")
+                raise ValueError(
+                    f"{name}: expected {what} as pixel levels in [0, {top}) for num_bits={num_bits}, "
+                    f"got values from {low:g} to {high:g}{hint}.")
 
     def _check_z(self, z) -> tf.Tensor:
         z = tf.convert_to_tensor(z)
@@ -205,7 +235,25 @@ class FlowModel(keras.Model):
             raise ValueError(
                 f"{type(self).__name__}: expected latents of shape [batch, {self.num_dims}] "
                 f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
+        if tf.executing_eagerly():
+            self._check_values(z, "latents")
         return tf.cast(z, tf.float32)
+
+    def _unless_empty(self, x: tf.Tensor, compute, empty_shape: Sequence[int]) -> tf.Tensor:
+        """``compute()``, or an empty result of ``[0, *empty_shape]`` for a batch of 0.
+
+        Eagerly, and whenever the batch size is known when tracing, every
+        layer handles an empty batch itself. In a graph with an unknown
+        batch size Grappler drops the reshape by which tfflows' ``Conv2D``
+        fixes TensorFlow's empty-batch convolution (see ``_stock_conv``), so
+        there the flow runs inside a ``tf.cond`` on the batch size: a replica
+        given no examples under ``tf.distribute`` then gets an empty result
+        and zero gradients.
+        """
+        if tf.executing_eagerly() or x.shape.rank is None or x.shape[0] is not None:
+            return compute()
+        return tf.cond(tf.shape(x)[0] > 0, compute,
+                       lambda: tf.zeros((0, *empty_shape), tf.float32))
 
     # -- the flow as TFP objects -----------------------------------------
 
@@ -243,9 +291,23 @@ class FlowModel(keras.Model):
         return -0.5 * tf.reduce_sum(tf.square(z), axis=-1) - 0.5 * self.num_dims * _LOG_2PI
 
     def log_prob(self, x, context=None) -> tf.Tensor:
-        """log p(x) in the units of the data, shape [batch]."""
-        z, log_det = self.flow(context).forward_and_log_det(self._check_x(x))
-        return self._base_log_prob(z) + log_det
+        """log p(x) in the units of the data, shape [batch] (a batch of 0 gives shape [0]).
+
+        Image models with ``num_bits`` take dequantized pixel levels in
+        [0, 2^num_bits). Eagerly, inf or NaN values and levels out of that
+        range raise ``ValueError``; inside a graph (``tf.function``, ``fit``,
+        XLA) they are not checked: inf or NaN give NaN, and levels out of
+        range the model's density there (NaN for RealNVP, whose logit needs
+        values inside the range). The exported SavedModel checks both.
+        """
+        x = self._check_x(x, levels=True)
+        flow = self.flow(context)
+
+        def compute():
+            z, log_det = flow.forward_and_log_det(x)
+            return self._base_log_prob(z) + log_det
+
+        return self._unless_empty(x, compute, ())
 
     def bits_per_dim(self, x, context=None) -> tf.Tensor:
         """−log₂ p(x) / D, shape [batch]; exact for dequantized pixel levels."""
@@ -255,24 +317,36 @@ class FlowModel(keras.Model):
         return self.log_prob(x, context)
 
     def encode(self, x, context=None) -> tf.Tensor:
-        """The flat latent z = f(x), shape [batch, num_dims], every level included."""
-        return self.flow(context).forward(self._check_x(x))
+        """The flat latent z = f(x), shape [batch, num_dims], every level included.
+
+        Eagerly, inf or NaN in ``x`` raise ``ValueError`` (in a graph they give
+        NaN latents). Pixel levels are not range-checked here, so the
+        model's own samples, which may leave [0, 2^num_bits), encode back.
+        """
+        x = self._check_x(x)
+        flow = self.flow(context)
+        return self._unless_empty(x, lambda: flow.forward(x), (self.num_dims,))
 
     def decode(self, z, context=None) -> tf.Tensor:
-        """x = f⁻¹(z) for flat latents z of shape [batch, num_dims]."""
-        return self.flow(context).inverse(self._check_z(z))
+        """x = f⁻¹(z) for flat latents z of shape [batch, num_dims].
+
+        Eagerly, inf or NaN latents raise ``ValueError`` (in a graph they give NaN).
+        """
+        z = self._check_z(z)
+        flow = self.flow(context)
+        return self._unless_empty(z, lambda: flow.inverse(z), self.event_shape)
 
     def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
                context=None) -> tf.Tensor:
-        """Draws ``num_samples`` examples; ``temperature`` scales the base at every level.
+        """Draws ``num_samples`` examples (0 gives an empty batch); ``temperature`` scales the base.
 
         With an integer ``seed`` the draw is deterministic (stateless). For a
         class-conditional model ``context`` is one label for all samples or
         one per sample.
         """
         name = type(self).__name__
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-            raise ValueError(f"{name}: num_samples must be a positive integer, got {num_samples!r}.")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
+            raise ValueError(f"{name}: num_samples must be an integer >= 0, got {num_samples!r}.")
         if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
                 or not math.isfinite(temperature) or temperature < 0):
             raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
@@ -361,7 +435,7 @@ class FlowModel(keras.Model):
             context = None if cs[0] is None else tf.concat(cs, 0)
         else:
             x, context = self._unpack(data)
-        x = self._check_x(x)
+        x = self._check_x(x, values=False)
         if not bool(tf.reduce_all(tf.math.is_finite(x))):
             # Statistics of such a batch would make every ActNorm weight NaN.
             raise ValueError(f"{type(self).__name__}: initialize got data with inf or NaN values; "
@@ -385,16 +459,30 @@ class FlowModel(keras.Model):
         return [self.loss_tracker, self.bpd_tracker]
 
     def _nll(self, data):
+        """(loss, bits/dim, loss to differentiate, examples): the mean NLL of the global batch.
+
+        Under ``tf.distribute`` with several replicas each replica's share of
+        the gradient is its NLL sum over the global example count, so the
+        summed gradients are those of the global-batch mean even when the
+        last batch splits unevenly (a replica may get no example at all:
+        it adds nothing). The reported loss is that global mean on every replica.
+        """
         x, context = self._unpack(data)
         log_prob = self.log_prob(x, context)
-        loss = -tf.reduce_mean(log_prob)
-        return loss, loss / (self.num_dims * math.log(2.0))
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            loss = -tf.reduce_mean(log_prob)
+            scaled, count = loss, tf.cast(tf.size(log_prob), tf.float32)
+        else:
+            local = tf.stack([-tf.reduce_sum(log_prob), tf.cast(tf.size(log_prob), tf.float32)])
+            total = tf.stop_gradient(ctx.all_reduce(tf.distribute.ReduceOp.SUM, local))
+            count = total[1]
+            loss, scaled = total[0] / tf.maximum(count, 1.0), local[0] / tf.maximum(count, 1.0)
+        return loss, loss / (self.num_dims * math.log(2.0)), scaled, count
 
     def train_step(self, data):
         with tf.GradientTape() as tape, xla_compiling(self.jit_compile):
-            loss, bpd = self._nll(data)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = loss / replicas
+            loss, bpd, scaled, _ = self._nll(data)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         finite = tf.math.is_finite(loss)
@@ -445,9 +533,10 @@ class FlowModel(keras.Model):
 
     def test_step(self, data):
         with xla_compiling(self.jit_compile):
-            loss, bpd = self._nll(data)
-        self.loss_tracker.update_state(loss)
-        self.bpd_tracker.update_state(bpd)
+            loss, bpd, _, count = self._nll(data)
+        # Weighted by examples: the result is the mean over the data, a short last batch included.
+        self.loss_tracker.update_state(loss, sample_weight=count)
+        self.bpd_tracker.update_state(bpd, sample_weight=count)
         return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
 
     def predict_step(self, data):
