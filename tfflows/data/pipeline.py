@@ -86,7 +86,34 @@ def dequantize(
     return _quantize(x, n_bits, source_bits, key, noise=True)
 
 
-def _check_images(images: np.ndarray, source_bits: int) -> np.ndarray:
+def _bits_needed(top: int) -> int:
+    """The fewest bits (at least 1) that hold the integer ``top``."""
+    return max(1, int(top).bit_length())
+
+
+def _check_source_range(top: int, source_bits: int) -> None:
+    """Raises when the data's maximum ``top`` does not fit ``source_bits``, or looks far too small.
+
+    Data stated as ``source_bits`` whose maximum is below 2^(source_bits − 3)
+    (under 32 for 8-bit data) was almost surely given in a smaller range,
+    such as the digits' 0..16 with the default ``source_bits=8``: reducing it
+    to ``n_bits`` would silently keep only its top few levels.
+    """
+    if top >= 2**source_bits:
+        raise ValueError(
+            f"images must lie in [0, {2**source_bits}) for source_bits={source_bits}; "
+            f"got a maximum of {top} (pass source_bits={_bits_needed(top)} if that is the range)."
+        )
+    if source_bits > 3 and top < 2 ** (source_bits - 3):
+        raise ValueError(
+            f"images stated as source_bits={source_bits} (values 0..{2**source_bits - 1}) have a "
+            f"maximum of {top}, below {2 ** (source_bits - 3)}: they look like "
+            f"{_bits_needed(top)}-bit data; pass source_bits={_bits_needed(top)} "
+            "(or source_bits=None to infer it from the maximum)."
+        )
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(
@@ -97,11 +124,6 @@ def _check_images(images: np.ndarray, source_bits: int) -> np.ndarray:
         raise ValueError("images must hold at least one image; got 0.")
     if images.ndim == 3:
         images = images[..., None]
-    if int(images.max()) >= 2**source_bits:
-        raise ValueError(
-            f"images must lie in [0, {2**source_bits}) for source_bits={source_bits}; "
-            f"got a maximum of {int(images.max())}."
-        )
     return images
 
 
@@ -110,7 +132,7 @@ def make_dataset(
     labels: np.ndarray | None = None,
     batch_size: int = 64,
     n_bits: int = 8,
-    source_bits: int = 8,
+    source_bits: int | None = 8,
     shuffle: bool = True,
     repeat: bool = False,
     dequantize: bool = True,
@@ -129,7 +151,11 @@ def make_dataset(
         labels: Optional array with ``N`` rows, yielded unchanged beside the images.
         batch_size: Images per batch.
         n_bits: Bit depth to model, ``1 <= n_bits <= source_bits``.
-        source_bits: Bit depth of ``images`` (see ``num_bits_of``).
+        source_bits: Bit depth of ``images`` (see ``num_bits_of``): 8 for
+            0..255 pixels, 5 for the digits' 0..16; ``None`` infers it as the
+            fewest bits that hold the maximum. A maximum of ``2^source_bits``
+            or more, or one below ``2^(source_bits - 3)`` (data that looks like
+            it was given in a smaller range), raises ``ValueError``.
         shuffle: Reshuffle the whole set every epoch.
         repeat: Repeat forever.
         dequantize: Add uniform noise; ``False`` yields the integers as floats.
@@ -141,13 +167,15 @@ def make_dataset(
         ``(images, labels)`` tuples when ``labels`` is given.
 
     Raises:
-        ValueError: If images are not uint8 of rank 3 or 4, exceed
-            ``2^source_bits``, labels do not match, or a size is out of range.
+        ValueError: If images are not uint8 of rank 3 or 4, their maximum
+            does not match ``source_bits`` (see above), labels do not match,
+            or a size is out of range.
     """
-    _check_bits(n_bits, source_bits)
-    images = _check_images(images, source_bits)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+    if source_bits is not None:
+        _check_bits(n_bits, source_bits)
+    images = _check_images(images)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     elements: np.ndarray | tuple[np.ndarray, np.ndarray] = images
     if labels is not None:
         labels = np.asarray(labels)
@@ -157,6 +185,12 @@ def make_dataset(
                 f"got shape {list(labels.shape)}."
             )
         elements = (images, labels)
+    top = int(images.max())
+    if source_bits is None:
+        source_bits = _bits_needed(top)
+        _check_bits(n_bits, source_bits)
+    else:
+        _check_source_range(top, source_bits)
     ds = tf.data.Dataset.from_tensor_slices(elements)
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
