@@ -464,3 +464,22 @@ def test_source_range_rule(top, source_bits, ok):
     else:
         with pytest.raises(ValueError, match=rf"maximum of {top}"):
             make_dataset(images, n_bits=1, source_bits=source_bits)
+
+
+def test_tfds_name_not_downloaded_and_offline_fails_at_once(monkeypatch):
+    """download=True with no prepared copy and no network: a one-line error, not minutes of retries."""
+    # A closed local port stands for an unreachable download host (also on a machine with internet).
+    monkeypatch.setenv("TFFLOWS_TFDS_PROBE", "127.0.0.1:9")
+    with pytest.raises(ValueError) as info:
+        load_images("cifar10")
+    message = str(info.value)
+    assert "'cifar10' is not downloaded" in message and "network is unreachable" in message
+    assert "tfds build cifar10" in message and "\n" not in message
+
+
+def test_unknown_tfds_name_lists_the_local_names():
+    with pytest.raises(ValueError) as info:
+        load_images("no_such_dataset_tfflows")
+    message = str(info.value)
+    assert "TFDS has no dataset 'no_such_dataset_tfflows'" in message
+    assert "['digits', 'fashion_mnist', 'mnist']" in message and "\n" not in message

@@ -14,13 +14,18 @@ grayscale) and, on request, int32 labels:
   ``"image"`` and, if present, ``"label"``.
 
 TFDS keeps its own data directory (``TFDS_DATA_DIR``); ``data_dir`` here only
-names a folder of IDX files. TFDS's checksums reject the Debian files (they are
+names a folder of IDX files. A TFDS dataset that is not prepared there is
+downloaded only when the download host answers within a few seconds
+(``$TFFLOWS_TFDS_PROBE``, ``host:port``, names another host to try);
+otherwise, and for an unknown name, a one-line ``ValueError`` says so at once. TFDS's checksums reject the Debian files (they are
 recompressed), which is why they are read directly.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 
 import numpy as np
 
@@ -32,6 +37,7 @@ __all__ = [
     "IDX_FILE_NAMES",
     "LOCAL_NAMES",
     "NATIVE_BITS",
+    "TFDS_PROBE_ENV",
     "idx_search_dirs",
     "load_images",
     "num_bits_of",
@@ -137,9 +143,74 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {' '.join(kept)}"[:500]
 
 
+TFDS_PROBE_ENV = "TFFLOWS_TFDS_PROBE"
+"""``host:port`` tried before a TFDS download (default: Google Cloud Storage, where TFDS keeps data)."""
+_TFDS_PROBE = "storage.googleapis.com:443"
+
+
+def _reachable(address: str, timeout: float = 2.5) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds (name lookup included)."""
+    host, _, port = address.rpartition(":")
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            result.append(True)
+        except (OSError, ValueError):
+            result.append(False)
+
+    # A thread bounds the name lookup too, which create_connection's timeout does not.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def _prepared_tfds_names(root: str) -> list[str]:
+    try:
+        return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
+                      and not d.startswith(("downloads", ".")))
+    except OSError:
+        return []
+
+
+class _TfdsUnavailable(ValueError):
+    """A TFDS dataset that is unknown or cannot be had now; the message says why."""
+
+
+def _tfds_builder(name: str, download: bool):
+    """The TFDS builder of ``name``, after failing fast on unknown names and offline downloads."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name)
+    except tfds.core.registered.DatasetNotFoundError as err:
+        hint = [line.strip() for line in str(err).splitlines() if line.strip().startswith("Did you mean")]
+        root = os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+        raise _TfdsUnavailable(
+            f"TFDS has no dataset {name!r} (DatasetNotFoundError): expected one of the local "
+            f"names {list(LOCAL_NAMES)} or a TFDS name; prepared TFDS datasets in {root!r}: "
+            f"{_prepared_tfds_names(root) or 'none'}.{' ' + hint[0] if hint else ''}") from None
+    if download and not builder.is_prepared():
+        probe = os.environ.get(TFDS_PROBE_ENV) or _TFDS_PROBE
+        if not _reachable(probe):
+            raise _TfdsUnavailable(
+                f"TFDS dataset {name!r} is not downloaded (no prepared copy in "
+                f"{builder.data_dir!r}) and the network is unreachable ({probe}), so it cannot be "
+                f"downloaded now. On a machine with internet run `tfds build {name}` and copy "
+                f"{str(getattr(builder, 'data_dir_root', '~/tensorflow_datasets'))!r} here, or set "
+                "TFDS_DATA_DIR to a folder that holds it.")
+    return builder
+
+
 def _load_tfds(name: str, split: str, with_labels: bool, download: bool) -> Images:
     import tensorflow_datasets as tfds
 
+    builder = _tfds_builder(name, download)
+    if not download and not builder.is_prepared():
+        raise _TfdsUnavailable(f"TFDS dataset {name!r} is not downloaded (no prepared copy in "
+                               f"{builder.data_dir!r}) and download=False.")
     data = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, download=download))
     if not isinstance(data, dict) or "image" not in data:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -200,7 +271,12 @@ def load_images(
                 return _load_idx(image_path, split, with_labels)
     try:
         return _load_tfds(name, split, with_labels, download)
-    except Exception as err:  # any TFDS failure (unknown name, offline, ...) is reported
+    except _TfdsUnavailable as err:
+        looked = f"{_where_looked(folders, split)} " if name in LOCAL_NAMES or folders else ""
+        raise ValueError(f"Could not load image dataset {name!r} (split {split!r}). {looked}{err}") from None
+    except ValueError:  # the data's features are not images (and labels)
+        raise
+    except Exception as err:  # any other TFDS failure is reported
         raise ValueError(
             f"Could not load image dataset {name!r} (split {split!r}). "
             f"{_where_looked(folders, split)} Local names: {list(LOCAL_NAMES)}. "
