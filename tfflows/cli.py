@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["DEBUG_ENV", "main", "build_parser"]
 
 IMAGE_DATASETS = ("digits", "fashion_mnist", "mnist")
 TOY_DATASETS = ("two_moons", "8gaussians", "checkerboard", "rings")
@@ -211,14 +211,45 @@ def _train(args) -> dict:
     return result
 
 
-def _load_model(path: str):
-    import keras
-
-    import tfflows  # noqa: F401  (registers the classes)
+def _check_model_file(path: str) -> None:
+    """Refuses, before Keras reads it, what cannot be a ``.keras`` file (Keras calls it "File not found")."""
+    import zipfile
 
     if not os.path.exists(path):
         raise SystemExit(f"tfflows: no model file at {path!r}")
-    return keras.models.load_model(path)
+    if os.path.isdir(path):
+        raise ValueError(f"expected a .keras model file written by tfflows train, got the folder {path!r}.")
+    if not path.endswith(".keras"):
+        raise ValueError(f"expected a .keras model file written by tfflows train, got {path!r}.")
+    broken = f"{path!r} is not a readable .keras model file (truncated or corrupt?)"
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{broken}: expected a zip archive, got {os.path.getsize(path)} bytes that are not one.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"{broken}: {err}.") from None
+    if damaged is not None:
+        raise ValueError(f"{broken}: its member {damaged!r} fails its checksum.")
+    if "config.json" not in names:
+        raise ValueError(f"{broken}: expected config.json in the archive, got {sorted(names)[:5]}.")
+
+
+def _load_model(path: str):
+    import keras
+
+    import tfflows.models  # registers the classes
+
+    _check_model_file(path)
+    try:
+        model = keras.models.load_model(path)
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"could not load {path!r} as a tfflows model: {first[:300]}") from None
+    if not isinstance(model, tfflows.models.FlowModel):
+        raise ValueError(f"expected a tfflows flow model in {path!r}, got a {type(model).__name__}.")
+    return model
 
 
 def _evaluate(args) -> dict:
@@ -258,15 +289,45 @@ def _export(args) -> None:
     print(f"tfflows: SavedModel written to {path}")
 
 
+DEBUG_ENV = "TFFLOWS_DEBUG"
+"""Set to 1 for the full traceback of any failure instead of its one-line message."""
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns its exit status.
+
+    Expected failures (bad arguments or data, missing or corrupt files,
+    unreachable datasets: ``ValueError``, ``OSError``) print one line
+    ``tfflows <command>: <message>`` to stderr and return 2; argument errors
+    exit 2 through argparse. Anything else is a bug: one line naming the
+    error and exit status 1, or the whole traceback with ``TFFLOWS_DEBUG=1``.
+    Importing this module, ``--help`` and argument errors import no TensorFlow.
+    """
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handlers = {"train": _train, "evaluate": _evaluate, "sample": _sample, "export": _export}
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         handlers[args.command](args)
-    except ValueError as err:
-        print(f"tfflows {args.command}: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        if debug:
+            raise
+        print(f"tfflows {args.command}: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"tfflows {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: keep the output short, offer the traceback
+        if debug:
+            raise
+        print(f"tfflows {args.command}: internal error: {type(err).__name__}: {_one_line(err)[:500]} "
+              f"(rerun with {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 
