@@ -117,7 +117,7 @@ MODEL_ROWS: dict[str, Row] = {
                              ValueError, "expected x of shape"),
     "log_prob_int_pixels": (lambda e: e.glow().log_prob(np.zeros((2, 8, 8, 1), "int32")),
                             ValueError, "must be float32 or float64"),
-    "sample_zero": (lambda e: e.glow().sample(0), ValueError, "num_samples must be a positive integer"),
+    "sample_negative": (lambda e: e.glow().sample(-1), ValueError, "num_samples must be an integer >= 0"),
     "sample_negative_temperature": (lambda e: e.glow().sample(2, temperature=-1.0), ValueError,
                                     "temperature must be a finite number"),
     "sample_nan_temperature": (lambda e: e.glow().sample(2, temperature=math.nan), ValueError,
@@ -130,7 +130,31 @@ MODEL_ROWS: dict[str, Row] = {
                        "this model is conditional"),
     "label_out_of_range": (lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32"), context=[0, 3]),
                            ValueError, "0..2"),
-    # (section 4 rows: empty batches, non-finite inputs, levels out of range)
+    # section 4: empty batches are valid (tests/test_models.py); non-finite inputs, levels out of range
+    "sample_fraction": (lambda e: e.glow().sample(1.5), ValueError, "num_samples must be an integer >= 0, got 1.5"),
+    "sample_bool": (lambda e: e.glow().sample(True), ValueError, "num_samples must be an integer >= 0"),
+    "log_prob_nan": (lambda e: e.glow().log_prob(_images(2, math.nan)), ValueError,
+                     "expected finite x, got 128 inf or NaN values"),
+    "log_prob_inf_vector": (lambda e: e.vector().log_prob(np.array([[math.inf, 0.0]], "float32")),
+                            ValueError, "expected finite x, got 1 inf or NaN"),
+    "encode_nan": (lambda e: e.glow().encode(_images(1, math.nan)), ValueError, "expected finite x"),
+    "encode_inf_vector": (lambda e: e.vector().encode(np.array([[0.0, -math.inf]], "float32")),
+                          ValueError, "expected finite x"),
+    "decode_nan_latents": (lambda e: e.glow().decode(np.full((1, 64), math.nan, "float32")), ValueError,
+                           "expected finite latents"),
+    "decode_inf_vector": (lambda e: e.vector().decode(np.array([[math.inf, 0.0]], "float32")), ValueError,
+                          "expected finite latents"),
+    "log_prob_level_too_big": (lambda e: e.glow().log_prob(_images(2, 32.0)), ValueError,
+                               "pixel levels in [0, 32) for num_bits=5, got values from 32 to 32"),
+    "log_prob_level_negative": (lambda e: e.glow().log_prob(_images(2, -0.5)), ValueError,
+                                "pixel levels in [0, 32)"),
+    "log_prob_8bit_pixels": (lambda e: e.glow().log_prob(_images(2, 200.0)), ValueError,
+                             "8-bit pixels given to a model of fewer bits?"),
+    "bits_per_dim_level_too_big": (lambda e: e.glow().bits_per_dim(_images(1, 40.0)), ValueError,
+                                   "pixel levels in [0, 32)"),
+    "labelled_log_prob_nan": (
+        lambda e: e.labelled().log_prob(np.array([[math.nan, 0.0]], "float32"), context=[1]), ValueError,
+        "expected finite x"),
 }
 
 # -- training, saving and the non-finite guard -----------------------------------------
@@ -147,7 +171,22 @@ TRAINING_ROWS: dict[str, Row] = {
 # -- data --------------------------------------------------------------------------------
 DATA_ROWS: dict[str, Row] = {
     "unknown_toy": (lambda e: data.sample_toy("spiral9", 10), ValueError, "spiral9"),
-    # (section 4 rows: source bits, data dirs, …)
+    # section 4: source bits, TFDS names
+    "digits_as_8_bit": (lambda e: data.make_dataset(data.load_images("digits", "test"), n_bits=5),
+                        ValueError, "they look like 5-bit data; pass source_bits=5"),
+    "source_bits_too_few": (lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), n_bits=5,
+                                                        source_bits=7), ValueError,
+                            "got a maximum of 200 (pass source_bits=8"),
+    "inferred_bits_below_n_bits": (
+        lambda e: data.make_dataset(data.load_images("digits", "test"), n_bits=8, source_bits=None),
+        ValueError, "n_bits must be in 1..source_bits=5"),
+    "make_dataset_batch_size_fraction": (
+        lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), batch_size=2.5), ValueError,
+        "batch_size must be a positive integer; got 2.5"),
+    "tfds_unknown_name": (lambda e: data.load_images("no_such_dataset_tfflows"), ValueError,
+                          "TFDS has no dataset 'no_such_dataset_tfflows'"),
+    "tfds_offline": (lambda e: _offline(lambda: data.load_images("cifar10")), ValueError,
+                     "'cifar10' is not downloaded"),
 }
 
 # -- the command line --------------------------------------------------------------------
@@ -156,7 +195,27 @@ CLI_ROWS: dict[str, Row] = {
     "cli_bad_lr": (lambda e: cli("train", "--lr", "-1"), CliError, "finite number > 0"),
     "cli_evaluate_missing_model": (lambda e: cli("evaluate", str(e.tmp / "none.keras")), CliError,
                                    "no model file"),
-    # (sections 2–4 rows: reruns, data dirs, corrupt files, …)
+    # section 4: corrupt and wrong model files, datasets that cannot be had
+    "cli_evaluate_garbage_file": (
+        lambda e: cli("evaluate", _garbage(e, "x.keras"), "--dataset", "digits"), CliError,
+        "not a readable .keras model file"),
+    "cli_sample_truncated_file": (
+        lambda e: cli("sample", _truncated(e), "--out", str(e.tmp / "s.png")), CliError,
+        "not a readable .keras model file"),
+    "cli_export_garbage_file": (lambda e: cli("export", _garbage(e, "x.keras"), str(e.tmp / "out")),
+                                CliError, "not a readable .keras model file"),
+    "cli_evaluate_folder": (lambda e: cli("evaluate", str(e.tmp), "--dataset", "digits"), CliError,
+                            "got the folder"),
+    "cli_evaluate_not_keras": (lambda e: cli("evaluate", _garbage(e, "model.h5"), "--dataset", "digits"),
+                               CliError, "expected a .keras model file"),
+    "cli_evaluate_not_a_flow": (lambda e: cli("evaluate", _plain_keras_model(e), "--dataset", "digits"),
+                                CliError, "expected a tfflows flow model"),
+    "cli_train_unknown_dataset": (
+        lambda e: cli("train", "--dataset", "no_such_dataset_tfflows", "--out", str(e.tmp / "run")),
+        CliError, "TFDS has no dataset 'no_such_dataset_tfflows'"),
+    "cli_train_offline_tfds": (
+        lambda e: _offline(lambda: cli("train", "--dataset", "cifar10", "--out", str(e.tmp / "run"))),
+        CliError, "'cifar10' is not downloaded"),
 }
 
 # -- the SavedModel --------------------------------------------------------------------
@@ -173,7 +232,45 @@ SAVEDMODEL_ROWS: dict[str, Row] = {
                           tf.errors.InvalidArgumentError, "latents must be finite"),
     "serve_float_levels_too_big": (_serve("log_prob_float", images=_images(1, 40.0)),
                                    tf.errors.InvalidArgumentError, "pixel levels in [0, 32)"),
+    "serve_negative_samples": (
+        _serve("sample", num_samples=np.int32(-1), temperature=np.float32(1), seed=np.int64(0)),
+        tf.errors.InvalidArgumentError, "num_samples must be in 0..4096"),
 }
+
+
+def _offline(call: Callable[[], Any]) -> Any:
+    """Runs ``call`` with the TFDS download host unreachable (a closed local port stands for it)."""
+    old = os.environ.get("TFFLOWS_TFDS_PROBE")
+    os.environ["TFFLOWS_TFDS_PROBE"] = "127.0.0.1:9"
+    try:
+        return call()
+    finally:
+        if old is None:
+            del os.environ["TFFLOWS_TFDS_PROBE"]
+        else:
+            os.environ["TFFLOWS_TFDS_PROBE"] = old
+
+
+def _garbage(env: Env, name: str) -> str:
+    path = env.tmp / name
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    return str(path)
+
+
+def _truncated(env: Env) -> str:
+    whole = Path(env.keras_file()).read_bytes()
+    path = env.tmp / "truncated.keras"
+    path.write_bytes(whole[: len(whole) // 2])
+    return str(path)
+
+
+def _plain_keras_model(env: Env) -> str:
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = env.tmp / "dense.keras"
+    model.save(str(path))
+    return str(path)
 
 
 def _nan_copy(env: Env):

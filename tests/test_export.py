@@ -185,6 +185,7 @@ def build_case(name: str, root: Path):
         requests["sample_each"] = ["sample", {**scalars, "seed": "seed", "labels": "labels_each"}]
         want["sample_each"] = model.sample(3, temperature=0.8, seed=7, context=a["labels_each"]).numpy()
 
+    add_empty_requests(name, model, a, requests, data_key, ctx_key, sample_ctx, scalars)
     add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, scalars)
     path = root / "serving" / name / "1"
     export_saved_model(model, path, **MODELS[name][1])
@@ -193,10 +194,47 @@ def build_case(name: str, root: Path):
     return {"path": str(path), "arrays": str(arrays), "requests": requests}, want, model
 
 
+def add_empty_requests(name, model, a, requests, data_key, ctx_key, sample_ctx, scalars) -> None:
+    """Requests with no examples, each named ``empty_<signature>``: valid, with empty outputs."""
+    image = name in IMAGE_MODELS
+    a["empty_data"] = (np.zeros((0, H, W, C), "uint8") if image
+                       else np.zeros((0, model.num_dims), "float32"))
+    a["empty_latents"] = np.zeros((0, model.num_dims), "float32")
+    a["zero"] = np.array(0, "int32")
+    ctx0 = {}
+    if ctx_key:
+        a["empty_ctx"] = a["ctx"][:0]
+        ctx0 = {ctx_key: "empty_ctx"}
+    requests["empty_log_prob"] = ["log_prob", {data_key: "empty_data", **ctx0}]
+    requests["empty_encode"] = ["encode", {data_key: "empty_data", **ctx0}]
+    requests["empty_decode"] = ["decode", {"latents": "empty_latents", **ctx0}]
+    requests["empty_sample"] = ["sample", {**scalars, "num_samples": "zero", "seed": "seed", **sample_ctx}]
+    if image:
+        a["empty_levels"] = np.zeros((0, H, W, C), "float32")
+        requests["empty_log_prob_float"] = ["log_prob_float", {"images": "empty_levels", **ctx0}]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_empty_batches_give_empty_outputs(served, name):
+    """A request of 0 examples (or 0 samples) answers with a batch dimension of 0."""
+    image = name in IMAGE_MODELS
+    event = [H, W, C] if image else [served["models"][name].num_dims]
+    num_dims = served["models"][name].num_dims
+    assert got(served, name, "empty_log_prob", "log_prob").shape == (0,)
+    assert got(served, name, "empty_encode", "latents").shape == (0, num_dims)
+    data_out = "images_float" if image else "x"
+    for rid in ("empty_decode", "empty_sample"):
+        assert got(served, name, rid, data_out).shape == (0, *event), rid
+    if image:
+        assert got(served, name, "empty_log_prob", "bits_per_dim").shape == (0,)
+        assert got(served, name, "empty_log_prob_float", "log_prob").shape == (0,)
+        assert got(served, name, "empty_sample", "images").shape == (0, H, W, C)
+
+
 def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, scalars) -> None:
     """Requests that must fail, each named ``bad_<what>``."""
     seed = {"seed": "seed"}
-    for rid, value in (("num_samples_zero", 0), ("num_samples_negative", -3),
+    for rid, value in (("num_samples_negative", -3),
                        ("num_samples_huge", MODELS[name][1].get("max_samples", MAX_SAMPLES) + 1)):
         a[rid] = np.array(value, "int32")
         requests["bad_" + rid] = ["sample", {**scalars, "num_samples": rid, **seed, **sample_ctx}]
@@ -423,9 +461,9 @@ def test_encode_decode_round_trip(served, name, assert_close):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_bad_sampling_requests_name_the_limit(served, name):
     cap = MODELS[name][1].get("max_samples", MAX_SAMPLES)
-    for request in ("num_samples_zero", "num_samples_negative", "num_samples_huge"):
+    for request in ("num_samples_negative", "num_samples_huge"):
         kind, message = error(served, name, "bad_" + request)
-        assert kind == "InvalidArgumentError" and f"num_samples must be in 1..{cap}" in message
+        assert kind == "InvalidArgumentError" and f"num_samples must be in 0..{cap}" in message
     for request, words in (("temperature_nan", "temperature must be finite"),
                            ("temperature_inf", "temperature must be finite"),
                            ("temperature_negative", "temperature must be >= 0")):

@@ -26,10 +26,13 @@ every signature. Models with ``num_bits`` above 8 take and give uint16.
 
 Bad requests fail at serve time with ``InvalidArgumentError`` naming the
 argument and the limit: values out of range, labels out of range or not one
-per example, ``num_samples`` outside 1..``max_samples``, non-finite or
+per example, ``num_samples`` outside 0..``max_samples``, non-finite or
 negative temperatures, non-finite latents, and shapes other than the
 signature's (checked by ``tf.ensure_shape``: servers do not enforce a
 signature's shapes). A wrong dtype is refused by the signature itself.
+
+A batch of 0 examples (or ``num_samples`` 0) is valid: every output then
+has a batch dimension of 0.
 """
 
 from __future__ import annotations
@@ -258,9 +261,9 @@ class _Endpoints:
 
     def sample(self, **kw):
         n, temperature, seed = kw["num_samples"], kw["temperature"], kw["seed"]
-        limit = f"sample: num_samples must be in 1..{self.max_samples}"
+        limit = f"sample: num_samples must be in 0..{self.max_samples}"
         checks = [
-            tf.debugging.assert_greater_equal(n, 1, message=limit),
+            tf.debugging.assert_greater_equal(n, 0, message=limit),
             tf.debugging.assert_less_equal(n, self.max_samples, message=limit),
             tf.debugging.assert_equal(tf.math.is_finite(temperature), True,
                                       message="sample: temperature must be finite"),
@@ -300,7 +303,7 @@ class _Endpoints:
                 "log_prob_float", "exact log density of dequantized float pixel levels",
                 [self._data(tf.float32), *ctx], self._score_outputs(), self.log_prob_float))
         scalars = [
-            _Tensor("num_samples", tf.int32, (), f"how many samples, 1..{self.max_samples}"),
+            _Tensor("num_samples", tf.int32, (), f"how many samples, 0..{self.max_samples}"),
             _Tensor("temperature", tf.float32, (), "finite scale >= 0 of the base noise (1: the model)"),
             _Tensor("seed", tf.int64, (), "the same seed gives the same samples"),
         ]
