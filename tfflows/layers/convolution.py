@@ -142,24 +142,19 @@ def _shift_add_conv(x, kernel):
 
 
 def _stock_conv(convolution_op, x, kernel):
-    """The stock convolution, right for an empty batch too.
+    """The stock convolution, right for an empty batch known when tracing (always so eagerly).
 
     TensorFlow's Conv2D kernel returns its *input* unchanged when that is
     empty, so a batch of 0 came out with C_in channels instead of C_out and
-    failed at the bias add. Reshaping to [N, H, W, C_out] costs nothing
-    (both sides hold the same elements when N > 0) and gives the empty
-    result its shape; the gradient reshapes back.
+    failed at the bias add. A batch that is empty only at run time in a
+    graph is left to the caller: Grappler removes any reshape that would
+    fix the shape there (it proves it an identity), so ``FlowModel`` runs
+    its flow under a ``tf.cond`` on the batch size instead.
     """
-    out = convolution_op(x, kernel)
-    if x.shape[0] is not None and x.shape[0] > 0:
-        return out
     if x.shape[0] == 0:
-        return tf.zeros((0, *x.shape[1:3], kernel.shape[-1]), out.dtype) + 0.0 * tf.reduce_sum(kernel)
-    # The batch from the size, not tf.shape(x)[0]: Grappler removes a reshape it can
-    # prove to be the identity, and would then let the wrong shape through.
-    h, w, c_in = x.shape[1:]
-    batch = tf.size(x) // (h * w * c_in)
-    return tf.reshape(out, tf.stack([batch, h, w, kernel.shape[-1]]))
+        # Zeros that still depend on the kernel, so a gradient is zero rather than None.
+        return tf.zeros((0, *x.shape[1:3], kernel.shape[-1]), kernel.dtype) + 0.0 * tf.reduce_sum(kernel)
+    return convolution_op(x, kernel)
 
 
 _FIXED = {"strides": 1, "padding": "same", "dilation_rate": 1, "groups": 1,

@@ -242,15 +242,16 @@ class FlowModel(keras.Model):
     def _unless_empty(self, x: tf.Tensor, compute, empty_shape: Sequence[int]) -> tf.Tensor:
         """``compute()``, or an empty result of ``[0, *empty_shape]`` for a batch of 0.
 
-        Eagerly, and whenever the batch size is known when tracing, every
-        layer handles an empty batch itself. In a graph with an unknown
-        batch size Grappler drops the reshape by which tfflows' ``Conv2D``
-        fixes TensorFlow's empty-batch convolution (see ``_stock_conv``), so
-        there the flow runs inside a ``tf.cond`` on the batch size: a replica
-        given no examples under ``tf.distribute`` then gets an empty result
-        and zero gradients.
+        Eagerly every layer handles an empty batch itself (tfflows' ``Conv2D``
+        works around TensorFlow's empty-batch convolution). In a graph whose
+        batch size is not known to be positive when tracing, the layers may
+        not see that it is empty (a concatenated context loses the static
+        size, and Grappler removes any shape fix it proves an identity), so
+        the flow runs inside a ``tf.cond`` on the batch size: a replica given
+        no examples under ``tf.distribute`` gets an empty result and zero
+        gradients. The cond costs one branch per call, not per layer.
         """
-        if tf.executing_eagerly() or x.shape.rank is None or x.shape[0] is not None:
+        if tf.executing_eagerly() or (x.shape.rank is not None and (x.shape[0] or 0) > 0):
             return compute()
         return tf.cond(tf.shape(x)[0] > 0, compute,
                        lambda: tf.zeros((0, *empty_shape), tf.float32))
