@@ -85,7 +85,9 @@ def test_the_package_still_exports_every_name():
 def test_import_after_keras_registers_the_classes_for_load_model(tmp_path):
     """``import keras, tfflows`` then ``load_model`` finds tfflows' classes, as before."""
     path = tmp_path / "v.keras"
-    make = ("import tfflows; tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8).save(%r)" % str(path))
+    # Compiled with make_optimizer: the save names tfflows' learning-rate schedule too.
+    make = ("import tfflows; m = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8); "
+            "m.compile(optimizer=tfflows.make_optimizer(1e-3, 10)); m.save(%r)" % str(path))
     load = ("import keras, tfflows; m = keras.models.load_model(%r); print(type(m).__name__)" % str(path))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     for code in (make, load):
@@ -117,6 +119,18 @@ def test_corrupt_model_files_give_one_line_and_a_nonzero_exit(tmp_path, command)
         lines = [line for line in proc.stderr.splitlines() if line.startswith("tfflows")]
         assert len(lines) == 1 and lines[0].startswith(f"tfflows {command}: "), (what, proc.stderr)
         assert "Traceback" not in proc.stderr and "not a readable .keras model file" in lines[0], what
+
+
+def test_a_trained_model_evaluates_from_a_fresh_process(tmp_path):
+    """The lazy package still registers everything a saved, compiled model names."""
+    out = tmp_path / "run"
+    train = run("train", "--epochs", "1", "--max-train", "64", "--levels", "1", "--steps", "1",
+                "--width", "8", "--out", str(out), "--verbose", "0")
+    assert train.returncode == 0, train.stderr[-3000:]
+    proc = run("evaluate", str(out / "model.keras"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["dataset"] == "digits" and result["examples"] == 297 and result["bits_per_dim"] > 0
 
 
 def test_debug_env_shows_the_traceback(tmp_path):

@@ -5,9 +5,10 @@ The heavy names load on first use (PEP 562), so ``import tfflows`` and the
 ``from tfflows import Glow`` and ``tfflows.Glow`` work as usual.
 
 ``keras.models.load_model`` finds tfflows' classes once ``tfflows.models``
-is imported. ``import tfflows`` does that at once when TensorFlow or Keras
-is already imported (it then costs little); otherwise use any model name
-first, or ``import tfflows.models``.
+and ``tfflows.training`` (the learning-rate schedule of a compiled model)
+are imported. ``import tfflows`` does that at once when TensorFlow or Keras
+is already imported (it then costs little); otherwise import those two
+first, or use any of their names.
 """
 
 from __future__ import annotations
@@ -69,11 +70,22 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
+# Every module that registers Keras-serializable objects a saved model may name
+# (models bring layers and bijectors; training has the learning-rate schedule).
+_SERIALIZABLE = ("tfflows.models", "tfflows.training")
+
+
+def _register_keras_objects() -> None:
+    """Imports every tfflows class that ``keras.models.load_model`` may need."""
+    for module in _SERIALIZABLE:
+        importlib.import_module(module)
+
+
 def _register_if_tensorflow_is_loaded() -> None:
     import sys
 
     if "tensorflow" in sys.modules or "keras" in sys.modules:
-        importlib.import_module("tfflows.models")  # registers the Keras classes for load_model
+        _register_keras_objects()
 
 
 _register_if_tensorflow_is_loaded()

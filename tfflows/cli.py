@@ -239,8 +239,9 @@ def _check_model_file(path: str) -> None:
 def _load_model(path: str):
     import keras
 
-    import tfflows.models  # registers the classes
+    import tfflows
 
+    tfflows._register_keras_objects()
     _check_model_file(path)
     try:
         model = keras.models.load_model(path)
