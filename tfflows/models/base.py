@@ -229,13 +229,13 @@ class FlowModel(keras.Model):
                     f"{name}: expected {what} as pixel levels in [0, {top}) for num_bits={num_bits}, "
                     f"got values from {low:g} to {high:g}{hint}.")
 
-    def _check_z(self, z) -> tf.Tensor:
+    def _check_z(self, z, values: bool = True) -> tf.Tensor:
         z = tf.convert_to_tensor(z)
         if not z.dtype.is_floating or z.shape.rank is None or z.shape.rank < 2 or z.shape[-1] != self.num_dims:
             raise ValueError(
                 f"{type(self).__name__}: expected latents of shape [batch, {self.num_dims}] "
                 f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
-        if tf.executing_eagerly():
+        if values and tf.executing_eagerly():
             self._check_values(z, "latents")
         return tf.cast(z, tf.float32)
 
@@ -333,7 +333,9 @@ class FlowModel(keras.Model):
 
         Eagerly, inf or NaN latents raise ``ValueError`` (in a graph they give NaN).
         """
-        z = self._check_z(z)
+        return self._decode(self._check_z(z), context)
+
+    def _decode(self, z: tf.Tensor, context=None) -> tf.Tensor:
         flow = self.flow(context)
         return self._unless_empty(z, lambda: flow.inverse(z), self.event_shape)
 
@@ -366,7 +368,8 @@ class FlowModel(keras.Model):
             if context.shape.rank and context.shape[0] not in (None, shape[0]):
                 raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one, "
                                  f"got {context.shape[0]}.")
-        x = self.decode(eps * float(temperature), context)
+        # Not decode: an overflowing temperature gets the warning below, not a ValueError.
+        x = self._decode(self._check_z(eps * float(temperature), values=False), context)
         if tf.executing_eagerly():
             finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, (shape[0], -1))), axis=1)
             bad = int(shape[0] - tf.reduce_sum(tf.cast(finite, tf.int32)))
