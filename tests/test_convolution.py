@@ -202,3 +202,16 @@ def test_config_round_trips(assert_close):
     clone.set_weights(layer.get_weights())
     x = tf.random.stateless_normal((2, 5, 5, SHAPES["3x3_narrow_out"][1]), seed=(0, 1))
     assert_close("conv2d config clone", clone(x), layer(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("implementation", ["conv", "matmul"])
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_a_batch_of_zero_gives_filters_channels_and_zero_gradients(name, implementation, mode):
+    """TensorFlow's Conv2D returns an empty input unchanged (C_in channels); ours gives C_out."""
+    k, c_in, filters, _ = SHAPES[name]
+    layer = _layer(name, "float32", implementation)
+    y, dx, dkernel, dbias = _value_and_grads(layer, tf.zeros((0, 6, 5, c_in)), mode)
+    assert tuple(y.shape) == (0, 6, 5, filters) and tuple(dx.shape) == (0, 6, 5, c_in)
+    assert dkernel.shape == (k, k, c_in, filters) and not np.any(dkernel.numpy())
+    assert dbias.shape == (filters,) and not np.any(dbias.numpy())

@@ -152,8 +152,10 @@ def _stock_conv(convolution_op, x, kernel):
     its flow under a ``tf.cond`` on the batch size instead.
     """
     if x.shape[0] == 0:
-        # Zeros that still depend on the kernel, so a gradient is zero rather than None.
-        return tf.zeros((0, *x.shape[1:3], kernel.shape[-1]), kernel.dtype) + 0.0 * tf.reduce_sum(kernel)
+        # Zeros that still depend on x and the kernel, so their gradients are zeros, not None.
+        tie = 0.0 * (tf.reduce_sum(kernel) + tf.cast(tf.reduce_sum(x), kernel.dtype))
+        shape = tf.concat([tf.shape(x)[:3], [kernel.shape[-1]]], 0)
+        return tf.zeros(shape, kernel.dtype) + tie
     return convolution_op(x, kernel)
 
 
