@@ -11,19 +11,22 @@ import keras
 import numpy as np
 
 from tfflows.images import save_grid, to_uint8
+from tfflows.io import atomic_path
 
 __all__ = ["SampleGrid", "TimeLimit", "save_samples_picture", "density_picture"]
 
 
 def density_picture(points: np.ndarray, path: str, bins: int = 200, extent: float = 4.5) -> None:
-    """Saves a 2-D histogram of ``points`` as a grayscale PNG (dark = dense)."""
+    """Saves a 2-D histogram of ``points`` as a grayscale PNG (dark = dense), atomically."""
     from PIL import Image
 
     hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=bins,
                                 range=[[-extent, extent], [-extent, extent]])
     hist = np.flipud(hist)
     scaled = 255 - (255 * hist / max(hist.max(), 1)).astype(np.uint8)
-    Image.fromarray(scaled).resize((2 * bins, 2 * bins), Image.NEAREST).save(path)
+    picture = Image.fromarray(scaled).resize((2 * bins, 2 * bins), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        picture.save(tmp)  # the temporary name keeps the suffix, which picks the format
 
 
 def save_samples_picture(model, path: str, temperatures: Sequence[float], per_row: int = 10,
