@@ -191,7 +191,22 @@ def test_backup_writes_strict_metadata_and_restores_it(tmp_path):
     callback.delete_checkpoint = False
     callback._current_epoch, callback._last_batch_seen = 2, 0
     callback._save_model()
-    assert _strict((backup / "training_metadata.json").read_text()) == {"epoch": 2, "batch": 0}
+    metadata = _strict((backup / "training_metadata.json").read_text())
+    assert {k: metadata[k] for k in ("epoch", "batch")} == {"epoch": 2, "batch": 0}
     assert sorted(os.listdir(backup)) == ["latest.weights.h5", "training_metadata.json"]
     history, resumed = _vector_fit(str(backup), epochs=3)
     assert history.epoch == [2] and resumed.restored_from == str(backup)
+
+
+def test_backup_weights_newer_than_their_metadata_are_not_resumed(tmp_path):
+    """A run killed between renaming the weights and the metadata into place."""
+    backup = tmp_path / "backup"
+    _, callback = _vector_fit(str(backup))
+    callback._current_epoch = 2
+    callback._save_model()
+    for weight in callback.model.trainable_weights:
+        weight.assign(weight + 1.0)
+    callback.model.save_weights(str(backup / "latest.weights.h5"))  # the next epoch's weights
+    with pytest.warns(RuntimeWarning, match="latest.weights.h5.*damaged.*not the file"):
+        history, resumed = _vector_fit(str(backup), epochs=3)
+    assert history.epoch == [0, 1, 2] and resumed.restored_from is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -131,6 +132,14 @@ def checkpoint_files(folder: str | None) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _short(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
@@ -144,7 +153,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     name renamed into place, so a killed run leaves complete files. When
     training begins it restores, in this order of preference:
 
-    1. the backup, when both files are there and load;
+    1. the backup, when both files are there, load, and the metadata's
+       digest of the weights file matches it;
     2. otherwise (no backup, or one that is truncated, unreadable or only
        half there: a warning names the file) the newest checkpoint
        ``epoch_XXX.keras`` in ``checkpoint_dir`` that loads: its weights,
@@ -205,11 +215,17 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         meta = self._training_metadata_path
         try:
             with open(meta, encoding="utf-8") as f:
-                epoch = json.load(f)["epoch"]
+                metadata = json.load(f)
+            epoch = metadata["epoch"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise _DamagedBackup(meta, _short(err)) from err
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise _DamagedBackup(meta, f"expected a whole number of epochs >= 0, got {epoch!r}")
+        digest = metadata.get("weights_sha256")  # absent in a backup written by Keras itself
+        if digest is not None and os.path.exists(self._weights_path):
+            if _sha256(self._weights_path) != digest:
+                raise _DamagedBackup(self._weights_path, f"it is not the file {meta!r} describes "
+                                     "(a run killed between writing the two)")
         try:
             self.model.load_weights(self._weights_path)
         except Exception as err:
@@ -238,8 +254,12 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         # FlowModel.save_weights is atomic itself; the outer rename covers any other model.
         with atomic_path(self._weights_path) as tmp:
             self.model.save_weights(tmp, overwrite=True)
+        # The two files cannot be renamed in one step; the digest ties them together, so
+        # a run killed between the two renames is seen as such and not resumed at the
+        # wrong epoch.
         atomic_write_json(self._training_metadata_path,
-                          {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+                          {"epoch": self._current_epoch, "batch": self._last_batch_seen,
+                           "weights_sha256": _sha256(self._weights_path)})
 
     def on_train_end(self, logs=None):
         if self.delete_checkpoint and os.path.exists(self.backup_dir):
