@@ -151,11 +151,77 @@ DATA_ROWS: dict[str, Row] = {
 }
 
 # -- the command line --------------------------------------------------------------------
+def _holding(env: Env, folder: str, *names: str, content: bytes = b"x") -> str:
+    """``env.tmp/folder`` with each of ``names`` written (parents made); returns the folder."""
+    for name in names:
+        path = env.tmp / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    (env.tmp / folder).mkdir(parents=True, exist_ok=True)
+    return str(env.tmp / folder)
+
+
+def _model_beside(env: Env, results: bytes | None = None, cut: bool = False) -> str:
+    """A copy of the small Glow's .keras file (cut in half with ``cut``), with a results.json."""
+    whole = Path(env.keras_file()).read_bytes()
+    path = env.tmp / "run" / "model.keras"
+    _holding(env, "run", "model.keras", content=whole[: len(whole) // 2] if cut else whole)
+    if results is not None:
+        (env.tmp / "run" / "results.json").write_bytes(results)
+    return str(path)
+
+
+def _tiny_train(env: Env, *argv: str) -> str:
+    return cli("train", "--epochs", "1", "--steps-per-epoch", "1", "--width", "8", "--steps", "1",
+               "--verbose", "0", *argv)
+
+
 CLI_ROWS: dict[str, Row] = {
     "cli_no_command": (lambda e: cli(), CliError, "required"),
     "cli_bad_lr": (lambda e: cli("train", "--lr", "-1"), CliError, "finite number > 0"),
     "cli_evaluate_missing_model": (lambda e: cli("evaluate", str(e.tmp / "none.keras")), CliError,
                                    "no model file"),
+    "cli_train_rerun_finished": (
+        lambda e: _tiny_train(e, "--out", _holding(e, "out", "results.json", "model.keras")),
+        CliError, "holds a finished run (results.json, model.keras); pass --resume"),
+    "cli_train_rerun_interrupted": (
+        lambda e: _tiny_train(e, "--out", _holding(e, "out", "backup/latest.weights.h5")),
+        CliError, "holds an interrupted run (backup/; no results.json); pass --resume"),
+    "cli_train_resume_and_overwrite": (
+        lambda e: _tiny_train(e, "--resume", "--overwrite"), CliError, "not allowed with argument"),
+    "cli_train_out_is_a_file": (
+        lambda e: _tiny_train(e, "--out", str(Path(_holding(e, "d", "out")) / "out")), CliError,
+        "is not a folder"),
+    "cli_train_missing_data_dir": (
+        lambda e: _tiny_train(e, "--dataset", "mnist", "--data-dir", str(e.tmp / "nowhere"),
+                              "--out", str(e.tmp / "out")),
+        CliError, "/nowhere' does not exist or is not a folder"),
+    "cli_train_data_dir_is_a_file": (
+        lambda e: _tiny_train(e, "--data-dir", str(Path(_holding(e, "d", "idx")) / "idx"),
+                              "--out", str(e.tmp / "out")),
+        CliError, "is not a folder (expected a folder holding the IDX files of 'digits')"),
+    "cli_evaluate_without_dataset": (
+        lambda e: cli("evaluate", _model_beside(e)), CliError, "pass --dataset: there is no results.json"),
+    "cli_evaluate_missing_data_dir": (
+        lambda e: cli("evaluate", e.keras_file(), "--dataset", "mnist", "--data-dir", str(e.tmp / "nowhere")),
+        CliError, "does not exist"),
+    "cli_evaluate_unreadable_results": (
+        lambda e: cli("evaluate", _model_beside(e, results=b'{"dataset": "dig')), CliError,
+        "results.json' is unreadable"),
+    "cli_evaluate_truncated_model": (
+        lambda e: cli("evaluate", _model_beside(e, cut=True), "--dataset", "digits"), CliError,
+        "could not load the model file"),
+    "cli_export_into_occupied_folder": (
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1/notes.txt")), CliError,
+        "is not empty; TF Serving versions are immutable"),
+    "cli_export_overwrite_foreign_folder": (
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1/saved_model.pb"), "--overwrite"),
+        CliError, "holds no SavedModel written by tfflows"),
+    "cli_export_version_is_a_file": (
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1")), CliError, "is not a folder"),
+    "cli_sample_into_missing_folder": (
+        lambda e: cli("sample", e.keras_file(), "--out", str(e.tmp / "nowhere" / "s.png")), CliError,
+        "does not exist"),
     # (sections 2–4 rows: reruns, data dirs, corrupt files, …)
 }
 

@@ -34,22 +34,21 @@ signature's shapes). A wrong dtype is refused by the signature itself.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
 
+from tfflows.io import atomic_dir, atomic_write_json
 from tfflows.layers.convolution import conv_implementation
 
 if TYPE_CHECKING:
     from tfflows.models.base import FlowModel
 
-__all__ = ["MAX_SAMPLES", "export_saved_model", "describe_signatures"]
+__all__ = ["MAX_SAMPLES", "export_saved_model", "describe_signatures", "is_saved_model_folder"]
 
 MAX_SAMPLES = 4096
 """Default cap on ``num_samples`` per ``sample`` request."""
@@ -368,22 +367,29 @@ def _tf_variable(weight) -> tf.Variable:
     return value
 
 
-def _check_path(path: str, overwrite: bool) -> None:
-    if not os.path.exists(path):
-        return
-    if not os.path.isdir(path):
+def is_saved_model_folder(path: str) -> bool:
+    """True where ``path`` holds what :func:`export_saved_model` writes: the graph and the model card."""
+    return (os.path.isfile(os.path.join(path, "saved_model.pb"))
+            and os.path.isfile(os.path.join(path, CARD_FILE)))
+
+
+def _check_path(path: str, overwrite: bool) -> bool:
+    """Whether ``path`` has something to replace; raises where it must not be replaced."""
+    if not os.path.lexists(path):
+        return False
+    if not os.path.isdir(path) or os.path.islink(path):
         raise ValueError(f"export_saved_model: path {path!r} exists and is not a folder.")
     if not os.listdir(path):
-        return
+        return True  # an empty folder: nothing lost by replacing it
     if not overwrite:
         raise ValueError(
             f"export_saved_model: {path!r} is not empty; TF Serving versions are immutable, "
             "so export to a new version folder or pass overwrite=True.")
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+    if not is_saved_model_folder(path):
         raise ValueError(
-            f"export_saved_model: {path!r} is not empty and holds no SavedModel; "
-            "refusing to overwrite it.")
-    shutil.rmtree(path)
+            f"export_saved_model: {path!r} is not empty and holds no SavedModel written by tfflows "
+            f"(expected saved_model.pb and {CARD_FILE}); refusing to overwrite it.")
+    return True
 
 
 def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples: int = MAX_SAMPLES,
@@ -400,7 +406,12 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
       path: the version folder to write; must be missing or empty unless
         ``overwrite``.
       max_samples: the largest ``num_samples`` a ``sample`` request may ask for.
-      overwrite: replace an existing SavedModel at ``path``.
+      overwrite: replace an existing SavedModel at ``path`` (one written by
+        tfflows: with ``saved_model.pb`` and ``assets.extra/model_card.json``).
+
+    The new version is written completely into a hidden temporary folder
+    beside ``path`` and then moved into place; the old version is removed
+    only after that, so a failed or killed export leaves it whole.
 
     Returns:
       ``path`` as a string.
@@ -421,7 +432,8 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
                       "never initialised (an untrained model?); exporting it as it is.",
                       RuntimeWarning, stacklevel=2)
     path = os.fspath(path)
-    _check_path(path, overwrite)
+    replace = _check_path(path, overwrite)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     endpoints = _Endpoints(model, max_samples).endpoints()
     module = tf.Module(name="tfflows_serving")
@@ -437,9 +449,9 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
         for endpoint in endpoints:
             signatures[endpoint.name] = endpoint.function().get_concrete_function()
     signatures["serving_default"] = signatures["log_prob"]
-    tf.saved_model.save(module, path, signatures=signatures)
-
-    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
-    with open(os.path.join(path, CARD_FILE), "w") as f:
-        json.dump(_card(model, endpoints, max_samples), f, indent=2)
+    card = _card(model, endpoints, max_samples)
+    with atomic_dir(path, overwrite=replace) as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        atomic_write_json(os.path.join(tmp, CARD_FILE), card)
     return path
