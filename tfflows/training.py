@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import keras
@@ -52,6 +53,22 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "decay_steps": self.decay_steps, "final_fraction": self.final_fraction}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value: Any, alternative: str = "") -> None:
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"make_optimizer: {name} must be a finite number > 0{alternative}, "
+                         f"got {value!r}.")
+
+
+def _check_steps(name: str, value: Any) -> int:
+    if not (_is_number(value) and math.isfinite(value) and value >= 0 and float(value).is_integer()):
+        raise ValueError(f"make_optimizer: {name} must be a whole number of steps >= 0, got {value!r}.")
+    return int(value)
+
+
 def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_steps: int = 0,
                    clipnorm: float | None = 50.0, **kwargs: Any) -> keras.optimizers.Adam:
     """Adam with linear warmup (and optional cosine decay) and global-norm gradient clipping.
@@ -62,9 +79,16 @@ def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_ste
       decay_steps: cosine decay steps after warmup (0: none).
       clipnorm: clip the global gradient norm to this value (None: no clipping).
       **kwargs: passed to ``keras.optimizers.Adam``.
+
+    Raises:
+      ValueError: ``learning_rate`` or ``clipnorm`` is not a finite number > 0,
+        or ``warmup_steps`` or ``decay_steps`` is not a whole number >= 0.
     """
-    if clipnorm is not None and not clipnorm > 0:
-        raise ValueError(f"make_optimizer: clipnorm must be > 0 or None, got {clipnorm!r}.")
+    _check_positive("learning_rate", learning_rate)
+    warmup_steps = _check_steps("warmup_steps", warmup_steps)
+    decay_steps = _check_steps("decay_steps", decay_steps)
+    if clipnorm is not None:
+        _check_positive("clipnorm", clipnorm, " or None")
     schedule = WarmupSchedule(learning_rate, warmup_steps, decay_steps) if (
         warmup_steps or decay_steps) else learning_rate
     return keras.optimizers.Adam(schedule, global_clipnorm=clipnorm, **kwargs)
