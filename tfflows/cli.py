@@ -154,7 +154,8 @@ def _train(args) -> dict:
     import tensorflow as tf
 
     import tfflows
-    from tfflows.callbacks import SampleGrid, TimeLimit
+    from tfflows.callbacks import FiniteCheckpoint, SampleCheck, SampleGrid, TimeLimit
+    from tfflows.io import atomic_write_json
     from tfflows.training import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
@@ -178,8 +179,10 @@ def _train(args) -> dict:
           f"{model.count_params():,} parameters")
     ckpt = os.path.join(args.out, "checkpoints")
     os.makedirs(ckpt, exist_ok=True)
+    checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"))
     callbacks = [
-        keras.callbacks.ModelCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras")),
+        SampleCheck(seed=args.seed),  # first, so the others log its fraction too
+        checkpoint,
         keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup")),
         keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard")),
         SampleGrid(os.path.join(args.out, "samples"), num_bits=n_bits or 8),
@@ -194,16 +197,34 @@ def _train(args) -> dict:
                         verbose=args.verbose)
     seconds = time.time() - start
     final = model.evaluate(test, return_dict=True, verbose=0)
-    model.save(os.path.join(args.out, "model.keras"))
+    diverged = model.stopped_on_nonfinite
+    if not diverged:
+        model.save(os.path.join(args.out, "model.keras"))
+    fractions = history.history.get(SampleCheck.key, [])
     result = {
         "model": type(model).__name__, "dataset": args.dataset, "n_bits": n_bits,
         "epochs_run": len(history.history.get("loss", [])), "train_seconds": round(seconds, 1),
         "test_loss_nats": final["loss"], "test_bits_per_dim": final["bits_per_dim"],
-        "parameters": model.count_params(), "stopped_on_nonfinite": model.stopped_on_nonfinite,
+        "parameters": model.count_params(), "stopped_on_nonfinite": diverged,
+        "nonfinite_steps": int(model.nonfinite_steps.numpy()),
+        "last_good_checkpoint": checkpoint.last_good,
+        "nonfinite_sample_fraction": fractions[-1] if fractions else None,
+        "nonfinite_sample_fraction_per_epoch": fractions,
         "args": vars(args),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    atomic_write_json(os.path.join(args.out, "results.json"), result)
+    if diverged:
+        where = (f"the last good checkpoint is {checkpoint.last_good}" if checkpoint.last_good
+                 else "no checkpoint was written before it")
+        raise SystemExit(
+            f"tfflows train: training stopped on non-finite values (the loss, a gradient or the "
+            f"update was inf or NaN) in epoch {result['epochs_run']}; that step was skipped and "
+            f"model.keras was not written; {where}. Lower --lr or raise --warmup. "
+            f"Details in {os.path.join(args.out, 'results.json')}.")
+    if fractions and fractions[-1] > 0.5:
+        print(f"tfflows train: warning: {fractions[-1]:.0%} of samples at temperature 1.0 are inf or "
+              "NaN: the model is not usable as trained (lower --lr or raise --warmup; "
+              "FlowModel.sample(clip_latent=...) draws finite ones).", file=sys.stderr)
     what = "NLL (nats)" if n_bits is None else "bits/dim"
     value = final["loss"] if n_bits is None else final["bits_per_dim"]
     print(f"tfflows: test {what} {value:.4f} after {result['epochs_run']} epochs in {seconds:.0f} s; "

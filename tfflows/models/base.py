@@ -273,12 +273,20 @@ class FlowModel(keras.Model):
         return self.flow(context).inverse(self._check_z(z))
 
     def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
-               context=None) -> tf.Tensor:
+               context=None, clip_latent: float | None = None) -> tf.Tensor:
         """Draws ``num_samples`` examples; ``temperature`` scales the base at every level.
 
-        With an integer ``seed`` the draw is deterministic (stateless). For a
-        class-conditional model ``context`` is one label for all samples or
-        one per sample.
+        x = f⁻¹(z) with z = clip(temperature · ε, −c, c), ε ~ N(0, I) and
+        c = ``clip_latent`` (no clipping when None). With an integer ``seed``
+        the draw is deterministic (stateless). For a class-conditional model
+        ``context`` is one label for all samples or one per sample.
+
+        ``clip_latent`` is for models whose inverse overflows on the tails of
+        the base (samples with inf or NaN, reported with a warning and as
+        ``nonfinite_sample_fraction`` by :class:`tfflows.callbacks.SampleCheck`):
+        clipping every latent entry to [−c, c] keeps the decoder where it was
+        trained, e.g. ``clip_latent=2.0``, at the price of samples that no
+        longer follow the model's distribution exactly.
         """
         name = type(self).__name__
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
@@ -286,6 +294,11 @@ class FlowModel(keras.Model):
         if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
                 or not math.isfinite(temperature) or temperature < 0):
             raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
+        if clip_latent is not None and (
+                isinstance(clip_latent, bool) or not isinstance(clip_latent, numbers.Real)
+                or not math.isfinite(clip_latent) or clip_latent <= 0):
+            raise ValueError(f"{name}: clip_latent must be a finite number > 0 or None, "
+                             f"got {clip_latent!r}.")
         shape = (int(num_samples), self.num_dims)
         if seed is None:
             eps = tf.random.normal(shape)
@@ -301,7 +314,10 @@ class FlowModel(keras.Model):
             if context.shape.rank and context.shape[0] not in (None, shape[0]):
                 raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one, "
                                  f"got {context.shape[0]}.")
-        x = self.decode(eps * float(temperature), context)
+        z = eps * float(temperature)
+        if clip_latent is not None:
+            z = tf.clip_by_value(z, -float(clip_latent), float(clip_latent))
+        x = self.decode(z, context)
         if tf.executing_eagerly():
             finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, (shape[0], -1))), axis=1)
             bad = int(shape[0] - tf.reduce_sum(tf.cast(finite, tf.int32)))
