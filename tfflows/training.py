@@ -120,6 +120,8 @@ def clip_gradients(grads: Sequence[Any], optimizer: keras.optimizers.Optimizer) 
     (global-norm clipping in :func:`make_optimizer`) is unchanged. Gradients
     with inf or NaN stay non-finite: those steps are skipped, not clipped.
     """
+    if getattr(optimizer, "gradient_accumulation_steps", None):
+        return list(grads)  # it clips the accumulated sum, not each step's gradients
     clipnorm = getattr(optimizer, "clipnorm", None)
     global_clipnorm = getattr(optimizer, "global_clipnorm", None)
     if clipnorm and clipnorm > 0:
