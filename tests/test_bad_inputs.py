@@ -23,6 +23,7 @@ import tensorflow as tf
 
 import tfflows
 from tfflows import data
+from tfflows.callbacks import SampleCheck
 from tfflows.training import make_optimizer
 
 
@@ -141,7 +142,32 @@ TRAINING_ROWS: dict[str, Row] = {
         lambda e: _nan_copy(e).save_weights(str(e.tmp / "nan.weights.h5")), ValueError,
         "non-finite weights"),
     "clipnorm_zero": (lambda e: make_optimizer(1e-3, clipnorm=0.0), ValueError, "clipnorm"),
-    # (section 2 rows: optimizer arguments, export of a NaN model, …)
+    "lr_zero": (lambda e: make_optimizer(0.0), ValueError, "learning_rate must be a finite number > 0, got 0.0"),
+    "lr_negative": (lambda e: make_optimizer(-1e-3), ValueError, "learning_rate must be a finite number > 0"),
+    "lr_nan": (lambda e: make_optimizer(math.nan), ValueError, "learning_rate must be a finite number > 0, got nan"),
+    "lr_inf": (lambda e: make_optimizer(math.inf), ValueError, "learning_rate must be a finite number > 0, got inf"),
+    "clipnorm_negative": (lambda e: make_optimizer(1e-3, clipnorm=-5.0), ValueError,
+                          "clipnorm must be a finite number > 0 or None, got -5.0"),
+    "clipnorm_nan": (lambda e: make_optimizer(1e-3, clipnorm=math.nan), ValueError, "clipnorm must be a finite"),
+    "clipnorm_inf": (lambda e: make_optimizer(1e-3, clipnorm=math.inf), ValueError, "clipnorm must be a finite"),
+    "warmup_negative": (lambda e: make_optimizer(1e-3, warmup_steps=-1), ValueError,
+                        "warmup_steps must be a whole number of steps >= 0, got -1"),
+    "warmup_nan": (lambda e: make_optimizer(1e-3, warmup_steps=math.nan), ValueError, "warmup_steps must be"),
+    "warmup_inf": (lambda e: make_optimizer(1e-3, warmup_steps=math.inf), ValueError, "warmup_steps must be"),
+    "decay_negative": (lambda e: make_optimizer(1e-3, decay_steps=-10), ValueError,
+                       "decay_steps must be a whole number of steps >= 0, got -10"),
+    "decay_fractional": (lambda e: make_optimizer(1e-3, decay_steps=2.5), ValueError, "decay_steps must be"),
+    "export_nonfinite_model": (lambda e: tfflows.export_saved_model(_nan_copy(e), e.tmp / "nan" / "1"),
+                               ValueError, "refusing to export a model with non-finite weights"),
+    "cli_export_nonfinite_model": (lambda e: cli("export", _nan_keras_file(e), str(e.tmp / "served")),
+                                   CliError, "refusing to export a model with non-finite weights"),
+    "cli_train_negative_warmup": (
+        lambda e: cli("train", "--warmup", "-5", "--width", "8", "--steps", "1", "--epochs", "1",
+                      "--out", str(e.tmp / "run")), CliError, "warmup_steps must be a whole number"),
+    "sample_clip_latent_zero": (lambda e: e.glow().sample(2, clip_latent=0.0), ValueError,
+                                "clip_latent must be a finite number > 0 or None, got 0.0"),
+    "sample_check_zero_samples": (lambda e: SampleCheck(0), ValueError,
+                                  "num_samples must be a positive integer, got 0"),
 }
 
 # -- data --------------------------------------------------------------------------------
@@ -247,6 +273,15 @@ def _nan_copy(env: Env):
     weight = model.trainable_variables[-1]
     weight.assign(tf.fill(weight.shape, math.nan))
     return model
+
+
+def _nan_keras_file(env: Env) -> str:
+    """A ``.keras`` file with a NaN weight, as a version before the guard could write."""
+    import keras
+
+    path = str(env.tmp / "nan.keras")
+    keras.Model.save(_nan_copy(env), path)  # past FlowModel.save, which refuses it
+    return path
 
 
 ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS}

@@ -14,11 +14,12 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from tfflows.guard import NonFiniteWeightsError
 from tfflows.images import save_grid, to_uint8
 from tfflows.io import atomic_path, atomic_write_json, is_temporary
 
-__all__ = ["ResumableBackup", "SampleGrid", "TimeLimit", "checkpoint_files", "density_picture",
-           "save_samples_picture"]
+__all__ = ["FiniteCheckpoint", "ResumableBackup", "SampleCheck", "SampleGrid", "TimeLimit",
+           "checkpoint_files", "density_picture", "save_samples_picture"]
 
 CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.keras$")
 """``epoch_XXX.keras``: the model after XXX epochs (``ModelCheckpoint``'s names in ``tfflows train``)."""
@@ -93,6 +94,87 @@ class SampleGrid(keras.callbacks.Callback):
         path = os.path.join(self.folder, f"samples_epoch_{epoch + 1:03d}.png")
         save_samples_picture(self.model, path, self.temperatures, self.per_row,
                              num_bits=self.num_bits)
+
+
+def _file_stamp(path: str):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``keras.callbacks.ModelCheckpoint`` that writes only models fit to go back to.
+
+    The epoch in which ``fit`` stopped on a non-finite value (see
+    ``FlowModel.stopped_on_nonfinite``) is not checkpointed: it ended early,
+    on the edge of divergence. A model with an inf or NaN weight is refused
+    with a warning instead of ending training with
+    :class:`~tfflows.guard.NonFiniteWeightsError`. ``last_good`` is the path
+    of the last file written, or None.
+    """
+
+    def __init__(self, filepath: str, **kwargs) -> None:
+        super().__init__(filepath, **kwargs)
+        self.last_good: str | None = None
+
+    def _save_model(self, epoch, batch, logs):
+        if getattr(self.model, "stopped_on_nonfinite", False):
+            return
+        filepath = self._get_file_path(epoch, batch, logs)
+        before = _file_stamp(filepath)
+        try:
+            super()._save_model(epoch, batch, logs)
+        except NonFiniteWeightsError as err:
+            warnings.warn(f"tfflows: no checkpoint at epoch {epoch + 1}: {err}", RuntimeWarning,
+                          stacklevel=2)
+            return
+        if _file_stamp(filepath) not in (None, before):
+            self.last_good = filepath
+
+
+class SampleCheck(keras.callbacks.Callback):
+    """Adds ``nonfinite_sample_fraction`` to the epoch logs (and so to the history).
+
+    After every epoch it draws ``num_samples`` samples at ``temperature``
+    with a fixed ``seed`` and logs the fraction with any inf or NaN value. A
+    learning rate can keep the loss finite and still leave a model whose
+    inverse overflows on most draws; this makes that visible. Models that
+    take context vectors (``context_dim``) are not checked; class-conditional
+    ones cycle through the classes.
+
+    Args:
+      num_samples: samples per check.
+      temperature: the temperature of the check (1.0: the model itself).
+      seed: the seed of the stateless draw, the same every epoch.
+    """
+
+    key = "nonfinite_sample_fraction"
+
+    def __init__(self, num_samples: int = 64, temperature: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"SampleCheck: num_samples must be a positive integer, got {num_samples!r}.")
+        self.num_samples = num_samples
+        self.temperature = float(temperature)
+        self.seed = int(seed)
+
+    def fraction(self) -> float:
+        """The fraction of this check's samples with an inf or NaN value."""
+        context = None
+        if self.model.num_classes is not None:
+            context = np.arange(self.num_samples, dtype=np.int32) % self.model.num_classes
+        with warnings.catch_warnings():  # the fraction in the logs says it
+            warnings.filterwarnings("ignore", r".*have inf or NaN values", RuntimeWarning)
+            x = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed,
+                                  context=context)
+        x = np.asarray(x).reshape(self.num_samples, -1)
+        return float(np.mean(~np.isfinite(x).all(axis=1)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and not self.model.context_dim:
+            logs[self.key] = self.fraction()
 
 
 class TimeLimit(keras.callbacks.Callback):

@@ -202,7 +202,7 @@ def _train(args) -> dict:
     import tensorflow as tf
 
     import tfflows
-    from tfflows.callbacks import ResumableBackup, SampleGrid, TimeLimit
+    from tfflows.callbacks import FiniteCheckpoint, ResumableBackup, SampleCheck, SampleGrid, TimeLimit
     from tfflows.io import atomic_write_json
     from tfflows.training import make_optimizer
 
@@ -236,8 +236,10 @@ def _train(args) -> dict:
     ckpt = os.path.join(args.out, "checkpoints")
     os.makedirs(ckpt, exist_ok=True)
     backup = ResumableBackup(os.path.join(args.out, "backup"), checkpoint_dir=ckpt)
+    checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"))
     callbacks = [
-        keras.callbacks.ModelCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras")),
+        SampleCheck(seed=args.seed),  # first, so the others log its fraction too
+        checkpoint,
         backup,
         keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard")),
         SampleGrid(os.path.join(args.out, "samples"), num_bits=n_bits or 8),
@@ -255,18 +257,37 @@ def _train(args) -> dict:
         print(f"tfflows: resumed after {backup.initial_epoch} epochs from {backup.restored_from}"
               if backup.restored_from else f"tfflows: nothing to resume in {args.out}; trained from scratch")
     final = model.evaluate(test, return_dict=True, verbose=0)
-    model.save(os.path.join(args.out, "model.keras"))
+    diverged = model.stopped_on_nonfinite
+    if not diverged:
+        model.save(os.path.join(args.out, "model.keras"))
     epochs_run = len(history.history.get("loss", []))
+    fractions = history.history.get(SampleCheck.key, [])
     result = {
         "model": type(model).__name__, "dataset": args.dataset,
         "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir), "n_bits": n_bits,
         "epochs_run": epochs_run, "epochs_total": backup.initial_epoch + epochs_run,
         "resumed_from": backup.restored_from, "train_seconds": round(seconds, 1),
         "test_loss_nats": final["loss"], "test_bits_per_dim": final["bits_per_dim"],
-        "parameters": model.count_params(), "stopped_on_nonfinite": model.stopped_on_nonfinite,
+        "parameters": model.count_params(), "stopped_on_nonfinite": diverged,
+        "nonfinite_steps": int(model.nonfinite_steps.numpy()),
+        "last_good_checkpoint": checkpoint.last_good,
+        "nonfinite_sample_fraction": fractions[-1] if fractions else None,
+        "nonfinite_sample_fraction_per_epoch": fractions,
         "args": vars(args),
     }
     atomic_write_json(os.path.join(args.out, "results.json"), result)
+    if diverged:
+        where = (f"the last good checkpoint is {checkpoint.last_good}" if checkpoint.last_good
+                 else "no checkpoint was written before it")
+        raise SystemExit(
+            f"tfflows train: training stopped on non-finite values (the loss, a gradient or the "
+            f"update was inf or NaN) in epoch {result['epochs_total']}; that step was skipped and "
+            f"model.keras was not written; {where}. Lower --lr or raise --warmup. "
+            f"Details in {os.path.join(args.out, 'results.json')}.")
+    if fractions and fractions[-1] > 0.5:
+        print(f"tfflows train: warning: {fractions[-1]:.0%} of samples at temperature 1.0 are inf or "
+              "NaN: the model is not usable as trained (lower --lr or raise --warmup; "
+              "FlowModel.sample(clip_latent=...) draws finite ones).", file=sys.stderr)
     what = "NLL (nats)" if n_bits is None else "bits/dim"
     value = final["loss"] if n_bits is None else final["bits_per_dim"]
     print(f"tfflows: test {what} {value:.4f} after {result['epochs_total']} epochs "
