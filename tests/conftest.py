@@ -37,12 +37,24 @@ def _assert_close(check: str, got, want, atol: float, rtol: float) -> None:
     if err.size:
         record[0] = max(record[0], float(np.max(err)))
         record[1] = max(record[1], float(np.max(used)))
-    np.testing.assert_allclose(got, want, atol=atol, rtol=rtol, err_msg=check)
+    if np.ndim(atol) == 0:
+        np.testing.assert_allclose(got, want, atol=atol, rtol=rtol, err_msg=check)
+        return
+    # An elementwise tolerance (a round-off bound per entry): report the worst entry.
+    if err.size and np.max(used) > 1.0:
+        worst = np.unravel_index(np.argmax(used), used.shape)
+        raise AssertionError(
+            f"{check}: {int(np.sum(used > 1.0))} of {used.size} entries out of tolerance; worst at "
+            f"{worst}: got {got[worst]!r}, want {want[worst]!r}, error {err[worst]:.3e} is "
+            f"{used[worst]:.2f}× its tolerance {np.broadcast_to(atol, used.shape)[worst]:.3e}")
 
 
 @pytest.fixture
 def assert_close():
-    """``assert_close(check, got, want, atol=..., rtol=...)``, logging the error."""
+    """``assert_close(check, got, want, atol=..., rtol=...)``, logging the error.
+
+    ``atol`` may be an array broadcasting against ``want``: a bound per entry.
+    """
     return _assert_close
 
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 import tfflows
 from tfflows import data
+from tfflows.callbacks import SampleCheck
 from tfflows.training import make_optimizer
 
 
@@ -165,7 +166,32 @@ TRAINING_ROWS: dict[str, Row] = {
         lambda e: _nan_copy(e).save_weights(str(e.tmp / "nan.weights.h5")), ValueError,
         "non-finite weights"),
     "clipnorm_zero": (lambda e: make_optimizer(1e-3, clipnorm=0.0), ValueError, "clipnorm"),
-    # (section 2 rows: optimizer arguments, export of a NaN model, …)
+    "lr_zero": (lambda e: make_optimizer(0.0), ValueError, "learning_rate must be a finite number > 0, got 0.0"),
+    "lr_negative": (lambda e: make_optimizer(-1e-3), ValueError, "learning_rate must be a finite number > 0"),
+    "lr_nan": (lambda e: make_optimizer(math.nan), ValueError, "learning_rate must be a finite number > 0, got nan"),
+    "lr_inf": (lambda e: make_optimizer(math.inf), ValueError, "learning_rate must be a finite number > 0, got inf"),
+    "clipnorm_negative": (lambda e: make_optimizer(1e-3, clipnorm=-5.0), ValueError,
+                          "clipnorm must be a finite number > 0 or None, got -5.0"),
+    "clipnorm_nan": (lambda e: make_optimizer(1e-3, clipnorm=math.nan), ValueError, "clipnorm must be a finite"),
+    "clipnorm_inf": (lambda e: make_optimizer(1e-3, clipnorm=math.inf), ValueError, "clipnorm must be a finite"),
+    "warmup_negative": (lambda e: make_optimizer(1e-3, warmup_steps=-1), ValueError,
+                        "warmup_steps must be a whole number of steps >= 0, got -1"),
+    "warmup_nan": (lambda e: make_optimizer(1e-3, warmup_steps=math.nan), ValueError, "warmup_steps must be"),
+    "warmup_inf": (lambda e: make_optimizer(1e-3, warmup_steps=math.inf), ValueError, "warmup_steps must be"),
+    "decay_negative": (lambda e: make_optimizer(1e-3, decay_steps=-10), ValueError,
+                       "decay_steps must be a whole number of steps >= 0, got -10"),
+    "decay_fractional": (lambda e: make_optimizer(1e-3, decay_steps=2.5), ValueError, "decay_steps must be"),
+    "export_nonfinite_model": (lambda e: tfflows.export_saved_model(_nan_copy(e), e.tmp / "nan" / "1"),
+                               ValueError, "refusing to export a model with non-finite weights"),
+    "cli_export_nonfinite_model": (lambda e: cli("export", _nan_keras_file(e), str(e.tmp / "served")),
+                                   CliError, "refusing to export a model with non-finite weights"),
+    "cli_train_negative_warmup": (
+        lambda e: cli("train", "--warmup", "-5", "--width", "8", "--steps", "1", "--epochs", "1",
+                      "--out", str(e.tmp / "run")), CliError, "warmup_steps must be a whole number"),
+    "sample_clip_latent_zero": (lambda e: e.glow().sample(2, clip_latent=0.0), ValueError,
+                                "clip_latent must be a finite number > 0 or None, got 0.0"),
+    "sample_check_zero_samples": (lambda e: SampleCheck(0), ValueError,
+                                  "num_samples must be a positive integer, got 0"),
 }
 
 # -- data --------------------------------------------------------------------------------
@@ -190,11 +216,77 @@ DATA_ROWS: dict[str, Row] = {
 }
 
 # -- the command line --------------------------------------------------------------------
+def _holding(env: Env, folder: str, *names: str, content: bytes = b"x") -> str:
+    """``env.tmp/folder`` with each of ``names`` written (parents made); returns the folder."""
+    for name in names:
+        path = env.tmp / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    (env.tmp / folder).mkdir(parents=True, exist_ok=True)
+    return str(env.tmp / folder)
+
+
+def _model_beside(env: Env, results: bytes | None = None, cut: bool = False) -> str:
+    """A copy of the small Glow's .keras file (cut in half with ``cut``), with a results.json."""
+    whole = Path(env.keras_file()).read_bytes()
+    path = env.tmp / "run" / "model.keras"
+    _holding(env, "run", "model.keras", content=whole[: len(whole) // 2] if cut else whole)
+    if results is not None:
+        (env.tmp / "run" / "results.json").write_bytes(results)
+    return str(path)
+
+
+def _tiny_train(env: Env, *argv: str) -> str:
+    return cli("train", "--epochs", "1", "--steps-per-epoch", "1", "--width", "8", "--steps", "1",
+               "--verbose", "0", *argv)
+
+
 CLI_ROWS: dict[str, Row] = {
     "cli_no_command": (lambda e: cli(), CliError, "required"),
     "cli_bad_lr": (lambda e: cli("train", "--lr", "-1"), CliError, "finite number > 0"),
     "cli_evaluate_missing_model": (lambda e: cli("evaluate", str(e.tmp / "none.keras")), CliError,
                                    "no model file"),
+    "cli_train_rerun_finished": (
+        lambda e: _tiny_train(e, "--out", _holding(e, "out", "results.json", "model.keras")),
+        CliError, "holds a finished run (results.json, model.keras); pass --resume"),
+    "cli_train_rerun_interrupted": (
+        lambda e: _tiny_train(e, "--out", _holding(e, "out", "backup/latest.weights.h5")),
+        CliError, "holds an interrupted run (backup/; no results.json); pass --resume"),
+    "cli_train_resume_and_overwrite": (
+        lambda e: _tiny_train(e, "--resume", "--overwrite"), CliError, "not allowed with argument"),
+    "cli_train_out_is_a_file": (
+        lambda e: _tiny_train(e, "--out", str(Path(_holding(e, "d", "out")) / "out")), CliError,
+        "is not a folder"),
+    "cli_train_missing_data_dir": (
+        lambda e: _tiny_train(e, "--dataset", "mnist", "--data-dir", str(e.tmp / "nowhere"),
+                              "--out", str(e.tmp / "out")),
+        CliError, "/nowhere' does not exist or is not a folder"),
+    "cli_train_data_dir_is_a_file": (
+        lambda e: _tiny_train(e, "--data-dir", str(Path(_holding(e, "d", "idx")) / "idx"),
+                              "--out", str(e.tmp / "out")),
+        CliError, "is not a folder (expected a folder holding the IDX files of 'digits')"),
+    "cli_evaluate_without_dataset": (
+        lambda e: cli("evaluate", _model_beside(e)), CliError, "pass --dataset: there is no results.json"),
+    "cli_evaluate_missing_data_dir": (
+        lambda e: cli("evaluate", e.keras_file(), "--dataset", "mnist", "--data-dir", str(e.tmp / "nowhere")),
+        CliError, "does not exist"),
+    "cli_evaluate_unreadable_results": (
+        lambda e: cli("evaluate", _model_beside(e, results=b'{"dataset": "dig')), CliError,
+        "results.json' is unreadable"),
+    "cli_evaluate_truncated_model": (
+        lambda e: cli("evaluate", _model_beside(e, cut=True), "--dataset", "digits"), CliError,
+        "could not load the model file"),
+    "cli_export_into_occupied_folder": (
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1/notes.txt")), CliError,
+        "is not empty; TF Serving versions are immutable"),
+    "cli_export_overwrite_foreign_folder": (
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1/saved_model.pb"), "--overwrite"),
+        CliError, "holds no SavedModel written by tfflows"),
+    "cli_export_version_is_a_file": (
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1")), CliError, "is not a folder"),
+    "cli_sample_into_missing_folder": (
+        lambda e: cli("sample", e.keras_file(), "--out", str(e.tmp / "nowhere" / "s.png")), CliError,
+        "does not exist"),
     # section 4: corrupt and wrong model files, datasets that cannot be had
     "cli_evaluate_garbage_file": (
         lambda e: cli("evaluate", _garbage(e, "x.keras"), "--dataset", "digits"), CliError,
@@ -278,6 +370,15 @@ def _nan_copy(env: Env):
     weight = model.trainable_variables[-1]
     weight.assign(tf.fill(weight.shape, math.nan))
     return model
+
+
+def _nan_keras_file(env: Env) -> str:
+    """A ``.keras`` file with a NaN weight, as a version before the guard could write."""
+    import keras
+
+    path = str(env.tmp / "nan.keras")
+    keras.Model.save(_nan_copy(env), path)  # past FlowModel.save, which refuses it
+    return path
 
 
 ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS}

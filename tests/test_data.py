@@ -223,6 +223,7 @@ def test_local_sources_reject_other_splits(name):
 
 def test_unknown_name_fails_fast_naming_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "env"))
+    (tmp_path / "given").mkdir()  # a missing data_dir is an error of its own (below)
     start = time.monotonic()
     # Default download=True: TFDS rejects the name before any network access.
     with pytest.raises(ValueError) as info:
@@ -233,6 +234,13 @@ def test_unknown_name_fails_fast_naming_where_it_looked(tmp_path, monkeypatch):
     assert str(tmp_path / "env" / "no_such_dataset_tfflows") in message
     assert "DatasetNotFoundError" in message and "fashion_mnist" in message
     assert len(message) < 1500, "the list of every TFDS dataset should be left out"
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "mnist", "digits"])
+def test_missing_data_dir_is_an_error_not_a_fallback(tmp_path, name):
+    """Fashion-MNIST would otherwise come from the Debian folder, silently."""
+    with pytest.raises(ValueError, match=f"data_dir '{tmp_path}/nowhere' does not exist"):
+        load_images(name, data_dir=tmp_path / "nowhere")
 
 
 def test_tfds_fallback_without_local_files(tmp_path):

@@ -390,7 +390,10 @@ def test_signatures_and_their_inputs(served):
             assert specs["sample"]["outputs"]["images"] == ["uint8", [None, H, W, C]]
         else:
             assert specs["log_prob"]["inputs"]["x"] == ["float32", [None, 3]]
-            assert specs["sample"]["outputs"] == {"x": ["float32", [None, 3]]}
+            assert specs["sample"]["outputs"] == {"x": ["float32", [None, 3]], "finite": ["bool", [None]]}
+        # uint8 cannot hold NaN: every sample says whether it is finite.
+        for endpoint in ("sample", "decode"):
+            assert specs[endpoint]["outputs"]["finite"] == ["bool", [None]]
 
 
 # -- the same numbers as the Keras model ---------------------------------------

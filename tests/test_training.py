@@ -303,6 +303,18 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     out["skipped_steps"] = int(mirrored.nonfinite_steps.numpy())
     out["skip_warned"] = any(issubclass(w.category, RuntimeWarning) for w in caught)
     out["skip_diff"] = max_diff(trained, [v.numpy() for v in mirrored.trainable_variables])
+    # Finite loss and gradients, but w - 3e38 g overflows: the update is undone on both replicas.
+    with strategy.scope():
+        mirrored.compile(optimizer=keras.optimizers.SGD(3e38))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        mirrored.fit(x * 100.0, batch_size=16, epochs=2, verbose=0)
+    out["undone_steps"] = int(mirrored.nonfinite_steps.numpy())
+    out["undone_iterations"] = int(mirrored.optimizer.iterations.numpy())
+    out["undone_diff"] = max_diff(trained, [v.numpy() for v in mirrored.trainable_variables])
+    out["undone_replicas_equal"] = all(
+        all(np.array_equal(np.asarray(values[0]), np.asarray(t)) for t in values[1:])
+        for values in (strategy.experimental_local_results(v.value) for v in mirrored.weights))
     print("RESULT " + json.dumps(out))
 """)
 
@@ -321,6 +333,8 @@ def test_mirrored_strategy_matches_single_device():
     assert out["moved"] > 1e-3  # the step did something ...
     assert out["weights_diff"] < 1e-5  # ... and the same thing on both
     assert out["skipped_steps"] == 1 and out["skip_warned"] and out["skip_diff"] == 0.0
+    assert out["undone_steps"] == 1 and out["undone_iterations"] == 0
+    assert out["undone_diff"] == 0.0 and out["undone_replicas_equal"]
 
 
 UNEVEN_SCRIPT = textwrap.dedent("""

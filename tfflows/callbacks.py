@@ -1,8 +1,12 @@
-"""Keras callbacks for flow training: sample grids each epoch."""
+"""Keras callbacks for flow training: sample grids each epoch, a time limit, a safe backup."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import shutil
 import time
 import warnings
 from typing import Sequence
@@ -10,20 +14,28 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from tfflows.guard import NonFiniteWeightsError
 from tfflows.images import save_grid, to_uint8
+from tfflows.io import atomic_path, atomic_write_json, is_temporary
 
-__all__ = ["SampleGrid", "TimeLimit", "save_samples_picture", "density_picture"]
+__all__ = ["FiniteCheckpoint", "ResumableBackup", "SampleCheck", "SampleGrid", "TimeLimit",
+           "checkpoint_files", "density_picture", "save_samples_picture"]
+
+CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.keras$")
+"""``epoch_XXX.keras``: the model after XXX epochs (``ModelCheckpoint``'s names in ``tfflows train``)."""
 
 
 def density_picture(points: np.ndarray, path: str, bins: int = 200, extent: float = 4.5) -> None:
-    """Saves a 2-D histogram of ``points`` as a grayscale PNG (dark = dense)."""
+    """Saves a 2-D histogram of ``points`` as a grayscale PNG (dark = dense), atomically."""
     from PIL import Image
 
     hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=bins,
                                 range=[[-extent, extent], [-extent, extent]])
     hist = np.flipud(hist)
     scaled = 255 - (255 * hist / max(hist.max(), 1)).astype(np.uint8)
-    Image.fromarray(scaled).resize((2 * bins, 2 * bins), Image.NEAREST).save(path)
+    picture = Image.fromarray(scaled).resize((2 * bins, 2 * bins), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        picture.save(tmp)  # the temporary name keeps the suffix, which picks the format
 
 
 def save_samples_picture(model, path: str, temperatures: Sequence[float], per_row: int = 10,
@@ -84,6 +96,87 @@ class SampleGrid(keras.callbacks.Callback):
                              num_bits=self.num_bits)
 
 
+def _file_stamp(path: str):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``keras.callbacks.ModelCheckpoint`` that writes only models fit to go back to.
+
+    The epoch in which ``fit`` stopped on a non-finite value (see
+    ``FlowModel.stopped_on_nonfinite``) is not checkpointed: it ended early,
+    on the edge of divergence. A model with an inf or NaN weight is refused
+    with a warning instead of ending training with
+    :class:`~tfflows.guard.NonFiniteWeightsError`. ``last_good`` is the path
+    of the last file written, or None.
+    """
+
+    def __init__(self, filepath: str, **kwargs) -> None:
+        super().__init__(filepath, **kwargs)
+        self.last_good: str | None = None
+
+    def _save_model(self, epoch, batch, logs):
+        if getattr(self.model, "stopped_on_nonfinite", False):
+            return
+        filepath = self._get_file_path(epoch, batch, logs)
+        before = _file_stamp(filepath)
+        try:
+            super()._save_model(epoch, batch, logs)
+        except NonFiniteWeightsError as err:
+            warnings.warn(f"tfflows: no checkpoint at epoch {epoch + 1}: {err}", RuntimeWarning,
+                          stacklevel=2)
+            return
+        if _file_stamp(filepath) not in (None, before):
+            self.last_good = filepath
+
+
+class SampleCheck(keras.callbacks.Callback):
+    """Adds ``nonfinite_sample_fraction`` to the epoch logs (and so to the history).
+
+    After every epoch it draws ``num_samples`` samples at ``temperature``
+    with a fixed ``seed`` and logs the fraction with any inf or NaN value. A
+    learning rate can keep the loss finite and still leave a model whose
+    inverse overflows on most draws; this makes that visible. Models that
+    take context vectors (``context_dim``) are not checked; class-conditional
+    ones cycle through the classes.
+
+    Args:
+      num_samples: samples per check.
+      temperature: the temperature of the check (1.0: the model itself).
+      seed: the seed of the stateless draw, the same every epoch.
+    """
+
+    key = "nonfinite_sample_fraction"
+
+    def __init__(self, num_samples: int = 64, temperature: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"SampleCheck: num_samples must be a positive integer, got {num_samples!r}.")
+        self.num_samples = num_samples
+        self.temperature = float(temperature)
+        self.seed = int(seed)
+
+    def fraction(self) -> float:
+        """The fraction of this check's samples with an inf or NaN value."""
+        context = None
+        if self.model.num_classes is not None:
+            context = np.arange(self.num_samples, dtype=np.int32) % self.model.num_classes
+        with warnings.catch_warnings():  # the fraction in the logs says it
+            warnings.filterwarnings("ignore", r".*have inf or NaN values", RuntimeWarning)
+            x = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed,
+                                  context=context)
+        x = np.asarray(x).reshape(self.num_samples, -1)
+        return float(np.mean(~np.isfinite(x).all(axis=1)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and not self.model.context_dim:
+            logs[self.key] = self.fraction()
+
+
 class TimeLimit(keras.callbacks.Callback):
     """Stops training at the end of the first batch after ``seconds`` of training.
 
@@ -104,3 +197,162 @@ class TimeLimit(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.time() - self.start > self.seconds:
             self.model.stop_training = True
+
+
+def checkpoint_files(folder: str | None) -> list[tuple[int, str]]:
+    """``(epochs, path)`` of every ``epoch_XXX.keras`` in ``folder``, newest first.
+
+    Leftovers of unfinished atomic writes (hidden ``.*.tmp-*`` names) are skipped.
+    """
+    if not folder or not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        match = CHECKPOINT_NAME.match(name)
+        if match and not is_temporary(name):
+            found.append((int(match.group(1)), os.path.join(folder, name)))
+    return sorted(found, reverse=True)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """Keras ``BackupAndRestore`` whose writes are atomic and which survives a damaged backup.
+
+    After every epoch it writes ``latest.weights.h5`` and
+    ``training_metadata.json`` in ``backup_dir``, each under a temporary
+    name renamed into place, so a killed run leaves complete files. When
+    training begins it restores, in this order of preference:
+
+    1. the backup, when both files are there, load, and the metadata's
+       digest of the weights file matches it;
+    2. otherwise (no backup, or one that is truncated, unreadable or only
+       half there: a warning names the file) the newest checkpoint
+       ``epoch_XXX.keras`` in ``checkpoint_dir`` that loads: its weights,
+       and XXX as the initial epoch;
+    3. otherwise nothing: training starts fresh, with the weights it had.
+
+    Args:
+      backup_dir: the folder for the backup; nothing else may write there.
+      checkpoint_dir: where ``ModelCheckpoint`` writes ``epoch_XXX.keras``; ``None``: no fallback.
+      save_freq: ``"epoch"`` or a number of batches, as in Keras.
+      delete_checkpoint: remove the backup when ``fit`` ends, as in Keras.
+
+    Attributes:
+      initial_epoch: the epochs the model had already trained when ``fit`` began (0: fresh).
+      restored_from: the backup folder or checkpoint file it restored, or ``None``.
+    """
+
+    def __init__(self, backup_dir: str, checkpoint_dir: str | None = None, save_freq="epoch",
+                 delete_checkpoint: bool = True) -> None:
+        super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=False,
+                         delete_checkpoint=delete_checkpoint)
+        self.checkpoint_dir = checkpoint_dir
+        self.initial_epoch = 0
+        self.restored_from: str | None = None
+
+    # -- restoring ---------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        before = self._state()
+        self.initial_epoch, self.restored_from = 0, None
+        if self._backup_present():
+            try:
+                self._resume(self._read_backup(), self.backup_dir)
+                return
+            except _DamagedBackup as err:
+                warnings.warn(f"tfflows: the training backup {err.path!r} is damaged ({err.reason}); "
+                              "falling back to the newest checkpoint that loads.",
+                              RuntimeWarning, stacklevel=2)
+                self._set_state(before)
+        for epoch, path in checkpoint_files(self.checkpoint_dir):
+            try:
+                model.load_weights(path)
+            except Exception as err:  # a truncated zip, an HDF5 error, another architecture …
+                warnings.warn(f"tfflows: checkpoint {path!r} does not load ({_short(err)}); skipped.",
+                              RuntimeWarning, stacklevel=2)
+                self._set_state(before)
+                continue
+            self._resume(epoch, path)
+            return
+
+    def _backup_present(self) -> bool:
+        return os.path.exists(self._weights_path) or os.path.exists(self._training_metadata_path)
+
+    def _read_backup(self) -> int:
+        """Loads the backup's weights; returns its epoch, or raises ``_DamagedBackup``."""
+        meta = self._training_metadata_path
+        try:
+            with open(meta, encoding="utf-8") as f:
+                metadata = json.load(f)
+            epoch = metadata["epoch"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise _DamagedBackup(meta, _short(err)) from err
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise _DamagedBackup(meta, f"expected a whole number of epochs >= 0, got {epoch!r}")
+        digest = metadata.get("weights_sha256")  # absent in a backup written by Keras itself
+        if digest is not None and os.path.exists(self._weights_path):
+            if _sha256(self._weights_path) != digest:
+                raise _DamagedBackup(self._weights_path, f"it is not the file {meta!r} describes "
+                                     "(a run killed between writing the two)")
+        try:
+            self.model.load_weights(self._weights_path)
+        except Exception as err:
+            raise _DamagedBackup(self._weights_path, _short(err)) from err
+        return epoch
+
+    def _resume(self, epoch: int, source: str) -> None:
+        self.initial_epoch, self.restored_from = epoch, source
+        self.model._initial_epoch = epoch  # what Keras' own BackupAndRestore sets for fit
+
+    def _state(self) -> list:
+        variables = list(self.model.weights)
+        if self.model.optimizer is not None:
+            variables += list(self.model.optimizer.variables)
+        return [(v, keras.ops.convert_to_numpy(v)) for v in variables]
+
+    @staticmethod
+    def _set_state(state: list) -> None:
+        # A load that failed half-way may have assigned some variables already.
+        for variable, value in state:
+            variable.assign(value)
+
+    # -- writing -----------------------------------------------------------------------
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        # FlowModel.save_weights is atomic itself; the outer rename covers any other model.
+        with atomic_path(self._weights_path) as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+        # The two files cannot be renamed in one step; the digest ties them together, so
+        # a run killed between the two renames is seen as such and not resumed at the
+        # wrong epoch.
+        atomic_write_json(self._training_metadata_path,
+                          {"epoch": self._current_epoch, "batch": self._last_batch_seen,
+                           "weights_sha256": _sha256(self._weights_path)})
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.exists(self.backup_dir):
+            # The metadata first: a removal killed half-way must not leave an epoch
+            # count without the weights that go with it.
+            if os.path.exists(self._training_metadata_path):
+                os.remove(self._training_metadata_path)
+            shutil.rmtree(self.backup_dir)
+
+
+class _DamagedBackup(Exception):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason

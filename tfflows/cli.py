@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfflows", description="Normalizing flows for TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a flow (default: a small Glow on the embedded digits)")
+    train = sub.add_parser(
+        "train", help="train a flow (default: a small Glow on the embedded digits)",
+        description="Train a flow. An --out that holds an earlier run, finished or interrupted, "
+                    "is never retrained silently: the command stops unless --resume or "
+                    "--overwrite says what to do with it.")
     train.add_argument("--model", choices=("glow", "realnvp", "nsf"), default="glow",
                        help="nsf (neural spline flow) is for vector data: the 2-D toys")
     train.add_argument("--dataset", default="digits",
@@ -63,7 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
                        help="XLA for the train step (auto: on a GPU, off on a CPU)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default="runs/glow_digits", help="output folder")
+    train.add_argument("--out", default="runs/glow_digits",
+                       help="output folder: model.keras, results.json, checkpoints/, backup/, "
+                            "samples/, tensorboard/")
+    rerun = train.add_mutually_exclusive_group()
+    rerun.add_argument("--resume", action="store_true",
+                       help="continue the run in --out (interrupted or finished) from its backup, "
+                            "else from its newest checkpoint that loads, up to --epochs in total")
+    rerun.add_argument("--overwrite", action="store_true",
+                       help="start over: first remove the files an earlier run wrote in --out "
+                            "(only those listed above)")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
     evaluate = sub.add_parser("evaluate", help="test bits/dim (or NLL) of a saved model")
@@ -149,16 +162,55 @@ def _build_model(args, event_shape, n_bits, num_classes):
                            hidden_channels=args.width, num_bits=n_bits, num_classes=num_classes)
 
 
+RUN_FILES = ("results.json", "model.keras")
+RUN_FOLDERS = ("checkpoints", "backup", "samples", "tensorboard")
+"""What ``tfflows train`` writes in ``--out``: all that ``--overwrite`` removes."""
+
+
+def _previous_run(out: str) -> str | None:
+    """``"finished"``, ``"interrupted"`` or ``None``: what an earlier ``train`` left in ``out``."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} is not a folder.")
+    found = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    if found:
+        return f"a finished run ({', '.join(found)})"
+    found = [d + "/" for d in RUN_FOLDERS if os.path.isdir(os.path.join(out, d))
+             and os.listdir(os.path.join(out, d))]
+    if found:
+        return f"an interrupted run ({', '.join(found)}; no results.json)"
+    return None
+
+
+def _remove_run(out: str) -> None:
+    """Removes what an earlier run wrote in ``out``: results.json first, model.keras last."""
+    import shutil
+
+    from tfflows.io import is_temporary
+
+    results = os.path.join(out, "results.json")
+    if os.path.exists(results):
+        os.remove(results)  # first: a removal killed half-way leaves no "finished" mark
+    for folder in RUN_FOLDERS:
+        shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
+    for name in os.listdir(out):
+        if name == "model.keras" or (is_temporary(name) and name.startswith((".results", ".model"))):
+            os.remove(os.path.join(out, name))
+
+
 def _train(args) -> dict:
     import keras
     import tensorflow as tf
 
     import tfflows
-    from tfflows.callbacks import SampleGrid, TimeLimit
+    from tfflows.callbacks import FiniteCheckpoint, ResumableBackup, SampleCheck, SampleGrid, TimeLimit
+    from tfflows.io import atomic_write_json
     from tfflows.training import make_optimizer
 
+    previous = _previous_run(args.out)
+    if previous and not (args.resume or args.overwrite):
+        raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
+                         "(up to --epochs in total) or --overwrite to start over, or choose another --out.")
     keras.utils.set_random_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
     train_x, train_y, n_bits, source_bits = _load_data(
         args.dataset, args.data_dir, "train", args.n_bits, args.max_train, args.conditional)
     test_x, test_y, _, _ = _load_data(args.dataset, args.data_dir, "test", args.n_bits,
@@ -176,11 +228,19 @@ def _train(args) -> dict:
     print(f"tfflows: {type(model).__name__} on {args.dataset}: {len(train_x)} train / "
           f"{len(test_x)} test examples of shape {tuple(train_x.shape[1:])}, "
           f"{model.count_params():,} parameters")
+    # Only now, with the data and the model ready, is the earlier run given up.
+    if previous and args.overwrite:
+        _remove_run(args.out)
+        print(f"tfflows: --overwrite: removed {previous} from {args.out}")
+    os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoints")
     os.makedirs(ckpt, exist_ok=True)
+    backup = ResumableBackup(os.path.join(args.out, "backup"), checkpoint_dir=ckpt)
+    checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"))
     callbacks = [
-        keras.callbacks.ModelCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras")),
-        keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup")),
+        SampleCheck(seed=args.seed),  # first, so the others log its fraction too
+        checkpoint,
+        backup,
         keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard")),
         SampleGrid(os.path.join(args.out, "samples"), num_bits=n_bits or 8),
     ]
@@ -193,21 +253,45 @@ def _train(args) -> dict:
                         validation_data=test, validation_freq=args.val_every, callbacks=callbacks,
                         verbose=args.verbose)
     seconds = time.time() - start
+    if args.resume:
+        print(f"tfflows: resumed after {backup.initial_epoch} epochs from {backup.restored_from}"
+              if backup.restored_from else f"tfflows: nothing to resume in {args.out}; trained from scratch")
     final = model.evaluate(test, return_dict=True, verbose=0)
-    model.save(os.path.join(args.out, "model.keras"))
+    diverged = model.stopped_on_nonfinite
+    if not diverged:
+        model.save(os.path.join(args.out, "model.keras"))
+    epochs_run = len(history.history.get("loss", []))
+    fractions = history.history.get(SampleCheck.key, [])
     result = {
-        "model": type(model).__name__, "dataset": args.dataset, "n_bits": n_bits,
-        "epochs_run": len(history.history.get("loss", [])), "train_seconds": round(seconds, 1),
+        "model": type(model).__name__, "dataset": args.dataset,
+        "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir), "n_bits": n_bits,
+        "epochs_run": epochs_run, "epochs_total": backup.initial_epoch + epochs_run,
+        "resumed_from": backup.restored_from, "train_seconds": round(seconds, 1),
         "test_loss_nats": final["loss"], "test_bits_per_dim": final["bits_per_dim"],
-        "parameters": model.count_params(), "stopped_on_nonfinite": model.stopped_on_nonfinite,
+        "parameters": model.count_params(), "stopped_on_nonfinite": diverged,
+        "nonfinite_steps": int(model.nonfinite_steps.numpy()),
+        "last_good_checkpoint": checkpoint.last_good,
+        "nonfinite_sample_fraction": fractions[-1] if fractions else None,
+        "nonfinite_sample_fraction_per_epoch": fractions,
         "args": vars(args),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    atomic_write_json(os.path.join(args.out, "results.json"), result)
+    if diverged:
+        where = (f"the last good checkpoint is {checkpoint.last_good}" if checkpoint.last_good
+                 else "no checkpoint was written before it")
+        raise SystemExit(
+            f"tfflows train: training stopped on non-finite values (the loss, a gradient or the "
+            f"update was inf or NaN) in epoch {result['epochs_total']}; that step was skipped and "
+            f"model.keras was not written; {where}. Lower --lr or raise --warmup. "
+            f"Details in {os.path.join(args.out, 'results.json')}.")
+    if fractions and fractions[-1] > 0.5:
+        print(f"tfflows train: warning: {fractions[-1]:.0%} of samples at temperature 1.0 are inf or "
+              "NaN: the model is not usable as trained (lower --lr or raise --warmup; "
+              "FlowModel.sample(clip_latent=...) draws finite ones).", file=sys.stderr)
     what = "NLL (nats)" if n_bits is None else "bits/dim"
     value = final["loss"] if n_bits is None else final["bits_per_dim"]
-    print(f"tfflows: test {what} {value:.4f} after {result['epochs_run']} epochs in {seconds:.0f} s; "
-          f"model, samples and logs in {args.out}")
+    print(f"tfflows: test {what} {value:.4f} after {result['epochs_total']} epochs "
+          f"({epochs_run} in this run, {seconds:.0f} s); model, samples and logs in {args.out}")
     return result
 
 
@@ -221,7 +305,7 @@ def _check_model_file(path: str) -> None:
         raise ValueError(f"expected a .keras model file written by tfflows train, got the folder {path!r}.")
     if not path.endswith(".keras"):
         raise ValueError(f"expected a .keras model file written by tfflows train, got {path!r}.")
-    broken = f"{path!r} is not a readable .keras model file (truncated or corrupt?)"
+    broken = f"could not load the model file {path!r}: not a readable .keras model file (truncated or corrupt?)"
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{broken}: expected a zip archive, got {os.path.getsize(path)} bytes that are not one.")
     try:
@@ -245,30 +329,58 @@ def _load_model(path: str):
     _check_model_file(path)
     try:
         model = keras.models.load_model(path)
-    except (ValueError, TypeError, KeyError, OSError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"could not load {path!r} as a tfflows model: {first[:300]}") from None
+    except Exception as err:  # a missing class, a damaged weights file, another format …
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"could not load the model file {path!r} (expected a .keras file written "
+                         f"by tfflows; got {type(err).__name__}: {first})") from err
     if not isinstance(model, tfflows.models.FlowModel):
         raise ValueError(f"expected a tfflows flow model in {path!r}, got a {type(model).__name__}.")
     return model
 
 
+def _recorded_source(model_path: str) -> dict:
+    """The results.json beside ``model_path`` (``{}`` where there is none)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "results.json")
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("dataset"), str):
+            raise ValueError("no 'dataset' entry")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path!r} is unreadable (expected the JSON that tfflows train writes, "
+                         f"with a 'dataset'; got {type(err).__name__}: {err}); pass --dataset.") from err
+    recorded["path"] = path
+    return recorded
+
+
 def _evaluate(args) -> dict:
+    from tfflows.io import strict_json
+
     model = _load_model(args.model_path)
-    dataset = args.dataset
+    dataset, data_dir = args.dataset, args.data_dir
+    recorded = _recorded_source(args.model_path)
     if dataset is None:
-        results = os.path.join(os.path.dirname(os.path.abspath(args.model_path)), "results.json")
-        if not os.path.exists(results):
-            raise SystemExit("tfflows evaluate: pass --dataset (no results.json beside the model).")
-        with open(results) as f:
-            dataset = json.load(f)["dataset"]
+        if not recorded:
+            raise ValueError("pass --dataset: there is no results.json beside the model to say "
+                             "which data it was trained on.")
+        dataset = recorded["dataset"]
+    if data_dir is None and dataset == recorded.get("dataset"):
+        # an older results.json kept it only among the arguments
+        data_dir = recorded.get("data_dir", (recorded.get("args") or {}).get("data_dir"))
+    source = f"dataset {dataset!r}" + (f" from {data_dir!r}" if data_dir else "")
+    if recorded and args.dataset is None:
+        source += f" (as recorded in {recorded['path']})"
+    print(f"tfflows evaluate: {args.split} split of {source}", file=sys.stderr)
     n_bits = getattr(model, "num_bits", None)
-    x, y, n_bits, source_bits = _load_data(dataset, args.data_dir, args.split, n_bits,
+    x, y, n_bits, source_bits = _load_data(dataset, data_dir, args.split, n_bits,
                                            with_labels=model.is_conditional)
     ds = _dataset(x, y, n_bits, source_bits, args.batch_size, False, args.seed)
     out = model.evaluate(ds, return_dict=True, verbose=0)
-    out = {"dataset": dataset, "split": args.split, "examples": len(x), **out}
-    print(json.dumps(out))
+    out = strict_json({"dataset": dataset, "data_dir": data_dir, "split": args.split,
+                       "examples": len(x), **out})
+    print(json.dumps(out, allow_nan=False))
     return out
 
 

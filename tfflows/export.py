@@ -15,12 +15,14 @@ Image models (event shape [H, W, C], ``num_bits`` n):
 - ``log_prob_float``: ``images`` float32 pixel levels in [0, 2ⁿ), already
   dequantized → the same outputs, the exact density at those values.
 - ``sample``: ``num_samples`` int32, ``temperature`` float32, ``seed`` int64
-  scalars → ``images`` uint8 (scaled to 0..255) and ``images_float`` (levels).
+  scalars → ``images`` uint8 (scaled to 0..255), ``images_float`` (levels)
+  and ``finite`` bool [B]: false for a sample whose inverse overflowed to inf
+  or NaN (uint8 cannot hold NaN, so its ``images`` are not the model's).
 - ``encode``: ``images`` uint8 → ``latents`` float32 [B, D];
-  ``decode``: ``latents`` → ``images``, ``images_float``.
+  ``decode``: ``latents`` → ``images``, ``images_float``, ``finite``.
 
-Vector models (event shape [D]) take and return float32 ``x`` [B, D] and
-have no uint8 path. Conditional models take ``labels`` int32 [B] (models
+Vector models (event shape [D]) take and return float32 ``x`` [B, D] (with
+``finite`` beside it from ``sample`` and ``decode``) and have no uint8 path. Conditional models take ``labels`` int32 [B] (models
 with ``num_classes``) or ``context`` float32 [B, K] (``context_dim``) on
 every signature. Models with ``num_bits`` above 8 take and give uint16.
 
@@ -29,7 +31,8 @@ argument and the limit: values out of range, labels out of range or not one
 per example, ``num_samples`` outside 0..``max_samples``, non-finite or
 negative temperatures, non-finite latents, and shapes other than the
 signature's (checked by ``tf.ensure_shape``: servers do not enforce a
-signature's shapes). A wrong dtype is refused by the signature itself.
+signature's shapes). A wrong dtype is refused by the signature itself. A
+model with an inf or NaN weight is not exported at all.
 
 A batch of 0 examples (or ``num_samples`` 0) is valid: every output then
 has a batch dimension of 0.
@@ -37,22 +40,22 @@ has a batch dimension of 0.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
 
+from tfflows.guard import check_finite_weights
+from tfflows.io import atomic_dir, atomic_write_json
 from tfflows.layers.convolution import conv_implementation
 
 if TYPE_CHECKING:
     from tfflows.models.base import FlowModel
 
-__all__ = ["MAX_SAMPLES", "export_saved_model", "describe_signatures"]
+__all__ = ["MAX_SAMPLES", "export_saved_model", "describe_signatures", "is_saved_model_folder"]
 
 MAX_SAMPLES = 4096
 """Default cap on ``num_samples`` per ``sample`` request."""
@@ -153,14 +156,20 @@ class _Endpoints:
         return out
 
     def _data_outputs(self) -> list[_Tensor]:
+        finite = _Tensor("finite", tf.bool, (None,),
+                         "true where every value of the example is finite; false where the "
+                         "inverse flow overflowed to inf or NaN" + (
+                             " (its integer images then hold 0 for NaN and clipped values "
+                             "for inf, which are not the model's)" if self.is_image else ""))
         if not self.is_image:
-            return [_Tensor("x", tf.float32, (None, self.num_dims), "examples, one per row")]
+            return [_Tensor("x", tf.float32, (None, self.num_dims), "examples, one per row"), finite]
         shape = (None, *self.model.event_shape)
         ib, n = self.int_bits, self.num_bits
         return [_Tensor("images", self.int_dtype, shape,
                         f"pixels scaled to 0..{2 ** ib - 1}: round(floor(level) * "
-                        f"{2 ** ib - 1} / {2 ** n - 1})"),
-                _Tensor("images_float", tf.float32, shape, f"pixel levels in [0, {2 ** n})")]
+                        f"{2 ** ib - 1} / {2 ** n - 1}); see finite"),
+                _Tensor("images_float", tf.float32, shape, f"pixel levels in [0, {2 ** n})"),
+                finite]
 
     def _latents(self) -> _Tensor:
         return _Tensor("latents", tf.float32, (None, self.num_dims),
@@ -219,9 +228,11 @@ class _Endpoints:
         return tf.cast(tf.round(levels * scale), self.int_dtype)
 
     def _data_dict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        # uint8 has no NaN: the flag keeps an overflowed sample from passing for an image.
+        finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, [tf.shape(x)[0], -1])), axis=1)
         if not self.is_image:
-            return {"x": x}
-        return {"images": self._to_ints(x), "images_float": x}
+            return {"x": x, "finite": finite}
+        return {"images": self._to_ints(x), "images_float": x, "finite": finite}
 
     def _scores(self, x, context) -> dict[str, tf.Tensor]:
         log_prob = self.model.log_prob(x, context)
@@ -371,22 +382,29 @@ def _tf_variable(weight) -> tf.Variable:
     return value
 
 
-def _check_path(path: str, overwrite: bool) -> None:
-    if not os.path.exists(path):
-        return
-    if not os.path.isdir(path):
+def is_saved_model_folder(path: str) -> bool:
+    """True where ``path`` holds what :func:`export_saved_model` writes: the graph and the model card."""
+    return (os.path.isfile(os.path.join(path, "saved_model.pb"))
+            and os.path.isfile(os.path.join(path, CARD_FILE)))
+
+
+def _check_path(path: str, overwrite: bool) -> bool:
+    """Whether ``path`` has something to replace; raises where it must not be replaced."""
+    if not os.path.lexists(path):
+        return False
+    if not os.path.isdir(path) or os.path.islink(path):
         raise ValueError(f"export_saved_model: path {path!r} exists and is not a folder.")
     if not os.listdir(path):
-        return
+        return True  # an empty folder: nothing lost by replacing it
     if not overwrite:
         raise ValueError(
             f"export_saved_model: {path!r} is not empty; TF Serving versions are immutable, "
             "so export to a new version folder or pass overwrite=True.")
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+    if not is_saved_model_folder(path):
         raise ValueError(
-            f"export_saved_model: {path!r} is not empty and holds no SavedModel; "
-            "refusing to overwrite it.")
-    shutil.rmtree(path)
+            f"export_saved_model: {path!r} is not empty and holds no SavedModel written by tfflows "
+            f"(expected saved_model.pb and {CARD_FILE}); refusing to overwrite it.")
+    return True
 
 
 def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples: int = MAX_SAMPLES,
@@ -403,12 +421,18 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
       path: the version folder to write; must be missing or empty unless
         ``overwrite``.
       max_samples: the largest ``num_samples`` a ``sample`` request may ask for.
-      overwrite: replace an existing SavedModel at ``path``.
+      overwrite: replace an existing SavedModel at ``path`` (one written by
+        tfflows: with ``saved_model.pb`` and ``assets.extra/model_card.json``).
+
+    The new version is written completely into a hidden temporary folder
+    beside ``path`` and then moved into place; the old version is removed
+    only after that, so a failed or killed export leaves it whole.
 
     Returns:
       ``path`` as a string.
 
     Raises:
+      NonFiniteWeightsError: a weight holds inf or NaN (a ``ValueError``).
       ValueError: not a flow model, a bad ``max_samples`` or an occupied ``path``.
     """
     from tfflows.models.base import FlowModel  # noqa: F811  (at run time, not only for types)
@@ -419,12 +443,14 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
         raise ValueError(f"export_saved_model: max_samples must be a positive integer, got {max_samples!r}.")
     if len(model.event_shape) == 3 and not 1 <= int(getattr(model, "num_bits", 8)) <= 16:
         raise ValueError(f"export_saved_model: num_bits must be in 1..16, got {model.num_bits!r}.")
+    check_finite_weights(model, "export")
     if not model.is_initialized:
         warnings.warn(f"export_saved_model: {type(model).__name__} has ActNorm layers that were "
                       "never initialised (an untrained model?); exporting it as it is.",
                       RuntimeWarning, stacklevel=2)
     path = os.fspath(path)
-    _check_path(path, overwrite)
+    replace = _check_path(path, overwrite)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     endpoints = _Endpoints(model, max_samples).endpoints()
     module = tf.Module(name="tfflows_serving")
@@ -440,9 +466,9 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
         for endpoint in endpoints:
             signatures[endpoint.name] = endpoint.function().get_concrete_function()
     signatures["serving_default"] = signatures["log_prob"]
-    tf.saved_model.save(module, path, signatures=signatures)
-
-    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
-    with open(os.path.join(path, CARD_FILE), "w") as f:
-        json.dump(_card(model, endpoints, max_samples), f, indent=2)
+    card = _card(model, endpoints, max_samples)
+    with atomic_dir(path, overwrite=replace) as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        atomic_write_json(os.path.join(tmp, CARD_FILE), card)
     return path

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tfflows.io import atomic_path
+
 __all__ = ["to_uint8", "image_grid", "save_grid"]
 
 
@@ -36,7 +38,11 @@ def image_grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.
 
 
 def save_grid(path: str, rows_of_images: Sequence[np.ndarray], scale: int = 1) -> None:
-    """Saves a PNG with one row of images per entry of ``rows_of_images`` (e.g. per temperature)."""
+    """Saves a PNG with one row of images per entry of ``rows_of_images`` (e.g. per temperature).
+
+    The PNG is written under a temporary name in the same folder and renamed
+    into place, so an interrupted save leaves the old picture whole.
+    """
     from PIL import Image
 
     rows = [image_grid(r, rows=1) for r in rows_of_images]
@@ -48,4 +54,5 @@ def save_grid(path: str, rows_of_images: Sequence[np.ndarray], scale: int = 1) -
     img = Image.fromarray(picture)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    img.save(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp)  # the temporary name keeps the suffix, which picks the format

@@ -10,6 +10,8 @@ plus at worst a hidden ``.*.tmp-*`` leftover that readers ignore.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import math
 import os
@@ -128,14 +130,31 @@ def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
     atomic_write_text(path, json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n")
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swaps the names ``a`` and ``b`` in one step (Linux ``renameat2``); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return done == 0
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[str]:
     """Yields a temporary folder beside ``path``; moves it onto ``path`` on success.
 
     With ``overwrite`` an existing ``path`` is replaced only after the new
-    folder is complete: it is renamed aside, the new one renamed in, and
-    then the old one removed. On an exception the temporary folder is
-    removed and ``path`` is untouched.
+    folder is complete: on Linux the two folders swap names in one step
+    (``renameat2(RENAME_EXCHANGE)``), elsewhere the old one is renamed aside
+    and the new one renamed in; then the old one is removed. On an exception
+    the temporary folder is removed and ``path`` is untouched.
 
     Raises:
       ValueError: ``path`` exists and ``overwrite`` is false, or its parent
@@ -150,16 +169,21 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[str
     tmp = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}", dir=parent)
     try:
         yield tmp
-        _fsync_folder(tmp)
+        for folder, _, _ in os.walk(tmp, topdown=False):
+            _fsync_folder(folder)
         old = None
         if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".{base}.old{TMP_MARK}", dir=parent)
-            os.rmdir(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
+            if _exchange(tmp, path):
+                old, tmp = tmp, None  # tmp now names the old version
+            else:
+                old = tempfile.mkdtemp(prefix=f".{base}.old{TMP_MARK}", dir=parent)
+                os.rmdir(old)
+                os.replace(path, old)
+        if tmp is not None:
+            os.replace(tmp, path)
         _fsync_folder(parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

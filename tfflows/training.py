@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+import numbers
+from typing import Any, Sequence
 
 import keras
 from keras import ops
 
-__all__ = ["WarmupSchedule", "make_optimizer"]
+__all__ = ["WarmupSchedule", "clip_gradients", "make_optimizer", "safe_global_norm"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -52,6 +53,22 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "decay_steps": self.decay_steps, "final_fraction": self.final_fraction}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value: Any, alternative: str = "") -> None:
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"make_optimizer: {name} must be a finite number > 0{alternative}, "
+                         f"got {value!r}.")
+
+
+def _check_steps(name: str, value: Any) -> int:
+    if not (_is_number(value) and math.isfinite(value) and value >= 0 and float(value).is_integer()):
+        raise ValueError(f"make_optimizer: {name} must be a whole number of steps >= 0, got {value!r}.")
+    return int(value)
+
+
 def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_steps: int = 0,
                    clipnorm: float | None = 50.0, **kwargs: Any) -> keras.optimizers.Adam:
     """Adam with linear warmup (and optional cosine decay) and global-norm gradient clipping.
@@ -62,9 +79,56 @@ def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_ste
       decay_steps: cosine decay steps after warmup (0: none).
       clipnorm: clip the global gradient norm to this value (None: no clipping).
       **kwargs: passed to ``keras.optimizers.Adam``.
+
+    Raises:
+      ValueError: ``learning_rate`` or ``clipnorm`` is not a finite number > 0,
+        or ``warmup_steps`` or ``decay_steps`` is not a whole number >= 0.
     """
-    if clipnorm is not None and not clipnorm > 0:
-        raise ValueError(f"make_optimizer: clipnorm must be > 0 or None, got {clipnorm!r}.")
+    _check_positive("learning_rate", learning_rate)
+    warmup_steps = _check_steps("warmup_steps", warmup_steps)
+    decay_steps = _check_steps("decay_steps", decay_steps)
+    if clipnorm is not None:
+        _check_positive("clipnorm", clipnorm, " or None")
     schedule = WarmupSchedule(learning_rate, warmup_steps, decay_steps) if (
         warmup_steps or decay_steps) else learning_rate
     return keras.optimizers.Adam(schedule, global_clipnorm=clipnorm, **kwargs)
+
+
+def safe_global_norm(tensors: Sequence[Any]) -> Any:
+    """sqrt(Σ t²) over every entry of ``tensors``, without overflow in float32.
+
+    Every entry is divided by the largest |entry| m before squaring and the
+    root is multiplied by m again: a gradient of 2e19 squares to inf in
+    float32, which makes ``keras.optimizers``' global-norm clipping scale the
+    whole update by NaN.
+    """
+    tensors = [ops.convert_to_tensor(t) for t in tensors if t is not None]
+    if not tensors:
+        return ops.convert_to_tensor(0.0)
+    peak = ops.max(ops.stack([ops.max(ops.abs(ops.reshape(t, (-1,)))) if math.prod(t.shape or ()) != 0
+                              else ops.convert_to_tensor(0.0, t.dtype) for t in tensors]))
+    peak = ops.where(peak > 0, peak, ops.ones_like(peak))
+    total = sum(ops.sum(ops.square(t / ops.cast(peak, t.dtype))) for t in tensors)
+    return peak * ops.sqrt(total)
+
+
+def clip_gradients(grads: Sequence[Any], optimizer: keras.optimizers.Optimizer) -> list:
+    """``grads`` clipped as ``optimizer``'s ``clipnorm`` or ``global_clipnorm`` asks, with safe norms.
+
+    The optimizer clips again when it applies them; on gradients already within
+    the limit that is a no-op (a factor of 1 up to rounding), so its meaning
+    (global-norm clipping in :func:`make_optimizer`) is unchanged. Gradients
+    with inf or NaN stay non-finite: those steps are skipped, not clipped.
+    """
+    if getattr(optimizer, "gradient_accumulation_steps", None):
+        return list(grads)  # it clips the accumulated sum, not each step's gradients
+    clipnorm = getattr(optimizer, "clipnorm", None)
+    global_clipnorm = getattr(optimizer, "global_clipnorm", None)
+    if clipnorm and clipnorm > 0:
+        # A zero norm gives clipnorm / 0 = inf, so a factor of 1.
+        return [None if g is None else g * ops.minimum(1.0, clipnorm / safe_global_norm([g]))
+                for g in grads]
+    if global_clipnorm and global_clipnorm > 0:
+        scale = ops.minimum(1.0, global_clipnorm / safe_global_norm(grads))
+        return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
+    return list(grads)

@@ -83,10 +83,16 @@ class SplineCoupling(FlowBijector):
             raise ValueError(f"{self.name}: needs at least 2 entries in the last axis, got shape {x.shape}.")
 
     def _spline(self, cond: tf.Tensor, moving: int) -> tfb.RationalQuadraticSpline:
+        """The spline for every moving entry, with parameters flattened to [N, moving, 3K − 1].
+
+        Leading axes (batch, and height and width for images) are folded into
+        one: oneDNN's softmax takes tensors of rank 5 at most, and an image
+        batch with two batch axes would give rank 6.
+        """
         per = spline_params_per_entry(self._num_bins)
         h = call_conditioner(self._conditioner, cond, self.event_ndims, self._context,
                              moving * per, self.name)
-        h = tf.reshape(h, tf.concat([tf.shape(h)[:-1], [moving, per]], 0))
+        h = tf.reshape(h, [-1, moving, per])
         k, width = self._num_bins, 2.0 * self._bound
         w, hh, s = h[..., :k], h[..., k:2 * k], h[..., 2 * k:]
         widths = tf.nn.softmax(w, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
@@ -97,12 +103,16 @@ class SplineCoupling(FlowBijector):
     def _transform(self, x, inverse):
         cond, moving = split_channels(x, self._parity)
         spline = self._spline(cond, moving.shape[-1])
+        flat = tf.reshape(moving, [-1, moving.shape[-1]])
         if inverse:
-            moved = spline.inverse(moving)
-            log_det = spline.inverse_log_det_jacobian(moving, event_ndims=0)
+            moved = spline.inverse(flat)
+            log_det = spline.inverse_log_det_jacobian(flat, event_ndims=0)
         else:
-            moved = spline.forward(moving)
-            log_det = spline.forward_log_det_jacobian(moving, event_ndims=0)
+            moved = spline.forward(flat)
+            log_det = spline.forward_log_det_jacobian(flat, event_ndims=0)
+        shape = tf.shape(moving)
+        moved = tf.reshape(moved, shape)
+        log_det = tf.reshape(log_det, shape)
         return merge_channels(cond, moved, self._parity), sum_event(log_det, self.event_ndims)
 
     def _forward_and_log_det(self, x):

@@ -256,11 +256,15 @@ def load_images(
 
     Raises:
         ValueError: If ``split`` is not ``"train"``/``"test"`` for a local
-            source, or no source has the data; the message names every folder
+            source, ``data_dir`` is given but is not a folder, or no source has the data; the message names every folder
             searched and the TFDS error.
     """
     if name in LOCAL_NAMES and split not in _SPLITS:
         raise ValueError(f"split for {name!r} must be one of {list(_SPLITS)}; got {split!r}.")
+    if data_dir is not None and not os.path.isdir(data_dir):
+        # Never fall back silently to other data when the folder asked for is missing.
+        raise ValueError(f"data_dir {os.fspath(data_dir)!r} does not exist or is not a folder "
+                         f"(expected a folder holding the IDX files of {name!r}).")
     if name == "digits":
         return _load_digits(split, with_labels)
     folders = idx_search_dirs(name, data_dir)

@@ -19,6 +19,7 @@ from tfflows.io import atomic_path
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_actnorm
+from tfflows.training import clip_gradients
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -28,10 +29,19 @@ __all__ = ["FlowModel", "NonFiniteGuard"]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-class NonFiniteGuard(keras.callbacks.Callback):
-    """Stops ``fit`` with a clear message when a step met a non-finite loss or gradient.
+class _StepMean(keras.metrics.Mean):
+    """Mean over the applied training steps; NaN, not 0.0, while none was applied."""
 
-    The model skips the update of such a step, so its weights stay finite;
+    def result(self):
+        return tf.where(self.count > 0, super().result(), float("nan"))
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops ``fit`` with a clear message when a step met a non-finite value.
+
+    A step is skipped when its loss or a gradient is inf or NaN, or when its
+    update would leave a weight or optimizer variable inf or NaN (the update
+    is undone before the next step reads it): the weights stay finite, and
     this callback ends training at the end of that batch.
     """
 
@@ -41,9 +51,9 @@ class NonFiniteGuard(keras.callbacks.Callback):
             self.model.stop_training = True
             self.model.stopped_on_nonfinite = True
             warnings.warn(
-                f"tfflows: stopped training at batch {batch}: the loss or a gradient was "
-                "not finite, so that step's update was skipped and the weights were kept "
-                "finite. Lower the learning rate, add warmup or gradient clipping "
+                f"tfflows: stopped training at batch {batch}: the loss, a gradient or the "
+                "update was not finite, so that step's update was skipped and the weights "
+                "were kept finite. Lower the learning rate, add warmup or gradient clipping "
                 "(tfflows.make_optimizer), or check the data for values outside "
                 "[0, 2**num_bits).",
                 RuntimeWarning,
@@ -94,8 +104,8 @@ class FlowModel(keras.Model):
         self.num_classes = num_classes
         self.context_dim = context_dim
         self.num_dims = int(np.prod(event_shape))
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
+        self.loss_tracker = _StepMean(name="loss")
+        self.bpd_tracker = _StepMean(name="bits_per_dim")
         self.nonfinite_steps = self.add_weight(
             name="nonfinite_steps", shape=(), dtype="int32", initializer="zeros", trainable=False,
             aggregation="only_first_replica")
@@ -340,12 +350,20 @@ class FlowModel(keras.Model):
         return self._unless_empty(z, lambda: flow.inverse(z), self.event_shape)
 
     def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
-               context=None) -> tf.Tensor:
+               context=None, clip_latent: float | None = None) -> tf.Tensor:
         """Draws ``num_samples`` examples (0 gives an empty batch); ``temperature`` scales the base.
 
-        With an integer ``seed`` the draw is deterministic (stateless). For a
-        class-conditional model ``context`` is one label for all samples or
-        one per sample.
+        x = f⁻¹(z) with z = clip(temperature · ε, −c, c), ε ~ N(0, I) and
+        c = ``clip_latent`` (no clipping when None). With an integer ``seed``
+        the draw is deterministic (stateless). For a class-conditional model
+        ``context`` is one label for all samples or one per sample.
+
+        ``clip_latent`` is for models whose inverse overflows on the tails of
+        the base (samples with inf or NaN, reported with a warning and as
+        ``nonfinite_sample_fraction`` by :class:`tfflows.callbacks.SampleCheck`):
+        clipping every latent entry to [−c, c] keeps the decoder where it was
+        trained, e.g. ``clip_latent=2.0``, at the price of samples that no
+        longer follow the model's distribution exactly.
         """
         name = type(self).__name__
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
@@ -353,6 +371,11 @@ class FlowModel(keras.Model):
         if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
                 or not math.isfinite(temperature) or temperature < 0):
             raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
+        if clip_latent is not None and (
+                isinstance(clip_latent, bool) or not isinstance(clip_latent, numbers.Real)
+                or not math.isfinite(clip_latent) or clip_latent <= 0):
+            raise ValueError(f"{name}: clip_latent must be a finite number > 0 or None, "
+                             f"got {clip_latent!r}.")
         shape = (int(num_samples), self.num_dims)
         if seed is None:
             eps = tf.random.normal(shape)
@@ -368,8 +391,11 @@ class FlowModel(keras.Model):
             if context.shape.rank and context.shape[0] not in (None, shape[0]):
                 raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one, "
                                  f"got {context.shape[0]}.")
+        z = eps * float(temperature)
+        if clip_latent is not None:
+            z = tf.clip_by_value(z, -float(clip_latent), float(clip_latent))
         # Not decode: an overflowing temperature gets the warning below, not a ValueError.
-        x = self._decode(self._check_z(eps * float(temperature), values=False), context)
+        x = self._decode(self._check_z(z, values=False), context)
         if tf.executing_eagerly():
             finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, (shape[0], -1))), axis=1)
             bad = int(shape[0] - tf.reduce_sum(tf.cast(finite, tf.int32)))
@@ -499,20 +525,60 @@ class FlowModel(keras.Model):
             bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
             finite = bad < 0.5
 
-        self._apply_if_finite(grads, variables, finite)
-        skipped = 1 - tf.cast(finite, tf.int32)
-        self.nonfinite_steps.assign_add(skipped)
-        weight = tf.cast(finite, tf.float32)
-        self.loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=weight)
-        self.bpd_tracker.update_state(tf.where(finite, bpd, 0.0), sample_weight=weight)
+        # Keras computes the clip norm from squares that overflow float32 for gradients
+        # past ~1.8e19 and then scales the update by NaN: clip here with a safe norm first.
+        grads = clip_gradients(grads, self.optimizer)
+        applied = self._apply_if_finite(grads, variables, finite)
+        self.nonfinite_steps.assign_add(1 - tf.cast(applied, tf.int32))
+        weight = tf.cast(applied, tf.float32)
+        self.loss_tracker.update_state(tf.where(applied, loss, 0.0), sample_weight=weight)
+        self.bpd_tracker.update_state(tf.where(applied, bpd, 0.0), sample_weight=weight)
         return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
 
-    def _apply_if_finite(self, grads, variables, finite) -> None:
-        """Applies ``grads`` when ``finite`` (the same on every replica), else skips the step."""
+    def _training_state(self) -> list:
+        """Every variable an update writes: the trainable weights and the optimizer's."""
+        return [*self.trainable_variables, *self.optimizer.variables]
+
+    def _apply_checked(self, grads, variables) -> tf.Tensor:
+        """Applies ``grads``; puts everything back if the update left an inf or NaN.
+
+        Finite gradients can still give a non-finite update (a huge learning
+        rate, Adam's squared gradients overflowing): the training state is
+        read before the update and restored after it unless every floating
+        weight and optimizer variable is finite. Returns whether it was kept.
+        """
+        state = [v.value if isinstance(v, keras.Variable) else v for v in self._training_state()]
+        saved = [tf.identity(v) for v in state]
+        with tf.control_dependencies(saved):
+            self.optimizer.apply(grads, variables)
+        ok = tf.constant(True)
+        for v in state:
+            if v.dtype.is_floating:
+                ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
+
+        def restore(strategy, state, saved, ok):
+            def put_back(var, old, ok):
+                def undo():
+                    var.assign(old)
+                    return tf.constant(False)
+                return tf.cond(ok, lambda: tf.constant(True), undo)
+
+            for var, old in zip(state, saved):
+                strategy.extended.update(var, put_back, args=(old, ok), group=False)
+
+        # Mirrored variables are written in the cross-replica context, as the optimizer does.
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            restore, tf.distribute.get_strategy(), state, saved, ok)
+        return ok
+
+    def _apply_if_finite(self, grads, variables, finite) -> tf.Tensor:
+        """Applies ``grads`` when ``finite`` (the same on every replica), else skips the step.
+
+        Returns whether the update was applied and kept (see :meth:`_apply_checked`).
+        """
 
         def apply(grads=grads):
-            self.optimizer.apply(grads, variables)
-            return tf.constant(True)
+            return self._apply_checked(grads, variables)
 
         def skip():
             return tf.constant(False)
@@ -520,20 +586,20 @@ class FlowModel(keras.Model):
         ctx = tf.distribute.get_replica_context()
         if (ctx is None or not tf.distribute.has_strategy()
                 or tf.__internal__.distribute.strategy_supports_no_merge_call()):
-            tf.cond(finite, apply, skip)
-            return
+            return tf.cond(finite, apply, skip)
 
         # The optimizer all-reduces the gradients with a merge_call, which may not sit in
         # a cond inside a replica context: take the branch in the cross-replica context,
         # as keras.optimizers.LossScaleOptimizer does.
         def cross_replica(strategy, grads, finite):
             def apply_everywhere():
-                strategy.extended.call_for_each_replica(apply, args=(grads,))
-                return tf.constant(True)
+                kept = strategy.extended.call_for_each_replica(apply, args=(grads,))
+                # Replicas hold the same state after a synchronised update: one answer for all.
+                return strategy.experimental_local_results(kept)[0]
 
-            tf.cond(strategy.experimental_local_results(finite)[0], apply_everywhere, skip)
+            return tf.cond(strategy.experimental_local_results(finite)[0], apply_everywhere, skip)
 
-        ctx.merge_call(cross_replica, args=(grads, finite))
+        return ctx.merge_call(cross_replica, args=(grads, finite))
 
     def test_step(self, data):
         with xla_compiling(self.jit_compile):

@@ -1,0 +1,260 @@
+"""No run saves or exports a non-finite model: the step guard, the sample check, export and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfflows
+from tfflows import Glow, VectorRealNVP
+from tfflows.callbacks import FiniteCheckpoint, SampleCheck
+from tfflows.guard import NonFiniteWeightsError, nonfinite_weights
+from tfflows.layers.actnorm import ActNormLayer
+from tfflows.training import make_optimizer
+
+# Every training test runs eagerly, in a tf.function and compiled with XLA.
+MODES = {"eager": {"run_eagerly": True}, "function": {"jit_compile": False},
+         "jit": {"jit_compile": True}}
+
+
+def points(n: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 2)).astype(np.float32)
+
+
+def busy_vector_flow(seed: int = 0) -> VectorRealNVP:
+    """A small flow with non-zero couplings, so that every weight gets a gradient."""
+    keras.utils.set_random_seed(seed)
+    model = VectorRealNVP(2, num_layers=2, hidden_units=8)
+    rng = np.random.default_rng(seed)
+    for v in model.trainable_variables:
+        v.assign(v + 0.1 * rng.standard_normal(v.shape).astype("float32"))
+    return model
+
+
+def state(model) -> list[np.ndarray]:
+    """The trainable weights and the optimizer's variables."""
+    return [np.asarray(v.numpy()).copy() for v in [*model.trainable_variables, *model.optimizer.variables]]
+
+
+def all_finite(model) -> bool:
+    return not nonfinite_weights(model) and all(
+        np.all(np.isfinite(v.numpy())) for v in model.optimizer.variables)
+
+
+def overflowing_glow() -> Glow:
+    """A Glow whose finite weights decode most draws at temperature 1 to inf or NaN.
+
+    The first ActNorm scales the data by exp(-86): its inverse multiplies by
+    e^86 ≈ 2e37, which overflows float32 for latents beyond about ±1.
+    """
+    model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
+    actnorm = next(layer for layer in model.flow_layers if isinstance(layer, ActNormLayer))
+    actnorm.log_scale.assign(actnorm.log_scale - 86.0)
+    return model
+
+
+def nonfinite_fraction(x) -> float:
+    x = np.asarray(x).reshape(len(x), -1)
+    return float(np.mean(~np.isfinite(x).all(axis=1)))
+
+
+# -- the step guard ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_gradients_whose_squares_overflow_are_clipped_to_the_clip_norm(mode):
+    # Points at 1e10 give a finite loss (~5e20) and finite gradients up to ~6e20, whose
+    # squares overflow float32: Keras' own global-norm clip then scales the update by NaN.
+    model = busy_vector_flow()
+    x = points() * 1e10
+    model.compile(optimizer=keras.optimizers.SGD(0.01, global_clipnorm=50.0), **MODES[mode])
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(model.log_prob(x))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert math.isfinite(float(loss)) and all(np.all(np.isfinite(g)) for g in grads)
+    assert not math.isfinite(float(tf.linalg.global_norm(grads)))
+    before = [v.numpy().astype(np.float64) for v in model.trainable_variables]
+    model.fit(x, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    assert all_finite(model)
+    assert int(model.nonfinite_steps.numpy()) == 0 and not model.stopped_on_nonfinite
+    assert int(model.optimizer.iterations.numpy()) == 1
+    # SGD moves the weights by lr · g · clip / |g|: a step of length lr · clip.
+    step = math.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(model.trainable_variables, before)))
+    assert step == pytest.approx(0.01 * 50.0, rel=1e-4)
+
+
+def test_make_optimizer_at_a_high_learning_rate_keeps_huge_gradients_finite():
+    """The lr-0.1 Fashion-MNIST report: a finite step that make_optimizer's clip turned into NaN."""
+    model = busy_vector_flow(1)
+    model.compile(optimizer=make_optimizer(0.1, warmup_steps=0))
+    model.fit(points(64, 1) * 1e10, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    assert all_finite(model)
+    assert int(model.optimizer.iterations.numpy()) == 2 and int(model.nonfinite_steps.numpy()) == 0
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_an_update_that_overflows_is_undone_before_the_next_step(mode):
+    # Loss and gradients are finite; w - 3e38 · g is not. The update must not land.
+    model = busy_vector_flow(2)
+    x = points(64, 2) * 100.0  # gradients well above 1
+    model.compile(optimizer=keras.optimizers.SGD(3e38), **MODES[mode])
+    before = state(model)
+    with pytest.warns(RuntimeWarning, match="stopped training at batch 0"):
+        history = model.fit(x, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    assert model.stopped_on_nonfinite and int(model.nonfinite_steps.numpy()) == 1
+    assert int(model.optimizer.iterations.numpy()) == 0
+    for a, b in zip(state(model), before):
+        np.testing.assert_array_equal(a, b)
+    # No step was applied: the epoch's loss is unknown, not 0.0.
+    assert len(history.history["loss"]) == 1
+    assert math.isnan(history.history["loss"][0]) and math.isnan(history.history["bits_per_dim"][0])
+
+
+def test_adam_moments_that_overflow_are_undone():
+    # Without clipping, Adam squares gradients of ~1e21: its second moment becomes inf
+    # while the weights stay finite. That state is not kept either.
+    model = busy_vector_flow(3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = state(model)
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        model.fit(points(32, 3) * 1e10, batch_size=32, epochs=1, verbose=0)
+    assert int(model.nonfinite_steps.numpy()) == 1 and all_finite(model)
+    for a, b in zip(state(model), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_skipped_batch_does_not_count_as_a_loss_of_zero():
+    model = busy_vector_flow(4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = points(32, 4)
+    x[5, 0] = np.nan
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        history = model.fit(x, batch_size=32, epochs=2, verbose=0)
+    assert math.isnan(history.history["loss"][0])
+    # And a clean fit afterwards reports its real mean loss.
+    history = model.fit(points(32, 4), batch_size=32, epochs=1, verbose=0)
+    assert 0.0 < history.history["loss"][0] < 10.0
+
+
+# -- samples that overflow -----------------------------------------------------------------
+
+
+def test_sample_check_puts_the_fraction_of_non_finite_samples_in_the_history():
+    x = np.random.default_rng(1).uniform(0, 32, (32, 8, 8, 1)).astype("float32")
+    fractions = {}
+    for name, model in (("healthy", Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8,
+                                         num_bits=5, seed=0)), ("overflowing", overflowing_glow())):
+        model.initialize(x)
+        model.compile(optimizer=keras.optimizers.SGD(1e-9))
+        history = model.fit(x, batch_size=16, epochs=2, verbose=0, callbacks=[SampleCheck(64)])
+        fractions[name] = history.history[SampleCheck.key]
+    assert fractions == {"healthy": [0.0, 0.0], "overflowing": [1.0, 1.0]}
+
+
+def test_clip_latent_draws_finite_samples_where_plain_ones_overflow():
+    model = overflowing_glow()
+    with pytest.warns(RuntimeWarning, match="have inf or NaN values"):
+        plain = model.sample(64, seed=0)
+    clipped = model.sample(64, seed=0, clip_latent=0.1)
+    assert nonfinite_fraction(plain) == 1.0 and nonfinite_fraction(clipped) == 0.0
+    # Latents inside the clip are left alone: at a small temperature it changes nothing.
+    np.testing.assert_array_equal(model.sample(8, temperature=0.01, seed=1, clip_latent=10.0),
+                                  model.sample(8, temperature=0.01, seed=1))
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def test_export_refuses_a_model_with_a_nan_weight(tmp_path):
+    model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    weight = model.trainable_variables[3]
+    weight.assign(tf.fill(weight.shape, math.nan))
+    with pytest.raises(NonFiniteWeightsError, match=r"refusing to export .*" + weight.path):
+        tfflows.export_saved_model(model, tmp_path / "1")
+    assert not (tmp_path / "1").exists()
+
+
+def test_served_samples_say_which_ones_overflowed(tmp_path):
+    model = overflowing_glow()
+    path = tfflows.export_saved_model(model, tmp_path / "1")
+    served = tf.saved_model.load(path)
+    card = json.load(open(os.path.join(path, "assets.extra", "model_card.json")))
+    for name in ("sample", "decode"):
+        assert card["signatures"][name]["outputs"]["finite"]["dtype"] == "bool"
+    hot = served.signatures["sample"](num_samples=tf.constant(16), temperature=tf.constant(1.0),
+                                      seed=tf.constant(0, tf.int64))
+    cold = served.signatures["sample"](num_samples=tf.constant(16), temperature=tf.constant(0.01),
+                                       seed=tf.constant(0, tf.int64))
+    assert hot["images"].dtype == tf.uint8
+    np.testing.assert_array_equal(hot["finite"], np.isfinite(hot["images_float"]).reshape(16, -1).all(1))
+    assert not np.any(hot["finite"]) and np.all(cold["finite"])
+    z = np.zeros((2, 64), np.float32)
+    z[1] = 30.0
+    decoded = served.signatures["decode"](latents=tf.constant(z))
+    assert decoded["finite"].numpy().tolist() == [True, False]
+
+
+# -- checkpoints and the command line ---------------------------------------------------
+
+
+def test_checkpoint_warns_instead_of_ending_training_on_a_nan_model(tmp_path):
+    model = VectorRealNVP(2, num_layers=2, hidden_units=8)
+    weight = model.trainable_variables[-1]
+    weight.assign(tf.fill(weight.shape, math.nan))
+    checkpoint = FiniteCheckpoint(str(tmp_path / "epoch_{epoch:03d}.keras"))
+    checkpoint.set_model(model)
+    with pytest.warns(RuntimeWarning, match="no checkpoint at epoch 1: .*non-finite weights"):
+        checkpoint.on_epoch_end(0, {"loss": 1.0})
+    assert checkpoint.last_good is None and os.listdir(tmp_path) == []
+
+
+def _strict_json(path) -> dict:
+    def refuse(name):
+        raise ValueError(f"{path} holds {name}")
+    with open(path) as f:
+        return json.load(f, parse_constant=refuse)
+
+
+def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(tmp_path, capsys):
+    from tfflows.cli import main
+
+    out = tmp_path / "run"
+    # Adam's first step moves every weight by about lr: epoch 1 ends with finite weights of
+    # ~1e30, and the first step of epoch 2 has an inf loss.
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--dataset", "digits", "--epochs", "3", "--steps-per-epoch", "1",
+              "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2",
+              "--lr", "1e30", "--warmup", "0", "--out", str(out), "--verbose", "0"])
+    message = str(exit_.value.code)
+    assert exit_.value.code not in (0, None)
+    good = os.path.join(str(out), "checkpoints", "epoch_001.keras")
+    assert "stopped on non-finite values" in message and f"last good checkpoint is {good}" in message
+    assert os.listdir(out / "checkpoints") == ["epoch_001.keras"]
+    assert not (out / "model.keras").exists()
+    results = _strict_json(out / "results.json")
+    assert results["stopped_on_nonfinite"] is True and results["nonfinite_steps"] == 1
+    assert results["last_good_checkpoint"] == good and results["epochs_run"] == 2
+    assert results["nonfinite_sample_fraction"] == 1.0
+    assert not nonfinite_weights(keras.models.load_model(good))
+
+
+def test_cli_train_reports_the_sample_check(tmp_path):
+    from tfflows.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2",
+                 "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2",
+                 "--out", str(out), "--verbose", "0"]) == 0
+    results = _strict_json(out / "results.json")
+    assert results["stopped_on_nonfinite"] is False and results["last_good_checkpoint"].endswith(
+        "epoch_002.keras")
+    assert results["nonfinite_sample_fraction_per_epoch"] == [0.0, 0.0]
+    assert (out / "model.keras").exists()
