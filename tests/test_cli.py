@@ -18,40 +18,34 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs the command line in this process after noting which heavy modules it imported.
-PROBE = """
-import json, sys
-from tfflows.cli import main
-try:
-    code = main(sys.argv[1:])
-except SystemExit as exit_:
-    code = exit_.code
-heavy = sorted(m for m in ("tensorflow", "keras", "tensorflow_probability", "tfflows.models")
-               if m in sys.modules)
-print("PROBE " + json.dumps({"code": code, "heavy": heavy}))
-"""
+HEAVY = ("tensorflow", "keras", "tensorflow_probability", "tfflows.models")
 
 
-def run(*args: str, env: dict | None = None, probe: bool = False) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                 "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    command = [sys.executable, "-c", PROBE, *args] if probe else [sys.executable, "-m", "tfflows.cli", *args]
+    command = [sys.executable, "-m", "tfflows.cli", *args]
     return subprocess.run(command, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
 
 
-def probed(proc: subprocess.CompletedProcess) -> dict:
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
-    assert lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("PROBE "):])
+def heavy_imports(*args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Runs ``python -X importtime -m tfflows.cli ARGS``; returns it and the heavy modules it imported."""
+    proc = run(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    return proc, sorted(m for m in HEAVY if m in imported)
 
 
-def test_importing_the_cli_and_the_package_imports_no_tensorflow():
-    code = ("import sys, tfflows, tfflows.cli; "
+def test_importing_the_package_registers_the_models_but_the_command_starts_lazily():
+    code = ("import sys, tfflows; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'tfflows.models') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"},
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "[]"
+    assert proc.stdout.strip() == "['keras', 'tensorflow', 'tfflows.models']"
+    proc, heavy = heavy_imports("--help")
+    assert proc.returncode == 0 and heavy == [], heavy
 
 
 @pytest.mark.parametrize("args, code, shown", [
@@ -62,10 +56,9 @@ def test_importing_the_cli_and_the_package_imports_no_tensorflow():
     (["bogus"], 2, "invalid choice"),
 ], ids=["help", "train_help", "evaluate_help", "bad_epochs", "bad_command"])
 def test_help_and_argument_errors_need_no_tensorflow(args, code, shown):
-    proc = run(*args, probe=True)
-    out = probed(proc)
-    assert out["code"] == code
-    assert out["heavy"] == [], f"tfflows {' '.join(args)} imported {out['heavy']}"
+    proc, heavy = heavy_imports(*args)
+    assert proc.returncode == code
+    assert heavy == [], f"tfflows {' '.join(args)} imported {heavy}"
     assert shown in proc.stdout + proc.stderr
 
 
@@ -82,19 +75,22 @@ def test_the_package_still_exports_every_name():
     assert proc.stdout.split() == ["tfflows.bijectors", "tfflows.layers", "True"]
 
 
-def test_import_after_keras_registers_the_classes_for_load_model(tmp_path):
-    """``import keras, tfflows`` then ``load_model`` finds tfflows' classes, as before."""
+def test_import_registers_the_classes_for_load_model(tmp_path):
+    """``import tfflows`` (before or after keras), then ``load_model`` finds tfflows' classes."""
     path = tmp_path / "v.keras"
     # Compiled with make_optimizer: the save names tfflows' learning-rate schedule too.
     make = ("import tfflows; m = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8); "
             "m.compile(optimizer=tfflows.make_optimizer(1e-3, 10)); m.save(%r)" % str(path))
-    load = ("import keras, tfflows; m = keras.models.load_model(%r); print(type(m).__name__)" % str(path))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    for code in (make, load):
-        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", make], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for first in ("keras, tfflows", "tfflows, keras"):  # either import order
+        load = f"import {first}; m = keras.models.load_model({str(path)!r}); print(type(m).__name__)"
+        proc = subprocess.run([sys.executable, "-c", load], cwd=ROOT, capture_output=True, text=True,
                               env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "VectorRealNVP"
+        assert proc.stdout.strip() == "VectorRealNVP"
 
 
 def _corrupt_files(folder: Path) -> dict[str, Path]:

@@ -1,14 +1,11 @@
 """tfflows: normalizing flows for TensorFlow, Keras 3 and TensorFlow Probability.
 
-The heavy names load on first use (PEP 562), so ``import tfflows`` and the
-``tfflows`` command line's ``--help`` do not import TensorFlow;
-``from tfflows import Glow`` and ``tfflows.Glow`` work as usual.
-
-``keras.models.load_model`` finds tfflows' classes once ``tfflows.models``
-and ``tfflows.training`` (the learning-rate schedule of a compiled model)
-are imported. ``import tfflows`` does that at once when TensorFlow or Keras
-is already imported (it then costs little); otherwise import those two
-first, or use any of their names.
+``import tfflows`` imports the models, and so registers every class that
+``keras.models.load_model`` may need, as Keras users expect. Only the
+``tfflows`` command (and ``python -m tfflows.cli``) starts lazily: its
+``--help`` and argument errors answer without importing TensorFlow, and the
+heavy names load on first use (PEP 562); the command registers the classes
+itself before it loads a model.
 """
 
 from __future__ import annotations
@@ -81,11 +78,21 @@ def _register_keras_objects() -> None:
         importlib.import_module(module)
 
 
-def _register_if_tensorflow_is_loaded() -> None:
+def _starting_the_command_line() -> bool:
+    """True while the ``tfflows`` console script or ``python -m tfflows.cli`` imports us."""
+    import os
     import sys
 
-    if "tensorflow" in sys.modules or "keras" in sys.modules:
+    argv0 = sys.argv[0] if sys.argv else ""
+    # ``python -m`` sets argv[0] to "-m" while it imports the module's package.
+    return os.path.basename(argv0) in ("tfflows", "tfflows.exe") or argv0 == "-m"
+
+
+def _register_unless_starting_the_command_line() -> None:
+    import sys
+
+    if not _starting_the_command_line() or "tensorflow" in sys.modules or "keras" in sys.modules:
         _register_keras_objects()
 
 
-_register_if_tensorflow_is_loaded()
+_register_unless_starting_the_command_line()
