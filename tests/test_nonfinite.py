@@ -170,6 +170,20 @@ def test_clip_latent_draws_finite_samples_where_plain_ones_overflow():
                                   model.sample(8, temperature=0.01, seed=1))
 
 
+def test_clip_output_clamps_every_pixel_into_the_data_range():
+    model = overflowing_glow()
+    with pytest.warns(RuntimeWarning, match=r"64 of 64 samples .* clip_output clamped them"):
+        x = model.sample(64, seed=0, clip_output=True).numpy()
+    assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() < 2.0 ** model.num_bits
+    # Samples inside the range come back unchanged.
+    healthy = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    inside = healthy.sample(8, temperature=0.05, seed=1).numpy()
+    assert inside.min() >= 0.0 and inside.max() < 32.0
+    np.testing.assert_array_equal(healthy.sample(8, temperature=0.05, seed=1, clip_output=True), inside)
+    with pytest.raises(ValueError, match="clip_output is for image models"):
+        tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8).sample(2, clip_output=True)
+
+
 # -- export ------------------------------------------------------------------------------
 
 

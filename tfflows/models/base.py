@@ -350,7 +350,7 @@ class FlowModel(keras.Model):
         return self._unless_empty(z, lambda: flow.inverse(z), self.event_shape)
 
     def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
-               context=None, clip_latent: float | None = None) -> tf.Tensor:
+               context=None, clip_latent: float | None = None, clip_output: bool = False) -> tf.Tensor:
         """Draws ``num_samples`` examples (0 gives an empty batch); ``temperature`` scales the base.
 
         x = f⁻¹(z) with z = clip(temperature · ε, −c, c), ε ~ N(0, I) and
@@ -364,8 +364,17 @@ class FlowModel(keras.Model):
         clipping every latent entry to [−c, c] keeps the decoder where it was
         trained, e.g. ``clip_latent=2.0``, at the price of samples that no
         longer follow the model's distribution exactly.
+
+        ``clip_output`` (image models) clamps every pixel into the data's range
+        [0, 2ⁿ): inf to the nearer end and NaN to 0, so the result is always a
+        drawable image; the warning about non-finite samples still says how
+        many were repaired. Clipping the latent keeps more of the image the
+        model meant; clipping the output is the guarantee.
         """
         name = type(self).__name__
+        if clip_output and (len(self.event_shape) != 3 or getattr(self, "num_bits", None) is None):
+            raise ValueError(f"{name}: clip_output is for image models with num_bits (a data range to "
+                             f"clamp to), got a model with event shape {self.event_shape}.")
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
             raise ValueError(f"{name}: num_samples must be an integer >= 0, got {num_samples!r}.")
         if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
@@ -400,10 +409,15 @@ class FlowModel(keras.Model):
             finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, (shape[0], -1))), axis=1)
             bad = int(shape[0] - tf.reduce_sum(tf.cast(finite, tf.int32)))
             if bad:
+                repaired = (" clip_output clamped them into the data range (NaN to 0)." if clip_output
+                            else " sample(..., clip_output=True) clamps them into the data range.")
                 warnings.warn(
                     f"{name}: {bad} of {shape[0]} samples at temperature {temperature} have inf or "
                     "NaN values (the inverse flow overflowed); a lower temperature or a longer "
-                    "trained model avoids this.", RuntimeWarning, stacklevel=2)
+                    "trained model avoids this." + repaired, RuntimeWarning, stacklevel=2)
+        if clip_output:
+            top = float(np.nextafter(np.float32(2.0 ** self.num_bits), np.float32(0.0)))
+            x = tf.clip_by_value(tf.where(tf.math.is_nan(x), tf.zeros_like(x), x), 0.0, top)
         return x
 
     def split_latents(self, z) -> list[tf.Tensor]:
