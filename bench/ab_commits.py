@@ -43,7 +43,10 @@ def _run(root: str, bench: str, extra: list[str]) -> float:
     try:
         command = [sys.executable, os.path.join(root, bench), "--only", "tfflows", "--json-out", out, *extra]
         env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+        proc = subprocess.run(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
         with open(out) as f:
             result = json.load(f)
     finally:

@@ -319,14 +319,19 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_mirrored_strategy_matches_single_device():
+def run_script(script: str) -> dict:
+    """Runs ``script`` in a fresh Python (its own logical devices); returns its RESULT line."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    out = json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_mirrored_strategy_matches_single_device():
+    out = run_script(MIRRORED_SCRIPT)
     assert out["replicas"] == 2
     assert out["initialized"] and out["actnorm_vars"] == 6 and out["replicas_equal"]
     np.testing.assert_allclose(out["loss_mirrored"], out["loss_single"], rtol=1e-5)
@@ -386,13 +391,7 @@ UNEVEN_SCRIPT = textwrap.dedent("""
 
 def test_mirrored_strategy_trains_on_uneven_and_empty_replica_batches():
     """A last batch smaller than the replica count trains: the step is that of the global mean."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    proc = subprocess.run([sys.executable, "-c", UNEVEN_SCRIPT], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    for n, out in json.loads(lines[-1][len("RESULT "):]).items():
+    for n, out in run_script(UNEVEN_SCRIPT).items():
         assert out["finite"] and out["skipped"] == 0, (n, out)
         assert out["moved"] > 1e-2, (n, out)
         # Same updates as one device on the same batches: the loss is the global-batch mean.

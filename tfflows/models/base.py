@@ -652,21 +652,20 @@ class FlowModel(keras.Model):
           NonFiniteWeightsError: a weight holds inf or NaN (a ``ValueError``).
           ValueError: ``filepath`` exists and ``overwrite`` is false.
         """
-        check_finite_weights(self, "save")
-        filepath = os.fspath(filepath)
-        if not overwrite and os.path.exists(filepath):
-            raise ValueError(f"{type(self).__name__}.save: {filepath!r} exists and overwrite=False.")
-        with atomic_path(filepath) as tmp:
-            super().save(tmp, overwrite=True, **kwargs)
+        self._write(super().save, "save", filepath, overwrite, **kwargs)
 
     def save_weights(self, filepath, overwrite: bool = True, **kwargs) -> None:
         """Keras ``save_weights``, refusing non-finite weights and writing atomically."""
-        check_finite_weights(self, "save the weights of")
+        self._write(super().save_weights, "save the weights of", filepath, overwrite, **kwargs)
+
+    def _write(self, writer, action: str, filepath, overwrite: bool, **kwargs) -> None:
+        check_finite_weights(self, action)
         filepath = os.fspath(filepath)
         if not overwrite and os.path.exists(filepath):
-            raise ValueError(f"{type(self).__name__}.save_weights: {filepath!r} exists and overwrite=False.")
+            raise ValueError(f"{type(self).__name__}: cannot {action} the model to {filepath!r}: "
+                             "it exists and overwrite=False.")
         with atomic_path(filepath) as tmp:
-            super().save_weights(tmp, overwrite=True, **kwargs)
+            writer(tmp, overwrite=True, **kwargs)
 
     def compile_from_config(self, config) -> None:
         # Keras skips compile() on load when a subclass overrides it; ours only adds the build.
