@@ -327,6 +327,21 @@ SAVEDMODEL_ROWS: dict[str, Row] = {
     "serve_negative_samples": (
         _serve("sample", num_samples=np.int32(-1), temperature=np.float32(1), seed=np.int64(0)),
         tf.errors.InvalidArgumentError, "num_samples must be in 0..4096"),
+    "serve_negative_temperature": (
+        _serve("sample", num_samples=np.int32(2), temperature=np.float32(-0.5), seed=np.int64(0)),
+        tf.errors.InvalidArgumentError, "temperature must be >= 0"),
+    "serve_wrong_size": (_serve("log_prob", images=np.zeros((1, 4, 4, 1), np.uint8)),
+                         tf.errors.InvalidArgumentError, "not compatible"),
+    "serve_encode_wrong_size": (_serve("encode", images=np.zeros((2, 16, 16, 1), np.uint8)),
+                                tf.errors.InvalidArgumentError, "not compatible"),
+    "serve_latents_wrong_size": (_serve("decode", latents=np.zeros((1, 63), np.float32)),
+                                 tf.errors.InvalidArgumentError, "not compatible"),
+    "serve_inf_latents": (_serve("decode", latents=np.full((1, 64), np.inf, np.float32)),
+                          tf.errors.InvalidArgumentError, "latents must be finite"),
+    "serve_negative_float_levels": (_serve("log_prob_float", images=_images(1, -1.0)),
+                                    tf.errors.InvalidArgumentError, "pixel levels in [0, 32)"),
+    "serve_nan_float_levels": (_serve("log_prob_float", images=_images(1, np.nan)),
+                               tf.errors.InvalidArgumentError, "pixel levels in [0, 32)"),
 }
 
 
