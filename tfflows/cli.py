@@ -322,6 +322,7 @@ def _train(args) -> dict:
         "nonfinite_steps": int(model.nonfinite_steps.numpy()),
         "last_good_checkpoint": checkpoint.last_good,
         "nonfinite_sample_fraction": fractions[-1] if fractions else None,
+        "val_loss_per_epoch": history.history.get("val_loss", []),
         "nonfinite_sample_fraction_per_epoch": fractions,
         "args": vars(args),
     }

@@ -84,7 +84,9 @@ class MADE(keras.layers.Layer):
     shifts then the raw log-scales, each of degree ``ordering[i]``, masked
     strictly. The output layer starts at zero (an identity flow step). A
     context vector, when given, enters the first hidden layer through an
-    unmasked dense layer (it is conditioning, not data).
+    unmasked dense layer (it is conditioning, not data), and the output
+    through another (zero at the start), so even the first feature in the
+    ordering, which sees no hidden unit, depends on it.
 
     Args:
       ordering: degree (1..D) of every input feature, e.g. from :func:`make_ordering`.
@@ -117,6 +119,7 @@ class MADE(keras.layers.Layer):
                                         kernel_initializer="zeros", dtype=self.dtype_policy,
                                         name="output")
         self.context_layer = None
+        self.context_output = None
 
     def build(self, x_shape, context_shape=None):
         shape = (None, x_shape[-1])
@@ -128,6 +131,10 @@ class MADE(keras.layers.Layer):
             self.context_layer = keras.layers.Dense(self.hidden_units, use_bias=False,
                                                     dtype=self.dtype_policy, name="context")
             self.context_layer.build((None, context_shape[-1]))
+            self.context_output = keras.layers.Dense(2 * len(self.ordering), use_bias=False,
+                                                     kernel_initializer="zeros",
+                                                     dtype=self.dtype_policy, name="context_output")
+            self.context_output.build((None, context_shape[-1]))
 
     def call(self, x, context=None):
         first = self.hidden_layers[0]
@@ -139,7 +146,10 @@ class MADE(keras.layers.Layer):
         h = first.activation(h)
         for layer in self.hidden_layers[1:]:
             h = layer(h)
-        return self.output_layer(h)
+        out = self.output_layer(h)
+        if context is not None:
+            out = out + self.context_output(ops.cast(context, out.dtype))
+        return out
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "ordering": self.ordering, "hidden_units": self.hidden_units,
