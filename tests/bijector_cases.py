@@ -36,8 +36,10 @@ from tfflows.layers import (
     ActNormLayer,
     CouplingLayer,
     InvertibleConv1x1Layer,
+    MaskedAutoregressiveLayer,
     PriorLayer,
     SplineCouplingLayer,
+    StandardizeLayer,
 )
 
 tfb = tfp.bijectors
@@ -266,6 +268,25 @@ def _prior(event_shape: tuple, batch_shape: tuple = BATCH, with_context: bool = 
     return _tag(factory, has_layer=True)
 
 
+def _autoregressive(direction: str, ordering: str, *, batch_shape: tuple = BATCH,
+                    with_context: bool = False):
+    def factory(dtype: str, name: str) -> Case:
+        layer = MaskedAutoregressiveLayer(hidden_units=HIDDEN, num_hidden=2, ordering=ordering,
+                                          direction=direction, seed=5, dtype=dtype)
+        return _layer_case(name, dtype, layer, VECTOR, batch_shape, with_context, checks_channels=True)
+    return _tag(factory, has_layer=True, checks_channels=True)
+
+
+def _standardize(dtype: str, name: str) -> Case:
+    """Statistics are fixed weights, not trainable ones: set them to non-trivial values here."""
+    layer = StandardizeLayer(dtype=dtype)
+    case = _layer_case(name, dtype, layer, VECTOR, checks_channels=True)
+    rng = np.random.default_rng(case.seed("stats"))
+    layer.mean.assign(rng.normal(size=VECTOR).astype(dtype))
+    layer.scale.assign(rng.uniform(0.3, 3.0, size=VECTOR).astype(dtype))
+    return case
+
+
 def _factor_out(dtype: str, name: str) -> Case:
     """A RealNVP level: half the channels leave, the other half go through a coupling."""
     layer = CouplingLayer(mask="channel", scale_fn="tanh", hidden_channels=HIDDEN, dtype=dtype)
@@ -352,6 +373,15 @@ _FACTORIES: dict[str, Callable[[str, str], Case]] = {
     "spline_half0_mlp": _spline("half", 0),
     "spline_channel1_context_batch2d": _spline("channel", 1, batch_shape=BATCH_2D,
                                                with_context=True),
+    # Masked autoregressive steps (MADE conditioners): MAF and IAF directions, every ordering.
+    "maf_natural_vector": _autoregressive("maf", "natural"),
+    "maf_random_context_batch2d": _autoregressive("maf", "random", batch_shape=BATCH_2D,
+                                                  with_context=True),
+    "iaf_reversed_vector": _autoregressive("iaf", "reversed"),
+    "iaf_random_context": _autoregressive("iaf", "random", with_context=True),
+    # Standardize with fitted statistics: its layer has no trainable weights, so it is
+    # left out of LAYER_CASE_NAMES (the gradient property); every other property runs.
+    "standardize_vector": _tag(_standardize, has_layer=False, checks_channels=True),
     # Learned priors (an elementwise affine map), plain and class-conditional.
     "prior_vector": _prior(VECTOR),
     "prior_image_context_batch2d": _prior((4, 4, 3), BATCH_2D, with_context=True),

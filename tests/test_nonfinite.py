@@ -115,7 +115,7 @@ def test_an_update_that_overflows_is_undone_before_the_next_step(mode):
         np.testing.assert_array_equal(a, b)
     # No step was applied: the epoch's loss is unknown, not 0.0.
     assert len(history.history["loss"]) == 1
-    assert math.isnan(history.history["loss"][0]) and math.isnan(history.history["bits_per_dim"][0])
+    assert math.isnan(history.history["loss"][0]) and math.isnan(history.history["nats_per_dim"][0])
 
 
 def test_adam_moments_that_overflow_are_undone():

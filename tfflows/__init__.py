@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "Glow": "tfflows.models",
     "RealNVP": "tfflows.models",
     "VectorGlow": "tfflows.models",
+    "VectorMAF": "tfflows.models",
     "VectorNSF": "tfflows.models",
     "VectorRealNVP": "tfflows.models",
     "WarmupSchedule": "tfflows.training",
@@ -36,6 +37,7 @@ __all__ = [
     "Glow",
     "RealNVP",
     "VectorGlow",
+    "VectorMAF",
     "VectorNSF",
     "VectorRealNVP",
     "WarmupSchedule",
@@ -50,7 +52,7 @@ __all__ = [
 if TYPE_CHECKING:
     from tfflows import bijectors, layers, models
     from tfflows.export import export_saved_model
-    from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorNSF, VectorRealNVP
+    from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import WarmupSchedule, make_optimizer
 
 

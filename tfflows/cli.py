@@ -30,6 +30,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfflows", description="Normalizing flows for TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,10 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a flow. An --out that holds an earlier run, finished or interrupted, "
                     "is never retrained silently: the command stops unless --resume or "
                     "--overwrite says what to do with it.")
-    train.add_argument("--model", choices=("glow", "realnvp", "nsf"), default="glow",
-                       help="nsf (neural spline flow) is for vector data: the 2-D toys")
+    train.add_argument("--model", choices=("glow", "realnvp", "nsf", "maf"), default="glow",
+                       help="nsf (neural spline flow) and maf (masked autoregressive flow) are for "
+                            "vector data: the 2-D toys and CSV files")
     train.add_argument("--dataset", default="digits",
-                       help=f"image data {IMAGE_DATASETS} or any TFDS name, or a 2-D toy {TOY_DATASETS}")
+                       help=f"image data {IMAGE_DATASETS} or any TFDS name, a 2-D toy {TOY_DATASETS}, "
+                            "or a CSV file (FILE.csv: a header row, then numeric values)")
+    tabular = train.add_argument_group("vector data (toys and CSV files)")
+    tabular.add_argument("--columns", default=None,
+                         help="CSV columns to model, comma-separated (default: all)")
+    tabular.add_argument("--val-fraction", type=_fraction, default=0.2,
+                         help="CSV rows held out (seeded by --seed) for validation and early stopping")
+    tabular.add_argument("--patience", type=_positive_int, default=10,
+                         help="early stopping: epochs without a better validation loss")
+    tabular.add_argument("--no-early-stopping", action="store_true",
+                         help="train all --epochs (default for vector data: stop early on the "
+                              "validation loss and restore the best weights)")
+    tabular.add_argument("--no-standardize", action="store_true",
+                         help="leave out the Standardize step (mean and scale fitted on the "
+                              "training data) that vector models start with")
     train.add_argument("--data-dir", default=None, help="folder with local IDX files")
     train.add_argument("--levels", type=_positive_int, default=2, help="Glow levels / RealNVP scales")
     train.add_argument("--steps", type=_positive_int, default=4, help="Glow steps per level (K)")
@@ -105,12 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_data(dataset: str, data_dir, split: str, n_bits, max_n=None, with_labels=False):
-    """Returns (array, labels or None, n_bits, source_bits) for images or toys."""
+def _load_data(dataset: str, data_dir, split: str, n_bits, max_n=None, with_labels=False,
+               columns=None, val_fraction=0.2, seed=0):
+    """Returns (array, labels or None, n_bits, source_bits) for images, toys or a CSV file.
+
+    A CSV file's rows are split (seeded) into "train" and the held-out
+    ``val_fraction`` ("test" or "validation"); "all" is every row.
+    """
     import numpy as np
 
     from tfflows import data
+    from tfflows.data.tabular import is_csv, load_csv, split_rows
 
+    if is_csv(dataset):
+        values, _ = load_csv(dataset, columns.split(",") if isinstance(columns, str) else columns)
+        train_rows, val_rows = split_rows(len(values), val_fraction, seed)
+        rows = {"train": train_rows, "test": val_rows, "validation": val_rows}.get(split)
+        if rows is None and split != "all":
+            raise ValueError(f"expected a split of a CSV file among train, test (= validation) "
+                             f"and all, got {split!r}.")
+        part = values if rows is None else values[rows]
+        return part[:max_n].astype("float32") if max_n else part.astype("float32"), None, None, None
     if dataset in TOY_DATASETS:
         n = {"train": 50000, "test": 20000}.get(split, 20000)
         seed = 1 if split == "train" else 2
@@ -142,18 +179,19 @@ def _build_model(args, event_shape, n_bits, num_classes):
     import tfflows
 
     if len(event_shape) == 1:
+        common = dict(hidden_units=args.width, num_classes=num_classes, seed=args.seed,
+                      standardize=not args.no_standardize)
         if args.model == "nsf":
-            return tfflows.VectorNSF(event_shape[0], num_layers=args.steps * args.levels,
-                                     hidden_units=args.width, num_classes=num_classes, seed=args.seed)
+            return tfflows.VectorNSF(event_shape[0], num_layers=args.steps * args.levels, **common)
+        if args.model == "maf":
+            return tfflows.VectorMAF(event_shape[0], num_layers=args.steps * args.levels, **common)
         if args.model == "glow":
             return tfflows.VectorGlow(event_shape[0], num_steps=args.steps * args.levels,
-                                      hidden_units=args.width, coupling=args.coupling,
-                                      num_classes=num_classes, seed=args.seed)
-        return tfflows.VectorRealNVP(event_shape[0], num_layers=args.steps * args.levels,
-                                     hidden_units=args.width, num_classes=num_classes, seed=args.seed)
-    if args.model == "nsf":
-        raise ValueError("--model nsf is a vector flow; use it with a 2-D toy dataset, "
-                         f"got image data of shape {tuple(event_shape)}.")
+                                      coupling=args.coupling, **common)
+        return tfflows.VectorRealNVP(event_shape[0], num_layers=args.steps * args.levels, **common)
+    if args.model in ("nsf", "maf"):
+        raise ValueError(f"--model {args.model} is a vector flow; use it with a 2-D toy dataset or a "
+                         f"CSV file, got image data of shape {tuple(event_shape)}.")
     if args.model == "glow":
         return tfflows.Glow(event_shape, num_levels=args.levels, num_steps=args.steps,
                             hidden_channels=args.width, coupling=args.coupling, num_bits=n_bits,
@@ -211,10 +249,11 @@ def _train(args) -> dict:
         raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
                          "(up to --epochs in total) or --overwrite to start over, or choose another --out.")
     keras.utils.set_random_seed(args.seed)
+    tabular = dict(columns=args.columns, val_fraction=args.val_fraction, seed=args.seed)
     train_x, train_y, n_bits, source_bits = _load_data(
-        args.dataset, args.data_dir, "train", args.n_bits, args.max_train, args.conditional)
+        args.dataset, args.data_dir, "train", args.n_bits, args.max_train, args.conditional, **tabular)
     test_x, test_y, _, _ = _load_data(args.dataset, args.data_dir, "test", args.n_bits,
-                                      with_labels=args.conditional)
+                                      with_labels=args.conditional, **tabular)
     num_classes = None
     if args.conditional:
         if train_y is None:
@@ -225,6 +264,11 @@ def _train(args) -> dict:
     model = _build_model(args, train_x.shape[1:], n_bits, num_classes)
     model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
                   jit_compile={"auto": "auto", "on": True, "off": False}[args.jit])
+    vector = n_bits is None
+    if vector:
+        # Standardize's statistics come from every training row, not only the first batch
+        # (a resumed run gets its own back from the backup, as for ActNorm).
+        model.initialize((train_x, train_y) if model.is_conditional else train_x)
     print(f"tfflows: {type(model).__name__} on {args.dataset}: {len(train_x)} train / "
           f"{len(test_x)} test examples of shape {tuple(train_x.shape[1:])}, "
           f"{model.count_params():,} parameters")
@@ -246,6 +290,10 @@ def _train(args) -> dict:
     ]
     if args.time_limit:
         callbacks.append(TimeLimit(args.time_limit * 60.0))
+    if vector and not args.no_early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=args.patience, restore_best_weights=True,
+            verbose=min(args.verbose, 1)))
     start = time.time()
     if args.steps_per_epoch:
         train = train.repeat()
@@ -267,11 +315,14 @@ def _train(args) -> dict:
         "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir), "n_bits": n_bits,
         "epochs_run": epochs_run, "epochs_total": backup.initial_epoch + epochs_run,
         "resumed_from": backup.restored_from, "train_seconds": round(seconds, 1),
-        "test_loss_nats": final["loss"], "test_bits_per_dim": final["bits_per_dim"],
+        "test_loss_nats": final["loss"], f"test_{model.per_dim_metric}": final[model.per_dim_metric],
+        "test_split": ("validation rows of the CSV file (--val-fraction, seeded by --seed)"
+                       if args.dataset.lower().endswith(".csv") else "test"),
         "parameters": model.count_params(), "stopped_on_nonfinite": diverged,
         "nonfinite_steps": int(model.nonfinite_steps.numpy()),
         "last_good_checkpoint": checkpoint.last_good,
         "nonfinite_sample_fraction": fractions[-1] if fractions else None,
+        "val_loss_per_epoch": history.history.get("val_loss", []),
         "nonfinite_sample_fraction_per_epoch": fractions,
         "args": vars(args),
     }
@@ -374,8 +425,13 @@ def _evaluate(args) -> dict:
         source += f" (as recorded in {recorded['path']})"
     print(f"tfflows evaluate: {args.split} split of {source}", file=sys.stderr)
     n_bits = getattr(model, "num_bits", None)
+    # A CSV file is split as it was for training (its recorded columns, fraction and seed).
+    trained = (recorded.get("args") or {}) if dataset == recorded.get("dataset") else {}
     x, y, n_bits, source_bits = _load_data(dataset, data_dir, args.split, n_bits,
-                                           with_labels=model.is_conditional)
+                                           with_labels=model.is_conditional,
+                                           columns=trained.get("columns"),
+                                           val_fraction=trained.get("val_fraction", 0.2),
+                                           seed=trained.get("seed", 0))
     ds = _dataset(x, y, n_bits, source_bits, args.batch_size, False, args.seed)
     out = model.evaluate(ds, return_dict=True, verbose=0)
     out = strict_json({"dataset": dataset, "data_dir": data_dir, "split": args.split,

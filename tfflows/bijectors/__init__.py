@@ -7,6 +7,7 @@ build these per call.
 """
 
 from tfflows.bijectors.actnorm import ActNorm, ElementwiseAffine, actnorm_init
+from tfflows.bijectors.autoregressive import MaskedAutoregressive
 from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
 from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling
@@ -16,6 +17,7 @@ from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.bijectors.preprocess import Logit, ScalePixels
 from tfflows.bijectors.spline import SplineCoupling
 from tfflows.bijectors.squeeze import Squeeze
+from tfflows.bijectors.standardize import Standardize
 
 __all__ = [
     "ActNorm",
@@ -28,12 +30,14 @@ __all__ = [
     "FlowChain",
     "FlowBijector",
     "InvertibleConv1x1",
+    "MaskedAutoregressive",
     "Logit",
     "MASK_TYPES",
     "SCALE_FNS",
     "ScalePixels",
     "SplineCoupling",
     "Squeeze",
+    "Standardize",
     "actnorm_init",
     "lu_weight",
 ]

@@ -1,13 +1,16 @@
 """Keras 3 layers that own flow weights and build bijectors per call."""
 
 from tfflows.layers.actnorm import ActNormLayer
+from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.conditioners import MLP, ConvNet, ResNet, ZeroConv
 from tfflows.layers.convolution import Conv2D, conv_implementation
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
+from tfflows.layers.made import MADE, MaskedDense
 from tfflows.layers.coupling import CONDITIONERS, CouplingLayer
 from tfflows.layers.prior import PriorLayer
 from tfflows.layers.spline import SplineCouplingLayer
+from tfflows.layers.standardize import StandardizeLayer
 
 __all__ = [
     "ActNormLayer",
@@ -17,10 +20,14 @@ __all__ = [
     "CouplingLayer",
     "FlowLayer",
     "InvertibleConv1x1Layer",
+    "MADE",
     "MLP",
+    "MaskedAutoregressiveLayer",
+    "MaskedDense",
     "PriorLayer",
     "ResNet",
     "SplineCouplingLayer",
+    "StandardizeLayer",
     "ZeroConv",
     "conv_implementation",
 ]

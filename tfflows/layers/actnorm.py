@@ -23,6 +23,8 @@ class ActNormLayer(FlowLayer):
     :meth:`initialize` does nothing unless ``force=True``.
     """
 
+    needs_data_init = True
+
     def build(self, x_shape, context_shape=None):
         self._check_input_shape(x_shape)
         c = x_shape[-1]

@@ -23,9 +23,17 @@ class FlowLayer(keras.layers.Layer):
     ``call(x, context=None, inverse=False)`` returns ``(y, log_det)`` of the
     bijector's forward (data towards latent) or inverse pass.
 
+    Data-dependent initialisation is a small protocol, not a type check:
+    a step with ``needs_data_init = True`` offers ``is_initialized`` and
+    ``initialize(x, force=False) -> bool`` (x being the step's own input),
+    and the model runs it on data before training (ActNorm, Standardize).
+
     Args:
       event_ndims: 3 for [H, W, C] images, 1 for vectors.
     """
+
+    needs_data_init: bool = False
+    """True for steps set from data once (see the class docstring)."""
 
     def __init__(self, event_ndims: int = 3, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -16,9 +16,8 @@ import tensorflow_probability as tfp
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.guard import check_finite_weights
 from tfflows.io import atomic_path
-from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.convolution import xla_compiling
-from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_actnorm
+from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_steps
 from tfflows.training import clip_gradients
 
 tfb = tfp.bijectors
@@ -74,8 +73,10 @@ class FlowModel(keras.Model):
     - ``.bijector`` (latent → data) and ``.distribution``, a
       ``tfd.TransformedDistribution`` over a standard normal base;
     - training with ``compile(optimizer=...)`` and ``fit(data)``: the loss is
-      the mean negative log-likelihood in nats, ``bits_per_dim`` is reported
-      beside it, ActNorm is initialised from the first batch when needed.
+      the mean negative log-likelihood in nats, reported beside it per
+      dimension as ``bits_per_dim`` for image models of pixel levels and as
+      ``nats_per_dim`` for continuous (vector) data; ActNorm and Standardize
+      are initialised from the first batch when needed.
 
     Conditional models take ``num_classes`` (integer labels) or
     ``context_dim`` (float context vectors); every conditioner and prior
@@ -105,7 +106,8 @@ class FlowModel(keras.Model):
         self.context_dim = context_dim
         self.num_dims = int(np.prod(event_shape))
         self.loss_tracker = _StepMean(name="loss")
-        self.bpd_tracker = _StepMean(name="bits_per_dim")
+        # Named when the subclass has said whether it models pixel levels (_finish_init).
+        self.bpd_tracker = None
         self.nonfinite_steps = self.add_weight(
             name="nonfinite_steps", shape=(), dtype="int32", initializer="zeros", trainable=False,
             aggregation="only_first_replica")
@@ -118,6 +120,7 @@ class FlowModel(keras.Model):
 
     def _finish_init(self) -> None:
         """Subclasses call this at the end of ``__init__``: creates every weight."""
+        self.bpd_tracker = _StepMean(name=self.per_dim_metric)
         self._plan = Plan(self._make_steps())
         self.flow_layers = flow_layers(self._plan.steps)
         x = tf.zeros((1, *self.event_shape))
@@ -450,20 +453,22 @@ class FlowModel(keras.Model):
         walk(self._plan.steps, self.event_shape)
         return shapes
 
-    # -- ActNorm initialisation ------------------------------------------
+    # -- data-dependent initialisation (ActNorm, Standardize) -------------
 
     @property
     def is_initialized(self) -> bool:
-        """True when every ActNorm layer has had its data-dependent initialisation."""
-        return all(layer.is_initialized for layer in self.flow_layers if isinstance(layer, ActNormLayer))
+        """True when every data-initialised step (ActNorm, Standardize) has been set from data."""
+        return all(layer.is_initialized for layer in self.flow_layers if layer.needs_data_init)
 
     def initialize(self, data, num_batches: int = 1, force: bool = False) -> int:
-        """Data-dependent initialisation of every ActNorm from up to ``num_batches`` batches.
+        """Data-dependent initialisation of every ActNorm and Standardize step from up to ``num_batches`` batches.
 
         ``data`` is a tensor or array of examples, or a ``tf.data.Dataset``
         of batches (``x`` or ``(x, context)``). Does nothing when already
         initialised (saved models stay as they were) unless ``force=True``.
-        Returns the number of ActNorm layers initialised.
+        Standardize takes its statistics from all the examples given: pass
+        the whole training array for exact ones. Returns the number of
+        steps initialised.
         """
         if self.is_initialized and not force:
             return 0
@@ -484,7 +489,7 @@ class FlowModel(keras.Model):
             # Statistics of such a batch would make every ActNorm weight NaN.
             raise ValueError(f"{type(self).__name__}: initialize got data with inf or NaN values; "
                              "ActNorm needs finite data to set its scale and bias.")
-        return initialize_actnorm(self._plan.steps, x, self._context(context), force)
+        return initialize_steps(self._plan.steps, x, self._context(context), force)
 
     # -- training ---------------------------------------------------------
 
@@ -502,8 +507,18 @@ class FlowModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.bpd_tracker]
 
+    @property
+    def models_pixel_levels(self) -> bool:
+        """True for image models of ``num_bits``-bit pixel levels (bits/dim is their unit)."""
+        return len(self.event_shape) == 3 and getattr(self, "num_bits", None) is not None
+
+    @property
+    def per_dim_metric(self) -> str:
+        """``"bits_per_dim"`` for pixel levels, ``"nats_per_dim"`` for continuous data."""
+        return "bits_per_dim" if self.models_pixel_levels else "nats_per_dim"
+
     def _nll(self, data):
-        """(loss, bits/dim, loss to differentiate, examples): the mean NLL of the global batch.
+        """(loss, per-dim loss, loss to differentiate, examples): the mean NLL of the global batch.
 
         Under ``tf.distribute`` with several replicas each replica's share of
         the gradient is its NLL sum over the global example count, so the
@@ -522,7 +537,8 @@ class FlowModel(keras.Model):
             total = tf.stop_gradient(ctx.all_reduce(tf.distribute.ReduceOp.SUM, local))
             count = total[1]
             loss, scaled = total[0] / tf.maximum(count, 1.0), local[0] / tf.maximum(count, 1.0)
-        return loss, loss / (self.num_dims * math.log(2.0)), scaled, count
+        per_dim = loss / (self.num_dims * (math.log(2.0) if self.models_pixel_levels else 1.0))
+        return loss, per_dim, scaled, count
 
     def train_step(self, data):
         with tf.GradientTape() as tape, xla_compiling(self.jit_compile):
@@ -547,7 +563,7 @@ class FlowModel(keras.Model):
         weight = tf.cast(applied, tf.float32)
         self.loss_tracker.update_state(tf.where(applied, loss, 0.0), sample_weight=weight)
         self.bpd_tracker.update_state(tf.where(applied, bpd, 0.0), sample_weight=weight)
-        return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
+        return {"loss": self.loss_tracker.result(), self.per_dim_metric: self.bpd_tracker.result()}
 
     def _training_state(self) -> list:
         """Every variable an update writes: the trainable weights and the optimizer's."""
@@ -621,7 +637,7 @@ class FlowModel(keras.Model):
         # Weighted by examples: the result is the mean over the data, a short last batch included.
         self.loss_tracker.update_state(loss, sample_weight=count)
         self.bpd_tracker.update_state(bpd, sample_weight=count)
-        return {"loss": self.loss_tracker.result(), "bits_per_dim": self.bpd_tracker.result()}
+        return {"loss": self.loss_tracker.result(), self.per_dim_metric: self.bpd_tracker.result()}
 
     def predict_step(self, data):
         # predict((x, context)) arrives as ((x, context),): Keras wraps its one input.

@@ -9,10 +9,9 @@ import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.multiscale import FactorOut, FlowChain
-from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.base import FlowLayer
 
-__all__ = ["Split", "Plan", "build_bijector", "initialize_actnorm", "flow_layers"]
+__all__ = ["Split", "Plan", "build_bijector", "initialize_actnorm", "initialize_steps", "flow_layers"]
 
 
 @dataclass
@@ -59,17 +58,22 @@ def flow_layers(steps: list) -> list[FlowLayer]:
     return out
 
 
-def initialize_actnorm(steps: list, x: tf.Tensor, context: tf.Tensor | None, force: bool = False) -> int:
-    """Runs ``x`` through ``steps``, initialising each ActNorm on its own input.
+def initialize_steps(steps: list, x: tf.Tensor, context: tf.Tensor | None, force: bool = False) -> int:
+    """Runs ``x`` through ``steps``, initialising each data-initialised step on its own input.
 
-    Returns the number of ActNorm layers that were initialised.
+    A step takes part when it sets ``needs_data_init`` (ActNorm, Standardize);
+    see :class:`tfflows.layers.FlowLayer`. Returns how many were initialised.
     """
     count = 0
     for step in steps:
         if isinstance(step, Split):
-            return count + initialize_actnorm(step.inner, x[..., : step.kept], context, force)
-        if isinstance(step, ActNormLayer):
+            return count + initialize_steps(step.inner, x[..., : step.kept], context, force)
+        if getattr(step, "needs_data_init", False):
             count += int(step.initialize(x, force=force))
         bij = step.bijector(context) if isinstance(step, FlowLayer) else step
         x, _ = bij.forward_and_log_det(x)
     return count
+
+
+initialize_actnorm = initialize_steps
+"""The former name of :func:`initialize_steps`."""

@@ -12,9 +12,15 @@ from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
 from tfflows.layers.coupling import CouplingLayer
 from tfflows.layers.spline import SplineCouplingLayer
+from tfflows.layers.standardize import StandardizeLayer
 from tfflows.models.base import FlowModel
 
-__all__ = ["VectorRealNVP", "VectorGlow", "VectorNSF"]
+__all__ = ["VectorRealNVP", "VectorGlow", "VectorNSF", "standardized"]
+
+
+def standardized(steps: list, standardize: bool) -> list:
+    """``steps`` after a :class:`~tfflows.layers.StandardizeLayer` when ``standardize``."""
+    return [StandardizeLayer(name="standardize"), *steps] if standardize else steps
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -33,6 +39,8 @@ class VectorRealNVP(FlowModel):
       permutation: ``"reverse"`` or ``"shuffle"``.
       num_classes / context_dim: make the model conditional.
       seed: seed of the shuffles.
+      standardize: first a :class:`~tfflows.layers.StandardizeLayer` whose
+        mean and scale ``initialize(data)`` fits (log_prob stays in data units).
 
     References:
       Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
@@ -40,7 +48,8 @@ class VectorRealNVP(FlowModel):
 
     def __init__(self, dim: int = 2, num_layers: int = 8, hidden_units: int = 64, num_hidden: int = 2,
                  permutation: str = "reverse", num_classes: int | None = None,
-                 context_dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
+                 context_dim: int | None = None, seed: int = 0, standardize: bool = False,
+                 **kwargs: Any) -> None:
         check_positive_ints(type(self).__name__, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
                num_hidden=num_hidden)
         if dim < 2:
@@ -52,6 +61,7 @@ class VectorRealNVP(FlowModel):
         self.dim, self.num_layers = dim, num_layers
         self.hidden_units, self.num_hidden = hidden_units, num_hidden
         self.permutation, self.seed = permutation, seed
+        self.standardize = bool(standardize)
         self._finish_init()
 
     def _make_steps(self) -> list:
@@ -64,13 +74,13 @@ class VectorRealNVP(FlowModel):
                 steps.append(ChannelPermutation.reverse(self.dim, event_ndims=1)
                              if self.permutation == "reverse"
                              else ChannelPermutation.shuffle(self.dim, self.seed + i, event_ndims=1))
-        return steps
+        return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "num_layers": self.num_layers,
                 "hidden_units": self.hidden_units, "num_hidden": self.num_hidden,
                 "permutation": self.permutation, "num_classes": self.num_classes,
-                "context_dim": self.context_dim, "seed": self.seed}
+                "context_dim": self.context_dim, "seed": self.seed, "standardize": self.standardize}
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -86,6 +96,8 @@ class VectorGlow(FlowModel):
       lu: LU-parameterised invertible dense layers.
       num_classes / context_dim: make the model conditional.
       seed: seed of the initial rotations.
+      standardize: first a :class:`~tfflows.layers.StandardizeLayer` whose
+        mean and scale ``initialize(data)`` fits (log_prob stays in data units).
 
     References:
       Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1
@@ -94,7 +106,8 @@ class VectorGlow(FlowModel):
 
     def __init__(self, dim: int = 2, num_steps: int = 8, hidden_units: int = 64, num_hidden: int = 2,
                  coupling: str = "affine", lu: bool = True, num_classes: int | None = None,
-                 context_dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
+                 context_dim: int | None = None, seed: int = 0, standardize: bool = False,
+                 **kwargs: Any) -> None:
         check_positive_ints(type(self).__name__, dim=dim, num_steps=num_steps, hidden_units=hidden_units,
                num_hidden=num_hidden)
         if dim < 2:
@@ -105,6 +118,7 @@ class VectorGlow(FlowModel):
         self.dim, self.num_steps = dim, num_steps
         self.hidden_units, self.num_hidden = hidden_units, num_hidden
         self.coupling, self.lu, self.seed = coupling, lu, seed
+        self.standardize = bool(standardize)
         self._finish_init()
 
     def _make_steps(self) -> list:
@@ -118,13 +132,13 @@ class VectorGlow(FlowModel):
                               conditioner="mlp", hidden_channels=self.hidden_units,
                               num_blocks=self.num_hidden, name=f"coupling_{k}"),
             ]
-        return steps
+        return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "num_steps": self.num_steps,
                 "hidden_units": self.hidden_units, "num_hidden": self.num_hidden,
                 "coupling": self.coupling, "lu": self.lu, "num_classes": self.num_classes,
-                "context_dim": self.context_dim, "seed": self.seed}
+                "context_dim": self.context_dim, "seed": self.seed, "standardize": self.standardize}
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -146,6 +160,8 @@ class VectorNSF(FlowModel):
       bound: splines act on [−bound, bound], identity outside.
       num_classes / context_dim: make the model conditional.
       seed: seed of the initial rotations.
+      standardize: first a :class:`~tfflows.layers.StandardizeLayer` whose
+        mean and scale ``initialize(data)`` fits (log_prob stays in data units).
 
     References:
       Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
@@ -153,7 +169,8 @@ class VectorNSF(FlowModel):
 
     def __init__(self, dim: int = 2, num_layers: int = 6, hidden_units: int = 64, num_hidden: int = 2,
                  num_bins: int = 8, bound: float = 5.0, num_classes: int | None = None,
-                 context_dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
+                 context_dim: int | None = None, seed: int = 0, standardize: bool = False,
+                 **kwargs: Any) -> None:
         check_positive_ints(type(self).__name__, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
                num_hidden=num_hidden, num_bins=num_bins)
         if dim < 2:
@@ -162,6 +179,7 @@ class VectorNSF(FlowModel):
         self.dim, self.num_layers = dim, num_layers
         self.hidden_units, self.num_hidden = hidden_units, num_hidden
         self.num_bins, self.bound, self.seed = num_bins, float(bound), seed
+        self.standardize = bool(standardize)
         self._finish_init()
 
     def _make_steps(self) -> list:
@@ -174,10 +192,10 @@ class VectorNSF(FlowModel):
                                     hidden_channels=self.hidden_units, num_blocks=self.num_hidden,
                                     name=f"spline_{k}"),
             ]
-        return steps
+        return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "num_layers": self.num_layers,
                 "hidden_units": self.hidden_units, "num_hidden": self.num_hidden,
                 "num_bins": self.num_bins, "bound": self.bound, "num_classes": self.num_classes,
-                "context_dim": self.context_dim, "seed": self.seed}
+                "context_dim": self.context_dim, "seed": self.seed, "standardize": self.standardize}

@@ -1,0 +1,235 @@
+"""Test NLL on tabular data that ships with scikit-learn: tfflows against a PyTorch peer (zuko).
+
+Datasets: breast cancer (569 × 30), wine (178 × 13) and the 8×8 digits as
+64-D vectors (1,797 rows, levels 0..16 plus uniform [0, 1) dequantization
+noise drawn once with the split seed). Each is cut once, seeded, into 70 %
+train, 10 % validation and 20 % test; every system reads the same split
+file. Models standardise with the training rows' mean and scale as part of
+the flow (tfflows: the Standardize step; zuko: the same affine map with its
+−Σ log scale added), so every NLL is in the data's own units. Training: Adam,
+batch 64, early stopping on the validation NLL (patience 20, best weights
+restored). A full-covariance Gaussian fitted on the training rows is the
+baseline.
+
+Each system runs in its own process:
+
+    python bench/tabular.py                       # splits, then both systems, then the table
+    python bench/tabular.py --system tfflows --splits S.npz --out R.json   # one system
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+DATASETS = ("breast_cancer", "wine", "digits")
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def make_splits(path: str, seed: int = 0) -> None:
+    from sklearn import datasets
+
+    arrays = {}
+    rng = np.random.default_rng(seed)
+    for name in DATASETS:
+        x = getattr(datasets, f"load_{name}")().data.astype(np.float64)
+        if name == "digits":
+            x = x + rng.uniform(0.0, 1.0, x.shape)  # dequantize the 17 levels
+        order = rng.permutation(len(x))
+        n_test, n_val = round(0.2 * len(x)), round(0.1 * len(x))
+        arrays[f"{name}/test"] = x[order[:n_test]]
+        arrays[f"{name}/val"] = x[order[n_test:n_test + n_val]]
+        arrays[f"{name}/train"] = x[order[n_test + n_val:]]
+    np.savez(path, **arrays)
+
+
+def gaussian_nll(train: np.ndarray, test: np.ndarray) -> float:
+    """Mean test NLL of the maximum-likelihood full-covariance Gaussian (tiny ridge)."""
+    mean = train.mean(0)
+    cov = np.cov(train, rowvar=False, bias=True) + 1e-6 * np.eye(train.shape[1])
+    sign, logdet = np.linalg.slogdet(cov)
+    diff = test - mean
+    maha = np.einsum("nd,dk,nk->n", diff, np.linalg.inv(cov), diff)
+    return float(np.mean(0.5 * (maha + logdet + train.shape[1] * LOG_2PI)))
+
+
+# -- tfflows -------------------------------------------------------------------------------------
+
+
+def run_tfflows(splits, args) -> list[dict]:
+    import keras
+
+    import tfflows
+
+    rows = []
+    for name in args.datasets:
+        train, val, test = (splits[f"{name}/{p}"].astype("float32") for p in ("train", "val", "test"))
+        dim = train.shape[1]
+        rows.append({"system": "numpy", "model": "Gaussian (full covariance)", "dataset": name,
+                     "dim": dim, "test_nll": gaussian_nll(train.astype(np.float64), test.astype(np.float64)),
+                     "seconds": 0.0, "epochs": 0})
+        makers = {
+            "VectorRealNVP": lambda: tfflows.VectorRealNVP(dim, num_layers=8, hidden_units=64,
+                                                           standardize=True),
+            "VectorNSF": lambda: tfflows.VectorNSF(dim, num_layers=5, hidden_units=64, num_bins=8,
+                                                   bound=5.0, standardize=True),
+            "VectorMAF": lambda: tfflows.VectorMAF(dim, num_layers=5, hidden_units=64,
+                                                   standardize=True),
+        }
+        for model_name in args.models:
+            keras.utils.set_random_seed(args.seed)
+            model = makers[model_name]()
+            model.initialize(train)  # Standardize: mean and scale of every training row
+            model.compile(optimizer=keras.optimizers.Adam(args.lr, clipnorm=10.0))
+            stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                                 restore_best_weights=True)
+            start = time.time()
+            history = model.fit(train, batch_size=args.batch_size, epochs=args.epochs,
+                                validation_data=(val,), callbacks=[stop], verbose=0)
+            seconds = time.time() - start
+            test_nll = float(-np.mean(model.log_prob(test).numpy()))
+            rows.append({"system": "tfflows", "model": model_name, "dataset": name, "dim": dim,
+                         "test_nll": test_nll, "val_nll": float(min(history.history["val_loss"])),
+                         "seconds": round(seconds, 1), "epochs": len(history.history["loss"])})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+# -- zuko ----------------------------------------------------------------------------------------
+
+
+def run_zuko(splits, args) -> list[dict]:
+    import copy
+
+    import torch
+    import zuko
+
+    rows = []
+    for name in args.datasets:
+        train, val, test = (splits[f"{name}/{p}"] for p in ("train", "val", "test"))
+        dim = train.shape[1]
+        mean, scale = train.mean(0), train.std(0)
+        scale = np.where(scale > 1e-6, scale, 1.0)
+        log_det = -float(np.log(scale).sum())  # Standardize's change of variables
+
+        def tensor(a):
+            return torch.tensor((a - mean) / scale, dtype=torch.float32)
+
+        xt, xv, xs = tensor(train), tensor(val), tensor(test)
+        makers = {
+            "zuko.MAF": lambda: zuko.flows.MAF(dim, transforms=5, hidden_features=(64, 64)),
+            "zuko.NSF": lambda: zuko.flows.NSF(dim, transforms=5, hidden_features=(64, 64), bins=8),
+        }
+        for model_name in args.zuko_models:
+            torch.manual_seed(args.seed)
+            flow = makers[model_name]()
+            opt = torch.optim.Adam(flow.parameters(), lr=args.lr)
+            best, best_state, wait, epochs = math.inf, None, 0, 0
+            gen = torch.Generator().manual_seed(args.seed)
+            start = time.time()
+            for epoch in range(args.epochs):
+                flow.train()
+                for idx in torch.randperm(len(xt), generator=gen).split(args.batch_size):
+                    loss = -flow().log_prob(xt[idx]).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
+                    opt.step()
+                epochs = epoch + 1
+                flow.eval()
+                with torch.no_grad():
+                    v = float(-flow().log_prob(xv).mean()) - log_det
+                if v < best:
+                    best, best_state, wait = v, copy.deepcopy(flow.state_dict()), 0
+                else:
+                    wait += 1
+                    if wait >= args.patience:
+                        break
+            seconds = time.time() - start
+            flow.load_state_dict(best_state)
+            with torch.no_grad():
+                test_nll = float(-flow().log_prob(xs).mean()) - log_det
+            rows.append({"system": f"zuko {zuko.__version__} / torch {torch.__version__}",
+                         "model": model_name, "dataset": name, "dim": dim, "test_nll": test_nll,
+                         "val_nll": best, "seconds": round(seconds, 1), "epochs": epochs})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+# -- driver --------------------------------------------------------------------------------------
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset (D) | system | model | test NLL (nats) | nats/dim | epochs | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for name in DATASETS:
+        for r in (r for r in rows if r["dataset"] == name):
+            lines.append(f"| {name} ({r['dim']}) | {r['system']} | {r['model']} | {r['test_nll']:.2f} | "
+                         f"{r['test_nll'] / r['dim']:.3f} | {r['epochs']} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[dict]) -> str:
+    out = []
+    for name in DATASETS:
+        mine = [r for r in rows if r["dataset"] == name and r["system"] == "tfflows"]
+        peer = [r for r in rows if r["dataset"] == name and r["system"].startswith("zuko")]
+        gauss = [r for r in rows if r["dataset"] == name and r["system"] == "numpy"]
+        if not (mine and peer and gauss):
+            continue
+        best = min(mine, key=lambda r: r["test_nll"])
+        peer_best = min(peer, key=lambda r: r["test_nll"])
+        gap = (best["test_nll"] - peer_best["test_nll"]) / best["dim"]
+        out.append(f"- {name}: tfflows best {best['model']} {best['test_nll']:.2f} vs peer best "
+                   f"{peer_best['model']} {peer_best['test_nll']:.2f} ({gap:+.3f} nats/dim; target ≤ +0.1), "
+                   f"Gaussian {gauss[0]['test_nll']:.2f} "
+                   f"({'ahead' if best['test_nll'] < gauss[0]['test_nll'] else 'NOT ahead'}).")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", choices=("tfflows", "zuko"), default=None,
+                        help="run one system (default: splits, both systems in turn, table)")
+    parser.add_argument("--splits", default="bench/tabular_splits.npz")
+    parser.add_argument("--out", default="bench/tabular_results.json")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--models", nargs="+", default=["VectorRealNVP", "VectorNSF", "VectorMAF"])
+    parser.add_argument("--zuko-models", nargs="+", default=["zuko.MAF", "zuko.NSF"])
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.system is None:
+        make_splits(args.splits, args.seed)
+        rows = []
+        for system in ("tfflows", "zuko"):
+            out = args.out.replace(".json", f"_{system}.json")
+            cmd = [sys.executable, __file__, "--system", system, "--splits", args.splits, "--out", out,
+                   "--epochs", str(args.epochs), "--patience", str(args.patience),
+                   "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed),
+                   "--datasets", *args.datasets, "--models", *args.models,
+                   "--zuko-models", *args.zuko_models]
+            subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+            with open(out, encoding="utf-8") as f:
+                rows += json.load(f)
+        print(table(rows))
+        print(verdict(rows))
+        return
+    splits = dict(np.load(args.splits))
+    rows = run_tfflows(splits, args) if args.system == "tfflows" else run_zuko(splits, args)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

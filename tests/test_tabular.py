@@ -1,0 +1,320 @@
+"""Tabular density estimation: VectorMAF (and IAF), Standardize, nats/dim and the CSV path.
+
+The bijector-level properties of the MAF/IAF steps and Standardize (round
+trips, log-det against the float64 Jacobian, gradients, XLA) run from the
+registry in tests/bijector_cases.py; this file checks what the registry does
+not: the autoregressive triangle, models, saving, the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfflows
+from tfflows.cli import main
+from tfflows.data.tabular import load_csv, split_rows
+from tfflows.layers import MaskedAutoregressiveLayer, StandardizeLayer
+from tfflows.layers.made import MADE, make_ordering
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def randomize(model_or_layer, seed: int, scale: float = 0.3) -> None:
+    """Non-trivial weights: a fresh MADE's zero output layer makes its step the identity."""
+    rng = np.random.default_rng(seed)
+    for w in model_or_layer.trainable_weights:
+        w.assign(w + scale * rng.standard_normal(w.shape).astype(w.dtype))
+
+
+def gaussian_table(n: int, seed: int = 0) -> np.ndarray:
+    """Correlated 3-D Gaussian rows far from zero mean and unit scale."""
+    rng = np.random.default_rng(seed)
+    a = np.array([[1.0, 0.0, 0.0], [5.0, 10.0, 0.0], [0.0, 0.02, 0.1]])
+    return (rng.standard_normal((n, 3)) @ a.T + [0.0, 100.0, 5.0]).astype("float32")
+
+
+# -- the autoregressive property ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direction", ["maf", "iaf"])
+@pytest.mark.parametrize("ordering", ["natural", "reversed", "random"])
+def test_forward_jacobian_is_triangular_in_the_ordering(direction, ordering):
+    dim = 5
+    layer = MaskedAutoregressiveLayer(hidden_units=16, ordering=ordering, direction=direction,
+                                      seed=3, dtype="float64")
+    layer.build((None, dim))
+    randomize(layer, seed=1)
+    degrees = np.array(layer.degrees)
+    assert sorted(degrees) == list(range(1, dim + 1))
+    x = tf.constant(np.random.default_rng(2).standard_normal((64, dim)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z, log_det = layer.bijector().forward_and_log_det(x)
+    jac = tape.batch_jacobian(z, x).numpy()  # [batch, out i, in j]
+    later = degrees[None, :] > degrees[:, None]  # input j after output i in the ordering
+    assert np.all(jac[:, later] == 0.0), "an output depends on an input after it"
+    # Not triangular by accident of zeros: every earlier input reaches its output
+    # (for some example: a ReLU may be off for one).
+    earlier = degrees[None, :] < degrees[:, None]
+    assert np.all(np.abs(jac[:, earlier]).max(axis=0) > 0.0)
+    diag = np.abs(np.diagonal(jac, axis1=1, axis2=2))
+    np.testing.assert_allclose(log_det.numpy(), np.log(diag).sum(-1), atol=1e-12, rtol=1e-12)
+    np.testing.assert_allclose(log_det.numpy(), np.linalg.slogdet(jac)[1], atol=1e-10, rtol=1e-10)
+
+
+def test_made_outputs_ignore_later_inputs_and_context_reaches_all():
+    made = MADE(make_ordering(4, "random", seed=7), hidden_units=12, num_hidden=2, dtype="float64")
+    made.build((None, 4), (None, 2))
+    randomize(made, seed=4)
+    x = tf.constant(np.random.default_rng(0).standard_normal((3, 4)))
+    c = tf.constant(np.random.default_rng(1).standard_normal((3, 2)))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, c])
+        h = made(x, c)
+    jx = tape.batch_jacobian(h, x).numpy()  # [batch, 2D, D]
+    deg = np.tile(np.array(made.ordering), 2)
+    allowed = np.array(made.ordering)[None, :] < deg[:, None]
+    assert np.all(jx[:, ~allowed] == 0.0)
+    assert np.all(np.abs(tape.batch_jacobian(h, c).numpy()).sum(-1) > 0)
+
+
+# -- VectorMAF ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mafs():
+    out = {}
+    for direction in ("maf", "iaf"):
+        keras.utils.set_random_seed(0)
+        model = tfflows.VectorMAF(3, num_layers=3, hidden_units=16, direction=direction,
+                                  ordering="random", seed=2, standardize=True)
+        model.initialize(gaussian_table(256))
+        randomize(model, seed=5, scale=0.1)
+        out[direction] = model
+    return out
+
+
+@pytest.mark.parametrize("direction", ["maf", "iaf"])
+def test_sample_encode_and_log_prob_agree(mafs, direction):
+    model = mafs[direction]
+    x = model.sample(64, seed=3)
+    eps = tf.random.stateless_normal((64, 3), seed=[3, 0])
+    # The sample is the decoded base draw; encoding gives the draw back.
+    np.testing.assert_allclose(model.encode(x).numpy(), eps.numpy(), atol=2e-3, rtol=1e-3)
+    z, log_det = model.flow().forward_and_log_det(x)
+    want = -0.5 * tf.reduce_sum(z ** 2, -1) - 1.5 * LOG_2PI + log_det
+    np.testing.assert_allclose(model.log_prob(x).numpy(), want.numpy(), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(model.distribution.log_prob(x).numpy(), model.log_prob(x).numpy(),
+                               atol=1e-3, rtol=1e-5)
+    # Sampling traces into tf.function (the D-pass direction is a static loop).
+    traced = tf.function(lambda: model.sample(8, seed=3))()
+    np.testing.assert_allclose(traced.numpy(), x[:8].numpy(), atol=1e-3, rtol=1e-4)
+
+
+def test_iaf_and_maf_directions_are_inverse_maps_of_the_same_steps():
+    # The same MADE weights give IAF's latent → data map as MAF's data → latent one inverted.
+    keras.utils.set_random_seed(1)
+    maf = MaskedAutoregressiveLayer(hidden_units=8, direction="maf", dtype="float64")
+    iaf = MaskedAutoregressiveLayer(hidden_units=8, direction="iaf", dtype="float64")
+    maf.build((None, 4))
+    iaf.build((None, 4))
+    randomize(maf, seed=9)
+    for a, b in zip(iaf.weights, maf.weights):
+        a.assign(b)
+    v = tf.constant(np.random.default_rng(3).standard_normal((5, 4)))
+    y_maf, ld_maf = maf.bijector().forward_and_log_det(tf.identity(v))
+    y_iaf, ld_iaf = iaf.bijector().forward_and_log_det(tf.identity(v))
+    # MAF: z = (x − μ(x)) e^{−α(x)}; IAF: z solves x = z e^{α(z)} + μ(z) — both exact inverses:
+    back, _ = iaf.bijector().inverse_and_log_det(y_iaf)
+    np.testing.assert_allclose(back.numpy(), v.numpy(), atol=1e-12)
+    back, _ = maf.bijector().inverse_and_log_det(y_maf)
+    np.testing.assert_allclose(back.numpy(), v.numpy(), atol=1e-12)
+    assert not np.allclose(y_maf.numpy(), y_iaf.numpy())
+
+
+def test_vector_maf_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="ordering must be one of .*got 'sorted'"):
+        tfflows.VectorMAF(3, ordering="sorted")
+    with pytest.raises(ValueError, match="direction must be one of .*got 'both'"):
+        tfflows.VectorMAF(3, direction="both")
+    with pytest.raises(ValueError, match="num_layers must be a positive integer, got 0"):
+        tfflows.VectorMAF(3, num_layers=0)
+    with pytest.raises(ValueError, match=r"expected x of shape \[batch, 3\], got shape \(2, 4\)"):
+        tfflows.VectorMAF(3, num_layers=1, hidden_units=4).log_prob(np.zeros((2, 4), "float32"))
+
+
+def test_conditional_maf_uses_its_context():
+    keras.utils.set_random_seed(0)
+    model = tfflows.VectorMAF(2, num_layers=2, hidden_units=8, num_classes=3)
+    randomize(model, seed=2)
+    x = np.random.default_rng(0).standard_normal((6, 2)).astype("float32")
+    a, b = model.log_prob(x, np.zeros(6, "int32")), model.log_prob(x, np.full(6, 2, "int32"))
+    assert np.all(np.abs(a.numpy() - b.numpy()) > 1e-4)
+    assert model.sample(4, context=1, seed=0).shape == (4, 2)
+
+
+# -- Standardize -----------------------------------------------------------------------------
+
+
+def test_standardize_only_model_scores_the_fitted_gaussian_exactly():
+    # A fresh MAF step is the identity (zero output layer): what remains is Standardize.
+    x = gaussian_table(500, seed=1)
+    model = tfflows.VectorMAF(3, num_layers=1, hidden_units=4, standardize=True)
+    assert model.initialize(x) == 1 and model.is_initialized
+    mean, std = x.astype(np.float64).mean(0), x.astype(np.float64).std(0)
+    want = (-0.5 * ((x - mean) / std) ** 2 - 0.5 * LOG_2PI - np.log(std)).sum(-1)
+    np.testing.assert_allclose(model.log_prob(x).numpy(), want, atol=2e-4, rtol=1e-5)
+    # In data units: a scale of 10 costs log 10 nats against the standardised density.
+    z = model.encode(x).numpy()
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(model.decode(z).numpy(), x, atol=1e-3, rtol=1e-5)
+
+
+def test_standardize_layer_log_det_is_minus_sum_log_scale():
+    layer = StandardizeLayer(dtype="float64")
+    x = np.random.default_rng(0).normal([1.0, -2.0], [3.0, 0.5], size=(400, 2))
+    assert layer.initialize(tf.constant(x)) is True
+    assert layer.initialize(tf.constant(x + 7.0)) is False  # once only
+    y, log_det = layer.bijector().forward_and_log_det(tf.constant(x))
+    np.testing.assert_allclose(log_det.numpy(), -np.log(x.std(0)).sum() * np.ones(400), rtol=1e-12)
+    np.testing.assert_allclose(y.numpy().mean(0), 0.0, atol=1e-12)
+    assert layer.initialize(tf.constant(x + 7.0), force=True) is True
+    np.testing.assert_allclose(layer.mean.numpy(), x.mean(0) + 7.0, rtol=1e-12)
+
+
+def test_initialise_once_survives_save_and_load(tmp_path):
+    x = gaussian_table(200)
+    model = tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8, standardize=True)
+    model.initialize(x)
+    randomize(model, seed=1, scale=0.1)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_config()["standardize"] is True and loaded.is_initialized
+    before = loaded.log_prob(x).numpy()
+    np.testing.assert_allclose(before, model.log_prob(x).numpy(), rtol=1e-6)
+    # Neither initialize nor fit refits the statistics of a loaded model.
+    assert loaded.initialize(x * 3.0 + 1.0) == 0
+    loaded.compile(optimizer=keras.optimizers.SGD(0.0))
+    loaded.fit(x * 3.0 + 1.0, epochs=1, batch_size=100, verbose=0)
+    np.testing.assert_allclose(loaded.log_prob(x).numpy(), before, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8, standardize=True),
+    lambda: tfflows.VectorGlow(3, num_steps=1, hidden_units=8, standardize=True),
+    lambda: tfflows.VectorNSF(3, num_layers=1, hidden_units=8, standardize=True),
+    lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, standardize=True),
+], ids=["realnvp", "glow", "nsf", "maf"])
+def test_vector_models_train_and_report_nats_per_dim(make):
+    keras.utils.set_random_seed(0)
+    model = make()
+    x = gaussian_table(256)
+    model.initialize(x)
+    initial = {w.path: w.numpy().copy() for w in model.trainable_weights}
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(x, epochs=2, batch_size=64, validation_data=(x[:64],), verbose=0).history
+    assert "nats_per_dim" in history and "bits_per_dim" not in history
+    assert "val_nats_per_dim" in history
+    np.testing.assert_allclose(history["nats_per_dim"], np.array(history["loss"]) / 3, rtol=1e-6)
+    assert all(np.any(w.numpy() != initial[w.path]) for w in model.trainable_weights)
+    # Standardized data units: the fitted model is near the data's Gaussian entropy, not off by
+    # log(scale) terms (entropy of gaussian_table: log|det A| + 1.5 log(2πe) ≈ 4.26 nats).
+    assert abs(history["val_loss"][-1] - 4.257) < 0.5
+
+
+def test_image_models_keep_bits_per_dim():
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=4, num_bits=3)
+    assert model.per_dim_metric == "bits_per_dim"
+    assert tfflows.VectorMAF(2, num_layers=1, hidden_units=4).per_dim_metric == "nats_per_dim"
+
+
+# -- CSV files and the command line -----------------------------------------------------------
+
+
+def write_csv(path, rows, header="a,b,c,label"):
+    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def table_csv(tmp_path):
+    x = gaussian_table(150, seed=2)
+    return write_csv(tmp_path / "table.csv", [(*r, f"id{i}") for i, r in enumerate(x)]), x
+
+
+def test_load_csv_selects_columns_and_splits_reproducibly(table_csv):
+    path, x = table_csv
+    values, names = load_csv(path, ["c", "a"])
+    assert names == ["c", "a"] and values.shape == (150, 2)
+    np.testing.assert_allclose(values, x[:, [2, 0]], rtol=1e-6)
+    train, val = split_rows(150, 0.2, seed=4)
+    assert len(val) == 30 and len(set(train) | set(val)) == 150 and not set(train) & set(val)
+    np.testing.assert_array_equal(split_rows(150, 0.2, seed=4)[1], val)
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("abc", r"column 'b', row 3: expected a number, got 'abc'"),
+    ("", r"column 'b', row 3: expected a number, got a missing value"),
+    ("nan", r"column 'b', row 3: expected a finite number, got 'nan'"),
+], ids=["text", "missing", "nan"])
+def test_csv_errors_name_column_and_row(tmp_path, capsys, cell, message):
+    rows = [(1, 2, 3, "x"), (4, 5, 6, "y"), (7, cell, 9, "z")]
+    path = write_csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(ValueError, match=message):
+        load_csv(path, ["a", "b"])
+    code = main(["train", "--dataset", str(path), "--columns", "a,b", "--model", "maf",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "column 'b', row 3" in capsys.readouterr().err
+
+
+def test_csv_unknown_column_and_non_numeric_default(table_csv):
+    path, _ = table_csv
+    with pytest.raises(ValueError, match=r"expected columns from \['a', 'b', 'c', 'label'\], "
+                                         r"got unknown \['d'\]"):
+        load_csv(path, ["a", "d"])
+    with pytest.raises(ValueError, match="column 'label', row 1: expected a number, got 'id0'"):
+        load_csv(path)
+
+
+def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
+    path, x = table_csv
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", str(path), "--columns", "a,b,c", "--model", "maf",
+                 "--steps", "1", "--levels", "2", "--width", "16", "--epochs", "4",
+                 "--batch-size", "32", "--lr", "3e-3", "--warmup", "10", "--patience", "2",
+                 "--out", str(out), "--verbose", "0"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / "results.json").read_text())
+    assert result["model"] == "VectorMAF" and "test_bits_per_dim" not in result
+    assert result["test_nats_per_dim"] == pytest.approx(result["test_loss_nats"] / 3, rel=1e-6)
+    # Early stopping restored the best epoch: the final score is the best validation loss.
+    assert result["test_loss_nats"] == pytest.approx(min(result["val_loss_per_epoch"]), rel=1e-5)
+    model = keras.models.load_model(out / "model.keras")
+    assert isinstance(model, tfflows.VectorMAF) and model.standardize and model.is_initialized
+    # Standardize was fitted on exactly the training rows of the seeded split.
+    train_rows, _ = split_rows(150, 0.2, seed=0)
+    mean = [w for w in model.weights if w.path.endswith("standardize/mean")][0].numpy()
+    np.testing.assert_allclose(mean, x[train_rows].mean(0), rtol=1e-5)
+    # Data units: within reach of the Gaussian's entropy (4.26 nats), not of a standardised one.
+    assert 3.5 < result["test_loss_nats"] < 6.0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.keras")]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["examples"] == 30
+    assert evaluated["loss"] == pytest.approx(result["test_loss_nats"], rel=1e-5)
+    assert evaluated["nats_per_dim"] == pytest.approx(result["test_nats_per_dim"], rel=1e-5)
+
+
+def test_cli_rejects_maf_on_images(tmp_path, capsys):
+    code = main(["train", "--model", "maf", "--max-train", "8", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "--model maf is a vector flow" in capsys.readouterr().err

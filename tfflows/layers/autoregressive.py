@@ -1,0 +1,67 @@
+"""Keras layer owning a masked autoregressive flow step's MADE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tfflows.bijectors.autoregressive import DIRECTIONS, MaskedAutoregressive
+from tfflows.bijectors.base import check_positive_ints
+from tfflows.layers.base import FlowLayer
+from tfflows.layers.made import MADE, ORDERINGS, make_ordering
+
+__all__ = ["MaskedAutoregressiveLayer"]
+
+
+@keras.saving.register_keras_serializable(package="tfflows")
+class MaskedAutoregressiveLayer(FlowLayer):
+    """Owns the :class:`~tfflows.layers.MADE` of a :class:`~tfflows.bijectors.MaskedAutoregressive`.
+
+    Args:
+      hidden_units: MADE width.
+      num_hidden: MADE hidden layers.
+      ordering: ``"natural"``, ``"reversed"`` or ``"random"`` (seeded by ``seed``).
+      direction: ``"maf"`` (density in one pass) or ``"iaf"`` (sampling in one pass).
+      seed: seed of a random ordering.
+    """
+
+    def __init__(self, hidden_units: int = 64, num_hidden: int = 2, ordering: str = "natural",
+                 direction: str = "maf", seed: int = 0, **kwargs: Any) -> None:
+        kwargs.setdefault("event_ndims", 1)
+        super().__init__(**kwargs)
+        if self.event_ndims != 1:
+            raise ValueError(f"{self.name}: a masked autoregressive step is for vectors "
+                             f"(event_ndims=1), got event_ndims={self.event_ndims}.")
+        check_positive_ints(self.name, hidden_units=hidden_units, num_hidden=num_hidden)
+        if ordering not in ORDERINGS:
+            raise ValueError(f"{self.name}: ordering must be one of {ORDERINGS}, got {ordering!r}.")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"{self.name}: direction must be one of {DIRECTIONS}, got {direction!r}.")
+        self.hidden_units, self.num_hidden = hidden_units, num_hidden
+        self.ordering, self.direction, self.seed = ordering, direction, int(seed)
+        self.made = None
+
+    def build(self, x_shape, context_shape=None):
+        self._check_input_shape(x_shape)
+        dim = int(x_shape[-1])
+        self.made = MADE(make_ordering(dim, self.ordering, self.seed), self.hidden_units,
+                         self.num_hidden, dtype=self.dtype_policy, name="made")
+        self.made.build((None, dim), None if context_shape is None else (None, context_shape[-1]))
+
+    @property
+    def degrees(self) -> list[int]:
+        """The place of every feature in this step's ordering (1 = first)."""
+        self._require_built()
+        return list(self.made.ordering)
+
+    def bijector(self, context: tf.Tensor | None = None) -> MaskedAutoregressive:
+        self._require_built()
+        return MaskedAutoregressive(self.made, len(self.made.ordering), self.direction,
+                                    context=context, name=self.name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "hidden_units": self.hidden_units,
+                "num_hidden": self.num_hidden, "ordering": self.ordering,
+                "direction": self.direction, "seed": self.seed}
