@@ -49,22 +49,28 @@ PNG_COMPRESSION = 9
 def complexity_bits_per_dim(images: tf.Tensor, num_bits: int = 8) -> tf.Tensor:
     """L(x) / D: the PNG length of each image in bits per dimension (Serrà et al., 2020).
 
-    Pixels are reduced to ``num_bits`` first, k = floor(x / 2^(8 − n)), so the
-    compressor sees the same information the model scores. Plain TF ops
-    (``tf.io.encode_png``, compression 9): usable inside a SavedModel.
+    Pixels are reduced to ``num_bits`` first, k = floor(x / 2^(b − n)) for
+    b-bit input, so the compressor sees the same information the model
+    scores. Plain TF ops (``tf.io.encode_png``, compression 9): usable inside
+    a SavedModel. The length includes PNG's fixed overhead (about 70 bytes),
+    the same for every image of one size, so rankings are unaffected.
 
     Args:
-      images: uint8 ``[B, H, W, C]`` (C in 1..4), 0..255.
-      num_bits: the model's bits per pixel, 1..8.
+      images: uint8 ``[B, H, W, C]`` (b = 8) or uint16 (b = 16), C in 1..4.
+      num_bits: the model's bits per pixel, 1..b.
 
     Returns:
       float32 ``[B]``.
     """
     images = tf.convert_to_tensor(images)
-    if images.dtype != tf.uint8 or images.shape.rank != 4:
-        raise ValueError(f"complexity_bits_per_dim: expected uint8 images [B, H, W, C], got "
-                         f"{images.dtype.name} of shape {images.shape}.")
-    levels = images // tf.constant(2 ** (8 - num_bits), tf.uint8)
+    if images.dtype not in (tf.uint8, tf.uint16) or images.shape.rank != 4:
+        raise ValueError(f"complexity_bits_per_dim: expected uint8 (or uint16) images [B, H, W, C], "
+                         f"got {images.dtype.name} of shape {images.shape}.")
+    source_bits = 8 if images.dtype == tf.uint8 else 16
+    if not 1 <= num_bits <= source_bits:
+        raise ValueError(f"complexity_bits_per_dim: num_bits must be in 1..{source_bits} for "
+                         f"{images.dtype.name} images, got {num_bits!r}.")
+    levels = images // tf.constant(2 ** (source_bits - num_bits), images.dtype)
     dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
     lengths = tf.map_fn(lambda im: tf.strings.length(tf.io.encode_png(im, compression=PNG_COMPRESSION)),
                         levels, fn_output_signature=tf.int32)
