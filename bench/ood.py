@@ -12,7 +12,10 @@ training, scored by a second Glow trained (for a bounded time) without it.
     python bench/ood.py --background runs/bg_fashion_p02/model.keras \
         --heldout-class 0 --heldout-minutes 5 --heldout-out runs/heldout_0 --json-out ood.json
 
-A finished held-out model in --heldout-out is reused, not retrained.
+A finished held-out model in --heldout-out is reused, not retrained (so is
+--matched-out: a small Glow of the background's architecture trained on every
+class with --matched-minutes, which scores (a)-(c) with a background of its
+own size).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def train_heldout(k: int, minutes: float, out: str, width: int, seed: int):
-    """A small Glow trained on Fashion-MNIST without class ``k`` for at most ``minutes``."""
+def train_small(k: int | None, minutes: float, out: str, width: int, seed: int):
+    """A small Glow trained on Fashion-MNIST without class ``k`` (None: every class) for at most ``minutes``."""
     import keras
 
     import tfflows
@@ -49,14 +52,15 @@ def train_heldout(k: int, minutes: float, out: str, width: int, seed: int):
     if os.path.exists(path):
         print(f"held-out model: reusing {path}")
         return keras.models.load_model(path)
-    train = ood.load_ood_images(f"fashion_mnist:without={k}", (28, 28, 1), split="train")
+    spec = "fashion_mnist" if k is None else f"fashion_mnist:without={k}"
+    train = ood.load_ood_images(spec, (28, 28, 1), split="train")
     model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=2, hidden_channels=width, num_bits=8, seed=seed)
     start = time.time()
     ood.train_background(model, train, rate=0.0, epochs=1000, time_limit=minutes * 60, seed=seed, verbose=2)
     os.makedirs(out, exist_ok=True)
     model.save(path)
     atomic_write_json(os.path.join(out, "results.json"), {
-        "dataset": f"fashion_mnist:without={k}", "train_images": len(train), "width": width,
+        "dataset": spec, "train_images": len(train), "width": width,
         "minutes_limit": minutes, "train_seconds": round(time.time() - start, 1)})
     return model
 
@@ -73,6 +77,10 @@ def main() -> None:
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument("--heldout-width", type=int, default=32)
     parser.add_argument("--heldout-out", default="runs/heldout")
+    parser.add_argument("--matched-minutes", type=float, default=None,
+                        help="also train a small Glow (--heldout-width) on every class for this long "
+                             "and score sets (a)-(c) with it: the background model's own architecture")
+    parser.add_argument("--matched-out", default="runs/small_all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
@@ -104,7 +112,7 @@ def main() -> None:
     result["main"] = table
     if args.heldout_class is not None:
         k = args.heldout_class
-        held = ood.ImageDensity.from_model(train_heldout(k, args.heldout_minutes, args.heldout_out,
+        held = ood.ImageDensity.from_model(train_small(k, args.heldout_minutes, args.heldout_out,
                                                          args.heldout_width, args.seed))
         inside_k = ood.load_ood_images(f"fashion_mnist:without={k}", shape, max_examples=args.n_in)
         train_k = ood.load_ood_images(f"fashion_mnist:without={k}", shape, split="train",
@@ -114,6 +122,12 @@ def main() -> None:
                                train_data=train_k)
         print(ood.format_table(table_k))
         result["heldout"] = {"class": k, "model": args.heldout_out, **table_k}
+    if args.matched_minutes:
+        small = ood.ImageDensity.from_model(train_small(None, args.matched_minutes, args.matched_out,
+                                                        args.heldout_width, args.seed))
+        table_s = ood.evaluate(small, inside, sets, background=background, train_data=train)
+        print(ood.format_table(table_s))
+        result["matched"] = {"model": args.matched_out, **table_s}
     result["seconds"] = round(time.time() - start, 1)
     if args.json_out:
         atomic_write_json(args.json_out, result)
