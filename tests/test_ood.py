@@ -264,6 +264,10 @@ def test_cli_score_prints_and_writes_the_table(trained, capsys):
     table = json.loads(out.read_text())
     assert table["methods"] == ["nll", "complexity_corrected", "likelihood_ratio", "typicality"]
     assert table["in_examples"] == 200 and table["ood"]["noise"]["examples"] == 200
+    test = table["typicality_test"]
+    assert test["batch_size"] == 10 and test["fpr"] == 0.01 and test["threshold_nats"] > 0
+    assert 0.0 <= test["in_flagged"] <= 0.2 and set(test["ood_flagged"]) == {"noise", "constant"}
+    assert "typicality test, batches of 10" in printed
     for name in ("noise", "constant"):
         for method in table["methods"]:
             assert f"{name:<24}" in printed and method in printed

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--train-examples", type=int, default=1000,
                        help="training images whose mean NLL centres the typicality score "
                             "(0: no typicality)")
+    score.add_argument("--typicality-batch", type=_positive_int, default=10, metavar="M",
+                       help="also run the typicality test on batches of M images (threshold by "
+                            "bootstrap at 1%% false positives); needs --train-examples")
     score.add_argument("--batch-size", type=_positive_int, default=256)
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--json-out", default=None, help="also write the table as JSON here")
@@ -471,7 +474,7 @@ def _score(args) -> dict:
                                                    ", no --background: no likelihood ratio"),
           file=sys.stderr)
     table = ood.evaluate(model, inside, outside, background=background, train_data=train,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, typicality_batch=args.typicality_batch)
     table = strict_json({"model": args.model_path, "background": args.background,
                          "in_dataset": dataset, "split": args.split, **table})
     print(ood.format_table(table))
