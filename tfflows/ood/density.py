@@ -82,7 +82,10 @@ class ImageDensity:
         def log_prob(batch):
             return fn(images=batch)["log_prob"]
 
-        density = cls(log_prob, shape, num_bits, os.path.basename(os.path.normpath(path)))
+        parts = os.path.normpath(path).split(os.sep)
+        # a TF Serving version folder ("glow/1") is named by its model
+        name = "/".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+        density = cls(log_prob, shape, num_bits, name)
         density._keep = loaded  # the signature needs its module alive
         return density
 
