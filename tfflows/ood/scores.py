@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-from tfflows.ood.density import ImageDensity, as_density
+from tfflows.ood.density import as_density
 
 __all__ = [
     "TypicalityTest",
