@@ -52,9 +52,10 @@ def test_importing_the_package_registers_the_models_but_the_command_starts_lazil
     (["--help"], 0, "Normalizing flows"),
     (["train", "--help"], 0, "--batch-size"),
     (["evaluate", "--help"], 0, "model_path"),
+    (["score", "--help"], 0, "--ood-dataset"),
     (["train", "--epochs", "0"], 2, "expected a positive integer"),
     (["bogus"], 2, "invalid choice"),
-], ids=["help", "train_help", "evaluate_help", "bad_epochs", "bad_command"])
+], ids=["help", "train_help", "evaluate_help", "score_help", "bad_epochs", "bad_command"])
 def test_help_and_argument_errors_need_no_tensorflow(args, code, shown):
     proc, heavy = heavy_imports(*args)
     assert proc.returncode == code

@@ -161,6 +161,11 @@ def build_case(name: str, root: Path):
     a["latents"] = want["latents"]
     requests["decode"] = ["decode", {"latents": "latents", **with_ctx}]
     if image:
+        requests["score"] = ["score", {"images": "any_images", **with_ctx}]
+        bpd = -want["log_prob"] / (H * W * C * np.log(2.0))
+        png = np.array([len(tf.io.encode_png(im // 2 ** (8 - model.num_bits), compression=9).numpy())
+                        for im in a["any_images"]]) * 8.0 / (H * W * C)
+        want["score"], want["complexity_bits_per_dim"] = bpd - png, png
         requests["log_prob_float"] = ["log_prob_float", {"images": "levels", **with_ctx}]
         want["log_prob_float"] = model.log_prob(a["levels"], ctx).numpy()
 
@@ -373,15 +378,18 @@ def test_model_card_describes_every_signature_truly(served):
 
 
 def test_signatures_and_their_inputs(served):
-    image = {"serving_default", "log_prob", "log_prob_float", "sample", "encode", "decode"}
+    image = {"serving_default", "log_prob", "log_prob_float", "score", "sample", "encode", "decode"}
     for name in MODELS:
         specs = served["report"]["specs"][name]
-        assert set(specs) == (image if name in IMAGE_MODELS else image - {"log_prob_float"})
+        assert set(specs) == (image if name in IMAGE_MODELS else image - {"log_prob_float", "score"})
         extra = {CONDITIONAL[name]} if name in CONDITIONAL else set()
         data = "images" if name in IMAGE_MODELS else "x"
         assert set(specs["log_prob"]["inputs"]) == {data} | extra
         assert set(specs["sample"]["inputs"]) == {"num_samples", "temperature", "seed"} | extra
         assert set(specs["decode"]["inputs"]) == {"latents"} | extra
+        if name in IMAGE_MODELS:
+            assert specs["score"]["inputs"]["images"] == ["uint8", [None, H, W, C]]
+            assert set(specs["score"]["outputs"]) == {"score", "bits_per_dim", "complexity_bits_per_dim"}
         assert specs["sample"]["inputs"]["seed"] == ["int64", []]
         if name in IMAGE_MODELS:
             assert specs["log_prob"]["inputs"]["images"] == ["uint8", [None, H, W, C]]
@@ -410,6 +418,17 @@ def test_log_prob_matches_the_keras_model(served, name, assert_close):
         assert_close("served bits/dim", bpd, -want / (dims * np.log(2.0)), atol=0, rtol=RTOL)
         assert_close("served log_prob_float", got(served, name, "log_prob_float", "log_prob"),
                      served["want"][name]["log_prob_float"], atol=0, rtol=RTOL)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_score_is_complexity_corrected_bits_per_dim_without_tfflows(served, name, assert_close):
+    want = served["want"][name]
+    complexity = got(served, name, "score", "complexity_bits_per_dim")
+    # PNG bytes are exact integers; the clean process computed them without tfflows.
+    np.testing.assert_array_equal(complexity, want["complexity_bits_per_dim"].astype("float32"))
+    assert_close("served score", got(served, name, "score", "score"), want["score"], atol=1e-4, rtol=RTOL)
+    assert_close("score's bits/dim", got(served, name, "score", "bits_per_dim"),
+                 got(served, name, "log_prob", "bits_per_dim"), atol=0, rtol=RTOL)
 
 
 def test_uint8_pixels_are_reduced_to_num_bits_and_scored_at_the_bin_centre(served):

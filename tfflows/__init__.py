@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {
     "bijectors": "",
     "layers": "",
     "models": "",
+    "ood": "",
 }
 
 __all__ = [
@@ -47,10 +48,11 @@ __all__ = [
     "layers",
     "make_optimizer",
     "models",
+    "ood",
 ]
 
 if TYPE_CHECKING:
-    from tfflows import bijectors, layers, models
+    from tfflows import bijectors, layers, models, ood
     from tfflows.export import export_saved_model
     from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import WarmupSchedule, make_optimizer

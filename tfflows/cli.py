@@ -1,4 +1,4 @@
-"""The ``tfflows`` command line: train, evaluate, sample (and export)."""
+"""The ``tfflows`` command line: train, evaluate, score (OOD), sample (and export)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text}")
     return value
 
 
@@ -89,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
                        help="XLA for the train step (auto: on a GPU, off on a CPU)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--perturb", type=_rate, default=None, metavar="RATE",
+                       help="train a background model for the likelihood-ratio OOD score: each "
+                            "training pixel is replaced by a random value with this probability "
+                            "(Ren et al. 2019 use 0.1-0.3)")
     train.add_argument("--out", default="runs/glow_digits",
                        help="output folder: model.keras, results.json, checkpoints/, backup/, "
                             "samples/, tensorboard/")
@@ -108,6 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=_positive_int, default=256)
     evaluate.add_argument("--seed", type=int, default=0)
+
+    score = sub.add_parser(
+        "score", help="out-of-distribution scores: AUROC/AUPR/FPR95 of every method",
+        description="Scores the in-distribution test set and each OOD set with every OOD method "
+                    "of tfflows.ood and prints AUROC, AUPR and FPR at 95%% TPR (OOD = positive). "
+                    "Datasets: a name load_images knows (digits, fashion_mnist, mnist, ...), "
+                    "NAME:class=K, NAME:without=K, or the synthetic noise and constant; other "
+                    "image sizes are resized and pixels rescaled to 0..255.")
+    score.add_argument("model_path", help="a .keras file written by tfflows train, or an exported "
+                                          "SavedModel folder")
+    score.add_argument("--in-dataset", default=None, help="default: the one it was trained on")
+    score.add_argument("--ood-dataset", nargs="+", required=True, metavar="DATASET")
+    score.add_argument("--background", default=None, metavar="MODEL",
+                       help="a background model (tfflows train --perturb) for the likelihood ratio")
+    score.add_argument("--data-dir", default=None)
+    score.add_argument("--split", default="test")
+    score.add_argument("--max-examples", type=_positive_int, default=None,
+                       help="at most this many images per set (synthetic sets: 1000 by default)")
+    score.add_argument("--train-examples", type=int, default=1000,
+                       help="training images whose mean NLL centres the typicality score "
+                            "(0: no typicality)")
+    score.add_argument("--typicality-batch", type=_positive_int, default=10, metavar="M",
+                       help="also run the typicality test on batches of M images (threshold by "
+                            "bootstrap at 1%% false positives); needs --train-examples")
+    score.add_argument("--batch-size", type=_positive_int, default=256)
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--json-out", default=None, help="also write the table as JSON here")
 
     sample = sub.add_parser("sample", help="draw samples from a saved model into a PNG")
     sample.add_argument("model_path")
@@ -260,6 +298,8 @@ def _train(args) -> dict:
             raise SystemExit(f"tfflows train: --conditional needs labelled data; {args.dataset} has none.")
         num_classes = int(max(train_y.max(), test_y.max())) + 1
     train = _dataset(train_x, train_y, n_bits, source_bits, args.batch_size, True, args.seed)
+    if getattr(args, "perturb", None):
+        train = _perturbed(args, train_x, n_bits, source_bits)
     test = _dataset(test_x, test_y, n_bits, source_bits, 256, False, args.seed + 1)
     model = _build_model(args, train_x.shape[1:], n_bits, num_classes)
     model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
@@ -344,6 +384,17 @@ def _train(args) -> dict:
     print(f"tfflows: test {what} {value:.4f} after {result['epochs_total']} epochs "
           f"({epochs_run} in this run, {seconds:.0f} s); model, samples and logs in {args.out}")
     return result
+
+
+def _perturbed(args, train_x, n_bits, source_bits):
+    """The training data of a background model (``--perturb``): pixels replaced at that rate."""
+    from tfflows.ood import perturbed_dataset
+
+    if n_bits is None or args.conditional:
+        raise ValueError(f"--perturb is for unconditional image models, got dataset {args.dataset!r}"
+                         + (" with --conditional." if args.conditional else " (vector data)."))
+    return perturbed_dataset(train_x, args.perturb, batch_size=args.batch_size, n_bits=n_bits,
+                             source_bits=source_bits, seed=args.seed)
 
 
 def _check_model_file(path: str) -> None:
@@ -440,6 +491,55 @@ def _evaluate(args) -> dict:
     return out
 
 
+def _density(path: str, what: str):
+    """An OOD density from a .keras file or an exported SavedModel folder."""
+    from tfflows.ood import ImageDensity
+
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ValueError(f"{what}: expected a .keras file or a SavedModel folder, got the folder "
+                             f"{path!r} without saved_model.pb.")
+        return ImageDensity.from_saved_model(path)
+    return ImageDensity.from_model(_load_model(path), name=os.path.basename(path))
+
+
+def _score(args) -> dict:
+    from tfflows import ood
+    from tfflows.io import atomic_write_json, strict_json
+
+    model = _density(args.model_path, "MODEL")
+    background = None if args.background is None else _density(args.background, "--background")
+    dataset = args.in_dataset
+    if dataset is None:
+        recorded = _recorded_source(args.model_path) if not os.path.isdir(args.model_path) else {}
+        if not recorded:
+            raise ValueError("pass --in-dataset: there is no results.json beside the model to say "
+                             "which data it was trained on.")
+        dataset = recorded["dataset"]
+    load = dict(max_examples=args.max_examples, seed=args.seed, data_dir=args.data_dir)
+    shape = model.event_shape
+    inside = ood.load_ood_images(dataset, shape, split=args.split, **load)
+    train = None
+    if args.train_examples > 0:
+        train = ood.load_ood_images(dataset, shape, split="train", data_dir=args.data_dir,
+                                    max_examples=args.train_examples, seed=args.seed)
+    outside = {spec: ood.load_ood_images(spec, shape, split=args.split, **{**load, "seed": args.seed + 1 + i})
+               for i, spec in enumerate(args.ood_dataset)}
+    print(f"tfflows score: {model.name} ({model.num_bits} bits, {list(shape)}) on {len(inside)} "
+          f"{args.split} images of {dataset!r}" + (f", background {background.name}" if background else
+                                                   ", no --background: no likelihood ratio"),
+          file=sys.stderr)
+    table = ood.evaluate(model, inside, outside, background=background, train_data=train,
+                         batch_size=args.batch_size, typicality_batch=args.typicality_batch)
+    table = strict_json({"model": args.model_path, "background": args.background,
+                         "in_dataset": dataset, "split": args.split, **table})
+    print(ood.format_table(table))
+    if args.json_out:
+        atomic_write_json(args.json_out, table)
+        print(f"tfflows score: table written to {args.json_out}", file=sys.stderr)
+    return table
+
+
 def _sample(args) -> None:
     from tfflows.callbacks import save_samples_picture
 
@@ -479,7 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    handlers = {"train": _train, "evaluate": _evaluate, "sample": _sample, "export": _export}
+    handlers = {"train": _train, "evaluate": _evaluate, "score": _score, "sample": _sample,
+                "export": _export}
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         handlers[args.command](args)

@@ -12,6 +12,11 @@ Image models (event shape [H, W, C], ``num_bits`` n):
   k = floor(x / 2^(8−n)), and scored at the bin centre k + ½: the output is
   the density of the model at k + ½ in n-bit pixel-level units, the
   deterministic midpoint estimate of log P(k) = log ∫ p over the unit bin.
+- ``score``: ``images`` uint8 → ``score``, ``bits_per_dim``,
+  ``complexity_bits_per_dim`` [B]: the complexity-corrected OOD score
+  (Serrà et al., 2020) = bits_per_dim − the PNG length (compression 9) of
+  the n-bit image in bits per dimension; higher is more out-of-distribution
+  (see :mod:`tfflows.ood`).
 - ``log_prob_float``: ``images`` float32 pixel levels in [0, 2ⁿ), already
   dequantized → the same outputs, the exact density at those values.
 - ``sample``: ``num_samples`` int32, ``temperature`` float32, ``seed`` int64
@@ -255,6 +260,15 @@ class _Endpoints:
     def log_prob(self, **kw):
         return self._scores(*self._data_in(kw, "log_prob"))
 
+    def score(self, **kw):
+        from tfflows.ood.scores import complexity_bits_per_dim, complexity_corrected
+
+        x, context = self._data_in(kw, "score")
+        bits = self._scores(x, context)["bits_per_dim"]
+        complexity = complexity_bits_per_dim(kw["images"], self.num_bits)
+        return {"score": complexity_corrected(bits, complexity), "bits_per_dim": bits,
+                "complexity_bits_per_dim": complexity}
+
     def log_prob_float(self, **kw):
         x = kw["images"]
         checks, context = self._check_context(kw, tf.shape(x)[0], "log_prob_float")
@@ -310,6 +324,15 @@ class _Endpoints:
             "log density of integer pixels scored at the bin centre (level + 0.5)" if self.is_image
             else "log density of the examples"), [data, *ctx], self._score_outputs(), self.log_prob)]
         if self.is_image:
+            out.append(_Endpoint(
+                "score", "complexity-corrected OOD score (Serra et al. 2020): bits/dim minus the "
+                "PNG length in bits/dim; higher is more out-of-distribution",
+                [data, *ctx], [
+                    _Tensor("score", tf.float32, (None,), "bits_per_dim - complexity_bits_per_dim"),
+                    _Tensor("bits_per_dim", tf.float32, (None,), "-log_prob / (D ln 2), D = H*W*C"),
+                    _Tensor("complexity_bits_per_dim", tf.float32, (None,),
+                            "PNG length (compression 9) of the reduced image, in bits per dimension"),
+                ], self.score))
             out.append(_Endpoint(
                 "log_prob_float", "exact log density of dequantized float pixel levels",
                 [self._data(tf.float32), *ctx], self._score_outputs(), self.log_prob_float))
