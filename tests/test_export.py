@@ -47,6 +47,7 @@ MODELS = {
     "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
                                               num_bits=5, num_classes=3), {"max_samples": 64}),
     "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8, context_dim=2), {}),
+    "maf": (lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8), {}),
 }
 IMAGE_MODELS = ("glow", "realnvp", "conditional_glow")
 CONDITIONAL = {"conditional_glow": "labels", "context_vector": "context"}
