@@ -381,8 +381,8 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
 def test_cli_builds_a_spline_maf(table_csv, tmp_path, capsys):
     path, _ = table_csv
     out = tmp_path / "run"
-    code = main(["train", "--dataset", str(path), "--model", "maf-spline", "--steps", "1",
-                 "--levels", "1", "--width", "8", "--epochs", "1", "--batch-size", "64",
+    code = main(["train", "--dataset", str(path), "--columns", "a,b,c", "--model", "maf-spline",
+                 "--steps", "1", "--levels", "1", "--width", "8", "--epochs", "1", "--batch-size", "64",
                  "--out", str(out), "--verbose", "0"])
     assert code == 0, capsys.readouterr().err
     config = keras.models.load_model(out / "model.keras").get_config()
