@@ -82,6 +82,9 @@ def run_tfflows(splits, args) -> list[dict]:
                                                    bound=5.0, standardize=True),
             "VectorMAF": lambda: tfflows.VectorMAF(dim, num_layers=5, hidden_units=64,
                                                    standardize=True),
+            "VectorMAF (spline)": lambda: tfflows.VectorMAF(dim, num_layers=5, hidden_units=64,
+                                                            transform="spline", num_bins=8,
+                                                            bound=5.0, standardize=True),
         }
         for model_name in args.models:
             keras.utils.set_random_seed(args.seed)
@@ -201,7 +204,8 @@ def main() -> None:
     parser.add_argument("--splits", default="bench/tabular_splits.npz")
     parser.add_argument("--out", default="bench/tabular_results.json")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--models", nargs="+", default=["VectorRealNVP", "VectorNSF", "VectorMAF"])
+    parser.add_argument("--models", nargs="+",
+                        default=["VectorRealNVP", "VectorNSF", "VectorMAF", "VectorMAF (spline)"])
     parser.add_argument("--zuko-models", nargs="+", default=["zuko.MAF", "zuko.NSF"])
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=20)

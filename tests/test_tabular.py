@@ -1,4 +1,4 @@
-"""Tabular density estimation: VectorMAF (and IAF), Standardize, nats/dim and the CSV path.
+"""Tabular density estimation: VectorMAF (affine and spline, MAF and IAF), Standardize, nats/dim, CSV.
 
 The bijector-level properties of the MAF/IAF steps and Standardize (round
 trips, log-det against the float64 Jacobian, gradients, XLA) run from the
@@ -42,12 +42,14 @@ def gaussian_table(n: int, seed: int = 0) -> np.ndarray:
 # -- the autoregressive property ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transform", ["affine", "spline"])
 @pytest.mark.parametrize("direction", ["maf", "iaf"])
 @pytest.mark.parametrize("ordering", ["natural", "reversed", "random"])
-def test_forward_jacobian_is_triangular_in_the_ordering(direction, ordering):
+def test_forward_jacobian_is_triangular_in_the_ordering(direction, ordering, transform):
     dim = 5
     layer = MaskedAutoregressiveLayer(hidden_units=16, ordering=ordering, direction=direction,
-                                      seed=3, dtype="float64")
+                                      seed=3, transform=transform, num_bins=4, bound=3.0,
+                                      dtype="float64")
     layer.build((None, dim))
     randomize(layer, seed=1)
     degrees = np.array(layer.degrees)
@@ -84,23 +86,59 @@ def test_made_outputs_ignore_later_inputs_and_context_reaches_all():
     assert np.all(np.abs(tape.batch_jacobian(h, c).numpy()).sum(-1) > 0)
 
 
+def test_made_spline_outputs_are_parameter_major_and_autoregressive():
+    # 3K − 1 = 11 parameters per feature (K = 4): unit p·D + i belongs to feature i.
+    made = MADE(make_ordering(3, "reversed"), hidden_units=8, params_per_feature=11, dtype="float64")
+    made.build((None, 3))
+    randomize(made, seed=6)
+    x = tf.constant(np.random.default_rng(0).standard_normal((4, 3)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        h = made(x)
+    assert h.shape == (4, 33)
+    jx = tape.batch_jacobian(h, x).numpy()
+    deg = np.tile(np.array(made.ordering), 11)
+    assert np.all(jx[:, ~(np.array(made.ordering)[None, :] < deg[:, None])] == 0.0)
+    assert made.get_config()["params_per_feature"] == 11
+
+
+def test_spline_step_is_identity_at_start_and_outside_its_bound():
+    layer = MaskedAutoregressiveLayer(hidden_units=8, transform="spline", num_bins=5, bound=2.0,
+                                      dtype="float64")
+    layer.build((None, 3))
+    x = tf.constant(np.random.default_rng(1).uniform(-6.0, 6.0, (50, 3)))
+    z, log_det = layer.bijector().forward_and_log_det(x)  # zero output layer: equal bins, unit slopes
+    np.testing.assert_allclose(z.numpy(), x.numpy(), atol=1e-12)
+    np.testing.assert_allclose(log_det.numpy(), 0.0, atol=1e-12)
+    randomize(layer, seed=2)
+    x = tf.constant([[-0.5, 0.3, 0.1], [2.5, -3.0, 7.0]], tf.float64)
+    z = layer.bijector().forward(x).numpy()
+    assert np.all(np.abs(z[0] - x.numpy()[0]) > 1e-3)  # moved inside [−B, B]
+    np.testing.assert_array_equal(z[1], x.numpy()[1])  # identity outside it
+
+
 # -- VectorMAF ---------------------------------------------------------------------------------
+
+
+MAF_VARIANTS = {"maf": ("maf", "affine"), "iaf": ("iaf", "affine"),
+                "maf-spline": ("maf", "spline"), "iaf-spline": ("iaf", "spline")}
 
 
 @pytest.fixture(scope="module")
 def mafs():
     out = {}
-    for direction in ("maf", "iaf"):
+    for key, (direction, transform) in MAF_VARIANTS.items():
         keras.utils.set_random_seed(0)
         model = tfflows.VectorMAF(3, num_layers=3, hidden_units=16, direction=direction,
-                                  ordering="random", seed=2, standardize=True)
+                                  ordering="random", seed=2, standardize=True,
+                                  transform=transform, num_bins=4, bound=3.0)
         model.initialize(gaussian_table(256))
-        randomize(model, seed=5, scale=0.1)
-        out[direction] = model
+        randomize(model, seed=5, scale=0.1 if transform == "affine" else 0.3)
+        out[key] = model
     return out
 
 
-@pytest.mark.parametrize("direction", ["maf", "iaf"])
+@pytest.mark.parametrize("direction", list(MAF_VARIANTS))
 def test_sample_encode_and_log_prob_agree(mafs, direction):
     model = mafs[direction]
     x = model.sample(64, seed=3)
@@ -138,6 +176,25 @@ def test_iaf_and_maf_directions_are_inverse_maps_of_the_same_steps():
     assert not np.allclose(y_maf.numpy(), y_iaf.numpy())
 
 
+def test_spline_maf_config_and_keras_file_round_trip(mafs, tmp_path):
+    model = mafs["maf-spline"]
+    config = json.loads(json.dumps(model.get_config()))
+    assert (config["transform"], config["num_bins"], config["bound"]) == ("spline", 4, 3.0)
+    clone = tfflows.VectorMAF.from_config(config)
+    x = gaussian_table(16, seed=4)
+    clone.initialize(x)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
+    path = str(tmp_path / "spline.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(loaded.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
+    # The spline transform is really in use: an affine MAF of the same shape has other weights.
+    assert [w.shape for w in loaded.trainable_weights] != [
+        w.shape for w in tfflows.VectorMAF(3, num_layers=3, hidden_units=16).trainable_weights]
+
+
 def test_vector_maf_rejects_bad_arguments():
     with pytest.raises(ValueError, match="ordering must be one of .*got 'sorted'"):
         tfflows.VectorMAF(3, ordering="sorted")
@@ -145,6 +202,12 @@ def test_vector_maf_rejects_bad_arguments():
         tfflows.VectorMAF(3, direction="both")
     with pytest.raises(ValueError, match="num_layers must be a positive integer, got 0"):
         tfflows.VectorMAF(3, num_layers=0)
+    with pytest.raises(ValueError, match="transform must be one of .*got 'cubic'"):
+        tfflows.VectorMAF(3, transform="cubic")
+    with pytest.raises(ValueError, match="num_bins must be an integer >= 2, got 1"):
+        tfflows.VectorMAF(3, transform="spline", num_bins=1)
+    with pytest.raises(ValueError, match="bound must be > 0, got 0"):
+        tfflows.VectorMAF(3, transform="spline", bound=0.0)
     with pytest.raises(ValueError, match=r"expected x of shape \[batch, 3\], got shape \(2, 4\)"):
         tfflows.VectorMAF(3, num_layers=1, hidden_units=4).log_prob(np.zeros((2, 4), "float32"))
 
@@ -212,7 +275,8 @@ def test_initialise_once_survives_save_and_load(tmp_path):
     lambda: tfflows.VectorGlow(3, num_steps=1, hidden_units=8, standardize=True),
     lambda: tfflows.VectorNSF(3, num_layers=1, hidden_units=8, standardize=True),
     lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, standardize=True),
-], ids=["realnvp", "glow", "nsf", "maf"])
+    lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, standardize=True, transform="spline"),
+], ids=["realnvp", "glow", "nsf", "maf", "maf-spline"])
 def test_vector_models_train_and_report_nats_per_dim(make):
     keras.utils.set_random_seed(0)
     model = make()
@@ -312,6 +376,18 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     assert evaluated["examples"] == 30
     assert evaluated["loss"] == pytest.approx(result["test_loss_nats"], rel=1e-5)
     assert evaluated["nats_per_dim"] == pytest.approx(result["test_nats_per_dim"], rel=1e-5)
+
+
+def test_cli_builds_a_spline_maf(table_csv, tmp_path, capsys):
+    path, _ = table_csv
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", str(path), "--columns", "a,b,c", "--model", "maf-spline",
+                 "--steps", "1", "--levels", "1", "--width", "8", "--epochs", "1", "--batch-size", "64",
+                 "--out", str(out), "--verbose", "0"])
+    assert code == 0, capsys.readouterr().err
+    config = keras.models.load_model(out / "model.keras").get_config()
+    assert (config["transform"], config["num_bins"], config["bound"]) == ("spline", 8, 5.0)
+    assert json.loads((out / "results.json").read_text())["model"] == "VectorMAF"
 
 
 def test_cli_rejects_maf_on_images(tmp_path, capsys):

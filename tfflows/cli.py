@@ -53,9 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a flow. An --out that holds an earlier run, finished or interrupted, "
                     "is never retrained silently: the command stops unless --resume or "
                     "--overwrite says what to do with it.")
-    train.add_argument("--model", choices=("glow", "realnvp", "nsf", "maf"), default="glow",
-                       help="nsf (neural spline flow) and maf (masked autoregressive flow) are for "
-                            "vector data: the 2-D toys and CSV files")
+    train.add_argument("--model", choices=("glow", "realnvp", "nsf", "maf", "maf-spline"),
+                       default="glow",
+                       help="nsf (neural spline flow), maf (masked autoregressive flow) and "
+                            "maf-spline (autoregressive neural spline flow: a MAF with 8-bin "
+                            "rational-quadratic splines on [-5, 5]) are for vector data: the 2-D "
+                            "toys and CSV files")
     train.add_argument("--dataset", default="digits",
                        help=f"image data {IMAGE_DATASETS} or any TFDS name, a 2-D toy {TOY_DATASETS}, "
                             "or a CSV file (FILE.csv: a header row, then numeric values)")
@@ -223,11 +226,14 @@ def _build_model(args, event_shape, n_bits, num_classes):
             return tfflows.VectorNSF(event_shape[0], num_layers=args.steps * args.levels, **common)
         if args.model == "maf":
             return tfflows.VectorMAF(event_shape[0], num_layers=args.steps * args.levels, **common)
+        if args.model == "maf-spline":
+            return tfflows.VectorMAF(event_shape[0], num_layers=args.steps * args.levels,
+                                     transform="spline", num_bins=8, bound=5.0, **common)
         if args.model == "glow":
             return tfflows.VectorGlow(event_shape[0], num_steps=args.steps * args.levels,
                                       coupling=args.coupling, **common)
         return tfflows.VectorRealNVP(event_shape[0], num_layers=args.steps * args.levels, **common)
-    if args.model in ("nsf", "maf"):
+    if args.model in ("nsf", "maf", "maf-spline"):
         raise ValueError(f"--model {args.model} is a vector flow; use it with a 2-D toy dataset or a "
                          f"CSV file, got image data of shape {tuple(event_shape)}.")
     if args.model == "glow":

@@ -1,4 +1,4 @@
-"""Masked autoregressive affine maps (MAF, and IAF as the inverse direction)."""
+"""Masked autoregressive maps (MAF, and IAF as the inverse direction): affine or spline."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector, check_channels, sum_event
 from tfflows.bijectors.coupling import call_conditioner
+from tfflows.bijectors.spline import rational_quadratic_spline, spline_params_per_entry
 
-__all__ = ["MaskedAutoregressive", "DIRECTIONS", "bounded_log_scale"]
+__all__ = ["MaskedAutoregressive", "DIRECTIONS", "TRANSFORMS", "AffineTransform", "SplineTransform",
+           "ElementwiseTransform", "make_transform", "bounded_log_scale"]
 
 DIRECTIONS = ("maf", "iaf")
+TRANSFORMS = ("affine", "spline")
 LOG_SCALE_BOUND = 7.0
 
 
@@ -20,8 +23,74 @@ def bounded_log_scale(raw: tf.Tensor, bound: float = LOG_SCALE_BOUND) -> tf.Tens
     return raw / (1.0 + tf.abs(raw) / bound)
 
 
+class ElementwiseTransform:
+    """An elementwise monotone map u ↦ v whose parameters come from a conditioner.
+
+    ``params_per_entry`` raw parameters per feature, laid out parameter-major
+    in the conditioner's output: h[..., p·D + i] is parameter p of feature i.
+    A zero h gives the identity, so a fresh (zero-output) MADE is an identity step.
+    """
+
+    params_per_entry: int = 2
+
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """Returns v (u's shape) and the log-det of u ↦ v per entry (u's shape)."""
+        raise NotImplementedError
+
+
+class AffineTransform(ElementwiseTransform):
+    """Latent side z = (x − μ) · exp(−α), data side x = z · exp(α) + μ; h = [μ, raw α]."""
+
+    params_per_entry = 2
+
+    def __call__(self, h, u, to_latent):
+        shift, raw = tf.split(h, 2, axis=-1)
+        log_scale = bounded_log_scale(raw)
+        if to_latent:
+            return (u - shift) * tf.exp(-log_scale), -log_scale
+        return u * tf.exp(log_scale) + shift, log_scale
+
+
+class SplineTransform(ElementwiseTransform):
+    """Latent side z = g(x), data side x = g⁻¹(z): a monotone rational-quadratic spline per entry.
+
+    g lives on [−B, B] (identity outside); h holds, per entry, K widths, K
+    heights and K − 1 interior slopes (see
+    :func:`~tfflows.bijectors.spline.rational_quadratic_spline`).
+    """
+
+    def __init__(self, num_bins: int = 8, bound: float = 4.0) -> None:
+        if not isinstance(num_bins, int) or num_bins < 2:
+            raise ValueError(f"SplineTransform: num_bins must be an integer >= 2, got {num_bins!r}.")
+        if not bound > 0:
+            raise ValueError(f"SplineTransform: bound must be > 0, got {bound!r}.")
+        self.num_bins, self.bound = num_bins, float(bound)
+        self.params_per_entry = spline_params_per_entry(num_bins)
+
+    def __call__(self, h, u, to_latent):
+        dim = u.shape[-1]
+        # [N, P, D] → [N, D, P]: leading axes folded (oneDNN's softmax takes rank <= 5).
+        h = tf.transpose(tf.reshape(h, [-1, self.params_per_entry, dim]), [0, 2, 1])
+        spline = rational_quadratic_spline(h, self.num_bins, self.bound)
+        flat = tf.reshape(u, [-1, dim])
+        if to_latent:
+            v, log_det = spline.forward(flat), spline.forward_log_det_jacobian(flat, event_ndims=0)
+        else:
+            v, log_det = spline.inverse(flat), spline.inverse_log_det_jacobian(flat, event_ndims=0)
+        shape = tf.shape(u)
+        return tf.reshape(v, shape), tf.reshape(log_det, shape)
+
+
+def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
+                   name: str = "transform") -> ElementwiseTransform:
+    """The :class:`ElementwiseTransform` named ``transform`` ("affine" or "spline")."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"{name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
+    return AffineTransform() if transform == "affine" else SplineTransform(num_bins, bound)
+
+
 class MaskedAutoregressive(FlowBijector):
-    """z = f(x) elementwise affine, each entry's scale and shift from earlier entries.
+    """z = f(x) elementwise (affine or spline), each entry's parameters from earlier entries.
 
     An autoregressive conditioner (MADE) maps a vector v to a shift μᵢ(v<ᵢ)
     and a log-scale αᵢ(v<ᵢ) per entry, where "< i" is the conditioner's
@@ -40,16 +109,24 @@ class MaskedAutoregressive(FlowBijector):
     Either way output i of the forward map depends only on the inputs that
     come no later than i in the ordering: its Jacobian is triangular in that
     ordering. α is the conditioner's raw output soft-clamped into (−7, 7).
+
+    With a :class:`SplineTransform` (Durkan et al.'s autoregressive neural
+    spline flow) the affine map is replaced by a monotone rational-quadratic
+    spline per entry: zᵢ = gᵢ(xᵢ; θᵢ(v<ᵢ)), log-det Σᵢ log gᵢ′(xᵢ); the
+    inverse runs each entry's spline backwards. Any
+    :class:`ElementwiseTransform` plugs into the same one-pass/D-pass loop.
     The D-pass direction is a Python loop of D conditioner calls, so it
     traces into ``tf.function`` and XLA with a static D.
 
     Args:
-      conditioner: callable ``conditioner(v[, context]) -> [..., 2D]``,
-        autoregressive in its ordering: the first D outputs are μ, the next
-        D the raw log-scales.
+      conditioner: callable ``conditioner(v[, context]) -> [..., P·D]``,
+        autoregressive in its ordering, P = ``transform.params_per_entry``
+        parameters laid out parameter-major (affine: the first D outputs are
+        μ, the next D the raw log-scales).
       dim: D, the number of features.
       direction: ``"maf"`` or ``"iaf"``.
       context: optional [..., K] tensor passed to the conditioner.
+      transform: the elementwise map (default :class:`AffineTransform`).
 
     References:
       Papamakarios, Pavlakou, Murray. Masked Autoregressive Flow for Density
@@ -58,11 +135,12 @@ class MaskedAutoregressive(FlowBijector):
         Variational Inference with Inverse Autoregressive Flow. NeurIPS 2016.
       Germain, Gregor, Murray, Larochelle. MADE: Masked Autoencoder for
         Distribution Estimation. ICML 2015.
+      Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
     def __init__(self, conditioner: Callable[..., tf.Tensor], dim: int, direction: str = "maf",
-                 context: tf.Tensor | None = None, validate_args: bool = False,
-                 name: str = "masked_autoregressive") -> None:
+                 context: tf.Tensor | None = None, transform: ElementwiseTransform | None = None,
+                 validate_args: bool = False, name: str = "masked_autoregressive") -> None:
         parameters = dict(locals())
         if direction not in DIRECTIONS:
             raise ValueError(f"{name}: direction must be one of {DIRECTIONS}, got {direction!r}.")
@@ -70,6 +148,12 @@ class MaskedAutoregressive(FlowBijector):
             raise ValueError(f"{name}: dim must be a positive integer, got {dim!r}.")
         if not callable(conditioner):
             raise ValueError(f"{name}: conditioner must be callable, got {type(conditioner).__name__}.")
+        if transform is None:
+            transform = AffineTransform()
+        if not isinstance(transform, ElementwiseTransform):
+            raise ValueError(f"{name}: transform must be an ElementwiseTransform, "
+                             f"got {type(transform).__name__}.")
+        self._transform = transform
         self._conditioner = conditioner
         self._dim = dim
         self._direction = direction
@@ -84,24 +168,23 @@ class MaskedAutoregressive(FlowBijector):
         super()._validate(x, inverse)
         check_channels(x, self._dim, self.name)
 
-    def _params(self, v: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        h = call_conditioner(self._conditioner, v, 1, self._context, 2 * self._dim, self.name)
-        shift, raw = tf.split(h, 2, axis=-1)
-        return shift, bounded_log_scale(raw)
+    @property
+    def transform(self) -> ElementwiseTransform:
+        return self._transform
 
     def _one_pass(self, v: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         """Parameters from ``v``, applied to ``u``; log-det of that map."""
-        shift, log_scale = self._params(v)
-        if to_latent:
-            return (u - shift) * tf.exp(-log_scale), -sum_event(log_scale, 1)
-        return u * tf.exp(log_scale) + shift, sum_event(log_scale, 1)
+        h = call_conditioner(self._conditioner, v, 1, self._context,
+                             self._transform.params_per_entry * self._dim, self.name)
+        out, log_det = self._transform(h, u, to_latent)
+        return out, sum_event(log_det, 1)
 
     def _recursive(self, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         """Solves v = g(u; params(v)) in D passes, each fixing one more step of the ordering.
 
         After pass k the outputs of the first k features in the ordering are
         exact, because their parameters read only earlier ones; the last
-        pass's log-scales are therefore the exact ones.
+        pass's parameters are therefore the exact ones.
         """
         v = tf.zeros_like(u)
         log_det = None

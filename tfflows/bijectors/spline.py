@@ -14,7 +14,7 @@ from tfflows.bijectors.masks import check_mask, merge_channels, split_channels
 
 tfb = tfp.bijectors
 
-__all__ = ["SplineCoupling", "spline_params_per_entry"]
+__all__ = ["SplineCoupling", "rational_quadratic_spline", "spline_params_per_entry"]
 
 MIN_BIN = 1e-3
 MIN_SLOPE = 1e-3
@@ -25,6 +25,22 @@ _SLOPE_SHIFT = math.log(math.expm1(1.0 - MIN_SLOPE))
 def spline_params_per_entry(num_bins: int) -> int:
     """Conditioner outputs per moving entry: K widths, K heights, K − 1 slopes."""
     return 3 * num_bins - 1
+
+
+def rational_quadratic_spline(h: tf.Tensor, num_bins: int, bound: float) -> tfb.RationalQuadraticSpline:
+    """Monotone splines on [−B, B] (identity outside) from raw parameters h: [N, M, 3K − 1].
+
+    Widths and heights are softmaxes scaled to 2B with a floor of ``1e-3``;
+    slopes are softplus with a shift that makes h = 0 give equal bins and
+    unit slopes, i.e. the identity. Callers fold leading axes into N first:
+    oneDNN's softmax takes tensors of rank 5 at most.
+    """
+    k, width = num_bins, 2.0 * bound
+    w, hh, s = h[..., :k], h[..., k:2 * k], h[..., 2 * k:]
+    widths = tf.nn.softmax(w, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
+    heights = tf.nn.softmax(hh, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
+    slopes = tf.nn.softplus(s + _SLOPE_SHIFT) + MIN_SLOPE
+    return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-bound)
 
 
 class SplineCoupling(FlowBijector):
@@ -92,13 +108,7 @@ class SplineCoupling(FlowBijector):
         per = spline_params_per_entry(self._num_bins)
         h = call_conditioner(self._conditioner, cond, self.event_ndims, self._context,
                              moving * per, self.name)
-        h = tf.reshape(h, [-1, moving, per])
-        k, width = self._num_bins, 2.0 * self._bound
-        w, hh, s = h[..., :k], h[..., k:2 * k], h[..., 2 * k:]
-        widths = tf.nn.softmax(w, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
-        heights = tf.nn.softmax(hh, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
-        slopes = tf.nn.softplus(s + _SLOPE_SHIFT) + MIN_SLOPE
-        return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self._bound)
+        return rational_quadratic_spline(tf.reshape(h, [-1, moving, per]), self._num_bins, self._bound)
 
     def _transform(self, x, inverse):
         cond, moving = split_channels(x, self._parity)

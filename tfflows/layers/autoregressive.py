@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfflows.bijectors.autoregressive import DIRECTIONS, MaskedAutoregressive
+from tfflows.bijectors.autoregressive import DIRECTIONS, MaskedAutoregressive, make_transform
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.made import MADE, ORDERINGS, make_ordering
@@ -25,10 +25,15 @@ class MaskedAutoregressiveLayer(FlowLayer):
       ordering: ``"natural"``, ``"reversed"`` or ``"random"`` (seeded by ``seed``).
       direction: ``"maf"`` (density in one pass) or ``"iaf"`` (sampling in one pass).
       seed: seed of a random ordering.
+      transform: ``"affine"`` or ``"spline"`` (monotone rational-quadratic, as in
+        Durkan et al.'s autoregressive neural spline flow).
+      num_bins: K, spline bins (``transform="spline"`` only).
+      bound: B, the spline's interval [−B, B]; identity outside.
     """
 
     def __init__(self, hidden_units: int = 64, num_hidden: int = 2, ordering: str = "natural",
-                 direction: str = "maf", seed: int = 0, **kwargs: Any) -> None:
+                 direction: str = "maf", seed: int = 0, transform: str = "affine",
+                 num_bins: int = 8, bound: float = 4.0, **kwargs: Any) -> None:
         kwargs.setdefault("event_ndims", 1)
         super().__init__(**kwargs)
         if self.event_ndims != 1:
@@ -41,13 +46,16 @@ class MaskedAutoregressiveLayer(FlowLayer):
             raise ValueError(f"{self.name}: direction must be one of {DIRECTIONS}, got {direction!r}.")
         self.hidden_units, self.num_hidden = hidden_units, num_hidden
         self.ordering, self.direction, self.seed = ordering, direction, int(seed)
+        self.transform = make_transform(transform, num_bins, bound, self.name)
+        self.transform_name, self.num_bins, self.bound = transform, num_bins, float(bound)
         self.made = None
 
     def build(self, x_shape, context_shape=None):
         self._check_input_shape(x_shape)
         dim = int(x_shape[-1])
         self.made = MADE(make_ordering(dim, self.ordering, self.seed), self.hidden_units,
-                         self.num_hidden, dtype=self.dtype_policy, name="made")
+                         self.num_hidden, params_per_feature=self.transform.params_per_entry,
+                         dtype=self.dtype_policy, name="made")
         self.made.build((None, dim), None if context_shape is None else (None, context_shape[-1]))
 
     @property
@@ -59,9 +67,10 @@ class MaskedAutoregressiveLayer(FlowLayer):
     def bijector(self, context: tf.Tensor | None = None) -> MaskedAutoregressive:
         self._require_built()
         return MaskedAutoregressive(self.made, len(self.made.ordering), self.direction,
-                                    context=context, name=self.name)
+                                    context=context, transform=self.transform, name=self.name)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "hidden_units": self.hidden_units,
                 "num_hidden": self.num_hidden, "ordering": self.ordering,
-                "direction": self.direction, "seed": self.seed}
+                "direction": self.direction, "seed": self.seed, "transform": self.transform_name,
+                "num_bins": self.num_bins, "bound": self.bound}

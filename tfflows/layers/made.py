@@ -78,10 +78,11 @@ class MaskedDense(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfflows")
 class MADE(keras.layers.Layer):
-    """An autoregressive MLP: outputs [μ, α] of feature i see only features before i.
+    """An autoregressive MLP: the parameters of feature i see only features before i.
 
-    Hidden unit degrees cycle through 1..D−1; the output has 2D units, the
-    shifts then the raw log-scales, each of degree ``ordering[i]``, masked
+    Hidden unit degrees cycle through 1..D−1; the output has P·D units laid
+    out parameter-major (P = ``params_per_feature``; P = 2: the shifts then
+    the raw log-scales), unit p·D + i of degree ``ordering[i]``, masked
     strictly. The output layer starts at zero (an identity flow step). A
     context vector, when given, enters the first hidden layer through an
     unmasked dense layer (it is conditioning, not data), and the output
@@ -92,6 +93,7 @@ class MADE(keras.layers.Layer):
       ordering: degree (1..D) of every input feature, e.g. from :func:`make_ordering`.
       hidden_units: width of the hidden layers.
       num_hidden: number of hidden layers.
+      params_per_feature: P, outputs per feature (2 for affine, 3K − 1 for a K-bin spline).
 
     References:
       Germain, Gregor, Murray, Larochelle. MADE: Masked Autoencoder for
@@ -99,9 +101,11 @@ class MADE(keras.layers.Layer):
     """
 
     def __init__(self, ordering: Sequence[int], hidden_units: int = 64, num_hidden: int = 2,
-                 **kwargs: Any) -> None:
+                 params_per_feature: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        check_positive_ints(self.name, hidden_units=hidden_units, num_hidden=num_hidden)
+        check_positive_ints(self.name, hidden_units=hidden_units, num_hidden=num_hidden,
+                            params_per_feature=params_per_feature)
+        self.params_per_feature = params_per_feature
         self.ordering = [int(d) for d in ordering]
         dim = len(self.ordering)
         if sorted(self.ordering) != list(range(1, dim + 1)):
@@ -115,7 +119,7 @@ class MADE(keras.layers.Layer):
             self.hidden_layers.append(MaskedDense(degrees, hidden, activation="relu",
                                                   dtype=self.dtype_policy, name=f"hidden_{k}"))
             degrees = hidden
-        self.output_layer = MaskedDense(degrees, self.ordering * 2, strict=True,
+        self.output_layer = MaskedDense(degrees, self.ordering * params_per_feature, strict=True,
                                         kernel_initializer="zeros", dtype=self.dtype_policy,
                                         name="output")
         self.context_layer = None
@@ -131,7 +135,8 @@ class MADE(keras.layers.Layer):
             self.context_layer = keras.layers.Dense(self.hidden_units, use_bias=False,
                                                     dtype=self.dtype_policy, name="context")
             self.context_layer.build((None, context_shape[-1]))
-            self.context_output = keras.layers.Dense(2 * len(self.ordering), use_bias=False,
+            self.context_output = keras.layers.Dense(self.params_per_feature * len(self.ordering),
+                                                     use_bias=False,
                                                      kernel_initializer="zeros",
                                                      dtype=self.dtype_policy, name="context_output")
             self.context_output.build((None, context_shape[-1]))
@@ -153,4 +158,4 @@ class MADE(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "ordering": self.ordering, "hidden_units": self.hidden_units,
-                "num_hidden": self.num_hidden}
+                "num_hidden": self.num_hidden, "params_per_feature": self.params_per_feature}

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from tfflows.bijectors.autoregressive import DIRECTIONS
+from tfflows.bijectors.autoregressive import DIRECTIONS, make_transform
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
 from tfflows.models.base import FlowModel
@@ -19,9 +19,12 @@ MAF_ORDERINGS = ("natural", "random")
 
 @keras.saving.register_keras_serializable(package="tfflows")
 class VectorMAF(FlowModel):
-    """Masked Autoregressive Flow: a stack of MADE-conditioned affine autoregressive steps.
+    """Masked Autoregressive Flow: a stack of MADE-conditioned autoregressive steps.
 
-    Data → latent: ``num_layers`` × z = (x − μ(x<)) · exp(−α(x<)), each step
+    Data → latent: ``num_layers`` × z = (x − μ(x<)) · exp(−α(x<)) (affine,
+    Papamakarios et al.) or zᵢ = gᵢ(xᵢ; θᵢ(x<ᵢ)), a monotone
+    rational-quadratic spline on [−B, B] per feature (``transform="spline"``,
+    the autoregressive neural spline flow of Durkan et al.), each step
     with its own ordering of the features — alternately natural and
     reversed (``ordering="natural"``), or a seeded random permutation per
     step (``ordering="random"``). With ``direction="maf"`` the density takes
@@ -39,17 +42,22 @@ class VectorMAF(FlowModel):
       seed: seed of random orderings.
       standardize: first a :class:`~tfflows.layers.StandardizeLayer` whose
         mean and scale ``initialize(data)`` fits (log_prob stays in data units).
+      transform: ``"affine"`` or ``"spline"``.
+      num_bins: K, spline bins (the MADE emits 3K − 1 parameters per feature).
+      bound: B, the splines' interval [−B, B] (identity outside).
 
     References:
       Papamakarios, Pavlakou, Murray. Masked Autoregressive Flow for Density
         Estimation. NeurIPS 2017.
       Kingma et al. Improved Variational Inference with Inverse
         Autoregressive Flow. NeurIPS 2016.
+      Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
     def __init__(self, dim: int = 2, num_layers: int = 5, hidden_units: int = 64, num_hidden: int = 2,
                  ordering: str = "natural", direction: str = "maf", num_classes: int | None = None,
                  context_dim: int | None = None, seed: int = 0, standardize: bool = False,
+                 transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
                  **kwargs: Any) -> None:
         name = type(self).__name__
         check_positive_ints(name, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
@@ -58,11 +66,13 @@ class VectorMAF(FlowModel):
             raise ValueError(f"{name}: ordering must be one of {MAF_ORDERINGS}, got {ordering!r}.")
         if direction not in DIRECTIONS:
             raise ValueError(f"{name}: direction must be one of {DIRECTIONS}, got {direction!r}.")
+        make_transform(transform, num_bins, bound, name)  # rejects bad arguments here
         super().__init__((dim,), num_classes=num_classes, context_dim=context_dim, **kwargs)
         self.dim, self.num_layers = dim, num_layers
         self.hidden_units, self.num_hidden = hidden_units, num_hidden
         self.ordering, self.direction = ordering, direction
         self.seed, self.standardize = seed, bool(standardize)
+        self.transform, self.num_bins, self.bound = transform, num_bins, float(bound)
         self._finish_init()
 
     def _make_steps(self) -> list:
@@ -72,7 +82,8 @@ class VectorMAF(FlowModel):
                         else ("natural" if k % 2 == 0 else "reversed"))
             steps.append(MaskedAutoregressiveLayer(self.hidden_units, self.num_hidden, ordering,
                                                    self.direction, seed=self.seed * 1000 + k,
-                                                   name=f"{self.direction}_{k}"))
+                                                   transform=self.transform, num_bins=self.num_bins,
+                                                   bound=self.bound, name=f"{self.direction}_{k}"))
         return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
@@ -80,4 +91,5 @@ class VectorMAF(FlowModel):
                 "hidden_units": self.hidden_units, "num_hidden": self.num_hidden,
                 "ordering": self.ordering, "direction": self.direction,
                 "num_classes": self.num_classes, "context_dim": self.context_dim,
-                "seed": self.seed, "standardize": self.standardize}
+                "seed": self.seed, "standardize": self.standardize, "transform": self.transform,
+                "num_bins": self.num_bins, "bound": self.bound}
