@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 import tensorflow as tf
 
 from tfflows.bijectors.actnorm import ActNorm, actnorm_init
-from tfflows.layers.base import FlowLayer
+from tfflows.layers.base import DataInitializedLayer
 
 __all__ = ["ActNormLayer"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
-class ActNormLayer(FlowLayer):
+class ActNormLayer(DataInitializedLayer):
     """Owns :class:`~tfflows.bijectors.ActNorm`'s per-channel scale and bias.
 
     ``initialize(x)`` sets them from data so the output has zero mean and
@@ -23,36 +21,20 @@ class ActNormLayer(FlowLayer):
     :meth:`initialize` does nothing unless ``force=True``.
     """
 
-    needs_data_init = True
-
     def build(self, x_shape, context_shape=None):
         self._check_input_shape(x_shape)
         c = x_shape[-1]
         self.log_scale = self.add_weight(name="log_scale", shape=(c,), initializer="zeros")
         self.bias = self.add_weight(name="bias", shape=(c,), initializer="zeros")
-        self.initialized = self.add_weight(
-            name="initialized", shape=(), initializer="zeros", trainable=False, dtype="float32")
+        self._add_initialized_flag()
 
     def bijector(self, context: tf.Tensor | None = None) -> ActNorm:
         self._require_built()
         return ActNorm(tf.convert_to_tensor(self.log_scale), tf.convert_to_tensor(self.bias),
                        event_ndims=self.event_ndims, name=self.name)
 
-    @property
-    def is_initialized(self) -> bool:
-        return bool(keras.ops.convert_to_numpy(self.initialized) > 0.5)
-
-    def initialize(self, x: tf.Tensor, force: bool = False) -> bool:
-        """Sets scale and bias from the batch ``x`` (the layer's input).
-
-        Returns True when it initialised, False when it was already done.
-        """
-        if not self.built:
-            self.build(tuple(x.shape))
-        if self.is_initialized and not force:
-            return False
+    def _set_from_data(self, x: tf.Tensor) -> None:
+        """Sets scale and bias from the batch ``x``: zero mean, unit variance per channel."""
         log_scale, bias = actnorm_init(tf.cast(x, self.log_scale.dtype), self.event_ndims)
         self.log_scale.assign(log_scale)
         self.bias.assign(bias)
-        self.initialized.assign(1.0)
-        return True

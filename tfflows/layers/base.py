@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector
 
-__all__ = ["FlowLayer"]
+__all__ = ["DataInitializedLayer", "FlowLayer"]
 
 
 class FlowLayer(keras.layers.Layer):
@@ -71,3 +71,39 @@ class FlowLayer(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "event_ndims": self.event_ndims}
+
+
+class DataInitializedLayer(FlowLayer):
+    """A :class:`FlowLayer` set once from data (ActNorm, Standardize).
+
+    Subclasses create their weights in ``build`` and call
+    ``self._add_initialized_flag()`` there; they implement
+    ``_set_from_data(x)``. The flag is a saved weight, so after loading or
+    resuming :meth:`initialize` does nothing unless ``force=True``.
+    """
+
+    needs_data_init = True
+
+    def _add_initialized_flag(self) -> None:
+        self.initialized = self.add_weight(
+            name="initialized", shape=(), initializer="zeros", trainable=False, dtype="float32")
+
+    @property
+    def is_initialized(self) -> bool:
+        return bool(keras.ops.convert_to_numpy(self.initialized) > 0.5)
+
+    def initialize(self, x: tf.Tensor, force: bool = False) -> bool:
+        """Sets the layer from the examples ``x`` (its input), once.
+
+        Returns True when it initialised, False when it was already done.
+        """
+        if not self.built:
+            self.build(tuple(x.shape))
+        if self.is_initialized and not force:
+            return False
+        self._set_from_data(x)
+        self.initialized.assign(1.0)
+        return True
+
+    def _set_from_data(self, x: tf.Tensor) -> None:
+        raise NotImplementedError
