@@ -251,7 +251,8 @@ def test_evaluate_matches_log_prob(conditional):
 
 # -- 7. MirroredStrategy on two logical CPUs ----------------------------------
 
-MIRRORED_SCRIPT = textwrap.dedent("""
+# Two logical CPUs, and a model beside its MirroredStrategy twin with the same perturbed weights.
+TWO_CPUS = textwrap.dedent("""
     import json, os, warnings
     import numpy as np
     import tensorflow as tf
@@ -259,6 +260,23 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
+
+    def twins(make, rng, learning_rate):
+        keras.utils.set_random_seed(0)
+        single = make()
+        for v in single.trainable_variables:  # non-zero couplings: every weight gets a gradient
+            v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
+        start = [w.copy() for w in single.get_weights()]
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            mirrored = make()
+            mirrored.set_weights(start)
+            mirrored.compile(optimizer=keras.optimizers.SGD(learning_rate))
+        single.compile(optimizer=keras.optimizers.SGD(learning_rate))
+        return single, mirrored, strategy, start
+""")
+
+MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     from tfflows import VectorGlow
 
     def make():
@@ -266,17 +284,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((16, 4)) * [1.0, 2.0, 0.5, 1.0] + 1.0).astype("float32")
-    keras.utils.set_random_seed(0)
-    single = make()
-    for v in single.trainable_variables:  # non-zero couplings: every weight gets a gradient
-        v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
-    start = [w.copy() for w in single.get_weights()]
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        mirrored = make()
-        mirrored.set_weights(start)
-        mirrored.compile(optimizer=keras.optimizers.SGD(0.05))
-    single.compile(optimizer=keras.optimizers.SGD(0.05))
+    single, mirrored, strategy, start = twins(make, rng, 0.05)
     h1 = single.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0)
     h2 = mirrored.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0)
 
@@ -344,14 +352,7 @@ def test_mirrored_strategy_matches_single_device():
     assert out["undone_diff"] == 0.0 and out["undone_replicas_equal"]
 
 
-UNEVEN_SCRIPT = textwrap.dedent("""
-    import json
-    import numpy as np
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
+UNEVEN_SCRIPT = TWO_CPUS + textwrap.dedent("""
     from tfflows import Glow
 
     def make():
@@ -363,17 +364,7 @@ UNEVEN_SCRIPT = textwrap.dedent("""
     # 131: its last batch of 3 splits 2 / 1, where a mean per replica is not the batch mean.
     for n in (129, 131):
         x = rng.uniform(0, 32, (n, 8, 8, 1)).astype("float32")
-        keras.utils.set_random_seed(0)
-        single = make()
-        for v in single.trainable_variables:
-            v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
-        start = [w.copy() for w in single.get_weights()]
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        with strategy.scope():
-            mirrored = make()
-            mirrored.set_weights(start)
-            mirrored.compile(optimizer=keras.optimizers.SGD(0.01))
-        single.compile(optimizer=keras.optimizers.SGD(0.01))
+        single, mirrored, strategy, start = twins(make, rng, 0.01)
         h1 = single.fit(x, batch_size=64, epochs=1, shuffle=False, verbose=0)
         h2 = mirrored.fit(x, batch_size=64, epochs=1, shuffle=False, verbose=0,
                           validation_data=(x[:65],))

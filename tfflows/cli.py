@@ -23,25 +23,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text}")
-    return value
+def _float_in(accept, expected: str):
+    """An argparse type: a float that ``accept`` takes, else "expected {expected}"."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+    parse.__name__ = "number"  # argparse's "invalid number value: 'abc'"
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, got {text}")
-    return value
+_rate = _float_in(lambda v: 0.0 < v <= 1.0, "a probability in (0, 1]")
+_positive_float = _float_in(lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
+_fraction = _float_in(lambda v: 0.0 < v < 1.0, "a fraction strictly between 0 and 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
