@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
 
-from tfflows.guard import check_finite_weights
+from tfflows.guard import check_finite_weights, finite_rows
 from tfflows.io import atomic_dir, atomic_write_json
 from tfflows.layers.convolution import conv_implementation
 
@@ -234,7 +234,7 @@ class _Endpoints:
 
     def _data_dict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         # uint8 has no NaN: the flag keeps an overflowed sample from passing for an image.
-        finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, [tf.shape(x)[0], -1])), axis=1)
+        finite = finite_rows(x)
         if not self.is_image:
             return {"x": x, "finite": finite}
         return {"images": self._to_ints(x), "images_float": x, "finite": finite}

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+import tensorflow as tf
 
-__all__ = ["NonFiniteWeightsError", "check_finite_weights", "nonfinite_weights"]
+__all__ = ["NonFiniteWeightsError", "all_finite", "check_finite_weights", "finite_rows",
+           "nonfinite_weights"]
+
+
+def all_finite(tensors: Iterable[Any]) -> tf.Tensor:
+    """A scalar bool tensor: every entry of every floating tensor (``None`` skipped) is finite."""
+    ok = tf.constant(True)
+    for t in tensors:
+        if t is not None and t.dtype.is_floating:
+            ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(t)))
+    return ok
+
+
+def finite_rows(x: tf.Tensor) -> tf.Tensor:
+    """Bool [batch]: whether each example of ``x`` [batch, ...] is free of inf and NaN."""
+    return tf.reduce_all(tf.math.is_finite(tf.reshape(x, [tf.shape(x)[0], -1])), axis=1)
 
 
 class NonFiniteWeightsError(ValueError):

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.multiscale import FlowChain
-from tfflows.guard import check_finite_weights
+from tfflows.guard import all_finite, check_finite_weights, finite_rows
 from tfflows.io import atomic_path
 from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_steps
@@ -409,8 +409,7 @@ class FlowModel(keras.Model):
         # Not decode: an overflowing temperature gets the warning below, not a ValueError.
         x = self._decode(self._check_z(z, values=False), context)
         if tf.executing_eagerly():
-            finite = tf.reduce_all(tf.math.is_finite(tf.reshape(x, (shape[0], -1))), axis=1)
-            bad = int(shape[0] - tf.reduce_sum(tf.cast(finite, tf.int32)))
+            bad = int(shape[0] - tf.reduce_sum(tf.cast(finite_rows(x), tf.int32)))
             if bad:
                 repaired = (" clip_output clamped them into the data range (NaN to 0)." if clip_output
                             else " sample(..., clip_output=True) clamps them into the data range.")
@@ -545,10 +544,7 @@ class FlowModel(keras.Model):
             loss, bpd, scaled, _ = self._nll(data)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        finite = tf.math.is_finite(loss)
-        for g in grads:
-            if g is not None:
-                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+        finite = all_finite([loss, *grads])
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             # ReduceOp has only SUM and MEAN: count the replicas that saw a non-finite value.
@@ -581,10 +577,7 @@ class FlowModel(keras.Model):
         saved = [tf.identity(v) for v in state]
         with tf.control_dependencies(saved):
             self.optimizer.apply(grads, variables)
-        ok = tf.constant(True)
-        for v in state:
-            if v.dtype.is_floating:
-                ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
+        ok = all_finite(state)
 
         def restore(strategy, state, saved, ok):
             def put_back(var, old, ok):
