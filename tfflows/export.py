@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
 
+from tfflows.data.pipeline import bin_centres
 from tfflows.guard import check_finite_weights, finite_rows
 from tfflows.io import atomic_dir, atomic_write_json
 from tfflows.layers.convolution import conv_implementation
@@ -222,8 +223,7 @@ class _Endpoints:
     # -- conversions -----------------------------------------------------
 
     def _bin_centres(self, images: tf.Tensor) -> tf.Tensor:
-        levels = tf.cast(images, tf.int32) // (2 ** (self.int_bits - self.num_bits))
-        return tf.cast(levels, tf.float32) + 0.5
+        return bin_centres(images, self.num_bits, self.int_bits)
 
     def _to_ints(self, x: tf.Tensor) -> tf.Tensor:
         top = 2 ** self.num_bits - 1

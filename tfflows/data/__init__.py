@@ -11,7 +11,7 @@ from tfflows.data.images import (
     load_images,
     num_bits_of,
 )
-from tfflows.data.pipeline import dequantize, make_dataset, toy_dataset
+from tfflows.data.pipeline import bin_centres, dequantize, make_dataset, toy_dataset
 from tfflows.data.toys import (
     TOY_NAMES,
     estimate_toy_entropy,
@@ -28,6 +28,7 @@ __all__ = [
     "LOCAL_NAMES",
     "NATIVE_BITS",
     "TOY_NAMES",
+    "bin_centres",
     "dequantize",
     "estimate_toy_entropy",
     "idx_search_dirs",

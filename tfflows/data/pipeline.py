@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfflows.data.toys import sample_toy
 
-__all__ = ["dequantize", "make_dataset", "toy_dataset"]
+__all__ = ["bin_centres", "dequantize", "make_dataset", "toy_dataset"]
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
@@ -84,6 +84,16 @@ def dequantize(
     x = tf.convert_to_tensor(x)
     key = None if seed is None else _stateless_seed(seed)
     return _quantize(x, n_bits, source_bits, key, noise=True)
+
+
+def bin_centres(x: tf.Tensor, n_bits: int, source_bits: int = 8) -> tf.Tensor:
+    """y = floor(x / 2^(source_bits − n_bits)) + ½: integer pixels at the centres of their bins.
+
+    The deterministic counterpart of :func:`dequantize`, used to score
+    integer images (the SavedModel's ``log_prob``, OOD scores). Plain TF ops;
+    ``source_bits`` may be 8 (uint8) or 16 (uint16).
+    """
+    return _quantize(tf.convert_to_tensor(x), n_bits, source_bits, None, noise=False) + 0.5
 
 
 def _bits_needed(top: int) -> int:

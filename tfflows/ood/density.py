@@ -16,6 +16,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from tfflows.data.pipeline import bin_centres
+
 __all__ = ["ImageDensity", "as_density"]
 
 
@@ -49,12 +51,10 @@ class ImageDensity:
         num_bits = int(model.num_bits)
         if not 1 <= num_bits <= 8:
             raise ValueError(f"OOD scoring takes 8-bit images: num_bits must be in 1..8, got {num_bits}.")
-        shift = 2 ** (8 - num_bits)
 
         @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.uint8)], reduce_retracing=True)
         def log_prob(images):
-            levels = tf.cast(tf.cast(images, tf.int32) // shift, tf.float32) + 0.5
-            return model.log_prob(levels)
+            return model.log_prob(bin_centres(images, num_bits))
 
         return cls(log_prob, shape, num_bits, name or type(model).__name__)
 
