@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "FlowModel": "tfflows.models",
     "Glow": "tfflows.models",
     "RealNVP": "tfflows.models",
+    "TarFlow": "tfflows.models",
     "VectorGlow": "tfflows.models",
     "VectorMAF": "tfflows.models",
     "VectorNSF": "tfflows.models",
@@ -37,6 +38,7 @@ __all__ = [
     "FlowModel",
     "Glow",
     "RealNVP",
+    "TarFlow",
     "VectorGlow",
     "VectorMAF",
     "VectorNSF",
@@ -54,7 +56,7 @@ __all__ = [
 if TYPE_CHECKING:
     from tfflows import bijectors, layers, models, ood
     from tfflows.export import export_saved_model
-    from tfflows.models import FlowModel, Glow, RealNVP, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
+    from tfflows.models import FlowModel, Glow, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import WarmupSchedule, make_optimizer
 
 

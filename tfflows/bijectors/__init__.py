@@ -18,11 +18,13 @@ from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
 from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling
 from tfflows.bijectors.masks import MASK_TYPES
 from tfflows.bijectors.multiscale import FactorOut, Flatten, FlowChain
+from tfflows.bijectors.patchify import FlattenTokens, Patchify
 from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.bijectors.preprocess import Logit, ScalePixels
 from tfflows.bijectors.spline import SplineCoupling
 from tfflows.bijectors.squeeze import Squeeze
 from tfflows.bijectors.standardize import Standardize
+from tfflows.bijectors.tarflow import TokenAutoregressive
 
 __all__ = [
     "ActNorm",
@@ -33,6 +35,9 @@ __all__ = [
     "FactorOut",
     "Flatten",
     "FlowChain",
+    "FlattenTokens",
+    "Patchify",
+    "TokenAutoregressive",
     "FlowBijector",
     "InvertibleConv1x1",
     "MaskedAutoregressive",

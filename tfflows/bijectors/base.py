@@ -39,7 +39,8 @@ def check_event_rank(x: tf.Tensor, event_ndims: int, name: str) -> None:
     """Raises ValueError when ``x`` has fewer dimensions than one event needs."""
     rank = x.shape.rank
     if rank is not None and rank < event_ndims:
-        what = "[..., height, width, channels]" if event_ndims == 3 else "[..., features]"
+        what = {3: "[..., height, width, channels]", 2: "[..., tokens, features]"}.get(
+            event_ndims, "[..., features]")
         raise ValueError(
             f"{name}: expected a tensor of rank >= {event_ndims} shaped {what}, "
             f"got rank {rank} with shape {x.shape}."
@@ -56,6 +57,15 @@ def check_channels(x: tf.Tensor, expected: int | None, name: str) -> None:
         )
 
 
+_EVENT_KINDS = {1: "1 (vectors)", 2: "2 (token sequences)", 3: "3 (HWC images)"}
+
+
+def describe_event_ndims(supported: tuple[int, ...]) -> str:
+    """``(1, 3)`` as "1 (vectors) or 3 (HWC images)", for error messages."""
+    names = [_EVENT_KINDS.get(n, str(n)) for n in supported]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def event_axes(event_ndims: int) -> list[int]:
     """The trailing axes that make up one event."""
     return list(range(-event_ndims, 0))
@@ -70,6 +80,9 @@ class FlowBijector(tfb.Bijector):
     override ``_validate(x)`` to reject bad inputs with a ``ValueError``.
     """
 
+    supported_event_ndims: tuple[int, ...] = (1, 3)
+    """Event ranks the subclass handles; token-sequence bijectors ([T, D]) add 2."""
+
     def __init__(
         self,
         event_ndims: int,
@@ -80,9 +93,10 @@ class FlowBijector(tfb.Bijector):
         inverse_event_ndims: int | None = None,
         validate_args: bool = False,
     ) -> None:
-        if event_ndims not in (1, 3):
+        if event_ndims not in self.supported_event_ndims:
             raise ValueError(
-                f"{name}: event_ndims must be 1 (vectors) or 3 (HWC images), got {event_ndims!r}."
+                f"{name}: event_ndims must be {describe_event_ndims(self.supported_event_ndims)}, "
+                f"got {event_ndims!r}."
             )
         self._event_ndims = event_ndims
         super().__init__(

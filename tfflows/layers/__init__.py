@@ -11,6 +11,8 @@ from tfflows.layers.coupling import CONDITIONERS, CouplingLayer
 from tfflows.layers.prior import PriorLayer
 from tfflows.layers.spline import SplineCouplingLayer
 from tfflows.layers.standardize import StandardizeLayer
+from tfflows.layers.tarflow import TarFlowBlockLayer
+from tfflows.layers.transformer import CausalSelfAttention, CausalTransformer, TransformerBlock
 
 __all__ = [
     "ActNormLayer",
@@ -28,6 +30,10 @@ __all__ = [
     "ResNet",
     "SplineCouplingLayer",
     "StandardizeLayer",
+    "TarFlowBlockLayer",
+    "CausalSelfAttention",
+    "CausalTransformer",
+    "TransformerBlock",
     "ZeroConv",
     "conv_implementation",
 ]

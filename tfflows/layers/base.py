@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfflows.bijectors.base import FlowBijector
+from tfflows.bijectors.base import FlowBijector, describe_event_ndims
 
 __all__ = ["DataInitializedLayer", "FlowLayer"]
 
@@ -29,23 +29,29 @@ class FlowLayer(keras.layers.Layer):
     and the model runs it on data before training (ActNorm, Standardize).
 
     Args:
-      event_ndims: 3 for [H, W, C] images, 1 for vectors.
+      event_ndims: 3 for [H, W, C] images, 1 for vectors (2 for [T, D] token
+        sequences where the subclass lists it in ``supported_event_ndims``).
     """
 
     needs_data_init: bool = False
     """True for steps set from data once (see the class docstring)."""
 
+    supported_event_ndims: tuple[int, ...] = (1, 3)
+    """Event ranks the layer handles; token-sequence layers ([T, D]) add 2."""
+
     def __init__(self, event_ndims: int = 3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if event_ndims not in (1, 3):
+        if event_ndims not in self.supported_event_ndims:
             raise ValueError(
-                f"{self.name}: event_ndims must be 1 (vectors) or 3 (HWC images), got {event_ndims!r}."
+                f"{self.name}: event_ndims must be "
+                f"{describe_event_ndims(self.supported_event_ndims)}, got {event_ndims!r}."
             )
         self.event_ndims = event_ndims
 
     def _check_input_shape(self, shape) -> None:
         if shape is None or len(shape) < self.event_ndims + 1:
-            what = "[batch, height, width, channels]" if self.event_ndims == 3 else "[batch, features]"
+            what = {3: "[batch, height, width, channels]", 2: "[batch, tokens, features]"}.get(
+                self.event_ndims, "[batch, features]")
             raise ValueError(f"{self.name}: expected inputs shaped {what}, got shape {shape}.")
         if shape[-1] is None:
             raise ValueError(f"{self.name}: the last axis must have a known size, got shape {shape}.")

@@ -4,6 +4,7 @@ from tfflows.models.base import FlowModel, NonFiniteGuard
 from tfflows.models.glow import Glow
 from tfflows.models.maf import VectorMAF
 from tfflows.models.realnvp import RealNVP
+from tfflows.models.tarflow import TarFlow
 from tfflows.models.vector import VectorGlow, VectorNSF, VectorRealNVP
 
-__all__ = ["FlowModel", "Glow", "NonFiniteGuard", "RealNVP", "VectorGlow", "VectorMAF", "VectorNSF", "VectorRealNVP"]
+__all__ = ["FlowModel", "Glow", "NonFiniteGuard", "RealNVP", "TarFlow", "VectorGlow", "VectorMAF", "VectorNSF", "VectorRealNVP"]
