@@ -100,6 +100,12 @@ class TokenAutoregressive(FlowBijector):
         self._context = context
         super().__init__(2, parameters=parameters, name=name, validate_args=validate_args)
 
+    def _get_parameterization(self):
+        # TFP's cache treats bijectors with equal parameters as one; the conditioner is
+        # the same Keras layer whatever its weights, so equal parameters would answer
+        # with results of earlier weights. Each instance is its own cache key.
+        return id(self)
+
     def _validate(self, x, inverse):
         super()._validate(x, inverse)
         if x.shape.rank is not None and not x.shape[-2:].is_compatible_with(self._shape):
