@@ -446,6 +446,7 @@ def test_gaussian_noise_training_and_denoise(assert_close):
     x = levels(4)
     # Fresh model: log p = −½|x/2ⁿ − ½|² + const, so the score is −(x/2ⁿ − ½)/2ⁿ.
     want = x - sigma ** 2 * (x / 2 ** NUM_BITS - 0.5) / 2 ** NUM_BITS
+    assert np.abs(want - x).max() > 0.02  # the step moves the pixels
     assert_close("tarflow_denoise", model.denoise(x).numpy(), want, atol=1e-4, rtol=1e-5)
     noisy, _ = model._augment((tf.constant(x), None))
     spread = float(np.std(noisy.numpy() - x))
