@@ -287,9 +287,9 @@ def test_realnvp_num_scales_is_a_deprecated_alias_of_num_levels():
 
 
 def test_a_keras_file_saved_with_num_scales_still_loads(tmp_path):
-    model = tfflows.RealNVP((8, 8, 1), num_levels=2, num_blocks=1, hidden_channels=4, num_bits=5)
-    model.compile(optimizer=make_optimizer(1e-3, warmup_steps=2), jit_compile=False)
-    model.fit(PIXELS, batch_size=16, epochs=1, verbose=0)
+    model = tfflows.RealNVP((8, 8, 1), num_levels=1, num_blocks=1, hidden_channels=4, num_bits=5)
+    for v in model.trainable_variables:  # away from the identity start, so weights matter
+        v.assign(v + 0.05 * RNG.standard_normal(v.shape).astype("float32"))
     model.save(tmp_path / "new.keras")
     # The same file as the version before the rename wrote it: num_scales in the config.
     with zipfile.ZipFile(tmp_path / "new.keras") as src, \
@@ -304,7 +304,7 @@ def test_a_keras_file_saved_with_num_scales_still_loads(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # a saved file is not the user's code
         loaded = keras.models.load_model(tmp_path / "old.keras")
-    assert loaded.num_levels == 2
+    assert loaded.num_levels == 1
     np.testing.assert_allclose(loaded.log_prob(PIXELS).numpy(), model.log_prob(PIXELS).numpy(),
                                rtol=1e-6)
 
@@ -335,3 +335,35 @@ def test_cli_num_bits_and_its_old_spelling(tmp_path):
     assert {"batch_loss", "batch_bits_per_dim"} <= {t for t, _, _ in events(out / "tensorboard" / "train")}
     picture = np.array(Image.open(out / "samples" / "samples_epoch_001.png"))
     assert picture.ndim == 2 and (picture == 0).any()
+
+
+def test_dense_coupling_conditioners_take_hidden_units_and_num_hidden():
+    """Couplings with an MLP say hidden_units / num_hidden as the vector models do; old names warn."""
+    from tfflows.layers import CouplingLayer, SplineCouplingLayer
+
+    for make in (lambda **kw: CouplingLayer(mask="half", dtype="float64", **kw),
+                 lambda **kw: SplineCouplingLayer(mask="half", num_bins=3, dtype="float64", **kw)):
+        new = make(hidden_units=6, num_hidden=3)
+        with pytest.warns(DeprecationWarning, match="hidden_channels is deprecated.*use hidden_units"):
+            old = make(hidden_channels=6, num_blocks=3)
+        config = new.get_config()
+        assert config["hidden_units"] == 6 and config["num_hidden"] == 3
+        assert "hidden_channels" not in config and "num_blocks" not in config
+        assert {**old.get_config(), "name": None} == {**config, "name": None}
+        for layer in (new, old):
+            layer.build((None, 4))
+        assert [w.shape for w in old.weights] == [w.shape for w in new.weights]
+        # 2 of the 4 features condition; 3 hidden layers of 6 units.
+        assert [tuple(dense.kernel.shape) for dense in new.conditioner.hidden] == [(2, 6), (6, 6), (6, 6)]
+        saved = {**config, "hidden_channels": 6, "num_blocks": 3}  # as configs were saved before
+        del saved["hidden_units"], saved["num_hidden"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            assert type(new).from_config(saved).get_config()["hidden_units"] == 6
+        with pytest.raises(ValueError, match="hidden_units or its deprecated old name hidden_channels, not both"):
+            make(hidden_units=6, hidden_channels=6)
+    conv = CouplingLayer(mask="channel", conditioner="convnet", hidden_channels=8)
+    assert conv.get_config()["hidden_channels"] == 8 and "hidden_units" not in conv.get_config()
+    with pytest.raises(ValueError, match=r"hidden_units sizes a dense \('mlp'\) conditioner; expected "
+                                         r"hidden_channels and num_blocks for this one, got hidden_units=8"):
+        CouplingLayer(mask="channel", conditioner="convnet", hidden_units=8)

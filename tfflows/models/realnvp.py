@@ -10,7 +10,7 @@ from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.multiscale import Flatten
 from tfflows.bijectors.preprocess import Logit, ScalePixels
 from tfflows.bijectors.squeeze import Squeeze
-from tfflows.deprecation import renamed_argument
+from tfflows.deprecation import renamed_argument, renamed_keys
 from tfflows.layers.coupling import CouplingLayer
 from tfflows.models.base import FlowModel
 from tfflows.models.plan import Split
@@ -115,9 +115,7 @@ class RealNVP(FlowModel):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects=None) -> "RealNVP":
-        config = dict(config)
-        if "num_scales" in config and "num_levels" not in config:
-            config["num_levels"] = config.pop("num_scales")  # saved before the rename
+        config = renamed_keys(config, {"num_scales": "num_levels"})  # saved before the rename
         return super().from_config(config, custom_objects)
 
     def get_config(self) -> dict[str, Any]:
