@@ -204,8 +204,8 @@ DATA_ROWS: dict[str, Row] = {
                                                         source_bits=7), ValueError,
                             "got a maximum of 200 (pass source_bits=8"),
     "inferred_bits_below_n_bits": (
-        lambda e: data.make_dataset(data.load_images("digits", "test"), n_bits=8, source_bits=None),
-        ValueError, "n_bits must be in 1..source_bits=5"),
+        lambda e: data.make_dataset(data.load_images("digits", "test"), num_bits=8, source_bits=None),
+        ValueError, "num_bits must be in 1..source_bits=5"),
     "make_dataset_batch_size_fraction": (
         lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), batch_size=2.5), ValueError,
         "batch_size must be a positive integer; got 2.5"),

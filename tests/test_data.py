@@ -410,11 +410,11 @@ def test_digits_keep_their_five_bits():
         (dict(images=np.zeros((4, 8), np.uint8)), r"got uint8 of shape \[4, 8\]"),
         (dict(images=np.zeros((4, 2, 2, 2, 1), np.uint8)), r"shape \[4, 2, 2, 2, 1\]"),
         (dict(images=np.zeros((0, 2, 2, 1), np.uint8)), "at least one"),
-        (dict(images=np.zeros((4, 2, 2, 1), np.uint8), n_bits=9), "n_bits.*got 9"),
+        (dict(images=np.zeros((4, 2, 2, 1), np.uint8), num_bits=9), "num_bits.*got 9"),
         (dict(images=np.zeros((4, 2, 2, 1), np.uint8), labels=np.zeros(3)), "4 rows.*got shape"),
         (dict(images=np.zeros((4, 2, 2, 1), np.uint8), batch_size=0), "batch_size"),
     ],
-    ids=["float", "rank2", "rank5", "empty", "n_bits", "labels", "batch_size"],
+    ids=["float", "rank2", "rank5", "empty", "num_bits", "labels", "batch_size"],
 )
 def test_make_dataset_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -455,8 +455,8 @@ def test_digits_with_the_default_source_bits_are_refused_not_squashed():
     inferred = np.concatenate(_collect(make_dataset(images, n_bits=5, source_bits=None, shuffle=False,
                                                     dequantize=False)))
     np.testing.assert_array_equal(inferred, images.astype(np.float32))
-    with pytest.raises(ValueError, match=r"n_bits must be in 1..source_bits=5"):
-        make_dataset(images, n_bits=8, source_bits=None)
+    with pytest.raises(ValueError, match=r"num_bits must be in 1..source_bits=5"):
+        make_dataset(images, num_bits=8, source_bits=None)
 
 
 @pytest.mark.parametrize("top, source_bits, ok", [

@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "VectorMAF": "tfflows.models",
     "VectorNSF": "tfflows.models",
     "VectorRealNVP": "tfflows.models",
+    "ScheduledAdam": "tfflows.training",
     "WarmupSchedule": "tfflows.training",
     "export_saved_model": "tfflows.export",
     "make_optimizer": "tfflows.training",
@@ -43,6 +44,7 @@ __all__ = [
     "VectorMAF",
     "VectorNSF",
     "VectorRealNVP",
+    "ScheduledAdam",
     "WarmupSchedule",
     "__version__",
     "bijectors",
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from tfflows import bijectors, layers, models, ood
     from tfflows.export import export_saved_model
     from tfflows.models import FlowModel, Glow, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
-    from tfflows.training import WarmupSchedule, make_optimizer
+    from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
 
 
 def __getattr__(name: str) -> Any:

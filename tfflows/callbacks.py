@@ -15,41 +15,50 @@ import keras
 import numpy as np
 
 from tfflows.guard import NonFiniteWeightsError
-from tfflows.images import save_grid, to_uint8
+from tfflows.images import grid_picture, save_picture, to_uint8
 from tfflows.io import atomic_path, atomic_write_json, is_temporary
 
-__all__ = ["FiniteCheckpoint", "ResumableBackup", "SampleCheck", "SampleGrid", "TimeLimit",
-           "checkpoint_files", "density_picture", "save_samples_picture"]
+__all__ = ["FiniteCheckpoint", "ResumableBackup", "SampleCheck", "SampleGrid", "TensorBoardSamples",
+           "TimeLimit", "checkpoint_files", "density_array", "density_picture", "samples_picture",
+           "save_samples_picture", "temperature_label"]
 
 CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.keras$")
 """``epoch_XXX.keras``: the model after XXX epochs (``ModelCheckpoint``'s names in ``tfflows train``)."""
 
 
-def density_picture(points: np.ndarray, path: str, bins: int = 200, extent: float = 4.5) -> None:
-    """Saves a 2-D histogram of ``points`` as a grayscale PNG (dark = dense), atomically."""
-    from PIL import Image
-
+def density_array(points: np.ndarray, bins: int = 200, extent: float = 4.5) -> np.ndarray:
+    """A 2-D histogram of ``points`` as a uint8 [2·bins, 2·bins] picture (dark = dense)."""
     hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=bins,
                                 range=[[-extent, extent], [-extent, extent]])
     hist = np.flipud(hist)
     scaled = 255 - (255 * hist / max(hist.max(), 1)).astype(np.uint8)
-    picture = Image.fromarray(scaled).resize((2 * bins, 2 * bins), Image.NEAREST)
-    with atomic_path(path) as tmp:
-        picture.save(tmp)  # the temporary name keeps the suffix, which picks the format
+    return np.repeat(np.repeat(scaled, 2, axis=0), 2, axis=1)
 
 
-def save_samples_picture(model, path: str, temperatures: Sequence[float], per_row: int = 10,
-                         seed: int = 0, num_bits: int = 8) -> None:
-    """Draws ``per_row`` samples at each temperature and saves them as one PNG.
+def density_picture(points: np.ndarray, path: str, bins: int = 200, extent: float = 4.5) -> None:
+    """Saves a 2-D histogram of ``points`` as a grayscale PNG (dark = dense), atomically."""
+    save_picture(path, density_array(points, bins, extent))
+
+
+def temperature_label(temperature: float) -> str:
+    """The row label of a sample grid: ``"T=0.70"``."""
+    return f"T={float(temperature):.2f}"
+
+
+def samples_picture(model, temperatures: Sequence[float], per_row: int = 10, seed: int = 0,
+                    num_bits: int = 8, value_range: tuple[float, float] | None = None,
+                    labels: bool = True) -> np.ndarray:
+    """Samples of ``model`` as one uint8 picture [H, W, C].
 
     Image models: one row per temperature (conditional models: one sample per
-    class in each row). Vector models with 2 features: a density picture of
+    class in each row), labelled ``T=0.70`` on the left when ``labels``;
+    pixel levels in ``value_range`` (default: all of ``num_bits``) span
+    black to white. Vector models with 2 features: a density picture of
     many samples at the first temperature.
     """
     if len(model.event_shape) == 1:
         points = model.sample(20000, temperature=temperatures[0], seed=seed).numpy()
-        density_picture(points, path)
-        return
+        return density_array(points)[..., None]
     rows = []
     for t in temperatures:
         context = None
@@ -67,8 +76,20 @@ def save_samples_picture(model, path: str, temperatures: Sequence[float], per_ro
             warnings.warn(f"tfflows: {int(bad.sum())} non-finite pixel values in samples at "
                           f"temperature {t}; drawn as 0.", RuntimeWarning, stacklevel=2)
             x = np.where(bad, 0.0, x)
-        rows.append(to_uint8(x, num_bits))
-    save_grid(path, rows, scale=max(1, 64 // model.event_shape[0]))
+        rows.append(to_uint8(x, num_bits, value_range))
+    return grid_picture(rows, scale=max(1, 64 // model.event_shape[0]),
+                        labels=[temperature_label(t) for t in temperatures] if labels else None)
+
+
+def save_samples_picture(model, path: str, temperatures: Sequence[float], per_row: int = 10,
+                         seed: int = 0, num_bits: int = 8,
+                         value_range: tuple[float, float] | None = None, labels: bool = True) -> None:
+    """Draws ``per_row`` samples at each temperature and saves them as one PNG, atomically.
+
+    See :func:`samples_picture` for the layout, the labels and ``value_range``.
+    """
+    save_picture(path, samples_picture(model, temperatures, per_row, seed, num_bits, value_range,
+                                       labels))
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -76,24 +97,78 @@ class SampleGrid(keras.callbacks.Callback):
 
     Args:
       folder: where ``samples_epoch_XXX.png`` files go.
-      temperatures: one row of samples per temperature.
+      temperatures: one row of samples per temperature, labelled with it.
       per_row: samples per row (one per class for class-conditional models).
       num_bits: bits per pixel of the model's data.
+      value_range: the lowest and highest pixel level of the training data,
+        drawn black and white (default: 0 and 2^num_bits − 1).
     """
 
     def __init__(self, folder: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
-                 per_row: int = 10, num_bits: int = 8) -> None:
+                 per_row: int = 10, num_bits: int = 8,
+                 value_range: tuple[float, float] | None = None) -> None:
         super().__init__()
         self.folder = folder
         self.temperatures = list(temperatures)
         self.per_row = per_row
         self.num_bits = num_bits
+        self.value_range = value_range
         os.makedirs(folder, exist_ok=True)
 
     def on_epoch_end(self, epoch, logs=None):
         path = os.path.join(self.folder, f"samples_epoch_{epoch + 1:03d}.png")
         save_samples_picture(self.model, path, self.temperatures, self.per_row,
-                             num_bits=self.num_bits)
+                             num_bits=self.num_bits, value_range=self.value_range)
+
+
+class TensorBoardSamples(keras.callbacks.Callback):
+    """Writes a labelled sample grid to TensorBoard after every epoch (``tf.summary.image``).
+
+    The image ``samples`` (step: the epoch, counted from 0 as Keras'
+    ``TensorBoard`` counts it) has one row per temperature, labelled
+    ``T=0.70``, as :class:`SampleGrid`'s PNG; vector models get the density
+    picture. It goes to ``log_dir/samples``, beside the ``train`` and
+    ``validation`` runs of ``keras.callbacks.TensorBoard(log_dir)``.
+
+    Args:
+      log_dir: the TensorBoard folder.
+      temperatures, per_row, num_bits, value_range: as for :class:`SampleGrid`.
+      seed: the seed of the draw, the same every epoch (the grid shows the
+        model changing, not the noise).
+    """
+
+    def __init__(self, log_dir: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
+                 per_row: int = 10, num_bits: int = 8,
+                 value_range: tuple[float, float] | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.log_dir = os.path.join(log_dir, "samples")
+        self.temperatures = list(temperatures)
+        self.per_row = per_row
+        self.num_bits = num_bits
+        self.value_range = value_range
+        self.seed = seed
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
+                                  self.num_bits, self.value_range)
+        with self._writer.as_default():
+            tf.summary.image("samples", picture[None], step=epoch,
+                             description="rows: temperatures " +
+                             ", ".join(temperature_label(t) for t in self.temperatures))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _file_stamp(path: str):

@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="leave out the Standardize step (mean and scale fitted on the "
                               "training data) that vector models start with")
     train.add_argument("--data-dir", default=None, help="folder with local IDX files")
-    train.add_argument("--levels", type=_positive_int, default=2, help="Glow levels / RealNVP scales")
-    train.add_argument("--steps", type=_positive_int, default=4, help="Glow steps per level (K)")
-    train.add_argument("--width", type=_positive_int, default=64, help="hidden channels / units")
-    train.add_argument("--blocks", type=_positive_int, default=2, help="RealNVP ResNet blocks")
+    train.add_argument("--levels", type=_positive_int, default=2,
+                       help="num_levels: the scales of Glow and RealNVP")
+    train.add_argument("--steps", type=_positive_int, default=4, help="num_steps: Glow steps per level (K)")
+    train.add_argument("--width", type=_positive_int, default=64,
+                       help="hidden_channels of image models, hidden_units of vector models")
+    train.add_argument("--blocks", type=_positive_int, default=2, help="num_blocks: RealNVP ResNet blocks")
     train.add_argument("--coupling", choices=("affine", "additive"), default="affine")
     train.add_argument("--conditional", action="store_true", help="class-conditional model")
     train.add_argument("--epochs", type=_positive_int, default=20)
@@ -82,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_positive_float, default=1e-3)
     train.add_argument("--warmup", type=int, default=200, help="learning-rate warmup steps")
     train.add_argument("--clipnorm", type=_positive_float, default=50.0)
-    train.add_argument("--n-bits", type=_positive_int, default=None,
-                       help="bits per pixel (default: the dataset's own, 5 for digits)")
+    bits = train.add_mutually_exclusive_group()
+    bits.add_argument("--num-bits", type=_positive_int, default=None,
+                      help="bits per pixel (default: the dataset's own, 5 for digits)")
+    bits.add_argument("--n-bits", dest="n_bits", type=_positive_int, default=None,
+                      help="deprecated name of --num-bits")
     train.add_argument("--max-train", type=_positive_int, default=None, help="use only this many examples")
     train.add_argument("--time-limit", type=_positive_float, default=None,
                        help="stop training after this many minutes (checked every batch)")
@@ -91,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="evaluate on the test split every this many epochs")
     train.add_argument("--steps-per-epoch", type=_positive_int, default=None,
                        help="batches per epoch (the data repeat); default: one pass")
+    train.add_argument("--log-every", type=_positive_int, default=10, metavar="N",
+                       help="write the loss and bits/dim to TensorBoard every N batches (sample "
+                            "grids go there once per epoch)")
     train.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
                        help="XLA for the train step (auto: on a GPU, off on a CPU)")
     train.add_argument("--seed", type=int, default=0)
@@ -163,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_data(dataset: str, data_dir, split: str, n_bits, max_n=None, with_labels=False,
+def _load_data(dataset: str, data_dir, split: str, num_bits, max_n=None, with_labels=False,
                columns=None, val_fraction=0.2, seed=0):
-    """Returns (array, labels or None, n_bits, source_bits) for images, toys or a CSV file.
+    """Returns (array, labels or None, num_bits, source_bits) for images, toys or a CSV file.
 
     A CSV file's rows are split (seeded) into "train" and the held-out
     ``val_fraction`` ("test" or "validation"); "all" is every row.
@@ -194,24 +202,24 @@ def _load_data(dataset: str, data_dir, split: str, n_bits, max_n=None, with_labe
         images = images[:max_n]
         labels = None if labels is None else labels[:max_n]
     source_bits = data.num_bits_of(dataset)
-    return np.asarray(images), labels, n_bits or source_bits, source_bits
+    return np.asarray(images), labels, num_bits or source_bits, source_bits
 
 
-def _dataset(arr, labels, n_bits, source_bits, batch_size, shuffle, seed):
+def _dataset(arr, labels, num_bits, source_bits, batch_size, shuffle, seed):
     import tensorflow as tf
 
     from tfflows import data
 
-    if n_bits is None:  # toys: real-valued points
+    if num_bits is None:  # toys: real-valued points
         ds = tf.data.Dataset.from_tensor_slices(arr.astype("float32"))
         if shuffle:
             ds = ds.shuffle(len(arr), seed=seed)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return data.make_dataset(arr, labels=labels, batch_size=batch_size, n_bits=n_bits,
+    return data.make_dataset(arr, labels=labels, batch_size=batch_size, num_bits=num_bits,
                              source_bits=source_bits, shuffle=shuffle, seed=seed)
 
 
-def _build_model(args, event_shape, n_bits, num_classes):
+def _build_model(args, event_shape, num_bits, num_classes):
     import tfflows
 
     if len(event_shape) == 1:
@@ -233,10 +241,10 @@ def _build_model(args, event_shape, n_bits, num_classes):
                          f"CSV file, got image data of shape {tuple(event_shape)}.")
     if args.model == "glow":
         return tfflows.Glow(event_shape, num_levels=args.levels, num_steps=args.steps,
-                            hidden_channels=args.width, coupling=args.coupling, num_bits=n_bits,
+                            hidden_channels=args.width, coupling=args.coupling, num_bits=num_bits,
                             num_classes=num_classes, seed=args.seed)
-    return tfflows.RealNVP(event_shape, num_scales=args.levels, num_blocks=args.blocks,
-                           hidden_channels=args.width, num_bits=n_bits, num_classes=num_classes)
+    return tfflows.RealNVP(event_shape, num_levels=args.levels, num_blocks=args.blocks,
+                           hidden_channels=args.width, num_bits=num_bits, num_classes=num_classes)
 
 
 RUN_FILES = ("results.json", "model.keras")
@@ -279,7 +287,8 @@ def _train(args) -> dict:
     import tensorflow as tf
 
     import tfflows
-    from tfflows.callbacks import FiniteCheckpoint, ResumableBackup, SampleCheck, SampleGrid, TimeLimit
+    from tfflows.callbacks import (FiniteCheckpoint, ResumableBackup, SampleCheck, SampleGrid,
+                                   TensorBoardSamples, TimeLimit)
     from tfflows.io import atomic_write_json
     from tfflows.training import make_optimizer
 
@@ -287,25 +296,30 @@ def _train(args) -> dict:
     if previous and not (args.resume or args.overwrite):
         raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
                          "(up to --epochs in total) or --overwrite to start over, or choose another --out.")
+    if args.n_bits is not None:
+        print("tfflows train: --n-bits is deprecated and goes in the next release; use --num-bits",
+              file=sys.stderr)
+        args.num_bits = args.n_bits
     keras.utils.set_random_seed(args.seed)
     tabular = dict(columns=args.columns, val_fraction=args.val_fraction, seed=args.seed)
-    train_x, train_y, n_bits, source_bits = _load_data(
-        args.dataset, args.data_dir, "train", args.n_bits, args.max_train, args.conditional, **tabular)
-    test_x, test_y, _, _ = _load_data(args.dataset, args.data_dir, "test", args.n_bits,
+    train_x, train_y, num_bits, source_bits = _load_data(
+        args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular)
+    test_x, test_y, _, _ = _load_data(args.dataset, args.data_dir, "test", args.num_bits,
                                       with_labels=args.conditional, **tabular)
     num_classes = None
     if args.conditional:
         if train_y is None:
             raise SystemExit(f"tfflows train: --conditional needs labelled data; {args.dataset} has none.")
         num_classes = int(max(train_y.max(), test_y.max())) + 1
-    train = _dataset(train_x, train_y, n_bits, source_bits, args.batch_size, True, args.seed)
+    train = _dataset(train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed)
     if getattr(args, "perturb", None):
-        train = _perturbed(args, train_x, n_bits, source_bits)
-    test = _dataset(test_x, test_y, n_bits, source_bits, 256, False, args.seed + 1)
-    model = _build_model(args, train_x.shape[1:], n_bits, num_classes)
+        train = _perturbed(args, train_x, num_bits, source_bits)
+    test = _dataset(test_x, test_y, num_bits, source_bits, 256, False, args.seed + 1)
+    model = _build_model(args, train_x.shape[1:], num_bits, num_classes)
+    pixel_range = _pixel_range(train_x, num_bits, source_bits)
     model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
                   jit_compile={"auto": "auto", "on": True, "off": False}[args.jit])
-    vector = n_bits is None
+    vector = num_bits is None
     if vector:
         # Standardize's statistics come from every training row, not only the first batch
         # (a resumed run gets its own back from the backup, as for ActNorm).
@@ -326,8 +340,10 @@ def _train(args) -> dict:
         SampleCheck(seed=args.seed),  # first, so the others log its fraction too
         checkpoint,
         backup,
-        keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard")),
-        SampleGrid(os.path.join(args.out, "samples"), num_bits=n_bits or 8),
+        keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard"), update_freq=args.log_every),
+        TensorBoardSamples(os.path.join(args.out, "tensorboard"), num_bits=num_bits or 8,
+                           value_range=pixel_range, seed=args.seed),
+        SampleGrid(os.path.join(args.out, "samples"), num_bits=num_bits or 8, value_range=pixel_range),
     ]
     if args.time_limit:
         callbacks.append(TimeLimit(args.time_limit * 60.0))
@@ -353,7 +369,9 @@ def _train(args) -> dict:
     fractions = history.history.get(SampleCheck.key, [])
     result = {
         "model": type(model).__name__, "dataset": args.dataset,
-        "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir), "n_bits": n_bits,
+        "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir), "num_bits": num_bits,
+        "n_bits": num_bits,  # the old name, read by earlier versions; to go in the next release
+        "pixel_range": pixel_range,
         "epochs_run": epochs_run, "epochs_total": backup.initial_epoch + epochs_run,
         "resumed_from": backup.restored_from, "train_seconds": round(seconds, 1),
         "test_loss_nats": final["loss"], f"test_{model.per_dim_metric}": final[model.per_dim_metric],
@@ -380,21 +398,36 @@ def _train(args) -> dict:
         print(f"tfflows train: warning: {fractions[-1]:.0%} of samples at temperature 1.0 are inf or "
               "NaN: the model is not usable as trained (lower --lr or raise --warmup; "
               "FlowModel.sample(clip_latent=...) draws finite ones).", file=sys.stderr)
-    what = "NLL (nats)" if n_bits is None else "bits/dim"
-    value = final["loss"] if n_bits is None else final["bits_per_dim"]
+    what = "NLL (nats)" if num_bits is None else "bits/dim"
+    value = final["loss"] if num_bits is None else final["bits_per_dim"]
     print(f"tfflows: test {what} {value:.4f} after {result['epochs_total']} epochs "
           f"({epochs_run} in this run, {seconds:.0f} s); model, samples and logs in {args.out}")
     return result
 
 
-def _perturbed(args, train_x, n_bits, source_bits):
+def _pixel_range(images, num_bits, source_bits) -> list[int] | None:
+    """The lowest and highest pixel level of ``images`` at ``num_bits`` (None: vector data, or one level).
+
+    Sample pictures draw this range black to white: the 8×8 digits use levels
+    0..16 of 32, which would otherwise never be brighter than mid-grey.
+    """
+    import numpy as np
+
+    if num_bits is None or len(images) == 0:
+        return None
+    shift = 2 ** (source_bits - num_bits)
+    low, high = (int(np.floor(float(v) / shift)) for v in (np.min(images), np.max(images)))
+    return [low, high] if low < high else None
+
+
+def _perturbed(args, train_x, num_bits, source_bits):
     """The training data of a background model (``--perturb``): pixels replaced at that rate."""
     from tfflows.ood import perturbed_dataset
 
-    if n_bits is None or args.conditional:
+    if num_bits is None or args.conditional:
         raise ValueError(f"--perturb is for unconditional image models, got dataset {args.dataset!r}"
                          + (" with --conditional." if args.conditional else " (vector data)."))
-    return perturbed_dataset(train_x, args.perturb, batch_size=args.batch_size, n_bits=n_bits,
+    return perturbed_dataset(train_x, args.perturb, batch_size=args.batch_size, n_bits=num_bits,
                              source_bits=source_bits, seed=args.seed)
 
 
@@ -476,15 +509,15 @@ def _evaluate(args) -> dict:
     if recorded and args.dataset is None:
         source += f" (as recorded in {recorded['path']})"
     print(f"tfflows evaluate: {args.split} split of {source}", file=sys.stderr)
-    n_bits = getattr(model, "num_bits", None)
+    num_bits = getattr(model, "num_bits", None)
     # A CSV file is split as it was for training (its recorded columns, fraction and seed).
     trained = (recorded.get("args") or {}) if dataset == recorded.get("dataset") else {}
-    x, y, n_bits, source_bits = _load_data(dataset, data_dir, args.split, n_bits,
+    x, y, num_bits, source_bits = _load_data(dataset, data_dir, args.split, num_bits,
                                            with_labels=model.is_conditional,
                                            columns=trained.get("columns"),
                                            val_fraction=trained.get("val_fraction", 0.2),
                                            seed=trained.get("seed", 0))
-    ds = _dataset(x, y, n_bits, source_bits, args.batch_size, False, args.seed)
+    ds = _dataset(x, y, num_bits, source_bits, args.batch_size, False, args.seed)
     out = model.evaluate(ds, return_dict=True, verbose=0)
     out = strict_json({"dataset": dataset, "data_dir": data_dir, "split": args.split,
                        "examples": len(x), **out})
@@ -545,8 +578,16 @@ def _sample(args) -> None:
     from tfflows.callbacks import save_samples_picture
 
     model = _load_model(args.model_path)
+    try:  # the training data's pixel levels, drawn black to white (older runs did not record them)
+        pixel_range = _recorded_source(args.model_path).get("pixel_range")
+    except ValueError:
+        pixel_range = None
+    if not (isinstance(pixel_range, list) and len(pixel_range) == 2
+            and all(isinstance(v, int) for v in pixel_range)):
+        pixel_range = None
     save_samples_picture(model, args.out, args.temperatures, per_row=args.num, seed=args.seed,
-                         num_bits=getattr(model, "num_bits", 8))
+                         num_bits=getattr(model, "num_bits", 8),
+                         value_range=tuple(pixel_range) if pixel_range else None)
     print(f"tfflows: samples at temperatures {args.temperatures} written to {args.out}")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
-__all__ = ["WarmupSchedule", "clip_gradients", "make_optimizer", "safe_global_norm"]
+__all__ = ["ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer", "safe_global_norm"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -69,9 +69,86 @@ def _check_steps(name: str, value: Any) -> int:
     return int(value)
 
 
+@keras.saving.register_keras_serializable(package="tfflows")
+class ScheduledAdam(keras.optimizers.Adam):
+    """Adam whose learning rate is a schedule times a scale that can be set.
+
+    η(t) = s · schedule(t), with s a saved optimizer variable (1 at the start).
+    Writing a number to ``learning_rate`` (as ``ReduceLROnPlateau`` does:
+    ``optimizer.learning_rate = old · factor``) sets s so that the rate at
+    the current step is that number; later steps keep the schedule's shape,
+    scaled. Keras' own Adam refuses that write when its rate is a schedule.
+
+    Args:
+      learning_rate: a ``keras.optimizers.schedules.LearningRateSchedule``
+        (e.g. :class:`WarmupSchedule`) or a number.
+      **kwargs: passed to ``keras.optimizers.Adam``.
+    """
+
+    def __init__(self, learning_rate: Any = 1e-3, **kwargs: Any) -> None:
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        with keras.name_scope(self.name, caller=self):
+            self._learning_rate_scale = keras.Variable(
+                1.0, name="learning_rate_scale", dtype="float32", trainable=False,
+                aggregation="only_first_replica")  # assigning it tracks it
+
+    @property
+    def learning_rate_scale(self) -> keras.Variable:
+        """s in η(t) = s · schedule(t): what ``ReduceLROnPlateau``'s reductions multiplied up to."""
+        return self._learning_rate_scale
+
+    def _get_current_learning_rate(self):
+        rate = super()._get_current_learning_rate()
+        if isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            return rate * ops.cast(self._learning_rate_scale, rate.dtype)
+        return rate
+
+    @property
+    def learning_rate(self):
+        return self._get_current_learning_rate()
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        schedule = self._learning_rate
+        if (not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+                or isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+                or callable(learning_rate)):
+            keras.optimizers.Adam.learning_rate.fset(self, learning_rate)
+            if hasattr(self, "_learning_rate_scale"):
+                self._learning_rate_scale.assign(1.0)
+            return
+        value = float(ops.convert_to_numpy(learning_rate))
+        base = float(ops.convert_to_numpy(schedule(self._iterations)))
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a finite number >= 0, "
+                             f"got {learning_rate!r}.")
+        if not base > 0:
+            raise ValueError(f"{type(self).__name__}: cannot set the learning rate to {value!r} at "
+                             f"step {int(ops.convert_to_numpy(self._iterations))}: the schedule is "
+                             f"{base!r} there, expected a rate > 0 to scale.")
+        self._learning_rate_scale.assign(value / base)
+
+    def load_own_variables(self, store):
+        """Also reads the state of a plain Adam (no scale, as ``make_optimizer`` saved it before)."""
+        variables = self.variables
+        if len(store.keys()) == len(variables) - 1:
+            scale = variables.index(self._learning_rate_scale)
+            others = variables[:scale] + variables[scale + 1:]
+            for i, variable in enumerate(others):
+                variable.assign(store[str(i)])
+            self._learning_rate_scale.assign(1.0)
+            return
+        super().load_own_variables(store)
+
+
 def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_steps: int = 0,
                    clipnorm: float | None = 50.0, **kwargs: Any) -> keras.optimizers.Adam:
     """Adam with linear warmup (and optional cosine decay) and global-norm gradient clipping.
+
+    With warmup or decay the optimizer is a :class:`ScheduledAdam` on a
+    :class:`WarmupSchedule`: ``keras.callbacks.ReduceLROnPlateau`` can lower
+    its rate (the schedule is scaled by its factor from then on). Without,
+    it is a ``keras.optimizers.Adam`` at the constant rate.
 
     Args:
       learning_rate: the peak learning rate.
@@ -89,9 +166,10 @@ def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_ste
     decay_steps = _check_steps("decay_steps", decay_steps)
     if clipnorm is not None:
         _check_positive("clipnorm", clipnorm, " or None")
-    schedule = WarmupSchedule(learning_rate, warmup_steps, decay_steps) if (
-        warmup_steps or decay_steps) else learning_rate
-    return keras.optimizers.Adam(schedule, global_clipnorm=clipnorm, **kwargs)
+    if warmup_steps or decay_steps:
+        return ScheduledAdam(WarmupSchedule(learning_rate, warmup_steps, decay_steps),
+                             global_clipnorm=clipnorm, **kwargs)
+    return keras.optimizers.Adam(float(learning_rate), global_clipnorm=clipnorm, **kwargs)
 
 
 def safe_global_norm(tensors: Sequence[Any]) -> Any:

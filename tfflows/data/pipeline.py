@@ -16,18 +16,19 @@ import numpy as np
 import tensorflow as tf
 
 from tfflows.data.toys import sample_toy
+from tfflows.deprecation import renamed_argument
 
 __all__ = ["bin_centres", "dequantize", "make_dataset", "toy_dataset"]
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _check_bits(n_bits: int, source_bits: int) -> None:
+def _check_bits(n_bits: int, source_bits: int, name: str = "n_bits") -> None:
     if not 1 <= source_bits <= 8:
         raise ValueError(f"source_bits must be in 1..8 for uint8 data; got {source_bits}.")
     if not 1 <= n_bits <= source_bits:
         raise ValueError(
-            f"n_bits must be in 1..source_bits={source_bits} (bits can only be dropped); "
+            f"{name} must be in 1..source_bits={source_bits} (bits can only be dropped); "
             f"got {n_bits}."
         )
 
@@ -141,17 +142,18 @@ def make_dataset(
     images: np.ndarray,
     labels: np.ndarray | None = None,
     batch_size: int = 64,
-    n_bits: int = 8,
+    num_bits: int | None = None,
     source_bits: int | None = 8,
     shuffle: bool = True,
     repeat: bool = False,
     dequantize: bool = True,
     seed: int | None = None,
     drop_remainder: bool = False,
+    n_bits: int | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``n_bits`` images as float32 in ``[0, 2^n_bits)``.
+    """Batches of ``num_bits`` images as float32 in ``[0, 2^num_bits)``.
 
-    Each pixel becomes ``floor(x / 2^(source_bits - n_bits))``, plus fresh
+    Each pixel becomes ``floor(x / 2^(source_bits - num_bits))``, plus fresh
     ``U[0, 1)`` noise every epoch when ``dequantize``. Noise and shuffling are
     reproducible when ``seed`` is given.
 
@@ -160,7 +162,8 @@ def make_dataset(
             with values below ``2^source_bits``.
         labels: Optional array with ``N`` rows, yielded unchanged beside the images.
         batch_size: Images per batch.
-        n_bits: Bit depth to model, ``1 <= n_bits <= source_bits``.
+        num_bits: Bit depth to model, ``1 <= num_bits <= source_bits``
+            (default 8), the model's ``num_bits``.
         source_bits: Bit depth of ``images`` (see ``num_bits_of``): 8 for
             0..255 pixels, 5 for the digits' 0..16; ``None`` infers it as the
             fewest bits that hold the maximum. A maximum of ``2^source_bits``
@@ -171,6 +174,7 @@ def make_dataset(
         dequantize: Add uniform noise; ``False`` yields the integers as floats.
         seed: Seed for shuffling and noise; ``None`` for fresh randomness.
         drop_remainder: Drop the last batch if it is smaller than ``batch_size``.
+        n_bits: The deprecated old name of ``num_bits``.
 
     Returns:
         A ``tf.data.Dataset`` of ``[B, H, W, C]`` float32 batches, or of
@@ -179,10 +183,11 @@ def make_dataset(
     Raises:
         ValueError: If images are not uint8 of rank 3 or 4, their maximum
             does not match ``source_bits`` (see above), labels do not match,
-            or a size is out of range.
+            or a size is out of range, or both ``num_bits`` and ``n_bits`` are given.
     """
+    num_bits = renamed_argument("make_dataset", "num_bits", num_bits, "n_bits", n_bits, default=8)
     if source_bits is not None:
-        _check_bits(n_bits, source_bits)
+        _check_bits(num_bits, source_bits, "num_bits")
     images = _check_images(images)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
@@ -198,7 +203,7 @@ def make_dataset(
     top = int(images.max())
     if source_bits is None:
         source_bits = _bits_needed(top)
-        _check_bits(n_bits, source_bits)
+        _check_bits(num_bits, source_bits, "num_bits")
     else:
         _check_source_range(top, source_bits)
     ds = tf.data.Dataset.from_tensor_slices(elements)
@@ -214,7 +219,7 @@ def make_dataset(
     def transform(batch, key):
         x, y = batch if labels is not None else (batch, None)
         seed_pair = tf.stack([key, tf.zeros_like(key)])
-        x = _quantize(x, n_bits, source_bits, seed_pair, noise=dequantize)
+        x = _quantize(x, num_bits, source_bits, seed_pair, noise=dequantize)
         return x if y is None else (x, y)
 
     ds = tf.data.Dataset.zip((ds, keys)).map(transform, num_parallel_calls=_AUTOTUNE)

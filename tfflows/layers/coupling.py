@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling
 from tfflows.bijectors.masks import check_mask
+from tfflows.deprecation import DENSE_NAMES, conditioner_size, renamed_keys
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.conditioners import MLP, ConvNet, ResNet, ZeroConv
 
@@ -33,9 +34,13 @@ class CouplingLayer(FlowLayer):
         for images and ``"mlp"`` for vectors. A layer given here must return
         2× the moving channels (1× when additive) and should zero-initialise
         its output so the coupling starts as the identity.
-      hidden_channels: width of a built-in conditioner.
-      num_blocks: residual blocks of the ``"resnet"`` conditioner, or hidden
-        layers of the ``"mlp"`` one.
+      hidden_channels: width of the ``"convnet"`` and ``"resnet"``
+        conditioners (default 512).
+      num_blocks: residual blocks of the ``"resnet"`` conditioner (default 2).
+      hidden_units: width of the ``"mlp"`` conditioner (default 512), as in
+        the vector models; ``hidden_channels`` is its deprecated old name.
+      num_hidden: hidden layers of the ``"mlp"`` conditioner (default 2);
+        ``num_blocks`` is its deprecated old name.
     """
 
     def __init__(
@@ -45,8 +50,10 @@ class CouplingLayer(FlowLayer):
         additive: bool = False,
         scale_fn: str = "sigmoid",
         conditioner: str | keras.layers.Layer | None = None,
-        hidden_channels: int = 512,
-        num_blocks: int = 2,
+        hidden_channels: int | None = None,
+        num_blocks: int | None = None,
+        hidden_units: int | None = None,
+        num_hidden: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("event_ndims", 1 if mask == "half" else 3)
@@ -68,6 +75,10 @@ class CouplingLayer(FlowLayer):
                 f"{self.name}: conditioner must be a Keras layer or one of {CONDITIONERS}, "
                 f"got {type(conditioner).__name__}."
             )
+        # The MLP's width and depth are kept in hidden_channels and num_blocks too.
+        hidden_channels, num_blocks = conditioner_size(
+            self.name, conditioner == "mlp", hidden_channels, num_blocks, hidden_units, num_hidden,
+            default_width=512, default_depth=2)
         self.mask = mask
         self.parity = parity
         self.additive = additive
@@ -132,6 +143,15 @@ class CouplingLayer(FlowLayer):
         spec = self._conditioner_spec
         if not isinstance(spec, str):
             spec = keras.saving.serialize_keras_object(spec)
+        size = ({"hidden_units": self.hidden_channels, "num_hidden": self.num_blocks} if spec == "mlp"
+                else {"hidden_channels": self.hidden_channels, "num_blocks": self.num_blocks})
         return {**super().get_config(), "mask": self.mask, "parity": self.parity,
-                "additive": self.additive, "scale_fn": self.scale_fn, "conditioner": spec,
-                "hidden_channels": self.hidden_channels, "num_blocks": self.num_blocks}
+                "additive": self.additive, "scale_fn": self.scale_fn, "conditioner": spec, **size}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CouplingLayer":
+        event_ndims = config.get("event_ndims", 1 if config.get("mask") == "half" else 3)
+        if config.get("conditioner", "mlp" if event_ndims == 1 else "convnet") == "mlp":
+            config = renamed_keys(config, DENSE_NAMES)  # saved before the MLP had its own names
+        return super().from_config(config)
+

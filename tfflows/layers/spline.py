@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfflows.bijectors.spline import SplineCoupling, spline_params_per_entry
+from tfflows.deprecation import DENSE_NAMES, conditioner_size, renamed_keys
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.conditioners import MLP, ConvNet
 
@@ -24,12 +25,18 @@ class SplineCouplingLayer(FlowLayer):
       parity: 0 or 1, which half conditions.
       num_bins: spline bins K.
       bound: the spline acts on [−bound, bound], identity outside.
-      hidden_channels: conditioner width.
-      num_blocks: hidden layers of the MLP conditioner.
+      hidden_units: width of the MLP conditioner (``"half"``; default 64).
+      num_hidden: hidden layers of the MLP conditioner (default 2).
+      hidden_channels: width of the ConvNet conditioner (``"channel"``;
+        default 64); with ``"half"`` the deprecated old name of ``hidden_units``.
+      num_blocks: with ``"half"`` the deprecated old name of ``num_hidden``
+        (the ConvNet has no blocks to count).
     """
 
     def __init__(self, mask: str = "half", parity: int = 0, num_bins: int = 8, bound: float = 4.0,
-                 hidden_channels: int = 64, num_blocks: int = 2, **kwargs: Any) -> None:
+                 hidden_channels: int | None = None, num_blocks: int | None = None,
+                 hidden_units: int | None = None, num_hidden: int | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("event_ndims", 1 if mask == "half" else 3)
         super().__init__(**kwargs)
         if mask not in ("half", "channel"):
@@ -39,7 +46,10 @@ class SplineCouplingLayer(FlowLayer):
         if not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(f"{self.name}: num_bins must be an integer >= 2, got {num_bins!r}.")
         self.mask, self.parity, self.num_bins, self.bound = mask, parity, num_bins, float(bound)
-        self.hidden_channels, self.num_blocks = hidden_channels, num_blocks
+        # The MLP's width and depth are kept in hidden_channels and num_blocks too.
+        self.hidden_channels, self.num_blocks = conditioner_size(
+            self.name, mask == "half", hidden_channels, num_blocks, hidden_units, num_hidden,
+            default_width=64, default_depth=2)
         self.conditioner = None
 
     def build(self, x_shape, context_shape=None):
@@ -71,6 +81,14 @@ class SplineCouplingLayer(FlowLayer):
                               context=context, name=self.name)
 
     def get_config(self) -> dict[str, Any]:
+        size = ({"hidden_units": self.hidden_channels, "num_hidden": self.num_blocks}
+                if self.mask == "half"
+                else {"hidden_channels": self.hidden_channels, "num_blocks": self.num_blocks})
         return {**super().get_config(), "mask": self.mask, "parity": self.parity,
-                "num_bins": self.num_bins, "bound": self.bound,
-                "hidden_channels": self.hidden_channels, "num_blocks": self.num_blocks}
+                "num_bins": self.num_bins, "bound": self.bound, **size}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "SplineCouplingLayer":
+        if config.get("mask", "half") == "half":
+            config = renamed_keys(config, DENSE_NAMES)  # saved before the MLP had its own names
+        return super().from_config(config)

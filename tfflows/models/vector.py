@@ -68,7 +68,7 @@ class VectorRealNVP(FlowModel):
         steps: list = []
         for i in range(self.num_layers):
             steps.append(CouplingLayer("half", 0, scale_fn="tanh", conditioner="mlp",
-                                       hidden_channels=self.hidden_units, num_blocks=self.num_hidden,
+                                       hidden_units=self.hidden_units, num_hidden=self.num_hidden,
                                        name=f"coupling_{i}"))
             if i < self.num_layers - 1:
                 steps.append(ChannelPermutation.reverse(self.dim, event_ndims=1)
@@ -129,8 +129,8 @@ class VectorGlow(FlowModel):
                 InvertibleConv1x1Layer(lu=self.lu, seed=self.seed * 1000 + k, event_ndims=1,
                                        name=f"dense_{k}"),
                 CouplingLayer("half", 0, additive=self.coupling == "additive", scale_fn="tanh",
-                              conditioner="mlp", hidden_channels=self.hidden_units,
-                              num_blocks=self.num_hidden, name=f"coupling_{k}"),
+                              conditioner="mlp", hidden_units=self.hidden_units,
+                              num_hidden=self.num_hidden, name=f"coupling_{k}"),
             ]
         return standardized(steps, self.standardize)
 
@@ -189,7 +189,7 @@ class VectorNSF(FlowModel):
                 InvertibleConv1x1Layer(lu=True, seed=self.seed * 1000 + k, event_ndims=1,
                                        name=f"linear_{k}"),
                 SplineCouplingLayer("half", k % 2, num_bins=self.num_bins, bound=self.bound,
-                                    hidden_channels=self.hidden_units, num_blocks=self.num_hidden,
+                                    hidden_units=self.hidden_units, num_hidden=self.num_hidden,
                                     name=f"spline_{k}"),
             ]
         return standardized(steps, self.standardize)
