@@ -325,10 +325,12 @@ def test_squeeze_rejects_odd_spatial_size_and_bad_factor():
 
 
 def test_checkerboard_rejects_odd_spatial_size():
-    layer = CouplingLayer(mask="checkerboard", hidden_channels=4)
-    layer.build((None, 5, 4, 2))
+    # The layer refuses at build time, the bijector at call time.
     with pytest.raises(ValueError, match=r"even height and width, got 5x4"):
-        layer.bijector().forward_and_log_det(tf.zeros([1, 5, 4, 2]))
+        CouplingLayer(mask="checkerboard", hidden_channels=4).build((None, 5, 4, 2))
+    with pytest.raises(ValueError, match=r"even height and width, got 5x4"):
+        AffineCoupling(_wrong_channels, mask="checkerboard").forward_and_log_det(
+            tf.zeros([1, 5, 4, 2]))
 
 
 def _wrong_channels(x, context=None):

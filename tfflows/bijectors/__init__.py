@@ -8,15 +8,18 @@ build these per call.
 
 from tfflows.bijectors.actnorm import ActNorm, ElementwiseAffine, actnorm_init
 from tfflows.bijectors.autoregressive import (
+    MaskedAutoregressive,
+)
+from tfflows.bijectors.transforms import (
+    AdditiveTransform,
     AffineTransform,
     ElementwiseTransform,
-    MaskedAutoregressive,
     SplineTransform,
 )
 from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
-from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling
-from tfflows.bijectors.masks import MASK_TYPES
+from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling, Coupling
+from tfflows.bijectors.masks import MASK_TYPES, Mask, PatternMask, SplitMask
 from tfflows.bijectors.multiscale import FactorOut, Flatten, FlowChain
 from tfflows.bijectors.patchify import FlattenTokens, Patchify
 from tfflows.bijectors.permute import ChannelPermutation
@@ -31,6 +34,11 @@ __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
     "ChannelPermutation",
+    "Coupling",
+    "AdditiveTransform",
+    "Mask",
+    "PatternMask",
+    "SplitMask",
     "ElementwiseAffine",
     "FactorOut",
     "Flatten",

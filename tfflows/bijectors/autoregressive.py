@@ -8,85 +8,28 @@ import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector, check_channels, sum_event
 from tfflows.bijectors.coupling import call_conditioner
-from tfflows.bijectors.spline import rational_quadratic_spline, spline_params_per_entry
+from tfflows.bijectors.transforms import (
+    LOG_SCALE_BOUND,
+    AffineTransform,
+    ElementwiseTransform,
+    SplineTransform,
+    bounded_log_scale,
+)
+from tfflows.bijectors.transforms import make_transform as _make_any_transform
 
 __all__ = ["MaskedAutoregressive", "DIRECTIONS", "TRANSFORMS", "AffineTransform", "SplineTransform",
-           "ElementwiseTransform", "make_transform", "bounded_log_scale"]
+           "ElementwiseTransform", "make_transform", "bounded_log_scale", "LOG_SCALE_BOUND"]
 
 DIRECTIONS = ("maf", "iaf")
 TRANSFORMS = ("affine", "spline")
-LOG_SCALE_BOUND = 7.0
-
-
-def bounded_log_scale(raw: tf.Tensor, bound: float = LOG_SCALE_BOUND) -> tf.Tensor:
-    """A soft clamp of the raw log-scale into (−bound, bound): raw / (1 + |raw| / bound)."""
-    return raw / (1.0 + tf.abs(raw) / bound)
-
-
-class ElementwiseTransform:
-    """An elementwise monotone map u ↦ v whose parameters come from a conditioner.
-
-    ``params_per_entry`` raw parameters per feature, laid out parameter-major
-    in the conditioner's output: h[..., p·D + i] is parameter p of feature i.
-    A zero h gives the identity, so a fresh (zero-output) MADE is an identity step.
-    """
-
-    params_per_entry: int = 2
-
-    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        """Returns v (u's shape) and the log-det of u ↦ v per entry (u's shape)."""
-        raise NotImplementedError
-
-
-class AffineTransform(ElementwiseTransform):
-    """Latent side z = (x − μ) · exp(−α), data side x = z · exp(α) + μ; h = [μ, raw α]."""
-
-    params_per_entry = 2
-
-    def __call__(self, h, u, to_latent):
-        shift, raw = tf.split(h, 2, axis=-1)
-        log_scale = bounded_log_scale(raw)
-        if to_latent:
-            return (u - shift) * tf.exp(-log_scale), -log_scale
-        return u * tf.exp(log_scale) + shift, log_scale
-
-
-class SplineTransform(ElementwiseTransform):
-    """Latent side z = g(x), data side x = g⁻¹(z): a monotone rational-quadratic spline per entry.
-
-    g lives on [−B, B] (identity outside); h holds, per entry, K widths, K
-    heights and K − 1 interior slopes (see
-    :func:`~tfflows.bijectors.spline.rational_quadratic_spline`).
-    """
-
-    def __init__(self, num_bins: int = 8, bound: float = 4.0) -> None:
-        if not isinstance(num_bins, int) or num_bins < 2:
-            raise ValueError(f"SplineTransform: num_bins must be an integer >= 2, got {num_bins!r}.")
-        if not bound > 0:
-            raise ValueError(f"SplineTransform: bound must be > 0, got {bound!r}.")
-        self.num_bins, self.bound = num_bins, float(bound)
-        self.params_per_entry = spline_params_per_entry(num_bins)
-
-    def __call__(self, h, u, to_latent):
-        dim = u.shape[-1]
-        # [N, P, D] → [N, D, P]: leading axes folded (oneDNN's softmax takes rank <= 5).
-        h = tf.transpose(tf.reshape(h, [-1, self.params_per_entry, dim]), [0, 2, 1])
-        spline = rational_quadratic_spline(h, self.num_bins, self.bound)
-        flat = tf.reshape(u, [-1, dim])
-        if to_latent:
-            v, log_det = spline.forward(flat), spline.forward_log_det_jacobian(flat, event_ndims=0)
-        else:
-            v, log_det = spline.inverse(flat), spline.inverse_log_det_jacobian(flat, event_ndims=0)
-        shape = tf.shape(u)
-        return tf.reshape(v, shape), tf.reshape(log_det, shape)
 
 
 def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
                    name: str = "transform") -> ElementwiseTransform:
-    """The :class:`ElementwiseTransform` named ``transform`` ("affine" or "spline")."""
+    """The autoregressive step's transform: ``"affine"`` (MAF's convention) or ``"spline"``."""
     if transform not in TRANSFORMS:
         raise ValueError(f"{name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
-    return AffineTransform() if transform == "affine" else SplineTransform(num_bins, bound)
+    return _make_any_transform(transform, num_bins, bound, name)
 
 
 class MaskedAutoregressive(FlowBijector):

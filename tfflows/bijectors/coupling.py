@@ -1,17 +1,23 @@
-"""Affine and additive coupling bijectors (NICE, RealNVP, Glow)."""
+"""One coupling bijector for every elementwise transform and mask (NICE, RealNVP, Glow, NSF, Jet)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
-from tfflows.bijectors.base import FlowBijector, check_channels, sum_event
-from tfflows.bijectors.masks import check_mask, checkerboard, merge_channels, split_channels
+from tfflows.bijectors.base import FlowBijector, batch_zeros, check_channels, sum_event
+from tfflows.bijectors.masks import Mask, make_mask
+from tfflows.bijectors.transforms import (
+    AdditiveTransform,
+    SCALE_FNS,
+    AffineTransform,
+    ElementwiseTransform,
+    make_transform,
+)
 
-__all__ = ["AffineCoupling", "AdditiveCoupling", "SCALE_FNS", "call_conditioner"]
+__all__ = ["Coupling", "AffineCoupling", "AdditiveCoupling", "SCALE_FNS", "call_conditioner"]
 
-SCALE_FNS = ("sigmoid", "tanh", "exp")
 Conditioner = Callable[..., tf.Tensor]
 
 
@@ -56,16 +62,134 @@ def call_conditioner(conditioner: Conditioner, x: tf.Tensor, event_ndims: int,
     return tf.reshape(h, tf.concat([batch_shape, tf.shape(h)[1:]], axis=0))
 
 
-class AffineCoupling(FlowBijector):
+class Coupling(FlowBijector):
+    """y = x with the moving part mapped elementwise by a transform whose parameters come from the rest.
+
+    A ``mask`` splits x into a conditioning part x₁ and a moving part x₂;
+    a ``conditioner`` network maps x₁ (and an optional ``context``) to raw
+    parameters θ, and an elementwise monotone ``transform`` g moves x₂:
+
+    - forward: y₁ = x₁,  y₂ = g(x₂; θ(x₁))
+    - inverse: x₁ = y₁,  x₂ = g⁻¹(y₂; θ(y₁))
+    - log-det: Σ log|g′(x₂; θ(x₁))| over the moving entries.
+
+    The Jacobian is block triangular, so the log-det is exact and cheap,
+    and the conditioner runs once per direction. Transforms
+    (:mod:`tfflows.bijectors.transforms`): affine with any scale function
+    (NICE/RealNVP/Glow/Jet), additive, rational-quadratic spline (NSF).
+    Masks (:mod:`tfflows.bijectors.masks`): ``"checkerboard"`` and
+    ``"channel"`` for [H, W, C] images, ``"half"`` for vectors,
+    ``"token_channel"`` (half of every token's features) and
+    ``"token_spatial"`` (a subset of the tokens) for [T, D] sequences.
+
+    The conditioner sees one batch axis (leading batch axes are folded in)
+    and returns ``transform.params_per_entry`` values per moving entry in
+    its last axis: for split masks [..., P·moving], for pattern masks
+    (checkerboard, token_spatial) [..., P·C] at every position of the
+    input, whose moving positions it sees as zeros.
+
+    Args:
+      conditioner: callable (a Keras layer) mapping x₁, and ``context``
+        when given, to θ.
+      transform: an :class:`~tfflows.bijectors.ElementwiseTransform`, or
+        the name of one (``"affine"``, ``"additive"``, ``"spline"``) with
+        default settings.
+      mask: a mask name (see above) or a :class:`~tfflows.bijectors.masks.Mask`.
+      parity: 0 or 1; which part conditions.
+      indices: the entries of part A (features for split masks, tokens for
+        ``"token_spatial"``); default the first half of the features, or
+        every other token.
+      context: optional tensor passed to the conditioner as its second argument.
+
+    References:
+      Dinh, Krueger, Bengio. NICE: Non-linear Independent Components
+        Estimation. ICLR 2015 workshop.
+      Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
+      Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
+      Kolesnikov, Susano Pinto, Tschannen. Jet: A Modern Transformer-Based
+        Normalizing Flow. 2024. arXiv:2412.15129.
+    """
+
+    supported_event_ndims = (1, 2, 3)
+
+    def __init__(
+        self,
+        conditioner: Conditioner,
+        transform: ElementwiseTransform | str = "affine",
+        mask: str | Mask = "channel",
+        parity: int = 0,
+        indices: Sequence[int] | None = None,
+        context: tf.Tensor | None = None,
+        validate_args: bool = False,
+        name: str = "coupling",
+        _parameters: dict | None = None,
+    ) -> None:
+        parameters = _parameters if _parameters is not None else dict(locals())
+        parameters.pop("_parameters", None)
+        mask = make_mask(mask, parity, indices, name)
+        if isinstance(transform, str):
+            transform = make_transform(transform, name=name, scale_fn="sigmoid", maps_to_latent=True)
+        if not isinstance(transform, ElementwiseTransform):
+            raise ValueError(f"{name}: transform must be an ElementwiseTransform or one of "
+                             f"('affine', 'additive', 'spline'), got {type(transform).__name__}.")
+        if not callable(conditioner):
+            raise ValueError(f"{name}: conditioner must be callable, got {type(conditioner).__name__}.")
+        self._conditioner = conditioner
+        self._transform = transform
+        self._mask = mask
+        self._context = context
+        super().__init__(
+            mask.event_ndims,
+            parameters=parameters,
+            name=name,
+            is_constant_jacobian=transform.is_constant_jacobian,
+            validate_args=validate_args,
+        )
+
+    @property
+    def mask(self) -> str:
+        """The mask's name."""
+        return self._mask.kind
+
+    @property
+    def parity(self) -> int:
+        return self._mask.parity
+
+    @property
+    def transform(self) -> ElementwiseTransform:
+        return self._transform
+
+    def _validate(self, x, inverse):
+        super()._validate(x, inverse)
+        if x.shape.rank is not None:
+            self._mask.check_event(x.shape[x.shape.rank - self.event_ndims:].as_list(), self.name)
+
+    def _transform_and_log_det(self, x: tf.Tensor, inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        cond, moving = self._mask.split(x)
+        per = self._transform.params_per_entry
+        h = call_conditioner(self._conditioner, cond, self.event_ndims, self._context,
+                             per * moving.shape[-1], self.name)
+        moved, log_det = self._transform(h, moving, to_latent=not inverse)
+        y = self._mask.merge(x, moved)
+        log_det = sum_event(self._mask.moving_log_det(log_det), self.event_ndims)
+        return y, log_det + batch_zeros(x, self.event_ndims)
+
+    def _forward_and_log_det(self, x):
+        return self._transform_and_log_det(x, inverse=False)
+
+    def _inverse_and_log_det(self, y):
+        return self._transform_and_log_det(y, inverse=True)
+
+
+class AffineCoupling(Coupling):
     """y = x with one part moved by a scale and shift computed from the other.
 
-    Split x into a conditioning part x₁ and a moving part x₂ (by ``mask``).
-    A conditioner network maps x₁ (and an optional ``context``) to raw outputs
-    ``h = [t, u]`` and the scale is s = g(u) for the bounded ``scale_fn`` g:
+    The :class:`Coupling` with an affine transform: the conditioner returns
+    ``h = [t, u]`` (shift, then raw scale) per moving entry and s = g(u):
 
     - forward: y₁ = x₁,  y₂ = x₂ ⊙ s(x₁) + t(x₁)
     - inverse: x₁ = y₁,  x₂ = (y₂ − t(y₁)) ⊘ s(y₁)
-    - log-det: log|det ∂y/∂x| = Σ log s over the moving entries.
+    - log-det: Σ log s over the moving entries.
 
     Scale functions:
 
@@ -74,27 +198,20 @@ class AffineCoupling(FlowBijector):
     - ``"tanh"``: s = exp(a ⊙ tanh(u)) with a per-entry factor ``a`` (RealNVP),
       so |log s| ≤ |a|; a zero conditioner gives the identity.
     - ``"exp"``: s = exp(u), unbounded (used for the learned Gaussian priors).
-
-    Masks: ``"checkerboard"`` (images; x₁ are the pixels where
-    (row + col + parity) is even, the conditioner sees x ⊙ m and returns 2C
-    channels), ``"channel"`` (images; first or second half of the channels)
-    and ``"half"`` (vectors; first or second half of the features). For
-    the split masks the conditioner returns twice the moving channels.
+    - ``"bounded"``: log s = u / (1 + |u|/7); ``"scaled_sigmoid"``: s = 2·sigmoid(u) (Jet).
 
     Args:
       conditioner: callable (a Keras layer or model) mapping the conditioning
         part, and ``context`` when given, to ``h``.
-      mask: ``"checkerboard"``, ``"channel"`` or ``"half"``.
+      mask: any mask of :class:`Coupling`.
       parity: 0 or 1; which part conditions.
-      scale_fn: ``"sigmoid"``, ``"tanh"`` or ``"exp"``.
+      scale_fn: see above.
       tanh_factor: the factor ``a`` for ``scale_fn="tanh"``, shape broadcastable
         to the moving part's channels; defaults to 1.
       context: optional tensor passed to the conditioner as its second argument.
-      event_ndims: 3 for [H, W, C] images, 1 for vectors; inferred from ``mask``.
+      indices: part A of the mask (see :class:`Coupling`).
 
     References:
-      Dinh, Krueger, Bengio. NICE: Non-linear Independent Components
-        Estimation. ICLR 2015 workshop.
       Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
       Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1
         Convolutions. NeurIPS 2018.
@@ -112,100 +229,16 @@ class AffineCoupling(FlowBijector):
         context: tf.Tensor | None = None,
         validate_args: bool = False,
         name: str | None = None,
+        indices: Sequence[int] | None = None,
     ) -> None:
         parameters = dict(locals())
         name = name or ("additive_coupling" if self._additive else "affine_coupling")
-        event_ndims = 1 if mask == "half" else 3
-        check_mask(mask, parity, event_ndims, name)
-        if not self._additive and scale_fn not in SCALE_FNS:
-            raise ValueError(f"{name}: scale_fn must be one of {SCALE_FNS}, got {scale_fn!r}.")
-        if not callable(conditioner):
-            raise ValueError(f"{name}: conditioner must be callable, got {type(conditioner).__name__}.")
-        self._conditioner = conditioner
-        self._mask = mask
-        self._parity = parity
-        self._scale_fn = scale_fn
-        self._tanh_factor = tanh_factor
-        self._context = context
-        super().__init__(
-            event_ndims,
-            parameters=parameters,
-            name=name,
-            is_constant_jacobian=self._additive,
-            validate_args=validate_args,
-        )
-
-    @property
-    def mask(self) -> str:
-        return self._mask
-
-    @property
-    def parity(self) -> int:
-        return self._parity
-
-    def _validate(self, x, inverse):
-        super()._validate(x, inverse)
-        if self._mask == "checkerboard":
-            h, w = x.shape[-3], x.shape[-2]
-            if (h is not None and h % 2) or (w is not None and w % 2):
-                raise ValueError(
-                    f"{self.name}: a checkerboard mask needs even height and width, "
-                    f"got {h}x{w} (input shape {x.shape})."
-                )
-        elif x.shape[-1] is not None and x.shape[-1] < 2:
-            raise ValueError(
-                f"{self.name}: a {self._mask!r} mask needs at least 2 entries in the "
-                f"last axis, got {x.shape[-1]} (input shape {x.shape})."
-            )
-
-    def _condition(self, x_cond: tf.Tensor, moving_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """Runs the conditioner; returns (shift, log_scale) for the moving part."""
-        want = moving_channels if self._additive else 2 * moving_channels
-        h = call_conditioner(self._conditioner, x_cond, self.event_ndims, self._context, want,
-                             self.name)
         if self._additive:
-            return h, tf.zeros_like(h)
-        shift, raw = tf.split(h, 2, axis=-1)
-        if self._scale_fn == "sigmoid":
-            log_scale = tf.math.log_sigmoid(raw + 2.0)
-        elif self._scale_fn == "tanh":
-            factor = 1.0 if self._tanh_factor is None else tf.cast(self._tanh_factor, raw.dtype)
-            log_scale = factor * tf.tanh(raw)
+            transform = AdditiveTransform()
         else:
-            log_scale = raw
-        return shift, log_scale
-
-    def _transform(self, x: tf.Tensor, inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        sign = -1.0 if inverse else 1.0
-        if self._mask == "checkerboard":
-            shape = tf.shape(x)
-            m = checkerboard(shape[-3], shape[-2], self._parity, x.dtype)
-            channels = x.shape[-1]
-            shift, log_scale = self._condition(x * m, channels)
-            shift, log_scale = shift * (1.0 - m), log_scale * (1.0 - m)
-            if inverse:
-                y = (x - shift) * tf.exp(-log_scale)
-            else:
-                y = x * tf.exp(log_scale) + shift
-            log_det = 0.0 if self._additive else sign * sum_event(log_scale, 3)
-            return y, log_det + tf.zeros(tf.shape(x)[:-3], x.dtype)
-        cond, moving = split_channels(x, self._parity)
-        shift, log_scale = self._condition(cond, moving.shape[-1])
-        if inverse:
-            moved = (moving - shift) * tf.exp(-log_scale)
-        else:
-            moved = moving * tf.exp(log_scale) + shift
-        y = merge_channels(cond, moved, self._parity)
-        n = self.event_ndims
-        batch = tf.zeros(tf.shape(x)[: tf.rank(x) - n], x.dtype)
-        log_det = batch if self._additive else sign * sum_event(log_scale, n)
-        return y, log_det + batch
-
-    def _forward_and_log_det(self, x):
-        return self._transform(x, inverse=False)
-
-    def _inverse_and_log_det(self, y):
-        return self._transform(y, inverse=True)
+            transform = AffineTransform(scale_fn, tanh_factor, maps_to_latent=True, name=name)
+        super().__init__(conditioner, transform, mask, parity, indices, context, validate_args,
+                         name, _parameters=parameters)
 
 
 class AdditiveCoupling(AffineCoupling):

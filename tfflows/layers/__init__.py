@@ -3,7 +3,16 @@
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
 from tfflows.layers.base import FlowLayer
-from tfflows.layers.conditioners import MLP, ConvNet, ResNet, ZeroConv
+from tfflows.layers.conditioners import (
+    MLP,
+    ConvNet,
+    ResNet,
+    ViT,
+    ZeroConv,
+    conditioner_names,
+    get_conditioner,
+    register_conditioner,
+)
 from tfflows.layers.convolution import Conv2D, conv_implementation
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
 from tfflows.layers.made import MADE, MaskedDense
@@ -34,6 +43,10 @@ __all__ = [
     "CausalSelfAttention",
     "CausalTransformer",
     "TransformerBlock",
+    "ViT",
     "ZeroConv",
+    "conditioner_names",
+    "get_conditioner",
+    "register_conditioner",
     "conv_implementation",
 ]

@@ -1,22 +1,76 @@
-"""Conditioner networks for coupling layers: Glow's ConvNet, RealNVP's ResNet, an MLP.
+"""Conditioner networks for coupling layers, and the registry that names them.
 
-Each maps the conditioning part of its input (and an optional ``context``
-vector, broadcast over space for images) to the raw shift and scale of the
-moving part. The output layer starts at zero, so a fresh coupling is the
-identity (up to Glow's constant sigmoid(2) scale).
+Glow's ConvNet, RealNVP's ResNet, an MLP, a zero convolution and Jet's
+ViT. Each maps the conditioning part of its input (and an optional
+``context`` vector, broadcast over space for images and over tokens for
+sequences) to the raw parameters of the moving part's transform. The output
+layer starts at zero, so a fresh coupling is the identity (up to Glow's
+constant sigmoid(2) scale).
+
+A :class:`~tfflows.layers.CouplingLayer` asks for its network by name:
+``"convnet"``, ``"resnet"``, ``"mlp"``, ``"zeroconv"`` and ``"vit"`` are
+entries of a registry that :func:`register_conditioner` extends, so a new
+network needs no edit to the layer. A factory is called as::
+
+    factory(output_channels, hidden_channels=..., num_blocks=..., dtype=..., name=..., **options)
+
+and returns a Keras layer whose ``call(x, context=None)`` keeps x's leading
+axes and returns ``output_channels`` values in the last one; ``options``
+are the layer's JSON-safe ``conditioner_options``. Register the name before
+a model that uses it is built or loaded.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import keras
 from keras import layers, ops
 
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.layers.convolution import Conv2D
+from tfflows.layers.transformer import CausalTransformer, check_heads
 
-__all__ = ["ConvNet", "ResNet", "MLP", "ZeroConv"]
+__all__ = ["ConvNet", "ResNet", "MLP", "ZeroConv", "ViT", "ConditionerFactory",
+           "register_conditioner", "get_conditioner", "conditioner_names", "BUILTIN_CONDITIONERS"]
+
+ConditionerFactory = Callable[..., keras.layers.Layer]
+_REGISTRY: dict[str, ConditionerFactory] = {}
+
+
+def register_conditioner(name: str, factory: ConditionerFactory, overwrite: bool = False) -> None:
+    """Makes ``factory`` the conditioner network called ``name`` (see the module docstring).
+
+    Raises:
+      ValueError: ``name`` is not a non-empty string, ``factory`` is not
+        callable, or the name is taken and ``overwrite`` is false.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_conditioner: name must be a non-empty string, got {name!r}.")
+    if not callable(factory):
+        raise ValueError(f"register_conditioner: factory must be callable, got "
+                         f"{type(factory).__name__}.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"register_conditioner: a conditioner called {name!r} is registered "
+                         "already; pass overwrite=True to replace it.")
+    _REGISTRY[name] = factory
+
+
+def conditioner_names() -> tuple[str, ...]:
+    """The registered conditioner names, built-in ones first."""
+    return tuple(_REGISTRY)
+
+
+def get_conditioner(name: str, owner: str = "get_conditioner") -> ConditionerFactory:
+    """The factory registered as ``name``.
+
+    Raises:
+      ValueError: no conditioner has that name.
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"{owner}: conditioner must be a Keras layer or one of "
+                         f"{conditioner_names()}, got {name!r}.")
+    return _REGISTRY[name]
 
 
 def _with_context(x, context):
@@ -170,3 +224,98 @@ class ZeroConv(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "output_channels": self.output_channels}
+
+
+@keras.saving.register_keras_serializable(package="tfflows")
+class ViT(keras.layers.Layer):
+    """Jet's coupling network: a non-causal transformer over tokens, zero output projection.
+
+    For tokens x [B, T, D]: h = W_in x + e (a learned position embedding per
+    token, plus W_c c for a context c, at every token); ``num_layers`` pre-LN
+    transformer blocks in which every token attends to every token; a final
+    LayerNorm; then W_out h, zero-initialised, to ``output_channels`` per token.
+
+    Args:
+      num_layers: transformer blocks (Jet's block depth).
+      width: model width.
+      heads: attention heads; must divide ``width``.
+      output_channels: outputs per token.
+      mlp_ratio: MLP hidden size as a multiple of ``width``.
+
+    References:
+      Dosovitskiy et al. An Image is Worth 16x16 Words. ICLR 2021.
+      Kolesnikov, Susano Pinto, Tschannen. Jet: A Modern Transformer-Based
+        Normalizing Flow. 2024. arXiv:2412.15129.
+    """
+
+    def __init__(self, num_layers: int, width: int, heads: int, output_channels: int,
+                 mlp_ratio: int = 4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        check_positive_ints(self.name, num_layers=num_layers, output_channels=output_channels,
+                            mlp_ratio=mlp_ratio)
+        check_heads(self.name, width, heads)
+        self.num_layers, self.width, self.heads = num_layers, width, heads
+        self.output_channels, self.mlp_ratio = output_channels, mlp_ratio
+        policy = self.dtype_policy
+        self.project_in = layers.Dense(width, dtype=policy, name="project_in")
+        self.transformer = CausalTransformer(num_layers, width, heads, mlp_ratio, causal=False,
+                                             dtype=policy, name="transformer")
+        self.project_out = layers.Dense(output_channels, kernel_initializer="zeros", dtype=policy,
+                                        name="project_out")
+        self.context_embedding = None
+
+    def build(self, x_shape, context_shape=None):
+        if len(x_shape) != 3 or x_shape[-2] is None or x_shape[-1] is None:
+            raise ValueError(f"{self.name}: expected inputs shaped [batch, tokens, features] with "
+                             f"known tokens and features, got shape {tuple(x_shape)}.")
+        self.project_in.build((None, None, x_shape[-1]))
+        self.position = self.add_weight(
+            name="position", shape=(int(x_shape[-2]), self.width),
+            initializer=keras.initializers.RandomNormal(stddev=self.width ** -0.5))
+        self.transformer.build((None, None, self.width))
+        self.project_out.build((None, None, self.width))
+        if context_shape is not None:
+            self.context_embedding = layers.Dense(self.width, use_bias=False, dtype=self.dtype_policy,
+                                                  name="context_embedding")
+            self.context_embedding.build((None, context_shape[-1]))
+
+    def call(self, x, context=None):
+        h = self.project_in(x) + ops.cast(self.position, self.compute_dtype)[None]
+        if context is not None:
+            if self.context_embedding is None:
+                raise ValueError(f"{self.name}: got a context but the layer was built without one.")
+            h = h + self.context_embedding(ops.cast(context, self.compute_dtype))[:, None, :]
+        return self.project_out(self.transformer(h))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_layers": self.num_layers, "width": self.width,
+                "heads": self.heads, "output_channels": self.output_channels,
+                "mlp_ratio": self.mlp_ratio}
+
+
+def _convnet(output_channels, *, hidden_channels, num_blocks, dtype, name, **options):
+    return ConvNet(hidden_channels, output_channels, dtype=dtype, name=name, **options)
+
+
+def _resnet(output_channels, *, hidden_channels, num_blocks, dtype, name, **options):
+    return ResNet(num_blocks, hidden_channels, output_channels, dtype=dtype, name=name, **options)
+
+
+def _mlp(output_channels, *, hidden_channels, num_blocks, dtype, name, **options):
+    return MLP([hidden_channels] * num_blocks, output_channels, dtype=dtype, name=name, **options)
+
+
+def _zeroconv(output_channels, *, hidden_channels, num_blocks, dtype, name, **options):
+    return ZeroConv(output_channels, dtype=dtype, name=name, **options)
+
+
+def _vit(output_channels, *, hidden_channels, num_blocks, dtype, name, heads=4, mlp_ratio=4):
+    return ViT(num_blocks, hidden_channels, heads, output_channels, mlp_ratio, dtype=dtype, name=name)
+
+
+for _name, _factory in (("convnet", _convnet), ("resnet", _resnet), ("mlp", _mlp),
+                        ("zeroconv", _zeroconv), ("vit", _vit)):
+    register_conditioner(_name, _factory)
+
+BUILTIN_CONDITIONERS = conditioner_names()
+"""The conditioners tfflows registers itself."""

@@ -53,15 +53,17 @@ class CausalSelfAttention(keras.layers.Layer):
     Args:
       width: model width (input and output features).
       heads: attention heads; must divide ``width``.
+      causal: False lets every position see every other (a ViT encoder's
+        attention, as Jet's conditioners use); ``step`` needs True.
 
     References:
       Vaswani et al. Attention Is All You Need. NeurIPS 2017.
     """
 
-    def __init__(self, width: int, heads: int, **kwargs: Any) -> None:
+    def __init__(self, width: int, heads: int, causal: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_heads(self.name, width, heads)
-        self.width, self.heads = width, heads
+        self.width, self.heads, self.causal = width, heads, bool(causal)
         self.head_size = width // heads
         self.qkv = keras.layers.Dense(3 * width, dtype=self.dtype_policy, name="qkv")
         self.out = keras.layers.Dense(width, dtype=self.dtype_policy, name="out")
@@ -82,15 +84,18 @@ class CausalSelfAttention(keras.layers.Layer):
 
     def _attend(self, q, k, v, allowed) -> tf.Tensor:
         logits = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_size))
-        # A masked weight is exactly zero: the causal Jacobian blocks are exact zeros.
-        logits = tf.where(allowed, logits, tf.constant(logits.dtype.min, logits.dtype))
+        if allowed is not None:
+            # A masked weight is exactly zero: the causal Jacobian blocks are exact zeros.
+            logits = tf.where(allowed, logits, tf.constant(logits.dtype.min, logits.dtype))
         out = tf.matmul(tf.nn.softmax(logits, axis=-1), v)
         out = tf.transpose(out, [0, 2, 1, 3])
         return self.out(tf.reshape(out, tf.concat([tf.shape(out)[:2], [self.width]], 0)))
 
     def call(self, x):
-        """x [B, T, width] → [B, T, width], causal."""
+        """x [B, T, width] → [B, T, width], causal unless ``causal=False``."""
         q, k, v = self._heads(x)
+        if not self.causal:
+            return self._attend(q, k, v, None)
         length = tf.shape(x)[1]
         pos = tf.range(length)
         allowed = pos[None, :] <= pos[:, None]  # [T_query, T_key]
@@ -113,7 +118,8 @@ class CausalSelfAttention(keras.layers.Layer):
         return self._attend(q, keys, values, allowed)[:, 0], (keys, values)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "width": self.width, "heads": self.heads}
+        return {**super().get_config(), "width": self.width, "heads": self.heads,
+                "causal": self.causal}
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -126,20 +132,22 @@ class TransformerBlock(keras.layers.Layer):
       width: model width.
       heads: attention heads; must divide ``width``.
       mlp_ratio: hidden size of the MLP as a multiple of ``width``.
+      causal: see :class:`CausalSelfAttention`.
 
     References:
       Xiong et al. On Layer Normalization in the Transformer Architecture. ICML 2020.
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: int = 4, **kwargs: Any) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: int = 4, causal: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_heads(self.name, width, heads)
         check_positive_ints(self.name, mlp_ratio=mlp_ratio)
-        self.width, self.heads, self.mlp_ratio = width, heads, mlp_ratio
+        self.width, self.heads, self.mlp_ratio, self.causal = width, heads, mlp_ratio, bool(causal)
         policy = self.dtype_policy
         self.norm_attention = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy,
                                                               name="norm_attention")
-        self.attention = CausalSelfAttention(width, heads, dtype=policy, name="attention")
+        self.attention = CausalSelfAttention(width, heads, causal, dtype=policy, name="attention")
         self.norm_mlp = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_mlp")
         self.mlp_in = keras.layers.Dense(mlp_ratio * width, activation="gelu", dtype=policy,
                                          name="mlp_in")
@@ -170,7 +178,7 @@ class TransformerBlock(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "width": self.width, "heads": self.heads,
-                "mlp_ratio": self.mlp_ratio}
+                "mlp_ratio": self.mlp_ratio, "causal": self.causal}
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -185,15 +193,17 @@ class CausalTransformer(keras.layers.Layer):
       width: model width.
       heads: attention heads; must divide ``width``.
       mlp_ratio: MLP hidden size as a multiple of ``width``.
+      causal: False for a ViT encoder: every position sees all (no ``step``).
     """
 
     def __init__(self, num_layers: int, width: int, heads: int, mlp_ratio: int = 4,
-                 **kwargs: Any) -> None:
+                 causal: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_positive_ints(self.name, num_layers=num_layers)
         check_heads(self.name, width, heads)
         self.num_layers, self.width, self.heads, self.mlp_ratio = num_layers, width, heads, mlp_ratio
-        self.blocks = [TransformerBlock(width, heads, mlp_ratio, dtype=self.dtype_policy,
+        self.causal = bool(causal)
+        self.blocks = [TransformerBlock(width, heads, mlp_ratio, causal, dtype=self.dtype_policy,
                                         name=f"block_{i}") for i in range(num_layers)]
         self.norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=self.dtype_policy,
                                                     name="norm")
@@ -222,4 +232,4 @@ class CausalTransformer(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_layers": self.num_layers, "width": self.width,
-                "heads": self.heads, "mlp_ratio": self.mlp_ratio}
+                "heads": self.heads, "mlp_ratio": self.mlp_ratio, "causal": self.causal}

@@ -1,0 +1,210 @@
+"""Elementwise monotone maps whose parameters come from a network: affine, additive, spline.
+
+One protocol serves the coupling layers (:class:`~tfflows.bijectors.Coupling`)
+and the autoregressive ones (:class:`~tfflows.bijectors.MaskedAutoregressive`):
+a transform is a small object built from constants (a scale function, a
+number of bins); the network's raw output ``h`` is its parameter tensor,
+given per call. Adding a transform is one small class here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
+
+__all__ = ["ElementwiseTransform", "AffineTransform", "AdditiveTransform", "SplineTransform",
+           "SCALE_FNS", "TRANSFORMS", "LOG_SCALE_BOUND", "MIN_BIN", "MIN_SLOPE", "bounded_log_scale",
+           "log_scale_of", "make_transform", "rational_quadratic_spline", "spline_params_per_entry"]
+
+SCALE_FNS = ("sigmoid", "tanh", "exp", "bounded", "scaled_sigmoid")
+TRANSFORMS = ("affine", "additive", "spline")
+LOG_SCALE_BOUND = 7.0
+MIN_BIN = 1e-3
+MIN_SLOPE = 1e-3
+# softplus(_SLOPE_SHIFT) + MIN_SLOPE = 1: a zero conditioner gives unit slopes.
+_SLOPE_SHIFT = math.log(math.expm1(1.0 - MIN_SLOPE))
+_LOG_2 = math.log(2.0)
+
+
+def bounded_log_scale(raw: tf.Tensor, bound: float = LOG_SCALE_BOUND) -> tf.Tensor:
+    """A soft clamp of the raw log-scale into (−bound, bound): raw / (1 + |raw| / bound)."""
+    return raw / (1.0 + tf.abs(raw) / bound)
+
+
+def log_scale_of(raw: tf.Tensor, scale_fn: str, tanh_factor: tf.Tensor | None = None) -> tf.Tensor:
+    """log s for the raw conditioner output u under ``scale_fn``.
+
+    - ``"sigmoid"``: s = sigmoid(u + 2) ∈ (0, 1) (Glow; u = 0 gives ≈ 0.881);
+    - ``"tanh"``: s = exp(a · tanh(u)), a = ``tanh_factor`` (default 1) (RealNVP);
+    - ``"exp"``: s = exp(u), unbounded;
+    - ``"bounded"``: log s = u / (1 + |u| / 7) ∈ (−7, 7) (MAF, TarFlow);
+    - ``"scaled_sigmoid"``: s = 2 · sigmoid(u) ∈ (0, 2) (Jet; u = 0 gives 1).
+    """
+    if scale_fn == "sigmoid":
+        return tf.math.log_sigmoid(raw + 2.0)
+    if scale_fn == "tanh":
+        factor = 1.0 if tanh_factor is None else tf.cast(tanh_factor, raw.dtype)
+        return factor * tf.tanh(raw)
+    if scale_fn == "exp":
+        return raw
+    if scale_fn == "bounded":
+        return bounded_log_scale(raw)
+    return tf.math.log_sigmoid(raw) + _LOG_2
+
+
+def spline_params_per_entry(num_bins: int) -> int:
+    """Conditioner outputs per moving entry: K widths, K heights, K − 1 slopes."""
+    return 3 * num_bins - 1
+
+
+def rational_quadratic_spline(h: tf.Tensor, num_bins: int, bound: float) -> tfb.RationalQuadraticSpline:
+    """Monotone splines on [−B, B] (identity outside) from raw parameters h: [N, M, 3K − 1].
+
+    Widths and heights are softmaxes scaled to 2B with a floor of ``1e-3``;
+    slopes are softplus with a shift that makes h = 0 give equal bins and
+    unit slopes, i.e. the identity. Callers fold leading axes into N first:
+    oneDNN's softmax takes tensors of rank 5 at most.
+    """
+    k, width = num_bins, 2.0 * bound
+    w, hh, s = h[..., :k], h[..., k:2 * k], h[..., 2 * k:]
+    widths = tf.nn.softmax(w, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
+    heights = tf.nn.softmax(hh, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
+    slopes = tf.nn.softplus(s + _SLOPE_SHIFT) + MIN_SLOPE
+    return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-bound)
+
+
+class ElementwiseTransform:
+    """An elementwise monotone map u ↦ v whose parameters come from a conditioner.
+
+    ``params_per_entry`` raw parameters P per entry of u, laid out
+    parameter-major in the last axis of the conditioner's output: with D
+    entries in u's last axis, h[..., p·D + i] is parameter p of entry i
+    (a transform may say otherwise, as :class:`SplineTransform` with
+    ``entry_major``). A zero h gives the identity (up to a constant scale
+    for Glow's ``"sigmoid"``), so a fresh, zero-output conditioner makes an
+    identity step.
+
+    ``__call__(h, u, to_latent)`` maps u in the data → latent direction
+    when ``to_latent`` and in the latent → data direction otherwise, and
+    returns v (u's shape) and log|dv/du| per entry (u's shape).
+    """
+
+    params_per_entry: int = 2
+    is_constant_jacobian: bool = False
+    """True when the log-det does not depend on the input (additive)."""
+
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
+
+
+class AffineTransform(ElementwiseTransform):
+    """v = u · s + t or its inverse, with h = [t, raw log-scale] and s from ``scale_fn``.
+
+    Which direction is the data → latent one depends on the flow family:
+
+    - ``maps_to_latent=True`` (couplings: NICE, RealNVP, Glow, Jet):
+      latent side z = x · s + t, data side x = (z − t) / s; log-det (to
+      the latent) Σ log s.
+    - ``maps_to_latent=False`` (MAF, IAF): the parameters describe the
+      sampling map x = z · s + t, so the latent side is z = (x − t) / s;
+      log-det (to the latent) −Σ log s.
+
+    Args:
+      scale_fn: how the raw output becomes log s (see :func:`log_scale_of`).
+      tanh_factor: the per-entry factor a of ``scale_fn="tanh"``.
+      maps_to_latent: see above.
+    """
+
+    params_per_entry = 2
+
+    def __init__(self, scale_fn: str = "bounded", tanh_factor: tf.Tensor | None = None,
+                 maps_to_latent: bool = False, name: str = "AffineTransform") -> None:
+        if scale_fn not in SCALE_FNS:
+            raise ValueError(f"{name}: scale_fn must be one of {SCALE_FNS}, got {scale_fn!r}.")
+        self.scale_fn, self.tanh_factor, self.maps_to_latent = scale_fn, tanh_factor, maps_to_latent
+
+    def __call__(self, h, u, to_latent):
+        shift, raw = tf.split(h, 2, axis=-1)
+        log_scale = log_scale_of(raw, self.scale_fn, self.tanh_factor)
+        if to_latent == self.maps_to_latent:
+            return u * tf.exp(log_scale) + shift, log_scale
+        return (u - shift) * tf.exp(-log_scale), -log_scale
+
+
+class AdditiveTransform(ElementwiseTransform):
+    """Latent side z = x + t, data side x = z − t, with h = t; log-det 0 (NICE)."""
+
+    params_per_entry = 1
+    is_constant_jacobian = True
+
+    def __call__(self, h, u, to_latent):
+        # u · 1 + t as the affine map with log s = 0 computed it: the same bits.
+        v = u + h if to_latent else u - h
+        return v, tf.zeros_like(u)
+
+
+class SplineTransform(ElementwiseTransform):
+    """Latent side z = g(x), data side x = g⁻¹(z): a monotone rational-quadratic spline per entry.
+
+    g lives on [−B, B] (identity outside, unit slopes at ±B); h holds, per
+    entry, K widths, K heights and K − 1 interior slopes (see
+    :func:`rational_quadratic_spline`). The spline is TFP's
+    ``tfb.RationalQuadraticSpline``; the inverse solves a quadratic per entry.
+
+    Args:
+      num_bins: K ≥ 2.
+      bound: B > 0.
+      entry_major: h's last axis holds entry i's 3K − 1 parameters together
+        (h[..., i·P + p]) instead of parameter-major; the spline couplings
+        have always read their conditioner's output that way.
+
+    References:
+      Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
+    """
+
+    def __init__(self, num_bins: int = 8, bound: float = 4.0, entry_major: bool = False,
+                 name: str = "SplineTransform") -> None:
+        if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
+            raise ValueError(f"{name}: num_bins must be an integer >= 2, got {num_bins!r}.")
+        if not bound > 0:
+            raise ValueError(f"{name}: bound must be > 0, got {bound!r}.")
+        self.num_bins, self.bound, self.entry_major = num_bins, float(bound), bool(entry_major)
+        self.params_per_entry = spline_params_per_entry(num_bins)
+
+    def __call__(self, h, u, to_latent):
+        dim, per = u.shape[-1], self.params_per_entry
+        # Leading axes folded into one: oneDNN's softmax takes rank <= 5.
+        if self.entry_major:
+            h = tf.reshape(h, [-1, dim, per])
+        else:
+            h = tf.transpose(tf.reshape(h, [-1, per, dim]), [0, 2, 1])
+        spline = rational_quadratic_spline(h, self.num_bins, self.bound)
+        flat = tf.reshape(u, [-1, dim])
+        if to_latent:
+            v, log_det = spline.forward(flat), spline.forward_log_det_jacobian(flat, event_ndims=0)
+        else:
+            v, log_det = spline.inverse(flat), spline.inverse_log_det_jacobian(flat, event_ndims=0)
+        shape = tf.shape(u)
+        return tf.reshape(v, shape), tf.reshape(log_det, shape)
+
+
+def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
+                   name: str = "transform", scale_fn: str = "bounded",
+                   tanh_factor: tf.Tensor | None = None, maps_to_latent: bool = False,
+                   entry_major: bool = False) -> ElementwiseTransform:
+    """The :class:`ElementwiseTransform` named ``transform`` (one of :data:`TRANSFORMS`).
+
+    The defaults are the autoregressive flows' (MAF's affine convention and
+    bounded log-scale); the couplings pass their own.
+    """
+    if transform not in TRANSFORMS:
+        raise ValueError(f"{name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
+    if transform == "affine":
+        return AffineTransform(scale_fn, tanh_factor, maps_to_latent, name=name)
+    if transform == "additive":
+        return AdditiveTransform()
+    return SplineTransform(num_bins, bound, entry_major, name=name)
