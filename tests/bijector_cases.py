@@ -38,7 +38,6 @@ from tfflows.layers import (
     InvertibleConv1x1Layer,
     MaskedAutoregressiveLayer,
     PriorLayer,
-    SplineCouplingLayer,
     StandardizeLayer,
 )
 
@@ -51,6 +50,7 @@ __all__ = ["CASES", "CASE_NAMES", "DTYPES", "LAYER_CASE_NAMES",
 DTYPES = ("float32", "float64")
 IMAGE = (4, 4, 4)
 VECTOR = (5,)
+TOKENS = (4, 6)
 BATCH = (3,)
 BATCH_2D = (2, 3)
 CONTEXT_SIZE = 3
@@ -215,16 +215,31 @@ def _fixed_case(name: str, dtype: str, make: Callable[[], tfb.Bijector], event_s
 
 
 def _coupling(mask: str, parity: int = 0, *, scale_fn: str = "sigmoid", additive: bool = False,
-              conditioner: Any = None, event_shape: tuple | None = None,
-              batch_shape: tuple = BATCH, with_context: bool = False):
+              transform: str | None = None, conditioner: Any = None, event_shape: tuple | None = None,
+              batch_shape: tuple = BATCH, with_context: bool = False, indices: list | None = None,
+              num_bins: int = 4, bound: float = 3.0):
+    """A case of the generic coupling: any mask, transform and conditioner."""
     if event_shape is None:
-        event_shape = VECTOR if mask == "half" else IMAGE
+        event_shape = {"half": VECTOR, "token_channel": TOKENS, "token_spatial": TOKENS}.get(mask, IMAGE)
+    transform = transform or ("additive" if additive else "affine")
 
     def factory(dtype: str, name: str) -> Case:
         cond = conditioner(event_shape, dtype) if callable(conditioner) else conditioner
-        layer = CouplingLayer(mask=mask, parity=parity, additive=additive, scale_fn=scale_fn,
-                              conditioner=cond, hidden_channels=HIDDEN, num_blocks=1, dtype=dtype)
-        return _layer_case(name, dtype, layer, event_shape, batch_shape, with_context)
+        dense = mask == "half" and cond in (None, "mlp")
+        size = (dict(hidden_units=HIDDEN, num_hidden=1) if dense
+                else dict(hidden_channels=HIDDEN, num_blocks=1))
+        options = {"heads": 2} if mask.startswith("token") and cond in (None, "vit") else None
+        layer = CouplingLayer(mask=mask, parity=parity, transform=transform, scale_fn=scale_fn,
+                              conditioner=cond, num_bins=num_bins, bound=bound, indices=indices,
+                              conditioner_options=options, dtype=dtype, **size)
+        case = _layer_case(name, dtype, layer, event_shape, batch_shape, with_context)
+        if transform == "spline" and mask.startswith("token"):
+            # Order-one raw spline parameters from a transformer put bin widths far apart:
+            # smaller output weights keep the splines curved but well conditioned in float32.
+            for w in layer.trainable_weights:
+                if "project_out" in w.path:
+                    w.assign(w * 0.3)
+        return case
 
     return _tag(factory, has_layer=True)
 
@@ -250,15 +265,10 @@ def _conv1x1(lu: bool, event_shape: tuple, batch_shape: tuple = BATCH):
 
 
 def _spline(mask: str, parity: int = 0, *, batch_shape: tuple = BATCH,
-            with_context: bool = False):
-    event_shape = VECTOR if mask == "half" else IMAGE
-
-    def factory(dtype: str, name: str) -> Case:
-        layer = SplineCouplingLayer(mask=mask, parity=parity, num_bins=4, bound=3.0,
-                                    hidden_channels=HIDDEN, num_blocks=1, dtype=dtype)
-        return _layer_case(name, dtype, layer, event_shape, batch_shape, with_context)
-
-    return _tag(factory, has_layer=True)
+            with_context: bool = False, **kwargs: Any):
+    """A spline coupling: the generic coupling with transform="spline", K = 4 bins on [−3, 3]."""
+    return _coupling(mask, parity, transform="spline", batch_shape=batch_shape,
+                     with_context=with_context, **kwargs)
 
 
 def _prior(event_shape: tuple, batch_shape: tuple = BATCH, with_context: bool = False):
@@ -382,6 +392,23 @@ _FACTORIES: dict[str, Callable[[str, str], Case]] = {
     "spline_half0_mlp": _spline("half", 0),
     "spline_channel1_context_batch2d": _spline("channel", 1, batch_shape=BATCH_2D,
                                                with_context=True),
+    # Combinations the separate classes could not make: one coupling, any transform and mask.
+    "spline_checkerboard0_convnet": _spline("checkerboard", 0),
+    "spline_channel_indices_resnet": _spline("channel", 1, conditioner="resnet",
+                                             event_shape=(4, 4, 3), indices=[2]),
+    "affine_half0_bounded_indices": _coupling("half", 0, scale_fn="bounded", indices=[4, 1]),
+    "additive_channel0_indices": _coupling("channel", 0, additive=True, indices=[3, 0]),
+    # Token sequences [T, D] with ViT conditioners (Jet): within tokens and over tokens.
+    "affine_token_channel0_vit": _coupling("token_channel", 0, scale_fn="scaled_sigmoid"),
+    "affine_token_channel1_indices_context": _coupling(
+        "token_channel", 1, scale_fn="scaled_sigmoid", indices=[5, 0, 2], with_context=True),
+    "affine_token_spatial0_vit": _coupling("token_spatial", 0, scale_fn="scaled_sigmoid"),
+    "affine_token_spatial1_indices_context_batch2d": _coupling(
+        "token_spatial", 1, scale_fn="tanh", indices=[0, 3], batch_shape=BATCH_2D,
+        with_context=True),
+    "additive_token_spatial0_vit": _coupling("token_spatial", 0, additive=True),
+    "spline_token_channel0_vit": _spline("token_channel", 0),
+    "spline_token_spatial1_vit_batch2d": _spline("token_spatial", 1, batch_shape=BATCH_2D),
     # Masked autoregressive steps (MADE conditioners): MAF and IAF directions, every ordering.
     "maf_natural_vector": _autoregressive("maf", "natural"),
     "maf_random_context_batch2d": _autoregressive("maf", "random", batch_shape=BATCH_2D,
