@@ -115,16 +115,21 @@ class _Endpoint:
                 "outputs": {t.name: t.card() for t in self.outputs}}
 
 
+def _num_bits(model: FlowModel) -> int:
+    """The model's declared ``num_bits`` (8 for an image model that declares none)."""
+    return 8 if model.num_bits is None else int(model.num_bits)
+
+
 class _Endpoints:
     """Builds the serving endpoints of one model (plain Python: nothing here is saved)."""
 
     def __init__(self, model: FlowModel, max_samples: int) -> None:
         self.model = model
         self.max_samples = max_samples
-        self.is_image = len(model.event_shape) == 3
+        self.is_image = model.data_kind == "image"
         self.num_dims = int(model.num_dims)
         if self.is_image:
-            self.num_bits = int(getattr(model, "num_bits", 8))
+            self.num_bits = _num_bits(model)
             self.int_dtype = tf.uint8 if self.num_bits <= 8 else tf.uint16
             self.int_bits = 8 if self.num_bits <= 8 else 16
 
@@ -372,8 +377,8 @@ def _card(model: FlowModel, endpoints: list[_Endpoint], max_samples: int) -> dic
         "config": model.get_config(),
         "signatures": signatures,
     }
-    if len(model.event_shape) == 3:
-        n = int(getattr(model, "num_bits", 8))
+    if model.data_kind == "image":
+        n = _num_bits(model)
         card["num_bits"] = n
         card["dequantization"] = (
             f"integer pixels x are reduced to k = floor(x / 2^({8 if n <= 8 else 16} - {n})) and "
@@ -464,7 +469,7 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
         raise ValueError(f"export_saved_model: expected a tfflows FlowModel, got {type(model).__name__}.")
     if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
         raise ValueError(f"export_saved_model: max_samples must be a positive integer, got {max_samples!r}.")
-    if len(model.event_shape) == 3 and not 1 <= int(getattr(model, "num_bits", 8)) <= 16:
+    if model.data_kind == "image" and not 1 <= _num_bits(model) <= 16:
         raise ValueError(f"export_saved_model: num_bits must be in 1..16, got {model.num_bits!r}.")
     check_finite_weights(model, "export")
     if not model.is_initialized:

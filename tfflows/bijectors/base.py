@@ -83,6 +83,13 @@ class FlowBijector(tfb.Bijector):
     supported_event_ndims: tuple[int, ...] = (1, 3)
     """Event ranks the subclass handles; token-sequence bijectors ([T, D]) add 2."""
 
+    needs_data_init: bool = False
+    """Fixed bijectors are never set from data (see :class:`tfflows.layers.FlowLayer`)."""
+
+    flattens_latent: bool = False
+    """True for a step that only reshapes the latent into the base's flat vector
+    (``Flatten``, ``FlattenTokens``): a model's ``latent_shapes`` report the shape before it."""
+
     def __init__(
         self,
         event_ndims: int,
@@ -119,6 +126,10 @@ class FlowBijector(tfb.Bijector):
     @property
     def event_ndims(self) -> int:
         return self._event_ndims
+
+    def output_event_shape(self, event_shape) -> tuple[int, ...]:
+        """The event shape of ``forward`` for one input event of ``event_shape`` (a plan step)."""
+        return tuple(self.forward_event_shape(tuple(event_shape)).as_list())
 
     def _validate(self, x: tf.Tensor, inverse: bool) -> None:
         check_float(x, self.name)

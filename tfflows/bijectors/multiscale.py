@@ -151,6 +151,8 @@ class Flatten(_ImageToVector):
       event_shape: the image shape (H, W, C).
     """
 
+    flattens_latent = True
+
     def __init__(self, event_shape: Sequence[int], validate_args: bool = False,
                  name: str = "flatten") -> None:
         parameters = dict(locals())

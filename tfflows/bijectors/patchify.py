@@ -110,6 +110,8 @@ class FlattenTokens(FlowBijector):
       token_shape: (T, D).
     """
 
+    flattens_latent = True
+
     supported_event_ndims = (2,)
 
     def __init__(self, token_shape: Sequence[int], validate_args: bool = False,

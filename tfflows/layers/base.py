@@ -23,6 +23,7 @@ class FlowLayer(keras.layers.Layer):
     ``call(x, context=None, inverse=False)`` returns ``(y, log_det)`` of the
     bijector's forward (data towards latent) or inverse pass.
 
+    A layer that changes the event shape says how in ``output_event_shape``.
     Data-dependent initialisation is a small protocol, not a type check:
     a step with ``needs_data_init = True`` offers ``is_initialized`` and
     ``initialize(x, force=False) -> bool`` (x being the step's own input),
@@ -35,6 +36,9 @@ class FlowLayer(keras.layers.Layer):
 
     needs_data_init: bool = False
     """True for steps set from data once (see the class docstring)."""
+
+    flattens_latent: bool = False
+    """Layers never only flatten the latent (see :class:`~tfflows.bijectors.FlowBijector`)."""
 
     supported_event_ndims: tuple[int, ...] = (1, 3)
     """Event ranks the layer handles; token-sequence layers ([T, D]) add 2."""
@@ -59,6 +63,14 @@ class FlowLayer(keras.layers.Layer):
     def bijector(self, context: tf.Tensor | None = None) -> FlowBijector:
         """Returns the bijector made from the current weights."""
         raise NotImplementedError
+
+    def output_event_shape(self, event_shape) -> tuple[int, ...]:
+        """The event shape this step gives for an input event of ``event_shape``.
+
+        Layer steps keep the shape; a shape-changing one overrides this, so a
+        model's ``latent_shapes`` need not know its type.
+        """
+        return tuple(event_shape)
 
     def _require_built(self) -> None:
         if not self.built:

@@ -17,7 +17,8 @@ from tfflows.bijectors.multiscale import FlowChain
 from tfflows.guard import all_finite, check_finite_weights, finite_rows
 from tfflows.io import atomic_path
 from tfflows.layers.convolution import xla_compiling
-from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_steps
+from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
+from tfflows.models.plan import latent_shapes as plan_latent_shapes
 from tfflows.training import clip_gradients
 
 tfb = tfp.bijectors
@@ -82,11 +83,28 @@ class FlowModel(keras.Model):
     ``context_dim`` (float context vectors); every conditioner and prior
     sees the context, and ``fit`` reads it from ``(x, labels)`` batches.
 
+    Declared attributes that export, the CLI and the callbacks read instead
+    of guessing from shapes: :attr:`data_kind` and :attr:`num_bits`.
+
     Args:
       event_shape: shape of one example, (H, W, C) or (D,).
       num_classes: number of classes for a class-conditional model.
       context_dim: size of a float context vector for a conditional model.
     """
+
+    DATA_KINDS = ("image", "vector", "sequence")
+
+    num_bits: int | None = None
+    """Bits per pixel of the data an image model scores as levels in [0, 2^num_bits); None otherwise."""
+
+    @property
+    def data_kind(self) -> str:
+        """What one example is: ``"image"`` [H, W, C], ``"vector"`` [D] or ``"sequence"`` [T, D].
+
+        Image models take pixels even when they work on tokens inside
+        (TarFlow, Jet); a subclass whose data are sequences says so here.
+        """
+        return "image" if len(self.event_shape) == 3 else "vector"
 
     def __init__(self, event_shape: Sequence[int], num_classes: int | None = None,
                  context_dim: int | None = None, **kwargs: Any) -> None:
@@ -129,16 +147,7 @@ class FlowModel(keras.Model):
         self.built = True
 
     def _build_layers(self, steps, x, context):
-        from tfflows.models.plan import Split
-        from tfflows.layers.base import FlowLayer
-        for step in steps:
-            if isinstance(step, Split):
-                self._build_layers(step.inner, x[..., : step.kept], context)
-                return
-            if isinstance(step, FlowLayer):
-                x, _ = step(x, context) if context is not None else step(x)
-            else:
-                x, _ = step.forward_and_log_det(x)
+        build_steps(steps, x, context)
 
     def build(self, input_shape=None):
         # Every weight is created in __init__; Keras may still call build.
@@ -435,22 +444,7 @@ class FlowModel(keras.Model):
     @property
     def latent_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the latent pieces in the order they sit in the flat latent."""
-        from tfflows.models.plan import Split
-        shapes = []
-
-        def walk(steps, shape):
-            for step in steps:
-                if isinstance(step, Split):
-                    h, w, c = step.event_shape
-                    shapes.append((h, w, c - step.kept))
-                    return walk(step.inner, (h, w, step.kept))
-                if hasattr(step, "factor"):
-                    f = step.factor
-                    shape = (shape[0] // f, shape[1] // f, shape[2] * f * f)
-            shapes.append(shape)
-
-        walk(self._plan.steps, self.event_shape)
-        return shapes
+        return plan_latent_shapes(self._plan.steps, self.event_shape)
 
     # -- data-dependent initialisation (ActNorm, Standardize) -------------
 

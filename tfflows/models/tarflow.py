@@ -142,11 +142,6 @@ class TarFlow(FlowModel):
         return steps
 
     @property
-    def latent_shapes(self) -> list[tuple[int, ...]]:
-        """One piece: the latent tokens (T, p²C), in Patchify's raster order."""
-        return [self.token_shape]
-
-    @property
     def level_noise_std(self) -> float:
         """σ of the training noise in pixel levels: noise_std · 2ⁿ / 2."""
         return self.noise_std * 2.0 ** self.num_bits / 2.0
