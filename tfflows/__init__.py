@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "FlowModel": "tfflows.models",
     "Glow": "tfflows.models",
+    "Jet": "tfflows.models",
     "RealNVP": "tfflows.models",
     "TarFlow": "tfflows.models",
     "VectorGlow": "tfflows.models",
@@ -38,6 +39,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "FlowModel",
     "Glow",
+    "Jet",
     "RealNVP",
     "TarFlow",
     "VectorGlow",
@@ -58,7 +60,7 @@ __all__ = [
 if TYPE_CHECKING:
     from tfflows import bijectors, layers, models, ood
     from tfflows.export import export_saved_model
-    from tfflows.models import FlowModel, Glow, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
+    from tfflows.models import FlowModel, Glow, Jet, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
 
 

@@ -1,10 +1,11 @@
-"""Flow models: RealNVP, Glow and vector flows as Keras models with a TFP distribution."""
+"""Flow models: RealNVP, Glow, TarFlow, Jet and vector flows as Keras models with a TFP distribution."""
 
 from tfflows.models.base import FlowModel, NonFiniteGuard
 from tfflows.models.glow import Glow
+from tfflows.models.jet import Jet
 from tfflows.models.maf import VectorMAF
 from tfflows.models.realnvp import RealNVP
 from tfflows.models.tarflow import TarFlow
 from tfflows.models.vector import VectorGlow, VectorNSF, VectorRealNVP
 
-__all__ = ["FlowModel", "Glow", "NonFiniteGuard", "RealNVP", "TarFlow", "VectorGlow", "VectorMAF", "VectorNSF", "VectorRealNVP"]
+__all__ = ["FlowModel", "Glow", "Jet", "NonFiniteGuard", "RealNVP", "TarFlow", "VectorGlow", "VectorMAF", "VectorNSF", "VectorRealNVP"]
