@@ -135,3 +135,34 @@ def test_debug_env_shows_the_traceback(tmp_path):
     proc = run("evaluate", str(path), "--dataset", "digits", env={"TFFLOWS_DEBUG": "1"})
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "not a readable .keras model file" in proc.stderr
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("tarflow", ["--depth", "1"]),
+    ("jet", ["--patch-size", "2"]),
+], ids=["tarflow", "jet"])
+def test_train_transformer_flows_on_digits(tmp_path, model, extra):
+    out = tmp_path / model
+    proc = run("train", "--model", model, "--epochs", "1", "--steps-per-epoch", "2", "--steps", "2",
+               "--width", "16", "--heads", "2", "--batch-size", "16", *extra, "--out", str(out),
+               "--verbose", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    assert result["model"] == {"tarflow": "TarFlow", "jet": "Jet"}[model]
+    assert result["epochs_run"] == 1 and 0 < result["test_bits_per_dim"] < 8
+    config = json.loads(zipfile.ZipFile(out / "model.keras").read("config.json"))["config"]
+    assert config["width"] == 16 and config["heads"] == 2
+    if model == "jet":
+        assert config["patch_size"] == 2 and config["num_couplings"] == 2 and config["depth"] == 1
+    else:
+        assert config["patch_size"] == 4 and config["num_blocks"] == 2 and config["num_layers"] == 1
+    sample = run("sample", str(out / "model.keras"), "--out", str(tmp_path / "s.png"), "--num", "2")
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_image_flows_refuse_vector_data(tmp_path):
+    proc = run("train", "--model", "jet", "--dataset", "two_moons", "--epochs", "1",
+               "--out", str(tmp_path / "run"))
+    assert proc.returncode != 0
+    assert "--model jet is an image flow over patches" in proc.stderr

@@ -13,6 +13,8 @@ from typing import Sequence
 __all__ = ["DEBUG_ENV", "main", "build_parser"]
 
 IMAGE_DATASETS = ("digits", "fashion_mnist", "mnist")
+IMAGE_MODELS = ("glow", "realnvp", "tarflow", "jet")
+VECTOR_MODELS = ("nsf", "maf", "maf-spline")
 TOY_DATASETS = ("two_moons", "8gaussians", "checkerboard", "rings")
 
 
@@ -48,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a flow. An --out that holds an earlier run, finished or interrupted, "
                     "is never retrained silently: the command stops unless --resume or "
                     "--overwrite says what to do with it.")
-    train.add_argument("--model", choices=("glow", "realnvp", "nsf", "maf", "maf-spline"),
-                       default="glow",
-                       help="nsf (neural spline flow), maf (masked autoregressive flow) and "
+    train.add_argument("--model", choices=IMAGE_MODELS + VECTOR_MODELS, default="glow",
+                       help="tarflow (transformer autoregressive flow over patches) and jet "
+                            "(couplings with ViT conditioners over patches) are for images; "
+                            "nsf (neural spline flow), maf (masked autoregressive flow) and "
                             "maf-spline (autoregressive neural spline flow: a MAF with 8-bin "
                             "rational-quadratic splines on [-5, 5]) are for vector data: the 2-D "
                             "toys and CSV files")
@@ -73,9 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", default=None, help="folder with local IDX files")
     train.add_argument("--levels", type=_positive_int, default=2,
                        help="num_levels: the scales of Glow and RealNVP")
-    train.add_argument("--steps", type=_positive_int, default=4, help="num_steps: Glow steps per level (K)")
+    train.add_argument("--steps", type=_positive_int, default=4,
+                       help="num_steps: Glow steps per level (K); TarFlow's num_blocks; Jet's "
+                            "num_couplings")
     train.add_argument("--width", type=_positive_int, default=64,
-                       help="hidden_channels of image models, hidden_units of vector models")
+                       help="hidden_channels of image models, hidden_units of vector models, the "
+                            "transformer width of tarflow and jet")
+    transformers = train.add_argument_group("transformer flows (tarflow, jet)")
+    transformers.add_argument("--patch-size", type=_positive_int, default=4,
+                              help="side of a patch (a token); must divide the image size")
+    transformers.add_argument("--depth", type=_positive_int, default=None,
+                              help="transformer blocks per flow block (tarflow, default 2) or per "
+                                   "coupling's ViT (jet, default 1)")
+    transformers.add_argument("--heads", type=_positive_int, default=4,
+                              help="attention heads; must divide --width")
     train.add_argument("--blocks", type=_positive_int, default=2, help="num_blocks: RealNVP ResNet blocks")
     train.add_argument("--coupling", choices=("affine", "additive"), default="affine")
     train.add_argument("--conditional", action="store_true", help="class-conditional model")
@@ -223,6 +237,9 @@ def _build_model(args, event_shape, num_bits, num_classes):
     import tfflows
 
     if len(event_shape) == 1:
+        if args.model in ("tarflow", "jet"):
+            raise ValueError(f"--model {args.model} is an image flow over patches; use it with image "
+                             f"data, got vector data of shape {tuple(event_shape)}.")
         common = dict(hidden_units=args.width, num_classes=num_classes, seed=args.seed,
                       standardize=not args.no_standardize)
         if args.model == "nsf":
@@ -236,9 +253,17 @@ def _build_model(args, event_shape, num_bits, num_classes):
             return tfflows.VectorGlow(event_shape[0], num_steps=args.steps * args.levels,
                                       coupling=args.coupling, **common)
         return tfflows.VectorRealNVP(event_shape[0], num_layers=args.steps * args.levels, **common)
-    if args.model in ("nsf", "maf", "maf-spline"):
+    if args.model in VECTOR_MODELS:
         raise ValueError(f"--model {args.model} is a vector flow; use it with a 2-D toy dataset or a "
                          f"CSV file, got image data of shape {tuple(event_shape)}.")
+    if args.model == "tarflow":
+        return tfflows.TarFlow(event_shape, patch_size=args.patch_size, num_blocks=args.steps,
+                               num_layers=args.depth or 2, width=args.width, heads=args.heads,
+                               num_bits=num_bits, num_classes=num_classes)
+    if args.model == "jet":
+        return tfflows.Jet(event_shape, patch_size=args.patch_size, num_couplings=args.steps,
+                           depth=args.depth or 1, width=args.width, heads=args.heads,
+                           num_bits=num_bits, num_classes=num_classes, seed=args.seed)
     if args.model == "glow":
         return tfflows.Glow(event_shape, num_levels=args.levels, num_steps=args.steps,
                             hidden_channels=args.width, coupling=args.coupling, num_bits=num_bits,
