@@ -35,6 +35,7 @@ from tfflows.layers import (
     ResNet,
     SplineCouplingLayer,
     StandardizeLayer,
+    ViT,
     ZeroConv,
 )
 
@@ -280,6 +281,19 @@ _LAYERS: dict[str, LayerSpec] = {
     "made_context": LayerSpec(lambda: MADE([2, 3, 1], hidden_units=6), (2, 3), context_size=2),
     "masked_dense": LayerSpec(lambda: MaskedDense([1, 2, 3], [1, 1, 2, 2], activation="relu"), (2, 3)),
     "mlp_context": LayerSpec(lambda: MLP([8], 4, dtype="float64"), (2, 5), context_size=3),
+    "coupling_token_channel_vit_context": LayerSpec(
+        lambda: CouplingLayer(mask="token_channel", scale_fn="scaled_sigmoid", indices=[3, 0],
+                              hidden_channels=8, num_blocks=1, conditioner_options={"heads": 2}),
+        (2, 4, 5), context_size=3),
+    "coupling_token_spatial_spline_vit": LayerSpec(
+        lambda: CouplingLayer(mask="token_spatial", parity=1, transform="spline", num_bins=3,
+                              indices=[0, 3], hidden_channels=8, num_blocks=1,
+                              conditioner_options={"heads": 2, "mlp_ratio": 2}, dtype="float64"),
+        (2, 4, 5)),
+    "coupling_checkerboard_spline": LayerSpec(
+        lambda: CouplingLayer(mask="checkerboard", transform="spline", num_bins=3,
+                              hidden_channels=8), (2, 4, 4, 2)),
+    "vit_context": LayerSpec(lambda: ViT(2, 8, 2, 6, mlp_ratio=2), (2, 4, 5), context_size=3),
 }
 
 
@@ -353,7 +367,7 @@ def test_keras_serialization_round_trip(name):
 def test_registered_names_are_in_the_tfflows_package():
     for cls in (CouplingLayer, ActNormLayer, InvertibleConv1x1Layer, SplineCouplingLayer,
                 PriorLayer, ConvNet, ResNet, MLP, ZeroConv, MaskedAutoregressiveLayer, MADE,
-                MaskedDense, StandardizeLayer):
+                MaskedDense, StandardizeLayer, ViT):
         assert keras.saving.get_registered_name(cls) == f"tfflows>{cls.__name__}"
 
 

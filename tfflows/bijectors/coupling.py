@@ -93,7 +93,8 @@ class Coupling(FlowBijector):
         when given, to θ.
       transform: an :class:`~tfflows.bijectors.ElementwiseTransform`, or
         the name of one (``"affine"``, ``"additive"``, ``"spline"``) with
-        default settings.
+        default settings (affine by name: Glow's ``"sigmoid"`` scale; splines
+        of 8 bins on [−4, 4], parameters parameter-major).
       mask: a mask name (see above) or a :class:`~tfflows.bijectors.masks.Mask`.
       parity: 0 or 1; which part conditions.
       indices: the entries of part A (features for split masks, tokens for
