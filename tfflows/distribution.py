@@ -403,6 +403,16 @@ class FlowDistribution(tfd.Distribution):
         "dist.sample(n, seed=...) that are > x in every coordinate.")
     _log_survival_function = _not_implemented(
         "log_survival_function", "the survival function", "Estimate it from samples (see survival_function).")
+
+    # TFP falls back from the survival function to the CDF, whose message would name the wrong method.
+    def survival_function(self, value, name: str = "survival_function", **kwargs):
+        """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
+        return self._survival_function(value)
+
+    def log_survival_function(self, value, name: str = "log_survival_function", **kwargs):
+        """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
+        return self._log_survival_function(value)
+
     _quantile = _not_implemented("quantile", "the quantile function",
                                  "Use sample quantiles of dist.sample(n, seed=...).")
     _entropy = _not_implemented("entropy", "the entropy",
