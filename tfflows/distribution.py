@@ -279,7 +279,10 @@ class FlowDistribution(tfd.Distribution):
     Every call reads the model's current weights; ``trainable_variables``
     are the model's, so ``tfp.vi.fit_surrogate_posterior`` trains them all,
     with or without ``trainable_variables=``. Data of another float dtype
-    (float64 for a float32 model) is cast to the model's dtype.
+    (float64 for a float32 model) is cast to the model's dtype. Eagerly,
+    inf or NaN data raise ``ValueError``; pixel levels outside
+    [0, 2^num_bits) are scored by the flow (as ``encode`` takes them)
+    unless ``validate_args=True``, which applies ``model.log_prob``'s checks.
 
     ``cdf``, ``survival_function``, ``quantile``, ``entropy``, ``mean``,
     ``mode``, ``stddev``, ``variance`` and ``covariance`` raise
@@ -373,7 +376,21 @@ class FlowDistribution(tfd.Distribution):
 
     def _log_prob(self, x):
         model = self._model
-        return self._live.run(x, model.event_shape, [()], lambda x, c: [model.log_prob(x, c)], "x")[0]
+        if self.validate_args:
+            score = model.log_prob  # its checks, pixel levels out of range included
+        else:
+            def score(x, context):
+                # As encode: shape, dtype and (eagerly) finite values are checked, but not the
+                # pixel range, so the distribution scores its own samples wherever they fall.
+                x = model._check_x(x)
+                flow = model.flow(context)
+
+                def compute():
+                    z, log_det = flow.forward_and_log_det(x)
+                    return model._base_log_prob(z) + log_det
+
+                return model._unless_empty(x, compute, ())
+        return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
 
     def _latent_noise(self, sample_shape, seed) -> tf.Tensor:
         seed = stateless_seed(seed, self.name)
