@@ -47,8 +47,7 @@ def randomize(model, scale: float = 0.1, seed: int = 0) -> None:
     """Noise on every trainable weight: a fresh flow's zero output layers make it the identity."""
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
-        v.assign(v + scale * rng.standard_normal(v.shape).astype(v.dtype.name if hasattr(v.dtype, "name")
-                                                                  else v.dtype))
+        v.assign(v + scale * rng.standard_normal(v.shape).astype(np.float32))
 
 
 def banana_log_prob(x):
