@@ -416,7 +416,11 @@ def test_sample_shape_dtype_and_seed(case):
 def test_distribution_sample_shape(case):
     model = case.model
     if model.is_conditional:
-        s = model.distribution_for(case.contexts(3)).sample(3, seed=(1, 2))
+        # Three contexts: batch shape [3]; sample() draws one example per context.
+        dist = model.distribution_for(case.contexts(3))
+        assert dist.batch_shape == (3,)
+        s = dist.sample(seed=(1, 2))
+        assert dist.sample(2, seed=(1, 2)).shape == (2, 3, *model.event_shape)
     else:
         s = model.distribution.sample(3, seed=(1, 2))
     assert s.shape == (3, *model.event_shape) and np.all(np.isfinite(s.numpy()))

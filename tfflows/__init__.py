@@ -17,8 +17,11 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it ("" for a subpackage of that name).
 _LAZY: dict[str, str] = {
+    "FlowDistribution": "tfflows.distribution",
     "FlowModel": "tfflows.models",
     "Glow": "tfflows.models",
+    "LiveBijector": "tfflows.distribution",
+    "MonteCarloEstimate": "tfflows.distribution",
     "RealNVP": "tfflows.models",
     "TarFlow": "tfflows.models",
     "VectorGlow": "tfflows.models",
@@ -29,6 +32,8 @@ _LAZY: dict[str, str] = {
     "WarmupSchedule": "tfflows.training",
     "export_saved_model": "tfflows.export",
     "make_optimizer": "tfflows.training",
+    "monte_carlo_entropy": "tfflows.distribution",
+    "monte_carlo_kl": "tfflows.distribution",
     "bijectors": "",
     "layers": "",
     "models": "",
@@ -36,8 +41,11 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "FlowDistribution",
     "FlowModel",
     "Glow",
+    "LiveBijector",
+    "MonteCarloEstimate",
     "RealNVP",
     "TarFlow",
     "VectorGlow",
@@ -52,11 +60,15 @@ __all__ = [
     "layers",
     "make_optimizer",
     "models",
+    "monte_carlo_entropy",
+    "monte_carlo_kl",
     "ood",
 ]
 
 if TYPE_CHECKING:
     from tfflows import bijectors, layers, models, ood
+    from tfflows.distribution import (FlowDistribution, LiveBijector, MonteCarloEstimate, monte_carlo_entropy,
+                                      monte_carlo_kl)
     from tfflows.export import export_saved_model
     from tfflows.models import FlowModel, Glow, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer

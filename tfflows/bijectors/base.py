@@ -120,6 +120,17 @@ class FlowBijector(tfb.Bijector):
     def event_ndims(self) -> int:
         return self._event_ndims
 
+    # TFP compares bijectors by their parameters, and its cache of forward and
+    # inverse results (shared by all instances) is keyed by that equality. Ours
+    # hold live Keras layers (conditioners): two built before and after a weight
+    # update have equal parameters but are different functions, so the second
+    # would be served the first one's cached results. Each is equal only to itself.
+    def __eq__(self, other):
+        return self is other
+
+    def __hash__(self):
+        return id(self)
+
     def _validate(self, x: tf.Tensor, inverse: bool) -> None:
         check_float(x, self.name)
         ndims = self.inverse_min_event_ndims if inverse else self.forward_min_event_ndims

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.multiscale import FlowChain
+from tfflows.distribution import FlowDistribution, LiveBijector, stateless_seed
 from tfflows.guard import all_finite, check_finite_weights, finite_rows
 from tfflows.io import atomic_path
 from tfflows.layers.convolution import xla_compiling
@@ -70,8 +71,8 @@ class FlowModel(keras.Model):
     - ``encode(x)`` / ``decode(z)`` between data and the flat latent (every
       level of a multi-scale model; ``split_latents`` cuts it per level);
     - ``sample(n, temperature=1.0, seed=None)``;
-    - ``.bijector`` (latent → data) and ``.distribution``, a
-      ``tfd.TransformedDistribution`` over a standard normal base;
+    - ``.bijector`` (latent → data) and ``.distribution``, live TFP objects
+      (:class:`tfflows.FlowDistribution`) that read the current weights;
     - training with ``compile(optimizer=...)`` and ``fit(data)``: the loss is
       the mean negative log-likelihood in nats, reported beside it per
       dimension as ``bits_per_dim`` for image models of pixel levels and as
@@ -275,13 +276,16 @@ class FlowModel(keras.Model):
         """The data → latent bijector built from the current weights."""
         return build_bijector(self._plan.steps, self._context(context))
 
-    def bijector_for(self, context=None) -> tfb.Bijector:
-        """The latent → data bijector (the distribution's bijector)."""
-        return tfb.Invert(self.flow(context))
+    def bijector_for(self, context=None) -> LiveBijector:
+        """The latent → data bijector, live: every call reads the current weights.
+
+        A batch of contexts gives it their batch shape (see :meth:`distribution_for`).
+        """
+        return LiveBijector(self, context)
 
     @property
-    def bijector(self) -> tfb.Bijector:
-        """The latent → data bijector; conditional models use :meth:`bijector_for`."""
+    def bijector(self) -> LiveBijector:
+        """The latent → data bijector (live); conditional models use :meth:`bijector_for`."""
         return self.bijector_for(None)
 
     @property
@@ -289,14 +293,21 @@ class FlowModel(keras.Model):
         """Standard normal on the flat latent of size ``num_dims``."""
         return tfd.Sample(tfd.Normal(tf.constant(0.0), tf.constant(1.0)), sample_shape=[self.num_dims])
 
-    def distribution_for(self, context=None) -> tfd.TransformedDistribution:
-        """``tfd.TransformedDistribution`` of the model (for a batch of contexts if conditional)."""
-        return tfd.TransformedDistribution(self.base_distribution, self.bijector_for(context),
-                                           name=type(self).__name__)
+    def distribution_for(self, context=None) -> FlowDistribution:
+        """The model as a live TFP distribution (:class:`tfflows.FlowDistribution`).
+
+        Every call reads the current weights, and ``trainable_variables`` are
+        the model's. For a conditional model the contexts set the batch
+        shape: labels ``[B]`` (or vectors ``[B, C]``) give batch shape
+        ``[B]``, so ``sample()`` draws one example per context and
+        ``sample(n)`` has shape ``[n, B, *event_shape]``; one label (or one
+        vector ``[C]``) gives batch shape ``[]``.
+        """
+        return FlowDistribution(self, context)
 
     @property
-    def distribution(self) -> tfd.TransformedDistribution:
-        """The model as a TFP distribution over data; for conditional models see distribution_for."""
+    def distribution(self) -> FlowDistribution:
+        """The model as a live TFP distribution over data; conditional models use distribution_for."""
         return self.distribution_for(None)
 
     # -- scoring, encoding, sampling -------------------------------------
@@ -352,14 +363,15 @@ class FlowModel(keras.Model):
         flow = self.flow(context)
         return self._unless_empty(z, lambda: flow.inverse(z), self.event_shape)
 
-    def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
+    def sample(self, num_samples: int, temperature: float = 1.0, seed: Any = None,
                context=None, clip_latent: float | None = None, clip_output: bool = False) -> tf.Tensor:
         """Draws ``num_samples`` examples (0 gives an empty batch); ``temperature`` scales the base.
 
         x = f⁻¹(z) with z = clip(temperature · ε, −c, c), ε ~ N(0, I) and
-        c = ``clip_latent`` (no clipping when None). With an integer ``seed``
-        the draw is deterministic (stateless). For a class-conditional model
-        ``context`` is one label for all samples or one per sample.
+        c = ``clip_latent`` (no clipping when None). With a ``seed`` (an int,
+        or TFP's stateless seed of two integers) the draw is deterministic.
+        For a class-conditional model ``context`` is one label for all
+        samples or one per sample.
 
         ``clip_latent`` is for models whose inverse overflows on the tails of
         the base (samples with inf or NaN, reported with a warning and as
@@ -388,11 +400,12 @@ class FlowModel(keras.Model):
                 or not math.isfinite(clip_latent) or clip_latent <= 0):
             raise ValueError(f"{name}: clip_latent must be a finite number > 0 or None, "
                              f"got {clip_latent!r}.")
+        seed = stateless_seed(seed, name)
         shape = (int(num_samples), self.num_dims)
         if seed is None:
             eps = tf.random.normal(shape)
         else:
-            eps = tf.random.stateless_normal(shape, seed=[int(seed), 0])
+            eps = tf.random.stateless_normal(shape, seed=seed)
         if context is not None and self.is_conditional:
             context = tf.convert_to_tensor(context)
             # One label (or one context vector) stands for every sample.
