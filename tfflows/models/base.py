@@ -30,7 +30,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 class _StepMean(keras.metrics.Mean):
-    """Mean over the applied training steps; NaN, not 0.0, while none was applied."""
+    """Mean over the steps that were not skipped as non-finite; NaN, not 0.0, while there was none."""
 
     def result(self):
         return tf.where(self.count > 0, super().result(), float("nan"))
@@ -43,6 +43,11 @@ class NonFiniteGuard(keras.callbacks.Callback):
     update would leave a weight or optimizer variable inf or NaN (the update
     is undone before the next step reads it): the weights stay finite, and
     this callback ends training at the end of that batch.
+
+    Under a ``LossScaleOptimizer`` (``mixed_float16``) scaled gradients that
+    overflow are not such a step: the optimizer halves its loss scale and
+    skips the update, and training goes on. They stop training only at a
+    loss scale of 1 or less, where the unscaled gradient itself is not finite.
     """
 
     def on_train_batch_end(self, batch, logs=None):
@@ -83,15 +88,34 @@ class FlowModel(keras.Model):
     ``context_dim`` (float context vectors); every conditioner and prior
     sees the context, and ``fit`` reads it from ``(x, labels)`` batches.
 
+    Dtype policies (``dtype=`` or Keras's global policy): the flow itself
+    (data → latent, every log-det, the 1×1 convolutions' determinants and
+    inverses, ActNorm, the priors, the base log-density and the loss) runs in
+    the policy's variable dtype, :attr:`flow_dtype`: float64 for
+    ``dtype="float64"``, float32 for ``"float32"`` and for the mixed policies.
+    Under ``"mixed_bfloat16"`` or ``"mixed_float16"`` only the conditioner
+    networks compute in bfloat16 / float16. Every step the model builds
+    takes the model's policy. Under ``"mixed_float16"`` ``compile`` wraps the
+    optimizer in ``keras.optimizers.LossScaleOptimizer``.
+
     Args:
       event_shape: shape of one example, (H, W, C) or (D,).
       num_classes: number of classes for a class-conditional model.
       context_dim: size of a float context vector for a conditional model.
+      dtype: a dtype policy (name or ``keras.DTypePolicy``); the global policy when None.
     """
 
     def __init__(self, event_shape: Sequence[int], num_classes: int | None = None,
                  context_dim: int | None = None, **kwargs: Any) -> None:
+        # The model's inputs keep their precision: a mixed policy must not round pixels to bfloat16.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
+        if self.flow_dtype not in ("float32", "float64"):
+            raise ValueError(
+                f"{type(self).__name__}: expected a dtype policy whose variable dtype is float32 or "
+                f"float64 (e.g. 'float32', 'float64', 'mixed_bfloat16', 'mixed_float16'), got "
+                f"{self.dtype_policy.name!r} with variable dtype {self.flow_dtype}: a flow's "
+                "inverse and log-det need at least float32; use a mixed policy for low precision.")
         event_shape = tuple(int(d) for d in event_shape)
         if len(event_shape) not in (1, 3) or min(event_shape) < 1:
             raise ValueError(
@@ -106,7 +130,7 @@ class FlowModel(keras.Model):
         self.num_classes = num_classes
         self.context_dim = context_dim
         self.num_dims = int(np.prod(event_shape))
-        self.loss_tracker = _StepMean(name="loss")
+        self.loss_tracker = _StepMean(name="loss", dtype=self.flow_dtype)
         # Named when the subclass has said whether it models pixel levels (_finish_init).
         self.bpd_tracker = None
         self.nonfinite_steps = self.add_weight(
@@ -121,11 +145,14 @@ class FlowModel(keras.Model):
 
     def _finish_init(self) -> None:
         """Subclasses call this at the end of ``__init__``: creates every weight."""
-        self.bpd_tracker = _StepMean(name=self.per_dim_metric)
+        self.bpd_tracker = _StepMean(name=self.per_dim_metric, dtype=self.flow_dtype)
         self._plan = Plan(self._make_steps())
         self.flow_layers = flow_layers(self._plan.steps)
-        x = tf.zeros((1, *self.event_shape))
-        context = None if not self.is_conditional else tf.zeros((1, self.context_size))
+        for layer in self.flow_layers:
+            # Built below, so the conditioners they create take this policy too.
+            layer.dtype_policy = self.dtype_policy
+        x = tf.zeros((1, *self.event_shape), self.flow_dtype)
+        context = None if not self.is_conditional else tf.zeros((1, self.context_size), self.flow_dtype)
         self._build_layers(self._plan.steps, x, context)
         self.built = True
 
@@ -144,6 +171,11 @@ class FlowModel(keras.Model):
     def build(self, input_shape=None):
         # Every weight is created in __init__; Keras may still call build.
         self.built = True
+
+    @property
+    def flow_dtype(self) -> str:
+        """The dtype of the data path, log-dets, log_prob and loss: the policy's variable dtype."""
+        return self.dtype_policy.variable_dtype
 
     @property
     def is_conditional(self) -> bool:
@@ -167,7 +199,7 @@ class FlowModel(keras.Model):
         context = tf.convert_to_tensor(context)
         if self.num_classes is not None:
             if context.dtype.is_floating and context.shape.rank == 2 and context.shape[-1] == self.num_classes:
-                return tf.cast(context, tf.float32)  # already one-hot
+                return tf.cast(context, self.flow_dtype)  # already one-hot
             if context.dtype.is_floating:
                 raise ValueError(
                     f"{name}: expected integer class labels in 0..{self.num_classes - 1} "
@@ -192,14 +224,14 @@ class FlowModel(keras.Model):
                     raise ValueError(
                         f"{name}: expected class labels in 0..{self.num_classes - 1}, got labels "
                         f"from {low} to {high}.")
-            return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
+            return tf.one_hot(labels, self.num_classes, dtype=self.flow_dtype)
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
                 f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
-        return tf.cast(context, tf.float32)
+        return tf.cast(context, self.flow_dtype)
 
     def _check_x(self, x, what: str = "x", levels: bool = False, values: bool = True) -> tf.Tensor:
-        """``x`` as float32 after its dtype and shape checks; in eager mode its values too.
+        """``x`` in :attr:`flow_dtype` after its dtype and shape checks; in eager mode its values too.
 
         Eagerly, inf or NaN values raise, and with ``levels`` so do pixel
         levels outside [0, 2^num_bits) of an image model. Inside a graph
@@ -221,7 +253,7 @@ class FlowModel(keras.Model):
                 f"got shape {x.shape}.")
         if values and tf.executing_eagerly():
             self._check_values(x, what, levels)
-        return tf.cast(x, tf.float32)
+        return tf.cast(x, self.flow_dtype)
 
     def _check_values(self, x: tf.Tensor, what: str, levels: bool = False) -> None:
         """Eager only: raises on inf or NaN, and on pixel levels out of range when ``levels``."""
@@ -251,7 +283,7 @@ class FlowModel(keras.Model):
                 f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
         if values and tf.executing_eagerly():
             self._check_values(z, "latents")
-        return tf.cast(z, tf.float32)
+        return tf.cast(z, self.flow_dtype)
 
     def _unless_empty(self, x: tf.Tensor, compute, empty_shape: Sequence[int]) -> tf.Tensor:
         """``compute()``, or an empty result of ``[0, *empty_shape]`` for a batch of 0.
@@ -268,7 +300,7 @@ class FlowModel(keras.Model):
         if tf.executing_eagerly() or (x.shape.rank is not None and (x.shape[0] or 0) > 0):
             return compute()
         return tf.cond(tf.shape(x)[0] > 0, compute,
-                       lambda: tf.zeros((0, *empty_shape), tf.float32))
+                       lambda: tf.zeros((0, *empty_shape), self.flow_dtype))
 
     # -- the flow as TFP objects -----------------------------------------
 
@@ -291,7 +323,8 @@ class FlowModel(keras.Model):
     @property
     def base_distribution(self) -> tfd.Distribution:
         """Standard normal on the flat latent of size ``num_dims``."""
-        return tfd.Sample(tfd.Normal(tf.constant(0.0), tf.constant(1.0)), sample_shape=[self.num_dims])
+        zero, one = tf.constant(0.0, self.flow_dtype), tf.constant(1.0, self.flow_dtype)
+        return tfd.Sample(tfd.Normal(zero, one), sample_shape=[self.num_dims])
 
     def distribution_for(self, context=None) -> FlowDistribution:
         """The model as a live TFP distribution (:class:`tfflows.FlowDistribution`).
@@ -403,9 +436,9 @@ class FlowModel(keras.Model):
         seed = stateless_seed(seed, name)
         shape = (int(num_samples), self.num_dims)
         if seed is None:
-            eps = tf.random.normal(shape)
+            eps = tf.random.normal(shape, dtype=self.flow_dtype)
         else:
-            eps = tf.random.stateless_normal(shape, seed=seed)
+            eps = tf.random.stateless_normal(shape, seed=seed, dtype=self.flow_dtype)
         if context is not None and self.is_conditional:
             context = tf.convert_to_tensor(context)
             # One label (or one context vector) stands for every sample.
@@ -543,9 +576,9 @@ class FlowModel(keras.Model):
         ctx = tf.distribute.get_replica_context()
         if ctx is None or ctx.num_replicas_in_sync == 1:
             loss = -tf.reduce_mean(log_prob)
-            scaled, count = loss, tf.cast(tf.size(log_prob), tf.float32)
+            scaled, count = loss, tf.cast(tf.size(log_prob), log_prob.dtype)
         else:
-            local = tf.stack([-tf.reduce_sum(log_prob), tf.cast(tf.size(log_prob), tf.float32)])
+            local = tf.stack([-tf.reduce_sum(log_prob), tf.cast(tf.size(log_prob), log_prob.dtype)])
             total = tf.stop_gradient(ctx.all_reduce(tf.distribute.ReduceOp.SUM, local))
             count = total[1]
             loss, scaled = total[0] / tf.maximum(count, 1.0), local[0] / tf.maximum(count, 1.0)
@@ -553,26 +586,58 @@ class FlowModel(keras.Model):
         return loss, per_dim, scaled, count
 
     def train_step(self, data):
+        optimizer = self.optimizer
         with tf.GradientTape() as tape, xla_compiling(self.jit_compile):
             loss, bpd, scaled, _ = self._nll(data)
+            # The loss scale of a LossScaleOptimizer (mixed_float16); the loss itself otherwise.
+            scaled = optimizer.scale_loss(scaled)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        finite = all_finite([loss, *grads])
+        finite_loss, finite_grads = all_finite([loss]), all_finite(grads)
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             # ReduceOp has only SUM and MEAN: count the replicas that saw a non-finite value.
-            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
-            finite = bad < 0.5
+            flags = tf.cast(tf.stack([finite_loss, finite_grads]), tf.float32)
+            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - flags)
+            finite_loss, finite_grads = bad[0] < 0.5, bad[1] < 0.5
 
-        # Keras computes the clip norm from squares that overflow float32 for gradients
-        # past ~1.8e19 and then scales the update by NaN: clip here with a safe norm first.
-        grads = clip_gradients(grads, self.optimizer)
-        applied = self._apply_if_finite(grads, variables, finite)
-        self.nonfinite_steps.assign_add(1 - tf.cast(applied, tf.int32))
-        weight = tf.cast(applied, tf.float32)
-        self.loss_tracker.update_state(tf.where(applied, loss, 0.0), sample_weight=weight)
-        self.bpd_tracker.update_state(tf.where(applied, bpd, 0.0), sample_weight=weight)
+        loss_scale = self._loss_scale()
+        if loss_scale is None:
+            go = finite_loss & finite_grads
+            # Keras computes the clip norm from squares that overflow float32 for gradients
+            # past ~1.8e19 and then scales the update by NaN: clip here with a safe norm first.
+            grads = clip_gradients(grads, optimizer)
+        else:
+            # Scaled gradients that overflow are routine: the optimizer then halves its scale
+            # and skips the update, so it must see them. They are a non-finite step only at a
+            # scale <= 1, where scaling cannot have caused the overflow.
+            go = finite_loss & (finite_grads | (loss_scale > 1.0))
+            grads = self._clip_scaled(grads, loss_scale)
+        # A loss-scale overflow skips the update but counts as a step: its loss is finite.
+        kept = self._apply_if_finite(grads, variables, go)
+        self.nonfinite_steps.assign_add(1 - tf.cast(kept, tf.int32))
+        weight = tf.cast(kept, loss.dtype)
+        self.loss_tracker.update_state(tf.where(kept, loss, tf.zeros_like(loss)), sample_weight=weight)
+        self.bpd_tracker.update_state(tf.where(kept, bpd, tf.zeros_like(bpd)), sample_weight=weight)
         return {"loss": self.loss_tracker.result(), self.per_dim_metric: self.bpd_tracker.result()}
+
+    def _loss_scale(self) -> tf.Tensor | None:
+        """The current scale of a ``LossScaleOptimizer``, None for any other optimizer."""
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            return tf.convert_to_tensor(self.optimizer.dynamic_scale)
+        return None
+
+    def _clip_scaled(self, grads: list, loss_scale: tf.Tensor) -> list:
+        """Clips gradients scaled by ``loss_scale`` as the inner optimizer asks, on their true size.
+
+        The scale is a power of two, so unscaling and scaling again are exact.
+        """
+        inner = self.optimizer.inner_optimizer
+        if not (getattr(inner, "clipnorm", None) or getattr(inner, "global_clipnorm", None)):
+            return list(grads)
+        unscaled = [None if g is None else g / tf.cast(loss_scale, g.dtype) for g in grads]
+        clipped = clip_gradients(unscaled, inner)
+        return [None if g is None else g * tf.cast(loss_scale, g.dtype) for g in clipped]
 
     def _training_state(self) -> list:
         """Every variable an update writes: the trainable weights and the optimizer's."""
