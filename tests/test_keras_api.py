@@ -41,6 +41,9 @@ MODELS = {
     "nsf": (lambda: tfflows.VectorNSF(3, num_layers=2, hidden_units=8, standardize=True), None),
     "maf_labels": (lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, num_classes=2),
                    lambda rng, n: rng.integers(0, 2, n).astype("int32")),
+    "vector": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), None),
+    "vector_labels": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8, num_classes=2),
+                      lambda rng, n: rng.integers(0, 2, n).astype("int32")),
 }
 
 
@@ -330,7 +333,7 @@ def _twins(name, n):
     return a, b, x, context
 
 
-@pytest.mark.parametrize("name", ["nsf", "glow_labels"])
+@pytest.mark.parametrize("name", ["vector", "vector_labels"])
 def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
     weighted, plain, x, context = _twins(name, 8)
     start = [w.copy() for w in weighted.get_weights()]
@@ -345,8 +348,11 @@ def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
         assert_close("fit: zero weights = the rest", a, b, atol=2e-5, rtol=1e-4)
 
 
-def test_fit_with_double_weights_equals_duplicated_examples(assert_close):
-    weighted, plain, x, _ = _twins("nsf", 6)
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_fit_with_double_weights_equals_duplicated_examples(jit_compile, assert_close):
+    weighted, plain, x, _ = _twins("vector", 6)
+    for m in (weighted, plain):
+        m.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
     twice = np.arange(6) < 2
     w = np.where(twice, 2.0, 1.0)
     h1 = weighted.fit(x, sample_weight=w, batch_size=6, epochs=3, shuffle=False, verbose=0,
@@ -362,7 +368,7 @@ def test_fit_with_double_weights_equals_duplicated_examples(assert_close):
 
 
 def test_fit_skips_a_batch_that_weighs_nothing():
-    model, x, _ = make("nsf", n=8)
+    model, x, _ = make("vector", n=8)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     start = [w.copy() for w in model.get_weights()]
     history = model.fit(x, sample_weight=np.zeros(8), batch_size=4, epochs=1, verbose=0).history
@@ -377,12 +383,18 @@ def test_fit_skips_a_batch_that_weighs_nothing():
     (np.ones((8, 2)), "shape \\[num_examples\\]"),
 ])
 def test_bad_sample_weights_raise(weight, match):
-    model, x, _ = make("nsf", n=8)
+    model, x, _ = make("vector", n=8)
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match=match):
         model.fit(x, sample_weight=weight, epochs=1, verbose=0)
     with pytest.raises(ValueError, match=match):
         model.evaluate(x, sample_weight=weight, verbose=0)
+    # In a graph (fit, evaluate) a dataset's weights are checked as the batch runs.
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(8, "float32"),
+                                             np.resize(weight, 8).astype("float32"))).batch(8)
+    if np.resize(weight, 8)[0] < 0 or np.isnan(np.resize(weight, 8)[0]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="finite and >= 0"):
+            model.evaluate(ds, verbose=0)
     # Eagerly, the step itself checks a batch's weights as well.
     with pytest.raises(ValueError, match="sample_weight"):
         model.test_step((tf.constant(x), None, tf.constant(np.resize(weight, (8, 2)), tf.float32)))
