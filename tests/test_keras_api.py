@@ -281,6 +281,9 @@ def test_compile_refuses_a_positional_loss_and_keeps_the_rest(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")  # compile_from_config
     assert loaded.compiled and int(loaded.optimizer.iterations) == 1
     assert loaded.evaluate(x, verbose=0, return_dict=True).keys() == {"loss", "nats_per_dim"}
+    assert loaded.metrics_names == ["loss", "nats_per_dim"]
+    loss, per_dim = loaded.evaluate(x, verbose=0)  # the list in metrics_names' order
+    np.testing.assert_allclose(per_dim, loss / 3, rtol=1e-6)
 
 
 # -- 6. sample weights -------------------------------------------------------------

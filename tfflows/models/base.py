@@ -97,8 +97,13 @@ class FlowModel(keras.Model):
     - training with ``compile(optimizer=...)`` and ``fit(data)``: the loss is
       the mean negative log-likelihood in nats, reported beside it per
       dimension as ``bits_per_dim`` for image models of pixel levels and as
-      ``nats_per_dim`` for continuous (vector) data; ActNorm and Standardize
-      are initialised from the first batch when needed.
+      ``nats_per_dim`` for continuous (vector) data (both minimised by
+      Keras's monitors without ``mode``); ``sample_weight`` weights each
+      example's NLL; ActNorm and Standardize are initialised from the first
+      batch when needed;
+    - ``summary()``, ``as_functional()`` (for ``keras.utils.plot_model``),
+      ``plot(path)`` and ``export(path)`` (Keras's ExportArchive, serving
+      ``log_prob``).
 
     Conditional models take ``num_classes`` (integer labels) or
     ``context_dim`` (float context vectors); every conditioner and prior
@@ -527,7 +532,8 @@ class FlowModel(keras.Model):
     @property
     def metrics(self):
         # Built per call, not kept as an attribute: an attribute would be walked into saves.
-        return [self.loss_tracker, _Minimised([self.bpd_tracker], name=f"{self.per_dim_metric}_list")]
+        # Named as its one metric, so metrics_names stays ["loss", per_dim_metric].
+        return [self.loss_tracker, _Minimised([self.bpd_tracker], name=self.per_dim_metric)]
 
     @property
     def models_pixel_levels(self) -> bool:
@@ -699,7 +705,8 @@ class FlowModel(keras.Model):
     def test_step(self, data):
         with xla_compiling(self.jit_compile):
             loss, bpd, _, count = self._nll(data)
-        # Weighted by examples: the result is the mean over the data, a short last batch included.
+        # Weighted by each batch's total weight (its example count without sample_weight):
+        # the result is the weighted mean over the data, a short last batch included.
         self.loss_tracker.update_state(loss, sample_weight=count)
         self.bpd_tracker.update_state(bpd, sample_weight=count)
         return {"loss": self.loss_tracker.result(), self.per_dim_metric: self.bpd_tracker.result()}

@@ -26,7 +26,7 @@ The view is for drawing and inspecting; save the model itself.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
@@ -36,6 +36,9 @@ import tensorflow_probability as tfp
 from tfflows.bijectors.multiscale import forward_and_log_det
 from tfflows.layers.base import FlowLayer
 from tfflows.models.plan import Split
+
+if TYPE_CHECKING:
+    from tfflows.models.base import FlowModel
 
 __all__ = ["BijectorStep", "SplitStep", "ContextStep", "LogProbStep", "Untracked", "functional_view"]
 
@@ -134,7 +137,8 @@ class _Names:
         return name if n == 0 else f"{name}_{n}"
 
 
-def _trace(steps: list, x, context, names: _Names, pieces: list, log_dets: list) -> None:
+def _trace(steps: list, x: keras.KerasTensor, context: keras.KerasTensor | None, names: _Names,
+           pieces: list, log_dets: list) -> None:
     """Runs ``steps`` on the symbolic ``x``, appending latent pieces and log-dets."""
     for step in steps:
         if isinstance(step, Split):
@@ -150,7 +154,7 @@ def _trace(steps: list, x, context, names: _Names, pieces: list, log_dets: list)
     pieces.append(x)
 
 
-def functional_view(model) -> keras.Model:
+def functional_view(model: FlowModel) -> keras.Model:
     """A functional ``keras.Model`` of ``model``'s steps, sharing its layers and weights.
 
     Inputs: ``x`` [batch, *event_shape] float32 and, for a conditional
