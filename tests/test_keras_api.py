@@ -270,7 +270,7 @@ def test_compile_refuses_losses_and_metrics(kwargs):
 
 
 def test_compile_refuses_a_positional_loss_and_keeps_the_rest(tmp_path):
-    model, x, _ = make("nsf")
+    model, x, _ = make("vector")
     with pytest.raises(ValueError, match="loss='mse'"):
         model.compile("adam", "mse")
     model.compile()
