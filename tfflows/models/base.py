@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -12,11 +13,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from keras.src.trainers import compile_utils
 
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.distribution import FlowDistribution, LiveBijector, stateless_seed
 from tfflows.guard import all_finite, check_finite_weights, finite_rows
-from tfflows.io import atomic_path
+from tfflows.io import atomic_dir, atomic_path
 from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, flow_layers, initialize_steps
 from tfflows.training import clip_gradients
@@ -30,10 +32,30 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 class _StepMean(keras.metrics.Mean):
-    """Mean over the steps that were not skipped as non-finite; NaN, not 0.0, while there was none."""
+    """Mean over the applied training steps; NaN, not 0.0, while none was applied.
+
+    A lower value is better (``_direction`` ``"down"``, as Keras marks its losses).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._direction = "down"
 
     def result(self):
         return tf.where(self.count > 0, super().result(), float("nan"))
+
+
+class _Minimised(compile_utils.MetricsList):
+    """Our trackers where Keras's ``MonitorCallback`` looks for a metric's direction.
+
+    With ``mode="auto"``, EarlyStopping, ModelCheckpoint and ReduceLROnPlateau
+    know only ``loss`` by name; for other names they read ``_direction`` of
+    the metrics inside the model's metric containers (``CompileMetrics`` or
+    ``MetricsList``), never of a bare metric in ``model.metrics``.
+    """
+
+    def result(self):
+        return {m.name: m.result() for m in self.metrics}
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
@@ -81,8 +103,13 @@ class FlowModel(keras.Model):
     - training with ``compile(optimizer=...)`` and ``fit(data)``: the loss is
       the mean negative log-likelihood in nats, reported beside it per
       dimension as ``bits_per_dim`` for image models of pixel levels and as
-      ``nats_per_dim`` for continuous (vector) data; ActNorm and Standardize
-      are initialised from the first batch when needed.
+      ``nats_per_dim`` for continuous (vector) data (both minimised by
+      Keras's monitors without ``mode``); ``sample_weight`` weights each
+      example's NLL; ActNorm and Standardize are initialised from the first
+      batch when needed;
+    - ``summary()``, ``as_functional()`` (for ``keras.utils.plot_model``),
+      ``plot(path)`` and ``export(path)`` (Keras's ExportArchive, serving
+      ``log_prob``).
 
     Conditional models take ``num_classes`` (integer labels) or
     ``context_dim`` (float context vectors); every conditioner and prior
@@ -550,7 +577,9 @@ class FlowModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.bpd_tracker]
+        # Built per call, not kept as an attribute: an attribute would be walked into saves.
+        # Named as its one metric, so metrics_names stays ["loss", per_dim_metric].
+        return [self.loss_tracker, _Minimised([self.bpd_tracker], name=self.per_dim_metric)]
 
     @property
     def models_pixel_levels(self) -> bool:
@@ -562,33 +591,81 @@ class FlowModel(keras.Model):
         """``"bits_per_dim"`` for pixel levels, ``"nats_per_dim"`` for continuous data."""
         return "bits_per_dim" if self.models_pixel_levels else "nats_per_dim"
 
+    def _sample_weight(self, data, log_prob: tf.Tensor) -> tf.Tensor | None:
+        """The batch's example weights as float32 [batch], or None when it has none.
+
+        Keras passes ``fit(..., sample_weight=w)`` (and a dataset's
+        ``(x, y, w)`` batches) as the third element of the batch. Weights must
+        be finite and >= 0, one per example; eagerly a bad one raises
+        ``ValueError``, in a graph an ``InvalidArgumentError`` (not under XLA,
+        which compiles the check away).
+        """
+        if not isinstance(data, (tuple, list)) or len(data) != 3 or data[2] is None:
+            return None
+        name = type(self).__name__
+        weight = tf.convert_to_tensor(data[2])
+        if weight.shape.rank == 2 and weight.shape[-1] == 1:
+            weight = weight[:, 0]
+        if weight.shape.rank != 1 or not (weight.dtype.is_floating or weight.dtype.is_integer):
+            raise ValueError(f"{name}: expected sample_weight of shape [batch] (one number per "
+                             f"example), got {weight.dtype.name} of shape {weight.shape}.")
+        weight = tf.cast(weight, tf.float32)
+        what = f"{name}: expected sample_weight values that are finite and >= 0"
+        if tf.executing_eagerly():
+            bad = int(tf.reduce_sum(tf.cast(~(tf.math.is_finite(weight) & (weight >= 0)), tf.int32)))
+            if bad:
+                raise ValueError(f"{what}, got {bad} negative, inf or NaN values.")
+            if weight.shape[0] != log_prob.shape[0]:
+                raise ValueError(f"{name}: expected one sample_weight per example "
+                                 f"({log_prob.shape[0]}), got {weight.shape[0]}.")
+            return weight
+        valid = tf.reduce_all(tf.math.is_finite(weight) & (weight >= 0))
+        same = tf.equal(tf.size(weight), tf.size(log_prob))
+        checks = [tf.debugging.Assert(valid, [what]),
+                  tf.debugging.Assert(same, [f"{name}: expected one sample_weight per example"])]
+        with tf.control_dependencies(checks):
+            return tf.identity(weight)
+
     def _nll(self, data):
-        """(loss, per-dim loss, loss to differentiate, examples): the mean NLL of the global batch.
+        """(loss, per-dim loss, loss to differentiate, total weight): the mean NLL of the global batch.
+
+        With example weights wᵢ (``fit``'s ``sample_weight``) the loss is
+        Σ wᵢ·nllᵢ / Σ wᵢ; without them every wᵢ is 1 and the total weight is
+        the example count. A batch of total weight 0 has loss 0 (not NaN)
+        and no gradient; ``train_step`` skips it.
 
         Under ``tf.distribute`` with several replicas each replica's share of
-        the gradient is its NLL sum over the global example count, so the
-        summed gradients are those of the global-batch mean even when the
+        the gradient is its weighted NLL sum over the global total weight, so
+        the summed gradients are those of the global-batch mean even when the
         last batch splits unevenly (a replica may get no example at all:
         it adds nothing). The reported loss is that global mean on every replica.
         """
         x, context = self._unpack(data)
         log_prob = self.log_prob(x, context)
-        ctx = tf.distribute.get_replica_context()
-        if ctx is None or ctx.num_replicas_in_sync == 1:
-            loss = -tf.reduce_mean(log_prob)
-            scaled, count = loss, tf.cast(tf.size(log_prob), log_prob.dtype)
-        else:
+        weight = self._sample_weight(data, log_prob)
+        if weight is None:
             local = tf.stack([-tf.reduce_sum(log_prob), tf.cast(tf.size(log_prob), log_prob.dtype)])
-            total = tf.stop_gradient(ctx.all_reduce(tf.distribute.ReduceOp.SUM, local))
+        else:
+            weight = tf.cast(weight, log_prob.dtype)
+            local = tf.stack([-tf.reduce_sum(weight * log_prob), tf.reduce_sum(weight)])
+        ctx = tf.distribute.get_replica_context()
+        if weight is None and (ctx is None or ctx.num_replicas_in_sync == 1):
+            loss = -tf.reduce_mean(log_prob)
+            scaled, count = loss, local[1]
+        else:
+            total = local
+            if ctx is not None and ctx.num_replicas_in_sync > 1:
+                total = tf.stop_gradient(ctx.all_reduce(tf.distribute.ReduceOp.SUM, local))
             count = total[1]
-            loss, scaled = total[0] / tf.maximum(count, 1.0), local[0] / tf.maximum(count, 1.0)
+            loss = tf.math.divide_no_nan(total[0], count)
+            scaled = tf.math.divide_no_nan(local[0], count)
         per_dim = loss / (self.num_dims * (math.log(2.0) if self.models_pixel_levels else 1.0))
         return loss, per_dim, scaled, count
 
     def train_step(self, data):
         optimizer = self.optimizer
         with tf.GradientTape() as tape, xla_compiling(self.jit_compile):
-            loss, bpd, scaled, _ = self._nll(data)
+            loss, bpd, scaled, weight_sum = self._nll(data)
             # The loss scale of a LossScaleOptimizer (mixed_float16); the loss itself otherwise.
             scaled = optimizer.scale_loss(scaled)
         variables = self.trainable_variables
@@ -601,6 +678,8 @@ class FlowModel(keras.Model):
             bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - flags)
             finite_loss, finite_grads = bad[0] < 0.5, bad[1] < 0.5
 
+        # A batch whose examples all weigh 0 says nothing: skipped, and not counted as non-finite.
+        weighted = weight_sum > 0
         loss_scale = self._loss_scale()
         if loss_scale is None:
             go = finite_loss & finite_grads
@@ -614,8 +693,8 @@ class FlowModel(keras.Model):
             go = finite_loss & (finite_grads | (loss_scale > 1.0))
             grads = self._clip_scaled(grads, loss_scale)
         # A loss-scale overflow skips the update but counts as a step: its loss is finite.
-        kept = self._apply_if_finite(grads, variables, go)
-        self.nonfinite_steps.assign_add(1 - tf.cast(kept, tf.int32))
+        kept = self._apply_if_finite(grads, variables, go & weighted)
+        self.nonfinite_steps.assign_add(tf.cast(weighted & ~kept, tf.int32))
         weight = tf.cast(kept, loss.dtype)
         self.loss_tracker.update_state(tf.where(kept, loss, tf.zeros_like(loss)), sample_weight=weight)
         self.bpd_tracker.update_state(tf.where(kept, bpd, tf.zeros_like(bpd)), sample_weight=weight)
@@ -705,7 +784,8 @@ class FlowModel(keras.Model):
     def test_step(self, data):
         with xla_compiling(self.jit_compile):
             loss, bpd, _, count = self._nll(data)
-        # Weighted by examples: the result is the mean over the data, a short last batch included.
+        # Weighted by each batch's total weight (its example count without sample_weight):
+        # the result is the weighted mean over the data, a short last batch included.
         self.loss_tracker.update_state(loss, sample_weight=count)
         self.bpd_tracker.update_state(bpd, sample_weight=count)
         return {"loss": self.loss_tracker.result(), self.per_dim_metric: self.bpd_tracker.result()}
@@ -724,10 +804,118 @@ class FlowModel(keras.Model):
         So its state (step count, moments) is in every save from the start,
         and ``load_weights`` into a freshly compiled model restores it
         instead of skipping it with a warning and restarting the schedule.
+
+        A flow's loss is its mean negative log-likelihood, and its metrics
+        are that loss and its per-dimension form: ``loss``, ``loss_weights``,
+        ``metrics`` and ``weighted_metrics`` (which compare predictions with
+        targets ``y``) would be silently ignored, so they raise.
+
+        Raises:
+          ValueError: ``loss``, ``loss_weights``, ``metrics`` or
+            ``weighted_metrics`` was given.
         """
+        bound = inspect.signature(keras.Model.compile).bind(self, *args, **kwargs).arguments
+        given = [key for key in ("loss", "loss_weights", "metrics", "weighted_metrics")
+                 if bound.get(key) not in (None, [], (), {})]
+        if given:
+            raise ValueError(
+                f"{type(self).__name__}.compile: a flow's loss is its negative log-likelihood "
+                f"(reported as 'loss' and '{self.per_dim_metric}'), so it takes no "
+                f"{', '.join(given)}; got {', '.join(f'{k}={bound[k]!r}' for k in given)}. "
+                "Call compile(optimizer=...) alone; weight examples with fit(..., "
+                "sample_weight=...).")
         super().compile(*args, **kwargs)
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+
+    # -- Keras views: summary, plot_model, export --------------------------
+
+    def as_functional(self) -> keras.Model:
+        """The flow as a functional ``keras.Model`` sharing this model's layers and weights.
+
+        Keras draws and summarises a subclassed model without knowing how its
+        layers connect: ``keras.utils.plot_model(model)`` gives one box.
+        ``keras.utils.plot_model(model.as_functional(), path)`` draws every
+        step; ``as_functional()(x)`` is ``log_prob(x)`` (see
+        :mod:`tfflows.models.graph`). Built once and kept (out of saves).
+        """
+        from tfflows.models.graph import Untracked, functional_view
+
+        holder = getattr(self, "_functional_view", None)
+        if holder is None:
+            holder = Untracked(functional_view(self))
+            self._functional_view = holder
+        return holder.value
+
+    def summary(self, *args: Any, **kwargs: Any) -> None:
+        """Keras ``summary``: each flow layer with its output shape (and log-det's) and parameters.
+
+        The total also counts the model's own ``nonfinite_steps`` counter.
+        """
+        self.as_functional()  # gives every layer the shapes Keras prints
+        return super().summary(*args, **kwargs)
+
+    def plot(self, to_file: str | os.PathLike, show_shapes: bool = True,
+             show_layer_names: bool = True, **kwargs: Any) -> str:
+        """Draws the flow with ``keras.utils.plot_model`` into ``to_file`` (written atomically).
+
+        Needs ``pydot`` and Graphviz's ``dot``. Returns ``to_file`` as a string.
+        """
+        to_file = os.fspath(to_file)
+        with atomic_path(to_file) as tmp:
+            keras.utils.plot_model(self.as_functional(), to_file=tmp, show_shapes=show_shapes,
+                                   show_layer_names=show_layer_names, **kwargs)
+        return to_file
+
+    def serving_signature(self) -> list:
+        """``[x]`` or ``[x, context]`` as ``keras.InputSpec``: what ``export`` serves by default."""
+        specs = [keras.InputSpec(shape=(None, *self.event_shape), dtype="float32", name="x")]
+        if self.num_classes is not None:
+            specs.append(keras.InputSpec(shape=(None,), dtype="int32", name="context"))
+        elif self.context_dim is not None:
+            specs.append(keras.InputSpec(shape=(None, self.context_dim), dtype="float32",
+                                         name="context"))
+        return specs
+
+    def export(self, filepath, format: str = "tf_saved_model", verbose: bool | None = None,
+               input_signature=None, **kwargs: Any) -> None:
+        """Keras ``export`` (an ``ExportArchive``): ``serve(x[, context])`` returns ``log_prob``.
+
+        ``tf.saved_model.load(filepath).serve(x)`` gives ``log_prob(x)`` for
+        float32 ``x`` [batch, *event_shape] (pixel levels for image models);
+        a conditional model's ``serve`` takes ``context`` too (int32 labels or
+        float32 vectors). The folder is written beside ``filepath`` and moved
+        into place; an existing SavedModel there is replaced. For TF Serving
+        with uint8 images, sampling and a model card, use
+        :func:`tfflows.export_saved_model`.
+
+        Raises:
+          NonFiniteWeightsError: a weight holds inf or NaN (a ``ValueError``).
+          ValueError: a format other than ``"tf_saved_model"``, or ``filepath``
+            is a file or a non-empty folder without a SavedModel.
+        """
+        name = type(self).__name__
+        if format != "tf_saved_model":
+            raise ValueError(f"{name}.export: expected format='tf_saved_model' (the log_prob "
+                             f"SavedModel), got format={format!r}.")
+        check_finite_weights(self, "export")
+        path = os.fspath(filepath)
+        replace = os.path.lexists(path)
+        if replace and (not os.path.isdir(path) or os.path.islink(path) or (
+                os.listdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")))):
+            raise ValueError(f"{name}.export: {path!r} exists and is not a SavedModel folder; "
+                             "refusing to replace it.")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        signature = self.serving_signature() if input_signature is None else input_signature
+        from tfflows.layers.convolution import conv_implementation
+
+        # Stock convolutions in the graph, as export_saved_model writes them.
+        with atomic_dir(path, overwrite=replace) as tmp, conv_implementation("conv"):
+            # Keras would print the temporary folder's name: the message below names the real one.
+            super().export(tmp, format=format, verbose=False, input_signature=signature, **kwargs)
+        if verbose or verbose is None:
+            args = ", ".join(spec.name for spec in self.serving_signature())
+            print(f"Saved artifact at '{path}': serve({args}) -> log_prob.")
 
     def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
         """Keras ``save``, refusing non-finite weights and writing atomically.
@@ -759,8 +947,59 @@ class FlowModel(keras.Model):
         if config:
             self.compile(**keras.saving.deserialize_keras_object(config))
 
+    def _check_sample_weight_arg(self, kwargs: dict, method: str) -> None:
+        """Eager check of a ``sample_weight=`` array: finite values >= 0, one per example."""
+        weight = kwargs.get("sample_weight")
+        if weight is None or isinstance(weight, tf.data.Dataset):
+            return
+        array = np.asarray(weight)
+        name = f"{type(self).__name__}.{method}"
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1 or not (np.issubdtype(array.dtype, np.floating)
+                                   or np.issubdtype(array.dtype, np.integer)):
+            raise ValueError(f"{name}: expected sample_weight of shape [num_examples] (one number "
+                             f"per example), got {array.dtype} of shape {array.shape}.")
+        bad = int(np.sum(~(np.isfinite(array) & (array >= 0))))
+        if bad:
+            raise ValueError(f"{name}: expected sample_weight values that are finite and >= 0, "
+                             f"got {bad} negative, inf or NaN values.")
+
+    def _keep_sample_weight(self, x, y, kwargs: dict):
+        """``y`` to give Keras so it keeps ``sample_weight`` (and the same for ``validation_data``).
+
+        Keras drops ``sample_weight`` without a word when ``y`` is None; an
+        unconditional model ignores ``y``, so it gets a placeholder of zeros.
+        """
+        def placeholder(data):
+            return np.zeros(int(np.shape(data)[0]), np.float32)
+
+        if self.is_conditional:
+            return y
+        validation = kwargs.get("validation_data")
+        if (isinstance(validation, (tuple, list)) and len(validation) == 3
+                and validation[1] is None and validation[2] is not None):
+            kwargs["validation_data"] = (validation[0], placeholder(validation[0]), validation[2])
+        if (kwargs.get("sample_weight") is not None and y is None and x is not None
+                and not isinstance(x, tf.data.Dataset)):
+            return placeholder(x)
+        return y
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Keras ``evaluate``; ``sample_weight`` weights each example's NLL."""
+        self._check_sample_weight_arg(kwargs, "evaluate")
+        y = self._keep_sample_weight(x, y, kwargs)
+        return super().evaluate(x, y, *args, **kwargs)
+
     def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """Keras ``fit`` with ActNorm initialised from the first batch and a non-finite guard."""
+        """Keras ``fit`` with ActNorm initialised from the first batch and a non-finite guard.
+
+        ``sample_weight`` (or a dataset's third batch element) weights the
+        loss: Σ wᵢ·nllᵢ / Σ wᵢ per batch; a batch whose weights are all 0 is
+        skipped.
+        """
+        self._check_sample_weight_arg(kwargs, "fit")
+        y = self._keep_sample_weight(x, y, kwargs)
         if not self.is_initialized:
             first = x if isinstance(x, tf.data.Dataset) else (x if y is None else (x, y))
             if isinstance(first, tf.data.Dataset):
