@@ -814,8 +814,8 @@ class FlowModel(keras.Model):
         if low < 0 or high >= top:
             hint = ""
             if low >= -1.0 and high <= 1.0:
-                hint = (f" (images scaled to [{low:g}, {high:g}]? levels are (x + 1) / 2 · "
-                        f"{top - 1} plus noise, or pass the uint8 pixels)")
+                hint = (" (images scaled to [-1, 1]? pass the uint8 pixels, round((x + 1) · 127.5), "
+                        "which the model reduces and dequantizes itself)")
             elif high < 256:
                 hint = (" (8-bit pixels given to a model of fewer bits? pass them as uint8, "
                         "which the model reduces, or use tfflows.data.make_dataset(..., n_bits=...))")
