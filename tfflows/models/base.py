@@ -504,7 +504,8 @@ class FlowModel(keras.Model):
         """Data-dependent initialisation of every ActNorm and Standardize step from up to ``num_batches`` batches.
 
         ``data`` is a tensor or array of examples, or a ``tf.data.Dataset``
-        of batches (``x`` or ``(x, context)``). Does nothing when already
+        of batches (``x``, ``(x, context)`` or dicts as ``fit`` takes them;
+        integer pixels count at their bin centres). Does nothing when already
         initialised (saved models stay as they were) unless ``force=True``.
         Standardize takes its statistics from all the examples given: pass
         the whole training array for exact ones. Returns the number of
