@@ -423,7 +423,8 @@ def test_images_scaled_to_unit_range_are_refused():
 
 
 @pytest.mark.parametrize("data, match", [
-    (lambda x: x.astype(np.float32) / 127.5 - 1.0, r"values from -0\.\d+ to 0\.\d+ \(images scaled to \[-1, 1\]\? pass the uint8 pixels"),
+    (lambda x: x.astype(np.float32) / 127.5 - 1.0,
+     r"values from -0\.\d+ to 0\.\d+ \(images scaled to \[-1, 1\]\? pass the uint8 pixels"),
     (lambda x: x.astype(np.float32) + 0.5, r"levels in \[0, 32\).*8-bit pixels given to a model of fewer"),
 ], ids=["minus_one_to_one", "8bit_levels_to_5bit_model"])
 def test_levels_out_of_range_are_refused(data, match):
