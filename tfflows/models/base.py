@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 import warnings
+import weakref
 from typing import Any, Sequence
 
 import keras
@@ -16,6 +17,7 @@ import tensorflow_probability as tfp
 from keras.src.trainers import compile_utils
 
 from tfflows.bijectors.multiscale import FlowChain
+from tfflows.data.pipeline import image_key, integer_pixel_bits, label_key, pixel_levels
 from tfflows.distribution import FlowDistribution, LiveBijector, stateless_seed
 from tfflows.guard import all_finite, check_finite_weights, finite_rows
 from tfflows.io import atomic_dir, atomic_path
@@ -257,7 +259,8 @@ class FlowModel(keras.Model):
                 f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
         return tf.cast(context, self.flow_dtype)
 
-    def _check_x(self, x, what: str = "x", levels: bool = False, values: bool = True) -> tf.Tensor:
+    def _check_x(self, x, what: str = "x", levels: bool = False, values: bool = True,
+                 seed: tf.Tensor | None = None) -> tf.Tensor:
         """``x`` in :attr:`flow_dtype` after its dtype and shape checks; in eager mode its values too.
 
         Eagerly, inf or NaN values raise, and with ``levels`` so do pixel
@@ -265,22 +268,54 @@ class FlowModel(keras.Model):
         (``tf.function``, ``fit``) the values are not checked, so a training
         step pays nothing: inf or NaN give a NaN result, which ``fit``'s
         non-finite guard skips.
+
+        Integer pixels given to an image model with ``num_bits`` become
+        levels by :func:`tfflows.data.pixel_levels`, the exported SavedModel's
+        rule: bin centres, or uniform noise from the stateless ``seed``.
+        Eagerly, pixels outside their dtype's bit depth raise.
         """
         x = tf.convert_to_tensor(x)
         name = type(self).__name__
-        if not x.dtype.is_floating:
-            hint = (" Dequantize integer pixels first (tfflows.data.dequantize) or use "
-                    "the exported SavedModel, which accepts uint8.") if len(self.event_shape) == 3 else ""
+        pixels = x.dtype.is_integer and self.models_pixel_levels
+        if not x.dtype.is_floating and not pixels:
+            hint = (" Integer pixels are read by image models with num_bits."
+                    if len(self.event_shape) == 3 else "")
             raise ValueError(f"{name}: {what} must be float32 or float64, got {x.dtype.name}.{hint}")
         k = len(self.event_shape)
         if x.shape.rank is not None and (
                 x.shape.rank < k + 1 or not x.shape[-k:].is_compatible_with(self.event_shape)):
+            hint = (" (one example without a batch axis? batch the data, e.g. dataset.batch(64))"
+                    if x.shape.rank == k and x.shape.is_compatible_with(self.event_shape) else "")
             raise ValueError(
                 f"{name}: expected {what} of shape [batch, {', '.join(map(str, self.event_shape))}], "
-                f"got shape {x.shape}.")
+                f"got shape {x.shape}{hint}.")
+        if pixels:
+            bits = self._pixel_bits(x.dtype, what)
+            if values and tf.executing_eagerly():
+                self._check_pixels(x, what, bits)
+            levels = pixel_levels(x, int(self.num_bits), noise=seed is not None, seed=seed)
+            return tf.cast(levels, self.flow_dtype)
         if values and tf.executing_eagerly():
             self._check_values(x, what, levels)
         return tf.cast(x, self.flow_dtype)
+
+    def _pixel_bits(self, dtype: tf.DType, what: str) -> int:
+        """The bit depth of integer pixels of ``dtype`` (:func:`tfflows.data.integer_pixel_bits`)."""
+        try:
+            return integer_pixel_bits(dtype, int(self.num_bits))
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}: {what}: {err}") from None
+
+    def _check_pixels(self, x: tf.Tensor, what: str, bits: int) -> None:
+        """Eager only: raises on integer pixels outside [0, 2^bits)."""
+        if tf.size(x) == 0 or x.dtype in (tf.uint8, tf.uint16):
+            return
+        low, high = int(tf.reduce_min(x)), int(tf.reduce_max(x))
+        if low < 0 or high >= 2 ** bits:
+            raise ValueError(
+                f"{type(self).__name__}: expected {what} as {bits}-bit pixels in 0..{2 ** bits - 1} "
+                f"({x.dtype.name} pixels are read as the SavedModel's {bits}-bit input), got values "
+                f"from {low} to {high}.")
 
     def _check_values(self, x: tf.Tensor, what: str, levels: bool = False) -> None:
         """Eager only: raises on inf or NaN, and on pixel levels out of range when ``levels``."""
@@ -296,7 +331,7 @@ class FlowModel(keras.Model):
             top = 2 ** int(num_bits)
             if low < 0 or high >= top:
                 hint = (" (8-bit pixels given to a model of fewer bits? reduce them with "
-                        "tfflows.data.make_dataset(..., n_bits=...))" if high >= top and high < 256
+                        "tfflows.data.make_dataset(..., num_bits=...))" if high >= top and high < 256
                         else "")
                 raise ValueError(
                     f"{name}: expected {what} as pixel levels in [0, {top}) for num_bits={num_bits}, "
@@ -384,6 +419,13 @@ class FlowModel(keras.Model):
         XLA) they are not checked: inf or NaN give NaN, and levels out of
         range the model's density there (NaN for RealNVP, whose logit needs
         values inside the range). The exported SavedModel checks both.
+
+        They also take integer pixels (uint8, uint16, int32, ...), scored as
+        the SavedModel's ``log_prob`` scores them: reduced to ``num_bits`` as
+        k = floor(x / 2^(b − num_bits)), b the dtype's bit depth (see
+        :func:`tfflows.data.integer_pixel_bits`: 8 for uint8, 16 for
+        uint16), at the bin centre k + ½. Eagerly, pixels outside 0..2^b − 1
+        raise ``ValueError``.
         """
         x = self._check_x(x, levels=True)
         flow = self.flow(context)
@@ -536,7 +578,8 @@ class FlowModel(keras.Model):
         """Data-dependent initialisation of every ActNorm and Standardize step from up to ``num_batches`` batches.
 
         ``data`` is a tensor or array of examples, or a ``tf.data.Dataset``
-        of batches (``x`` or ``(x, context)``). Does nothing when already
+        of batches (``x``, ``(x, context)`` or dicts as ``fit`` takes them;
+        integer pixels count at their bin centres). Does nothing when already
         initialised (saved models stay as they were) unless ``force=True``.
         Standardize takes its statistics from all the examples given: pass
         the whole training array for exact ones. Returns the number of
@@ -566,8 +609,17 @@ class FlowModel(keras.Model):
     # -- training ---------------------------------------------------------
 
     def _unpack(self, data):
+        """(x, context) of a batch: ``x``, ``(x,)``, ``(x, labels[, weights])`` or a dict.
+
+        A dict holds its examples under ``"image"`` (TFDS), ``"images"`` or
+        ``"x"`` and its labels under ``"label"``, ``"labels"`` or
+        ``"context"``. Labels are a conditional model's context; a plain
+        model ignores them (but refuses an explicit ``"context"``).
+        """
         if isinstance(data, dict):
-            return data["x"], data.get("context")
+            key, lkey = image_key(data, type(self).__name__), label_key(data)
+            keep = lkey is not None and (self.is_conditional or lkey == "context")
+            return data[key], (data[lkey] if keep else None)
         if isinstance(data, (tuple, list)):
             if len(data) == 1:
                 return data[0], None
@@ -662,7 +714,26 @@ class FlowModel(keras.Model):
         per_dim = loss / (self.num_dims * (math.log(2.0) if self.models_pixel_levels else 1.0))
         return loss, per_dim, scaled, count
 
+    def _dequantized(self, data):
+        """The training batch with integer pixels made levels by fresh U[0, 1) noise.
+
+        The noise is stateless, keyed by the optimizer's step count and the
+        replica, so it is new every step and on every replica, and runs the
+        same under ``tf.function``, XLA and ``tf.distribute``. Float batches
+        come back unchanged.
+        """
+        x, context = self._unpack(data)
+        if not (self.models_pixel_levels and tf.convert_to_tensor(x).dtype.is_integer):
+            return data
+        ctx = tf.distribute.get_replica_context()
+        replica = 0 if ctx is None else ctx.replica_id_in_sync_group
+        seed = tf.stack([tf.cast(tf.convert_to_tensor(self.optimizer.iterations), tf.int64),
+                         tf.cast(replica, tf.int64)])
+        rest = tuple(data[2:]) if isinstance(data, (tuple, list)) else ()
+        return (self._check_x(x, values=False, seed=seed), context, *rest)
+
     def train_step(self, data):
+        data = self._dequantized(data)
         optimizer = self.optimizer
         with tf.GradientTape() as tape, xla_compiling(self.jit_compile):
             loss, bpd, scaled, weight_sum = self._nll(data)
@@ -985,6 +1056,96 @@ class FlowModel(keras.Model):
             return placeholder(x)
         return y
 
+    # -- the first batch of fit -------------------------------------------
+
+    def _unchecked(self, x) -> bool:
+        """Whether ``fit(x)`` checks a first batch: arrays always, a Dataset the first time.
+
+        Pulling a batch from a Dataset costs a pass through its pipeline (a
+        shuffle buffer fills) and advances its random streams, so a Dataset
+        given to ``fit`` again, as in an epoch loop, is not pulled again.
+        """
+        if not self.models_pixel_levels:
+            return False
+        if not isinstance(x, tf.data.Dataset):
+            return True
+        last = getattr(self, "_checked_dataset", None)
+        return last is None or last() is not x
+
+    def _first_batch(self, x, y, batch_size):
+        """The first batch ``fit`` will see (up to 256 examples of arrays), or None if unknown."""
+        if isinstance(x, tf.data.Dataset):
+            if self.models_pixel_levels:
+                self._checked_dataset = weakref.ref(x)
+            for batch in x.take(1):
+                return batch
+            return None
+        if isinstance(x, (np.ndarray, tf.Tensor, dict, tuple, list)):
+            n = batch_size or 256
+            xs, cs = self._unpack(x if y is None else (x, y))
+            return xs[:n], None if cs is None else cs[:n]
+        return None
+
+    def _check_first_batch(self, batch) -> None:
+        """Raises or warns when the first batch of an image model is not pixel levels.
+
+        Levels out of [0, 2^num_bits) and float images within [0, 1] raise;
+        levels without dequantization noise, and integer pixels whose
+        maximum uses under an eighth of their range, warn. Inf and NaN
+        values are left to the training step's non-finite guard.
+        """
+        if not self.models_pixel_levels:
+            return
+        name, n = type(self).__name__, int(self.num_bits)
+        what = "the first training batch"
+        x = tf.convert_to_tensor(self._unpack(batch)[0])
+        if x.dtype.is_integer:
+            self._check_x(x, what)
+            bits = self._pixel_bits(x.dtype, what)
+            high = int(tf.reduce_max(x)) if tf.size(x) else 0
+            if 0 < high < 2 ** (bits - 3):
+                used = high // 2 ** (bits - n) + 1
+                warnings.warn(
+                    f"{name}: {what} holds {x.dtype.name} pixels up to {high}: read as {bits}-bit "
+                    f"pixels (0..{2 ** bits - 1}) they fill only {used} of the model's {2 ** n} "
+                    f"levels. If they are {n}-bit levels already, multiply them by "
+                    f"{2 ** (bits - n)}, or pass them as floats with dequantization noise.",
+                    UserWarning, stacklevel=3)
+            return
+        self._check_x(x, what, values=False)
+        values = tf.boolean_mask(x, tf.math.is_finite(x))
+        if tf.size(values) == 0:
+            return
+        low, high, top = float(tf.reduce_min(values)), float(tf.reduce_max(values)), 2 ** n
+        if low < 0 or high >= top:
+            hint = ""
+            if low >= -1.0 and high <= 1.0:
+                hint = (" (images scaled to [-1, 1]? pass the uint8 pixels, round((x + 1) · 127.5), "
+                        "which the model reduces and dequantizes itself)")
+            elif high < 256:
+                hint = (" (8-bit pixels given to a model of fewer bits? pass them as uint8, "
+                        "which the model reduces, or use tfflows.data.make_dataset(..., num_bits=...))")
+            raise ValueError(
+                f"{name}: expected {what} as pixel levels in [0, {top}) for num_bits={n}, got "
+                f"values from {low:g} to {high:g}{hint}.")
+        if high <= 1.0 and n >= 2:
+            raise ValueError(
+                f"{name}: expected pixel levels in [0, {top}) for num_bits={n}, but {what} has "
+                f"values in [{low:g}, {high:g}]: images scaled to [0, 1]? Multiply by 255 and "
+                "pass uint8 (the model reduces and dequantizes 8-bit pixels itself), or give "
+                f"levels in [0, {top}) with dequantization noise.")
+        fractions = values - tf.floor(values)
+        if float(tf.reduce_max(fractions)) == float(tf.reduce_min(fractions)):
+            kind = ("an integer" if float(fractions[0]) == 0.0
+                    else f"a level plus {float(fractions[0]):g}")
+            warnings.warn(
+                f"{name}: {what} holds pixel levels without dequantization noise (every value is "
+                f"{kind}): a continuous density fitted to a grid of points grows without bound, so "
+                "the loss will keep falling and overestimate the likelihood. Pass the integer "
+                "pixels (uint8), which fit dequantizes with fresh noise every step, or add U[0, 1) "
+                "noise (tfflows.data.dequantize, make_dataset(dequantize=True)).",
+                UserWarning, stacklevel=3)
+
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras ``evaluate``; ``sample_weight`` weights each example's NLL."""
         self._check_sample_weight_arg(kwargs, "evaluate")
@@ -992,7 +1153,23 @@ class FlowModel(keras.Model):
         return super().evaluate(x, y, *args, **kwargs)
 
     def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """Keras ``fit`` with ActNorm initialised from the first batch and a non-finite guard.
+        """Keras ``fit``, checking the first batch, initialising ActNorm from it, with a non-finite guard.
+
+        Image models with ``num_bits`` take float pixel levels in [0, 2^num_bits),
+        already dequantized, or integer pixels (uint8, uint16, ...; see
+        :func:`tfflows.data.integer_pixel_bits`), which each training step
+        reduces to ``num_bits`` and dequantizes with fresh U[0, 1) noise;
+        ``evaluate`` and ``predict`` score integer pixels at their bin centres
+        (the SavedModel's rule). Batches may be TFDS dicts
+        (``{"image": ..., "label": ...}``): the label is a class-conditional
+        model's context and is ignored by a plain model.
+
+        The first batch (of every array input, and of a Dataset the first
+        time it is given) is checked: levels out of range, and float images
+        all within [0, 1] (scaled for display, not levels), raise
+        ``ValueError``; float levels without dequantization noise (every
+        value an integer, or every value a bin centre) warn, as does a batch
+        of integer pixels too dark to use more than an eighth of the levels.
 
         ``sample_weight`` (or a dataset's third batch element) weights the
         loss: Σ wᵢ·nllᵢ / Σ wᵢ per batch; a batch whose weights are all 0 is
@@ -1000,14 +1177,20 @@ class FlowModel(keras.Model):
         """
         self._check_sample_weight_arg(kwargs, "fit")
         y = self._keep_sample_weight(x, y, kwargs)
+        batch = None
+        if not self.is_initialized or self._unchecked(x):
+            batch = self._first_batch(x, y, kwargs.get("batch_size"))
+            if batch is not None:
+                self._check_first_batch(batch)
         if not self.is_initialized:
-            first = x if isinstance(x, tf.data.Dataset) else (x if y is None else (x, y))
-            if isinstance(first, tf.data.Dataset):
-                self.initialize(first, num_batches=1)
-            else:
-                batch = kwargs.get("batch_size") or 256
-                xs, cs = self._unpack(first)
-                self.initialize((xs[:batch], None if cs is None else cs[:batch]))
+            if batch is None and isinstance(x, tf.data.Dataset):
+                self.initialize(x, num_batches=1)  # raises: the dataset is empty
+            if batch is None:
+                raise ValueError(
+                    f"{type(self).__name__}: fit initialises ActNorm from the first batch, so it "
+                    f"needs arrays, tensors or a tf.data.Dataset; got {type(x).__name__}. Call "
+                    "model.initialize(batch) first to fit on other inputs.")
+            self.initialize(batch)
         self.nonfinite_steps.assign(0)
         self.stopped_on_nonfinite = False
         if self.optimizer is not None and not self.optimizer.built:
