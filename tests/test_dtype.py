@@ -329,3 +329,28 @@ def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_clo
     assert (policy == "mixed_float16") == isinstance(loaded.optimizer,
                                                      keras.optimizers.LossScaleOptimizer)
     assert_close("mixed_save_load", loaded.log_prob(x).numpy(), want, atol=0.0, rtol=1e-6)
+
+
+def test_float64_glow_exports_the_float32_signatures_of_its_model_card(tmp_path, assert_close):
+    from tfflows.export import describe_signatures, export_saved_model
+
+    _, m64 = glow_pair()
+    path = export_saved_model(m64, tmp_path / "glow64" / "1")
+    serve = tf.saved_model.load(path).signatures
+    card = describe_signatures(m64)
+    pixels = np.random.default_rng(3).integers(0, 256, size=(4, *m64.event_shape)).astype("uint8")
+    out = serve["log_prob"](images=tf.constant(pixels))
+    assert out["log_prob"].dtype == tf.float32 == out["bits_per_dim"].dtype
+    want = m64.log_prob(pixels)                    # float64, scored at the same bin centres
+    assert_close("float64_export_log_prob", out["log_prob"].numpy().astype(np.float64),
+                 want.numpy(), atol=0.0, rtol=1e-6)
+    latents = serve["encode"](images=tf.constant(pixels))["latents"]
+    sampled = serve["sample"](num_samples=tf.constant(2), temperature=tf.constant(0.5),
+                              seed=tf.constant(1, tf.int64))
+    assert latents.dtype == sampled["images_float"].dtype == tf.float32
+    # Every signature's outputs are declared float32 in the card, and are float32.
+    for name, entry in card["signatures"].items():
+        for tensor, spec in entry["outputs"].items():
+            if spec["dtype"].startswith("float"):
+                assert spec["dtype"] == "float32", (name, tensor)
+                assert serve[name].structured_outputs[tensor].dtype == tf.float32, (name, tensor)

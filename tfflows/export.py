@@ -236,6 +236,8 @@ class _Endpoints:
         return tf.cast(tf.round(levels * scale), self.int_dtype)
 
     def _data_dict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        # The signatures speak float32 whatever the model's precision (a float64 model too).
+        x = tf.cast(x, tf.float32)
         # uint8 has no NaN: the flag keeps an overflowed sample from passing for an image.
         finite = finite_rows(x)
         if not self.is_image:
@@ -243,7 +245,7 @@ class _Endpoints:
         return {"images": self._to_ints(x), "images_float": x, "finite": finite}
 
     def _scores(self, x, context) -> dict[str, tf.Tensor]:
-        log_prob = self.model.log_prob(x, context)
+        log_prob = tf.cast(self.model.log_prob(x, context), tf.float32)
         out = {"log_prob": log_prob}
         if self.is_image:
             out["bits_per_dim"] = -log_prob / (self.num_dims * math.log(2.0))
@@ -279,7 +281,7 @@ class _Endpoints:
             return self._scores(tf.identity(x), context)
 
     def encode(self, **kw):
-        return {"latents": self.model.encode(*self._data_in(kw, "encode"))}
+        return {"latents": tf.cast(self.model.encode(*self._data_in(kw, "encode")), tf.float32)}
 
     def decode(self, **kw):
         z = kw["latents"]
