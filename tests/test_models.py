@@ -416,7 +416,11 @@ def test_sample_shape_dtype_and_seed(case):
 def test_distribution_sample_shape(case):
     model = case.model
     if model.is_conditional:
-        s = model.distribution_for(case.contexts(3)).sample(3, seed=(1, 2))
+        # Three contexts: batch shape [3]; sample() draws one example per context.
+        dist = model.distribution_for(case.contexts(3))
+        assert dist.batch_shape == (3,)
+        s = dist.sample(seed=(1, 2))
+        assert dist.sample(2, seed=(1, 2)).shape == (2, 3, *model.event_shape)
     else:
         s = model.distribution.sample(3, seed=(1, 2))
     assert s.shape == (3, *model.event_shape) and np.all(np.isfinite(s.numpy()))
@@ -525,7 +529,8 @@ def _bad_calls():
                        r"expected x of shape \[batch, 8, 8, 1\], got shape \(2, 16, 16, 1\)"),
         "image_no_batch": (lambda: glow().log_prob(x[0]),
                            r"expected x of shape \[batch, 8, 8, 1\], got shape \(8, 8, 1\)"),
-        "image_uint8": (lambda: glow().log_prob(x.astype(np.uint8)), r"float32 or float64, got uint8"),
+        "image_int_out_of_range": (lambda: glow().log_prob(np.full((2, 8, 8, 1), 256, np.int32)),
+                                   r"8-bit pixels in 0\.\.255.*got values from 256 to 256"),
         "vector_int": (lambda: vec().log_prob(np.zeros((2, 2), np.int32)), r"float32 or float64, got int32"),
         "vector_width": (lambda: vec().log_prob(np.zeros((2, 3), np.float32)),
                          r"expected x of shape \[batch, 2\], got shape \(2, 3\)"),

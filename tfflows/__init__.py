@@ -17,9 +17,12 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it ("" for a subpackage of that name).
 _LAZY: dict[str, str] = {
+    "FlowDistribution": "tfflows.distribution",
     "FlowModel": "tfflows.models",
     "Glow": "tfflows.models",
     "Jet": "tfflows.models",
+    "LiveBijector": "tfflows.distribution",
+    "MonteCarloEstimate": "tfflows.distribution",
     "RealNVP": "tfflows.models",
     "TarFlow": "tfflows.models",
     "VectorGlow": "tfflows.models",
@@ -30,6 +33,8 @@ _LAZY: dict[str, str] = {
     "WarmupSchedule": "tfflows.training",
     "export_saved_model": "tfflows.export",
     "make_optimizer": "tfflows.training",
+    "monte_carlo_entropy": "tfflows.distribution",
+    "monte_carlo_kl": "tfflows.distribution",
     "bijectors": "",
     "layers": "",
     "models": "",
@@ -37,9 +42,12 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "FlowDistribution",
     "FlowModel",
     "Glow",
     "Jet",
+    "LiveBijector",
+    "MonteCarloEstimate",
     "RealNVP",
     "TarFlow",
     "VectorGlow",
@@ -54,11 +62,15 @@ __all__ = [
     "layers",
     "make_optimizer",
     "models",
+    "monte_carlo_entropy",
+    "monte_carlo_kl",
     "ood",
 ]
 
 if TYPE_CHECKING:
     from tfflows import bijectors, layers, models, ood
+    from tfflows.distribution import (FlowDistribution, LiveBijector, MonteCarloEstimate, monte_carlo_entropy,
+                                      monte_carlo_kl)
     from tfflows.export import export_saved_model
     from tfflows.models import FlowModel, Glow, Jet, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer

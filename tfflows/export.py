@@ -1,7 +1,9 @@
 """SavedModel export for TF Serving: named signatures that need neither tfflows nor TFP.
 
-``export_saved_model(model, path)`` writes a plain ``tf.Module`` holding the
-model's variables and one ``tf.function`` per endpoint. The traced graphs
+``export_saved_model(model, path)`` writes, through Keras's
+``keras.export.ExportArchive``, one ``tf.function`` per endpoint and the
+variables their graphs read (``model.export(path)`` is the one-endpoint
+Keras form: ``serve(x)`` = log_prob of float input). The traced graphs
 contain only TensorFlow ops, so ``tf.saved_model.load``, ``saved_model_cli``
 and TF Serving run them without importing tfflows, Keras or TFP.
 
@@ -51,6 +53,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+import keras
 import tensorflow as tf
 
 from tfflows.data.pipeline import bin_centres
@@ -238,6 +241,8 @@ class _Endpoints:
         return tf.cast(tf.round(levels * scale), self.int_dtype)
 
     def _data_dict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        # The signatures speak float32 whatever the model's precision (a float64 model too).
+        x = tf.cast(x, tf.float32)
         # uint8 has no NaN: the flag keeps an overflowed sample from passing for an image.
         finite = finite_rows(x)
         if not self.is_image:
@@ -245,7 +250,7 @@ class _Endpoints:
         return {"images": self._to_ints(x), "images_float": x, "finite": finite}
 
     def _scores(self, x, context) -> dict[str, tf.Tensor]:
-        log_prob = self.model.log_prob(x, context)
+        log_prob = tf.cast(self.model.log_prob(x, context), tf.float32)
         out = {"log_prob": log_prob}
         if self.is_image:
             out["bits_per_dim"] = -log_prob / (self.num_dims * math.log(2.0))
@@ -281,7 +286,7 @@ class _Endpoints:
             return self._scores(tf.identity(x), context)
 
     def encode(self, **kw):
-        return {"latents": self.model.encode(*self._data_in(kw, "encode"))}
+        return {"latents": tf.cast(self.model.encode(*self._data_in(kw, "encode")), tf.float32)}
 
     def decode(self, **kw):
         z = kw["latents"]
@@ -402,14 +407,6 @@ def describe_signatures(model: FlowModel, max_samples: int = MAX_SAMPLES) -> dic
     return _card(model, _Endpoints(model, max_samples).endpoints(), max_samples)
 
 
-def _tf_variable(weight) -> tf.Variable:
-    value = weight.value if not isinstance(weight, tf.Variable) else weight
-    if not isinstance(value, tf.Variable):
-        raise ValueError(f"export_saved_model: weight {weight.path!r} is not backed by a tf.Variable "
-                         "(is Keras running on the TensorFlow backend?).")
-    return value
-
-
 def is_saved_model_folder(path: str) -> bool:
     """True where ``path`` holds what :func:`export_saved_model` writes: the graph and the model card."""
     return (os.path.isfile(os.path.join(path, "saved_model.pb"))
@@ -481,22 +478,23 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     endpoints = _Endpoints(model, max_samples).endpoints()
-    module = tf.Module(name="tfflows_serving")
-    # The functions capture the TF variables behind the Keras weights, so the module
-    # owns those: tracking the Keras wrappers instead saves a second, unnamed copy
-    # that TF1-style loaders (TF Serving, saved_model_cli run) restore in place of
-    # the captured ones, which then read as uninitialised.
-    module.model_variables = [_tf_variable(w) for w in model.weights]
-    signatures = {}
+    # Keras's ExportArchive holds the endpoints and, at write time, exactly the TF variables
+    # their graphs capture. (Tracking the model itself would add the Keras wrappers as a
+    # second, unnamed copy of every weight that TF1-style loaders (TF Serving,
+    # saved_model_cli run) restore in place of the captured ones, which then read as
+    # uninitialised: so the archive does not track the model.) TF Serving's
+    # "serving_default" is the first endpoint, log_prob.
+    archive = keras.export.ExportArchive()
     # Stock convolutions in the graph: the CPU matmul forms suit training here,
     # not necessarily the machine that serves.
     with conv_implementation("conv"):
         for endpoint in endpoints:
-            signatures[endpoint.name] = endpoint.function().get_concrete_function()
-    signatures["serving_default"] = signatures["log_prob"]
+            function = endpoint.function()
+            function.get_concrete_function()  # traced here, inside conv_implementation
+            archive.add_endpoint(endpoint.name, function)
     card = _card(model, endpoints, max_samples)
     with atomic_dir(path, overwrite=replace) as tmp:
-        tf.saved_model.save(module, tmp, signatures=signatures)
+        archive.write_out(tmp, verbose=False)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         atomic_write_json(os.path.join(tmp, CARD_FILE), card)
     return path

@@ -130,6 +130,16 @@ class FlowBijector(tfb.Bijector):
     def output_event_shape(self, event_shape) -> tuple[int, ...]:
         """The event shape of ``forward`` for one input event of ``event_shape`` (a plan step)."""
         return tuple(self.forward_event_shape(tuple(event_shape)).as_list())
+    # TFP compares bijectors by their parameters, and its cache of forward and
+    # inverse results (shared by all instances) is keyed by that equality. Ours
+    # hold live Keras layers (conditioners): two built before and after a weight
+    # update have equal parameters but are different functions, so the second
+    # would be served the first one's cached results. Each is equal only to itself.
+    def __eq__(self, other):
+        return self is other
+
+    def __hash__(self):
+        return id(self)
 
     def _validate(self, x: tf.Tensor, inverse: bool) -> None:
         check_float(x, self.name)

@@ -1,5 +1,6 @@
-"""Data for tfflows: image datasets, IDX files, toy densities and tf.data pipelines."""
+"""Data for tfflows: image datasets, image folders, IDX files, toy densities and tf.data pipelines."""
 
+from tfflows.data.folder import IMAGE_SUFFIXES, image_folder
 from tfflows.data.idx import IDX_DTYPES, read_idx, write_idx
 from tfflows.data.images import (
     DATA_DIR_ENV,
@@ -11,7 +12,18 @@ from tfflows.data.images import (
     load_images,
     num_bits_of,
 )
-from tfflows.data.pipeline import bin_centres, dequantize, make_dataset, toy_dataset
+from tfflows.data.pipeline import (
+    IMAGE_KEYS,
+    LABEL_KEYS,
+    bin_centres,
+    dequantize,
+    image_key,
+    integer_pixel_bits,
+    label_key,
+    make_dataset,
+    pixel_levels,
+    toy_dataset,
+)
 from tfflows.data.toys import (
     TOY_NAMES,
     estimate_toy_entropy,
@@ -25,6 +37,9 @@ __all__ = [
     "DEBIAN_DATA_DIRS",
     "IDX_DTYPES",
     "IDX_FILE_NAMES",
+    "IMAGE_KEYS",
+    "IMAGE_SUFFIXES",
+    "LABEL_KEYS",
     "LOCAL_NAMES",
     "NATIVE_BITS",
     "TOY_NAMES",
@@ -32,9 +47,14 @@ __all__ = [
     "dequantize",
     "estimate_toy_entropy",
     "idx_search_dirs",
+    "image_folder",
+    "image_key",
+    "integer_pixel_bits",
+    "label_key",
     "load_images",
     "make_dataset",
     "num_bits_of",
+    "pixel_levels",
     "read_idx",
     "sample_toy",
     "toy_dataset",

@@ -18,7 +18,18 @@ import tensorflow as tf
 from tfflows.data.toys import sample_toy
 from tfflows.deprecation import renamed_argument
 
-__all__ = ["bin_centres", "dequantize", "make_dataset", "toy_dataset"]
+__all__ = [
+    "IMAGE_KEYS",
+    "LABEL_KEYS",
+    "bin_centres",
+    "dequantize",
+    "image_key",
+    "integer_pixel_bits",
+    "label_key",
+    "make_dataset",
+    "pixel_levels",
+    "toy_dataset",
+]
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
@@ -97,6 +108,67 @@ def bin_centres(x: tf.Tensor, n_bits: int, source_bits: int = 8) -> tf.Tensor:
     return _quantize(tf.convert_to_tensor(x), n_bits, source_bits, None, noise=False) + 0.5
 
 
+def integer_pixel_bits(dtype: tf.DType | np.dtype | str, num_bits: int) -> int:
+    """The bit depth in which an image model of ``num_bits`` reads integer pixels of ``dtype``.
+
+    The rule of the exported SavedModel, whose integer input is uint8 for
+    ``num_bits <= 8`` and uint16 above: uint8 holds 8-bit pixels (0..255,
+    as TFDS and ``tf.io.decode_png`` give them) and uint16 16-bit pixels
+    (0..65535, ``tf.io.decode_png(..., dtype=tf.uint16)``); any other
+    integer dtype holds the SavedModel's pixels, 8-bit for ``num_bits <= 8``
+    and 16-bit above. A model reduces them to its own bits as
+    ``floor(x / 2^(bits - num_bits))`` (see :func:`pixel_levels`).
+
+    Raises:
+        ValueError: If ``dtype`` is not an integer dtype, or holds fewer
+            bits than ``num_bits`` (bits can only be dropped).
+    """
+    dtype = tf.as_dtype(dtype)
+    if not dtype.is_integer:
+        raise ValueError(f"integer pixels must have an integer dtype; got {dtype.name}.")
+    bits = {tf.uint8: 8, tf.uint16: 16}.get(dtype, 8 if num_bits <= 8 else 16)
+    if num_bits > bits:
+        raise ValueError(
+            f"{dtype.name} pixels hold {bits} bits, fewer than the model's num_bits={num_bits} "
+            "(bits can only be dropped); pass uint16 pixels (16-bit)."
+        )
+    return bits
+
+
+def pixel_levels(
+    x: tf.Tensor | np.ndarray,
+    num_bits: int,
+    noise: bool = False,
+    seed: int | tf.Tensor | None = None,
+) -> tf.Tensor:
+    """y = floor(x / 2^(b - num_bits)) + u: integer pixels as float32 levels in [0, 2^num_bits).
+
+    ``b`` is :func:`integer_pixel_bits` of ``x``'s dtype. With ``noise`` the
+    offset is ``u ~ U[0, 1)`` (:func:`dequantize`, for training); without it
+    ``u = ½``, the bin centre (:func:`bin_centres`, the exported SavedModel's
+    rule for scoring integer images). Plain TF ops that run in ``tf.function``
+    and XLA; values outside ``[0, 2^b)`` are not checked here.
+
+    Args:
+        x: Integer pixels of any shape.
+        num_bits: The model's bit depth.
+        noise: Uniform noise instead of bin centres.
+        seed: With ``noise``: ``None`` for stateful noise, or an int or a
+            shape-``[2]`` int tensor for stateless noise.
+
+    Raises:
+        ValueError: As :func:`integer_pixel_bits`.
+    """
+    x = tf.convert_to_tensor(x)
+    bits = integer_pixel_bits(x.dtype, num_bits)
+    if x.dtype not in (tf.uint8, tf.uint16):
+        x = tf.cast(x, tf.int32)  # int8 cannot hold the divisor 2^(b - num_bits); uint32 has no floordiv
+    if not noise:
+        return bin_centres(x, num_bits, bits)
+    key = None if seed is None else _stateless_seed(seed)
+    return _quantize(x, num_bits, bits, key, noise=True)
+
+
 def _bits_needed(top: int) -> int:
     """The fewest bits (at least 1) that hold the integer ``top``."""
     return max(1, int(top).bit_length())
@@ -138,59 +210,87 @@ def _check_images(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def make_dataset(
-    images: np.ndarray,
-    labels: np.ndarray | None = None,
-    batch_size: int = 64,
-    num_bits: int | None = None,
-    source_bits: int | None = 8,
-    shuffle: bool = True,
-    repeat: bool = False,
-    dequantize: bool = True,
-    seed: int | None = None,
-    drop_remainder: bool = False,
-    n_bits: int | None = None,
-) -> tf.data.Dataset:
-    """Batches of ``num_bits`` images as float32 in ``[0, 2^num_bits)``.
+IMAGE_KEYS: tuple[str, ...] = ("image", "images", "x")
+"""Keys read as the images of a dict batch or element, first match wins (TFDS uses ``"image"``)."""
+LABEL_KEYS: tuple[str, ...] = ("label", "labels", "context")
+"""Keys read as the labels (a conditional model's context) of a dict batch or element."""
 
-    Each pixel becomes ``floor(x / 2^(source_bits - num_bits))``, plus fresh
-    ``U[0, 1)`` noise every epoch when ``dequantize``. Noise and shuffling are
-    reproducible when ``seed`` is given.
 
-    Args:
-        images: uint8 ``[N, H, W, C]`` (or ``[N, H, W]``, given a channel axis)
-            with values below ``2^source_bits``.
-        labels: Optional array with ``N`` rows, yielded unchanged beside the images.
-        batch_size: Images per batch.
-        num_bits: Bit depth to model, ``1 <= num_bits <= source_bits``
-            (default 8), the model's ``num_bits``.
-        source_bits: Bit depth of ``images`` (see ``num_bits_of``): 8 for
-            0..255 pixels, 5 for the digits' 0..16; ``None`` infers it as the
-            fewest bits that hold the maximum. A maximum of ``2^source_bits``
-            or more, or one below ``2^(source_bits - 3)`` (data that looks like
-            it was given in a smaller range), raises ``ValueError``.
-        shuffle: Reshuffle the whole set every epoch.
-        repeat: Repeat forever.
-        dequantize: Add uniform noise; ``False`` yields the integers as floats.
-        seed: Seed for shuffling and noise; ``None`` for fresh randomness.
-        drop_remainder: Drop the last batch if it is smaller than ``batch_size``.
-        n_bits: The deprecated old name of ``num_bits``.
-
-    Returns:
-        A ``tf.data.Dataset`` of ``[B, H, W, C]`` float32 batches, or of
-        ``(images, labels)`` tuples when ``labels`` is given.
+def image_key(keys, where: str = "images") -> str:
+    """The key of ``keys`` that holds the images (see ``IMAGE_KEYS``).
 
     Raises:
-        ValueError: If images are not uint8 of rank 3 or 4, their maximum
-            does not match ``source_bits`` (see above), labels do not match,
-            or a size is out of range, or both ``num_bits`` and ``n_bits`` are given.
+        ValueError: If none of ``IMAGE_KEYS`` is among ``keys``.
     """
-    num_bits = renamed_argument("make_dataset", "num_bits", num_bits, "n_bits", n_bits, default=8)
-    if source_bits is not None:
-        _check_bits(num_bits, source_bits, "num_bits")
+    keys = list(keys)
+    for key in IMAGE_KEYS:
+        if key in keys:
+            return key
+    raise ValueError(
+        f"{where}: a dict needs its images under one of the keys {list(IMAGE_KEYS)} "
+        f"(TFDS uses 'image'); got the keys {sorted(map(str, keys))}."
+    )
+
+
+def label_key(keys) -> str | None:
+    """The key of ``keys`` that holds the labels (see ``LABEL_KEYS``), or ``None``."""
+    keys = list(keys)
+    return next((key for key in LABEL_KEYS if key in keys), None)
+
+
+def _unbatched_elements(ds: tf.data.Dataset) -> tuple[tf.data.Dataset, bool]:
+    """One image ``[H, W, C]`` (and its label) per element, and whether labels come."""
+    spec = ds.element_spec
+    if isinstance(spec, dict):
+        key, lkey = image_key(spec, "make_dataset"), label_key(spec)
+        ds = ds.map(lambda d: d[key] if lkey is None else (d[key], d[lkey]))
+    elif isinstance(spec, tuple) and len(spec) == 1:
+        ds = ds.map(lambda x: x)
+    elif isinstance(spec, tuple) and len(spec) != 2:
+        raise ValueError(
+            "make_dataset: a Dataset of tuples must yield (images, labels); "
+            f"got tuples of {len(spec)} items."
+        )
+    elif not isinstance(spec, (tuple, tf.TensorSpec)):
+        raise ValueError(
+            "make_dataset: a Dataset must yield images, (images, labels) or dicts with an "
+            f"'image' key; got elements of {spec}."
+        )
+    spec = ds.element_spec
+    has_labels = isinstance(spec, tuple)
+    x_spec = spec[0] if has_labels else spec
+    rank = x_spec.shape.rank
+    if not x_spec.dtype.is_integer or rank not in (2, 3, 4):
+        raise ValueError(
+            "make_dataset: a Dataset's images must be integer pixels (uint8) shaped [H, W, C] "
+            f"or [H, W] per image, or [B, H, W, C] per batch; got {x_spec.dtype.name} of shape "
+            f"{x_spec.shape}. (Float images are already levels: batch them and pass them to "
+            "fit directly.)"
+        )
+    if x_spec.dtype.size > 1:
+        raise ValueError(
+            "make_dataset reduces 8-bit pixels (source_bits <= 8); a Dataset of "
+            f"{x_spec.dtype.name} images goes to fit directly, whose models read integer "
+            "pixels themselves (see tfflows.data.integer_pixel_bits)."
+            if x_spec.dtype == tf.uint16 else
+            f"make_dataset: a Dataset's pixels must be uint8; got {x_spec.dtype.name}. "
+            "Cast them with tf.cast(images, tf.uint8) after checking they lie in 0..255."
+        )
+    if rank == 4:
+        ds = ds.unbatch()
+    elif rank == 2:
+        ds = ds.map(lambda x, *y: (x[..., None], *y) if y else x[..., None])
+    return ds, has_labels
+
+
+def _elements_from_arrays(images, labels) -> tuple[tf.data.Dataset, int, int]:
+    """Unbatched elements from arrays, their count, and the images' maximum."""
+    if isinstance(images, dict):
+        key, lkey = image_key(images, "make_dataset"), label_key(images)
+        if labels is None and lkey is not None:
+            labels = images[lkey]
+        images = images[key]
     images = _check_images(images)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     elements: np.ndarray | tuple[np.ndarray, np.ndarray] = images
     if labels is not None:
         labels = np.asarray(labels)
@@ -200,15 +300,108 @@ def make_dataset(
                 f"got shape {list(labels.shape)}."
             )
         elements = (images, labels)
-    top = int(images.max())
-    if source_bits is None:
-        source_bits = _bits_needed(top)
+    return tf.data.Dataset.from_tensor_slices(elements), len(images), int(images.max())
+
+
+def make_dataset(
+    images: np.ndarray | dict | tf.data.Dataset,
+    labels: np.ndarray | None = None,
+    batch_size: int = 64,
+    num_bits: int | None = None,
+    source_bits: int | None = 8,
+    shuffle: bool = True,
+    repeat: bool = False,
+    dequantize: bool = True,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+    shuffle_buffer: int | None = None,
+    n_bits: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``num_bits`` images as float32 in ``[0, 2^num_bits)``.
+
+    Each pixel becomes ``floor(x / 2^(source_bits - num_bits))``, plus fresh
+    ``U[0, 1)`` noise every epoch when ``dequantize``. Noise and shuffling are
+    reproducible when ``seed`` is given.
+
+    ``images`` may be:
+
+    - a uint8 array ``[N, H, W, C]`` (or ``[N, H, W]``, given a channel axis);
+    - a dict of arrays in TFDS's layout, ``{"image": ..., "label": ...}``
+      (``tfds.as_numpy(tfds.load(..., batch_size=-1))``): the images under
+      one of ``IMAGE_KEYS``, the labels, if any, under one of ``LABEL_KEYS``;
+    - a ``tf.data.Dataset`` of uint8 images, ``(images, labels)`` tuples or
+      such dicts (``tfds.load("mnist", split="train")``), one image per
+      element (``[H, W, C]``, or ``[H, W]``, which gains a channel axis) or
+      already batched (``[B, H, W, C]``, unbatched here and batched again to
+      ``batch_size``). Its values are checked against ``source_bits`` as
+      they stream: a pixel out of range stops the iteration with an
+      ``InvalidArgumentError`` naming the range.
+
+    Args:
+        images: The images, as above, with values below ``2^source_bits``.
+        labels: Optional array with ``N`` rows, yielded unchanged beside the
+            images (arrays only; a dict or Dataset brings its own).
+        batch_size: Images per batch.
+        num_bits: Bit depth to model, ``1 <= num_bits <= source_bits``
+            (default 8), the model's ``num_bits``.
+        source_bits: Bit depth of ``images`` (see ``num_bits_of``): 8 for
+            0..255 pixels, 5 for the digits' 0..16; ``None`` infers it as the
+            fewest bits that hold the maximum of an array, and as 8 for a
+            Dataset. For arrays, a maximum of ``2^source_bits`` or more, or
+            one below ``2^(source_bits - 3)`` (data that looks like it was
+            given in a smaller range), raises ``ValueError``.
+        shuffle: Reshuffle every epoch: the whole set for arrays, a buffer of
+            ``shuffle_buffer`` images for a Dataset.
+        repeat: Repeat forever.
+        dequantize: Add uniform noise; ``False`` yields the integers as floats.
+        seed: Seed for shuffling and noise; ``None`` for fresh randomness.
+        drop_remainder: Drop the last batch if it is smaller than ``batch_size``.
+        shuffle_buffer: Images held for shuffling a Dataset; ``None`` for
+            10,000 (or the Dataset's size when it is known and smaller).
+        n_bits: The deprecated old name of ``num_bits``.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``[B, H, W, C]`` float32 batches, or of
+        ``(images, labels)`` tuples when there are labels.
+
+    Raises:
+        ValueError: If images are not uint8 of rank 3 or 4 (or a Dataset of
+            such images), their maximum does not match ``source_bits`` (see
+            above), labels do not match, or a size is out of range.
+    """
+    num_bits = renamed_argument("make_dataset", "num_bits", num_bits, "n_bits", n_bits, default=8)
+    if source_bits is not None:
         _check_bits(num_bits, source_bits, "num_bits")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if shuffle_buffer is not None and (
+            isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, (int, np.integer))
+            or shuffle_buffer < 1):
+        raise ValueError(f"shuffle_buffer must be a positive integer or None; got {shuffle_buffer!r}.")
+    if isinstance(images, tf.data.Dataset):
+        if labels is not None:
+            raise ValueError(
+                "make_dataset: a Dataset brings its own labels (a dict's 'label' or the second "
+                "item of a tuple); got labels= as well."
+            )
+        ds, has_labels = _unbatched_elements(images)
+        if source_bits is None:
+            source_bits = 8
+            _check_bits(num_bits, source_bits, "num_bits")
+        size = int(ds.cardinality())
+        buffer = shuffle_buffer or (size if 0 < size < 10_000 else 10_000)
+        ds = ds.map(_range_check(source_bits, has_labels))
     else:
-        _check_source_range(top, source_bits)
-    ds = tf.data.Dataset.from_tensor_slices(elements)
+        ds, size, top = _elements_from_arrays(images, labels)
+        has_labels = isinstance(ds.element_spec, tuple)
+        if source_bits is None:
+            source_bits = _bits_needed(top)
+            _check_bits(num_bits, source_bits, "num_bits")
+        else:
+            _check_source_range(top, source_bits)
+        buffer = shuffle_buffer or size
     if shuffle:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -217,13 +410,28 @@ def make_dataset(
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
     def transform(batch, key):
-        x, y = batch if labels is not None else (batch, None)
+        x, y = batch if has_labels else (batch, None)
         seed_pair = tf.stack([key, tf.zeros_like(key)])
         x = _quantize(x, num_bits, source_bits, seed_pair, noise=dequantize)
         return x if y is None else (x, y)
 
     ds = tf.data.Dataset.zip((ds, keys)).map(transform, num_parallel_calls=_AUTOTUNE)
     return ds.prefetch(_AUTOTUNE)
+
+
+def _range_check(source_bits: int, has_labels: bool):
+    """A map function that fails the iteration on a pixel outside [0, 2^source_bits)."""
+    top = 2**source_bits
+
+    def check(x, *label):
+        if top < 256:  # uint8 holds exactly 0..255: nothing to check at 8 bits
+            message = f"make_dataset: pixels must lie in [0, {top}) for source_bits={source_bits}"
+            with tf.control_dependencies([
+                    tf.debugging.assert_less(x, tf.constant(top, x.dtype), message=message)]):
+                x = tf.identity(x)
+        return (x, *label) if has_labels else x
+
+    return check
 
 
 def toy_dataset(

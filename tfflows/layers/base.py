@@ -12,6 +12,12 @@ from tfflows.bijectors.base import FlowBijector, describe_event_ndims
 __all__ = ["DataInitializedLayer", "FlowLayer"]
 
 
+def _as_flow_dtype(t, dtype: str):
+    """``t`` as a tensor, floating ones cast to ``dtype`` (integer labels stay as they are)."""
+    t = tf.convert_to_tensor(t)
+    return tf.cast(t, dtype) if t.dtype.is_floating and t.dtype != dtype else t
+
+
 class FlowLayer(keras.layers.Layer):
     """A Keras layer that owns a flow step's weights and builds its bijector per call.
 
@@ -24,6 +30,17 @@ class FlowLayer(keras.layers.Layer):
     bijector's forward (data towards latent) or inverse pass.
 
     A layer that changes the event shape says how in ``output_event_shape``.
+    Dtype policy: the flow's own maths (the data path x → y, log-dets,
+    determinants, priors) runs in the policy's *variable* dtype, so
+    ``dtype="float64"`` gives a float64 step and a mixed policy
+    (``"mixed_bfloat16"``, ``"mixed_float16"``) keeps it in float32: an
+    invertible map needs the precision, and TensorFlow has no bfloat16
+    kernels for triangular solves. Only conditioner networks, which are
+    sub-layers built with this layer's policy, compute in the low-precision
+    compute dtype; their outputs are cast back before any shift, scale or
+    log-det. So a flow layer does not autocast: ``call`` casts a floating
+    ``x`` (and ``context``) to :attr:`flow_dtype` instead.
+
     Data-dependent initialisation is a small protocol, not a type check:
     a step with ``needs_data_init = True`` offers ``is_initialized`` and
     ``initialize(x, force=False) -> bool`` (x being the step's own input),
@@ -44,6 +61,8 @@ class FlowLayer(keras.layers.Layer):
     """Event ranks the layer handles; token-sequence layers ([T, D]) add 2."""
 
     def __init__(self, event_ndims: int = 3, **kwargs: Any) -> None:
+        # Not the compute dtype: see "Dtype policy" in the class docstring.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if event_ndims not in self.supported_event_ndims:
             raise ValueError(
@@ -59,6 +78,17 @@ class FlowLayer(keras.layers.Layer):
             raise ValueError(f"{self.name}: expected inputs shaped {what}, got shape {shape}.")
         if shape[-1] is None:
             raise ValueError(f"{self.name}: the last axis must have a known size, got shape {shape}.")
+
+    def add_weight(self, *args: Any, **kwargs: Any) -> keras.Variable:
+        # Keras enters the compute dtype's autocast scope for a mixed policy even when
+        # autocast=False (without an outer scope): the weights themselves must opt out.
+        kwargs.setdefault("autocast", False)
+        return super().add_weight(*args, **kwargs)
+
+    @property
+    def flow_dtype(self) -> str:
+        """The dtype of the step's data path and log-det: the policy's variable dtype."""
+        return self.variable_dtype
 
     def bijector(self, context: tf.Tensor | None = None) -> FlowBijector:
         """Returns the bijector made from the current weights."""
@@ -80,12 +110,16 @@ class FlowLayer(keras.layers.Layer):
             )
 
     def call(self, x, context=None, inverse: bool = False):
+        x = _as_flow_dtype(x, self.flow_dtype)
+        if context is not None:
+            context = _as_flow_dtype(context, self.flow_dtype)
         b = self.bijector(context)
         return b.inverse_and_log_det(x) if inverse else b.forward_and_log_det(x)
 
     def compute_output_spec(self, x, context=None, inverse: bool = False):
         batch = x.shape[: len(x.shape) - self.event_ndims]
-        return (keras.KerasTensor(x.shape, x.dtype), keras.KerasTensor(batch, x.dtype))
+        dtype = self.flow_dtype if keras.backend.is_float_dtype(x.dtype) else x.dtype
+        return (keras.KerasTensor(x.shape, dtype), keras.KerasTensor(batch, dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "event_ndims": self.event_ndims}
@@ -104,7 +138,7 @@ class DataInitializedLayer(FlowLayer):
 
     def _add_initialized_flag(self) -> None:
         self.initialized = self.add_weight(
-            name="initialized", shape=(), initializer="zeros", trainable=False, dtype="float32")
+            name="initialized", shape=(), initializer="zeros", trainable=False)
 
     @property
     def is_initialized(self) -> bool:

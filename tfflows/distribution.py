@@ -1,0 +1,523 @@
+"""The model as live TensorFlow Probability objects, seeds, and Monte Carlo helpers.
+
+``FlowModel.distribution`` / ``distribution_for(context)`` return a
+:class:`FlowDistribution`, and ``FlowModel.bijector`` / ``bijector_for(context)``
+a :class:`LiveBijector`. Neither is a snapshot: every call (``log_prob``,
+``sample``, ``forward``, ...) builds the flow from the model's weights as they
+are at that moment. So an object held across ``fit`` reports the trained
+density, every weight is read inside the caller's ``tf.GradientTape`` (and
+``tfp.vi.fit_surrogate_posterior`` trains them all), and
+``trainable_variables`` lists the model's weights.
+
+Batch semantics (TFP's): an unconditional model has batch shape ``[]``. A
+conditional one has the batch shape of its contexts: class labels of shape
+``[B]`` (or one-hot ``[B, num_classes]``) or context vectors ``[B, C]`` give
+``[B]``; one label (a scalar) or one vector (``[C]``) gives ``[]``. Then
+``sample(n)`` has shape ``[n, B, *event]`` (``sample()``: one example per
+context, ``[B, *event]``) and ``log_prob(x)`` takes ``x`` of shape
+``[..., B, *event]``, broadcasting as TFP does, and returns ``[..., B]``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfflows.bijectors.base import FlowBijector
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+__all__ = ["FlowDistribution", "LiveBijector", "MonteCarloEstimate", "flow_dtype",
+           "monte_carlo_entropy", "monte_carlo_kl", "stateless_seed"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def flow_dtype(model) -> tf.DType:
+    """The dtype of a model's densities and samples: that of its weights."""
+    return tf.as_dtype(model.dtype)
+
+
+def stateless_seed(seed, name: str = "sample") -> tf.Tensor | None:
+    """``seed`` as a stateless ``[2]`` integer seed; ``None`` stays ``None``.
+
+    An int ``s`` becomes ``[s, 0]``, so the same int gives the same draw on
+    every call (TFP treats a plain int as a stateful seed; here it is not).
+    A pair — a tuple, list, array or tensor of two integers, TFP's stateless
+    seed — is used as it is.
+
+    Raises:
+      ValueError: ``seed`` is none of these (a bool, a float, a string, a
+        shape other than ``[2]``, a non-integer dtype).
+    """
+    if seed is None:
+        return None
+    what = "seed must be None, an int, or a stateless seed of two integers (shape [2])"
+    if isinstance(seed, (bool, np.bool_)):
+        raise ValueError(f"{name}: {what}, got {seed!r}.")
+    if isinstance(seed, numbers.Integral):
+        seed = int(seed)
+        if not -2 ** 63 <= seed < 2 ** 63:
+            raise ValueError(f"{name}: {what}; an int seed must fit in 64 bits, got {seed}.")
+        dtype = tf.int32 if -2 ** 31 <= seed < 2 ** 31 else tf.int64
+        return tf.constant([seed, 0], dtype=dtype)
+    if tf.is_tensor(seed):
+        if not seed.dtype.is_integer or seed.dtype.is_unsigned or seed.shape.rank != 1 or seed.shape[0] != 2:
+            raise ValueError(f"{name}: {what}, got a {seed.dtype.name} tensor of shape {seed.shape}.")
+        return seed
+    if isinstance(seed, (str, bytes)):
+        raise ValueError(f"{name}: {what}, got {seed!r}.")
+    try:
+        array = np.asarray(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {what}, got {seed!r}.") from None
+    if array.shape != (2,) or array.dtype.kind not in "iu":
+        raise ValueError(f"{name}: {what}, got {seed!r} (shape {array.shape}, dtype {array.dtype}).")
+    if array.min() < -2 ** 63 or array.max() >= 2 ** 63:
+        raise ValueError(f"{name}: {what}; its entries must fit in 64 bits, got {seed!r}.")
+    return tf.constant(array.astype(np.int64))
+
+
+class _LiveFlow:
+    """A model and a (possibly batched) context: runs the flow on broadcast, flattened batches."""
+
+    def __init__(self, model, context) -> None:
+        self.model = model
+        self.name = type(model).__name__
+        self.dtype = flow_dtype(model)
+        if not model.is_conditional or context is None:
+            model._context(context)  # raises: a context for an unconditional model, or none given
+            self.context, self.batch_static, self.batch_tensor = None, tf.TensorShape([]), tf.constant([], tf.int32)
+            return
+        c = tf.convert_to_tensor(context)
+        if c.shape.rank is None:
+            raise ValueError(f"{self.name}: expected a context of known rank, got shape {c.shape}.")
+        labels = model.num_classes is not None and not c.dtype.is_floating
+        if not labels and c.shape.rank == 0:
+            what = (f"one-hot vectors of size {model.num_classes}" if model.num_classes is not None
+                    else f"context vectors of size {model.context_dim}")
+            raise ValueError(f"{self.name}: expected {what} ([..., size]), got a scalar {c.dtype.name}.")
+        batch_rank = c.shape.rank if labels else c.shape.rank - 1
+        self.batch_static = c.shape[:batch_rank]
+        self.batch_tensor = tf.shape(c)[:batch_rank]
+        flat = tf.reshape(c, [-1] if labels else [-1, c.shape[-1]])
+        self.context = model._context(flat)  # [N, size]: one-hot labels or vectors, checked
+
+    # -- broadcasting -----------------------------------------------------
+
+    def _batch_of(self, x: tf.Tensor, event: tuple[int, ...], what: str):
+        """x's batch shape (static, dynamic) after broadcasting with the contexts'."""
+        k = len(event)
+        if x.shape.rank is None or x.shape.rank < k or not x.shape[x.shape.rank - k:].is_compatible_with(event):
+            raise ValueError(f"{self.name}: expected {what} of shape [..., {', '.join(map(str, event))}], "
+                             f"got shape {x.shape}.")
+        static, dynamic = x.shape[: x.shape.rank - k], tf.shape(x)[: x.shape.rank - k]
+        if self.context is None:
+            return static, dynamic
+        try:
+            static = tf.broadcast_static_shape(static, self.batch_static)
+        except ValueError:
+            raise ValueError(
+                f"{self.name}: {what} of shape {x.shape} has batch shape {x.shape[:x.shape.rank - k]}, which "
+                f"does not broadcast with the batch shape {self.batch_static} of the contexts "
+                "(one distribution per context).") from None
+        return static, tf.broadcast_dynamic_shape(dynamic, self.batch_tensor)
+
+    def run(self, x, event_in: tuple[int, ...], events_out: list[tuple[int, ...]], fn, what: str):
+        """``fn(x_flat, context_flat)`` on ``x`` broadcast with the contexts and flattened.
+
+        ``x`` is ``[..., *event_in]``; ``fn`` gets ``[N, *event_in]`` and the
+        matching ``[N, size]`` contexts (or None) and returns one tensor per
+        entry of ``events_out``, each ``[N, *event]``; they come back as
+        ``[*batch, *event]`` with ``batch`` the broadcast of x's batch shape
+        and the contexts'.
+        """
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:
+            raise ValueError(f"{self.name}: {what} must be float32 or float64, got {x.dtype.name}.")
+        x = tf.cast(x, self.dtype)
+        static, batch = self._batch_of(x, event_in, what)
+        context = None
+        if self.context is not None:
+            x = tf.broadcast_to(x, tf.concat([batch, event_in], 0))
+            size = self.context.shape[-1]
+            context = tf.reshape(self.context, tf.concat([self.batch_tensor, [size]], 0))
+            context = tf.reshape(tf.broadcast_to(context, tf.concat([batch, [size]], 0)), [-1, size])
+        outs = []
+        for out, event in zip(fn(tf.reshape(x, [-1, *event_in]), context), events_out):
+            out = tf.reshape(out, tf.concat([batch, tf.constant(event, tf.int32, [len(event)])], 0))
+            out.set_shape(static.concatenate(event))
+            outs.append(out)
+        return outs
+
+    def flow(self, context):
+        return self.model.flow(context)
+
+    def variables(self, trainable: bool) -> tuple[tf.Variable, ...]:
+        weights = self.model.trainable_variables if trainable else self.model.variables
+        # The tf.Variable behind each Keras weight: what GradientTape watches and TFP expects.
+        return tuple(getattr(v, "value", v) if not isinstance(v, tf.Variable) else v for v in weights)
+
+
+def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name: str) -> tf.Tensor:
+    """Sums the log-det over the event axes beyond the bijector's own (TFP's ``event_ndims``)."""
+    if event_ndims is None:
+        return log_det
+    if isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral) or event_ndims < min_event_ndims:
+        raise ValueError(f"{name}: event_ndims must be an integer >= {min_event_ndims}, got {event_ndims!r}.")
+    extra = int(event_ndims) - min_event_ndims
+    return tf.reduce_sum(log_det, axis=list(range(-extra, 0))) if extra else log_det
+
+
+class LiveBijector(FlowBijector):
+    """x = f⁻¹(z): a model's latent → data bijector, rebuilt from its weights at every call.
+
+    - forward: x = f⁻¹(z) for flat latents z of shape ``[..., num_dims]``;
+    - inverse: z = f(x) for data of shape ``[..., *event_shape]``;
+    - log-det: log|det ∂x/∂z| = −log|det ∂f/∂x| at x.
+
+    Each call builds the model's flow (``model.flow``) from the current
+    weights, and TFP's cache of forward and inverse results is bypassed: a
+    bijector held while the weights change never answers with old values.
+    ``trainable_variables`` and ``variables`` are the model's. With a batch
+    of contexts the batch shape is theirs (see :mod:`tfflows.distribution`).
+
+    Args:
+      model: a :class:`tfflows.FlowModel`.
+      context: class labels or context vectors of a conditional model.
+    """
+
+    def __init__(self, model, context=None, name: str | None = None) -> None:
+        parameters = dict(locals())
+        self._live = _LiveFlow(model, context)
+        self._model = model
+        super().__init__(1, inverse_event_ndims=len(model.event_shape), parameters=parameters,
+                         name=name or f"{type(model).__name__}_bijector")
+
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def trainable_variables(self) -> tuple[tf.Variable, ...]:
+        return self._live.variables(trainable=True)
+
+    @property
+    def variables(self) -> tuple[tf.Variable, ...]:
+        return self._live.variables(trainable=False)
+
+    def _forward_and_log_det(self, z):
+        m = self._model
+        return tuple(self._live.run(z, (m.num_dims,), [m.event_shape, ()],
+                                    lambda z, c: self._live.flow(c).inverse_and_log_det(z), "latents"))
+
+    def _inverse_and_log_det(self, x):
+        m = self._model
+        return tuple(self._live.run(x, m.event_shape, [(m.num_dims,), ()],
+                                    lambda x, c: self._live.flow(c).forward_and_log_det(x), "x"))
+
+    # TFP's public methods, each a fresh pass (never TFP's per-tensor cache).
+    def forward(self, x, name: str = "forward", **kwargs):
+        return self.forward_and_log_det(x)[0]
+
+    def inverse(self, y, name: str = "inverse", **kwargs):
+        return self.inverse_and_log_det(y)[0]
+
+    def forward_log_det_jacobian(self, x, event_ndims=None, name: str = "forward_log_det_jacobian", **kwargs):
+        return _reduce_log_det(self.forward_and_log_det(x)[1], event_ndims, self.forward_min_event_ndims,
+                               self.name)
+
+    def inverse_log_det_jacobian(self, y, event_ndims=None, name: str = "inverse_log_det_jacobian", **kwargs):
+        return _reduce_log_det(self.inverse_and_log_det(y)[1], event_ndims, self.inverse_min_event_ndims,
+                               self.name)
+
+    def _forward_event_shape(self, input_shape):
+        return tf.TensorShape(self._model.event_shape)
+
+    def _forward_event_shape_tensor(self, input_shape):
+        return tf.constant(self._model.event_shape, tf.int32)
+
+    def _inverse_event_shape(self, output_shape):
+        return tf.TensorShape([self._model.num_dims])
+
+    def _inverse_event_shape_tensor(self, output_shape):
+        return tf.constant([self._model.num_dims], tf.int32)
+
+    def _batch_shape(self, x_event_ndims):
+        return self._live.batch_static
+
+    def _batch_shape_tensor(self, x_event_ndims):
+        return self._live.batch_tensor
+
+
+def _not_implemented(name: str, what: str, alternative: str):
+    def method(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"{self.name}: {what} of a normalizing flow has no closed form, so {name}() is not "
+            f"implemented. {alternative}")
+    method.__name__ = f"_{name}"
+    return method
+
+
+_SAMPLE_MOMENTS = ("Estimate it from samples: x = dist.sample(n, seed=...), then "
+                   "tf.reduce_mean(x, 0) and tf.math.reduce_variance(x, 0).")
+
+
+class FlowDistribution(tfd.Distribution):
+    """p(x) = N(f(x); 0, I) · |det ∂f/∂x|: a model as a live TFP distribution.
+
+    log_prob(x) is ``model.log_prob`` (one pass of the flow f, data → latent);
+    samples are x = f⁻¹(ε), ε ~ N(0, I), fully reparameterized, and
+    ``experimental_sample_and_log_prob`` scores them in the same pass
+    (log p(x) = log N(ε) − log|det ∂x/∂ε|), as variational inference wants.
+    Every call reads the model's current weights; ``trainable_variables``
+    are the model's, so ``tfp.vi.fit_surrogate_posterior`` trains them all,
+    with or without ``trainable_variables=``. Data of another float dtype
+    (float64 for a float32 model) is cast to the model's dtype. Eagerly,
+    inf or NaN data raise ``ValueError``; pixel levels outside
+    [0, 2^num_bits) are scored by the flow (as ``encode`` takes them)
+    unless ``validate_args=True``, which applies ``model.log_prob``'s checks.
+
+    ``cdf``, ``survival_function``, ``quantile``, ``entropy``, ``mean``,
+    ``mode``, ``stddev``, ``variance`` and ``covariance`` raise
+    ``NotImplementedError`` naming an estimate to use instead
+    (:func:`monte_carlo_entropy`, :func:`monte_carlo_kl`, sample moments).
+
+    Args:
+      model: a :class:`tfflows.FlowModel`.
+      context: class labels or context vectors of a conditional model; their
+        batch shape is the distribution's (module docstring).
+      validate_args, allow_nan_stats, name: as for any TFP distribution.
+    """
+
+    def __init__(self, model, context=None, validate_args: bool = False, allow_nan_stats: bool = True,
+                 name: str | None = None) -> None:
+        parameters = dict(locals())
+        self._bijector = LiveBijector(model, context)
+        self._live = self._bijector._live
+        self._model = model
+        self._context_given = context
+        super().__init__(dtype=self._live.dtype, reparameterization_type=tfd.FULLY_REPARAMETERIZED,
+                         validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                         parameters=parameters, name=name or type(model).__name__)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        # The model's weights are not parameters with batch dimensions; contexts set the batch.
+        return {}
+
+    # -- what it is made of ------------------------------------------------
+
+    @property
+    def model(self):
+        """The :class:`tfflows.FlowModel` whose current weights every call reads."""
+        return self._model
+
+    @property
+    def context(self):
+        """The contexts given (None for an unconditional model)."""
+        return self._context_given
+
+    @property
+    def bijector(self) -> LiveBijector:
+        """The latent → data bijector (live, for the same contexts)."""
+        return self._bijector
+
+    @property
+    def distribution(self) -> tfd.Distribution:
+        """The base: a standard normal on the flat latent of size ``num_dims``."""
+        return self._model.base_distribution
+
+    @property
+    def trainable_variables(self) -> tuple[tf.Variable, ...]:
+        """The model's trainable weights (the ``tf.Variable`` behind each Keras weight)."""
+        return self._live.variables(trainable=True)
+
+    @property
+    def variables(self) -> tuple[tf.Variable, ...]:
+        """Every weight of the model, trainable or not."""
+        return self._live.variables(trainable=False)
+
+    # -- shapes --------------------------------------------------------------
+
+    def _event_shape(self):
+        return tf.TensorShape(self._model.event_shape)
+
+    def _event_shape_tensor(self):
+        return tf.constant(self._model.event_shape, tf.int32)
+
+    def _batch_shape(self):
+        return self._live.batch_static
+
+    def _batch_shape_tensor(self):
+        return self._live.batch_tensor
+
+    # -- density and samples -------------------------------------------------
+
+    def _as_data(self, value) -> tf.Tensor:
+        value = tf.convert_to_tensor(value)
+        if not value.dtype.is_floating:
+            raise ValueError(f"{self.name}: expected float32 or float64 data, got {value.dtype.name}.")
+        return tf.cast(value, self.dtype)
+
+    def log_prob(self, value, name: str = "log_prob", **kwargs):
+        """log p(x), shape ``[..., *batch_shape]``; float data of any precision is cast to ``dtype``."""
+        return super().log_prob(self._as_data(value), name=name, **kwargs)
+
+    def prob(self, value, name: str = "prob", **kwargs):
+        """p(x) = exp(log p(x))."""
+        return super().prob(self._as_data(value), name=name, **kwargs)
+
+    def _log_prob(self, x):
+        model = self._model
+        if self.validate_args:
+            score = model.log_prob  # its checks, pixel levels out of range included
+        else:
+            def score(x, context):
+                # As encode: shape, dtype and (eagerly) finite values are checked, but not the
+                # pixel range, so the distribution scores its own samples wherever they fall.
+                x = model._check_x(x)
+                flow = model.flow(context)
+
+                def compute():
+                    z, log_det = flow.forward_and_log_det(x)
+                    return model._base_log_prob(z) + log_det
+
+                return model._unless_empty(x, compute, ())
+        return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
+
+    def _latent_noise(self, sample_shape, seed) -> tf.Tensor:
+        seed = stateless_seed(seed, self.name)
+        if seed is None:
+            seed = tfp.random.sanitize_seed(None)
+        shape = tf.concat([tf.reshape(tf.cast(sample_shape, tf.int32), [-1]), self._live.batch_tensor,
+                           [self._model.num_dims]], 0)
+        return tf.random.stateless_normal(shape, seed=seed, dtype=self.dtype)
+
+    def _sample_n(self, n, seed=None):
+        eps = self._latent_noise([n], seed)
+        return self.bijector.forward(eps)
+
+    def _sample_and_log_prob(self, sample_shape, seed):
+        eps = self._latent_noise(sample_shape, seed)
+        x, log_det = self.bijector.forward_and_log_det(eps)
+        base = -0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * self._model.num_dims * _LOG_2PI
+        return x, base - log_det
+
+    # -- no closed form ------------------------------------------------------
+
+    _cdf = _not_implemented("cdf", "the CDF", "Estimate P(X <= x) as the fraction of samples "
+                            "dist.sample(n, seed=...) that are <= x in every coordinate.")
+    _log_cdf = _not_implemented("log_cdf", "the CDF", "Estimate it from samples (see cdf).")
+    _survival_function = _not_implemented(
+        "survival_function", "the survival function", "Estimate P(X > x) as the fraction of samples "
+        "dist.sample(n, seed=...) that are > x in every coordinate.")
+    _log_survival_function = _not_implemented(
+        "log_survival_function", "the survival function", "Estimate it from samples (see survival_function).")
+
+    # TFP falls back from the survival function to the CDF, whose message would name the wrong method.
+    def survival_function(self, value, name: str = "survival_function", **kwargs):
+        """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
+        return self._survival_function(value)
+
+    def log_survival_function(self, value, name: str = "log_survival_function", **kwargs):
+        """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
+        return self._log_survival_function(value)
+
+    _quantile = _not_implemented("quantile", "the quantile function",
+                                 "Use sample quantiles of dist.sample(n, seed=...).")
+    _entropy = _not_implemented("entropy", "the entropy",
+                                "Estimate it with tfflows.monte_carlo_entropy(dist, num_samples, seed) "
+                                "(and a KL with tfflows.monte_carlo_kl(p, q, num_samples, seed)).")
+    _mean = _not_implemented("mean", "the mean", _SAMPLE_MOMENTS)
+    _stddev = _not_implemented("stddev", "the standard deviation", _SAMPLE_MOMENTS)
+    _variance = _not_implemented("variance", "the variance", _SAMPLE_MOMENTS)
+    _covariance = _not_implemented("covariance", "the covariance", "Estimate it from samples "
+                                   "x = dist.sample(n, seed=...) with tfp.stats.covariance(x).")
+    _mode = _not_implemented("mode", "the mode", "Search for it by gradient ascent on dist.log_prob "
+                             "from a few samples; model.decode(zeros) is not the mode in general.")
+
+
+def _kl_not_implemented(a, b, name=None):
+    raise NotImplementedError(
+        f"KL({a.name} || {b.name}) between a normalizing flow and another distribution has no "
+        "closed form; estimate it with tfflows.monte_carlo_kl(p, q, num_samples, seed).")
+
+
+tfd.RegisterKL(FlowDistribution, tfd.Distribution)(_kl_not_implemented)
+tfd.RegisterKL(tfd.Distribution, FlowDistribution)(_kl_not_implemented)
+# (FlowDistribution, FlowDistribution) would otherwise be ambiguous between the two above.
+tfd.RegisterKL(FlowDistribution, FlowDistribution)(_kl_not_implemented)
+
+
+# -- Monte Carlo estimates ---------------------------------------------------
+
+
+class MonteCarloEstimate(NamedTuple):
+    """A Monte Carlo mean and its standard error s/√n (both of the batch shape)."""
+
+    estimate: tf.Tensor
+    standard_error: tf.Tensor
+
+
+def _check_estimator_args(fn: str, num_samples, dists: dict[str, Any]) -> int:
+    for key, dist in dists.items():
+        if not isinstance(dist, tfd.Distribution):
+            raise ValueError(f"{fn}: {key} must be a tfp.distributions.Distribution (e.g. "
+                             f"model.distribution), got {type(dist).__name__}.")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 2:
+        raise ValueError(f"{fn}: num_samples must be an integer >= 2 (a standard error needs two), "
+                         f"got {num_samples!r}.")
+    return int(num_samples)
+
+
+def _mean_and_error(values: tf.Tensor, dtype) -> MonteCarloEstimate:
+    values = tf.cast(values, tf.float64)  # sums of many terms: keep the rounding out of the estimate
+    n = tf.cast(tf.shape(values)[0], tf.float64)
+    mean = tf.reduce_mean(values, axis=0)
+    var = tf.reduce_sum(tf.square(values - mean), axis=0) / (n - 1.0)
+    return MonteCarloEstimate(tf.cast(mean, dtype), tf.cast(tf.sqrt(var / n), dtype))
+
+
+def monte_carlo_entropy(dist: tfd.Distribution, num_samples: int = 1000, seed=None) -> MonteCarloEstimate:
+    """H[p] ≈ −(1/n) Σᵢ log p(xᵢ), xᵢ ~ p, with its standard error.
+
+    Args:
+      dist: any TFP distribution, e.g. ``model.distribution``.
+      num_samples: n ≥ 2.
+      seed: None, an int or a stateless ``[2]`` seed (:func:`stateless_seed`).
+
+    Returns:
+      ``MonteCarloEstimate(estimate, standard_error)`` in nats, each of ``dist``'s batch shape.
+    """
+    n = _check_estimator_args("monte_carlo_entropy", num_samples, {"dist": dist})
+    _, log_p = dist.experimental_sample_and_log_prob(n, seed=stateless_seed(seed, "monte_carlo_entropy"))
+    return _mean_and_error(-log_p, log_p.dtype)
+
+
+def monte_carlo_kl(p: tfd.Distribution, q: tfd.Distribution, num_samples: int = 1000,
+                   seed=None) -> MonteCarloEstimate:
+    """KL(p ‖ q) ≈ (1/n) Σᵢ [log p(xᵢ) − log q(xᵢ)], xᵢ ~ p, with its standard error.
+
+    Args:
+      p: the distribution sampled from (e.g. a flow's ``.distribution``).
+      q: any distribution on the same events.
+      num_samples: n ≥ 2.
+      seed: None, an int or a stateless ``[2]`` seed (:func:`stateless_seed`).
+
+    Returns:
+      ``MonteCarloEstimate(estimate, standard_error)`` in nats.
+    """
+    n = _check_estimator_args("monte_carlo_kl", num_samples, {"p": p, "q": q})
+    if not p.event_shape.is_compatible_with(q.event_shape):
+        raise ValueError(f"monte_carlo_kl: p and q must have the same event shape, got "
+                         f"{p.event_shape} and {q.event_shape}.")
+    x, log_p = p.experimental_sample_and_log_prob(n, seed=stateless_seed(seed, "monte_carlo_kl"))
+    log_q = q.log_prob(tf.cast(x, q.dtype))
+    return _mean_and_error(tf.cast(log_p, tf.float64) - tf.cast(log_q, tf.float64), log_p.dtype)
