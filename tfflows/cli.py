@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--log-every", type=_positive_int, default=10, metavar="N",
                        help="write the loss and bits/dim to TensorBoard every N batches (sample "
                             "grids go there once per epoch)")
+    train.add_argument("--dtype", choices=("float32", "float64", "mixed_bfloat16", "mixed_float16"),
+                       default="float32",
+                       help="the model's Keras dtype policy: mixed_* run only the conditioner networks "
+                            "in 16 bits (the flow, log-dets and loss stay float32); mixed_float16 "
+                            "trains with a LossScaleOptimizer")
     train.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
                        help="XLA for the train step (auto: on a GPU, off on a CPU)")
     train.add_argument("--seed", type=int, default=0)
@@ -236,12 +241,14 @@ def _dataset(arr, labels, num_bits, source_bits, batch_size, shuffle, seed):
 def _build_model(args, event_shape, num_bits, num_classes):
     import tfflows
 
+    # Every model takes the policy (as a Keras layer does); older argument sets have none.
+    policy = dict(dtype=getattr(args, "dtype", None) or "float32")
     if len(event_shape) == 1:
         if args.model in ("tarflow", "jet"):
             raise ValueError(f"--model {args.model} is an image flow over patches; use it with image "
                              f"data, got vector data of shape {tuple(event_shape)}.")
         common = dict(hidden_units=args.width, num_classes=num_classes, seed=args.seed,
-                      standardize=not args.no_standardize)
+                      standardize=not args.no_standardize, **policy)
         if args.model == "nsf":
             return tfflows.VectorNSF(event_shape[0], num_layers=args.steps * args.levels, **common)
         if args.model == "maf":
@@ -259,17 +266,17 @@ def _build_model(args, event_shape, num_bits, num_classes):
     if args.model == "tarflow":
         return tfflows.TarFlow(event_shape, patch_size=args.patch_size, num_blocks=args.steps,
                                num_layers=args.depth or 2, width=args.width, heads=args.heads,
-                               num_bits=num_bits, num_classes=num_classes)
+                               num_bits=num_bits, num_classes=num_classes, **policy)
     if args.model == "jet":
         return tfflows.Jet(event_shape, patch_size=args.patch_size, num_couplings=args.steps,
                            depth=args.depth or 1, width=args.width, heads=args.heads,
-                           num_bits=num_bits, num_classes=num_classes, seed=args.seed)
+                           num_bits=num_bits, num_classes=num_classes, seed=args.seed, **policy)
     if args.model == "glow":
         return tfflows.Glow(event_shape, num_levels=args.levels, num_steps=args.steps,
                             hidden_channels=args.width, coupling=args.coupling, num_bits=num_bits,
-                            num_classes=num_classes, seed=args.seed)
+                            num_classes=num_classes, seed=args.seed, **policy)
     return tfflows.RealNVP(event_shape, num_levels=args.levels, num_blocks=args.blocks,
-                           hidden_channels=args.width, num_bits=num_bits, num_classes=num_classes)
+                           hidden_channels=args.width, num_bits=num_bits, num_classes=num_classes, **policy)
 
 
 RUN_FILES = ("results.json", "model.keras")
