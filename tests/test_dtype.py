@@ -239,14 +239,18 @@ def test_conditioner_computes_low_precision_and_log_det_stays_float32(global_pol
     x = tf.constant(np.random.default_rng(0).standard_normal((2, 4, 4, 4)), tf.float32)
     layer = CouplingLayer("channel", 0, hidden_channels=8)
     y, log_det = layer(x)
-    assert layer.conditioner(x[..., :2]).dtype == tf.bfloat16
-    assert layer.conditioner.conv_in.kernel.dtype == "float32"
+    net = layer.conditioner
+    # Hidden layers compute in bfloat16; the output layer (the transform's parameters) in float32.
+    assert net.conv_mid(net.conv_in(x[..., :2])).dtype == tf.bfloat16
+    assert net.conv_out.compute_dtype == "float32" and net(x[..., :2]).dtype == tf.float32
+    assert net.conv_in.kernel.dtype == "float32"
     assert y.dtype == log_det.dtype == tf.float32
 
     maf = MaskedAutoregressiveLayer(8, 1)
     v = tf.constant(np.random.default_rng(1).standard_normal((3, 4)), tf.float32)
     z, maf_log_det = maf(v)
-    assert maf.made(v).dtype == tf.bfloat16
+    assert maf.made.hidden_layers[0](v).dtype == tf.bfloat16
+    assert maf.made(v).dtype == tf.float32
     assert z.dtype == maf_log_det.dtype == tf.float32
 
 

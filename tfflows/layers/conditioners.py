@@ -73,6 +73,19 @@ def get_conditioner(name: str, owner: str = "get_conditioner") -> ConditionerFac
     return _REGISTRY[name]
 
 
+def output_policy(policy: keras.DTypePolicy) -> keras.DTypePolicy:
+    """The policy of a conditioner's output layer: ``policy`` computing in its variable dtype.
+
+    Under a mixed policy the hidden layers compute in bfloat16 / float16 but
+    the last layer, which gives the transform's shift, scale or spline
+    parameters, computes in float32 (as Keras advises for a model's last
+    layer): rounding those to 8 mantissa bits puts noise of about 0.4 % into
+    every log-det and shift, and measurably slowed training
+    (``bench/mixed_precision.py``).
+    """
+    return keras.DTypePolicy(policy.variable_dtype) if policy.compute_dtype != policy.variable_dtype else policy
+
+
 def _with_context(x, context):
     """Concatenates a [B, K] context to x, broadcast over x's spatial axes."""
     if context is None:
@@ -102,7 +115,8 @@ class ConvNet(keras.layers.Layer):
         # tfflows' Conv2D: stride 1, 'same' padding, thin convs as matmuls on CPUs.
         self.conv_in = Conv2D(hidden_channels, 3, activation="relu", dtype=self.dtype_policy)
         self.conv_mid = Conv2D(hidden_channels, 1, activation="relu", dtype=self.dtype_policy)
-        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=self.dtype_policy)
+        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros",
+                               dtype=output_policy(self.dtype_policy))
 
     def build(self, x_shape, context_shape=None):
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -142,7 +156,7 @@ class ResNet(keras.layers.Layer):
         self.conv_in = Conv2D(hidden_channels, 3, dtype=dtype)
         # A flat list: Keras tracks layers in lists, not in tuples.
         self.block_convs = [Conv2D(hidden_channels, 3, dtype=dtype) for _ in range(2 * num_blocks)]
-        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=dtype)
+        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=output_policy(dtype))
 
     def build(self, x_shape, context_shape=None):
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -181,7 +195,8 @@ class MLP(keras.layers.Layer):
         self.hidden_units = hidden_units
         self.output_units = output_units
         self.hidden = [layers.Dense(u, activation="relu", dtype=self.dtype_policy) for u in hidden_units]
-        self.out = layers.Dense(output_units, kernel_initializer="zeros", dtype=self.dtype_policy)
+        self.out = layers.Dense(output_units, kernel_initializer="zeros",
+                                dtype=output_policy(self.dtype_policy))
 
     def build(self, x_shape, context_shape=None):
         width = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -213,7 +228,8 @@ class ZeroConv(keras.layers.Layer):
         super().__init__(**kwargs)
         check_positive_ints(self.name, output_channels=output_channels)
         self.output_channels = output_channels
-        self.conv = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=self.dtype_policy)
+        self.conv = Conv2D(output_channels, 3, kernel_initializer="zeros",
+                           dtype=output_policy(self.dtype_policy))
 
     def build(self, x_shape, context_shape=None):
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -260,7 +276,8 @@ class ViT(keras.layers.Layer):
         self.project_in = layers.Dense(width, dtype=policy, name="project_in")
         self.transformer = CausalTransformer(num_layers, width, heads, mlp_ratio, causal=False,
                                              dtype=policy, name="transformer")
-        self.project_out = layers.Dense(output_channels, kernel_initializer="zeros", dtype=policy,
+        self.project_out = layers.Dense(output_channels, kernel_initializer="zeros",
+                                        dtype=output_policy(policy),
                                         name="project_out")
         self.context_embedding = None
 

@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from tfflows.bijectors.base import check_positive_ints
+from tfflows.layers.conditioners import output_policy
 
 __all__ = ["MaskedDense", "MADE", "ORDERINGS", "make_ordering"]
 
@@ -120,8 +121,8 @@ class MADE(keras.layers.Layer):
                                                   dtype=self.dtype_policy, name=f"hidden_{k}"))
             degrees = hidden
         self.output_layer = MaskedDense(degrees, self.ordering * params_per_feature, strict=True,
-                                        kernel_initializer="zeros", dtype=self.dtype_policy,
-                                        name="output")
+                                        kernel_initializer="zeros",
+                                        dtype=output_policy(self.dtype_policy), name="output")
         self.context_layer = None
         self.context_output = None
 
@@ -138,7 +139,8 @@ class MADE(keras.layers.Layer):
             self.context_output = keras.layers.Dense(self.params_per_feature * len(self.ordering),
                                                      use_bias=False,
                                                      kernel_initializer="zeros",
-                                                     dtype=self.dtype_policy, name="context_output")
+                                                     dtype=output_policy(self.dtype_policy),
+                                                     name="context_output")
             self.context_output.build((None, context_shape[-1]))
 
     def call(self, x, context=None):

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.tarflow import TokenAutoregressive
+from tfflows.layers.conditioners import output_policy
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.transformer import CausalTransformer, check_heads
 
@@ -75,8 +76,8 @@ class TarFlowBlockLayer(FlowLayer):
         self.transformer = CausalTransformer(self.num_layers, self.width, self.heads, self.mlp_ratio,
                                              dtype=policy, name="transformer")
         self.transformer.build((None, None, self.width))
-        self.project_out = keras.layers.Dense(2 * size, kernel_initializer="zeros", dtype=policy,
-                                              name="project_out")
+        self.project_out = keras.layers.Dense(2 * size, kernel_initializer="zeros",
+                                              dtype=output_policy(policy), name="project_out")
         self.project_out.build((None, None, self.width))
         self.first_params = self.add_weight(name="first_params", shape=(2 * size,),
                                             initializer="zeros")
@@ -87,8 +88,8 @@ class TarFlowBlockLayer(FlowLayer):
                                                       name="class_embedding")
             self.class_embedding.build((None, k))
             self.first_context = keras.layers.Dense(2 * size, use_bias=False,
-                                                    kernel_initializer="zeros", dtype=policy,
-                                                    name="first_context")
+                                                    kernel_initializer="zeros",
+                                                    dtype=output_policy(policy), name="first_context")
             self.first_context.build((None, k))
 
     def _check_context(self, context):
