@@ -608,11 +608,18 @@ class FlowModel(keras.Model):
         ``"x"`` and its labels under ``"label"``, ``"labels"`` or
         ``"context"``. Labels are a conditional model's context; a plain
         model ignores them (but refuses an explicit ``"context"``).
+        ``(dict, y[, weights])`` (how Keras passes ``fit(dict, sample_weight=w)``)
+        reads the dict; ``y`` is the context only when the dict has no labels.
         """
         if isinstance(data, dict):
             key, lkey = image_key(data, type(self).__name__), label_key(data)
             keep = lkey is not None and (self.is_conditional or lkey == "context")
             return data[key], (data[lkey] if keep else None)
+        if isinstance(data, (tuple, list)) and data and isinstance(data[0], dict):
+            x, context = self._unpack(data[0])
+            if context is None and self.is_conditional and len(data) > 1:
+                context = data[1]
+            return x, context
         if isinstance(data, (tuple, list)):
             if len(data) == 1:
                 return data[0], None
@@ -1033,19 +1040,24 @@ class FlowModel(keras.Model):
         """``y`` to give Keras so it keeps ``sample_weight`` (and the same for ``validation_data``).
 
         Keras drops ``sample_weight`` without a word when ``y`` is None; an
-        unconditional model ignores ``y``, so it gets a placeholder of zeros.
+        unconditional model ignores ``y``, so it gets a placeholder of zeros,
+        as does a conditional model whose labels are in a dict ``x``.
         """
         def placeholder(data):
+            if isinstance(data, dict):
+                data = data[image_key(data, type(self).__name__)]
             return np.zeros(int(np.shape(data)[0]), np.float32)
 
-        if self.is_conditional:
-            return y
+        def ignores_y(data):
+            # A conditional model reads its context from y, unless a dict brings the labels.
+            return not self.is_conditional or (isinstance(data, dict) and label_key(data) is not None)
+
         validation = kwargs.get("validation_data")
         if (isinstance(validation, (tuple, list)) and len(validation) == 3
-                and validation[1] is None and validation[2] is not None):
+                and validation[1] is None and validation[2] is not None and ignores_y(validation[0])):
             kwargs["validation_data"] = (validation[0], placeholder(validation[0]), validation[2])
         if (kwargs.get("sample_weight") is not None and y is None and x is not None
-                and not isinstance(x, tf.data.Dataset)):
+                and not isinstance(x, tf.data.Dataset) and ignores_y(x)):
             return placeholder(x)
         return y
 

@@ -254,21 +254,23 @@ class TarFlow(FlowModel):
             one_hot = self._context(context)
             keep = tf.random.uniform(tf.shape(one_hot)[:1]) >= self.label_dropout
             new_context = one_hot * tf.cast(keep, one_hot.dtype)[:, None]
-        if isinstance(data, dict):
-            data = dict(data, x=new_x)
-            if new_context is not None:
-                data["context"] = new_context
-            return data
-        if isinstance(data, (tuple, list)):
-            data = list(data)
-            data[0] = new_x
-            if len(data) > 1 and new_context is not None:
-                data[1] = new_context
-            return tuple(data)
-        return new_x
+        # (x, context, *weights), not the dict: _unpack would read a TFDS dict's "image" and
+        # "label" before any "x" or "context" written beside them, losing noise and dropout.
+        rest = tuple(data[2:]) if isinstance(data, (tuple, list)) else ()
+        return (new_x, new_context, *rest)
 
     def train_step(self, data):
-        return super().train_step(self._augment(data))
+        # Integer pixels become float levels first, so the Gaussian noise is added to them too.
+        data = self._augment(self._dequantized(data))
+        # Gaussian noise takes levels out of [0, 2^n): a run_eagerly step must not refuse them.
+        self._noisy_levels = self.noise == "gaussian"
+        try:
+            return super().train_step(data)
+        finally:
+            self._noisy_levels = False
+
+    def _check_values(self, x: tf.Tensor, what: str, levels: bool = False) -> None:
+        super()._check_values(x, what, levels and not getattr(self, "_noisy_levels", False))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "event_shape": list(self.event_shape),
