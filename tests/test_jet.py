@@ -296,8 +296,11 @@ def test_model_rejects_bad_inputs():
         model.log_prob(np.full((1, 8, 8, 1), 40.0, "float32"))
     with pytest.raises(ValueError, match=r"expected latents of shape \[batch, 64\]"):
         model.decode(np.zeros((2, 63), "float32"))
-    with pytest.raises(ValueError, match=r"must be float32 or float64, got int32"):
-        model.encode(np.zeros((1, 8, 8, 1), "int32"))
+    # Integer pixels are read as 8-bit data (the SavedModel's rule); out of 0..255 they are refused.
+    with pytest.raises(ValueError, match=r"8-bit pixels in 0\.\.255"):
+        model.encode(np.full((1, 8, 8, 1), -1, "int32"))
+    with pytest.raises(ValueError, match=r"must be float32 or float64, got bool"):
+        model.encode(np.zeros((1, 8, 8, 1), "bool"))
     with pytest.raises(ValueError, match=r"this model is not conditional"):
         model.log_prob(levels(1), np.array([0]))
     with pytest.raises(ValueError, match=r"expected class labels in 0..2"):

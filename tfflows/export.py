@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import keras
 import tensorflow as tf
 
-from tfflows.data.pipeline import bin_centres
+from tfflows.data.pipeline import bin_centres, integer_pixel_bits, saved_model_pixel_dtype
 from tfflows.guard import check_finite_weights, finite_rows
 from tfflows.io import atomic_dir, atomic_write_json
 from tfflows.layers.convolution import conv_implementation
@@ -133,8 +133,9 @@ class _Endpoints:
         self.num_dims = int(model.num_dims)
         if self.is_image:
             self.num_bits = _num_bits(model)
-            self.int_dtype = tf.uint8 if self.num_bits <= 8 else tf.uint16
-            self.int_bits = 8 if self.num_bits <= 8 else 16
+            # The models' own rule for integer pixels (tfflows.data.integer_pixel_bits).
+            self.int_dtype = saved_model_pixel_dtype(self.num_bits)
+            self.int_bits = integer_pixel_bits(self.int_dtype, self.num_bits)
 
     # -- inputs and outputs ----------------------------------------------
 
@@ -386,7 +387,8 @@ def _card(model: FlowModel, endpoints: list[_Endpoint], max_samples: int) -> dic
         n = _num_bits(model)
         card["num_bits"] = n
         card["dequantization"] = (
-            f"integer pixels x are reduced to k = floor(x / 2^({8 if n <= 8 else 16} - {n})) and "
+            f"integer pixels x are reduced to k = floor(x / 2^("
+            f"{integer_pixel_bits(saved_model_pixel_dtype(n), n)} - {n})) and "
             "scored at k + 0.5: log_prob is the density at the bin centre in pixel-level units "
             "(a deterministic estimate of the log-probability of the integer image); "
             "log_prob_float scores float levels as given.")

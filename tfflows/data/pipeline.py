@@ -108,6 +108,11 @@ def bin_centres(x: tf.Tensor, n_bits: int, source_bits: int = 8) -> tf.Tensor:
     return _quantize(tf.convert_to_tensor(x), n_bits, source_bits, None, noise=False) + 0.5
 
 
+def saved_model_pixel_dtype(num_bits: int) -> tf.DType:
+    """The integer pixel dtype of an exported image model: uint8 up to 8 bits, uint16 above."""
+    return tf.uint8 if num_bits <= 8 else tf.uint16
+
+
 def integer_pixel_bits(dtype: tf.DType | np.dtype | str, num_bits: int) -> int:
     """The bit depth in which an image model of ``num_bits`` reads integer pixels of ``dtype``.
 
@@ -126,7 +131,8 @@ def integer_pixel_bits(dtype: tf.DType | np.dtype | str, num_bits: int) -> int:
     dtype = tf.as_dtype(dtype)
     if not dtype.is_integer:
         raise ValueError(f"integer pixels must have an integer dtype; got {dtype.name}.")
-    bits = {tf.uint8: 8, tf.uint16: 16}.get(dtype, 8 if num_bits <= 8 else 16)
+    own = {tf.uint8: 8, tf.uint16: 16}
+    bits = own.get(dtype, own[saved_model_pixel_dtype(num_bits)])
     if num_bits > bits:
         raise ValueError(
             f"{dtype.name} pixels hold {bits} bits, fewer than the model's num_bits={num_bits} "
