@@ -17,24 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 
+from machine import cpu_name  # bench/machine.py (this folder is on sys.path when run)
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _run(root: str, bench: str, extra: list[str]) -> float:
@@ -82,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", reference], check=False)
     ratio = statistics.median(b) / statistics.median(a)
-    print(f"{_cpu()}, {os.cpu_count()} cores: reference {args.reference} median "
+    print(f"{cpu_name()}, {os.cpu_count()} cores: reference {args.reference} median "
           f"{statistics.median(a):.1f} img/s, this checkout {statistics.median(b):.1f} img/s, "
           f"ratio {ratio:.3f}")
     return 0

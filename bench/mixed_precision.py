@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_name  # bench/machine.py (this folder is on sys.path when run)
+
 # Benchmark the tfflows of this checkout, not whichever one is installed.
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
@@ -81,17 +83,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 f"got {args.policies!r}")
     args.policy_list = policies
     return args
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cpu_flags() -> list[str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from machine import cpu_name  # bench/machine.py (this folder is on sys.path when run)
 
 # Benchmark the tfflows of this checkout, not whichever one is installed.
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,17 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child", choices=["cached", "uncached"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # -- one side, in its own process ---------------------------------------------
