@@ -406,6 +406,7 @@ def _train(args) -> dict:
         "pixel_range": pixel_range,
         "epochs_run": epochs_run, "epochs_total": backup.initial_epoch + epochs_run,
         "resumed_from": backup.restored_from, "train_seconds": round(seconds, 1),
+        "train_steps": int(model.optimizer.iterations.numpy()),
         "test_loss_nats": final["loss"], f"test_{model.per_dim_metric}": final[model.per_dim_metric],
         "test_split": ("validation rows of the CSV file (--val-fraction, seeded by --seed)"
                        if args.dataset.lower().endswith(".csv") else "test"),
