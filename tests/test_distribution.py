@@ -357,6 +357,25 @@ def test_float64_data(conditional, assert_close):
         model.distribution.log_prob(tf.constant([[1, 2]]))
 
 
+def test_integer_pixels_score_as_the_model_does(assert_close):
+    """uint8 images (TFDS, decode_png) go into the distribution as into model.log_prob."""
+    model = Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=8, num_bits=5)
+    pixels = np.random.default_rng(3).integers(0, 256, (3, 4, 4, 1)).astype(np.uint8)
+    model.initialize(pixels)
+    want = model.log_prob(pixels).numpy()
+    got = model.distribution.log_prob(pixels).numpy()
+    assert_close("distribution.log_prob uint8", got, want, atol=1e-5, rtol=1e-6)
+    # The bin centres of the 5-bit levels: not the raw 0..255 values.
+    centres = (pixels.astype(np.float32) // 8) + 0.5
+    assert_close("uint8 = bin centres", got, model.distribution.log_prob(centres).numpy(),
+                 atol=1e-5, rtol=1e-6)
+    # One unbatched image is an event, as TFP distributions take it.
+    assert_close("one image", model.distribution.log_prob(pixels[0]).numpy(), want[0],
+                 atol=1e-5, rtol=1e-6)
+    with pytest.raises(ValueError, match="pixels"):
+        model.distribution.log_prob(np.full((1, 4, 4, 1), 300, np.int32))
+
+
 # -- 6. no closed form: clear errors ---------------------------------------------------
 
 

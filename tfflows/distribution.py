@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.base import FlowBijector
+from tfflows.data.pipeline import pixel_levels
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -362,8 +363,19 @@ class FlowDistribution(tfd.Distribution):
 
     def _as_data(self, value) -> tf.Tensor:
         value = tf.convert_to_tensor(value)
+        model = self._model
+        if value.dtype.is_integer and model.models_pixel_levels:
+            # Integer pixels (uint8 from TFDS or decode_png) are scored as the model and the
+            # SavedModel score them: reduced to num_bits, at the centres of their bins.
+            bits = model._pixel_bits(value.dtype, "x")
+            if tf.executing_eagerly():
+                model._check_pixels(value, "x", bits)
+            return tf.cast(pixel_levels(value, int(model.num_bits)), self.dtype)
         if not value.dtype.is_floating:
-            raise ValueError(f"{self.name}: expected float32 or float64 data, got {value.dtype.name}.")
+            hint = (" Integer pixels are read by image models with num_bits."
+                    if len(model.event_shape) == 3 else "")
+            raise ValueError(f"{self.name}: expected float32 or float64 data, got "
+                             f"{value.dtype.name}.{hint}")
         return tf.cast(value, self.dtype)
 
     def log_prob(self, value, name: str = "log_prob", **kwargs):
