@@ -116,6 +116,11 @@ def test_training_noise_is_uniform_fresh_every_step_and_floors_to_the_levels():
     np.testing.assert_array_equal(np.floor(later), levels)
     np.testing.assert_array_equal(first, again)  # stateless: keyed by the step count
     assert np.mean(first != later) > 0.99
+    # A skipped (non-finite) step leaves the step count alone: the next batch still gets new noise.
+    model.nonfinite_steps.assign_add(1)
+    after_skip = noisy(x).numpy()
+    np.testing.assert_array_equal(np.floor(after_skip), levels)
+    assert np.mean(after_skip != later) > 0.99
     u = (first - levels).ravel()
     assert 0.0 <= u.min() and u.max() < 1.0
     assert abs(u.mean() - 0.5) < 0.05 and abs(u.var() - 1 / 12) < 0.01

@@ -717,18 +717,20 @@ class FlowModel(keras.Model):
     def _dequantized(self, data):
         """The training batch with integer pixels made levels by fresh U[0, 1) noise.
 
-        The noise is stateless, keyed by the optimizer's step count and the
-        replica, so it is new every step and on every replica, and runs the
-        same under ``tf.function``, XLA and ``tf.distribute``. Float batches
-        come back unchanged.
+        The noise is stateless, keyed by the optimizer's step count, the
+        count of skipped (non-finite) steps and the replica, so it is new
+        every step, skipped steps included, and on every replica, and runs
+        the same under ``tf.function``, XLA and ``tf.distribute``. Float
+        batches come back unchanged.
         """
         x, context = self._unpack(data)
         if not (self.models_pixel_levels and tf.convert_to_tensor(x).dtype.is_integer):
             return data
         ctx = tf.distribute.get_replica_context()
         replica = 0 if ctx is None else ctx.replica_id_in_sync_group
+        skipped = tf.cast(tf.convert_to_tensor(self.nonfinite_steps), tf.int64)
         seed = tf.stack([tf.cast(tf.convert_to_tensor(self.optimizer.iterations), tf.int64),
-                         tf.cast(replica, tf.int64)])
+                         tf.cast(replica, tf.int64) + skipped * (1 << 16)])
         rest = tuple(data[2:]) if isinstance(data, (tuple, list)) else ()
         return (self._check_x(x, values=False, seed=seed), context, *rest)
 
