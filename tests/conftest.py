@@ -64,3 +64,19 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.section("largest numeric errors seen (abs, fraction of tolerance)")
     for (check, dtype), (err, used) in sorted(_MAX_ERRORS.items()):
         terminalreporter.write_line(f"{check:<28} {dtype:<8} {err:10.3e}  {used:6.3f}")
+
+
+def pytest_sessionfinish(session) -> None:
+    # Under pytest-xdist each worker hands its table to the controller (below).
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["max_errors"] = [[c, d, e, u] for (c, d), (e, u) in _MAX_ERRORS.items()]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist's controller: merge a finished worker's table of numeric errors."""
+    for check, dtype, err, used in getattr(node, "workeroutput", {}).get("max_errors", []):
+        record = _MAX_ERRORS[(check, dtype)]
+        record[0] = max(record[0], err)
+        record[1] = max(record[1], used)
