@@ -458,6 +458,8 @@ def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_clo
         arrays["w_" + rid], arrays["d_" + rid] = np.array(w, "float32"), np.array(d)
         requests[rid] = ["sample", {"num_samples": "n", "temperature": "t", "seed": "seed",
                                     "labels": "label", "guidance": "w_" + rid, "denoise": "d_" + rid}]
+    arrays["zero"] = np.array(0, "int32")
+    requests["empty"] = ["sample", {**requests["both"][1], "num_samples": "zero"}]
     root = tmp_path
     np.savez(root / "arrays.npz", **arrays)
     (root / "loader.py").write_text(CLEAN_LOADER)
@@ -474,6 +476,7 @@ def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_clo
     assert kind == "InvalidArgumentError" and "sample: guidance must be finite" in message
     with np.load(root / "outputs.npz") as f:
         got = {rid: f[f"tarflow/{rid}/images_float"] for rid in want}
+        assert f["tarflow/empty/images"].shape == (0, 8, 8, 1)
     for rid in want:
         assert_close("tarflow_export_sample_options", got[rid], want[rid], atol=1e-3, rtol=1e-4)
     # Each option changes the samples, far beyond that tolerance.
