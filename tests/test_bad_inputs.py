@@ -308,6 +308,29 @@ CLI_ROWS: dict[str, Row] = {
     "cli_train_offline_tfds": (
         lambda e: _offline(lambda: cli("train", "--dataset", "cifar10", "--out", str(e.tmp / "run"))),
         CliError, "'cifar10' is not downloaded"),
+    # TarFlow's training and sampling options, given where they do nothing
+    "cli_train_noise_for_glow": (
+        lambda e: _tiny_train(e, "--noise", "gaussian", "--out", str(e.tmp / "out")), CliError,
+        "--noise is a training option of --model tarflow, got --model glow"),
+    "cli_train_noise_std_without_gaussian_noise": (
+        lambda e: _tiny_train(e, "--model", "tarflow", "--noise-std", "0.1", "--out", str(e.tmp / "out")),
+        CliError, "--noise-std is the std of --noise gaussian, got --noise uniform (the default)"),
+    "cli_train_label_dropout_unconditional": (
+        lambda e: _tiny_train(e, "--model", "tarflow", "--label-dropout", "0.2", "--out", str(e.tmp / "out")),
+        CliError, "--label-dropout is for class-conditional models (--conditional)"),
+    "cli_train_label_dropout_one": (
+        lambda e: cli("train", "--model", "tarflow", "--label-dropout", "1"), CliError,
+        "expected a probability in [0, 1), got 1"),
+    "cli_sample_guidance_for_glow": (
+        lambda e: cli("sample", e.keras_file(), "--guidance", "1.5", "--out", str(e.tmp / "s.png")),
+        CliError, "--guidance is for class-conditional TarFlow models (trained with --conditional), "
+                  "got a Glow"),
+    "cli_sample_denoise_for_glow": (
+        lambda e: cli("sample", e.keras_file(), "--denoise", "--out", str(e.tmp / "s.png")), CliError,
+        "--denoise is for TarFlow models trained with --noise gaussian, got a Glow"),
+    "cli_sample_guidance_nan": (
+        lambda e: cli("sample", e.keras_file(), "--guidance", "nan"), CliError,
+        "expected a finite number, got nan"),
 }
 
 # -- the SavedModel --------------------------------------------------------------------

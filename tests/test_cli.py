@@ -138,7 +138,8 @@ def test_debug_env_shows_the_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("model, extra", [
-    ("tarflow", ["--depth", "1"]),
+    ("tarflow", ["--depth", "1", "--conditional", "--noise", "gaussian", "--noise-std", "0.5",
+                 "--label-dropout", "0.2"]),
     ("jet", ["--patch-size", "2"]),
 ], ids=["tarflow", "jet"])
 def test_train_transformer_flows_on_digits(tmp_path, model, extra):
@@ -156,7 +157,11 @@ def test_train_transformer_flows_on_digits(tmp_path, model, extra):
         assert config["patch_size"] == 2 and config["num_couplings"] == 2 and config["depth"] == 1
     else:
         assert config["patch_size"] == 4 and config["num_blocks"] == 2 and config["num_layers"] == 1
-    sample = run("sample", str(out / "model.keras"), "--out", str(tmp_path / "s.png"), "--num", "2")
+        assert config["num_classes"] == 10 and config["label_dropout"] == 0.2
+        assert config["noise"] == "gaussian" and config["noise_std"] == 0.5
+    options = ["--guidance", "1.5", "--denoise"] if model == "tarflow" else []
+    sample = run("sample", str(out / "model.keras"), "--out", str(tmp_path / "s.png"), "--num", "2",
+                 *options)
     assert sample.returncode == 0, sample.stderr[-3000:]
     assert (tmp_path / "s.png").stat().st_size > 0
 

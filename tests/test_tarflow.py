@@ -10,8 +10,10 @@ of width 16.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
+import sys
 
 import keras
 import numpy as np
@@ -308,8 +310,9 @@ def levels(n: int = 16, seed: int = 0) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def random_model(conditional: bool = False, noise: str = "uniform") -> tfflows.TarFlow:
-    model = tiny(num_classes=3 if conditional else None, noise=noise)
+def random_model(conditional: bool = False, noise: str = "uniform",
+                 noise_std: float = 0.05) -> tfflows.TarFlow:
+    model = tiny(num_classes=3 if conditional else None, noise=noise, noise_std=noise_std)
     for layer in model.flow_layers:
         randomize(layer, 21)
         for w in layer.weights:  # keep the untrained flow tame in float32
@@ -412,6 +415,74 @@ def test_export_saved_model_signatures(tmp_path, assert_close):
     latents = served.signatures["encode"](images=tf.constant(images))["latents"]
     assert_close("tarflow_export_encode", latents.numpy(), model.encode(centres).numpy(),
                  atol=1e-4, rtol=1e-4)
+    # Unconditional, uniform noise: no guidance, no denoise; the sample signature is Glow's.
+    assert set(served.signatures["sample"].structured_input_signature[1]) == {
+        "num_samples", "temperature", "seed"}
+
+
+def saved_while_loops(path: str) -> list[str]:
+    """Names of the while loops in every function of a SavedModel."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    return [node.name for function in saved.meta_graphs[0].graph_def.library.function
+            for node in function.node_def if node.op in ("While", "StatelessWhile")]
+
+
+def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_close):
+    """A conditional TarFlow trained with Gaussian noise, served without tfflows: the sample
+    signature's guidance and denoise give model.sample's results for the same seed and options."""
+    from test_export import CLEAN_LOADER, _run
+
+    model = random_model(conditional=True, noise="gaussian", noise_std=0.2)
+    path = tfflows.export_saved_model(model, os.path.join(tmp_path, "serving", "tarflow", "1"))
+    with open(os.path.join(path, "assets.extra", "model_card.json")) as f:
+        inputs = json.load(f)["signatures"]["sample"]["inputs"]
+    assert set(inputs) == {"num_samples", "temperature", "seed", "labels", "guidance", "denoise"}
+    assert inputs["guidance"]["dtype"] == "float32" and inputs["guidance"]["default"] == 0.0
+    assert inputs["denoise"]["dtype"] == "bool" and inputs["denoise"]["default"] is False
+    assert "3.2 pixel levels" in inputs["denoise"]["description"]  # σ = 0.2 · 2⁵ / 2
+    # The cached sampler is compiled into the SavedModel; the uncached reference is not.
+    loops = saved_while_loops(path)
+    assert any(name.endswith("cached_inverse") for name in loops)
+    assert not any("uncached_inverse" in name for name in loops)
+
+    options = {"plain": (0.0, False), "guided": (2.0, False), "denoised": (0.0, True),
+               "both": (2.0, True), "bad_guidance": (float("nan"), False)}
+    arrays = {"n": np.array(3, "int32"), "t": np.array(0.8, "float32"),
+              "seed": np.array(4, "int64"), "label": np.array([1], "int32")}
+    requests = {}
+    for rid, (w, d) in options.items():
+        arrays["w_" + rid], arrays["d_" + rid] = np.array(w, "float32"), np.array(d)
+        requests[rid] = ["sample", {"num_samples": "n", "temperature": "t", "seed": "seed",
+                                    "labels": "label", "guidance": "w_" + rid, "denoise": "d_" + rid}]
+    arrays["zero"] = np.array(0, "int32")
+    requests["empty"] = ["sample", {**requests["both"][1], "num_samples": "zero"}]
+    root = tmp_path
+    np.savez(root / "arrays.npz", **arrays)
+    (root / "loader.py").write_text(CLEAN_LOADER)
+    (root / "plan.json").write_text(json.dumps(
+        {"tarflow": {"path": path, "arrays": str(root / "arrays.npz"), "requests": requests}}))
+    loader = _run([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))
+    want = {rid: model.sample(3, temperature=0.8, seed=4, context=1, guidance=w, denoise=d).numpy()
+            for rid, (w, d) in options.items() if rid != "bad_guidance"}
+    _, err = loader.communicate(timeout=600)
+    assert loader.returncode == 0, err[-4000:]
+    report = json.loads((root / "report.json").read_text())
+    assert report["attempts"] == [] and report["loaded_modules"] == []
+    kind, message = report["errors"]["tarflow/bad_guidance"]
+    assert kind == "InvalidArgumentError" and "sample: guidance must be finite" in message
+    with np.load(root / "outputs.npz") as f:
+        got = {rid: f[f"tarflow/{rid}/images_float"] for rid in want}
+        assert f["tarflow/empty/images"].shape == (0, 8, 8, 1)
+    for rid in want:
+        assert_close("tarflow_export_sample_options", got[rid], want[rid], atol=1e-3, rtol=1e-4)
+    # Each option changes the samples, far beyond that tolerance.
+    assert np.abs(got["guided"] - got["plain"]).max() > 1.0
+    assert np.abs(got["denoised"] - got["plain"]).max() > 0.5
+    assert np.abs(got["both"] - got["guided"]).max() > 0.5
 
 
 def test_class_conditional_guidance_sampling():
@@ -482,3 +553,26 @@ def test_model_rejects_bad_sampling_options():
         random_model(conditional=True).sample(1, context=0, guidance=float("nan"))
     with pytest.raises(ValueError, match=r"expected x of shape \[batch, 8, 8, 1\]"):
         model.log_prob(np.zeros((2, 8, 4, 1), "float32"))
+
+
+def test_cli_sample_passes_guidance_and_denoise(tmp_path):
+    """``tfflows sample --guidance W --denoise`` draws what ``sample(guidance=W, denoise=True)`` draws."""
+    from PIL import Image
+
+    from tfflows import cli
+    from tfflows.callbacks import samples_picture
+
+    model = random_model(conditional=True, noise="gaussian", noise_std=0.2)
+    path = os.path.join(tmp_path, "tarflow.keras")
+    model.save(path)
+
+    def draw(name, *flags):
+        out = os.path.join(tmp_path, name)
+        assert cli.main(["sample", path, "--out", out, "--temperatures", "0.5", *flags]) == 0
+        return np.asarray(Image.open(out))
+
+    plain, guided = draw("plain.png"), draw("guided.png", "--guidance", "2", "--denoise")
+    options = {"guidance": 2.0, "denoise": True}
+    want = samples_picture(model, [0.5], seed=0, num_bits=NUM_BITS, sample_options=options)
+    np.testing.assert_array_equal(guided, want.reshape(guided.shape))
+    assert np.mean(guided != plain) > 0.05

@@ -47,17 +47,19 @@ def temperature_label(temperature: float) -> str:
 
 def samples_picture(model, temperatures: Sequence[float], per_row: int = 10, seed: int = 0,
                     num_bits: int = 8, value_range: tuple[float, float] | None = None,
-                    labels: bool = True) -> np.ndarray:
+                    labels: bool = True, sample_options: dict | None = None) -> np.ndarray:
     """Samples of ``model`` as one uint8 picture [H, W, C].
 
     Image models: one row per temperature (conditional models: one sample per
     class in each row), labelled ``T=0.70`` on the left when ``labels``;
     pixel levels in ``value_range`` (default: all of ``num_bits``) span
     black to white. Vector models with 2 features: a density picture of
-    many samples at the first temperature.
+    many samples at the first temperature. ``sample_options`` go to every
+    ``model.sample`` call (TarFlow: ``guidance``, ``denoise``).
     """
+    options = dict(sample_options or {})
     if len(model.event_shape) == 1:
-        points = model.sample(20000, temperature=temperatures[0], seed=seed).numpy()
+        points = model.sample(20000, temperature=temperatures[0], seed=seed, **options).numpy()
         return density_array(points)[..., None]
     rows = []
     for t in temperatures:
@@ -68,7 +70,7 @@ def samples_picture(model, temperatures: Sequence[float], per_row: int = 10, see
             context = np.arange(n, dtype=np.int32)
         with warnings.catch_warnings():  # the warning below says what happens to them
             warnings.filterwarnings("ignore", r".*have inf or NaN values", RuntimeWarning)
-            x = model.sample(n, temperature=float(t), seed=seed, context=context).numpy()
+            x = model.sample(n, temperature=float(t), seed=seed, context=context, **options).numpy()
         bad = ~np.isfinite(x)
         if bad.any():
             # An early or unstable model can map hot latents outside the data's
@@ -83,13 +85,15 @@ def samples_picture(model, temperatures: Sequence[float], per_row: int = 10, see
 
 def save_samples_picture(model, path: str, temperatures: Sequence[float], per_row: int = 10,
                          seed: int = 0, num_bits: int = 8,
-                         value_range: tuple[float, float] | None = None, labels: bool = True) -> None:
+                         value_range: tuple[float, float] | None = None, labels: bool = True,
+                         sample_options: dict | None = None) -> None:
     """Draws ``per_row`` samples at each temperature and saves them as one PNG, atomically.
 
-    See :func:`samples_picture` for the layout, the labels and ``value_range``.
+    See :func:`samples_picture` for the layout, the labels, ``value_range``
+    and ``sample_options``.
     """
     save_picture(path, samples_picture(model, temperatures, per_row, seed, num_bits, value_range,
-                                       labels))
+                                       labels, sample_options))
 
 
 class SampleGrid(keras.callbacks.Callback):

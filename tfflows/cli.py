@@ -39,6 +39,8 @@ def _float_in(accept, expected: str):
 _rate = _float_in(lambda v: 0.0 < v <= 1.0, "a probability in (0, 1]")
 _positive_float = _float_in(lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
 _fraction = _float_in(lambda v: 0.0 < v < 1.0, "a fraction strictly between 0 and 1")
+_dropout = _float_in(lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
+_finite = _float_in(math.isfinite, "a finite number")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "coupling's ViT (jet, default 1)")
     transformers.add_argument("--heads", type=_positive_int, default=4,
                               help="attention heads; must divide --width")
+    transformers.add_argument("--noise", choices=("uniform", "gaussian"), default=None,
+                              help="tarflow's training noise: uniform (default: the uniformly "
+                                   "dequantized data, exact bits/dim) or gaussian (N(0, s^2) added "
+                                   "to every batch, the paper's recipe for samples; sample with "
+                                   "--denoise)")
+    transformers.add_argument("--noise-std", type=_positive_float, default=None, metavar="S",
+                              help="s of --noise gaussian on the data scaled to [-1, 1] "
+                                   "(default 0.05, the paper's)")
+    transformers.add_argument("--label-dropout", type=_dropout, default=None, metavar="P",
+                              help="tarflow with --conditional: each label is replaced by the null "
+                                   "class with probability P (default 0.1), which sampling with "
+                                   "--guidance needs")
     train.add_argument("--blocks", type=_positive_int, default=2, help="num_blocks: RealNVP ResNet blocks")
     train.add_argument("--coupling", choices=("affine", "additive"), default="affine")
     train.add_argument("--conditional", action="store_true", help="class-conditional model")
@@ -178,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num", type=_positive_int, default=10, help="samples per temperature")
     sample.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 0.85, 1.0])
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--guidance", type=_finite, default=None, metavar="W",
+                        help="class-conditional tarflow: classifier-free guidance weight W "
+                             "(0: none)")
+    sample.add_argument("--denoise", action="store_true",
+                        help="tarflow trained with --noise gaussian: one score step "
+                             "x + s^2 grad log p(x) after sampling")
 
     export = sub.add_parser("export", help="export a saved model as a TF Serving SavedModel")
     export.add_argument("model_path")
@@ -264,9 +284,11 @@ def _build_model(args, event_shape, num_bits, num_classes):
         raise ValueError(f"--model {args.model} is a vector flow; use it with a 2-D toy dataset or a "
                          f"CSV file, got image data of shape {tuple(event_shape)}.")
     if args.model == "tarflow":
+        given = {key: getattr(args, key, None) for key in ("noise", "noise_std", "label_dropout")}
         return tfflows.TarFlow(event_shape, patch_size=args.patch_size, num_blocks=args.steps,
                                num_layers=args.depth or 2, width=args.width, heads=args.heads,
-                               num_bits=num_bits, num_classes=num_classes, **policy)
+                               num_bits=num_bits, num_classes=num_classes,
+                               **{k: v for k, v in given.items() if v is not None}, **policy)
     if args.model == "jet":
         return tfflows.Jet(event_shape, patch_size=args.patch_size, num_couplings=args.steps,
                            depth=args.depth or 1, width=args.width, heads=args.heads,
@@ -314,6 +336,21 @@ def _remove_run(out: str) -> None:
             os.remove(os.path.join(out, name))
 
 
+def _check_tarflow_options(args) -> None:
+    """Refuses TarFlow's training flags where they would do nothing (before any data is read)."""
+    given = [flag for flag, key in (("--noise", "noise"), ("--noise-std", "noise_std"),
+                                    ("--label-dropout", "label_dropout"))
+             if getattr(args, key, None) is not None]
+    if given and args.model != "tarflow":
+        raise ValueError(f"{given[0]} is a training option of --model tarflow, got --model {args.model}.")
+    if getattr(args, "noise_std", None) is not None and args.noise != "gaussian":
+        raise ValueError(f"--noise-std is the std of --noise gaussian, got --noise "
+                         f"{args.noise or 'uniform (the default)'}.")
+    if getattr(args, "label_dropout", None) is not None and not args.conditional:
+        raise ValueError("--label-dropout is for class-conditional models (--conditional), "
+                         "got an unconditional one.")
+
+
 def _train(args) -> dict:
     import keras
     import tensorflow as tf
@@ -324,6 +361,7 @@ def _train(args) -> dict:
     from tfflows.io import atomic_write_json
     from tfflows.training import make_optimizer
 
+    _check_tarflow_options(args)
     previous = _previous_run(args.out)
     if previous and not (args.resume or args.overwrite):
         raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
@@ -607,10 +645,31 @@ def _score(args) -> dict:
     return table
 
 
+def _sample_options(args, model) -> dict:
+    """``--guidance`` and ``--denoise`` as ``model.sample`` options, where the model offers them."""
+    options = {}
+    if args.guidance is not None:
+        options["guidance"] = args.guidance
+    if args.denoise:
+        options["denoise"] = True
+    offered = getattr(model, "sample_signature_options", None)
+    name = type(model).__name__
+    needs = {"guidance": "class-conditional TarFlow models (trained with --conditional)",
+             "denoise": "TarFlow models trained with --noise gaussian"}
+    for key in options:
+        if key not in (offered or {}):
+            what = (f"a {name}" if offered is None else
+                    f"an unconditional {name}" if key == "guidance" else
+                    f"a {name} trained with noise={getattr(model, 'noise', None)!r}")
+            raise ValueError(f"--{key} is for {needs[key]}, got {what} from {args.model_path!r}.")
+    return options
+
+
 def _sample(args) -> None:
     from tfflows.callbacks import save_samples_picture
 
     model = _load_model(args.model_path)
+    options = _sample_options(args, model)
     try:  # the training data's pixel levels, drawn black to white (older runs did not record them)
         pixel_range = _recorded_source(args.model_path).get("pixel_range")
     except ValueError:
@@ -620,7 +679,8 @@ def _sample(args) -> None:
         pixel_range = None
     save_samples_picture(model, args.out, args.temperatures, per_row=args.num, seed=args.seed,
                          num_bits=getattr(model, "num_bits", 8),
-                         value_range=tuple(pixel_range) if pixel_range else None)
+                         value_range=tuple(pixel_range) if pixel_range else None,
+                         sample_options=options)
     print(f"tfflows: samples at temperatures {args.temperatures} written to {args.out}")
 
 

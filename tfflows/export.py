@@ -25,6 +25,12 @@ Image models (event shape [H, W, C], ``num_bits`` n):
   scalars → ``images`` uint8 (scaled to 0..255), ``images_float`` (levels)
   and ``finite`` bool [B]: false for a sample whose inverse overflowed to inf
   or NaN (uint8 cannot hold NaN, so its ``images`` are not the model's).
+  A model may add sampling inputs of its own (``sample_signature_options``
+  and ``decode_with_options``): a class-conditional TarFlow takes
+  ``guidance`` float32 (0: none) and one trained with Gaussian noise takes
+  ``denoise`` bool (False: none). Signatures have no optional inputs, so
+  these are required; the model card gives each one's ``default``, the
+  value that reproduces the plain sample.
 - ``encode``: ``images`` uint8 → ``latents`` float32 [B, D];
   ``decode``: ``latents`` → ``images``, ``images_float``, ``finite``.
 
@@ -80,13 +86,17 @@ class _Tensor:
     dtype: tf.DType
     shape: tuple
     description: str
+    default: Any = None  # the value that leaves the result as without this input
 
     def spec(self) -> tf.TensorSpec:
         return tf.TensorSpec(self.shape, self.dtype, name=self.name)
 
     def card(self) -> dict[str, Any]:
-        return {"dtype": self.dtype.name, "shape": [-1 if d is None else d for d in self.shape],
+        card = {"dtype": self.dtype.name, "shape": [-1 if d is None else d for d in self.shape],
                 "description": self.description}
+        if self.default is not None:
+            card["default"] = self.default
+        return card
 
 
 @dataclass
@@ -129,6 +139,9 @@ class _Endpoints:
     def __init__(self, model: FlowModel, max_samples: int) -> None:
         self.model = model
         self.max_samples = max_samples
+        # A model's own sampling inputs (TarFlow: guidance, denoise), served through its
+        # decode_with_options; other models offer none.
+        self.sample_options = dict(getattr(model, "sample_signature_options", {}))
         self.is_image = model.data_kind == "image"
         self.num_dims = int(model.num_dims)
         if self.is_image:
@@ -316,6 +329,11 @@ class _Endpoints:
                 "or num_samples rows (one per sample)"))
             more, context = self._check_context(kw, given, "sample")
             checks += more
+        options = {name: kw[name] for name in self.sample_options}
+        for name, value in options.items():
+            if value.dtype.is_floating:
+                checks.append(tf.debugging.assert_equal(
+                    tf.math.is_finite(value), True, message=f"sample: {name} must be finite"))
         with tf.control_dependencies(checks):
             n = tf.identity(n)
             if context is not None:
@@ -324,7 +342,11 @@ class _Endpoints:
             key = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
             eps = tf.random.stateless_normal(tf.stack([n, self.num_dims]), seed=key)
             eps = tf.reshape(eps, [-1, self.num_dims])
-            return self._data_dict(self.model.decode(eps * temperature, context))
+            if options:
+                x = self.model.decode_with_options(eps * temperature, context, **options)
+            else:
+                x = self.model.decode(eps * temperature, context)
+            return self._data_dict(x)
 
     # -- the table ---------------------------------------------------------
 
@@ -354,9 +376,13 @@ class _Endpoints:
         ]
         ctx_sample = [_Tensor(t.name, t.dtype, t.shape, t.description.replace(
             "one per example", "one for all samples or one per sample")) for t in ctx]
+        options = [_Tensor(name, tf.as_dtype(o["dtype"]), (), o["description"], o["default"])
+                   for name, o in self.sample_options.items()]
         out += [
-            _Endpoint("sample", "draws samples, deterministic for a given seed",
-                      scalars + ctx_sample, self._data_outputs(), self.sample),
+            _Endpoint("sample", "draws samples, deterministic for a given seed" + (
+                "; every input is required, and an option at its default gives the plain sample"
+                if options else ""),
+                      scalars + ctx_sample + options, self._data_outputs(), self.sample),
             _Endpoint("encode", "the flat latent z = f(x)" + (
                 " of the bin centres" if self.is_image else ""), [data, *ctx], [latents], self.encode),
             _Endpoint("decode", "x = f^-1(z) for flat latents", [latents, *ctx],

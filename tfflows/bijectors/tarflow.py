@@ -64,7 +64,8 @@ class TokenAutoregressive(FlowBijector):
       token_shape: (T, D).
       reverse: process the tokens last to first.
       context: [B, K] context (class one-hots) or None.
-      guidance: w, the guidance weight (0: none).
+      guidance: w, the guidance weight (0: none); a float, or a scalar tensor, which is
+        always applied (the batch runs twice even where it is 0).
       cached: sample with the key/value cache (True) or the prefix recomputation.
 
     References:
@@ -77,7 +78,8 @@ class TokenAutoregressive(FlowBijector):
     supported_event_ndims = (2,)
 
     def __init__(self, conditioner: TokenConditioner, token_shape: tuple[int, int],
-                 reverse: bool = False, context: tf.Tensor | None = None, guidance: float = 0.0,
+                 reverse: bool = False, context: tf.Tensor | None = None,
+                 guidance: float | tf.Tensor = 0.0,
                  cached: bool = True, validate_args: bool = False,
                  name: str = "token_autoregressive") -> None:
         parameters = dict(locals())
@@ -85,16 +87,21 @@ class TokenAutoregressive(FlowBijector):
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"{name}: token_shape must be (tokens, features) of positive sizes, "
                              f"got {tuple(token_shape)!r}.")
-        guidance = float(guidance)
-        if guidance != 0.0 and context is None:
+        # A tensor weight (a SavedModel input) is always applied: its caller picks the
+        # unguided bijector with a tf.cond where it is 0, as the float form does here.
+        guided = tf.is_tensor(guidance) or float(guidance) != 0.0
+        if not tf.is_tensor(guidance):
+            guidance = float(guidance)
+        if guided and context is None:
             raise ValueError(f"{name}: guidance needs a context (a class-conditional model and "
                              f"its labels), got guidance={guidance} and no context.")
         self._net = conditioner
         self._shape = shape
         self._reverse = bool(reverse)
         self._guidance = guidance
+        self._guided = guided
         self._cached = bool(cached)
-        if context is not None and guidance != 0.0:
+        if context is not None and guided:
             # One batch of 2B: the conditional half, then the null (all-zero) context.
             context = tf.concat([context, tf.zeros_like(context)], 0)
         self._context = context
@@ -114,10 +121,6 @@ class TokenAutoregressive(FlowBijector):
 
     # -- parameters ------------------------------------------------------
 
-    @property
-    def _guided(self) -> bool:
-        return self._guidance != 0.0
-
     def _twice(self, x: tf.Tensor) -> tf.Tensor:
         return tf.concat([x, x], 0) if self._guided else x
 
@@ -126,7 +129,7 @@ class TokenAutoregressive(FlowBijector):
         raw = tf.cast(raw, dtype)
         if self._guided:
             cond, null = tf.split(raw, 2, axis=0)
-            w = self._guidance
+            w = tf.cast(self._guidance, dtype)
             shift_c, scale_c = tf.split(cond, 2, axis=-1)
             shift_u, scale_u = tf.split(null, 2, axis=-1)
             alpha_c, alpha_u = bounded_log_scale(scale_c), bounded_log_scale(scale_u)
@@ -192,8 +195,10 @@ class TokenAutoregressive(FlowBijector):
             x_next = tf.gather(z, i + 1, axis=1) * tf.exp(alpha) + shift
             return i + 1, x_next, self._put(buf, i + 1, x_next), log_det + tf.reduce_sum(alpha, -1), cache
 
+        # The loop's name marks the cached sampler in graphs and SavedModels (tests look for it).
         _, _, buf, log_det, _ = tf.while_loop(
-            lambda i, *_: i < length - 1, body, (tf.constant(0), x0, buf, log_det, cache))
+            lambda i, *_: i < length - 1, body, (tf.constant(0), x0, buf, log_det, cache),
+            name="cached_inverse")
         return buf, log_det
 
     def _inverse_uncached(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -207,5 +212,6 @@ class TokenAutoregressive(FlowBijector):
 
         log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
         _, buf, log_det = tf.while_loop(lambda t, *_: t < self._shape[0], body,
-                                        (tf.constant(0), tf.zeros_like(z), log_det))
+                                        (tf.constant(0), tf.zeros_like(z), log_det),
+                                        name="uncached_inverse")
         return buf, log_det

@@ -218,6 +218,60 @@ class TarFlow(FlowModel):
         with self._inverse_options(guidance, cached, denoise):
             return super().sample(num_samples, temperature, seed, context, **kwargs)
 
+    # -- serving (tfflows.export) -------------------------------------------
+
+    @property
+    def sample_signature_options(self) -> dict[str, dict[str, Any]]:
+        """The exported ``sample`` signature's inputs beyond the scalars and labels.
+
+        ``guidance`` (float32, class-conditional models) and ``denoise``
+        (bool, models trained with ``noise="gaussian"``), each with the
+        neutral value that gives the plain sample (0.0, False) as
+        ``default`` and a ``description`` for the model card. Read by
+        :func:`tfflows.export.export_saved_model`, which passes them to
+        :meth:`decode_with_options`.
+        """
+        options: dict[str, dict[str, Any]] = {}
+        if self.is_conditional:
+            options["guidance"] = {
+                "dtype": "float32", "default": 0.0,
+                "description": "finite classifier-free guidance weight w: each token's shift and "
+                               "log-scale are (1 + w) p(label) - w p(null class); 0: no guidance"}
+        if self.noise == "gaussian":
+            options["denoise"] = {
+                "dtype": "bool", "default": False,
+                "description": "true: one score step x + s^2 grad log p(x) after sampling, "
+                               f"s = {self.level_noise_std:g} pixel levels (the training "
+                               "noise); false: the noisy sample"}
+        return options
+
+    def decode_with_options(self, z, context=None, guidance=None, denoise=None) -> tf.Tensor:
+        """:meth:`decode` (cached) with the sampling options as tensors, for exported graphs.
+
+        Where :meth:`sample` takes Python values, this takes scalar tensors
+        and branches with ``tf.cond``: ``guidance`` w ≠ 0 runs the guided
+        inverse, w = 0 the plain one; ``denoise`` true adds the score step.
+        Either may be None (not offered). The results equal
+        ``sample``/``decode`` with the same options.
+        """
+        z = self._check_z(z)
+
+        def inverse(w):
+            return self.flow(context, guidance=w).inverse(z)
+
+        def compute():
+            if guidance is None:
+                x = inverse(0.0)
+            else:
+                w = tf.convert_to_tensor(guidance)
+                x = tf.cond(tf.not_equal(w, 0.0), lambda: inverse(w), lambda: inverse(0.0))
+            if denoise is not None:
+                x = tf.cond(tf.convert_to_tensor(denoise),
+                            lambda: self._score_step(x, context), lambda: tf.identity(x))
+            return x
+
+        return self._unless_empty(z, compute, self.event_shape)
+
     # -- denoising ----------------------------------------------------------
 
     def _score_step(self, x: tf.Tensor, context) -> tf.Tensor:
