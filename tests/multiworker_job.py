@@ -14,7 +14,9 @@ kill the worker mid-run.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
+import signal
 import sys
 import time
 
@@ -52,6 +54,7 @@ def build_model():
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 prints where a stuck worker waits
     parser = argparse.ArgumentParser()
     parser.add_argument("index", type=int)
     parser.add_argument("hosts")

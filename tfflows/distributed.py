@@ -444,39 +444,50 @@ def fit(model, data, *, strategy: tf.distribute.Strategy | None = None, epochs: 
         steps=steps_per_epoch)
 
     @tf.function
-    def train_step(batch):
-        logs = strategy.run(model.train_step, args=(batch,))
+    def train_step(iterator):
+        # The batch is taken inside the function: an eager distributed iterator starts
+        # collectives of its own, out of step with those of the functions on other workers.
+        logs = strategy.run(model.train_step, args=(next(iterator),))
         # Each replica's loss is already the global batch's mean: any replica's value will do.
-        return {k: strategy.experimental_local_results(v)[0] for k, v in logs.items()}
+        logs = {k: strategy.experimental_local_results(v)[0] for k, v in logs.items()}
+        return logs
 
-    def agree_to_stop(flag: bool) -> bool:
-        votes = strategy.run(lambda f: tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, f), args=(tf.constant(float(flag)),))
-        return float(strategy.experimental_local_results(votes)[0]) > 0
+    @tf.function
+    def agree_to_stop(stop):
+        def vote(stop):
+            # A new tensor made on the replica's device: an argument itself has none to reduce to.
+            ballot = tf.cast(stop > 0, tf.float32)
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, ballot)
 
-    agree = tf.function(agree_to_stop) if strategy.num_replicas_in_sync > 1 else None
+        votes = strategy.run(vote, args=(stop,))
+        return strategy.experimental_local_results(votes)[0] > 0
+
+    several = strategy.num_replicas_in_sync > 1
     callback_list.on_train_begin()
     logs: dict = {}
     epoch = start_epoch
     for epoch in range(start_epoch, epochs):
         model.reset_metrics()
         callback_list.on_epoch_begin(epoch)
-        ds = source(epoch)
+        ds = _shardable(source(epoch))
         if steps_per_epoch is not None:
-            ds = _shardable(ds).repeat().take(steps_per_epoch)
+            ds = ds.repeat().take(steps_per_epoch)
+        count = int(ds.cardinality())
+        if count < 0:
+            raise ValueError(f"fit: the number of batches in epoch {epoch} is unknown (cardinality "
+                             f"{count}); pass steps_per_epoch.")
         skip = start_step if epoch == start_epoch else 0
-        step = skip
-        for batch in strategy.experimental_distribute_dataset(_shardable(ds).skip(skip)):
+        iterator = iter(strategy.experimental_distribute_dataset(_shardable(ds.skip(skip))))
+        for step in range(skip, count):
             callback_list.on_train_batch_begin(step)
-            logs = {k: float(v.numpy()) for k, v in train_step(batch).items()}
-            step += 1
+            logs = {k: float(v.numpy()) for k, v in train_step(iterator).items()}
             global_step += 1
-            callback_list.on_train_batch_end(step - 1, logs)
+            callback_list.on_train_batch_end(step, logs)
             if folder and global_step % checkpoint_every == 0:
-                _save_checkpoint(model, folder, epoch, step, global_step, keep_checkpoints)
+                _save_checkpoint(model, folder, epoch, step + 1, global_step, keep_checkpoints)
             stop = bool(model.stop_training)
-            if agree is not None:
-                stop = bool(agree(tf.constant(float(stop))))
+            if several:
+                stop = bool(agree_to_stop(tf.constant(float(stop))))
             if stop:
                 model.stop_training = True
                 break
