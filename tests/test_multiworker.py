@@ -114,8 +114,11 @@ def test_two_workers_equal_one_process_on_the_global_batch(uninterrupted, assert
     for epoch in range(job.EPOCHS):
         model.fit(job.epoch_data(epoch), epochs=1, verbose=0, callbacks=[record])
     assert_close("2 workers loss", np.array(losses[0]), np.array(seen), atol=1e-4, rtol=1e-5)
+    # Adam divides each gradient by its own running size, so the round-off of summing two
+    # halves instead of one batch grows where a gradient is near 0 (ActNorm biases just after
+    # their initialisation): measured up to 6.8e-5, where 8 steps move each weight ~6e-3.
     for i, (got, want) in enumerate(zip(weights(uninterrupted, "worker0_final.npz"), model.get_weights())):
-        assert_close(f"2 workers weight {i}", got, want, atol=2e-5, rtol=1e-4)
+        assert_close(f"2 workers weight {i}", got, want, atol=2e-4, rtol=1e-4)
     for got, want in zip(weights(uninterrupted, "worker1_final.npz"), weights(uninterrupted, "worker0_final.npz")):
         np.testing.assert_array_equal(got, want)
 

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
