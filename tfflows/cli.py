@@ -150,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start over: first remove the files an earlier run wrote in --out "
                             "(only those listed above)")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    cluster = train.add_argument_group(
+        "multi-worker training (tfflows.distributed; also started by a TF_CONFIG variable)")
+    cluster.add_argument("--workers", type=_positive_int, default=None,
+                         help="workers in the cluster; this process is one of them")
+    cluster.add_argument("--worker-index", type=int, default=None, help="this worker's place, 0 = chief")
+    cluster.add_argument("--worker-hosts", default=None, metavar="HOST:PORT,...",
+                         help="every worker's address, in index order (else read from TF_CONFIG)")
+    cluster.add_argument("--join-timeout", type=_positive_float, default=120.0, metavar="SECONDS",
+                         help="how long to wait for every worker to start")
+    cluster.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="STEPS",
+                         help="the chief writes checkpoints/step_* this often (and every epoch)")
 
     evaluate = sub.add_parser("evaluate", help="test bits/dim (or NLL) of a saved model")
     evaluate.add_argument("model_path", help="a .keras file written by tfflows train")
@@ -352,6 +363,10 @@ def _check_tarflow_options(args) -> None:
 
 
 def _train(args) -> dict:
+    from tfflows.multiworker_cli import train_worker, wants_workers
+
+    if wants_workers(args):
+        return train_worker(args)
     import keras
     import tensorflow as tf
 
