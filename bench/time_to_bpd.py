@@ -270,6 +270,23 @@ def run_system(args: argparse.Namespace, system: str, round_: int) -> dict:
     return res
 
 
+def compare(runs: dict, marks: list[float], systems: list[str]) -> list[dict]:
+    """One row per mark: each system's test bits/dim per run, and tfflows − normflows (medians)."""
+    table = []
+    for m in marks:
+        row = {"minutes": m}
+        for system, results in runs.items():
+            # None: the run never trained to that mark (its budget went elsewhere, e.g. compiling)
+            row[system] = [next((a["test_bits_per_dim"] for a in res["at"]
+                                 if abs(a["minutes"] - m) < 1e-6), None) for res in results]
+        if len(systems) == 2 and all(v is not None for s in SYSTEMS for v in row[s]):
+            a, b = (sorted(row[s])[len(row[s]) // 2] for s in SYSTEMS)
+            row["tfflows_minus_normflows"] = round(a - b, 4)
+            row["target_met"] = a - b <= -0.1
+        table.append(row)
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     sys.path.insert(0, _REPO)
@@ -285,18 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         for system in args.systems:
             runs[system].append(run_system(args, system, r))
     load.append(os.getloadavg()[0])
-    table = []
-    for m in args.marks:
-        row = {"minutes": m}
-        for system, results in runs.items():
-            # None: the run never trained to that mark (its budget went elsewhere, e.g. compiling)
-            row[system] = [next((a["test_bits_per_dim"] for a in res["at"]
-                                 if abs(a["minutes"] - m) < 1e-6), None) for res in results]
-        if len(args.systems) == 2 and all(v is not None for s in SYSTEMS for v in row[s]):
-            a, b = (sorted(row[s])[len(row[s]) // 2] for s in SYSTEMS)
-            row["tfflows_minus_normflows"] = round(a - b, 4)
-            row["target_met"] = a - b <= -0.1
-        table.append(row)
+    table = compare(runs, args.marks, args.systems)
     report = {"cpu": cpu_name(), "cores": args.cores or f"all ({os.cpu_count()})",
               "load_average_1min": load, "date": time.strftime("%Y-%m-%d"),
               "marks_minutes": args.marks, "table": table, "runs": runs, "argv": sys.argv[1:]}
