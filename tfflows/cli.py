@@ -476,7 +476,8 @@ def _train(args) -> dict:
                                                     if jit["probe"] else {})},
         "jit": jit,
         "test_at": (test_at.results if test_at else []) + (
-            [{"minutes": m, "train_seconds": round(seconds, 1),
+            [{"minutes": m, "train_seconds": round(seconds - sum(
+                r["eval_seconds"] for r in (test_at.results if test_at else [])), 1),
               "train_steps": int(model.optimizer.iterations.numpy()), **final}
              for m in (args.test_at or ()) if args.time_limit and m == args.time_limit][:1]),
         "test_loss_nats": final["loss"], f"test_{model.per_dim_metric}": final[model.per_dim_metric],
