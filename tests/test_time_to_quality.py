@@ -103,21 +103,24 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_STEPS", 1)  # the probe pays only for long runs
+    # The probe pays only for long runs; here it runs on a tiny one.
+    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_STEPS", 1)
+    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_MINUTES", 0.0)
     out = tmp_path / "run"
     printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
                   "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
-                  "--steps", "1", "--levels", "2", "--test-at", "0.000001", "--out", str(out),
-                  "--verbose", "0")
+                  "--steps", "1", "--levels", "2", "--time-limit", "0.0001", "--test-at", "0.0001",
+                  "--out", str(out), "--verbose", "0")
     results = json.loads((out / "results.json").read_text())
     probe = results["jit"]["probe"]
     assert results["jit"]["jit_compile"] is (probe["seconds_per_step"]["on"]
                                              < probe["seconds_per_step"]["off"])
     assert "--jit auto: XLA" in printed
-    assert results["train_steps"] == probe["steps"] + 2  # the probe's steps trained the model
-    (first,) = results["test_at"]
-    assert first["train_steps"] == probe["steps"] + 1
-    assert np.isfinite(first["bits_per_dim"]) and first["bits_per_dim"] > 0
+    # The probe's steps trained the model and used up the budget: one more step, then the end.
+    assert results["train_steps"] == probe["steps"] + 1
+    (last,) = results["test_at"]  # the mark at the time limit is the final test figure
+    assert last["minutes"] == 0.0001 and last["train_steps"] == results["train_steps"]
+    assert last["bits_per_dim"] == results["test_bits_per_dim"] > 0
     assert results["time_breakdown_s"]["jit_probe"] == probe["probe_seconds"]
 
 
