@@ -106,23 +106,33 @@ class SampleGrid(keras.callbacks.Callback):
       num_bits: bits per pixel of the model's data.
       value_range: the lowest and highest pixel level of the training data,
         drawn black and white (default: 0 and 2^num_bits − 1).
+      seed: the seed of the draw, the same every epoch.
+
+    Attributes:
+      picture: the last grid drawn (uint8 [H, W, C]), for
+        :class:`TensorBoardSamples` to reuse; ``picture_epoch``: its epoch.
     """
 
     def __init__(self, folder: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
                  per_row: int = 10, num_bits: int = 8,
-                 value_range: tuple[float, float] | None = None) -> None:
+                 value_range: tuple[float, float] | None = None, seed: int = 0) -> None:
         super().__init__()
         self.folder = folder
         self.temperatures = list(temperatures)
         self.per_row = per_row
         self.num_bits = num_bits
         self.value_range = value_range
+        self.seed = seed
+        self.picture = None
+        self.picture_epoch = None
         os.makedirs(folder, exist_ok=True)
 
     def on_epoch_end(self, epoch, logs=None):
         path = os.path.join(self.folder, f"samples_epoch_{epoch + 1:03d}.png")
-        save_samples_picture(self.model, path, self.temperatures, self.per_row,
-                             num_bits=self.num_bits, value_range=self.value_range)
+        self.picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
+                                       self.num_bits, self.value_range)
+        self.picture_epoch = epoch
+        save_picture(path, self.picture)
 
 
 class TensorBoardSamples(keras.callbacks.Callback):
@@ -139,12 +149,17 @@ class TensorBoardSamples(keras.callbacks.Callback):
       temperatures, per_row, num_bits, value_range: as for :class:`SampleGrid`.
       seed: the seed of the draw, the same every epoch (the grid shows the
         model changing, not the noise).
+      source: a :class:`SampleGrid` earlier in the callback list whose
+        picture of the same epoch is logged instead of drawing the samples
+        again (its temperatures, rows and seed then apply).
     """
 
     def __init__(self, log_dir: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
                  per_row: int = 10, num_bits: int = 8,
-                 value_range: tuple[float, float] | None = None, seed: int = 0) -> None:
+                 value_range: tuple[float, float] | None = None, seed: int = 0,
+                 source: SampleGrid | None = None) -> None:
         super().__init__()
+        self.source = source
         self.log_dir = os.path.join(log_dir, "samples")
         self.temperatures = list(temperatures)
         self.per_row = per_row
@@ -161,12 +176,17 @@ class TensorBoardSamples(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
-        picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
-                                  self.num_bits, self.value_range)
+        source = self.source
+        temperatures = self.temperatures
+        if source is not None and source.picture_epoch == epoch:
+            picture, temperatures = source.picture, source.temperatures
+        else:
+            picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
+                                      self.num_bits, self.value_range)
         with self._writer.as_default():
             tf.summary.image("samples", picture[None], step=epoch,
                              description="rows: temperatures " +
-                             ", ".join(temperature_label(t) for t in self.temperatures))
+                             ", ".join(temperature_label(t) for t in temperatures))
         self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -260,7 +280,8 @@ class TimeLimit(keras.callbacks.Callback):
     """Stops training at the end of the first batch after ``seconds`` of training.
 
     The epoch in progress is cut short; evaluation and checkpoints that follow
-    ``fit`` still run.
+    ``fit`` still run. Seconds added to ``paused`` (a test run in the middle
+    of training, see :class:`tfflows.clock.TestAt`) do not count.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -269,12 +290,14 @@ class TimeLimit(keras.callbacks.Callback):
             raise ValueError(f"TimeLimit: seconds must be > 0, got {seconds!r}.")
         self.seconds = float(seconds)
         self.start = None
+        self.paused = 0.0
 
     def on_train_begin(self, logs=None):
         self.start = time.time()
+        self.paused = 0.0
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.time() - self.start > self.seconds:
+        if time.time() - self.start - self.paused > self.seconds:
             self.model.stop_training = True
 
 

@@ -18,6 +18,15 @@ VECTOR_MODELS = ("nsf", "maf", "maf-spline")
 TOY_DATASETS = ("two_moons", "8gaussians", "checkerboard", "rings")
 
 
+VAL_EXAMPLES_TIMED = 2000
+"""Validation examples per epoch of a run with ``--time-limit`` (the budget goes to training)."""
+
+PROBE_MIN_STEPS = 1000
+PROBE_MIN_MINUTES = 5.0
+"""``--jit auto`` probes XLA only for runs planned at least this long: compiling costs
+tens of seconds on a CPU (about 25 s for the Fashion-MNIST Glow on a quiet core)."""
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -120,8 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-train", type=_positive_int, default=None, help="use only this many examples")
     train.add_argument("--time-limit", type=_positive_float, default=None,
                        help="stop training after this many minutes (checked every batch)")
+    train.add_argument("--test-at", type=_positive_float, nargs="+", default=None, metavar="MINUTES",
+                       help="also evaluate on the whole test split after these many minutes of "
+                            "training, with the clock (and --time-limit) paused meanwhile; "
+                            "results.json's test_at lists them")
     train.add_argument("--val-every", type=_positive_int, default=1,
                        help="evaluate on the test split every this many epochs")
+    train.add_argument("--val-examples", type=_positive_int, default=None, metavar="N",
+                       help="validate after each epoch on the first N test examples (default: "
+                            f"all; with --time-limit {VAL_EXAMPLES_TIMED}); the final test figure "
+                            "is always over the whole test split")
     train.add_argument("--steps-per-epoch", type=_positive_int, default=None,
                        help="batches per epoch (the data repeat); default: one pass")
     train.add_argument("--log-every", type=_positive_int, default=10, metavar="N",
@@ -133,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "in 16 bits (the flow, log-dets and loss stay float32); mixed_float16 "
                             "trains with a LossScaleOptimizer")
     train.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                       help="XLA for the train step (auto: on a GPU, off on a CPU)")
+                       help="XLA for the train step (auto: time a few training steps with and "
+                            "without XLA on this machine and keep the faster, when the run is "
+                            f"planned for at least {PROBE_MIN_STEPS} steps and, with --time-limit, "
+                            f"{PROBE_MIN_MINUTES:g} minutes; "
+                            "shorter runs: Keras' choice, XLA on a GPU, off on a CPU)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--perturb", type=_rate, default=None, metavar="RATE",
                        help="train a background model for the likelihood-ratio OOD score: each "
@@ -255,18 +276,29 @@ def _load_data(dataset: str, data_dir, split: str, num_bits, max_n=None, with_la
     return np.asarray(images), labels, num_bits or source_bits, source_bits
 
 
-def _dataset(arr, labels, num_bits, source_bits, batch_size, shuffle, seed):
+def _dataset(arr, labels, num_bits, source_bits, batch_size, shuffle, seed, drop_remainder=False):
     import tensorflow as tf
 
     from tfflows import data
 
+    # Training drops the last short batch (a different one each epoch): every batch then has
+    # one static size, which XLA needs to compile the step.
+    drop_remainder = drop_remainder and len(arr) >= batch_size
     if num_bits is None:  # toys: real-valued points
         ds = tf.data.Dataset.from_tensor_slices(arr.astype("float32"))
         if shuffle:
             ds = ds.shuffle(len(arr), seed=seed)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     return data.make_dataset(arr, labels=labels, batch_size=batch_size, num_bits=num_bits,
-                             source_bits=source_bits, shuffle=shuffle, seed=seed)
+                             source_bits=source_bits, shuffle=shuffle, seed=seed,
+                             drop_remainder=drop_remainder)
+
+
+def _worth_probing(args, num_train: int) -> bool:
+    """Whether ``--jit auto`` times XLA: a run planned long enough to earn back its compilation."""
+    per_epoch = args.steps_per_epoch or math.ceil(num_train / args.batch_size)
+    return (args.epochs * per_epoch >= PROBE_MIN_STEPS
+            and (args.time_limit is None or args.time_limit >= PROBE_MIN_MINUTES))
 
 
 def _build_model(args, event_shape, num_bits, num_classes):
@@ -373,14 +405,18 @@ def _train(args) -> dict:
     import tfflows
     from tfflows.callbacks import (FiniteCheckpoint, ResumableBackup, SampleCheck, SampleGrid,
                                    TensorBoardSamples, TimeLimit)
+    from tfflows.clock import TestAt, TrainingClock
     from tfflows.io import atomic_write_json
-    from tfflows.training import make_optimizer
+    from tfflows.training import make_optimizer, probe_jit
 
     _check_tarflow_options(args)
     previous = _previous_run(args.out)
     if previous and not (args.resume or args.overwrite):
         raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
                          "(up to --epochs in total) or --overwrite to start over, or choose another --out.")
+    if args.test_at and args.time_limit and max(args.test_at) > args.time_limit:
+        raise ValueError(f"--test-at: expected minutes up to --time-limit {args.time_limit:g}, "
+                         f"got {max(args.test_at):g}.")
     if args.n_bits is not None:
         print("tfflows train: --n-bits is deprecated and goes in the next release; use --num-bits",
               file=sys.stderr)
@@ -396,14 +432,21 @@ def _train(args) -> dict:
         if train_y is None:
             raise SystemExit(f"tfflows train: --conditional needs labelled data; {args.dataset} has none.")
         num_classes = int(max(train_y.max(), test_y.max())) + 1
-    train = _dataset(train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed)
+    train = _dataset(train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed,
+                     drop_remainder=True)
     if getattr(args, "perturb", None):
         train = _perturbed(args, train_x, num_bits, source_bits)
     test = _dataset(test_x, test_y, num_bits, source_bits, 256, False, args.seed + 1)
+    val_examples = args.val_examples or (VAL_EXAMPLES_TIMED if args.time_limit else None)
+    val = test
+    if val_examples and val_examples < len(test_x):
+        val = _dataset(test_x[:val_examples], None if test_y is None else test_y[:val_examples],
+                       num_bits, source_bits, 256, False, args.seed + 1)
     model = _build_model(args, train_x.shape[1:], num_bits, num_classes)
     pixel_range = _pixel_range(train_x, num_bits, source_bits)
+    probe = args.jit == "auto" and _worth_probing(args, len(train_x))
     model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
-                  jit_compile={"auto": "auto", "on": True, "off": False}[args.jit])
+                  jit_compile=False if probe else {"auto": "auto", "on": True, "off": False}[args.jit])
     vector = num_bits is None
     if vector:
         # Standardize's statistics come from every training row, not only the first batch
@@ -421,26 +464,48 @@ def _train(args) -> dict:
     os.makedirs(ckpt, exist_ok=True)
     backup = ResumableBackup(os.path.join(args.out, "backup"), checkpoint_dir=ckpt)
     checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"))
+    grid = SampleGrid(os.path.join(args.out, "samples"), num_bits=num_bits or 8,
+                      value_range=pixel_range, seed=args.seed)
     callbacks = [
         SampleCheck(seed=args.seed),  # first, so the others log its fraction too
         checkpoint,
         backup,
         keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard"), update_freq=args.log_every),
+        grid,
         TensorBoardSamples(os.path.join(args.out, "tensorboard"), num_bits=num_bits or 8,
-                           value_range=pixel_range, seed=args.seed),
-        SampleGrid(os.path.join(args.out, "samples"), num_bits=num_bits or 8, value_range=pixel_range),
+                           value_range=pixel_range, seed=args.seed, source=grid),
     ]
-    if args.time_limit:
-        callbacks.append(TimeLimit(args.time_limit * 60.0))
+    jit = {"setting": args.jit, "probe": None}
+    budget = args.time_limit * 60.0 if args.time_limit else None
+    if probe:
+        jit["probe"] = probe_jit(model, train)
+        print(f"tfflows: --jit auto: XLA {'on' if model.jit_compile else 'off'} (measured "
+              f"{jit['probe']['seconds_per_step']['off']:.3f} s/step without, "
+              f"{jit['probe']['seconds_per_step']['on']:.3f} s/step with)")
+        if budget:  # the probe's steps trained the model: they count against the budget
+            budget = max(budget - jit["probe"]["probe_seconds"], 1e-3)
+    jit["jit_compile"] = bool(model.jit_compile)
+    limit = TimeLimit(budget) if budget else None
+    if limit:
+        callbacks.append(limit)
+    test_at = None
+    marks = sorted(m * 60.0 for m in args.test_at or () if not args.time_limit or m < args.time_limit)
+    if marks:
+        test_at = TestAt(test, marks, time_limit=limit, clock=None)
+        callbacks.append(test_at)
     if vector and not args.no_early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=args.patience, restore_best_weights=True,
             verbose=min(args.verbose, 1)))
+    clock = TrainingClock()
+    if test_at is not None:
+        test_at.clock = clock
+    callbacks = clock.around(callbacks)
     start = time.time()
     if args.steps_per_epoch:
         train = train.repeat()
     history = model.fit(train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                        validation_data=test, validation_freq=args.val_every, callbacks=callbacks,
+                        validation_data=val, validation_freq=args.val_every, callbacks=callbacks,
                         verbose=args.verbose)
     seconds = time.time() - start
     if args.resume:
@@ -460,6 +525,14 @@ def _train(args) -> dict:
         "epochs_run": epochs_run, "epochs_total": backup.initial_epoch + epochs_run,
         "resumed_from": backup.restored_from, "train_seconds": round(seconds, 1),
         "train_steps": int(model.optimizer.iterations.numpy()),
+        "time_breakdown_s": {**clock.breakdown(), **({"jit_probe": jit["probe"]["probe_seconds"]}
+                                                    if jit["probe"] else {})},
+        "jit": jit,
+        "test_at": (test_at.results if test_at else []) + (
+            [{"minutes": m, "train_seconds": round(seconds - sum(
+                r["eval_seconds"] for r in (test_at.results if test_at else [])), 1),
+              "train_steps": int(model.optimizer.iterations.numpy()), **final}
+             for m in (args.test_at or ()) if args.time_limit and m == args.time_limit][:1]),
         "test_loss_nats": final["loss"], f"test_{model.per_dim_metric}": final[model.per_dim_metric],
         "test_split": ("validation rows of the CSV file (--val-fraction, seeded by --seed)"
                        if args.dataset.lower().endswith(".csv") else "test"),
@@ -468,6 +541,7 @@ def _train(args) -> dict:
         "last_good_checkpoint": checkpoint.last_good,
         "nonfinite_sample_fraction": fractions[-1] if fractions else None,
         "val_loss_per_epoch": history.history.get("val_loss", []),
+        "val_examples": min(val_examples or len(test_x), len(test_x)),
         "nonfinite_sample_fraction_per_epoch": fractions,
         "args": vars(args),
     }

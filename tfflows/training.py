@@ -1,15 +1,17 @@
-"""Training helpers: an optimizer with learning-rate warmup and gradient clipping."""
+"""Training helpers: an optimizer with learning-rate warmup and gradient clipping, an XLA probe."""
 
 from __future__ import annotations
 
 import math
 import numbers
+import time
 from typing import Any, Sequence
 
 import keras
 from keras import ops
 
-__all__ = ["ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer", "safe_global_norm"]
+__all__ = ["ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer", "probe_jit",
+           "safe_global_norm"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -210,3 +212,101 @@ def clip_gradients(grads: Sequence[Any], optimizer: keras.optimizers.Optimizer) 
         scale = ops.minimum(1.0, global_clipnorm / safe_global_norm(grads))
         return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
     return list(grads)
+
+
+class _BatchStamps(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.begin = None
+        self.stamps: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self.begin = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stamps.append(time.perf_counter())
+
+
+def probe_jit(model: keras.Model, dataset: Any, steps: int = 3, rounds: int = 2) -> dict[str, Any]:
+    """Times training steps of ``model`` with and without XLA on this machine; keeps the faster.
+
+    The model trains ``rounds`` windows of ``steps`` + 1 batches of
+    ``dataset`` (a ``tf.data.Dataset``) with ``jit_compile=False`` and with
+    ``jit_compile=True`` in turn (off, on, off, on: a busy moment on a shared
+    machine hits both); the first batch of each window is not timed. These
+    are real training steps: they update the weights and the optimizer,
+    which a ``fit`` afterwards continues. The faster setting's compiled step
+    is kept, so ``fit`` neither traces nor compiles it again; the model's
+    test and predict functions are rebuilt with that setting when next used.
+    Nothing is cached across runs or machines.
+
+    Args:
+      model: a compiled Keras model (``FlowModel``: ``fit`` initialises it
+        from the first batch if it is not yet).
+      dataset: training batches, as ``fit`` takes them.
+      steps: timed steps per window (>= 1).
+      rounds: windows per setting (>= 1).
+
+    Returns:
+      ``{"jit_compile": bool, "seconds_per_step": {"off": s, "on": s},
+      "first_step_seconds": {"off": s, "on": s}, "probe_seconds": s,
+      "steps": n}``: the choice, the median step time of each setting,
+      the first (tracing, compiling) step of each, the probe's whole time
+      and the training steps it ran; ``"xla_error"``: why XLA could not
+      compile the step (then it is off, and its times are None), else None.
+
+    Raises:
+      ValueError: ``steps`` or ``rounds`` is not a positive integer, the
+        model is not compiled, or ``dataset`` gives fewer than two batches
+        per window.
+    """
+    for name, value in (("steps", steps), ("rounds", rounds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"probe_jit: {name} must be a positive integer, got {value!r}.")
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(f"probe_jit: expected a compiled model, got {type(model).__name__} "
+                         "without an optimizer; call compile(optimizer=...) first.")
+    start = time.perf_counter()
+    functions: dict[bool, Any] = {}
+    per_step: dict[bool, list[float]] = {False: [], True: []}
+    first: dict[bool, float] = {}
+    ran = 0
+    failed = None
+    for _ in range(rounds):
+        for jit in (False, True):
+            if jit and failed:
+                continue
+            model.jit_compile = jit
+            model.train_function = functions.get(jit)  # None: fit traces (and compiles) it
+            stamps = _BatchStamps()
+            try:
+                model.fit(dataset.take(steps + 1), epochs=1, verbose=0, callbacks=[stamps])
+            except Exception as err:  # XLA cannot compile every graph (dynamic shapes)
+                if not jit or stamps.stamps:
+                    raise
+                failed = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+                continue
+            functions[jit] = model.train_function
+            ran += len(stamps.stamps)
+            if len(stamps.stamps) < 2:
+                raise ValueError(f"probe_jit: expected a dataset of at least 2 batches, got "
+                                 f"{len(stamps.stamps)}.")
+            first.setdefault(jit, stamps.stamps[0] - stamps.begin)
+            per_step[jit] += [b - a for a, b in zip(stamps.stamps, stamps.stamps[1:])]
+    median = {jit: sorted(times)[len(times) // 2] if times else None
+              for jit, times in per_step.items()}
+    best = (failed is None and bool(model.jit_compile)  # Keras may refuse XLA
+            and median[True] < median[False])
+    model.jit_compile = best
+    model.train_function = functions[best]
+    model.test_function = model.predict_function = None
+
+    def rounded(value, digits):
+        return None if value is None else round(value, digits)
+
+    return {"jit_compile": best,
+            "seconds_per_step": {"off": rounded(median[False], 4), "on": rounded(median[True], 4)},
+            "first_step_seconds": {"off": rounded(first.get(False), 2),
+                                   "on": rounded(first.get(True), 2)},
+            "probe_seconds": round(time.perf_counter() - start, 2), "steps": ran,
+            "xla_error": failed}

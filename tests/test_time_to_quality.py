@@ -1,0 +1,130 @@
+"""Time to quality: the XLA probe, test figures at set training times, the time breakdown.
+
+Tiny models (a 2-D RealNVP, an 8×8 Glow) so each test takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfflows
+import tfflows.cli
+from tfflows.callbacks import TimeLimit
+from tfflows.clock import TestAt, TrainingClock
+from tfflows.data import IDX_FILE_NAMES
+from tfflows.data.idx import write_idx
+from tfflows.training import probe_jit
+from test_bad_inputs import CliError, cli
+
+POINTS = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
+
+
+def _vector_model() -> tfflows.VectorRealNVP:
+    keras.utils.set_random_seed(0)
+    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, num_hidden=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return model
+
+
+def _batches() -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(POINTS).batch(32)
+
+
+def test_probe_jit_keeps_the_faster_compiled_step_and_its_steps_train():
+    model = _vector_model()
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    report = probe_jit(model, _batches(), steps=2, rounds=2)
+    times = report["seconds_per_step"]
+    assert report["jit_compile"] is (times["on"] < times["off"])
+    assert model.jit_compile is report["jit_compile"]
+    # 2 rounds × 2 settings × (2 timed + 1 untimed) batches, all real updates.
+    assert report["steps"] == 12 == int(model.optimizer.iterations.numpy())
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+    kept = model.train_function
+    model.fit(_batches(), epochs=1, verbose=0)
+    assert model.train_function is kept  # fit used the probed step: no second trace
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(steps=0), "steps must be a positive integer"),
+    (dict(rounds=True), "rounds must be a positive integer"),
+], ids=["zero_steps", "bool_rounds"])
+def test_probe_jit_refuses_bad_arguments(kwargs, expected):
+    with pytest.raises(ValueError, match=expected):
+        probe_jit(_vector_model(), _batches(), **kwargs)
+
+
+def test_probe_jit_refuses_an_uncompiled_model():
+    with pytest.raises(ValueError, match="expected a compiled model"):
+        probe_jit(tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8), _batches())
+
+
+def test_test_at_pauses_the_clock_and_leaves_training_unchanged():
+    plain, tested = _vector_model(), _vector_model()
+    history = plain.fit(_batches(), epochs=2, verbose=0)
+    limit, clock = TimeLimit(3600.0), TrainingClock()
+    test = tf.data.Dataset.from_tensor_slices(POINTS[:64]).batch(64)
+    at = TestAt(test, [1e-9, 2e-9], time_limit=limit, clock=clock)
+    tested_history = tested.fit(_batches(), epochs=2, verbose=0,
+                                callbacks=clock.around([limit, at]))
+    # The evaluations neither trained the model nor changed the logged running means.
+    assert tested_history.history["loss"] == history.history["loss"]
+    for a, b in zip(plain.weights, tested.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert [r["train_steps"] for r in at.results] == [1, 2]
+    assert limit.paused == pytest.approx(sum(r["eval_seconds"] for r in at.results), abs=0.2)
+    parts = clock.breakdown()
+    assert parts["steps_timed"] == 16 - 2  # 16 batches in all, each epoch's first booked apart
+    assert parts["test_at"] > 0
+    booked = sum(v for k, v in parts.items() if k not in ("total", "steps_timed", "seconds_per_step"))
+    assert booked == pytest.approx(parts["total"], abs=0.05)
+
+
+def test_test_at_refuses_marks_that_are_not_positive():
+    with pytest.raises(ValueError, match="expected seconds of training > 0"):
+        TestAt(_batches(), [0.0])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("test", 32)):
+        images_name, labels_name = IDX_FILE_NAMES[split]
+        write_idx(folder / images_name, rng.integers(0, 256, (n, 8, 8), dtype=np.uint8))
+        write_idx(folder / labels_name, rng.integers(0, 10, n).astype(np.uint8))
+    return folder
+
+
+def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypatch):
+    # The probe pays only for long runs; here it runs on a tiny one.
+    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_STEPS", 1)
+    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_MINUTES", 0.0)
+    out = tmp_path / "run"
+    printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
+                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
+                  "--steps", "1", "--levels", "2", "--time-limit", "0.0001", "--test-at", "0.0001",
+                  "--out", str(out), "--verbose", "0")
+    results = json.loads((out / "results.json").read_text())
+    probe = results["jit"]["probe"]
+    assert results["jit"]["jit_compile"] is (probe["seconds_per_step"]["on"]
+                                             < probe["seconds_per_step"]["off"])
+    assert "--jit auto: XLA" in printed
+    # The probe's steps trained the model and used up the budget: one more step, then the end.
+    assert results["train_steps"] == probe["steps"] + 1
+    (last,) = results["test_at"]  # the mark at the time limit is the final test figure
+    assert last["minutes"] == 0.0001 and last["train_steps"] == results["train_steps"]
+    assert last["bits_per_dim"] == results["test_bits_per_dim"] > 0
+    assert results["time_breakdown_s"]["jit_probe"] == probe["probe_seconds"]
+
+
+def test_train_refuses_a_test_time_past_the_time_limit(tmp_path, data_dir):
+    with pytest.raises(CliError, match="--test-at: expected minutes up to --time-limit 1, got 5"):
+        cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
+            "--time-limit", "1", "--test-at", "5", "--out", str(tmp_path / "run"))

@@ -1,0 +1,231 @@
+"""Where the wall-clock time of a Keras ``fit`` goes, and test figures at set training times.
+
+``tfflows train`` records the breakdown in results.json
+(``time_breakdown_s``), so a run that trains fewer steps than a benchmark
+predicts says why; ``--test-at`` evaluates the test split after given
+minutes of training with the training clock paused (:class:`TestAt`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import keras
+
+__all__ = ["TestAt", "TrainingClock"]
+
+
+class TrainingClock:
+    """Splits a ``fit``'s wall-clock time into training steps, validation and callbacks.
+
+    ``clock.around(callbacks)`` returns the list with small timing callbacks
+    around each one; pass that list to ``fit``. Afterwards
+    :meth:`breakdown` gives seconds per part:
+
+    - ``first_step``: from the start of ``fit`` to the end of its first batch
+      (tracing, XLA compilation, the first batch of data);
+    - ``epoch_start``: from each later epoch's start to the end of its first
+      batch, less that batch's typical step time (the input pipeline
+      starting again: the shuffle buffer refilling);
+    - ``steps``: every other training batch, from the end of the one before
+      (the step itself, the input pipeline's waits, per-batch callbacks);
+    - ``validation``: ``fit``'s evaluation on ``validation_data``;
+    - ``callback:<Name>``: each callback's ``on_epoch_end`` (samples,
+      checkpoints, backups, TensorBoard);
+    - ``test_at``: evaluations in the middle of training (:class:`TestAt`),
+      taken out of the step they interrupted;
+    - ``other``: the rest of the total (``fit``'s own work between epochs).
+
+    ``steps_timed`` is the number of batches in ``steps``, and
+    ``seconds_per_step`` their median time.
+    """
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+        self.step_times: list[float] = []
+        self._start = self._end = None
+        self._last = None
+        self._lap = None
+        self._epoch_start = None
+        self._first_of_epoch = False
+        self._test_start = None
+        self._epoch_restarts = 0
+        self._pending_pause = 0.0
+
+    def pause(self, name: str, seconds: float) -> None:
+        """Books ``seconds`` spent between two batches under ``name`` instead of ``steps``."""
+        self._add(name, seconds)
+        self._pending_pause += seconds
+
+    def around(self, callbacks: Sequence[keras.callbacks.Callback]) -> list:
+        """``callbacks`` with the clock's own before the first and after each one."""
+        out: list = [_Start(self)]
+        for callback in callbacks:
+            out += [callback, _Lap(self, f"callback:{type(callback).__name__}")]
+        return out
+
+    def _add(self, name: str, seconds: float) -> None:
+        self.parts[name] = self.parts.get(name, 0.0) + max(seconds, 0.0)
+
+    def breakdown(self) -> dict:
+        """Seconds per part (see the class), rounded to 0.01 s, with ``total`` and step counts."""
+        if self._start is None:
+            return {}
+        end = self._end if self._end is not None else time.perf_counter()
+        total = end - self._start
+        parts = dict(self.parts)
+        typical = _median(self.step_times)
+        if typical is not None and parts.get("epoch_start"):
+            # epoch_start held whole first batches: move one step per epoch back to steps.
+            moved = min(parts["epoch_start"], typical * self._epoch_restarts)
+            parts["epoch_start"] -= moved
+            parts["steps"] = parts.get("steps", 0.0) + moved
+        parts["other"] = total - sum(parts.values())
+        out = {key: round(value, 2) for key, value in parts.items()}
+        out["total"] = round(total, 2)
+        out["steps_timed"] = len(self.step_times)
+        out["seconds_per_step"] = None if typical is None else round(typical, 4)
+        return out
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+class _Start(keras.callbacks.Callback):
+    """First in the list: times batches, validation and the start of each epoch."""
+
+    def __init__(self, clock: TrainingClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def on_train_begin(self, logs=None):
+        c = self.clock
+        c._start = c._last = time.perf_counter()
+        c._epoch_start = c._start
+        c._first_of_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        c = self.clock
+        c._epoch_start = time.perf_counter()
+        c._first_of_epoch = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        c = self.clock
+        now = time.perf_counter()
+        paused, c._pending_pause = c._pending_pause, 0.0
+        if c._first_of_epoch:
+            if "first_step" not in c.parts:
+                c._add("first_step", now - c._start - paused)
+            else:
+                c._add("epoch_start", now - c._epoch_start - paused)
+                c._epoch_restarts += 1
+            c._first_of_epoch = False
+        else:
+            c.step_times.append(now - c._last - paused)
+            c._add("steps", now - c._last - paused)
+        c._last = now
+
+    def on_test_begin(self, logs=None):
+        self.clock._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        c = self.clock
+        if c._test_start is not None:
+            c._add("validation", time.perf_counter() - c._test_start)
+            c._test_start = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.clock._lap = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.clock._end = time.perf_counter()
+
+
+class _Lap(keras.callbacks.Callback):
+    """After a callback: its ``on_epoch_end`` time is the time since the lap before."""
+
+    def __init__(self, clock: TrainingClock, name: str) -> None:
+        super().__init__()
+        self.clock = clock
+        self.name = name
+
+    def on_epoch_end(self, epoch, logs=None):
+        c = self.clock
+        now = time.perf_counter()
+        if c._lap is not None:
+            c._add(self.name, now - c._lap)
+        c._lap = now
+
+    def on_train_end(self, logs=None):
+        self.clock._end = time.perf_counter()
+
+
+class TestAt(keras.callbacks.Callback):
+    """Evaluates ``data`` after given seconds of training, with the training clock paused.
+
+    After the first batch that ends past each mark (seconds of training
+    since ``fit`` began, not counting earlier evaluations), the model is
+    evaluated on ``data``; the training metrics' running means are put back
+    afterwards, so the epoch's logged loss is unchanged. The evaluation's
+    time is added to ``time_limit.paused`` (a :class:`~tfflows.callbacks.TimeLimit`)
+    and booked as ``test_at`` on ``clock``, so a run with ``--time-limit``
+    still trains for its whole budget.
+
+    Args:
+      data: the test data, as ``evaluate`` takes it.
+      seconds: the marks, in seconds of training (each > 0).
+      time_limit: the run's ``TimeLimit``, or None.
+      clock: the run's :class:`TrainingClock`, or None.
+
+    Attributes:
+      results: one dict per mark reached: ``minutes`` (the mark),
+        ``train_seconds`` (training time when it was taken), ``train_steps``
+        (the optimizer's step count), ``eval_seconds`` and the metrics
+        ``evaluate`` returned.
+    """
+
+    def __init__(self, data: Any, seconds: Sequence[float], time_limit=None,
+                 clock: TrainingClock | None = None) -> None:
+        super().__init__()
+        marks = sorted(float(s) for s in seconds)
+        if not marks or not all(s > 0 for s in marks):
+            raise ValueError(f"TestAt: expected seconds of training > 0, got {list(seconds)!r}.")
+        self.data = data
+        self.marks = marks
+        self.time_limit = time_limit
+        self.clock = clock
+        self.results: list[dict] = []
+        self._start = None
+        self._paused = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._paused = 0.0
+        self.results = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        trained = time.perf_counter() - self._start - self._paused
+        if len(self.results) == len(self.marks) or trained < self.marks[len(self.results)]:
+            return
+        model = self.model
+        saved = [(v, keras.ops.convert_to_numpy(v)) for m in model.metrics for v in m.variables]
+        began = time.perf_counter()
+        metrics = model.evaluate(self.data, return_dict=True, verbose=0)
+        took = time.perf_counter() - began
+        for variable, value in saved:
+            variable.assign(value)
+        self._paused += took
+        if self.time_limit is not None:
+            self.time_limit.paused += took
+        if self.clock is not None:
+            self.clock.pause("test_at", took)
+        mark = self.marks[len(self.results)]
+        self.results.append({"minutes": round(mark / 60.0, 4), "train_seconds": round(trained, 1),
+                             "train_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+                             "eval_seconds": round(took, 1),
+                             **{k: float(v) for k, v in metrics.items()}})
