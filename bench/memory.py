@@ -5,7 +5,7 @@ through all of them (A B C A B C ...), so a busy moment on the machine hits
 every configuration alike. A process builds ``tfflows.Glow`` (L levels, K
 steps per level), sets ActNorm from a batch, compiles Adam, traces the
 training step (``model.train_step`` in one ``tf.function``, fit's path) and
-runs two warm-up steps. Then:
+runs ``--warmup`` steps (the first traces it). Then:
 
 - memory of one step: on a GPU, ``tf.config.experimental`` peak bytes
   allocated during the step minus the bytes allocated before it; on a CPU,
@@ -17,9 +17,15 @@ runs two warm-up steps. Then:
 - time: the median of ``--steps`` further steps (each ending with a read of
   the loss).
 
+``--execution eager`` runs the same ``train_step`` eagerly (as
+``fit(run_eagerly=True)``): the tape then keeps what the gradient needs, as
+the graph does, and there is no tracing, which on a busy shared CPU took
+18 minutes for one K=8 process.
+
 Usage::
 
     python bench/memory.py                                  # CPU: 64 channels, 32×32×3, batch 16
+    python bench/memory.py --execution eager                # the same step without tracing
     python bench/memory.py --hidden 512 --batch 64 --json-out gpu.json   # the paper's size on a GPU
 """
 
@@ -65,11 +71,14 @@ def child(args) -> dict:
                      + rng.random((args.batch, h, w, c))).astype("float32"))
     model.initialize(x)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=args.jit == "on")
-    step = tf.function(model.train_step, jit_compile=args.jit == "on")
+    if args.execution == "graph":
+        step = tf.function(model.train_step, jit_compile=args.jit == "on")
+    else:
+        step = model.train_step  # eagerly, as fit(run_eagerly=True): no tracing to wait for
     t0 = time.perf_counter()
     float(step(x)["loss"])
     first = time.perf_counter() - t0
-    for _ in range(2):
+    for _ in range(args.warmup - 1):
         float(step(x)["loss"])
 
     if gpu:
@@ -110,7 +119,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--rounds", type=int, default=2, help="processes per configuration")
     p.add_argument("--steps", type=int, default=3, help="timed steps per process")
+    p.add_argument("--warmup", type=int, default=3, help="steps before the measured one (>= 1)")
     p.add_argument("--jit", choices=["on", "off"], default="off")
+    p.add_argument("--execution", choices=["graph", "eager"], default="graph",
+                   help="graph: fit's tf.function step; eager: the same step run eagerly")
     p.add_argument("--json-out")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
@@ -125,7 +137,8 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MALLOC_MMAP_THRESHOLD_": "65536",
            "MALLOC_TRIM_THRESHOLD_": "65536"}
     common = ["--levels", str(args.levels), "--hidden", str(args.hidden), "--batch", str(args.batch),
-              "--steps", str(args.steps), "--jit", args.jit, "--shape", *map(str, args.shape)]
+              "--steps", str(args.steps), "--warmup", str(args.warmup), "--jit", args.jit,
+              "--execution", args.execution, "--shape", *map(str, args.shape)]
     runs: dict[tuple[str, int], list[dict]] = {}
     for r in range(args.rounds):
         for k in args.ks:
@@ -144,7 +157,8 @@ def main() -> None:
     device = runs[(args.modes[0], args.ks[0])][0]
     where = device["gpu"] if device["device"] == "GPU" else cpu_name()
     print(f"\n{where}; Glow L={args.levels}, hidden {args.hidden}, {tuple(args.shape)}, batch "
-          f"{args.batch}, XLA {args.jit}; medians of {args.rounds} processes; {device['what']}")
+          f"{args.batch}, {args.execution}, XLA {args.jit}; medians of {args.rounds} processes; "
+          f"{device['what']}")
     print(f"{'K':>3} {'mode':10s} {'step MiB':>9} {'vs store':>8} {'s/step':>8} {'vs store':>8}")
     table = []
     for k in args.ks:

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import keras
 import numpy as np
