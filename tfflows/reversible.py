@@ -34,6 +34,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import tensorflow as tf
+# tf.custom_gradient leaves an eager tape recording inside the function, and the tape would
+# keep every activation there alive: tf.recompute_grad stops it with this context manager too.
+from tensorflow.python.eager.record import stop_recording
 
 from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.multiscale import FactorOut, FlowChain
@@ -116,7 +119,8 @@ def _run(steps: Sequence, x: tf.Tensor, context: tf.Tensor | None, keep_output: 
     @tf.custom_gradient
     def run(*args):
         ctx = args[1] if len(args) > 1 else None
-        y, log_det = _forward(steps, args[0], ctx)
+        with stop_recording():
+            y, log_det = _forward(steps, args[0], ctx)
         # What the backward pass holds on to besides y (eager closures keep what they name,
         # graphs what they use): nothing for a reversible run, a one-step run's input otherwise.
         kept = y if keep_output else args[0]
