@@ -1,8 +1,9 @@
 """How far backprop="reversible" gradients are from stored ones in a deep Glow (K=32).
 
 Builds ``tfflows.Glow`` twice (store, reversible) with the same weights
-(ActNorm set from a batch, every weight perturbed by N(0, 0.05²) so the
-zero-initialised couplings act), and reports, in float32 and float64:
+(ActNorm set from a batch, every weight perturbed by N(0, σ²), σ =
+``--perturb``, so the zero-initialised couplings act; at σ = 0.05 a K=32
+model's log-density overflowed), and reports, in float32 and float64:
 
 - the inversion error: max |x − f⁻¹(f(x))| over each run of steps between
   factor-outs, inverted from its output as the backward pass does
@@ -35,6 +36,8 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=16)
     p.add_argument("--shape", type=int, nargs=3, default=[16, 16, 3])
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--perturb", type=float, default=0.01,
+                   help="standard deviation of the noise added to every weight")
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--json-out")
     args = p.parse_args()
@@ -59,7 +62,7 @@ def main() -> None:
             models[mode] = tfflows.Glow(tuple(args.shape), num_levels=args.levels, num_steps=args.k,
                                         hidden_channels=args.hidden, dtype=dtype, backprop=mode)
         models["store"].initialize(x)
-        start = [w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f"
+        start = [w + args.perturb * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f"
                  else w for w in models["store"].get_weights()]
         grads = {}
         for mode, model in models.items():
@@ -71,6 +74,9 @@ def main() -> None:
                 return loss, tape.gradient(loss, model.trainable_variables)
 
             grads[mode] = [g.numpy() for g in loss_and_grads(tf.constant(x))[1]]
+        finite = all(np.all(np.isfinite(g)) for gs in grads.values() for g in gs)
+        if not finite:
+            sys.exit(f"{dtype}: non-finite gradients at --perturb {args.perturb}; use a smaller one")
         rel = [float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
                for a, b in zip(grads["reversible"], grads["store"]) if np.max(np.abs(b)) > 0]
         error = inversion_error(models["store"]._plan.steps, tf.constant(x))
