@@ -64,6 +64,11 @@ class MaskedAutoregressiveLayer(FlowLayer):
         self._require_built()
         return list(self.made.ordering)
 
+    @property
+    def sequential_inverse(self) -> bool:
+        """MAF inverts one feature at a time (IAF's forward pass is the sequential one)."""
+        return self.direction == "maf"
+
     def bijector(self, context: tf.Tensor | None = None) -> MaskedAutoregressive:
         self._require_built()
         return MaskedAutoregressive(self.made, len(self.made.ordering), self.direction,

@@ -60,6 +60,10 @@ class FlowLayer(keras.layers.Layer):
     supported_event_ndims: tuple[int, ...] = (1, 3)
     """Event ranks the layer handles; token-sequence layers ([T, D]) add 2."""
 
+    sequential_inverse: bool = False
+    """True when the inverse runs the network once per feature or token (autoregressive
+    steps): ``backprop="reversible"``, which inverts every step, refuses such models."""
+
     def __init__(self, event_ndims: int = 3, **kwargs: Any) -> None:
         # Not the compute dtype: see "Dtype policy" in the class docstring.
         kwargs.setdefault("autocast", False)

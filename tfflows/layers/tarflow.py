@@ -50,6 +50,7 @@ class TarFlowBlockLayer(FlowLayer):
     """
 
     supported_event_ndims = (2,)
+    sequential_inverse = True
 
     def __init__(self, num_layers: int = 2, width: int = 64, heads: int = 4, mlp_ratio: int = 4,
                  reverse: bool = False, **kwargs: Any) -> None:

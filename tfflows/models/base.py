@@ -24,6 +24,8 @@ from tfflows.io import atomic_dir, atomic_path
 from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
 from tfflows.models.plan import latent_shapes as plan_latent_shapes
+from tfflows.reversible import build_bijector as build_run_bijector
+from tfflows.reversible import check_backprop
 from tfflows.training import clip_gradients
 
 tfb = tfp.bijectors
@@ -135,6 +137,10 @@ class FlowModel(keras.Model):
       num_classes: number of classes for a class-conditional model.
       context_dim: size of a float context vector for a conditional model.
       dtype: a dtype policy (name or ``keras.DTypePolicy``); the global policy when None.
+      backprop: what ``log_prob``'s gradient keeps (see :mod:`tfflows.reversible`):
+        ``"store"`` every activation (ordinary backprop), ``"recompute"`` each
+        step's input, rerunning the step, or ``"reversible"`` nothing per step,
+        inverting each step's output; memory then does not grow with depth.
     """
 
     DATA_KINDS = ("image", "vector", "sequence")
@@ -152,10 +158,11 @@ class FlowModel(keras.Model):
         return "image" if len(self.event_shape) == 3 else "vector"
 
     def __init__(self, event_shape: Sequence[int], num_classes: int | None = None,
-                 context_dim: int | None = None, **kwargs: Any) -> None:
+                 context_dim: int | None = None, backprop: str = "store", **kwargs: Any) -> None:
         # The model's inputs keep their precision: a mixed policy must not round pixels to bfloat16.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
+        self.backprop = check_backprop(type(self).__name__, backprop)
         if self.flow_dtype not in ("float32", "float64"):
             raise ValueError(
                 f"{type(self).__name__}: expected a dtype policy whose variable dtype is float32 or "
@@ -193,6 +200,7 @@ class FlowModel(keras.Model):
         """Subclasses call this at the end of ``__init__``: creates every weight."""
         self.bpd_tracker = _StepMean(name=self.per_dim_metric, dtype=self.flow_dtype)
         self._plan = Plan(self._make_steps())
+        check_backprop(type(self).__name__, self.backprop, self._plan.steps)
         self.flow_layers = flow_layers(self._plan.steps)
         for layer in self.flow_layers:
             # Built below, so the conditioners they create take this policy too.
@@ -436,7 +444,10 @@ class FlowModel(keras.Model):
         raise ``ValueError``.
         """
         x = self._check_x(x, levels=True)
-        flow = self.flow(context)
+        if self.backprop == "store":
+            flow = self.flow(context)
+        else:
+            flow = build_run_bijector(self._plan.steps, self._context(context), self.backprop)
 
         def compute():
             z, log_det = flow.forward_and_log_det(x)
@@ -1014,6 +1025,9 @@ class FlowModel(keras.Model):
                              "it exists and overwrite=False.")
         with atomic_path(filepath) as tmp:
             writer(tmp, overwrite=True, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "backprop": self.backprop}
 
     def compile_from_config(self, config) -> None:
         # Keras skips compile() on load when a subclass overrides it; ours only adds the build.
