@@ -173,17 +173,25 @@ def test_image_flows_refuse_vector_data(tmp_path):
     assert "--model jet is an image flow over patches" in proc.stderr
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "float64"])
-def test_train_takes_a_dtype_policy(tmp_path, policy):
+@pytest.mark.parametrize("policy,backprop", [("mixed_bfloat16", "reversible"), ("float64", "recompute")])
+def test_train_takes_a_dtype_policy_and_a_backprop_mode(tmp_path, policy, backprop):
     out = tmp_path / policy
     proc = run("train", "--epochs", "1", "--steps-per-epoch", "2", "--steps", "1", "--levels", "1",
-               "--width", "8", "--batch-size", "16", "--dtype", policy, "--out", str(out),
-               "--verbose", "0")
+               "--width", "8", "--batch-size", "16", "--dtype", policy, "--backprop", backprop,
+               "--out", str(out), "--verbose", "0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "results.json").read_text())
     assert 0 < result["test_bits_per_dim"] < 8
     config = json.loads(zipfile.ZipFile(out / "model.keras").read("config.json"))["config"]
     assert config["dtype"]["config"]["name"] == policy
+    assert config["backprop"] == backprop
+
+
+def test_train_refuses_reversible_backprop_for_a_sequential_inverse(tmp_path):
+    proc = run("train", "--model", "tarflow", "--patch-size", "4", "--steps", "1", "--epochs", "1",
+               "--backprop", "reversible", "--out", str(tmp_path / "run"))
+    assert proc.returncode != 0
+    assert "recompute" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_train_refuses_an_unknown_dtype(tmp_path):

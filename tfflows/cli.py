@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--log-every", type=_positive_int, default=10, metavar="N",
                        help="write the loss and bits/dim to TensorBoard every N batches (sample "
                             "grids go there once per epoch)")
+    train.add_argument("--backprop", choices=("store", "recompute", "reversible"), default="store",
+                       help="store keeps every step's activations for the gradient; recompute keeps "
+                            "each step's input and reruns it; reversible keeps only the output of "
+                            "each run of steps and inverts it (memory that does not grow with depth; "
+                            "not for tarflow or maf, whose inverse is sequential)")
     train.add_argument("--dtype", choices=("float32", "float64", "mixed_bfloat16", "mixed_float16"),
                        default="float32",
                        help="the model's Keras dtype policy: mixed_* run only the conditioner networks "
@@ -305,7 +310,8 @@ def _build_model(args, event_shape, num_bits, num_classes):
     import tfflows
 
     # Every model takes the policy (as a Keras layer does); older argument sets have none.
-    policy = dict(dtype=getattr(args, "dtype", None) or "float32")
+    policy = dict(dtype=getattr(args, "dtype", None) or "float32",
+                  backprop=getattr(args, "backprop", None) or "store")
     if len(event_shape) == 1:
         if args.model in ("tarflow", "jet"):
             raise ValueError(f"--model {args.model} is an image flow over patches; use it with image "
