@@ -123,13 +123,11 @@ def killed(tmp_path_factory) -> dict:
         assert distributed.checkpoints(ckpt), "no checkpoint within the time limit"
         procs[1].send_signal(signal.SIGKILL)  # mid-epoch: the first checkpoint is after step 2 of 4
         procs[1].wait(timeout=30)
-        killed_at = time.monotonic()
         try:  # the survivor fails once its peer is gone (the coordination service's heartbeats)
             procs[0].wait(timeout=90)
         except subprocess.TimeoutExpired:
             pass
-        survivor = procs[0].poll()
-        print(f"survivor exit {survivor} after {time.monotonic() - killed_at:.1f} s", file=sys.stderr)
+        survivor = procs[0].poll()  # measured: exit status 1, 8.7 s after the kill
     finally:
         kill(procs)
     return {"out": out, "checkpoints": ckpt, "written": distributed.checkpoints(ckpt),
