@@ -13,7 +13,8 @@ all-reduce over gRPC. There is no parameter server.
   and starts the strategy;
 - :func:`fit` trains, with Keras callbacks, ActNorm initialised on the same
   global batch on every worker, and checkpoints written by the chief;
-- :func:`local_copy` gives a plain (not distributed) copy to save or evaluate.
+- :func:`local_copy` gives a plain (not distributed) copy to save or evaluate;
+- :func:`finish` ends the run on every worker in an order that lets each exit cleanly.
 
 A step's loss is the mean NLL over the global batch (every worker's shard),
 so a step of N workers equals one single-process step on the same global
@@ -23,6 +24,7 @@ batch, up to float32 round-off in the sums.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -40,8 +42,8 @@ import tensorflow as tf
 
 from tfflows.io import atomic_dir, atomic_write_json, is_temporary
 
-__all__ = ["CHECKPOINT_NAME", "checkpoints", "cluster_config", "connect", "fit", "is_chief",
-           "local_copy", "worker_address"]
+__all__ = ["CHECKPOINT_NAME", "checkpoints", "cluster_config", "connect", "finish", "fit",
+           "is_chief", "local_copy", "worker_address"]
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{8})$")
 """A checkpoint folder: ``step_00000120`` after 120 training steps."""
@@ -520,3 +522,113 @@ def local_copy(model):
             t.assign(np.asarray(s.numpy()))
     return copy
 
+
+
+# -- the end of a run ------------------------------------------------------------
+
+_FINISH_CALLS = itertools.count()
+
+
+def _peers_gone(config: dict, me: tuple[str, int], linger: float) -> list[str]:
+    """Waits (at most ``linger`` s) until no other task accepts connections; returns those that still do."""
+    waiting = [(_parse_address(a, "a peer's address"), a) for t, i, a in _tasks(config) if (t, i) != me]
+    deadline = time.monotonic() + linger
+    while waiting:
+        alive = []
+        for (host, port), address in waiting:
+            try:
+                socket.create_connection((host, port), timeout=1.0).close()
+                alive.append(((host, port), address))
+            except OSError:
+                pass
+        waiting = alive
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return [address for _, address in waiting]
+
+
+def _exit_now(code: int) -> None:
+    """Ends the process at once (``os._exit``) once what it printed or logged is out."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def finish(strategy: tf.distribute.Strategy | None = None, timeout: float = 3600.0,
+           linger: float = 30.0, exit_code: int | None = None) -> None:
+    """Ends this worker's part of a multi-worker run so that every worker leaves cleanly.
+
+    Call it on every worker as the run's last step, the chief after it has
+    written its files. Every worker waits at one barrier of TensorFlow's
+    coordination service until all have come (at most ``timeout`` s).
+    Then the other workers go at once, while the chief, which hosts the
+    coordination service, waits until their ports are closed (at most
+    ``linger`` s), so that it leaves last.
+
+    The order and the speed matter: TensorFlow has no call that leaves the
+    coordination service. A worker whose heartbeats stop while the chief's
+    service still runs is reported as crashed 10 s later ("The tasks have
+    crashed ... CoordinationServiceError"), and a worker still running
+    after the chief left fails its next heartbeat. A Python process that
+    has loaded TensorFlow takes seconds to tear down (10-20 s measured on a
+    busy core), so a script should end right after this call; with
+    ``exit_code`` this function ends the process itself (stdout, stderr
+    and ``logging`` flushed first, then ``os._exit``: no ``atexit``
+    handlers run), the other workers just after the barrier, the chief once
+    they are gone. Without a cluster (one process) it returns at once, or
+    exits with ``exit_code``.
+
+    Args:
+      strategy: the run's strategy (the current one when None).
+      timeout: seconds to wait for every worker at the barrier.
+      linger: seconds the chief waits for the other workers to leave.
+      exit_code: when given, the process ends with this status instead of returning.
+
+    Raises:
+      ValueError: a timeout or linger that is not a positive number of seconds.
+      TimeoutError: a worker did not reach the barrier within ``timeout``.
+      ConnectionError: a worker stopped (or the chief is gone) before all came.
+    """
+    for key, value in (("timeout", timeout), ("linger", linger)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"finish: {key} must be seconds > 0, got {value!r}.")
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)
+                                  or not 0 <= exit_code <= 255):
+        raise ValueError(f"finish: exit_code must be None or an integer in 0..255, got {exit_code!r}.")
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if sum(len(a) for a in jobs.values()) > 1:
+        _meet_and_leave(strategy, resolver, jobs, float(timeout), float(linger))
+    if exit_code is not None:
+        _exit_now(exit_code)
+
+
+def _meet_and_leave(strategy, resolver, jobs: dict, timeout: float, linger: float) -> None:
+    from tensorflow.python.eager import context  # the barrier has no public tf.* name
+
+    me = (resolver.task_type, int(resolver.task_id))
+    config = {"cluster": {job: list(a) for job, a in jobs.items()},
+              "task": {"type": me[0], "index": me[1]}}
+    try:
+        context.context().wait_at_barrier(f"tfflows_finish_{next(_FINISH_CALLS)}",
+                                          int(timeout * 1000))
+    except tf.errors.DeadlineExceededError:
+        raise TimeoutError(f"finish: {me[0]} {me[1]} waited {timeout:g} s at the end of the run "
+                           "for the other workers; one of them has not finished (still writing, "
+                           "or stuck).") from None
+    except tf.errors.OpError as err:
+        first = str(err.message).strip().splitlines()[0][:300] if err.message else type(err).__name__
+        raise ConnectionError(f"finish: {me[0]} {me[1]} could not end the run with the other "
+                              f"workers, one stopped first ({first}).") from None
+    if is_chief(strategy):
+        left = _peers_gone(config, me, linger)
+        if left:
+            warnings.warn(f"tfflows.distributed.finish: {', '.join(left)} still running "
+                          f"{linger:g} s after the end of the run; the chief leaves anyway.",
+                          RuntimeWarning, stacklevel=3)

@@ -6,11 +6,15 @@ Every worker loads the same data, builds the same model under a
 examples. Only the chief writes in ``--out``: ``checkpoints/step_*`` during
 training, then ``model.keras`` and ``results.json``. Started again on an
 interrupted run, the workers go on from the chief's newest checkpoint.
+A worker ends its process itself (:func:`tfflows.distributed.finish`): the
+other workers once the chief has written its files, then the chief, so that
+TensorFlow's coordination service reports no task as crashed.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 __all__ = ["train_worker", "wants_workers"]
@@ -29,7 +33,13 @@ def _is_chief_task(config: dict) -> bool:
 
 
 def train_worker(args) -> dict:
-    """Runs this worker's part of ``tfflows train``; the chief returns (and writes) the results."""
+    """Runs this worker's part of ``tfflows train``, then ends the process (status 0 when all went well).
+
+    Errors before training (the cluster, the data, the arguments) raise as in
+    any command; once trained, the chief writes the results and every worker
+    exits through :func:`tfflows.distributed.finish`: status 2 when the
+    chief could not write, 1 when training stopped on non-finite values.
+    """
     from tfflows import cli, distributed
 
     config = distributed.cluster_config(args.workers, args.worker_index, args.worker_hosts)
@@ -46,7 +56,6 @@ def train_worker(args) -> dict:
     import keras
 
     from tfflows.callbacks import TimeLimit
-    from tfflows.io import atomic_write_json
     from tfflows.training import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
@@ -86,8 +95,32 @@ def train_worker(args) -> dict:
                               verbose=args.verbose if chief else 0)
     seconds = time.time() - start
     if not chief:
-        print(f"tfflows: {where}: done after {seconds:.0f} s; the chief writes the results")
-        return {}
+        print(f"tfflows: {where}: done after {seconds:.0f} s; the chief writes the results", flush=True)
+        distributed.finish(strategy, exit_code=0)  # leaves first: the chief hosts the coordination service
+        return {}  # not reached
+    code = 0
+    try:
+        result = _write_results(args, model, history, seconds, workers, global_batch, num_bits,
+                                source_bits, tabular, ckpt)
+    except (ValueError, OSError) as err:  # as cli.main would report it, before the workers are let go
+        print(f"tfflows train: {cli._one_line(err)}", file=sys.stderr)
+        code = 2
+    else:
+        if result["stopped_on_nonfinite"]:
+            print("tfflows train: training stopped on non-finite values; model.keras was not "
+                  "written. Lower --lr or raise --warmup.", file=sys.stderr)
+            code = 1
+    # The other workers wait for the chief's files, leave, then the chief ends the process.
+    distributed.finish(strategy, exit_code=code)
+    return result  # not reached: finish ends the process
+
+
+def _write_results(args, model, history, seconds, workers, global_batch, num_bits, source_bits,
+                   tabular, ckpt) -> dict:
+    """The chief's part after training: test NLL, ``model.keras`` and ``results.json`` in ``--out``."""
+    from tfflows import cli, distributed
+    from tfflows.io import atomic_write_json
+
     test_x, test_y, _, _ = cli._load_data(args.dataset, args.data_dir, "test", args.num_bits,
                                           with_labels=args.conditional, **tabular)
     test = cli._dataset(test_x, test_y, num_bits, source_bits, 256, False, args.seed + 1)
@@ -109,8 +142,5 @@ def train_worker(args) -> dict:
     what = "NLL (nats)" if num_bits is None else "bits/dim"
     value = final["loss"] if num_bits is None else final["bits_per_dim"]
     print(f"tfflows: test {what} {value:.4f} after {result['train_steps']} steps on {workers} "
-          f"workers ({seconds:.0f} s); model and results in {args.out}")
-    if diverged:
-        raise SystemExit("tfflows train: training stopped on non-finite values; model.keras was not "
-                         "written. Lower --lr or raise --warmup.")
+          f"workers ({seconds:.0f} s); model and results in {args.out}", flush=True)
     return result
