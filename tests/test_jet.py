@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -305,3 +306,24 @@ def test_model_rejects_bad_inputs():
         model.log_prob(levels(1), np.array([0]))
     with pytest.raises(ValueError, match=r"expected class labels in 0..2"):
         random_model(conditional=True).log_prob(levels(1), np.array([3]))
+
+
+def test_few_couplings_warn_of_their_bits_per_dim_floor():
+    """A coupling stretches by at most 2 and moves half the values: K couplings stretch by 2^(K/2)."""
+    from tfflows.models.jet import bits_per_dim_floor
+
+    with pytest.warns(UserWarning, match="cannot take 8-bit data below about 5.33 bits/dim"):
+        tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=8, width=8, heads=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=16, width=8, heads=2)
+    # The floor is reached by the log-det: every scale saturated at 2 gives K/2 doublings a value.
+    model = tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=4, width=8, heads=2, num_bits=5)
+    x = np.random.default_rng(0).integers(0, 32, (3, 8, 8, 1)).astype(np.float32) + 0.5
+    model.log_prob(x)
+    for v in model.trainable_variables:
+        if v.path.endswith("project_out/bias"):
+            v.assign(np.full(v.shape, 40.0, np.float32))
+    _, log_det = model.flow(None).forward_and_log_det(tf.constant(x))
+    np.testing.assert_allclose(log_det.numpy() / 64 / math.log(2), 4 / 2 - 5, atol=1e-5)
+    assert np.all(model.bits_per_dim(x).numpy() >= bits_per_dim_floor(4, 5) - 1e-4)

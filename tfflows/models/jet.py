@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Sequence
 
 import keras
@@ -17,6 +19,21 @@ from tfflows.models.base import FlowModel
 __all__ = ["Jet", "SPLITS"]
 
 SPLITS = ("channel", "spatial")
+
+
+def bits_per_dim_floor(num_couplings: int, num_bits: int) -> float:
+    """The bits/dim below which a Jet of ``num_couplings`` cannot go on ``num_bits`` data.
+
+    Pixel levels are scaled by 2⁻ⁿ, each coupling multiplies the values it
+    moves by at most 2 and moves half of them, and the standard normal's
+    density is at most 1/√(2π): so log₂ p(x)/D ≤ −n + K/2 − log₂ √(2π).
+    """
+    return num_bits + 0.5 * math.log2(2 * math.pi) - num_couplings / 2
+
+
+def min_couplings(num_bits: int, floor: float = 2.0) -> int:
+    """The fewest couplings whose :func:`bits_per_dim_floor` is at most ``floor``."""
+    return max(1, math.ceil(2 * (num_bits + 0.5 * math.log2(2 * math.pi) - floor)))
 
 
 def spatial_part_a(grid: tuple[int, int]) -> list[int]:
@@ -121,6 +138,14 @@ class Jet(FlowModel):
                              "patch_size or splits=('spatial',).")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"{name}: seed must be an integer, got {seed!r}.")
+        floor = bits_per_dim_floor(num_couplings, num_bits)
+        if floor > 2.0:
+            warnings.warn(
+                f"{name}: each coupling stretches a value at most 2× (s = 2·sigmoid(u), as in the "
+                f"paper) and a value moves in half of the couplings, so {num_couplings} couplings "
+                f"cannot take {num_bits}-bit data below about {floor:.2f} bits/dim; use "
+                f"num_couplings >= {min_couplings(num_bits, 2.0)} (the paper uses 32 to 64).",
+                stacklevel=2)
         self.patch_size = patch_size
         self.num_couplings = num_couplings
         self.width = width
