@@ -79,7 +79,7 @@ class Jet(FlowModel):
     Args:
       event_shape: (H, W, C); H and W divisible by ``patch_size``.
       patch_size: p, the side of a patch.
-      num_couplings: coupling layers (the paper: 32 to 64).
+      num_couplings: coupling layers (the paper: 32 to 64); see :func:`bits_per_dim_floor`.
       width: ViT width (the paper: 512 to 1024).
       depth: transformer blocks per ViT (the paper: 1 to 4).
       heads: attention heads; must divide ``width``.
@@ -99,7 +99,7 @@ class Jet(FlowModel):
         self,
         event_shape: Sequence[int] = (28, 28, 1),
         patch_size: int = 4,
-        num_couplings: int = 8,
+        num_couplings: int = 16,
         width: int = 64,
         depth: int = 1,
         heads: int = 4,
