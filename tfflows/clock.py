@@ -189,6 +189,8 @@ class TestAt(keras.callbacks.Callback):
         ``evaluate`` returned.
     """
 
+    __test__ = False  # a callback, not a test class, for pytest that collects names "Test*"
+
     def __init__(self, data: Any, seconds: Sequence[float], time_limit=None,
                  clock: TrainingClock | None = None) -> None:
         super().__init__()
