@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from machine import cpu_name  # bench/machine.py (this folder is on sys.path when run)
+from machine import batch_clock, cpu_name  # bench/machine.py (this folder is on sys.path when run)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
@@ -103,18 +103,10 @@ def run_child(args: argparse.Namespace) -> None:
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=(jit == "on"))
     ds = tf.data.Dataset.from_tensor_slices(pool).repeat().batch(args.batch_size).prefetch(4)
 
-    class Clock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.stamps: list[float] = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.stamps.append(time.perf_counter())
-
     t0 = time.perf_counter()
     model.fit(ds, steps_per_epoch=1 + args.warmup, epochs=1, verbose=0)
     first = time.perf_counter() - t0
-    clock = Clock()
+    clock = batch_clock()
     model.fit(ds, steps_per_epoch=args.timed + 1, epochs=1, verbose=0, callbacks=[clock])
     per_batch = (clock.stamps[-1] - clock.stamps[0]) / (len(clock.stamps) - 1)
     gpus = tf.config.list_physical_devices("GPU")

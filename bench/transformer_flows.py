@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 
-from machine import cpu_name  # bench/machine.py (this folder is on sys.path when run)
+from machine import batch_clock, cpu_name  # bench/machine.py (this folder is on sys.path when run)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
@@ -121,15 +121,7 @@ def run_child(args: argparse.Namespace) -> None:
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     ds = tf.data.Dataset.from_tensor_slices(images).batch(64, drop_remainder=True)
 
-    class Clock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.stamps: list[float] = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.stamps.append(time.perf_counter())
-
-    clock = Clock()
+    clock = batch_clock()
     model.fit(ds.take(4), epochs=1, verbose=0)  # data-dependent init, tracing
     model.fit(ds.skip(4), epochs=1, verbose=0, callbacks=[clock])
     per_batch = float(np.median(np.diff(clock.stamps[2:])))

@@ -6,7 +6,6 @@ Tiny models (a 2-D RealNVP, an 8×8 Glow) so each test takes seconds.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,10 +16,9 @@ import tfflows
 import tfflows.cli
 from tfflows.callbacks import TimeLimit
 from tfflows.clock import TestAt, TrainingClock
-from tfflows.data import IDX_FILE_NAMES
-from tfflows.data.idx import write_idx
 from tfflows.training import probe_jit
 from test_bad_inputs import CliError, cli
+from test_rerun import data_dir  # noqa: F401  (the 8×8 IDX files of a fake Fashion-MNIST)
 
 POINTS = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
 
@@ -89,17 +87,6 @@ def test_test_at_pauses_the_clock_and_leaves_training_unchanged():
 def test_test_at_refuses_marks_that_are_not_positive():
     with pytest.raises(ValueError, match="expected seconds of training > 0"):
         TestAt(_batches(), [0.0])
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 64), ("test", 32)):
-        images_name, labels_name = IDX_FILE_NAMES[split]
-        write_idx(folder / images_name, rng.integers(0, 256, (n, 8, 8), dtype=np.uint8))
-        write_idx(folder / labels_name, rng.integers(0, 10, n).astype(np.uint8))
-    return folder
 
 
 def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypatch):

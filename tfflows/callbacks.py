@@ -16,7 +16,7 @@ import numpy as np
 
 from tfflows.guard import NonFiniteWeightsError
 from tfflows.images import grid_picture, save_picture, to_uint8
-from tfflows.io import atomic_path, atomic_write_json, is_temporary
+from tfflows.io import atomic_path, atomic_write_json, numbered_entries
 
 __all__ = ["FiniteCheckpoint", "ResumableBackup", "SampleCheck", "SampleGrid", "TensorBoardSamples",
            "TimeLimit", "checkpoint_files", "density_array", "density_picture", "samples_picture",
@@ -306,14 +306,7 @@ def checkpoint_files(folder: str | None) -> list[tuple[int, str]]:
 
     Leftovers of unfinished atomic writes (hidden ``.*.tmp-*`` names) are skipped.
     """
-    if not folder or not os.path.isdir(folder):
-        return []
-    found = []
-    for name in os.listdir(folder):
-        match = CHECKPOINT_NAME.match(name)
-        if match and not is_temporary(name):
-            found.append((int(match.group(1)), os.path.join(folder, name)))
-    return sorted(found, reverse=True)
+    return numbered_entries(folder, CHECKPOINT_NAME)
 
 
 def _sha256(path: str) -> str:

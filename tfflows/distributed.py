@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfflows.io import atomic_dir, atomic_write_json, is_temporary
+from tfflows.io import atomic_dir, atomic_write_json, numbered_entries
 
 __all__ = ["CHECKPOINT_NAME", "checkpoints", "cluster_config", "connect", "finish", "fit",
            "is_chief", "local_copy", "worker_address"]
@@ -258,14 +258,7 @@ def _state_variables(model: keras.Model) -> list:
 
 def checkpoints(folder: str | os.PathLike | None) -> list[tuple[int, str]]:
     """``(global step, path)`` of every complete checkpoint in ``folder``, newest first."""
-    if not folder or not os.path.isdir(folder):
-        return []
-    found = []
-    for name in os.listdir(folder):
-        match = CHECKPOINT_NAME.match(name)
-        if match and not is_temporary(name):
-            found.append((int(match.group(1)), os.path.join(folder, name)))
-    return sorted(found, reverse=True)
+    return numbered_entries(folder, CHECKPOINT_NAME)
 
 
 def _save_checkpoint(model: keras.Model, folder: str, epoch: int, step: int, global_step: int,

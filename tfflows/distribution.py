@@ -29,7 +29,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.base import FlowBijector
-from tfflows.data.pipeline import pixel_levels
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -367,10 +366,7 @@ class FlowDistribution(tfd.Distribution):
         if value.dtype.is_integer and model.models_pixel_levels:
             # Integer pixels (uint8 from TFDS or decode_png) are scored as the model and the
             # SavedModel score them: reduced to num_bits, at the centres of their bins.
-            bits = model._pixel_bits(value.dtype, "x")
-            if tf.executing_eagerly():
-                model._check_pixels(value, "x", bits)
-            return tf.cast(pixel_levels(value, int(model.num_bits)), self.dtype)
+            return tf.cast(model._integer_levels(value, "x"), self.dtype)
         if not value.dtype.is_floating:
             hint = (" Integer pixels are read by image models with num_bits."
                     if len(model.event_shape) == 3 else "")

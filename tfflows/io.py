@@ -15,6 +15,7 @@ import ctypes.util
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from typing import Any, Iterator
@@ -26,6 +27,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "is_temporary",
+    "numbered_entries",
     "strict_json",
 ]
 
@@ -47,6 +49,22 @@ def is_temporary(name: str) -> bool:
     """True for a name that an unfinished atomic write left behind."""
     base = os.path.basename(name)
     return base.startswith(".") and TMP_MARK in base
+
+
+def numbered_entries(folder: str | os.PathLike | None, pattern: re.Pattern) -> list[tuple[int, str]]:
+    """``(number, path)`` of every entry of ``folder`` whose name ``pattern`` matches, newest first.
+
+    ``pattern``'s first group is the number (an epoch, a step). Leftovers of
+    unfinished atomic writes are skipped; a missing folder gives ``[]``.
+    """
+    if not folder or not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        match = pattern.match(name)
+        if match and not is_temporary(name):
+            found.append((int(match.group(1)), os.path.join(folder, name)))
+    return sorted(found, reverse=True)
 
 
 def _fsync_folder(folder: str) -> None:

@@ -306,14 +306,18 @@ class FlowModel(keras.Model):
                 f"{name}: expected {what} of shape [batch, {', '.join(map(str, self.event_shape))}], "
                 f"got shape {x.shape}{hint}.")
         if pixels:
-            bits = self._pixel_bits(x.dtype, what)
-            if values and tf.executing_eagerly():
-                self._check_pixels(x, what, bits)
-            levels = pixel_levels(x, int(self.num_bits), noise=seed is not None, seed=seed)
-            return tf.cast(levels, self.flow_dtype)
+            return tf.cast(self._integer_levels(x, what, values, seed), self.flow_dtype)
         if values and tf.executing_eagerly():
             self._check_values(x, what, levels)
         return tf.cast(x, self.flow_dtype)
+
+    def _integer_levels(self, x: tf.Tensor, what: str, check: bool = True, seed=None) -> tf.Tensor:
+        """Integer pixels as float32 levels (:func:`tfflows.data.pixel_levels`): bin centres, or
+        noisy with a ``seed``; with ``check``, pixels outside their dtype's bits raise eagerly."""
+        bits = self._pixel_bits(x.dtype, what)
+        if check and tf.executing_eagerly():
+            self._check_pixels(x, what, bits)
+        return pixel_levels(x, int(self.num_bits), noise=seed is not None, seed=seed)
 
     def _pixel_bits(self, dtype: tf.DType, what: str) -> int:
         """The bit depth of integer pixels of ``dtype`` (:func:`tfflows.data.integer_pixel_bits`)."""
