@@ -298,7 +298,7 @@ def _dataset(arr, labels, num_bits, source_bits, batch_size, shuffle, seed, drop
         ds = tf.data.Dataset.from_tensor_slices(arr.astype("float32"))
         if shuffle:
             ds = ds.shuffle(len(arr), seed=seed)
-        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+        return data.steady(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(2))
     return data.make_dataset(arr, labels=labels, batch_size=batch_size, num_bits=num_bits,
                              source_bits=source_bits, shuffle=shuffle, seed=seed,
                              drop_remainder=drop_remainder)

@@ -22,6 +22,7 @@ from tfflows.data.pipeline import (
     label_key,
     make_dataset,
     pixel_levels,
+    steady,
     toy_dataset,
 )
 from tfflows.data.toys import (
@@ -55,6 +56,7 @@ __all__ = [
     "make_dataset",
     "num_bits_of",
     "pixel_levels",
+    "steady",
     "read_idx",
     "sample_toy",
     "toy_dataset",

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from tfflows.data.pipeline import _PARALLEL, _PREFETCH, steady
 from tfflows.io import is_temporary
 
 __all__ = ["IMAGE_SUFFIXES", "image_folder"]
@@ -152,11 +153,11 @@ def image_folder(
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_loader(target, channels, crop != "none"), num_parallel_calls=tf.data.AUTOTUNE,
+    ds = ds.map(_loader(target, channels, crop != "none"), num_parallel_calls=_PARALLEL,
                 deterministic=True)
     if batch_size is not None:
         ds = ds.batch(batch_size)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return steady(ds.prefetch(_PREFETCH))
 
 
 def _loader(target: tuple[int, int], channels: int, centre_crop: bool):

@@ -50,7 +50,7 @@ def perturbed_dataset(images: np.ndarray, rate: float, *, batch_size: int = 64, 
     Like :func:`tfflows.data.make_dataset` (float32 levels in [0, 2^n_bits)),
     with :func:`perturb` applied to the integer pixels before dequantization.
     """
-    from tfflows.data import make_dataset
+    from tfflows.data.pipeline import _PARALLEL, _PREFETCH, make_dataset, steady
 
     rate = _check_rate(rate)
     # make_dataset checks the images and yields integer levels; the noise goes in before dequantizing.
@@ -65,8 +65,8 @@ def perturbed_dataset(images: np.ndarray, rate: float, *, batch_size: int = 64, 
         u = tf.random.stateless_uniform(tf.shape(levels), seed=tf.stack([key, tf.ones_like(key)]))
         return tf.minimum(levels + u, tf.math.nextafter(levels + 1.0, levels))
 
-    return tf.data.Dataset.zip((plain, keys)).map(transform, num_parallel_calls=tf.data.AUTOTUNE) \
-        .prefetch(tf.data.AUTOTUNE)
+    return steady(tf.data.Dataset.zip((plain, keys)).map(transform, num_parallel_calls=_PARALLEL)
+                  .prefetch(_PREFETCH))
 
 
 def train_background(model: Any, images: np.ndarray, rate: float = 0.2, *, epochs: int = 10,
