@@ -42,6 +42,9 @@ MODELS = {
     "jet": (lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=2, width=8, depth=1,
                                      heads=2, **kw), (8, 8, 1), None),
     "vector_glow": (lambda **kw: tfflows.VectorGlow(4, num_steps=3, hidden_units=8, **kw), (4,), None),
+    # Spline couplings: the one-pass coupling gradient with a rational-quadratic transform.
+    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_layers=3, hidden_units=8, num_hidden=1, **kw),
+                   (4,), None),
 }
 
 
@@ -108,7 +111,8 @@ def test_glow_gradients_equal_stored_gradients(glow_twins, compiled, assert_clos
             assert_close(f"{mode} gradient", g.numpy(), w, atol=rtol * np.max(np.abs(w)), rtol=0.0)
 
 
-@pytest.mark.parametrize("name", ["glow_additive_classes", "realnvp", "jet", "vector_glow"])
+@pytest.mark.parametrize("name", ["glow_additive_classes", "realnvp", "jet", "vector_glow",
+                                  "vector_nsf"])
 def test_other_models_gradients_equal_stored_gradients(name, assert_close):
     models, x, context = _twins(name, "float32")
     context = None if context is None else np.array(context)
@@ -119,6 +123,31 @@ def test_other_models_gradients_equal_stored_gradients(name, assert_close):
             w = w.numpy()
             assert_close(f"{mode} gradient ({name})", g.numpy(), w,
                          atol=2e-5 * np.max(np.abs(w)) + 1e-30, rtol=0.0)
+
+
+@pytest.mark.parametrize("name", ["glow", "realnvp"])
+def test_reversible_runs_each_coupling_network_once_forward_and_once_backward(name, monkeypatch):
+    """The backward pass inverts a coupling and reruns it on one conditioner pass, not two."""
+    import tfflows.bijectors.coupling as coupling_module
+    import tfflows.reversible as reversible_module
+
+    calls = []
+    real = coupling_module.call_conditioner
+
+    def counting(*args, **kwargs):
+        calls.append(args[-1])  # the coupling's name
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(coupling_module, "call_conditioner", counting)
+    monkeypatch.setattr(reversible_module, "call_conditioner", counting)
+    models, x, _ = _twins(name, "float32", modes=("store", "reversible"))
+    passes = {}
+    for mode, model in models.items():
+        calls.clear()
+        _gradients(model, x, None, compiled=False)
+        passes[mode] = {n: calls.count(n) for n in set(calls)}
+    assert passes["store"] and set(passes["store"].values()) == {1}
+    assert passes["reversible"] == {n: 2 for n in passes["store"]}
 
 
 def test_the_reversible_runs_invert_to_round_off(glow_twins):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 __all__ = ["NonFiniteWeightsError", "all_finite", "check_finite_weights", "finite_rows",
-           "nonfinite_weights"]
+           "nonfinite_weights", "update_stays_finite"]
 
 
 def all_finite(tensors: Iterable[Any]) -> tf.Tensor:
@@ -59,3 +59,79 @@ def check_finite_weights(model: Any, action: str) -> None:
         f"{path!r} has {count} of {size} entries inf or NaN ({len(bad)} weights, {total} "
         "entries in all). Training diverged; go back to the last good checkpoint and lower "
         "the learning rate or add warmup.")
+
+
+# Bounds for update_stays_finite, far inside float32's range (3.4e38) so that no
+# intermediate of the update below can overflow.
+_GRADIENT_LIMIT = 1e18  # its square, Adam's second moment, stays below 1e36
+_STATE_LIMIT = 1e30
+_RESULT_LIMIT = 1e37
+
+
+def _max_abs(tensors: Iterable[Any]) -> tf.Tensor:
+    """max |t| over every entry of the floating tensors (float64; NaN if any entry is NaN)."""
+    out = tf.constant(0.0, tf.float64)
+    for t in tensors:
+        if t is None or not t.dtype.is_floating:
+            continue
+        m = tf.cast(tf.reduce_max(tf.abs(tf.convert_to_tensor(t))), tf.float64)
+        # reduce_max may skip a NaN; keep it, so every comparison below fails.
+        out = tf.where(tf.math.is_nan(m) | tf.math.is_nan(out), tf.constant(np.nan, tf.float64),
+                       tf.maximum(out, m))
+    return out
+
+
+def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any]) -> tf.Tensor | None:
+    """Whether ``optimizer.apply(grads, variables)`` provably leaves every value finite.
+
+    A scalar bool tensor, True only when bounds on the gradients, the
+    weights and the optimizer's state prove that the update cannot overflow;
+    ``None`` for an optimizer whose update it cannot bound. The non-finite
+    guard of a training step then skips saving a copy of the whole training
+    state (weights and optimizer variables: three times the parameters for
+    Adam) before an update that cannot go wrong, which is most of the
+    memory of a reversible training step's update.
+
+    Bounded: ``keras.optimizers.Adam``, ``AdamW`` and :class:`tfflows.ScheduledAdam`
+    (epsilon > 0), and ``SGD``, with no EMA, gradient accumulation or loss-scale
+    factor. With G = max|gradient| < 1e18, S = max|optimizer variable| < 1e30,
+    W = max|weight|, learning rate η ≥ 0 and weight decay λ:
+
+    - Adam: |m'| ≤ max(S, G), v' ≤ max(S, G²), and a weight moves by at
+      most η·√(1−β₂ᵗ)/(1−β₁ᵗ)·max(S, G)/ε;
+    - SGD: |m'| ≤ μS + ηG, and a weight moves by at most (1+μ)|m'| + ηG;
+
+    and the new weights, at most W(1+λη) plus that move, must stay below 1e37.
+    """
+    import keras
+
+    from tfflows.training import ScheduledAdam
+
+    kind = type(optimizer)
+    adam = kind in (keras.optimizers.Adam, keras.optimizers.AdamW, ScheduledAdam)
+    if not (adam or kind is keras.optimizers.SGD):
+        return None
+    if (getattr(optimizer, "use_ema", False) or getattr(optimizer, "gradient_accumulation_steps", None)
+            or getattr(optimizer, "loss_scale_factor", None)):
+        return None
+    if adam and not float(optimizer.epsilon) > 0:
+        return None
+    f64 = tf.float64
+    grad_max = _max_abs(grads)
+    state_max = _max_abs([v.value if isinstance(v, keras.Variable) else v
+                          for v in optimizer.variables])
+    weight_max = _max_abs([v.value if isinstance(v, keras.Variable) else v for v in variables])
+    rate = tf.cast(tf.convert_to_tensor(optimizer.learning_rate), f64)
+    decay = tf.constant(float(optimizer.weight_decay or 0.0), f64)
+    if adam:
+        step = tf.cast(optimizer.iterations, f64) + 1.0
+        alpha = rate * tf.sqrt(1.0 - float(optimizer.beta_2) ** step) / (1.0 - float(optimizer.beta_1) ** step)
+        move = alpha * tf.maximum(state_max, grad_max) / float(optimizer.epsilon)
+    else:
+        momentum = float(optimizer.momentum)
+        velocity = momentum * state_max + rate * grad_max
+        move = (1.0 + momentum) * velocity + rate * grad_max
+    bound = weight_max * (1.0 + tf.abs(decay * rate)) + move
+    ok = ((grad_max < _GRADIENT_LIMIT) & (state_max < _STATE_LIMIT) & (rate >= 0.0)
+          & (bound < _RESULT_LIMIT))
+    return ok  # NaN anywhere fails every comparison

@@ -38,7 +38,8 @@ import tensorflow as tf
 # keep every activation there alive: tf.recompute_grad stops it with this context manager too.
 from tensorflow.python.eager.record import stop_recording
 
-from tfflows.bijectors.base import FlowBijector
+from tfflows.bijectors.base import FlowBijector, batch_zeros, sum_event
+from tfflows.bijectors.coupling import Coupling, call_conditioner
 from tfflows.bijectors.multiscale import FactorOut, FlowChain
 from tfflows.layers.base import FlowLayer
 
@@ -109,6 +110,47 @@ def _step_gradients(step, x, context, dy, dld, variables):
     return dx, dcontext, grads[len(sources):]
 
 
+def _coupling_gradients(step, y, context, dy, dld, variables):
+    """A coupling's input and gradients from its output ``y``, with one conditioner pass.
+
+    Returns ``(x, ∂x, ∂context or None, [∂variable])`` for ⟨dy, y⟩ + ⟨dld,
+    log_det⟩ of ``(y, log_det) = coupling(x)``. The conditioner sees the same
+    entries in x and y, so its one pass under the tape serves both the
+    inverse (x's moving part, not differentiated) and the rerun forward
+    transform that is differentiated: a step costs one conditioner pass
+    and its backward pass, where inverting and rerunning costs two passes.
+    """
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(y)
+        if context is not None:
+            tape.watch(context)
+        tape.watch(variables)
+        # Built under the tape: weights it reads when built (a tanh factor) get gradients too.
+        coupling = _bijector(step, context)
+        mask, transform = coupling._mask, coupling.transform
+        cond, moving = mask.split(y)
+        h = call_conditioner(coupling._conditioner, cond, coupling.event_ndims, coupling._context,
+                             transform.params_per_entry * moving.shape[-1], coupling.name)
+        x_moving = tf.stop_gradient(transform(h, moving, to_latent=False)[0])
+        tape.watch(x_moving)
+        # x has y's conditioning entries and x_moving's moving ones, so ∂x is ∂y there and
+        # ∂x_moving here; forward from it as the coupling does.
+        x = mask.merge(y, x_moving)
+        moved, log_det = transform(h, mask.split(x)[1], to_latent=True)
+        y_again = mask.merge(x, moved)
+        log_det = sum_event(mask.moving_log_det(log_det), coupling.event_ndims) \
+            + batch_zeros(x, coupling.event_ndims)
+    sources = [y, x_moving] + ([context] if context is not None else [])
+    grads = tape.gradient([y_again, log_det], sources + list(variables),
+                          output_gradients=[dy, dld])
+    zeros = [tf.zeros_like(t) for t in sources]
+    grads = [z if g is None else g for z, g in zip(zeros, grads[:len(sources)])] \
+        + grads[len(sources):]
+    dx = mask.merge(grads[0], grads[1])
+    dcontext = grads[2] if context is not None else None
+    return tf.stop_gradient(x), dx, dcontext, grads[len(sources):]
+
+
 def _run(steps: Sequence, x: tf.Tensor, context: tf.Tensor | None, keep_output: bool):
     """``(y, log_det)`` of ``steps`` with a custom gradient keeping y (reversible) or x.
 
@@ -133,10 +175,15 @@ def _run(steps: Sequence, x: tf.Tensor, context: tf.Tensor | None, keep_output: 
             dctx = None if ctx is None else tf.zeros_like(ctx)
             point = kept
             for step in reversed(steps):
-                if keep_output:
-                    # The step's input from its output: nothing of the forward pass was kept.
-                    point = tf.stop_gradient(_bijector(step, ctx).inverse_and_log_det(point)[0])
-                dy, dc, vgrads = _step_gradients(step, point, ctx, dy, dld, variables)
+                bijector = _bijector(step, ctx)
+                if keep_output and isinstance(bijector, Coupling):
+                    point, dy, dc, vgrads = _coupling_gradients(step, point, ctx, dy, dld,
+                                                                variables)
+                else:
+                    if keep_output:
+                        # The step's input from its output: nothing of the forward pass was kept.
+                        point = tf.stop_gradient(bijector.inverse_and_log_det(point)[0])
+                    dy, dc, vgrads = _step_gradients(step, point, ctx, dy, dld, variables)
                 if dc is not None:
                     dctx += dc
                 var_grads = [a if b is None else (b if a is None else a + b)

@@ -19,7 +19,7 @@ from keras.src.trainers import compile_utils
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.pipeline import image_key, integer_pixel_bits, label_key, pixel_levels
 from tfflows.distribution import FlowDistribution, LiveBijector, stateless_seed
-from tfflows.guard import all_finite, check_finite_weights, finite_rows
+from tfflows.guard import all_finite, check_finite_weights, finite_rows, update_stays_finite
 from tfflows.io import atomic_dir, atomic_path
 from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
@@ -816,8 +816,28 @@ class FlowModel(keras.Model):
         Finite gradients can still give a non-finite update (a huge learning
         rate, Adam's squared gradients overflowing): the training state is
         read before the update and restored after it unless every floating
-        weight and optimizer variable is finite. Returns whether it was kept.
+        weight and optimizer variable is finite. That copy of the state
+        (three times the parameters for Adam) is skipped when bounds prove
+        the update finite (:func:`tfflows.guard.update_stays_finite`), as
+        they do for Adam and SGD at sane sizes; the update is still checked
+        and counted as non-finite if the proof was wrong. Outside a
+        tf.distribute strategy only: under one, the copying path is taken.
+        Returns whether it was kept.
         """
+        safe = (None if tf.distribute.has_strategy()
+                else update_stays_finite(self.optimizer, grads, variables))
+        if safe is None:
+            return self._apply_with_copies(grads, variables)
+
+        def without_copies():
+            self.optimizer.apply(grads, variables)
+            return all_finite([v.value if isinstance(v, keras.Variable) else v
+                               for v in self._training_state()])
+
+        return tf.cond(safe, without_copies, lambda: self._apply_with_copies(grads, variables))
+
+    def _apply_with_copies(self, grads, variables) -> tf.Tensor:
+        """Applies ``grads`` after copying the training state; restores it if anything is non-finite."""
         state = [v.value if isinstance(v, keras.Variable) else v for v in self._training_state()]
         saved = [tf.identity(v) for v in state]
         with tf.control_dependencies(saved):
