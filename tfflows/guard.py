@@ -97,8 +97,9 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     factor. With G = max|gradient| < 1e18, S = max|optimizer variable| < 1e30,
     W = max|weight|, learning rate η ≥ 0 and weight decay λ:
 
-    - Adam: |m'| ≤ max(S, G), v' ≤ max(S, G²), and a weight moves by at
-      most η·√(1−β₂ᵗ)/(1−β₁ᵗ)·max(S, G)/ε;
+    - Adam (second moments v ≥ 0, as in any run): |m'| ≤ max(S, G),
+      v' ≤ max(S, G²), and a weight moves by at most
+      η·√(1−β₂ᵗ)/(1−β₁ᵗ)·max(S, G)/ε;
     - SGD: |m'| ≤ μS + ηG, and a weight moves by at most (1+μ)|m'| + ηG;
 
     and the new weights, at most W(1+λη) plus that move, must stay below 1e37.
@@ -134,4 +135,9 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     bound = weight_max * (1.0 + tf.abs(decay * rate)) + move
     ok = ((grad_max < _GRADIENT_LIMIT) & (state_max < _STATE_LIMIT) & (rate >= 0.0)
           & (bound < _RESULT_LIMIT))
+    # Adam's second moments are >= 0 in any run (v' >= β₂v); a negative one (a corrupt
+    # checkpoint) would give √v = NaN, so the proof needs it.
+    for v in [*getattr(optimizer, "_velocities", []), *getattr(optimizer, "_velocity_hats", [])]:
+        if adam:
+            ok &= tf.reduce_min(tf.convert_to_tensor(v)) >= 0
     return ok  # NaN anywhere fails every comparison
