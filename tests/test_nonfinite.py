@@ -190,6 +190,40 @@ def test_the_update_bound_refuses_optimizers_it_cannot_bound():
     assert not bool(update_stays_finite(negative, grads, [variable]))
 
 
+def test_the_update_bound_refuses_clip_norms_whose_clipping_overflows():
+    # Keras clips again inside apply, squaring gradients that the train step left as they
+    # were: with a clip norm of 1e20, gradients of 9e17 pass the step's clip and overflow there.
+    variable = keras.Variable(np.zeros(1000, "float32"))
+    grads = [tf.fill([1000], 9e17)]
+    for clip in ({"global_clipnorm": 1e20}, {"clipnorm": 1e21}):
+        optimizer = keras.optimizers.Adam(1e-3, **clip)
+        optimizer.build([variable])
+        assert update_stays_finite(optimizer, grads, [variable]) is None, clip
+    optimizer = keras.optimizers.Adam(1e-3, global_clipnorm=50.0)
+    optimizer.build([variable])
+    assert bool(update_stays_finite(optimizer, [tf.ones([1000])], [variable]))
+
+
+@pytest.mark.parametrize("compiled", [None, False, True], ids=["eager", "function", "xla"])
+def test_the_update_bound_fails_on_a_nan_even_where_reduce_max_skips_it(compiled):
+    variable = keras.Variable(np.ones(4, "float32"))
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build([variable])
+    grads = [tf.ones(4)]
+
+    def bound():
+        return update_stays_finite(optimizer, grads, [variable])
+
+    run = bound if compiled is None else tf.function(bound, jit_compile=compiled)
+    assert bool(run())
+    for moment in (optimizer._momentums[0], optimizer._velocities[0]):
+        moment.assign([np.nan, 0.0, 0.0, 0.0])
+        assert not bool(run()), moment.path
+        moment.assign(np.zeros(4, "float32"))
+    variable.assign([1.0, np.nan, 1.0, 1.0])
+    assert not bool(run())
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_the_guard_copies_the_state_only_for_an_update_it_cannot_prove_finite(mode, monkeypatch):
     # Counted when the copying branch runs, not when it is traced (both branches of a cond are).

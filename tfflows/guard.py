@@ -69,15 +69,18 @@ _RESULT_LIMIT = 1e37
 
 
 def _max_abs(tensors: Iterable[Any]) -> tf.Tensor:
-    """max |t| over every entry of the floating tensors (float64; NaN if any entry is NaN)."""
+    """max |t| over every entry of the floating tensors, as float64; +inf if any entry is NaN.
+
+    A NaN is turned into +inf before the reduction: reduce_max may skip NaN
+    (XLA's does), and every bound below then fails on it.
+    """
     out = tf.constant(0.0, tf.float64)
     for t in tensors:
         if t is None or not t.dtype.is_floating:
             continue
-        m = tf.cast(tf.reduce_max(tf.abs(tf.convert_to_tensor(t))), tf.float64)
-        # reduce_max may skip a NaN; keep it, so every comparison below fails.
-        out = tf.where(tf.math.is_nan(m) | tf.math.is_nan(out), tf.constant(np.nan, tf.float64),
-                       tf.maximum(out, m))
+        a = tf.abs(tf.convert_to_tensor(t))
+        a = tf.where(tf.math.is_nan(a), tf.constant(np.inf, a.dtype), a)
+        out = tf.maximum(out, tf.cast(tf.reduce_max(a), tf.float64))
     return out
 
 
@@ -93,16 +96,21 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     memory of a reversible training step's update.
 
     Bounded: ``keras.optimizers.Adam``, ``AdamW`` and :class:`tfflows.ScheduledAdam`
-    (epsilon > 0), and ``SGD``, with no EMA, gradient accumulation or loss-scale
-    factor. With G = max|gradient| < 1e18, S = max|optimizer variable| < 1e30,
-    W = max|weight|, learning rate η ≥ 0 and weight decay λ:
+    (epsilon > 0), and ``SGD``, with no EMA, gradient accumulation or
+    loss-scale factor, and a ``clipnorm``/``global_clipnorm`` (if any) below
+    1e18, whose clipping inside ``apply`` squares the gradients (those the
+    train step has already clipped). With G = max|gradient| < 1e18,
+    S = max|optimizer variable| < 1e30, W = max|weight|, learning rate
+    η ≥ 0 and weight decay λ:
 
     - Adam (second moments v ≥ 0, as in any run): |m'| ≤ max(S, G),
-      v' ≤ max(S, G²), and a weight moves by at most
-      η·√(1−β₂ᵗ)/(1−β₁ᵗ)·max(S, G)/ε;
+      v' ≤ max(S, G²), and a weight moves by at most α·max(S, G)/ε with
+      α = η·√(1−β₂ᵗ)/(1−β₁ᵗ) (β in the variables' precision), the product
+      α·max(S, G) itself bounded;
     - SGD: |m'| ≤ μS + ηG, and a weight moves by at most (1+μ)|m'| + ηG;
 
-    and the new weights, at most W(1+λη) plus that move, must stay below 1e37.
+    and W·λ, and the new weights, at most W(1+λη) plus that move, must stay
+    below 1e37. A NaN anywhere fails the bounds.
     """
     import keras
 
@@ -115,6 +123,9 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     if (getattr(optimizer, "use_ema", False) or getattr(optimizer, "gradient_accumulation_steps", None)
             or getattr(optimizer, "loss_scale_factor", None)):
         return None
+    for clip in (getattr(optimizer, "clipnorm", None), getattr(optimizer, "global_clipnorm", None)):
+        if clip is not None and not 0 < float(clip) < _GRADIENT_LIMIT:
+            return None
     if adam and not float(optimizer.epsilon) > 0:
         return None
     f64 = tf.float64
@@ -123,21 +134,28 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
                           for v in optimizer.variables])
     weight_max = _max_abs([v.value if isinstance(v, keras.Variable) else v for v in variables])
     rate = tf.cast(tf.convert_to_tensor(optimizer.learning_rate), f64)
-    decay = tf.constant(float(optimizer.weight_decay or 0.0), f64)
+    rate = tf.where(tf.math.is_nan(rate), tf.constant(np.inf, f64), rate)
+    decay = abs(float(optimizer.weight_decay or 0.0))
     if adam:
+        # The betas as the update sees them: a β₁ that rounds to 1 in float32 makes 1 − β₁ᵗ = 0.
+        dtype = np.dtype(getattr(variables[0], "dtype", "float32")) if variables else np.float32
+        beta_1, beta_2 = float(dtype.type(optimizer.beta_1)), float(dtype.type(optimizer.beta_2))
         step = tf.cast(optimizer.iterations, f64) + 1.0
-        alpha = rate * tf.sqrt(1.0 - float(optimizer.beta_2) ** step) / (1.0 - float(optimizer.beta_1) ** step)
-        move = alpha * tf.maximum(state_max, grad_max) / float(optimizer.epsilon)
+        alpha = rate * tf.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        scaled = alpha * tf.maximum(state_max, grad_max)  # m·α, before the division by √v + ε
+        move = scaled / float(optimizer.epsilon)
+        ok = scaled < _RESULT_LIMIT
     else:
         momentum = float(optimizer.momentum)
         velocity = momentum * state_max + rate * grad_max
         move = (1.0 + momentum) * velocity + rate * grad_max
-    bound = weight_max * (1.0 + tf.abs(decay * rate)) + move
-    ok = ((grad_max < _GRADIENT_LIMIT) & (state_max < _STATE_LIMIT) & (rate >= 0.0)
-          & (bound < _RESULT_LIMIT))
+        ok = tf.constant(True)
+    bound = weight_max * (1.0 + decay * rate) + move
+    ok &= ((grad_max < _GRADIENT_LIMIT) & (state_max < _STATE_LIMIT) & (rate >= 0.0)
+           & (weight_max * decay < _RESULT_LIMIT) & (bound < _RESULT_LIMIT))
     # Adam's second moments are >= 0 in any run (v' >= β₂v); a negative one (a corrupt
-    # checkpoint) would give √v = NaN, so the proof needs it.
-    for v in [*getattr(optimizer, "_velocities", []), *getattr(optimizer, "_velocity_hats", [])]:
-        if adam:
-            ok &= tf.reduce_min(tf.convert_to_tensor(v)) >= 0
+    # checkpoint) would give √v = NaN, so the proof needs it. reduce_all is False on NaN.
+    if adam:
+        for v in [*getattr(optimizer, "_velocities", []), *getattr(optimizer, "_velocity_hats", [])]:
+            ok &= tf.reduce_all(tf.convert_to_tensor(v) >= 0)
     return ok  # NaN anywhere fails every comparison
