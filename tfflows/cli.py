@@ -489,10 +489,17 @@ def _train(args) -> dict:
     jit = {"setting": args.jit, "probe": None}
     budget = args.time_limit * 60.0 if args.time_limit else None
     if probe:
-        jit["probe"] = probe_jit(model, train)
-        print(f"tfflows: --jit auto: XLA {'on' if model.jit_compile else 'off'} (measured "
-              f"{jit['probe']['seconds_per_step']['off']:.3f} s/step without, "
-              f"{jit['probe']['seconds_per_step']['on']:.3f} s/step with)")
+        # XLA's compilation may take at most a tenth of a time-limited run.
+        jit["probe"] = probe_jit(model, train, max_compile_seconds=budget / 10 if budget else None)
+        if jit["probe"]["xla_skipped"]:
+            print(f"tfflows: --jit auto: XLA off, not tried: {jit['probe']['xla_skipped']}")
+        elif jit["probe"]["xla_error"]:
+            print(f"tfflows: --jit auto: XLA off, it could not compile the step: "
+                  f"{jit['probe']['xla_error']}")
+        else:
+            print(f"tfflows: --jit auto: XLA {'on' if model.jit_compile else 'off'} (measured "
+                  f"{jit['probe']['seconds_per_step']['off']:.3f} s/step without, "
+                  f"{jit['probe']['seconds_per_step']['on']:.3f} s/step with)")
         if budget:  # the probe's steps trained the model: they count against the budget
             budget = max(budget - jit["probe"]["probe_seconds"], 1e-3)
     jit["jit_compile"] = bool(model.jit_compile)
