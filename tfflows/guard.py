@@ -68,6 +68,13 @@ _STATE_LIMIT = 1e30
 _RESULT_LIMIT = 1e37
 
 
+def tensor_values(variables: Iterable[Any]) -> list:
+    """Each Keras variable's current value tensor; anything else as it is."""
+    import keras
+
+    return [v.value if isinstance(v, keras.Variable) else v for v in variables]
+
+
 def _max_abs(tensors: Iterable[Any]) -> tf.Tensor:
     """max |t| over every entry of the floating tensors, as float64; +inf if any entry is NaN.
 
@@ -130,9 +137,8 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
         return None
     f64 = tf.float64
     grad_max = _max_abs(grads)
-    state_max = _max_abs([v.value if isinstance(v, keras.Variable) else v
-                          for v in optimizer.variables])
-    weight_max = _max_abs([v.value if isinstance(v, keras.Variable) else v for v in variables])
+    state_max = _max_abs(tensor_values(optimizer.variables))
+    weight_max = _max_abs(tensor_values(variables))
     rate = tf.cast(tf.convert_to_tensor(optimizer.learning_rate), f64)
     rate = tf.where(tf.math.is_nan(rate), tf.constant(np.inf, f64), rate)
     decay = abs(float(optimizer.weight_decay or 0.0))

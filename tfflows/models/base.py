@@ -19,7 +19,7 @@ from keras.src.trainers import compile_utils
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.pipeline import image_key, integer_pixel_bits, label_key, pixel_levels
 from tfflows.distribution import FlowDistribution, LiveBijector, stateless_seed
-from tfflows.guard import all_finite, check_finite_weights, finite_rows, update_stays_finite
+from tfflows.guard import all_finite, check_finite_weights, finite_rows, tensor_values, update_stays_finite
 from tfflows.io import atomic_dir, atomic_path
 from tfflows.layers.convolution import xla_compiling
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
@@ -831,14 +831,13 @@ class FlowModel(keras.Model):
 
         def without_copies():
             self.optimizer.apply(grads, variables)
-            return all_finite([v.value if isinstance(v, keras.Variable) else v
-                               for v in self._training_state()])
+            return all_finite(tensor_values(self._training_state()))
 
         return tf.cond(safe, without_copies, lambda: self._apply_with_copies(grads, variables))
 
     def _apply_with_copies(self, grads, variables) -> tf.Tensor:
         """Applies ``grads`` after copying the training state; restores it if anything is non-finite."""
-        state = [v.value if isinstance(v, keras.Variable) else v for v in self._training_state()]
+        state = tensor_values(self._training_state())
         saved = [tf.identity(v) for v in state]
         with tf.control_dependencies(saved):
             self.optimizer.apply(grads, variables)
