@@ -421,7 +421,7 @@ def fit(model, data, *, strategy: tf.distribute.Strategy | None = None, epochs: 
         first = next(iter(source(0).take(1)), None)
         if first is None:
             raise ValueError("fit: the data of epoch 0 is empty.")
-        model._check_first_batch(first)
+        model.spec.check_first_batch(first)
         if not model.is_initialized:
             model.initialize(first)
     _sync_from_chief(strategy, model)

@@ -92,7 +92,7 @@ class _LiveFlow:
         self.name = type(model).__name__
         self.dtype = flow_dtype(model)
         if not model.is_conditional or context is None:
-            model._context(context)  # raises: a context for an unconditional model, or none given
+            model.spec.context(context)  # raises: a context for an unconditional model, or none given
             self.context, self.batch_static, self.batch_tensor = None, tf.TensorShape([]), tf.constant([], tf.int32)
             return
         c = tf.convert_to_tensor(context)
@@ -107,7 +107,7 @@ class _LiveFlow:
         self.batch_static = c.shape[:batch_rank]
         self.batch_tensor = tf.shape(c)[:batch_rank]
         flat = tf.reshape(c, [-1] if labels else [-1, c.shape[-1]])
-        self.context = model._context(flat)  # [N, size]: one-hot labels or vectors, checked
+        self.context = model.spec.context(flat)  # [N, size]: one-hot labels or vectors, checked
 
     # -- broadcasting -----------------------------------------------------
 
@@ -201,8 +201,14 @@ class LiveBijector(FlowBijector):
                          name=name or f"{type(model).__name__}_bijector")
 
     @property
-    def model(self):
+    def model(self) -> Any:
+        """The :class:`tfflows.FlowModel` whose current weights every call reads."""
         return self._model
+
+    @property
+    def live(self) -> _LiveFlow:
+        """The model and its (flattened, checked) contexts that every call runs the flow with."""
+        return self._live
 
     @property
     def trainable_variables(self) -> tuple[tf.Variable, ...]:
@@ -269,8 +275,14 @@ _SAMPLE_MOMENTS = ("Estimate it from samples: x = dist.sample(n, seed=...), then
                    "tf.reduce_mean(x, 0) and tf.math.reduce_variance(x, 0).")
 
 
-class FlowDistribution(tfd.Distribution):
-    """p(x) = N(f(x); 0, I) · |det ∂f/∂x|: a model as a live TFP distribution.
+class FlowDistribution(tfd.TransformedDistribution):
+    """p(x) = N(f(x); 0, I) · |det ∂f/∂x|: a model as a live TFP ``TransformedDistribution``.
+
+    As TFP composes it: ``.distribution`` is the base (a standard normal on
+    the flat latent of size ``num_dims``) and ``.bijector`` the model's
+    latent → data flow (:class:`LiveBijector`), so
+    ``isinstance(d, tfd.TransformedDistribution)`` holds and TFP code that
+    takes a transformed distribution apart finds what it expects.
 
     log_prob(x) is ``model.log_prob`` (one pass of the flow f, data → latent);
     samples are x = f⁻¹(ε), ε ~ N(0, I), fully reparameterized, and
@@ -296,43 +308,36 @@ class FlowDistribution(tfd.Distribution):
       validate_args, allow_nan_stats, name: as for any TFP distribution.
     """
 
-    def __init__(self, model, context=None, validate_args: bool = False, allow_nan_stats: bool = True,
-                 name: str | None = None) -> None:
+    def __init__(self, model: Any, context: Any = None, validate_args: bool = False,
+                 allow_nan_stats: bool = True, name: str | None = None) -> None:
         parameters = dict(locals())
-        self._bijector = LiveBijector(model, context)
-        self._live = self._bijector._live
+        bijector = LiveBijector(model, context)
+        self._live = bijector.live
         self._model = model
         self._context_given = context
-        super().__init__(dtype=self._live.dtype, reparameterization_type=tfd.FULLY_REPARAMETERIZED,
-                         validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+        dtype = self._live.dtype
+        base = tfd.Sample(tfd.Normal(tf.constant(0.0, dtype), tf.constant(1.0, dtype),
+                                     allow_nan_stats=allow_nan_stats),
+                          sample_shape=[model.num_dims], name="base")
+        super().__init__(distribution=base, bijector=bijector, validate_args=validate_args,
                          parameters=parameters, name=name or type(model).__name__)
 
     @classmethod
-    def _parameter_properties(cls, dtype, num_classes=None):
+    def _parameter_properties(cls, dtype: Any, num_classes: Any = None) -> dict:
         # The model's weights are not parameters with batch dimensions; contexts set the batch.
         return {}
 
     # -- what it is made of ------------------------------------------------
 
     @property
-    def model(self):
+    def model(self) -> Any:
         """The :class:`tfflows.FlowModel` whose current weights every call reads."""
         return self._model
 
     @property
-    def context(self):
+    def context(self) -> Any:
         """The contexts given (None for an unconditional model)."""
         return self._context_given
-
-    @property
-    def bijector(self) -> LiveBijector:
-        """The latent → data bijector (live, for the same contexts)."""
-        return self._bijector
-
-    @property
-    def distribution(self) -> tfd.Distribution:
-        """The base: a standard normal on the flat latent of size ``num_dims``."""
-        return self._model.base_distribution
 
     @property
     def trainable_variables(self) -> tuple[tf.Variable, ...]:
@@ -346,61 +351,57 @@ class FlowDistribution(tfd.Distribution):
 
     # -- shapes --------------------------------------------------------------
 
-    def _event_shape(self):
+    def _event_shape(self) -> tf.TensorShape:
         return tf.TensorShape(self._model.event_shape)
 
-    def _event_shape_tensor(self):
+    def _event_shape_tensor(self) -> tf.Tensor:
         return tf.constant(self._model.event_shape, tf.int32)
 
-    def _batch_shape(self):
+    def _batch_shape(self) -> tf.TensorShape:
         return self._live.batch_static
 
-    def _batch_shape_tensor(self):
+    def _batch_shape_tensor(self) -> tf.Tensor:
         return self._live.batch_tensor
 
     # -- density and samples -------------------------------------------------
 
-    def _as_data(self, value) -> tf.Tensor:
+    def _as_data(self, value: Any) -> tf.Tensor:
         value = tf.convert_to_tensor(value)
-        model = self._model
-        if value.dtype.is_integer and model.models_pixel_levels:
+        spec = self._model.spec
+        if value.dtype.is_integer and spec.models_pixel_levels:
             # Integer pixels (uint8 from TFDS or decode_png) are scored as the model and the
             # SavedModel score them: reduced to num_bits, at the centres of their bins.
-            return tf.cast(model._integer_levels(value, "x"), self.dtype)
+            return tf.cast(spec.integer_levels(value, "x"), self.dtype)
         if not value.dtype.is_floating:
             hint = (" Integer pixels are read by image models with num_bits."
-                    if len(model.event_shape) == 3 else "")
+                    if spec.data_kind == "image" else "")
             raise ValueError(f"{self.name}: expected float32 or float64 data, got "
                              f"{value.dtype.name}.{hint}")
         return tf.cast(value, self.dtype)
 
-    def log_prob(self, value, name: str = "log_prob", **kwargs):
+    def log_prob(self, value: Any, name: str = "log_prob", **kwargs: Any) -> tf.Tensor:
         """log p(x), shape ``[..., *batch_shape]``; float data of any precision is cast to ``dtype``."""
         return super().log_prob(self._as_data(value), name=name, **kwargs)
 
-    def prob(self, value, name: str = "prob", **kwargs):
+    def prob(self, value: Any, name: str = "prob", **kwargs: Any) -> tf.Tensor:
         """p(x) = exp(log p(x))."""
         return super().prob(self._as_data(value), name=name, **kwargs)
 
-    def _log_prob(self, x):
+    def _prob(self, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
+        return tf.exp(self._log_prob(x))
+
+    def _log_prob(self, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
         model = self._model
         if self.validate_args:
             score = model.log_prob  # its checks, pixel levels out of range included
         else:
-            def score(x, context):
+            def score(x: tf.Tensor, context: Any) -> tf.Tensor:
                 # As encode: shape, dtype and (eagerly) finite values are checked, but not the
                 # pixel range, so the distribution scores its own samples wherever they fall.
-                x = model._check_x(x)
-                flow = model.flow(context)
-
-                def compute():
-                    z, log_det = flow.forward_and_log_det(x)
-                    return model._base_log_prob(z) + log_det
-
-                return model._unless_empty(x, compute, ())
+                return model.flow_log_prob(model.spec.check_x(x), context)
         return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
 
-    def _latent_noise(self, sample_shape, seed) -> tf.Tensor:
+    def _latent_noise(self, sample_shape: Any, seed: Any) -> tf.Tensor:
         seed = stateless_seed(seed, self.name)
         if seed is None:
             seed = tfp.random.sanitize_seed(None)
@@ -408,11 +409,13 @@ class FlowDistribution(tfd.Distribution):
                            [self._model.num_dims]], 0)
         return tf.random.stateless_normal(shape, seed=seed, dtype=self.dtype)
 
-    def _sample_n(self, n, seed=None):
-        eps = self._latent_noise([n], seed)
-        return self.bijector.forward(eps)
+    def _call_sample_n(self, sample_shape: Any, seed: Any, **kwargs: Any) -> tf.Tensor:
+        return self.bijector.forward(self._latent_noise(sample_shape, seed))
 
-    def _sample_and_log_prob(self, sample_shape, seed):
+    def _sample_n(self, n: Any, seed: Any = None, **kwargs: Any) -> tf.Tensor:
+        return self.bijector.forward(self._latent_noise([n], seed))
+
+    def _sample_and_log_prob(self, sample_shape: Any, seed: Any, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
         eps = self._latent_noise(sample_shape, seed)
         x, log_det = self.bijector.forward_and_log_det(eps)
         base = -0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * self._model.num_dims * _LOG_2PI

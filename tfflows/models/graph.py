@@ -171,10 +171,10 @@ def functional_view(model: FlowModel) -> keras.Model:
         else:
             c_in = keras.Input(shape=(model.context_dim,), dtype="float32", name="context")
         inputs.append(c_in)
-        context = ContextStep(model._context, model.context_size, name="context_in")(c_in)
+        context = ContextStep(model.spec.context, model.context_size, name="context_in")(c_in)
     pieces: list = []
     log_dets: list = []
-    _trace(model._plan.steps, x_in, context, _Names(), pieces, log_dets)
+    _trace(model.plan.steps, x_in, context, _Names(), pieces, log_dets)
     z = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(axis=-1, name="latent")(pieces)
     if int(np.prod(z.shape[1:])) != model.num_dims:
         raise ValueError(f"{type(model).__name__}: the traced latent has shape {z.shape}, "
