@@ -91,11 +91,14 @@ def __dir__() -> list[str]:
 
 # Every module that registers Keras-serializable objects a saved model may name
 # (models bring layers and bijectors; training has the learning-rate schedule).
-_SERIALIZABLE = ("tfflows.models", "tfflows.training")
+_SERIALIZABLE = ("tfflows.training",)
 
 
 def _register_keras_objects() -> None:
-    """Imports every tfflows class that ``keras.models.load_model`` may need."""
+    """Imports every tfflows class that ``keras.models.load_model`` may need: each registered model."""
+    from tfflows.models import registry
+
+    registry.entries()  # imports every built-in model's module
     for module in _SERIALIZABLE:
         importlib.import_module(module)
 

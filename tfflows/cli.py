@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Sequence
 
+from tfflows.models.registry import model_names
+
 __all__ = ["DEBUG_ENV", "main", "build_parser"]
 
 IMAGE_DATASETS = ("digits", "fashion_mnist", "mnist")
@@ -17,8 +19,6 @@ DEFAULT_STEPS = 4
 DEFAULT_JET_COUPLINGS = 16
 """Jet's couplings each stretch a value at most 2×, and a value moves in half of them: 4
 couplings could not take 8-bit data below about 7.3 bits/dim, 16 below about 1.3."""
-IMAGE_MODELS = ("glow", "realnvp", "tarflow", "jet")
-VECTOR_MODELS = ("nsf", "maf", "maf-spline")
 TOY_DATASETS = ("two_moons", "8gaussians", "checkerboard", "rings")
 
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a flow. An --out that holds an earlier run, finished or interrupted, "
                     "is never retrained silently: the command stops unless --resume or "
                     "--overwrite says what to do with it.")
-    train.add_argument("--model", choices=IMAGE_MODELS + VECTOR_MODELS, default="glow",
+    train.add_argument("--model", choices=model_names(), default="glow",
                        help="tarflow (transformer autoregressive flow over patches) and jet "
                             "(couplings with ViT conditioners over patches) are for images; "
                             "nsf (neural spline flow), maf (masked autoregressive flow) and "
@@ -92,18 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--levels", type=_positive_int, default=2,
                        help="num_levels: the scales of Glow and RealNVP")
     train.add_argument("--steps", type=_positive_int, default=None,
-                       help="num_steps: Glow steps per level (K); TarFlow's num_blocks; Jet's "
-                            f"num_couplings (default {DEFAULT_STEPS} for every model, "
-                            f"{DEFAULT_JET_COUPLINGS} for jet)")
+                       help="num_steps, the flow's depth: steps per level of glow, blocks of tarflow, "
+                            f"couplings of jet and of vector models (default {DEFAULT_STEPS} for "
+                            f"glow and tarflow, {DEFAULT_JET_COUPLINGS} for jet, 8 for vector "
+                            "models; realnvp's couplings per scale are fixed)")
     train.add_argument("--width", type=_positive_int, default=64,
-                       help="hidden_channels of image models, hidden_units of vector models, the "
-                            "transformer width of tarflow and jet")
+                       help="width of the conditioner networks (channels, units or transformer width)")
+    train.add_argument("--depth", type=_positive_int, default=None,
+                       help="depth of the conditioner networks: residual blocks of realnvp "
+                            "(default 2), transformer blocks per tarflow block (2) or per jet "
+                            "ViT (1), hidden layers of vector models (2)")
     transformers = train.add_argument_group("transformer flows (tarflow, jet)")
     transformers.add_argument("--patch-size", type=_positive_int, default=4,
                               help="side of a patch (a token); must divide the image size")
-    transformers.add_argument("--depth", type=_positive_int, default=None,
-                              help="transformer blocks per flow block (tarflow, default 2) or per "
-                                   "coupling's ViT (jet, default 1)")
     transformers.add_argument("--heads", type=_positive_int, default=4,
                               help="attention heads; must divide --width")
     transformers.add_argument("--noise", choices=("uniform", "gaussian"), default=None,
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="tarflow with --conditional: each label is replaced by the null "
                                    "class with probability P (default 0.1), which sampling with "
                                    "--guidance needs")
-    train.add_argument("--blocks", type=_positive_int, default=2, help="num_blocks: RealNVP ResNet blocks")
+    train.add_argument("--blocks", type=_positive_int, default=None,
+                       help="deprecated old name of --depth for realnvp")
     train.add_argument("--coupling", choices=("affine", "additive"), default="affine")
     train.add_argument("--conditional", action="store_true", help="class-conditional model")
     train.add_argument("--epochs", type=_positive_int, default=20)
@@ -312,47 +314,38 @@ def _worth_probing(args, num_train: int) -> bool:
 
 
 def _build_model(args, event_shape, num_bits, num_classes):
-    import tfflows
+    """The model ``--model`` names for data of ``event_shape``, built by its registry entry."""
+    from tfflows.models.registry import BuildOptions, get_model
 
-    # Every model takes the policy (as a Keras layer does); older argument sets have none.
-    policy = dict(dtype=getattr(args, "dtype", None) or "float32",
-                  backprop=getattr(args, "backprop", None) or "store")
-    if len(event_shape) == 1:
-        if args.model in ("tarflow", "jet"):
-            raise ValueError(f"--model {args.model} is an image flow over patches; use it with image "
-                             f"data, got vector data of shape {tuple(event_shape)}.")
-        common = dict(hidden_units=args.width, num_classes=num_classes, seed=args.seed,
-                      standardize=not args.no_standardize, **policy)
-        if args.model == "nsf":
-            return tfflows.VectorNSF(event_shape[0], num_layers=args.steps * args.levels, **common)
-        if args.model == "maf":
-            return tfflows.VectorMAF(event_shape[0], num_layers=args.steps * args.levels, **common)
-        if args.model == "maf-spline":
-            return tfflows.VectorMAF(event_shape[0], num_layers=args.steps * args.levels,
-                                     transform="spline", num_bins=8, bound=5.0, **common)
-        if args.model == "glow":
-            return tfflows.VectorGlow(event_shape[0], num_steps=args.steps * args.levels,
-                                      coupling=args.coupling, **common)
-        return tfflows.VectorRealNVP(event_shape[0], num_layers=args.steps * args.levels, **common)
-    if args.model in VECTOR_MODELS:
-        raise ValueError(f"--model {args.model} is a vector flow; use it with a 2-D toy dataset or a "
-                         f"CSV file, got image data of shape {tuple(event_shape)}.")
-    if args.model == "tarflow":
-        given = {key: getattr(args, key, None) for key in ("noise", "noise_std", "label_dropout")}
-        return tfflows.TarFlow(event_shape, patch_size=args.patch_size, num_blocks=args.steps,
-                               num_layers=args.depth or 2, width=args.width, heads=args.heads,
-                               num_bits=num_bits, num_classes=num_classes,
-                               **{k: v for k, v in given.items() if v is not None}, **policy)
-    if args.model == "jet":
-        return tfflows.Jet(event_shape, patch_size=args.patch_size, num_couplings=args.steps,
-                           depth=args.depth or 1, width=args.width, heads=args.heads,
-                           num_bits=num_bits, num_classes=num_classes, seed=args.seed, **policy)
-    if args.model == "glow":
-        return tfflows.Glow(event_shape, num_levels=args.levels, num_steps=args.steps,
-                            hidden_channels=args.width, coupling=args.coupling, num_bits=num_bits,
-                            num_classes=num_classes, seed=args.seed, **policy)
-    return tfflows.RealNVP(event_shape, num_levels=args.levels, num_blocks=args.blocks,
-                           hidden_channels=args.width, num_bits=num_bits, num_classes=num_classes, **policy)
+    kind = "vector" if len(event_shape) == 1 else "image"
+    try:
+        entry = get_model(args.model, kind)
+    except ValueError as err:
+        raise ValueError(f"{err} (shape {tuple(event_shape)})") from None
+    extra = {key: getattr(args, key, None) for key in ("patch_size", "heads", "noise", "noise_std",
+                                                      "label_dropout")}
+    options = BuildOptions(
+        event_shape=tuple(int(d) for d in event_shape), num_bits=num_bits, num_classes=num_classes,
+        num_levels=args.levels, num_steps=args.steps, width=args.width, depth=_depth(args),
+        coupling=args.coupling, seed=args.seed, standardize=not getattr(args, "no_standardize", False),
+        # Every model takes the policy (as a Keras layer does); older argument sets have none.
+        dtype=getattr(args, "dtype", None) or "float32",
+        backprop=getattr(args, "backprop", None) or "store",
+        extra={k: v for k, v in extra.items() if v is not None})
+    return entry.build(options)
+
+
+def _depth(args) -> int | None:
+    """``--depth``, or the deprecated ``--blocks`` (RealNVP's residual blocks) it replaced."""
+    blocks = getattr(args, "blocks", None)
+    if blocks is None:
+        return getattr(args, "depth", None)
+    if getattr(args, "depth", None) is not None:
+        raise ValueError(f"expected --depth or its deprecated old name --blocks, not both; got "
+                         f"--depth {args.depth} and --blocks {blocks}.")
+    print("tfflows train: --blocks is deprecated and goes in the next release; use --depth.",
+          file=sys.stderr)
+    return blocks
 
 
 RUN_FILES = ("results.json", "model.keras")
@@ -411,9 +404,7 @@ def _train(args) -> dict:
     if wants_workers(args):
         return train_worker(args)
     import keras
-    import tensorflow as tf
 
-    import tfflows
     from tfflows.callbacks import (FiniteCheckpoint, ResumableBackup, SampleCheck, SampleGrid,
                                    TensorBoardSamples, TimeLimit)
     from tfflows.clock import TestAt, TrainingClock
@@ -605,7 +596,7 @@ def _perturbed(args, train_x, num_bits, source_bits):
     if num_bits is None or args.conditional:
         raise ValueError(f"--perturb is for unconditional image models, got dataset {args.dataset!r}"
                          + (" with --conditional." if args.conditional else " (vector data)."))
-    return perturbed_dataset(train_x, args.perturb, batch_size=args.batch_size, n_bits=num_bits,
+    return perturbed_dataset(train_x, args.perturb, batch_size=args.batch_size, num_bits=num_bits,
                              source_bits=source_bits, seed=args.seed)
 
 

@@ -68,6 +68,56 @@ class TrainingClock:
     def _add(self, name: str, seconds: float) -> None:
         self.parts[name] = self.parts.get(name, 0.0) + max(seconds, 0.0)
 
+    # -- what the clock's callbacks tell it (see ``around``) ---------------
+
+    def train_began(self) -> None:
+        """Training starts: the clock starts."""
+        self._start = self._last = time.perf_counter()
+        self._epoch_start = self._start
+        self._first_of_epoch = True
+
+    def epoch_began(self) -> None:
+        """An epoch starts: its first batch counts as the epoch's start, not as a step."""
+        self._epoch_start = time.perf_counter()
+        self._first_of_epoch = True
+
+    def batch_ended(self) -> None:
+        """A training batch ended: the time since the last one is a step (less any pause)."""
+        now = time.perf_counter()
+        paused, self._pending_pause = self._pending_pause, 0.0
+        if self._first_of_epoch:
+            if "first_step" not in self.parts:
+                self._add("first_step", now - self._start - paused)
+            else:
+                self._add("epoch_start", now - self._epoch_start - paused)
+                self._epoch_restarts += 1
+            self._first_of_epoch = False
+        else:
+            self.step_times.append(now - self._last - paused)
+            self._add("steps", now - self._last - paused)
+        self._last = now
+
+    def test_began(self) -> None:
+        """Validation starts."""
+        self._test_start = time.perf_counter()
+
+    def test_ended(self) -> None:
+        """Validation ended: its time is counted as ``validation``."""
+        if self._test_start is not None:
+            self._add("validation", time.perf_counter() - self._test_start)
+            self._test_start = None
+
+    def lap(self, name: str | None = None) -> None:
+        """An epoch's end work: the time since the last lap goes to ``name`` (None: a new lap only)."""
+        now = time.perf_counter()
+        if name is not None and self._lap is not None:
+            self._add(name, now - self._lap)
+        self._lap = now
+
+    def train_ended(self) -> None:
+        """Training ended: the clock stops."""
+        self._end = time.perf_counter()
+
     def breakdown(self) -> dict:
         """Seconds per part (see the class), rounded to 0.01 s, with ``total`` and step counts."""
         if self._start is None:
@@ -103,47 +153,26 @@ class _Start(keras.callbacks.Callback):
         super().__init__()
         self.clock = clock
 
-    def on_train_begin(self, logs=None):
-        c = self.clock
-        c._start = c._last = time.perf_counter()
-        c._epoch_start = c._start
-        c._first_of_epoch = True
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.clock.train_began()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        c = self.clock
-        c._epoch_start = time.perf_counter()
-        c._first_of_epoch = True
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.clock.epoch_began()
 
-    def on_train_batch_end(self, batch, logs=None):
-        c = self.clock
-        now = time.perf_counter()
-        paused, c._pending_pause = c._pending_pause, 0.0
-        if c._first_of_epoch:
-            if "first_step" not in c.parts:
-                c._add("first_step", now - c._start - paused)
-            else:
-                c._add("epoch_start", now - c._epoch_start - paused)
-                c._epoch_restarts += 1
-            c._first_of_epoch = False
-        else:
-            c.step_times.append(now - c._last - paused)
-            c._add("steps", now - c._last - paused)
-        c._last = now
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.clock.batch_ended()
 
-    def on_test_begin(self, logs=None):
-        self.clock._test_start = time.perf_counter()
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.clock.test_began()
 
-    def on_test_end(self, logs=None):
-        c = self.clock
-        if c._test_start is not None:
-            c._add("validation", time.perf_counter() - c._test_start)
-            c._test_start = None
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self.clock.test_ended()
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.clock._lap = time.perf_counter()
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.clock.lap()
 
-    def on_train_end(self, logs=None):
-        self.clock._end = time.perf_counter()
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.clock.train_ended()
 
 
 class _Lap(keras.callbacks.Callback):
@@ -154,15 +183,11 @@ class _Lap(keras.callbacks.Callback):
         self.clock = clock
         self.name = name
 
-    def on_epoch_end(self, epoch, logs=None):
-        c = self.clock
-        now = time.perf_counter()
-        if c._lap is not None:
-            c._add(self.name, now - c._lap)
-        c._lap = now
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.clock.lap(self.name)
 
-    def on_train_end(self, logs=None):
-        self.clock._end = time.perf_counter()
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.clock.train_ended()
 
 
 class TestAt(keras.callbacks.Callback):

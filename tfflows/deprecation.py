@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 
 __all__ = ["DENSE_NAMES", "conditioner_size", "old_argument_names", "renamed_argument", "renamed_keys"]
 
-_T = TypeVar("_T", bound=type)
+_T = TypeVar("_T")
 
 DENSE_NAMES = {"hidden_channels": "hidden_units", "num_blocks": "num_hidden"}
 """A dense conditioner's old size names and their new ones (vector models and MADE use the new)."""
@@ -77,38 +77,42 @@ def renamed_keys(config: dict[str, Any], renames: dict[str, str]) -> dict[str, A
 
 
 def old_argument_names(renames: dict[str, str]) -> Callable[[_T], _T]:
-    """A class decorator: the constructor still takes each old argument name of ``renames``.
+    """A decorator: a function, or a class's constructor, still takes each old argument name.
 
     ``renames`` maps an old name to its new one. A caller's old name becomes
     the new one with a ``DeprecationWarning`` naming both; giving both is a
-    ``ValueError``. The map is kept as the class's ``OLD_ARGUMENT_NAMES``
+    ``ValueError``. On a class the map is kept as ``OLD_ARGUMENT_NAMES``
     (merged with its bases'), so ``from_config`` can read configs saved
     before the rename without a warning (:func:`renamed_keys`).
     """
 
-    def decorate(cls: _T) -> _T:
-        init = cls.__init__
-
-        @functools.wraps(init)
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+    def wrap(function: Callable[..., Any], owner: str) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def renamed(*args: Any, **kwargs: Any) -> Any:
             for old, new in renames.items():
                 if old not in kwargs:
                     continue
                 if new in kwargs:
-                    raise ValueError(f"{cls.__name__}: expected {new} or its deprecated old name "
+                    raise ValueError(f"{owner}: expected {new} or its deprecated old name "
                                      f"{old}, not both; got {new}={kwargs[new]!r} and "
                                      f"{old}={kwargs[old]!r}.")
-                warnings.warn(f"{cls.__name__}: the argument {old} is deprecated and goes in the "
+                warnings.warn(f"{owner}: the argument {old} is deprecated and goes in the "
                               f"next release; use {new}.", DeprecationWarning, stacklevel=2)
                 kwargs[new] = kwargs.pop(old)
-            init(self, *args, **kwargs)
+            return function(*args, **kwargs)
 
-        # Keras reads the constructor's argspec (inspect.getfullargspec, which does not follow
+        # Keras reads a constructor's argspec (inspect.getfullargspec, which does not follow
         # functools.wraps) beside its signature: both must show the real arguments.
-        del __init__.__wrapped__
-        __init__.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
-        cls.__init__ = __init__  # type: ignore[misc]
-        cls.OLD_ARGUMENT_NAMES = {**getattr(cls, "OLD_ARGUMENT_NAMES", {}), **renames}  # type: ignore[attr-defined]
-        return cls
+        del renamed.__wrapped__
+        renamed.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+        return renamed
+
+    def decorate(target: _T) -> _T:
+        if not isinstance(target, type):
+            return wrap(target, target.__name__)  # type: ignore[return-value]
+        target.__init__ = wrap(target.__init__, target.__name__)  # type: ignore[misc]
+        target.OLD_ARGUMENT_NAMES = {  # type: ignore[attr-defined]
+            **getattr(target, "OLD_ARGUMENT_NAMES", {}), **renames}
+        return target
 
     return decorate

@@ -141,7 +141,7 @@ class _Endpoints:
         self.max_samples = max_samples
         # A model's own sampling inputs (TarFlow: guidance, denoise), served through its
         # decode_with_options; other models offer none.
-        self.sample_options = dict(getattr(model, "sample_signature_options", {}))
+        self.sample_options = dict(model.sample_signature_options)
         self.is_image = model.data_kind == "image"
         self.num_dims = int(model.num_dims)
         if self.is_image:
@@ -206,37 +206,12 @@ class _Endpoints:
     # -- checks --------------------------------------------------------------
 
     def _check_context(self, kwargs: dict, batch: tf.Tensor, where: str) -> tuple[list, Any]:
-        model = self.model
-        if model.num_classes is not None:
-            labels = kwargs["labels"]
-            k = model.num_classes
-            return [
-                tf.debugging.assert_greater_equal(
-                    labels, 0, message=f"{where}: labels must be class ids in 0..{k - 1}"),
-                tf.debugging.assert_less(
-                    labels, k, message=f"{where}: labels must be class ids in 0..{k - 1}"),
-                tf.debugging.assert_equal(
-                    tf.shape(labels)[0], batch,
-                    message=f"{where}: labels must have one entry per example"),
-            ], labels
-        if model.context_dim is not None:
-            context = kwargs["context"]
-            return [
-                tf.debugging.assert_equal(
-                    tf.reduce_all(tf.math.is_finite(context)), True,
-                    message=f"{where}: context must be finite"),
-                tf.debugging.assert_equal(
-                    tf.shape(context)[0], batch,
-                    message=f"{where}: context must have one row per example"),
-            ], context
-        return [], None
+        spec = self.model.spec
+        context = kwargs["labels"] if spec.num_classes is not None else kwargs.get("context")
+        return spec.graph_context_checks(context, batch, where), context
 
     def _check_levels(self, x: tf.Tensor, where: str) -> list:
-        top = 2.0 ** self.num_bits
-        what = f"{where}: images must be finite pixel levels in [0, {top:g})"
-        return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True, message=what),
-                tf.debugging.assert_greater_equal(x, 0.0, message=what),
-                tf.debugging.assert_less(x, top, message=what)]
+        return self.model.spec.graph_level_checks(x, where)
 
     def _check_finite(self, x: tf.Tensor, what: str) -> list:
         return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True,

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from tfflows.data.pipeline import _PARALLEL, _PREFETCH, steady
+from tfflows.data.pipeline import PARALLEL_CALLS, PREFETCH_BATCHES, steady
 from tfflows.io import is_temporary
 
 __all__ = ["IMAGE_SUFFIXES", "image_folder"]
@@ -153,11 +153,11 @@ def image_folder(
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_loader(target, channels, crop != "none"), num_parallel_calls=_PARALLEL,
+    ds = ds.map(_loader(target, channels, crop != "none"), num_parallel_calls=PARALLEL_CALLS,
                 deterministic=True)
     if batch_size is not None:
         ds = ds.batch(batch_size)
-    return steady(ds.prefetch(_PREFETCH))
+    return steady(ds.prefetch(PREFETCH_BATCHES))
 
 
 def _loader(target: tuple[int, int], channels: int, centre_crop: bool):

@@ -2,7 +2,7 @@
 
 A flow models a density on continuous values, so integer pixels ``k`` are
 spread over ``[k, k + 1)`` by adding ``u ~ U[0, 1)`` (Theis et al., 2016). The
-pipeline yields values in ``[0, 2^n_bits)``; the model divides by ``2^n_bits``
+pipeline yields values in ``[0, 2^num_bits)``; the model divides by ``2^num_bits``
 itself and accounts for that scaling in its log-likelihood.
 
 References:
@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfflows.data.toys import sample_toy
-from tfflows.deprecation import renamed_argument
+from tfflows.deprecation import old_argument_names, renamed_argument
 
 __all__ = [
     "IMAGE_KEYS",
@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 # Fixed parallelism instead of tf.data's autotuner (see ``steady``).
-_PARALLEL = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-_PREFETCH = 2
+PARALLEL_CALLS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+PREFETCH_BATCHES = 2
 
 
 def steady(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -55,13 +55,13 @@ def steady(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def _check_bits(n_bits: int, source_bits: int, name: str = "n_bits") -> None:
+def _check_bits(num_bits: int, source_bits: int, name: str = "num_bits") -> None:
     if not 1 <= source_bits <= 8:
         raise ValueError(f"source_bits must be in 1..8 for uint8 data; got {source_bits}.")
-    if not 1 <= n_bits <= source_bits:
+    if not 1 <= num_bits <= source_bits:
         raise ValueError(
             f"{name} must be in 1..source_bits={source_bits} (bits can only be dropped); "
-            f"got {n_bits}."
+            f"got {num_bits}."
         )
 
 
@@ -71,9 +71,9 @@ def _stateless_seed(seed: int | tf.Tensor) -> tf.Tensor:
 
 
 def _quantize(
-    x: tf.Tensor, n_bits: int, source_bits: int, seed: tf.Tensor | None, noise: bool
+    x: tf.Tensor, num_bits: int, source_bits: int, seed: tf.Tensor | None, noise: bool
 ) -> tf.Tensor:
-    shift = source_bits - n_bits
+    shift = source_bits - num_bits
     if shift:
         x = x // tf.constant(2**shift, dtype=x.dtype)
     y = tf.cast(x, tf.float32)
@@ -88,21 +88,22 @@ def _quantize(
     return tf.minimum(y + u, tf.math.nextafter(y + 1.0, y))
 
 
+@old_argument_names({"n_bits": "num_bits"})
 def dequantize(
     x: tf.Tensor | np.ndarray,
-    n_bits: int = 8,
+    num_bits: int = 8,
     source_bits: int = 8,
     seed: int | tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """y = floor(x / 2^(source_bits - n_bits)) + u, with u ~ U[0, 1) per element.
+    """y = floor(x / 2^(source_bits - num_bits)) + u, with u ~ U[0, 1) per element.
 
-    The result lies in ``[0, 2^n_bits)`` and ``floor(y)`` recovers the reduced
+    The result lies in ``[0, 2^num_bits)`` and ``floor(y)`` recovers the reduced
     integers exactly.
 
     Args:
         x: Integer-valued tensor of any shape with values in ``[0, 2^source_bits)``,
             usually uint8 pixels.
-        n_bits: Bit depth to keep, ``1 <= n_bits <= source_bits``.
+        num_bits: Bit depth to keep, ``1 <= num_bits <= source_bits``.
         source_bits: Bit depth of ``x``, at most 8.
         seed: ``None`` for stateful noise; an int or a shape-``[2]`` int tensor
             for stateless noise (the same seed gives the same noise).
@@ -113,20 +114,21 @@ def dequantize(
     Raises:
         ValueError: If the bit depths are out of range.
     """
-    _check_bits(n_bits, source_bits)
+    _check_bits(num_bits, source_bits)
     x = tf.convert_to_tensor(x)
     key = None if seed is None else _stateless_seed(seed)
-    return _quantize(x, n_bits, source_bits, key, noise=True)
+    return _quantize(x, num_bits, source_bits, key, noise=True)
 
 
-def bin_centres(x: tf.Tensor, n_bits: int, source_bits: int = 8) -> tf.Tensor:
-    """y = floor(x / 2^(source_bits − n_bits)) + ½: integer pixels at the centres of their bins.
+@old_argument_names({"n_bits": "num_bits"})
+def bin_centres(x: tf.Tensor, num_bits: int, source_bits: int = 8) -> tf.Tensor:
+    """y = floor(x / 2^(source_bits − num_bits)) + ½: integer pixels at the centres of their bins.
 
     The deterministic counterpart of :func:`dequantize`, used to score
     integer images (the SavedModel's ``log_prob``, OOD scores). Plain TF ops;
     ``source_bits`` may be 8 (uint8) or 16 (uint16).
     """
-    return _quantize(tf.convert_to_tensor(x), n_bits, source_bits, None, noise=False) + 0.5
+    return _quantize(tf.convert_to_tensor(x), num_bits, source_bits, None, noise=False) + 0.5
 
 
 def saved_model_pixel_dtype(num_bits: int) -> tf.DType:
@@ -207,7 +209,7 @@ def _check_source_range(top: int, source_bits: int) -> None:
     Data stated as ``source_bits`` whose maximum is below 2^(source_bits − 3)
     (under 32 for 8-bit data) was almost surely given in a smaller range,
     such as the digits' 0..16 with the default ``source_bits=8``: reducing it
-    to ``n_bits`` would silently keep only its top few levels.
+    to ``num_bits`` would silently keep only its top few levels.
     """
     if top >= 2**source_bits:
         raise ValueError(
@@ -442,8 +444,8 @@ def make_dataset(
         x = _quantize(x, num_bits, source_bits, seed_pair, noise=dequantize)
         return x if y is None else (x, y)
 
-    ds = tf.data.Dataset.zip((ds, keys)).map(transform, num_parallel_calls=_PARALLEL)
-    return steady(ds.prefetch(_PREFETCH))
+    ds = tf.data.Dataset.zip((ds, keys)).map(transform, num_parallel_calls=PARALLEL_CALLS)
+    return steady(ds.prefetch(PREFETCH_BATCHES))
 
 
 def _range_check(source_bits: int, has_labels: bool):
@@ -493,4 +495,4 @@ def toy_dataset(
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    return steady(ds.batch(batch_size).prefetch(_PREFETCH))
+    return steady(ds.batch(batch_size).prefetch(PREFETCH_BATCHES))

@@ -169,6 +169,35 @@ class DataSpec:
         # tf.one_hot maps an out-of-range label to a zero vector without a word: checked above.
         return tf.one_hot(labels, k, dtype=self.dtype)
 
+    def graph_context_checks(self, context: tf.Tensor | None, batch: tf.Tensor,
+                             where: str) -> list[tf.Operation]:
+        """In-graph asserts on a served context: labels in range, vectors finite, one per example.
+
+        The checks a SavedModel signature always runs (and ``validate_args``
+        asks for): an ``InvalidArgumentError`` at run time names ``where``.
+        """
+        if self.num_classes is not None:
+            k = self.num_classes
+            what = f"{where}: labels must be class ids in 0..{k - 1}"
+            return [tf.debugging.assert_greater_equal(context, tf.cast(0, context.dtype), message=what),
+                    tf.debugging.assert_less(context, tf.cast(k, context.dtype), message=what),
+                    tf.debugging.assert_equal(tf.shape(context)[0], batch,
+                                              message=f"{where}: labels must have one entry per example")]
+        if self.context_dim is not None:
+            return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(context)), True,
+                                              message=f"{where}: context must be finite"),
+                    tf.debugging.assert_equal(tf.shape(context)[0], batch,
+                                              message=f"{where}: context must have one row per example")]
+        return []
+
+    def graph_level_checks(self, x: tf.Tensor, where: str) -> list[tf.Operation]:
+        """In-graph asserts that ``x`` holds finite pixel levels in [0, 2^num_bits) (image models)."""
+        top = 2.0 ** int(self.num_bits or 8)
+        what = f"{where}: images must be finite pixel levels in [0, {top:g})"
+        return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True, message=what),
+                tf.debugging.assert_greater_equal(x, tf.cast(0.0, x.dtype), message=what),
+                tf.debugging.assert_less(x, tf.cast(top, x.dtype), message=what)]
+
     def contexts_for_samples(self, context: Any, num_samples: int) -> Any:
         """``sample``'s context: one label or vector repeated ``num_samples`` times, or one each.
 

@@ -16,8 +16,6 @@ What it needs from elsewhere comes through public seams:
 from __future__ import annotations
 
 import math
-import numbers
-import warnings
 from typing import Any, Sequence
 
 import keras
@@ -28,11 +26,11 @@ import tensorflow_probability as tfp
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.spec import DataSpec, unless_empty
 from tfflows.deprecation import renamed_keys
-from tfflows.distribution import FlowDistribution, LiveBijector, stateless_seed
-from tfflows.guard import finite_rows
+from tfflows.distribution import FlowDistribution, LiveBijector
 from tfflows.models.persistence import SavedFlow
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
 from tfflows.models.plan import latent_shapes as plan_latent_shapes
+from tfflows.models.sampling import check_sample_args, finish_samples, latent_noise
 from tfflows.models.views import KerasViews
 from tfflows.reversible import build_bijector as build_run_bijector
 from tfflows.reversible import check_backprop
@@ -49,41 +47,21 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
     """A normalizing flow as a Keras model and a TFP distribution.
 
-    Subclasses describe their steps (data → latent) in ``_make_steps``. The
-    model then offers:
-
-    - ``log_prob(x)``, ``bits_per_dim(x)`` and ``model(x)`` (= ``log_prob``);
-    - ``encode(x)`` / ``decode(z)`` between data and the flat latent (every
-      level of a multi-scale model; ``split_latents`` cuts it per level);
-    - ``sample(n, temperature=1.0, seed=None)``;
-    - ``.bijector`` (latent → data) and ``.distribution``, live TFP objects
-      (:class:`tfflows.FlowDistribution`) that read the current weights;
-    - training with ``compile(optimizer=...)`` and ``fit(data)``: the loss is
-      the mean negative log-likelihood in nats, reported beside it per
-      dimension as ``bits_per_dim`` for image models of pixel levels and as
-      ``nats_per_dim`` for continuous (vector) data (both minimised by
-      Keras's monitors without ``mode``); ``sample_weight`` weights each
-      example's NLL; ActNorm and Standardize are initialised from the first
-      batch when needed;
-    - ``summary()``, ``as_functional()`` (for ``keras.utils.plot_model``),
-      ``plot(path)`` and ``export(path)`` (Keras's ExportArchive, serving
-      ``log_prob``).
+    Subclasses describe their steps (data → latent) in ``_make_steps`` and
+    call ``_finish_init()``. The model offers ``log_prob(x)`` (= ``model(x)``),
+    ``bits_per_dim(x)``, ``encode(x)`` / ``decode(z)`` between data and the
+    flat latent (``split_latents`` cuts it per level), ``sample(n,
+    temperature, seed)``, the live TFP ``.distribution`` and ``.bijector``,
+    Keras training (``compile(optimizer=...)``, ``fit``: the loss is the mean
+    NLL in nats, with ``bits_per_dim`` or ``nats_per_dim`` beside it),
+    ``summary``, ``plot``, ``save`` and ``export``.
 
     Conditional models take ``num_classes`` (integer labels) or
-    ``context_dim`` (float context vectors); every conditioner and prior
-    sees the context, and ``fit`` reads it from ``(x, labels)`` batches.
-
-    Declared attributes that export, the CLI and the callbacks read instead
-    of guessing from shapes: :attr:`data_kind` and :attr:`num_bits`.
-    Dtype policies (``dtype=`` or Keras's global policy): the flow itself
-    (data → latent, every log-det, the 1×1 convolutions' determinants and
-    inverses, ActNorm, the priors, the base log-density and the loss) runs in
-    the policy's variable dtype, :attr:`flow_dtype`: float64 for
-    ``dtype="float64"``, float32 for ``"float32"`` and for the mixed policies.
-    Under ``"mixed_bfloat16"`` or ``"mixed_float16"`` only the conditioner
-    networks compute in bfloat16 / float16. Every step the model builds
-    takes the model's policy. Under ``"mixed_float16"`` ``compile`` wraps the
-    optimizer in ``keras.optimizers.LossScaleOptimizer``.
+    ``context_dim`` (float vectors); ``fit`` reads them from ``(x, labels)``
+    batches. The flow runs in the dtype policy's variable dtype
+    (:attr:`flow_dtype`); under ``"mixed_bfloat16"`` / ``"mixed_float16"``
+    only the conditioner networks compute in low precision, and
+    ``mixed_float16`` wraps the optimizer in a ``LossScaleOptimizer``.
 
     Args:
       event_shape: shape of one example, (H, W, C) or (D,).
@@ -91,9 +69,8 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
       context_dim: size of a float context vector for a conditional model.
       dtype: a dtype policy (name or ``keras.DTypePolicy``); the global policy when None.
       backprop: what ``log_prob``'s gradient keeps (see :mod:`tfflows.reversible`):
-        ``"store"`` every activation (ordinary backprop), ``"recompute"`` each
-        step's input, rerunning the step, or ``"reversible"`` nothing per step,
-        inverting each step's output; memory then does not grow with depth.
+        ``"store"`` every activation, ``"recompute"`` each step's input, or
+        ``"reversible"`` nothing per step (memory then does not grow with depth).
     """
 
     DATA_KINDS = ("image", "vector", "sequence")
@@ -362,46 +339,25 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         many were repaired. Clipping the latent keeps more of the image the
         model meant; clipping the output is the guarantee.
         """
-        name = type(self).__name__
-        if clip_output and not self.spec.models_pixel_levels:
-            raise ValueError(f"{name}: clip_output is for image models with num_bits (a data range to "
-                             f"clamp to), got a model with event shape {self.event_shape}.")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
-            raise ValueError(f"{name}: num_samples must be an integer >= 0, got {num_samples!r}.")
-        if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
-                or not math.isfinite(temperature) or temperature < 0):
-            raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
-        if clip_latent is not None and (
-                isinstance(clip_latent, bool) or not isinstance(clip_latent, numbers.Real)
-                or not math.isfinite(clip_latent) or clip_latent <= 0):
-            raise ValueError(f"{name}: clip_latent must be a finite number > 0 or None, "
-                             f"got {clip_latent!r}.")
-        seed = stateless_seed(seed, name)
-        shape = (int(num_samples), self.num_dims)
-        if seed is None:
-            eps = tf.random.normal(shape, dtype=self.flow_dtype)
-        else:
-            eps = tf.random.stateless_normal(shape, seed=seed, dtype=self.flow_dtype)
-        # One label (or one context vector) stands for every sample.
-        context = self.spec.contexts_for_samples(context, shape[0])
-        z = eps * float(temperature)
+        num_samples, temperature, clip_latent = check_sample_args(
+            self.spec, num_samples, temperature, clip_latent, clip_output)
+        z = latent_noise(self.spec, num_samples, seed) * temperature
         if clip_latent is not None:
-            z = tf.clip_by_value(z, -float(clip_latent), float(clip_latent))
-        # Not decode: an overflowing temperature gets the warning below, not a ValueError.
+            z = tf.clip_by_value(z, -clip_latent, clip_latent)
+        # One label (or one context vector) stands for every sample.
+        context = self.spec.contexts_for_samples(context, num_samples)
+        # Not decode: an overflowing temperature gets finish_samples' warning, not a ValueError.
         x = self._decode(self.spec.check_z(z, values=False), context)
-        if tf.executing_eagerly():
-            bad = int(shape[0] - tf.reduce_sum(tf.cast(finite_rows(x), tf.int32)))
-            if bad:
-                repaired = (" clip_output clamped them into the data range (NaN to 0)." if clip_output
-                            else " sample(..., clip_output=True) clamps them into the data range.")
-                warnings.warn(
-                    f"{name}: {bad} of {shape[0]} samples at temperature {temperature} have inf or "
-                    "NaN values (the inverse flow overflowed); a lower temperature or a longer "
-                    "trained model avoids this." + repaired, RuntimeWarning, stacklevel=2)
-        if clip_output:
-            top = float(np.nextafter(np.float32(2.0 ** self.num_bits), np.float32(0.0)))
-            x = tf.clip_by_value(tf.where(tf.math.is_nan(x), tf.zeros_like(x), x), 0.0, top)
-        return x
+        return finish_samples(self.spec, x, temperature, clip_output)
+
+    @property
+    def sample_signature_options(self) -> dict[str, dict[str, Any]]:
+        """The exported ``sample`` signature's inputs beyond the shared ones (none; see TarFlow)."""
+        return {}
+
+    def decode_with_options(self, z: Any, context: Any = None, **options: tf.Tensor) -> tf.Tensor:
+        """:meth:`decode` with the model's own sampling options as tensors (exported graphs)."""
+        return self.decode(z, context)
 
     def split_latents(self, z) -> list[tf.Tensor]:
         """Cuts a flat latent into its levels, each in its own [batch, H, W, C] shape."""

@@ -17,6 +17,7 @@ from tfflows.layers.coupling import CouplingLayer
 from tfflows.layers.prior import PriorLayer
 from tfflows.models.base import FlowModel
 from tfflows.models.plan import Split
+from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["Glow"]
 
@@ -130,3 +131,12 @@ class Glow(FlowModel):
         return {**super().get_config(), "num_levels": self.num_levels, "num_steps": self.num_steps,
                 "width": self.width, "coupling": self.coupling, "lu": self.lu,
                 "num_bits": self.num_bits, "learn_top": self.learn_top, "seed": self.seed}
+
+
+register_model(ModelEntry(
+    name="glow", data_kind="image", model_class=Glow,
+    summary="multi-scale ActNorm, invertible 1x1 convolutions and couplings (Kingma & Dhariwal 2018)",
+    build=lambda o: Glow(o.event_shape, num_levels=o.num_levels, num_steps=o.num_steps or 4,
+                         width=o.width, coupling=o.coupling, num_bits=o.num_bits,
+                         num_classes=o.num_classes, seed=o.seed, **o.policy),
+    tiny=lambda **cond: Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, num_bits=5, **cond)))

@@ -16,6 +16,7 @@ from tfflows.bijectors.preprocess import ScalePixels
 from tfflows.layers.coupling import CouplingLayer
 from tfflows.layers.transformer import check_heads
 from tfflows.models.base import FlowModel
+from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["Jet", "SPLITS"]
 
@@ -192,3 +193,14 @@ class Jet(FlowModel):
                 "width": self.width, "depth": self.depth, "heads": self.heads,
                 "mlp_ratio": self.mlp_ratio, "num_bits": self.num_bits, "splits": list(self.splits),
                 "seed": self.seed}
+
+
+register_model(ModelEntry(
+    name="jet", data_kind="image", model_class=Jet,
+    summary="couplings with ViT conditioners over patches (Kolesnikov et al. 2024)",
+    build=lambda o: Jet(o.event_shape, patch_size=o.extra.get("patch_size", 4),
+                        num_steps=o.num_steps or 16, depth=o.depth or 1, width=o.width,
+                        heads=o.extra.get("heads", 4), num_bits=o.num_bits,
+                        num_classes=o.num_classes, seed=o.seed, **o.policy),
+    tiny=lambda **cond: Jet((4, 4, 1), patch_size=2, num_steps=4, width=8, depth=1, heads=2,
+                            mlp_ratio=2, num_bits=2, **cond)))

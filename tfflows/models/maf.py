@@ -10,8 +10,9 @@ from tfflows.bijectors.autoregressive import DIRECTIONS, make_transform
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
 from tfflows.models.base import FlowModel
+from tfflows.models.registry import ModelEntry, register_model
 from tfflows.deprecation import old_argument_names
-from tfflows.models.vector import VECTOR_RENAMES, num_features, standardized
+from tfflows.models.vector import VECTOR_RENAMES, vector_options, num_features, standardized
 
 __all__ = ["VectorMAF"]
 
@@ -95,3 +96,17 @@ class VectorMAF(FlowModel):
                 "depth": self.depth, "ordering": self.ordering, "direction": self.direction,
                 "seed": self.seed, "standardize": self.standardize, "transform": self.transform,
                 "num_bins": self.num_bins, "bound": self.bound}
+
+
+register_model(ModelEntry(
+    name="maf", data_kind="vector", model_class=VectorMAF,
+    summary="masked autoregressive flow (Papamakarios et al. 2017)",
+    build=lambda o: VectorMAF(o.event_shape[0], **vector_options(o)),
+    tiny=lambda **cond: VectorMAF(3, num_steps=2, width=8, **cond)))
+register_model(ModelEntry(
+    name="maf-spline", data_kind="vector", model_class=VectorMAF,
+    summary="autoregressive neural spline flow: a MAF with 8-bin rational-quadratic splines on [-5, 5]",
+    build=lambda o: VectorMAF(o.event_shape[0], transform="spline", num_bins=8, bound=5.0,
+                              **vector_options(o)),
+    tiny=lambda **cond: VectorMAF(3, num_steps=2, width=8, transform="spline", num_bins=4, bound=5.0,
+                                  **cond)))

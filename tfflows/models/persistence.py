@@ -7,7 +7,7 @@ sampling and a model card, see :func:`tfflows.export_saved_model`.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 import keras
 

@@ -14,6 +14,7 @@ from tfflows.deprecation import old_argument_names
 from tfflows.layers.coupling import CouplingLayer
 from tfflows.models.base import FlowModel
 from tfflows.models.plan import Split
+from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["RealNVP"]
 
@@ -110,3 +111,11 @@ class RealNVP(FlowModel):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_levels": self.num_levels, "depth": self.depth,
                 "width": self.width, "num_bits": self.num_bits, "alpha": self.alpha}
+
+
+register_model(ModelEntry(
+    name="realnvp", data_kind="image", model_class=RealNVP,
+    summary="multi-scale affine couplings with checkerboard and channel masks (Dinh et al. 2017)",
+    build=lambda o: RealNVP(o.event_shape, num_levels=o.num_levels, depth=o.depth or 2, width=o.width,
+                            num_bits=o.num_bits, num_classes=o.num_classes, **o.policy),
+    tiny=lambda **cond: RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, num_bits=5, **cond)))

@@ -20,6 +20,7 @@ from tfflows.layers.base import FlowLayer
 from tfflows.layers.tarflow import TarFlowBlockLayer
 from tfflows.layers.transformer import check_heads
 from tfflows.models.base import FlowModel
+from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["TarFlow", "NOISES"]
 
@@ -332,3 +333,17 @@ class TarFlow(FlowModel):
                 "depth": self.depth, "width": self.width, "heads": self.heads,
                 "mlp_ratio": self.mlp_ratio, "num_bits": self.num_bits, "noise": self.noise,
                 "noise_std": self.noise_std, "label_dropout": self.label_dropout}
+
+
+def _build(o: Any) -> TarFlow:
+    options = {k: o.extra[k] for k in ("noise", "noise_std", "label_dropout") if o.extra.get(k) is not None}
+    return TarFlow(o.event_shape, patch_size=o.extra.get("patch_size", 4), num_steps=o.num_steps or 4,
+                   depth=o.depth or 2, width=o.width, heads=o.extra.get("heads", 4), num_bits=o.num_bits,
+                   num_classes=o.num_classes, **options, **o.policy)
+
+
+register_model(ModelEntry(
+    name="tarflow", data_kind="image", model_class=TarFlow, build=_build,
+    summary="transformer autoregressive flow over patches (Zhai et al. 2024)",
+    tiny=lambda **cond: TarFlow((4, 4, 1), patch_size=2, num_steps=2, depth=1, width=8, heads=2,
+                                mlp_ratio=2, num_bits=5, **cond)))

@@ -16,8 +16,10 @@ from tfflows.layers.coupling import CouplingLayer
 from tfflows.layers.spline import SplineCouplingLayer
 from tfflows.layers.standardize import StandardizeLayer
 from tfflows.models.base import FlowModel
+from tfflows.models.registry import ModelEntry, register_model
 
-__all__ = ["VECTOR_RENAMES", "VectorRealNVP", "VectorGlow", "VectorNSF", "num_features", "standardized"]
+__all__ = ["VECTOR_RENAMES", "VectorRealNVP", "VectorGlow", "VectorNSF", "num_features", "standardized",
+           "vector_options"]
 
 VECTOR_RENAMES = {"dim": "event_shape", "num_layers": "num_steps", "hidden_units": "width",
                   "num_hidden": "depth"}
@@ -226,3 +228,26 @@ class VectorNSF(FlowModel):
         return {**super().get_config(), "num_steps": self.num_steps, "width": self.width,
                 "depth": self.depth, "num_bins": self.num_bins, "bound": self.bound, "seed": self.seed,
                 "standardize": self.standardize}
+
+
+def vector_options(o: Any) -> dict[str, Any]:
+    """The keyword arguments every vector model takes from the CLI's options."""
+    return dict(num_steps=o.num_steps or 8, width=o.width, depth=o.depth or 2,
+                num_classes=o.num_classes, seed=o.seed, standardize=o.standardize, **o.policy)
+
+
+register_model(ModelEntry(
+    name="realnvp", data_kind="vector", model_class=VectorRealNVP,
+    summary="affine couplings with MLP conditioners and permutations",
+    build=lambda o: VectorRealNVP(o.event_shape[0], **vector_options(o)),
+    tiny=lambda **cond: VectorRealNVP(3, num_steps=2, width=8, **cond)))
+register_model(ModelEntry(
+    name="glow", data_kind="vector", model_class=VectorGlow,
+    summary="ActNorm, invertible dense layers and couplings on vectors",
+    build=lambda o: VectorGlow(o.event_shape[0], coupling=o.coupling, **vector_options(o)),
+    tiny=lambda **cond: VectorGlow(3, num_steps=2, width=8, **cond)))
+register_model(ModelEntry(
+    name="nsf", data_kind="vector", model_class=VectorNSF,
+    summary="rational-quadratic spline couplings (Durkan et al. 2019)",
+    build=lambda o: VectorNSF(o.event_shape[0], **vector_options(o)),
+    tiny=lambda **cond: VectorNSF(3, num_steps=2, width=8, num_bins=4, **cond)))

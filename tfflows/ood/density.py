@@ -29,6 +29,8 @@ class ImageDensity:
     event_shape: tuple[int, int, int]
     num_bits: int
     name: str
+    source: Any = None
+    """What ``log_prob`` needs kept alive (a loaded SavedModel), or None."""
 
     @property
     def num_dims(self) -> int:
@@ -42,7 +44,7 @@ class ImageDensity:
         if not isinstance(model, FlowModel):
             raise ValueError(f"expected a tfflows FlowModel or a SavedModel folder, got {type(model).__name__}.")
         shape = tuple(int(d) for d in model.event_shape)
-        if len(shape) != 3 or getattr(model, "num_bits", None) is None:
+        if not model.spec.models_pixel_levels:
             raise ValueError(f"OOD scoring is for image models [H, W, C] with num_bits; got "
                              f"{type(model).__name__} with event shape {list(shape)}.")
         if model.is_conditional:
@@ -85,9 +87,8 @@ class ImageDensity:
         parts = os.path.normpath(path).split(os.sep)
         # a TF Serving version folder ("glow/1") is named by its model
         name = "/".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
-        density = cls(log_prob, shape, num_bits, name)
-        density._keep = loaded  # the signature needs its module alive
-        return density
+        # The signature needs its module alive: the density keeps it.
+        return cls(log_prob, shape, num_bits, name, source=loaded)
 
 
 def as_density(model: Any) -> ImageDensity:
