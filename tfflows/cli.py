@@ -38,6 +38,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def _float_in(accept, expected: str):
     """An argparse type: a float that ``accept`` takes, else "expected {expected}"."""
     def parse(text: str) -> float:
@@ -218,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--split", default="test")
     score.add_argument("--max-examples", type=_positive_int, default=None,
                        help="at most this many images per set (synthetic sets: 1000 by default)")
-    score.add_argument("--train-examples", type=int, default=1000,
+    score.add_argument("--train-examples", type=_count, default=1000,
                        help="training images whose mean NLL centres the typicality score "
                             "(0: no typicality)")
     score.add_argument("--typicality-batch", type=_positive_int, default=10, metavar="M",
@@ -742,7 +749,8 @@ def _score(args) -> dict:
                                                    ", no --background: no likelihood ratio"),
           file=sys.stderr)
     table = ood.evaluate(model, inside, outside, background=background, train_data=train,
-                         batch_size=args.batch_size, typicality_batch=args.typicality_batch)
+                         batch_size=args.batch_size,
+                         typicality_batch=args.typicality_batch if train is not None else None)
     table = strict_json({"model": args.model_path, "background": args.background,
                          "in_dataset": dataset, "split": args.split, **table})
     print(ood.format_table(table))
