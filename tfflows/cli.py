@@ -269,8 +269,9 @@ def _load_data(dataset: str, data_dir, split: str, num_bits, max_n=None, with_la
     import numpy as np
 
     from tfflows import data
-    from tfflows.data.tabular import is_csv, load_csv, split_rows
+    from tfflows.data.tabular import check_columns_flag, is_csv, load_csv, split_rows
 
+    check_columns_flag(dataset, columns)
     if is_csv(dataset):
         values, _ = load_csv(dataset, columns.split(",") if isinstance(columns, str) else columns)
         train_rows, val_rows = split_rows(len(values), val_fraction, seed)

@@ -21,9 +21,20 @@ __all__ = ["train_worker", "wants_workers"]
 
 
 def wants_workers(args) -> bool:
-    """True when ``tfflows train`` should run as one worker of a cluster."""
-    return (getattr(args, "workers", None) is not None or bool(getattr(args, "worker_hosts", None))
-            or bool(os.environ.get("TF_CONFIG", "").strip()))
+    """True when ``tfflows train`` should run as one worker of a cluster.
+
+    Raises:
+      ValueError: ``--worker-index`` without a cluster (``--workers``,
+        ``--worker-hosts`` or ``TF_CONFIG``): such a worker would train alone.
+    """
+    cluster = (getattr(args, "workers", None) is not None or bool(getattr(args, "worker_hosts", None))
+               or bool(os.environ.get("TF_CONFIG", "").strip()))
+    index = getattr(args, "worker_index", None)
+    if index is not None and not cluster:
+        raise ValueError(f"--worker-index {index} places this process in a cluster, got no cluster: "
+                         "give --workers N (and --worker-hosts, or TF_CONFIG) as well, or leave "
+                         "--worker-index out for a single run.")
+    return cluster
 
 
 def _is_chief_task(config: dict) -> bool:

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras.src.trainers import compile_utils
 
+from tfflows.bijectors.base import as_python_number
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.pipeline import image_key, integer_pixel_bits, label_key, pixel_levels
 from tfflows.distribution import FlowDistribution, LiveBijector, stateless_seed
@@ -177,7 +178,7 @@ class FlowModel(keras.Model):
         if num_classes is not None and context_dim is not None:
             raise ValueError(f"{type(self).__name__}: give num_classes or context_dim, not both.")
         for key, value in (("num_classes", num_classes), ("context_dim", context_dim)):
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{type(self).__name__}: {key} must be a positive integer, got {value!r}.")
         self.event_shape = event_shape
         self.num_classes = num_classes
@@ -517,6 +518,7 @@ class FlowModel(keras.Model):
                              f"clamp to), got a model with event shape {self.event_shape}.")
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
             raise ValueError(f"{name}: num_samples must be an integer >= 0, got {num_samples!r}.")
+        temperature = as_python_number(temperature)  # tf.constant(0.7) as 0.7 (issue 21)
         if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
                 or not math.isfinite(temperature) or temperature < 0):
             raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
