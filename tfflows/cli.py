@@ -449,7 +449,7 @@ def _train(args) -> dict:
     num_classes = None
     if args.conditional:
         if train_y is None:
-            raise SystemExit(f"tfflows train: --conditional needs labelled data; {args.dataset} has none.")
+            raise ValueError(f"--conditional needs labelled data; {args.dataset} has none.")
         num_classes = int(max(train_y.max(), test_y.max())) + 1
     train = _dataset(train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed,
                      drop_remainder=True)
@@ -622,7 +622,7 @@ def _check_model_file(path: str) -> None:
     import zipfile
 
     if not os.path.exists(path):
-        raise SystemExit(f"tfflows: no model file at {path!r}")
+        raise ValueError(f"no model file at {path!r}.")  # bad input: exit status 2
     if os.path.isdir(path):
         raise ValueError(f"expected a .keras model file written by tfflows train, got the folder {path!r}.")
     if not path.endswith(".keras"):
