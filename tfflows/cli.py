@@ -414,10 +414,18 @@ def _check_tarflow_options(args) -> None:
 
 
 def _train(args) -> dict:
+    from tfflows.io import remove_leftovers
     from tfflows.multiworker_cli import train_worker, wants_workers
+    from tfflows.runlock import RunLock
 
     if wants_workers(args):
         return train_worker(args)
+    with RunLock(args.out):  # one run per --out, for the run's lifetime (issue 21)
+        remove_leftovers(args.out)
+        return _train_alone(args)
+
+
+def _train_alone(args) -> dict:
     import keras
     import tensorflow as tf
 
