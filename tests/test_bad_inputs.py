@@ -24,11 +24,14 @@ import tensorflow as tf
 import tfflows
 from tfflows import data
 from tfflows.callbacks import SampleCheck
+from tfflows.data.tabular import load_csv
 from tfflows.training import make_optimizer
 
 
 class CliError(Exception):
-    """A CLI run that exited non-zero; the message is its stderr."""
+    """A CLI run that exited non-zero; the message is its stderr, ``code`` its exit status."""
+
+    code: int = 1
 
 
 def cli(*argv: str) -> str:
@@ -46,7 +49,9 @@ def cli(*argv: str) -> str:
     text = err.getvalue()
     assert "Traceback" not in text, f"tfflows {' '.join(argv)} printed a traceback:\n{text}"
     if code:
-        raise CliError(text)
+        error = CliError(text)
+        error.code = code
+        raise error
     return out.getvalue()
 
 
@@ -419,7 +424,221 @@ def _nan_keras_file(env: Env) -> str:
     return path
 
 
-ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS}
+
+# -- issue 21 -----------------------------------------------------------------------------
+def _small_glow() -> tfflows.Glow:
+    return tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5)
+
+
+def _levels(n: int = 4) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (n, 8, 8, 1)).astype(np.uint8)
+
+
+def _typicality_test():
+    from tfflows.ood import TypicalityTest
+
+    return TypicalityTest.fit(np.arange(10.0), batch_size=2)
+
+
+def _nan_glow() -> tfflows.Glow:
+    model = _small_glow()
+    for weight in model.trainable_variables:
+        weight.assign(tf.fill(weight.shape, math.nan))
+    return model
+
+
+def _csv(env: Env, name: str, content: bytes) -> str:
+    path = env.tmp / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def _rows_csv(n: int, header: bytes = b"a,b") -> bytes:
+    return header + b"\n" + b"".join(b"%d,%d\n" % (i, i * i % 7) for i in range(n))
+
+
+def _train_csv(env: Env, path: str, *argv: str) -> str:
+    return _tiny_train(env, "--model", "maf", "--dataset", path, "--out", str(env.tmp / "run"), *argv)
+
+
+def _holding_lock(env: Env, call: Callable[[str], Any]) -> Any:
+    """Runs ``call(folder)`` while this process holds the run lock of ``folder`` (another open file)."""
+    from tfflows.runlock import RunLock
+
+    folder = str(env.tmp / "held")
+    with RunLock(folder):
+        return call(folder)
+
+
+# Class 2: data-dependent initialisation never stores a non-finite or degenerate statistic.
+INIT_ROWS: dict[str, Row] = {
+    "init_glow_on_no_images": (lambda e: _small_glow().initialize(np.zeros((0, 8, 8, 1), "float32")),
+                               ValueError, "data-dependent initialisation needs at least one example"),
+    "init_standardize_on_no_rows": (
+        lambda e: tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, standardize=True).initialize(
+            np.zeros((0, 2), "float32")),
+        ValueError, "standardize: data-dependent initialisation needs at least one example, got an "
+                    "empty batch of shape [0, 2]"),
+    "init_standardize_std_overflows": (
+        lambda e: tfflows.layers.StandardizeLayer().initialize(tf.constant([[3e38, 0.0], [-3e38, 1.0]])),
+        ValueError, "gave a non-finite standard deviation for 1 of 2 features/channels (first: index 0)"),
+    "init_actnorm_variance_overflows": (
+        lambda e: tfflows.layers.ActNormLayer(event_ndims=1).initialize(tf.constant([[3e38, 0.0], [-3e38, 1.0]])),
+        ValueError, "gave a non-finite variance"),
+    "init_actnorm_nan_input": (
+        lambda e: tfflows.layers.ActNormLayer(event_ndims=1).initialize(tf.constant([[math.nan, 0.0]])),
+        ValueError, "expected finite inputs, got 1 inf or NaN values"),
+    "init_standardize_inf_input": (
+        lambda e: tfflows.layers.StandardizeLayer().initialize(tf.constant([[math.inf, 0.0], [1.0, 2.0]])),
+        ValueError, "expected finite inputs, got 1 inf or NaN values"),
+}
+
+# Class 3: the OOD helpers refuse NaN instead of turning it into an answer.
+OOD_ROWS: dict[str, Row] = {
+    "ood_is_ood_nan_batch": (lambda e: _typicality_test().is_ood([math.nan, math.nan]), ValueError,
+                             "batch_nll: expected NLLs that are numbers, got 2 NaN of 2"),
+    "ood_is_ood_one_nan": (lambda e: _typicality_test().is_ood([1.0, math.nan]), ValueError,
+                           "got 1 NaN of 2 (the model could not score those examples; first at index 1)"),
+    "ood_statistic_nan": (lambda e: _typicality_test().statistic([math.nan]), ValueError,
+                          "batch_nll: expected NLLs that are numbers"),
+    "ood_statistic_empty": (lambda e: _typicality_test().statistic([]), ValueError,
+                            "batch_nll: expected at least one NLL, got none"),
+    "ood_is_ood_wrong_size": (lambda e: _typicality_test().is_ood([1.0]), ValueError, "expected 2 NLLs"),
+    "ood_flag_rate_nan": (lambda e: _typicality_test().flag_rate([1.0, math.nan, 2.0, 3.0]), ValueError,
+                          "nll: expected NLLs that are numbers, got 1 NaN of 4"),
+    "ood_typicality_nan_mean": (lambda e: tfflows.ood.typicality([1.0, 2.0], math.nan), ValueError,
+                                "train_mean_nll: expected a finite number of nats, got nan"),
+    "ood_typicality_inf_mean": (lambda e: tfflows.ood.typicality([1.0], math.inf), ValueError,
+                                "train_mean_nll: expected a finite number of nats, got inf"),
+    "ood_typicality_text_mean": (lambda e: tfflows.ood.typicality([1.0], "abc"), ValueError,
+                                 "train_mean_nll: expected a finite number of nats, got 'abc'"),
+    "ood_typicality_nan_nll": (lambda e: tfflows.ood.typicality([math.nan], 1.0), ValueError,
+                               "nll: expected NLLs that are numbers"),
+    "ood_score_nan_train_mean": (
+        lambda e: tfflows.ood.score(e.glow(), _levels(2), train_mean_nll=math.nan), ValueError,
+        "train_mean_nll: expected a finite number of nats, got nan"),
+    "ood_score_nan_model": (lambda e: tfflows.ood.score(_nan_glow(), _levels(2)), ValueError,
+                            "score is NaN for 2 of 2 images (first: image 0)"),
+    "ood_test_nan_mean": (lambda e: tfflows.ood.TypicalityTest(math.nan, 1.0, 2, 0.01), ValueError,
+                          "train_mean: expected a finite number of nats, got nan"),
+    "ood_test_nan_threshold": (lambda e: tfflows.ood.TypicalityTest(1.0, math.nan, 2, 0.01), ValueError,
+                               "threshold: expected a finite number of nats >= 0, got nan"),
+    "ood_test_negative_threshold": (lambda e: tfflows.ood.TypicalityTest(1.0, -1.0, 2, 0.01), ValueError,
+                                    "threshold: expected a finite number of nats >= 0"),
+    "ood_test_bool_batch": (lambda e: tfflows.ood.TypicalityTest(1.0, 1.0, True, 0.01), ValueError,
+                            "batch_size: expected a positive integer, got True"),
+    "ood_test_fpr_nan": (lambda e: tfflows.ood.TypicalityTest(1.0, 1.0, 2, math.nan), ValueError,
+                         "fpr: expected a rate in (0, 1), got nan"),
+    "ood_fit_no_bootstrap": (
+        lambda e: tfflows.ood.TypicalityTest.fit(np.arange(10.0), batch_size=2, num_bootstrap=0),
+        ValueError, "num_bootstrap: expected a positive integer, got 0"),
+    "ood_fit_nan_train": (lambda e: tfflows.ood.TypicalityTest.fit([1.0, math.nan], batch_size=2),
+                          ValueError, "train_nll: expected a 1-D array of at least 2 finite NLLs"),
+    "ood_evaluate_no_ood_sets": (lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {}), ValueError,
+                                 "ood_data: expected a dict {name: images} of at least one OOD set, got {}"),
+    "ood_evaluate_ood_list": (lambda e: tfflows.ood.evaluate(e.glow(), _levels(), [_levels()]), ValueError,
+                              "ood_data: expected a dict {name: images}"),
+    "ood_evaluate_empty_in_set": (
+        lambda e: tfflows.ood.evaluate(e.glow(), np.zeros((0, 8, 8, 1), np.uint8), {"noise": _levels()}),
+        ValueError, "in_data: expected at least one image, got none"),
+    "ood_evaluate_empty_ood_set": (
+        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"blank": np.zeros((0, 8, 8, 1), np.uint8)}),
+        ValueError, "ood_data['blank']: expected at least one image, got none"),
+    "ood_evaluate_empty_train_set": (
+        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"noise": _levels()},
+                                       train_data=np.zeros((0, 8, 8, 1), np.uint8)),
+        ValueError, "train_data: expected at least one image, got none"),
+    "ood_evaluate_typicality_without_train": (
+        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"noise": _levels()}, typicality_batch=2),
+        ValueError, "pass train_data too"),
+    "ood_evaluate_typicality_batch_zero": (
+        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"noise": _levels()}, train_data=_levels(),
+                                       typicality_batch=0),
+        ValueError, "typicality_batch: expected a positive integer or None, got 0"),
+    "ood_max_examples_zero": (lambda e: tfflows.ood.load_ood_images("noise", (8, 8, 1), max_examples=0),
+                              ValueError, "max_examples: expected a positive integer or None (all), got 0"),
+    "ood_max_examples_negative": (
+        lambda e: tfflows.ood.load_ood_images("digits", (8, 8, 1), max_examples=-3), ValueError,
+        "max_examples: expected a positive integer or None (all), got -3"),
+    "ood_max_examples_bool": (lambda e: tfflows.ood.load_ood_images("constant", (8, 8, 1), max_examples=True),
+                              ValueError, "max_examples: expected a positive integer or None (all), got True"),
+    "cli_score_negative_train_examples": (
+        lambda e: cli("score", e.keras_file(), "--ood-dataset", "noise", "--train-examples", "-1"),
+        CliError, "expected an integer >= 0, got -1"),
+}
+
+# Class 4: flags and files that were accepted silently.
+FLAG_ROWS: dict[str, Row] = {
+    "csv_numeric_first_row": (lambda e: _train_csv(e, _csv(e, "n.csv", _rows_csv(20, b"1.5,2"))), CliError,
+                              "expected a header row naming the columns, got the numbers ['1.5', '2'] "
+                              "(a data row?)"),
+    "csv_duplicate_columns": (lambda e: _train_csv(e, _csv(e, "d.csv", _rows_csv(20, b"a,a"))), CliError,
+                              "expected distinct column names, got ['a'] more than once"),
+    "csv_unnamed_column": (lambda e: _train_csv(e, _csv(e, "u.csv", _rows_csv(20, b"a, "))), CliError,
+                           "expected a name for every column in the header row, got none for column(s) [2]"),
+    "csv_column_asked_twice": (lambda e: _train_csv(e, _csv(e, "t.csv", _rows_csv(20)), "--columns", "a,a"),
+                               CliError, "expected each column once in columns, got ['a'] twice"),
+    "csv_empty_columns_flag": (lambda e: _train_csv(e, _csv(e, "t.csv", _rows_csv(20)), "--columns", ""),
+                               CliError, "expected column names, comma-separated, got ['']"),
+    "csv_two_rows": (lambda e: _train_csv(e, _csv(e, "two.csv", _rows_csv(2))), CliError,
+                     "expected at least 10 training rows, got 2 rows of which 1 would train and 1 validate"),
+    "csv_eleven_rows": (lambda e: _train_csv(e, _csv(e, "eleven.csv", _rows_csv(11))), CliError,
+                        "got 11 rows of which 9 would train and 2 validate"),
+    "csv_latin1_byte": (lambda e: _train_csv(e, _csv(e, "latin.csv", _rows_csv(20) + b"caf\xe9,1\n")),
+                        CliError, "latin.csv: expected UTF-8 text, got the byte 0xe9 at byte"),
+    "csv_latin1_in_header": (lambda e: load_csv(_csv(e, "h.csv", b"r\xe9sum\xe9,b\n1,2\n")), ValueError,
+                             "h.csv: expected UTF-8 text, got the byte 0xe9 at byte 1 (line 1)"),
+    "cli_columns_on_image_dataset": (
+        lambda e: _tiny_train(e, "--columns", "a,b", "--out", str(e.tmp / "run")), CliError,
+        "--columns picks columns of a CSV file (--dataset FILE.csv), got --dataset 'digits'"),
+    "cli_columns_on_toy": (
+        lambda e: _tiny_train(e, "--model", "maf", "--dataset", "two_moons", "--columns", "x",
+                              "--out", str(e.tmp / "run")), CliError,
+        "got --dataset 'two_moons', which has none"),
+    "cli_worker_index_without_workers": (
+        lambda e: _tiny_train(e, "--worker-index", "1", "--out", str(e.tmp / "run")), CliError,
+        "--worker-index 1 places this process in a cluster, got no cluster: give --workers N"),
+    "cli_worker_index_zero_without_workers": (
+        lambda e: _tiny_train(e, "--worker-index", "0", "--out", str(e.tmp / "run")), CliError,
+        "--worker-index 0 places this process in a cluster"),
+    "glow_num_classes_bool": (lambda e: tfflows.Glow((8, 8, 1), num_classes=True), ValueError,
+                              "num_classes must be a positive integer, got True"),
+    "vector_context_dim_bool": (lambda e: tfflows.VectorRealNVP(2, context_dim=False), ValueError,
+                                "context_dim must be a positive integer, got False"),
+    "glow_num_steps_bool": (lambda e: tfflows.Glow((8, 8, 1), num_steps=True), ValueError,
+                            "num_steps must be a positive integer, got True"),
+    "sample_temperature_vector_tensor": (lambda e: e.glow().sample(2, temperature=tf.constant([0.7])),
+                                         ValueError, "temperature must be a finite number >= 0"),
+    "sample_temperature_nan_tensor": (lambda e: e.glow().sample(2, temperature=tf.constant(math.nan)),
+                                      ValueError, "temperature must be a finite number >= 0, got nan"),
+}
+
+# Class 5: bad input exits 2 (checked for every CLI row), naming what the user gave.
+EXIT_ROWS: dict[str, Row] = {
+    "cli_score_missing_model": (lambda e: cli("score", str(e.tmp / "none.keras"), "--ood-dataset", "noise"),
+                                CliError, "no model file at"),
+    "cli_sample_missing_model": (lambda e: cli("sample", str(e.tmp / "none.keras"), "--out",
+                                               str(e.tmp / "s.png")), CliError, "no model file at"),
+    "cli_export_missing_model": (lambda e: cli("export", str(e.tmp / "none.keras"), str(e.tmp / "out")),
+                                 CliError, "no model file at"),
+    "cli_train_conditional_unlabelled": (
+        lambda e: _tiny_train(e, "--model", "maf", "--dataset", "two_moons", "--conditional",
+                              "--out", str(e.tmp / "run")), CliError,
+        "--conditional needs labelled data; two_moons has none"),
+}
+
+# Class 6: one run per folder.
+LOCK_ROWS: dict[str, Row] = {
+    "cli_train_into_a_held_folder": (
+        lambda e: _holding_lock(e, lambda folder: _tiny_train(e, "--out", folder)), CliError,
+        f"is in use by another tfflows run: PID {os.getpid()} on host"),
+    "cli_train_resume_into_a_held_folder": (
+        lambda e: _holding_lock(e, lambda folder: _tiny_train(e, "--resume", "--out", folder)), CliError,
+        "wait for it to end or choose another --out"),
+}
+
+ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS,
+                        **INIT_ROWS, **OOD_ROWS, **FLAG_ROWS, **EXIT_ROWS, **LOCK_ROWS}
 
 
 @pytest.fixture(scope="module")
@@ -433,6 +652,8 @@ def test_bad_input_gets_a_clear_error(row, tmp_path, shared):
     with pytest.raises(error) as info:
         call(Env(tmp_path, shared))
     assert substring in str(info.value), f"{row}: message lacks {substring!r}: {info.value}"
+    if error is CliError:  # the documented status of bad input (argparse's too)
+        assert info.value.code == 2, f"{row}: exit status {info.value.code}, expected 2: {info.value}"
 
 
 def test_the_table_is_large_enough():
