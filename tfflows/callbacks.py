@@ -27,7 +27,20 @@ CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.keras$")
 
 
 def density_array(points: np.ndarray, bins: int = 200, extent: float = 4.5) -> np.ndarray:
-    """A 2-D histogram of ``points`` as a uint8 [2·bins, 2·bins] picture (dark = dense)."""
+    """A 2-D histogram of ``points`` [N, D] as a uint8 [2·bins, 2·bins] picture (dark = dense).
+
+    It shows the first two features; one feature (D = 1) is drawn as a bar
+    histogram, the bars' heights proportional to the counts.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 1:
+        raise ValueError(f"density_array: expected points [N, D], got shape {list(points.shape)}.")
+    if points.shape[1] == 1:
+        hist, _ = np.histogram(points[:, 0], bins=bins, range=(-extent, extent))
+        bars = np.round(bins * hist / max(hist.max(), 1)).astype(int)
+        rows = np.arange(bins)[:, None]
+        scaled = np.where(rows >= bins - bars[None, :], 0, 255).astype(np.uint8)
+        return np.repeat(np.repeat(scaled, 2, axis=0), 2, axis=1)
     hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=bins,
                                 range=[[-extent, extent], [-extent, extent]])
     hist = np.flipud(hist)

@@ -38,6 +38,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def _float_in(accept, expected: str):
     """An argparse type: a float that ``accept`` takes, else "expected {expected}"."""
     def parse(text: str) -> float:
@@ -220,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--split", default="test")
     score.add_argument("--max-examples", type=_positive_int, default=None,
                        help="at most this many images per set (synthetic sets: 1000 by default)")
-    score.add_argument("--train-examples", type=int, default=1000,
+    score.add_argument("--train-examples", type=_count, default=1000,
                        help="training images whose mean NLL centres the typicality score "
                             "(0: no typicality)")
     score.add_argument("--typicality-batch", type=_positive_int, default=10, metavar="M",
@@ -264,8 +271,9 @@ def _load_data(dataset: str, data_dir, split: str, num_bits, max_n=None, with_la
     import numpy as np
 
     from tfflows import data
-    from tfflows.data.tabular import is_csv, load_csv, split_rows
+    from tfflows.data.tabular import check_columns_flag, is_csv, load_csv, split_rows
 
+    check_columns_flag(dataset, columns)
     if is_csv(dataset):
         values, _ = load_csv(dataset, columns.split(",") if isinstance(columns, str) else columns)
         train_rows, val_rows = split_rows(len(values), val_fraction, seed)
@@ -399,10 +407,18 @@ def _check_tarflow_options(args) -> None:
 
 
 def _train(args) -> dict:
+    from tfflows.io import remove_leftovers
     from tfflows.multiworker_cli import train_worker, wants_workers
+    from tfflows.runlock import RunLock
 
     if wants_workers(args):
         return train_worker(args)
+    with RunLock(args.out):  # one run per --out, for the run's lifetime (issue 21)
+        remove_leftovers(args.out)
+        return _train_alone(args)
+
+
+def _train_alone(args) -> dict:
     import keras
 
     from tfflows.callbacks import (FiniteCheckpoint, ResumableBackup, SampleCheck, SampleGrid,
@@ -432,7 +448,7 @@ def _train(args) -> dict:
     num_classes = None
     if args.conditional:
         if train_y is None:
-            raise SystemExit(f"tfflows train: --conditional needs labelled data; {args.dataset} has none.")
+            raise ValueError(f"--conditional needs labelled data; {args.dataset} has none.")
         num_classes = int(max(train_y.max(), test_y.max())) + 1
     train = _dataset(train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed,
                      drop_remainder=True)
@@ -605,7 +621,7 @@ def _check_model_file(path: str) -> None:
     import zipfile
 
     if not os.path.exists(path):
-        raise SystemExit(f"tfflows: no model file at {path!r}")
+        raise ValueError(f"no model file at {path!r}.")  # bad input: exit status 2
     if os.path.isdir(path):
         raise ValueError(f"expected a .keras model file written by tfflows train, got the folder {path!r}.")
     if not path.endswith(".keras"):
@@ -733,7 +749,8 @@ def _score(args) -> dict:
                                                    ", no --background: no likelihood ratio"),
           file=sys.stderr)
     table = ood.evaluate(model, inside, outside, background=background, train_data=train,
-                         batch_size=args.batch_size, typicality_batch=args.typicality_batch)
+                         batch_size=args.batch_size,
+                         typicality_batch=args.typicality_batch if train is not None else None)
     table = strict_json({"model": args.model_path, "background": args.background,
                          "in_dataset": dataset, "split": args.split, **table})
     print(ood.format_table(table))

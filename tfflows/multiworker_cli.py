@@ -21,9 +21,20 @@ __all__ = ["train_worker", "wants_workers"]
 
 
 def wants_workers(args) -> bool:
-    """True when ``tfflows train`` should run as one worker of a cluster."""
-    return (getattr(args, "workers", None) is not None or bool(getattr(args, "worker_hosts", None))
-            or bool(os.environ.get("TF_CONFIG", "").strip()))
+    """True when ``tfflows train`` should run as one worker of a cluster.
+
+    Raises:
+      ValueError: ``--worker-index`` without a cluster (``--workers``,
+        ``--worker-hosts`` or ``TF_CONFIG``): such a worker would train alone.
+    """
+    cluster = (getattr(args, "workers", None) is not None or bool(getattr(args, "worker_hosts", None))
+               or bool(os.environ.get("TF_CONFIG", "").strip()))
+    index = getattr(args, "worker_index", None)
+    if index is not None and not cluster:
+        raise ValueError(f"--worker-index {index} places this process in a cluster, got no cluster: "
+                         "give --workers N (and --worker-hosts, or TF_CONFIG) as well, or leave "
+                         "--worker-index out for a single run.")
+    return cluster
 
 
 def _is_chief_task(config: dict) -> bool:
@@ -40,13 +51,26 @@ def train_worker(args) -> dict:
     exits through :func:`tfflows.distributed.finish`: status 2 when the
     chief could not write, 1 when training stopped on non-finite values.
     """
-    from tfflows import cli, distributed
+    from tfflows import distributed
+    from tfflows.io import remove_leftovers
+    from tfflows.runlock import RunLock
 
     config = distributed.cluster_config(args.workers, args.worker_index, args.worker_hosts)
     for flag, value in (("--perturb", getattr(args, "perturb", None)),):
         if value:
             raise ValueError(f"{flag} is not supported with multi-worker training; got {flag} {value}.")
-    chief = _is_chief_task(config)
+    if not _is_chief_task(config):
+        return _train(args, config, None)
+    with RunLock(args.out) as lock:  # the chief holds --out for the run (issue 21)
+        remove_leftovers(args.out)
+        return _train(args, config, lock)
+
+
+def _train(args, config: dict, lock) -> dict:
+    """:func:`train_worker` after the cluster is known; ``lock``: the chief's :class:`RunLock`, else None."""
+    from tfflows import cli, distributed
+
+    chief = lock is not None
     previous = cli._previous_run(args.out) if chief else None
     if previous and previous.startswith("a finished") and not (args.resume or args.overwrite):
         raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
@@ -110,7 +134,9 @@ def train_worker(args) -> dict:
             print("tfflows train: training stopped on non-finite values; model.keras was not "
                   "written. Lower --lr or raise --warmup.", file=sys.stderr)
             code = 1
-    # The other workers wait for the chief's files, leave, then the chief ends the process.
+    # The other workers wait for the chief's files, leave, then the chief ends the process
+    # (with os._exit: the lock is released here, not by the with-block).
+    lock.release()
     distributed.finish(strategy, exit_code=code)
     return result  # not reached: finish ends the process
 

@@ -16,14 +16,28 @@ import tensorflow_probability as tfp
 
 tfb = tfp.bijectors
 
-__all__ = ["FlowBijector", "check_positive_ints", "check_float", "check_event_rank", "check_channels", "event_axes"]
+__all__ = ["FlowBijector", "as_python_number", "check_positive_ints", "check_float", "check_event_rank", "check_channels", "event_axes"]
 
 
 def check_positive_ints(name: str, **values: Any) -> None:
     """Raises ValueError for any keyword whose value is not an integer >= 1."""
     for key, value in values.items():
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
+
+
+def as_python_number(value: Any) -> Any:
+    """A 0-d real tensor, variable or NumPy array as a Python float; anything else unchanged.
+
+    Lets an argument checked with ``numbers.Real`` take ``tf.constant(0.7)``
+    (eager) as it takes ``0.7``; a symbolic tensor has no value to check and stays.
+    """
+    if isinstance(value, (tf.Tensor, tf.Variable)) and value.shape.rank == 0 \
+            and (value.dtype.is_floating or value.dtype.is_integer) and tf.executing_eagerly():
+        return float(value.numpy())
+    if hasattr(value, "dtype") and getattr(value, "ndim", None) == 0 and getattr(value.dtype, "kind", "") in "fiu":
+        return float(value)
+    return value
 
 
 def check_float(x: tf.Tensor, name: str) -> None:

@@ -2,7 +2,7 @@
 
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
-from tfflows.layers.base import FlowLayer
+from tfflows.layers.base import DataInitWarning, FlowLayer
 from tfflows.layers.conditioners import (
     MLP,
     ConvNet,
@@ -29,6 +29,7 @@ __all__ = [
     "Conv2D",
     "ConvNet",
     "CouplingLayer",
+    "DataInitWarning",
     "FlowLayer",
     "InvertibleConv1x1Layer",
     "MADE",

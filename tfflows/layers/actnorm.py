@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfflows.bijectors.actnorm import ActNorm, actnorm_init
+from tfflows.bijectors.actnorm import ActNorm, actnorm_degenerate, actnorm_init
 from tfflows.layers.base import DataInitializedLayer
 
 __all__ = ["ActNormLayer"]
@@ -34,7 +34,16 @@ class ActNormLayer(DataInitializedLayer):
                        event_ndims=self.event_ndims, name=self.name)
 
     def _set_from_data(self, x: tf.Tensor) -> None:
-        """Sets scale and bias from the batch ``x``: zero mean, unit variance per channel."""
-        log_scale, bias = actnorm_init(tf.cast(x, self.log_scale.dtype), self.event_ndims)
-        self.log_scale.assign(log_scale)
-        self.bias.assign(bias)
+        """Sets scale and bias from the batch ``x``: zero mean, unit variance per channel.
+
+        A constant channel (variance below 1e-6) keeps scale 1 and is only
+        centred, with a :class:`~tfflows.layers.DataInitWarning`; a variance
+        that overflows raises (see :meth:`initialize`).
+        """
+        x = tf.cast(x, self.log_scale.dtype)
+        _, var = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
+        self._checked_statistic("variance", var)
+        self._warn_degenerate("variance", actnorm_degenerate(var), "that channel keeps scale 1 (only centred)")
+        log_scale, bias = actnorm_init(x, self.event_ndims)
+        self.log_scale.assign(self._checked_statistic("log-scale", log_scale))
+        self.bias.assign(self._checked_statistic("bias", bias))

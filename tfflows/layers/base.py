@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector, describe_event_ndims
 
-__all__ = ["DataInitializedLayer", "FlowLayer"]
+__all__ = ["DataInitWarning", "DataInitializedLayer", "FlowLayer"]
+
+
+class DataInitWarning(UserWarning):
+    """A data-dependent initialisation fell back from a degenerate statistic (see :class:`DataInitializedLayer`)."""
 
 
 def _as_flow_dtype(t, dtype: str):
@@ -152,14 +158,49 @@ class DataInitializedLayer(FlowLayer):
         """Sets the layer from the examples ``x`` (its input), once.
 
         Returns True when it initialised, False when it was already done.
+
+        Raises:
+          ValueError: ``x`` holds no example or inf/NaN values, or a statistic
+            of it is not finite (the data overflow the layer's dtype). Nothing
+            is stored then: a layer never keeps a non-finite statistic.
         """
         if not self.built:
             self.build(tuple(x.shape))
         if self.is_initialized and not force:
             return False
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank is not None and x.shape.rank > 0 and int(tf.shape(x)[0]) == 0:
+            raise ValueError(f"{self.name}: data-dependent initialisation needs at least one example, "
+                             f"got an empty batch of shape {list(x.shape)}.")
+        bad = int(tf.reduce_sum(tf.cast(~tf.math.is_finite(tf.cast(x, self.flow_dtype)), tf.int32)))
+        if bad:
+            raise ValueError(f"{self.name}: data-dependent initialisation expected finite inputs, got "
+                             f"{bad} inf or NaN values (in {self.flow_dtype}; the steps before it, or the "
+                             "data, overflow).")
         self._set_from_data(x)
         self.initialized.assign(1.0)
         return True
+
+    def _checked_statistic(self, statistic: str, value: tf.Tensor) -> tf.Tensor:
+        """``value`` when every entry is finite; else a ValueError naming the layer and ``statistic``."""
+        bad = np.flatnonzero(~np.isfinite(keras.ops.convert_to_numpy(value)))
+        if bad.size:
+            raise ValueError(
+                f"{self.name}: data-dependent initialisation gave a non-finite {statistic} for "
+                f"{bad.size} of {int(np.prod(value.shape))} features/channels (first: index {int(bad[0])}): "
+                f"the data overflow {value.dtype.name}; rescale them (or use dtype='float64').")
+        return value
+
+    def _warn_degenerate(self, statistic: str, degenerate: tf.Tensor, fallback: str) -> None:
+        """Warns, naming the layer and ``statistic``, where the boolean mask ``degenerate`` holds."""
+        where = np.flatnonzero(keras.ops.convert_to_numpy(degenerate))
+        if where.size:
+            shown = ", ".join(str(int(i)) for i in where[:8]) + (", ..." if where.size > 8 else "")
+            warnings.warn(
+                f"{self.name}: data-dependent initialisation found a zero {statistic} for "
+                f"{where.size} of {int(np.prod(degenerate.shape))} features/channels ({shown}): the data "
+                f"are constant there; {fallback} instead of dividing by it.",
+                DataInitWarning, stacklevel=4)
 
     def _set_from_data(self, x: tf.Tensor) -> None:
         raise NotImplementedError

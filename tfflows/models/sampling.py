@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfflows.bijectors.base import as_python_number
 from tfflows.data.spec import DataSpec
 from tfflows.distribution import stateless_seed
 from tfflows.guard import finite_rows
@@ -23,17 +24,13 @@ __all__ = ["check_sample_args", "finish_samples", "latent_noise", "real_number"]
 
 
 def real_number(value: Any) -> float | None:
-    """``value`` as a Python float when it is one real number (a Python or NumPy number, or a
-    0-d array or tensor of a float or integer dtype); None otherwise (bools are not numbers)."""
-    if isinstance(value, (bool, np.bool_)):
+    """``value`` as a Python float when it is one real number (a Python or NumPy number, or an
+    eager 0-d tensor: :func:`tfflows.bijectors.base.as_python_number`); None otherwise (bools are
+    not numbers)."""
+    value = as_python_number(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if tf.is_tensor(value) or isinstance(value, np.ndarray):
-        dtype = tf.as_dtype(value.dtype)
-        if (dtype.is_floating or dtype.is_integer) and dtype != tf.bool and tuple(value.shape) == ():
-            return float(np.asarray(value))
-    return None
+    return float(value)
 
 
 def check_sample_args(spec: DataSpec, num_samples: Any, temperature: Any, clip_latent: Any,

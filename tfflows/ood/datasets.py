@@ -64,6 +64,9 @@ def load_ood_images(spec: str, shape, *, split: str = "test", max_examples: int 
     """
     from tfflows.data import load_images, num_bits_of
 
+    if max_examples is not None and (isinstance(max_examples, bool) or
+                                     not isinstance(max_examples, (int, np.integer)) or max_examples < 1):
+        raise ValueError(f"max_examples: expected a positive integer or None (all), got {max_examples!r}.")
     shape = tuple(int(d) for d in shape)
     if len(shape) != 3:
         raise ValueError(f"expected an image shape [H, W, C], got {list(shape)}.")
@@ -86,4 +89,6 @@ def load_ood_images(spec: str, shape, *, split: str = "test", max_examples: int 
     images = np.asarray(images)
     if max_examples:
         images = images[:max_examples]
+    if len(images) == 0:
+        raise ValueError(f"{spec!r}: expected images in its {split!r} split, got none.")
     return _fit(images, shape, _TOP.get(name, 2 ** num_bits_of(name) - 1))
