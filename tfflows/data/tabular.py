@@ -28,17 +28,32 @@ def load_csv(path: str | os.PathLike, columns: Sequence[str] | None = None) -> t
       ``(values, names)``.
 
     Raises:
-      ValueError: unknown columns, no data rows, rows of the wrong length, or
-        a missing or non-numeric value (naming its column and row; rows
-        count from 1 after the header).
+      ValueError: a file that is not UTF-8 text or not CSV, unknown or
+        repeated column names, no data rows, rows of the wrong length, or a
+        missing or non-numeric value (naming its column and row; rows count
+        from 1 after the header). Every message starts with the path.
     """
     path = os.fspath(path)
-    with open(path, newline="", encoding="utf-8") as f:
+    try:
+        return _read_csv(path, columns)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: expected UTF-8 text, got byte {err.object[err.start]:#04x} at "
+                         f"byte {err.start}.") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: expected CSV text, got a line the csv module refuses ({err}).") from None
+
+
+def _read_csv(path: str, columns: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    # utf-8-sig: a byte-order mark (as spreadsheet programs write it) is no part of the first name.
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if not header:
             raise ValueError(f"{path}: expected a header row naming the columns, got an empty file.")
         header = [name.strip() for name in header]
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{path}: expected each column named once, got {repeated} more than once.")
         if columns:
             unknown = [c for c in columns if c not in header]
             if unknown:
@@ -83,6 +98,8 @@ def split_rows(num_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarra
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}.")
+    if num_rows < 1:
+        raise ValueError(f"split_rows: expected at least 1 row, got {num_rows}.")
     order = np.random.default_rng(seed).permutation(num_rows)
     n_val = 0 if val_fraction == 0 else min(max(1, round(val_fraction * num_rows)), num_rows - 1)
     if num_rows < 2 and val_fraction > 0:
