@@ -242,9 +242,12 @@ class FlowModel(keras.Model):
             what = "class labels" if self.num_classes else f"context vectors of size {self.context_dim}"
             raise ValueError(f"{name}: this model is conditional; pass context= ({what}).")
         context = tf.convert_to_tensor(context)
+        if not (context.dtype.is_integer or context.dtype.is_floating):
+            what = "integer class labels" if self.num_classes else "a float context"
+            raise ValueError(f"{name}: expected {what}, got a {context.dtype.name} context.")
         if self.num_classes is not None:
             if context.dtype.is_floating and context.shape.rank == 2 and context.shape[-1] == self.num_classes:
-                return tf.cast(context, self.flow_dtype)  # already one-hot
+                return self._finite_context(context)  # already one-hot
             if context.dtype.is_floating:
                 raise ValueError(
                     f"{name}: expected integer class labels in 0..{self.num_classes - 1} "
@@ -252,8 +255,10 @@ class FlowModel(keras.Model):
                     f"of shape {context.shape}.")
             if context.shape.rank not in (None, 1):
                 raise ValueError(f"{name}: expected labels of shape [batch], got shape {context.shape}.")
-            labels = tf.cast(context, tf.int32)
-            # tf.one_hot maps an out-of-range label to a zero vector without a word.
+            # The range is checked in the labels' own dtype: a cast first would wrap an int64
+            # label such as 2^32 + 1 to a valid one. tf.one_hot maps an out-of-range label to a
+            # zero vector without a word.
+            labels = context
             if not tf.executing_eagerly():
                 # In a graph the values come at run time: an InvalidArgumentError then.
                 # (XLA compiles asserts away; jit-compiled steps skip this check.)
@@ -269,11 +274,19 @@ class FlowModel(keras.Model):
                     raise ValueError(
                         f"{name}: expected class labels in 0..{self.num_classes - 1}, got labels "
                         f"from {low} to {high}.")
-            return tf.one_hot(labels, self.num_classes, dtype=self.flow_dtype)
+            return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes, dtype=self.flow_dtype)
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
                 f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
-        return tf.cast(context, self.flow_dtype)
+        return self._finite_context(context)
+
+    def _finite_context(self, context: tf.Tensor) -> tf.Tensor:
+        """``context`` in :attr:`flow_dtype`; eagerly, values that are not finite there raise."""
+        context = tf.cast(context, self.flow_dtype)
+        if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(context))):
+            raise ValueError(f"{type(self).__name__}: expected a finite context in {self.flow_dtype}, got "
+                             "inf or NaN values (or values beyond its range).")
+        return context
 
     def _check_x(self, x, what: str = "x", levels: bool = False, values: bool = True,
                  seed: tf.Tensor | None = None) -> tf.Tensor:
@@ -535,12 +548,13 @@ class FlowModel(keras.Model):
             context = tf.convert_to_tensor(context)
             # One label (or one context vector) stands for every sample.
             if self.num_classes is not None and context.shape.rank == 0:
-                context = tf.fill([shape[0]], tf.cast(context, tf.int32))
+                context = tf.fill([shape[0]], context)  # its own dtype: _context checks the range
             elif self.context_dim is not None and context.shape.rank == 1:
                 context = tf.tile(context[None], [shape[0], 1])
             if context.shape.rank and context.shape[0] not in (None, shape[0]):
-                raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or one, "
-                                 f"got {context.shape[0]}.")
+                single = "a scalar label" if self.num_classes is not None else f"shape [{self.context_dim}]"
+                raise ValueError(f"{name}: expected {shape[0]} contexts (one per sample) or a single one "
+                                 f"without the batch axis ({single}), got {context.shape[0]}.")
         z = eps * float(temperature)
         if clip_latent is not None:
             z = tf.clip_by_value(z, -float(clip_latent), float(clip_latent))
