@@ -23,6 +23,13 @@ for path in (_TESTS.parent, _TESTS):  # the package without installing it; bijec
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests stay in the fast tier: few examples, no deadline (TensorFlow's first call
+# traces), no example database written into the checkout. HYPOTHESIS_PROFILE=thorough runs more.
+settings.register_profile("tfflows", max_examples=20, deadline=None, database=None, print_blob=True)
+settings.register_profile("thorough", max_examples=500, deadline=None, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tfflows"))
 
 # (check, dtype) -> [max |got − want|, max |got − want| / (atol + rtol·|want|)]
 _MAX_ERRORS: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])

@@ -61,6 +61,11 @@ def _parse_address(text: str, where: str) -> tuple[str, int]:
     return match.group("host").strip("[]"), port
 
 
+def _is_index(value) -> bool:
+    """An integer (not a bool, not a float that happens to be whole): a task's place in its job."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def cluster_config(workers: int | None = None, worker_index: int | None = None,
                    worker_hosts: str | Sequence[str] | None = None,
                    tf_config: str | None = None) -> dict:
@@ -80,13 +85,15 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
         raise ValueError(f"workers: expected a positive integer, got {workers!r}.")
     if worker_hosts is not None:
         hosts = worker_hosts.split(",") if isinstance(worker_hosts, str) else list(worker_hosts)
+        if not all(isinstance(h, str) for h in hosts):
+            raise ValueError(f"worker_hosts: expected 'host:port' strings, got {hosts!r}.")
         hosts = [h.strip() for h in hosts if h.strip()]
         for host in hosts:
             _parse_address(host, "worker_hosts")
         if workers is not None and workers != len(hosts):
             raise ValueError(f"workers: expected {len(hosts)} (the number of worker_hosts "
                              f"{','.join(hosts)}), got {workers}.")
-        if worker_index is None or not 0 <= worker_index < len(hosts):
+        if not _is_index(worker_index) or not 0 <= worker_index < len(hosts):
             raise ValueError(f"worker_index: expected this worker's place in worker_hosts, "
                              f"0..{len(hosts) - 1}, got {worker_index!r}.")
         if len(set(hosts)) != len(hosts):
@@ -101,9 +108,9 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
-        kind, index = task["type"], int(task["index"])
-        jobs = {job: list(addresses) for job, addresses in cluster.items()}
-    except (ValueError, KeyError, TypeError) as err:
+        kind, index = task["type"], task["index"]
+        jobs = dict(cluster.items())
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(
             'TF_CONFIG: expected JSON {"cluster": {"worker": ["host:port", ...]}, "task": '
             f'{{"type": "worker", "index": i}}}}, got {text[:200]!r} ({type(err).__name__}: {err}).'
@@ -112,11 +119,21 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
     if unknown or not jobs.get("worker") and not jobs.get("chief"):
         raise ValueError(f"TF_CONFIG: expected a cluster of 'worker' (and at most one 'chief') "
                          f"tasks, got jobs {sorted(jobs)}.")
+    for job, addresses in jobs.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise ValueError(f"TF_CONFIG: expected cluster {job!r} as a list of 'host:port' strings, "
+                             f"got {addresses!r}.")
+    if not isinstance(kind, str) or not _is_index(index):
+        raise ValueError(f"TF_CONFIG: expected the task as {{\"type\": a job name, \"index\": an integer}}, "
+                         f"got type {kind!r} and index {index!r}.")
     if len(jobs.get("chief", [])) > 1:
         raise ValueError(f"TF_CONFIG: expected at most one chief, got {jobs['chief']}.")
     for job, addresses in jobs.items():
         for address in addresses:
             _parse_address(address, f"TF_CONFIG cluster {job!r}")
+    addresses = [a.strip() for job in jobs.values() for a in job]
+    if len(set(addresses)) != len(addresses):
+        raise ValueError(f"TF_CONFIG: expected distinct addresses, got {jobs}.")
     if kind not in jobs or not 0 <= index < len(jobs[kind]):
         raise ValueError(f"TF_CONFIG: task {kind!r} {index} is not in the cluster {jobs}.")
     total = sum(len(a) for a in jobs.values())

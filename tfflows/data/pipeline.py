@@ -148,9 +148,13 @@ def integer_pixel_bits(dtype: tf.DType | np.dtype | str, num_bits: int) -> int:
     ``floor(x / 2^(bits - num_bits))`` (see :func:`pixel_levels`).
 
     Raises:
-        ValueError: If ``dtype`` is not an integer dtype, or holds fewer
-            bits than ``num_bits`` (bits can only be dropped).
+        ValueError: If ``num_bits`` is not an integer in 1..16, ``dtype`` is
+            not an integer dtype, or it holds fewer bits than ``num_bits``
+            (bits can only be dropped).
     """
+    if isinstance(num_bits, (bool, np.bool_)) or not isinstance(num_bits, (int, np.integer)) \
+            or not 1 <= num_bits <= 16:
+        raise ValueError(f"num_bits: expected an integer bit depth in 1..16, got {num_bits!r}.")
     dtype = tf.as_dtype(dtype)
     if not dtype.is_integer:
         raise ValueError(f"integer pixels must have an integer dtype; got {dtype.name}.")

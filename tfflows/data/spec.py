@@ -122,6 +122,9 @@ class DataSpec:
         if context is None:
             raise ValueError(f"{name}: this model is conditional; pass context= ({self.describe_context()}).")
         context = tf.convert_to_tensor(context)
+        if context.dtype == tf.bool or not (context.dtype.is_integer or context.dtype.is_floating):
+            what = "integer class labels" if self.num_classes else "a float context"
+            raise ValueError(f"{name}: expected {what}, got a {context.dtype.name} context.")
         if self.num_classes is not None:
             return self._labels(context)
         if not context.dtype.is_floating:
@@ -130,16 +133,20 @@ class DataSpec:
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
                 f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
-        if tf.executing_eagerly():
-            self._check_finite(context, "context vectors")
-        return tf.cast(context, self.dtype)
+        return self._finite_context(context)
+
+    def _finite_context(self, context: tf.Tensor) -> tf.Tensor:
+        """``context`` in the flow's dtype; eagerly, values that are not finite there raise."""
+        context = tf.cast(context, self.dtype)
+        if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(context))):
+            raise ValueError(f"{self.owner}: expected a finite context in {self.dtype}, got "
+                             "inf or NaN values (or values beyond its range).")
+        return context
 
     def _labels(self, context: tf.Tensor) -> tf.Tensor:
         name, k = self.owner, int(self.num_classes or 0)
         if context.dtype.is_floating and context.shape.rank == 2 and context.shape[-1] == k:
-            if tf.executing_eagerly():
-                self._check_finite(context, "one-hot contexts")
-            return tf.cast(context, self.dtype)  # already one-hot
+            return self._finite_context(context)  # already one-hot
         if context.dtype.is_floating or context.dtype == tf.bool:
             raise ValueError(
                 f"{name}: expected integer class labels in 0..{k - 1} (or one-hot [batch, {k}]), "
@@ -211,12 +218,13 @@ class DataSpec:
             if not context.dtype.is_integer:
                 raise ValueError(f"{self.owner}: expected an integer class label in "
                                  f"0..{self.num_classes - 1}, got {context.dtype.name}.")
-            context = tf.fill([num_samples], tf.cast(context, tf.int64))
+            context = tf.fill([num_samples], context)  # its own dtype: context() checks the range
         elif self.context_dim is not None and context.shape.rank == 1:
             context = tf.tile(context[None], [num_samples, 1])
         if context.shape.rank and context.shape[0] not in (None, num_samples):
-            raise ValueError(f"{self.owner}: expected {num_samples} contexts (one per sample) or one, "
-                             f"got {context.shape[0]}.")
+            single = "a scalar label" if self.num_classes is not None else f"shape [{self.context_dim}]"
+            raise ValueError(f"{self.owner}: expected {num_samples} contexts (one per sample) or a "
+                             f"single one without the batch axis ({single}), got {context.shape[0]}.")
         return context
 
     # -- examples and latents ------------------------------------------------

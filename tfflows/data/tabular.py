@@ -44,6 +44,8 @@ def load_csv(path: str | os.PathLike, columns: Sequence[str] | None = None) -> t
         # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first name.
         with open(path, newline="", encoding="utf-8-sig") as f:
             return _read_csv(path, csv.reader(f), columns)
+    except csv.Error as err:
+        raise ValueError(f"{path}: expected CSV text, got a line the csv module refuses ({err}).") from None
     except UnicodeDecodeError as err:
         line = _line_of(path, err.start)
         raise ValueError(f"{path}: expected UTF-8 text, got the byte 0x{err.object[err.start]:02x} at "
