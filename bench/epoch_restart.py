@@ -49,7 +49,7 @@ def child(args) -> dict:
         options.autotune.enabled = True
         ds = ds.with_options(options)
     keras.utils.set_random_seed(0)
-    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, hidden_channels=args.width)
+    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, width=args.width)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=args.jit == "on")
 
     class Clock(keras.callbacks.Callback):

@@ -52,7 +52,7 @@ def build_steps(names, xs, pool):
             steps[name] = runner.step
             continue
         keras.utils.set_random_seed(0)
-        model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, hidden_channels=128, seed=0)
+        model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, width=128, seed=0)
         model.initialize(xs[0])
         optimizer = keras.optimizers.Adam(1e-3)
         if name == "conv_only":

@@ -184,7 +184,7 @@ class TfflowsRunner(Runner):
 
         keras.utils.set_random_seed(args.seed)
         self.model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level,
-                                  hidden_channels=args.hidden, seed=args.seed)
+                                  width=args.hidden, seed=args.seed)
         self.model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=jit)
         self.jit = jit
         self.name = f"tfflows fit (jit={'on' if jit else 'off'})"

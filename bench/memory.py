@@ -65,7 +65,7 @@ def child(args) -> dict:
     h, w, c = args.shape
     keras.utils.set_random_seed(0)
     model = tfflows.Glow((h, w, c), num_levels=args.levels, num_steps=args.k,
-                         hidden_channels=args.hidden, backprop=args.mode)
+                         width=args.hidden, backprop=args.mode)
     rng = np.random.default_rng(0)
     x = tf.constant((rng.integers(0, 256, (args.batch, h, w, c))
                      + rng.random((args.batch, h, w, c))).astype("float32"))

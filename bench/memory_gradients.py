@@ -19,7 +19,7 @@ def rss():
 def hwm():
     for l in open('/proc/self/status'):
         if l.startswith('VmHWM'): return int(l.split()[1]) / 1024
-m = tfflows.Glow((32, 32, 3), num_levels=3, num_steps=K, hidden_channels=64, backprop=mode)
+m = tfflows.Glow((32, 32, 3), num_levels=3, num_steps=K, width=64, backprop=mode)
 rng = np.random.default_rng(0)
 x = tf.constant((rng.integers(0, 256, (batch, 32, 32, 3)) + rng.random((batch, 32, 32, 3))).astype("float32"))
 m.initialize(x)

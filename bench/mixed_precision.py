@@ -114,7 +114,7 @@ def worker(args: argparse.Namespace) -> dict:
     train = load_images("fashion_mnist", "train", download=False)
     test = load_images("fashion_mnist", "test", download=False)[: args.test_images]
     model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level,
-                         hidden_channels=args.hidden, seed=args.seed)
+                         width=args.hidden, seed=args.seed)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=args.jit == "on")
     data = make_dataset(train, batch_size=args.batch_size, shuffle=True, repeat=True,
                         seed=args.seed, drop_remainder=True)

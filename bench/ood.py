@@ -44,7 +44,7 @@ def train_small(k: int | None, minutes: float, out: str, width: int, seed: int):
         return keras.models.load_model(path)
     spec = "fashion_mnist" if k is None else f"fashion_mnist:without={k}"
     train = ood.load_ood_images(spec, (28, 28, 1), split="train")
-    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=2, hidden_channels=width, num_bits=8, seed=seed)
+    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=2, width=width, num_bits=8, seed=seed)
     start = time.time()
     ood.train_background(model, train, rate=0.0, epochs=1000, time_limit=minutes * 60, seed=seed, verbose=2)
     os.makedirs(out, exist_ok=True)

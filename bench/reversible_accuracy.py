@@ -60,7 +60,7 @@ def main() -> None:
         for mode in ("store", "reversible"):
             keras.utils.set_random_seed(1)
             models[mode] = tfflows.Glow(tuple(args.shape), num_levels=args.levels, num_steps=args.k,
-                                        hidden_channels=args.hidden, dtype=dtype, backprop=mode)
+                                        width=args.hidden, dtype=dtype, backprop=mode)
         models["store"].initialize(x)
         start = [w + args.perturb * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f"
                  else w for w in models["store"].get_weights()]

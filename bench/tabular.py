@@ -76,13 +76,13 @@ def run_tfflows(splits, args) -> list[dict]:
                      "dim": dim, "test_nll": gaussian_nll(train.astype(np.float64), test.astype(np.float64)),
                      "seconds": 0.0, "epochs": 0})
         makers = {
-            "VectorRealNVP": lambda: tfflows.VectorRealNVP(dim, num_layers=8, hidden_units=64,
+            "VectorRealNVP": lambda: tfflows.VectorRealNVP(dim, num_steps=8, width=64,
                                                            standardize=True),
-            "VectorNSF": lambda: tfflows.VectorNSF(dim, num_layers=5, hidden_units=64, num_bins=8,
+            "VectorNSF": lambda: tfflows.VectorNSF(dim, num_steps=5, width=64, num_bins=8,
                                                    bound=5.0, standardize=True),
-            "VectorMAF": lambda: tfflows.VectorMAF(dim, num_layers=5, hidden_units=64,
+            "VectorMAF": lambda: tfflows.VectorMAF(dim, num_steps=5, width=64,
                                                    standardize=True),
-            "VectorMAF (spline)": lambda: tfflows.VectorMAF(dim, num_layers=5, hidden_units=64,
+            "VectorMAF (spline)": lambda: tfflows.VectorMAF(dim, num_steps=5, width=64,
                                                             transform="spline", num_bins=8,
                                                             bound=5.0, standardize=True),
         }

@@ -80,8 +80,8 @@ def run_child(args: argparse.Namespace) -> None:
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.size, args.size, args.channels)
-    model = tfflows.TarFlow(shape, patch_size=args.patch, num_blocks=args.blocks,
-                            num_layers=args.layers, width=args.width, heads=args.heads, num_bits=8)
+    model = tfflows.TarFlow(shape, patch_size=args.patch, num_steps=args.blocks,
+                            depth=args.layers, width=args.width, heads=args.heads, num_bits=8)
     rng = np.random.default_rng(args.seed)
     for w in model.trainable_weights:
         fan_in = w.shape[0] if len(w.shape) == 2 else 1

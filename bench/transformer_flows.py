@@ -95,13 +95,13 @@ def build(name: str):
     if name == "glow":
         return tfflows.Glow(shape, num_levels=int(_flag(f, "--levels")),
                             num_steps=int(_flag(f, "--steps")),
-                            hidden_channels=int(_flag(f, "--width")), seed=0)
+                            width=int(_flag(f, "--width")), seed=0)
     if name == "tarflow":
         return tfflows.TarFlow(shape, patch_size=int(_flag(f, "--patch-size")),
-                               num_blocks=int(_flag(f, "--steps")), num_layers=int(_flag(f, "--depth")),
+                               num_steps=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
                                width=int(_flag(f, "--width")), heads=int(_flag(f, "--heads")))
     return tfflows.Jet(shape, patch_size=int(_flag(f, "--patch-size")),
-                       num_couplings=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
+                       num_steps=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
                        width=int(_flag(f, "--width")), heads=int(_flag(f, "--heads")), seed=0)
 
 

@@ -66,7 +66,7 @@ def main() -> None:
     gaussian = tfd.MultivariateNormalTriL(
         loc=tf.Variable([0.0, 0.0], name="loc"),
         scale_tril=tfp.util.TransformedVariable(tf.eye(2), tfb.FillScaleTriL(), name="scale_tril"))
-    model = tfflows.VectorRealNVP(dim=2, num_layers=6, hidden_units=32)
+    model = tfflows.VectorRealNVP(event_shape=2, num_steps=6, width=32)
     flow = model.distribution  # live: reads the model's weights at every call
 
     surrogates = {"Gaussian": (gaussian, 2e-2), "VectorRealNVP": (flow, 3e-3)}

@@ -92,7 +92,7 @@ def _kill_child_at_stop(tmp_path: Path, *args: str) -> None:
 
 def _small_model() -> tfflows.VectorRealNVP:
     keras.utils.set_random_seed(0)
-    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=4)
+    model = tfflows.VectorRealNVP(2, num_steps=2, width=4)
     model.compile(optimizer="adam")
     return model
 

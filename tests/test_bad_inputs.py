@@ -57,19 +57,19 @@ def cli(*argv: str) -> str:
 
 @functools.cache
 def _glow() -> tfflows.Glow:
-    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5)
+    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5)
     model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
     return model
 
 
 @functools.cache
 def _vector() -> tfflows.VectorRealNVP:
-    return tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8)
+    return tfflows.VectorRealNVP(2, num_steps=2, width=8)
 
 
 @functools.cache
 def _labelled() -> tfflows.VectorRealNVP:
-    return tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, num_classes=3)
+    return tfflows.VectorRealNVP(2, num_steps=2, width=8, num_classes=3)
 
 
 @functools.cache
@@ -409,7 +409,7 @@ def _plain_keras_model(env: Env) -> str:
 
 
 def _nan_copy(env: Env):
-    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8)
+    model = tfflows.VectorRealNVP(2, num_steps=2, width=8)
     weight = model.trainable_variables[-1]
     weight.assign(tf.fill(weight.shape, math.nan))
     return model
@@ -427,7 +427,7 @@ def _nan_keras_file(env: Env) -> str:
 
 # -- issue 21 -----------------------------------------------------------------------------
 def _small_glow() -> tfflows.Glow:
-    return tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5)
+    return tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5)
 
 
 def _levels(n: int = 4) -> np.ndarray:
@@ -475,7 +475,7 @@ INIT_ROWS: dict[str, Row] = {
     "init_glow_on_no_images": (lambda e: _small_glow().initialize(np.zeros((0, 8, 8, 1), "float32")),
                                ValueError, "data-dependent initialisation needs at least one example"),
     "init_standardize_on_no_rows": (
-        lambda e: tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, standardize=True).initialize(
+        lambda e: tfflows.VectorRealNVP(2, num_steps=2, width=8, standardize=True).initialize(
             np.zeros((0, 2), "float32")),
         ValueError, "standardize: data-dependent initialisation needs at least one example, got an "
                     "empty batch of shape [0, 2]"),
@@ -680,7 +680,7 @@ def test_data_init_on_constant_images_keeps_scale_one_and_warns():
 def test_standardize_constant_feature_keeps_scale_one_and_warns():
     from tfflows.layers import DataInitWarning
 
-    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, standardize=True)
+    model = tfflows.VectorRealNVP(2, num_steps=2, width=8, standardize=True)
     x = np.array([[3.0, 1.0], [3.0, 2.0], [3.0, 4.0]], np.float32)
     with pytest.warns(DataInitWarning, match=r"standardize: .* zero standard deviation for 1 of 2 "
                                              r"features/channels \(0\)"):
@@ -716,7 +716,7 @@ def test_one_column_data_get_a_density_picture():
     """A one-column CSV trained, then crashed drawing the per-epoch density picture."""
     from tfflows.callbacks import samples_picture
 
-    model = tfflows.VectorMAF(1, hidden_units=8)
+    model = tfflows.VectorMAF(1, width=8)
     picture = samples_picture(model, [1.0], seed=0)
     assert picture.shape == (400, 400, 1) and picture.dtype == np.uint8
     assert 0 < np.count_nonzero(picture == 0) < picture.size  # some bars, not all black
@@ -846,14 +846,14 @@ def test_class_label_beyond_int32_is_refused():
 
 @CLASS_1
 def test_nan_context_vector_is_refused():
-    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, context_dim=2)
+    model = tfflows.VectorRealNVP(2, num_steps=2, width=8, context_dim=2)
     with pytest.raises(ValueError, match="context"):
         model.log_prob(np.zeros((1, 2), "float32"), context=np.array([[math.nan, 0.0]], np.float32))
 
 
 @CLASS_1
 def test_realnvp_encode_refuses_levels_out_of_range_as_log_prob_does():
-    model = tfflows.RealNVP((8, 8, 1), num_levels=1, num_blocks=1, hidden_channels=8, num_bits=5)
+    model = tfflows.RealNVP((8, 8, 1), num_levels=1, depth=1, width=8, num_bits=5)
     with pytest.raises(ValueError, match=r"pixel levels in \[0, 32\)"):
         model.encode(_images(1, 40.0))
 

@@ -176,7 +176,7 @@ def test_fit_traces_for_xla_only_with_jit_compile(monkeypatch):
     for jit in (False, True):
         seen.clear()
         # The first conv reads 2 channels into 32: 9·2 ≤ 32, im2col's shape.
-        model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=32, num_bits=5)
+        model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=32, num_bits=5)
         model.compile(optimizer="adam", jit_compile=jit)
         history = model.fit(x, batch_size=4, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
@@ -186,7 +186,7 @@ def test_fit_traces_for_xla_only_with_jit_compile(monkeypatch):
 def test_glow_log_prob_is_the_same_either_way(assert_close):
     import tfflows
 
-    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, hidden_channels=64)
+    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=64)
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype("float32")
     model.initialize(x)
     for w in model.trainable_weights:  # the zero output convs too
@@ -204,7 +204,7 @@ def test_glow_log_prob_is_the_same_either_way(assert_close):
 def test_export_writes_stock_convolutions(tmp_path):
     import tfflows
 
-    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=64, num_bits=5)
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=64, num_bits=5)
     model.initialize(np.random.default_rng(0).integers(0, 32, (4, 4, 4, 1)).astype("float32"))
     with conv_implementation("matmul"):
         path = tfflows.export_saved_model(model, tmp_path / "glow" / "1")

@@ -28,12 +28,12 @@ tfb = tfp.bijectors
 tfd = tfp.distributions
 
 VECTOR_MODELS: dict[str, Callable[[], Any]] = {
-    "vector_realnvp": lambda: VectorRealNVP(2, num_layers=2, hidden_units=8),
+    "vector_realnvp": lambda: VectorRealNVP(2, num_steps=2, width=8),
     # One spline step each: tracing the splines' gradient is what costs time here.
-    "vector_nsf": lambda: VectorNSF(2, num_layers=1, hidden_units=8, num_bins=4, bound=4.0),
-    "vector_glow": lambda: VectorGlow(2, num_steps=2, hidden_units=8),
-    "vector_maf_affine": lambda: VectorMAF(2, num_layers=2, hidden_units=8),
-    "vector_maf_spline": lambda: VectorMAF(2, num_layers=1, hidden_units=8, transform="spline"),
+    "vector_nsf": lambda: VectorNSF(2, num_steps=1, width=8, num_bins=4, bound=4.0),
+    "vector_glow": lambda: VectorGlow(2, num_steps=2, width=8),
+    "vector_maf_affine": lambda: VectorMAF(2, num_steps=2, width=8),
+    "vector_maf_spline": lambda: VectorMAF(2, num_steps=1, width=8, transform="spline"),
 }
 NAMES = list(VECTOR_MODELS)
 
@@ -92,7 +92,7 @@ def test_vi_with_trainable_variables_trains_every_weight(name):
 
 def image_model():
     keras.utils.set_random_seed(0)
-    return Glow((8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8, num_classes=3)
+    return Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, num_classes=3)
 
 
 @pytest.mark.parametrize("name", NAMES + ["glow_classes"])
@@ -134,7 +134,7 @@ def test_vi_flow_beats_gaussian_on_banana():
     gaussian = gaussian_surrogate()
     gauss_losses = tfp.vi.fit_surrogate_posterior(banana_log_prob, gaussian, keras.optimizers.Adam(2e-2),
                                                   steps, sample_size=32, seed=(1, 2)).numpy()
-    model = VectorRealNVP(2, num_layers=4, hidden_units=16)
+    model = VectorRealNVP(2, num_steps=4, width=16)
     flow = model.distribution
     flow_losses = tfp.vi.fit_surrogate_posterior(banana_log_prob, flow, keras.optimizers.Adam(5e-3),
                                                  steps, sample_size=32, seed=(1, 2)).numpy()
@@ -224,7 +224,7 @@ def test_bijector_matches_tfp_conventions(assert_close):
 @pytest.fixture(scope="module")
 def conditional():
     keras.utils.set_random_seed(0)
-    model = VectorRealNVP(2, num_layers=2, hidden_units=8, num_classes=3)
+    model = VectorRealNVP(2, num_steps=2, width=8, num_classes=3)
     randomize(model, seed=7, scale=0.2)
     return model
 
@@ -273,7 +273,7 @@ def test_conditional_batch_ranks(conditional):
     with pytest.raises(ValueError, match="conditional; pass context="):
         model.distribution.sample()
     keras.utils.set_random_seed(0)
-    vectors = VectorRealNVP(2, num_layers=2, hidden_units=8, context_dim=3)
+    vectors = VectorRealNVP(2, num_steps=2, width=8, context_dim=3)
     assert vectors.distribution_for(np.zeros((4, 3), np.float32)).sample(2, seed=0).shape == (2, 4, 2)
     assert vectors.distribution_for(np.zeros(3, np.float32)).batch_shape == ()
     with pytest.raises(ValueError, match=r"expected context of shape \[batch, 3\]"):
@@ -359,7 +359,7 @@ def test_float64_data(conditional, assert_close):
 
 def test_integer_pixels_score_as_the_model_does(assert_close):
     """uint8 images (TFDS, decode_png) go into the distribution as into model.log_prob."""
-    model = Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=8, num_bits=5)
+    model = Glow((4, 4, 1), num_levels=1, num_steps=1, width=8, num_bits=5)
     pixels = np.random.default_rng(3).integers(0, 256, (3, 4, 4, 1)).astype(np.uint8)
     model.initialize(pixels)
     want = model.log_prob(pixels).numpy()
@@ -412,7 +412,7 @@ def test_kl_divergence_names_monte_carlo_kl():
 def affine_glow():
     """A VectorGlow whose couplings are still identities: x ↦ z = W(s ⊙ x + b), an exact Gaussian."""
     keras.utils.set_random_seed(0)
-    model = VectorGlow(3, num_steps=1, hidden_units=8)
+    model = VectorGlow(3, num_steps=1, width=8)
     rng = np.random.default_rng(13)
     for v in model.trainable_variables:
         if "actnorm" in v.path:  # log-scale and bias: a non-trivial affine map

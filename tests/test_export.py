@@ -39,15 +39,15 @@ RTOL = 1e-5
 
 MODELS = {
     # name: (constructor, export keyword arguments)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                   num_bits=5), {}),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_scales=2, num_blocks=1, hidden_channels=4,
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4,
                                         num_bits=8), {}),
-    "vector": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), {}),
-    "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), {}),
+    "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                               num_bits=5, num_classes=3), {"max_samples": 64}),
-    "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8, context_dim=2), {}),
-    "maf": (lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8), {}),
+    "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2), {}),
+    "maf": (lambda: tfflows.VectorMAF(3, num_steps=2, width=8), {}),
 }
 IMAGE_MODELS = ("glow", "realnvp", "conditional_glow")
 CONDITIONAL = {"conditional_glow": "labels", "context_vector": "context"}
@@ -554,7 +554,7 @@ def test_saved_model_cli_lists_the_signatures(served):
 
 def test_cli_export_writes_a_version_folder(tmp_path, capsys):
     keras.utils.set_random_seed(0)
-    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
     model.compile(optimizer="adam")
     model.save(tmp_path / "m.keras")
     base = tmp_path / "serving" / "toy"
@@ -573,7 +573,7 @@ def test_cli_export_writes_a_version_folder(tmp_path, capsys):
 
 def test_more_than_8_bits_take_uint16(tmp_path):
     keras.utils.set_random_seed(0)
-    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=4, num_bits=10)
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=4, num_bits=10)
     rng = np.random.default_rng(0)
     randomise(model, rng.uniform(0, 1024, (4, 4, 4, 1)).astype("float32"), None)
     path = export_saved_model(model, tmp_path / "glow10" / "1")
@@ -587,7 +587,7 @@ def test_more_than_8_bits_take_uint16(tmp_path):
 
 
 def test_export_refuses_bad_arguments(tmp_path):
-    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
     with pytest.raises(ValueError, match="max_samples must be a positive integer"):
         export_saved_model(model, tmp_path / "a", max_samples=0)
     with pytest.raises(ValueError, match="expected a tfflows FlowModel"):

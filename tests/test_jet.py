@@ -54,7 +54,7 @@ def randomize(layer, seed: int, scale: float = 1.0) -> None:
 @functools.lru_cache(maxsize=None)
 def jet_of(case: str) -> tfflows.Jet:
     h, w, c, p = IMAGE_CASES[case]
-    return tfflows.Jet((h, w, c), patch_size=p, num_couplings=NUM_COUPLINGS, width=8, depth=2,
+    return tfflows.Jet((h, w, c), patch_size=p, num_steps=NUM_COUPLINGS, width=8, depth=2,
                        heads=2, mlp_ratio=2, num_bits=NUM_BITS)
 
 
@@ -313,12 +313,12 @@ def test_few_couplings_warn_of_their_bits_per_dim_floor():
     from tfflows.models.jet import bits_per_dim_floor
 
     with pytest.warns(UserWarning, match="cannot take 8-bit data below about 5.33 bits/dim"):
-        tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=8, width=8, heads=2)
+        tfflows.Jet((8, 8, 1), patch_size=4, num_steps=8, width=8, heads=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=16, width=8, heads=2)
+        tfflows.Jet((8, 8, 1), patch_size=4, num_steps=16, width=8, heads=2)
     # The floor is reached by the log-det: every scale saturated at 2 gives K/2 doublings a value.
-    model = tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=4, width=8, heads=2, num_bits=5)
+    model = tfflows.Jet((8, 8, 1), patch_size=4, num_steps=4, width=8, heads=2, num_bits=5)
     x = np.random.default_rng(0).integers(0, 32, (3, 8, 8, 1)).astype(np.float32) + 0.5
     model.log_prob(x)
     for v in model.trainable_variables:

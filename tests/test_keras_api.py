@@ -29,20 +29,20 @@ H, W, C = 8, 8, 1
 
 MODELS = {
     # name: (constructor, context maker or None)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                   num_bits=5), None),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_scales=2, num_blocks=1, hidden_channels=4,
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4,
                                         num_bits=5), None),
-    "glow_labels": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "glow_labels": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                          num_bits=5, num_classes=3),
                     lambda rng, n: rng.integers(0, 3, n).astype("int32")),
-    "vector_glow_context": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8, context_dim=2),
+    "vector_glow_context": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2),
                             lambda rng, n: rng.normal(size=(n, 2)).astype("float32")),
-    "nsf": (lambda: tfflows.VectorNSF(3, num_layers=2, hidden_units=8, standardize=True), None),
-    "maf_labels": (lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, num_classes=2),
+    "nsf": (lambda: tfflows.VectorNSF(3, num_steps=2, width=8, standardize=True), None),
+    "maf_labels": (lambda: tfflows.VectorMAF(3, num_steps=2, width=8, num_classes=2),
                    lambda rng, n: rng.integers(0, 2, n).astype("int32")),
-    "vector": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), None),
-    "vector_labels": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8, num_classes=2),
+    "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), None),
+    "vector_labels": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, num_classes=2),
                       lambda rng, n: rng.integers(0, 2, n).astype("int32")),
 }
 

@@ -43,11 +43,11 @@ def stripes(n: int, seed: int = 0, shape=SHAPE) -> np.ndarray:
 
 
 def glow(**kw) -> Glow:
-    return Glow(SHAPE, num_levels=2, num_steps=1, hidden_channels=8, **kw)
+    return Glow(SHAPE, num_levels=2, num_steps=1, width=8, **kw)
 
 
 def realnvp(**kw) -> RealNVP:
-    return RealNVP(SHAPE, num_scales=2, num_blocks=1, hidden_channels=8, **kw)
+    return RealNVP(SHAPE, num_levels=2, depth=1, width=8, **kw)
 
 
 MODELS = {"glow": glow, "realnvp": realnvp}
@@ -90,7 +90,7 @@ def test_fit_on_a_uint8_pipeline_lowers_the_loss(name):
 def test_fit_on_uint8_with_xla():
     # The smallest Glow: compiling a train step with XLA on a CPU takes long.
     keras.utils.set_random_seed(0)
-    model = Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=8, num_bits=5)
+    model = Glow((4, 4, 1), num_levels=1, num_steps=1, width=8, num_bits=5)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
     images = stripes(32, shape=(4, 4, 1))
     before = [w.numpy().copy() for w in model.trainable_variables]
@@ -161,7 +161,7 @@ def test_predict_on_uint8_equals_log_prob_at_bin_centres_and_the_saved_model(tmp
     ids=["uint8", "int32", "int64", "uint16_8bit_content", "uint16_to_10_bits"])
 def test_log_prob_reads_integer_pixels_by_their_bit_depth(dtype, scale, num_bits):
     keras.utils.set_random_seed(0)
-    model = Glow(SHAPE, num_levels=1, num_steps=1, hidden_channels=8, num_bits=num_bits)
+    model = Glow(SHAPE, num_levels=1, num_steps=1, width=8, num_bits=num_bits)
     pixels = stripes(4, seed=4).astype(np.int64) * scale
     bits = 16 if dtype == np.uint16 or num_bits > 8 else 8
     assert integer_pixel_bits(dtype, num_bits) == bits
@@ -178,11 +178,11 @@ def test_integer_pixels_out_of_their_range_or_too_few_bits_are_refused():
     with pytest.raises(ValueError, match=r"8-bit pixels in 0\.\.255.*got values from 0 to 300"):
         model.fit(np.full((2, *SHAPE), 300, np.int64) * np.arange(2).reshape(2, 1, 1, 1), epochs=0,
                   verbose=0)
-    ten = Glow(SHAPE, num_levels=1, num_steps=1, hidden_channels=8, num_bits=10)
+    ten = Glow(SHAPE, num_levels=1, num_steps=1, width=8, num_bits=10)
     with pytest.raises(ValueError, match=r"uint8 pixels hold 8 bits, fewer than the model's num_bits=10"):
         ten.log_prob(stripes(1))
     with pytest.raises(ValueError, match="must be float32 or float64, got int32"):
-        VectorRealNVP(2, num_layers=1, hidden_units=4).log_prob(np.zeros((1, 2), np.int32))
+        VectorRealNVP(2, num_steps=1, width=4).log_prob(np.zeros((1, 2), np.int32))
     with pytest.raises(ValueError, match=r"integer pixels must have an integer dtype; got float32"):
         pixel_levels(np.zeros(3, np.float32), 8)
 
@@ -474,7 +474,7 @@ def test_correct_data_is_not_flagged(form):
 
 
 def test_vector_models_are_not_checked_for_pixel_scales():
-    model = compiled(lambda: VectorRealNVP(2, num_layers=1, hidden_units=4))
+    model = compiled(lambda: VectorRealNVP(2, num_steps=1, width=4))
     unit = np.random.default_rng(0).uniform(size=(32, 2)).astype(np.float32)
     assert _fit(model, unit) == []
     assert _fit(model, np.round(unit)) == []

@@ -34,14 +34,14 @@ PIXELS = (RNG.integers(0, 32, size=(32, 8, 8, 1)) + RNG.random((32, 8, 8, 1))).a
 
 def vector_model(optimizer=None):
     keras.utils.set_random_seed(0)
-    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8)
+    model = tfflows.VectorRealNVP(2, num_steps=2, width=8)
     model.compile(optimizer=optimizer or make_optimizer(1e-2, warmup_steps=4), jit_compile=False)
     return model
 
 
 def glow(**kw):
     keras.utils.set_random_seed(0)
-    model = tfflows.Glow((8, 8, 1), num_levels=1, num_steps=1, hidden_channels=8, num_bits=5, **kw)
+    model = tfflows.Glow((8, 8, 1), num_levels=1, num_steps=1, width=8, num_bits=5, **kw)
     model.compile(optimizer=make_optimizer(1e-3, warmup_steps=2), jit_compile=False)
     return model
 
@@ -215,13 +215,13 @@ def test_to_uint8_maps_the_top_level_to_white():
 
 def test_the_digits_fill_the_grey_range():
     """Levels 0..16 of 5 bits: their top level is white, not the grey 16/31·255 = 132 of before."""
-    from tfflows.cli import _pixel_range
+    from tfflows.cli.common import pixel_range
 
     images = data.load_images("digits", "train")
-    assert _pixel_range(images, 5, 5) == [0, 16]
-    assert _pixel_range(images, 3, 5) == [0, 4]
+    assert pixel_range(images, 5, 5) == [0, 16]
+    assert pixel_range(images, 3, 5) == [0, 4]
     assert to_uint8(np.array([16.5]), 5).item() == 132  # what the default range draws
-    assert to_uint8(np.array([16.5]), 5, value_range=_pixel_range(images, 5, 5)).item() == 255
+    assert to_uint8(np.array([16.5]), 5, value_range=pixel_range(images, 5, 5)).item() == 255
 
 
 def test_sample_png_has_labelled_rows_and_the_expected_size(tmp_path):
@@ -272,11 +272,11 @@ def test_sample_grid_callback_writes_a_png_per_epoch_with_the_data_range(tmp_pat
 # -- 4. one name per idea ---------------------------------------------------------------------
 
 def test_realnvp_num_scales_is_a_deprecated_alias_of_num_levels():
-    kw = dict(num_blocks=1, hidden_channels=4, num_bits=5)
+    kw = dict(depth=1, width=4, num_bits=5)
     new = tfflows.RealNVP((8, 8, 1), num_levels=3, **kw)
     with pytest.warns(DeprecationWarning, match="num_scales is deprecated.*use num_levels"):
         old = tfflows.RealNVP((8, 8, 1), num_scales=3, **kw)
-    assert old.num_levels == new.num_levels == old.num_scales == 3
+    assert old.num_levels == new.num_levels == 3
     assert old.get_config() == {**new.get_config(), "name": old.name}
     assert "num_scales" not in new.get_config()
     assert [w.shape for w in old.weights] == [w.shape for w in new.weights]
@@ -287,7 +287,7 @@ def test_realnvp_num_scales_is_a_deprecated_alias_of_num_levels():
 
 
 def test_a_keras_file_saved_with_num_scales_still_loads(tmp_path):
-    model = tfflows.RealNVP((8, 8, 1), num_levels=1, num_blocks=1, hidden_channels=4, num_bits=5)
+    model = tfflows.RealNVP((8, 8, 1), num_levels=1, depth=1, width=4, num_bits=5)
     for v in model.trainable_variables:  # away from the identity start, so weights matter
         v.assign(v + 0.05 * RNG.standard_normal(v.shape).astype("float32"))
     model.save(tmp_path / "new.keras")

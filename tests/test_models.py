@@ -35,24 +35,24 @@ BATCH = 4
 
 
 def tiny_glow(**kw: Any) -> Glow:
-    return Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8, **kw)
+    return Glow(IMAGE, num_levels=2, num_steps=2, width=8, **kw)
 
 
 def tiny_realnvp(**kw: Any) -> RealNVP:
-    return RealNVP(IMAGE, num_scales=2, num_blocks=1, hidden_channels=8, **kw)
+    return RealNVP(IMAGE, num_levels=2, depth=1, width=8, **kw)
 
 
 CASES: dict[str, Callable[[], keras.Model]] = {
     "glow_affine_lu": lambda: tiny_glow(),
     "glow_additive_plain_classes": lambda: tiny_glow(coupling="additive", lu=False, num_classes=3),
     "realnvp_context": lambda: tiny_realnvp(context_dim=3),
-    "vector_realnvp": lambda: VectorRealNVP(2, num_layers=4, hidden_units=16),
+    "vector_realnvp": lambda: VectorRealNVP(2, num_steps=4, width=16),
     "vector_realnvp_shuffle_classes": lambda: VectorRealNVP(
-        3, num_layers=3, hidden_units=16, permutation="shuffle", num_classes=3),
-    "vector_glow_lu": lambda: VectorGlow(3, num_steps=3, hidden_units=16),
+        3, num_steps=3, width=16, permutation="shuffle", num_classes=3),
+    "vector_glow_lu": lambda: VectorGlow(3, num_steps=3, width=16),
     "vector_glow_additive_plain_context": lambda: VectorGlow(
-        2, num_steps=3, hidden_units=16, coupling="additive", lu=False, context_dim=3),
-    "vector_nsf_classes": lambda: VectorNSF(2, num_layers=2, hidden_units=16, num_bins=4, num_classes=3),
+        2, num_steps=3, width=16, coupling="additive", lu=False, context_dim=3),
+    "vector_nsf_classes": lambda: VectorNSF(2, num_steps=2, width=16, num_bins=4, num_classes=3),
 }
 CASE_NAMES = list(CASES)
 CONDITIONAL_CASES = [n for n in CASE_NAMES if n.endswith(("classes", "context"))]
@@ -174,7 +174,7 @@ def total_mass(model, lo: float = -6.0, hi: float = 6.0, n: int = 400) -> tuple[
 @pytest.fixture(scope="module")
 def trained_moons():
     keras.utils.set_random_seed(1)
-    model = VectorRealNVP(2, num_layers=4, hidden_units=32)
+    model = VectorRealNVP(2, num_steps=4, width=32)
     data = two_moons(1024)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     before = float(-tf.reduce_mean(model.log_prob(data)))
@@ -194,9 +194,9 @@ def test_trained_density_integrates_to_one(trained_moons):
 
 
 RANDOM_2D = {
-    "vector_realnvp": lambda: VectorRealNVP(2, num_layers=4, hidden_units=16),
-    "vector_glow": lambda: VectorGlow(2, num_steps=3, hidden_units=16),
-    "vector_nsf": lambda: VectorNSF(2, num_layers=2, hidden_units=16, num_bins=4, bound=3.0),
+    "vector_realnvp": lambda: VectorRealNVP(2, num_steps=4, width=16),
+    "vector_glow": lambda: VectorGlow(2, num_steps=3, width=16),
+    "vector_nsf": lambda: VectorNSF(2, num_steps=2, width=16, num_bins=4, bound=3.0),
 }
 
 
@@ -471,7 +471,7 @@ def test_trained_conditional_samples_land_on_their_class():
     means = np.array([[-4.0, 1.0], [4.0, -1.0]], np.float32)
     labels = rng.integers(0, 2, 1024).astype(np.int32)
     x = (means[labels] + 0.5 * rng.standard_normal((1024, 2))).astype(np.float32)
-    model = VectorRealNVP(2, num_layers=4, hidden_units=16, num_classes=2)
+    model = VectorRealNVP(2, num_steps=4, width=16, num_classes=2)
     model.compile(optimizer=keras.optimizers.Adam(2e-2))
     model.fit(np.tile(x, (8, 1)), np.tile(labels, 8), batch_size=256, epochs=1, verbose=0)  # 32 steps
     for label in (0, 1):
@@ -561,7 +561,7 @@ def _bad_calls():
         "temperature_negative": (lambda: vec().sample(2, temperature=-1.0),
                                  r"finite number >= 0, got -1.0"),
         "temperature_string": (lambda: vec().sample(2, temperature="1"), r"finite number >= 0, got '1'"),
-        "glow_size": (lambda: Glow((12, 12, 1), num_levels=3, num_steps=1, hidden_channels=4),
+        "glow_size": (lambda: Glow((12, 12, 1), num_levels=3, num_steps=1, width=4),
                       r"divisible by 2\*\*num_levels = 8, got 12x12"),
         "glow_coupling": (lambda: Glow(IMAGE, num_levels=2, coupling="affline"),
                           r"coupling must be 'affine' or 'additive', got 'affline'"),

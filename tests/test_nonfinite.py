@@ -32,7 +32,7 @@ def points(n: int = 32, seed: int = 0) -> np.ndarray:
 def busy_vector_flow(seed: int = 0) -> VectorRealNVP:
     """A small flow with non-zero couplings, so that every weight gets a gradient."""
     keras.utils.set_random_seed(seed)
-    model = VectorRealNVP(2, num_layers=2, hidden_units=8)
+    model = VectorRealNVP(2, num_steps=2, width=8)
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
         v.assign(v + 0.1 * rng.standard_normal(v.shape).astype("float32"))
@@ -55,7 +55,7 @@ def overflowing_glow() -> Glow:
     The first ActNorm scales the data by exp(-86): its inverse multiplies by
     e^86 ≈ 2e37, which overflows float32 for latents beyond about ±1.
     """
-    model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    model = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)
     model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
     actnorm = next(layer for layer in model.flow_layers if isinstance(layer, ActNormLayer))
     actnorm.log_scale.assign(actnorm.log_scale - 86.0)
@@ -268,7 +268,7 @@ def test_a_skipped_batch_does_not_count_as_a_loss_of_zero():
 def test_sample_check_puts_the_fraction_of_non_finite_samples_in_the_history():
     x = np.random.default_rng(1).uniform(0, 32, (32, 8, 8, 1)).astype("float32")
     fractions = {}
-    for name, model in (("healthy", Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8,
+    for name, model in (("healthy", Glow((8, 8, 1), num_levels=2, num_steps=1, width=8,
                                          num_bits=5, seed=0)), ("overflowing", overflowing_glow())):
         model.initialize(x)
         model.compile(optimizer=keras.optimizers.SGD(1e-9))
@@ -294,19 +294,19 @@ def test_clip_output_clamps_every_pixel_into_the_data_range():
         x = model.sample(64, seed=0, clip_output=True).numpy()
     assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() < 2.0 ** model.num_bits
     # Samples inside the range come back unchanged.
-    healthy = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    healthy = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)
     inside = healthy.sample(8, temperature=0.05, seed=1).numpy()
     assert inside.min() >= 0.0 and inside.max() < 32.0
     np.testing.assert_array_equal(healthy.sample(8, temperature=0.05, seed=1, clip_output=True), inside)
     with pytest.raises(ValueError, match="clip_output is for image models"):
-        tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8).sample(2, clip_output=True)
+        tfflows.VectorRealNVP(2, num_steps=2, width=8).sample(2, clip_output=True)
 
 
 # -- export ------------------------------------------------------------------------------
 
 
 def test_export_refuses_a_model_with_a_nan_weight(tmp_path):
-    model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    model = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)
     weight = model.trainable_variables[3]
     weight.assign(tf.fill(weight.shape, math.nan))
     with pytest.raises(NonFiniteWeightsError, match=r"refusing to export .*" + weight.path):
@@ -338,7 +338,7 @@ def test_served_samples_say_which_ones_overflowed(tmp_path):
 
 
 def test_checkpoint_warns_instead_of_ending_training_on_a_nan_model(tmp_path):
-    model = VectorRealNVP(2, num_layers=2, hidden_units=8)
+    model = VectorRealNVP(2, num_steps=2, width=8)
     weight = model.trainable_variables[-1]
     weight.assign(tf.fill(weight.shape, math.nan))
     checkpoint = FiniteCheckpoint(str(tmp_path / "epoch_{epoch:03d}.keras"))

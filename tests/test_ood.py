@@ -19,7 +19,7 @@ SHAPE = (8, 8, 1)
 
 def tiny_glow(shape=SHAPE, seed: int = 0) -> tfflows.Glow:
     keras.utils.set_random_seed(seed)
-    return tfflows.Glow(shape, num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=seed)
+    return tfflows.Glow(shape, num_levels=2, num_steps=1, width=8, num_bits=5, seed=seed)
 
 
 def toy_density(offset: float = 0.0, weight: float = 1.0) -> ImageDensity:
@@ -232,10 +232,10 @@ def test_bad_models_and_datasets_are_refused():
     with pytest.raises(ValueError, match="uint8 pixels 0..255, got float32"):
         ood.score(toy_density(), tf.data.Dataset.from_tensor_slices(images.astype("float32")))
     with pytest.raises(ValueError, match="is conditional"):
-        ood.score(tfflows.Glow(SHAPE, num_levels=1, num_steps=1, hidden_channels=4, num_bits=5,
+        ood.score(tfflows.Glow(SHAPE, num_levels=1, num_steps=1, width=4, num_bits=5,
                                num_classes=2), images)
     with pytest.raises(ValueError, match="image models"):
-        ood.score(tfflows.VectorRealNVP(3, num_layers=2, hidden_units=4), images)
+        ood.score(tfflows.VectorRealNVP(3, num_steps=2, width=4), images)
     with pytest.raises(ValueError, match="SavedModel folder"):
         ood.score("/nonexistent/model", images)
 

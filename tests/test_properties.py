@@ -34,11 +34,11 @@ _MODELS: dict[str, tfflows.Model] = {}
 def _model(kind: str):
     if kind not in _MODELS:
         if kind == "labels":
-            _MODELS[kind] = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, num_classes=3)
+            _MODELS[kind] = tfflows.VectorRealNVP(2, num_steps=2, width=8, num_classes=3)
         elif kind == "vectors":
-            _MODELS[kind] = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, context_dim=2)
+            _MODELS[kind] = tfflows.VectorRealNVP(2, num_steps=2, width=8, context_dim=2)
         else:
-            glow = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5)
+            glow = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5)
             glow.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
             _MODELS[kind] = glow
     return _MODELS[kind]

@@ -155,7 +155,7 @@ def test_evaluate_uses_the_recorded_source_and_prints_strict_json(run, tmp_path,
 # -- ResumableBackup on its own: a tiny vector flow, no checkpoints ----------------------
 
 def _vector_fit(backup: str, epochs: int = 2) -> tuple[keras.callbacks.History, ResumableBackup]:
-    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
     model.compile(optimizer="adam")
     callback = ResumableBackup(backup)
     x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")

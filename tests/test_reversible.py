@@ -31,19 +31,19 @@ MODES = ("recompute", "reversible")
 
 # name -> (constructor taking dtype and backprop, example shape, context or None)
 MODELS = {
-    "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8, **kw),
+    "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, **kw),
              (8, 8, 1), None),
     "glow_additive_classes": (
         lambda **kw: tfflows.Glow((4, 4, 1), **{"num_levels": 1, "num_steps": 2, "hidden_channels": 8,
                                                 "coupling": "additive", "num_classes": 3, **kw}),
         (4, 4, 1), [0, 2, 1, 2]),
-    "realnvp": (lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, num_blocks=1, hidden_channels=8,
+    "realnvp": (lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8,
                                              **kw), (8, 8, 1), None),
-    "jet": (lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=2, width=8, depth=1,
+    "jet": (lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_steps=2, width=8, depth=1,
                                      heads=2, **kw), (8, 8, 1), None),
-    "vector_glow": (lambda **kw: tfflows.VectorGlow(4, num_steps=3, hidden_units=8, **kw), (4,), None),
+    "vector_glow": (lambda **kw: tfflows.VectorGlow(4, num_steps=3, width=8, **kw), (4,), None),
     # Spline couplings: the one-pass coupling gradient with a rational-quadratic transform.
-    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_layers=3, hidden_units=8, num_hidden=1, **kw),
+    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_steps=3, width=8, depth=1, **kw),
                    (4,), None),
 }
 
@@ -206,7 +206,7 @@ def test_reversible_gradients_reach_a_real_valued_context():
     grads = {}
     for mode in ("store", "reversible"):
         keras.utils.set_random_seed(1)
-        model = tfflows.VectorGlow(4, num_steps=3, hidden_units=8, context_dim=2, backprop=mode)
+        model = tfflows.VectorGlow(4, num_steps=3, width=8, context_dim=2, backprop=mode)
         model.log_prob(x, context)
         if mode == "store":  # trainable only: a perturbed LU permutation would not invert
             start = [v.numpy() + 0.05 * np.random.default_rng(2).standard_normal(v.shape).astype("float32")
@@ -293,8 +293,8 @@ def test_an_unknown_backprop_names_the_choices(value):
 
 def test_reversible_refuses_steps_that_invert_one_feature_at_a_time():
     with pytest.raises(ValueError, match="inverts one token or feature at a time.*recompute"):
-        tfflows.VectorMAF(3, num_layers=2, hidden_units=8, backprop="reversible")
-    assert tfflows.VectorMAF(3, num_layers=2, hidden_units=8, backprop="recompute").backprop == "recompute"
+        tfflows.VectorMAF(3, num_steps=2, width=8, backprop="reversible")
+    assert tfflows.VectorMAF(3, num_steps=2, width=8, backprop="recompute").backprop == "recompute"
     assert set(BACKPROP_MODES) == {"store", "recompute", "reversible"}
 
 

@@ -31,7 +31,7 @@ def labels(n: int = N, seed: int = 1) -> np.ndarray:
 
 
 def glow(**kwargs) -> Glow:
-    return Glow(input_shape=(8, 8, 1), num_levels=1, num_steps=2, hidden_channels=8, **kwargs)
+    return Glow(event_shape=(8, 8, 1), num_levels=1, num_steps=2, width=8, **kwargs)
 
 
 def weights(n: int = N) -> np.ndarray:

@@ -14,6 +14,8 @@ import tensorflow as tf
 
 import tfflows
 import tfflows.cli
+import tfflows.cli.common
+import tfflows.cli.train
 from tfflows.callbacks import TimeLimit
 from tfflows.clock import TestAt, TrainingClock
 from tfflows.training import probe_jit
@@ -25,7 +27,7 @@ POINTS = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
 
 def _vector_model() -> tfflows.VectorRealNVP:
     keras.utils.set_random_seed(0)
-    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, num_hidden=1)
+    model = tfflows.VectorRealNVP(2, num_steps=2, width=8, depth=1)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     return model
 
@@ -74,7 +76,7 @@ def test_probe_jit_refuses_bad_arguments(kwargs, expected):
 
 def test_probe_jit_refuses_an_uncompiled_model():
     with pytest.raises(ValueError, match="expected a compiled model"):
-        probe_jit(tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8), _batches())
+        probe_jit(tfflows.VectorRealNVP(2, num_steps=2, width=8), _batches())
 
 
 def test_test_at_pauses_the_clock_and_leaves_training_unchanged():
@@ -105,8 +107,8 @@ def test_test_at_refuses_marks_that_are_not_positive():
 
 def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypatch):
     # The probe pays only for long runs; here it runs on a tiny one.
-    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_STEPS", 1)
-    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_MINUTES", 0.0)
+    monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_STEPS", 1)
+    monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_MINUTES", 0.0)
     out = tmp_path / "run"
     printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
                   "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
@@ -139,7 +141,7 @@ def test_train_says_when_xla_could_not_compile_the_step(tmp_path, data_dir, monk
                 "seconds_per_step": {**report["seconds_per_step"], "on": None}}
 
     monkeypatch.setattr(tfflows.training, "probe_jit", xla_fails)
-    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_STEPS", 1)
+    monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_STEPS", 1)
     printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
                   "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
                   "--steps", "1", "--levels", "2", "--out", str(tmp_path / "run"), "--verbose", "0")
@@ -169,7 +171,7 @@ def test_every_pipeline_tfflows_builds_runs_without_the_autotuner(tmp_path):
         "toy_dataset": tfflows.data.toy_dataset("two_moons", 16, batch_size=4, seed=0),
         "image_folder": tfflows.data.image_folder(tmp_path, size=8, channels=1, batch_size=2),
         "perturbed_dataset": perturbed_dataset(images, 0.2, batch_size=4, seed=0),
-        "CLI toy points": tfflows.cli._dataset(POINTS, None, None, None, 32, True, 0),
+        "CLI toy points": tfflows.cli.common.pipeline(POINTS, None, None, None, 32, True, 0),
     }
     for name, ds in built.items():
         assert ds.options().autotune.enabled is False, name

@@ -55,11 +55,11 @@ def training_state(model) -> list[np.ndarray]:
 
 FIT_CASES = {
     # name: (constructor, data, context, learning rate)
-    "glow_classes": (lambda: Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8, num_classes=2),
+    "glow_classes": (lambda: Glow(IMAGE, num_levels=2, num_steps=2, width=8, num_classes=2),
                      lambda: structured_images(64), lambda: np.arange(64) % 2, 1e-3),
-    "realnvp": (lambda: RealNVP(IMAGE, num_scales=2, num_blocks=1, hidden_channels=8),
+    "realnvp": (lambda: RealNVP(IMAGE, num_levels=2, depth=1, width=8),
                 lambda: structured_images(64), lambda: None, 1e-3),
-    "vector_glow_context": (lambda: VectorGlow(2, num_steps=3, hidden_units=16, context_dim=2),
+    "vector_glow_context": (lambda: VectorGlow(2, num_steps=3, width=16, context_dim=2),
                             lambda: blobs(256, 2),
                             lambda: np.random.default_rng(1).standard_normal((256, 2)).astype(np.float32),
                             1e-2),
@@ -91,7 +91,7 @@ def test_fit_lowers_the_loss_and_changes_every_weight(name):
 
 def test_fit_initializes_actnorm_once():
     keras.utils.set_random_seed(1)
-    model = VectorGlow(2, num_steps=2, hidden_units=16)
+    model = VectorGlow(2, num_steps=2, width=16)
     calls = []
     initialize = model.initialize
 
@@ -111,7 +111,7 @@ def test_fit_initializes_actnorm_once():
 
 def test_initialize_standardises_every_actnorm_input_and_runs_once():
     keras.utils.set_random_seed(2)
-    model = Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8)
+    model = Glow(IMAGE, num_levels=2, num_steps=2, width=8)
     x = structured_images(32, seed=3)
     assert not model.is_initialized
     assert model.initialize(x) == 4  # two levels × two steps
@@ -147,7 +147,7 @@ def test_initialize_standardises_every_actnorm_input_and_runs_once():
 
 def test_initialize_from_a_dataset_of_labelled_batches():
     keras.utils.set_random_seed(3)
-    model = VectorGlow(2, num_steps=2, hidden_units=16, num_classes=2)
+    model = VectorGlow(2, num_steps=2, width=16, num_classes=2)
     x = blobs(64, 2)
     data = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 2)).batch(16)
     assert model.initialize(data, num_batches=2) == 2
@@ -172,7 +172,7 @@ class WeightLog(keras.callbacks.Callback):
 
 def test_non_finite_batch_is_skipped_and_stops_fit():
     keras.utils.set_random_seed(4)
-    model = VectorGlow(2, num_steps=2, hidden_units=16)
+    model = VectorGlow(2, num_steps=2, width=16)
     x = blobs(96, 2)
     model.initialize(x)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -196,7 +196,7 @@ def test_non_finite_batch_is_skipped_and_stops_fit():
 
 def test_huge_learning_rate_keeps_weights_finite():
     keras.utils.set_random_seed(5)
-    model = VectorRealNVP(2, num_layers=2, hidden_units=16)
+    model = VectorRealNVP(2, num_steps=2, width=16)
     x = blobs(256, 2)
     model.compile(optimizer=keras.optimizers.SGD(1e30))
     log = WeightLog()
@@ -211,7 +211,7 @@ def test_huge_learning_rate_keeps_weights_finite():
 
 
 def test_fit_refuses_to_initialize_actnorm_from_non_finite_data():
-    model = VectorGlow(2, num_steps=1, hidden_units=8)
+    model = VectorGlow(2, num_steps=1, width=8)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x = blobs(32, 2)
     x[3, 0] = np.nan
@@ -228,10 +228,10 @@ def test_fit_refuses_to_initialize_actnorm_from_non_finite_data():
 def test_evaluate_matches_log_prob(conditional):
     keras.utils.set_random_seed(6)
     if conditional:
-        model = VectorRealNVP(2, num_layers=3, hidden_units=16, num_classes=3)
+        model = VectorRealNVP(2, num_steps=3, width=16, num_classes=3)
         x, context = blobs(96, 2), np.arange(96) % 3
     else:
-        model = Glow(IMAGE, num_levels=2, num_steps=1, hidden_channels=8)
+        model = Glow(IMAGE, num_levels=2, num_steps=1, width=8)
         x, context = structured_images(32), None
     model.initialize(x if context is None else (x, context))
     for v in model.trainable_variables:  # non-trivial couplings

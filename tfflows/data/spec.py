@@ -120,7 +120,8 @@ class DataSpec:
                 raise ValueError(f"{name}: this model is not conditional, but a context was given.")
             return None
         if context is None:
-            raise ValueError(f"{name}: this model is conditional; pass context= ({self.describe_context()}).")
+            what = "class labels" if self.num_classes else f"context vectors of size {self.context_dim}"
+            raise ValueError(f"{name}: this model is conditional; pass context= ({what}).")
         context = tf.convert_to_tensor(context)
         if context.dtype == tf.bool or not (context.dtype.is_integer or context.dtype.is_floating):
             what = "integer class labels" if self.num_classes else "a float context"

@@ -151,7 +151,7 @@ class Jet(FlowModel):
                 f"paper) and a value moves in half of the couplings, so {num_steps} couplings "
                 f"cannot take {num_bits}-bit data below about {floor:.2f} bits/dim; use "
                 f"num_steps >= {min_couplings(num_bits, 2.0)} (the paper uses 32 to 64).",
-                stacklevel=2)
+                stacklevel=3)
         self.patch_size = patch_size
         self.num_steps = num_steps
         self.width = width

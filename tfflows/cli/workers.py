@@ -1,4 +1,4 @@
-"""``tfflows train --workers N``: one worker of a multi-worker run (see :mod:`tfflows.distributed`).
+"""``tfflows train --workers N``, a mode of train: one worker of a multi-worker run (see :mod:`tfflows.distributed`).
 
 Every worker loads the same data, builds the same model under a
 ``MultiWorkerMirroredStrategy`` and trains with :func:`tfflows.distributed.fit`;
@@ -68,10 +68,11 @@ def train_worker(args) -> dict:
 
 def _train(args, config: dict, lock) -> dict:
     """:func:`train_worker` after the cluster is known; ``lock``: the chief's :class:`RunLock`, else None."""
-    from tfflows import cli, distributed
+    from tfflows import distributed
+    from tfflows.cli import common
 
     chief = lock is not None
-    previous = cli._previous_run(args.out) if chief else None
+    previous = common.previous_run(args.out) if chief else None
     if previous and previous.startswith("a finished") and not (args.resume or args.overwrite):
         raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
                          "(up to --epochs in total) or --overwrite to start over, or choose another --out.")
@@ -84,21 +85,21 @@ def _train(args, config: dict, lock) -> dict:
 
     keras.utils.set_random_seed(args.seed)
     tabular = dict(columns=args.columns, val_fraction=args.val_fraction, seed=args.seed)
-    train_x, train_y, num_bits, source_bits = cli._load_data(
+    train_x, train_y, num_bits, source_bits = common.load_data(
         args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular)
     workers = strategy.num_replicas_in_sync
     global_batch = args.batch_size * workers
 
     def epoch_data(epoch: int):
         # Seeded per epoch: the batches of (epoch, step) are the same on every worker and after a restart.
-        return cli._dataset(train_x, train_y, num_bits, source_bits, global_batch, True,
+        return common.pipeline(train_x, train_y, num_bits, source_bits, global_batch, True,
                             args.seed + epoch)
 
     num_classes = int(train_y.max()) + 1 if args.conditional and train_y is not None else None
     if args.conditional and train_y is None:
         raise ValueError(f"--conditional needs labelled data; {args.dataset} has none.")
     with strategy.scope():
-        model = cli._build_model(args, train_x.shape[1:], num_bits, num_classes)
+        model = common.build_model(args, train_x.shape[1:], num_bits, num_classes)
         model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
                       jit_compile=False)  # the strategy.run loop is not compiled with XLA
     if num_bits is None:
@@ -109,7 +110,7 @@ def _train(args, config: dict, lock) -> dict:
     ckpt = os.path.join(args.out, "checkpoints")
     if chief:
         if previous and args.overwrite:
-            cli._remove_run(args.out)
+            common.remove_run(args.out)
         os.makedirs(ckpt, exist_ok=True)
     callbacks = [TimeLimit(args.time_limit * 60.0)] if args.time_limit else []
     start = time.time()
@@ -127,7 +128,7 @@ def _train(args, config: dict, lock) -> dict:
         result = _write_results(args, model, history, seconds, workers, global_batch, num_bits,
                                 source_bits, tabular, ckpt)
     except (ValueError, OSError) as err:  # as cli.main would report it, before the workers are let go
-        print(f"tfflows train: {cli._one_line(err)}", file=sys.stderr)
+        print(f"tfflows train: {common.one_line(err)}", file=sys.stderr)
         code = 2
     else:
         if result["stopped_on_nonfinite"]:
@@ -144,12 +145,13 @@ def _train(args, config: dict, lock) -> dict:
 def _write_results(args, model, history, seconds, workers, global_batch, num_bits, source_bits,
                    tabular, ckpt) -> dict:
     """The chief's part after training: test NLL, ``model.keras`` and ``results.json`` in ``--out``."""
-    from tfflows import cli, distributed
+    from tfflows import distributed
+    from tfflows.cli import common
     from tfflows.io import atomic_write_json
 
-    test_x, test_y, _, _ = cli._load_data(args.dataset, args.data_dir, "test", args.num_bits,
+    test_x, test_y, _, _ = common.load_data(args.dataset, args.data_dir, "test", args.num_bits,
                                           with_labels=args.conditional, **tabular)
-    test = cli._dataset(test_x, test_y, num_bits, source_bits, 256, False, args.seed + 1)
+    test = common.pipeline(test_x, test_y, num_bits, source_bits, 256, False, args.seed + 1)
     copy = distributed.local_copy(model)
     final = copy.evaluate(test, return_dict=True, verbose=0)
     diverged = model.stopped_on_nonfinite
