@@ -22,7 +22,7 @@ _LAZY: dict[str, str] = {
     "Glow": "tfflows.models",
     "Jet": "tfflows.models",
     "LiveBijector": "tfflows.distribution",
-    "MonteCarloEstimate": "tfflows.distribution",
+    "MonteCarloEstimate": "tfflows.estimates",
     "RealNVP": "tfflows.models",
     "TarFlow": "tfflows.models",
     "VectorGlow": "tfflows.models",
@@ -33,8 +33,8 @@ _LAZY: dict[str, str] = {
     "WarmupSchedule": "tfflows.training",
     "export_saved_model": "tfflows.export",
     "make_optimizer": "tfflows.training",
-    "monte_carlo_entropy": "tfflows.distribution",
-    "monte_carlo_kl": "tfflows.distribution",
+    "monte_carlo_entropy": "tfflows.estimates",
+    "monte_carlo_kl": "tfflows.estimates",
     "bijectors": "",
     "layers": "",
     "models": "",
@@ -57,6 +57,7 @@ __all__ = [
     "ScheduledAdam",
     "WarmupSchedule",
     "__version__",
+    "register_keras_objects",
     "bijectors",
     "export_saved_model",
     "layers",
@@ -69,8 +70,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from tfflows import bijectors, layers, models, ood
-    from tfflows.distribution import (FlowDistribution, LiveBijector, MonteCarloEstimate, monte_carlo_entropy,
-                                      monte_carlo_kl)
+    from tfflows.distribution import FlowDistribution, LiveBijector
+    from tfflows.estimates import MonteCarloEstimate, monte_carlo_entropy, monte_carlo_kl
     from tfflows.export import export_saved_model
     from tfflows.models import FlowModel, Glow, Jet, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
@@ -94,7 +95,7 @@ def __dir__() -> list[str]:
 _SERIALIZABLE = ("tfflows.training",)
 
 
-def _register_keras_objects() -> None:
+def register_keras_objects() -> None:
     """Imports every tfflows class that ``keras.models.load_model`` may need: each registered model."""
     from tfflows.models import registry
 
@@ -117,7 +118,7 @@ def _register_unless_starting_the_command_line() -> None:
     import sys
 
     if not _starting_the_command_line() or "tensorflow" in sys.modules or "keras" in sys.modules:
-        _register_keras_objects()
+        register_keras_objects()
 
 
 _register_unless_starting_the_command_line()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -33,8 +33,7 @@ from tfflows.bijectors.base import FlowBijector
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["FlowDistribution", "LiveBijector", "MonteCarloEstimate", "flow_dtype",
-           "monte_carlo_entropy", "monte_carlo_kl", "stateless_seed"]
+__all__ = ["FlowDistribution", "LiveBijector", "flow_dtype", "stateless_seed"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -299,7 +298,7 @@ class FlowDistribution(tfd.TransformedDistribution):
     ``cdf``, ``survival_function``, ``quantile``, ``entropy``, ``mean``,
     ``mode``, ``stddev``, ``variance`` and ``covariance`` raise
     ``NotImplementedError`` naming an estimate to use instead
-    (:func:`monte_carlo_entropy`, :func:`monte_carlo_kl`, sample moments).
+    (:func:`tfflows.monte_carlo_entropy`, :func:`tfflows.monte_carlo_kl`, sample moments).
 
     Args:
       model: a :class:`tfflows.FlowModel`.
@@ -465,70 +464,3 @@ tfd.RegisterKL(FlowDistribution, tfd.Distribution)(_kl_not_implemented)
 tfd.RegisterKL(tfd.Distribution, FlowDistribution)(_kl_not_implemented)
 # (FlowDistribution, FlowDistribution) would otherwise be ambiguous between the two above.
 tfd.RegisterKL(FlowDistribution, FlowDistribution)(_kl_not_implemented)
-
-
-# -- Monte Carlo estimates ---------------------------------------------------
-
-
-class MonteCarloEstimate(NamedTuple):
-    """A Monte Carlo mean and its standard error s/√n (both of the batch shape)."""
-
-    estimate: tf.Tensor
-    standard_error: tf.Tensor
-
-
-def _check_estimator_args(fn: str, num_samples, dists: dict[str, Any]) -> int:
-    for key, dist in dists.items():
-        if not isinstance(dist, tfd.Distribution):
-            raise ValueError(f"{fn}: {key} must be a tfp.distributions.Distribution (e.g. "
-                             f"model.distribution), got {type(dist).__name__}.")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 2:
-        raise ValueError(f"{fn}: num_samples must be an integer >= 2 (a standard error needs two), "
-                         f"got {num_samples!r}.")
-    return int(num_samples)
-
-
-def _mean_and_error(values: tf.Tensor, dtype) -> MonteCarloEstimate:
-    values = tf.cast(values, tf.float64)  # sums of many terms: keep the rounding out of the estimate
-    n = tf.cast(tf.shape(values)[0], tf.float64)
-    mean = tf.reduce_mean(values, axis=0)
-    var = tf.reduce_sum(tf.square(values - mean), axis=0) / (n - 1.0)
-    return MonteCarloEstimate(tf.cast(mean, dtype), tf.cast(tf.sqrt(var / n), dtype))
-
-
-def monte_carlo_entropy(dist: tfd.Distribution, num_samples: int = 1000, seed=None) -> MonteCarloEstimate:
-    """H[p] ≈ −(1/n) Σᵢ log p(xᵢ), xᵢ ~ p, with its standard error.
-
-    Args:
-      dist: any TFP distribution, e.g. ``model.distribution``.
-      num_samples: n ≥ 2.
-      seed: None, an int or a stateless ``[2]`` seed (:func:`stateless_seed`).
-
-    Returns:
-      ``MonteCarloEstimate(estimate, standard_error)`` in nats, each of ``dist``'s batch shape.
-    """
-    n = _check_estimator_args("monte_carlo_entropy", num_samples, {"dist": dist})
-    _, log_p = dist.experimental_sample_and_log_prob(n, seed=stateless_seed(seed, "monte_carlo_entropy"))
-    return _mean_and_error(-log_p, log_p.dtype)
-
-
-def monte_carlo_kl(p: tfd.Distribution, q: tfd.Distribution, num_samples: int = 1000,
-                   seed=None) -> MonteCarloEstimate:
-    """KL(p ‖ q) ≈ (1/n) Σᵢ [log p(xᵢ) − log q(xᵢ)], xᵢ ~ p, with its standard error.
-
-    Args:
-      p: the distribution sampled from (e.g. a flow's ``.distribution``).
-      q: any distribution on the same events.
-      num_samples: n ≥ 2.
-      seed: None, an int or a stateless ``[2]`` seed (:func:`stateless_seed`).
-
-    Returns:
-      ``MonteCarloEstimate(estimate, standard_error)`` in nats.
-    """
-    n = _check_estimator_args("monte_carlo_kl", num_samples, {"p": p, "q": q})
-    if not p.event_shape.is_compatible_with(q.event_shape):
-        raise ValueError(f"monte_carlo_kl: p and q must have the same event shape, got "
-                         f"{p.event_shape} and {q.event_shape}.")
-    x, log_p = p.experimental_sample_and_log_prob(n, seed=stateless_seed(seed, "monte_carlo_kl"))
-    log_q = q.log_prob(tf.cast(x, q.dtype))
-    return _mean_and_error(tf.cast(log_p, tf.float64) - tf.cast(log_q, tf.float64), log_p.dtype)

@@ -162,6 +162,8 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     # Adam's second moments are >= 0 in any run (v' >= β₂v); a negative one (a corrupt
     # checkpoint) would give √v = NaN, so the proof needs it. reduce_all is False on NaN.
     if adam:
-        for v in [*getattr(optimizer, "_velocities", []), *getattr(optimizer, "_velocity_hats", [])]:
-            ok &= tf.reduce_all(tf.convert_to_tensor(v) >= 0)
+        # Adam names them "<weight>_velocity" and "<weight>_velocity_hat" (amsgrad).
+        for v in optimizer.variables:
+            if v.name.endswith(("_velocity", "_velocity_hat")):
+                ok &= tf.reduce_all(tf.convert_to_tensor(v) >= 0)
     return ok  # NaN anywhere fails every comparison

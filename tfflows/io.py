@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 from typing import Any, Iterator

@@ -181,7 +181,7 @@ def load_model(path: str):
 
     import tfflows
 
-    tfflows._register_keras_objects()
+    tfflows.register_keras_objects()
     check_model_file(path)
     try:
         model = keras.models.load_model(path)

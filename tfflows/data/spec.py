@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfflows.data.pipeline import image_key, integer_pixel_bits, label_key, pixel_levels
+from tfflows.data.pipeline import image_key, label_key
+from tfflows.data.pixels import integer_pixel_bits, pixel_levels
 
 __all__ = ["DATA_KINDS", "DataSpec", "unless_empty"]
 

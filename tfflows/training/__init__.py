@@ -11,13 +11,15 @@
 """
 
 from tfflows.training.optimizers import (
+    ScaledSchedule,
     ScheduledAdam,
     WarmupSchedule,
     clip_gradients,
     make_optimizer,
     probe_jit,
     safe_global_norm,
+    warmup_cosine,
 )
 
-__all__ = ["ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer", "probe_jit",
-           "safe_global_norm"]
+__all__ = ["ScaledSchedule", "ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer",
+           "probe_jit", "safe_global_norm", "warmup_cosine"]
