@@ -15,6 +15,8 @@ from tfflows.bijectors.transforms import (
     AffineTransform,
     ElementwiseTransform,
     SplineTransform,
+    register_transform,
+    transform_names,
 )
 from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
@@ -30,6 +32,8 @@ from tfflows.bijectors.standardize import Standardize
 from tfflows.bijectors.tarflow import TokenAutoregressive
 
 __all__ = [
+    "register_transform",
+    "transform_names",
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",

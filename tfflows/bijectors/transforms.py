@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Callable
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -18,7 +20,8 @@ tfb = tfp.bijectors
 
 __all__ = ["ElementwiseTransform", "AffineTransform", "AdditiveTransform", "SplineTransform",
            "SCALE_FNS", "TRANSFORMS", "LOG_SCALE_BOUND", "MIN_BIN", "MIN_SLOPE", "bounded_log_scale",
-           "log_scale_of", "make_transform", "rational_quadratic_spline", "spline_params_per_entry"]
+           "log_scale_of", "make_transform", "rational_quadratic_spline", "register_transform",
+           "spline_params_per_entry", "transform_names", "TransformFactory"]
 
 SCALE_FNS = ("sigmoid", "tanh", "exp", "bounded", "scaled_sigmoid")
 TRANSFORMS = ("affine", "additive", "spline")
@@ -192,19 +195,56 @@ class SplineTransform(ElementwiseTransform):
         return tf.reshape(v, shape), tf.reshape(log_det, shape)
 
 
+TransformFactory = Callable[..., ElementwiseTransform]
+"""``factory(num_bins=, bound=, name=, scale_fn=, tanh_factor=, maps_to_latent=, entry_major=)``:
+an :class:`ElementwiseTransform`; a factory uses the keywords it needs and ignores the rest."""
+
+_REGISTRY: dict[str, TransformFactory] = {
+    "affine": lambda scale_fn, tanh_factor, maps_to_latent, name, **_: AffineTransform(
+        scale_fn, tanh_factor, maps_to_latent, name=name),
+    "additive": lambda **_: AdditiveTransform(),
+    "spline": lambda num_bins, bound, entry_major, name, **_: SplineTransform(
+        num_bins, bound, entry_major, name=name),
+}
+
+
+def register_transform(name: str, factory: TransformFactory, overwrite: bool = False) -> None:
+    """Adds a coupling transform: ``CouplingLayer(transform=name)``, ``Glow(coupling=name)`` and
+    ``tfflows train --coupling name`` then build it with ``factory`` (see :data:`TransformFactory`).
+
+    Raises:
+      ValueError: a name that is not a non-empty string, or one taken (unless ``overwrite``).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_transform: name must be a non-empty string, got {name!r}.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"register_transform: a transform named {name!r} is registered already; "
+                         "pass overwrite=True to replace it.")
+    if not callable(factory):
+        raise ValueError(f"register_transform: factory must be callable, got {type(factory).__name__}.")
+    _REGISTRY[name] = factory
+
+
+def transform_names() -> tuple[str, ...]:
+    """Every registered transform name, the built-ins first."""
+    return tuple(_REGISTRY)
+
+
 def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
                    name: str = "transform", scale_fn: str = "bounded",
                    tanh_factor: tf.Tensor | None = None, maps_to_latent: bool = False,
                    entry_major: bool = False) -> ElementwiseTransform:
-    """The :class:`ElementwiseTransform` named ``transform`` (one of :data:`TRANSFORMS`).
+    """The :class:`ElementwiseTransform` registered as ``transform`` (see :func:`register_transform`).
 
     The defaults are the autoregressive flows' (MAF's affine convention and
     bounded log-scale); the couplings pass their own.
     """
-    if transform not in TRANSFORMS:
-        raise ValueError(f"{name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
-    if transform == "affine":
-        return AffineTransform(scale_fn, tanh_factor, maps_to_latent, name=name)
-    if transform == "additive":
-        return AdditiveTransform()
-    return SplineTransform(num_bins, bound, entry_major, name=name)
+    if transform not in _REGISTRY:
+        raise ValueError(f"{name}: transform must be one of {transform_names()}, got {transform!r}.")
+    made = _REGISTRY[transform](num_bins=num_bins, bound=bound, name=name, scale_fn=scale_fn,
+                                tanh_factor=tanh_factor, maps_to_latent=maps_to_latent,
+                                entry_major=entry_major)
+    if not isinstance(made, ElementwiseTransform):
+        raise ValueError(f"{name}: the factory of transform {transform!r} returned a "
+                         f"{type(made).__name__}, expected an ElementwiseTransform.")
+    return made

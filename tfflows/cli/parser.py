@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--guidance needs")
     train.add_argument("--blocks", type=_positive_int, default=None,
                        help="deprecated old name of --depth for realnvp")
-    train.add_argument("--coupling", choices=("affine", "additive"), default="affine")
+    train.add_argument("--coupling", default="affine",
+                       help="the coupling transform of glow (images and vectors): affine, additive, "
+                            "spline, or a name added with tfflows.bijectors.register_transform")
     train.add_argument("--conditional", action="store_true", help="class-conditional model")
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=64)

@@ -13,11 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
 
-from tfflows.data.pipeline import (
-    bin_centres,
-    integer_pixel_bits,
-    saved_model_pixel_dtype,
-)
+from tfflows.data.pixels import bin_centres, integer_pixel_bits, saved_model_pixel_dtype
 from tfflows.guard import finite_rows
 
 if TYPE_CHECKING:
@@ -213,13 +209,17 @@ class Endpoints:
         return self._scores(*self._data_in(kw, "log_prob"))
 
     def score(self, **kw):
+        from tfflows.ood.registry import image_scores
         from tfflows.ood.scores import complexity_bits_per_dim, complexity_corrected
 
         x, context = self._data_in(kw, "score")
         bits = self._scores(x, context)["bits_per_dim"]
         complexity = complexity_bits_per_dim(kw["images"], self.num_bits)
-        return {"score": complexity_corrected(bits, complexity), "bits_per_dim": bits,
-                "complexity_bits_per_dim": complexity}
+        out = {"score": complexity_corrected(bits, complexity), "bits_per_dim": bits,
+               "complexity_bits_per_dim": complexity}
+        for extra in image_scores()[1:]:  # the first, complexity_corrected, is "score"
+            out[extra.name] = tf.cast(extra.compute(kw["images"], bits, self.num_bits), tf.float32)
+        return out
 
     def log_prob_float(self, **kw):
         x = kw["images"]
@@ -279,6 +279,8 @@ class Endpoints:
     # -- the table ---------------------------------------------------------
 
     def endpoints(self) -> list[Endpoint]:
+        from tfflows.ood.registry import image_scores
+
         ctx = self._context_inputs()
         data, latents = self._data(), self._latents()
         out = [Endpoint("log_prob", (
@@ -293,6 +295,8 @@ class Endpoints:
                     Tensor("bits_per_dim", tf.float32, (None,), "-log_prob / (D ln 2), D = H*W*C"),
                     Tensor("complexity_bits_per_dim", tf.float32, (None,),
                             "PNG length (compression 9) of the reduced image, in bits per dimension"),
+                    *[Tensor(extra.name, tf.float32, (None,), extra.description)
+                      for extra in image_scores()[1:]],
                 ], self.score))
             out.append(Endpoint(
                 "log_prob_float", "exact log density of dequantized float pixel levels",

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfflows.bijectors.coupling import Coupling
 from tfflows.bijectors.masks import MASK_EVENT_NDIMS, check_mask, make_mask
-from tfflows.bijectors.transforms import SCALE_FNS, TRANSFORMS, make_transform
+from tfflows.bijectors.transforms import SCALE_FNS, make_transform, transform_names
 from tfflows.deprecation import DENSE_NAMES, conditioner_size, renamed_keys
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.conditioners import BUILTIN_CONDITIONERS, get_conditioner
@@ -84,8 +84,8 @@ class CouplingLayer(FlowLayer):
         check_mask(mask, parity, self.event_ndims, self.name, indices)
         if transform is None:
             transform = "additive" if additive else "affine"
-        if transform not in TRANSFORMS:
-            raise ValueError(f"{self.name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
+        if transform not in transform_names():
+            raise ValueError(f"{self.name}: transform must be one of {transform_names()}, got {transform!r}.")
         if additive and transform != "additive":
             raise ValueError(f"{self.name}: additive=True is transform='additive', got "
                              f"transform={transform!r}.")

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import keras
 
 from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.transforms import transform_names
 from tfflows.bijectors.multiscale import Flatten
 from tfflows.bijectors.preprocess import ScalePixels
 from tfflows.bijectors.squeeze import Squeeze
@@ -79,8 +80,8 @@ class Glow(FlowModel):
         if len(self.event_shape) != 3:
             raise ValueError(f"{name}: event_shape must be (height, width, channels), got {event_shape!r}.")
         check_positive_ints(name, num_levels=num_levels, num_steps=num_steps, width=width)
-        if coupling not in ("affine", "additive"):
-            raise ValueError(f"{name}: coupling must be 'affine' or 'additive', got {coupling!r}.")
+        if coupling not in transform_names():
+            raise ValueError(f"{name}: coupling must be one of {transform_names()}, got {coupling!r}.")
         h, w, _ = self.event_shape
         f = 2 ** num_levels
         if h % f or w % f:
@@ -111,7 +112,7 @@ class Glow(FlowModel):
                 ActNormLayer(name=f"actnorm_{tag}"),
                 InvertibleConv1x1Layer(lu=self.lu, seed=self.seed * 1000 + level * 100 + k,
                                        name=f"conv1x1_{tag}"),
-                CouplingLayer("channel", 0, additive=self.coupling == "additive", scale_fn="sigmoid",
+                CouplingLayer("channel", 0, transform=self.coupling, scale_fn="sigmoid",
                               conditioner="convnet", hidden_channels=self.width,
                               name=f"coupling_{tag}"),
             ]

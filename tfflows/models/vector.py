@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.transforms import transform_names
 from tfflows.deprecation import old_argument_names
 from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.layers.actnorm import ActNormLayer
@@ -141,8 +142,8 @@ class VectorGlow(FlowModel):
                  **kwargs: Any) -> None:
         dim = num_features(type(self).__name__, event_shape, 2)
         check_positive_ints(type(self).__name__, num_steps=num_steps, width=width, depth=depth)
-        if coupling not in ("affine", "additive"):
-            raise ValueError(f"{type(self).__name__}: coupling must be 'affine' or 'additive', got {coupling!r}.")
+        if coupling not in transform_names():
+            raise ValueError(f"{type(self).__name__}: coupling must be one of {transform_names()}, got {coupling!r}.")
         super().__init__((dim,), num_classes=num_classes, context_dim=context_dim, **kwargs)
         self.num_steps = num_steps
         self.width, self.depth = width, depth
@@ -157,7 +158,7 @@ class VectorGlow(FlowModel):
                 ActNormLayer(event_ndims=1, name=f"actnorm_{k}"),
                 InvertibleConv1x1Layer(lu=self.lu, seed=self.seed * 1000 + k, event_ndims=1,
                                        name=f"dense_{k}"),
-                CouplingLayer("half", 0, additive=self.coupling == "additive", scale_fn="tanh",
+                CouplingLayer("half", 0, transform=self.coupling, scale_fn="tanh",
                               conditioner="mlp", hidden_units=self.width,
                               num_hidden=self.depth, name=f"coupling_{k}"),
             ]

@@ -13,7 +13,8 @@ from tfflows.ood.scores import TypicalityTest, score
 __all__ = ["METHODS", "evaluate", "format_table"]
 
 METHODS = ("nll", "complexity_corrected", "likelihood_ratio", "typicality")
-"""Per-example scores in the table (``bits_per_dim`` ranks exactly as ``nll``)."""
+"""Per-example scores in the table (``bits_per_dim`` ranks exactly as ``nll``); every image score
+registered in :mod:`tfflows.ood.registry` joins them."""
 
 
 def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: Any | None = None,
@@ -58,7 +59,11 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
             test = TypicalityTest.fit(train_nll, batch_size=typicality_batch, fpr=typicality_fpr)
     kwargs = {"background": background, "batch_size": batch_size, "train_mean_nll": train_mean}
     inside = _scored(model, in_data, "in_data", **kwargs)
-    methods = [m for m in METHODS if m in inside]
+    from tfflows.ood.registry import image_scores
+
+    registered = [s.name for s in image_scores()]
+    order = ["nll", *registered, *[m for m in METHODS if m not in ("nll", *registered)]]
+    methods = [m for m in order if m in inside]
     table: dict[str, Any] = {"methods": methods, "in_examples": int(len(inside["nll"])),
                              "in_mean_bits_per_dim": float(np.mean(inside["bits_per_dim"])),
                              "train_mean_nll": train_mean, "ood": {}}

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfflows.ood.density import as_density
+from tfflows.ood.registry import image_scores
 
 __all__ = [
     "TypicalityTest",
@@ -184,7 +185,8 @@ def score(model: Any, data: Any, background: Any | None = None, *, batch_size: i
 
     Returns:
       float64 arrays ``[N]``: ``nll``, ``bits_per_dim``, ``complexity_bits_per_dim``,
-      ``complexity_corrected`` and, where asked for, ``likelihood_ratio`` and ``typicality``.
+      every registered image score (:mod:`tfflows.ood.registry`; ``complexity_corrected``
+      built in) and, where asked for, ``likelihood_ratio`` and ``typicality``.
     """
     density = as_density(model)
     bg = None if background is None else as_density(background)
@@ -197,14 +199,20 @@ def score(model: Any, data: Any, background: Any | None = None, *, batch_size: i
     parts: dict[str, list[np.ndarray]] = {"nll": [], "complexity_bits_per_dim": []}
     if bg is not None:
         parts["background_nll"] = []
+    registered = image_scores()
+    for extra in registered:
+        parts[extra.name] = []
     for batch in image_batches(data, density.event_shape, batch_size):
-        parts["nll"].append(-density.log_prob(batch).numpy())
+        nll = -density.log_prob(batch)
+        parts["nll"].append(nll.numpy())
         parts["complexity_bits_per_dim"].append(complexity_bits_per_dim(batch, density.num_bits).numpy())
+        bits = tf.cast(nll, tf.float32) / dims_ln2
+        for extra in registered:
+            parts[extra.name].append(np.asarray(extra.compute(batch, bits, density.num_bits)))
         if bg is not None:
             parts["background_nll"].append(-bg.log_prob(batch).numpy())
     out = {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in parts.items()}
     out["bits_per_dim"] = out["nll"] / dims_ln2
-    out["complexity_corrected"] = complexity_corrected(out["bits_per_dim"], out["complexity_bits_per_dim"])
     if bg is not None:
         out["likelihood_ratio"] = likelihood_ratio(-out["nll"], -out.pop("background_nll"))
     if train_mean_nll is not None:
