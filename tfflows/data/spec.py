@@ -46,6 +46,12 @@ class DataSpec:
       num_classes: number of classes of a class-conditional model.
       context_dim: size of the context vectors of a vector-conditional model.
       dtype: the flow's float dtype (``"float32"`` or ``"float64"``).
+      bounded_levels: the flow is defined only for pixel levels inside
+        [0, 2^num_bits) (RealNVP's logit): ``encode`` checks the range too.
+      validate_args: TFP's convention: in a graph too (``tf.function``,
+        ``fit``, ``predict``), values, pixel levels and contexts are checked by
+        ``tf.debugging`` asserts (an ``InvalidArgumentError`` at run time; XLA
+        compiles asserts away). Off by default: a training step pays nothing.
     """
 
     owner: str
@@ -55,6 +61,8 @@ class DataSpec:
     num_classes: int | None = None
     context_dim: int | None = None
     dtype: str = "float32"
+    bounded_levels: bool = False
+    validate_args: bool = False
 
     def __post_init__(self) -> None:
         if self.data_kind not in DATA_KINDS:
@@ -135,7 +143,10 @@ class DataSpec:
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
                 f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
-        return self._finite_context(context)
+        context = self._finite_context(context)
+        if self.validate_args and not tf.executing_eagerly():
+            context = self._asserted(context, "context vectors", levels=False)
+        return context
 
     def _finite_context(self, context: tf.Tensor) -> tf.Tensor:
         """``context`` in the flow's dtype; eagerly, values that are not finite there raise."""
@@ -267,7 +278,19 @@ class DataSpec:
             return tf.cast(self.integer_levels(x, what, values, seed), self.dtype)
         if values and tf.executing_eagerly():
             self.check_values(x, what, levels)
+        elif values and self.validate_args:
+            x = self._asserted(x, what, levels)
         return tf.cast(x, self.dtype)
+
+    def _asserted(self, x: tf.Tensor, what: str, levels: bool) -> tf.Tensor:
+        """``x`` behind in-graph asserts: finite values, and pixel levels in range when ``levels``."""
+        if levels and self.models_pixel_levels:
+            checks = self.graph_level_checks(x, f"{self.owner}: {what}")
+        else:
+            checks = [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True,
+                                                message=f"{self.owner}: expected finite {what}")]
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
 
     def integer_levels(self, x: tf.Tensor, what: str = "x", check: bool = True,
                        seed: tf.Tensor | None = None) -> tf.Tensor:
@@ -318,6 +341,28 @@ class DataSpec:
                     f"{self.owner}: expected {what} as pixel levels in [0, {top}) for "
                     f"num_bits={self.num_bits}, got values from {low:g} to {high:g}{hint}.")
 
+    def check_result(self, result: tf.Tensor, what: str, x: tf.Tensor) -> tf.Tensor:
+        """``result`` of finite ``x``; eagerly, examples whose result overflowed raise.
+
+        A flow's log-density or latent of finite data is finite unless the
+        arithmetic overflowed (inputs far outside the data's range): that is
+        refused, not answered with NaN or inf.
+
+        Raises:
+          ValueError: naming how many examples and the largest input.
+        """
+        if not tf.executing_eagerly() or tf.size(result) == 0:
+            return result
+        rows = tf.reshape(result, [tf.shape(result)[0], -1])
+        bad = int(tf.reduce_sum(tf.cast(~tf.reduce_all(tf.math.is_finite(rows), axis=1), tf.int32)))
+        if bad:
+            peak = float(tf.reduce_max(tf.abs(tf.cast(x, tf.float64))))
+            raise ValueError(
+                f"{self.owner}: {bad} of {int(rows.shape[0])} examples gave a non-finite {what}: the "
+                f"flow overflowed on inputs of magnitude up to {peak:.3g}, far outside the data it "
+                "models; scale the data as for training (or check it for outliers).")
+        return result
+
     def check_z(self, z: Any, values: bool = True) -> tf.Tensor:
         """Flat latents ``[batch, num_dims]`` in the flow's dtype; eagerly inf or NaN raise."""
         z = tf.convert_to_tensor(z)
@@ -327,6 +372,8 @@ class DataSpec:
                 f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
         if values and tf.executing_eagerly():
             self.check_values(z, "latents")
+        elif values and self.validate_args:
+            z = self._asserted(z, "latents", levels=False)
         return tf.cast(z, self.dtype)
 
     # -- batches -------------------------------------------------------------

@@ -130,6 +130,9 @@ class Endpoints:
         if self.is_image:
             out.append(Tensor("bits_per_dim", tf.float32, (None,),
                                "-log_prob / (D ln 2), D = H*W*C"))
+        out.append(Tensor("finite", tf.bool, (None,),
+                          "true where log_prob is finite; false where the flow overflowed on the "
+                          "example (inputs far outside the data), whose scores are then not the model's"))
         return out
 
     def _data_outputs(self) -> list[Tensor]:
@@ -192,6 +195,7 @@ class Endpoints:
         out = {"log_prob": log_prob}
         if self.is_image:
             out["bits_per_dim"] = -log_prob / (self.num_dims * math.log(2.0))
+        out["finite"] = tf.math.is_finite(log_prob)
         return out
 
     # -- bodies -------------------------------------------------------------
@@ -216,7 +220,7 @@ class Endpoints:
         bits = self._scores(x, context)["bits_per_dim"]
         complexity = complexity_bits_per_dim(kw["images"], self.num_bits)
         out = {"score": complexity_corrected(bits, complexity), "bits_per_dim": bits,
-               "complexity_bits_per_dim": complexity}
+               "complexity_bits_per_dim": complexity, "finite": tf.math.is_finite(bits)}
         for extra in image_scores()[1:]:  # the first, complexity_corrected, is "score"
             out[extra.name] = tf.cast(extra.compute(kw["images"], bits, self.num_bits), tf.float32)
         return out
@@ -295,6 +299,7 @@ class Endpoints:
                     Tensor("bits_per_dim", tf.float32, (None,), "-log_prob / (D ln 2), D = H*W*C"),
                     Tensor("complexity_bits_per_dim", tf.float32, (None,),
                             "PNG length (compression 9) of the reduced image, in bits per dimension"),
+                    Tensor("finite", tf.bool, (None,), "true where bits_per_dim is finite"),
                     *[Tensor(extra.name, tf.float32, (None,), extra.description)
                       for extra in image_scores()[1:]],
                 ], self.score))

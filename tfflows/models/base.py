@@ -71,6 +71,9 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
       backprop: what ``log_prob``'s gradient keeps (see :mod:`tfflows.reversible`):
         ``"store"`` every activation, ``"recompute"`` each step's input, or
         ``"reversible"`` nothing per step (memory then does not grow with depth).
+      validate_args: check values, pixel levels and contexts inside graphs too
+        (``tf.debugging`` asserts), as TFP's ``validate_args``; eager calls
+        always check them. Off by default for speed.
     """
 
     DATA_KINDS = ("image", "vector", "sequence")
@@ -87,12 +90,20 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         """
         return "image" if len(self.event_shape) == 3 else "vector"
 
+    bounded_levels = False
+    """True for a flow defined only for pixel levels in [0, 2^num_bits) (RealNVP's logit)."""
+
     def __init__(self, event_shape: Sequence[int], num_classes: int | None = None,
-                 context_dim: int | None = None, backprop: str = "store", **kwargs: Any) -> None:
+                 context_dim: int | None = None, backprop: str = "store", validate_args: bool = False,
+                 **kwargs: Any) -> None:
         # The model's inputs keep their precision: a mixed policy must not round pixels to bfloat16.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.backprop = check_backprop(type(self).__name__, backprop)
+        if not isinstance(validate_args, bool):
+            raise ValueError(f"{type(self).__name__}: validate_args must be True or False, got "
+                             f"{validate_args!r}.")
+        self.validate_args = validate_args
         if self.flow_dtype not in ("float32", "float64"):
             raise ValueError(
                 f"{type(self).__name__}: expected a dtype policy whose variable dtype is float32 or "
@@ -161,7 +172,8 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
             self._spec = DataSpec(owner=type(self).__name__, event_shape=tuple(self.event_shape),
                                   data_kind=self.data_kind, num_bits=self.num_bits,
                                   num_classes=self.num_classes, context_dim=self.context_dim,
-                                  dtype=self.flow_dtype)
+                                  dtype=self.flow_dtype, bounded_levels=self.bounded_levels,
+                                  validate_args=self.validate_args)
         return self._spec
 
     @property
@@ -272,7 +284,8 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         uint16), at the bin centre k + ½. Eagerly, pixels outside 0..2^b − 1
         raise ``ValueError``.
         """
-        return self.flow_log_prob(self.spec.check_x(x, levels=True), context)
+        x = self.spec.check_x(x, levels=True)
+        return self.spec.check_result(self.flow_log_prob(x, context), "log-density", x)
 
     def train_log_prob(self, x: Any, context: Any, seed: tf.Tensor) -> tf.Tensor:
         """The per-example log-likelihood a training step maximises: the seam for a model's own loss.
@@ -301,9 +314,10 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         NaN latents). Pixel levels are not range-checked here, so the
         model's own samples, which may leave [0, 2^num_bits), encode back.
         """
-        x = self.spec.check_x(x)
+        x = self.spec.check_x(x, levels=self.spec.bounded_levels)
         flow = self.flow(context)
-        return unless_empty(x, lambda: flow.forward(x), (self.num_dims,), self.flow_dtype)
+        z = unless_empty(x, lambda: flow.forward(x), (self.num_dims,), self.flow_dtype)
+        return self.spec.check_result(z, "latent", x)
 
     def decode(self, z: Any, context: Any = None) -> tf.Tensor:
         """x = f⁻¹(z) for flat latents z of shape [batch, num_dims].
@@ -420,7 +434,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         """
         return {**super().get_config(), "event_shape": list(self.event_shape),
                 "num_classes": self.num_classes, "context_dim": self.context_dim,
-                "backprop": self.backprop}
+                "backprop": self.backprop, "validate_args": self.validate_args}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> FlowModel:

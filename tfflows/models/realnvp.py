@@ -53,6 +53,8 @@ class RealNVP(FlowModel):
       Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
     """
 
+    bounded_levels = True  # the logit needs levels inside [0, 2^num_bits)
+
     def __init__(
         self,
         event_shape: Sequence[int] = (28, 28, 1),
