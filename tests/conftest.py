@@ -56,6 +56,14 @@ def _assert_close(check: str, got, want, atol: float, rtol: float) -> None:
             f"{used[worst]:.2f}× its tolerance {np.broadcast_to(atol, used.shape)[worst]:.3e}")
 
 
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """The 8×8 IDX files of a fake Fashion-MNIST (``--dataset tiny_idx_tfflows --data-dir``)."""
+    from helpers import write_tiny_idx
+
+    return write_tiny_idx(tmp_path_factory.mktemp("idx"))
+
+
 @pytest.fixture
 def assert_close():
     """``assert_close(check, got, want, atol=..., rtol=...)``, logging the error.

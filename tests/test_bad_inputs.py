@@ -9,9 +9,7 @@ substring and no traceback.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import math
 import os
 from pathlib import Path
@@ -25,29 +23,7 @@ import tfflows
 from tfflows import data
 from tfflows.callbacks import SampleCheck
 from tfflows.training import make_optimizer
-
-
-class CliError(Exception):
-    """A CLI run that exited non-zero; the message is its stderr."""
-
-
-def cli(*argv: str) -> str:
-    """Runs ``tfflows ARGV``; returns stdout, or raises ``CliError(stderr)`` on a non-zero exit."""
-    from tfflows.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(argv))
-        except SystemExit as exit_:  # argparse's own errors, or sys.exit("message")
-            if isinstance(exit_.code, str):
-                err.write(exit_.code)
-            code = exit_.code if isinstance(exit_.code, int) else 1
-    text = err.getvalue()
-    assert "Traceback" not in text, f"tfflows {' '.join(argv)} printed a traceback:\n{text}"
-    if code:
-        raise CliError(text)
-    return out.getvalue()
+from helpers import CliError, cli
 
 
 @functools.cache

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 import tfflows
 from tfflows.io import is_temporary
+from helpers import TWO_CPUS, run_script
 
 H, W, C = 8, 8, 1
 
@@ -430,8 +431,6 @@ MIRRORED_WEIGHTS = textwrap.dedent("""
 
 
 def test_sample_weights_under_mirrored_strategy():
-    from test_training import TWO_CPUS, run_script
-
     out = run_script(TWO_CPUS + MIRRORED_WEIGHTS)
     assert out["replicas"] == 2
     np.testing.assert_allclose(out["loss_mirrored"], out["loss_single"], rtol=1e-5)

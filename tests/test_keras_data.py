@@ -27,6 +27,7 @@ from tfflows.data import (
     pixel_levels,
 )
 from tfflows.io import atomic_path
+from helpers import run_script
 
 SHAPE = (8, 8, 1)
 
@@ -532,8 +533,6 @@ MIRRORED_NOISE = textwrap.dedent("""
 
 
 def test_mirrored_strategy_fits_uint8_with_noise_per_replica():
-    from test_training import run_script
-
     out = run_script(MIRRORED_NOISE)
     assert out["skipped"] == 0 and all(math.isfinite(v) for v in out["loss"])
     assert out["moved"] > 1e-4 and out["floors"]

@@ -25,7 +25,7 @@ from tfflows.callbacks import (ResumableBackup, SampleGrid, TensorBoardSamples, 
                                save_samples_picture)
 from tfflows.images import GLYPH_WIDTH, grid_picture, save_grid, text_mask, to_uint8
 from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
-from test_bad_inputs import CliError, cli
+from helpers import CliError, cli
 
 RNG = np.random.default_rng(0)
 POINTS = (RNG.normal(size=(64, 2)) * [1.0, 0.5]).astype("float32")

@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import os
-import warnings
 
 import keras
 import numpy as np

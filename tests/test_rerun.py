@@ -18,11 +18,9 @@ import pytest
 
 import tfflows
 from tfflows.callbacks import ResumableBackup, checkpoint_files
-from tfflows.data import IDX_FILE_NAMES
-from tfflows.data.idx import write_idx
-from test_bad_inputs import CliError, cli
+from helpers import TINY_IDX, CliError, cli
 
-DATASET = "tiny_idx_tfflows"  # not a TFDS name: a lookup outside --data-dir fails at once
+DATASET = TINY_IDX
 
 
 def _train(out: Path, data_dir: Path, *extra: str, epochs: int = 2) -> str:
@@ -39,17 +37,6 @@ def _strict(text: str):
 
 def _results(out: Path) -> dict:
     return _strict((out / "results.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 64), ("test", 32)):
-        images_name, labels_name = IDX_FILE_NAMES[split]
-        write_idx(folder / images_name, rng.integers(0, 256, (n, 8, 8), dtype=np.uint8))
-        write_idx(folder / labels_name, rng.integers(0, 10, n).astype(np.uint8))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import tfflows
 from tfflows.bijectors import FlattenTokens, Patchify
 from tfflows.layers import CausalSelfAttention, CausalTransformer, TarFlowBlockLayer, TransformerBlock
 from tfflows.training import make_optimizer
+from helpers import CLEAN_LOADER, run_clean
 
 # (H, W, C, patch): the two image sizes of the issue.
 BLOCK_CASES = {"4x4x1_p2": (4, 4, 1, 2), "8x8x2_p4": (8, 8, 2, 4)}
@@ -434,8 +435,6 @@ def saved_while_loops(path: str) -> list[str]:
 def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_close):
     """A conditional TarFlow trained with Gaussian noise, served without tfflows: the sample
     signature's guidance and denoise give model.sample's results for the same seed and options."""
-    from test_export import CLEAN_LOADER, _run
-
     model = random_model(conditional=True, noise="gaussian", noise_std=0.2)
     path = tfflows.export_saved_model(model, os.path.join(tmp_path, "serving", "tarflow", "1"))
     with open(os.path.join(path, "assets.extra", "model_card.json")) as f:
@@ -465,7 +464,7 @@ def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_clo
     (root / "loader.py").write_text(CLEAN_LOADER)
     (root / "plan.json").write_text(json.dumps(
         {"tarflow": {"path": path, "arrays": str(root / "arrays.npz"), "requests": requests}}))
-    loader = _run([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))
+    loader = run_clean([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))
     want = {rid: model.sample(3, temperature=0.8, seed=4, context=1, guidance=w, denoise=d).numpy()
             for rid, (w, d) in options.items() if rid != "bad_guidance"}
     _, err = loader.communicate(timeout=600)

@@ -17,8 +17,7 @@ import tfflows.cli
 from tfflows.callbacks import TimeLimit
 from tfflows.clock import TestAt, TrainingClock
 from tfflows.training import probe_jit
-from test_bad_inputs import CliError, cli
-from test_rerun import data_dir  # noqa: F401  (the 8×8 IDX files of a fake Fashion-MNIST)
+from helpers import CliError, cli
 
 POINTS = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
 
