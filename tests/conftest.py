@@ -56,6 +56,29 @@ def _assert_close(check: str, got, want, atol: float, rtol: float) -> None:
             f"{used[worst]:.2f}× its tolerance {np.broadcast_to(atol, used.shape)[worst]:.3e}")
 
 
+# -- tiers -------------------------------------------------------------------------------
+# ``-m "not slow"`` is the fast tier. A test that trains beyond a few steps, starts a process
+# or compiles with XLA is marked ``slow`` in its file; two rules that follow from a test's
+# parameters or fixtures are applied here, in one place:
+XLA_IDS = {"xla", "jit"}  # a parametrization compiled with jit_compile=True
+SLOW_FIXTURES = {  # fixture: the marks of every test that uses it
+    "served": ("slow",),  # exports six models and starts three processes (test_export.py)
+    "killed": ("slow", "multiworker"),  # starts two workers, kills one, resumes it (test_multiworker.py)
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        ids = set(callspec.id.split("-")) if callspec is not None else set()
+        if ids & XLA_IDS:
+            item.add_marker(pytest.mark.slow)
+        for fixture in SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            for mark in SLOW_FIXTURES[fixture]:
+                item.add_marker(getattr(pytest.mark, mark))
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     """The 8×8 IDX files of a fake Fashion-MNIST (``--dataset tiny_idx_tfflows --data-dir``)."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ import tfflows
 from tfflows import data
 from tfflows.callbacks import SampleCheck
 from tfflows.training import make_optimizer
+
 from helpers import CliError, cli
 
 
@@ -108,7 +110,8 @@ MODEL_ROWS: dict[str, Row] = {
     "label_out_of_range": (lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32"), context=[0, 3]),
                            ValueError, "0..2"),
     # section 4: empty batches are valid (tests/test_models.py); non-finite inputs, levels out of range
-    "sample_fraction": (lambda e: e.glow().sample(1.5), ValueError, "num_samples must be an integer >= 0, got 1.5"),
+    "sample_fraction": (lambda e: e.glow().sample(1.5), ValueError,
+                        "num_samples must be an integer >= 0, got 1.5"),
     "sample_bool": (lambda e: e.glow().sample(True), ValueError, "num_samples must be an integer >= 0"),
     "log_prob_nan": (lambda e: e.glow().log_prob(_images(2, math.nan)), ValueError,
                      "expected finite x, got 128 inf or NaN values"),
@@ -142,14 +145,19 @@ TRAINING_ROWS: dict[str, Row] = {
         lambda e: _nan_copy(e).save_weights(str(e.tmp / "nan.weights.h5")), ValueError,
         "non-finite weights"),
     "clipnorm_zero": (lambda e: make_optimizer(1e-3, clipnorm=0.0), ValueError, "clipnorm"),
-    "lr_zero": (lambda e: make_optimizer(0.0), ValueError, "learning_rate must be a finite number > 0, got 0.0"),
+    "lr_zero": (lambda e: make_optimizer(0.0), ValueError,
+                "learning_rate must be a finite number > 0, got 0.0"),
     "lr_negative": (lambda e: make_optimizer(-1e-3), ValueError, "learning_rate must be a finite number > 0"),
-    "lr_nan": (lambda e: make_optimizer(math.nan), ValueError, "learning_rate must be a finite number > 0, got nan"),
-    "lr_inf": (lambda e: make_optimizer(math.inf), ValueError, "learning_rate must be a finite number > 0, got inf"),
+    "lr_nan": (lambda e: make_optimizer(math.nan), ValueError,
+               "learning_rate must be a finite number > 0, got nan"),
+    "lr_inf": (lambda e: make_optimizer(math.inf), ValueError,
+               "learning_rate must be a finite number > 0, got inf"),
     "clipnorm_negative": (lambda e: make_optimizer(1e-3, clipnorm=-5.0), ValueError,
                           "clipnorm must be a finite number > 0 or None, got -5.0"),
-    "clipnorm_nan": (lambda e: make_optimizer(1e-3, clipnorm=math.nan), ValueError, "clipnorm must be a finite"),
-    "clipnorm_inf": (lambda e: make_optimizer(1e-3, clipnorm=math.inf), ValueError, "clipnorm must be a finite"),
+    "clipnorm_nan": (lambda e: make_optimizer(1e-3, clipnorm=math.nan), ValueError,
+                     "clipnorm must be a finite"),
+    "clipnorm_inf": (lambda e: make_optimizer(1e-3, clipnorm=math.inf), ValueError,
+                     "clipnorm must be a finite"),
     "warmup_negative": (lambda e: make_optimizer(1e-3, warmup_steps=-1), ValueError,
                         "warmup_steps must be a whole number of steps >= 0, got -1"),
     "warmup_nan": (lambda e: make_optimizer(1e-3, warmup_steps=math.nan), ValueError, "warmup_steps must be"),

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.cli]  # each test starts a fresh Python
 
 HEAVY = ("tensorflow", "keras", "tensorflow_probability", "tfflows.models")
 
@@ -81,7 +82,7 @@ def test_import_registers_the_classes_for_load_model(tmp_path):
     path = tmp_path / "v.keras"
     # Compiled with make_optimizer: the save names tfflows' learning-rate schedule too.
     make = ("import tfflows; m = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8); "
-            "m.compile(optimizer=tfflows.make_optimizer(1e-3, 10)); m.save(%r)" % str(path))
+            f"m.compile(optimizer=tfflows.make_optimizer(1e-3, 10)); m.save({str(path)!r})")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, "-c", make], cwd=ROOT, capture_output=True, text=True,
                           env=env, timeout=300)

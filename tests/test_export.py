@@ -31,6 +31,7 @@ import tfflows
 from tfflows import cli
 from tfflows.export import MAX_SAMPLES, describe_signatures, export_saved_model
 from tfflows.images import to_uint8
+
 from helpers import CLEAN_LOADER, run_clean
 
 H, W, C = 8, 8, 1

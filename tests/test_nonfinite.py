@@ -354,6 +354,7 @@ def _strict_json(path) -> dict:
         return json.load(f, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(tmp_path, capsys):
     from tfflows.cli import main
 
@@ -377,6 +378,7 @@ def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(
     assert not nonfinite_weights(keras.models.load_model(good))
 
 
+@pytest.mark.slow
 def test_cli_train_reports_the_sample_check(tmp_path):
     from tfflows.cli import main
 

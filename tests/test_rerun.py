@@ -18,6 +18,7 @@ import pytest
 
 import tfflows
 from tfflows.callbacks import ResumableBackup, checkpoint_files
+
 from helpers import TINY_IDX, CliError, cli
 
 DATASET = TINY_IDX
@@ -46,7 +47,7 @@ def finished(tmp_path_factory, data_dir) -> Path:
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def run(finished, tmp_path) -> Path:
     out = tmp_path / "run"
     shutil.copytree(finished, out)
@@ -63,7 +64,7 @@ def test_finished_run_records_its_source_in_strict_json(finished, data_dir):
 
 def test_rerun_without_a_flag_keeps_the_finished_model(run, data_dir):
     before = {name: (run / name).read_bytes() for name in ("model.keras", "results.json")}
-    with pytest.raises(CliError, match="holds a finished run.*--resume.*--overwrite"):
+    with pytest.raises(CliError, match=r"holds a finished run.*--resume.*--overwrite"):
         _train(run, data_dir)
     for name, content in before.items():
         assert (run / name).read_bytes() == content, f"{name} changed"
@@ -93,7 +94,7 @@ def test_interrupted_run_needs_a_flag(run, data_dir):
     (run / "results.json").unlink()
     (run / "model.keras").unlink()
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
-    with pytest.raises(CliError, match="holds an interrupted run.*--resume.*--overwrite"):
+    with pytest.raises(CliError, match=r"holds an interrupted run.*--resume.*--overwrite"):
         _train(run, data_dir)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 

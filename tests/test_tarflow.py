@@ -24,6 +24,7 @@ import tfflows
 from tfflows.bijectors import FlattenTokens, Patchify
 from tfflows.layers import CausalSelfAttention, CausalTransformer, TarFlowBlockLayer, TransformerBlock
 from tfflows.training import make_optimizer
+
 from helpers import CLEAN_LOADER, run_clean
 
 # (H, W, C, patch): the two image sizes of the issue.
@@ -51,7 +52,7 @@ def randomize(layer, seed: int) -> None:
         w.assign(value.astype(w.dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def block(case: str, reverse: bool, conditional: bool = False) -> TarFlowBlockLayer:
     h, w, c, p = BLOCK_CASES[case]
     layer = TarFlowBlockLayer(num_layers=2, width=8, heads=2, mlp_ratio=2, reverse=reverse,
@@ -225,6 +226,7 @@ def test_block_round_trips_both_ways(case, reverse, cached, assert_close):
     assert_close("tarflow_z_x_z", z1.numpy(), z0, atol=F64_TOL, rtol=F64_TOL)
 
 
+@pytest.mark.slow
 @block_cases
 def test_cached_and_uncached_inverse_agree_in_float32(case, assert_close):
     h, w, c, p = BLOCK_CASES[case]
@@ -249,7 +251,7 @@ def test_cached_and_uncached_inverse_agree_in_float32(case, assert_close):
 def test_guidance_combines_the_shift_and_log_scale(case, assert_close):
     """Read (μ, α) of the last token in processing order from z, affine in that token."""
     layer = block(case, False, conditional=True)
-    t, d = layer.token_shape
+    _t, _d = layer.token_shape
     x = tokens_of(case, batch=3, seed=8)
     labels = one_hot([0, 1, 2])
     w = 1.5
@@ -310,7 +312,7 @@ def levels(n: int = 16, seed: int = 0) -> np.ndarray:
     return (k + rng.random((n, 8, 8, 1))).astype("float32")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_model(conditional: bool = False, noise: str = "uniform",
                  noise_std: float = 0.05) -> tfflows.TarFlow:
     model = tiny(num_classes=3 if conditional else None, noise=noise, noise_std=noise_std)
@@ -432,6 +434,7 @@ def saved_while_loops(path: str) -> list[str]:
             for node in function.node_def if node.op in ("While", "StatelessWhile")]
 
 
+@pytest.mark.slow
 def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_close):
     """A conditional TarFlow trained with Gaussian noise, served without tfflows: the sample
     signature's guidance and denoise give model.sample's results for the same seed and options."""

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfflows import Glow, RealNVP, VectorGlow, VectorRealNVP
 from tfflows.bijectors import ActNorm, FactorOut
+
 from helpers import TWO_CPUS, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +107,7 @@ def test_fit_initializes_actnorm_once():
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_initialize_standardises_every_actnorm_input_and_runs_once():
     keras.utils.set_random_seed(2)
     model = Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8)
@@ -302,6 +304,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_single_device():
     out = run_script(MIRRORED_SCRIPT)
     assert out["replicas"] == 2
@@ -344,6 +347,7 @@ UNEVEN_SCRIPT = TWO_CPUS + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_on_uneven_and_empty_replica_batches():
     """A last batch smaller than the replica count trains: the step is that of the global mean."""
     for n, out in run_script(UNEVEN_SCRIPT).items():
