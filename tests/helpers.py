@@ -27,7 +27,11 @@ __all__ = ["CLEAN_LOADER", "ROOT", "TINY_IDX", "TWO_CPUS", "CliError", "cli", "r
 
 
 class CliError(Exception):
-    """A CLI run that exited non-zero; the message is its stderr."""
+    """A CLI run that exited non-zero; the message is its stderr, ``code`` its exit status."""
+
+    def __init__(self, stderr: str, code: int = 1) -> None:
+        super().__init__(stderr)
+        self.code = code
 
 
 def cli(*argv: str) -> str:
@@ -45,7 +49,7 @@ def cli(*argv: str) -> str:
     text = err.getvalue()
     assert "Traceback" not in text, f"tfflows {' '.join(argv)} printed a traceback:\n{text}"
     if code:
-        raise CliError(text)
+        raise CliError(text, code)
     return out.getvalue()
 
 

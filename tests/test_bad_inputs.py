@@ -419,5 +419,18 @@ def test_bad_input_gets_a_clear_error(row, tmp_path, shared):
     assert substring in str(info.value), f"{row}: message lacks {substring!r}: {info.value}"
 
 
+def test_cli_train_refusals_name_the_option(tmp_path):
+    """Refusals before any training (moved here from test_cli.py, where each started a Python)."""
+    with pytest.raises(CliError, match="--model jet is an image flow over patches"):
+        cli("train", "--model", "jet", "--dataset", "two_moons", "--epochs", "1",
+            "--out", str(tmp_path / "a"))
+    with pytest.raises(CliError, match="recompute"):
+        cli("train", "--model", "tarflow", "--patch-size", "4", "--steps", "1", "--epochs", "1",
+            "--backprop", "reversible", "--out", str(tmp_path / "b"))
+    with pytest.raises(CliError) as info:
+        cli("train", "--dtype", "float16", "--out", str(tmp_path / "c"))
+    assert info.value.code == 2 and "--dtype" in str(info.value) and "mixed_float16" in str(info.value)
+
+
 def test_the_table_is_large_enough():
     assert len(ROWS) >= 60, f"the bad-input table has {len(ROWS)} rows; the issue asks for 60"
