@@ -54,7 +54,7 @@ def perturbed_dataset(images: np.ndarray, rate: float, *, batch_size: int = 64, 
 
     rate = _check_rate(rate)
     # make_dataset checks the images and yields integer levels; the noise goes in before dequantizing.
-    plain = make_dataset(images, batch_size=batch_size, n_bits=source_bits, source_bits=source_bits,
+    plain = make_dataset(images, batch_size=batch_size, num_bits=source_bits, source_bits=source_bits,
                          shuffle=True, repeat=repeat, dequantize=False, seed=seed)
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     shift = 2 ** (source_bits - n_bits)
