@@ -64,6 +64,8 @@ XLA_IDS = {"xla", "jit"}  # a parametrization compiled with jit_compile=True
 SLOW_FIXTURES = {  # fixture: the marks of every test that uses it
     "served": ("slow",),  # exports six models and starts three processes (test_export.py)
     "killed": ("slow", "multiworker"),  # starts two workers, kills one, resumes it (test_multiworker.py)
+    "trained_run": ("slow",),  # trains a tiny Glow with tfflows train (below)
+    "trained": ("slow",),  # trains two tiny Glows for 3 epochs on the digits (test_ood.py)
 }
 
 
@@ -85,6 +87,21 @@ def data_dir(tmp_path_factory):
     from helpers import write_tiny_idx
 
     return write_tiny_idx(tmp_path_factory.mktemp("idx"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished ``tfflows train`` run folder: a tiny Glow, 2 epochs of 2 steps on the digits.
+
+    Trained once per session (in this process, by ``tfflows.cli.main``) for the slow tests that
+    only need a trained model and its results.json; tests must not change the folder.
+    """
+    from helpers import cli
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    cli("train", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16",
+        "--width", "8", "--steps", "1", "--levels", "2", "--out", str(out), "--verbose", "0")
+    return out
 
 
 @pytest.fixture

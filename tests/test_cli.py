@@ -118,13 +118,13 @@ def test_corrupt_model_files_give_one_line_and_a_nonzero_exit(tmp_path, command)
         assert "Traceback" not in proc.stderr and "not a readable .keras model file" in lines[0], what
 
 
-def test_a_trained_model_evaluates_from_a_fresh_process(tmp_path):
-    """The lazy package still registers everything a saved, compiled model names."""
-    out = tmp_path / "run"
-    train = run("train", "--epochs", "1", "--max-train", "64", "--levels", "1", "--steps", "1",
-                "--width", "8", "--out", str(out), "--verbose", "0")
-    assert train.returncode == 0, train.stderr[-3000:]
-    proc = run("evaluate", str(out / "model.keras"))
+def test_a_trained_model_evaluates_from_a_fresh_process(trained_run):
+    """The lazy package still registers everything a saved, compiled model names.
+
+    The model is the session's trained run (conftest.py), trained by tfflows train in the test
+    process: what matters here is the fresh process that evaluates it.
+    """
+    proc = run("evaluate", str(trained_run / "model.keras"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dataset"] == "digits" and result["examples"] == 297 and result["bits_per_dim"] > 0
