@@ -14,7 +14,6 @@ import json
 import time
 
 import numpy as np
-import tensorflow as tf
 
 import tfflows
 from tfflows import data

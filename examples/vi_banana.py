@@ -51,7 +51,9 @@ def elbo(q, target, num_samples: int, seed) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--sample-size", type=int, default=64, help="samples per ELBO estimate in training")
     parser.add_argument("--curvature", type=float, default=1.0)

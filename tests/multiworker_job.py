@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfflows import distributed  # noqa: E402
+from tfflows import distributed
 
 GLOBAL_BATCH, EXAMPLES, EPOCHS = 8, 32, 2
 

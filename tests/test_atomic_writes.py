@@ -102,6 +102,7 @@ def _weights(model) -> list[np.ndarray]:
     return [keras.ops.convert_to_numpy(w) for w in model.weights]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, survivor", [("mid_write", "old"), ("after_rename", "new")])
 def test_killed_model_save_leaves_the_old_or_the_new_file(tmp_path, where, survivor):
     target = tmp_path / "models" / "model.keras"
@@ -122,6 +123,7 @@ def test_killed_model_save_leaves_the_old_or_the_new_file(tmp_path, where, survi
     assert all(is_temporary(n) for n in others), others
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, survivor", [("mid_write", 7), ("after_swap", 9)])
 def test_killed_export_leaves_the_old_or_the_new_version(tmp_path, where, survivor):
     model = _small_model()

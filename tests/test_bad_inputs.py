@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,32 +27,7 @@ from tfflows.callbacks import SampleCheck
 from tfflows.data.tabular import load_csv
 from tfflows.training import make_optimizer
 
-
-class CliError(Exception):
-    """A CLI run that exited non-zero; the message is its stderr, ``code`` its exit status."""
-
-    code: int = 1
-
-
-def cli(*argv: str) -> str:
-    """Runs ``tfflows ARGV``; returns stdout, or raises ``CliError(stderr)`` on a non-zero exit."""
-    from tfflows.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(argv))
-        except SystemExit as exit_:  # argparse's own errors, or sys.exit("message")
-            if isinstance(exit_.code, str):
-                err.write(exit_.code)
-            code = exit_.code if isinstance(exit_.code, int) else 1
-    text = err.getvalue()
-    assert "Traceback" not in text, f"tfflows {' '.join(argv)} printed a traceback:\n{text}"
-    if code:
-        error = CliError(text)
-        error.code = code
-        raise error
-    return out.getvalue()
+from helpers import CliError, cli
 
 
 @functools.cache
@@ -137,7 +112,8 @@ MODEL_ROWS: dict[str, Row] = {
     "label_out_of_range": (lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32"), context=[0, 3]),
                            ValueError, "0..2"),
     # section 4: empty batches are valid (tests/test_models.py); non-finite inputs, levels out of range
-    "sample_fraction": (lambda e: e.glow().sample(1.5), ValueError, "num_samples must be an integer >= 0, got 1.5"),
+    "sample_fraction": (lambda e: e.glow().sample(1.5), ValueError,
+                        "num_samples must be an integer >= 0, got 1.5"),
     "sample_bool": (lambda e: e.glow().sample(True), ValueError, "num_samples must be an integer >= 0"),
     "log_prob_nan": (lambda e: e.glow().log_prob(_images(2, math.nan)), ValueError,
                      "expected finite x, got 128 inf or NaN values"),
@@ -171,14 +147,19 @@ TRAINING_ROWS: dict[str, Row] = {
         lambda e: _nan_copy(e).save_weights(str(e.tmp / "nan.weights.h5")), ValueError,
         "non-finite weights"),
     "clipnorm_zero": (lambda e: make_optimizer(1e-3, clipnorm=0.0), ValueError, "clipnorm"),
-    "lr_zero": (lambda e: make_optimizer(0.0), ValueError, "learning_rate must be a finite number > 0, got 0.0"),
+    "lr_zero": (lambda e: make_optimizer(0.0), ValueError,
+                "learning_rate must be a finite number > 0, got 0.0"),
     "lr_negative": (lambda e: make_optimizer(-1e-3), ValueError, "learning_rate must be a finite number > 0"),
-    "lr_nan": (lambda e: make_optimizer(math.nan), ValueError, "learning_rate must be a finite number > 0, got nan"),
-    "lr_inf": (lambda e: make_optimizer(math.inf), ValueError, "learning_rate must be a finite number > 0, got inf"),
+    "lr_nan": (lambda e: make_optimizer(math.nan), ValueError,
+               "learning_rate must be a finite number > 0, got nan"),
+    "lr_inf": (lambda e: make_optimizer(math.inf), ValueError,
+               "learning_rate must be a finite number > 0, got inf"),
     "clipnorm_negative": (lambda e: make_optimizer(1e-3, clipnorm=-5.0), ValueError,
                           "clipnorm must be a finite number > 0 or None, got -5.0"),
-    "clipnorm_nan": (lambda e: make_optimizer(1e-3, clipnorm=math.nan), ValueError, "clipnorm must be a finite"),
-    "clipnorm_inf": (lambda e: make_optimizer(1e-3, clipnorm=math.inf), ValueError, "clipnorm must be a finite"),
+    "clipnorm_nan": (lambda e: make_optimizer(1e-3, clipnorm=math.nan), ValueError,
+                     "clipnorm must be a finite"),
+    "clipnorm_inf": (lambda e: make_optimizer(1e-3, clipnorm=math.inf), ValueError,
+                     "clipnorm must be a finite"),
     "warmup_negative": (lambda e: make_optimizer(1e-3, warmup_steps=-1), ValueError,
                         "warmup_steps must be a whole number of steps >= 0, got -1"),
     "warmup_nan": (lambda e: make_optimizer(1e-3, warmup_steps=math.nan), ValueError, "warmup_steps must be"),
@@ -654,6 +635,19 @@ def test_bad_input_gets_a_clear_error(row, tmp_path, shared):
     assert substring in str(info.value), f"{row}: message lacks {substring!r}: {info.value}"
     if error is CliError:  # the documented status of bad input (argparse's too)
         assert info.value.code == 2, f"{row}: exit status {info.value.code}, expected 2: {info.value}"
+
+
+def test_cli_train_refusals_name_the_option(tmp_path):
+    """Refusals before any training (moved here from test_cli.py, where each started a Python)."""
+    with pytest.raises(CliError, match="--model jet is an image flow over patches"):
+        cli("train", "--model", "jet", "--dataset", "two_moons", "--epochs", "1",
+            "--out", str(tmp_path / "a"))
+    with pytest.raises(CliError, match="recompute"):
+        cli("train", "--model", "tarflow", "--patch-size", "4", "--steps", "1", "--epochs", "1",
+            "--backprop", "reversible", "--out", str(tmp_path / "b"))
+    with pytest.raises(CliError) as info:
+        cli("train", "--dtype", "float16", "--out", str(tmp_path / "c"))
+    assert info.value.code == 2 and "--dtype" in str(info.value) and "mixed_float16" in str(info.value)
 
 
 def test_the_table_is_large_enough():

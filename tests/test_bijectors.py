@@ -31,7 +31,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from bijector_cases import CASE_NAMES, CHANNEL_CASE_NAMES, DTYPES, LAYER_CASE_NAMES, get_case
 from tfflows.bijectors import (
     ActNorm,
     AdditiveCoupling,
@@ -44,6 +43,8 @@ from tfflows.bijectors import (
     Squeeze,
 )
 from tfflows.layers import CouplingLayer, InvertibleConv1x1Layer
+
+from bijector_cases import CASE_NAMES, CHANNEL_CASE_NAMES, DTYPES, LAYER_CASE_NAMES, get_case
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -169,7 +170,7 @@ def _forward_and_inverse(case):
     return run
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _eager_reference(name: str, dtype: str) -> tuple[np.ndarray, ...]:
     """(x, y, f(x), log-det at x, f⁻¹(y), inverse log-det at y), computed eagerly once."""
     case = get_case(name, dtype)

@@ -67,7 +67,7 @@ def _magnitudes(layer, x):
     Each entry bounds the sum of absolute terms behind the matching entry of
     ``_value_and_grads`` (|cos| ≤ 1), which is what float32 round-off scales with.
     """
-    k, c_in = layer.kernel_size[0], layer.kernel.shape[2]
+    _k, _c_in = layer.kernel_size[0], layer.kernel.shape[2]
     absolute = _layer_like(layer, "float64")
     absolute.set_weights([np.abs(w).astype("float64") for w in layer.get_weights()])
     x = tf.constant(np.abs(np.asarray(x, "float64")))
@@ -105,7 +105,7 @@ def _tolerance(name: str, dtype: str, magnitude) -> dict:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_matmul_forms_equal_the_stock_convolution(name, dtype, mode, assert_close):
-    k, c_in, _, _ = SHAPES[name]
+    _k, c_in, _, _ = SHAPES[name]
     stock, fast = _layer(name, dtype, "conv"), _layer(name, dtype, "matmul")
     fast.set_weights(stock.get_weights())
     x = tf.constant(np.random.default_rng(0).standard_normal((3, 7, 5, c_in)), dtype)
@@ -165,6 +165,7 @@ def test_auto_resolves_per_machine(monkeypatch, gpu):
     assert resolve_implementation("auto") == ("conv" if gpu else "matmul")
 
 
+@pytest.mark.slow
 def test_fit_traces_for_xla_only_with_jit_compile(monkeypatch):
     import tfflows
 

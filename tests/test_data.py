@@ -267,7 +267,7 @@ def test_toys_are_seeded_float32_points(name):
 
 def test_unknown_toy_lists_valid_names():
     for fn in (lambda: sample_toy("spiral", 10), lambda: toy_entropy("spiral")):
-        with pytest.raises(ValueError, match="two_moons.*8gaussians.*checkerboard.*rings"):
+        with pytest.raises(ValueError, match=r"two_moons.*8gaussians.*checkerboard.*rings"):
             fn()
     with pytest.raises(ValueError, match="non-negative"):
         sample_toy("rings", -1)

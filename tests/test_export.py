@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -33,6 +31,8 @@ import tfflows
 from tfflows import cli
 from tfflows.export import MAX_SAMPLES, describe_signatures, export_saved_model
 from tfflows.images import to_uint8
+
+from helpers import CLEAN_LOADER, run_clean
 
 H, W, C = 8, 8, 1
 RTOL = 1e-5
@@ -51,59 +51,6 @@ MODELS = {
 }
 IMAGE_MODELS = ("glow", "realnvp", "conditional_glow")
 CONDITIONAL = {"conditional_glow": "labels", "context_vector": "context"}
-
-CLEAN_LOADER = textwrap.dedent('''
-    import importlib.abc, json, os, sys, time
-    BLOCKED = ("tfflows", "tensorflow_probability")
-    attempts = []
-
-    class Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                attempts.append(name)
-                raise ImportError(name + " is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
-    import numpy as np
-    import tensorflow as tf
-
-    root = sys.argv[1]
-    for _ in range(3000):  # the parent writes plan.json once every model is exported
-        if os.path.exists(root + "/plan.json"):
-            break
-        time.sleep(0.2)
-    plan = json.load(open(root + "/plan.json"))
-    report = {"errors": {}, "specs": {}}
-    outputs = {}
-    for model, spec in plan.items():
-        loaded = tf.saved_model.load(spec["path"])
-        arrays = np.load(spec["arrays"])
-        report["specs"][model] = {
-            name: {
-                "inputs": {k: [v.dtype.name, v.shape.as_list()]
-                           for k, v in fn.structured_input_signature[1].items()},
-                "outputs": {k: [v.dtype.name, v.shape.as_list()]
-                            for k, v in fn.structured_outputs.items()},
-            }
-            for name, fn in loaded.signatures.items()
-        }
-        for rid, (signature, inputs) in spec["requests"].items():
-            fn = loaded.signatures[signature]
-            try:
-                out = fn(**{k: tf.constant(arrays[v]) for k, v in inputs.items()})
-            except Exception as err:
-                report["errors"][model + "/" + rid] = [type(err).__name__, str(err)[:2000]]
-                continue
-            for k, v in out.items():
-                outputs[model + "/" + rid + "/" + k] = v.numpy()
-    report["attempts"] = attempts
-    report["loaded_modules"] = sorted(m for m in sys.modules
-                                      if m.split(".")[0] in BLOCKED)
-    np.savez(root + "/outputs.npz", **outputs)
-    json.dump(report, open(root + "/report.json", "w"))
-''')
-
 
 def randomise(model, x, context, seed: int = 0) -> None:
     """Data-dependent ActNorm init, then every trainable weight nudged off its (often zero) start."""
@@ -294,27 +241,20 @@ def saved_model_cli() -> str:
     return found
 
 
-def _run(args, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("PYTHONPATH", None)
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     (root / "loader.py").write_text(CLEAN_LOADER)
     # The clean process imports TensorFlow while the models export, then waits for plan.json.
-    procs = {"loader": _run([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))}
+    procs = {"loader": run_clean([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))}
     plan, want, models = {}, {}, {}
     for name in MODELS:
         plan[name], want[name], models[name] = build_case(name, root)
         if name == "glow":
             glow, tool, cli_out = plan[name]["path"], [saved_model_cli()], root / "cli_run"
             np.save(root / "pixels_200.npy", np.full((2, H, W, C), 200, np.uint8))
-            procs["show"] = _run(tool + ["show", "--dir", glow, "--all"], cwd=str(root))
-            procs["run"] = _run(tool + ["run", "--dir", glow, "--tag_set", "serve", "--signature_def",
+            procs["show"] = run_clean(tool + ["show", "--dir", glow, "--all"], cwd=str(root))
+            procs["run"] = run_clean(tool + ["run", "--dir", glow, "--tag_set", "serve", "--signature_def",
                                         "log_prob", "--inputs", f"images={root / 'pixels_200.npy'}",
                                         "--outdir", str(cli_out)], cwd=str(root))
     (root / "plan.tmp").write_text(json.dumps(plan))

@@ -51,14 +51,14 @@ def randomize(layer, seed: int, scale: float = 1.0) -> None:
         w.assign((scale * value).astype(w.dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jet_of(case: str) -> tfflows.Jet:
     h, w, c, p = IMAGE_CASES[case]
     return tfflows.Jet((h, w, c), patch_size=p, num_steps=NUM_COUPLINGS, width=8, depth=2,
                        heads=2, mlp_ratio=2, num_bits=NUM_BITS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def couplings64(case: str) -> tuple[CouplingLayer, ...]:
     """The model's couplings remade in float64 from their configs, with random weights."""
     model = jet_of(case)
@@ -185,7 +185,7 @@ def levels(n: int = 16, seed: int = 0) -> np.ndarray:
     return (k + rng.random((n, 8, 8, 1))).astype("float32")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_model(conditional: bool = False) -> tfflows.Jet:
     model = tiny(num_classes=3 if conditional else None)
     for k, layer in enumerate(model.flow_layers):
@@ -276,14 +276,21 @@ def test_export_saved_model_signatures(tmp_path, assert_close):
                  atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"patch_size": 3}, r"divisible by patch_size = 3, got 8x8"),
-    ({"width": 10, "heads": 4}, r"width must be divisible by heads, got width=10 and heads=4"),
-    ({"num_couplings": 0}, r"num_couplings must be a positive integer, got 0"),
-    ({"splits": ("channel", "diagonal")}, r"splits must be a non-empty list of .*got \['channel', 'diagonal'\]"),
-    ({"patch_size": 8}, r"a spatial split needs at least 2 tokens, got 1"),
-    ({"seed": 1.5}, r"seed must be an integer, got 1.5"),
-], ids=["patch", "heads", "num_couplings", "splits", "one_token", "seed"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"patch_size": 3}, r"divisible by patch_size = 3, got 8x8"),
+        ({"width": 10, "heads": 4}, r"width must be divisible by heads, got width=10 and heads=4"),
+        ({"num_couplings": 0}, r"num_couplings must be a positive integer, got 0"),
+        (
+            {"splits": ("channel", "diagonal")},
+            r"splits must be a non-empty list of .*got \['channel', 'diagonal'\]",
+        ),
+        ({"patch_size": 8}, r"a spatial split needs at least 2 tokens, got 1"),
+        ({"seed": 1.5}, r"seed must be an integer, got 1.5"),
+    ],
+    ids=["patch", "heads", "num_couplings", "splits", "one_token", "seed"],
+)
 def test_model_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny(**kwargs)

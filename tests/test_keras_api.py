@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ import tensorflow as tf
 
 import tfflows
 from tfflows.io import is_temporary
+
+from helpers import TWO_CPUS, run_script
 
 H, W, C = 8, 8, 1
 
@@ -163,7 +166,7 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
         return str(id(b)) in seen
 
     chain = [view.get_layer("x"), *model.flow_layers, view.get_layer("log_prob")]
-    for a, b in zip(chain, chain[1:]):
+    for a, b in itertools.pairwise(chain):
         assert reachable(a, b) and not reachable(b, a), (a.name, b.name)
     out = model.plot(tmp_path / "glow.png")
     with open(out, "rb") as f:
@@ -203,7 +206,7 @@ def test_model_export_refuses_what_it_cannot_write(tmp_path):
     with pytest.raises(ValueError, match="format='tf_saved_model'"):
         model.export(tmp_path / "m.onnx", format="onnx")
     model.trainable_variables[0].assign(np.full(model.trainable_variables[0].shape, np.nan))
-    with pytest.raises(ValueError, match="inf or NaN|non-finite|not finite"):
+    with pytest.raises(ValueError, match=r"inf or NaN|non-finite|not finite"):
         model.export(tmp_path / "nan")
     assert not (tmp_path / "nan").exists()
 
@@ -429,9 +432,8 @@ MIRRORED_WEIGHTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sample_weights_under_mirrored_strategy():
-    from test_training import TWO_CPUS, run_script
-
     out = run_script(TWO_CPUS + MIRRORED_WEIGHTS)
     assert out["replicas"] == 2
     np.testing.assert_allclose(out["loss_mirrored"], out["loss_single"], rtol=1e-5)

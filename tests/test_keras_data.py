@@ -28,6 +28,8 @@ from tfflows.data import (
 )
 from tfflows.io import atomic_path
 
+from helpers import run_script
+
 SHAPE = (8, 8, 1)
 
 
@@ -87,6 +89,7 @@ def test_fit_on_a_uint8_pipeline_lowers_the_loss(name):
     assert trained < float(-tf.reduce_mean(untrained.log_prob(held))) - 1.0
 
 
+@pytest.mark.slow
 def test_fit_on_uint8_with_xla():
     # The smallest Glow: compiling a train step with XLA on a CPU takes long.
     keras.utils.set_random_seed(0)
@@ -99,6 +102,7 @@ def test_fit_on_uint8_with_xla():
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_variables))
 
 
+@pytest.mark.slow
 def test_training_noise_is_uniform_fresh_every_step_and_floors_to_the_levels():
     model = compiled(glow, num_bits=5)
     x = tf.constant(stripes(16))
@@ -531,9 +535,8 @@ MIRRORED_NOISE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_fits_uint8_with_noise_per_replica():
-    from test_training import run_script
-
     out = run_script(MIRRORED_NOISE)
     assert out["skipped"] == 0 and all(math.isfinite(v) for v in out["loss"])
     assert out["moved"] > 1e-4 and out["floors"]

@@ -21,11 +21,17 @@ from PIL import Image
 
 import tfflows
 from tfflows import data
-from tfflows.callbacks import (ResumableBackup, SampleGrid, TensorBoardSamples, samples_picture,
-                               save_samples_picture)
+from tfflows.callbacks import (
+    ResumableBackup,
+    SampleGrid,
+    TensorBoardSamples,
+    samples_picture,
+    save_samples_picture,
+)
 from tfflows.images import GLYPH_WIDTH, grid_picture, save_grid, text_mask, to_uint8
 from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
-from test_bad_inputs import CliError, cli
+
+from helpers import CliError, cli
 
 RNG = np.random.default_rng(0)
 POINTS = (RNG.normal(size=(64, 2)) * [1.0, 0.5]).astype("float32")
@@ -361,7 +367,9 @@ def test_dense_coupling_conditioners_take_hidden_units_and_num_hidden():
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
             assert type(new).from_config(saved).get_config()["hidden_units"] == 6
-        with pytest.raises(ValueError, match="hidden_units or its deprecated old name hidden_channels, not both"):
+        with pytest.raises(
+            ValueError, match="hidden_units or its deprecated old name hidden_channels, not both"
+        ):
             make(hidden_units=6, hidden_channels=6)
     conv = CouplingLayer(mask="channel", conditioner="convnet", hidden_channels=8)
     assert conv.get_config()["hidden_channels"] == 8 and "hidden_units" not in conv.get_config()

@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bijector_cases import TinyConditioner, randomize_weights
 from tfflows.layers import (
+    MADE,
     MLP,
     ActNormLayer,
     ConvNet,
     CouplingLayer,
-    MADE,
     InvertibleConv1x1Layer,
     MaskedAutoregressiveLayer,
     MaskedDense,
@@ -38,6 +38,8 @@ from tfflows.layers import (
     ViT,
     ZeroConv,
 )
+
+from bijector_cases import TinyConditioner, randomize_weights
 
 DTYPES = ("float32", "float64")
 

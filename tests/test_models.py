@@ -16,7 +16,8 @@ import dataclasses
 import functools
 import math
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -98,7 +99,7 @@ def randomize(model, scale: float = 0.05, seed: int = 0) -> None:
             v.assign(np.asarray(v.numpy() + scale * rng.standard_normal(v.shape), dtype=v.dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_case(name: str) -> Case:
     keras.utils.set_random_seed(0)
     model = CASES[name]()
@@ -517,10 +518,10 @@ def test_fresh_glow_bits_per_dim_is_plausible():
 
 
 def _bad_calls():
-    glow = lambda: get_case("glow_affine_lu").model  # noqa: E731
-    glow_c = lambda: get_case("glow_additive_plain_classes").model  # noqa: E731
-    vec = lambda: get_case("vector_realnvp").model  # noqa: E731
-    vec_ctx = lambda: get_case("vector_glow_additive_plain_context").model  # noqa: E731
+    glow = lambda: get_case("glow_affine_lu").model
+    glow_c = lambda: get_case("glow_additive_plain_classes").model
+    vec = lambda: get_case("vector_realnvp").model
+    vec_ctx = lambda: get_case("vector_glow_additive_plain_context").model
     x = pixels(2)
     return {
         "image_channels": (lambda: glow().log_prob(pixels(2, (8, 8, 3))),

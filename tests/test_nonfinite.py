@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import os
-import warnings
 
 import keras
 import numpy as np
@@ -355,6 +354,7 @@ def _strict_json(path) -> dict:
         return json.load(f, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(tmp_path, capsys):
     from tfflows.cli import main
 
@@ -378,13 +378,9 @@ def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(
     assert not nonfinite_weights(keras.models.load_model(good))
 
 
-def test_cli_train_reports_the_sample_check(tmp_path):
-    from tfflows.cli import main
-
-    out = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2",
-                 "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2",
-                 "--out", str(out), "--verbose", "0"]) == 0
+@pytest.mark.slow
+def test_cli_train_reports_the_sample_check(trained_run):
+    out = trained_run  # tfflows train --dataset digits --epochs 2 --steps-per-epoch 2 ... (conftest.py)
     results = _strict_json(out / "results.json")
     assert results["stopped_on_nonfinite"] is False and results["last_good_checkpoint"].endswith(
         "epoch_002.keras")

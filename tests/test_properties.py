@@ -122,7 +122,11 @@ def test_class_labels_score_as_their_one_hot_or_name_the_range(dtype, data):
                                rtol=1e-6, atol=1e-6)
 
 
-@given(data=st.data(), kind=st.sampled_from(["vectors", "labels"]), dtype=st.sampled_from([np.float32, np.float64]))
+@given(
+    data=st.data(),
+    kind=st.sampled_from(["vectors", "labels"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
 def test_float_contexts_give_a_finite_score_or_a_value_error(data, kind, dtype):
     """Context vectors (and one-hot labels) that are not finite in the model's float32 raise; others score."""
     n = data.draw(st.integers(1, 3))
@@ -145,7 +149,7 @@ def test_float_contexts_give_a_finite_score_or_a_value_error(data, kind, dtype):
        kind=st.sampled_from(["vectors", "labels"]))
 def test_contexts_of_other_dtypes_are_refused_by_name(value, kind):
     context = value if kind == "vectors" else value[:, 0]
-    with pytest.raises(ValueError, match="context|label"):
+    with pytest.raises(ValueError, match=r"context|label"):
         _model(kind).log_prob(np.zeros((1, 2), np.float32), context=context)
 
 
@@ -230,8 +234,11 @@ def test_csv_round_trips_finite_numbers_exactly(names, data):
         os.remove(path)
 
 
-_CELLS = st.one_of(st.floats().map(repr), st.sampled_from(["", " ", "nan", "inf", "-inf", "1e999", "abc", "1,5"]),
-                   st.text(max_size=4))
+_CELLS = st.one_of(
+    st.floats().map(repr),
+    st.sampled_from(["", " ", "nan", "inf", "-inf", "1e999", "abc", "1,5"]),
+    st.text(max_size=4),
+)
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
@@ -290,9 +297,14 @@ def test_split_rows_is_a_seeded_partition_of_the_documented_sizes(num_rows, val_
 _HOSTS = st.sampled_from(["localhost", "10.0.0.1", "[::1]", "worker-0.example", "h"])
 _ADDRESSES = st.builds(lambda h, p: f"{h}:{p}", _HOSTS, st.integers(1, 65535))
 _BAD_ADDRESSES = st.one_of(
-    st.builds(lambda h, p: f"{h}:{p}", _HOSTS, st.one_of(st.integers(max_value=0), st.integers(65536, 99999))),
+    st.builds(
+        lambda h, p: f"{h}:{p}", _HOSTS, st.one_of(st.integers(max_value=0), st.integers(65536, 99999))
+    ),
     st.sampled_from(["localhost", ":80", "a b:80", "host:", "host:8o", "a:1:2"]),
-    st.integers(), st.none(), st.floats(), st.lists(st.integers(), max_size=2),
+    st.integers(),
+    st.none(),
+    st.floats(),
+    st.lists(st.integers(), max_size=2),
 )
 _INDICES = st.one_of(st.integers(-2, 5), st.booleans(), st.floats(-1, 5), st.none(), st.text(max_size=2))
 
@@ -309,7 +321,7 @@ def test_worker_hosts_give_the_documented_config_or_a_value_error(hosts, index):
         assert config == {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
         assert cluster_config(worker_index=index, worker_hosts=hosts) == config
         return
-    with pytest.raises(ValueError, match="worker_hosts|worker_index"):
+    with pytest.raises(ValueError, match=r"worker_hosts|worker_index"):
         cluster_config(worker_index=index, worker_hosts=hosts)
 
 
@@ -317,24 +329,34 @@ def _is_address(value) -> bool:
     if not isinstance(value, str) or value.count(":") < 1:
         return False
     host, _, port = value.rpartition(":")
-    ok_host = bool(host) and (host.startswith("[") and host.endswith("]") or (":" not in host and " " not in host
-                                                                                 and "," not in host))
+    ok_host = bool(host) and (
+        (host.startswith("[") and host.endswith("]"))
+        or (":" not in host and " " not in host and "," not in host)
+    )
     return ok_host and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536
 
 
-_JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 3), st.text(max_size=3)),
-                            lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                    st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                            max_leaves=6)
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 3), st.text(max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
-@given(cluster=st.one_of(
-           st.dictionaries(st.sampled_from(["worker", "chief", "ps"]),
-                           st.one_of(st.lists(st.one_of(_ADDRESSES, _BAD_ADDRESSES), max_size=3), _JSON_VALUES),
-                           max_size=2),
-           _JSON_VALUES),
-       task_type=st.one_of(st.sampled_from(["worker", "chief"]), _JSON_VALUES),
-       index=st.one_of(st.integers(-1, 3), st.floats(-1, 3), st.text(max_size=2), st.none(), st.booleans()))
+@given(
+    cluster=st.one_of(
+        st.dictionaries(
+            st.sampled_from(["worker", "chief", "ps"]),
+            st.one_of(st.lists(st.one_of(_ADDRESSES, _BAD_ADDRESSES), max_size=3), _JSON_VALUES),
+            max_size=2,
+        ),
+        _JSON_VALUES,
+    ),
+    task_type=st.one_of(st.sampled_from(["worker", "chief"]), _JSON_VALUES),
+    index=st.one_of(st.integers(-1, 3), st.floats(-1, 3), st.text(max_size=2), st.none(), st.booleans()),
+)
 def test_tf_config_gives_a_consistent_config_or_a_value_error(cluster, task_type, index):
     text = json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
     try:

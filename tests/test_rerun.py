@@ -18,11 +18,10 @@ import pytest
 
 import tfflows
 from tfflows.callbacks import ResumableBackup, checkpoint_files
-from tfflows.data import IDX_FILE_NAMES
-from tfflows.data.idx import write_idx
-from test_bad_inputs import CliError, cli
 
-DATASET = "tiny_idx_tfflows"  # not a TFDS name: a lookup outside --data-dir fails at once
+from helpers import TINY_IDX, CliError, cli
+
+DATASET = TINY_IDX
 
 
 def _train(out: Path, data_dir: Path, *extra: str, epochs: int = 2) -> str:
@@ -42,24 +41,13 @@ def _results(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 64), ("test", 32)):
-        images_name, labels_name = IDX_FILE_NAMES[split]
-        write_idx(folder / images_name, rng.integers(0, 256, (n, 8, 8), dtype=np.uint8))
-        write_idx(folder / labels_name, rng.integers(0, 10, n).astype(np.uint8))
-    return folder
-
-
-@pytest.fixture(scope="module")
 def finished(tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
     _train(out, data_dir)
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def run(finished, tmp_path) -> Path:
     out = tmp_path / "run"
     shutil.copytree(finished, out)
@@ -76,7 +64,7 @@ def test_finished_run_records_its_source_in_strict_json(finished, data_dir):
 
 def test_rerun_without_a_flag_keeps_the_finished_model(run, data_dir):
     before = {name: (run / name).read_bytes() for name in ("model.keras", "results.json")}
-    with pytest.raises(CliError, match="holds a finished run.*--resume.*--overwrite"):
+    with pytest.raises(CliError, match=r"holds a finished run.*--resume.*--overwrite"):
         _train(run, data_dir)
     for name, content in before.items():
         assert (run / name).read_bytes() == content, f"{name} changed"
@@ -106,7 +94,7 @@ def test_interrupted_run_needs_a_flag(run, data_dir):
     (run / "results.json").unlink()
     (run / "model.keras").unlink()
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
-    with pytest.raises(CliError, match="holds an interrupted run.*--resume.*--overwrite"):
+    with pytest.raises(CliError, match=r"holds an interrupted run.*--resume.*--overwrite"):
         _train(run, data_dir)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 

@@ -201,7 +201,7 @@ def test_one_pass_coupling_gradients_equal_the_tape_for_every_mask(kind, parity,
 
 
 def test_reversible_gradients_reach_a_real_valued_context():
-    models, x, _ = _twins("vector_glow", "float32")  # only for the data
+    _models, x, _ = _twins("vector_glow", "float32")  # only for the data
     context = tf.constant(np.random.default_rng(4).standard_normal((4, 2)).astype("float32"))
     grads = {}
     for mode in ("store", "reversible"):
@@ -292,7 +292,7 @@ def test_an_unknown_backprop_names_the_choices(value):
 
 
 def test_reversible_refuses_steps_that_invert_one_feature_at_a_time():
-    with pytest.raises(ValueError, match="inverts one token or feature at a time.*recompute"):
+    with pytest.raises(ValueError, match=r"inverts one token or feature at a time.*recompute"):
         tfflows.VectorMAF(3, num_steps=2, width=8, backprop="reversible")
     assert tfflows.VectorMAF(3, num_steps=2, width=8, backprop="recompute").backprop == "recompute"
     assert set(BACKPROP_MODES) == {"store", "recompute", "reversible"}
@@ -335,6 +335,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_reversible_under_mirrored_strategy_equals_one_device():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")])}

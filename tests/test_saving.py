@@ -186,7 +186,7 @@ def test_actnorm_is_not_reinitialised_after_loading(runs):
         pytest.skip(f"{runs['name']} has no ActNorm")
     assert loaded.is_initialized
     assert runs["initialize_calls_after_load"] == 0
-    for layer, original in zip(actnorm_layers(first), layers):
+    for _layer, original in zip(actnorm_layers(first), layers):
         assert float(original.initialized.numpy()) == 1.0
         # The saved (data-dependent, then trained) values came back, not zeros.
         assert np.any(np.array(original.log_scale) != 0)

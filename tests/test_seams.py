@@ -1,4 +1,4 @@
-"""Where separately written features meet: dicts × sample weights, TarFlow's noise × integer pixels and dicts, dtypes.
+"""Where separately written features meet: dicts × sample weights, TarFlow's noise × pixels and dicts, dtypes.
 
 Each test pins one combination a review of the merged issue-9 work checked:
 the ones that were broken (sample weights of dict inputs, TarFlow's training

@@ -166,8 +166,8 @@ def test_iaf_and_maf_directions_are_inverse_maps_of_the_same_steps():
     for a, b in zip(iaf.weights, maf.weights):
         a.assign(b)
     v = tf.constant(np.random.default_rng(3).standard_normal((5, 4)))
-    y_maf, ld_maf = maf.bijector().forward_and_log_det(tf.identity(v))
-    y_iaf, ld_iaf = iaf.bijector().forward_and_log_det(tf.identity(v))
+    y_maf, _ld_maf = maf.bijector().forward_and_log_det(tf.identity(v))
+    y_iaf, _ld_iaf = iaf.bijector().forward_and_log_det(tf.identity(v))
     # MAF: z = (x − μ(x)) e^{−α(x)}; IAF: z solves x = z e^{α(z)} + μ(z) — both exact inverses:
     back, _ = iaf.bijector().inverse_and_log_det(y_iaf)
     np.testing.assert_allclose(back.numpy(), v.numpy(), atol=1e-12)
@@ -196,13 +196,13 @@ def test_spline_maf_config_and_keras_file_round_trip(mafs, tmp_path):
 
 
 def test_vector_maf_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="ordering must be one of .*got 'sorted'"):
+    with pytest.raises(ValueError, match=r"ordering must be one of .*got 'sorted'"):
         tfflows.VectorMAF(3, ordering="sorted")
-    with pytest.raises(ValueError, match="direction must be one of .*got 'both'"):
+    with pytest.raises(ValueError, match=r"direction must be one of .*got 'both'"):
         tfflows.VectorMAF(3, direction="both")
     with pytest.raises(ValueError, match="num_layers must be a positive integer, got 0"):
         tfflows.VectorMAF(3, num_steps=0)
-    with pytest.raises(ValueError, match="transform must be one of .*got 'cubic'"):
+    with pytest.raises(ValueError, match=r"transform must be one of .*got 'cubic'"):
         tfflows.VectorMAF(3, transform="cubic")
     with pytest.raises(ValueError, match="num_bins must be an integer >= 2, got 1"):
         tfflows.VectorMAF(3, transform="spline", num_bins=1)
@@ -366,7 +366,7 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     assert isinstance(model, tfflows.VectorMAF) and model.standardize and model.is_initialized
     # Standardize was fitted on exactly the training rows of the seeded split.
     train_rows, _ = split_rows(150, 0.2, seed=0)
-    mean = [w for w in model.weights if w.path.endswith("standardize/mean")][0].numpy()
+    mean = next(w for w in model.weights if w.path.endswith("standardize/mean")).numpy()
     np.testing.assert_allclose(mean, x[train_rows].mean(0), rtol=1e-5)
     # Data units: within reach of the Gaussian's entropy (4.26 nats), not of a standardised one.
     assert 3.5 < result["test_loss_nats"] < 6.0

@@ -25,6 +25,8 @@ from tfflows.bijectors import FlattenTokens, Patchify
 from tfflows.layers import CausalSelfAttention, CausalTransformer, TarFlowBlockLayer, TransformerBlock
 from tfflows.training import make_optimizer
 
+from helpers import CLEAN_LOADER, run_clean
+
 # (H, W, C, patch): the two image sizes of the issue.
 BLOCK_CASES = {"4x4x1_p2": (4, 4, 1, 2), "8x8x2_p4": (8, 8, 2, 4)}
 CONTEXT_SIZE = 3
@@ -50,7 +52,7 @@ def randomize(layer, seed: int) -> None:
         w.assign(value.astype(w.dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def block(case: str, reverse: bool, conditional: bool = False) -> TarFlowBlockLayer:
     h, w, c, p = BLOCK_CASES[case]
     layer = TarFlowBlockLayer(num_layers=2, width=8, heads=2, mlp_ratio=2, reverse=reverse,
@@ -224,6 +226,7 @@ def test_block_round_trips_both_ways(case, reverse, cached, assert_close):
     assert_close("tarflow_z_x_z", z1.numpy(), z0, atol=F64_TOL, rtol=F64_TOL)
 
 
+@pytest.mark.slow
 @block_cases
 def test_cached_and_uncached_inverse_agree_in_float32(case, assert_close):
     h, w, c, p = BLOCK_CASES[case]
@@ -248,7 +251,7 @@ def test_cached_and_uncached_inverse_agree_in_float32(case, assert_close):
 def test_guidance_combines_the_shift_and_log_scale(case, assert_close):
     """Read (μ, α) of the last token in processing order from z, affine in that token."""
     layer = block(case, False, conditional=True)
-    t, d = layer.token_shape
+    _t, _d = layer.token_shape
     x = tokens_of(case, batch=3, seed=8)
     labels = one_hot([0, 1, 2])
     w = 1.5
@@ -309,7 +312,7 @@ def levels(n: int = 16, seed: int = 0) -> np.ndarray:
     return (k + rng.random((n, 8, 8, 1))).astype("float32")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_model(conditional: bool = False, noise: str = "uniform",
                  noise_std: float = 0.05) -> tfflows.TarFlow:
     model = tiny(num_classes=3 if conditional else None, noise=noise, noise_std=noise_std)
@@ -431,11 +434,10 @@ def saved_while_loops(path: str) -> list[str]:
             for node in function.node_def if node.op in ("While", "StatelessWhile")]
 
 
+@pytest.mark.slow
 def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_close):
     """A conditional TarFlow trained with Gaussian noise, served without tfflows: the sample
     signature's guidance and denoise give model.sample's results for the same seed and options."""
-    from test_export import CLEAN_LOADER, _run
-
     model = random_model(conditional=True, noise="gaussian", noise_std=0.2)
     path = tfflows.export_saved_model(model, os.path.join(tmp_path, "serving", "tarflow", "1"))
     with open(os.path.join(path, "assets.extra", "model_card.json")) as f:
@@ -465,7 +467,7 @@ def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_clo
     (root / "loader.py").write_text(CLEAN_LOADER)
     (root / "plan.json").write_text(json.dumps(
         {"tarflow": {"path": path, "arrays": str(root / "arrays.npz"), "requests": requests}}))
-    loader = _run([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))
+    loader = run_clean([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))
     want = {rid: model.sample(3, temperature=0.8, seed=4, context=1, guidance=w, denoise=d).numpy()
             for rid, (w, d) in options.items() if rid != "bad_guidance"}
     _, err = loader.communicate(timeout=600)

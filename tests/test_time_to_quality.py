@@ -19,8 +19,8 @@ import tfflows.cli.train
 from tfflows.callbacks import TimeLimit
 from tfflows.clock import TestAt, TrainingClock
 from tfflows.training import probe_jit
-from test_bad_inputs import CliError, cli
-from test_rerun import data_dir  # noqa: F401  (the 8×8 IDX files of a fake Fashion-MNIST)
+
+from helpers import CliError, cli
 
 POINTS = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
 
@@ -36,6 +36,7 @@ def _batches() -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(POINTS).batch(32)
 
 
+@pytest.mark.slow
 def test_probe_jit_keeps_the_faster_compiled_step_and_its_steps_train():
     model = _vector_model()
     before = [w.numpy().copy() for w in model.trainable_weights]
@@ -51,6 +52,7 @@ def test_probe_jit_keeps_the_faster_compiled_step_and_its_steps_train():
     assert model.train_function is kept  # fit used the probed step: no second trace
 
 
+@pytest.mark.slow
 def test_probe_jit_does_not_try_xla_when_its_compilation_would_cost_too_much():
     model = _vector_model()
     report = probe_jit(model, _batches(), steps=2, rounds=2, max_compile_seconds=1e-6)
@@ -105,6 +107,7 @@ def test_test_at_refuses_marks_that_are_not_positive():
         TestAt(_batches(), [0.0])
 
 
+@pytest.mark.slow
 def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypatch):
     # The probe pays only for long runs; here it runs on a tiny one.
     monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_STEPS", 1)
@@ -129,6 +132,7 @@ def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypat
     assert results["time_breakdown_s"]["jit_probe"] == probe["probe_seconds"]
 
 
+@pytest.mark.slow
 def test_train_says_when_xla_could_not_compile_the_step(tmp_path, data_dir, monkeypatch):
     import tfflows.training
 

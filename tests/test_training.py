@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +13,8 @@ import tensorflow as tf
 
 from tfflows import Glow, RealNVP, VectorGlow, VectorRealNVP
 from tfflows.bijectors import ActNorm, FactorOut
+
+from helpers import TWO_CPUS, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = (8, 8, 1)
@@ -109,6 +107,7 @@ def test_fit_initializes_actnorm_once():
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_initialize_standardises_every_actnorm_input_and_runs_once():
     keras.utils.set_random_seed(2)
     model = Glow(IMAGE, num_levels=2, num_steps=2, width=8)
@@ -252,30 +251,6 @@ def test_evaluate_matches_log_prob(conditional):
 # -- 7. MirroredStrategy on two logical CPUs ----------------------------------
 
 # Two logical CPUs, and a model beside its MirroredStrategy twin with the same perturbed weights.
-TWO_CPUS = textwrap.dedent("""
-    import json, os, warnings
-    import numpy as np
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-
-    def twins(make, rng, learning_rate):
-        keras.utils.set_random_seed(0)
-        single = make()
-        for v in single.trainable_variables:  # non-zero couplings: every weight gets a gradient
-            v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
-        start = [w.copy() for w in single.get_weights()]
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        with strategy.scope():
-            mirrored = make()
-            mirrored.set_weights(start)
-            mirrored.compile(optimizer=keras.optimizers.SGD(learning_rate))
-        single.compile(optimizer=keras.optimizers.SGD(learning_rate))
-        return single, mirrored, strategy, start
-""")
-
 MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     from tfflows import VectorGlow
 
@@ -329,17 +304,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
 """)
 
 
-def run_script(script: str) -> dict:
-    """Runs ``script`` in a fresh Python (its own logical devices); returns its RESULT line."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
-
-
+@pytest.mark.slow
 def test_mirrored_strategy_matches_single_device():
     out = run_script(MIRRORED_SCRIPT)
     assert out["replicas"] == 2
@@ -382,6 +347,7 @@ UNEVEN_SCRIPT = TWO_CPUS + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_on_uneven_and_empty_replica_batches():
     """A last batch smaller than the replica count trains: the step is that of the global mean."""
     for n, out in run_script(UNEVEN_SCRIPT).items():
