@@ -488,6 +488,15 @@ INIT_ROWS: dict[str, Row] = {
     "init_actnorm_nan_input": (
         lambda e: tfflows.layers.ActNormLayer(event_ndims=1).initialize(tf.constant([[math.nan, 0.0]])),
         ValueError, "expected finite inputs, got 1 inf or NaN values"),
+    "init_background_zero_epochs": (
+        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), epochs=0), ValueError,
+        "epochs: expected a positive integer, got 0"),
+    "init_background_zero_time_limit": (
+        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), time_limit=0), ValueError,
+        "time_limit: expected a finite number of seconds > 0 or None, got 0"),
+    "init_background_no_images": (
+        lambda e: tfflows.ood.train_background(_small_glow(), np.zeros((0, 8, 8, 1), np.uint8)), ValueError,
+        "images: expected at least one training image"),
     "init_standardize_inf_input": (
         lambda e: tfflows.layers.StandardizeLayer().initialize(tf.constant([[math.inf, 0.0], [1.0, 2.0]])),
         ValueError, "expected finite inputs, got 1 inf or NaN values"),
@@ -697,6 +706,20 @@ def test_refused_data_init_stores_nothing():
     assert not layer.is_initialized
     np.testing.assert_array_equal(layer.mean.numpy(), [0.0, 0.0])
     np.testing.assert_array_equal(layer.scale.numpy(), [1.0, 1.0])
+
+
+def test_a_refused_model_initialisation_is_all_or_nothing():
+    """The second ActNorm refuses NaN inputs (a NaN 1x1 convolution before it): the first gets its weights back."""
+    model = _small_glow()
+    conv = next(l for l in model.flow_layers if l.name.startswith("conv1x1_l0"))
+    for weight in conv.trainable_weights:
+        weight.assign(tf.fill(weight.shape, math.nan))
+    with pytest.raises(ValueError, match=r"actnorm_l1\w*: data-dependent initialisation expected finite inputs"):
+        model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
+    for layer in model.flow_layers:
+        if layer.needs_data_init:
+            assert not layer.is_initialized, layer.name
+            np.testing.assert_array_equal(layer.log_scale.numpy(), 0.0)
 
 
 def test_typicality_counts_an_unscorable_batch_as_refused_and_inf_as_ood():
