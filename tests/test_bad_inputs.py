@@ -610,6 +610,20 @@ FLAG_ROWS: dict[str, Row] = {
     "cli_worker_index_zero_without_workers": (
         lambda e: _tiny_train(e, "--worker-index", "0", "--out", str(e.tmp / "run")), CliError,
         "--worker-index 0 places this process in a cluster"),
+    "cli_workers_without_hosts": (
+        lambda e: _tiny_train(e, "--workers", "2", "--out", str(e.tmp / "run")), CliError,
+        "multi-worker training needs the cluster: expected worker_hosts"),
+    "cli_workers_count_against_hosts": (
+        lambda e: _tiny_train(e, "--workers", "3", "--worker-index", "0", "--worker-hosts",
+                              "localhost:1,localhost:2", "--out", str(e.tmp / "run")), CliError,
+        "workers: expected 2 (the number of worker_hosts"),
+    "cli_worker_hosts_repeated": (
+        lambda e: _tiny_train(e, "--worker-index", "1", "--worker-hosts", "localhost:1,localhost:1",
+                              "--out", str(e.tmp / "run")), CliError, "worker_hosts: expected distinct addresses"),
+    "cli_worker_index_past_hosts": (
+        lambda e: _tiny_train(e, "--worker-index", "2", "--worker-hosts", "localhost:1,localhost:2",
+                              "--out", str(e.tmp / "run")), CliError,
+        "worker_index: expected this worker's place in worker_hosts, 0..1, got 2"),
     "glow_num_classes_bool": (lambda e: tfflows.Glow((8, 8, 1), num_classes=True), ValueError,
                               "num_classes must be a positive integer, got True"),
     "vector_context_dim_bool": (lambda e: tfflows.VectorRealNVP(2, context_dim=False), ValueError,
