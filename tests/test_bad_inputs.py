@@ -636,6 +636,40 @@ FLAG_ROWS: dict[str, Row] = {
                                       ValueError, "temperature must be a finite number >= 0, got nan"),
 }
 
+def _tarflow(**kwargs: Any) -> tfflows.TarFlow:
+    options = dict(patch_size=4, num_blocks=1, num_layers=1, width=8, heads=2, num_bits=5)
+    return tfflows.TarFlow((8, 8, 1), **{**options, **kwargs})
+
+
+def _jet(**kwargs: Any) -> tfflows.Jet:
+    options = dict(patch_size=4, num_couplings=2, depth=1, width=8, heads=2, num_bits=5)
+    return tfflows.Jet((8, 8, 1), **{**options, **kwargs})
+
+
+# New surfaces since the first table: TarFlow and Jet options (bool sizes refused since issue 21).
+TRANSFORMER_ROWS: dict[str, Row] = {
+    "tarflow_patch_not_dividing": (lambda e: _tarflow(patch_size=3), ValueError,
+                                   "height and width must be divisible by patch_size = 3, got 8x8"),
+    "tarflow_heads_not_dividing": (lambda e: _tarflow(width=10, heads=4), ValueError,
+                                   "width must be divisible by heads, got width=10 and heads=4"),
+    "tarflow_negative_noise_std": (lambda e: _tarflow(noise="gaussian", noise_std=-0.1), ValueError,
+                                   "noise_std must be a finite number > 0, got -0.1"),
+    "tarflow_unknown_noise": (lambda e: _tarflow(noise="pink"), ValueError, "noise must be one of"),
+    "tarflow_label_dropout_nan": (lambda e: _tarflow(num_classes=3, label_dropout=math.nan), ValueError,
+                                  "label_dropout must be in [0, 1), got nan"),
+    "tarflow_num_blocks_bool": (lambda e: _tarflow(num_blocks=True), ValueError,
+                                "num_blocks must be a positive integer, got True"),
+    "tarflow_guidance_nan": (lambda e: _tarflow(num_classes=3).sample(2, guidance=math.nan, seed=0),
+                             ValueError, "guidance must be a finite number, got nan"),
+    "tarflow_denoise_without_noise": (lambda e: _tarflow().sample(2, denoise=True, seed=0), ValueError,
+                                      "denoise is for models trained with noise='gaussian'"),
+    "jet_no_couplings": (lambda e: _jet(num_couplings=0), ValueError,
+                         "num_couplings must be a positive integer, got 0"),
+    "jet_width_bool": (lambda e: _jet(width=True, heads=1), ValueError,
+                       "width must be a positive integer, got True"),
+    "jet_patch_not_dividing": (lambda e: _jet(patch_size=5), ValueError, "divisible by patch_size = 5"),
+}
+
 # Class 5: bad input exits 2 (checked for every CLI row), naming what the user gave.
 EXIT_ROWS: dict[str, Row] = {
     "cli_score_missing_model": (lambda e: cli("score", str(e.tmp / "none.keras"), "--ood-dataset", "noise"),
@@ -661,7 +695,7 @@ LOCK_ROWS: dict[str, Row] = {
 }
 
 ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS,
-                        **INIT_ROWS, **OOD_ROWS, **FLAG_ROWS, **EXIT_ROWS, **LOCK_ROWS}
+                        **INIT_ROWS, **OOD_ROWS, **FLAG_ROWS, **TRANSFORMER_ROWS, **EXIT_ROWS, **LOCK_ROWS}
 
 
 @pytest.fixture(scope="module")
