@@ -469,6 +469,15 @@ INIT_ROWS: dict[str, Row] = {
     "init_actnorm_nan_input": (
         lambda e: tfflows.layers.ActNormLayer(event_ndims=1).initialize(tf.constant([[math.nan, 0.0]])),
         ValueError, "expected finite inputs, got 1 inf or NaN values"),
+    "init_background_zero_epochs": (
+        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), epochs=0), ValueError,
+        "epochs: expected a positive integer, got 0"),
+    "init_background_zero_time_limit": (
+        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), time_limit=0), ValueError,
+        "time_limit: expected a finite number of seconds > 0 or None, got 0"),
+    "init_background_no_images": (
+        lambda e: tfflows.ood.train_background(_small_glow(), np.zeros((0, 8, 8, 1), np.uint8)), ValueError,
+        "images: expected at least one training image"),
     "init_standardize_inf_input": (
         lambda e: tfflows.layers.StandardizeLayer().initialize(tf.constant([[math.inf, 0.0], [1.0, 2.0]])),
         ValueError, "expected finite inputs, got 1 inf or NaN values"),
@@ -582,6 +591,20 @@ FLAG_ROWS: dict[str, Row] = {
     "cli_worker_index_zero_without_workers": (
         lambda e: _tiny_train(e, "--worker-index", "0", "--out", str(e.tmp / "run")), CliError,
         "--worker-index 0 places this process in a cluster"),
+    "cli_workers_without_hosts": (
+        lambda e: _tiny_train(e, "--workers", "2", "--out", str(e.tmp / "run")), CliError,
+        "multi-worker training needs the cluster: expected worker_hosts"),
+    "cli_workers_count_against_hosts": (
+        lambda e: _tiny_train(e, "--workers", "3", "--worker-index", "0", "--worker-hosts",
+                              "localhost:1,localhost:2", "--out", str(e.tmp / "run")), CliError,
+        "workers: expected 2 (the number of worker_hosts"),
+    "cli_worker_hosts_repeated": (
+        lambda e: _tiny_train(e, "--worker-index", "1", "--worker-hosts", "localhost:1,localhost:1",
+                              "--out", str(e.tmp / "run")), CliError, "worker_hosts: expected distinct addresses"),
+    "cli_worker_index_past_hosts": (
+        lambda e: _tiny_train(e, "--worker-index", "2", "--worker-hosts", "localhost:1,localhost:2",
+                              "--out", str(e.tmp / "run")), CliError,
+        "worker_index: expected this worker's place in worker_hosts, 0..1, got 2"),
     "glow_num_classes_bool": (lambda e: tfflows.Glow((8, 8, 1), num_classes=True), ValueError,
                               "num_classes must be a positive integer, got True"),
     "vector_context_dim_bool": (lambda e: tfflows.VectorRealNVP(2, context_dim=False), ValueError,
@@ -592,6 +615,40 @@ FLAG_ROWS: dict[str, Row] = {
                                          ValueError, "temperature must be a finite number >= 0"),
     "sample_temperature_nan_tensor": (lambda e: e.glow().sample(2, temperature=tf.constant(math.nan)),
                                       ValueError, "temperature must be a finite number >= 0, got nan"),
+}
+
+def _tarflow(**kwargs: Any) -> tfflows.TarFlow:
+    options = dict(patch_size=4, num_blocks=1, num_layers=1, width=8, heads=2, num_bits=5)
+    return tfflows.TarFlow((8, 8, 1), **{**options, **kwargs})
+
+
+def _jet(**kwargs: Any) -> tfflows.Jet:
+    options = dict(patch_size=4, num_couplings=2, depth=1, width=8, heads=2, num_bits=5)
+    return tfflows.Jet((8, 8, 1), **{**options, **kwargs})
+
+
+# New surfaces since the first table: TarFlow and Jet options (bool sizes refused since issue 21).
+TRANSFORMER_ROWS: dict[str, Row] = {
+    "tarflow_patch_not_dividing": (lambda e: _tarflow(patch_size=3), ValueError,
+                                   "height and width must be divisible by patch_size = 3, got 8x8"),
+    "tarflow_heads_not_dividing": (lambda e: _tarflow(width=10, heads=4), ValueError,
+                                   "width must be divisible by heads, got width=10 and heads=4"),
+    "tarflow_negative_noise_std": (lambda e: _tarflow(noise="gaussian", noise_std=-0.1), ValueError,
+                                   "noise_std must be a finite number > 0, got -0.1"),
+    "tarflow_unknown_noise": (lambda e: _tarflow(noise="pink"), ValueError, "noise must be one of"),
+    "tarflow_label_dropout_nan": (lambda e: _tarflow(num_classes=3, label_dropout=math.nan), ValueError,
+                                  "label_dropout must be in [0, 1), got nan"),
+    "tarflow_num_blocks_bool": (lambda e: _tarflow(num_blocks=True), ValueError,
+                                "num_blocks must be a positive integer, got True"),
+    "tarflow_guidance_nan": (lambda e: _tarflow(num_classes=3).sample(2, guidance=math.nan, seed=0),
+                             ValueError, "guidance must be a finite number, got nan"),
+    "tarflow_denoise_without_noise": (lambda e: _tarflow().sample(2, denoise=True, seed=0), ValueError,
+                                      "denoise is for models trained with noise='gaussian'"),
+    "jet_no_couplings": (lambda e: _jet(num_couplings=0), ValueError,
+                         "num_couplings must be a positive integer, got 0"),
+    "jet_width_bool": (lambda e: _jet(width=True, heads=1), ValueError,
+                       "width must be a positive integer, got True"),
+    "jet_patch_not_dividing": (lambda e: _jet(patch_size=5), ValueError, "divisible by patch_size = 5"),
 }
 
 # Class 5: bad input exits 2 (checked for every CLI row), naming what the user gave.
@@ -619,7 +676,7 @@ LOCK_ROWS: dict[str, Row] = {
 }
 
 ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS,
-                        **INIT_ROWS, **OOD_ROWS, **FLAG_ROWS, **EXIT_ROWS, **LOCK_ROWS}
+                        **INIT_ROWS, **OOD_ROWS, **FLAG_ROWS, **TRANSFORMER_ROWS, **EXIT_ROWS, **LOCK_ROWS}
 
 
 @pytest.fixture(scope="module")
@@ -691,6 +748,20 @@ def test_refused_data_init_stores_nothing():
     assert not layer.is_initialized
     np.testing.assert_array_equal(layer.mean.numpy(), [0.0, 0.0])
     np.testing.assert_array_equal(layer.scale.numpy(), [1.0, 1.0])
+
+
+def test_a_refused_model_initialisation_is_all_or_nothing():
+    """The second ActNorm refuses NaN inputs (a NaN 1x1 convolution before it): the first gets its weights back."""
+    model = _small_glow()
+    conv = next(l for l in model.flow_layers if l.name.startswith("conv1x1_l0"))
+    for weight in conv.trainable_weights:
+        weight.assign(tf.fill(weight.shape, math.nan))
+    with pytest.raises(ValueError, match=r"actnorm_l1\w*: data-dependent initialisation expected finite inputs"):
+        model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
+    for layer in model.flow_layers:
+        if layer.needs_data_init:
+            assert not layer.is_initialized, layer.name
+            np.testing.assert_array_equal(layer.log_scale.numpy(), 0.0)
 
 
 def test_typicality_counts_an_unscorable_batch_as_refused_and_inf_as_ood():

@@ -26,7 +26,7 @@ import sys
 import warnings
 from typing import Any
 
-from tfflows.io import pid_alive
+from tfflows.io import WriteError, pid_alive
 
 __all__ = ["LOCK_NAME", "FolderInUse", "RunLock", "StaleLockWarning"]
 
@@ -84,10 +84,14 @@ class RunLock:
         while not os.path.exists(folder):
             missing.append(folder)
             folder = os.path.dirname(folder)
-        os.makedirs(self.folder, exist_ok=True)
-        self._made = missing
-        while True:
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            self._made = missing
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            self._release_folder()
+            raise WriteError(self.given, f"{err.strerror or err} (making its lock file {LOCK_NAME})") from None
+        while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
@@ -108,6 +112,7 @@ class RunLock:
             if same:
                 break
             os.close(fd)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         self._fd = fd
         previous = self._read_fd(fd)
         if previous:

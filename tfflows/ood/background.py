@@ -99,6 +99,13 @@ def train_background(model: Any, images: np.ndarray, rate: float = 0.2, *, epoch
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(model.event_shape):
         raise ValueError(f"images: expected [N, {', '.join(map(str, model.event_shape))}] for the "
                          f"background model, got {list(images.shape)}.")
+    if len(images) == 0:
+        raise ValueError("images: expected at least one training image for the background model, got none.")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}.")
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                   or not 0 < time_limit < float("inf")):
+        raise ValueError(f"time_limit: expected a finite number of seconds > 0 or None, got {time_limit!r}.")
     keras.utils.set_random_seed(seed)
     data = perturbed_dataset(images, rate, batch_size=batch_size, num_bits=int(model.num_bits),
                              source_bits=source_bits, seed=seed)
