@@ -282,7 +282,7 @@ def test_realnvp_num_scales_is_a_deprecated_alias_of_num_levels():
     kw = dict(depth=1, width=4, num_bits=5)
     new = tfflows.RealNVP((8, 8, 1), num_levels=3, **kw)
     with pytest.warns(DeprecationWarning, match="num_scales is deprecated.*use num_levels"):
-        old = tfflows.RealNVP((8, 8, 1), num_levels=3, **kw)
+        old = tfflows.RealNVP((8, 8, 1), num_scales=3, **kw)
     assert old.num_levels == new.num_levels == 3
     assert old.get_config() == {**new.get_config(), "name": old.name}
     assert "num_scales" not in new.get_config()
@@ -290,7 +290,7 @@ def test_realnvp_num_scales_is_a_deprecated_alias_of_num_levels():
     assert tfflows.RealNVP((8, 8, 1), **kw).num_levels == 2  # the default is unchanged
     with pytest.raises(ValueError, match="expected num_levels or its deprecated old name num_scales, "
                                          "not both; got num_levels=2 and num_scales=3"):
-        tfflows.RealNVP((8, 8, 1), num_levels=2, num_levels=3, **kw)
+        tfflows.RealNVP((8, 8, 1), num_levels=2, num_scales=3, **kw)
 
 
 def test_a_keras_file_saved_with_num_scales_still_loads(tmp_path):
