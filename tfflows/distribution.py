@@ -202,6 +202,7 @@ class LiveBijector(FlowBijector):
 
     @property
     def model(self):
+        """The :class:`tfflows.FlowModel` whose current weights every call reads."""
         return self._model
 
     @property

@@ -51,6 +51,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup_steps, peak * warm, decayed)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments, for Keras serialization."""
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
                 "decay_steps": self.decay_steps, "final_fraction": self.final_fraction}
 
@@ -107,6 +108,7 @@ class ScheduledAdam(keras.optimizers.Adam):
 
     @property
     def learning_rate(self):
+        """The current learning rate: the schedule's value times the saved scale (setting it sets the scale)."""
         return self._get_current_learning_rate()
 
     @learning_rate.setter

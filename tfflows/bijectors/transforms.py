@@ -21,6 +21,7 @@ __all__ = ["ElementwiseTransform", "AffineTransform", "AdditiveTransform", "Spli
            "log_scale_of", "make_transform", "rational_quadratic_spline", "spline_params_per_entry"]
 
 SCALE_FNS = ("sigmoid", "tanh", "exp", "bounded", "scaled_sigmoid")
+"""How an affine transform turns the conditioner's raw output into a scale (Glow's sigmoid, RealNVP's tanh-bounded, plain exp, bounded, Jet's 2·sigmoid)."""
 TRANSFORMS = ("affine", "additive", "spline")
 LOG_SCALE_BOUND = 7.0
 MIN_BIN = 1e-3

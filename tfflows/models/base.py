@@ -224,10 +224,12 @@ class FlowModel(keras.Model):
 
     @property
     def is_conditional(self) -> bool:
+        """True when the model takes a context: class labels (``num_classes``) or vectors (``context_dim``)."""
         return self.num_classes is not None or self.context_dim is not None
 
     @property
     def context_size(self) -> int | None:
+        """The number of classes, else the context vector's length; None for an unconditional model."""
         return self.num_classes if self.num_classes is not None else self.context_dim
 
     # -- context and input checks ----------------------------------------
@@ -750,6 +752,7 @@ class FlowModel(keras.Model):
         return (self._check_x(x, values=False, seed=seed), context, *rest)
 
     def train_step(self, data):
+        """One guarded training step: dequantize, NLL (weighted by any sample weights), gradients and an update that is undone if it leaves an inf or NaN."""
         data = self._dequantized(data)
         optimizer = self.optimizer
         with tf.GradientTape() as tape, xla_compiling(self.jit_compile):
@@ -889,6 +892,7 @@ class FlowModel(keras.Model):
         return ctx.merge_call(cross_replica, args=(grads, finite))
 
     def test_step(self, data):
+        """The weighted mean NLL and bits (or nats) per dimension of one batch, scored at the bin centres."""
         with xla_compiling(self.jit_compile):
             loss, bpd, _, count = self._nll(data)
         # Weighted by each batch's total weight (its example count without sample_weight):
@@ -898,6 +902,7 @@ class FlowModel(keras.Model):
         return {"loss": self.loss_tracker.result(), self.per_dim_metric: self.bpd_tracker.result()}
 
     def predict_step(self, data):
+        """``log_prob`` of one batch: ``x`` or ``(x, context)``."""
         # predict((x, context)) arrives as ((x, context),): Keras wraps its one input.
         if isinstance(data, (tuple, list)) and len(data) == 1:
             data = data[0]

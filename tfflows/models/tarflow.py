@@ -314,6 +314,7 @@ class TarFlow(FlowModel):
         return (new_x, new_context, *rest)
 
     def train_step(self, data):
+        """FlowModel's training step on batches with the training noise added and labels dropped to the null class."""
         # Integer pixels become float levels first, so the Gaussian noise is added to them too.
         data = self._augment(self._dequantized(data))
         # Gaussian noise takes levels out of [0, 2^n): a run_eagerly step must not refuse them.
