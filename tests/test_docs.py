@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +82,14 @@ def _run(blocks: list[Block], tmp_path: Path, monkeypatch) -> None:
     for block in blocks:
         where = f"{block.page}, block at line {block.line}"
         out = io.StringIO()
+        start = time.perf_counter()
         with contextlib.redirect_stdout(out):
             try:
                 exec(compile(block.code, where, "exec"), namespace)
             except Exception as error:
                 raise AssertionError(f"{where} raised {type(error).__name__}: {error}\n"
                                      f"--- block ---\n{block.code}") from error
+        print(f"{where}: {time.perf_counter() - start:.1f} s")
         if block.expected is not None and not checker.check_output(block.expected, out.getvalue(), flags):
             raise AssertionError(f"{where} printed\n{out.getvalue()}\n"
                                  f"but the page says\n{block.expected}")
