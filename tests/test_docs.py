@@ -16,11 +16,13 @@ import contextlib
 import doctest
 import importlib.util
 import io
+import json
 import logging
 import os
 import pkgutil
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 SLOW_MARK = "<!-- slow -->"
+PROCESS_MARK = "<!-- process -->"
+"""A block after this line runs alone in a fresh Python process (and is slow). Its
+environment holds a ``TF_CONFIG`` for a one-worker cluster on a free local port, so a
+multi-worker script runs as it would on each machine, as a cluster of one."""
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
@@ -44,6 +50,7 @@ class Block:
     code: str
     expected: str | None  # the ```text block that follows, if any
     slow: bool
+    process: bool = False
 
 
 def blocks_of(page: str) -> list[Block]:
@@ -59,17 +66,29 @@ def blocks_in(text: str, page: str) -> list[Block]:
         if fence.group(1) != "python":
             continue
         before = text[:fence.start()].rstrip().splitlines()
-        slow = bool(before) and before[-1].strip() == SLOW_MARK
+        mark = before[-1].strip() if before else ""
+        slow, process = mark in (SLOW_MARK, PROCESS_MARK), mark == PROCESS_MARK
         expected = None
         if i + 1 < len(fences) and fences[i + 1].group(1) == "text" \
                 and not text[fence.end():fences[i + 1].start()].strip():
             expected = fences[i + 1].group(2)
-        found.append(Block(page, text[:fence.start()].count("\n") + 1, fence.group(2), expected, slow))
+        found.append(Block(page, text[:fence.start()].count("\n") + 1, fence.group(2), expected, slow, process))
     return found
 
 
 CODE_PAGES = [p for p in PAGES if blocks_of(p)]
 SLOW_PAGES = [p for p in CODE_PAGES if any(b.slow for b in blocks_of(p))]
+
+
+def _run_here(block: Block, where: str, namespace: dict) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            exec(compile(block.code, where, "exec"), namespace)
+        except Exception as error:
+            raise AssertionError(f"{where} raised {type(error).__name__}: {error}\n"
+                                 f"--- block ---\n{block.code}") from error
+    return out.getvalue()
 
 
 def _run(blocks: list[Block], tmp_path: Path, monkeypatch) -> None:
@@ -81,18 +100,27 @@ def _run(blocks: list[Block], tmp_path: Path, monkeypatch) -> None:
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     for block in blocks:
         where = f"{block.page}, block at line {block.line}"
-        out = io.StringIO()
         start = time.perf_counter()
-        with contextlib.redirect_stdout(out):
-            try:
-                exec(compile(block.code, where, "exec"), namespace)
-            except Exception as error:
-                raise AssertionError(f"{where} raised {type(error).__name__}: {error}\n"
-                                     f"--- block ---\n{block.code}") from error
+        printed = _run_process(block, tmp_path) if block.process else _run_here(block, where, namespace)
         print(f"{where}: {time.perf_counter() - start:.1f} s")
-        if block.expected is not None and not checker.check_output(block.expected, out.getvalue(), flags):
-            raise AssertionError(f"{where} printed\n{out.getvalue()}\n"
+        if block.expected is not None and not checker.check_output(block.expected, printed, flags):
+            raise AssertionError(f"{where} printed\n{printed}\n"
                                  f"but the page says\n{block.expected}")
+
+
+def _run_process(block: Block, folder: Path) -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", block.code], cwd=folder, env=env, capture_output=True,
+                            text=True, timeout=600)
+    if result.returncode != 0:
+        raise AssertionError(f"{block.page}, block at line {block.line} exited with {result.returncode}:\n"
+                             f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return result.stdout
 
 
 @pytest.mark.parametrize("page", CODE_PAGES)
