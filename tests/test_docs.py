@@ -1,6 +1,6 @@
 """The documentation site: every code block runs, every claim is checked, the build is strict.
 
-Each page's ```python blocks run in order in one namespace, with a fresh
+Each page's ```python blocks (and the README's) run in order in one namespace, with a fresh
 temporary folder as the working directory (``saved_models`` and ``examples``
 linked in). A block followed by a ```text block must print that text
 (doctest's rules: ``...`` matches anything, whitespace is normalized); other
@@ -34,6 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
+README = "../README.md"  # the README's example runs like a page's
 SLOW_MARK = "<!-- slow -->"
 PROCESS_MARK = "<!-- process -->"
 """A block after this line runs alone in a fresh Python process (and is slow). Its
@@ -76,7 +77,7 @@ def blocks_in(text: str, page: str) -> list[Block]:
     return found
 
 
-CODE_PAGES = [p for p in PAGES if blocks_of(p)]
+CODE_PAGES = [p for p in [*PAGES, README] if blocks_of(p)]
 SLOW_PAGES = [p for p in CODE_PAGES if any(b.slow for b in blocks_of(p))]
 
 
