@@ -179,7 +179,7 @@ def _griffe_warnings(search_path: Path, caplog) -> list[str]:
 
     extension = _extension()
     with caplog.at_level(logging.WARNING, logger="mkdocs.plugins.tfflows_public_api"):
-        griffe.load("tfflows", search_paths=[str(search_path)],
+        griffe.load("tfflows", search_paths=[str(search_path)], try_relative_path=False,
                     extensions=griffe.load_extensions(extension.PublicAPI()))
     return [r.getMessage() for r in caplog.records if r.name == "mkdocs.plugins.tfflows_public_api"]
 
