@@ -5,7 +5,7 @@ temporary folder as the working directory (``saved_models`` and ``examples``
 linked in). A block followed by a ```text block must print that text
 (doctest's rules: ``...`` matches anything, whitespace is normalized); other
 claims are ``assert`` lines in the blocks themselves. A block after a
-``<!-- slow -->`` line trains beyond a few steps or starts processes: it runs
+``<!-- slow -->`` line (or ``<!-- slow: why -->``) trains beyond a few steps or starts processes: it runs
 only in the page's slow test, which runs every block of the page, while the
 page's fast test runs the others (so fast blocks must not need slow ones).
 """
@@ -68,7 +68,9 @@ def blocks_in(text: str, page: str) -> list[Block]:
             continue
         before = text[:fence.start()].rstrip().splitlines()
         mark = before[-1].strip() if before else ""
-        slow, process = mark in (SLOW_MARK, PROCESS_MARK), mark == PROCESS_MARK
+        # "<!-- slow -->" or "<!-- slow: why -->" (and the same for process)
+        process = mark.startswith(PROCESS_MARK[:-4])
+        slow = process or mark.startswith(SLOW_MARK[:-4])
         expected = None
         if i + 1 < len(fences) and fences[i + 1].group(1) == "text" \
                 and not text[fence.end():fences[i + 1].start()].strip():

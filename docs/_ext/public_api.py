@@ -16,6 +16,7 @@ For each public object without a docstring of its own the extension
 - otherwise logs a warning, which ``mkdocs build --strict`` turns into a
   failed build.
 
+It also shows the Sphinx roles of the docstrings (``:class:`...```) as code.
 The class hierarchy is read from the imported package (griffe reads source
 only, and cannot see Keras' docstrings).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import re
 from typing import Any
 
 import sys
@@ -40,6 +42,25 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 _logger = logging.getLogger("mkdocs.plugins.tfflows_public_api")
+
+
+_SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc):`~?([^`]+)`")
+
+
+def plain_roles(text: str) -> str:
+    """Sphinx roles (``:class:`~a.B```) as Markdown code (`` `B` ``), which the site renders."""
+    def code(match: re.Match) -> str:
+        target = match.group(1)
+        return f"`{target.rsplit('.', 1)[-1]}`" if match.group(0).count("~") else f"`{target}`"
+    return _SPHINX_ROLE.sub(code, text)
+
+
+def _rewrite_roles(obj: griffe.Object) -> None:
+    if obj.docstring is not None:
+        obj.docstring.value = plain_roles(obj.docstring.value)
+    for member in obj.members.values():
+        if not member.is_alias:
+            _rewrite_roles(member)
 
 
 def public_modules(package: griffe.Module) -> list[griffe.Module]:
@@ -103,6 +124,7 @@ class PublicAPI(griffe.Extension):
         """Checks every public module of ``tfflows`` once griffe has loaded the package."""
         if pkg.name != PACKAGE:
             return
+        _rewrite_roles(pkg)
         seen: set[str] = set()
         for module in public_modules(pkg):
             if not module.docstring:
