@@ -139,6 +139,7 @@ class FlowBijector(tfb.Bijector):
 
     @property
     def event_ndims(self) -> int:
+        """Rank of one event: 1 for vectors, 2 for token sequences, 3 for HWC images."""
         return self._event_ndims
 
     def output_event_shape(self, event_shape) -> tuple[int, ...]:

@@ -154,10 +154,12 @@ class Coupling(FlowBijector):
 
     @property
     def parity(self) -> int:
+        """The mask's parity, 0 or 1: alternate couplings flip it, so that every entry gets moved."""
         return self._mask.parity
 
     @property
     def transform(self) -> ElementwiseTransform:
+        """The elementwise transform that moves the masked-out part."""
         return self._transform
 
     def _validate(self, x, inverse):

@@ -31,6 +31,7 @@ MASK_EVENT_NDIMS = {"checkerboard": 3, "channel": 3, "half": 1, "token_channel":
                     "token_spatial": 2}
 """Each mask's event rank: images [H, W, C], vectors [D], token sequences [T, D]."""
 MASK_TYPES = tuple(MASK_EVENT_NDIMS)
+"""The mask names a coupling takes."""
 
 
 def _check_indices(indices, name: str) -> tuple[int, ...] | None:
@@ -118,12 +119,15 @@ class Mask:
         raise NotImplementedError
 
     def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Returns ``(conditioning, moving)``: what the conditioner reads and what the transform moves."""
         raise NotImplementedError
 
     def merge(self, x: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
+        """Puts the moved entries back into ``x`` in place of the moving part."""
         raise NotImplementedError
 
     def moving_log_det(self, log_det: tf.Tensor) -> tf.Tensor:
+        """The elementwise log-det of the moving entries only, ready to sum."""
         return log_det
 
     def _part_a(self, size: int, owner: str) -> np.ndarray:

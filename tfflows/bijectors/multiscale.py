@@ -76,6 +76,7 @@ class FlowChain(FlowBijector):
 
     @property
     def steps(self) -> list[tfb.Bijector]:
+        """The bijectors of the chain, in the order ``forward`` applies them."""
         return list(self._steps)
 
     def _forward_and_log_det(self, x):
@@ -216,10 +217,12 @@ class FactorOut(_ImageToVector):
 
     @property
     def inner(self) -> tfb.Bijector:
+        """The bijector applied to the kept channels."""
         return self._inner
 
     @property
     def factored_shape(self) -> tuple[int, int, int]:
+        """Shape [H, W, C] of the channels factored out here (sent to the latent)."""
         h, w, c = self._shape
         return (h, w, c - self._kept)
 

@@ -62,6 +62,7 @@ class Patchify(FlowBijector):
 
     @property
     def patch_size(self) -> int:
+        """Side p of the square p×p patches."""
         return self._p
 
     @property

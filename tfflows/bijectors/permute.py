@@ -60,6 +60,7 @@ class ChannelPermutation(FlowBijector):
 
     @property
     def permutation(self) -> np.ndarray:
+        """A copy of the channel permutation applied by ``forward``."""
         return self._perm.copy()
 
     def _validate(self, x, inverse):

@@ -24,6 +24,7 @@ __all__ = ["ElementwiseTransform", "AffineTransform", "AdditiveTransform", "Spli
            "spline_params_per_entry", "transform_names", "TransformFactory"]
 
 SCALE_FNS = ("sigmoid", "tanh", "exp", "bounded", "scaled_sigmoid")
+"""How an affine transform turns the conditioner's raw output into a scale (Glow's sigmoid, RealNVP's tanh-bounded, plain exp, bounded, Jet's 2·sigmoid)."""
 TRANSFORMS = ("affine", "additive", "spline")
 LOG_SCALE_BOUND = 7.0
 MIN_BIN = 1e-3

@@ -44,13 +44,18 @@ __all__ = [
 ]
 
 DATA_DIR_ENV = "TFFLOWS_DATA_DIR"
+"""The environment variable naming a folder with ``<name>/`` IDX files."""
 LOCAL_NAMES: tuple[str, ...] = ("digits", "fashion_mnist", "mnist")
+"""Datasets read without TFDS: the embedded digits and the IDX files of Fashion-MNIST and MNIST."""
 NATIVE_BITS: dict[str, int] = {"mnist": 8, "fashion_mnist": 8, "digits": 5}
+"""Bits per pixel of each local dataset (the digits' values 0..16 need 5)."""
 DEBIAN_DATA_DIRS: dict[str, str] = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+"""Where Debian packages install a dataset's IDX files (``dataset-fashion-mnist``)."""
 IDX_FILE_NAMES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+"""The IDX file names (images, labels) of each split."""
 _SPLITS = tuple(IDX_FILE_NAMES)
 _DIGITS_TRAIN_SIZE = 1500
 _DIGITS_SEED = 0

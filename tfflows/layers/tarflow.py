@@ -121,6 +121,7 @@ class TarFlowBlockLayer(FlowLayer):
         return p
 
     def initial_cache(self, batch: tf.Tensor, dtype) -> list:
+        """Empty key/value caches of the block's transformer, for sampling token by token."""
         return self.transformer.initial_cache(batch, self.token_shape[0], self.compute_dtype)
 
     def step(self, x: tf.Tensor, index: tf.Tensor, cache: list, context: tf.Tensor | None):

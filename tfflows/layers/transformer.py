@@ -169,6 +169,7 @@ class TransformerBlock(keras.layers.Layer):
         return self._mlp(x + self.attention(self.norm_attention(x)))
 
     def initial_cache(self, batch, length, dtype):
+        """Empty (zero) keys and values of the block's attention for ``length`` positions."""
         return self.attention.initial_cache(batch, length, dtype)
 
     def step(self, x, index, cache):

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = ["SYNTHETIC", "load_ood_images", "parse_spec"]
 
 SYNTHETIC = ("noise", "constant")
+"""Synthetic OOD sets: uniform noise and constant images."""
 _TOP = {"digits": 16}
 """Largest pixel value of a dataset that does not use its full bit range (the digits: 0..16)."""
 

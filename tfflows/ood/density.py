@@ -34,6 +34,7 @@ class ImageDensity:
 
     @property
     def num_dims(self) -> int:
+        """D, the number of entries of one example (H·W·C)."""
         return int(np.prod(self.event_shape))
 
     @classmethod
