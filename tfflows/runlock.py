@@ -73,9 +73,16 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        """Whether this object holds the folder's lock now."""
         return self._fd is not None
 
     def acquire(self) -> RunLock:
+        """Takes the folder's lock (a stale one with a warning); returns self.
+
+        Raises:
+          FolderInUse: another live process holds it (the message names the holder).
+          ValueError: the folder exists and is not a folder.
+        """
         if self._fd is not None:
             return self
         if os.path.exists(self.folder) and not os.path.isdir(self.folder):

@@ -60,6 +60,7 @@ _finite = _float_in(math.isfinite, "a finite number")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tfflows`` argument parser with its subcommands (it imports no TensorFlow)."""
     parser = argparse.ArgumentParser(prog="tfflows", description="Normalizing flows for TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -25,6 +25,7 @@ MAX_SAMPLES = 4096
 """Default cap on ``num_samples`` per ``sample`` request."""
 
 CARD_FILE = os.path.join("assets.extra", "model_card.json")
+"""Where in a SavedModel folder :func:`~tfflows.export.export_saved_model` writes the model card."""
 
 
 @dataclass

@@ -54,6 +54,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup_steps, peak * warm, decayed)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments, for Keras serialization."""
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
                 "decay_steps": self.decay_steps, "final_fraction": self.final_fraction}
 
@@ -103,6 +104,7 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return rate * ops.cast(self.scale, rate.dtype)
 
     def get_config(self) -> dict[str, Any]:
+        """The wrapped schedule, for Keras serialization (the scale is the optimizer's saved variable)."""
         return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
 
     @classmethod
