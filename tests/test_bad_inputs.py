@@ -618,12 +618,12 @@ FLAG_ROWS: dict[str, Row] = {
 }
 
 def _tarflow(**kwargs: Any) -> tfflows.TarFlow:
-    options = dict(patch_size=4, num_blocks=1, num_layers=1, width=8, heads=2, num_bits=5)
+    options = dict(patch_size=4, num_steps=1, depth=1, width=8, heads=2, num_bits=5)
     return tfflows.TarFlow((8, 8, 1), **{**options, **kwargs})
 
 
 def _jet(**kwargs: Any) -> tfflows.Jet:
-    options = dict(patch_size=4, num_couplings=2, depth=1, width=8, heads=2, num_bits=5)
+    options = dict(patch_size=4, num_steps=2, depth=1, width=8, heads=2, num_bits=5)
     return tfflows.Jet((8, 8, 1), **{**options, **kwargs})
 
 
@@ -644,8 +644,8 @@ TRANSFORMER_ROWS: dict[str, Row] = {
                              ValueError, "guidance must be a finite number, got nan"),
     "tarflow_denoise_without_noise": (lambda e: _tarflow().sample(2, denoise=True, seed=0), ValueError,
                                       "denoise is for models trained with noise='gaussian'"),
-    "jet_no_couplings": (lambda e: _jet(num_couplings=0), ValueError,
-                         "num_couplings must be a positive integer, got 0"),
+    "jet_no_couplings": (lambda e: _jet(num_steps=0), ValueError,
+                         "num_steps must be a positive integer, got 0"),
     "jet_width_bool": (lambda e: _jet(width=True, heads=1), ValueError,
                        "width must be a positive integer, got True"),
     "jet_patch_not_dividing": (lambda e: _jet(patch_size=5), ValueError, "divisible by patch_size = 5"),

@@ -171,7 +171,7 @@ def test_whole_flow_log_det_matches_the_float64_jacobian(case, assert_close):
 
 def tiny(**kwargs) -> tfflows.Jet:
     keras.utils.set_random_seed(0)
-    args = dict(patch_size=4, num_couplings=4, width=16, depth=1, heads=2, mlp_ratio=2,
+    args = dict(patch_size=4, num_steps=4, width=16, depth=1, heads=2, mlp_ratio=2,
                 num_bits=NUM_BITS)
     args.update(kwargs)
     return tfflows.Jet((8, 8, 1), **args)
@@ -281,7 +281,7 @@ def test_export_saved_model_signatures(tmp_path, assert_close):
     [
         ({"patch_size": 3}, r"divisible by patch_size = 3, got 8x8"),
         ({"width": 10, "heads": 4}, r"width must be divisible by heads, got width=10 and heads=4"),
-        ({"num_couplings": 0}, r"num_couplings must be a positive integer, got 0"),
+        ({"num_steps": 0}, r"num_steps must be a positive integer, got 0"),
         (
             {"splits": ("channel", "diagonal")},
             r"splits must be a non-empty list of .*got \['channel', 'diagonal'\]",

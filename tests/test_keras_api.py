@@ -410,7 +410,7 @@ MIRRORED_WEIGHTS = textwrap.dedent("""
     from tfflows import VectorGlow
 
     def make():
-        return VectorGlow(4, num_steps=2, hidden_units=16, seed=3)
+        return VectorGlow(4, num_steps=2, width=16, seed=3)
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((16, 4)) + 1.0).astype("float32")

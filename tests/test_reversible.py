@@ -34,7 +34,7 @@ MODELS = {
     "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, **kw),
              (8, 8, 1), None),
     "glow_additive_classes": (
-        lambda **kw: tfflows.Glow((4, 4, 1), **{"num_levels": 1, "num_steps": 2, "hidden_channels": 8,
+        lambda **kw: tfflows.Glow((4, 4, 1), **{"num_levels": 1, "num_steps": 2, "width": 8,
                                                 "coupling": "additive", "num_classes": 3, **kw}),
         (4, 4, 1), [0, 2, 1, 2]),
     "realnvp": (lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8,
@@ -309,7 +309,7 @@ MIRRORED = textwrap.dedent("""
     import tfflows
 
     def make():
-        return tfflows.Glow((4, 4, 1), num_levels=2, num_steps=1, hidden_channels=8,
+        return tfflows.Glow((4, 4, 1), num_levels=2, num_steps=1, width=8,
                             backprop="reversible")
 
     rng = np.random.default_rng(0)

@@ -299,7 +299,7 @@ NUM_BITS = 5
 
 def tiny(**kwargs) -> tfflows.TarFlow:
     keras.utils.set_random_seed(0)
-    args = dict(patch_size=4, num_blocks=2, num_layers=1, width=16, heads=2, mlp_ratio=2,
+    args = dict(patch_size=4, num_steps=2, depth=1, width=16, heads=2, mlp_ratio=2,
                 num_bits=NUM_BITS)
     return tfflows.TarFlow((8, 8, 1), **{**args, **kwargs})
 
@@ -504,7 +504,7 @@ def test_class_conditional_guidance_sampling():
 def test_label_dropout_uses_the_null_class():
     model = tiny(num_classes=3, label_dropout=0.5)
     labels = tf.constant(np.arange(2000) % 3, tf.int32)
-    _, context = model._augment((tf.zeros((2000, 8, 8, 1)), labels))
+    _, context = model.augment(tf.zeros((2000, 8, 8, 1)), labels, tf.constant([3, 4], tf.int64))
     rows = context.numpy()
     dropped = np.all(rows == 0, axis=1)
     kept = rows[~dropped]
@@ -521,7 +521,7 @@ def test_gaussian_noise_training_and_denoise(assert_close):
     want = x - sigma ** 2 * (x / 2 ** NUM_BITS - 0.5) / 2 ** NUM_BITS
     assert np.abs(want - x).max() > 0.02  # the step moves the pixels
     assert_close("tarflow_denoise", model.denoise(x).numpy(), want, atol=1e-4, rtol=1e-5)
-    noisy, _ = model._augment((tf.constant(x), None))
+    noisy, _ = model.augment(tf.constant(x), None, tf.constant([3, 4], tf.int64))
     spread = float(np.std(noisy.numpy() - x))
     assert 0.8 * sigma < spread < 1.2 * sigma
     model.compile(optimizer=make_optimizer(3e-3), jit_compile=False)
@@ -538,8 +538,8 @@ def test_gaussian_noise_training_and_denoise(assert_close):
     ({"noise": "laplace"}, r"noise must be one of \('uniform', 'gaussian'\), got 'laplace'"),
     ({"noise_std": 0.0}, r"noise_std must be a finite number > 0, got 0.0"),
     ({"label_dropout": 1.0}, r"label_dropout must be in \[0, 1\), got 1.0"),
-    ({"num_blocks": 0}, r"num_blocks must be a positive integer, got 0"),
-], ids=["patch", "heads", "noise", "noise_std", "label_dropout", "num_blocks"])
+    ({"num_steps": 0}, r"num_steps must be a positive integer, got 0"),
+], ids=["patch", "heads", "noise", "noise_std", "label_dropout", "num_steps"])
 def test_model_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny(**kwargs)

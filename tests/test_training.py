@@ -255,7 +255,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     from tfflows import VectorGlow
 
     def make():
-        return VectorGlow(4, num_steps=2, hidden_units=16, seed=3)
+        return VectorGlow(4, num_steps=2, width=16, seed=3)
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((16, 4)) * [1.0, 2.0, 0.5, 1.0] + 1.0).astype("float32")
@@ -321,7 +321,7 @@ UNEVEN_SCRIPT = TWO_CPUS + textwrap.dedent("""
     from tfflows import Glow
 
     def make():
-        return Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=3)
+        return Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=3)
 
     rng = np.random.default_rng(0)
     out = {}

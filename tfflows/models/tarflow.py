@@ -305,16 +305,15 @@ class TarFlow(FlowModel):
 
     # -- training -------------------------------------------------------------
 
-    def train_log_prob(self, x: Any, context: Any, seed: tf.Tensor) -> tf.Tensor:
-        """The training log-likelihood: dequantized levels plus TarFlow's noise, labels dropped.
+    def augment(self, x: Any, context: Any, seed: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        """(x, context) as a training step sees them: levels plus TarFlow's noise, labels dropped.
 
-        Integer pixels become levels by fresh U[0, 1) noise first (the
-        default :meth:`FlowModel.train_log_prob`), so ``noise="gaussian"``
-        adds N(0, σ²) to them too (σ = :attr:`level_noise_std`); such levels
-        may leave [0, 2^num_bits), so their range is not checked. With
-        ``label_dropout`` each label is replaced by the null class (an
-        all-zero one-hot) with that probability. Both draws are stateless,
-        keyed by the step's ``seed``.
+        Integer pixels become levels by fresh U[0, 1) noise first (as every
+        model trains), so ``noise="gaussian"`` adds N(0, σ²) to them too
+        (σ = :attr:`level_noise_std`); such levels may leave [0, 2^num_bits),
+        so their range is not checked. With ``label_dropout`` each label is
+        replaced by the null class (an all-zero one-hot) with that
+        probability. Both draws are stateless, keyed by ``seed``.
         """
         x = self.spec.check_x(x, levels=self.noise != "gaussian", seed=seed)
         if self.noise == "gaussian":
@@ -326,6 +325,11 @@ class TarFlow(FlowModel):
             keep_seed = tf.random.experimental.stateless_fold_in(seed, 2)
             keep = tf.random.stateless_uniform(tf.shape(one_hot)[:1], seed=keep_seed) >= self.label_dropout
             context = one_hot * tf.cast(keep, one_hot.dtype)[:, None]
+        return x, context
+
+    def train_log_prob(self, x: Any, context: Any, seed: tf.Tensor) -> tf.Tensor:
+        """The training log-likelihood: of :meth:`augment`'s batch (the loss seam of FlowModel)."""
+        x, context = self.augment(x, context, seed)
         return self.flow_log_prob(x, context)
 
     def get_config(self) -> dict[str, Any]:
