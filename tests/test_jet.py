@@ -205,28 +205,6 @@ def test_fresh_model_is_the_scaled_standard_normal(assert_close):
     assert model.data_kind == "image" and model.per_dim_metric == "bits_per_dim"
 
 
-def test_model_round_trips_and_samples(assert_close):
-    model = random_model()
-    x = levels(4)
-    z = model.encode(x)
-    assert z.shape == (4, 64)
-    assert_close("jet_model_round_trip", model.decode(tf.identity(z)).numpy(), x, atol=2e-3, rtol=1e-4)
-    identity = Patchify((8, 8, 1), 4).forward(x / 2 ** NUM_BITS - 0.5).numpy().reshape(4, 64)
-    assert np.abs(z.numpy() - identity).max() > 0.1  # the couplings are not the identity
-    z0 = np.random.default_rng(1).normal(size=(3, 64)).astype("float32")
-    assert_close("jet_model_z_x_z", model.encode(model.decode(z0)).numpy(), z0, atol=1e-4, rtol=1e-4)
-    a = model.sample(3, seed=5).numpy()
-    assert a.shape == (3, 8, 8, 1) and np.all(np.isfinite(a))
-    np.testing.assert_array_equal(model.sample(3, seed=5).numpy(), a)
-    assert np.abs(a - model.sample(3, seed=6).numpy()).max() > 1e-2
-    cold = model.sample(3, temperature=0.0, seed=5).numpy()
-    np.testing.assert_allclose(cold, model.decode(np.zeros((3, 64), "float32")).numpy())
-    assert model.sample(0).shape == (0, 8, 8, 1)
-    dist = model.distribution
-    assert dist.event_shape == (8, 8, 1)
-    np.testing.assert_allclose(dist.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
-
-
 def test_fit_lowers_the_loss_and_trains_every_weight():
     model = tiny()
     model.compile(optimizer=make_optimizer(3e-3), jit_compile=False)
@@ -236,23 +214,6 @@ def test_fit_lowers_the_loss_and_trains_every_weight():
     assert history["loss"][-1] < history["loss"][0] - 1.0
     unchanged = [w.path for w, b in zip(model.trainable_weights, before) if np.array_equal(w, b)]
     assert unchanged == []
-
-
-def test_keras_save_and_load_is_exact(tmp_path):
-    model = random_model(conditional=True)
-    path = os.path.join(tmp_path, "jet.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert type(loaded) is tfflows.Jet and loaded.get_config() == model.get_config()
-    assert [layer.indices for layer in loaded.flow_layers] == [
-        layer.indices for layer in model.flow_layers]
-    x, labels = levels(4), np.array([0, 1, 2, 1])
-    np.testing.assert_array_equal(loaded.log_prob(x, labels).numpy(), model.log_prob(x, labels).numpy())
-    np.testing.assert_array_equal(loaded.sample(2, seed=3, context=1).numpy(),
-                                  model.sample(2, seed=3, context=1).numpy())
-    # Each label gives its own density.
-    other = model.log_prob(x, np.array([1, 2, 0, 0])).numpy()
-    assert np.abs(other - model.log_prob(x, labels).numpy()).max() > 1e-3
 
 
 def test_export_saved_model_signatures(tmp_path, assert_close):

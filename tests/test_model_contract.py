@@ -147,6 +147,9 @@ def test_decode_inverts_encode(name, assert_close):
     assert z.shape == (BATCH, model.num_dims)
     assert_close("contract: round trip", model.decode(tf.identity(z), context).numpy(), x,
                  atol=1e-8, rtol=1e-8)
+    z0 = 0.5 * np.random.default_rng(1).standard_normal((BATCH, model.num_dims))
+    assert_close("contract: z -> x -> z", model.encode(model.decode(z0, context), context).numpy(), z0,
+                 atol=1e-8, rtol=1e-8)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -157,6 +160,11 @@ def test_samples_have_the_event_shape_and_are_seeded(name):
     b = model.sample(4, temperature=0.5, seed=3, context=one)
     assert a.shape == (4, *model.event_shape)
     assert np.all(np.isfinite(a.numpy())) and np.array_equal(a.numpy(), b.numpy())
+    assert np.abs(a.numpy() - model.sample(4, temperature=0.5, seed=4, context=one).numpy()).max() > 1e-3
+    cold = model.sample(2, temperature=0.0, seed=3, context=one).numpy()
+    zeros_context = None if one is None else np.stack([one, one])
+    np.testing.assert_allclose(cold, model.decode(np.zeros((2, model.num_dims), "float32"),
+                                                  zeros_context).numpy(), rtol=1e-6, atol=1e-6)
     assert model.sample(0, context=one).shape == (0, *model.event_shape)
 
 
@@ -209,6 +217,12 @@ def test_keras_file_round_trip_keeps_log_prob(name, tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
     np.testing.assert_array_equal(loaded.log_prob(x, context).numpy(), model.log_prob(x, context).numpy())
+    one = None if context is None else context[:1][0]
+    np.testing.assert_array_equal(loaded.sample(2, seed=3, context=one).numpy(),
+                                  model.sample(2, seed=3, context=one).numpy())
+    if context is not None:  # each context gives its own density
+        other = np.roll(context, 1, axis=0)
+        assert np.abs(model.log_prob(x, other).numpy() - model.log_prob(x, context).numpy()).max() > 1e-4
 
 
 @pytest.mark.parametrize("name", NAMES)
