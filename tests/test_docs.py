@@ -153,6 +153,20 @@ def test_a_wrong_claim_fails(tmp_path, monkeypatch):
         _run([Block("p.md", 1, "print(2)\n", "1\n", False)], tmp_path, monkeypatch)
 
 
+def test_readme_links_resolve():
+    """The README's links into the site name files (and headings) that exist."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(((?:docs/)[^)#\s]+)(?:#([^)\s]+))?\)", text)
+    assert links, "the README links into docs/"
+    for path, anchor in links:
+        target = ROOT / path
+        assert target.is_file(), f"README links to {path}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"README links to {path}#{anchor}; its headings give {sorted(slugs)}"
+
+
 # -- the API reference --------------------------------------------------------
 
 def _extension():
