@@ -1,13 +1,19 @@
 """The documentation site: every code block runs, every claim is checked, the build is strict.
 
-Each page's ```python blocks (and the README's) run in order in one namespace, with a fresh
-temporary folder as the working directory (``saved_models`` and ``examples``
-linked in). A block followed by a ```text block must print that text
-(doctest's rules: ``...`` matches anything, whitespace is normalized); other
-claims are ``assert`` lines in the blocks themselves. A block after a
-``<!-- slow -->`` line (or ``<!-- slow: why -->``) trains beyond a few steps or starts processes: it runs
-only in the page's slow test, which runs every block of the page, while the
-page's fast test runs the others (so fast blocks must not need slow ones).
+Each page's ```python blocks (and the README's) run in order in one
+namespace, with a fresh temporary folder as the working directory
+(``saved_models`` and ``examples`` linked in). A block followed by a ```text
+block must print that text (doctest's rules: ``...`` matches anything,
+whitespace is normalized); other claims are ``assert`` lines in the blocks
+themselves. A block after a ``<!-- slow -->`` line (or ``<!-- slow: why -->``)
+trains beyond a few steps or takes long: it runs only in the page's slow
+test, which runs every block of the page, while the page's fast test runs the
+others (so fast blocks must not need slow ones). A block after
+``<!-- process -->`` runs alone in its own process (and is slow).
+
+The API reference: every public module has a page, every public name and
+method a docstring (the rule of ``docs/_ext/public_api.py``, which the strict
+build applies too), and a broken reference fails ``mkdocs build --strict``.
 """
 
 from __future__ import annotations
@@ -151,6 +157,20 @@ def test_block_parser_pairs_output_and_marks():
 def test_a_wrong_claim_fails(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="but the page says"):
         _run([Block("p.md", 1, "print(2)\n", "1\n", False)], tmp_path, monkeypatch)
+
+
+def test_readme_links_resolve():
+    """The README's links into the site name files (and headings) that exist."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(((?:docs/)[^)#\s]+)(?:#([^)\s]+))?\)", text)
+    assert links, "the README links into docs/"
+    for path, anchor in links:
+        target = ROOT / path
+        assert target.is_file(), f"README links to {path}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"README links to {path}#{anchor}; its headings give {sorted(slugs)}"
 
 
 # -- the API reference --------------------------------------------------------
