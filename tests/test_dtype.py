@@ -130,7 +130,7 @@ def test_float64_model_log_det_matches_autodiff_jacobian(assert_close):
 @pytest.mark.parametrize("make", [
     lambda: CouplingLayer("checkerboard", 1, scale_fn="tanh", conditioner="resnet",
                           hidden_channels=8, num_blocks=1, dtype="float64"),
-    lambda: SplineCouplingLayer("half", 0, num_bins=4, hidden_channels=8, dtype="float64"),
+    lambda: SplineCouplingLayer("half", 0, num_bins=4, hidden_units=8, dtype="float64"),
     lambda: MaskedAutoregressiveLayer(8, 1, transform="spline", num_bins=4, dtype="float64"),
 ], ids=["affine_coupling_resnet", "spline_coupling", "maf_spline"])
 def test_float64_layer_log_det_matches_autodiff_jacobian(make, assert_close):
