@@ -20,9 +20,9 @@ from tfflows.cli.parser import DEFAULT_JET_COUPLINGS, DEFAULT_STEPS, build_parse
 
 __all__ = ["COMMANDS", "DEBUG_ENV", "build_parser", "main"]
 
-COMMANDS = {"train": "train", "evaluate": "evaluate", "score": "score", "sample": "sample",
-            "export": "export"}
-"""Subcommand → the module of :mod:`tfflows.cli` whose ``run(args)`` carries it out."""
+COMMANDS = {"train": "tfflows.cli.train", "evaluate": "tfflows.cli.evaluate", "score": "tfflows.cli.score",
+            "sample": "tfflows.cli.sample", "export": "tfflows.cli.export"}
+"""Subcommand → the module whose ``run(args)`` carries it out (``"module:function"`` for another name)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,8 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train" and args.steps is None:
         args.steps = DEFAULT_JET_COUPLINGS if args.model == "jet" else DEFAULT_STEPS
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    handlers = {name: importlib.import_module(f"tfflows.cli.{module}").run
-                for name, module in COMMANDS.items()}
+    module, _, function = COMMANDS[args.command].partition(":")
+    handlers = {args.command: getattr(importlib.import_module(module), function or "run")}
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         handlers[args.command](args)

@@ -44,13 +44,17 @@ def _check_tarflow_options(args) -> None:
 def run(args) -> dict:
     from tfflows.cli.workers import train_worker, wants_workers
     from tfflows.io import remove_leftovers
+    from tfflows.models.registry import own_trainer
     from tfflows.runlock import RunLock
 
+    trainer = own_trainer(args.model)  # a model trained its own way (the codec's IDF)
     if wants_workers(args):
+        if trainer is not None:
+            raise ValueError(f"--model {args.model} trains in one process; drop --workers.")
         return train_worker(args)
     with RunLock(args.out):  # one run per --out, for the run's lifetime (issue 21)
         remove_leftovers(args.out)
-        return _train_alone(args)
+        return trainer(args) if trainer is not None else _train_alone(args)
 
 
 def _train_alone(args) -> dict:

@@ -33,7 +33,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable, Mapping
 
-__all__ = ["BUILTIN", "BuildOptions", "ModelEntry", "entries", "get_model", "model_names",
+__all__ = ["BUILTIN", "BuildOptions", "ModelEntry", "entries", "get_model", "model_names", "own_trainer",
            "register_model", "unregister_model"]
 
 BUILTIN: dict[tuple[str, str], str] = {
@@ -105,6 +105,8 @@ class ModelEntry:
         ``conditioning`` is ``{}``, ``{"num_classes": k}`` or ``{"context_dim": c}``.
       conditioning: which of ``"num_classes"`` / ``"context_dim"`` the model takes.
       summary: one line for ``--help`` and the docs' model list.
+      train: for a model that ``tfflows train`` trains its own way (the codec's
+        integer flow), ``args -> results``; None for the shared training run.
     """
 
     name: str
@@ -114,6 +116,7 @@ class ModelEntry:
     tiny: Callable[..., Any]
     conditioning: tuple[str, ...] = ("num_classes", "context_dim")
     summary: str = ""
+    train: Callable[[Any], dict] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
@@ -167,6 +170,13 @@ def model_names(data_kind: str | None = None) -> tuple[str, ...]:
         if data_kind is None or kind == data_kind:
             seen.setdefault(name, None)
     return tuple(seen)
+
+
+def own_trainer(name: str) -> Callable[[Any], dict] | None:
+    """The ``train`` of a model named ``name`` that trains its own way, or None."""
+    if not any(n == name for n, _ in _ENTRIES):
+        _load_builtin()
+    return next((e.train for (n, _), e in _ENTRIES.items() if n == name and e.train is not None), None)
 
 
 def get_model(name: str, data_kind: str) -> ModelEntry:
