@@ -21,8 +21,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 if TYPE_CHECKING:
     import numpy as np
     import tensorflow as tf
+    from keras import Model as KerasModelMixin
+else:
+    # The base of FlowModel's mixins (FlowTrainer, KerasViews, SavedFlow): keras.Model for the
+    # type checker, which then knows the methods they use, and object at run time, where
+    # FlowModel puts keras.Model last in its bases as Keras' own mixins expect.
+    KerasModelMixin = object
 
-__all__ = ["DTypeLike", "Context", "Seed", "Shape", "TensorLike"]
+__all__ = ["DTypeLike", "Context", "KerasModelMixin", "Seed", "Shape", "TensorLike"]
 
 TensorLike: TypeAlias = (
     "tf.Tensor | tf.Variable | np.ndarray | np.generic | float | int | list[Any] | tuple[Any, ...]"

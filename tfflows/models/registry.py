@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 __all__ = ["BUILTIN", "BuildOptions", "ModelEntry", "entries", "get_model", "model_names",
            "register_model", "unregister_model"]
@@ -85,6 +86,18 @@ class BuildOptions:
     dtype: str = "float32"
     backprop: str = "store"
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def image_num_bits(self) -> int:
+        """``num_bits``, which every image model needs.
+
+        Raises:
+          ValueError: ``num_bits`` is None (vector data).
+        """
+        if self.num_bits is None:
+            raise ValueError(f"an image model needs num_bits (bits per pixel), got None for data of "
+                             f"shape {self.event_shape}.")
+        return self.num_bits
 
     @property
     def policy(self) -> dict[str, Any]:
