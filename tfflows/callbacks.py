@@ -63,7 +63,7 @@ def temperature_label(temperature: float) -> str:
 
 
 def samples_picture(model: FlowModel, temperatures: Sequence[float], per_row: int = 10, seed: int = 0,
-                    num_bits: int = 8, value_range: tuple[float, float] | None = None,
+                    num_bits: int = 8, value_range: Sequence[float] | None = None,
                     labels: bool = True, sample_options: dict | None = None) -> np.ndarray:
     """Samples of ``model`` as one uint8 picture [H, W, C].
 
@@ -102,7 +102,7 @@ def samples_picture(model: FlowModel, temperatures: Sequence[float], per_row: in
 
 def save_samples_picture(model: FlowModel, path: str, temperatures: Sequence[float], per_row: int = 10,
                          seed: int = 0, num_bits: int = 8,
-                         value_range: tuple[float, float] | None = None, labels: bool = True,
+                         value_range: Sequence[float] | None = None, labels: bool = True,
                          sample_options: dict | None = None) -> None:
     """Draws ``per_row`` samples at each temperature and saves them as one PNG, atomically.
 
@@ -132,7 +132,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     def __init__(self, folder: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
                  per_row: int = 10, num_bits: int = 8,
-                 value_range: tuple[float, float] | None = None, seed: int = 0) -> None:
+                 value_range: Sequence[float] | None = None, seed: int = 0) -> None:
         super().__init__()
         self.folder = folder
         self.temperatures = list(temperatures)
@@ -173,7 +173,7 @@ class TensorBoardSamples(keras.callbacks.Callback):
 
     def __init__(self, log_dir: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
                  per_row: int = 10, num_bits: int = 8,
-                 value_range: tuple[float, float] | None = None, seed: int = 0,
+                 value_range: Sequence[float] | None = None, seed: int = 0,
                  source: SampleGrid | None = None) -> None:
         super().__init__()
         self.source = source

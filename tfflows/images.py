@@ -60,7 +60,7 @@ def text_mask(text: str, scale: int = 1) -> np.ndarray:
     return np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
 
 
-def to_uint8(x: TensorLike, num_bits: int = 8, value_range: tuple[float, float] | None = None) -> np.ndarray:
+def to_uint8(x: TensorLike, num_bits: int = 8, value_range: Sequence[float] | None = None) -> np.ndarray:
     """Pixel levels (floats) → uint8 in 0..255, rounding down and clipping.
 
     Level ℓ = clip(⌊x⌋, lo, hi) is drawn as round(255 · (ℓ − lo) / (hi − lo)).
