@@ -372,8 +372,7 @@ class DataSpec:
     def check_z(self, z: Any, values: bool = True) -> tf.Tensor:
         """Flat latents ``[batch, num_dims]`` in the flow's dtype; eagerly inf or NaN raise."""
         z = tf.convert_to_tensor(z)
-        rank = z.shape.rank
-        if not z.dtype.is_floating or rank is None or rank < 2 or z.shape[-1] != self.num_dims:
+        if not z.dtype.is_floating or (z.shape.rank or 0) < 2 or z.shape[-1] != self.num_dims:
             raise ValueError(
                 f"{self.owner}: expected latents of shape [batch, {self.num_dims}] "
                 f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
