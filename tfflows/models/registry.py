@@ -17,7 +17,7 @@ Adding a model is one file and one registration::
     register_model(ModelEntry(
         name="my-flow", data_kind="image", model_class=MyFlow,
         build=lambda o: MyFlow(o.event_shape, num_steps=o.num_steps or 4, width=o.width,
-                               num_bits=o.num_bits, num_classes=o.num_classes, **o.policy),
+                               num_bits=o.image_num_bits, num_classes=o.num_classes, **o.policy),
         tiny=lambda **cond: MyFlow((4, 4, 1), num_steps=2, width=8, num_bits=5, **cond)))
 
 tfflows' own models register in their modules; :data:`BUILTIN` names those
