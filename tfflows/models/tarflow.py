@@ -316,7 +316,7 @@ class TarFlow(FlowModel):
 
     # -- training -------------------------------------------------------------
 
-    def train_log_prob(self, x: TensorLike, context: Context, seed: tf.Tensor) -> tf.Tensor:
+    def train_log_prob(self, x: Any, context: Any, seed: tf.Tensor) -> tf.Tensor:
         """The training log-likelihood: dequantized levels plus TarFlow's noise, labels dropped.
 
         Integer pixels become levels by fresh U[0, 1) noise first (the
