@@ -914,6 +914,15 @@ def test_nan_context_vector_is_refused():
         model.log_prob(np.zeros((1, 2), "float32"), context=np.array([[math.nan, 0.0]], np.float32))
 
 
+def test_graph_context_checks_refuse_a_missing_context_of_a_conditional_model():
+    from tfflows.data import DataSpec
+
+    batch = tf.constant(2)
+    assert DataSpec("Flow", (3,)).graph_context_checks(None, batch, "log_prob") == []
+    with pytest.raises(ValueError, match="log_prob: a conditional model's checks need its context, got None"):
+        DataSpec("Flow", (3,), num_classes=2).graph_context_checks(None, batch, "log_prob")
+
+
 def test_realnvp_encode_refuses_levels_out_of_range_as_log_prob_does():
     model = tfflows.RealNVP((8, 8, 1), num_levels=1, depth=1, width=8, num_bits=5)
     with pytest.raises(ValueError, match=r"pixel levels in \[0, 32\)"):

@@ -277,6 +277,13 @@ def test_build_options_reach_every_builder():
         assert model.event_shape == options.event_shape
 
 
+def test_image_builders_need_num_bits():
+    """An image model's builder reads ``image_num_bits``: the int, or a ValueError saying it is missing."""
+    assert BuildOptions(event_shape=(4, 4, 1), num_bits=5).image_num_bits == 5
+    with pytest.raises(ValueError, match=r"an image model needs num_bits .* got None .* \(4, 4, 1\)"):
+        registry.get_model("glow", "image").build(BuildOptions(event_shape=(4, 4, 1)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in NAMES if n.count("-") == 1])
 def test_exported_saved_model_serves_without_tfflows(name, tmp_path):

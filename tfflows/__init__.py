@@ -73,7 +73,17 @@ if TYPE_CHECKING:
     from tfflows.distribution import FlowDistribution, LiveBijector
     from tfflows.estimates import MonteCarloEstimate, monte_carlo_entropy, monte_carlo_kl
     from tfflows.export import export_saved_model
-    from tfflows.models import FlowModel, Glow, Jet, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
+    from tfflows.models import (
+        FlowModel,
+        Glow,
+        Jet,
+        RealNVP,
+        TarFlow,
+        VectorGlow,
+        VectorMAF,
+        VectorNSF,
+        VectorRealNVP,
+    )
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
 
 

@@ -9,9 +9,13 @@ minutes of training with the training clock paused (:class:`TestAt`).
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
+
+if TYPE_CHECKING:
+    from tfflows.callbacks import TimeLimit
 
 __all__ = ["TestAt", "TrainingClock"]
 
@@ -44,12 +48,13 @@ class TrainingClock:
     def __init__(self) -> None:
         self.parts: dict[str, float] = {}
         self.step_times: list[float] = []
-        self._start = self._end = None
-        self._last = None
-        self._lap = None
-        self._epoch_start = None
+        self._start: float | None = None
+        self._end: float | None = None
+        self._last = 0.0
+        self._lap: float | None = None
+        self._epoch_start = 0.0
         self._first_of_epoch = False
-        self._test_start = None
+        self._test_start: float | None = None
         self._epoch_restarts = 0
         self._pending_pause = 0.0
 
@@ -87,6 +92,7 @@ class TrainingClock:
         paused, self._pending_pause = self._pending_pause, 0.0
         if self._first_of_epoch:
             if "first_step" not in self.parts:
+                assert self._start is not None, "batch_ended before train_began"
                 self._add("first_step", now - self._start - paused)
             else:
                 self._add("epoch_start", now - self._epoch_start - paused)
@@ -118,7 +124,7 @@ class TrainingClock:
         """Training ended: the clock stops."""
         self._end = time.perf_counter()
 
-    def breakdown(self) -> dict:
+    def breakdown(self) -> dict[str, float | int | None]:
         """Seconds per part (see the class), rounded to 0.01 s, with ``total`` and step counts."""
         if self._start is None:
             return {}
@@ -132,7 +138,7 @@ class TrainingClock:
             parts["epoch_start"] -= moved
             parts["steps"] = parts.get("steps", 0.0) + moved
         parts["other"] = total - sum(parts.values())
-        out = {key: round(value, 2) for key, value in parts.items()}
+        out: dict[str, float | int | None] = {key: round(value, 2) for key, value in parts.items()}
         out["total"] = round(total, 2)
         out["steps_timed"] = len(self.step_times)
         out["seconds_per_step"] = None if typical is None else round(typical, 4)
@@ -216,7 +222,7 @@ class TestAt(keras.callbacks.Callback):
 
     __test__ = False  # a callback, not a test class, for pytest that collects names "Test*"
 
-    def __init__(self, data: Any, seconds: Sequence[float], time_limit=None,
+    def __init__(self, data: Any, seconds: Sequence[float], time_limit: TimeLimit | None = None,
                  clock: TrainingClock | None = None) -> None:
         super().__init__()
         marks = sorted(float(s) for s in seconds)
@@ -227,15 +233,16 @@ class TestAt(keras.callbacks.Callback):
         self.time_limit = time_limit
         self.clock = clock
         self.results: list[dict] = []
-        self._start = None
+        self._start: float | None = None
         self._paused = 0.0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
         self._paused = 0.0
         self.results = []
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        assert self._start is not None, "on_train_batch_end before on_train_begin"
         trained = time.perf_counter() - self._start - self._paused
         if len(self.results) == len(self.marks) or trained < self.marks[len(self.results)]:
             return

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 __all__ = ["DENSE_NAMES", "conditioner_size", "old_argument_names", "renamed_argument", "renamed_keys"]
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound=Callable[..., Any])  # a function or a class
 
 DENSE_NAMES = {"hidden_channels": "hidden_units", "num_blocks": "num_hidden"}
 """A dense conditioner's old size names and their new ones (vector models and MADE use the new)."""

@@ -22,13 +22,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.base import FlowBijector
+from tfflows.typing import Context, Seed, TensorLike
+
+if TYPE_CHECKING:
+    from tfflows.models.base import FlowModel
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -38,12 +43,12 @@ __all__ = ["FlowDistribution", "LiveBijector", "flow_dtype", "stateless_seed"]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def flow_dtype(model) -> tf.DType:
+def flow_dtype(model: FlowModel) -> tf.DType:
     """The dtype of a model's densities and samples: that of its weights."""
     return tf.as_dtype(model.dtype)
 
 
-def stateless_seed(seed, name: str = "sample") -> tf.Tensor | None:
+def stateless_seed(seed: Seed, name: str = "sample") -> tf.Tensor | None:
     """``seed`` as a stateless ``[2]`` integer seed; ``None`` stays ``None``.
 
     An int ``s`` becomes ``[s, 0]``, so the same int gives the same draw on
@@ -67,9 +72,11 @@ def stateless_seed(seed, name: str = "sample") -> tf.Tensor | None:
         dtype = tf.int32 if -2 ** 31 <= seed < 2 ** 31 else tf.int64
         return tf.constant([seed, 0], dtype=dtype)
     if tf.is_tensor(seed):
-        if not seed.dtype.is_integer or seed.dtype.is_unsigned or seed.shape.rank != 1 or seed.shape[0] != 2:
-            raise ValueError(f"{name}: {what}, got a {seed.dtype.name} tensor of shape {seed.shape}.")
-        return seed
+        tensor: tf.Tensor = seed  # tf.is_tensor narrows nothing for the type checker
+        if (not tensor.dtype.is_integer or tensor.dtype.is_unsigned or tensor.shape.rank != 1
+                or tensor.shape[0] != 2):
+            raise ValueError(f"{name}: {what}, got a {tensor.dtype.name} tensor of shape {tensor.shape}.")
+        return tensor
     if isinstance(seed, (str, bytes)):
         raise ValueError(f"{name}: {what}, got {seed!r}.")
     try:
@@ -92,7 +99,8 @@ class _LiveFlow:
         self.dtype = flow_dtype(model)
         if not model.is_conditional or context is None:
             model.spec.context(context)  # raises: a context for an unconditional model, or none given
-            self.context, self.batch_static, self.batch_tensor = None, tf.TensorShape([]), tf.constant([], tf.int32)
+            self.context = None
+            self.batch_static, self.batch_tensor = tf.TensorShape([]), tf.constant([], tf.int32)
             return
         c = tf.convert_to_tensor(context)
         if c.shape.rank is None:
@@ -113,7 +121,8 @@ class _LiveFlow:
     def _batch_of(self, x: tf.Tensor, event: tuple[int, ...], what: str):
         """x's batch shape (static, dynamic) after broadcasting with the contexts'."""
         k = len(event)
-        if x.shape.rank is None or x.shape.rank < k or not x.shape[x.shape.rank - k:].is_compatible_with(event):
+        rank = x.shape.rank
+        if rank is None or rank < k or not x.shape[rank - k:].is_compatible_with(event):
             raise ValueError(f"{self.name}: expected {what} of shape [..., {', '.join(map(str, event))}], "
                              f"got shape {x.shape}.")
         static, dynamic = x.shape[: x.shape.rank - k], tf.shape(x)[: x.shape.rank - k]
@@ -168,7 +177,8 @@ def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name:
     """Sums the log-det over the event axes beyond the bijector's own (TFP's ``event_ndims``)."""
     if event_ndims is None:
         return log_det
-    if isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral) or event_ndims < min_event_ndims:
+    if (isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral)
+            or event_ndims < min_event_ndims):
         raise ValueError(f"{name}: event_ndims must be an integer >= {min_event_ndims}, got {event_ndims!r}.")
     extra = int(event_ndims) - min_event_ndims
     return tf.reduce_sum(log_det, axis=list(range(-extra, 0))) if extra else log_det
@@ -192,7 +202,7 @@ class LiveBijector(FlowBijector):
       context: class labels or context vectors of a conditional model.
     """
 
-    def __init__(self, model, context=None, name: str | None = None) -> None:
+    def __init__(self, model: FlowModel, context: Context = None, name: str | None = None) -> None:
         parameters = dict(locals())
         self._live = _LiveFlow(model, context)
         self._model = model
@@ -200,7 +210,7 @@ class LiveBijector(FlowBijector):
                          name=name or f"{type(model).__name__}_bijector")
 
     @property
-    def model(self) -> Any:
+    def model(self) -> FlowModel:
         """The :class:`tfflows.FlowModel` whose current weights every call reads."""
         return self._model
 
@@ -228,17 +238,19 @@ class LiveBijector(FlowBijector):
                                     lambda x, c: self._live.flow(c).forward_and_log_det(x), "x"))
 
     # TFP's public methods, each a fresh pass (never TFP's per-tensor cache).
-    def forward(self, x, name: str = "forward", **kwargs):
+    def forward(self, x: TensorLike, name: str = "forward", **kwargs: Any) -> tf.Tensor:
         return self.forward_and_log_det(x)[0]
 
-    def inverse(self, y, name: str = "inverse", **kwargs):
+    def inverse(self, y: TensorLike, name: str = "inverse", **kwargs: Any) -> tf.Tensor:
         return self.inverse_and_log_det(y)[0]
 
-    def forward_log_det_jacobian(self, x, event_ndims=None, name: str = "forward_log_det_jacobian", **kwargs):
+    def forward_log_det_jacobian(self, x: TensorLike, event_ndims: int | None = None,
+                                 name: str = "forward_log_det_jacobian", **kwargs: Any) -> tf.Tensor:
         return _reduce_log_det(self.forward_and_log_det(x)[1], event_ndims, self.forward_min_event_ndims,
                                self.name)
 
-    def inverse_log_det_jacobian(self, y, event_ndims=None, name: str = "inverse_log_det_jacobian", **kwargs):
+    def inverse_log_det_jacobian(self, y: TensorLike, event_ndims: int | None = None,
+                                 name: str = "inverse_log_det_jacobian", **kwargs: Any) -> tf.Tensor:
         return _reduce_log_det(self.inverse_and_log_det(y)[1], event_ndims, self.inverse_min_event_ndims,
                                self.name)
 
@@ -274,7 +286,7 @@ _SAMPLE_MOMENTS = ("Estimate it from samples: x = dist.sample(n, seed=...), then
                    "tf.reduce_mean(x, 0) and tf.math.reduce_variance(x, 0).")
 
 
-class FlowDistribution(tfd.TransformedDistribution):
+class FlowDistribution(tfp.distributions.TransformedDistribution):
     """p(x) = N(f(x); 0, I) · |det ∂f/∂x|: a model as a live TFP ``TransformedDistribution``.
 
     As TFP composes it: ``.distribution`` is the base (a standard normal on
@@ -307,7 +319,7 @@ class FlowDistribution(tfd.TransformedDistribution):
       validate_args, allow_nan_stats, name: as for any TFP distribution.
     """
 
-    def __init__(self, model: Any, context: Any = None, validate_args: bool = False,
+    def __init__(self, model: FlowModel, context: Context = None, validate_args: bool = False,
                  allow_nan_stats: bool = True, name: str | None = None) -> None:
         parameters = dict(locals())
         bijector = LiveBijector(model, context)
@@ -329,12 +341,12 @@ class FlowDistribution(tfd.TransformedDistribution):
     # -- what it is made of ------------------------------------------------
 
     @property
-    def model(self) -> Any:
+    def model(self) -> FlowModel:
         """The :class:`tfflows.FlowModel` whose current weights every call reads."""
         return self._model
 
     @property
-    def context(self) -> Any:
+    def context(self) -> Context:
         """The contexts given (None for an unconditional model)."""
         return self._context_given
 
@@ -391,6 +403,7 @@ class FlowDistribution(tfd.TransformedDistribution):
 
     def _log_prob(self, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
         model = self._model
+        score: Callable[[tf.Tensor, Any], tf.Tensor]
         if self.validate_args:
             score = model.log_prob  # its checks, pixel levels out of range included
         else:
@@ -414,7 +427,8 @@ class FlowDistribution(tfd.TransformedDistribution):
     def _sample_n(self, n: Any, seed: Any = None, **kwargs: Any) -> tf.Tensor:
         return self.bijector.forward(self._latent_noise([n], seed))
 
-    def _sample_and_log_prob(self, sample_shape: Any, seed: Any, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    def _sample_and_log_prob(self, sample_shape: Any, seed: Any,
+                             **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
         eps = self._latent_noise(sample_shape, seed)
         x, log_det = self.bijector.forward_and_log_det(eps)
         base = -0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * self._model.num_dims * _LOG_2PI
@@ -432,11 +446,13 @@ class FlowDistribution(tfd.TransformedDistribution):
         "log_survival_function", "the survival function", "Estimate it from samples (see survival_function).")
 
     # TFP falls back from the survival function to the CDF, whose message would name the wrong method.
-    def survival_function(self, value, name: str = "survival_function", **kwargs):
+    def survival_function(self, value: TensorLike, name: str = "survival_function",
+                          **kwargs: Any) -> tf.Tensor:
         """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
         return self._survival_function(value)
 
-    def log_survival_function(self, value, name: str = "log_survival_function", **kwargs):
+    def log_survival_function(self, value: TensorLike, name: str = "log_survival_function",
+                              **kwargs: Any) -> tf.Tensor:
         """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
         return self._log_survival_function(value)
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.distribution import stateless_seed
+from tfflows.typing import Seed
 
 tfd = tfp.distributions
 
@@ -42,7 +43,8 @@ def _mean_and_error(values: tf.Tensor, dtype) -> MonteCarloEstimate:
     return MonteCarloEstimate(tf.cast(mean, dtype), tf.cast(tf.sqrt(var / n), dtype))
 
 
-def monte_carlo_entropy(dist: tfd.Distribution, num_samples: int = 1000, seed=None) -> MonteCarloEstimate:
+def monte_carlo_entropy(dist: tfp.distributions.Distribution, num_samples: int = 1000,
+                        seed: Seed = None) -> MonteCarloEstimate:
     """H[p] ≈ −(1/n) Σᵢ log p(xᵢ), xᵢ ~ p, with its standard error.
 
     Args:
@@ -58,8 +60,8 @@ def monte_carlo_entropy(dist: tfd.Distribution, num_samples: int = 1000, seed=No
     return _mean_and_error(-log_p, log_p.dtype)
 
 
-def monte_carlo_kl(p: tfd.Distribution, q: tfd.Distribution, num_samples: int = 1000,
-                   seed=None) -> MonteCarloEstimate:
+def monte_carlo_kl(p: tfp.distributions.Distribution, q: tfp.distributions.Distribution,
+                   num_samples: int = 1000, seed: Seed = None) -> MonteCarloEstimate:
     """KL(p ‖ q) ≈ (1/n) Σᵢ [log p(xᵢ) − log q(xᵢ)], xᵢ ~ p, with its standard error.
 
     Args:

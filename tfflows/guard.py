@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -144,7 +145,7 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     decay = abs(float(optimizer.weight_decay or 0.0))
     if adam:
         # The betas as the update sees them: a β₁ that rounds to 1 in float32 makes 1 − β₁ᵗ = 0.
-        dtype = np.dtype(getattr(variables[0], "dtype", "float32")) if variables else np.float32
+        dtype = np.dtype(getattr(variables[0], "dtype", "float32") if variables else np.float32)
         beta_1, beta_2 = float(dtype.type(optimizer.beta_1)), float(dtype.type(optimizer.beta_2))
         step = tf.cast(optimizer.iterations, f64) + 1.0
         alpha = rate * tf.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)

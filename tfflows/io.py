@@ -23,7 +23,8 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "TMP_MARK",
@@ -77,7 +78,7 @@ def _reason(err: BaseException, tmp: str | None, path: str) -> str:
 
 
 def _is_write_failure(err: BaseException) -> bool:
-    """An error of the file system (full disk, no permission ...), from Python or from TensorFlow's writers."""
+    """An error of the file system (full disk, no permission ...), from Python or TensorFlow's writers."""
     if isinstance(err, WriteError):
         return False
     if isinstance(err, OSError):
@@ -308,6 +309,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[str
     if os.path.exists(path) and not overwrite:
         raise ValueError(f"{path!r} exists; pass overwrite=True to replace it.")
     _remove_leftovers_of(parent, base)
+    tmp: str | None
     try:
         tmp = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}{os.getpid()}-", dir=parent)
     except OSError as err:
@@ -318,7 +320,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[str
             yield tmp
             for folder, _, _ in os.walk(tmp, topdown=False):
                 _fsync_folder(folder)
-            old = None
+            old: str | None = None
             if os.path.exists(path):
                 if _exchange(tmp, path):
                     old, tmp = tmp, None  # tmp now names the old version

@@ -31,9 +31,11 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
+
 # tf.custom_gradient leaves an eager tape recording inside the function, and the tape would
 # keep every activation there alive: tf.recompute_grad stops it with this context manager too.
 from tensorflow.python.eager.record import stop_recording
@@ -263,11 +265,13 @@ def build_bijector(steps: Sequence, context: tf.Tensor | None, mode: str) -> Flo
 
     ``mode="store"`` gives the plain chain (:func:`tfflows.models.plan.build_bijector`).
     """
-    from tfflows.models.plan import Split, build_bijector as build_stored
+    from tfflows.models.plan import Split
+    from tfflows.models.plan import build_bijector as build_stored
 
     if mode == "store":
         return build_stored(list(steps), context)
-    built, run = [], []
+    built: list[Any] = []
+    run: list[Any] = []
     for step in steps:
         if isinstance(step, Split):
             if run:

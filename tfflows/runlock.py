@@ -97,7 +97,8 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             self._release_folder()
-            raise WriteError(self.given, f"{err.strerror or err} (making its lock file {LOCK_NAME})") from None
+            reason = f"{err.strerror or err} (making its lock file {LOCK_NAME})"
+            raise WriteError(self.given, reason) from None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -202,7 +203,7 @@ class RunLock:
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:300] if sys.argv else None,
         }
         data = (json.dumps(holder) + "\n").encode("utf-8")

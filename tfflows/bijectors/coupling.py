@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector, batch_zeros, check_channels, sum_event
 from tfflows.bijectors.masks import Mask, make_mask
 from tfflows.bijectors.transforms import (
-    AdditiveTransform,
     SCALE_FNS,
+    AdditiveTransform,
     AffineTransform,
     ElementwiseTransform,
     make_transform,
@@ -253,6 +253,7 @@ class AffineCoupling(Coupling):
     ) -> None:
         parameters = dict(locals())
         name = name or ("additive_coupling" if self._additive else "affine_coupling")
+        transform: ElementwiseTransform
         if self._additive:
             transform = AdditiveTransform()
         else:

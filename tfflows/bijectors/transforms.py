@@ -10,8 +10,7 @@ given per call. Adding a transform is one small class here.
 from __future__ import annotations
 
 import math
-
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -24,7 +23,8 @@ __all__ = ["ElementwiseTransform", "AffineTransform", "AdditiveTransform", "Spli
            "spline_params_per_entry", "transform_names", "TransformFactory"]
 
 SCALE_FNS = ("sigmoid", "tanh", "exp", "bounded", "scaled_sigmoid")
-"""How an affine transform turns the conditioner's raw output into a scale (Glow's sigmoid, RealNVP's tanh-bounded, plain exp, bounded, Jet's 2·sigmoid)."""
+"""How an affine transform turns the conditioner's raw output into a scale (Glow's sigmoid,
+RealNVP's tanh-bounded, plain exp, bounded, Jet's 2·sigmoid)."""
 TRANSFORMS = ("affine", "additive", "spline")
 LOG_SCALE_BOUND = 7.0
 MIN_BIN = 1e-3
@@ -65,7 +65,8 @@ def spline_params_per_entry(num_bins: int) -> int:
     return 3 * num_bins - 1
 
 
-def rational_quadratic_spline(h: tf.Tensor, num_bins: int, bound: float) -> tfb.RationalQuadraticSpline:
+def rational_quadratic_spline(h: tf.Tensor, num_bins: int,
+                              bound: float) -> tfp.bijectors.RationalQuadraticSpline:
     """Monotone splines on [−B, B] (identity outside) from raw parameters h: [N, M, 3K − 1].
 
     Widths and heights are softmaxes scaled to 2B with a floor of ``1e-3``;
@@ -131,7 +132,7 @@ class AffineTransform(ElementwiseTransform):
             raise ValueError(f"{name}: scale_fn must be one of {SCALE_FNS}, got {scale_fn!r}.")
         self.scale_fn, self.tanh_factor, self.maps_to_latent = scale_fn, tanh_factor, maps_to_latent
 
-    def __call__(self, h, u, to_latent):
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         shift, raw = tf.split(h, 2, axis=-1)
         log_scale = log_scale_of(raw, self.scale_fn, self.tanh_factor)
         if to_latent == self.maps_to_latent:
@@ -145,7 +146,7 @@ class AdditiveTransform(ElementwiseTransform):
     params_per_entry = 1
     is_constant_jacobian = True
 
-    def __call__(self, h, u, to_latent):
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         # u · 1 + t as the affine map with log s = 0 computed it: the same bits.
         v = u + h if to_latent else u - h
         return v, tf.zeros_like(u)
@@ -179,7 +180,7 @@ class SplineTransform(ElementwiseTransform):
         self.num_bins, self.bound, self.entry_major = num_bins, float(bound), bool(entry_major)
         self.params_per_entry = spline_params_per_entry(num_bins)
 
-    def __call__(self, h, u, to_latent):
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         dim, per = u.shape[-1], self.params_per_entry
         # Leading axes folded into one: oneDNN's softmax takes rank <= 5.
         if self.entry_major:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from tfflows.cli.common import DEBUG_ENV, one_line
 from tfflows.cli.parser import DEFAULT_JET_COUPLINGS, DEFAULT_STEPS, build_parser

@@ -8,13 +8,26 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tfflows.cli.parser import TOY_DATASETS
 
-__all__ = ["load_data", "pipeline", "build_model", "RUN_FILES", "RUN_FOLDERS", "previous_run", "remove_run", "pixel_range", "check_model_file", "load_model", "recorded_source", "DEBUG_ENV", "one_line"]
+if TYPE_CHECKING:  # the CLI imports NumPy, TensorFlow and the models only when a command runs
+    import argparse
 
-def load_data(dataset: str, data_dir, split: str, num_bits, max_n=None, with_labels=False,
-               columns=None, val_fraction=0.2, seed=0):
+    import numpy as np
+    import tensorflow as tf
+
+    from tfflows.models.base import FlowModel
+
+__all__ = ["load_data", "pipeline", "build_model", "RUN_FILES", "RUN_FOLDERS", "previous_run", "remove_run",
+           "pixel_range", "check_model_file", "load_model", "recorded_source", "DEBUG_ENV", "one_line"]
+
+def load_data(dataset: str, data_dir: str | None, split: str, num_bits: int | None,
+              max_n: int | None = None, with_labels: bool = False,
+              columns: str | Sequence[str] | None = None, val_fraction: float = 0.2,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, int | None, int | None]:
     """Returns (array, labels or None, num_bits, source_bits) for images, toys or a CSV file.
 
     A CSV file's rows are split (seeded) into "train" and the held-out
@@ -48,7 +61,8 @@ def load_data(dataset: str, data_dir, split: str, num_bits, max_n=None, with_lab
     return np.asarray(images), labels, num_bits or source_bits, source_bits
 
 
-def pipeline(arr, labels, num_bits, source_bits, batch_size, shuffle, seed, drop_remainder=False):
+def pipeline(arr: np.ndarray, labels: np.ndarray | None, num_bits: int | None, source_bits: int | None,
+             batch_size: int, shuffle: bool, seed: int, drop_remainder: bool = False) -> tf.data.Dataset:
     import tensorflow as tf
 
     from tfflows import data
@@ -66,7 +80,8 @@ def pipeline(arr, labels, num_bits, source_bits, batch_size, shuffle, seed, drop
                              drop_remainder=drop_remainder)
 
 
-def build_model(args, event_shape, num_bits, num_classes):
+def build_model(args: argparse.Namespace, event_shape: Sequence[int], num_bits: int | None,
+                num_classes: int | None) -> FlowModel:
     """The model ``--model`` names for data of ``event_shape``, built by its registry entry."""
     from tfflows.models.registry import BuildOptions, get_model
 
@@ -136,15 +151,17 @@ def remove_run(out: str) -> None:
             os.remove(os.path.join(out, name))
 
 
-def pixel_range(images, num_bits, source_bits) -> list[int] | None:
-    """The lowest and highest pixel level of ``images`` at ``num_bits`` (None: vector data, or one level).
+def pixel_range(images: np.ndarray, num_bits: int | None, source_bits: int | None) -> list[int] | None:
+    """The lowest and highest pixel level of ``images`` at ``num_bits``.
+
+    None for vector data (no ``num_bits``), or when the images hold one level.
 
     Sample pictures draw this range black to white: the 8×8 digits use levels
     0..16 of 32, which would otherwise never be brighter than mid-grey.
     """
     import numpy as np
 
-    if num_bits is None or len(images) == 0:
+    if num_bits is None or source_bits is None or len(images) == 0:
         return None
     shift = 2 ** (source_bits - num_bits)
     low, high = (int(np.floor(float(v) / shift)) for v in (np.min(images), np.max(images)))
@@ -152,7 +169,10 @@ def pixel_range(images, num_bits, source_bits) -> list[int] | None:
 
 
 def check_model_file(path: str) -> None:
-    """Refuses, before Keras reads it, what cannot be a ``.keras`` file (Keras calls it "File not found")."""
+    """Refuses, before Keras reads it, what cannot be a ``.keras`` file.
+
+    (Keras would call it "File not found".)
+    """
     import zipfile
 
     if not os.path.exists(path):
@@ -161,9 +181,11 @@ def check_model_file(path: str) -> None:
         raise ValueError(f"expected a .keras model file written by tfflows train, got the folder {path!r}.")
     if not path.endswith(".keras"):
         raise ValueError(f"expected a .keras model file written by tfflows train, got {path!r}.")
-    broken = f"could not load the model file {path!r}: not a readable .keras model file (truncated or corrupt?)"
+    broken = (f"could not load the model file {path!r}: not a readable .keras model file "
+              "(truncated or corrupt?)")
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{broken}: expected a zip archive, got {os.path.getsize(path)} bytes that are not one.")
+        raise ValueError(f"{broken}: expected a zip archive, got {os.path.getsize(path)} bytes "
+                         "that are not one.")
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
@@ -176,7 +198,7 @@ def check_model_file(path: str) -> None:
         raise ValueError(f"{broken}: expected config.json in the archive, got {sorted(names)[:5]}.")
 
 
-def load_model(path: str):
+def load_model(path: str) -> FlowModel:
     import keras
 
     import tfflows

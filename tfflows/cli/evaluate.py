@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from tfflows.cli.common import load_data, load_model, pipeline, recorded_source
 
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = ["run"]
 
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     from tfflows.io import strict_json
 
     model = load_model(args.model_path)

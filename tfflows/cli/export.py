@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from tfflows.cli.common import load_model
 
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = ["run"]
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
     from tfflows.export import export_saved_model
 
     model = load_model(args.model_path)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tfflows.cli.common import load_model, recorded_source
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["run"]
 
@@ -26,7 +31,7 @@ def _sample_options(args, model) -> dict:
     return options
 
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
     from tfflows.callbacks import save_samples_picture
 
     model = load_model(args.model_path)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from tfflows.cli.common import load_model, recorded_source
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["run"]
 
@@ -21,7 +25,7 @@ def _density(path: str, what: str):
     return ImageDensity.from_model(load_model(path), name=os.path.basename(path))
 
 
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     from tfflows import ood
     from tfflows.io import atomic_write_json, strict_json
 

@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from tfflows.cli.common import (
     build_model,
@@ -16,6 +17,9 @@ from tfflows.cli.common import (
     remove_run,
 )
 from tfflows.cli.parser import PROBE_MIN_MINUTES, PROBE_MIN_STEPS, VAL_EXAMPLES_TIMED
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["run"]
 
@@ -41,7 +45,7 @@ def _check_tarflow_options(args) -> None:
                          "got an unconditional one.")
 
 
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     from tfflows.cli.workers import train_worker, wants_workers
     from tfflows.io import remove_leftovers
     from tfflows.models.registry import own_trainer
@@ -92,7 +96,7 @@ def _train_alone(args) -> dict:
                                       with_labels=args.conditional, **tabular)
     num_classes = None
     if args.conditional:
-        if train_y is None:
+        if train_y is None or test_y is None:
             raise ValueError(f"--conditional needs labelled data; {args.dataset} has none.")
         num_classes = int(max(train_y.max(), test_y.max())) + 1
     train = pipeline(train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed,

@@ -1,4 +1,6 @@
-"""``tfflows train --workers N``, a mode of train: one worker of a multi-worker run (see :mod:`tfflows.distributed`).
+"""``tfflows train --workers N``, a mode of train: one worker of a multi-worker run.
+
+See :mod:`tfflows.distributed`.
 
 Every worker loads the same data, builds the same model under a
 ``MultiWorkerMirroredStrategy`` and trains with :func:`tfflows.distributed.fit`;
@@ -16,11 +18,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["train_worker", "wants_workers"]
 
 
-def wants_workers(args) -> bool:
+def wants_workers(args: argparse.Namespace) -> bool:
     """True when ``tfflows train`` should run as one worker of a cluster.
 
     Raises:
@@ -43,7 +49,7 @@ def _is_chief_task(config: dict) -> bool:
                                        and "chief" not in config["cluster"])
 
 
-def train_worker(args) -> dict:
+def train_worker(args: argparse.Namespace) -> dict:
     """Runs this worker's part of ``tfflows train``, then ends the process (status 0 when all went well).
 
     Errors before training (the cluster, the data, the arguments) raise as in

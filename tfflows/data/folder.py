@@ -10,7 +10,7 @@ images stay uint8: an image model's ``fit`` dequantizes them itself, and
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -40,7 +40,9 @@ def _list_images(path: str, recursive: bool) -> list[str]:
         raise ValueError(f"image_folder: no folder at {path!r}.")
     if not os.path.isdir(path):
         raise ValueError(f"image_folder: {path!r} is a file; expected a folder of PNG or JPEG images.")
-    found, others, subfolders = [], [], []
+    found: list[str] = []
+    others: list[str] = []
+    subfolders: list[str] = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if not recursive:

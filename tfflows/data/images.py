@@ -17,8 +17,9 @@ TFDS keeps its own data directory (``TFDS_DATA_DIR``); ``data_dir`` here only
 names a folder of IDX files. A TFDS dataset that is not prepared there is
 downloaded only when the download host answers within a few seconds
 (``$TFFLOWS_TFDS_PROBE``, ``host:port``, names another host to try);
-otherwise, and for an unknown name, a one-line ``ValueError`` says so at once. TFDS's checksums reject the Debian files (they are
-recompressed), which is why they are read directly.
+otherwise, and for an unknown name, a one-line ``ValueError`` says so at once. TFDS's
+checksums reject the Debian files (they are recompressed), which is why they are read
+directly.
 """
 
 from __future__ import annotations
@@ -261,8 +262,8 @@ def load_images(
 
     Raises:
         ValueError: If ``split`` is not ``"train"``/``"test"`` for a local
-            source, ``data_dir`` is given but is not a folder, or no source has the data; the message names every folder
-            searched and the TFDS error.
+            source, ``data_dir`` is given but is not a folder, or no source has the data; the
+            message names every folder searched and the TFDS error.
     """
     if name in LOCAL_NAMES and split not in _SPLITS:
         raise ValueError(f"split for {name!r} must be one of {list(_SPLITS)}; got {split!r}.")

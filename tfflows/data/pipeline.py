@@ -13,6 +13,7 @@ References:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -43,7 +44,8 @@ __all__ = [
 ]
 
 # Fixed parallelism instead of tf.data's autotuner (see ``steady``).
-PARALLEL_CALLS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+PARALLEL_CALLS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else (os.cpu_count() or 1))
 PREFETCH_BATCHES = 2
 
 
@@ -110,7 +112,7 @@ LABEL_KEYS: tuple[str, ...] = ("label", "labels", "context")
 """Keys read as the labels (a conditional model's context) of a dict batch or element."""
 
 
-def image_key(keys, where: str = "images") -> str:
+def image_key(keys: Iterable[str], where: str = "images") -> str:
     """The key of ``keys`` that holds the images (see ``IMAGE_KEYS``).
 
     Raises:
@@ -126,7 +128,7 @@ def image_key(keys, where: str = "images") -> str:
     )
 
 
-def label_key(keys) -> str | None:
+def label_key(keys: Iterable[str]) -> str | None:
     """The key of ``keys`` that holds the labels (see ``LABEL_KEYS``), or ``None``."""
     keys = list(keys)
     return next((key for key in LABEL_KEYS if key in keys), None)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -165,7 +166,8 @@ class DataSpec:
                 f"{name}: expected integer class labels in 0..{k - 1} (or one-hot [batch, {k}]), "
                 f"got {context.dtype.name} of shape {context.shape}.")
         if not context.dtype.is_integer:
-            raise ValueError(f"{name}: expected integer class labels in 0..{k - 1}, got {context.dtype.name}.")
+            raise ValueError(f"{name}: expected integer class labels in 0..{k - 1}, "
+                             f"got {context.dtype.name}.")
         if context.shape.rank not in (None, 1):
             raise ValueError(f"{name}: expected labels of shape [batch], got shape {context.shape}.")
         # The range is checked before any narrowing: int32(2**40) would wrap into range.
@@ -196,6 +198,10 @@ class DataSpec:
         The checks a SavedModel signature always runs (and ``validate_args``
         asks for): an ``InvalidArgumentError`` at run time names ``where``.
         """
+        if context is None:
+            if self.is_conditional:
+                raise ValueError(f"{where}: a conditional model's checks need its context, got None.")
+            return []
         if self.num_classes is not None:
             k = self.num_classes
             what = f"{where}: labels must be class ids in 0..{k - 1}"
@@ -366,7 +372,7 @@ class DataSpec:
     def check_z(self, z: Any, values: bool = True) -> tf.Tensor:
         """Flat latents ``[batch, num_dims]`` in the flow's dtype; eagerly inf or NaN raise."""
         z = tf.convert_to_tensor(z)
-        if not z.dtype.is_floating or z.shape.rank is None or z.shape.rank < 2 or z.shape[-1] != self.num_dims:
+        if not z.dtype.is_floating or (z.shape.rank or 0) < 2 or z.shape[-1] != self.num_dims:
             raise ValueError(
                 f"{self.owner}: expected latents of shape [batch, {self.num_dims}] "
                 f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
@@ -479,11 +485,11 @@ class DataSpec:
         if x.dtype.is_integer:
             self.check_x(x, what)
             bits = self.pixel_bits(x.dtype, what)
-            high = int(tf.reduce_max(x)) if tf.size(x) else 0
-            if 0 < high < 2 ** (bits - 3):
-                used = high // 2 ** (bits - n) + 1
+            peak = int(tf.reduce_max(x)) if tf.size(x) else 0
+            if 0 < peak < 2 ** (bits - 3):
+                used = peak // 2 ** (bits - n) + 1
                 warnings.warn(
-                    f"{name}: {what} holds {x.dtype.name} pixels up to {high}: read as {bits}-bit "
+                    f"{name}: {what} holds {x.dtype.name} pixels up to {peak}: read as {bits}-bit "
                     f"pixels (0..{2 ** bits - 1}) they fill only {used} of the model's {2 ** n} "
                     f"levels. If they are {n}-bit levels already, multiply them by "
                     f"{2 ** (bits - n)}, or pass them as floats with dequantization noise.",

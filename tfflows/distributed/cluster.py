@@ -12,12 +12,11 @@ import sys
 import threading
 import time
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TypeGuard
 
 import numpy as np
 import tensorflow as tf
-
-
 
 __all__ = ["cluster_config", "connect", "finish", "is_chief", "worker_address"]
 
@@ -34,7 +33,7 @@ def _parse_address(text: str, where: str) -> tuple[str, int]:
     return match.group("host").strip("[]"), port
 
 
-def _is_index(value) -> bool:
+def _is_index(value: object) -> TypeGuard[int | np.integer]:
     """An integer (not a bool, not a float that happens to be whole): a task's place in its job."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -89,7 +88,7 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
             f'{{"type": "worker", "index": i}}}}, got {text[:200]!r} ({type(err).__name__}: {err}).'
         ) from None
     unknown = sorted(set(jobs) - {"chief", "worker"})
-    if unknown or not jobs.get("worker") and not jobs.get("chief"):
+    if unknown or (not jobs.get("worker") and not jobs.get("chief")):
         raise ValueError(f"TF_CONFIG: expected a cluster of 'worker' (and at most one 'chief') "
                          f"tasks, got jobs {sorted(jobs)}.")
     for job, addresses in jobs.items():

@@ -7,16 +7,18 @@ import os
 import re
 import shutil
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfflows.distributed.cluster import is_chief
 from tfflows.io import atomic_dir, atomic_write_json, numbered_entries
 
-
-from tfflows.distributed.cluster import is_chief
+if TYPE_CHECKING:
+    from tfflows.models.base import FlowModel
 
 __all__ = ["CHECKPOINT_NAME", "checkpoints", "fit", "local_copy"]
 
@@ -40,8 +42,8 @@ def _save_checkpoint(model: keras.Model, folder: str, epoch: int, step: int, glo
     variables = _state_variables(model)
     path = os.path.join(folder, f"step_{global_step:08d}")
     with atomic_dir(path, overwrite=True) as tmp:
-        np.savez(os.path.join(tmp, "variables.npz"),
-                 **{f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)})
+        arrays: dict[str, Any] = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+        np.savez(os.path.join(tmp, "variables.npz"), **arrays)
         atomic_write_json(os.path.join(tmp, "state.json"), {
             "epoch": epoch, "step": step, "global_step": global_step,
             "variables": [v.path for v in variables]})
@@ -126,7 +128,8 @@ def _shardable(ds) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def fit(model, data, *, strategy: tf.distribute.Strategy | None = None, epochs: int = 1,
+def fit(model: FlowModel, data: tf.data.Dataset | Callable[[int], tf.data.Dataset], *,
+        strategy: tf.distribute.Strategy | None = None, epochs: int = 1,
         steps_per_epoch: int | None = None, callbacks: Sequence[keras.callbacks.Callback] | None = None,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100,
         keep_checkpoints: int = 2, verbose: int = 1) -> keras.callbacks.History:
@@ -267,7 +270,7 @@ def fit(model, data, *, strategy: tf.distribute.Strategy | None = None, epochs: 
     return model.history
 
 
-def local_copy(model):
+def local_copy(model: FlowModel) -> FlowModel:
     """A plain copy of a distributed ``model`` (weights and optimizer state) to save or evaluate.
 
     Saving or evaluating the distributed model on the chief alone would read

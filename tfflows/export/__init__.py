@@ -35,8 +35,8 @@ Image models (event shape [H, W, C], ``num_bits`` n):
   ``decode``: ``latents`` → ``images``, ``images_float``, ``finite``.
 
 Vector models (event shape [D]) take and return float32 ``x`` [B, D] (with
-``finite`` beside it from ``sample`` and ``decode``) and have no uint8 path. Conditional models take ``labels`` int32 [B] (models
-with ``num_classes``) or ``context`` float32 [B, K] (``context_dim``) on
+``finite`` beside it from ``sample`` and ``decode``) and have no uint8 path. Conditional models
+take ``labels`` int32 [B] (models with ``num_classes``) or ``context`` float32 [B, K] (``context_dim``) on
 every signature. Models with ``num_bits`` above 8 take and give uint16.
 
 Bad requests fail at serve time with ``InvalidArgumentError`` naming the

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
@@ -62,12 +63,12 @@ class Endpoint:
     def function(self) -> tf.types.experimental.GenericFunction:
         names = [t.name for t in self.inputs]
 
-        def serve(*args):
+        def serve(*args: tf.Tensor) -> dict[str, tf.Tensor]:
             # Servers and loaded signatures do not enforce the specs' shapes (a placeholder's
             # shape is a promise, not a check): EnsureShape fails the request at run time with
             # "Shape of tensor images [1,8,8,3] is not compatible with expected shape [?,8,8,1]".
-            args = [tf.ensure_shape(a, t.shape) for a, t in zip(args, self.inputs)]
-            return self.body(**dict(zip(names, args)))
+            checked = [tf.ensure_shape(a, t.shape) for a, t in zip(args, self.inputs)]
+            return self.body(**dict(zip(names, checked)))
 
         return tf.function(serve, input_signature=[t.spec() for t in self.inputs],
                            autograph=False)
@@ -210,10 +211,10 @@ class Endpoints:
         with tf.control_dependencies(checks):
             return (self._bin_centres(x) if self.is_image else tf.identity(x)), context
 
-    def log_prob(self, **kw):
+    def log_prob(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._scores(*self._data_in(kw, "log_prob"))
 
-    def score(self, **kw):
+    def score(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         from tfflows.ood.registry import image_scores
         from tfflows.ood.scores import complexity_bits_per_dim, complexity_corrected
 
@@ -226,22 +227,22 @@ class Endpoints:
             out[extra.name] = tf.cast(extra.compute(kw["images"], bits, self.num_bits), tf.float32)
         return out
 
-    def log_prob_float(self, **kw):
+    def log_prob_float(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         x = kw["images"]
         checks, context = self._check_context(kw, tf.shape(x)[0], "log_prob_float")
         with tf.control_dependencies(checks + self._check_levels(x, "log_prob_float")):
             return self._scores(tf.identity(x), context)
 
-    def encode(self, **kw):
+    def encode(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"latents": tf.cast(self.model.encode(*self._data_in(kw, "encode")), tf.float32)}
 
-    def decode(self, **kw):
+    def decode(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         z = kw["latents"]
         checks, context = self._check_context(kw, tf.shape(z)[0], "decode")
         with tf.control_dependencies(checks + self._check_finite(z, "decode: latents")):
             return self._data_dict(self.model.decode(tf.identity(z), context))
 
-    def sample(self, **kw):
+    def sample(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         n, temperature, seed = kw["num_samples"], kw["temperature"], kw["seed"]
         limit = f"sample: num_samples must be in 0..{self.max_samples}"
         checks = [

@@ -124,7 +124,7 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
       NonFiniteWeightsError: a weight holds inf or NaN (a ``ValueError``).
       ValueError: not a flow model, a bad ``max_samples`` or an occupied ``path``.
     """
-    from tfflows.models.base import FlowModel  # noqa: F811  (at run time, not only for types)
+    from tfflows.models.base import FlowModel
 
     if not isinstance(model, FlowModel):
         raise ValueError(f"export_saved_model: expected a tfflows FlowModel, got {type(model).__name__}.")

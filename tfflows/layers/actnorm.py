@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfflows.bijectors.actnorm import ActNorm, actnorm_degenerate, actnorm_init
 from tfflows.layers.base import DataInitializedLayer
+from tfflows.typing import Shape
 
 __all__ = ["ActNormLayer"]
 
@@ -21,7 +22,7 @@ class ActNormLayer(DataInitializedLayer):
     :meth:`initialize` does nothing unless ``force=True``.
     """
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         c = x_shape[-1]
         self.log_scale = self.add_weight(name="log_scale", shape=(c,), initializer="zeros")
@@ -43,7 +44,8 @@ class ActNormLayer(DataInitializedLayer):
         x = tf.cast(x, self.log_scale.dtype)
         _, var = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
         self._checked_statistic("variance", var)
-        self._warn_degenerate("variance", actnorm_degenerate(var), "that channel keeps scale 1 (only centred)")
+        self._warn_degenerate("variance", actnorm_degenerate(var),
+                              "that channel keeps scale 1 (only centred)")
         log_scale, bias = actnorm_init(x, self.event_ndims)
         self.log_scale.assign(self._checked_statistic("log-scale", log_scale))
         self.bias.assign(self._checked_statistic("bias", bias))

@@ -10,12 +10,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector, describe_event_ndims
+from tfflows.typing import Shape
 
 __all__ = ["DataInitWarning", "DataInitializedLayer", "FlowLayer"]
 
 
 class DataInitWarning(UserWarning):
-    """A data-dependent initialisation fell back from a degenerate statistic (see :class:`DataInitializedLayer`)."""
+    """A data-dependent initialisation fell back from a degenerate statistic.
+
+    See :class:`DataInitializedLayer`.
+    """
 
 
 def _as_flow_dtype(t, dtype: str):
@@ -104,7 +108,7 @@ class FlowLayer(keras.layers.Layer):
         """Returns the bijector made from the current weights."""
         raise NotImplementedError
 
-    def output_event_shape(self, event_shape) -> tuple[int, ...]:
+    def output_event_shape(self, event_shape: Shape) -> tuple[int, ...]:
         """The event shape this step gives for an input event of ``event_shape``.
 
         Layer steps keep the shape; a shape-changing one overrides this, so a
@@ -119,14 +123,16 @@ class FlowLayer(keras.layers.Layer):
                 "call build(input_shape) before asking for its bijector."
             )
 
-    def call(self, x, context=None, inverse: bool = False):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None,
+             inverse: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         x = _as_flow_dtype(x, self.flow_dtype)
         if context is not None:
             context = _as_flow_dtype(context, self.flow_dtype)
         b = self.bijector(context)
         return b.inverse_and_log_det(x) if inverse else b.forward_and_log_det(x)
 
-    def compute_output_spec(self, x, context=None, inverse: bool = False):
+    def compute_output_spec(self, x: keras.KerasTensor, context: keras.KerasTensor | None = None,
+                            inverse: bool = False) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         batch = x.shape[: len(x.shape) - self.event_ndims]
         dtype = self.flow_dtype if keras.backend.is_float_dtype(x.dtype) else x.dtype
         return (keras.KerasTensor(x.shape, dtype), keras.KerasTensor(batch, dtype))

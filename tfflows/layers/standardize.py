@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfflows.bijectors.standardize import Standardize, standardize_degenerate, standardize_stats
 from tfflows.layers.base import DataInitializedLayer
+from tfflows.typing import Shape
 
 __all__ = ["StandardizeLayer"]
 
@@ -27,7 +28,7 @@ class StandardizeLayer(DataInitializedLayer):
         kwargs.setdefault("event_ndims", 1)
         super().__init__(**kwargs)
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         d = x_shape[-1]
         self.mean = self.add_weight(name="mean", shape=(d,), initializer="zeros", trainable=False)

@@ -16,7 +16,8 @@ What it needs from elsewhere comes through public seams:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,6 +37,7 @@ from tfflows.reversible import build_bijector as build_run_bijector
 from tfflows.reversible import check_backprop
 from tfflows.training.fit import FlowTrainer
 from tfflows.training.step import NonFiniteGuard, StepMean
+from tfflows.typing import Context, Seed, TensorLike
 
 tfd = tfp.distributions
 
@@ -203,11 +205,11 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
     # -- the flow as TFP objects -----------------------------------------
 
-    def flow(self, context: Any = None) -> FlowChain:
+    def flow(self, context: Context = None) -> FlowChain:
         """The data → latent bijector built from the current weights."""
         return build_bijector(self._plan.steps, self.spec.context(context))
 
-    def bijector_for(self, context: Any = None) -> LiveBijector:
+    def bijector_for(self, context: Context = None) -> LiveBijector:
         """The latent → data bijector, live: every call reads the current weights.
 
         A batch of contexts gives it their batch shape (see :meth:`distribution_for`).
@@ -220,12 +222,12 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         return self.bijector_for(None)
 
     @property
-    def base_distribution(self) -> tfd.Distribution:
+    def base_distribution(self) -> tfp.distributions.Distribution:
         """Standard normal on the flat latent of size ``num_dims``."""
         zero, one = tf.constant(0.0, self.flow_dtype), tf.constant(1.0, self.flow_dtype)
         return tfd.Sample(tfd.Normal(zero, one), sample_shape=[self.num_dims])
 
-    def distribution_for(self, context: Any = None) -> FlowDistribution:
+    def distribution_for(self, context: Context = None) -> FlowDistribution:
         """The model as a live TFP ``TransformedDistribution`` (:class:`tfflows.FlowDistribution`).
 
         Every call reads the current weights, and ``trainable_variables`` are
@@ -248,7 +250,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         """log N(z; 0, I) of flat latents ``[batch, num_dims]``, shape [batch]."""
         return -0.5 * tf.reduce_sum(tf.square(z), axis=-1) - 0.5 * self.num_dims * _LOG_2PI
 
-    def flow_log_prob(self, x: tf.Tensor, context: Any = None) -> tf.Tensor:
+    def flow_log_prob(self, x: tf.Tensor, context: Context = None) -> tf.Tensor:
         """log p(x) = log N(f(x)) + log|det ∂f/∂x| of data the spec has checked, shape [batch].
 
         ``x`` is already in :attr:`flow_dtype` (``spec.check_x``); nothing
@@ -267,7 +269,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
         return unless_empty(x, compute, (), self.flow_dtype)
 
-    def log_prob(self, x: Any, context: Any = None) -> tf.Tensor:
+    def log_prob(self, x: TensorLike, context: Context = None) -> tf.Tensor:
         """log p(x) in the units of the data, shape [batch] (a batch of 0 gives shape [0]).
 
         Image models with ``num_bits`` take dequantized pixel levels in
@@ -287,7 +289,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         x = self.spec.check_x(x, levels=True)
         return self.spec.check_result(self.flow_log_prob(x, context), "log-density", x)
 
-    def train_log_prob(self, x: Any, context: Any, seed: tf.Tensor) -> tf.Tensor:
+    def train_log_prob(self, x: TensorLike, context: Context, seed: tf.Tensor) -> tf.Tensor:
         """The per-example log-likelihood a training step maximises: the seam for a model's own loss.
 
         The default: integer pixels dequantized with fresh U[0, 1) noise from
@@ -300,14 +302,14 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         """
         return self.flow_log_prob(self.spec.check_x(x, levels=True, seed=seed), context)
 
-    def bits_per_dim(self, x: Any, context: Any = None) -> tf.Tensor:
+    def bits_per_dim(self, x: TensorLike, context: Context = None) -> tf.Tensor:
         """−log₂ p(x) / D, shape [batch]; exact for dequantized pixel levels."""
         return -self.log_prob(x, context) / (self.num_dims * math.log(2.0))
 
-    def call(self, x: Any, context: Any = None, training: bool | None = None) -> tf.Tensor:
+    def call(self, x: TensorLike, context: Context = None, training: bool | None = None) -> tf.Tensor:
         return self.log_prob(x, context)
 
-    def encode(self, x: Any, context: Any = None) -> tf.Tensor:
+    def encode(self, x: TensorLike, context: Context = None) -> tf.Tensor:
         """The flat latent z = f(x), shape [batch, num_dims], every level included.
 
         Eagerly, inf or NaN in ``x`` raise ``ValueError`` (in a graph they give
@@ -319,7 +321,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         z = unless_empty(x, lambda: flow.forward(x), (self.num_dims,), self.flow_dtype)
         return self.spec.check_result(z, "latent", x)
 
-    def decode(self, z: Any, context: Any = None) -> tf.Tensor:
+    def decode(self, z: TensorLike, context: Context = None) -> tf.Tensor:
         """x = f⁻¹(z) for flat latents z of shape [batch, num_dims].
 
         Eagerly, inf or NaN latents raise ``ValueError`` (in a graph they give NaN).
@@ -330,7 +332,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         flow = self.flow(context)
         return unless_empty(z, lambda: flow.inverse(z), self.event_shape, self.flow_dtype)
 
-    def sample(self, num_samples: int, temperature: float = 1.0, seed: Any = None,
+    def sample(self, num_samples: int, temperature: float = 1.0, seed: Seed = None,
                context: Any = None, clip_latent: float | None = None, clip_output: bool = False) -> tf.Tensor:
         """Draws ``num_samples`` examples (0 gives an empty batch); ``temperature`` scales the base.
 
@@ -369,11 +371,11 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         """The exported ``sample`` signature's inputs beyond the shared ones (none; see TarFlow)."""
         return {}
 
-    def decode_with_options(self, z: Any, context: Any = None, **options: tf.Tensor) -> tf.Tensor:
+    def decode_with_options(self, z: TensorLike, context: Context = None, **options: tf.Tensor) -> tf.Tensor:
         """:meth:`decode` with the model's own sampling options as tensors (exported graphs)."""
         return self.decode(z, context)
 
-    def split_latents(self, z) -> list[tf.Tensor]:
+    def split_latents(self, z: TensorLike) -> list[tf.Tensor]:
         """Cuts a flat latent into its levels, each in its own [batch, H, W, C] shape."""
         z = self.spec.check_z(z)
         out, offset = [], 0
@@ -396,7 +398,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         return all(layer.is_initialized for layer in self.flow_layers if layer.needs_data_init)
 
     def initialize(self, data: Any, num_batches: int = 1, force: bool = False) -> int:
-        """Data-dependent initialisation of every ActNorm and Standardize step from up to ``num_batches`` batches.
+        """Initialises every ActNorm and Standardize step from data: up to ``num_batches`` batches.
 
         ``data`` is a tensor or array of examples, or a ``tf.data.Dataset``
         of batches (``x``, ``(x, context)`` or dicts as ``fit`` takes them;

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
 from tfflows.bijectors.base import check_positive_ints
-from tfflows.bijectors.transforms import transform_names
 from tfflows.bijectors.multiscale import Flatten
 from tfflows.bijectors.preprocess import ScalePixels
 from tfflows.bijectors.squeeze import Squeeze
+from tfflows.bijectors.transforms import transform_names
 from tfflows.deprecation import old_argument_names
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
@@ -92,7 +93,7 @@ class Glow(FlowModel):
         self.width = width
         self.coupling = coupling
         self.lu = lu
-        self.num_bits = num_bits
+        self.num_bits: int = num_bits
         self.learn_top = learn_top
         self.seed = seed
         self._finish_init()
@@ -102,7 +103,7 @@ class Glow(FlowModel):
         self._add_level(steps, 0, self.event_shape)
         return steps
 
-    def _add_level(self, steps: list, level: int, shape: tuple[int, int, int]) -> None:
+    def _add_level(self, steps: list, level: int, shape: tuple[int, ...]) -> None:
         h, w, c = shape
         shape = (h // 2, w // 2, 4 * c)
         steps.append(Squeeze(2))
@@ -138,6 +139,6 @@ register_model(ModelEntry(
     name="glow", data_kind="image", model_class=Glow,
     summary="multi-scale ActNorm, invertible 1x1 convolutions and couplings (Kingma & Dhariwal 2018)",
     build=lambda o: Glow(o.event_shape, num_levels=o.num_levels, num_steps=o.num_steps or 4,
-                         width=o.width, coupling=o.coupling, num_bits=o.num_bits,
+                         width=o.width, coupling=o.coupling, num_bits=o.image_num_bits,
                          num_classes=o.num_classes, seed=o.seed, **o.policy),
     tiny=lambda **cond: Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, num_bits=5, **cond)))

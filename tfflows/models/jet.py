@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from tfflows.bijectors.base import check_positive_ints
-from tfflows.deprecation import old_argument_names
 from tfflows.bijectors.patchify import FlattenTokens, Patchify
 from tfflows.bijectors.preprocess import ScalePixels
+from tfflows.deprecation import old_argument_names
 from tfflows.layers.coupling import CouplingLayer
 from tfflows.layers.transformer import check_heads
 from tfflows.models.base import FlowModel
@@ -158,7 +159,7 @@ class Jet(FlowModel):
         self.depth = depth
         self.heads = heads
         self.mlp_ratio = mlp_ratio
-        self.num_bits = num_bits
+        self.num_bits: int = num_bits
         self.splits = splits
         self.seed = seed
         self.grid = grid
@@ -200,7 +201,7 @@ register_model(ModelEntry(
     summary="couplings with ViT conditioners over patches (Kolesnikov et al. 2024)",
     build=lambda o: Jet(o.event_shape, patch_size=o.extra.get("patch_size", 4),
                         num_steps=o.num_steps or 16, depth=o.depth or 1, width=o.width,
-                        heads=o.extra.get("heads", 4), num_bits=o.num_bits,
+                        heads=o.extra.get("heads", 4), num_bits=o.image_num_bits,
                         num_classes=o.num_classes, seed=o.seed, **o.policy),
     tiny=lambda **cond: Jet((4, 4, 1), patch_size=2, num_steps=4, width=8, depth=1, heads=2,
                             mlp_ratio=2, num_bits=2, **cond)))

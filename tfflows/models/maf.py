@@ -8,11 +8,11 @@ import keras
 
 from tfflows.bijectors.autoregressive import DIRECTIONS, make_transform
 from tfflows.bijectors.base import check_positive_ints
+from tfflows.deprecation import old_argument_names
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
 from tfflows.models.base import FlowModel
 from tfflows.models.registry import ModelEntry, register_model
-from tfflows.deprecation import old_argument_names
-from tfflows.models.vector import VECTOR_RENAMES, vector_options, num_features, standardized
+from tfflows.models.vector import VECTOR_RENAMES, num_features, standardized, vector_options
 
 __all__ = ["VectorMAF"]
 

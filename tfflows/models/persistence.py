@@ -14,11 +14,12 @@ import keras
 from tfflows.guard import check_finite_weights
 from tfflows.io import atomic_dir, atomic_path
 from tfflows.layers.convolution import conv_implementation
+from tfflows.typing import KerasModelMixin
 
 __all__ = ["SavedFlow"]
 
 
-class SavedFlow:
+class SavedFlow(KerasModelMixin):
     """Keras ``save``/``save_weights``/``export`` for a flow model, written atomically."""
 
     def serving_signature(self) -> list:
@@ -31,8 +32,8 @@ class SavedFlow:
                                          name="context"))
         return specs
 
-    def export(self, filepath, format: str = "tf_saved_model", verbose: bool | None = None,
-               input_signature=None, **kwargs: Any) -> None:
+    def export(self, filepath: str | os.PathLike, format: str = "tf_saved_model", verbose: bool | None = None,
+               input_signature: list[Any] | None = None, **kwargs: Any) -> None:
         """Keras ``export`` (an ``ExportArchive``): ``serve(x[, context])`` returns ``log_prob``.
 
         ``tf.saved_model.load(filepath).serve(x)`` gives ``log_prob(x)`` for
@@ -64,13 +65,12 @@ class SavedFlow:
         # Stock convolutions in the graph, as export_saved_model writes them.
         with atomic_dir(path, overwrite=replace) as tmp, conv_implementation("conv"):
             # Keras would print the temporary folder's name: the message below names the real one.
-            super().export(tmp,  # type: ignore[misc]
-                           format=format, verbose=False, input_signature=signature, **kwargs)
+            super().export(tmp, format=format, verbose=False, input_signature=signature, **kwargs)
         if verbose or verbose is None:
             args = ", ".join(spec.name for spec in self.serving_signature())
             print(f"Saved artifact at '{path}': serve({args}) -> log_prob.")
 
-    def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
+    def save(self, filepath: str | os.PathLike, overwrite: bool = True, **kwargs: Any) -> None:
         """Keras ``save``, refusing non-finite weights and writing atomically.
 
         The file is written under a temporary name in the same folder and
@@ -82,7 +82,7 @@ class SavedFlow:
         """
         self._write(super().save, "save", filepath, overwrite, **kwargs)
 
-    def save_weights(self, filepath, overwrite: bool = True, **kwargs) -> None:
+    def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True, **kwargs: Any) -> None:
         """Keras ``save_weights``, refusing non-finite weights and writing atomically."""
         self._write(super().save_weights, "save the weights of", filepath, overwrite, **kwargs)
 

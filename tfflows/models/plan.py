@@ -17,8 +17,9 @@ latent shapes and listing the layers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any
 
 import tensorflow as tf
 
@@ -47,7 +48,7 @@ class Split:
         return (h, w, c - self.kept)
 
 
-Step = Union[FlowLayer, FlowBijector, Split]
+Step = FlowLayer | FlowBijector | Split
 
 
 @dataclass

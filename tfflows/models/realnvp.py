@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -81,7 +82,7 @@ class RealNVP(FlowModel):
         self.num_levels = num_levels
         self.depth = depth
         self.width = width
-        self.num_bits = num_bits
+        self.num_bits: int = num_bits
         self.alpha = alpha
         self._finish_init()
 
@@ -95,7 +96,7 @@ class RealNVP(FlowModel):
         self._add_scale(steps, 0, self.event_shape)
         return steps
 
-    def _add_scale(self, steps: list, scale: int, shape: tuple[int, int, int]) -> None:
+    def _add_scale(self, steps: list, scale: int, shape: tuple[int, ...]) -> None:
         if scale == self.num_levels - 1:
             steps += [self._coupling("checkerboard", i % 2, f"s{scale}_cb{i}") for i in range(4)]
             steps.append(Flatten(shape))
@@ -119,5 +120,5 @@ register_model(ModelEntry(
     name="realnvp", data_kind="image", model_class=RealNVP,
     summary="multi-scale affine couplings with checkerboard and channel masks (Dinh et al. 2017)",
     build=lambda o: RealNVP(o.event_shape, num_levels=o.num_levels, depth=o.depth or 2, width=o.width,
-                            num_bits=o.num_bits, num_classes=o.num_classes, **o.policy),
+                            num_bits=o.image_num_bits, num_classes=o.num_classes, **o.policy),
     tiny=lambda **cond: RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, num_bits=5, **cond)))

@@ -17,7 +17,7 @@ Adding a model is one file and one registration::
     register_model(ModelEntry(
         name="my-flow", data_kind="image", model_class=MyFlow,
         build=lambda o: MyFlow(o.event_shape, num_steps=o.num_steps or 4, width=o.width,
-                               num_bits=o.num_bits, num_classes=o.num_classes, **o.policy),
+                               num_bits=o.image_num_bits, num_classes=o.num_classes, **o.policy),
         tiny=lambda **cond: MyFlow((4, 4, 1), num_steps=2, width=8, num_bits=5, **cond)))
 
 tfflows' own models register in their modules; :data:`BUILTIN` names those
@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 __all__ = ["BUILTIN", "BuildOptions", "ModelEntry", "entries", "get_model", "model_names", "own_trainer",
            "register_model", "unregister_model"]
@@ -85,6 +86,18 @@ class BuildOptions:
     dtype: str = "float32"
     backprop: str = "store"
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def image_num_bits(self) -> int:
+        """``num_bits``, which every image model needs.
+
+        Raises:
+          ValueError: ``num_bits`` is None (vector data).
+        """
+        if self.num_bits is None:
+            raise ValueError(f"an image model needs num_bits (bits per pixel), got None for data of "
+                             f"shape {self.event_shape}.")
+        return self.num_bits
 
     @property
     def policy(self) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -21,6 +22,7 @@ from tfflows.layers.tarflow import TarFlowBlockLayer
 from tfflows.layers.transformer import check_heads
 from tfflows.models.base import FlowModel
 from tfflows.models.registry import ModelEntry, register_model
+from tfflows.typing import Context, Seed, TensorLike
 
 __all__ = ["TarFlow", "NOISES"]
 
@@ -125,18 +127,19 @@ class TarFlow(FlowModel):
         if (isinstance(label_dropout, bool) or not isinstance(label_dropout, numbers.Real)
                 or not 0 <= label_dropout < 1):
             raise ValueError(f"{name}: label_dropout must be in [0, 1), got {label_dropout!r}.")
-        self.patch_size = patch_size
-        self.num_steps = num_steps
-        self.depth = depth
-        self.width = width
-        self.heads = heads
-        self.mlp_ratio = mlp_ratio
-        self.num_bits = num_bits
-        self.noise = noise
-        self.noise_std = float(noise_std)
-        self.label_dropout = float(label_dropout)
-        self.token_shape = ((h // patch_size) * (w // patch_size), patch_size * patch_size * c)
-        self._inverse = {"guidance": 0.0, "cached": True, "denoise": False}
+        self.patch_size: int = patch_size
+        self.num_steps: int = num_steps
+        self.depth: int = depth
+        self.width: int = width
+        self.heads: int = heads
+        self.mlp_ratio: int = mlp_ratio
+        self.num_bits: int = num_bits
+        self.noise: str = noise
+        self.noise_std: float = float(noise_std)
+        self.label_dropout: float = float(label_dropout)
+        self.token_shape: tuple[int, int] = ((h // patch_size) * (w // patch_size),
+                                             patch_size * patch_size * c)
+        self._inverse: dict[str, Any] = {"guidance": 0.0, "cached": True, "denoise": False}
         self._finish_init()
 
     def _make_steps(self) -> list:
@@ -155,7 +158,7 @@ class TarFlow(FlowModel):
 
     # -- the flow ---------------------------------------------------------
 
-    def flow(self, context=None, guidance: float = 0.0, cached: bool = True) -> FlowChain:
+    def flow(self, context: Context = None, guidance: float = 0.0, cached: bool = True) -> FlowChain:
         """The data → latent bijector from the current weights.
 
         Args:
@@ -203,14 +206,15 @@ class TarFlow(FlowModel):
 
         return unless_empty(z, compute, self.event_shape, self.flow_dtype)
 
-    def decode(self, z, context=None, guidance: float = 0.0, cached: bool = True) -> tf.Tensor:
+    def decode(self, z: TensorLike, context: Context = None, guidance: float = 0.0,
+               cached: bool = True) -> tf.Tensor:
         """x = f⁻¹(z) for flat latents z [batch, D]; see :meth:`sample` for the options."""
         with self._inverse_options(guidance, cached):
             return super().decode(z, context)
 
-    def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
-               context=None, guidance: float = 0.0, denoise: bool = False, cached: bool = True,
-               **kwargs: Any) -> tf.Tensor:
+    def sample(self, num_samples: int, temperature: float = 1.0, seed: Seed = None,
+               context: Context = None, clip_latent: float | None = None, clip_output: bool = False, *,
+               guidance: float = 0.0, denoise: bool = False, cached: bool = True) -> tf.Tensor:
         """Draws samples (see :meth:`FlowModel.sample`), with TarFlow's options.
 
         Args:
@@ -220,10 +224,10 @@ class TarFlow(FlowModel):
             (models trained with ``noise="gaussian"``); before any clipping.
           cached: key/value-cached sequential inverse (True) or the uncached
             reference that reruns the prefix at every token.
-          **kwargs: ``clip_latent``, ``clip_output`` as :meth:`FlowModel.sample`.
+          clip_latent, clip_output: as :meth:`FlowModel.sample`.
         """
         with self._inverse_options(guidance, cached, denoise):
-            return super().sample(num_samples, temperature, seed, context, **kwargs)
+            return super().sample(num_samples, temperature, seed, context, clip_latent, clip_output)
 
     # -- serving (tfflows.export) -------------------------------------------
 
@@ -252,7 +256,8 @@ class TarFlow(FlowModel):
                                "noise); false: the noisy sample"}
         return options
 
-    def decode_with_options(self, z, context=None, guidance=None, denoise=None) -> tf.Tensor:
+    def decode_with_options(self, z: TensorLike, context: Context = None, guidance: tf.Tensor | None = None,
+                            denoise: tf.Tensor | None = None, **options: tf.Tensor) -> tf.Tensor:
         """:meth:`decode` (cached) with the sampling options as tensors, for exported graphs.
 
         Where :meth:`sample` takes Python values, this takes scalar tensors
@@ -260,7 +265,13 @@ class TarFlow(FlowModel):
         inverse, w = 0 the plain one; ``denoise`` true adds the score step.
         Either may be None (not offered). The results equal
         ``sample``/``decode`` with the same options.
+
+        Raises:
+          TypeError: an option other than ``guidance`` and ``denoise``.
         """
+        if options:
+            raise TypeError(f"{type(self).__name__}.decode_with_options: unexpected options "
+                            f"{sorted(options)}; TarFlow takes guidance and denoise.")
         z = self.spec.check_z(z)
 
         def inverse(w):
@@ -291,7 +302,7 @@ class TarFlow(FlowModel):
         score = tape.gradient(log_prob, x)
         return x + self.level_noise_std ** 2 * score
 
-    def denoise(self, x, context=None) -> tf.Tensor:
+    def denoise(self, x: TensorLike, context: Context = None) -> tf.Tensor:
         """x + σ²∇ₓ log p(x): one score step (Tweedie) undoing the Gaussian training noise.
 
         σ = :attr:`level_noise_std` in pixel levels. For models trained with
@@ -322,8 +333,10 @@ class TarFlow(FlowModel):
                                                stddev=self.level_noise_std, dtype=x.dtype)
         if context is not None and self.num_classes is not None and self.label_dropout > 0:
             one_hot = self.spec.context(context)
+            assert one_hot is not None  # a context was given
             keep_seed = tf.random.experimental.stateless_fold_in(seed, 2)
-            keep = tf.random.stateless_uniform(tf.shape(one_hot)[:1], seed=keep_seed) >= self.label_dropout
+            draw = tf.random.stateless_uniform(tf.shape(one_hot)[:1], seed=keep_seed)
+            keep = draw >= self.label_dropout
             context = one_hot * tf.cast(keep, one_hot.dtype)[:, None]
         return x, context
 
@@ -342,7 +355,8 @@ class TarFlow(FlowModel):
 def _build(o: Any) -> TarFlow:
     options = {k: o.extra[k] for k in ("noise", "noise_std", "label_dropout") if o.extra.get(k) is not None}
     return TarFlow(o.event_shape, patch_size=o.extra.get("patch_size", 4), num_steps=o.num_steps or 4,
-                   depth=o.depth or 2, width=o.width, heads=o.extra.get("heads", 4), num_bits=o.num_bits,
+                   depth=o.depth or 2, width=o.width, heads=o.extra.get("heads", 4),
+                   num_bits=o.image_num_bits,
                    num_classes=o.num_classes, **options, **o.policy)
 
 

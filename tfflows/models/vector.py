@@ -8,9 +8,9 @@ import keras
 import numpy as np
 
 from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.bijectors.transforms import transform_names
 from tfflows.deprecation import old_argument_names
-from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
 from tfflows.layers.coupling import CouplingLayer
@@ -143,7 +143,8 @@ class VectorGlow(FlowModel):
         dim = num_features(type(self).__name__, event_shape, 2)
         check_positive_ints(type(self).__name__, num_steps=num_steps, width=width, depth=depth)
         if coupling not in transform_names():
-            raise ValueError(f"{type(self).__name__}: coupling must be one of {transform_names()}, got {coupling!r}.")
+            raise ValueError(f"{type(self).__name__}: coupling must be one of {transform_names()}, "
+                             f"got {coupling!r}.")
         super().__init__((dim,), num_classes=num_classes, context_dim=context_dim, **kwargs)
         self.num_steps = num_steps
         self.width, self.depth = width, depth

@@ -12,6 +12,7 @@ from typing import Any
 import keras
 
 from tfflows.io import atomic_path
+from tfflows.typing import KerasModelMixin
 
 __all__ = ["KerasViews", "GRAPHVIZ_HINT"]
 
@@ -21,7 +22,7 @@ GRAPHVIZ_HINT = ("plot needs the pydot package and Graphviz's dot program: pip i
 """How to install what ``plot`` needs, said when it is missing."""
 
 
-class KerasViews:
+class KerasViews(KerasModelMixin):
     """``as_functional``, ``summary`` and ``plot`` for a flow model (a ``keras.Model``)."""
 
     def as_functional(self) -> keras.Model:
@@ -47,7 +48,7 @@ class KerasViews:
         The total also counts the model's own ``nonfinite_steps`` counter.
         """
         self.as_functional()  # gives every layer the shapes Keras prints
-        return super().summary(  # type: ignore[misc]
+        return super().summary(
             *args, **kwargs)
 
     def plot(self, to_file: str | os.PathLike, show_shapes: bool = True,

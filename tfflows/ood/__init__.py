@@ -15,7 +15,7 @@ from tfflows.ood.background import perturb, perturbed_dataset, train_background
 from tfflows.ood.datasets import SYNTHETIC, load_ood_images, parse_spec
 from tfflows.ood.density import ImageDensity, as_density
 from tfflows.ood.evaluate import METHODS, evaluate, format_table
-from tfflows.ood.metrics import auroc, aupr, detection_metrics, fpr_at_tpr
+from tfflows.ood.metrics import aupr, auroc, detection_metrics, fpr_at_tpr
 from tfflows.ood.registry import ImageScore, image_scores, register_score, unregister_score
 from tfflows.ood.scores import (
     TypicalityTest,

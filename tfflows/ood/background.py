@@ -93,8 +93,9 @@ def train_background(model: Any, images: np.ndarray, rate: float = 0.2, *, epoch
     from tfflows.models.base import FlowModel
     from tfflows.training import make_optimizer
 
-    if not isinstance(model, FlowModel) or len(model.event_shape) != 3:
-        raise ValueError(f"model: expected a tfflows image FlowModel, got {type(model).__name__}.")
+    if not isinstance(model, FlowModel) or len(model.event_shape) != 3 or model.num_bits is None:
+        raise ValueError(f"model: expected a tfflows image FlowModel (with num_bits), got "
+                         f"{type(model).__name__}.")
     images = np.asarray(images)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(model.event_shape):
         raise ValueError(f"images: expected [N, {', '.join(map(str, model.event_shape))}] for the "

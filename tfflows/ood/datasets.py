@@ -12,6 +12,8 @@ bilinearly (``tf.image.resize``); 1 channel is repeated to give 3.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ["SYNTHETIC", "load_ood_images", "parse_spec"]
@@ -26,7 +28,8 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
     """``(name, "class" | "without" | None, K)`` from ``NAME[:class=K|:without=K]``."""
     name, _, option = spec.partition(":")
     if not name:
-        raise ValueError(f"expected a dataset name such as fashion_mnist or fashion_mnist:class=0, got {spec!r}.")
+        raise ValueError(f"expected a dataset name such as fashion_mnist or fashion_mnist:class=0, "
+                         f"got {spec!r}.")
     if not option:
         return name, None, None
     key, _, value = option.partition("=")
@@ -37,7 +40,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
     return name, key, int(value)
 
 
-def _fit(images: np.ndarray, shape: tuple[int, int, int], top: int) -> np.ndarray:
+def _fit(images: np.ndarray, shape: tuple[int, ...], top: int) -> np.ndarray:
     import tensorflow as tf
 
     x = images.astype(np.float32)
@@ -57,8 +60,9 @@ def _fit(images: np.ndarray, shape: tuple[int, int, int], top: int) -> np.ndarra
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def load_ood_images(spec: str, shape, *, split: str = "test", max_examples: int | None = None,
-                    seed: int = 0, data_dir: str | None = None) -> np.ndarray:
+def load_ood_images(spec: str, shape: Sequence[int], *, split: str = "test",
+                    max_examples: int | None = None, seed: int = 0,
+                    data_dir: str | None = None) -> np.ndarray:
     """uint8 images ``[N, *shape]``, 0..255, for a spec of this module's docstring.
 
     Synthetic sets have ``max_examples`` images (1000 if not given).

@@ -45,7 +45,8 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
     if typicality_batch is not None:
         if isinstance(typicality_batch, bool) or not isinstance(typicality_batch, (int, np.integer)) \
                 or typicality_batch < 1:
-            raise ValueError(f"typicality_batch: expected a positive integer or None, got {typicality_batch!r}.")
+            raise ValueError(f"typicality_batch: expected a positive integer or None, "
+                             f"got {typicality_batch!r}.")
         if train_data is None:
             raise ValueError("typicality_batch: the typicality test is centred on the training NLLs; "
                              "pass train_data too (got typicality_batch without it).")
@@ -64,7 +65,7 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
     registered = [s.name for s in image_scores()]
     order = ["nll", *registered, *[m for m in METHODS if m not in ("nll", *registered)]]
     methods = [m for m in order if m in inside]
-    table: dict[str, Any] = {"methods": methods, "in_examples": int(len(inside["nll"])),
+    table: dict[str, Any] = {"methods": methods, "in_examples": len(inside["nll"]),
                              "in_mean_bits_per_dim": float(np.mean(inside["bits_per_dim"])),
                              "train_mean_nll": train_mean, "ood": {}}
     if test is not None:
@@ -74,7 +75,7 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
     for name, data in ood_data.items():
         outside = _scored(model, data, f"ood_data[{name!r}]", **kwargs)
         table["ood"][name] = {
-            "examples": int(len(outside["nll"])),
+            "examples": len(outside["nll"]),
             "mean_bits_per_dim": float(np.mean(outside["bits_per_dim"])),
             "metrics": {m: detection_metrics(inside[m], outside[m]) for m in methods},
         }

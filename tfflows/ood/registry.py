@@ -11,7 +11,7 @@ typicality's training mean) stay arguments of :func:`tfflows.ood.score`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

@@ -25,10 +25,12 @@ Every score is oriented the same way: higher means "more out-of-distribution".
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from tfflows.ood.density import as_density
@@ -80,12 +82,14 @@ def complexity_bits_per_dim(images: tf.Tensor, num_bits: int = 8) -> tf.Tensor:
     return tf.cast(lengths, tf.float32) * 8.0 / dims
 
 
-def complexity_corrected(bits_per_dim, complexity):
+def complexity_corrected(bits_per_dim: tf.Tensor | np.ndarray,
+                         complexity: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
     """S(x) = bits_per_dim(x) − complexity(x), both in bits per dimension (Serrà et al., 2020)."""
     return bits_per_dim - complexity
 
 
-def likelihood_ratio(log_prob, background_log_prob):
+def likelihood_ratio(log_prob: tf.Tensor | np.ndarray,
+                     background_log_prob: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
     """−LLR(x) = log p_background(x) − log p(x): higher is more OOD (Ren et al., 2019)."""
     return background_log_prob - log_prob
 
@@ -119,8 +123,11 @@ def check_mean_nll(name: str, value: Any) -> float:
     return number
 
 
-def typicality(nll, train_mean_nll: float):
-    """|nll(x) − mean training nll|: the typicality test's statistic for a batch of one (Nalisnick et al., 2019)."""
+def typicality(nll: npt.ArrayLike, train_mean_nll: float) -> np.ndarray:
+    """|nll(x) − mean training nll|: the typicality test's statistic for a batch of one.
+
+    (Nalisnick et al., 2019.)
+    """
     return np.abs(check_nll("nll", nll) - check_mean_nll("train_mean_nll", train_mean_nll))
 
 
@@ -254,8 +261,9 @@ class TypicalityTest:
             raise ValueError(f"fpr: expected a rate in (0, 1), got {self.fpr!r}.")
 
     @classmethod
-    def fit(cls, train_nll, validation_nll=None, *, batch_size: int, fpr: float = 0.01,
-            num_bootstrap: int = 1000, seed: int = 0) -> TypicalityTest:
+    def fit(cls, train_nll: npt.ArrayLike, validation_nll: npt.ArrayLike | None = None, *,
+            batch_size: int, fpr: float = 0.01, num_bootstrap: int = 1000,
+            seed: int = 0) -> TypicalityTest:
         """Args: NLLs (nats) of training and held-out examples (the training ones twice when no
         held-out set is given), the batch size M, the false-positive rate, the number of
         bootstrap batches and a seed."""
@@ -278,14 +286,14 @@ class TypicalityTest:
         statistic = np.abs(draws.mean(axis=1) - mean)
         return cls(mean, float(np.quantile(statistic, 1.0 - fpr)), int(batch_size), float(fpr))
 
-    def statistic(self, batch_nll) -> float:
+    def statistic(self, batch_nll: npt.ArrayLike) -> float:
         """|mean NLL of the batch − training mean NLL| (nats); NaN NLLs are refused."""
         batch = check_nll("batch_nll", batch_nll)
         if batch.size == 0:
             raise ValueError("batch_nll: expected at least one NLL, got none.")
         return float(abs(np.mean(batch) - self.train_mean))
 
-    def is_ood(self, batch_nll) -> bool:
+    def is_ood(self, batch_nll: npt.ArrayLike) -> bool:
         """Whether the batch's statistic exceeds the bootstrap threshold.
 
         A batch holding a NaN NLL (an example the model could not score) is
@@ -297,7 +305,7 @@ class TypicalityTest:
                              f"threshold was fitted for), got shape {batch.shape}.")
         return self.statistic(batch) > self.threshold
 
-    def flag_rate(self, nll, seed: int = 0) -> float:
+    def flag_rate(self, nll: npt.ArrayLike, seed: int = 0) -> float:
         """Share of disjoint batches of M, cut from ``nll`` in a shuffled order, flagged as OOD."""
         nll = np.random.default_rng(seed).permutation(check_nll("nll", nll))
         n = len(nll) // self.batch_size

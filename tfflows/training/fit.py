@@ -19,11 +19,12 @@ import tensorflow as tf
 
 from tfflows.data.pipeline import image_key, label_key
 from tfflows.training import step as steps
+from tfflows.typing import KerasModelMixin
 
 __all__ = ["FlowTrainer"]
 
 
-class FlowTrainer:
+class FlowTrainer(KerasModelMixin):
     """``compile``/``fit``/``evaluate`` and the steps of a :class:`tfflows.FlowModel`.
 
     The host class provides ``spec`` (a :class:`tfflows.data.DataSpec`),
@@ -76,7 +77,7 @@ class FlowTrainer:
                 f"{', '.join(given)}; got {', '.join(f'{k}={bound[k]!r}' for k in given)}. "
                 "Call compile(optimizer=...) alone; weight examples with fit(..., "
                 "sample_weight=...).")
-        super().compile(*args, **kwargs)  # type: ignore[misc]
+        super().compile(*args, **kwargs)
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
@@ -89,7 +90,7 @@ class FlowTrainer:
         """Keras ``evaluate``; ``sample_weight`` weights each example's NLL."""
         self.spec.check_weight_array(kwargs.get("sample_weight"), "evaluate")
         y = self._keep_sample_weight(x, y, kwargs)
-        return super().evaluate(x, y, *args, **kwargs)  # type: ignore[misc]
+        return super().evaluate(x, y, *args, **kwargs)
 
     def fit(self, x: Any = None, y: Any = None, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
         """Keras ``fit``, checking the first batch, initialising ActNorm from it, with a non-finite guard.
@@ -137,7 +138,7 @@ class FlowTrainer:
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself; Keras would warn
         callbacks = list(callbacks or []) + [steps.NonFiniteGuard()]
-        return super().fit(x, y, *args, callbacks=callbacks, **kwargs)  # type: ignore[misc]
+        return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
 
     # -- fit's inputs ---------------------------------------------------------
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
 
-__all__ = ["ScaledSchedule", "ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer", "probe_jit",
-           "safe_global_norm", "warmup_cosine"]
+from tfflows.typing import TensorLike
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = ["ScaledSchedule", "ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer",
+           "probe_jit", "safe_global_norm", "warmup_cosine"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -33,7 +39,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0,
                  final_fraction: float = 0.0) -> None:
         if not learning_rate > 0 or not math.isfinite(learning_rate):
-            raise ValueError(f"WarmupSchedule: learning_rate must be a finite number > 0, got {learning_rate!r}.")
+            raise ValueError(f"WarmupSchedule: learning_rate must be a finite number > 0, "
+                             f"got {learning_rate!r}.")
         if warmup_steps < 0 or decay_steps < 0:
             raise ValueError(f"WarmupSchedule: warmup_steps and decay_steps must be >= 0, "
                              f"got {warmup_steps!r} and {decay_steps!r}.")
@@ -42,7 +49,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_steps = int(decay_steps)
         self.final_fraction = float(final_fraction)
 
-    def __call__(self, step):
+    def __call__(self, step: TensorLike) -> tf.Tensor:
         step = ops.cast(step, "float32")
         peak = self.learning_rate
         warm = ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
@@ -145,7 +152,8 @@ class ScheduledAdam(keras.optimizers.Adam):
 
     def _set_learning_rate(self, learning_rate: Any) -> None:
         schedules = keras.optimizers.schedules
-        if (getattr(self, "schedule", None) is None
+        scaled: ScaledSchedule | None = getattr(self, "schedule", None)  # None within Adam's __init__
+        if (scaled is None
                 or isinstance(learning_rate, schedules.LearningRateSchedule)
                 or callable(learning_rate)):
             keras.optimizers.Adam.learning_rate.fset(self, learning_rate)
@@ -156,7 +164,7 @@ class ScheduledAdam(keras.optimizers.Adam):
                     self.schedule.scale = self.learning_rate_scale
             return
         value = float(ops.convert_to_numpy(learning_rate))
-        base = float(ops.convert_to_numpy(self.schedule.schedule(self.iterations)))
+        base = float(ops.convert_to_numpy(scaled.schedule(self.iterations)))
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{type(self).__name__}: learning_rate must be a finite number >= 0, "
                              f"got {learning_rate!r}.")
@@ -256,13 +264,13 @@ def clip_gradients(grads: Sequence[Any], optimizer: keras.optimizers.Optimizer) 
 class _BatchStamps(keras.callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
-        self.begin = None
+        self.begin = 0.0  # set when training begins
         self.stamps: list[float] = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.begin = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.stamps.append(time.perf_counter())
 
 
@@ -359,8 +367,9 @@ def probe_jit(model: keras.Model, dataset: Any, steps: int = 3, rounds: int = 2,
                            f"{max_compile_seconds:.1f} s allowed")
     median = {jit: sorted(times)[len(times) // 2] if times else None
               for jit, times in per_step.items()}
+    fast, plain = median[True], median[False]
     best = (failed is None and skipped is None and bool(model.jit_compile)  # Keras may refuse XLA
-            and median[True] < median[False])
+            and fast is not None and plain is not None and fast < plain)
     model.jit_compile = best
     model.train_function = functions[best]
     model.test_function = model.predict_function = None
