@@ -215,6 +215,7 @@ def train_20_steps(model, x: np.ndarray, batch: int = 16) -> tuple[float, float]
     return m[4], (20 * m[19] - 15 * m[14]) / 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", MIXED)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_trains_20_steps_under_mixed_policy(name, policy, global_policy):
@@ -269,6 +270,7 @@ def test_mixed_glow_data_path_keeps_float32_precision(global_policy, assert_clos
     np.testing.assert_array_equal(model(x).numpy(), model.log_prob(x).numpy())
 
 
+@pytest.mark.slow
 def test_loss_scale_overflow_lowers_the_scale_and_training_goes_on(global_policy):
     global_policy("mixed_float16")
     keras.utils.set_random_seed(0)

@@ -227,6 +227,7 @@ def test_model_round_trips_and_samples(assert_close):
     np.testing.assert_allclose(dist.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_and_trains_every_weight():
     model = tiny()
     model.compile(optimizer=make_optimizer(3e-3), jit_compile=False)

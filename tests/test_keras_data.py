@@ -70,6 +70,7 @@ def ours(caught) -> list[str]:
 # -- integer pixels in fit, evaluate, predict, log_prob --------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fit_on_a_uint8_pipeline_lowers_the_loss(name):
     images = stripes(64)
@@ -194,6 +195,7 @@ def test_integer_pixels_out_of_their_range_or_too_few_bits_are_refused():
 # -- TFDS dict batches -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True], ids=["plain", "class_conditional"])
 def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
     # Class c has stripes of phase near c: the label says something about the image.

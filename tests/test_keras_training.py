@@ -134,6 +134,7 @@ def test_a_reduction_during_warmup_keeps_warming_up():
     np.testing.assert_allclose(float(opt.learning_rate), 1e-2 * 51 / 100 * 0.25, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_scale_is_saved_and_resumed(tmp_path):
     model = vector_model()
     backup = str(tmp_path / "backup")
@@ -328,6 +329,7 @@ def test_make_dataset_n_bits_is_a_deprecated_alias_of_num_bits():
         data.make_dataset(images, num_bits=6, source_bits=5)
 
 
+@pytest.mark.slow
 def test_cli_num_bits_and_its_old_spelling(tmp_path):
     with pytest.raises(CliError, match="not allowed with argument"):
         cli("train", "--num-bits", "4", "--n-bits", "4", "--out", str(tmp_path / "x"))

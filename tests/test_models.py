@@ -466,6 +466,7 @@ def test_conditional_samples_depend_on_the_context(name):
     assert np.max(np.abs(a - b)) > 1e-3
 
 
+@pytest.mark.slow
 def test_trained_conditional_samples_land_on_their_class():
     keras.utils.set_random_seed(4)
     rng = np.random.default_rng(4)

@@ -79,6 +79,7 @@ def test_probe_jit_refuses_an_uncompiled_model():
         probe_jit(tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8), _batches())
 
 
+@pytest.mark.slow
 def test_test_at_pauses_the_clock_and_leaves_training_unchanged():
     plain, tested = _vector_model(), _vector_model()
     history = plain.fit(_batches(), epochs=2, verbose=0)
