@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Sequence
 
-__all__ = ["DEBUG_ENV", "main", "build_parser"]
+__all__ = ["DEBUG_ENV", "build_parser", "main", "probe_line"]
 
 IMAGE_DATASETS = ("digits", "fashion_mnist", "mnist")
 DEFAULT_STEPS = 4
@@ -405,6 +405,17 @@ def _check_tarflow_options(args) -> None:
                          "got an unconditional one.")
 
 
+def probe_line(probe: dict, jit_compile: bool) -> str:
+    """The line ``tfflows train --jit auto`` prints about a :func:`tfflows.training.probe_jit` report."""
+    if probe["xla_skipped"]:
+        return f"tfflows: --jit auto: XLA off, not tried: {probe['xla_skipped']}"
+    if probe["xla_error"]:
+        return f"tfflows: --jit auto: XLA off, it could not compile the step: {probe['xla_error']}"
+    return (f"tfflows: --jit auto: XLA {'on' if jit_compile else 'off'} (measured "
+            f"{probe['seconds_per_step']['off']:.3f} s/step without, "
+            f"{probe['seconds_per_step']['on']:.3f} s/step with)")
+
+
 def _train(args) -> dict:
     from tfflows.multiworker_cli import train_worker, wants_workers
 
@@ -491,15 +502,7 @@ def _train(args) -> dict:
     if probe:
         # XLA's compilation may take at most a tenth of a time-limited run.
         jit["probe"] = probe_jit(model, train, max_compile_seconds=budget / 10 if budget else None)
-        if jit["probe"]["xla_skipped"]:
-            print(f"tfflows: --jit auto: XLA off, not tried: {jit['probe']['xla_skipped']}")
-        elif jit["probe"]["xla_error"]:
-            print(f"tfflows: --jit auto: XLA off, it could not compile the step: "
-                  f"{jit['probe']['xla_error']}")
-        else:
-            print(f"tfflows: --jit auto: XLA {'on' if model.jit_compile else 'off'} (measured "
-                  f"{jit['probe']['seconds_per_step']['off']:.3f} s/step without, "
-                  f"{jit['probe']['seconds_per_step']['on']:.3f} s/step with)")
+        print(probe_line(jit["probe"], bool(model.jit_compile)))
         if budget:  # the probe's steps trained the model: they count against the budget
             budget = max(budget - jit["probe"]["probe_seconds"], 1e-3)
     jit["jit_compile"] = bool(model.jit_compile)
