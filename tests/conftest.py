@@ -79,6 +79,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         ids = set(callspec.id.split("-")) if callspec is not None else set()
         if ids & XLA_IDS:
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xla)
         for fixture in SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             for mark in SLOW_FIXTURES[fixture]:
                 item.add_marker(getattr(pytest.mark, mark))

@@ -219,6 +219,7 @@ def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
             model.evaluate(tf.data.Dataset.from_tensor_slices({"image": images}).batch(16), verbose=0)
 
 
+@pytest.mark.slow
 def test_fit_on_a_dict_of_arrays():
     images = stripes(32, seed=6)
     model = compiled(glow, num_bits=5, num_classes=2)
@@ -369,6 +370,7 @@ def test_image_folder_recursive_and_shuffled(tmp_path):
     assert len({tuple(e) for e in epochs}) > 1  # a fresh order each epoch
 
 
+@pytest.mark.slow
 def test_fit_on_an_image_folder(celeb_folder):
     path = celeb_folder[0]
     ds = image_folder(path, size=8, channels=1, batch_size=4, num_levels=2)

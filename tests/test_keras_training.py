@@ -105,6 +105,7 @@ def test_a_learning_rate_write_scales_the_schedule_that_follows():
         opt.learning_rate = float("nan")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("warmup", [0, 4], ids=["default", "warmup"])
 def test_reduce_lr_on_plateau_with_make_optimizer(warmup):
     """The rate in the history halves every plateau; with warmup it is the schedule, scaled."""
@@ -121,6 +122,7 @@ def test_reduce_lr_on_plateau_with_make_optimizer(warmup):
         np.testing.assert_allclose(float(opt.learning_rate_scale), 0.25, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_reduction_during_warmup_keeps_warming_up():
     opt = make_optimizer(1e-2, warmup_steps=100)
     model = vector_model(opt)
