@@ -152,6 +152,7 @@ def test_float64_layer_log_det_matches_autodiff_jacobian(make, assert_close):
     assert_close("float64_layer_jacobian", log_det.numpy(), want, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_float64_model_trains_in_float64():
     model = VectorRealNVP(dim=2, num_layers=2, hidden_units=8, dtype="float64")
     model.compile(keras.optimizers.Adam(1e-2))
@@ -317,6 +318,7 @@ def test_nonfinite_update_under_loss_scaling_is_undone_and_stops(global_policy):
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", MIXED)
 def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_close):
     global_policy(policy)
@@ -337,6 +339,7 @@ def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_clo
     assert_close("mixed_save_load", loaded.log_prob(x).numpy(), want, atol=0.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_float64_glow_exports_the_float32_signatures_of_its_model_card(tmp_path, assert_close):
     from tfflows.export import describe_signatures, export_saved_model
 

@@ -157,6 +157,7 @@ def test_the_scale_is_saved_and_resumed(tmp_path):
     assert int(fresh.optimizer.iterations) == 16
 
 
+@pytest.mark.slow
 def test_optimizer_state_saved_by_the_old_make_optimizer_still_loads(tmp_path):
     """Adam on a WarmupSchedule (no scale variable): load_model, and load_weights into a ScheduledAdam."""
     old = vector_model(keras.optimizers.Adam(WarmupSchedule(1e-2, 4), global_clipnorm=50.0))
@@ -188,6 +189,7 @@ def events(folder: Path) -> list:
     return found
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_step_scalars_and_a_sample_grid_per_epoch(tmp_path):
     model = glow()
     log_dir = tmp_path / "tb"
