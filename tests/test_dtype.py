@@ -22,7 +22,7 @@ LOW = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 # Tiny models: name -> (class, arguments, data kind).
 MODELS = {
     "glow": (Glow, dict(input_shape=(8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8), "images"),
-    "realnvp": (RealNVP, dict(input_shape=(8, 8, 1), num_scales=1, num_blocks=1, hidden_channels=8),
+    "realnvp": (RealNVP, dict(input_shape=(8, 8, 1), num_levels=1, num_blocks=1, hidden_channels=8),
                 "images"),
     "vector_realnvp": (VectorRealNVP, dict(dim=2, num_layers=2, hidden_units=8), "points"),
     "vector_glow": (VectorGlow, dict(dim=2, num_steps=2, hidden_units=8), "points"),

@@ -41,7 +41,7 @@ MODELS = {
     # name: (constructor, export keyword arguments)
     "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
                                   num_bits=5), {}),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_scales=2, num_blocks=1, hidden_channels=4,
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, num_blocks=1, hidden_channels=4,
                                         num_bits=8), {}),
     "vector": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), {}),
     "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,

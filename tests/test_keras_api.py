@@ -34,7 +34,7 @@ MODELS = {
     # name: (constructor, context maker or None)
     "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
                                   num_bits=5), None),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_scales=2, num_blocks=1, hidden_channels=4,
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, num_blocks=1, hidden_channels=4,
                                         num_bits=5), None),
     "glow_labels": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
                                          num_bits=5, num_classes=3),

@@ -49,7 +49,7 @@ def glow(**kw) -> Glow:
 
 
 def realnvp(**kw) -> RealNVP:
-    return RealNVP(SHAPE, num_scales=2, num_blocks=1, hidden_channels=8, **kw)
+    return RealNVP(SHAPE, num_levels=2, num_blocks=1, hidden_channels=8, **kw)
 
 
 MODELS = {"glow": glow, "realnvp": realnvp}
@@ -255,7 +255,7 @@ def test_make_dataset_takes_a_dataset_or_dict_in_every_form(form):
         "dict_of_arrays": lambda: {"image": images, "label": labels},
     }[form]()
     with_labels = form in ("tuples", "dicts", "dict_of_arrays")
-    got = _batches(make_dataset(source, batch_size=4, n_bits=5, shuffle=False))
+    got = _batches(make_dataset(source, batch_size=4, num_bits=5, shuffle=False))
     assert [len(b[0] if with_labels else b) for b in got] == [4, 4, 2]
     x = np.concatenate([b[0] if with_labels else b for b in got])
     assert x.dtype == np.float32 and x.shape == (10, *SHAPE)
@@ -264,7 +264,7 @@ def test_make_dataset_takes_a_dataset_or_dict_in_every_form(form):
     if with_labels:
         np.testing.assert_array_equal(np.concatenate([b[1] for b in got]), labels)
     # Shuffled, every image still comes once per epoch, with its own label.
-    mixed = _batches(make_dataset(source, batch_size=4, n_bits=5, seed=1, dequantize=False))
+    mixed = _batches(make_dataset(source, batch_size=4, num_bits=5, seed=1, dequantize=False))
     xs = np.concatenate([b[0] if with_labels else b for b in mixed])
     assert sorted(map(bytes, xs.astype(np.uint8))) == sorted(map(bytes, (images // 8)))
     if with_labels:
@@ -287,7 +287,7 @@ def test_make_dataset_refuses_datasets_it_cannot_read():
     # Values are checked as they stream: digits-like 0..40 stated as 5-bit data.
     wide = tf.data.Dataset.from_tensor_slices(np.full((2, *SHAPE), 40, np.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"pixels must lie in \[0, 32\)"):
-        _batches(make_dataset(wide, n_bits=5, source_bits=5))
+        _batches(make_dataset(wide, num_bits=5, source_bits=5))
 
 
 # -- image folders -------------------------------------------------------------------

@@ -109,7 +109,7 @@ def test_fresh_coupling_is_identity_or_sigmoid2_scale(kind, mask, parity, condit
 
 
 @pytest.mark.parametrize("make, shape", [
-    (lambda: SplineCouplingLayer(mask="half", num_bins=4, hidden_channels=8, dtype="float64"),
+    (lambda: SplineCouplingLayer(mask="half", num_bins=4, hidden_units=8, dtype="float64"),
      (3, 5)),
     (lambda: SplineCouplingLayer(mask="channel", parity=1, num_bins=4, hidden_channels=8,
                                  dtype="float64"), (3, 4, 4, 3)),
@@ -134,7 +134,7 @@ _TWO_BATCH_AXES = {
         mask="checkerboard", scale_fn="tanh", conditioner="resnet", hidden_channels=8,
         num_blocks=1, dtype="float64"), (4, 4, 2)),
     "coupling_half_mlp": (lambda: CouplingLayer(
-        mask="half", scale_fn="tanh", hidden_channels=8, dtype="float64"), (5,)),
+        mask="half", scale_fn="tanh", hidden_units=8, dtype="float64"), (5,)),
     "spline_channel": (lambda: SplineCouplingLayer(
         mask="channel", num_bins=3, hidden_channels=8, dtype="float64"), (4, 4, 3)),
 }
@@ -245,7 +245,7 @@ _LAYERS: dict[str, LayerSpec] = {
                               hidden_channels=8),
         (2, 5)),
     "coupling_mlp_exp_context": LayerSpec(
-        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_channels=8), (2, 5),
+        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_units=8), (2, 5),
         context_size=2),
     "coupling_custom_conditioner": LayerSpec(
         lambda: CouplingLayer(mask="channel", scale_fn="tanh", conditioner=TinyConditioner(4)),
@@ -262,7 +262,7 @@ _LAYERS: dict[str, LayerSpec] = {
     "coupling_zeroconv": LayerSpec(
         lambda: CouplingLayer(mask="channel", conditioner="zeroconv"), (2, 4, 4, 4)),
     "spline_coupling_half_context": LayerSpec(
-        lambda: SplineCouplingLayer(mask="half", num_bins=3, hidden_channels=8), (2, 5),
+        lambda: SplineCouplingLayer(mask="half", num_bins=3, hidden_units=8), (2, 5),
         context_size=2),
     "spline_coupling_channel": LayerSpec(
         lambda: SplineCouplingLayer(mask="channel", num_bins=3, hidden_channels=8,

@@ -40,7 +40,7 @@ def tiny_glow(**kw: Any) -> Glow:
 
 
 def tiny_realnvp(**kw: Any) -> RealNVP:
-    return RealNVP(IMAGE, num_scales=2, num_blocks=1, hidden_channels=8, **kw)
+    return RealNVP(IMAGE, num_levels=2, num_blocks=1, hidden_channels=8, **kw)
 
 
 CASES: dict[str, Callable[[], keras.Model]] = {

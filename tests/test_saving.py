@@ -32,7 +32,7 @@ NUM_EXAMPLES = 16
 MODELS = {
     "glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8,
                                   num_bits=5), "image"),
-    "realnvp": (lambda: tfflows.RealNVP((8, 8, 1), num_scales=2, num_blocks=1, hidden_channels=8,
+    "realnvp": (lambda: tfflows.RealNVP((8, 8, 1), num_levels=2, num_blocks=1, hidden_channels=8,
                                         num_bits=5), "image"),
     "vector_realnvp": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), "vector"),
     "vector_glow": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8), "vector"),

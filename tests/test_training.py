@@ -55,7 +55,7 @@ FIT_CASES = {
     # name: (constructor, data, context, learning rate)
     "glow_classes": (lambda: Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8, num_classes=2),
                      lambda: structured_images(64), lambda: np.arange(64) % 2, 1e-3),
-    "realnvp": (lambda: RealNVP(IMAGE, num_scales=2, num_blocks=1, hidden_channels=8),
+    "realnvp": (lambda: RealNVP(IMAGE, num_levels=2, num_blocks=1, hidden_channels=8),
                 lambda: structured_images(64), lambda: None, 1e-3),
     "vector_glow_context": (lambda: VectorGlow(2, num_steps=3, hidden_units=16, context_dim=2),
                             lambda: blobs(256, 2),
