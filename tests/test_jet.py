@@ -256,6 +256,7 @@ def test_keras_save_and_load_is_exact(tmp_path):
     assert np.abs(other - model.log_prob(x, labels).numpy()).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_export_saved_model_signatures(tmp_path, assert_close):
     model = random_model()
     path = tfflows.export_saved_model(model, os.path.join(tmp_path, "1"))

@@ -177,6 +177,7 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
 # -- 3. model.export -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["glow", "glow_labels", "vector_glow_context", "maf_labels"])
 def test_model_export_round_trip_serves_log_prob(name, tmp_path, assert_close, capsys):
     model, x, context = make(name)

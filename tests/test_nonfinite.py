@@ -91,6 +91,7 @@ def test_gradients_whose_squares_overflow_are_clipped_to_the_clip_norm(mode):
     assert step == pytest.approx(0.01 * 50.0, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_make_optimizer_at_a_high_learning_rate_keeps_huge_gradients_finite():
     """The lr-0.1 Fashion-MNIST report: a finite step that make_optimizer's clip turned into NaN."""
     model = busy_vector_flow(1)
