@@ -342,7 +342,8 @@ def _empty_context(model):
     return None if context is None else context[:0]
 
 
-@pytest.mark.parametrize("mode", ["eager", "function", "function_unknown_batch"])
+@pytest.mark.parametrize("mode", ["eager", pytest.param("function", marks=pytest.mark.slow),
+                                  pytest.param("function_unknown_batch", marks=pytest.mark.slow)])
 def test_an_empty_batch_gives_empty_results(case, mode):
     """log_prob, encode and decode of 0 examples: shapes [0], [0, D], [0, *event], no error."""
     model = case.model

@@ -145,6 +145,7 @@ BOUNDED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(BOUNDED))
 def test_the_update_bound_says_finite_only_where_the_update_is_finite(kind):
     said_finite = said_not = 0
@@ -265,6 +266,7 @@ def test_a_skipped_batch_does_not_count_as_a_loss_of_zero():
 # -- samples that overflow -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_check_puts_the_fraction_of_non_finite_samples_in_the_history():
     x = np.random.default_rng(1).uniform(0, 32, (32, 8, 8, 1)).astype("float32")
     fractions = {}
