@@ -66,6 +66,9 @@ SLOW_FIXTURES = {  # fixture: the marks of every test that uses it
     "killed": ("slow", "multiworker"),  # starts two workers, kills one, resumes it (test_multiworker.py)
     "trained_run": ("slow",),  # trains a tiny Glow with tfflows train (below)
     "trained": ("slow",),  # trains two tiny Glows for 3 epochs on the digits (test_ood.py)
+    "trained_moons": ("slow",),  # 80 training steps (test_models.py)
+    "runs": ("slow",),  # fits, saves, loads and fits again each model kind (test_saving.py)
+    "finished": ("slow",),  # a tfflows train run that later tests resume (test_rerun.py)
 }
 
 
@@ -76,6 +79,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         ids = set(callspec.id.split("-")) if callspec is not None else set()
         if ids & XLA_IDS:
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xla)
         for fixture in SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             for mark in SLOW_FIXTURES[fixture]:
                 item.add_marker(getattr(pytest.mark, mark))

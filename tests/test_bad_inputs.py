@@ -184,9 +184,9 @@ TRAINING_ROWS: dict[str, Row] = {
 DATA_ROWS: dict[str, Row] = {
     "unknown_toy": (lambda e: data.sample_toy("spiral9", 10), ValueError, "spiral9"),
     # section 4: source bits, TFDS names
-    "digits_as_8_bit": (lambda e: data.make_dataset(data.load_images("digits", "test"), n_bits=5),
+    "digits_as_8_bit": (lambda e: data.make_dataset(data.load_images("digits", "test"), num_bits=5),
                         ValueError, "they look like 5-bit data; pass source_bits=5"),
-    "source_bits_too_few": (lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), n_bits=5,
+    "source_bits_too_few": (lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), num_bits=5,
                                                         source_bits=7), ValueError,
                             "got a maximum of 200 (pass source_bits=8"),
     "inferred_bits_below_n_bits": (

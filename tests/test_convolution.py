@@ -165,6 +165,7 @@ def test_auto_resolves_per_machine(monkeypatch, gpu):
     assert resolve_implementation("auto") == ("conv" if gpu else "matmul")
 
 
+@pytest.mark.xla
 @pytest.mark.slow
 def test_fit_traces_for_xla_only_with_jit_compile(monkeypatch):
     import tfflows

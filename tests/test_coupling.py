@@ -168,6 +168,7 @@ def test_registry_holds_the_built_in_conditioners():
         register_conditioner("", _gated_dense)
 
 
+@pytest.mark.slow
 def test_user_registered_conditioner_trains_saves_and_loads(tmp_path):
     keras.utils.set_random_seed(0)
     model = GatedFlow(3, num_layers=2, num_classes=2)

@@ -132,6 +132,7 @@ def gaussian_surrogate():
         scale_tril=tfp.util.TransformedVariable(tf.eye(2), tfb.FillScaleTriL()))
 
 
+@pytest.mark.slow
 def test_vi_flow_beats_gaussian_on_banana():
     """Reverse-KL fit of the banana: the flow's ELBO beats the best Gaussian's, and stays ≤ log Z = 0."""
     steps = 150
@@ -160,6 +161,7 @@ def test_vi_flow_beats_gaussian_on_banana():
 # -- 2. live: the current weights, every time --------------------------------
 
 
+@pytest.mark.slow
 def test_distribution_held_across_fit_reports_the_new_density(assert_close):
     model = make("vector_realnvp")
     dist, bijector = model.distribution, model.bijector

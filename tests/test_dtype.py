@@ -153,6 +153,7 @@ def test_float64_layer_log_det_matches_autodiff_jacobian(make, assert_close):
     assert_close("float64_layer_jacobian", log_det.numpy(), want, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_float64_model_trains_in_float64():
     model = VectorRealNVP(event_shape=2, num_steps=2, width=8, dtype="float64")
     model.compile(keras.optimizers.Adam(1e-2))
@@ -216,6 +217,7 @@ def train_20_steps(model, x: np.ndarray, batch: int = 16) -> tuple[float, float]
     return m[4], (20 * m[19] - 15 * m[14]) / 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", MIXED)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_trains_20_steps_under_mixed_policy(name, policy, global_policy):
@@ -270,6 +272,7 @@ def test_mixed_glow_data_path_keeps_float32_precision(global_policy, assert_clos
     np.testing.assert_array_equal(model(x).numpy(), model.log_prob(x).numpy())
 
 
+@pytest.mark.slow
 def test_loss_scale_overflow_lowers_the_scale_and_training_goes_on(global_policy):
     global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
@@ -316,6 +319,7 @@ def test_nonfinite_update_under_loss_scaling_is_undone_and_stops(global_policy):
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", MIXED)
 def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_close):
     global_policy(policy)
@@ -336,6 +340,7 @@ def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_clo
     assert_close("mixed_save_load", loaded.log_prob(x).numpy(), want, atol=0.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_float64_glow_exports_the_float32_signatures_of_its_model_card(tmp_path, assert_close):
     from tfflows.export import describe_signatures, export_saved_model
 

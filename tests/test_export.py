@@ -511,6 +511,7 @@ def test_cli_export_writes_a_version_folder(tmp_path, capsys):
                                model.log_prob(x), rtol=RTOL)
 
 
+@pytest.mark.slow
 def test_more_than_8_bits_take_uint16(tmp_path):
     keras.utils.set_random_seed(0)
     model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=4, num_bits=10)

@@ -177,6 +177,7 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
 # -- 3. model.export -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["glow", "glow_labels", "vector_glow_context", "maf_labels"])
 def test_model_export_round_trip_serves_log_prob(name, tmp_path, assert_close, capsys):
     model, x, context = make(name)
@@ -240,6 +241,7 @@ def test_monitors_minimise_the_per_dim_metric_without_mode(name, metric, tmp_pat
     assert saved == [1, 2, 4]  # the epochs (from 1) that lowered the value
 
 
+@pytest.mark.slow
 def test_early_stopping_on_val_bits_per_dim_in_fit(tmp_path):
     model, x, _ = make("glow", n=16)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -339,6 +341,7 @@ def _twins(name, n):
     return a, b, x, context
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vector", "vector_labels"])
 def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
     weighted, plain, x, context = _twins(name, 8)
@@ -354,6 +357,7 @@ def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
         assert_close("fit: zero weights = the rest", a, b, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 def test_fit_with_double_weights_equals_duplicated_examples(jit_compile, assert_close):
     weighted, plain, x, _ = _twins("vector", 6)

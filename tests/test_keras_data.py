@@ -71,6 +71,7 @@ def ours(caught) -> list[str]:
 # -- integer pixels in fit, evaluate, predict, log_prob --------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fit_on_a_uint8_pipeline_lowers_the_loss(name):
     images = stripes(64)
@@ -195,6 +196,7 @@ def test_integer_pixels_out_of_their_range_or_too_few_bits_are_refused():
 # -- TFDS dict batches -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True], ids=["plain", "class_conditional"])
 def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
     # Class c has stripes of phase near c: the label says something about the image.
@@ -218,6 +220,7 @@ def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
             model.evaluate(tf.data.Dataset.from_tensor_slices({"image": images}).batch(16), verbose=0)
 
 
+@pytest.mark.slow
 def test_fit_on_a_dict_of_arrays():
     images = stripes(32, seed=6)
     model = compiled(glow, num_bits=5, num_classes=2)
@@ -253,7 +256,7 @@ def test_make_dataset_takes_a_dataset_or_dict_in_every_form(form):
         "dict_of_arrays": lambda: {"image": images, "label": labels},
     }[form]()
     with_labels = form in ("tuples", "dicts", "dict_of_arrays")
-    got = _batches(make_dataset(source, batch_size=4, n_bits=5, shuffle=False))
+    got = _batches(make_dataset(source, batch_size=4, num_bits=5, shuffle=False))
     assert [len(b[0] if with_labels else b) for b in got] == [4, 4, 2]
     x = np.concatenate([b[0] if with_labels else b for b in got])
     assert x.dtype == np.float32 and x.shape == (10, *SHAPE)
@@ -262,7 +265,7 @@ def test_make_dataset_takes_a_dataset_or_dict_in_every_form(form):
     if with_labels:
         np.testing.assert_array_equal(np.concatenate([b[1] for b in got]), labels)
     # Shuffled, every image still comes once per epoch, with its own label.
-    mixed = _batches(make_dataset(source, batch_size=4, n_bits=5, seed=1, dequantize=False))
+    mixed = _batches(make_dataset(source, batch_size=4, num_bits=5, seed=1, dequantize=False))
     xs = np.concatenate([b[0] if with_labels else b for b in mixed])
     assert sorted(map(bytes, xs.astype(np.uint8))) == sorted(map(bytes, (images // 8)))
     if with_labels:
@@ -285,7 +288,7 @@ def test_make_dataset_refuses_datasets_it_cannot_read():
     # Values are checked as they stream: digits-like 0..40 stated as 5-bit data.
     wide = tf.data.Dataset.from_tensor_slices(np.full((2, *SHAPE), 40, np.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"pixels must lie in \[0, 32\)"):
-        _batches(make_dataset(wide, n_bits=5, source_bits=5))
+        _batches(make_dataset(wide, num_bits=5, source_bits=5))
 
 
 # -- image folders -------------------------------------------------------------------
@@ -368,6 +371,7 @@ def test_image_folder_recursive_and_shuffled(tmp_path):
     assert len({tuple(e) for e in epochs}) > 1  # a fresh order each epoch
 
 
+@pytest.mark.slow
 def test_fit_on_an_image_folder(celeb_folder):
     path = celeb_folder[0]
     ds = image_folder(path, size=8, channels=1, batch_size=4, num_levels=2)

@@ -106,6 +106,7 @@ def test_a_learning_rate_write_scales_the_schedule_that_follows():
         opt.learning_rate = float("nan")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("warmup", [0, 4], ids=["default", "warmup"])
 def test_reduce_lr_on_plateau_with_make_optimizer(warmup):
     """The rate in the history halves every plateau; with warmup it is the schedule, scaled."""
@@ -122,6 +123,7 @@ def test_reduce_lr_on_plateau_with_make_optimizer(warmup):
         np.testing.assert_allclose(float(opt.learning_rate_scale), 0.25, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_reduction_during_warmup_keeps_warming_up():
     opt = make_optimizer(1e-2, warmup_steps=100)
     model = vector_model(opt)
@@ -135,6 +137,7 @@ def test_a_reduction_during_warmup_keeps_warming_up():
     np.testing.assert_allclose(float(opt.learning_rate), 1e-2 * 51 / 100 * 0.25, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_scale_is_saved_and_resumed(tmp_path):
     model = vector_model()
     backup = str(tmp_path / "backup")
@@ -155,6 +158,7 @@ def test_the_scale_is_saved_and_resumed(tmp_path):
     assert int(fresh.optimizer.iterations) == 16
 
 
+@pytest.mark.slow
 def test_optimizer_state_saved_by_the_old_make_optimizer_still_loads(tmp_path):
     """Adam on a WarmupSchedule (no scale variable): load_model, and load_weights into a ScheduledAdam."""
     old = vector_model(keras.optimizers.Adam(WarmupSchedule(1e-2, 4), global_clipnorm=50.0))
@@ -186,6 +190,7 @@ def events(folder: Path) -> list:
     return found
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_step_scalars_and_a_sample_grid_per_epoch(tmp_path):
     model = glow()
     log_dir = tmp_path / "tb"
@@ -329,6 +334,7 @@ def test_make_dataset_n_bits_is_a_deprecated_alias_of_num_bits():
         data.make_dataset(images, num_bits=6, source_bits=5)
 
 
+@pytest.mark.slow
 def test_cli_num_bits_and_its_old_spelling(tmp_path):
     with pytest.raises(CliError, match="not allowed with argument"):
         cli("train", "--num-bits", "4", "--n-bits", "4", "--out", str(tmp_path / "x"))

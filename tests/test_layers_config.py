@@ -90,7 +90,9 @@ def test_fresh_coupling_is_identity_or_sigmoid2_scale(kind, mask, parity, condit
                                                       event_shape):
     layer = CouplingLayer(mask=mask, parity=parity, additive=kind == "additive",
                           scale_fn="sigmoid" if kind == "additive" else kind,
-                          conditioner=conditioner, hidden_channels=8, dtype="float64")
+                          conditioner=conditioner, dtype="float64",
+                          **({"hidden_units": 8} if mask == "half" and conditioner in (None, "mlp")
+                             else {"hidden_channels": 8}))  # a dense conditioner's size name
     x = np.random.default_rng(0).standard_normal((3, *event_shape))
     y, log_det = layer(tf.constant(x))
     x_back, inv_log_det = layer(tf.identity(y), inverse=True)
@@ -134,7 +136,7 @@ _TWO_BATCH_AXES = {
         mask="checkerboard", scale_fn="tanh", conditioner="resnet", hidden_channels=8,
         num_blocks=1, dtype="float64"), (4, 4, 2)),
     "coupling_half_mlp": (lambda: CouplingLayer(
-        mask="half", scale_fn="tanh", hidden_channels=8, dtype="float64"), (5,)),
+        mask="half", scale_fn="tanh", hidden_units=8, dtype="float64"), (5,)),
     "spline_channel": (lambda: SplineCouplingLayer(
         mask="channel", num_bins=3, hidden_channels=8, dtype="float64"), (4, 4, 3)),
 }
@@ -242,10 +244,10 @@ _LAYERS: dict[str, LayerSpec] = {
         (2, 4, 4, 2)),
     "coupling_mlp_additive": LayerSpec(
         lambda: CouplingLayer(mask="half", parity=1, additive=True, conditioner="mlp",
-                              hidden_channels=8),
+                              hidden_units=8),
         (2, 5)),
     "coupling_mlp_exp_context": LayerSpec(
-        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_channels=8), (2, 5),
+        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_units=8), (2, 5),
         context_size=2),
     "coupling_custom_conditioner": LayerSpec(
         lambda: CouplingLayer(mask="channel", scale_fn="tanh", conditioner=TinyConditioner(4)),

@@ -342,7 +342,8 @@ def _empty_context(model):
     return None if context is None else context[:0]
 
 
-@pytest.mark.parametrize("mode", ["eager", "function", "function_unknown_batch"])
+@pytest.mark.parametrize("mode", ["eager", pytest.param("function", marks=pytest.mark.slow),
+                                  pytest.param("function_unknown_batch", marks=pytest.mark.slow)])
 def test_an_empty_batch_gives_empty_results(case, mode):
     """log_prob, encode and decode of 0 examples: shapes [0], [0, D], [0, *event], no error."""
     model = case.model
@@ -466,6 +467,7 @@ def test_conditional_samples_depend_on_the_context(name):
     assert np.max(np.abs(a - b)) > 1e-3
 
 
+@pytest.mark.slow
 def test_trained_conditional_samples_land_on_their_class():
     keras.utils.set_random_seed(4)
     rng = np.random.default_rng(4)

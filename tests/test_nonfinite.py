@@ -91,6 +91,7 @@ def test_gradients_whose_squares_overflow_are_clipped_to_the_clip_norm(mode):
     assert step == pytest.approx(0.01 * 50.0, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_make_optimizer_at_a_high_learning_rate_keeps_huge_gradients_finite():
     """The lr-0.1 Fashion-MNIST report: a finite step that make_optimizer's clip turned into NaN."""
     model = busy_vector_flow(1)
@@ -144,6 +145,7 @@ BOUNDED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(BOUNDED))
 def test_the_update_bound_says_finite_only_where_the_update_is_finite(kind):
     said_finite = said_not = 0
@@ -264,6 +266,7 @@ def test_a_skipped_batch_does_not_count_as_a_loss_of_zero():
 # -- samples that overflow -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_check_puts_the_fraction_of_non_finite_samples_in_the_history():
     x = np.random.default_rng(1).uniform(0, 32, (32, 8, 8, 1)).astype("float32")
     fractions = {}

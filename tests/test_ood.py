@@ -302,6 +302,7 @@ def test_cli_score_refuses_a_background_of_another_shape(trained, tmp_path, caps
     assert code == 2 and "NAME:class=K" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_train_perturb_trains_a_background_model(tmp_path, capsys):
     out = tmp_path / "bg"
     code = cli.main(["train", "--dataset", "digits", "--levels", "2", "--steps", "1", "--width", "8",

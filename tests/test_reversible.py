@@ -229,6 +229,7 @@ def test_the_reversible_runs_invert_to_round_off(glow_twins):
     assert 0.0 <= error < (2e-4 if dtype == "float32" else 1e-9), error
 
 
+@pytest.mark.slow
 def test_fit_follows_the_stored_loss_curve_and_skips_a_non_finite_batch():
     x = _data((8, 8, 1), "float32", seed=3)
     x = np.concatenate([x] * 5)  # 20 examples: 5 batches of 4 per epoch, 4 epochs = 20 steps

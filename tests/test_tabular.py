@@ -349,6 +349,7 @@ def test_csv_unknown_column_and_non_numeric_default(table_csv):
         load_csv(path)
 
 
+@pytest.mark.slow
 def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     path, x = table_csv
     out = tmp_path / "run"

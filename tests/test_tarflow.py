@@ -367,6 +367,7 @@ def test_results_follow_the_current_weights():
     np.testing.assert_allclose(model.decode(z).numpy(), x, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_and_trains_every_weight():
     model = tiny()
     model.compile(optimizer=make_optimizer(3e-3), jit_compile=False)
@@ -491,6 +492,7 @@ def test_label_dropout_uses_the_null_class():
     assert abs(dropped.mean() - 0.5) < 5 * math.sqrt(0.25 / 2000)
 
 
+@pytest.mark.slow
 def test_gaussian_noise_training_and_denoise(assert_close):
     model = tiny(noise="gaussian", noise_std=0.1)
     sigma = 0.1 * 2 ** NUM_BITS / 2

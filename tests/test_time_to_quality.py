@@ -81,6 +81,7 @@ def test_probe_jit_refuses_an_uncompiled_model():
         probe_jit(tfflows.VectorRealNVP(2, num_steps=2, width=8), _batches())
 
 
+@pytest.mark.slow
 def test_test_at_pauses_the_clock_and_leaves_training_unchanged():
     plain, tested = _vector_model(), _vector_model()
     history = plain.fit(_batches(), epochs=2, verbose=0)
@@ -132,24 +133,16 @@ def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypat
     assert results["time_breakdown_s"]["jit_probe"] == probe["probe_seconds"]
 
 
-@pytest.mark.slow
-def test_train_says_when_xla_could_not_compile_the_step(tmp_path, data_dir, monkeypatch):
-    import tfflows.training
-
-    real = tfflows.training.probe_jit
-
-    def xla_fails(model, dataset, **kwargs):  # as probe_jit reports a step XLA cannot compile
-        report = real(model, dataset, steps=1, rounds=1)
-        model.jit_compile = False
-        return {**report, "jit_compile": False, "xla_error": "InvalidArgumentError: dynamic shape",
-                "seconds_per_step": {**report["seconds_per_step"], "on": None}}
-
-    monkeypatch.setattr(tfflows.training, "probe_jit", xla_fails)
-    monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_STEPS", 1)
-    printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
-                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
-                  "--steps", "1", "--levels", "2", "--out", str(tmp_path / "run"), "--verbose", "0")
+def test_train_says_when_xla_could_not_compile_the_step():
+    """The line tfflows train prints for a probe whose XLA step failed to compile (no training:
+    tfflows train prints exactly ``probe_line`` of its probe's report)."""
+    report = {"xla_skipped": None, "xla_error": "InvalidArgumentError: dynamic shape",
+              "seconds_per_step": {"off": 0.01, "on": None}}
+    printed = tfflows.cli.train.probe_line(report, jit_compile=False)
     assert "--jit auto: XLA off, it could not compile the step: InvalidArgumentError" in printed
+    timed = {**report, "xla_error": None, "seconds_per_step": {"off": 0.02, "on": 0.01}}
+    measured = tfflows.cli.train.probe_line(timed, jit_compile=True)
+    assert measured == "tfflows: --jit auto: XLA on (measured 0.020 s/step without, 0.010 s/step with)"
 
 
 def test_train_refuses_a_test_time_past_the_time_limit(tmp_path, data_dir):

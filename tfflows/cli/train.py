@@ -21,7 +21,7 @@ from tfflows.cli.parser import PROBE_MIN_MINUTES, PROBE_MIN_STEPS, VAL_EXAMPLES_
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["run"]
+__all__ = ["probe_line", "run"]
 
 def _worth_probing(args, num_train: int) -> bool:
     """Whether ``--jit auto`` times XLA: a run planned long enough to earn back its compilation."""
@@ -43,6 +43,17 @@ def _check_tarflow_options(args) -> None:
     if getattr(args, "label_dropout", None) is not None and not args.conditional:
         raise ValueError("--label-dropout is for class-conditional models (--conditional), "
                          "got an unconditional one.")
+
+
+def probe_line(probe: dict, jit_compile: bool) -> str:
+    """The line ``tfflows train --jit auto`` prints about a :func:`tfflows.training.probe_jit` report."""
+    if probe["xla_skipped"]:
+        return f"tfflows: --jit auto: XLA off, not tried: {probe['xla_skipped']}"
+    if probe["xla_error"]:
+        return f"tfflows: --jit auto: XLA off, it could not compile the step: {probe['xla_error']}"
+    return (f"tfflows: --jit auto: XLA {'on' if jit_compile else 'off'} (measured "
+            f"{probe['seconds_per_step']['off']:.3f} s/step without, "
+            f"{probe['seconds_per_step']['on']:.3f} s/step with)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -147,15 +158,7 @@ def _train_alone(args) -> dict:
     if probe:
         # XLA's compilation may take at most a tenth of a time-limited run.
         jit["probe"] = probe_jit(model, train, max_compile_seconds=budget / 10 if budget else None)
-        if jit["probe"]["xla_skipped"]:
-            print(f"tfflows: --jit auto: XLA off, not tried: {jit['probe']['xla_skipped']}")
-        elif jit["probe"]["xla_error"]:
-            print(f"tfflows: --jit auto: XLA off, it could not compile the step: "
-                  f"{jit['probe']['xla_error']}")
-        else:
-            print(f"tfflows: --jit auto: XLA {'on' if model.jit_compile else 'off'} (measured "
-                  f"{jit['probe']['seconds_per_step']['off']:.3f} s/step without, "
-                  f"{jit['probe']['seconds_per_step']['on']:.3f} s/step with)")
+        print(probe_line(jit["probe"], bool(model.jit_compile)))
         if budget:  # the probe's steps trained the model: they count against the budget
             budget = max(budget - jit["probe"]["probe_seconds"], 1e-3)
     jit["jit_compile"] = bool(model.jit_compile)
