@@ -39,6 +39,7 @@ EXTRAS = ("SampleCheck", "FiniteCheckpoint", "ResumableBackup", "SampleGrid", "T
 
 def _export(commit: str, folder: str) -> str:
     """The tree of ``commit`` written to ``folder`` (no worktree, no git state)."""
+    os.makedirs(folder)
     archive = subprocess.run(["git", "-C", _REPO, "archive", commit], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
     return folder
@@ -82,15 +83,18 @@ def run_once(root: str, extra: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", default=None, help="a commit to compare against (A)")
+    parser.add_argument("--this", default=None, metavar="COMMIT",
+                        help="run this commit (exported) instead of the checkout as it is, so that "
+                             "edits during a long comparison do not change it")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side (A B pairs)")
     parser.add_argument("--json-out", default=None)
     parser.add_argument("extra", nargs="*", help="arguments for tfflows train (after --)")
     args = parser.parse_args(argv)
-    sides = {"this": _REPO}
-    scratch = None
+    scratch = tempfile.mkdtemp(prefix="first_run_src_")
+    this = _REPO if args.this is None else _export(args.this, os.path.join(scratch, "this"))
+    sides = {"this": this}
     if args.reference:
-        scratch = tempfile.mkdtemp(prefix="first_run_ref_")
-        sides = {"reference": _export(args.reference, scratch), "this": _REPO}
+        sides = {"reference": _export(args.reference, os.path.join(scratch, "reference")), "this": this}
     runs: dict[str, list[dict]] = {side: [] for side in sides}
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; tfflows train {' '.join(args.extra)}")
     try:
@@ -103,9 +107,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"fit {result['fit_s']:6.1f} s, test bits/dim {result['test_bits_per_dim']:.4f}, "
                       f"stderr lines {result['stderr_lines']}, load {result['load_average_before'][0]}",
                       flush=True)
+            if args.json_out:  # after every run: a long comparison cut short keeps what it measured
+                with open(args.json_out, "w") as f:
+                    json.dump({"cpu": cpu_name(), "reference": args.reference, "this": args.this,
+                               "extra": args.extra, "runs": runs}, f, indent=1)
     finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     summary = {side: {key: statistics.median(r[key] for r in rs)
                       for key in ("wall_s", "cpu_s", "first_step_s", "extras_s", "fit_s", "test_bits_per_dim")}
                for side, rs in runs.items()}
@@ -118,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["ratios"] = ratios
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"cpu": cpu_name(), "reference": args.reference, "extra": args.extra,
-                       "runs": runs, "medians": summary}, f, indent=1)
+            json.dump({"cpu": cpu_name(), "reference": args.reference, "this": args.this,
+                       "extra": args.extra, "runs": runs, "medians": summary}, f, indent=1)
     return 0
 
 
