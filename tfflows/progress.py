@@ -45,8 +45,8 @@ class EpochProgress(keras.callbacks.Callback):
       before the first step; after the first step, how long that took.
     - After every epoch, one line: ``epoch 3/20: loss 2.9131, bits_per_dim
       2.9512, val_loss … (4.2 s, about 1:05 left)``. The time left is the
-      epochs to go times the mean of the epochs so far, the first one
-      counted without its first step.
+      epochs to go times the mean of the epochs after the first (which holds
+      the tracing); after the first, its steps after its first step.
     - With ``live`` (default: when ``stream`` is a terminal), a line
       rewritten in place during an epoch: the batch, the running loss and
       the epoch's time left, estimated from its steps after the first.
@@ -66,6 +66,7 @@ class EpochProgress(keras.callbacks.Callback):
         self.first_step_seconds: float | None = None
         self._began = self._epoch_began = self._rate_from = 0.0
         self._epoch = 0
+        self._last_batch = 0.0
         self._rate_steps = 0
         self._epoch_seconds: list[float] = []
         self._shown = 0
@@ -110,7 +111,7 @@ class EpochProgress(keras.callbacks.Callback):
         self._rate_from, self._rate_steps = 0.0, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
+        now = self._last_batch = time.perf_counter()
         if self.first_step_seconds is None:
             self.first_step_seconds = now - self._began
             self._print(f"tfflows: training step built in {self.first_step_seconds:.1f} s")
@@ -133,18 +134,28 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         took = now - self._epoch_began
-        # The first epoch's first step held the tracing: count it as a typical step instead.
-        typical = took
-        if not self._epoch_seconds and self.first_step_seconds is not None and self._rate_steps:
-            per_step = (now - self._rate_from) / max(self._rate_steps, 1)
-            typical = max(took - self.first_step_seconds + min(per_step, self.first_step_seconds), 0.0)
-        self._epoch_seconds.append(typical)
+        self._epoch_seconds.append(took)
         epochs = self.params.get("epochs") or 0
         left = epochs - (epoch + 1)
         text = f"epoch {epoch + 1}/{epochs}: " + ", ".join(
             f"{k} {_value(v)}" for k, v in (logs or {}).items()) + f" ({took:.1f} s"
-        if left > 0:
-            mean = sum(self._epoch_seconds) / len(self._epoch_seconds)
-            text += f", about {format_seconds(mean * left)} left"
+        estimate = self._epoch_estimate()
+        if left > 0 and estimate is not None:
+            text += f", about {format_seconds(estimate * left)} left"
         self._print(text + ")")
+
+    def _epoch_estimate(self) -> float | None:
+        """Seconds per epoch to come: the mean of the epochs after the first, else the first's steps.
+
+        The first epoch of a run holds the tracing of the training and the
+        evaluation steps and the extras' first (traced) run: it is left out
+        once a later epoch has been timed; before that, its steps after the
+        first stand for a whole epoch.
+        """
+        later = self._epoch_seconds[1:]
+        if later:
+            return sum(later) / len(later)
+        if self._rate_steps:
+            return (self._last_batch - self._rate_from) / self._rate_steps * (self._rate_steps + 1)
+        return None
 
