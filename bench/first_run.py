@@ -75,6 +75,7 @@ def run_once(root: str, extra: list[str]) -> dict:
             "load_average_before": [round(x, 2) for x in load],
             "stdout_lines": len(proc.stdout.splitlines()),
             "stderr_lines": len(proc.stderr.splitlines()),
+            "stderr": proc.stderr[-2000:],
         }
     finally:
         shutil.rmtree(out, ignore_errors=True)
