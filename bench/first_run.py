@@ -54,8 +54,8 @@ def run_once(root: str, extra: list[str]) -> dict:
         load = os.getloadavg()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "tfflows.cli", "train", "--out", os.path.join(out, "run"),
-                               *extra], cwd=root, env=env, capture_output=True, text=True)
+        command = [sys.executable, "-m", "tfflows.cli", "train", "--out", os.path.join(out, "run"), *extra]
+        proc = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode:
@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             for side, root in sides.items():
                 result = run_once(root, args.extra)
                 runs[side].append(result)
-                print(f"round {round_ + 1} {side:9s}: wall {result['wall_s']:7.1f} s, CPU {result['cpu_s']:6.1f} s, "
-                      f"first step {result['first_step_s']:6.1f} s, extras {result['extras_s']:5.1f} s, "
+                print(f"round {round_ + 1} {side:9s}: wall {result['wall_s']:7.1f} s, "
+                      f"CPU {result['cpu_s']:6.1f} s, first step {result['first_step_s']:6.1f} s, "
+                      f"extras {result['extras_s']:5.1f} s, "
                       f"fit {result['fit_s']:6.1f} s, test bits/dim {result['test_bits_per_dim']:.4f}, "
                       f"stderr lines {result['stderr_lines']}, load {result['load_average_before'][0]}",
                       flush=True)
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                                "extra": args.extra, "runs": runs}, f, indent=1)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    summary = {side: {key: statistics.median(r[key] for r in rs)
-                      for key in ("wall_s", "cpu_s", "first_step_s", "extras_s", "fit_s", "test_bits_per_dim")}
+    keys = ("wall_s", "cpu_s", "first_step_s", "extras_s", "fit_s", "test_bits_per_dim")
+    summary = {side: {key: statistics.median(r[key] for r in rs) for key in keys}
                for side, rs in runs.items()}
     for side, medians in summary.items():
         print(f"median {side:9s}: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))

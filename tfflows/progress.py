@@ -23,7 +23,7 @@ __all__ = ["EpochProgress", "format_seconds"]
 
 def format_seconds(seconds: float) -> str:
     """``"0:07"``, ``"12:05"`` or ``"1:02:03"``: a duration as a clock shows it."""
-    seconds = max(int(round(seconds)), 0)
+    seconds = max(round(seconds), 0)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

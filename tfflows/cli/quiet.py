@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["LOG_LEVEL_ENV", "NO_DRIVER", "NO_DRIVER_ERROR", "START_UP_NOISE", "import_tensorflow_quietly",
            "native_stderr_filtered"]

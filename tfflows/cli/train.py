@@ -65,8 +65,8 @@ def _train_alone(args) -> dict:
         TimeLimit,
     )
     from tfflows.clock import Occasional, TestAt, TrainingClock
-    from tfflows.progress import EpochProgress
     from tfflows.io import atomic_write_json
+    from tfflows.progress import EpochProgress
     from tfflows.training import make_optimizer, probe_jit
 
     _check_tarflow_options(args)
