@@ -104,7 +104,8 @@ def trained_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("trained") / "run"
     cli("train", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16",
-        "--width", "8", "--steps", "1", "--levels", "2", "--out", str(out), "--verbose", "0")
+        "--width", "8", "--steps", "1", "--levels", "2", "--out", str(out), "--verbose", "0",
+        "--extras-share", "1")  # samples, checks and checkpoints after every epoch
     return out
 
 

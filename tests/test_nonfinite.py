@@ -367,7 +367,8 @@ def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--dataset", "digits", "--epochs", "3", "--steps-per-epoch", "1",
               "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2",
-              "--lr", "1e30", "--warmup", "0", "--out", str(out), "--verbose", "0"])
+              "--lr", "1e30", "--warmup", "0", "--out", str(out), "--verbose", "0",
+              "--extras-share", "1"])  # a checkpoint after every epoch
     message = str(exit_.value.code)
     assert exit_.value.code not in (0, None)
     good = os.path.join(str(out), "checkpoints", "epoch_001.keras")

@@ -27,7 +27,8 @@ DATASET = TINY_IDX
 def _train(out: Path, data_dir: Path, *extra: str, epochs: int = 2) -> str:
     return cli("train", "--dataset", DATASET, "--data-dir", str(data_dir), "--epochs", str(epochs),
                "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8", "--steps", "1",
-               "--levels", "2", "--val-every", "100", "--out", str(out), "--verbose", "0", *extra)
+               "--levels", "2", "--val-every", "100", "--out", str(out), "--verbose", "0",
+               "--extras-share", "1", "--keep-checkpoints", "10", *extra)  # a checkpoint every epoch
 
 
 def _strict(text: str):

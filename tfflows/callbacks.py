@@ -229,11 +229,21 @@ class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
     with a warning instead of ending training with
     :class:`~tfflows.guard.NonFiniteWeightsError`. ``last_good`` is the path
     of the last file written, or None.
+
+    With ``keep`` (a number >= 1), after each file written only the newest
+    ``keep`` checkpoints ``epoch_XXX.keras`` in its folder are kept, and the
+    best: the one written in this run with the lowest finite ``monitor``
+    (``val_loss`` by default) in its epoch's logs, kept in ``best``.
     """
 
-    def __init__(self, filepath: str, **kwargs: Any) -> None:
+    def __init__(self, filepath: str, keep: int | None = None, **kwargs: Any) -> None:
         super().__init__(filepath, **kwargs)
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"FiniteCheckpoint: keep must be a whole number >= 1 or None, got {keep!r}.")
+        self.keep = keep
         self.last_good: str | None = None
+        self.best: str | None = None
+        self._best_score = float("inf")
 
     def _save_model(self, epoch, batch, logs):
         if getattr(self.model, "stopped_on_nonfinite", False):
@@ -248,6 +258,17 @@ class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
             return
         if _file_stamp(filepath) not in (None, before):
             self.last_good = filepath
+            score = (logs or {}).get(self.monitor)
+            if score is not None and np.isfinite(float(score)) and float(score) < self._best_score:
+                self.best, self._best_score = filepath, float(score)
+            if self.keep is not None:
+                self._remove_old(os.path.dirname(filepath))
+
+    def _remove_old(self, folder: str) -> None:
+        """Removes the checkpoints past the newest ``keep``, the best excepted."""
+        for _, path in checkpoint_files(folder)[self.keep:]:
+            if self.best is None or os.path.abspath(path) != os.path.abspath(self.best):
+                os.remove(path)
 
 
 class SampleCheck(keras.callbacks.Callback):

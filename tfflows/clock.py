@@ -17,7 +17,10 @@ import keras
 if TYPE_CHECKING:
     from tfflows.callbacks import TimeLimit
 
-__all__ = ["TestAt", "TrainingClock"]
+__all__ = ["EXTRAS_SHARE", "Occasional", "TestAt", "TrainingClock"]
+
+EXTRAS_SHARE = 0.1
+"""The share of a run's wall time that per-epoch extras (samples, checks, checkpoints, backups) may take."""
 
 
 class TrainingClock:
@@ -67,8 +70,15 @@ class TrainingClock:
         """``callbacks`` with the clock's own before the first and after each one."""
         out: list = [_Start(self)]
         for callback in callbacks:
-            out += [callback, _Lap(self, f"callback:{type(callback).__name__}")]
+            # An Occasional books each of its callbacks itself; its lap only marks where it ended.
+            name = None if isinstance(callback, Occasional) else f"callback:{type(callback).__name__}"
+            out += [callback, _Lap(self, name)]
         return out
+
+    @property
+    def first_step_seconds(self) -> float | None:
+        """The first step's time (tracing, compilation, the first batch), once it ended."""
+        return self.parts.get("first_step")
 
     def _add(self, name: str, seconds: float) -> None:
         self.parts[name] = self.parts.get(name, 0.0) + max(seconds, 0.0)
@@ -113,12 +123,18 @@ class TrainingClock:
             self._add("validation", time.perf_counter() - self._test_start)
             self._test_start = None
 
-    def lap(self, name: str | None = None) -> None:
-        """An epoch's end work: the time since the last lap goes to ``name`` (None: a new lap only)."""
+    def lap(self, name: str | None = None) -> float:
+        """An epoch's end work: the time since the last lap goes to ``name`` (None: a new lap only).
+
+        Returns the seconds booked (0.0 for a new lap only).
+        """
         now = time.perf_counter()
+        booked = 0.0
         if name is not None and self._lap is not None:
-            self._add(name, now - self._lap)
+            booked = now - self._lap
+            self._add(name, booked)
         self._lap = now
+        return booked
 
     def train_ended(self) -> None:
         """Training ended: the clock stops."""
@@ -184,7 +200,7 @@ class _Start(keras.callbacks.Callback):
 class _Lap(keras.callbacks.Callback):
     """After a callback: its ``on_epoch_end`` time is the time since the lap before."""
 
-    def __init__(self, clock: TrainingClock, name: str) -> None:
+    def __init__(self, clock: TrainingClock, name: str | None) -> None:
         super().__init__()
         self.clock = clock
         self.name = name
@@ -263,3 +279,106 @@ class TestAt(keras.callbacks.Callback):
                              "train_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
                              "eval_seconds": round(took, 1),
                              **{k: float(v) for k, v in metrics.items()}})
+
+
+class Occasional(keras.callbacks.Callback):
+    """Callbacks whose end-of-epoch work runs only as often as keeps it within a share of the run.
+
+    Sample grids, sample checks, checkpoints and backups cost about the same
+    whatever the epoch's length; on a short epoch they can take most of a
+    run. ``Occasional(callbacks, clock)`` passes every Keras hook to
+    ``callbacks`` but runs their ``on_epoch_end`` only when it is due
+    (:meth:`due`): when the wall time since it last ran is at least
+    ``(1 - share) / share`` times what it cost then (9× for the default
+    10%), as the ``clock`` measured it. Before it first ran, the first
+    step's time (mostly tracing, as its own first run mostly is) stands for
+    that cost. The last epoch (the planned last one, or one after which
+    training stops: a time limit, early stopping or a non-finite step placed
+    earlier in the list) always runs, so the final samples and check are
+    written; so does every epoch with ``share`` 1.
+
+    Each callback's time is booked on the clock as ``callback:<Name>``, as
+    :meth:`TrainingClock.around` books the others; pass the ``Occasional``
+    itself (not its callbacks) to ``around``.
+
+    Args:
+      callbacks: the callbacks, run in this order when due.
+      clock: the run's :class:`TrainingClock`.
+      share: the largest share of the wall time their epoch-end work may
+        take, in (0, 1].
+      last_epoch: whether to run them after the last epoch whether due or not.
+
+    Attributes:
+      epochs_run: the epochs (counted from 1) after which they ran.
+    """
+
+    def __init__(self, callbacks: Sequence[keras.callbacks.Callback], clock: TrainingClock,
+                 share: float = EXTRAS_SHARE, last_epoch: bool = True) -> None:
+        super().__init__()
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"Occasional: share must be in (0, 1], got {share!r}.")
+        self.callbacks = list(callbacks)
+        self.clock = clock
+        self.share = float(share)
+        self.last_epoch = bool(last_epoch)
+        self.epochs_run: list[int] = []
+        self.cost: float | None = None
+        self._since = 0.0
+
+    @staticmethod
+    def due(seconds_since: float, cost: float, share: float = EXTRAS_SHARE) -> bool:
+        """Whether work that cost ``cost`` seconds may run again ``seconds_since`` after it last did.
+
+        Running it then keeps its part of the wall time at most ``share``:
+        cost / (seconds_since + cost) <= share.
+        """
+        return share >= 1.0 or seconds_since * share >= cost * (1.0 - share)
+
+    # -- hooks passed on ----------------------------------------------------------------
+    def set_model(self, model) -> None:
+        super().set_model(model)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params) -> None:
+        super().set_params(params)
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        self._since = time.perf_counter()
+        self.epochs_run = []
+        self.cost = None
+        for callback in self.callbacks:
+            callback.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_end(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        last = epoch + 1 >= (self.params.get("epochs") or 0) or self.model.stop_training
+        cost = self.cost if self.cost is not None else self.clock.first_step_seconds
+        if not ((self.last_epoch and last) or cost is None or self.due(now - self._since, cost, self.share)):
+            return
+        self.clock.lap()
+        spent = 0.0
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+            spent += self.clock.lap(f"callback:{type(callback).__name__}")
+        self.cost = spent
+        self.epochs_run.append(epoch + 1)
+        self._since = time.perf_counter()

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from tfflows.cli.common import DEBUG_ENV, one_line
 from tfflows.cli.parser import DEFAULT_JET_COUPLINGS, DEFAULT_STEPS, build_parser
+from tfflows.cli.quiet import import_tensorflow_quietly
 
 __all__ = ["COMMANDS", "DEBUG_ENV", "build_parser", "main"]
 
@@ -33,12 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``tfflows <command>: <message>`` to stderr and return 2; argument errors
     exit 2 through argparse. Anything else is a bug: one line naming the
     error and exit status 1, or the whole traceback with ``TFFLOWS_DEBUG=1``.
-    Importing this module, ``--help`` and argument errors import no TensorFlow.
+    Importing this module, ``--help`` and argument errors import no TensorFlow;
+    TensorFlow's C++ start-up messages stay off stderr unless the user set
+    ``TF_CPP_MIN_LOG_LEVEL`` (:mod:`tfflows.cli.quiet`).
     """
     args = build_parser().parse_args(argv)
     if args.command == "train" and args.steps is None:
         args.steps = DEFAULT_JET_COUPLINGS if args.model == "jet" else DEFAULT_STEPS
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()  # before any TensorFlow import: the level is read once
     module, _, function = COMMANDS[args.command].partition(":")
     handlers = {args.command: getattr(importlib.import_module(module), function or "run")}
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")

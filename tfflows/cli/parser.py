@@ -188,7 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--overwrite", action="store_true",
                        help="start over: first remove the files an earlier run wrote in --out "
                             "(only those listed above)")
-    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                       help="0: quiet; 1: one line per epoch, and on a terminal a live line with "
+                            "the epoch's time left; 2: one line per epoch")
+    train.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="N",
+                       help="keep the newest N checkpoints/epoch_XXX.keras and the best (lowest "
+                            "val_loss)")
+    train.add_argument("--extras-share", type=_rate, default=0.1, metavar="FRACTION",
+                       help="the largest share of the wall time that the per-epoch extras (sample "
+                            "grids, the sample check, checkpoints, the backup) may take: each runs "
+                            "again once the time since it last ran is (1 - FRACTION) / FRACTION "
+                            "times what it cost then; the last epoch's always run; 1: every epoch")
     cluster = train.add_argument_group(
         "multi-worker training (tfflows.distributed; also started by a TF_CONFIG variable)")
     cluster.add_argument("--workers", type=_positive_int, default=None,

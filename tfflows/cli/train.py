@@ -83,8 +83,9 @@ def _train_alone(args) -> dict:
         TensorBoardSamples,
         TimeLimit,
     )
-    from tfflows.clock import TestAt, TrainingClock
+    from tfflows.clock import Occasional, TestAt, TrainingClock
     from tfflows.io import atomic_write_json
+    from tfflows.progress import EpochProgress
     from tfflows.training import make_optimizer, probe_jit
 
     _check_tarflow_options(args)
@@ -141,17 +142,24 @@ def _train_alone(args) -> dict:
     ckpt = os.path.join(args.out, "checkpoints")
     os.makedirs(ckpt, exist_ok=True)
     backup = ResumableBackup(os.path.join(args.out, "backup"), checkpoint_dir=ckpt)
-    checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"))
+    checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"),
+                                  keep=args.keep_checkpoints)
     grid = SampleGrid(os.path.join(args.out, "samples"), num_bits=num_bits or 8,
                       value_range=value_range, seed=args.seed)
-    callbacks = [
+    clock = TrainingClock()
+    # The per-epoch extras together take at most --extras-share of the wall time (measured by
+    # the clock); the last epoch's always run. Last in the list, after any callback that stops
+    # training, so that they know the last epoch when it ends.
+    extras = Occasional([
         SampleCheck(seed=args.seed),  # first, so the others log its fraction too
         checkpoint,
         backup,
-        keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard"), update_freq=args.log_every),
         grid,
         TensorBoardSamples(os.path.join(args.out, "tensorboard"), num_bits=num_bits or 8,
                            value_range=value_range, seed=args.seed, source=grid),
+    ], clock, share=args.extras_share)
+    callbacks = [
+        keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard"), update_freq=args.log_every),
     ]
     jit = {"setting": args.jit, "probe": None}
     budget = args.time_limit * 60.0 if args.time_limit else None
@@ -174,16 +182,18 @@ def _train_alone(args) -> dict:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=args.patience, restore_best_weights=True,
             verbose=min(args.verbose, 1)))
-    clock = TrainingClock()
     if test_at is not None:
         test_at.clock = clock
-    callbacks = clock.around(callbacks)
+    callbacks = clock.around(callbacks + [extras])
+    if args.verbose:
+        # Keras's progress bar estimates from the first step (the tracing): ours from the second.
+        callbacks.append(EpochProgress(live=None if args.verbose == 1 else False))
     start = time.time()
     if args.steps_per_epoch:
         train = train.repeat()
     history = model.fit(train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         validation_data=val, validation_freq=args.val_every, callbacks=callbacks,
-                        verbose=args.verbose)
+                        verbose=0)
     seconds = time.time() - start
     if args.resume:
         print(f"tfflows: resumed after {backup.initial_epoch} epochs from {backup.restored_from}"
@@ -215,7 +225,8 @@ def _train_alone(args) -> dict:
                        if args.dataset.lower().endswith(".csv") else "test"),
         "parameters": model.count_params(), "stopped_on_nonfinite": diverged,
         "nonfinite_steps": int(model.nonfinite_steps.numpy()),
-        "last_good_checkpoint": checkpoint.last_good,
+        "last_good_checkpoint": checkpoint.last_good, "best_checkpoint": checkpoint.best,
+        "extras_epochs": extras.epochs_run,
         "nonfinite_sample_fraction": fractions[-1] if fractions else None,
         "val_loss_per_epoch": history.history.get("val_loss", []),
         "val_examples": min(val_examples or len(test_x), len(test_x)),

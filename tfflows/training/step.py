@@ -254,20 +254,44 @@ def _apply_checked(model: Any, grads: list, variables: list) -> tf.Tensor:
     if safe is None:
         return _apply_with_copies(model, grads, variables)
 
-    def without_copies() -> tf.Tensor:
+    # Both branches of the cond apply the update: as one tf.function, traced once and called
+    # from each, rather than traced into each (the optimizer's update is the costliest part of
+    # building the step after the per-variable restores; bench/first_run.py). The same ops run.
+    def update(grads: list) -> None:
         optimizer.apply(grads, variables)
+
+    apply = tf.function(update, autograph=False)
+
+    def without_copies() -> tf.Tensor:
+        apply(grads)
         return all_finite(tensor_values(_training_state(model)))
 
-    return tf.cond(safe, without_copies, lambda: _apply_with_copies(model, grads, variables))
+    return tf.cond(safe, without_copies, lambda: _apply_with_copies(model, grads, variables, apply))
 
 
-def _apply_with_copies(model: Any, grads: list, variables: list) -> tf.Tensor:
-    """Applies ``grads`` after copying the training state; restores it if anything is non-finite."""
+def _apply_with_copies(model: Any, grads: list, variables: list, apply: Any = None) -> tf.Tensor:
+    """Applies ``grads`` after copying the training state; restores it if anything is non-finite.
+
+    ``apply(grads)`` makes the update (default: the optimizer's ``apply`` on ``variables``).
+    """
     state = tensor_values(_training_state(model))
     saved = [tf.identity(v) for v in state]
     with tf.control_dependencies(saved):
-        model.optimizer.apply(grads, variables)
+        if apply is None:
+            model.optimizer.apply(grads, variables)
+        else:
+            apply(grads)
     ok = all_finite(state)
+    if not tf.distribute.has_strategy():
+        # One cond for the whole state: tracing a cond per variable (three per weight under
+        # Adam) was about half the time of building the training step (bench/first_run.py).
+        def undo_all() -> tf.Tensor:
+            for var, old in zip(state, saved):
+                var.assign(old)
+            return tf.constant(False)
+
+        tf.cond(ok, lambda: tf.constant(True), undo_all)
+        return ok
 
     def restore(strategy: Any, state: list, saved: list, ok: tf.Tensor) -> None:
         def put_back(var: Any, old: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
