@@ -151,7 +151,8 @@ def run_clean(args, **kwargs) -> subprocess.Popen:
 
 def write_tiny_idx(folder: Path) -> Path:
     """Writes 64 train and 32 test 8×8 uint8 images with labels as IDX files into ``folder``."""
-    from tfflows.data.idx import IDX_FILE_NAMES, write_idx
+    from tfflows.data import IDX_FILE_NAMES
+    from tfflows.data.idx import write_idx
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 64), ("test", 32)):

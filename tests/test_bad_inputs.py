@@ -310,7 +310,7 @@ CLI_ROWS: dict[str, Row] = {
     "cli_sample_guidance_for_glow": (
         lambda e: cli("sample", e.keras_file(), "--guidance", "1.5", "--out", str(e.tmp / "s.png")),
         CliError, "--guidance is for class-conditional TarFlow models (trained with --conditional), "
-                  "got a Glow"),
+                  "got an unconditional Glow"),
     "cli_sample_denoise_for_glow": (
         lambda e: cli("sample", e.keras_file(), "--denoise", "--out", str(e.tmp / "s.png")), CliError,
         "--denoise is for TarFlow models trained with --noise gaussian, got a Glow"),
@@ -638,8 +638,8 @@ TRANSFORMER_ROWS: dict[str, Row] = {
     "tarflow_unknown_noise": (lambda e: _tarflow(noise="pink"), ValueError, "noise must be one of"),
     "tarflow_label_dropout_nan": (lambda e: _tarflow(num_classes=3, label_dropout=math.nan), ValueError,
                                   "label_dropout must be in [0, 1), got nan"),
-    "tarflow_num_blocks_bool": (lambda e: _tarflow(num_blocks=True), ValueError,
-                                "num_blocks must be a positive integer, got True"),
+    "tarflow_num_steps_bool": (lambda e: _tarflow(num_steps=True), ValueError,
+                               "num_steps must be a positive integer, got True"),
     "tarflow_guidance_nan": (lambda e: _tarflow(num_classes=3).sample(2, guidance=math.nan, seed=0),
                              ValueError, "guidance must be a finite number, got nan"),
     "tarflow_denoise_without_noise": (lambda e: _tarflow().sample(2, denoise=True, seed=0), ValueError,
@@ -696,7 +696,7 @@ def test_bad_input_gets_a_clear_error(row, tmp_path, shared):
 
 def test_cli_train_refusals_name_the_option(tmp_path):
     """Refusals before any training (moved here from test_cli.py, where each started a Python)."""
-    with pytest.raises(CliError, match="--model jet is an image flow over patches"):
+    with pytest.raises(CliError, match="--model jet is an image flow; use it with image data, got vector data"):
         cli("train", "--model", "jet", "--dataset", "two_moons", "--epochs", "1",
             "--out", str(tmp_path / "a"))
     with pytest.raises(CliError, match="recompute"):

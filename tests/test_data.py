@@ -423,15 +423,15 @@ def test_make_dataset_rejects_bad_arguments(kwargs, match):
 
 def test_dequantize_helper_on_tensors():
     x = tf.constant(_random_images(n=8))
-    y = dequantize(x, n_bits=4, seed=3)
+    y = dequantize(x, num_bits=4, seed=3)
     assert y.dtype == tf.float32 and y.shape == x.shape
     np.testing.assert_array_equal(np.floor(y.numpy()), x.numpy() // 16)
-    np.testing.assert_array_equal(y, dequantize(x, n_bits=4, seed=3))
-    compiled = tf.function(lambda t: dequantize(t, n_bits=4, seed=3))
+    np.testing.assert_array_equal(y, dequantize(x, num_bits=4, seed=3))
+    compiled = tf.function(lambda t: dequantize(t, num_bits=4, seed=3))
     np.testing.assert_array_equal(compiled(x), y)
     assert not np.array_equal(dequantize(x), dequantize(x))
-    with pytest.raises(ValueError, match="n_bits"):
-        dequantize(x, n_bits=0)
+    with pytest.raises(ValueError, match="num_bits"):
+        dequantize(x, num_bits=0)
 
 
 def test_embedded_digits_equal_scikit_learns():

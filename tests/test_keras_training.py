@@ -357,8 +357,12 @@ def test_dense_coupling_conditioners_take_hidden_units_and_num_hidden():
     for make in (lambda **kw: CouplingLayer(mask="half", dtype="float64", **kw),
                  lambda **kw: SplineCouplingLayer(mask="half", num_bins=3, dtype="float64", **kw)):
         new = make(hidden_units=6, num_hidden=3)
-        with pytest.warns(DeprecationWarning, match="hidden_channels is deprecated.*use hidden_units"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             old = make(hidden_channels=6, num_blocks=3)
+        said = [str(w.message) for w in caught if w.category is DeprecationWarning]
+        assert any("hidden_channels is deprecated" in s and "use hidden_units" in s for s in said), said
+        assert any("num_blocks is deprecated" in s and "use num_hidden" in s for s in said), said
         config = new.get_config()
         assert config["hidden_units"] == 6 and config["num_hidden"] == 3
         assert "hidden_channels" not in config and "num_blocks" not in config

@@ -229,17 +229,19 @@ def test_the_update_bound_fails_on_a_nan_even_where_reduce_max_skips_it(compiled
 def test_the_guard_copies_the_state_only_for_an_update_it_cannot_prove_finite(mode, monkeypatch):
     # Counted when the copying branch runs, not when it is traced (both branches of a cond are).
     copies = tf.Variable(0)
-    real = tfflows.FlowModel._apply_with_copies
+    import tfflows.training.step as step
 
-    def counting(self, grads, variables):
+    real = step._apply_with_copies
+
+    def counting(model, grads, variables, *args):
         copies.assign_add(1)
-        return real(self, grads, variables)
+        return real(model, grads, variables, *args)
 
-    monkeypatch.setattr(tfflows.FlowModel, "_apply_with_copies", counting)
+    monkeypatch.setattr(step, "_apply_with_copies", counting)
     trained = {}
     for path in ("proved", "copied"):
         if path == "copied":  # the same training, every update through the copying guard
-            monkeypatch.setattr(tfflows.models.base, "update_stays_finite", lambda *a: None)
+            monkeypatch.setattr(step, "update_stays_finite", lambda *a: None)
         model = busy_vector_flow(5)
         model.compile(optimizer=keras.optimizers.Adam(1e-2), **MODES[mode])
         copies.assign(0)

@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 import tfflows
 from tfflows.data import integer_pixel_bits, pixel_levels
-from tfflows.data.tabular import load_csv, split_rows
+from tfflows.data.tabular import MIN_TRAIN_ROWS, load_csv, split_rows
 from tfflows.distributed import cluster_config
 from tfflows.distribution import stateless_seed
 
@@ -280,14 +280,14 @@ def test_split_rows_is_a_seeded_partition_of_the_documented_sizes(num_rows, val_
         with pytest.raises(ValueError, match="val_fraction"):
             split_rows(num_rows, val_fraction, seed)
         return
-    if num_rows < 1 or (num_rows < 2 and val_fraction > 0):
-        with pytest.raises(ValueError, match="rows"):
+    want_val = 0 if val_fraction == 0 else max(1, round(val_fraction * num_rows))
+    if num_rows - want_val < MIN_TRAIN_ROWS:
+        with pytest.raises(ValueError, match=f"expected at least {MIN_TRAIN_ROWS} training rows"):
             split_rows(num_rows, val_fraction, seed)
         return
     train, val = split_rows(num_rows, val_fraction, seed)
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(num_rows))
-    want_val = 0 if val_fraction == 0 else min(max(1, round(val_fraction * num_rows)), num_rows - 1)
-    assert len(val) == want_val and len(train) >= 1
+    assert len(val) == want_val and len(train) >= MIN_TRAIN_ROWS
     again = split_rows(num_rows, val_fraction, seed)
     assert train.tolist() == again[0].tolist() and val.tolist() == again[1].tolist()
 

@@ -200,7 +200,7 @@ def test_vector_maf_rejects_bad_arguments():
         tfflows.VectorMAF(3, ordering="sorted")
     with pytest.raises(ValueError, match=r"direction must be one of .*got 'both'"):
         tfflows.VectorMAF(3, direction="both")
-    with pytest.raises(ValueError, match="num_layers must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
         tfflows.VectorMAF(3, num_steps=0)
     with pytest.raises(ValueError, match=r"transform must be one of .*got 'cubic'"):
         tfflows.VectorMAF(3, transform="cubic")

@@ -335,40 +335,48 @@ class Occasional(keras.callbacks.Callback):
         return share >= 1.0 or seconds_since * share >= cost * (1.0 - share)
 
     # -- hooks passed on ----------------------------------------------------------------
-    def set_model(self, model) -> None:
+    def set_model(self, model: keras.Model) -> None:
+        """Gives the model to this callback and to each one it holds."""
         super().set_model(model)
         for callback in self.callbacks:
             callback.set_model(model)
 
-    def set_params(self, params) -> None:
+    def set_params(self, params: dict) -> None:
+        """Gives ``fit``'s parameters to this callback and to each one it holds."""
         super().set_params(params)
         for callback in self.callbacks:
             callback.set_params(params)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Starts the clock of the extras; passed on."""
         self._since = time.perf_counter()
         self.epochs_run = []
         self.cost = None
         for callback in self.callbacks:
             callback.on_train_begin(logs)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Passed on to each callback."""
         for callback in self.callbacks:
             callback.on_epoch_begin(epoch, logs)
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Passed on to each callback."""
         for callback in self.callbacks:
             callback.on_train_batch_begin(batch, logs)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Passed on to each callback."""
         for callback in self.callbacks:
             callback.on_train_batch_end(batch, logs)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """Passed on to each callback."""
         for callback in self.callbacks:
             callback.on_train_end(logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Runs the callbacks' epoch ends when they are due (always after the last epoch)."""
         now = time.perf_counter()
         last = epoch + 1 >= (self.params.get("epochs") or 0) or self.model.stop_training
         cost = self.cost if self.cost is not None else self.clock.first_step_seconds

@@ -97,7 +97,8 @@ class EpochProgress(keras.callbacks.Callback):
         self._shown = len(text)
 
     # -- Keras hooks -------------------------------------------------------------------
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Prints the line saying the step is being built."""
         self._began = time.perf_counter()
         self.first_step_seconds = None
         self._epoch_seconds = []
@@ -105,12 +106,14 @@ class EpochProgress(keras.callbacks.Callback):
         self._print(f"tfflows: building the training step: TensorFlow {how} into one graph before "
                     "the first step; this takes a while, once per run (later steps are fast)")
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Starts the epoch's clock."""
         self._epoch_began = time.perf_counter()
         self._epoch = epoch
         self._rate_from, self._rate_steps = 0.0, 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Reports the first step's time once; on a terminal, the live progress line."""
         now = self._last_batch = time.perf_counter()
         if self.first_step_seconds is None:
             self.first_step_seconds = now - self._began
@@ -131,7 +134,8 @@ class EpochProgress(keras.callbacks.Callback):
             text += f"  epoch ends in {format_seconds(per_step * (steps - batch - 1))}"
         self._show(text)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Prints the epoch's line: its figures, its time and the time left."""
         now = time.perf_counter()
         took = now - self._epoch_began
         self._epoch_seconds.append(took)

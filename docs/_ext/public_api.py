@@ -133,7 +133,11 @@ class PublicAPI(griffe.Extension):
                 if not isinstance(name, str) or name.startswith("__"):
                     continue
                 member = module.get_member(name)
-                member = member.final_target if member.is_alias else member
+                if member.is_alias:
+                    try:
+                        member = member.final_target
+                    except griffe.AliasResolutionError:  # another package's name (keras.Model): its docs
+                        continue
                 if member.path in seen or member.is_module:
                     continue
                 seen.add(member.path)

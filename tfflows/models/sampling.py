@@ -49,7 +49,8 @@ def check_sample_args(spec: DataSpec, num_samples: Any, temperature: Any, clip_l
         raise ValueError(f"{name}: num_samples must be an integer >= 0, got {num_samples!r}.")
     t = real_number(temperature)
     if t is None or not math.isfinite(t) or t < 0:
-        raise ValueError(f"{name}: temperature must be a finite number >= 0, got {temperature!r}.")
+        shown = temperature if t is None else t  # a scalar tensor shows as its number
+        raise ValueError(f"{name}: temperature must be a finite number >= 0, got {shown!r}.")
     c = None
     if clip_latent is not None:
         c = real_number(clip_latent)
