@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "FlowDistribution": "tfflows.distribution",
     "FlowModel": "tfflows.models",
     "Glow": "tfflows.models",
+    "IDF": "tfflows.models",
     "Jet": "tfflows.models",
     "LiveBijector": "tfflows.distribution",
     "MonteCarloEstimate": "tfflows.distribution",
@@ -36,6 +37,7 @@ _LAZY: dict[str, str] = {
     "monte_carlo_entropy": "tfflows.distribution",
     "monte_carlo_kl": "tfflows.distribution",
     "bijectors": "",
+    "codec": "",
     "layers": "",
     "models": "",
     "ood": "",
@@ -45,6 +47,7 @@ __all__ = [
     "FlowDistribution",
     "FlowModel",
     "Glow",
+    "IDF",
     "Jet",
     "LiveBijector",
     "MonteCarloEstimate",
@@ -58,6 +61,7 @@ __all__ = [
     "WarmupSchedule",
     "__version__",
     "bijectors",
+    "codec",
     "export_saved_model",
     "layers",
     "make_optimizer",
@@ -68,11 +72,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from tfflows import bijectors, layers, models, ood
+    from tfflows import bijectors, codec, layers, models, ood
     from tfflows.distribution import (FlowDistribution, LiveBijector, MonteCarloEstimate, monte_carlo_entropy,
                                       monte_carlo_kl)
     from tfflows.export import export_saved_model
-    from tfflows.models import FlowModel, Glow, Jet, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
+    from tfflows.models import IDF, FlowModel, Glow, Jet, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
 
 

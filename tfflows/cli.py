@@ -17,7 +17,7 @@ DEFAULT_STEPS = 4
 DEFAULT_JET_COUPLINGS = 16
 """Jet's couplings each stretch a value at most 2×, and a value moves in half of them: 4
 couplings could not take 8-bit data below about 7.3 bits/dim, 16 below about 1.3."""
-IMAGE_MODELS = ("glow", "realnvp", "tarflow", "jet")
+IMAGE_MODELS = ("glow", "realnvp", "tarflow", "jet", "idf")
 VECTOR_MODELS = ("nsf", "maf", "maf-spline")
 TOY_DATASETS = ("two_moons", "8gaussians", "checkerboard", "rings")
 
@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tarflow trained with --noise gaussian: one score step "
                              "x + s^2 grad log p(x) after sampling")
 
+    from tfflows.codec.cli import add_parsers as add_codec_parsers
+
+    add_codec_parsers(sub)
     export = sub.add_parser("export", help="export a saved model as a TF Serving SavedModel")
     export.add_argument("model_path")
     export.add_argument("out_dir", help="the SavedModel base folder; a version folder goes inside")
@@ -408,6 +411,10 @@ def _check_tarflow_options(args) -> None:
 def _train(args) -> dict:
     from tfflows.multiworker_cli import train_worker, wants_workers
 
+    if args.model == "idf":  # the codec's integer flow trains with its own loop (tfflows.codec.train)
+        from tfflows.codec.train import train_from_cli
+
+        return train_from_cli(args)
     if wants_workers(args):
         return train_worker(args)
     import keras
@@ -823,8 +830,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train" and args.steps is None:
         args.steps = DEFAULT_JET_COUPLINGS if args.model == "jet" else DEFAULT_STEPS
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfflows.codec.cli import HANDLERS as codec_handlers
+
     handlers = {"train": _train, "evaluate": _evaluate, "score": _score, "sample": _sample,
-                "export": _export}
+                "export": _export, **codec_handlers}
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         handlers[args.command](args)

@@ -11,13 +11,18 @@ import sys
 import time
 from typing import Sequence
 
-__all__ = ["main", "train"]
+__all__ = ["main", "train", "train_from_cli"]
 
 _CHECKPOINT = re.compile(r"epoch_(\d+)\.keras$")
 
 
 def train(args: argparse.Namespace) -> dict:
-    """Trains (or resumes) an IDF on ``args.dataset``; returns the last epoch's figures."""
+    """Trains (or resumes) an IDF on ``args.dataset``; returns the last epoch's figures.
+
+    ``args``: dataset, data_dir, out, epochs, batch_size, lr (None: keep the resumed
+    optimizer's), config (JSON of IDF arguments), test_examples, threads (0: TF's
+    default), resume, max_train.
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -29,8 +34,8 @@ def train(args: argparse.Namespace) -> dict:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    train_x = load_images(args.dataset, "train").astype(np.float32)
-    test_x = load_images(args.dataset, "test")[: args.test_examples].astype(np.float32)
+    train_x = load_images(args.dataset, "train", data_dir=args.data_dir)[: args.max_train].astype(np.float32)
+    test_x = load_images(args.dataset, "test", data_dir=args.data_dir)[: args.test_examples].astype(np.float32)
     folder = os.path.join(args.out, "checkpoints")
     os.makedirs(folder, exist_ok=True)
     found = numbered_entries(folder, _CHECKPOINT)
@@ -45,17 +50,17 @@ def train(args: argparse.Namespace) -> dict:
         config = json.loads(args.config) if args.config else {}
         model = IDF(train_x.shape[1:], num_bits=num_bits_of(args.dataset), **config)
         model.build()
-        model.compile(optimizer=keras.optimizers.Adam(args.lr))
+        model.compile(optimizer=keras.optimizers.Adam(args.lr or 1e-3))
     if args.lr is not None:
         model.optimizer.learning_rate.assign(args.lr)
     log = open(os.path.join(args.out, "train.log"), "a")
-    result = {}
+    result = {"dataset": args.dataset, "epoch": epoch}
     for epoch in range(epoch + 1, args.epochs + 1):
         start, cpu = time.time(), time.process_time()
         hist = model.fit(train_x, batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
         test_bpd = float(np.mean(np.concatenate([
             np.asarray(model.bits_per_dim(test_x[i:i + 500])) for i in range(0, len(test_x), 500)])))
-        result = dict(epoch=epoch, train_bpd=float(hist.history["bits_per_dim"][-1]), test_bpd=test_bpd,
+        result = dict(dataset=args.dataset, epoch=epoch, train_bpd=float(hist.history["bits_per_dim"][-1]), test_bpd=test_bpd,
                       wall_s=round(time.time() - start, 1), cpu_s=round(time.process_time() - cpu, 1),
                       lr=float(model.optimizer.learning_rate.numpy()))
         with atomic_path(os.path.join(folder, f"epoch_{epoch}.keras")) as tmp:
@@ -72,9 +77,22 @@ def train(args: argparse.Namespace) -> dict:
     return result
 
 
+def train_from_cli(args: argparse.Namespace) -> dict:
+    """``tfflows train --model idf``: the shared train flags mapped onto :func:`train`."""
+    config = dict(num_levels=args.levels, num_couplings=args.steps, width=args.width, depth=args.depth or 1)
+    if args.conditional:
+        raise ValueError("--model idf is unconditional; drop --conditional.")
+    return train(argparse.Namespace(
+        dataset=args.dataset, data_dir=args.data_dir, out=args.out, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, config=json.dumps(config), test_examples=2000, threads=0,
+        resume=args.resume, max_train=args.max_train))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tfflows.codec.train", description=__doc__)
     parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -87,10 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.lr is None and not args.resume:
-        args.lr = 1e-3
-    train(args)
+    train(build_parser().parse_args(argv))
     return 0
 
 

@@ -115,6 +115,7 @@ class IDF(keras.Model):
             self.priors.append(priors)
             c = keep
         self.nll_per_dim = keras.metrics.Mean(name="bits_per_dim")
+        self.build()  # every shape is known: the weights exist from the start (and are saved)
 
     # -- shapes and ranges ------------------------------------------------------------------------
 
@@ -129,6 +130,8 @@ class IDF(keras.Model):
         return -half - reach, half - 1 + reach
 
     def build(self, input_shape=None) -> None:
+        if self.built:
+            return
         h, w, c = self.event_shape
         for level in range(self.num_levels):
             h, w, c = h // 2, w // 2, c * 4
