@@ -106,12 +106,13 @@ def _run_idf(x: np.ndarray, args: argparse.Namespace) -> dict:
                            for i in range(0, len(x), 500)])
     out["model_bits_float32"] = float(-nats.sum() / np.log(2.0))
     out["model_bits"] = float(-twin.sum() / np.log(2.0))
-    out["information_bits"] = float(np.sum(coder.information(x)))
-    out["fallback_images"] = coder.fallback_count(x)
     for layout in ("stream", "random_access"):
         start = time.perf_counter()
         data = coder.compress(x, layout=layout)
         enc = time.perf_counter() - start
+        if layout == "stream":
+            out["information_bits"] = float(np.sum(coder.last_information))
+            out["fallback_images"] = int(coder.last_fallback.sum())
         start = time.perf_counter()
         back = coder.decompress(data)
         dec = time.perf_counter() - start

@@ -28,7 +28,7 @@ from tfflows.codec.container import CodecError, Header, pack, unpack
 
 __all__ = ["CHUNK", "FALLBACK_P", "Codec", "compress", "decompress", "decompress_one", "fingerprint"]
 
-CHUNK = 32
+CHUNK = 64
 """Images run through the network together (bounds the memory of the probability tables)."""
 FALLBACK_P = 2.0 ** -10
 """Probability the coder gives an image's fallback flag (costs 0.0014 bits per normal image)."""
@@ -66,6 +66,11 @@ class Codec:
     """A model ready to code: its float64 twin, its fingerprint and its latent range.
 
     Build one per model and reuse it (the twin and the tables are built once).
+
+    After :meth:`compress`, ``last_fallback`` marks the images coded without
+    the network (a value fell in the guard band) and ``last_information`` holds
+    each image's bits under the coder's own quantized probabilities (what an
+    ideal coder would spend; the range coder adds its rounding and flush).
     """
 
     def __init__(self, model) -> None:
@@ -84,6 +89,8 @@ class Codec:
         self.num_bits = model.num_bits
         self.levels = 2 ** model.num_bits
         self.dtype = np.uint8 if self.num_bits <= 8 else np.uint16
+        self.last_fallback = np.zeros(0, dtype=bool)
+        self.last_information = np.zeros(0)
 
     # -- input checks -----------------------------------------------------------------------------
 
@@ -123,13 +130,14 @@ class Codec:
         fallback = low < qz.GUARD
         keep = np.flatnonzero(~fallback)
         planned = []
-        for z, q in quantized:
+        for z, q in quantized if len(keep) else []:
             probs = qz.probabilities(_take(q, keep), self.lo, self.hi)
             planned.append(((z[keep] - self.lo).astype(np.int32), probs))
         return fallback, planned
 
-    def _encode_chunk(self, x: np.ndarray, encoders: list) -> None:
+    def _encode_chunk(self, x: np.ndarray, encoders: list) -> tuple[np.ndarray, np.ndarray]:
         fallback, planned = self._plan_chunk(x)
+        stats = fallback, self._chunk_stats(x, fallback, planned)
         for i in range(len(x)):
             encoders[i].encode(np.array([int(fallback[i])], dtype=np.int32), _FLAG)
         keep = np.flatnonzero(~fallback)
@@ -138,32 +146,18 @@ class Codec:
                 encoders[i].encode(symbols[j].ravel(), _CATEGORICAL, probs[j].reshape(-1, probs.shape[-1]))
         for i in np.flatnonzero(fallback):
             encoders[i].encode(x[i].astype(np.int32).ravel(), constriction.stream.model.Uniform(self.levels))
+        return stats
 
-    def information(self, images) -> np.ndarray:
-        """Bits per image that the coder's own (quantized) probabilities assign: the stream's ideal size.
-
-        The range coder's output exceeds the sum of these by its fixed-point
-        rounding of the probabilities and its final flush (a few bytes).
-        """
-        x = self.check_images(images)
-        out = np.zeros(len(x))
-        for start in range(0, len(x), CHUNK):
-            chunk = x[start:start + CHUNK]
-            fallback, planned = self._plan_chunk(chunk)
-            bits = np.where(fallback, -np.log2(FALLBACK_P) + chunk[0].size * np.log2(self.levels),
-                            -np.log2(1.0 - FALLBACK_P))
-            keep = np.flatnonzero(~fallback)
-            for symbols, probs in planned:
-                p = np.take_along_axis(probs, symbols[..., None], -1)[..., 0] / probs.sum(-1)
-                p = np.maximum(p, _SMALLEST)  # constriction gives every symbol at least this much
-                bits[keep] += -np.log2(p).reshape(len(keep), -1).sum(1)
-            out[start:start + len(chunk)] = bits
-        return out
-
-    def fallback_count(self, images) -> int:
-        """How many of ``images`` the coder would code without the network (a value in the guard band)."""
-        x = self.check_images(images)
-        return int(sum(self._plan_chunk(x[s:s + CHUNK])[0].sum() for s in range(0, len(x), CHUNK)))
+    def _chunk_stats(self, x: np.ndarray, fallback: np.ndarray, planned: list) -> np.ndarray:
+        """Bits per image under the coder's own quantized probabilities (what an ideal coder spends)."""
+        bits = np.where(fallback, -np.log2(FALLBACK_P) + x[0].size * np.log2(self.levels),
+                        -np.log2(1.0 - FALLBACK_P))
+        keep = np.flatnonzero(~fallback)
+        for symbols, probs in planned if len(keep) else []:
+            p = np.take_along_axis(probs, symbols[..., None], -1)[..., 0] / probs.sum(-1)
+            p = np.maximum(p, _SMALLEST)  # constriction gives every symbol at least this much
+            bits[keep] += -np.log2(p).reshape(len(keep), -1).sum(1)
+        return bits
 
     def _decode_chunk(self, n: int, decoders: list) -> np.ndarray:
         fallback = np.array([decoders[i].decode(_FLAG, 1)[0] for i in range(n)], dtype=bool)
@@ -201,8 +195,10 @@ class Codec:
             encoders = [shared] * n
         else:
             encoders = [constriction.stream.queue.RangeEncoder() for _ in range(n)]
-        for start in range(0, n, CHUNK):
-            self._encode_chunk(x[start:start + CHUNK], encoders[start:start + CHUNK])
+        stats = [self._encode_chunk(x[start:start + CHUNK], encoders[start:start + CHUNK])
+                 for start in range(0, n, CHUNK)]
+        self.last_fallback = np.concatenate([f for f, _ in stats])
+        self.last_information = np.concatenate([b for _, b in stats])
         messages = [shared.get_compressed()] if layout == "stream" else [e.get_compressed() for e in encoders]
         header = Header(layout, self.num_bits, self.fingerprint, self.shape, n, zlib.crc32(x.tobytes()))
         return pack(header, messages)

@@ -98,14 +98,18 @@ def quantize(params: np.ndarray, lo: int, hi: int) -> Quantized:
 
 
 @functools.lru_cache(maxsize=4)
-def _cdf_table(width: int) -> np.ndarray:
-    """σ((j − width + ½ − f/MEAN_STEPS) / s_i) for every log-scale index i, fraction f, j = 0..2·width."""
+def _mass_table(width: int) -> np.ndarray:
+    """Bin masses σ((j + ½ − width − f/MEAN_STEPS)/s_i) − σ((j − ½ − width − f/MEAN_STEPS)/s_i).
+
+    Rows: log-scale index i × fraction f; columns j = 0..2·width − 1 (the value
+    j − width + … relative to the integer part of μ).
+    """
     num_scales = int(round((LOG_SCALE_MAX - LOG_SCALE_MIN) * LOG_SCALE_STEPS)) + 1
     inv_scale = exact_exp(-(LOG_SCALE_MIN + np.arange(num_scales) / LOG_SCALE_STEPS))
     offsets = (np.arange(2 * width + 1) - width + 0.5)[None, :] - (np.arange(MEAN_STEPS) / MEAN_STEPS)[:, None]
     u = inv_scale[:, None, None] * offsets[None]
-    table = 1.0 / (1.0 + exact_exp(-u))
-    return table.reshape(num_scales * MEAN_STEPS, 2 * width + 1)
+    cdf = (1.0 / (1.0 + exact_exp(-u))).reshape(num_scales * MEAN_STEPS, 2 * width + 1)
+    return cdf[:, 1:] - cdf[:, :-1]
 
 
 def probabilities(q: Quantized, lo: int, hi: int) -> np.ndarray:
@@ -115,19 +119,15 @@ def probabilities(q: Quantized, lo: int, hi: int) -> np.ndarray:
     (the tails beyond lo..hi are dropped; constriction renormalises).
     """
     width = hi - lo + 1
-    table = _cdf_table(width)
+    windows = np.lib.stride_tricks.sliding_window_view(_mass_table(width), width, axis=1)
     whole = np.floor_divide(q.mean, MEAN_STEPS)
-    frac = q.mean - whole * MEAN_STEPS
-    rows = q.log_scale * MEAN_STEPS + frac                      # [..., K]
-    start = lo - whole - 1 + width                              # column of value lo − ½
-    cols = start[..., None] + np.arange(width + 1)              # [..., K, width + 1]
-    cdf = table[rows[..., None], cols]
-    mass = cdf[..., 1:] - cdf[..., :-1]                         # [..., K, width]
-    weight = exact_exp(q.logit / LOGIT_STEPS)                   # [..., K]
+    rows = q.log_scale * MEAN_STEPS + (q.mean - whole * MEAN_STEPS)   # [..., K]
+    start = lo - whole + width - 1                                  # column of value lo
+    weight = exact_exp(q.logit / LOGIT_STEPS)                       # [..., K]
     total = weight[..., 0]
     for k in range(1, weight.shape[-1]):
         total = total + weight[..., k]
-    out = (weight[..., 0] / total)[..., None] * mass[..., 0, :]
+    out = (weight[..., 0] / total)[..., None] * windows[rows[..., 0], start[..., 0]]
     for k in range(1, weight.shape[-1]):
-        out = out + (weight[..., k] / total)[..., None] * mass[..., k, :]
+        out += (weight[..., k] / total)[..., None] * windows[rows[..., k], start[..., k]]
     return out
