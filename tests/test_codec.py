@@ -204,6 +204,15 @@ def test_idf_saves_and_loads_with_the_same_fingerprint(tiny, images, tmp_path):
     np.testing.assert_array_equal(codec.decompress(loaded, codec.compress(tiny, images[:4])), images[:4])
 
 
+def test_idf_exports_a_savedmodel_serving_log_prob(tiny, images, tmp_path):
+    import tensorflow as tf
+
+    tiny.export(str(tmp_path / "served"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    x = images[:4].astype(np.float32)
+    np.testing.assert_allclose(served.serve(x).numpy(), np.asarray(tiny.log_prob(x)), rtol=1e-5)
+
+
 def test_idf_encode_decode_and_fit(images):
     model = IDF((28, 28, 1), **TINY_CONFIG)
     model.build()

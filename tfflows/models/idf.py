@@ -269,6 +269,26 @@ class IDF(keras.Model):
         dtype = np.uint8 if self.num_bits <= 8 else np.uint16
         return np.clip(np.round(x), 0, 2 ** self.num_bits - 1).astype(dtype)
 
+    def export(self, filepath, format: str = "tf_saved_model", verbose: bool | None = None, **kwargs: Any) -> None:
+        """A SavedModel whose ``serve(x)`` returns ``log_prob(x)`` (nats) for float32 pixel levels [B, H, W, C].
+
+        The coder itself runs in Python (``tfflows.codec``) on the ``.keras`` model; the
+        SavedModel serves the exact discrete likelihood. Written beside ``filepath`` and
+        moved into place.
+        """
+        import os
+
+        from tfflows.io import atomic_dir
+
+        if format != "tf_saved_model":
+            raise ValueError(f"IDF.export: expected format='tf_saved_model', got format={format!r}.")
+        path = os.fspath(filepath)
+        signature = [tf.TensorSpec((None,) + self.event_shape, tf.float32, name="x")]
+        with atomic_dir(path, overwrite=os.path.isdir(path)) as tmp:
+            super().export(tmp, format=format, verbose=False, input_signature=signature, **kwargs)
+        if verbose or verbose is None:
+            print(f"Saved artifact at '{path}': serve(x) -> log_prob.")
+
     # -- training ---------------------------------------------------------------------------------
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
