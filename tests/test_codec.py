@@ -297,6 +297,19 @@ def test_cli_refuses_with_one_line_and_status_2(tiny_file, images, tmp_path, cap
         assert not out.exists()
 
 
+def test_cli_trains_an_idf(tmp_path):
+    from tfflows.cli import main
+
+    out = str(tmp_path / "run")
+    args = ["train", "--model", "idf", "--dataset", "digits", "--epochs", "1", "--max-train", "64",
+            "--steps", "2", "--width", "8", "--out", out]
+    assert main(args) == 0
+    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    assert isinstance(model, IDF) and model.event_shape == (8, 8, 1) and model.num_bits == 5
+    assert main(args) == 2  # checkpoints there: --resume or --overwrite
+    assert main(args + ["--overwrite"]) == 0
+
+
 def test_cli_compress_refuses_a_wrong_size_image(tiny_file, tmp_path, capsys):
     from tfflows.cli import main
 

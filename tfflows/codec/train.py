@@ -21,7 +21,9 @@ def train(args: argparse.Namespace) -> dict:
 
     ``args``: dataset, data_dir, out, epochs, batch_size, lr (None: keep the resumed
     optimizer's), config (JSON of IDF arguments), test_examples, threads (0: TF's
-    default), resume, max_train.
+    default), resume, max_train, part_size (an "epoch" is this many training
+    images, a slice of a seeded permutation of the whole set, so that checkpoints
+    come often on a slow machine; 0: the whole set).
     """
     import keras
     import numpy as np
@@ -40,7 +42,8 @@ def train(args: argparse.Namespace) -> dict:
     os.makedirs(folder, exist_ok=True)
     found = numbered_entries(folder, _CHECKPOINT)
     if found and not args.resume:
-        raise ValueError(f"{folder} holds checkpoints; pass --resume to go on from epoch {found[0][0]}.")
+        raise ValueError(f"{folder} holds checkpoints; pass --resume to go on from epoch {found[0][0]} "
+                         "(or --overwrite on the tfflows command line to start again).")
     if found:
         epoch, path = found[0]
         model = keras.models.load_model(path)
@@ -57,7 +60,8 @@ def train(args: argparse.Namespace) -> dict:
     result = {"dataset": args.dataset, "epoch": epoch}
     for epoch in range(epoch + 1, args.epochs + 1):
         start, cpu = time.time(), time.process_time()
-        hist = model.fit(train_x, batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
+        part = _part(len(train_x), epoch, args.part_size)
+        hist = model.fit(train_x[part], batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
         test_bpd = float(np.mean(np.concatenate([
             np.asarray(model.bits_per_dim(test_x[i:i + 500])) for i in range(0, len(test_x), 500)])))
         result = dict(dataset=args.dataset, epoch=epoch, train_bpd=float(hist.history["bits_per_dim"][-1]), test_bpd=test_bpd,
@@ -77,15 +81,34 @@ def train(args: argparse.Namespace) -> dict:
     return result
 
 
+def _part(n: int, epoch: int, size: int):
+    """Indices of the training images of ``epoch`` (1-based): consecutive slices of seeded permutations."""
+    import numpy as np
+
+    if not size or size >= n:
+        return slice(None)
+    parts = n // size
+    order = np.random.default_rng(1000 + (epoch - 1) // parts).permutation(n)
+    k = (epoch - 1) % parts
+    return np.sort(order[k * size:(k + 1) * size])
+
+
 def train_from_cli(args: argparse.Namespace) -> dict:
     """``tfflows train --model idf``: the shared train flags mapped onto :func:`train`."""
     config = dict(num_levels=args.levels, num_couplings=args.steps, width=args.width, depth=args.depth or 1)
     if args.conditional:
         raise ValueError("--model idf is unconditional; drop --conditional.")
+    if args.overwrite:
+        import shutil
+
+        shutil.rmtree(os.path.join(args.out, "checkpoints"), ignore_errors=True)
+        for name in ("results.json", "model.keras", "train.log"):
+            if os.path.exists(os.path.join(args.out, name)):
+                os.remove(os.path.join(args.out, name))
     return train(argparse.Namespace(
         dataset=args.dataset, data_dir=args.data_dir, out=args.out, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, config=json.dumps(config), test_examples=2000, threads=0,
-        resume=args.resume, max_train=args.max_train))
+        resume=args.resume, max_train=args.max_train, part_size=0))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-examples", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--part-size", type=int, default=0,
+                        help="training images per epoch (a slice of the set; 0: all), for frequent checkpoints")
     return parser
 
 
