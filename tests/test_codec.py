@@ -19,6 +19,7 @@ from tfflows.data.images import load_images
 from tfflows.models.idf import IDF, TINY_CONFIG
 
 SHIPPED = os.path.join(os.path.dirname(__file__), "..", "saved_models", "idf_fashion_mnist", "model.keras")
+SHIPPED_DIGITS = os.path.join(os.path.dirname(__file__), "..", "saved_models", "idf_digits", "model.keras")
 
 
 def _perturbed(model: IDF, seed: int, std: float = 0.3) -> IDF:
@@ -320,6 +321,22 @@ def test_cli_compress_refuses_a_wrong_size_image(tiny_file, tmp_path, capsys):
     assert not (tmp_path / "x.tffc").exists()
 
 
+def test_shipped_digits_model_codes_its_test_set_at_its_recorded_figure():
+    import json
+
+    card = json.load(open(os.path.join(os.path.dirname(SHIPPED_DIGITS), "codec_card.json")))
+    model = keras.models.load_model(SHIPPED_DIGITS)
+    x = load_images("digits", "test")
+    assert len(x) == card["test_examples"] and x.max() == 16
+    bpd = float(np.mean(np.asarray(model.bits_per_dim(x.astype(np.float32)))))
+    assert bpd == pytest.approx(card["value"], abs=2e-4)
+    assert bpd < np.log2(17) - 1.5  # well below coding the 17 levels uniformly
+    data = codec.compress(model, x)
+    np.testing.assert_array_equal(codec.decompress(model, data), x)
+    # within 1% of the model's own −log₂ P, plus the 48 bytes of header and checksum
+    assert 8 * (len(data) - 48) <= 1.01 * bpd * x.size
+
+
 # -- slow: the shipped model on the whole test set, and another process with oneDNN flipped -------------
 
 @pytest.fixture(scope="module")
@@ -342,7 +359,7 @@ import sys, numpy as np, keras, tfflows.codec as codec
 from tfflows.data.images import load_images
 model = keras.models.load_model(sys.argv[1])
 data = open(sys.argv[2], "rb").read()
-x = load_images("fashion_mnist", "test")[:int(sys.argv[3])]
+x = load_images(sys.argv[4], "test")[:int(sys.argv[3])]
 assert np.array_equal(codec.decompress(model, data), x), "decoded images differ"
 assert codec.compress(model, x) == data, "re-encoded bytes differ"
 print("same")
@@ -350,18 +367,21 @@ print("same")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trained", [False, True], ids=["tiny", "shipped"])
-def test_another_process_with_onednn_flipped_decodes_the_same_bits(trained, tiny, tiny_file, tmp_path, request):
-    model = request.getfixturevalue("shipped") if trained else tiny
-    path = SHIPPED if trained else tiny_file
+@pytest.mark.parametrize("which", ["tiny", "digits", "fashion_mnist"])
+def test_another_process_with_onednn_flipped_decodes_the_same_bits(which, tiny_file, tmp_path, request):
+    if which == "fashion_mnist":
+        request.getfixturevalue("shipped")  # skips when it is not there
+    path = {"tiny": tiny_file, "digits": SHIPPED_DIGITS, "fashion_mnist": SHIPPED}[which]
+    dataset = "digits" if which == "digits" else "fashion_mnist"
+    model = keras.models.load_model(path)
     n = 300
-    x = load_images("fashion_mnist", "test")[:n]
+    x = load_images(dataset, "test")[:n]
     file = tmp_path / "x.tffc"
     file.write_bytes(codec.compress(model, x))
     env = dict(os.environ)
     env["TF_ENABLE_ONEDNN_OPTS"] = "0" if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0" else "1"
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                          env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, path, str(file), str(n)], env=env,
+    done = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, path, str(file), str(n), dataset], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("same"), done.stderr[-2000:]
