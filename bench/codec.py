@@ -168,12 +168,17 @@ def main(argv=None) -> int:
     parser.add_argument("--check-index", type=int, default=200,
                         help="also decode this many random images by index from the random-access file")
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--json-in", nargs="+", default=[],
+                        help="earlier --json-out files whose systems are reused (not rerun)")
     args = parser.parse_args(argv)
     if args.only:
         print(json.dumps(run_one(args.only, args)))
         return 0
-    results = {}
-    for name in args.systems:
+    results: dict = {}
+    for path in args.json_in:
+        with open(path) as f:
+            results.update(json.load(f))
+    for name in [s for s in args.systems if s not in results]:
         cmd = [sys.executable, os.path.abspath(__file__), "--only", name, "--dataset", args.dataset,
                "--model", args.model, "--check-index", str(args.check_index)]
         if args.n:

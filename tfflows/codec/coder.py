@@ -26,7 +26,7 @@ import numpy as np
 from tfflows.codec import quantize as qz
 from tfflows.codec.container import CodecError, Header, pack, unpack
 
-__all__ = ["CHUNK", "FALLBACK_P", "Codec", "compress", "decompress", "decompress_one", "fingerprint"]
+__all__ = ["CHUNK", "FALLBACK_P", "Codec", "compress", "decompress", "fingerprint"]
 
 CHUNK = 64
 """Images run through the network together (bounds the memory of the probability tables)."""
@@ -281,8 +281,3 @@ def decompress(model, data: bytes, index: int | None = None) -> np.ndarray:
       CodecError: (a ValueError) for empty, truncated, corrupted or other-model data.
     """
     return _codec(model).decompress(data, index)
-
-
-def decompress_one(model, data: bytes, index: int) -> np.ndarray:
-    """Image ``index`` of a random-access file, decoded on its own."""
-    return decompress(model, data, index)
