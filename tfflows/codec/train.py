@@ -95,7 +95,9 @@ def _part(n: int, epoch: int, size: int):
 
 def train_from_cli(args: argparse.Namespace) -> dict:
     """``tfflows train --model idf``: the shared train flags mapped onto :func:`train`."""
-    config = dict(num_levels=args.levels, num_couplings=args.steps, width=args.width, depth=args.depth or 1)
+    from tfflows.models.idf import cli_config
+
+    config = cli_config(args)
     if args.conditional:
         raise ValueError("--model idf is unconditional; drop --conditional.")
     if args.overwrite:

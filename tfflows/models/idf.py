@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfflows.layers.idf import IntegerCoupling, LogisticMixturePrior, discretized_logistic_mixture_log_prob
 
-__all__ = ["IDF", "TINY_CONFIG", "cli_builder"]
+__all__ = ["IDF", "TINY_CONFIG", "cli_builder", "cli_config"]
 
 TINY_CONFIG: dict[str, Any] = dict(num_levels=2, num_couplings=2, width=8, depth=0, num_mixtures=2,
                                    num_groups=1, top_groups=2, max_shift=8)
@@ -66,8 +66,8 @@ class IDF(keras.Model):
     data_kind = "image"
 
     def __init__(self, event_shape: Sequence[int] = (28, 28, 1), num_bits: int = 8, num_levels: int = 2,
-                 num_couplings: int = 4, width: int = 64, depth: int = 1, num_mixtures: int = 3,
-                 num_groups: int = 2, top_groups: int = 4, max_shift: int = 32, **kwargs: Any) -> None:
+                 num_couplings: int = 2, width: int = 32, depth: int = 1, num_mixtures: int = 3,
+                 num_groups: int = 2, top_groups: int = 8, max_shift: int = 32, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         event_shape = tuple(int(s) for s in event_shape)
         if len(event_shape) != 3 or min(event_shape) < 1:
@@ -311,10 +311,15 @@ class IDF(keras.Model):
         return cls(**config)
 
 
+def cli_config(args) -> dict[str, Any]:
+    """IDF arguments from ``tfflows train``'s flags: --levels, --steps (couplings per level), --width, --depth."""
+    given = dict(num_levels=getattr(args, "levels", None), num_couplings=getattr(args, "steps", None),
+                 width=getattr(args, "width", None), depth=getattr(args, "depth", None))
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def cli_builder(args, event_shape: Sequence[int], num_bits: int, num_classes: int | None) -> IDF:
-    """The IDF that ``tfflows train --model idf`` builds from its arguments."""
+    """The IDF that ``tfflows train --model idf`` builds from its arguments (the model registry's hook)."""
     if num_classes:
         raise ValueError("--model idf is unconditional; drop --conditional.")
-    return IDF(event_shape, num_bits=num_bits, num_levels=getattr(args, "levels", 2) or 2,
-               num_couplings=getattr(args, "steps", 4) or 4, width=getattr(args, "width", 64) or 64,
-               depth=getattr(args, "depth", None) or 1)
+    return IDF(event_shape, num_bits=num_bits, **cli_config(args))
