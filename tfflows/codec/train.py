@@ -69,6 +69,12 @@ def train(args: argparse.Namespace) -> dict:
                       lr=float(model.optimizer.learning_rate.numpy()))
         with atomic_path(os.path.join(folder, f"epoch_{epoch}.keras")) as tmp:
             model.save(tmp)
+        history = [json.loads(line) for line in open(os.path.join(args.out, "train.log"))] \
+            if os.path.exists(os.path.join(args.out, "train.log")) else []
+        if all(test_bpd < h["test_bpd"] for h in history):
+            # the best so far is kept apart: a loss spike later must not cost it
+            with atomic_path(os.path.join(args.out, "best.keras")) as tmp:
+                model.save(tmp)
         for old, path in numbered_entries(folder, _CHECKPOINT)[2:]:
             os.remove(path)
         line = json.dumps(result)
