@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--log", default=None, help="the trainer's train.log (one JSON line per epoch)")
+    parser.add_argument("--part-size", type=int, default=0,
+                        help="the trainer's --part-size (training images per logged epoch; 0: the whole set)")
     args = parser.parse_args(argv)
 
     import keras
@@ -49,7 +51,8 @@ def main(argv=None) -> int:
     card = {"model": "IDF", "dataset": args.dataset, "test_examples": len(x),
             "metric": "test_bits_per_dim_exact", "value": round(bpd, 4),
             "config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")},
-            "parameters": int(model.count_params()), "epochs": len(history),
+            "parameters": int(model.count_params()), "logged_epochs": len(history),
+            "training_images_seen": len(history) * (args.part_size or len(load_images(args.dataset, "train"))),
             "train_cpu_s": round(sum(h.get("cpu_s", 0.0) for h in history), 1),
             "train_wall_s": round(sum(h.get("wall_s", 0.0) for h in history), 1), "history": history}
     atomic_write_json(os.path.join(folder, "codec_card.json"), card)
