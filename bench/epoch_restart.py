@@ -24,10 +24,10 @@ import os
 import statistics
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_name  # noqa: E402
+from machine import cpu_name
 
 
 def child(args) -> dict:
@@ -49,7 +49,7 @@ def child(args) -> dict:
         options.autotune.enabled = True
         ds = ds.with_options(options)
     keras.utils.set_random_seed(0)
-    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, hidden_channels=args.width)
+    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, width=args.width)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=args.jit == "on")
 
     class Clock(keras.callbacks.Callback):
@@ -118,7 +118,7 @@ def main() -> None:
                                   for x in r["epoch_start_late_s"]) for a in ("on", "off")}
     print(f"mean delay per epoch: autotuner on {summary['on']:.2f} s, off {summary['off']:.2f} s")
     if args.json_out:
-        out = {"cpu": cpu_name(), "date": datetime.now(timezone.utc).date().isoformat(),
+        out = {"cpu": cpu_name(), "date": datetime.now(UTC).date().isoformat(),
                "argv": sys.argv[1:], "mean_late_s": summary, "runs": runs}
         tmp = args.json_out + ".tmp"
         with open(tmp, "w") as f:

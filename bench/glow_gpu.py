@@ -99,7 +99,7 @@ def run_child(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, (args.batch_size * 8, *shape)).astype(np.uint8)
     model = tfflows.Glow(shape, num_levels=args.levels, num_steps=args.steps,
-                         hidden_channels=args.width, dtype=dtype, seed=0)
+                         width=args.width, dtype=dtype, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=(jit == "on"))
     ds = tf.data.Dataset.from_tensor_slices(pool).repeat().batch(args.batch_size).prefetch(4)
 

@@ -37,10 +37,10 @@ VARIANTS = ("tfflows", "tfflows+stock_convs", "conv_only", "tfp")
 
 def build_steps(names, xs, pool):
     """name → tf.function training step, each traced once under its own patches."""
+    import glow_throughput as gt
     import keras
     import tensorflow as tf
 
-    import glow_throughput as gt
     import tfflows
     from tfflows.layers.convolution import conv_implementation
     from tfflows.layers.coupling import CouplingLayer
@@ -52,7 +52,7 @@ def build_steps(names, xs, pool):
             steps[name] = runner.step
             continue
         keras.utils.set_random_seed(0)
-        model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, hidden_channels=128, seed=0)
+        model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=4, width=128, seed=0)
         model.initialize(xs[0])
         optimizer = keras.optimizers.Adam(1e-3)
         if name == "conv_only":
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import glow_throughput as gt  # also puts this checkout's tfflows first on sys.path
+
     import tfflows
 
     pool, source = gt.load_pool("auto", 512, 0)

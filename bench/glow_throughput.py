@@ -32,7 +32,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -184,7 +184,7 @@ class TfflowsRunner(Runner):
 
         keras.utils.set_random_seed(args.seed)
         self.model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level,
-                                  hidden_channels=args.hidden, seed=args.seed)
+                                  width=args.hidden, seed=args.seed)
         self.model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=jit)
         self.jit = jit
         self.name = f"tfflows fit (jit={'on' if jit else 'off'})"
@@ -311,7 +311,6 @@ def tfp_params(glow) -> dict:
 # -- the run ----------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> dict:
-    import tensorflow as tf
 
     info = device_info()
     pool, source = load_pool(args.data, args.pool, args.seed)
@@ -395,8 +394,10 @@ def print_report(out: dict) -> None:
           f"TF {d['tensorflow']}, Keras {d['keras']}, TFP {d['tensorflow_probability']}, "
           f"TF_ENABLE_ONEDNN_OPTS={d['TF_ENABLE_ONEDNN_OPTS']}")
     print(f"tfflows from {d['tfflows_path']} (commit {d['git_commit']})")
-    print(f"1-minute load average: {d['load_average_1m_at_start']:.1f} at start, "
-          f"{out['load_average_1m_at_end']:.1f} at end (above the CPU count means other work shared the cores)")
+    print(
+        f"1-minute load average: {d['load_average_1m_at_start']:.1f} at start, "
+        f"{out['load_average_1m_at_end']:.1f} at end (above the CPU count means other work shared the cores)"
+    )
     print(f"timing: {c['timed_steps']} steps per config in windows of {c['window']} (round-robin), "
           "median over windows")
     head = f"{'configuration':42s} {'img/s':>8s} {'min':>7s} {'max':>7s} {'ms/step':>8s} " \

@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MODES = ("store", "recompute", "reversible")
 
@@ -54,9 +54,9 @@ def _kib(field: str) -> int:
 def child(args) -> dict:
     import ctypes
 
+    import keras
     import numpy as np
     import tensorflow as tf
-    import keras
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import tfflows
@@ -65,7 +65,7 @@ def child(args) -> dict:
     h, w, c = args.shape
     keras.utils.set_random_seed(0)
     model = tfflows.Glow((h, w, c), num_levels=args.levels, num_steps=args.k,
-                         hidden_channels=args.hidden, backprop=args.mode)
+                         width=args.hidden, backprop=args.mode)
     rng = np.random.default_rng(0)
     x = tf.constant((rng.integers(0, 256, (args.batch, h, w, c))
                      + rng.random((args.batch, h, w, c))).astype("float32"))
@@ -186,7 +186,7 @@ def main() -> None:
         from tfflows.io import atomic_write_json
 
         atomic_write_json(args.json_out, {
-            "machine": where, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": where, "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
             "config": {k: v for k, v in vars(args).items() if k not in ("child", "mode", "k", "json_out")},
             "table": table, "memory_caveat": caveat, "runs": [r for rs in runs.values() for r in rs]})

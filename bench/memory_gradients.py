@@ -9,17 +9,26 @@ forward pass (what the tape keeps) and the peak during forward and backward
 (VmHWM reset through /proc/self/clear_refs), in MiB. ``bench/memory.py``
 measures the whole training step, optimizer update included.
 """
-import os, sys, ctypes, time
+import ctypes
+import os
+import sys
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import numpy as np, tensorflow as tf, keras, tfflows
+import numpy as np
+import tensorflow as tf
+
+import tfflows
+
 mode, batch, K = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def status_mib(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
 def rss():
-    for l in open('/proc/self/status'):
-        if l.startswith('VmRSS'): return int(l.split()[1]) / 1024
+    return status_mib('VmRSS')
 def hwm():
-    for l in open('/proc/self/status'):
-        if l.startswith('VmHWM'): return int(l.split()[1]) / 1024
-m = tfflows.Glow((32, 32, 3), num_levels=3, num_steps=K, hidden_channels=64, backprop=mode)
+    return status_mib('VmHWM')
+m = tfflows.Glow((32, 32, 3), num_levels=3, num_steps=K, width=64, backprop=mode)
 rng = np.random.default_rng(0)
 x = tf.constant((rng.integers(0, 256, (batch, 32, 32, 3)) + rng.random((batch, 32, 32, 3))).astype("float32"))
 m.initialize(x)
@@ -31,6 +40,7 @@ def once():
     return mid, g
 once()
 ctypes.CDLL("libc.so.6").malloc_trim(0)
-b = rss(); open('/proc/self/clear_refs','w').write('5')
+b = rss()
+open('/proc/self/clear_refs','w').write('5')
 mid, g = once()
 print(mode, "before", round(b,1), "after forward", round(mid - b, 1), "peak", round(hwm() - b, 1), flush=True)

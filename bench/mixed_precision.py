@@ -114,7 +114,7 @@ def worker(args: argparse.Namespace) -> dict:
     train = load_images("fashion_mnist", "train", download=False)
     test = load_images("fashion_mnist", "test", download=False)[: args.test_images]
     model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level,
-                         hidden_channels=args.hidden, seed=args.seed)
+                         width=args.hidden, seed=args.seed)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=args.jit == "on")
     data = make_dataset(train, batch_size=args.batch_size, shuffle=True, repeat=True,
                         seed=args.seed, drop_remainder=True)
@@ -140,7 +140,7 @@ def worker(args: argparse.Namespace) -> dict:
         "first_step_s": stamps[0] - started,  # fit's set-up, ActNorm init, tracing
         "train_loss_last_epoch_mean": float(history.history["loss"][-1]),
         "test_bits_per_dim": float(scores["bits_per_dim"]),
-        "test_images": int(len(test)),
+        "test_images": len(test),
         "nonfinite_steps": int(model.nonfinite_steps.numpy()),
         "loss_scale": (float(optimizer.dynamic_scale.numpy())
                        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else None),
@@ -164,7 +164,7 @@ def run_worker(args: argparse.Namespace, policy: str, argv: list[str]) -> dict:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO, env.get("PYTHONPATH")]))
         started = time.perf_counter()
-        proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(command, env=env, capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(f"the {policy} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
         with open(out) as f:
@@ -191,7 +191,7 @@ def summarize(args: argparse.Namespace, runs: list[dict]) -> dict:
             "conditioner_compute_dtype": mine[0]["conditioner_compute_dtype"],
         }
     ref = per_policy[reference]
-    for policy, s in per_policy.items():
+    for s in per_policy.values():
         s["speedup_vs_reference"] = s["images_per_s_median"] / ref["images_per_s_median"]
         s["bits_per_dim_minus_reference"] = s["test_bits_per_dim_mean"] - ref["test_bits_per_dim_mean"]
         s["within_target"] = s["bits_per_dim_minus_reference"] <= TARGET_BPD
@@ -242,7 +242,7 @@ def device_info() -> dict:
 def forwarded(argv: list[str]) -> list[str]:
     """The command line without --json-out / --rounds / --policies, for the workers."""
     out, skip = [], False
-    for i, arg in enumerate(argv):
+    for _i, arg in enumerate(argv):
         if skip:
             skip = False
             continue

@@ -26,12 +26,11 @@ import os
 import time
 
 import numpy as np
-
 from machine import cpu_name  # bench/machine.py (this folder is on sys.path when run)
 
 
 def train_small(k: int | None, minutes: float, out: str, width: int, seed: int):
-    """A small Glow trained on Fashion-MNIST without class ``k`` (None: every class) for at most ``minutes``."""
+    """A small Glow trained on Fashion-MNIST without class ``k`` (None: every class), ``minutes`` at most."""
     import keras
 
     import tfflows
@@ -44,7 +43,7 @@ def train_small(k: int | None, minutes: float, out: str, width: int, seed: int):
         return keras.models.load_model(path)
     spec = "fashion_mnist" if k is None else f"fashion_mnist:without={k}"
     train = ood.load_ood_images(spec, (28, 28, 1), split="train")
-    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=2, hidden_channels=width, num_bits=8, seed=seed)
+    model = tfflows.Glow((28, 28, 1), num_levels=2, num_steps=2, width=width, num_bits=8, seed=seed)
     start = time.time()
     ood.train_background(model, train, rate=0.0, epochs=1000, time_limit=minutes * 60, seed=seed, verbose=2)
     os.makedirs(out, exist_ok=True)
@@ -56,7 +55,9 @@ def train_small(k: int | None, minutes: float, out: str, width: int, seed: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="saved_models/glow_fashion_mnist/1",
                         help="the in-distribution model: SavedModel folder or .keras file")
     parser.add_argument("--background", default=None, help="background model (.keras or SavedModel)")
@@ -92,9 +93,11 @@ def main() -> None:
     inside = ood.load_ood_images("fashion_mnist", shape, max_examples=args.n_in)
     train = ood.load_ood_images("fashion_mnist", shape, split="train", max_examples=args.n_train)
     digits = np.concatenate([ood.load_ood_images("digits", shape, split=s) for s in ("train", "test")])
-    sets = {"digits_28x28": digits,
-            "noise": ood.load_ood_images("noise", shape, max_examples=args.n_synthetic, seed=args.seed + 1),
-            "constant": ood.load_ood_images("constant", shape, max_examples=args.n_synthetic, seed=args.seed + 2)}
+    sets = {
+        "digits_28x28": digits,
+        "noise": ood.load_ood_images("noise", shape, max_examples=args.n_synthetic, seed=args.seed + 1),
+        "constant": ood.load_ood_images("constant", shape, max_examples=args.n_synthetic, seed=args.seed + 2),
+    }
     result = {"command": "python bench/ood.py " + " ".join(os.sys.argv[1:]), "cpu": cpu_name(),
               "cpus": os.cpu_count(), "model": args.model, "background": args.background}
     table = ood.evaluate(model, inside, sets, background=background, train_data=train)

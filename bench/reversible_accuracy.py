@@ -24,7 +24,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -46,10 +46,10 @@ def main() -> None:
     sys.path.insert(0, root)
     import keras
     import tensorflow as tf
+    from machine import cpu_name
 
     import tfflows
     from tfflows.reversible import inversion_error
-    from machine import cpu_name
 
     rows = []
     for dtype in args.dtypes:
@@ -60,7 +60,7 @@ def main() -> None:
         for mode in ("store", "reversible"):
             keras.utils.set_random_seed(1)
             models[mode] = tfflows.Glow(tuple(args.shape), num_levels=args.levels, num_steps=args.k,
-                                        hidden_channels=args.hidden, dtype=dtype, backprop=mode)
+                                        width=args.hidden, dtype=dtype, backprop=mode)
         models["store"].initialize(x)
         start = [w + args.perturb * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f"
                  else w for w in models["store"].get_weights()]
@@ -84,7 +84,7 @@ def main() -> None:
                "median_rel_grad_diff": float(np.median(rel)), "weights_compared": len(rel)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = {"machine": cpu_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out = {"machine": cpu_name(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
            "command": " ".join(["python", *sys.argv]), "config": vars(args), "rows": rows}
     if args.json_out:
         from tfflows.io import atomic_write_json

@@ -54,7 +54,7 @@ def gaussian_nll(train: np.ndarray, test: np.ndarray) -> float:
     """Mean test NLL of the maximum-likelihood full-covariance Gaussian (tiny ridge)."""
     mean = train.mean(0)
     cov = np.cov(train, rowvar=False, bias=True) + 1e-6 * np.eye(train.shape[1])
-    sign, logdet = np.linalg.slogdet(cov)
+    _sign, logdet = np.linalg.slogdet(cov)
     diff = test - mean
     maha = np.einsum("nd,dk,nk->n", diff, np.linalg.inv(cov), diff)
     return float(np.mean(0.5 * (maha + logdet + train.shape[1] * LOG_2PI)))
@@ -76,13 +76,13 @@ def run_tfflows(splits, args) -> list[dict]:
                      "dim": dim, "test_nll": gaussian_nll(train.astype(np.float64), test.astype(np.float64)),
                      "seconds": 0.0, "epochs": 0})
         makers = {
-            "VectorRealNVP": lambda: tfflows.VectorRealNVP(dim, num_layers=8, hidden_units=64,
+            "VectorRealNVP": lambda dim=dim: tfflows.VectorRealNVP(dim, num_steps=8, width=64,
                                                            standardize=True),
-            "VectorNSF": lambda: tfflows.VectorNSF(dim, num_layers=5, hidden_units=64, num_bins=8,
+            "VectorNSF": lambda dim=dim: tfflows.VectorNSF(dim, num_steps=5, width=64, num_bins=8,
                                                    bound=5.0, standardize=True),
-            "VectorMAF": lambda: tfflows.VectorMAF(dim, num_layers=5, hidden_units=64,
+            "VectorMAF": lambda dim=dim: tfflows.VectorMAF(dim, num_steps=5, width=64,
                                                    standardize=True),
-            "VectorMAF (spline)": lambda: tfflows.VectorMAF(dim, num_layers=5, hidden_units=64,
+            "VectorMAF (spline)": lambda dim=dim: tfflows.VectorMAF(dim, num_steps=5, width=64,
                                                             transform="spline", num_bins=8,
                                                             bound=5.0, standardize=True),
         }
@@ -122,13 +122,13 @@ def run_zuko(splits, args) -> list[dict]:
         scale = np.where(scale > 1e-6, scale, 1.0)
         log_det = -float(np.log(scale).sum())  # Standardize's change of variables
 
-        def tensor(a):
+        def tensor(a, mean=mean, scale=scale):
             return torch.tensor((a - mean) / scale, dtype=torch.float32)
 
         xt, xv, xs = tensor(train), tensor(val), tensor(test)
         makers = {
-            "zuko.MAF": lambda: zuko.flows.MAF(dim, transforms=5, hidden_features=(64, 64)),
-            "zuko.NSF": lambda: zuko.flows.NSF(dim, transforms=5, hidden_features=(64, 64), bins=8),
+            "zuko.MAF": lambda dim=dim: zuko.flows.MAF(dim, transforms=5, hidden_features=(64, 64)),
+            "zuko.NSF": lambda dim=dim: zuko.flows.NSF(dim, transforms=5, hidden_features=(64, 64), bins=8),
         }
         for model_name in args.zuko_models:
             torch.manual_seed(args.seed)

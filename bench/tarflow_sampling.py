@@ -35,7 +35,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from machine import cpu_name  # bench/machine.py (this folder is on sys.path when run)
 
 # Benchmark the tfflows of this checkout, not whichever one is installed.
@@ -80,8 +79,8 @@ def run_child(args: argparse.Namespace) -> None:
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.size, args.size, args.channels)
-    model = tfflows.TarFlow(shape, patch_size=args.patch, num_blocks=args.blocks,
-                            num_layers=args.layers, width=args.width, heads=args.heads, num_bits=8)
+    model = tfflows.TarFlow(shape, patch_size=args.patch, num_steps=args.blocks,
+                            depth=args.layers, width=args.width, heads=args.heads, num_bits=8)
     rng = np.random.default_rng(args.seed)
     for w in model.trainable_weights:
         fan_in = w.shape[0] if len(w.shape) == 2 else 1
@@ -131,8 +130,12 @@ def main(argv: list[str] | None = None) -> dict:
                 with open(out) as f:
                     results[side].append(json.load(f))
                 samples.setdefault(side, np.load(out + ".npy"))
-                print(f"round {r} {side:9s}: {statistics.median(results[side][-1]['seconds_per_image']) * 1e3:9.2f} "
-                      f"ms/image (first call {results[side][-1]['first_call_s']:.1f} s)", flush=True)
+                median_ms = statistics.median(results[side][-1]["seconds_per_image"]) * 1e3
+                print(
+                    f"round {r} {side:9s}: {median_ms:9.2f} "
+                    f"ms/image (first call {results[side][-1]['first_call_s']:.1f} s)",
+                    flush=True,
+                )
     medians = {side: statistics.median([t for run in runs for t in run["seconds_per_image"]])
                for side, runs in results.items()}
     diff = float(np.max(np.abs(samples["cached"] - samples["uncached"])))

@@ -14,7 +14,6 @@ import json
 import time
 
 import numpy as np
-import tensorflow as tf
 
 import tfflows
 from tfflows import data
@@ -29,8 +28,7 @@ def run(toy: str, model_name: str, epochs: int, layers: int, width: int, batch: 
     test = data.sample_toy(toy, 100_000, seed=seed + 1)
     cls = {"realnvp": tfflows.VectorRealNVP, "glow": tfflows.VectorGlow,
            "nsf": tfflows.VectorNSF}[model_name]
-    kwargs = {"num_steps": layers} if model_name == "glow" else {"num_layers": layers}
-    model = cls(2, hidden_units=width, num_hidden=2, **kwargs)
+    model = cls(2, num_steps=layers, width=width, depth=2)
     steps = epochs * int(np.ceil(n_train / batch))
     model.compile(optimizer=tfflows.make_optimizer(lr, warmup_steps=200, decay_steps=steps))
     start = time.time()

@@ -30,7 +30,7 @@ The three models (parameter counts for 28×28×1):
 
 - glow: ``Glow(num_levels=2, num_steps=4, hidden_channels=192)``, 423,829;
 - tarflow: ``TarFlow(patch_size=4, num_blocks=4, num_layers=2, width=64, heads=4)``, 425,729;
-- jet: ``Jet(patch_size=4, num_couplings=8, depth=1, width=64, heads=4)``, 445,121.
+- jet: ``Jet(patch_size=4, num_steps=8, depth=1, width=64, heads=4)``, 445,121.
 """
 
 from __future__ import annotations
@@ -95,13 +95,13 @@ def build(name: str):
     if name == "glow":
         return tfflows.Glow(shape, num_levels=int(_flag(f, "--levels")),
                             num_steps=int(_flag(f, "--steps")),
-                            hidden_channels=int(_flag(f, "--width")), seed=0)
+                            width=int(_flag(f, "--width")), seed=0)
     if name == "tarflow":
         return tfflows.TarFlow(shape, patch_size=int(_flag(f, "--patch-size")),
-                               num_blocks=int(_flag(f, "--steps")), num_layers=int(_flag(f, "--depth")),
+                               num_steps=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
                                width=int(_flag(f, "--width")), heads=int(_flag(f, "--heads")))
     return tfflows.Jet(shape, patch_size=int(_flag(f, "--patch-size")),
-                       num_couplings=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
+                       num_steps=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
                        width=int(_flag(f, "--width")), heads=int(_flag(f, "--heads")), seed=0)
 
 

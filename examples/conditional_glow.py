@@ -22,7 +22,7 @@ def main() -> None:
     train = data.make_dataset(images, labels, batch_size=64, num_bits=5, source_bits=5, seed=0)
     test = data.make_dataset(test_images, test_labels, batch_size=256, num_bits=5, source_bits=5,
                              shuffle=False, seed=1)
-    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=4, hidden_channels=64, num_bits=5,
+    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=4, width=64, num_bits=5,
                          num_classes=10)
     model.compile(optimizer=tfflows.make_optimizer(1e-3, warmup_steps=200))
     model.fit(train, epochs=args.epochs, validation_data=test, verbose=2)

@@ -32,7 +32,7 @@ def main() -> None:
     test = data.make_dataset(data.load_images("fashion_mnist", "test", args.data_dir),
                              batch_size=256, shuffle=False, seed=1)
     model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps,
-                         hidden_channels=args.width)
+                         width=args.width)
     model.compile(optimizer=tfflows.make_optimizer(1e-3, warmup_steps=500))
     os.makedirs(args.out, exist_ok=True)
     model.fit(train, epochs=args.epochs, validation_data=test,

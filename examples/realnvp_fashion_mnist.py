@@ -25,8 +25,8 @@ def main() -> None:
                               batch_size=args.batch_size, seed=0)
     test = data.make_dataset(data.load_images("fashion_mnist", "test", args.data_dir),
                              batch_size=256, shuffle=False, seed=1)
-    model = tfflows.RealNVP((28, 28, 1), num_levels=2, num_blocks=args.blocks,
-                            hidden_channels=args.width)
+    model = tfflows.RealNVP((28, 28, 1), num_levels=2, depth=args.blocks,
+                            width=args.width)
     model.compile(optimizer=tfflows.make_optimizer(1e-3, warmup_steps=500))
     model.fit(train, epochs=args.epochs, validation_data=test,
               callbacks=[SampleGrid(os.path.join(args.out, "samples"))])

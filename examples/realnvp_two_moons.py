@@ -24,7 +24,7 @@ def main() -> None:
 
     train = data.toy_dataset("two_moons", 20000, batch_size=256, seed=0)
     test = data.sample_toy("two_moons", 5000, seed=1)
-    model = tfflows.VectorRealNVP(dim=2, num_layers=8, hidden_units=128)
+    model = tfflows.VectorRealNVP(event_shape=2, num_steps=8, width=128)
     model.compile(optimizer=tfflows.make_optimizer(2e-3, warmup_steps=100, decay_steps=args.epochs * 80))
     model.fit(train, epochs=args.epochs, verbose=2)
     nll = -float(tf.reduce_mean(model.log_prob(test)))

@@ -51,7 +51,9 @@ def elbo(q, target, num_samples: int, seed) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--sample-size", type=int, default=64, help="samples per ELBO estimate in training")
     parser.add_argument("--curvature", type=float, default=1.0)
@@ -66,7 +68,7 @@ def main() -> None:
     gaussian = tfd.MultivariateNormalTriL(
         loc=tf.Variable([0.0, 0.0], name="loc"),
         scale_tril=tfp.util.TransformedVariable(tf.eye(2), tfb.FillScaleTriL(), name="scale_tril"))
-    model = tfflows.VectorRealNVP(dim=2, num_layers=6, hidden_units=32)
+    model = tfflows.VectorRealNVP(event_shape=2, num_steps=6, width=32)
     flow = model.distribution  # live: reads the model's weights at every call
 
     surrogates = {"Gaussian": (gaussian, 2e-2), "VectorRealNVP": (flow, 3e-3)}

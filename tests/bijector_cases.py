@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -438,7 +439,7 @@ CASES: dict[str, Callable[[str], Case]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_case(name: str, dtype: str) -> Case:
     """The case ``name`` in ``dtype``, built once per session."""
     return CASES[name](dtype)

@@ -23,6 +23,13 @@ for path in (_TESTS.parent, _TESTS):  # the package without installing it; bijec
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests stay in the fast tier: few examples, no deadline (TensorFlow's first call
+# traces), no example database written into the checkout. HYPOTHESIS_PROFILE=thorough runs more.
+settings.register_profile("tfflows", max_examples=20, deadline=None, database=None, print_blob=True)
+settings.register_profile("thorough", max_examples=500, deadline=None, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tfflows"))
 
 # (check, dtype) -> [max |got − want|, max |got − want| / (atol + rtol·|want|)]
 _MAX_ERRORS: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
@@ -47,6 +54,59 @@ def _assert_close(check: str, got, want, atol: float, rtol: float) -> None:
             f"{check}: {int(np.sum(used > 1.0))} of {used.size} entries out of tolerance; worst at "
             f"{worst}: got {got[worst]!r}, want {want[worst]!r}, error {err[worst]:.3e} is "
             f"{used[worst]:.2f}× its tolerance {np.broadcast_to(atol, used.shape)[worst]:.3e}")
+
+
+# -- tiers -------------------------------------------------------------------------------
+# ``-m "not slow"`` is the fast tier. A test that trains beyond a few steps, starts a process
+# or compiles with XLA is marked ``slow`` in its file; two rules that follow from a test's
+# parameters or fixtures are applied here, in one place:
+XLA_IDS = {"xla", "jit"}  # a parametrization compiled with jit_compile=True
+SLOW_FIXTURES = {  # fixture: the marks of every test that uses it
+    "served": ("slow",),  # exports six models and starts three processes (test_export.py)
+    "killed": ("slow", "multiworker"),  # starts two workers, kills one, resumes it (test_multiworker.py)
+    "trained_run": ("slow",),  # trains a tiny Glow with tfflows train (below)
+    "trained": ("slow",),  # trains two tiny Glows for 3 epochs on the digits (test_ood.py)
+    "trained_moons": ("slow",),  # 80 training steps (test_models.py)
+    "runs": ("slow",),  # fits, saves, loads and fits again each model kind (test_saving.py)
+    "finished": ("slow",),  # a tfflows train run that later tests resume (test_rerun.py)
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        ids = set(callspec.id.split("-")) if callspec is not None else set()
+        if ids & XLA_IDS:
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xla)
+        for fixture in SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            for mark in SLOW_FIXTURES[fixture]:
+                item.add_marker(getattr(pytest.mark, mark))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """The 8×8 IDX files of a fake Fashion-MNIST (``--dataset tiny_idx_tfflows --data-dir``)."""
+    from helpers import write_tiny_idx
+
+    return write_tiny_idx(tmp_path_factory.mktemp("idx"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished ``tfflows train`` run folder: a tiny Glow, 2 epochs of 2 steps on the digits.
+
+    Trained once per session (in this process, by ``tfflows.cli.main``) for the slow tests that
+    only need a trained model and its results.json; tests must not change the folder.
+    """
+    from helpers import cli
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    cli("train", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16",
+        "--width", "8", "--steps", "1", "--levels", "2", "--out", str(out), "--verbose", "0",
+        "--extras-share", "1")  # samples, checks and checkpoints after every epoch
+    return out
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfflows import distributed  # noqa: E402
+from tfflows import distributed
 
 GLOBAL_BATCH, EXAMPLES, EPOCHS = 8, 32, 2
 
@@ -52,7 +52,7 @@ def build_model():
     import tfflows
 
     keras.utils.set_random_seed(0)
-    model = tfflows.Glow((8, 8, 1), num_levels=1, num_steps=2, hidden_channels=8, num_bits=5)
+    model = tfflows.Glow((8, 8, 1), num_levels=1, num_steps=2, width=8, num_bits=5)
     model.compile(optimizer=tfflows.make_optimizer(1e-3, warmup_steps=2), jit_compile=False)
     return model
 

@@ -67,7 +67,7 @@ def _magnitudes(layer, x):
     Each entry bounds the sum of absolute terms behind the matching entry of
     ``_value_and_grads`` (|cos| ≤ 1), which is what float32 round-off scales with.
     """
-    k, c_in = layer.kernel_size[0], layer.kernel.shape[2]
+    _k, _c_in = layer.kernel_size[0], layer.kernel.shape[2]
     absolute = _layer_like(layer, "float64")
     absolute.set_weights([np.abs(w).astype("float64") for w in layer.get_weights()])
     x = tf.constant(np.abs(np.asarray(x, "float64")))
@@ -105,7 +105,7 @@ def _tolerance(name: str, dtype: str, magnitude) -> dict:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_matmul_forms_equal_the_stock_convolution(name, dtype, mode, assert_close):
-    k, c_in, _, _ = SHAPES[name]
+    _k, c_in, _, _ = SHAPES[name]
     stock, fast = _layer(name, dtype, "conv"), _layer(name, dtype, "matmul")
     fast.set_weights(stock.get_weights())
     x = tf.constant(np.random.default_rng(0).standard_normal((3, 7, 5, c_in)), dtype)
@@ -165,6 +165,8 @@ def test_auto_resolves_per_machine(monkeypatch, gpu):
     assert resolve_implementation("auto") == ("conv" if gpu else "matmul")
 
 
+@pytest.mark.xla
+@pytest.mark.slow
 def test_fit_traces_for_xla_only_with_jit_compile(monkeypatch):
     import tfflows
 
@@ -176,7 +178,7 @@ def test_fit_traces_for_xla_only_with_jit_compile(monkeypatch):
     for jit in (False, True):
         seen.clear()
         # The first conv reads 2 channels into 32: 9·2 ≤ 32, im2col's shape.
-        model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=32, num_bits=5)
+        model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=32, num_bits=5)
         model.compile(optimizer="adam", jit_compile=jit)
         history = model.fit(x, batch_size=4, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
@@ -186,7 +188,7 @@ def test_fit_traces_for_xla_only_with_jit_compile(monkeypatch):
 def test_glow_log_prob_is_the_same_either_way(assert_close):
     import tfflows
 
-    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, hidden_channels=64)
+    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=64)
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype("float32")
     model.initialize(x)
     for w in model.trainable_weights:  # the zero output convs too
@@ -204,7 +206,7 @@ def test_glow_log_prob_is_the_same_either_way(assert_close):
 def test_export_writes_stock_convolutions(tmp_path):
     import tfflows
 
-    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=64, num_bits=5)
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=64, num_bits=5)
     model.initialize(np.random.default_rng(0).integers(0, 32, (4, 4, 4, 1)).astype("float32"))
     with conv_implementation("matmul"):
         path = tfflows.export_saved_model(model, tmp_path / "glow" / "1")

@@ -168,6 +168,7 @@ def test_registry_holds_the_built_in_conditioners():
         register_conditioner("", _gated_dense)
 
 
+@pytest.mark.slow
 def test_user_registered_conditioner_trains_saves_and_loads(tmp_path):
     keras.utils.set_random_seed(0)
     model = GatedFlow(3, num_layers=2, num_classes=2)
@@ -292,5 +293,5 @@ def test_model_base_uses_the_steps_declarations(assert_close):
     assert_close("contract_centred", channel_means, np.zeros(4), atol=1e-5, rtol=0)
     assert_close("contract_round_trip", model.decode(z).numpy(), x, atol=1e-5, rtol=1e-5)
     # Vector models declare no num_bits; export reads the declarations.
-    assert tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4).data_kind == "vector"
-    assert tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4).num_bits is None
+    assert tfflows.VectorRealNVP(2, num_steps=1, width=4).data_kind == "vector"
+    assert tfflows.VectorRealNVP(2, num_steps=1, width=4).num_bits is None

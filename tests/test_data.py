@@ -162,7 +162,7 @@ def test_fashion_mnist_test_split():
 @needs_fashion
 def test_fashion_mnist_pipeline_batch(fashion_train):
     images, labels = fashion_train
-    ds = make_dataset(images[:512], labels[:512], batch_size=128, n_bits=5, seed=0)
+    ds = make_dataset(images[:512], labels[:512], batch_size=128, num_bits=5, seed=0)
     x, y = next(iter(ds))
     assert x.shape == (128, 28, 28, 1) and x.dtype == tf.float32
     assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) < 32.0
@@ -267,7 +267,7 @@ def test_toys_are_seeded_float32_points(name):
 
 def test_unknown_toy_lists_valid_names():
     for fn in (lambda: sample_toy("spiral", 10), lambda: toy_entropy("spiral")):
-        with pytest.raises(ValueError, match="two_moons.*8gaussians.*checkerboard.*rings"):
+        with pytest.raises(ValueError, match=r"two_moons.*8gaussians.*checkerboard.*rings"):
             fn()
     with pytest.raises(ValueError, match="non-negative"):
         sample_toy("rings", -1)
@@ -339,14 +339,14 @@ def _random_images(n=64, shape=(6, 6, 3), seed=0) -> np.ndarray:
 @pytest.mark.parametrize("n_bits", [8, 5, 3, 1])
 def test_dequantized_values_floor_to_reduced_integers(n_bits):
     images = _random_images()
-    ds = make_dataset(images, batch_size=16, n_bits=n_bits, shuffle=False, seed=0)
+    ds = make_dataset(images, batch_size=16, num_bits=n_bits, shuffle=False, seed=0)
     x = np.concatenate(_collect(ds))
     assert x.dtype == np.float32 and x.shape == images.shape
     assert x.min() >= 0.0 and x.max() < 2.0**n_bits
     reduced = images // 2 ** (8 - n_bits)
     np.testing.assert_array_equal(np.floor(x), reduced)
     assert np.ptp(x - reduced) > 0.9, "noise should spread over [0, 1)"
-    plain_ds = make_dataset(images, n_bits=n_bits, shuffle=False, dequantize=False)
+    plain_ds = make_dataset(images, num_bits=n_bits, shuffle=False, dequantize=False)
     plain = np.concatenate(_collect(plain_ds))
     np.testing.assert_array_equal(plain, reduced.astype(np.float32))
 
@@ -396,11 +396,11 @@ def test_batching_and_rank3_input():
 
 def test_digits_keep_their_five_bits():
     images = load_images("digits", "test")
-    x = np.concatenate(_collect(make_dataset(images, source_bits=5, n_bits=5, shuffle=False)))
+    x = np.concatenate(_collect(make_dataset(images, source_bits=5, num_bits=5, shuffle=False)))
     assert x.max() < 32.0
     np.testing.assert_array_equal(np.floor(x), images)
     with pytest.raises(ValueError, match="maximum of 16"):
-        make_dataset(images, source_bits=4, n_bits=4)
+        make_dataset(images, source_bits=4, num_bits=4)
 
 
 @pytest.mark.parametrize(
@@ -451,8 +451,8 @@ def test_digits_with_the_default_source_bits_are_refused_not_squashed():
     """0..16 digits stated as 8-bit data would become levels 0..2 at n_bits=5: an error says so."""
     images = load_images("digits", "test")
     with pytest.raises(ValueError, match=r"maximum of 16.*source_bits=5"):
-        make_dataset(images, n_bits=5)
-    inferred = np.concatenate(_collect(make_dataset(images, n_bits=5, source_bits=None, shuffle=False,
+        make_dataset(images, num_bits=5)
+    inferred = np.concatenate(_collect(make_dataset(images, num_bits=5, source_bits=None, shuffle=False,
                                                     dequantize=False)))
     np.testing.assert_array_equal(inferred, images.astype(np.float32))
     with pytest.raises(ValueError, match=r"num_bits must be in 1..source_bits=5"):
@@ -466,12 +466,12 @@ def test_source_range_rule(top, source_bits, ok):
     images = np.zeros((2, 2, 2, 1), np.uint8)
     images[0, 0, 0, 0] = top
     if ok:
-        x = np.concatenate(_collect(make_dataset(images, n_bits=1, source_bits=source_bits,
+        x = np.concatenate(_collect(make_dataset(images, num_bits=1, source_bits=source_bits,
                                                  dequantize=False, shuffle=False)))
         assert x.max() == top >> (source_bits - 1)
     else:
         with pytest.raises(ValueError, match=rf"maximum of {top}"):
-            make_dataset(images, n_bits=1, source_bits=source_bits)
+            make_dataset(images, num_bits=1, source_bits=source_bits)
 
 
 def test_tfds_name_not_downloaded_and_offline_fails_at_once(monkeypatch):

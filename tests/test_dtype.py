@@ -15,20 +15,21 @@ from sklearn.datasets import load_digits
 
 from tfflows import Glow, RealNVP, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
 from tfflows.layers import CouplingLayer, MaskedAutoregressiveLayer, SplineCouplingLayer
+from tfflows.training.step import nll
 
 MIXED = ("mixed_bfloat16", "mixed_float16")
 LOW = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 # Tiny models: name -> (class, arguments, data kind).
 MODELS = {
-    "glow": (Glow, dict(input_shape=(8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8), "images"),
-    "realnvp": (RealNVP, dict(input_shape=(8, 8, 1), num_scales=1, num_blocks=1, hidden_channels=8),
+    "glow": (Glow, dict(event_shape=(8, 8, 1), num_levels=2, num_steps=2, width=8), "images"),
+    "realnvp": (RealNVP, dict(event_shape=(8, 8, 1), num_levels=1, depth=1, width=8),
                 "images"),
-    "vector_realnvp": (VectorRealNVP, dict(dim=2, num_layers=2, hidden_units=8), "points"),
-    "vector_glow": (VectorGlow, dict(dim=2, num_steps=2, hidden_units=8), "points"),
-    "vector_nsf": (VectorNSF, dict(dim=2, num_layers=2, hidden_units=8, num_bins=4), "points"),
-    "vector_maf_affine": (VectorMAF, dict(dim=2, num_layers=2, hidden_units=8), "points"),
-    "vector_maf_spline": (VectorMAF, dict(dim=2, num_layers=2, hidden_units=8, transform="spline",
+    "vector_realnvp": (VectorRealNVP, dict(event_shape=2, num_steps=2, width=8), "points"),
+    "vector_glow": (VectorGlow, dict(event_shape=2, num_steps=2, width=8), "points"),
+    "vector_nsf": (VectorNSF, dict(event_shape=2, num_steps=2, width=8, num_bins=4), "points"),
+    "vector_maf_affine": (VectorMAF, dict(event_shape=2, num_steps=2, width=8), "points"),
+    "vector_maf_spline": (VectorMAF, dict(event_shape=2, num_steps=2, width=8, transform="spline",
                                           num_bins=4), "points"),
 }
 
@@ -75,7 +76,7 @@ def float_weights(model) -> list:
 
 def glow_pair():
     """A float32 Glow and a float64 Glow holding the same (initialised, non-trivial) weights."""
-    kwargs = dict(input_shape=(8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8)
+    kwargs = dict(event_shape=(8, 8, 1), num_levels=2, num_steps=2, width=8)
     m32 = Glow(**kwargs)
     m32.initialize(images(32))
     randomize(m32)
@@ -108,7 +109,7 @@ def test_float64_glow_is_float64_end_to_end(assert_close):
     assert m64.distribution.dtype == tf.float64
     # float64 invertibility: far below what float32 reaches (~1e-4 pixel levels here).
     assert_close("float64_round_trip", back.numpy(), x.astype(np.float64), atol=1e-9, rtol=0.0)
-    loss, per_dim, scaled, _ = m64._nll(x)
+    loss, per_dim, scaled, _ = nll(m64, x)
     assert loss.dtype == per_dim.dtype == scaled.dtype == tf.float64
 
 
@@ -129,7 +130,7 @@ def test_float64_model_log_det_matches_autodiff_jacobian(assert_close):
 @pytest.mark.parametrize("make", [
     lambda: CouplingLayer("checkerboard", 1, scale_fn="tanh", conditioner="resnet",
                           hidden_channels=8, num_blocks=1, dtype="float64"),
-    lambda: SplineCouplingLayer("half", 0, num_bins=4, hidden_channels=8, dtype="float64"),
+    lambda: SplineCouplingLayer("half", 0, num_bins=4, hidden_units=8, dtype="float64"),
     lambda: MaskedAutoregressiveLayer(8, 1, transform="spline", num_bins=4, dtype="float64"),
 ], ids=["affine_coupling_resnet", "spline_coupling", "maf_spline"])
 def test_float64_layer_log_det_matches_autodiff_jacobian(make, assert_close):
@@ -152,8 +153,9 @@ def test_float64_layer_log_det_matches_autodiff_jacobian(make, assert_close):
     assert_close("float64_layer_jacobian", log_det.numpy(), want, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_float64_model_trains_in_float64():
-    model = VectorRealNVP(dim=2, num_layers=2, hidden_units=8, dtype="float64")
+    model = VectorRealNVP(event_shape=2, num_steps=2, width=8, dtype="float64")
     model.compile(keras.optimizers.Adam(1e-2))
     history = model.fit(points(64), batch_size=16, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
@@ -179,7 +181,7 @@ def test_float64_glow_saves_and_loads_as_float64(tmp_path, assert_close):
 
 def test_layers_take_the_model_policy_not_the_global_one(global_policy):
     global_policy("mixed_bfloat16")
-    model = Glow((8, 8, 1), num_levels=1, num_steps=1, hidden_channels=8, dtype="float64")
+    model = Glow((8, 8, 1), num_levels=1, num_steps=1, width=8, dtype="float64")
     sublayers = [layer for top in model.flow_layers for layer in top._flatten_layers()]
     assert {layer.dtype_policy.name for layer in sublayers} == {"float64"}
     assert {w.dtype for w in float_weights(model)} == {"float64"}
@@ -188,7 +190,7 @@ def test_layers_take_the_model_policy_not_the_global_one(global_policy):
 @pytest.mark.parametrize("policy", ["bfloat16", "float16"])
 def test_low_precision_variables_are_refused(policy):
     with pytest.raises(ValueError, match="mixed_bfloat16"):
-        Glow((8, 8, 1), num_levels=1, num_steps=1, hidden_channels=8, dtype=policy)
+        Glow((8, 8, 1), num_levels=1, num_steps=1, width=8, dtype=policy)
 
 
 # -- mixed policies -------------------------------------------------------------------------
@@ -215,6 +217,7 @@ def train_20_steps(model, x: np.ndarray, batch: int = 16) -> tuple[float, float]
     return m[4], (20 * m[19] - 15 * m[14]) / 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", MIXED)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_trains_20_steps_under_mixed_policy(name, policy, global_policy):
@@ -257,7 +260,7 @@ def test_conditioner_computes_low_precision_and_log_det_stays_float32(global_pol
 def test_mixed_glow_data_path_keeps_float32_precision(global_policy, assert_close):
     # bfloat16 has 8 significant bits: a data path in it would miss pixel levels by ~1.
     global_policy("mixed_bfloat16")
-    model = Glow((8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8)
+    model = Glow((8, 8, 1), num_levels=2, num_steps=2, width=8)
     model.initialize(images(32))
     randomize(model)
     x = images(8)
@@ -269,10 +272,11 @@ def test_mixed_glow_data_path_keeps_float32_precision(global_policy, assert_clos
     np.testing.assert_array_equal(model(x).numpy(), model.log_prob(x).numpy())
 
 
+@pytest.mark.slow
 def test_loss_scale_overflow_lowers_the_scale_and_training_goes_on(global_policy):
     global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
-    model = Glow((8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8)
+    model = Glow((8, 8, 1), num_levels=2, num_steps=2, width=8)
     # 2^30 times a loss of ~300 overflows every float16 conditioner gradient.
     model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(3e-3),
                                                       initial_scale=2.0 ** 30))
@@ -288,7 +292,7 @@ def test_loss_scale_overflow_lowers_the_scale_and_training_goes_on(global_policy
 
 def test_nonfinite_loss_still_stops_training_under_loss_scaling(global_policy):
     global_policy("mixed_float16")
-    model = VectorRealNVP(dim=2, num_layers=2, hidden_units=8)
+    model = VectorRealNVP(event_shape=2, num_steps=2, width=8)
     model.compile(keras.optimizers.Adam(1e-2))
     model.initialize(points(64))
     x = points(64)
@@ -304,7 +308,7 @@ def test_nonfinite_loss_still_stops_training_under_loss_scaling(global_policy):
 def test_nonfinite_update_under_loss_scaling_is_undone_and_stops(global_policy):
     # Finite scaled gradients, but a learning rate that sends the weights to inf.
     global_policy("mixed_float16")
-    model = VectorRealNVP(dim=2, num_layers=2, hidden_units=8)
+    model = VectorRealNVP(event_shape=2, num_steps=2, width=8)
     model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e38), initial_scale=1.0))
     model.initialize(points(64))
     randomize(model, 0.5)
@@ -315,10 +319,11 @@ def test_nonfinite_update_under_loss_scaling_is_undone_and_stops(global_policy):
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", MIXED)
 def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_close):
     global_policy(policy)
-    model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8)
+    model = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8)
     model.compile(keras.optimizers.Adam(1e-3))
     model.fit(images(32), batch_size=16, epochs=1, verbose=0)
     path = tmp_path / "mixed.keras"
@@ -335,6 +340,7 @@ def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_clo
     assert_close("mixed_save_load", loaded.log_prob(x).numpy(), want, atol=0.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_float64_glow_exports_the_float32_signatures_of_its_model_card(tmp_path, assert_close):
     from tfflows.export import describe_signatures, export_saved_model
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -34,76 +32,25 @@ from tfflows import cli
 from tfflows.export import MAX_SAMPLES, describe_signatures, export_saved_model
 from tfflows.images import to_uint8
 
+from helpers import CLEAN_LOADER, run_clean
+
 H, W, C = 8, 8, 1
 RTOL = 1e-5
 
 MODELS = {
     # name: (constructor, export keyword arguments)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                   num_bits=5), {}),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_scales=2, num_blocks=1, hidden_channels=4,
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4,
                                         num_bits=8), {}),
-    "vector": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), {}),
-    "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), {}),
+    "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                               num_bits=5, num_classes=3), {"max_samples": 64}),
-    "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8, context_dim=2), {}),
-    "maf": (lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8), {}),
+    "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2), {}),
+    "maf": (lambda: tfflows.VectorMAF(3, num_steps=2, width=8), {}),
 }
 IMAGE_MODELS = ("glow", "realnvp", "conditional_glow")
 CONDITIONAL = {"conditional_glow": "labels", "context_vector": "context"}
-
-CLEAN_LOADER = textwrap.dedent('''
-    import importlib.abc, json, os, sys, time
-    BLOCKED = ("tfflows", "tensorflow_probability")
-    attempts = []
-
-    class Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                attempts.append(name)
-                raise ImportError(name + " is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
-    import numpy as np
-    import tensorflow as tf
-
-    root = sys.argv[1]
-    for _ in range(3000):  # the parent writes plan.json once every model is exported
-        if os.path.exists(root + "/plan.json"):
-            break
-        time.sleep(0.2)
-    plan = json.load(open(root + "/plan.json"))
-    report = {"errors": {}, "specs": {}}
-    outputs = {}
-    for model, spec in plan.items():
-        loaded = tf.saved_model.load(spec["path"])
-        arrays = np.load(spec["arrays"])
-        report["specs"][model] = {
-            name: {
-                "inputs": {k: [v.dtype.name, v.shape.as_list()]
-                           for k, v in fn.structured_input_signature[1].items()},
-                "outputs": {k: [v.dtype.name, v.shape.as_list()]
-                            for k, v in fn.structured_outputs.items()},
-            }
-            for name, fn in loaded.signatures.items()
-        }
-        for rid, (signature, inputs) in spec["requests"].items():
-            fn = loaded.signatures[signature]
-            try:
-                out = fn(**{k: tf.constant(arrays[v]) for k, v in inputs.items()})
-            except Exception as err:
-                report["errors"][model + "/" + rid] = [type(err).__name__, str(err)[:2000]]
-                continue
-            for k, v in out.items():
-                outputs[model + "/" + rid + "/" + k] = v.numpy()
-    report["attempts"] = attempts
-    report["loaded_modules"] = sorted(m for m in sys.modules
-                                      if m.split(".")[0] in BLOCKED)
-    np.savez(root + "/outputs.npz", **outputs)
-    json.dump(report, open(root + "/report.json", "w"))
-''')
-
 
 def randomise(model, x, context, seed: int = 0) -> None:
     """Data-dependent ActNorm init, then every trainable weight nudged off its (often zero) start."""
@@ -294,27 +241,20 @@ def saved_model_cli() -> str:
     return found
 
 
-def _run(args, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("PYTHONPATH", None)
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     (root / "loader.py").write_text(CLEAN_LOADER)
     # The clean process imports TensorFlow while the models export, then waits for plan.json.
-    procs = {"loader": _run([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))}
+    procs = {"loader": run_clean([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))}
     plan, want, models = {}, {}, {}
     for name in MODELS:
         plan[name], want[name], models[name] = build_case(name, root)
         if name == "glow":
             glow, tool, cli_out = plan[name]["path"], [saved_model_cli()], root / "cli_run"
             np.save(root / "pixels_200.npy", np.full((2, H, W, C), 200, np.uint8))
-            procs["show"] = _run(tool + ["show", "--dir", glow, "--all"], cwd=str(root))
-            procs["run"] = _run(tool + ["run", "--dir", glow, "--tag_set", "serve", "--signature_def",
+            procs["show"] = run_clean(tool + ["show", "--dir", glow, "--all"], cwd=str(root))
+            procs["run"] = run_clean(tool + ["run", "--dir", glow, "--tag_set", "serve", "--signature_def",
                                         "log_prob", "--inputs", f"images={root / 'pixels_200.npy'}",
                                         "--outdir", str(cli_out)], cwd=str(root))
     (root / "plan.tmp").write_text(json.dumps(plan))
@@ -554,7 +494,7 @@ def test_saved_model_cli_lists_the_signatures(served):
 
 def test_cli_export_writes_a_version_folder(tmp_path, capsys):
     keras.utils.set_random_seed(0)
-    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
     model.compile(optimizer="adam")
     model.save(tmp_path / "m.keras")
     base = tmp_path / "serving" / "toy"
@@ -571,9 +511,10 @@ def test_cli_export_writes_a_version_folder(tmp_path, capsys):
                                model.log_prob(x), rtol=RTOL)
 
 
+@pytest.mark.slow
 def test_more_than_8_bits_take_uint16(tmp_path):
     keras.utils.set_random_seed(0)
-    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=4, num_bits=10)
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=4, num_bits=10)
     rng = np.random.default_rng(0)
     randomise(model, rng.uniform(0, 1024, (4, 4, 4, 1)).astype("float32"), None)
     path = export_saved_model(model, tmp_path / "glow10" / "1")
@@ -587,7 +528,7 @@ def test_more_than_8_bits_take_uint16(tmp_path):
 
 
 def test_export_refuses_bad_arguments(tmp_path):
-    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
     with pytest.raises(ValueError, match="max_samples must be a positive integer"):
         export_saved_model(model, tmp_path / "a", max_samples=0)
     with pytest.raises(ValueError, match="expected a tfflows FlowModel"):

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -25,24 +26,26 @@ import tensorflow as tf
 import tfflows
 from tfflows.io import is_temporary
 
+from helpers import TWO_CPUS, run_script
+
 H, W, C = 8, 8, 1
 
 MODELS = {
     # name: (constructor, context maker or None)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                   num_bits=5), None),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_scales=2, num_blocks=1, hidden_channels=4,
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4,
                                         num_bits=5), None),
-    "glow_labels": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, hidden_channels=8,
+    "glow_labels": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
                                          num_bits=5, num_classes=3),
                     lambda rng, n: rng.integers(0, 3, n).astype("int32")),
-    "vector_glow_context": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8, context_dim=2),
+    "vector_glow_context": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2),
                             lambda rng, n: rng.normal(size=(n, 2)).astype("float32")),
-    "nsf": (lambda: tfflows.VectorNSF(3, num_layers=2, hidden_units=8, standardize=True), None),
-    "maf_labels": (lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, num_classes=2),
+    "nsf": (lambda: tfflows.VectorNSF(3, num_steps=2, width=8, standardize=True), None),
+    "maf_labels": (lambda: tfflows.VectorMAF(3, num_steps=2, width=8, num_classes=2),
                    lambda rng, n: rng.integers(0, 2, n).astype("int32")),
-    "vector": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), None),
-    "vector_labels": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8, num_classes=2),
+    "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), None),
+    "vector_labels": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, num_classes=2),
                       lambda rng, n: rng.integers(0, 2, n).astype("int32")),
 }
 
@@ -163,7 +166,7 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
         return str(id(b)) in seen
 
     chain = [view.get_layer("x"), *model.flow_layers, view.get_layer("log_prob")]
-    for a, b in zip(chain, chain[1:]):
+    for a, b in itertools.pairwise(chain):
         assert reachable(a, b) and not reachable(b, a), (a.name, b.name)
     out = model.plot(tmp_path / "glow.png")
     with open(out, "rb") as f:
@@ -174,6 +177,7 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
 # -- 3. model.export -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["glow", "glow_labels", "vector_glow_context", "maf_labels"])
 def test_model_export_round_trip_serves_log_prob(name, tmp_path, assert_close, capsys):
     model, x, context = make(name)
@@ -203,7 +207,7 @@ def test_model_export_refuses_what_it_cannot_write(tmp_path):
     with pytest.raises(ValueError, match="format='tf_saved_model'"):
         model.export(tmp_path / "m.onnx", format="onnx")
     model.trainable_variables[0].assign(np.full(model.trainable_variables[0].shape, np.nan))
-    with pytest.raises(ValueError, match="inf or NaN|non-finite|not finite"):
+    with pytest.raises(ValueError, match=r"inf or NaN|non-finite|not finite"):
         model.export(tmp_path / "nan")
     assert not (tmp_path / "nan").exists()
 
@@ -237,6 +241,7 @@ def test_monitors_minimise_the_per_dim_metric_without_mode(name, metric, tmp_pat
     assert saved == [1, 2, 4]  # the epochs (from 1) that lowered the value
 
 
+@pytest.mark.slow
 def test_early_stopping_on_val_bits_per_dim_in_fit(tmp_path):
     model, x, _ = make("glow", n=16)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -336,6 +341,7 @@ def _twins(name, n):
     return a, b, x, context
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vector", "vector_labels"])
 def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
     weighted, plain, x, context = _twins(name, 8)
@@ -351,6 +357,7 @@ def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
         assert_close("fit: zero weights = the rest", a, b, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 def test_fit_with_double_weights_equals_duplicated_examples(jit_compile, assert_close):
     weighted, plain, x, _ = _twins("vector", 6)
@@ -407,7 +414,7 @@ MIRRORED_WEIGHTS = textwrap.dedent("""
     from tfflows import VectorGlow
 
     def make():
-        return VectorGlow(4, num_steps=2, hidden_units=16, seed=3)
+        return VectorGlow(4, num_steps=2, width=16, seed=3)
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((16, 4)) + 1.0).astype("float32")
@@ -429,9 +436,8 @@ MIRRORED_WEIGHTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sample_weights_under_mirrored_strategy():
-    from test_training import TWO_CPUS, run_script
-
     out = run_script(TWO_CPUS + MIRRORED_WEIGHTS)
     assert out["replicas"] == 2
     np.testing.assert_allclose(out["loss_mirrored"], out["loss_single"], rtol=1e-5)

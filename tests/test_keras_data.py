@@ -27,6 +27,9 @@ from tfflows.data import (
     pixel_levels,
 )
 from tfflows.io import atomic_path
+from tfflows.training.step import step_seed
+
+from helpers import run_script
 
 SHAPE = (8, 8, 1)
 
@@ -43,11 +46,11 @@ def stripes(n: int, seed: int = 0, shape=SHAPE) -> np.ndarray:
 
 
 def glow(**kw) -> Glow:
-    return Glow(SHAPE, num_levels=2, num_steps=1, hidden_channels=8, **kw)
+    return Glow(SHAPE, num_levels=2, num_steps=1, width=8, **kw)
 
 
 def realnvp(**kw) -> RealNVP:
-    return RealNVP(SHAPE, num_scales=2, num_blocks=1, hidden_channels=8, **kw)
+    return RealNVP(SHAPE, num_levels=2, depth=1, width=8, **kw)
 
 
 MODELS = {"glow": glow, "realnvp": realnvp}
@@ -68,6 +71,7 @@ def ours(caught) -> list[str]:
 # -- integer pixels in fit, evaluate, predict, log_prob --------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fit_on_a_uint8_pipeline_lowers_the_loss(name):
     images = stripes(64)
@@ -87,10 +91,11 @@ def test_fit_on_a_uint8_pipeline_lowers_the_loss(name):
     assert trained < float(-tf.reduce_mean(untrained.log_prob(held))) - 1.0
 
 
+@pytest.mark.slow
 def test_fit_on_uint8_with_xla():
     # The smallest Glow: compiling a train step with XLA on a CPU takes long.
     keras.utils.set_random_seed(0)
-    model = Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=8, num_bits=5)
+    model = Glow((4, 4, 1), num_levels=1, num_steps=1, width=8, num_bits=5)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
     images = stripes(32, shape=(4, 4, 1))
     before = [w.numpy().copy() for w in model.trainable_variables]
@@ -99,6 +104,7 @@ def test_fit_on_uint8_with_xla():
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_variables))
 
 
+@pytest.mark.slow
 def test_training_noise_is_uniform_fresh_every_step_and_floors_to_the_levels():
     model = compiled(glow, num_bits=5)
     x = tf.constant(stripes(16))
@@ -106,7 +112,7 @@ def test_training_noise_is_uniform_fresh_every_step_and_floors_to_the_levels():
 
     @tf.function(jit_compile=True)
     def noisy(x):
-        return model._dequantized((x,))[0]
+        return model.spec.check_x(x, values=False, seed=step_seed(model))
 
     first = noisy(x).numpy()
     again = noisy(x).numpy()
@@ -161,7 +167,7 @@ def test_predict_on_uint8_equals_log_prob_at_bin_centres_and_the_saved_model(tmp
     ids=["uint8", "int32", "int64", "uint16_8bit_content", "uint16_to_10_bits"])
 def test_log_prob_reads_integer_pixels_by_their_bit_depth(dtype, scale, num_bits):
     keras.utils.set_random_seed(0)
-    model = Glow(SHAPE, num_levels=1, num_steps=1, hidden_channels=8, num_bits=num_bits)
+    model = Glow(SHAPE, num_levels=1, num_steps=1, width=8, num_bits=num_bits)
     pixels = stripes(4, seed=4).astype(np.int64) * scale
     bits = 16 if dtype == np.uint16 or num_bits > 8 else 8
     assert integer_pixel_bits(dtype, num_bits) == bits
@@ -178,11 +184,11 @@ def test_integer_pixels_out_of_their_range_or_too_few_bits_are_refused():
     with pytest.raises(ValueError, match=r"8-bit pixels in 0\.\.255.*got values from 0 to 300"):
         model.fit(np.full((2, *SHAPE), 300, np.int64) * np.arange(2).reshape(2, 1, 1, 1), epochs=0,
                   verbose=0)
-    ten = Glow(SHAPE, num_levels=1, num_steps=1, hidden_channels=8, num_bits=10)
+    ten = Glow(SHAPE, num_levels=1, num_steps=1, width=8, num_bits=10)
     with pytest.raises(ValueError, match=r"uint8 pixels hold 8 bits, fewer than the model's num_bits=10"):
         ten.log_prob(stripes(1))
     with pytest.raises(ValueError, match="must be float32 or float64, got int32"):
-        VectorRealNVP(2, num_layers=1, hidden_units=4).log_prob(np.zeros((1, 2), np.int32))
+        VectorRealNVP(2, num_steps=1, width=4).log_prob(np.zeros((1, 2), np.int32))
     with pytest.raises(ValueError, match=r"integer pixels must have an integer dtype; got float32"):
         pixel_levels(np.zeros(3, np.float32), 8)
 
@@ -190,6 +196,7 @@ def test_integer_pixels_out_of_their_range_or_too_few_bits_are_refused():
 # -- TFDS dict batches -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True], ids=["plain", "class_conditional"])
 def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
     # Class c has stripes of phase near c: the label says something about the image.
@@ -213,6 +220,7 @@ def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
             model.evaluate(tf.data.Dataset.from_tensor_slices({"image": images}).batch(16), verbose=0)
 
 
+@pytest.mark.slow
 def test_fit_on_a_dict_of_arrays():
     images = stripes(32, seed=6)
     model = compiled(glow, num_bits=5, num_classes=2)
@@ -248,7 +256,7 @@ def test_make_dataset_takes_a_dataset_or_dict_in_every_form(form):
         "dict_of_arrays": lambda: {"image": images, "label": labels},
     }[form]()
     with_labels = form in ("tuples", "dicts", "dict_of_arrays")
-    got = _batches(make_dataset(source, batch_size=4, n_bits=5, shuffle=False))
+    got = _batches(make_dataset(source, batch_size=4, num_bits=5, shuffle=False))
     assert [len(b[0] if with_labels else b) for b in got] == [4, 4, 2]
     x = np.concatenate([b[0] if with_labels else b for b in got])
     assert x.dtype == np.float32 and x.shape == (10, *SHAPE)
@@ -257,7 +265,7 @@ def test_make_dataset_takes_a_dataset_or_dict_in_every_form(form):
     if with_labels:
         np.testing.assert_array_equal(np.concatenate([b[1] for b in got]), labels)
     # Shuffled, every image still comes once per epoch, with its own label.
-    mixed = _batches(make_dataset(source, batch_size=4, n_bits=5, seed=1, dequantize=False))
+    mixed = _batches(make_dataset(source, batch_size=4, num_bits=5, seed=1, dequantize=False))
     xs = np.concatenate([b[0] if with_labels else b for b in mixed])
     assert sorted(map(bytes, xs.astype(np.uint8))) == sorted(map(bytes, (images // 8)))
     if with_labels:
@@ -280,7 +288,7 @@ def test_make_dataset_refuses_datasets_it_cannot_read():
     # Values are checked as they stream: digits-like 0..40 stated as 5-bit data.
     wide = tf.data.Dataset.from_tensor_slices(np.full((2, *SHAPE), 40, np.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"pixels must lie in \[0, 32\)"):
-        _batches(make_dataset(wide, n_bits=5, source_bits=5))
+        _batches(make_dataset(wide, num_bits=5, source_bits=5))
 
 
 # -- image folders -------------------------------------------------------------------
@@ -363,6 +371,7 @@ def test_image_folder_recursive_and_shuffled(tmp_path):
     assert len({tuple(e) for e in epochs}) > 1  # a fresh order each epoch
 
 
+@pytest.mark.slow
 def test_fit_on_an_image_folder(celeb_folder):
     path = celeb_folder[0]
     ds = image_folder(path, size=8, channels=1, batch_size=4, num_levels=2)
@@ -474,7 +483,7 @@ def test_correct_data_is_not_flagged(form):
 
 
 def test_vector_models_are_not_checked_for_pixel_scales():
-    model = compiled(lambda: VectorRealNVP(2, num_layers=1, hidden_units=4))
+    model = compiled(lambda: VectorRealNVP(2, num_steps=1, width=4))
     unit = np.random.default_rng(0).uniform(size=(32, 2)).astype(np.float32)
     assert _fit(model, unit) == []
     assert _fit(model, np.round(unit)) == []
@@ -508,19 +517,20 @@ MIRRORED_NOISE = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from tfflows import Glow
+    from tfflows.training.step import step_seed
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = np.clip(rng.normal(128, 40, (64, 8, 8, 1)), 0, 255).astype(np.uint8)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5)
+        model = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
     start = [w.copy() for w in model.get_weights()]
     ds = tf.data.Dataset.from_tensor_slices(x).batch(16)
     history = model.fit(ds, epochs=2, verbose=0).history
     same = tf.constant(x[:8])
-    noisy = strategy.run(tf.function(lambda: model._dequantized((same,))[0]))
+    noisy = strategy.run(tf.function(lambda: model.spec.check_x(same, values=False, seed=step_seed(model))))
     a, b = [t.numpy() for t in strategy.experimental_local_results(noisy)]
     print("RESULT " + json.dumps({
         "loss": history["loss"], "skipped": int(model.nonfinite_steps.numpy()),
@@ -531,9 +541,8 @@ MIRRORED_NOISE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_fits_uint8_with_noise_per_replica():
-    from test_training import run_script
-
     out = run_script(MIRRORED_NOISE)
     assert out["skipped"] == 0 and all(math.isfinite(v) for v in out["loss"])
     assert out["moved"] > 1e-4 and out["floors"]

@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bijector_cases import TinyConditioner, randomize_weights
 from tfflows.layers import (
+    MADE,
     MLP,
     ActNormLayer,
     ConvNet,
     CouplingLayer,
-    MADE,
     InvertibleConv1x1Layer,
     MaskedAutoregressiveLayer,
     MaskedDense,
@@ -38,6 +38,8 @@ from tfflows.layers import (
     ViT,
     ZeroConv,
 )
+
+from bijector_cases import TinyConditioner, randomize_weights
 
 DTYPES = ("float32", "float64")
 
@@ -88,7 +90,9 @@ def test_fresh_coupling_is_identity_or_sigmoid2_scale(kind, mask, parity, condit
                                                       event_shape):
     layer = CouplingLayer(mask=mask, parity=parity, additive=kind == "additive",
                           scale_fn="sigmoid" if kind == "additive" else kind,
-                          conditioner=conditioner, hidden_channels=8, dtype="float64")
+                          conditioner=conditioner, dtype="float64",
+                          **({"hidden_units": 8} if mask == "half" and conditioner in (None, "mlp")
+                             else {"hidden_channels": 8}))  # a dense conditioner's size name
     x = np.random.default_rng(0).standard_normal((3, *event_shape))
     y, log_det = layer(tf.constant(x))
     x_back, inv_log_det = layer(tf.identity(y), inverse=True)
@@ -107,7 +111,7 @@ def test_fresh_coupling_is_identity_or_sigmoid2_scale(kind, mask, parity, condit
 
 
 @pytest.mark.parametrize("make, shape", [
-    (lambda: SplineCouplingLayer(mask="half", num_bins=4, hidden_channels=8, dtype="float64"),
+    (lambda: SplineCouplingLayer(mask="half", num_bins=4, hidden_units=8, dtype="float64"),
      (3, 5)),
     (lambda: SplineCouplingLayer(mask="channel", parity=1, num_bins=4, hidden_channels=8,
                                  dtype="float64"), (3, 4, 4, 3)),
@@ -132,7 +136,7 @@ _TWO_BATCH_AXES = {
         mask="checkerboard", scale_fn="tanh", conditioner="resnet", hidden_channels=8,
         num_blocks=1, dtype="float64"), (4, 4, 2)),
     "coupling_half_mlp": (lambda: CouplingLayer(
-        mask="half", scale_fn="tanh", hidden_channels=8, dtype="float64"), (5,)),
+        mask="half", scale_fn="tanh", hidden_units=8, dtype="float64"), (5,)),
     "spline_channel": (lambda: SplineCouplingLayer(
         mask="channel", num_bins=3, hidden_channels=8, dtype="float64"), (4, 4, 3)),
 }
@@ -240,10 +244,10 @@ _LAYERS: dict[str, LayerSpec] = {
         (2, 4, 4, 2)),
     "coupling_mlp_additive": LayerSpec(
         lambda: CouplingLayer(mask="half", parity=1, additive=True, conditioner="mlp",
-                              hidden_channels=8),
+                              hidden_units=8),
         (2, 5)),
     "coupling_mlp_exp_context": LayerSpec(
-        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_channels=8), (2, 5),
+        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_units=8), (2, 5),
         context_size=2),
     "coupling_custom_conditioner": LayerSpec(
         lambda: CouplingLayer(mask="channel", scale_fn="tanh", conditioner=TinyConditioner(4)),
@@ -260,7 +264,7 @@ _LAYERS: dict[str, LayerSpec] = {
     "coupling_zeroconv": LayerSpec(
         lambda: CouplingLayer(mask="channel", conditioner="zeroconv"), (2, 4, 4, 4)),
     "spline_coupling_half_context": LayerSpec(
-        lambda: SplineCouplingLayer(mask="half", num_bins=3, hidden_channels=8), (2, 5),
+        lambda: SplineCouplingLayer(mask="half", num_bins=3, hidden_units=8), (2, 5),
         context_size=2),
     "spline_coupling_channel": LayerSpec(
         lambda: SplineCouplingLayer(mask="channel", num_bins=3, hidden_channels=8,

@@ -33,8 +33,9 @@ import time
 import numpy as np
 import pytest
 
-import multiworker_job as job
 from tfflows import distributed
+
+import multiworker_job as job
 
 JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multiworker_job.py")
 ROOT = os.path.dirname(os.path.dirname(JOB))
@@ -202,6 +203,9 @@ def test_killed_worker_resumes_to_the_uninterrupted_weights(killed):
         assert "crashed" not in output(p).lower()
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
+@pytest.mark.cli
 def test_cli_two_workers_train_and_end_cleanly(tmp_path):
     import keras
 
@@ -238,6 +242,8 @@ def test_cli_two_workers_train_and_end_cleanly(tmp_path):
 
 # -- bad input: answered in this process, before TensorFlow starts a cluster ------------------
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_port_taken_is_named():
     taken = socket.socket()
     taken.bind(("", 0))
@@ -252,6 +258,8 @@ def test_port_taken_is_named():
     assert "TF_CONFIG" not in os.environ or json.loads(os.environ["TF_CONFIG"]) != config
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_worker_that_never_joins_times_out():
     config = distributed.cluster_config(worker_hosts=hosts(free_ports(2)), worker_index=0)
     start = time.monotonic()
@@ -271,16 +279,25 @@ def test_workers_without_a_cluster(tmp_path, monkeypatch, capsys):
     assert not os.path.exists(tmp_path / "run")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(tf_config="{not json"), "TF_CONFIG: expected JSON"),
-    (dict(tf_config='{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}'), "'worker'"),
-    (dict(tf_config='{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}'),
-     "task 'worker' 3 is not in the cluster"),
-    (dict(worker_hosts="127.0.0.1:1,127.0.0.1:2", worker_index=2), r"worker_index: expected .* 0\.\.1, got 2"),
-    (dict(worker_hosts="127.0.0.1:1,127.0.0.1:2", worker_index=0, workers=3), "workers: expected 2"),
-    (dict(worker_hosts="127.0.0.1,127.0.0.1:2", worker_index=0), "expected host:port"),
-    (dict(worker_hosts="127.0.0.1:70000", worker_index=0), "port in 1..65535"),
-], ids=["json", "no-workers", "index-outside", "hosts-index", "count", "no-port", "port-range"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(tf_config="{not json"), "TF_CONFIG: expected JSON"),
+        (dict(tf_config='{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}'), "'worker'"),
+        (
+            dict(tf_config='{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}'),
+            "task 'worker' 3 is not in the cluster",
+        ),
+        (
+            dict(worker_hosts="127.0.0.1:1,127.0.0.1:2", worker_index=2),
+            r"worker_index: expected .* 0\.\.1, got 2",
+        ),
+        (dict(worker_hosts="127.0.0.1:1,127.0.0.1:2", worker_index=0, workers=3), "workers: expected 2"),
+        (dict(worker_hosts="127.0.0.1,127.0.0.1:2", worker_index=0), "expected host:port"),
+        (dict(worker_hosts="127.0.0.1:70000", worker_index=0), "port in 1..65535"),
+    ],
+    ids=["json", "no-workers", "index-outside", "hosts-index", "count", "no-port", "port-range"],
+)
 def test_bad_cluster_descriptions(kwargs, message):
     with pytest.raises(ValueError, match=message):
         distributed.cluster_config(**kwargs)

@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import os
-import warnings
 
 import keras
 import numpy as np
@@ -32,7 +31,7 @@ def points(n: int = 32, seed: int = 0) -> np.ndarray:
 def busy_vector_flow(seed: int = 0) -> VectorRealNVP:
     """A small flow with non-zero couplings, so that every weight gets a gradient."""
     keras.utils.set_random_seed(seed)
-    model = VectorRealNVP(2, num_layers=2, hidden_units=8)
+    model = VectorRealNVP(2, num_steps=2, width=8)
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
         v.assign(v + 0.1 * rng.standard_normal(v.shape).astype("float32"))
@@ -55,7 +54,7 @@ def overflowing_glow() -> Glow:
     The first ActNorm scales the data by exp(-86): its inverse multiplies by
     e^86 ≈ 2e37, which overflows float32 for latents beyond about ±1.
     """
-    model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    model = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)
     model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
     actnorm = next(layer for layer in model.flow_layers if isinstance(layer, ActNormLayer))
     actnorm.log_scale.assign(actnorm.log_scale - 86.0)
@@ -92,6 +91,7 @@ def test_gradients_whose_squares_overflow_are_clipped_to_the_clip_norm(mode):
     assert step == pytest.approx(0.01 * 50.0, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_make_optimizer_at_a_high_learning_rate_keeps_huge_gradients_finite():
     """The lr-0.1 Fashion-MNIST report: a finite step that make_optimizer's clip turned into NaN."""
     model = busy_vector_flow(1)
@@ -145,6 +145,7 @@ BOUNDED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(BOUNDED))
 def test_the_update_bound_says_finite_only_where_the_update_is_finite(kind):
     said_finite = said_not = 0
@@ -265,10 +266,11 @@ def test_a_skipped_batch_does_not_count_as_a_loss_of_zero():
 # -- samples that overflow -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_check_puts_the_fraction_of_non_finite_samples_in_the_history():
     x = np.random.default_rng(1).uniform(0, 32, (32, 8, 8, 1)).astype("float32")
     fractions = {}
-    for name, model in (("healthy", Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8,
+    for name, model in (("healthy", Glow((8, 8, 1), num_levels=2, num_steps=1, width=8,
                                          num_bits=5, seed=0)), ("overflowing", overflowing_glow())):
         model.initialize(x)
         model.compile(optimizer=keras.optimizers.SGD(1e-9))
@@ -294,19 +296,19 @@ def test_clip_output_clamps_every_pixel_into_the_data_range():
         x = model.sample(64, seed=0, clip_output=True).numpy()
     assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() < 2.0 ** model.num_bits
     # Samples inside the range come back unchanged.
-    healthy = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    healthy = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)
     inside = healthy.sample(8, temperature=0.05, seed=1).numpy()
     assert inside.min() >= 0.0 and inside.max() < 32.0
     np.testing.assert_array_equal(healthy.sample(8, temperature=0.05, seed=1, clip_output=True), inside)
     with pytest.raises(ValueError, match="clip_output is for image models"):
-        tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8).sample(2, clip_output=True)
+        tfflows.VectorRealNVP(2, num_steps=2, width=8).sample(2, clip_output=True)
 
 
 # -- export ------------------------------------------------------------------------------
 
 
 def test_export_refuses_a_model_with_a_nan_weight(tmp_path):
-    model = Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=0)
+    model = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)
     weight = model.trainable_variables[3]
     weight.assign(tf.fill(weight.shape, math.nan))
     with pytest.raises(NonFiniteWeightsError, match=r"refusing to export .*" + weight.path):
@@ -338,7 +340,7 @@ def test_served_samples_say_which_ones_overflowed(tmp_path):
 
 
 def test_checkpoint_warns_instead_of_ending_training_on_a_nan_model(tmp_path):
-    model = VectorRealNVP(2, num_layers=2, hidden_units=8)
+    model = VectorRealNVP(2, num_steps=2, width=8)
     weight = model.trainable_variables[-1]
     weight.assign(tf.fill(weight.shape, math.nan))
     checkpoint = FiniteCheckpoint(str(tmp_path / "epoch_{epoch:03d}.keras"))
@@ -355,6 +357,7 @@ def _strict_json(path) -> dict:
         return json.load(f, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(tmp_path, capsys):
     from tfflows.cli import main
 
@@ -364,7 +367,8 @@ def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--dataset", "digits", "--epochs", "3", "--steps-per-epoch", "1",
               "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2",
-              "--lr", "1e30", "--warmup", "0", "--out", str(out), "--verbose", "0"])
+              "--lr", "1e30", "--warmup", "0", "--out", str(out), "--verbose", "0",
+              "--extras-share", "1"])  # a checkpoint after every epoch
     message = str(exit_.value.code)
     assert exit_.value.code not in (0, None)
     good = os.path.join(str(out), "checkpoints", "epoch_001.keras")
@@ -378,13 +382,9 @@ def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(
     assert not nonfinite_weights(keras.models.load_model(good))
 
 
-def test_cli_train_reports_the_sample_check(tmp_path):
-    from tfflows.cli import main
-
-    out = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2",
-                 "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2",
-                 "--out", str(out), "--verbose", "0"]) == 0
+@pytest.mark.slow
+def test_cli_train_reports_the_sample_check(trained_run):
+    out = trained_run  # tfflows train --dataset digits --epochs 2 --steps-per-epoch 2 ... (conftest.py)
     results = _strict_json(out / "results.json")
     assert results["stopped_on_nonfinite"] is False and results["last_good_checkpoint"].endswith(
         "epoch_002.keras")

@@ -19,7 +19,7 @@ SHAPE = (8, 8, 1)
 
 def tiny_glow(shape=SHAPE, seed: int = 0) -> tfflows.Glow:
     keras.utils.set_random_seed(seed)
-    return tfflows.Glow(shape, num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=seed)
+    return tfflows.Glow(shape, num_levels=2, num_steps=1, width=8, num_bits=5, seed=seed)
 
 
 def toy_density(offset: float = 0.0, weight: float = 1.0) -> ImageDensity:
@@ -200,8 +200,12 @@ def test_train_background_learns_the_perturbed_data():
 # -- data and bad inputs ------------------------------------------------------------
 
 def test_ood_sets_are_resized_and_rescaled():
-    native = ood.load_ood_images("digits", SHAPE, max_examples=10)   # 0..16 → 0..255
-    assert native.dtype == np.uint8 and native.max() == 255 and np.all(np.isin(native, np.round(np.arange(17) * 255 / 16)))
+    native = ood.load_ood_images("digits", SHAPE, max_examples=10)  # 0..16 → 0..255
+    assert (
+        native.dtype == np.uint8
+        and native.max() == 255
+        and np.all(np.isin(native, np.round(np.arange(17) * 255 / 16)))
+    )
     digits = ood.load_ood_images("digits", (28, 28, 1), max_examples=10)
     assert digits.shape == (10, 28, 28, 1) and digits.dtype == np.uint8 and digits.max() >= 240
     const = ood.load_ood_images("constant", SHAPE, max_examples=4)
@@ -229,13 +233,13 @@ def test_bad_models_and_datasets_are_refused():
     with pytest.raises(ValueError, match=r"background: expected a model of the same image shape "
                                          r"\[8, 8, 1\], got \[16, 16, 1\]"):
         ood.score(tiny_glow(), images, background=tiny_glow((16, 16, 1)))
-    with pytest.raises(ValueError, match="uint8 pixels 0..255, got float32"):
+    with pytest.raises(ValueError, match=r"uint8 pixels 0..255, got float32"):
         ood.score(toy_density(), tf.data.Dataset.from_tensor_slices(images.astype("float32")))
     with pytest.raises(ValueError, match="is conditional"):
-        ood.score(tfflows.Glow(SHAPE, num_levels=1, num_steps=1, hidden_channels=4, num_bits=5,
+        ood.score(tfflows.Glow(SHAPE, num_levels=1, num_steps=1, width=4, num_bits=5,
                                num_classes=2), images)
     with pytest.raises(ValueError, match="image models"):
-        ood.score(tfflows.VectorRealNVP(3, num_layers=2, hidden_units=4), images)
+        ood.score(tfflows.VectorRealNVP(3, num_steps=2, width=4), images)
     with pytest.raises(ValueError, match="SavedModel folder"):
         ood.score("/nonexistent/model", images)
 
@@ -289,12 +293,16 @@ def test_cli_score_refuses_a_background_of_another_shape(trained, tmp_path, caps
                      "--train-examples", "0"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "tfflows score: background: expected a model of the same image shape [8, 8, 1], got [16, 16, 1]" in err
+    assert (
+        "tfflows score: background: expected a model of the same image shape [8, 8, 1], got [16, 16, 1]"
+        in err
+    )
     code = cli.main(["score", str(trained / "model.keras"), "--in-dataset", "digits", "--ood-dataset",
                      "fashion_mnist:color=2"])
     assert code == 2 and "NAME:class=K" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_train_perturb_trains_a_background_model(tmp_path, capsys):
     out = tmp_path / "bg"
     code = cli.main(["train", "--dataset", "digits", "--levels", "2", "--steps", "1", "--width", "8",

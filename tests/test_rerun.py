@@ -18,17 +18,17 @@ import pytest
 
 import tfflows
 from tfflows.callbacks import ResumableBackup, checkpoint_files
-from tfflows.data import IDX_FILE_NAMES
-from tfflows.data.idx import write_idx
-from test_bad_inputs import CliError, cli
 
-DATASET = "tiny_idx_tfflows"  # not a TFDS name: a lookup outside --data-dir fails at once
+from helpers import TINY_IDX, CliError, cli
+
+DATASET = TINY_IDX
 
 
 def _train(out: Path, data_dir: Path, *extra: str, epochs: int = 2) -> str:
     return cli("train", "--dataset", DATASET, "--data-dir", str(data_dir), "--epochs", str(epochs),
                "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8", "--steps", "1",
-               "--levels", "2", "--val-every", "100", "--out", str(out), "--verbose", "0", *extra)
+               "--levels", "2", "--val-every", "100", "--out", str(out), "--verbose", "0",
+               "--extras-share", "1", "--keep-checkpoints", "10", *extra)  # a checkpoint every epoch
 
 
 def _strict(text: str):
@@ -42,24 +42,13 @@ def _results(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 64), ("test", 32)):
-        images_name, labels_name = IDX_FILE_NAMES[split]
-        write_idx(folder / images_name, rng.integers(0, 256, (n, 8, 8), dtype=np.uint8))
-        write_idx(folder / labels_name, rng.integers(0, 10, n).astype(np.uint8))
-    return folder
-
-
-@pytest.fixture(scope="module")
 def finished(tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
     _train(out, data_dir)
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def run(finished, tmp_path) -> Path:
     out = tmp_path / "run"
     shutil.copytree(finished, out)
@@ -76,7 +65,7 @@ def test_finished_run_records_its_source_in_strict_json(finished, data_dir):
 
 def test_rerun_without_a_flag_keeps_the_finished_model(run, data_dir):
     before = {name: (run / name).read_bytes() for name in ("model.keras", "results.json")}
-    with pytest.raises(CliError, match="holds a finished run.*--resume.*--overwrite"):
+    with pytest.raises(CliError, match=r"holds a finished run.*--resume.*--overwrite"):
         _train(run, data_dir)
     for name, content in before.items():
         assert (run / name).read_bytes() == content, f"{name} changed"
@@ -106,7 +95,7 @@ def test_interrupted_run_needs_a_flag(run, data_dir):
     (run / "results.json").unlink()
     (run / "model.keras").unlink()
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
-    with pytest.raises(CliError, match="holds an interrupted run.*--resume.*--overwrite"):
+    with pytest.raises(CliError, match=r"holds an interrupted run.*--resume.*--overwrite"):
         _train(run, data_dir)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
@@ -155,7 +144,7 @@ def test_evaluate_uses_the_recorded_source_and_prints_strict_json(run, tmp_path,
 # -- ResumableBackup on its own: a tiny vector flow, no checkpoints ----------------------
 
 def _vector_fit(backup: str, epochs: int = 2) -> tuple[keras.callbacks.History, ResumableBackup]:
-    model = tfflows.VectorRealNVP(2, num_layers=1, hidden_units=4)
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
     model.compile(optimizer="adam")
     callback = ResumableBackup(backup)
     x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
@@ -210,3 +199,81 @@ def test_backup_weights_newer_than_their_metadata_are_not_resumed(tmp_path):
     with pytest.warns(RuntimeWarning, match="latest.weights.h5.*damaged.*not the file"):
         history, resumed = _vector_fit(str(backup), epochs=3)
     assert history.epoch == [0, 1, 2] and resumed.restored_from is None
+
+
+# -- issue 21: leftovers, and one run per folder ---------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_resume_removes_the_leftovers_of_killed_writes_and_keeps_user_files(run, data_dir):
+    (run / "results.json").unlink()
+    (run / "model.keras").unlink()
+    dead = _dead_pid()
+    leftovers = [run / "checkpoints" / f".epoch_003.tmp-{dead}-ab12cd34.keras",
+                 run / "checkpoints" / ".epoch_004.tmp-ab12cd34.keras",  # named before the PID was
+                 run / f".results.tmp-{dead}-zz_00000.json"]
+    for path in leftovers:
+        path.write_bytes(b"PK\x03\x04 cut short")
+    mine = [run / ".notes.tmp-mine", run / "checkpoints" / "my_epoch_003.keras", run / "notes.txt"]
+    for path in mine:
+        path.write_text("mine")
+    _train(run, data_dir, "--resume", epochs=3)
+    assert _results(run)["epochs_total"] == 3
+    for path in leftovers:
+        assert not path.exists(), path
+    for path in mine:
+        assert path.read_text() == "mine", path
+    assert not (run / ".tfflows.lock").exists(), "the lock is released at the end of the run"
+
+
+def _start_train(out: Path, data_dir: Path, log: Path, *extra: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    argv = [sys.executable, "-m", "tfflows.cli", "train", "--dataset", DATASET, "--data-dir", str(data_dir),
+            "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2", "--val-every", "1000",
+            "--out", str(out), "--verbose", "0", *extra]
+    return subprocess.Popen(argv, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_held_folder_is_refused_and_a_killed_runs_lock_taken_over(tmp_path, data_dir):
+    """Two ``tfflows train`` processes into one --out: the second exits 2 naming the first (issue 21)."""
+    import signal
+    import time
+
+    from tfflows.runlock import LOCK_NAME, StaleLockWarning
+
+    out = tmp_path / "run"
+    first = _start_train(out, data_dir, tmp_path / "first.log", "--epochs", "100000",
+                         "--steps-per-epoch", "1", "--time-limit", "10")
+    try:
+        deadline = time.monotonic() + 600  # a bound on a loaded machine, not a measurement
+        while f'"pid": {first.pid}' not in ((out / LOCK_NAME).read_text() if (out / LOCK_NAME).exists() else ""):
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "the first run never took the lock"
+            time.sleep(0.2)
+        second = _start_train(out, data_dir, tmp_path / "second.log", "--epochs", "1", "--resume")
+        assert second.wait(timeout=600) == 2
+        said = (tmp_path / "second.log").read_text()
+        assert f"is in use by another tfflows run: PID {first.pid} on host" in said, said
+        assert "Traceback" not in said, said
+        assert first.poll() is None, "the first run goes on"
+        os.kill(first.pid, signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert f'"pid": {first.pid}' in (out / LOCK_NAME).read_text(), "the killed run's lock file stays"
+    with pytest.warns(StaleLockWarning, match=rf"took over the lock left by PID {first.pid} .*no longer runs"):
+        _train(out, data_dir, "--overwrite", epochs=1)
+    assert _results(out)["epochs_total"] == 1
+    assert not (out / LOCK_NAME).exists()

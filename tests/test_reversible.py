@@ -31,19 +31,19 @@ MODES = ("recompute", "reversible")
 
 # name -> (constructor taking dtype and backprop, example shape, context or None)
 MODELS = {
-    "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, hidden_channels=8, **kw),
+    "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, **kw),
              (8, 8, 1), None),
     "glow_additive_classes": (
-        lambda **kw: tfflows.Glow((4, 4, 1), **{"num_levels": 1, "num_steps": 2, "hidden_channels": 8,
+        lambda **kw: tfflows.Glow((4, 4, 1), **{"num_levels": 1, "num_steps": 2, "width": 8,
                                                 "coupling": "additive", "num_classes": 3, **kw}),
         (4, 4, 1), [0, 2, 1, 2]),
-    "realnvp": (lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, num_blocks=1, hidden_channels=8,
+    "realnvp": (lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8,
                                              **kw), (8, 8, 1), None),
-    "jet": (lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_couplings=2, width=8, depth=1,
+    "jet": (lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_steps=2, width=8, depth=1,
                                      heads=2, **kw), (8, 8, 1), None),
-    "vector_glow": (lambda **kw: tfflows.VectorGlow(4, num_steps=3, hidden_units=8, **kw), (4,), None),
+    "vector_glow": (lambda **kw: tfflows.VectorGlow(4, num_steps=3, width=8, **kw), (4,), None),
     # Spline couplings: the one-pass coupling gradient with a rational-quadratic transform.
-    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_layers=3, hidden_units=8, num_hidden=1, **kw),
+    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_steps=3, width=8, depth=1, **kw),
                    (4,), None),
 }
 
@@ -201,12 +201,12 @@ def test_one_pass_coupling_gradients_equal_the_tape_for_every_mask(kind, parity,
 
 
 def test_reversible_gradients_reach_a_real_valued_context():
-    models, x, _ = _twins("vector_glow", "float32")  # only for the data
+    _models, x, _ = _twins("vector_glow", "float32")  # only for the data
     context = tf.constant(np.random.default_rng(4).standard_normal((4, 2)).astype("float32"))
     grads = {}
     for mode in ("store", "reversible"):
         keras.utils.set_random_seed(1)
-        model = tfflows.VectorGlow(4, num_steps=3, hidden_units=8, context_dim=2, backprop=mode)
+        model = tfflows.VectorGlow(4, num_steps=3, width=8, context_dim=2, backprop=mode)
         model.log_prob(x, context)
         if mode == "store":  # trainable only: a perturbed LU permutation would not invert
             start = [v.numpy() + 0.05 * np.random.default_rng(2).standard_normal(v.shape).astype("float32")
@@ -229,6 +229,7 @@ def test_the_reversible_runs_invert_to_round_off(glow_twins):
     assert 0.0 <= error < (2e-4 if dtype == "float32" else 1e-9), error
 
 
+@pytest.mark.slow
 def test_fit_follows_the_stored_loss_curve_and_skips_a_non_finite_batch():
     x = _data((8, 8, 1), "float32", seed=3)
     x = np.concatenate([x] * 5)  # 20 examples: 5 batches of 4 per epoch, 4 epochs = 20 steps
@@ -292,9 +293,9 @@ def test_an_unknown_backprop_names_the_choices(value):
 
 
 def test_reversible_refuses_steps_that_invert_one_feature_at_a_time():
-    with pytest.raises(ValueError, match="inverts one token or feature at a time.*recompute"):
-        tfflows.VectorMAF(3, num_layers=2, hidden_units=8, backprop="reversible")
-    assert tfflows.VectorMAF(3, num_layers=2, hidden_units=8, backprop="recompute").backprop == "recompute"
+    with pytest.raises(ValueError, match=r"inverts one token or feature at a time.*recompute"):
+        tfflows.VectorMAF(3, num_steps=2, width=8, backprop="reversible")
+    assert tfflows.VectorMAF(3, num_steps=2, width=8, backprop="recompute").backprop == "recompute"
     assert set(BACKPROP_MODES) == {"store", "recompute", "reversible"}
 
 
@@ -309,7 +310,7 @@ MIRRORED = textwrap.dedent("""
     import tfflows
 
     def make():
-        return tfflows.Glow((4, 4, 1), num_levels=2, num_steps=1, hidden_channels=8,
+        return tfflows.Glow((4, 4, 1), num_levels=2, num_steps=1, width=8,
                             backprop="reversible")
 
     rng = np.random.default_rng(0)
@@ -335,6 +336,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_reversible_under_mirrored_strategy_equals_one_device():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")])}

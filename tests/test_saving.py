@@ -30,13 +30,13 @@ NUM_EXAMPLES = 16
 
 # name -> (constructor, data kind); tiny, so each fit traces in seconds.
 MODELS = {
-    "glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8,
+    "glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8,
                                   num_bits=5), "image"),
-    "realnvp": (lambda: tfflows.RealNVP((8, 8, 1), num_scales=2, num_blocks=1, hidden_channels=8,
+    "realnvp": (lambda: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8,
                                         num_bits=5), "image"),
-    "vector_realnvp": (lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8), "vector"),
-    "vector_glow": (lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8), "vector"),
-    "conditional_glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8,
+    "vector_realnvp": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), "vector"),
+    "vector_glow": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8), "vector"),
+    "conditional_glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8,
                                               num_bits=5, num_classes=3), "image"),
 }
 
@@ -186,7 +186,7 @@ def test_actnorm_is_not_reinitialised_after_loading(runs):
         pytest.skip(f"{runs['name']} has no ActNorm")
     assert loaded.is_initialized
     assert runs["initialize_calls_after_load"] == 0
-    for layer, original in zip(actnorm_layers(first), layers):
+    for _layer, original in zip(actnorm_layers(first), layers):
         assert float(original.initialized.numpy()) == 1.0
         # The saved (data-dependent, then trained) values came back, not zeros.
         assert np.any(np.array(original.log_scale) != 0)

@@ -1,4 +1,4 @@
-"""Where separately written features meet: dicts × sample weights, TarFlow's noise × integer pixels and dicts, dtypes.
+"""Where separately written features meet: dicts × sample weights, TarFlow's noise × pixels and dicts, dtypes.
 
 Each test pins one combination a review of the merged issue-9 work checked:
 the ones that were broken (sample weights of dict inputs, TarFlow's training
@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfflows.models.glow import Glow
 from tfflows.models.tarflow import TarFlow
 from tfflows.training import make_optimizer
+from tfflows.training.step import step_seed
 
 N = 16
 
@@ -31,7 +32,7 @@ def labels(n: int = N, seed: int = 1) -> np.ndarray:
 
 
 def glow(**kwargs) -> Glow:
-    return Glow(input_shape=(8, 8, 1), num_levels=1, num_steps=2, hidden_channels=8, **kwargs)
+    return Glow(event_shape=(8, 8, 1), num_levels=1, num_steps=2, width=8, **kwargs)
 
 
 def weights(n: int = N) -> np.ndarray:
@@ -109,14 +110,14 @@ class RecordingTarFlow(TarFlow):
         super().__init__(*args, **kwargs)
         self.seen = []
 
-    def _nll(self, data):
-        x, context = self._unpack(data)
+    def augment(self, x, context, seed):
+        x, context = super().augment(x, context, seed)
         self.seen.append((np.asarray(x), None if context is None else np.asarray(context)))
-        return super()._nll(data)
+        return x, context
 
 
 def tarflow(**kwargs) -> RecordingTarFlow:
-    model = RecordingTarFlow(event_shape=(8, 8, 1), patch_size=4, num_blocks=2, num_layers=1,
+    model = RecordingTarFlow(event_shape=(8, 8, 1), patch_size=4, num_steps=2, depth=1,
                              width=16, heads=2, **kwargs)
     model.compile(optimizer="adam", run_eagerly=True)
     return model
@@ -161,9 +162,9 @@ def test_float64_model_dequantizes_uint8_to_float64_and_fits_with_weights():
     model = glow(dtype="float64")
     model.compile(optimizer="adam")
     x = pixels()
-    data = model._dequantized((tf.constant(x), None, tf.ones(N)))
-    assert data[0].dtype == tf.float64
-    offset = data[0].numpy() - x
+    levels = model.spec.check_x(tf.constant(x), values=False, seed=step_seed(model))
+    assert levels.dtype == tf.float64
+    offset = levels.numpy() - x
     assert offset.min() >= 0.0 and offset.max() < 1.0 and np.std(offset) > 0.1  # U[0, 1) noise
     history = model.fit(x, sample_weight=weights(), batch_size=8, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0])

@@ -114,10 +114,10 @@ def test_card_matches_the_saved_model(card_path):
 TINY = {
     # A class-conditional TarFlow trained with Gaussian noise: its sample signature has
     # every extra input (labels, guidance, denoise).
-    "tarflow": lambda: tfflows.TarFlow((8, 8, 1), patch_size=4, num_blocks=2, num_layers=1, width=16,
+    "tarflow": lambda: tfflows.TarFlow((8, 8, 1), patch_size=4, num_steps=2, depth=1, width=16,
                                        heads=2, mlp_ratio=2, num_bits=5, num_classes=10,
                                        noise="gaussian", noise_std=0.1),
-    "jet": lambda: tfflows.Jet((8, 8, 1), patch_size=2, num_couplings=2, depth=1, width=16, heads=2,
+    "jet": lambda: tfflows.Jet((8, 8, 1), patch_size=2, num_steps=2, depth=1, width=16, heads=2,
                                mlp_ratio=2, num_bits=5),
 }
 

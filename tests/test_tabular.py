@@ -129,7 +129,7 @@ def mafs():
     out = {}
     for key, (direction, transform) in MAF_VARIANTS.items():
         keras.utils.set_random_seed(0)
-        model = tfflows.VectorMAF(3, num_layers=3, hidden_units=16, direction=direction,
+        model = tfflows.VectorMAF(3, num_steps=3, width=16, direction=direction,
                                   ordering="random", seed=2, standardize=True,
                                   transform=transform, num_bins=4, bound=3.0)
         model.initialize(gaussian_table(256))
@@ -166,8 +166,8 @@ def test_iaf_and_maf_directions_are_inverse_maps_of_the_same_steps():
     for a, b in zip(iaf.weights, maf.weights):
         a.assign(b)
     v = tf.constant(np.random.default_rng(3).standard_normal((5, 4)))
-    y_maf, ld_maf = maf.bijector().forward_and_log_det(tf.identity(v))
-    y_iaf, ld_iaf = iaf.bijector().forward_and_log_det(tf.identity(v))
+    y_maf, _ld_maf = maf.bijector().forward_and_log_det(tf.identity(v))
+    y_iaf, _ld_iaf = iaf.bijector().forward_and_log_det(tf.identity(v))
     # MAF: z = (x − μ(x)) e^{−α(x)}; IAF: z solves x = z e^{α(z)} + μ(z) — both exact inverses:
     back, _ = iaf.bijector().inverse_and_log_det(y_iaf)
     np.testing.assert_allclose(back.numpy(), v.numpy(), atol=1e-12)
@@ -192,29 +192,29 @@ def test_spline_maf_config_and_keras_file_round_trip(mafs, tmp_path):
     np.testing.assert_allclose(loaded.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
     # The spline transform is really in use: an affine MAF of the same shape has other weights.
     assert [w.shape for w in loaded.trainable_weights] != [
-        w.shape for w in tfflows.VectorMAF(3, num_layers=3, hidden_units=16).trainable_weights]
+        w.shape for w in tfflows.VectorMAF(3, num_steps=3, width=16).trainable_weights]
 
 
 def test_vector_maf_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="ordering must be one of .*got 'sorted'"):
+    with pytest.raises(ValueError, match=r"ordering must be one of .*got 'sorted'"):
         tfflows.VectorMAF(3, ordering="sorted")
-    with pytest.raises(ValueError, match="direction must be one of .*got 'both'"):
+    with pytest.raises(ValueError, match=r"direction must be one of .*got 'both'"):
         tfflows.VectorMAF(3, direction="both")
     with pytest.raises(ValueError, match="num_layers must be a positive integer, got 0"):
-        tfflows.VectorMAF(3, num_layers=0)
-    with pytest.raises(ValueError, match="transform must be one of .*got 'cubic'"):
+        tfflows.VectorMAF(3, num_steps=0)
+    with pytest.raises(ValueError, match=r"transform must be one of .*got 'cubic'"):
         tfflows.VectorMAF(3, transform="cubic")
     with pytest.raises(ValueError, match="num_bins must be an integer >= 2, got 1"):
         tfflows.VectorMAF(3, transform="spline", num_bins=1)
     with pytest.raises(ValueError, match="bound must be > 0, got 0"):
         tfflows.VectorMAF(3, transform="spline", bound=0.0)
     with pytest.raises(ValueError, match=r"expected x of shape \[batch, 3\], got shape \(2, 4\)"):
-        tfflows.VectorMAF(3, num_layers=1, hidden_units=4).log_prob(np.zeros((2, 4), "float32"))
+        tfflows.VectorMAF(3, num_steps=1, width=4).log_prob(np.zeros((2, 4), "float32"))
 
 
 def test_conditional_maf_uses_its_context():
     keras.utils.set_random_seed(0)
-    model = tfflows.VectorMAF(2, num_layers=2, hidden_units=8, num_classes=3)
+    model = tfflows.VectorMAF(2, num_steps=2, width=8, num_classes=3)
     randomize(model, seed=2)
     x = np.random.default_rng(0).standard_normal((6, 2)).astype("float32")
     a, b = model.log_prob(x, np.zeros(6, "int32")), model.log_prob(x, np.full(6, 2, "int32"))
@@ -228,7 +228,7 @@ def test_conditional_maf_uses_its_context():
 def test_standardize_only_model_scores_the_fitted_gaussian_exactly():
     # A fresh MAF step is the identity (zero output layer): what remains is Standardize.
     x = gaussian_table(500, seed=1)
-    model = tfflows.VectorMAF(3, num_layers=1, hidden_units=4, standardize=True)
+    model = tfflows.VectorMAF(3, num_steps=1, width=4, standardize=True)
     assert model.initialize(x) == 1 and model.is_initialized
     mean, std = x.astype(np.float64).mean(0), x.astype(np.float64).std(0)
     want = (-0.5 * ((x - mean) / std) ** 2 - 0.5 * LOG_2PI - np.log(std)).sum(-1)
@@ -254,7 +254,7 @@ def test_standardize_layer_log_det_is_minus_sum_log_scale():
 
 def test_initialise_once_survives_save_and_load(tmp_path):
     x = gaussian_table(200)
-    model = tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8, standardize=True)
+    model = tfflows.VectorRealNVP(3, num_steps=2, width=8, standardize=True)
     model.initialize(x)
     randomize(model, seed=1, scale=0.1)
     path = str(tmp_path / "m.keras")
@@ -271,11 +271,11 @@ def test_initialise_once_survives_save_and_load(tmp_path):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=8, standardize=True),
-    lambda: tfflows.VectorGlow(3, num_steps=1, hidden_units=8, standardize=True),
-    lambda: tfflows.VectorNSF(3, num_layers=1, hidden_units=8, standardize=True),
-    lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, standardize=True),
-    lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, standardize=True, transform="spline"),
+    lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, standardize=True),
+    lambda: tfflows.VectorGlow(3, num_steps=1, width=8, standardize=True),
+    lambda: tfflows.VectorNSF(3, num_steps=1, width=8, standardize=True),
+    lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True),
+    lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True, transform="spline"),
 ], ids=["realnvp", "glow", "nsf", "maf", "maf-spline"])
 def test_vector_models_train_and_report_nats_per_dim(make):
     keras.utils.set_random_seed(0)
@@ -295,9 +295,9 @@ def test_vector_models_train_and_report_nats_per_dim(make):
 
 
 def test_image_models_keep_bits_per_dim():
-    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, hidden_channels=4, num_bits=3)
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=4, num_bits=3)
     assert model.per_dim_metric == "bits_per_dim"
-    assert tfflows.VectorMAF(2, num_layers=1, hidden_units=4).per_dim_metric == "nats_per_dim"
+    assert tfflows.VectorMAF(2, num_steps=1, width=4).per_dim_metric == "nats_per_dim"
 
 
 # -- CSV files and the command line -----------------------------------------------------------
@@ -349,6 +349,7 @@ def test_csv_unknown_column_and_non_numeric_default(table_csv):
         load_csv(path)
 
 
+@pytest.mark.slow
 def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     path, x = table_csv
     out = tmp_path / "run"
@@ -366,7 +367,7 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     assert isinstance(model, tfflows.VectorMAF) and model.standardize and model.is_initialized
     # Standardize was fitted on exactly the training rows of the seeded split.
     train_rows, _ = split_rows(150, 0.2, seed=0)
-    mean = [w for w in model.weights if w.path.endswith("standardize/mean")][0].numpy()
+    mean = next(w for w in model.weights if w.path.endswith("standardize/mean")).numpy()
     np.testing.assert_allclose(mean, x[train_rows].mean(0), rtol=1e-5)
     # Data units: within reach of the Gaussian's entropy (4.26 nats), not of a standardised one.
     assert 3.5 < result["test_loss_nats"] < 6.0

@@ -14,18 +14,20 @@ import tensorflow as tf
 
 import tfflows
 import tfflows.cli
+import tfflows.cli.common
+import tfflows.cli.train
 from tfflows.callbacks import TimeLimit
 from tfflows.clock import TestAt, TrainingClock
 from tfflows.training import probe_jit
-from test_bad_inputs import CliError, cli
-from test_rerun import data_dir  # noqa: F401  (the 8×8 IDX files of a fake Fashion-MNIST)
+
+from helpers import CliError, cli
 
 POINTS = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
 
 
 def _vector_model() -> tfflows.VectorRealNVP:
     keras.utils.set_random_seed(0)
-    model = tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8, num_hidden=1)
+    model = tfflows.VectorRealNVP(2, num_steps=2, width=8, depth=1)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     return model
 
@@ -34,6 +36,7 @@ def _batches() -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(POINTS).batch(32)
 
 
+@pytest.mark.slow
 def test_probe_jit_keeps_the_faster_compiled_step_and_its_steps_train():
     model = _vector_model()
     before = [w.numpy().copy() for w in model.trainable_weights]
@@ -49,6 +52,7 @@ def test_probe_jit_keeps_the_faster_compiled_step_and_its_steps_train():
     assert model.train_function is kept  # fit used the probed step: no second trace
 
 
+@pytest.mark.slow
 def test_probe_jit_does_not_try_xla_when_its_compilation_would_cost_too_much():
     model = _vector_model()
     report = probe_jit(model, _batches(), steps=2, rounds=2, max_compile_seconds=1e-6)
@@ -74,9 +78,10 @@ def test_probe_jit_refuses_bad_arguments(kwargs, expected):
 
 def test_probe_jit_refuses_an_uncompiled_model():
     with pytest.raises(ValueError, match="expected a compiled model"):
-        probe_jit(tfflows.VectorRealNVP(2, num_layers=2, hidden_units=8), _batches())
+        probe_jit(tfflows.VectorRealNVP(2, num_steps=2, width=8), _batches())
 
 
+@pytest.mark.slow
 def test_test_at_pauses_the_clock_and_leaves_training_unchanged():
     plain, tested = _vector_model(), _vector_model()
     history = plain.fit(_batches(), epochs=2, verbose=0)
@@ -103,10 +108,11 @@ def test_test_at_refuses_marks_that_are_not_positive():
         TestAt(_batches(), [0.0])
 
 
+@pytest.mark.slow
 def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypatch):
     # The probe pays only for long runs; here it runs on a tiny one.
-    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_STEPS", 1)
-    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_MINUTES", 0.0)
+    monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_STEPS", 1)
+    monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_MINUTES", 0.0)
     out = tmp_path / "run"
     printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
                   "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
@@ -127,23 +133,16 @@ def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypat
     assert results["time_breakdown_s"]["jit_probe"] == probe["probe_seconds"]
 
 
-def test_train_says_when_xla_could_not_compile_the_step(tmp_path, data_dir, monkeypatch):
-    import tfflows.training
-
-    real = tfflows.training.probe_jit
-
-    def xla_fails(model, dataset, **kwargs):  # as probe_jit reports a step XLA cannot compile
-        report = real(model, dataset, steps=1, rounds=1)
-        model.jit_compile = False
-        return {**report, "jit_compile": False, "xla_error": "InvalidArgumentError: dynamic shape",
-                "seconds_per_step": {**report["seconds_per_step"], "on": None}}
-
-    monkeypatch.setattr(tfflows.training, "probe_jit", xla_fails)
-    monkeypatch.setattr(tfflows.cli, "PROBE_MIN_STEPS", 1)
-    printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
-                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
-                  "--steps", "1", "--levels", "2", "--out", str(tmp_path / "run"), "--verbose", "0")
+def test_train_says_when_xla_could_not_compile_the_step():
+    """The line tfflows train prints for a probe whose XLA step failed to compile (no training:
+    tfflows train prints exactly ``probe_line`` of its probe's report)."""
+    report = {"xla_skipped": None, "xla_error": "InvalidArgumentError: dynamic shape",
+              "seconds_per_step": {"off": 0.01, "on": None}}
+    printed = tfflows.cli.train.probe_line(report, jit_compile=False)
     assert "--jit auto: XLA off, it could not compile the step: InvalidArgumentError" in printed
+    timed = {**report, "xla_error": None, "seconds_per_step": {"off": 0.02, "on": 0.01}}
+    measured = tfflows.cli.train.probe_line(timed, jit_compile=True)
+    assert measured == "tfflows: --jit auto: XLA on (measured 0.020 s/step without, 0.010 s/step with)"
 
 
 def test_train_refuses_a_test_time_past_the_time_limit(tmp_path, data_dir):
@@ -169,7 +168,7 @@ def test_every_pipeline_tfflows_builds_runs_without_the_autotuner(tmp_path):
         "toy_dataset": tfflows.data.toy_dataset("two_moons", 16, batch_size=4, seed=0),
         "image_folder": tfflows.data.image_folder(tmp_path, size=8, channels=1, batch_size=2),
         "perturbed_dataset": perturbed_dataset(images, 0.2, batch_size=4, seed=0),
-        "CLI toy points": tfflows.cli._dataset(POINTS, None, None, None, 32, True, 0),
+        "CLI toy points": tfflows.cli.common.pipeline(POINTS, None, None, None, 32, True, 0),
     }
     for name, ds in built.items():
         assert ds.options().autotune.enabled is False, name

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +13,8 @@ import tensorflow as tf
 
 from tfflows import Glow, RealNVP, VectorGlow, VectorRealNVP
 from tfflows.bijectors import ActNorm, FactorOut
+
+from helpers import TWO_CPUS, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = (8, 8, 1)
@@ -55,11 +53,11 @@ def training_state(model) -> list[np.ndarray]:
 
 FIT_CASES = {
     # name: (constructor, data, context, learning rate)
-    "glow_classes": (lambda: Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8, num_classes=2),
+    "glow_classes": (lambda: Glow(IMAGE, num_levels=2, num_steps=2, width=8, num_classes=2),
                      lambda: structured_images(64), lambda: np.arange(64) % 2, 1e-3),
-    "realnvp": (lambda: RealNVP(IMAGE, num_scales=2, num_blocks=1, hidden_channels=8),
+    "realnvp": (lambda: RealNVP(IMAGE, num_levels=2, depth=1, width=8),
                 lambda: structured_images(64), lambda: None, 1e-3),
-    "vector_glow_context": (lambda: VectorGlow(2, num_steps=3, hidden_units=16, context_dim=2),
+    "vector_glow_context": (lambda: VectorGlow(2, num_steps=3, width=16, context_dim=2),
                             lambda: blobs(256, 2),
                             lambda: np.random.default_rng(1).standard_normal((256, 2)).astype(np.float32),
                             1e-2),
@@ -91,7 +89,7 @@ def test_fit_lowers_the_loss_and_changes_every_weight(name):
 
 def test_fit_initializes_actnorm_once():
     keras.utils.set_random_seed(1)
-    model = VectorGlow(2, num_steps=2, hidden_units=16)
+    model = VectorGlow(2, num_steps=2, width=16)
     calls = []
     initialize = model.initialize
 
@@ -109,9 +107,10 @@ def test_fit_initializes_actnorm_once():
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_initialize_standardises_every_actnorm_input_and_runs_once():
     keras.utils.set_random_seed(2)
-    model = Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8)
+    model = Glow(IMAGE, num_levels=2, num_steps=2, width=8)
     x = structured_images(32, seed=3)
     assert not model.is_initialized
     assert model.initialize(x) == 4  # two levels × two steps
@@ -147,7 +146,7 @@ def test_initialize_standardises_every_actnorm_input_and_runs_once():
 
 def test_initialize_from_a_dataset_of_labelled_batches():
     keras.utils.set_random_seed(3)
-    model = VectorGlow(2, num_steps=2, hidden_units=16, num_classes=2)
+    model = VectorGlow(2, num_steps=2, width=16, num_classes=2)
     x = blobs(64, 2)
     data = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 2)).batch(16)
     assert model.initialize(data, num_batches=2) == 2
@@ -172,7 +171,7 @@ class WeightLog(keras.callbacks.Callback):
 
 def test_non_finite_batch_is_skipped_and_stops_fit():
     keras.utils.set_random_seed(4)
-    model = VectorGlow(2, num_steps=2, hidden_units=16)
+    model = VectorGlow(2, num_steps=2, width=16)
     x = blobs(96, 2)
     model.initialize(x)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -196,7 +195,7 @@ def test_non_finite_batch_is_skipped_and_stops_fit():
 
 def test_huge_learning_rate_keeps_weights_finite():
     keras.utils.set_random_seed(5)
-    model = VectorRealNVP(2, num_layers=2, hidden_units=16)
+    model = VectorRealNVP(2, num_steps=2, width=16)
     x = blobs(256, 2)
     model.compile(optimizer=keras.optimizers.SGD(1e30))
     log = WeightLog()
@@ -211,7 +210,7 @@ def test_huge_learning_rate_keeps_weights_finite():
 
 
 def test_fit_refuses_to_initialize_actnorm_from_non_finite_data():
-    model = VectorGlow(2, num_steps=1, hidden_units=8)
+    model = VectorGlow(2, num_steps=1, width=8)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x = blobs(32, 2)
     x[3, 0] = np.nan
@@ -228,10 +227,10 @@ def test_fit_refuses_to_initialize_actnorm_from_non_finite_data():
 def test_evaluate_matches_log_prob(conditional):
     keras.utils.set_random_seed(6)
     if conditional:
-        model = VectorRealNVP(2, num_layers=3, hidden_units=16, num_classes=3)
+        model = VectorRealNVP(2, num_steps=3, width=16, num_classes=3)
         x, context = blobs(96, 2), np.arange(96) % 3
     else:
-        model = Glow(IMAGE, num_levels=2, num_steps=1, hidden_channels=8)
+        model = Glow(IMAGE, num_levels=2, num_steps=1, width=8)
         x, context = structured_images(32), None
     model.initialize(x if context is None else (x, context))
     for v in model.trainable_variables:  # non-trivial couplings
@@ -252,35 +251,11 @@ def test_evaluate_matches_log_prob(conditional):
 # -- 7. MirroredStrategy on two logical CPUs ----------------------------------
 
 # Two logical CPUs, and a model beside its MirroredStrategy twin with the same perturbed weights.
-TWO_CPUS = textwrap.dedent("""
-    import json, os, warnings
-    import numpy as np
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-
-    def twins(make, rng, learning_rate):
-        keras.utils.set_random_seed(0)
-        single = make()
-        for v in single.trainable_variables:  # non-zero couplings: every weight gets a gradient
-            v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
-        start = [w.copy() for w in single.get_weights()]
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        with strategy.scope():
-            mirrored = make()
-            mirrored.set_weights(start)
-            mirrored.compile(optimizer=keras.optimizers.SGD(learning_rate))
-        single.compile(optimizer=keras.optimizers.SGD(learning_rate))
-        return single, mirrored, strategy, start
-""")
-
 MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
     from tfflows import VectorGlow
 
     def make():
-        return VectorGlow(4, num_steps=2, hidden_units=16, seed=3)
+        return VectorGlow(4, num_steps=2, width=16, seed=3)
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((16, 4)) * [1.0, 2.0, 0.5, 1.0] + 1.0).astype("float32")
@@ -329,17 +304,7 @@ MIRRORED_SCRIPT = TWO_CPUS + textwrap.dedent("""
 """)
 
 
-def run_script(script: str) -> dict:
-    """Runs ``script`` in a fresh Python (its own logical devices); returns its RESULT line."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
-
-
+@pytest.mark.slow
 def test_mirrored_strategy_matches_single_device():
     out = run_script(MIRRORED_SCRIPT)
     assert out["replicas"] == 2
@@ -356,7 +321,7 @@ UNEVEN_SCRIPT = TWO_CPUS + textwrap.dedent("""
     from tfflows import Glow
 
     def make():
-        return Glow((8, 8, 1), num_levels=2, num_steps=1, hidden_channels=8, num_bits=5, seed=3)
+        return Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=3)
 
     rng = np.random.default_rng(0)
     out = {}
@@ -382,6 +347,7 @@ UNEVEN_SCRIPT = TWO_CPUS + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_on_uneven_and_empty_replica_batches():
     """A last batch smaller than the replica count trains: the step is that of the global mean."""
     for n, out in run_script(UNEVEN_SCRIPT).items():

@@ -23,7 +23,7 @@ _LAZY: dict[str, str] = {
     "IDF": "tfflows.models",
     "Jet": "tfflows.models",
     "LiveBijector": "tfflows.distribution",
-    "MonteCarloEstimate": "tfflows.distribution",
+    "MonteCarloEstimate": "tfflows.estimates",
     "RealNVP": "tfflows.models",
     "TarFlow": "tfflows.models",
     "VectorGlow": "tfflows.models",
@@ -34,8 +34,8 @@ _LAZY: dict[str, str] = {
     "WarmupSchedule": "tfflows.training",
     "export_saved_model": "tfflows.export",
     "make_optimizer": "tfflows.training",
-    "monte_carlo_entropy": "tfflows.distribution",
-    "monte_carlo_kl": "tfflows.distribution",
+    "monte_carlo_entropy": "tfflows.estimates",
+    "monte_carlo_kl": "tfflows.estimates",
     "bijectors": "",
     "codec": "",
     "layers": "",
@@ -60,6 +60,7 @@ __all__ = [
     "ScheduledAdam",
     "WarmupSchedule",
     "__version__",
+    "register_keras_objects",
     "bijectors",
     "codec",
     "export_saved_model",
@@ -73,10 +74,21 @@ __all__ = [
 
 if TYPE_CHECKING:
     from tfflows import bijectors, codec, layers, models, ood
-    from tfflows.distribution import (FlowDistribution, LiveBijector, MonteCarloEstimate, monte_carlo_entropy,
-                                      monte_carlo_kl)
+    from tfflows.distribution import FlowDistribution, LiveBijector
+    from tfflows.estimates import MonteCarloEstimate, monte_carlo_entropy, monte_carlo_kl
     from tfflows.export import export_saved_model
-    from tfflows.models import IDF, FlowModel, Glow, Jet, RealNVP, TarFlow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
+    from tfflows.models import (
+        IDF,
+        FlowModel,
+        Glow,
+        Jet,
+        RealNVP,
+        TarFlow,
+        VectorGlow,
+        VectorMAF,
+        VectorNSF,
+        VectorRealNVP,
+    )
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
 
 
@@ -95,11 +107,14 @@ def __dir__() -> list[str]:
 
 # Every module that registers Keras-serializable objects a saved model may name
 # (models bring layers and bijectors; training has the learning-rate schedule).
-_SERIALIZABLE = ("tfflows.models", "tfflows.training")
+_SERIALIZABLE = ("tfflows.training",)
 
 
-def _register_keras_objects() -> None:
-    """Imports every tfflows class that ``keras.models.load_model`` may need."""
+def register_keras_objects() -> None:
+    """Imports every tfflows class that ``keras.models.load_model`` may need: each registered model."""
+    from tfflows.models import registry
+
+    registry.entries()  # imports every built-in model's module
     for module in _SERIALIZABLE:
         importlib.import_module(module)
 
@@ -118,7 +133,7 @@ def _register_unless_starting_the_command_line() -> None:
     import sys
 
     if not _starting_the_command_line() or "tensorflow" in sys.modules or "keras" in sys.modules:
-        _register_keras_objects()
+        register_keras_objects()
 
 
 _register_unless_starting_the_command_line()

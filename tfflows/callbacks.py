@@ -9,7 +9,8 @@ import re
 import shutil
 import time
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -17,6 +18,9 @@ import numpy as np
 from tfflows.guard import NonFiniteWeightsError
 from tfflows.images import grid_picture, save_picture, to_uint8
 from tfflows.io import atomic_path, atomic_write_json, numbered_entries
+
+if TYPE_CHECKING:
+    from tfflows.models.base import FlowModel
 
 __all__ = ["FiniteCheckpoint", "ResumableBackup", "SampleCheck", "SampleGrid", "TensorBoardSamples",
            "TimeLimit", "checkpoint_files", "density_array", "density_picture", "samples_picture",
@@ -27,7 +31,20 @@ CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.keras$")
 
 
 def density_array(points: np.ndarray, bins: int = 200, extent: float = 4.5) -> np.ndarray:
-    """A 2-D histogram of ``points`` as a uint8 [2·bins, 2·bins] picture (dark = dense)."""
+    """A 2-D histogram of ``points`` [N, D] as a uint8 [2·bins, 2·bins] picture (dark = dense).
+
+    It shows the first two features; one feature (D = 1) is drawn as a bar
+    histogram, the bars' heights proportional to the counts.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 1:
+        raise ValueError(f"density_array: expected points [N, D], got shape {list(points.shape)}.")
+    if points.shape[1] == 1:
+        hist, _ = np.histogram(points[:, 0], bins=bins, range=(-extent, extent))
+        bars = np.round(bins * hist / max(hist.max(), 1)).astype(int)
+        rows = np.arange(bins)[:, None]
+        scaled = np.where(rows >= bins - bars[None, :], 0, 255).astype(np.uint8)
+        return np.repeat(np.repeat(scaled, 2, axis=0), 2, axis=1)
     hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=bins,
                                 range=[[-extent, extent], [-extent, extent]])
     hist = np.flipud(hist)
@@ -45,8 +62,8 @@ def temperature_label(temperature: float) -> str:
     return f"T={float(temperature):.2f}"
 
 
-def samples_picture(model, temperatures: Sequence[float], per_row: int = 10, seed: int = 0,
-                    num_bits: int = 8, value_range: tuple[float, float] | None = None,
+def samples_picture(model: FlowModel, temperatures: Sequence[float], per_row: int = 10, seed: int = 0,
+                    num_bits: int = 8, value_range: Sequence[float] | None = None,
                     labels: bool = True, sample_options: dict | None = None) -> np.ndarray:
     """Samples of ``model`` as one uint8 picture [H, W, C].
 
@@ -83,9 +100,9 @@ def samples_picture(model, temperatures: Sequence[float], per_row: int = 10, see
                         labels=[temperature_label(t) for t in temperatures] if labels else None)
 
 
-def save_samples_picture(model, path: str, temperatures: Sequence[float], per_row: int = 10,
+def save_samples_picture(model: FlowModel, path: str, temperatures: Sequence[float], per_row: int = 10,
                          seed: int = 0, num_bits: int = 8,
-                         value_range: tuple[float, float] | None = None, labels: bool = True,
+                         value_range: Sequence[float] | None = None, labels: bool = True,
                          sample_options: dict | None = None) -> None:
     """Draws ``per_row`` samples at each temperature and saves them as one PNG, atomically.
 
@@ -115,7 +132,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     def __init__(self, folder: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
                  per_row: int = 10, num_bits: int = 8,
-                 value_range: tuple[float, float] | None = None, seed: int = 0) -> None:
+                 value_range: Sequence[float] | None = None, seed: int = 0) -> None:
         super().__init__()
         self.folder = folder
         self.temperatures = list(temperatures)
@@ -123,16 +140,16 @@ class SampleGrid(keras.callbacks.Callback):
         self.num_bits = num_bits
         self.value_range = value_range
         self.seed = seed
-        self.picture = None
-        self.picture_epoch = None
+        self.picture: np.ndarray | None = None
+        self.picture_epoch: int | None = None
         os.makedirs(folder, exist_ok=True)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         path = os.path.join(self.folder, f"samples_epoch_{epoch + 1:03d}.png")
-        self.picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
-                                       self.num_bits, self.value_range)
-        self.picture_epoch = epoch
-        save_picture(path, self.picture)
+        picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
+                                  self.num_bits, self.value_range)
+        self.picture, self.picture_epoch = picture, epoch
+        save_picture(path, picture)
 
 
 class TensorBoardSamples(keras.callbacks.Callback):
@@ -156,7 +173,7 @@ class TensorBoardSamples(keras.callbacks.Callback):
 
     def __init__(self, log_dir: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
                  per_row: int = 10, num_bits: int = 8,
-                 value_range: tuple[float, float] | None = None, seed: int = 0,
+                 value_range: Sequence[float] | None = None, seed: int = 0,
                  source: SampleGrid | None = None) -> None:
         super().__init__()
         self.source = source
@@ -166,19 +183,19 @@ class TensorBoardSamples(keras.callbacks.Callback):
         self.num_bits = num_bits
         self.value_range = value_range
         self.seed = seed
-        self._writer = None
+        self._writer: Any = None  # a tf.summary.SummaryWriter while training
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         import tensorflow as tf
 
         self._writer = tf.summary.create_file_writer(self.log_dir)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         import tensorflow as tf
 
         source = self.source
         temperatures = self.temperatures
-        if source is not None and source.picture_epoch == epoch:
+        if source is not None and source.picture is not None and source.picture_epoch == epoch:
             picture, temperatures = source.picture, source.temperatures
         else:
             picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
@@ -189,13 +206,13 @@ class TensorBoardSamples(keras.callbacks.Callback):
                              ", ".join(temperature_label(t) for t in temperatures))
         self._writer.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
 
-def _file_stamp(path: str):
+def _file_stamp(path: str) -> tuple[int, int] | None:
     try:
         info = os.stat(path)
     except OSError:
@@ -212,11 +229,21 @@ class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
     with a warning instead of ending training with
     :class:`~tfflows.guard.NonFiniteWeightsError`. ``last_good`` is the path
     of the last file written, or None.
+
+    With ``keep`` (a number >= 1), after each file written only the newest
+    ``keep`` checkpoints ``epoch_XXX.keras`` in its folder are kept, and the
+    best: the one written in this run with the lowest finite ``monitor``
+    (``val_loss`` by default) in its epoch's logs, kept in ``best``.
     """
 
-    def __init__(self, filepath: str, **kwargs) -> None:
+    def __init__(self, filepath: str, keep: int | None = None, **kwargs: Any) -> None:
         super().__init__(filepath, **kwargs)
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"FiniteCheckpoint: keep must be a whole number >= 1 or None, got {keep!r}.")
+        self.keep = keep
         self.last_good: str | None = None
+        self.best: str | None = None
+        self._best_score = float("inf")
 
     def _save_model(self, epoch, batch, logs):
         if getattr(self.model, "stopped_on_nonfinite", False):
@@ -231,6 +258,17 @@ class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
             return
         if _file_stamp(filepath) not in (None, before):
             self.last_good = filepath
+            score = (logs or {}).get(self.monitor)
+            if score is not None and np.isfinite(float(score)) and float(score) < self._best_score:
+                self.best, self._best_score = filepath, float(score)
+            if self.keep is not None:
+                self._remove_old(os.path.dirname(filepath))
+
+    def _remove_old(self, folder: str) -> None:
+        """Removes the checkpoints past the newest ``keep``, the best excepted."""
+        for _, path in checkpoint_files(folder)[self.keep:]:
+            if self.best is None or os.path.abspath(path) != os.path.abspath(self.best):
+                os.remove(path)
 
 
 class SampleCheck(keras.callbacks.Callback):
@@ -271,7 +309,7 @@ class SampleCheck(keras.callbacks.Callback):
         x = np.asarray(x).reshape(self.num_samples, -1)
         return float(np.mean(~np.isfinite(x).all(axis=1)))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None and not self.model.context_dim:
             logs[self.key] = self.fraction()
 
@@ -289,14 +327,14 @@ class TimeLimit(keras.callbacks.Callback):
         if not seconds > 0:
             raise ValueError(f"TimeLimit: seconds must be > 0, got {seconds!r}.")
         self.seconds = float(seconds)
-        self.start = None
+        self.start = 0.0  # set when training begins
         self.paused = 0.0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.start = time.time()
         self.paused = 0.0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if time.time() - self.start - self.paused > self.seconds:
             self.model.stop_training = True
 
@@ -349,7 +387,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
       restored_from: the backup folder or checkpoint file it restored, or ``None``.
     """
 
-    def __init__(self, backup_dir: str, checkpoint_dir: str | None = None, save_freq="epoch",
+    def __init__(self, backup_dir: str, checkpoint_dir: str | None = None, save_freq: str | int = "epoch",
                  delete_checkpoint: bool = True) -> None:
         super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=False,
                          delete_checkpoint=delete_checkpoint)
@@ -358,7 +396,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         self.restored_from: str | None = None
 
     # -- restoring ---------------------------------------------------------------------
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         model = self.model
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
@@ -438,7 +476,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                           {"epoch": self._current_epoch, "batch": self._last_batch_seen,
                            "weights_sha256": _sha256(self._weights_path)})
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         if self.delete_checkpoint and os.path.exists(self.backup_dir):
             # The metadata first: a removal killed half-way must not leave an epoch
             # count without the weights that go with it.

@@ -9,11 +9,18 @@ minutes of training with the training clock paused (:class:`TestAt`).
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 
-__all__ = ["TestAt", "TrainingClock"]
+if TYPE_CHECKING:
+    from tfflows.callbacks import TimeLimit
+
+__all__ = ["EXTRAS_SHARE", "Occasional", "TestAt", "TrainingClock"]
+
+EXTRAS_SHARE = 0.1
+"""The share of a run's wall time that per-epoch extras (samples, checks, checkpoints, backups) may take."""
 
 
 class TrainingClock:
@@ -44,12 +51,13 @@ class TrainingClock:
     def __init__(self) -> None:
         self.parts: dict[str, float] = {}
         self.step_times: list[float] = []
-        self._start = self._end = None
-        self._last = None
-        self._lap = None
-        self._epoch_start = None
+        self._start: float | None = None
+        self._end: float | None = None
+        self._last = 0.0
+        self._lap: float | None = None
+        self._epoch_start = 0.0
         self._first_of_epoch = False
-        self._test_start = None
+        self._test_start: float | None = None
         self._epoch_restarts = 0
         self._pending_pause = 0.0
 
@@ -62,13 +70,77 @@ class TrainingClock:
         """``callbacks`` with the clock's own before the first and after each one."""
         out: list = [_Start(self)]
         for callback in callbacks:
-            out += [callback, _Lap(self, f"callback:{type(callback).__name__}")]
+            # An Occasional books each of its callbacks itself; its lap only marks where it ended.
+            name = None if isinstance(callback, Occasional) else f"callback:{type(callback).__name__}"
+            out += [callback, _Lap(self, name)]
         return out
+
+    @property
+    def first_step_seconds(self) -> float | None:
+        """The first step's time (tracing, compilation, the first batch), once it ended."""
+        return self.parts.get("first_step")
 
     def _add(self, name: str, seconds: float) -> None:
         self.parts[name] = self.parts.get(name, 0.0) + max(seconds, 0.0)
 
-    def breakdown(self) -> dict:
+    # -- what the clock's callbacks tell it (see ``around``) ---------------
+
+    def train_began(self) -> None:
+        """Training starts: the clock starts."""
+        self._start = self._last = time.perf_counter()
+        self._epoch_start = self._start
+        self._first_of_epoch = True
+
+    def epoch_began(self) -> None:
+        """An epoch starts: its first batch counts as the epoch's start, not as a step."""
+        self._epoch_start = time.perf_counter()
+        self._first_of_epoch = True
+
+    def batch_ended(self) -> None:
+        """A training batch ended: the time since the last one is a step (less any pause)."""
+        now = time.perf_counter()
+        paused, self._pending_pause = self._pending_pause, 0.0
+        if self._first_of_epoch:
+            if "first_step" not in self.parts:
+                assert self._start is not None, "batch_ended before train_began"
+                self._add("first_step", now - self._start - paused)
+            else:
+                self._add("epoch_start", now - self._epoch_start - paused)
+                self._epoch_restarts += 1
+            self._first_of_epoch = False
+        else:
+            self.step_times.append(now - self._last - paused)
+            self._add("steps", now - self._last - paused)
+        self._last = now
+
+    def test_began(self) -> None:
+        """Validation starts."""
+        self._test_start = time.perf_counter()
+
+    def test_ended(self) -> None:
+        """Validation ended: its time is counted as ``validation``."""
+        if self._test_start is not None:
+            self._add("validation", time.perf_counter() - self._test_start)
+            self._test_start = None
+
+    def lap(self, name: str | None = None) -> float:
+        """An epoch's end work: the time since the last lap goes to ``name`` (None: a new lap only).
+
+        Returns the seconds booked (0.0 for a new lap only).
+        """
+        now = time.perf_counter()
+        booked = 0.0
+        if name is not None and self._lap is not None:
+            booked = now - self._lap
+            self._add(name, booked)
+        self._lap = now
+        return booked
+
+    def train_ended(self) -> None:
+        """Training ended: the clock stops."""
+        self._end = time.perf_counter()
+
+    def breakdown(self) -> dict[str, float | int | None]:
         """Seconds per part (see the class), rounded to 0.01 s, with ``total`` and step counts."""
         if self._start is None:
             return {}
@@ -82,7 +154,7 @@ class TrainingClock:
             parts["epoch_start"] -= moved
             parts["steps"] = parts.get("steps", 0.0) + moved
         parts["other"] = total - sum(parts.values())
-        out = {key: round(value, 2) for key, value in parts.items()}
+        out: dict[str, float | int | None] = {key: round(value, 2) for key, value in parts.items()}
         out["total"] = round(total, 2)
         out["steps_timed"] = len(self.step_times)
         out["seconds_per_step"] = None if typical is None else round(typical, 4)
@@ -103,66 +175,41 @@ class _Start(keras.callbacks.Callback):
         super().__init__()
         self.clock = clock
 
-    def on_train_begin(self, logs=None):
-        c = self.clock
-        c._start = c._last = time.perf_counter()
-        c._epoch_start = c._start
-        c._first_of_epoch = True
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.clock.train_began()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        c = self.clock
-        c._epoch_start = time.perf_counter()
-        c._first_of_epoch = True
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.clock.epoch_began()
 
-    def on_train_batch_end(self, batch, logs=None):
-        c = self.clock
-        now = time.perf_counter()
-        paused, c._pending_pause = c._pending_pause, 0.0
-        if c._first_of_epoch:
-            if "first_step" not in c.parts:
-                c._add("first_step", now - c._start - paused)
-            else:
-                c._add("epoch_start", now - c._epoch_start - paused)
-                c._epoch_restarts += 1
-            c._first_of_epoch = False
-        else:
-            c.step_times.append(now - c._last - paused)
-            c._add("steps", now - c._last - paused)
-        c._last = now
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.clock.batch_ended()
 
-    def on_test_begin(self, logs=None):
-        self.clock._test_start = time.perf_counter()
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.clock.test_began()
 
-    def on_test_end(self, logs=None):
-        c = self.clock
-        if c._test_start is not None:
-            c._add("validation", time.perf_counter() - c._test_start)
-            c._test_start = None
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self.clock.test_ended()
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.clock._lap = time.perf_counter()
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.clock.lap()
 
-    def on_train_end(self, logs=None):
-        self.clock._end = time.perf_counter()
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.clock.train_ended()
 
 
 class _Lap(keras.callbacks.Callback):
     """After a callback: its ``on_epoch_end`` time is the time since the lap before."""
 
-    def __init__(self, clock: TrainingClock, name: str) -> None:
+    def __init__(self, clock: TrainingClock, name: str | None) -> None:
         super().__init__()
         self.clock = clock
         self.name = name
 
-    def on_epoch_end(self, epoch, logs=None):
-        c = self.clock
-        now = time.perf_counter()
-        if c._lap is not None:
-            c._add(self.name, now - c._lap)
-        c._lap = now
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.clock.lap(self.name)
 
-    def on_train_end(self, logs=None):
-        self.clock._end = time.perf_counter()
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.clock.train_ended()
 
 
 class TestAt(keras.callbacks.Callback):
@@ -191,7 +238,7 @@ class TestAt(keras.callbacks.Callback):
 
     __test__ = False  # a callback, not a test class, for pytest that collects names "Test*"
 
-    def __init__(self, data: Any, seconds: Sequence[float], time_limit=None,
+    def __init__(self, data: Any, seconds: Sequence[float], time_limit: TimeLimit | None = None,
                  clock: TrainingClock | None = None) -> None:
         super().__init__()
         marks = sorted(float(s) for s in seconds)
@@ -202,15 +249,16 @@ class TestAt(keras.callbacks.Callback):
         self.time_limit = time_limit
         self.clock = clock
         self.results: list[dict] = []
-        self._start = None
+        self._start: float | None = None
         self._paused = 0.0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
         self._paused = 0.0
         self.results = []
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        assert self._start is not None, "on_train_batch_end before on_train_begin"
         trained = time.perf_counter() - self._start - self._paused
         if len(self.results) == len(self.marks) or trained < self.marks[len(self.results)]:
             return
@@ -231,3 +279,106 @@ class TestAt(keras.callbacks.Callback):
                              "train_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
                              "eval_seconds": round(took, 1),
                              **{k: float(v) for k, v in metrics.items()}})
+
+
+class Occasional(keras.callbacks.Callback):
+    """Callbacks whose end-of-epoch work runs only as often as keeps it within a share of the run.
+
+    Sample grids, sample checks, checkpoints and backups cost about the same
+    whatever the epoch's length; on a short epoch they can take most of a
+    run. ``Occasional(callbacks, clock)`` passes every Keras hook to
+    ``callbacks`` but runs their ``on_epoch_end`` only when it is due
+    (:meth:`due`): when the wall time since it last ran is at least
+    ``(1 - share) / share`` times what it cost then (9× for the default
+    10%), as the ``clock`` measured it. Before it first ran, the first
+    step's time (mostly tracing, as its own first run mostly is) stands for
+    that cost. The last epoch (the planned last one, or one after which
+    training stops: a time limit, early stopping or a non-finite step placed
+    earlier in the list) always runs, so the final samples and check are
+    written; so does every epoch with ``share`` 1.
+
+    Each callback's time is booked on the clock as ``callback:<Name>``, as
+    :meth:`TrainingClock.around` books the others; pass the ``Occasional``
+    itself (not its callbacks) to ``around``.
+
+    Args:
+      callbacks: the callbacks, run in this order when due.
+      clock: the run's :class:`TrainingClock`.
+      share: the largest share of the wall time their epoch-end work may
+        take, in (0, 1].
+      last_epoch: whether to run them after the last epoch whether due or not.
+
+    Attributes:
+      epochs_run: the epochs (counted from 1) after which they ran.
+    """
+
+    def __init__(self, callbacks: Sequence[keras.callbacks.Callback], clock: TrainingClock,
+                 share: float = EXTRAS_SHARE, last_epoch: bool = True) -> None:
+        super().__init__()
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"Occasional: share must be in (0, 1], got {share!r}.")
+        self.callbacks = list(callbacks)
+        self.clock = clock
+        self.share = float(share)
+        self.last_epoch = bool(last_epoch)
+        self.epochs_run: list[int] = []
+        self.cost: float | None = None
+        self._since = 0.0
+
+    @staticmethod
+    def due(seconds_since: float, cost: float, share: float = EXTRAS_SHARE) -> bool:
+        """Whether work that cost ``cost`` seconds may run again ``seconds_since`` after it last did.
+
+        Running it then keeps its part of the wall time at most ``share``:
+        cost / (seconds_since + cost) <= share.
+        """
+        return share >= 1.0 or seconds_since * share >= cost * (1.0 - share)
+
+    # -- hooks passed on ----------------------------------------------------------------
+    def set_model(self, model) -> None:
+        super().set_model(model)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params) -> None:
+        super().set_params(params)
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        self._since = time.perf_counter()
+        self.epochs_run = []
+        self.cost = None
+        for callback in self.callbacks:
+            callback.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        for callback in self.callbacks:
+            callback.on_train_end(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        last = epoch + 1 >= (self.params.get("epochs") or 0) or self.model.stop_training
+        cost = self.cost if self.cost is not None else self.clock.first_step_seconds
+        if not ((self.last_epoch and last) or cost is None or self.due(now - self._since, cost, self.share)):
+            return
+        self.clock.lap()
+        spent = 0.0
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+            spent += self.clock.lap(f"callback:{type(callback).__name__}")
+        self.cost = spent
+        self.epochs_run.append(epoch + 1)
+        self._since = time.perf_counter()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["DENSE_NAMES", "conditioner_size", "renamed_argument", "renamed_keys"]
+__all__ = ["DENSE_NAMES", "conditioner_size", "old_argument_names", "renamed_argument", "renamed_keys"]
+
+_T = TypeVar("_T", bound=Callable[..., Any])  # a function or a class
 
 DENSE_NAMES = {"hidden_channels": "hidden_units", "num_blocks": "num_hidden"}
 """A dense conditioner's old size names and their new ones (vector models and MADE use the new)."""
@@ -70,3 +75,45 @@ def renamed_keys(config: dict[str, Any], renames: dict[str, str]) -> dict[str, A
         if old in config and new not in config:
             config[new] = config.pop(old)
     return config
+
+
+def old_argument_names(renames: dict[str, str]) -> Callable[[_T], _T]:
+    """A decorator: a function, or a class's constructor, still takes each old argument name.
+
+    ``renames`` maps an old name to its new one. A caller's old name becomes
+    the new one with a ``DeprecationWarning`` naming both; giving both is a
+    ``ValueError``. On a class the map is kept as ``OLD_ARGUMENT_NAMES``
+    (merged with its bases'), so ``from_config`` can read configs saved
+    before the rename without a warning (:func:`renamed_keys`).
+    """
+
+    def wrap(function: Callable[..., Any], owner: str) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def renamed(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise ValueError(f"{owner}: expected {new} or its deprecated old name "
+                                     f"{old}, not both; got {new}={kwargs[new]!r} and "
+                                     f"{old}={kwargs[old]!r}.")
+                warnings.warn(f"{owner}: the argument {old} is deprecated and goes in the "
+                              f"next release; use {new}.", DeprecationWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        # Keras reads a constructor's argspec (inspect.getfullargspec, which does not follow
+        # functools.wraps) beside its signature: both must show the real arguments.
+        del renamed.__wrapped__
+        renamed.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+        return renamed
+
+    def decorate(target: _T) -> _T:
+        if not isinstance(target, type):
+            return wrap(target, target.__name__)  # type: ignore[return-value]
+        target.__init__ = wrap(target.__init__, target.__name__)  # type: ignore[misc]
+        target.OLD_ARGUMENT_NAMES = {  # type: ignore[attr-defined]
+            **getattr(target, "OLD_ARGUMENT_NAMES", {}), **renames}
+        return target
+
+    return decorate

@@ -22,29 +22,33 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.base import FlowBijector
+from tfflows.typing import Context, Seed, TensorLike
+
+if TYPE_CHECKING:
+    from tfflows.models.base import FlowModel
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["FlowDistribution", "LiveBijector", "MonteCarloEstimate", "flow_dtype",
-           "monte_carlo_entropy", "monte_carlo_kl", "stateless_seed"]
+__all__ = ["FlowDistribution", "LiveBijector", "flow_dtype", "stateless_seed"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def flow_dtype(model) -> tf.DType:
+def flow_dtype(model: FlowModel) -> tf.DType:
     """The dtype of a model's densities and samples: that of its weights."""
     return tf.as_dtype(model.dtype)
 
 
-def stateless_seed(seed, name: str = "sample") -> tf.Tensor | None:
+def stateless_seed(seed: Seed, name: str = "sample") -> tf.Tensor | None:
     """``seed`` as a stateless ``[2]`` integer seed; ``None`` stays ``None``.
 
     An int ``s`` becomes ``[s, 0]``, so the same int gives the same draw on
@@ -68,9 +72,11 @@ def stateless_seed(seed, name: str = "sample") -> tf.Tensor | None:
         dtype = tf.int32 if -2 ** 31 <= seed < 2 ** 31 else tf.int64
         return tf.constant([seed, 0], dtype=dtype)
     if tf.is_tensor(seed):
-        if not seed.dtype.is_integer or seed.dtype.is_unsigned or seed.shape.rank != 1 or seed.shape[0] != 2:
-            raise ValueError(f"{name}: {what}, got a {seed.dtype.name} tensor of shape {seed.shape}.")
-        return seed
+        tensor: tf.Tensor = seed  # tf.is_tensor narrows nothing for the type checker
+        if (not tensor.dtype.is_integer or tensor.dtype.is_unsigned or tensor.shape.rank != 1
+                or tensor.shape[0] != 2):
+            raise ValueError(f"{name}: {what}, got a {tensor.dtype.name} tensor of shape {tensor.shape}.")
+        return tensor
     if isinstance(seed, (str, bytes)):
         raise ValueError(f"{name}: {what}, got {seed!r}.")
     try:
@@ -92,8 +98,9 @@ class _LiveFlow:
         self.name = type(model).__name__
         self.dtype = flow_dtype(model)
         if not model.is_conditional or context is None:
-            model._context(context)  # raises: a context for an unconditional model, or none given
-            self.context, self.batch_static, self.batch_tensor = None, tf.TensorShape([]), tf.constant([], tf.int32)
+            model.spec.context(context)  # raises: a context for an unconditional model, or none given
+            self.context = None
+            self.batch_static, self.batch_tensor = tf.TensorShape([]), tf.constant([], tf.int32)
             return
         c = tf.convert_to_tensor(context)
         if c.shape.rank is None:
@@ -107,14 +114,15 @@ class _LiveFlow:
         self.batch_static = c.shape[:batch_rank]
         self.batch_tensor = tf.shape(c)[:batch_rank]
         flat = tf.reshape(c, [-1] if labels else [-1, c.shape[-1]])
-        self.context = model._context(flat)  # [N, size]: one-hot labels or vectors, checked
+        self.context = model.spec.context(flat)  # [N, size]: one-hot labels or vectors, checked
 
     # -- broadcasting -----------------------------------------------------
 
     def _batch_of(self, x: tf.Tensor, event: tuple[int, ...], what: str):
         """x's batch shape (static, dynamic) after broadcasting with the contexts'."""
         k = len(event)
-        if x.shape.rank is None or x.shape.rank < k or not x.shape[x.shape.rank - k:].is_compatible_with(event):
+        rank = x.shape.rank
+        if rank is None or rank < k or not x.shape[rank - k:].is_compatible_with(event):
             raise ValueError(f"{self.name}: expected {what} of shape [..., {', '.join(map(str, event))}], "
                              f"got shape {x.shape}.")
         static, dynamic = x.shape[: x.shape.rank - k], tf.shape(x)[: x.shape.rank - k]
@@ -169,7 +177,8 @@ def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name:
     """Sums the log-det over the event axes beyond the bijector's own (TFP's ``event_ndims``)."""
     if event_ndims is None:
         return log_det
-    if isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral) or event_ndims < min_event_ndims:
+    if (isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral)
+            or event_ndims < min_event_ndims):
         raise ValueError(f"{name}: event_ndims must be an integer >= {min_event_ndims}, got {event_ndims!r}.")
     extra = int(event_ndims) - min_event_ndims
     return tf.reduce_sum(log_det, axis=list(range(-extra, 0))) if extra else log_det
@@ -193,7 +202,7 @@ class LiveBijector(FlowBijector):
       context: class labels or context vectors of a conditional model.
     """
 
-    def __init__(self, model, context=None, name: str | None = None) -> None:
+    def __init__(self, model: FlowModel, context: Context = None, name: str | None = None) -> None:
         parameters = dict(locals())
         self._live = _LiveFlow(model, context)
         self._model = model
@@ -201,8 +210,14 @@ class LiveBijector(FlowBijector):
                          name=name or f"{type(model).__name__}_bijector")
 
     @property
-    def model(self):
+    def model(self) -> FlowModel:
+        """The :class:`tfflows.FlowModel` whose current weights every call reads."""
         return self._model
+
+    @property
+    def live(self) -> _LiveFlow:
+        """The model and its (flattened, checked) contexts that every call runs the flow with."""
+        return self._live
 
     @property
     def trainable_variables(self) -> tuple[tf.Variable, ...]:
@@ -223,17 +238,19 @@ class LiveBijector(FlowBijector):
                                     lambda x, c: self._live.flow(c).forward_and_log_det(x), "x"))
 
     # TFP's public methods, each a fresh pass (never TFP's per-tensor cache).
-    def forward(self, x, name: str = "forward", **kwargs):
+    def forward(self, x: TensorLike, name: str = "forward", **kwargs: Any) -> tf.Tensor:
         return self.forward_and_log_det(x)[0]
 
-    def inverse(self, y, name: str = "inverse", **kwargs):
+    def inverse(self, y: TensorLike, name: str = "inverse", **kwargs: Any) -> tf.Tensor:
         return self.inverse_and_log_det(y)[0]
 
-    def forward_log_det_jacobian(self, x, event_ndims=None, name: str = "forward_log_det_jacobian", **kwargs):
+    def forward_log_det_jacobian(self, x: TensorLike, event_ndims: int | None = None,
+                                 name: str = "forward_log_det_jacobian", **kwargs: Any) -> tf.Tensor:
         return _reduce_log_det(self.forward_and_log_det(x)[1], event_ndims, self.forward_min_event_ndims,
                                self.name)
 
-    def inverse_log_det_jacobian(self, y, event_ndims=None, name: str = "inverse_log_det_jacobian", **kwargs):
+    def inverse_log_det_jacobian(self, y: TensorLike, event_ndims: int | None = None,
+                                 name: str = "inverse_log_det_jacobian", **kwargs: Any) -> tf.Tensor:
         return _reduce_log_det(self.inverse_and_log_det(y)[1], event_ndims, self.inverse_min_event_ndims,
                                self.name)
 
@@ -269,8 +286,14 @@ _SAMPLE_MOMENTS = ("Estimate it from samples: x = dist.sample(n, seed=...), then
                    "tf.reduce_mean(x, 0) and tf.math.reduce_variance(x, 0).")
 
 
-class FlowDistribution(tfd.Distribution):
-    """p(x) = N(f(x); 0, I) · |det ∂f/∂x|: a model as a live TFP distribution.
+class FlowDistribution(tfp.distributions.TransformedDistribution):
+    """p(x) = N(f(x); 0, I) · |det ∂f/∂x|: a model as a live TFP ``TransformedDistribution``.
+
+    As TFP composes it: ``.distribution`` is the base (a standard normal on
+    the flat latent of size ``num_dims``) and ``.bijector`` the model's
+    latent → data flow (:class:`LiveBijector`), so
+    ``isinstance(d, tfd.TransformedDistribution)`` holds and TFP code that
+    takes a transformed distribution apart finds what it expects.
 
     log_prob(x) is ``model.log_prob`` (one pass of the flow f, data → latent);
     samples are x = f⁻¹(ε), ε ~ N(0, I), fully reparameterized, and
@@ -287,7 +310,7 @@ class FlowDistribution(tfd.Distribution):
     ``cdf``, ``survival_function``, ``quantile``, ``entropy``, ``mean``,
     ``mode``, ``stddev``, ``variance`` and ``covariance`` raise
     ``NotImplementedError`` naming an estimate to use instead
-    (:func:`monte_carlo_entropy`, :func:`monte_carlo_kl`, sample moments).
+    (:func:`tfflows.monte_carlo_entropy`, :func:`tfflows.monte_carlo_kl`, sample moments).
 
     Args:
       model: a :class:`tfflows.FlowModel`.
@@ -296,43 +319,36 @@ class FlowDistribution(tfd.Distribution):
       validate_args, allow_nan_stats, name: as for any TFP distribution.
     """
 
-    def __init__(self, model, context=None, validate_args: bool = False, allow_nan_stats: bool = True,
-                 name: str | None = None) -> None:
+    def __init__(self, model: FlowModel, context: Context = None, validate_args: bool = False,
+                 allow_nan_stats: bool = True, name: str | None = None) -> None:
         parameters = dict(locals())
-        self._bijector = LiveBijector(model, context)
-        self._live = self._bijector._live
+        bijector = LiveBijector(model, context)
+        self._live = bijector.live
         self._model = model
         self._context_given = context
-        super().__init__(dtype=self._live.dtype, reparameterization_type=tfd.FULLY_REPARAMETERIZED,
-                         validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+        dtype = self._live.dtype
+        base = tfd.Sample(tfd.Normal(tf.constant(0.0, dtype), tf.constant(1.0, dtype),
+                                     allow_nan_stats=allow_nan_stats),
+                          sample_shape=[model.num_dims], name="base")
+        super().__init__(distribution=base, bijector=bijector, validate_args=validate_args,
                          parameters=parameters, name=name or type(model).__name__)
 
     @classmethod
-    def _parameter_properties(cls, dtype, num_classes=None):
+    def _parameter_properties(cls, dtype: Any, num_classes: Any = None) -> dict:
         # The model's weights are not parameters with batch dimensions; contexts set the batch.
         return {}
 
     # -- what it is made of ------------------------------------------------
 
     @property
-    def model(self):
+    def model(self) -> FlowModel:
         """The :class:`tfflows.FlowModel` whose current weights every call reads."""
         return self._model
 
     @property
-    def context(self):
+    def context(self) -> Context:
         """The contexts given (None for an unconditional model)."""
         return self._context_given
-
-    @property
-    def bijector(self) -> LiveBijector:
-        """The latent → data bijector (live, for the same contexts)."""
-        return self._bijector
-
-    @property
-    def distribution(self) -> tfd.Distribution:
-        """The base: a standard normal on the flat latent of size ``num_dims``."""
-        return self._model.base_distribution
 
     @property
     def trainable_variables(self) -> tuple[tf.Variable, ...]:
@@ -346,61 +362,58 @@ class FlowDistribution(tfd.Distribution):
 
     # -- shapes --------------------------------------------------------------
 
-    def _event_shape(self):
+    def _event_shape(self) -> tf.TensorShape:
         return tf.TensorShape(self._model.event_shape)
 
-    def _event_shape_tensor(self):
+    def _event_shape_tensor(self) -> tf.Tensor:
         return tf.constant(self._model.event_shape, tf.int32)
 
-    def _batch_shape(self):
+    def _batch_shape(self) -> tf.TensorShape:
         return self._live.batch_static
 
-    def _batch_shape_tensor(self):
+    def _batch_shape_tensor(self) -> tf.Tensor:
         return self._live.batch_tensor
 
     # -- density and samples -------------------------------------------------
 
-    def _as_data(self, value) -> tf.Tensor:
+    def _as_data(self, value: Any) -> tf.Tensor:
         value = tf.convert_to_tensor(value)
-        model = self._model
-        if value.dtype.is_integer and model.models_pixel_levels:
+        spec = self._model.spec
+        if value.dtype.is_integer and spec.models_pixel_levels:
             # Integer pixels (uint8 from TFDS or decode_png) are scored as the model and the
             # SavedModel score them: reduced to num_bits, at the centres of their bins.
-            return tf.cast(model._integer_levels(value, "x"), self.dtype)
+            return tf.cast(spec.integer_levels(value, "x"), self.dtype)
         if not value.dtype.is_floating:
             hint = (" Integer pixels are read by image models with num_bits."
-                    if len(model.event_shape) == 3 else "")
+                    if spec.data_kind == "image" else "")
             raise ValueError(f"{self.name}: expected float32 or float64 data, got "
                              f"{value.dtype.name}.{hint}")
         return tf.cast(value, self.dtype)
 
-    def log_prob(self, value, name: str = "log_prob", **kwargs):
+    def log_prob(self, value: Any, name: str = "log_prob", **kwargs: Any) -> tf.Tensor:
         """log p(x), shape ``[..., *batch_shape]``; float data of any precision is cast to ``dtype``."""
         return super().log_prob(self._as_data(value), name=name, **kwargs)
 
-    def prob(self, value, name: str = "prob", **kwargs):
+    def prob(self, value: Any, name: str = "prob", **kwargs: Any) -> tf.Tensor:
         """p(x) = exp(log p(x))."""
         return super().prob(self._as_data(value), name=name, **kwargs)
 
-    def _log_prob(self, x):
+    def _prob(self, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
+        return tf.exp(self._log_prob(x))
+
+    def _log_prob(self, x: tf.Tensor, **kwargs: Any) -> tf.Tensor:
         model = self._model
+        score: Callable[[tf.Tensor, Any], tf.Tensor]
         if self.validate_args:
             score = model.log_prob  # its checks, pixel levels out of range included
         else:
-            def score(x, context):
+            def score(x: tf.Tensor, context: Any) -> tf.Tensor:
                 # As encode: shape, dtype and (eagerly) finite values are checked, but not the
                 # pixel range, so the distribution scores its own samples wherever they fall.
-                x = model._check_x(x)
-                flow = model.flow(context)
-
-                def compute():
-                    z, log_det = flow.forward_and_log_det(x)
-                    return model._base_log_prob(z) + log_det
-
-                return model._unless_empty(x, compute, ())
+                return model.flow_log_prob(model.spec.check_x(x), context)
         return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
 
-    def _latent_noise(self, sample_shape, seed) -> tf.Tensor:
+    def _latent_noise(self, sample_shape: Any, seed: Any) -> tf.Tensor:
         seed = stateless_seed(seed, self.name)
         if seed is None:
             seed = tfp.random.sanitize_seed(None)
@@ -408,11 +421,14 @@ class FlowDistribution(tfd.Distribution):
                            [self._model.num_dims]], 0)
         return tf.random.stateless_normal(shape, seed=seed, dtype=self.dtype)
 
-    def _sample_n(self, n, seed=None):
-        eps = self._latent_noise([n], seed)
-        return self.bijector.forward(eps)
+    def _call_sample_n(self, sample_shape: Any, seed: Any, **kwargs: Any) -> tf.Tensor:
+        return self.bijector.forward(self._latent_noise(sample_shape, seed))
 
-    def _sample_and_log_prob(self, sample_shape, seed):
+    def _sample_n(self, n: Any, seed: Any = None, **kwargs: Any) -> tf.Tensor:
+        return self.bijector.forward(self._latent_noise([n], seed))
+
+    def _sample_and_log_prob(self, sample_shape: Any, seed: Any,
+                             **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
         eps = self._latent_noise(sample_shape, seed)
         x, log_det = self.bijector.forward_and_log_det(eps)
         base = -0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * self._model.num_dims * _LOG_2PI
@@ -430,11 +446,13 @@ class FlowDistribution(tfd.Distribution):
         "log_survival_function", "the survival function", "Estimate it from samples (see survival_function).")
 
     # TFP falls back from the survival function to the CDF, whose message would name the wrong method.
-    def survival_function(self, value, name: str = "survival_function", **kwargs):
+    def survival_function(self, value: TensorLike, name: str = "survival_function",
+                          **kwargs: Any) -> tf.Tensor:
         """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
         return self._survival_function(value)
 
-    def log_survival_function(self, value, name: str = "log_survival_function", **kwargs):
+    def log_survival_function(self, value: TensorLike, name: str = "log_survival_function",
+                              **kwargs: Any) -> tf.Tensor:
         """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
         return self._log_survival_function(value)
 
@@ -462,70 +480,3 @@ tfd.RegisterKL(FlowDistribution, tfd.Distribution)(_kl_not_implemented)
 tfd.RegisterKL(tfd.Distribution, FlowDistribution)(_kl_not_implemented)
 # (FlowDistribution, FlowDistribution) would otherwise be ambiguous between the two above.
 tfd.RegisterKL(FlowDistribution, FlowDistribution)(_kl_not_implemented)
-
-
-# -- Monte Carlo estimates ---------------------------------------------------
-
-
-class MonteCarloEstimate(NamedTuple):
-    """A Monte Carlo mean and its standard error s/√n (both of the batch shape)."""
-
-    estimate: tf.Tensor
-    standard_error: tf.Tensor
-
-
-def _check_estimator_args(fn: str, num_samples, dists: dict[str, Any]) -> int:
-    for key, dist in dists.items():
-        if not isinstance(dist, tfd.Distribution):
-            raise ValueError(f"{fn}: {key} must be a tfp.distributions.Distribution (e.g. "
-                             f"model.distribution), got {type(dist).__name__}.")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 2:
-        raise ValueError(f"{fn}: num_samples must be an integer >= 2 (a standard error needs two), "
-                         f"got {num_samples!r}.")
-    return int(num_samples)
-
-
-def _mean_and_error(values: tf.Tensor, dtype) -> MonteCarloEstimate:
-    values = tf.cast(values, tf.float64)  # sums of many terms: keep the rounding out of the estimate
-    n = tf.cast(tf.shape(values)[0], tf.float64)
-    mean = tf.reduce_mean(values, axis=0)
-    var = tf.reduce_sum(tf.square(values - mean), axis=0) / (n - 1.0)
-    return MonteCarloEstimate(tf.cast(mean, dtype), tf.cast(tf.sqrt(var / n), dtype))
-
-
-def monte_carlo_entropy(dist: tfd.Distribution, num_samples: int = 1000, seed=None) -> MonteCarloEstimate:
-    """H[p] ≈ −(1/n) Σᵢ log p(xᵢ), xᵢ ~ p, with its standard error.
-
-    Args:
-      dist: any TFP distribution, e.g. ``model.distribution``.
-      num_samples: n ≥ 2.
-      seed: None, an int or a stateless ``[2]`` seed (:func:`stateless_seed`).
-
-    Returns:
-      ``MonteCarloEstimate(estimate, standard_error)`` in nats, each of ``dist``'s batch shape.
-    """
-    n = _check_estimator_args("monte_carlo_entropy", num_samples, {"dist": dist})
-    _, log_p = dist.experimental_sample_and_log_prob(n, seed=stateless_seed(seed, "monte_carlo_entropy"))
-    return _mean_and_error(-log_p, log_p.dtype)
-
-
-def monte_carlo_kl(p: tfd.Distribution, q: tfd.Distribution, num_samples: int = 1000,
-                   seed=None) -> MonteCarloEstimate:
-    """KL(p ‖ q) ≈ (1/n) Σᵢ [log p(xᵢ) − log q(xᵢ)], xᵢ ~ p, with its standard error.
-
-    Args:
-      p: the distribution sampled from (e.g. a flow's ``.distribution``).
-      q: any distribution on the same events.
-      num_samples: n ≥ 2.
-      seed: None, an int or a stateless ``[2]`` seed (:func:`stateless_seed`).
-
-    Returns:
-      ``MonteCarloEstimate(estimate, standard_error)`` in nats.
-    """
-    n = _check_estimator_args("monte_carlo_kl", num_samples, {"p": p, "q": q})
-    if not p.event_shape.is_compatible_with(q.event_shape):
-        raise ValueError(f"monte_carlo_kl: p and q must have the same event shape, got "
-                         f"{p.event_shape} and {q.event_shape}.")
-    x, log_p = p.experimental_sample_and_log_prob(n, seed=stateless_seed(seed, "monte_carlo_kl"))
-    log_q = q.log_prob(tf.cast(x, q.dtype))
-    return _mean_and_error(tf.cast(log_p, tf.float64) - tf.cast(log_q, tf.float64), log_p.dtype)

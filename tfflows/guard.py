@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -144,7 +145,7 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     decay = abs(float(optimizer.weight_decay or 0.0))
     if adam:
         # The betas as the update sees them: a β₁ that rounds to 1 in float32 makes 1 − β₁ᵗ = 0.
-        dtype = np.dtype(getattr(variables[0], "dtype", "float32")) if variables else np.float32
+        dtype = np.dtype(getattr(variables[0], "dtype", "float32") if variables else np.float32)
         beta_1, beta_2 = float(dtype.type(optimizer.beta_1)), float(dtype.type(optimizer.beta_2))
         step = tf.cast(optimizer.iterations, f64) + 1.0
         alpha = rate * tf.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
@@ -162,6 +163,8 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     # Adam's second moments are >= 0 in any run (v' >= β₂v); a negative one (a corrupt
     # checkpoint) would give √v = NaN, so the proof needs it. reduce_all is False on NaN.
     if adam:
-        for v in [*getattr(optimizer, "_velocities", []), *getattr(optimizer, "_velocity_hats", [])]:
-            ok &= tf.reduce_all(tf.convert_to_tensor(v) >= 0)
+        # Adam names them "<weight>_velocity" and "<weight>_velocity_hat" (amsgrad).
+        for v in optimizer.variables:
+            if v.name.endswith(("_velocity", "_velocity_hat")):
+                ok &= tf.reduce_all(tf.convert_to_tensor(v) >= 0)
     return ok  # NaN anywhere fails every comparison

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from tfflows.io import atomic_path
+from tfflows.typing import TensorLike
 
 __all__ = ["grid_picture", "image_grid", "save_grid", "save_picture", "text_mask", "to_uint8"]
 
@@ -59,7 +60,7 @@ def text_mask(text: str, scale: int = 1) -> np.ndarray:
     return np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
 
 
-def to_uint8(x, num_bits: int = 8, value_range: tuple[float, float] | None = None) -> np.ndarray:
+def to_uint8(x: TensorLike, num_bits: int = 8, value_range: Sequence[float] | None = None) -> np.ndarray:
     """Pixel levels (floats) → uint8 in 0..255, rounding down and clipping.
 
     Level ℓ = clip(⌊x⌋, lo, hi) is drawn as round(255 · (ℓ − lo) / (hi − lo)).
@@ -97,8 +98,8 @@ def image_grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.
     if images.ndim != 4:
         raise ValueError(f"image_grid: expected images shaped [N, H, W, C], got shape {images.shape}.")
     n, h, w, c = images.shape
-    rows = rows or int(math.ceil(math.sqrt(n)))
-    cols = int(math.ceil(n / rows))
+    rows = rows or math.ceil(math.sqrt(n))
+    cols = math.ceil(n / rows)
     grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
     for i in range(n):
         r, col = divmod(i, cols)

@@ -4,7 +4,11 @@ A writer gets a temporary name in the destination's own folder (so the final
 ``os.replace`` is a rename on one file system, which POSIX makes atomic),
 writes there, flushes it to disk, and renames it into place. Killed at any
 moment, by SIGTERM or SIGKILL, the folder holds the old file or the new one,
-plus at worst a hidden ``.*.tmp-*`` leftover that readers ignore.
+plus at worst a hidden ``.*.tmp-<pid>-*`` leftover that readers ignore, and
+that the next write of the same file or folder (:func:`atomic_path`,
+:func:`atomic_dir`), or :func:`remove_leftovers` (``tfflows train`` on its run
+folder), removes once the process that left it is gone. A write that fails
+raises :class:`WriteError`, naming the destination, not the temporary name.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "TMP_MARK",
+    "WriteError",
     "atomic_dir",
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
     "is_temporary",
     "numbered_entries",
+    "pid_alive",
+    "remove_leftovers",
     "strict_json",
 ]
 
@@ -43,6 +52,112 @@ def _suffix(path: str) -> str:
         if path.endswith(suffix):
             return suffix
     return os.path.splitext(path)[1]
+
+
+_LEFTOVER = re.compile(r"^\.(?P<stem>.+?)\.tmp-(?:(?P<pid>\d+)-)?[a-z0-9_]{8}(?P<suffix>"
+                       + "|".join(re.escape(s) for s in _SUFFIXES) + r")?$")
+"""The names :func:`atomic_path` and :func:`atomic_dir` give their temporary files and folders:
+``.{name}.tmp-{pid}-{8 random}{suffix}`` (the pid is absent in names written before it was added)."""
+
+
+class WriteError(OSError):
+    """A file or folder could not be written; the message names the destination the caller gave."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot write {path!r}: {reason}")
+        self.path = path
+
+
+def _reason(err: BaseException, tmp: str | None, path: str) -> str:
+    """What went wrong, in one line, with the temporary name replaced by the destination."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror + (f" (errno {err.errno})" if err.errno else "")
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    text = re.sub(r"\.tmp[0-9a-f]{32}\b", "", text)  # TensorFlow's own temporary names inside
+    return text.replace(tmp, path) if tmp else text
+
+
+def _is_write_failure(err: BaseException) -> bool:
+    """An error of the file system (full disk, no permission ...), from Python or TensorFlow's writers."""
+    if isinstance(err, WriteError):
+        return False
+    if isinstance(err, OSError):
+        return True
+    tf = sys.modules.get("tensorflow")  # a SavedModel writer reports I/O failures as OpError
+    errors = getattr(tf, "errors", None)
+    return errors is not None and isinstance(err, errors.OpError)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _abandoned(name: str, target: str | None = None) -> bool:
+    """Whether ``name`` is a temporary leftover (of ``target``'s name, if given) whose writer is gone."""
+    match = _LEFTOVER.match(name)
+    if match is None:
+        return False
+    if target is not None:
+        stem = match.group("stem")
+        suffix = _suffix(target)
+        base = target[: len(target) - len(suffix)] if suffix else target
+        if stem not in (base, f"{base}.old") or (match.group("suffix") or "") != suffix:
+            return False
+    pid = match.group("pid")
+    return pid is None or (int(pid) != os.getpid() and not pid_alive(int(pid)))
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _remove_leftovers_of(folder: str, target: str) -> None:
+    """Removes the leftovers of earlier, killed writes of ``folder/target``."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if _abandoned(name, target):
+            _remove(os.path.join(folder, name))
+
+
+def remove_leftovers(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
+    """Removes what killed atomic writes left in ``folder`` (and below, with ``recursive``).
+
+    Only tfflows' own temporary names go (``.{name}.tmp-{pid}-{8 random}``
+    plus a known suffix, as :func:`atomic_path` and :func:`atomic_dir` make
+    them), and only those whose writing process no longer runs on this host;
+    every other file stays. Returns the paths removed.
+    """
+    removed: list[str] = []
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return removed
+    for root, dirs, files in os.walk(folder):
+        for name in files + dirs:
+            if _abandoned(name):
+                _remove(os.path.join(root, name))
+                removed.append(os.path.join(root, name))
+        dirs[:] = [d for d in dirs if not _abandoned(d)] if recursive else []
+    return removed
 
 
 def is_temporary(name: str) -> bool:
@@ -89,7 +204,7 @@ def _temporary_name(path: str) -> str:
     folder, base = os.path.split(os.path.abspath(path))
     suffix = _suffix(base)
     stem = base[: len(base) - len(suffix)] if suffix else base
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}{TMP_MARK}", suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}{TMP_MARK}{os.getpid()}-", suffix=suffix, dir=folder)
     os.close(fd)
     return tmp
 
@@ -109,15 +224,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"cannot write {path!r}: its folder {folder!r} does not exist.")
-    tmp = _temporary_name(path)
+    _remove_leftovers_of(folder, os.path.basename(os.path.abspath(path)))
+    try:
+        tmp = _temporary_name(path)
+    except OSError as err:
+        raise WriteError(path, _reason(err, None, path)) from err
     try:
         os.remove(tmp)  # the writer creates it; some writers refuse an existing file
-        yield tmp
-        if not os.path.exists(tmp):
-            raise ValueError(f"the writer of {path!r} wrote nothing.")
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        _fsync_folder(folder)
+        try:
+            yield tmp
+            if not os.path.exists(tmp):
+                raise ValueError(f"the writer of {path!r} wrote nothing.")
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+            _fsync_folder(folder)
+        except Exception as err:
+            if _is_write_failure(err):
+                raise WriteError(path, _reason(err, tmp, path)) from err
+            raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -184,22 +308,33 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[str
         raise ValueError(f"cannot write {path!r}: its folder {parent!r} does not exist.")
     if os.path.exists(path) and not overwrite:
         raise ValueError(f"{path!r} exists; pass overwrite=True to replace it.")
-    tmp = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}", dir=parent)
+    _remove_leftovers_of(parent, base)
+    tmp: str | None
     try:
-        yield tmp
-        for folder, _, _ in os.walk(tmp, topdown=False):
-            _fsync_folder(folder)
-        old = None
-        if os.path.exists(path):
-            if _exchange(tmp, path):
-                old, tmp = tmp, None  # tmp now names the old version
-            else:
-                old = tempfile.mkdtemp(prefix=f".{base}.old{TMP_MARK}", dir=parent)
-                os.rmdir(old)
-                os.replace(path, old)
-        if tmp is not None:
-            os.replace(tmp, path)
-        _fsync_folder(parent)
+        tmp = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}{os.getpid()}-", dir=parent)
+    except OSError as err:
+        raise WriteError(path, _reason(err, None, path)) from err
+    written = tmp
+    try:
+        try:
+            yield tmp
+            for folder, _, _ in os.walk(tmp, topdown=False):
+                _fsync_folder(folder)
+            old: str | None = None
+            if os.path.exists(path):
+                if _exchange(tmp, path):
+                    old, tmp = tmp, None  # tmp now names the old version
+                else:
+                    old = tempfile.mkdtemp(prefix=f".{base}.old{TMP_MARK}{os.getpid()}-", dir=parent)
+                    os.rmdir(old)
+                    os.replace(path, old)
+            if tmp is not None:
+                os.replace(tmp, path)
+            _fsync_folder(parent)
+        except Exception as err:
+            if _is_write_failure(err):
+                raise WriteError(path, _reason(err, written, path)) from err
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

@@ -31,15 +31,17 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
+
 # tf.custom_gradient leaves an eager tape recording inside the function, and the tape would
 # keep every activation there alive: tf.recompute_grad stops it with this context manager too.
 from tensorflow.python.eager.record import stop_recording
 
-from tfflows.bijectors.base import FlowBijector, batch_zeros, sum_event
-from tfflows.bijectors.coupling import Coupling, call_conditioner
+from tfflows.bijectors.base import FlowBijector
+from tfflows.bijectors.coupling import Coupling
 from tfflows.bijectors.multiscale import FactorOut, FlowChain
 from tfflows.layers.base import FlowLayer
 
@@ -136,26 +138,24 @@ def _coupling_gradients(step, y, context, dy, dld, variables):
         tape.watch(variables)
         # Built under the tape: weights it reads when built (a tanh factor) get gradients too.
         coupling = _bijector(step, context)
-        mask, transform = coupling._mask, coupling.transform
-        cond, moving = mask.split(y)
-        h = call_conditioner(coupling._conditioner, cond, coupling.event_ndims, coupling._context,
-                             transform.params_per_entry * moving.shape[-1], coupling.name)
+        transform = coupling.transform
+        cond, moving = coupling.split(y)
+        h = coupling.transform_params(cond, moving)
         x_moving = tf.stop_gradient(transform(h, moving, to_latent=False)[0])
         tape.watch(x_moving)
         # x has y's conditioning entries and x_moving's moving ones, so ∂x is ∂y there and
         # ∂x_moving here; forward from it as the coupling does.
-        x = mask.merge(y, x_moving)
-        moved, log_det = transform(h, mask.split(x)[1], to_latent=True)
-        y_again = mask.merge(x, moved)
-        log_det = sum_event(mask.moving_log_det(log_det), coupling.event_ndims) \
-            + batch_zeros(x, coupling.event_ndims)
+        x = coupling.merge(y, x_moving)
+        moved, log_det = transform(h, coupling.split(x)[1], to_latent=True)
+        y_again = coupling.merge(x, moved)
+        log_det = coupling.total_log_det(log_det, x)
     sources = [y, x_moving] + ([context] if context is not None else [])
     grads = tape.gradient([y_again, log_det], sources + list(variables),
                           output_gradients=[dy, dld])
     zeros = [tf.zeros_like(t) for t in sources]
     grads = [z if g is None else g for z, g in zip(zeros, grads[:len(sources)])] \
         + grads[len(sources):]
-    dx = mask.merge(grads[0], grads[1])
+    dx = coupling.merge(grads[0], grads[1])
     dcontext = grads[2] if context is not None else None
     return tf.stop_gradient(x), dx, dcontext, grads[len(sources):]
 
@@ -265,11 +265,13 @@ def build_bijector(steps: Sequence, context: tf.Tensor | None, mode: str) -> Flo
 
     ``mode="store"`` gives the plain chain (:func:`tfflows.models.plan.build_bijector`).
     """
-    from tfflows.models.plan import Split, build_bijector as build_stored
+    from tfflows.models.plan import Split
+    from tfflows.models.plan import build_bijector as build_stored
 
     if mode == "store":
         return build_stored(list(steps), context)
-    built, run = [], []
+    built: list[Any] = []
+    run: list[Any] = []
     for step in steps:
         if isinstance(step, Split):
             if run:

@@ -10,12 +10,6 @@ from tfflows.bijectors.actnorm import ActNorm, ElementwiseAffine, actnorm_init
 from tfflows.bijectors.autoregressive import (
     MaskedAutoregressive,
 )
-from tfflows.bijectors.transforms import (
-    AdditiveTransform,
-    AffineTransform,
-    ElementwiseTransform,
-    SplineTransform,
-)
 from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
 from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling, Coupling
@@ -28,8 +22,18 @@ from tfflows.bijectors.spline import SplineCoupling
 from tfflows.bijectors.squeeze import Squeeze
 from tfflows.bijectors.standardize import Standardize
 from tfflows.bijectors.tarflow import TokenAutoregressive
+from tfflows.bijectors.transforms import (
+    AdditiveTransform,
+    AffineTransform,
+    ElementwiseTransform,
+    SplineTransform,
+    register_transform,
+    transform_names,
+)
 
 __all__ = [
+    "register_transform",
+    "transform_names",
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",

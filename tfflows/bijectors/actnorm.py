@@ -96,8 +96,18 @@ class ActNorm(ElementwiseAffine):
 
 
 def actnorm_init(x: tf.Tensor, event_ndims: int = 3, eps: float = 1e-6) -> tuple[tf.Tensor, tf.Tensor]:
-    """Returns ``(log_scale, bias)`` that map ``x`` to zero mean, unit variance per channel."""
+    """Returns ``(log_scale, bias)`` that map ``x`` to zero mean, unit variance per channel.
+
+    A channel whose variance is below ``eps`` (constant data: the ``eps``, not
+    the data, would set its scale, up to 1/sqrt(eps)) keeps scale 1 and is
+    only centred; :func:`actnorm_degenerate` says which.
+    """
     axes = list(range(x.shape.rank - 1))
     mean, var = tf.nn.moments(x, axes=axes)
-    log_scale = -0.5 * tf.math.log(var + eps)
+    log_scale = tf.where(actnorm_degenerate(var, eps), tf.zeros_like(var), -0.5 * tf.math.log(var + eps))
     return log_scale, -mean * tf.exp(log_scale)
+
+
+def actnorm_degenerate(var: tf.Tensor, eps: float = 1e-6) -> tf.Tensor:
+    """Channels whose variance ``var`` is too small to set a scale from (below ``eps``)."""
+    return var < eps

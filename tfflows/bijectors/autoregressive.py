@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -105,6 +105,7 @@ class MaskedAutoregressive(FlowBijector):
 
     @property
     def direction(self) -> str:
+        """``"maf"`` (density in one pass) or ``"iaf"`` (sampling in one pass)."""
         return self._direction
 
     def _validate(self, x, inverse):
@@ -113,6 +114,7 @@ class MaskedAutoregressive(FlowBijector):
 
     @property
     def transform(self) -> ElementwiseTransform:
+        """The elementwise transform applied to each feature."""
         return self._transform
 
     def _one_pass(self, v: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:

@@ -14,16 +14,34 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfflows.typing import Shape
+
 tfb = tfp.bijectors
 
-__all__ = ["FlowBijector", "check_positive_ints", "check_float", "check_event_rank", "check_channels", "event_axes"]
+__all__ = ["FlowBijector", "as_python_number", "check_positive_ints", "check_float", "check_event_rank",
+           "check_channels", "event_axes"]
 
 
 def check_positive_ints(name: str, **values: Any) -> None:
     """Raises ValueError for any keyword whose value is not an integer >= 1."""
     for key, value in values.items():
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
+
+
+def as_python_number(value: Any) -> Any:
+    """A 0-d real tensor, variable or NumPy array as a Python float; anything else unchanged.
+
+    Lets an argument checked with ``numbers.Real`` take ``tf.constant(0.7)``
+    (eager) as it takes ``0.7``; a symbolic tensor has no value to check and stays.
+    """
+    if isinstance(value, (tf.Tensor, tf.Variable)) and value.shape.rank == 0 \
+            and (value.dtype.is_floating or value.dtype.is_integer) and tf.executing_eagerly():
+        return float(value.numpy())
+    is_array = hasattr(value, "dtype") and getattr(value, "ndim", None) == 0
+    if is_array and getattr(value.dtype, "kind", "") in "fiu":
+        return float(value)
+    return value
 
 
 def check_float(x: tf.Tensor, name: str) -> None:
@@ -71,7 +89,7 @@ def event_axes(event_ndims: int) -> list[int]:
     return list(range(-event_ndims, 0))
 
 
-class FlowBijector(tfb.Bijector):
+class FlowBijector(tfp.bijectors.Bijector):
     """Base class: one pass gives the output and the log-det.
 
     Subclasses implement ``_forward_and_log_det(x)`` and
@@ -125,9 +143,10 @@ class FlowBijector(tfb.Bijector):
 
     @property
     def event_ndims(self) -> int:
+        """Rank of one event: 1 for vectors, 2 for token sequences, 3 for HWC images."""
         return self._event_ndims
 
-    def output_event_shape(self, event_shape) -> tuple[int, ...]:
+    def output_event_shape(self, event_shape: Shape) -> tuple[int, ...]:
         """The event shape of ``forward`` for one input event of ``event_shape`` (a plan step)."""
         return tuple(self.forward_event_shape(tuple(event_shape)).as_list())
     # TFP compares bijectors by their parameters, and its cache of forward and
@@ -135,10 +154,10 @@ class FlowBijector(tfb.Bijector):
     # hold live Keras layers (conditioners): two built before and after a weight
     # update have equal parameters but are different functions, so the second
     # would be served the first one's cached results. Each is equal only to itself.
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return self is other
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return id(self)
 
     def _validate(self, x: tf.Tensor, inverse: bool) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector, batch_zeros, check_channels, sum_event
 from tfflows.bijectors.masks import Mask, make_mask
 from tfflows.bijectors.transforms import (
-    AdditiveTransform,
     SCALE_FNS,
+    AdditiveTransform,
     AffineTransform,
     ElementwiseTransform,
     make_transform,
@@ -154,10 +154,12 @@ class Coupling(FlowBijector):
 
     @property
     def parity(self) -> int:
+        """The mask's parity, 0 or 1: alternate couplings flip it, so that every entry gets moved."""
         return self._mask.parity
 
     @property
     def transform(self) -> ElementwiseTransform:
+        """The elementwise transform that moves the masked-out part."""
         return self._transform
 
     def _validate(self, x, inverse):
@@ -165,15 +167,32 @@ class Coupling(FlowBijector):
         if x.shape.rank is not None:
             self._mask.check_event(x.shape[x.shape.rank - self.event_ndims:].as_list(), self.name)
 
-    def _transform_and_log_det(self, x: tf.Tensor, inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        cond, moving = self._mask.split(x)
+    # -- the coupling's parts, for code that runs them itself (reversible backprop) --------
+
+    def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(conditioning entries, moving entries) of ``x`` under the mask."""
+        return self._mask.split(x)
+
+    def merge(self, x: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
+        """``x`` with its moving entries replaced by ``moved``."""
+        return self._mask.merge(x, moved)
+
+    def transform_params(self, cond: tf.Tensor, moving: tf.Tensor) -> tf.Tensor:
+        """h: the conditioner's output for ``cond``, the transform's parameters of ``moving``."""
         per = self._transform.params_per_entry
-        h = call_conditioner(self._conditioner, cond, self.event_ndims, self._context,
-                             per * moving.shape[-1], self.name)
+        return call_conditioner(self._conditioner, cond, self.event_ndims, self._context,
+                                per * moving.shape[-1], self.name)
+
+    def total_log_det(self, log_det: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+        """The transform's per-entry ``log_det`` summed over the event, of ``x``'s batch shape."""
+        return (sum_event(self._mask.moving_log_det(log_det), self.event_ndims)
+                + batch_zeros(x, self.event_ndims))
+
+    def _transform_and_log_det(self, x: tf.Tensor, inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        cond, moving = self.split(x)
+        h = self.transform_params(cond, moving)
         moved, log_det = self._transform(h, moving, to_latent=not inverse)
-        y = self._mask.merge(x, moved)
-        log_det = sum_event(self._mask.moving_log_det(log_det), self.event_ndims)
-        return y, log_det + batch_zeros(x, self.event_ndims)
+        return self.merge(x, moved), self.total_log_det(log_det, x)
 
     def _forward_and_log_det(self, x):
         return self._transform_and_log_det(x, inverse=False)
@@ -234,6 +253,7 @@ class AffineCoupling(Coupling):
     ) -> None:
         parameters = dict(locals())
         name = name or ("additive_coupling" if self._additive else "affine_coupling")
+        transform: ElementwiseTransform
         if self._additive:
             transform = AdditiveTransform()
         else:

@@ -19,7 +19,7 @@ positions (pattern masks).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +31,7 @@ MASK_EVENT_NDIMS = {"checkerboard": 3, "channel": 3, "half": 1, "token_channel":
                     "token_spatial": 2}
 """Each mask's event rank: images [H, W, C], vectors [D], token sequences [T, D]."""
 MASK_TYPES = tuple(MASK_EVENT_NDIMS)
+"""The mask names a coupling takes."""
 
 
 def _check_indices(indices, name: str) -> tuple[int, ...] | None:
@@ -44,7 +45,8 @@ def _check_indices(indices, name: str) -> tuple[int, ...] | None:
     return tuple(int(i) for i in values)
 
 
-def check_mask(mask: str, parity: int, event_ndims: int, name: str, indices=None) -> None:
+def check_mask(mask: str, parity: int, event_ndims: int, name: str,
+               indices: Sequence[int] | None = None) -> None:
     """Validates a mask specification at construction time."""
     if mask not in MASK_TYPES:
         raise ValueError(f"{name}: mask must be one of {MASK_TYPES}, got {mask!r}.")
@@ -118,12 +120,15 @@ class Mask:
         raise NotImplementedError
 
     def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Returns ``(conditioning, moving)``: what the conditioner reads and what the transform moves."""
         raise NotImplementedError
 
     def merge(self, x: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
+        """Puts the moved entries back into ``x`` in place of the moving part."""
         raise NotImplementedError
 
     def moving_log_det(self, log_det: tf.Tensor) -> tf.Tensor:
+        """The elementwise log-det of the moving entries only, ready to sum."""
         return log_det
 
     def _part_a(self, size: int, owner: str) -> np.ndarray:
@@ -145,7 +150,7 @@ class SplitMask(Mask):
         b = np.setdiff1d(np.arange(size), a)
         return (a, b) if self.parity == 0 else (b, a)
 
-    def check_event(self, event_shape, owner):
+    def check_event(self, event_shape: Sequence[int | None], owner: str) -> None:
         size = event_shape[-1]
         if size is not None and size < 2:
             raise ValueError(f"{owner}: a {self.kind!r} mask needs at least 2 entries in the last "
@@ -153,20 +158,20 @@ class SplitMask(Mask):
         if size is not None:
             self._parts(size, owner)
 
-    def conditioner_input_shape(self, event_shape):
+    def conditioner_input_shape(self, event_shape: Sequence[int]) -> tuple[int, ...]:
         cond, _ = self._parts(event_shape[-1], self.name)
         return (*event_shape[:-1], len(cond))
 
-    def moving_channels(self, channels):
+    def moving_channels(self, channels: int) -> int:
         return len(self._parts(channels, self.name)[1])
 
-    def split(self, x):
+    def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if self.indices is None:
             return split_channels(x, self.parity)
         cond, moving = self._parts(x.shape[-1], self.name)
         return tf.gather(x, cond, axis=-1), tf.gather(x, moving, axis=-1)
 
-    def merge(self, x, moved):
+    def merge(self, x: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
         if self.indices is None:
             return merge_channels(split_channels(x, self.parity)[0], moved, self.parity)
         cond, moving = self._parts(x.shape[-1], self.name)
@@ -187,7 +192,7 @@ class PatternMask(Mask):
         cond = a if self.parity == 0 else ~a
         return tf.constant(cond.astype(np.float64)[:, None], dtype)
 
-    def check_event(self, event_shape, owner):
+    def check_event(self, event_shape: Sequence[int | None], owner: str) -> None:
         if self.kind == "checkerboard":
             h, w = event_shape[-3], event_shape[-2]
             if (h is not None and h % 2) or (w is not None and w % 2):
@@ -203,24 +208,24 @@ class PatternMask(Mask):
                              f"{tokens} (event shape {tuple(event_shape)}).")
         self._part_a(tokens, owner)
 
-    def conditioner_input_shape(self, event_shape):
+    def conditioner_input_shape(self, event_shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(event_shape)
 
-    def moving_channels(self, channels):
+    def moving_channels(self, channels: int) -> int:
         return channels
 
     def _mask_of(self, x):
         shape = tf.shape(x) if self.kind == "checkerboard" else x.shape
         return self.pattern(shape, x.dtype)
 
-    def split(self, x):
+    def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return x * self._mask_of(x), x
 
-    def merge(self, x, moved):
+    def merge(self, x: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
         keep = tf.broadcast_to(self._mask_of(x) > 0, tf.shape(x))
         return tf.where(keep, x, moved)
 
-    def moving_log_det(self, log_det):
+    def moving_log_det(self, log_det: tf.Tensor) -> tf.Tensor:
         keep = tf.broadcast_to(self._mask_of(log_det) > 0, tf.shape(log_det))
         return tf.where(keep, tf.zeros_like(log_det), log_det)
 

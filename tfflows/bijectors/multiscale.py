@@ -10,7 +10,7 @@ in one ``tfd.TransformedDistribution`` over a standard normal base.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +27,7 @@ def _batch_zeros(x, event_ndims):
     return tf.zeros(tf.shape(x)[: tf.rank(x) - event_ndims], x.dtype)
 
 
-def forward_and_log_det(bijector: tfb.Bijector, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def forward_and_log_det(bijector: tfp.bijectors.Bijector, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """One-pass forward for tfflows bijectors; two TFP calls for any other bijector."""
     if isinstance(bijector, FlowBijector):
         return bijector.forward_and_log_det(x)
@@ -35,7 +35,7 @@ def forward_and_log_det(bijector: tfb.Bijector, x: tf.Tensor) -> tuple[tf.Tensor
     return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=nd)
 
 
-def inverse_and_log_det(bijector: tfb.Bijector, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def inverse_and_log_det(bijector: tfp.bijectors.Bijector, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """One-pass inverse for tfflows bijectors; two TFP calls for any other bijector."""
     if isinstance(bijector, FlowBijector):
         return bijector.inverse_and_log_det(y)
@@ -62,7 +62,7 @@ class FlowChain(FlowBijector):
       bijectors: the steps, first applied first.
     """
 
-    def __init__(self, bijectors: Sequence[tfb.Bijector], validate_args: bool = False,
+    def __init__(self, bijectors: Sequence[tfp.bijectors.Bijector], validate_args: bool = False,
                  name: str = "flow_chain") -> None:
         parameters = dict(locals())
         self._steps = list(bijectors)
@@ -75,7 +75,8 @@ class FlowChain(FlowBijector):
                          validate_args=validate_args)
 
     @property
-    def steps(self) -> list[tfb.Bijector]:
+    def steps(self) -> list[tfp.bijectors.Bijector]:
+        """The bijectors of the chain, in the order ``forward`` applies them."""
         return list(self._steps)
 
     def _forward_and_log_det(self, x):
@@ -196,7 +197,7 @@ class FactorOut(_ImageToVector):
         ICLR 2017, section 3.6.
     """
 
-    def __init__(self, inner: tfb.Bijector, event_shape: Sequence[int], kept: int | None = None,
+    def __init__(self, inner: tfp.bijectors.Bijector, event_shape: Sequence[int], kept: int | None = None,
                  validate_args: bool = False, name: str = "factor_out") -> None:
         parameters = dict(locals())
         self._shape = tuple(int(d) for d in event_shape)
@@ -215,11 +216,13 @@ class FactorOut(_ImageToVector):
                          validate_args=validate_args)
 
     @property
-    def inner(self) -> tfb.Bijector:
+    def inner(self) -> tfp.bijectors.Bijector:
+        """The bijector applied to the kept channels."""
         return self._inner
 
     @property
     def factored_shape(self) -> tuple[int, int, int]:
+        """Shape [H, W, C] of the channels factored out here (sent to the latent)."""
         h, w, c = self._shape
         return (h, w, c - self._kept)
 

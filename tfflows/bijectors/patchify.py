@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -62,6 +62,7 @@ class Patchify(FlowBijector):
 
     @property
     def patch_size(self) -> int:
+        """Side p of the square p×p patches."""
         return self._p
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,14 +33,16 @@ class ChannelPermutation(FlowBijector):
 
     def __init__(
         self,
-        permutation,
+        permutation: Sequence[int] | np.ndarray,
         event_ndims: int = 3,
         validate_args: bool = False,
         name: str = "channel_permutation",
     ) -> None:
         parameters = dict(locals())
         perm = np.asarray(permutation)
-        if perm.ndim != 1 or not np.issubdtype(perm.dtype, np.integer) or sorted(perm.tolist()) != list(range(perm.size)):
+        is_reordering = (perm.ndim == 1 and np.issubdtype(perm.dtype, np.integer)
+                         and sorted(perm.tolist()) == list(range(perm.size)))
+        if not is_reordering:
             raise ValueError(
                 f"{name}: permutation must be a 1-D reordering of 0..C-1, got {permutation!r}."
             )
@@ -48,18 +52,19 @@ class ChannelPermutation(FlowBijector):
                          is_constant_jacobian=True, validate_args=validate_args)
 
     @classmethod
-    def reverse(cls, channels: int, event_ndims: int = 3) -> "ChannelPermutation":
+    def reverse(cls, channels: int, event_ndims: int = 3) -> ChannelPermutation:
         """The reversal C−1, …, 0."""
         return cls(np.arange(channels)[::-1], event_ndims, name="reverse_channels")
 
     @classmethod
-    def shuffle(cls, channels: int, seed: int, event_ndims: int = 3) -> "ChannelPermutation":
+    def shuffle(cls, channels: int, seed: int, event_ndims: int = 3) -> ChannelPermutation:
         """A random order drawn from ``seed``, the same on every run."""
         return cls(np.random.default_rng(seed).permutation(channels), event_ndims,
                    name="shuffle_channels")
 
     @property
     def permutation(self) -> np.ndarray:
+        """A copy of the channel permutation applied by ``forward``."""
         return self._perm.copy()
 
     def _validate(self, x, inverse):

@@ -35,6 +35,7 @@ class Squeeze(FlowBijector):
 
     @property
     def factor(self) -> int:
+        """The side of the blocks folded into channels (2: [H, W, C] to [H/2, W/2, 4C])."""
         return self._factor
 
     def _validate(self, x, inverse):

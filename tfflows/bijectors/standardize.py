@@ -7,7 +7,7 @@ import tensorflow as tf
 from tfflows.bijectors.actnorm import ElementwiseAffine
 from tfflows.bijectors.base import check_channels
 
-__all__ = ["Standardize", "standardize_stats"]
+__all__ = ["Standardize", "standardize_degenerate", "standardize_stats"]
 
 
 class Standardize(ElementwiseAffine):
@@ -49,4 +49,9 @@ def standardize_stats(x: tf.Tensor, min_scale: float = 1e-6) -> tuple[tf.Tensor,
     axes = list(range(x.shape.rank - 1))
     mean, var = tf.nn.moments(x, axes=axes)
     std = tf.sqrt(var)
-    return mean, tf.where(std > min_scale, std, tf.ones_like(std))
+    return mean, tf.where(standardize_degenerate(std, min_scale), tf.ones_like(std), std)
+
+
+def standardize_degenerate(std: tf.Tensor, min_scale: float = 1e-6) -> tf.Tensor:
+    """Features whose standard deviation ``std`` is too small to divide by (constant ones)."""
+    return ~(std > min_scale)

@@ -10,6 +10,7 @@ given per call. Adding a transform is one small class here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -18,9 +19,12 @@ tfb = tfp.bijectors
 
 __all__ = ["ElementwiseTransform", "AffineTransform", "AdditiveTransform", "SplineTransform",
            "SCALE_FNS", "TRANSFORMS", "LOG_SCALE_BOUND", "MIN_BIN", "MIN_SLOPE", "bounded_log_scale",
-           "log_scale_of", "make_transform", "rational_quadratic_spline", "spline_params_per_entry"]
+           "log_scale_of", "make_transform", "rational_quadratic_spline", "register_transform",
+           "spline_params_per_entry", "transform_names", "TransformFactory"]
 
 SCALE_FNS = ("sigmoid", "tanh", "exp", "bounded", "scaled_sigmoid")
+"""How an affine transform turns the conditioner's raw output into a scale (Glow's sigmoid,
+RealNVP's tanh-bounded, plain exp, bounded, Jet's 2·sigmoid)."""
 TRANSFORMS = ("affine", "additive", "spline")
 LOG_SCALE_BOUND = 7.0
 MIN_BIN = 1e-3
@@ -61,7 +65,8 @@ def spline_params_per_entry(num_bins: int) -> int:
     return 3 * num_bins - 1
 
 
-def rational_quadratic_spline(h: tf.Tensor, num_bins: int, bound: float) -> tfb.RationalQuadraticSpline:
+def rational_quadratic_spline(h: tf.Tensor, num_bins: int,
+                              bound: float) -> tfp.bijectors.RationalQuadraticSpline:
     """Monotone splines on [−B, B] (identity outside) from raw parameters h: [N, M, 3K − 1].
 
     Widths and heights are softmaxes scaled to 2B with a floor of ``1e-3``;
@@ -127,7 +132,7 @@ class AffineTransform(ElementwiseTransform):
             raise ValueError(f"{name}: scale_fn must be one of {SCALE_FNS}, got {scale_fn!r}.")
         self.scale_fn, self.tanh_factor, self.maps_to_latent = scale_fn, tanh_factor, maps_to_latent
 
-    def __call__(self, h, u, to_latent):
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         shift, raw = tf.split(h, 2, axis=-1)
         log_scale = log_scale_of(raw, self.scale_fn, self.tanh_factor)
         if to_latent == self.maps_to_latent:
@@ -141,7 +146,7 @@ class AdditiveTransform(ElementwiseTransform):
     params_per_entry = 1
     is_constant_jacobian = True
 
-    def __call__(self, h, u, to_latent):
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         # u · 1 + t as the affine map with log s = 0 computed it: the same bits.
         v = u + h if to_latent else u - h
         return v, tf.zeros_like(u)
@@ -175,7 +180,7 @@ class SplineTransform(ElementwiseTransform):
         self.num_bins, self.bound, self.entry_major = num_bins, float(bound), bool(entry_major)
         self.params_per_entry = spline_params_per_entry(num_bins)
 
-    def __call__(self, h, u, to_latent):
+    def __call__(self, h: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         dim, per = u.shape[-1], self.params_per_entry
         # Leading axes folded into one: oneDNN's softmax takes rank <= 5.
         if self.entry_major:
@@ -192,19 +197,56 @@ class SplineTransform(ElementwiseTransform):
         return tf.reshape(v, shape), tf.reshape(log_det, shape)
 
 
+TransformFactory = Callable[..., ElementwiseTransform]
+"""``factory(num_bins=, bound=, name=, scale_fn=, tanh_factor=, maps_to_latent=, entry_major=)``:
+an :class:`ElementwiseTransform`; a factory uses the keywords it needs and ignores the rest."""
+
+_REGISTRY: dict[str, TransformFactory] = {
+    "affine": lambda scale_fn, tanh_factor, maps_to_latent, name, **_: AffineTransform(
+        scale_fn, tanh_factor, maps_to_latent, name=name),
+    "additive": lambda **_: AdditiveTransform(),
+    "spline": lambda num_bins, bound, entry_major, name, **_: SplineTransform(
+        num_bins, bound, entry_major, name=name),
+}
+
+
+def register_transform(name: str, factory: TransformFactory, overwrite: bool = False) -> None:
+    """Adds a coupling transform: ``CouplingLayer(transform=name)``, ``Glow(coupling=name)`` and
+    ``tfflows train --coupling name`` then build it with ``factory`` (see :data:`TransformFactory`).
+
+    Raises:
+      ValueError: a name that is not a non-empty string, or one taken (unless ``overwrite``).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_transform: name must be a non-empty string, got {name!r}.")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"register_transform: a transform named {name!r} is registered already; "
+                         "pass overwrite=True to replace it.")
+    if not callable(factory):
+        raise ValueError(f"register_transform: factory must be callable, got {type(factory).__name__}.")
+    _REGISTRY[name] = factory
+
+
+def transform_names() -> tuple[str, ...]:
+    """Every registered transform name, the built-ins first."""
+    return tuple(_REGISTRY)
+
+
 def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
                    name: str = "transform", scale_fn: str = "bounded",
                    tanh_factor: tf.Tensor | None = None, maps_to_latent: bool = False,
                    entry_major: bool = False) -> ElementwiseTransform:
-    """The :class:`ElementwiseTransform` named ``transform`` (one of :data:`TRANSFORMS`).
+    """The :class:`ElementwiseTransform` registered as ``transform`` (see :func:`register_transform`).
 
     The defaults are the autoregressive flows' (MAF's affine convention and
     bounded log-scale); the couplings pass their own.
     """
-    if transform not in TRANSFORMS:
-        raise ValueError(f"{name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
-    if transform == "affine":
-        return AffineTransform(scale_fn, tanh_factor, maps_to_latent, name=name)
-    if transform == "additive":
-        return AdditiveTransform()
-    return SplineTransform(num_bins, bound, entry_major, name=name)
+    if transform not in _REGISTRY:
+        raise ValueError(f"{name}: transform must be one of {transform_names()}, got {transform!r}.")
+    made = _REGISTRY[transform](num_bins=num_bins, bound=bound, name=name, scale_fn=scale_fn,
+                                tanh_factor=tanh_factor, maps_to_latent=maps_to_latent,
+                                entry_major=entry_major)
+    if not isinstance(made, ElementwiseTransform):
+        raise ValueError(f"{name}: the factory of transform {transform!r} returned a "
+                         f"{type(made).__name__}, expected an ElementwiseTransform.")
+    return made

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+
 import constriction
 import numpy as np
 

@@ -25,6 +25,7 @@ from tfflows.data.pipeline import (
     steady,
     toy_dataset,
 )
+from tfflows.data.spec import DATA_KINDS, DataSpec
 from tfflows.data.toys import (
     TOY_NAMES,
     estimate_toy_entropy,
@@ -34,6 +35,8 @@ from tfflows.data.toys import (
 )
 
 __all__ = [
+    "DATA_KINDS",
+    "DataSpec",
     "DATA_DIR_ENV",
     "DEBIAN_DATA_DIRS",
     "IDX_DTYPES",

@@ -10,11 +10,11 @@ images stay uint8: an image model's ``fit`` dequantizes them itself, and
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
-from tfflows.data.pipeline import _PARALLEL, _PREFETCH, steady
+from tfflows.data.pipeline import PARALLEL_CALLS, PREFETCH_BATCHES, steady
 from tfflows.io import is_temporary
 
 __all__ = ["IMAGE_SUFFIXES", "image_folder"]
@@ -40,7 +40,9 @@ def _list_images(path: str, recursive: bool) -> list[str]:
         raise ValueError(f"image_folder: no folder at {path!r}.")
     if not os.path.isdir(path):
         raise ValueError(f"image_folder: {path!r} is a file; expected a folder of PNG or JPEG images.")
-    found, others, subfolders = [], [], []
+    found: list[str] = []
+    others: list[str] = []
+    subfolders: list[str] = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if not recursive:
@@ -153,11 +155,11 @@ def image_folder(
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_loader(target, channels, crop != "none"), num_parallel_calls=_PARALLEL,
+    ds = ds.map(_loader(target, channels, crop != "none"), num_parallel_calls=PARALLEL_CALLS,
                 deterministic=True)
     if batch_size is not None:
         ds = ds.batch(batch_size)
-    return steady(ds.prefetch(_PREFETCH))
+    return steady(ds.prefetch(PREFETCH_BATCHES))
 
 
 def _loader(target: tuple[int, int], channels: int, centre_crop: bool):

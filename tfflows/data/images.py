@@ -17,8 +17,9 @@ TFDS keeps its own data directory (``TFDS_DATA_DIR``); ``data_dir`` here only
 names a folder of IDX files. A TFDS dataset that is not prepared there is
 downloaded only when the download host answers within a few seconds
 (``$TFFLOWS_TFDS_PROBE``, ``host:port``, names another host to try);
-otherwise, and for an unknown name, a one-line ``ValueError`` says so at once. TFDS's checksums reject the Debian files (they are
-recompressed), which is why they are read directly.
+otherwise, and for an unknown name, a one-line ``ValueError`` says so at once. TFDS's
+checksums reject the Debian files (they are recompressed), which is why they are read
+directly.
 """
 
 from __future__ import annotations
@@ -44,13 +45,18 @@ __all__ = [
 ]
 
 DATA_DIR_ENV = "TFFLOWS_DATA_DIR"
+"""The environment variable naming a folder with ``<name>/`` IDX files."""
 LOCAL_NAMES: tuple[str, ...] = ("digits", "fashion_mnist", "mnist")
+"""Datasets read without TFDS: the embedded digits and the IDX files of Fashion-MNIST and MNIST."""
 NATIVE_BITS: dict[str, int] = {"mnist": 8, "fashion_mnist": 8, "digits": 5}
+"""Bits per pixel of each local dataset (the digits' values 0..16 need 5)."""
 DEBIAN_DATA_DIRS: dict[str, str] = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+"""Where Debian packages install a dataset's IDX files (``dataset-fashion-mnist``)."""
 IDX_FILE_NAMES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+"""The IDX file names (images, labels) of each split."""
 _SPLITS = tuple(IDX_FILE_NAMES)
 _DIGITS_TRAIN_SIZE = 1500
 _DIGITS_SEED = 0
@@ -256,8 +262,8 @@ def load_images(
 
     Raises:
         ValueError: If ``split`` is not ``"train"``/``"test"`` for a local
-            source, ``data_dir`` is given but is not a folder, or no source has the data; the message names every folder
-            searched and the TFDS error.
+            source, ``data_dir`` is given but is not a folder, or no source has the data; the
+            message names every folder searched and the TFDS error.
     """
     if name in LOCAL_NAMES and split not in _SPLITS:
         raise ValueError(f"split for {name!r} must be one of {list(_SPLITS)}; got {split!r}.")

@@ -2,7 +2,7 @@
 
 A flow models a density on continuous values, so integer pixels ``k`` are
 spread over ``[k, k + 1)`` by adding ``u ~ U[0, 1)`` (Theis et al., 2016). The
-pipeline yields values in ``[0, 2^n_bits)``; the model divides by ``2^n_bits``
+pipeline yields values in ``[0, 2^num_bits)``; the model divides by ``2^num_bits``
 itself and accounts for that scaling in its log-likelihood.
 
 References:
@@ -13,10 +13,19 @@ References:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import numpy as np
 import tensorflow as tf
 
+from tfflows.data.pixels import (
+    bin_centres,
+    check_bits,
+    dequantize,
+    integer_pixel_bits,
+    pixel_levels,
+    quantize,
+)
 from tfflows.data.toys import sample_toy
 from tfflows.deprecation import renamed_argument
 
@@ -35,8 +44,9 @@ __all__ = [
 ]
 
 # Fixed parallelism instead of tf.data's autotuner (see ``steady``).
-_PARALLEL = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-_PREFETCH = 2
+PARALLEL_CALLS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else (os.cpu_count() or 1))
+PREFETCH_BATCHES = 2
 
 
 def steady(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -55,147 +65,6 @@ def steady(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def _check_bits(n_bits: int, source_bits: int, name: str = "n_bits") -> None:
-    if not 1 <= source_bits <= 8:
-        raise ValueError(f"source_bits must be in 1..8 for uint8 data; got {source_bits}.")
-    if not 1 <= n_bits <= source_bits:
-        raise ValueError(
-            f"{name} must be in 1..source_bits={source_bits} (bits can only be dropped); "
-            f"got {n_bits}."
-        )
-
-
-def _stateless_seed(seed: int | tf.Tensor) -> tf.Tensor:
-    seed = tf.convert_to_tensor(seed, dtype=tf.int64)
-    return tf.stack([seed, tf.zeros_like(seed)]) if seed.shape.rank == 0 else seed
-
-
-def _quantize(
-    x: tf.Tensor, n_bits: int, source_bits: int, seed: tf.Tensor | None, noise: bool
-) -> tf.Tensor:
-    shift = source_bits - n_bits
-    if shift:
-        x = x // tf.constant(2**shift, dtype=x.dtype)
-    y = tf.cast(x, tf.float32)
-    if not noise:
-        return y
-    if seed is None:
-        u = tf.random.uniform(tf.shape(y), dtype=tf.float32)
-    else:
-        u = tf.random.stateless_uniform(tf.shape(y), seed=seed, dtype=tf.float32)
-    # In float32, 255 + u rounds to 256.0 once u > 1 - 2**-17 (about 8 pixels
-    # in a million); capping at the float just below y + 1 keeps floor(y) exact.
-    return tf.minimum(y + u, tf.math.nextafter(y + 1.0, y))
-
-
-def dequantize(
-    x: tf.Tensor | np.ndarray,
-    n_bits: int = 8,
-    source_bits: int = 8,
-    seed: int | tf.Tensor | None = None,
-) -> tf.Tensor:
-    """y = floor(x / 2^(source_bits - n_bits)) + u, with u ~ U[0, 1) per element.
-
-    The result lies in ``[0, 2^n_bits)`` and ``floor(y)`` recovers the reduced
-    integers exactly.
-
-    Args:
-        x: Integer-valued tensor of any shape with values in ``[0, 2^source_bits)``,
-            usually uint8 pixels.
-        n_bits: Bit depth to keep, ``1 <= n_bits <= source_bits``.
-        source_bits: Bit depth of ``x``, at most 8.
-        seed: ``None`` for stateful noise; an int or a shape-``[2]`` int tensor
-            for stateless noise (the same seed gives the same noise).
-
-    Returns:
-        float32 tensor with the shape of ``x``.
-
-    Raises:
-        ValueError: If the bit depths are out of range.
-    """
-    _check_bits(n_bits, source_bits)
-    x = tf.convert_to_tensor(x)
-    key = None if seed is None else _stateless_seed(seed)
-    return _quantize(x, n_bits, source_bits, key, noise=True)
-
-
-def bin_centres(x: tf.Tensor, n_bits: int, source_bits: int = 8) -> tf.Tensor:
-    """y = floor(x / 2^(source_bits − n_bits)) + ½: integer pixels at the centres of their bins.
-
-    The deterministic counterpart of :func:`dequantize`, used to score
-    integer images (the SavedModel's ``log_prob``, OOD scores). Plain TF ops;
-    ``source_bits`` may be 8 (uint8) or 16 (uint16).
-    """
-    return _quantize(tf.convert_to_tensor(x), n_bits, source_bits, None, noise=False) + 0.5
-
-
-def saved_model_pixel_dtype(num_bits: int) -> tf.DType:
-    """The integer pixel dtype of an exported image model: uint8 up to 8 bits, uint16 above."""
-    return tf.uint8 if num_bits <= 8 else tf.uint16
-
-
-def integer_pixel_bits(dtype: tf.DType | np.dtype | str, num_bits: int) -> int:
-    """The bit depth in which an image model of ``num_bits`` reads integer pixels of ``dtype``.
-
-    The rule of the exported SavedModel, whose integer input is uint8 for
-    ``num_bits <= 8`` and uint16 above: uint8 holds 8-bit pixels (0..255,
-    as TFDS and ``tf.io.decode_png`` give them) and uint16 16-bit pixels
-    (0..65535, ``tf.io.decode_png(..., dtype=tf.uint16)``); any other
-    integer dtype holds the SavedModel's pixels, 8-bit for ``num_bits <= 8``
-    and 16-bit above. A model reduces them to its own bits as
-    ``floor(x / 2^(bits - num_bits))`` (see :func:`pixel_levels`).
-
-    Raises:
-        ValueError: If ``dtype`` is not an integer dtype, or holds fewer
-            bits than ``num_bits`` (bits can only be dropped).
-    """
-    dtype = tf.as_dtype(dtype)
-    if not dtype.is_integer:
-        raise ValueError(f"integer pixels must have an integer dtype; got {dtype.name}.")
-    own = {tf.uint8: 8, tf.uint16: 16}
-    bits = own.get(dtype, own[saved_model_pixel_dtype(num_bits)])
-    if num_bits > bits:
-        raise ValueError(
-            f"{dtype.name} pixels hold {bits} bits, fewer than the model's num_bits={num_bits} "
-            "(bits can only be dropped); pass uint16 pixels (16-bit)."
-        )
-    return bits
-
-
-def pixel_levels(
-    x: tf.Tensor | np.ndarray,
-    num_bits: int,
-    noise: bool = False,
-    seed: int | tf.Tensor | None = None,
-) -> tf.Tensor:
-    """y = floor(x / 2^(b - num_bits)) + u: integer pixels as float32 levels in [0, 2^num_bits).
-
-    ``b`` is :func:`integer_pixel_bits` of ``x``'s dtype. With ``noise`` the
-    offset is ``u ~ U[0, 1)`` (:func:`dequantize`, for training); without it
-    ``u = ½``, the bin centre (:func:`bin_centres`, the exported SavedModel's
-    rule for scoring integer images). Plain TF ops that run in ``tf.function``
-    and XLA; values outside ``[0, 2^b)`` are not checked here.
-
-    Args:
-        x: Integer pixels of any shape.
-        num_bits: The model's bit depth.
-        noise: Uniform noise instead of bin centres.
-        seed: With ``noise``: ``None`` for stateful noise, or an int or a
-            shape-``[2]`` int tensor for stateless noise.
-
-    Raises:
-        ValueError: As :func:`integer_pixel_bits`.
-    """
-    x = tf.convert_to_tensor(x)
-    bits = integer_pixel_bits(x.dtype, num_bits)
-    if x.dtype not in (tf.uint8, tf.uint16):
-        x = tf.cast(x, tf.int32)  # int8 cannot hold the divisor 2^(b - num_bits); uint32 has no floordiv
-    if not noise:
-        return bin_centres(x, num_bits, bits)
-    key = None if seed is None else _stateless_seed(seed)
-    return _quantize(x, num_bits, bits, key, noise=True)
-
-
 def _bits_needed(top: int) -> int:
     """The fewest bits (at least 1) that hold the integer ``top``."""
     return max(1, int(top).bit_length())
@@ -207,7 +76,7 @@ def _check_source_range(top: int, source_bits: int) -> None:
     Data stated as ``source_bits`` whose maximum is below 2^(source_bits − 3)
     (under 32 for 8-bit data) was almost surely given in a smaller range,
     such as the digits' 0..16 with the default ``source_bits=8``: reducing it
-    to ``n_bits`` would silently keep only its top few levels.
+    to ``num_bits`` would silently keep only its top few levels.
     """
     if top >= 2**source_bits:
         raise ValueError(
@@ -243,7 +112,7 @@ LABEL_KEYS: tuple[str, ...] = ("label", "labels", "context")
 """Keys read as the labels (a conditional model's context) of a dict batch or element."""
 
 
-def image_key(keys, where: str = "images") -> str:
+def image_key(keys: Iterable[str], where: str = "images") -> str:
     """The key of ``keys`` that holds the images (see ``IMAGE_KEYS``).
 
     Raises:
@@ -259,7 +128,7 @@ def image_key(keys, where: str = "images") -> str:
     )
 
 
-def label_key(keys) -> str | None:
+def label_key(keys: Iterable[str]) -> str | None:
     """The key of ``keys`` that holds the labels (see ``LABEL_KEYS``), or ``None``."""
     keys = list(keys)
     return next((key for key in LABEL_KEYS if key in keys), None)
@@ -398,7 +267,7 @@ def make_dataset(
     """
     num_bits = renamed_argument("make_dataset", "num_bits", num_bits, "n_bits", n_bits, default=8)
     if source_bits is not None:
-        _check_bits(num_bits, source_bits, "num_bits")
+        check_bits(num_bits, source_bits, "num_bits")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if shuffle_buffer is not None and (
@@ -414,7 +283,7 @@ def make_dataset(
         ds, has_labels = _unbatched_elements(images)
         if source_bits is None:
             source_bits = 8
-            _check_bits(num_bits, source_bits, "num_bits")
+            check_bits(num_bits, source_bits, "num_bits")
         size = int(ds.cardinality())
         buffer = shuffle_buffer or (size if 0 < size < 10_000 else 10_000)
         ds = ds.map(_range_check(source_bits, has_labels))
@@ -423,7 +292,7 @@ def make_dataset(
         has_labels = isinstance(ds.element_spec, tuple)
         if source_bits is None:
             source_bits = _bits_needed(top)
-            _check_bits(num_bits, source_bits, "num_bits")
+            check_bits(num_bits, source_bits, "num_bits")
         else:
             _check_source_range(top, source_bits)
         buffer = shuffle_buffer or size
@@ -439,11 +308,11 @@ def make_dataset(
     def transform(batch, key):
         x, y = batch if has_labels else (batch, None)
         seed_pair = tf.stack([key, tf.zeros_like(key)])
-        x = _quantize(x, num_bits, source_bits, seed_pair, noise=dequantize)
+        x = quantize(x, num_bits, source_bits, seed_pair, noise=dequantize)
         return x if y is None else (x, y)
 
-    ds = tf.data.Dataset.zip((ds, keys)).map(transform, num_parallel_calls=_PARALLEL)
-    return steady(ds.prefetch(_PREFETCH))
+    ds = tf.data.Dataset.zip((ds, keys)).map(transform, num_parallel_calls=PARALLEL_CALLS)
+    return steady(ds.prefetch(PREFETCH_BATCHES))
 
 
 def _range_check(source_bits: int, has_labels: bool):
@@ -493,4 +362,4 @@ def toy_dataset(
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    return steady(ds.batch(batch_size).prefetch(_PREFETCH))
+    return steady(ds.batch(batch_size).prefetch(PREFETCH_BATCHES))

@@ -5,16 +5,23 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["is_csv", "load_csv", "split_rows"]
+__all__ = ["MIN_TRAIN_ROWS", "check_columns_flag", "is_csv", "load_csv", "split_rows"]
 
 
 def is_csv(dataset: str) -> bool:
     """True when ``dataset`` names a CSV file (by its ``.csv`` suffix)."""
     return dataset.lower().endswith(".csv")
+
+
+def check_columns_flag(dataset: str, columns: str | Sequence[str] | None) -> None:
+    """Refuses a column choice for a dataset that is not a CSV file (it would be ignored)."""
+    if columns is not None and not is_csv(dataset):
+        raise ValueError(f"--columns picks columns of a CSV file (--dataset FILE.csv), got --dataset "
+                         f"{dataset!r}, which has none.")
 
 
 def load_csv(path: str | os.PathLike, columns: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -33,58 +40,108 @@ def load_csv(path: str | os.PathLike, columns: Sequence[str] | None = None) -> t
         count from 1 after the header).
     """
     path = os.fspath(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise ValueError(f"{path}: expected a header row naming the columns, got an empty file.")
-        header = [name.strip() for name in header]
-        if columns:
-            unknown = [c for c in columns if c not in header]
-            if unknown:
-                raise ValueError(f"{path}: expected columns from {header}, got unknown {unknown}.")
-            keep = [header.index(c) for c in columns]
-        else:
-            keep = list(range(len(header)))
-        names = [header[i] for i in keep]
-        rows = []
-        for row_number, row in enumerate(reader, start=1):
-            if not row or all(not cell.strip() for cell in row):
-                continue  # blank lines, e.g. a trailing one
-            if len(row) != len(header):
-                raise ValueError(f"{path}: row {row_number}: expected {len(header)} values "
-                                 f"(one per column), got {len(row)}.")
-            values = []
-            for i in keep:
-                cell = row[i].strip()
-                if not cell:
-                    raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
-                                     "expected a number, got a missing value.")
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
-                                     f"expected a number, got {cell!r}.") from None
-                if not math.isfinite(value):
-                    raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
-                                     f"expected a finite number, got {cell!r}.")
-                values.append(value)
-            rows.append(values)
+    try:
+        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _read_csv(path, csv.reader(f), columns)
+    except csv.Error as err:
+        raise ValueError(f"{path}: expected CSV text, got a line the csv module refuses ({err}).") from None
+    except UnicodeDecodeError as err:
+        line = _line_of(path, err.start)
+        raise ValueError(f"{path}: expected UTF-8 text, got the byte 0x{err.object[err.start]:02x} at "
+                         f"byte {err.start} (line {line}); save the file as UTF-8.") from None
+
+
+def _line_of(path: str, offset: int) -> int:
+    with open(path, "rb") as f:
+        return f.read(offset).count(b"\n") + 1
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: str, reader, columns: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    header = next(reader, None)
+    if not header:
+        raise ValueError(f"{path}: expected a header row naming the columns, got an empty file.")
+    header = [name.strip() for name in header]
+    if all(_is_number(name) for name in header):
+        raise ValueError(f"{path}: expected a header row naming the columns, got the numbers "
+                         f"{header[:6]}{' ...' if len(header) > 6 else ''} (a data row?); add a first "
+                         "row with the column names.")
+    unnamed = [i + 1 for i, name in enumerate(header) if not name]
+    if unnamed:
+        raise ValueError(f"{path}: expected a name for every column in the header row, got none for "
+                         f"column(s) {unnamed}.")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{path}: expected distinct column names, got {repeated} more than once.")
+    if columns is not None:
+        columns = [str(c).strip() for c in columns]
+        if not columns or any(not c for c in columns):
+            raise ValueError(f"{path}: expected column names, comma-separated, got {columns}.")
+        asked_twice = sorted({c for c in columns if columns.count(c) > 1})
+        if asked_twice:
+            raise ValueError(f"{path}: expected each column once in columns, got {asked_twice} twice.")
+    if columns:
+        unknown = [c for c in columns if c not in header]
+        if unknown:
+            raise ValueError(f"{path}: expected columns from {header}, got unknown {unknown}.")
+        keep = [header.index(c) for c in columns]
+    else:
+        keep = list(range(len(header)))
+    names = [header[i] for i in keep]
+    rows = []
+    for row_number, row in enumerate(reader, start=1):
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank lines, e.g. a trailing one
+        if len(row) != len(header):
+            raise ValueError(f"{path}: row {row_number}: expected {len(header)} values "
+                             f"(one per column), got {len(row)}.")
+        values = []
+        for i in keep:
+            cell = row[i].strip()
+            if not cell:
+                raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
+                                 "expected a number, got a missing value.")
+            try:
+                value = float(cell)
+            except ValueError:
+                raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
+                                 f"expected a number, got {cell!r}.") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
+                                 f"expected a finite number, got {cell!r}.")
+            values.append(value)
+        rows.append(values)
     if not rows:
         raise ValueError(f"{path}: expected data rows after the header, got none.")
     return np.asarray(rows, dtype=np.float64), names
 
 
-def split_rows(num_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+MIN_TRAIN_ROWS = 10
+"""The fewest training rows a split leaves: fewer (a 2-row file trains on one) fit no density."""
+
+
+def split_rows(num_rows: int, val_fraction: float, seed: int,
+               min_train: int = MIN_TRAIN_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Seeded shuffle of ``range(num_rows)`` cut into (train, validation) indices.
 
     The validation part has ``round(val_fraction · num_rows)`` rows, at least
-    one when ``val_fraction > 0``; the training part keeps at least one.
+    one when ``val_fraction > 0``; the training part keeps at least
+    ``min_train`` rows, else a ValueError says how many there are.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}.")
+    n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * num_rows))
+    if num_rows - n_val < min_train:
+        raise ValueError(f"expected at least {min_train} training rows, got {num_rows} rows of which "
+                         f"{max(num_rows - n_val, 0)} would train and {n_val} validate (val_fraction "
+                         f"{val_fraction:g}); give more rows.")
     order = np.random.default_rng(seed).permutation(num_rows)
-    n_val = 0 if val_fraction == 0 else min(max(1, round(val_fraction * num_rows)), num_rows - 1)
-    if num_rows < 2 and val_fraction > 0:
-        raise ValueError(f"a validation split needs at least 2 rows, got {num_rows}.")
     return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 TOY_NAMES: tuple[str, ...] = ("two_moons", "8gaussians", "checkerboard", "rings")
+"""The 2-D toy densities by name."""
 
 # FFJORD divides the 8-Gaussian samples by this constant (not sqrt(2)).
 _GAUSSIANS_DIVISOR = 1.414

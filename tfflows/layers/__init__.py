@@ -2,7 +2,7 @@
 
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
-from tfflows.layers.base import FlowLayer
+from tfflows.layers.base import DataInitWarning, FlowLayer
 from tfflows.layers.conditioners import (
     MLP,
     ConvNet,
@@ -13,10 +13,10 @@ from tfflows.layers.conditioners import (
     get_conditioner,
     register_conditioner,
 )
-from tfflows.layers.convolution import Conv2D, conv_implementation
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
-from tfflows.layers.made import MADE, MaskedDense
+from tfflows.layers.convolution import Conv2D, conv_implementation
 from tfflows.layers.coupling import CONDITIONERS, CouplingLayer
+from tfflows.layers.made import MADE, MaskedDense
 from tfflows.layers.prior import PriorLayer
 from tfflows.layers.spline import SplineCouplingLayer
 from tfflows.layers.standardize import StandardizeLayer
@@ -29,6 +29,7 @@ __all__ = [
     "Conv2D",
     "ConvNet",
     "CouplingLayer",
+    "DataInitWarning",
     "FlowLayer",
     "InvertibleConv1x1Layer",
     "MADE",

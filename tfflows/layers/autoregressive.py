@@ -11,6 +11,7 @@ from tfflows.bijectors.autoregressive import DIRECTIONS, MaskedAutoregressive, m
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.made import MADE, ORDERINGS, make_ordering
+from tfflows.typing import Shape
 
 __all__ = ["MaskedAutoregressiveLayer"]
 
@@ -46,32 +47,34 @@ class MaskedAutoregressiveLayer(FlowLayer):
             raise ValueError(f"{self.name}: direction must be one of {DIRECTIONS}, got {direction!r}.")
         self.hidden_units, self.num_hidden = hidden_units, num_hidden
         self.ordering, self.direction, self.seed = ordering, direction, int(seed)
+        # MAF inverts one feature at a time (IAF's forward pass is the sequential one).
+        self.sequential_inverse = direction == "maf"
         self.transform = make_transform(transform, num_bins, bound, self.name)
         self.transform_name, self.num_bins, self.bound = transform, num_bins, float(bound)
-        self.made = None
+        self.made: MADE | None = None
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         dim = int(x_shape[-1])
-        self.made = MADE(make_ordering(dim, self.ordering, self.seed), self.hidden_units,
-                         self.num_hidden, params_per_feature=self.transform.params_per_entry,
-                         dtype=self.dtype_policy, name="made")
-        self.made.build((None, dim), None if context_shape is None else (None, context_shape[-1]))
+        made = MADE(make_ordering(dim, self.ordering, self.seed), self.hidden_units,
+                    self.num_hidden, params_per_feature=self.transform.params_per_entry,
+                    dtype=self.dtype_policy, name="made")
+        self.made = made
+        made.build((None, dim), None if context_shape is None else (None, context_shape[-1]))
+
+    def _built_made(self) -> MADE:
+        self._require_built()
+        assert self.made is not None  # build makes it with the weights
+        return self.made
 
     @property
     def degrees(self) -> list[int]:
         """The place of every feature in this step's ordering (1 = first)."""
-        self._require_built()
-        return list(self.made.ordering)
-
-    @property
-    def sequential_inverse(self) -> bool:
-        """MAF inverts one feature at a time (IAF's forward pass is the sequential one)."""
-        return self.direction == "maf"
+        return list(self._built_made().ordering)
 
     def bijector(self, context: tf.Tensor | None = None) -> MaskedAutoregressive:
-        self._require_built()
-        return MaskedAutoregressive(self.made, len(self.made.ordering), self.direction,
+        made = self._built_made()
+        return MaskedAutoregressive(made, len(made.ordering), self.direction,
                                     context=context, transform=self.transform, name=self.name)
 
     def get_config(self) -> dict[str, Any]:

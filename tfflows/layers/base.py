@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfflows.bijectors.base import FlowBijector, describe_event_ndims
+from tfflows.typing import Shape
 
-__all__ = ["DataInitializedLayer", "FlowLayer"]
+__all__ = ["DataInitWarning", "DataInitializedLayer", "FlowLayer"]
+
+
+class DataInitWarning(UserWarning):
+    """A data-dependent initialisation fell back from a degenerate statistic.
+
+    See :class:`DataInitializedLayer`.
+    """
 
 
 def _as_flow_dtype(t, dtype: str):
@@ -98,7 +108,7 @@ class FlowLayer(keras.layers.Layer):
         """Returns the bijector made from the current weights."""
         raise NotImplementedError
 
-    def output_event_shape(self, event_shape) -> tuple[int, ...]:
+    def output_event_shape(self, event_shape: Shape) -> tuple[int, ...]:
         """The event shape this step gives for an input event of ``event_shape``.
 
         Layer steps keep the shape; a shape-changing one overrides this, so a
@@ -113,14 +123,16 @@ class FlowLayer(keras.layers.Layer):
                 "call build(input_shape) before asking for its bijector."
             )
 
-    def call(self, x, context=None, inverse: bool = False):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None,
+             inverse: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         x = _as_flow_dtype(x, self.flow_dtype)
         if context is not None:
             context = _as_flow_dtype(context, self.flow_dtype)
         b = self.bijector(context)
         return b.inverse_and_log_det(x) if inverse else b.forward_and_log_det(x)
 
-    def compute_output_spec(self, x, context=None, inverse: bool = False):
+    def compute_output_spec(self, x: keras.KerasTensor, context: keras.KerasTensor | None = None,
+                            inverse: bool = False) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         batch = x.shape[: len(x.shape) - self.event_ndims]
         dtype = self.flow_dtype if keras.backend.is_float_dtype(x.dtype) else x.dtype
         return (keras.KerasTensor(x.shape, dtype), keras.KerasTensor(batch, dtype))
@@ -152,14 +164,49 @@ class DataInitializedLayer(FlowLayer):
         """Sets the layer from the examples ``x`` (its input), once.
 
         Returns True when it initialised, False when it was already done.
+
+        Raises:
+          ValueError: ``x`` holds no example or inf/NaN values, or a statistic
+            of it is not finite (the data overflow the layer's dtype). Nothing
+            is stored then: a layer never keeps a non-finite statistic.
         """
         if not self.built:
             self.build(tuple(x.shape))
         if self.is_initialized and not force:
             return False
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank is not None and x.shape.rank > 0 and int(tf.shape(x)[0]) == 0:
+            raise ValueError(f"{self.name}: data-dependent initialisation needs at least one example, "
+                             f"got an empty batch of shape {list(x.shape)}.")
+        bad = int(tf.reduce_sum(tf.cast(~tf.math.is_finite(tf.cast(x, self.flow_dtype)), tf.int32)))
+        if bad:
+            raise ValueError(f"{self.name}: data-dependent initialisation expected finite inputs, got "
+                             f"{bad} inf or NaN values (in {self.flow_dtype}; the steps before it, or the "
+                             "data, overflow).")
         self._set_from_data(x)
         self.initialized.assign(1.0)
         return True
+
+    def _checked_statistic(self, statistic: str, value: tf.Tensor) -> tf.Tensor:
+        """``value`` when every entry is finite; else a ValueError naming the layer and ``statistic``."""
+        bad = np.flatnonzero(~np.isfinite(keras.ops.convert_to_numpy(value)))
+        if bad.size:
+            raise ValueError(
+                f"{self.name}: data-dependent initialisation gave a non-finite {statistic} for "
+                f"{bad.size} of {int(np.prod(value.shape))} features/channels (first: index {int(bad[0])}): "
+                f"the data overflow {value.dtype.name}; rescale them (or use dtype='float64').")
+        return value
+
+    def _warn_degenerate(self, statistic: str, degenerate: tf.Tensor, fallback: str) -> None:
+        """Warns, naming the layer and ``statistic``, where the boolean mask ``degenerate`` holds."""
+        where = np.flatnonzero(keras.ops.convert_to_numpy(degenerate))
+        if where.size:
+            shown = ", ".join(str(int(i)) for i in where[:8]) + (", ..." if where.size > 8 else "")
+            warnings.warn(
+                f"{self.name}: data-dependent initialisation found a zero {statistic} for "
+                f"{where.size} of {int(np.prod(degenerate.shape))} features/channels ({shown}): the data "
+                f"are constant there; {fallback} instead of dividing by it.",
+                DataInitWarning, stacklevel=4)
 
     def _set_from_data(self, x: tf.Tensor) -> None:
         raise NotImplementedError

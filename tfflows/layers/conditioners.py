@@ -22,7 +22,8 @@ a model that uses it is built or loaded.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import layers, ops
@@ -30,6 +31,10 @@ from keras import layers, ops
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.layers.convolution import Conv2D
 from tfflows.layers.transformer import CausalTransformer, check_heads
+from tfflows.typing import Shape
+
+if TYPE_CHECKING:
+    import tensorflow as tf  # Keras hands call() the backend's tensors
 
 __all__ = ["ConvNet", "ResNet", "MLP", "ZeroConv", "ViT", "ConditionerFactory",
            "register_conditioner", "get_conditioner", "conditioner_names", "BUILTIN_CONDITIONERS"]
@@ -83,7 +88,9 @@ def output_policy(policy: keras.DTypePolicy) -> keras.DTypePolicy:
     every log-det and shift, and measurably slowed training
     (``bench/mixed_precision.py``).
     """
-    return keras.DTypePolicy(policy.variable_dtype) if policy.compute_dtype != policy.variable_dtype else policy
+    if policy.compute_dtype == policy.variable_dtype:
+        return policy
+    return keras.DTypePolicy(policy.variable_dtype)
 
 
 def _with_context(x, context):
@@ -118,13 +125,13 @@ class ConvNet(keras.layers.Layer):
         self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros",
                                dtype=output_policy(self.dtype_policy))
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
         self.conv_in.build((*x_shape[:-1], channels))
         self.conv_mid.build((*x_shape[:-1], self.hidden_channels))
         self.conv_out.build((*x_shape[:-1], self.hidden_channels))
 
-    def call(self, x, context=None):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
         return self.conv_out(self.conv_mid(self.conv_in(_with_context(x, context))))
 
     def get_config(self) -> dict[str, Any]:
@@ -158,7 +165,7 @@ class ResNet(keras.layers.Layer):
         self.block_convs = [Conv2D(hidden_channels, 3, dtype=dtype) for _ in range(2 * num_blocks)]
         self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros", dtype=output_policy(dtype))
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
         hidden = (*x_shape[:-1], self.hidden_channels)
         self.conv_in.build((*x_shape[:-1], channels))
@@ -166,7 +173,7 @@ class ResNet(keras.layers.Layer):
             conv.build(hidden)
         self.conv_out.build(hidden)
 
-    def call(self, x, context=None):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
         h = self.conv_in(_with_context(x, context))
         convs = self.block_convs
         for first, second in zip(convs[0::2], convs[1::2]):
@@ -198,14 +205,14 @@ class MLP(keras.layers.Layer):
         self.out = layers.Dense(output_units, kernel_initializer="zeros",
                                 dtype=output_policy(self.dtype_policy))
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         width = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
         for dense in self.hidden:
             dense.build((*x_shape[:-1], width))
             width = dense.units
         self.out.build((*x_shape[:-1], width))
 
-    def call(self, x, context=None):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
         h = _with_context(x, context)
         for dense in self.hidden:
             h = dense(h)
@@ -231,11 +238,11 @@ class ZeroConv(keras.layers.Layer):
         self.conv = Conv2D(output_channels, 3, kernel_initializer="zeros",
                            dtype=output_policy(self.dtype_policy))
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
         self.conv.build((*x_shape[:-1], channels))
 
-    def call(self, x, context=None):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
         return self.conv(_with_context(x, context))
 
     def get_config(self) -> dict[str, Any]:
@@ -279,9 +286,9 @@ class ViT(keras.layers.Layer):
         self.project_out = layers.Dense(output_channels, kernel_initializer="zeros",
                                         dtype=output_policy(policy),
                                         name="project_out")
-        self.context_embedding = None
+        self.context_embedding: layers.Dense | None = None
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         if len(x_shape) != 3 or x_shape[-2] is None or x_shape[-1] is None:
             raise ValueError(f"{self.name}: expected inputs shaped [batch, tokens, features] with "
                              f"known tokens and features, got shape {tuple(x_shape)}.")
@@ -296,7 +303,7 @@ class ViT(keras.layers.Layer):
                                                   name="context_embedding")
             self.context_embedding.build((None, context_shape[-1]))
 
-    def call(self, x, context=None):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
         h = self.project_in(x) + ops.cast(self.position, self.compute_dtype)[None]
         if context is not None:
             if self.context_embedding is None:

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
 from tfflows.layers.base import FlowLayer
+from tfflows.typing import Shape
 
 __all__ = ["InvertibleConv1x1Layer", "random_rotation", "lu_decompose"]
 
@@ -67,7 +68,11 @@ class InvertibleConv1x1Layer(FlowLayer):
                  initial_matrix: list | np.ndarray | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lu = bool(lu)
-        self.seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
+        if seed is None:
+            # NumPy's global generator, not a Generator: keras.utils.set_random_seed seeds it, so
+            # a seeded program draws the same rotation every run.
+            seed = int(np.random.randint(0, 2**31 - 1))  # noqa: NPY002
+        self.seed = int(seed)
         self.initial_matrix = None
         if initial_matrix is not None:
             m = np.asarray(initial_matrix, dtype=np.float64)
@@ -81,7 +86,7 @@ class InvertibleConv1x1Layer(FlowLayer):
                 )
             self.initial_matrix = m
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         c = x_shape[-1]
         if self.initial_matrix is not None and self.initial_matrix.shape[0] != c:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -48,7 +49,7 @@ _OVERRIDE = contextvars.ContextVar("tfflows_conv_implementation", default="auto"
 
 
 @contextlib.contextmanager
-def conv_implementation(implementation: str):
+def conv_implementation(implementation: str) -> Iterator[None]:
     """Within it, every ``Conv2D(implementation="auto")`` computes as ``implementation``.
 
     ``export_saved_model`` uses ``"conv"`` so a SavedModel holds stock
@@ -64,7 +65,7 @@ def conv_implementation(implementation: str):
 
 
 @contextlib.contextmanager
-def xla_compiling(enabled: bool = True):
+def xla_compiling(enabled: bool = True) -> Iterator[None]:
     """Within it, layers are traced for XLA: the matmul forms include im2col.
 
     ``FlowModel`` wraps its train, test and predict steps in it with the
@@ -77,7 +78,7 @@ def xla_compiling(enabled: bool = True):
         _XLA.reset(token)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gpu_visible() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
@@ -187,7 +188,8 @@ class Conv2D(keras.layers.Conv2D):
         dilation, groups or data format.
     """
 
-    def __init__(self, filters: int, kernel_size, implementation: str = "auto", **kwargs: Any) -> None:
+    def __init__(self, filters: int, kernel_size: int | tuple[int, int], implementation: str = "auto",
+                 **kwargs: Any) -> None:
         for arg, default in _FIXED.items():
             value = kwargs.pop(arg, default)
             if _normalized(value) != _normalized(default):
@@ -201,7 +203,7 @@ class Conv2D(keras.layers.Conv2D):
         super().__init__(filters, size, padding="same", **kwargs)
         self.implementation = implementation
 
-    def convolution_op(self, inputs, kernel):
+    def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         if resolve_implementation(self.implementation) == "matmul":
             k, _, c_in, c_out = kernel.shape
             if k == 1:

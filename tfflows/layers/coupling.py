@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
 
 from tfflows.bijectors.coupling import Coupling
 from tfflows.bijectors.masks import MASK_EVENT_NDIMS, check_mask, make_mask
-from tfflows.bijectors.transforms import SCALE_FNS, TRANSFORMS, make_transform
+from tfflows.bijectors.transforms import SCALE_FNS, make_transform, transform_names
 from tfflows.deprecation import DENSE_NAMES, conditioner_size, renamed_keys
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.conditioners import BUILTIN_CONDITIONERS, get_conditioner
+from tfflows.typing import Shape
 
 __all__ = ["CouplingLayer", "CONDITIONERS"]
 
@@ -84,8 +86,8 @@ class CouplingLayer(FlowLayer):
         check_mask(mask, parity, self.event_ndims, self.name, indices)
         if transform is None:
             transform = "additive" if additive else "affine"
-        if transform not in TRANSFORMS:
-            raise ValueError(f"{self.name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
+        if transform not in transform_names():
+            raise ValueError(f"{self.name}: transform must be one of {transform_names()}, got {transform!r}.")
         if additive and transform != "additive":
             raise ValueError(f"{self.name}: additive=True is transform='additive', got "
                              f"transform={transform!r}.")
@@ -138,7 +140,7 @@ class CouplingLayer(FlowLayer):
         return factory(out, hidden_channels=self.hidden_channels, num_blocks=self.num_blocks,
                        dtype=self.dtype_policy, name="conditioner", **self.conditioner_options)
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         channels = x_shape[-1]
         mask = self._mask()
@@ -168,6 +170,7 @@ class CouplingLayer(FlowLayer):
 
     def bijector(self, context: tf.Tensor | None = None) -> Coupling:
         self._require_built()
+        assert self.conditioner is not None  # build makes it with the weights
         factor = None if self.tanh_factor is None else tf.convert_to_tensor(self.tanh_factor)
         return Coupling(self.conditioner, self._transform(factor), self._mask(), context=context,
                         name=self.name)
@@ -184,7 +187,7 @@ class CouplingLayer(FlowLayer):
                 "indices": self.indices, "conditioner_options": self.conditioner_options}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "CouplingLayer":
+    def from_config(cls, config: dict[str, Any]) -> CouplingLayer:
         mask = config.get("mask", "channel")
         event_ndims = config.get("event_ndims", MASK_EVENT_NDIMS.get(mask, 3))
         default = _DEFAULT_CONDITIONER.get(event_ndims, "convnet")

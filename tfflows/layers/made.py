@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -10,6 +11,10 @@ from keras import ops
 
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.layers.conditioners import output_policy
+from tfflows.typing import Shape
+
+if TYPE_CHECKING:
+    import tensorflow as tf  # Keras hands call() the backend's tensors
 
 __all__ = ["MaskedDense", "MADE", "ORDERINGS", "make_ordering"]
 
@@ -59,7 +64,7 @@ class MaskedDense(keras.layers.Layer):
         inp, out = np.array(self.in_degrees)[:, None], np.array(self.out_degrees)[None, :]
         self.mask = (out > inp if self.strict else out >= inp).astype("float32")
 
-    def build(self, x_shape):
+    def build(self, x_shape: Shape) -> None:
         if x_shape[-1] != len(self.in_degrees):
             raise ValueError(f"{self.name}: expected inputs with {len(self.in_degrees)} features, "
                              f"got shape {x_shape}.")
@@ -67,7 +72,7 @@ class MaskedDense(keras.layers.Layer):
                                       initializer=self.kernel_initializer)
         self.bias = self.add_weight(name="bias", shape=(len(self.out_degrees),), initializer="zeros")
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         kernel = self.kernel * ops.cast(self.mask, self.kernel.dtype)
         return self.activation(ops.matmul(x, kernel) + self.bias)
 
@@ -123,10 +128,10 @@ class MADE(keras.layers.Layer):
         self.output_layer = MaskedDense(degrees, self.ordering * params_per_feature, strict=True,
                                         kernel_initializer="zeros",
                                         dtype=output_policy(self.dtype_policy), name="output")
-        self.context_layer = None
-        self.context_output = None
+        self.context_layer: keras.layers.Dense | None = None
+        self.context_output: keras.layers.Dense | None = None
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         shape = (None, x_shape[-1])
         for layer in self.hidden_layers:
             layer.build(shape)
@@ -143,19 +148,21 @@ class MADE(keras.layers.Layer):
                                                      name="context_output")
             self.context_output.build((None, context_shape[-1]))
 
-    def call(self, x, context=None):
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
         first = self.hidden_layers[0]
         h = ops.matmul(x, first.kernel * ops.cast(first.mask, first.kernel.dtype)) + first.bias
+        context_output = None
         if context is not None:
-            if self.context_layer is None:
+            if self.context_layer is None or self.context_output is None:
                 raise ValueError(f"{self.name}: was built without a context, but one was given.")
             h = h + self.context_layer(ops.cast(context, h.dtype))
+            context_output = self.context_output
         h = first.activation(h)
         for layer in self.hidden_layers[1:]:
             h = layer(h)
         out = self.output_layer(h)
-        if context is not None:
-            out = out + self.context_output(ops.cast(context, out.dtype))
+        if context_output is not None:
+            out = out + context_output(ops.cast(context, out.dtype))
         return out
 
     def get_config(self) -> dict[str, Any]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 import tensorflow as tf
 
 from tfflows.bijectors.actnorm import ElementwiseAffine
 from tfflows.layers.base import FlowLayer
+from tfflows.typing import Shape
 
 __all__ = ["PriorLayer"]
 
@@ -31,7 +30,7 @@ class PriorLayer(FlowLayer):
         Convolutions. NeurIPS 2018 (learned and class-conditional top prior).
     """
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         event = tuple(x_shape[-self.event_ndims:])
         self.log_scale = self.add_weight(name="log_scale", shape=event, initializer="zeros")

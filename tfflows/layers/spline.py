@@ -45,7 +45,7 @@ class SplineCouplingLayer(CouplingLayer):
         kwargs.pop("transform", None)
         kwargs.pop("additive", None)
         kwargs.pop("scale_fn", None)
-        size = ({"hidden_units": width, "num_hidden": depth} if mask == "half"
+        size: dict[str, Any] = ({"hidden_units": width, "num_hidden": depth} if mask == "half"
                 else {"hidden_channels": width, "num_blocks": depth})
         kwargs.setdefault("conditioner", "mlp" if mask == "half" else "convnet")
         super().__init__(mask, parity, transform="spline", num_bins=num_bins, bound=bound, **size,
@@ -60,7 +60,7 @@ class SplineCouplingLayer(CouplingLayer):
         return config
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "SplineCouplingLayer":
+    def from_config(cls, config: dict[str, Any]) -> SplineCouplingLayer:
         if config.get("mask", "half") == "half":
             config = renamed_keys(config, DENSE_NAMES)  # saved before the MLP had its own names
         return cls(**config)

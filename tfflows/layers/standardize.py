@@ -7,8 +7,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tfflows.bijectors.standardize import Standardize, standardize_stats
+from tfflows.bijectors.standardize import Standardize, standardize_degenerate, standardize_stats
 from tfflows.layers.base import DataInitializedLayer
+from tfflows.typing import Shape
 
 __all__ = ["StandardizeLayer"]
 
@@ -27,7 +28,7 @@ class StandardizeLayer(DataInitializedLayer):
         kwargs.setdefault("event_ndims", 1)
         super().__init__(**kwargs)
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         d = x_shape[-1]
         self.mean = self.add_weight(name="mean", shape=(d,), initializer="zeros", trainable=False)
@@ -40,7 +41,18 @@ class StandardizeLayer(DataInitializedLayer):
                            event_ndims=self.event_ndims, name=self.name)
 
     def _set_from_data(self, x: tf.Tensor) -> None:
-        """Sets mean and scale from the examples ``x``."""
-        mean, scale = standardize_stats(tf.cast(x, self.mean.dtype))
+        """Sets mean and scale from the examples ``x``.
+
+        A constant feature keeps scale 1 (only centred), with a
+        :class:`~tfflows.layers.DataInitWarning`; a mean or a standard deviation
+        that overflows raises (see :meth:`initialize`).
+        """
+        x = tf.cast(x, self.mean.dtype)
+        mean, var = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
+        self._checked_statistic("mean", mean)
+        std = self._checked_statistic("standard deviation", tf.sqrt(var))
+        self._warn_degenerate("standard deviation", standardize_degenerate(std),
+                              "that feature keeps scale 1 (only centred)")
+        mean, scale = standardize_stats(x)
         self.mean.assign(mean)
         self.scale.assign(scale)

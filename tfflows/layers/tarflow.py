@@ -9,9 +9,10 @@ import tensorflow as tf
 
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.tarflow import TokenAutoregressive
-from tfflows.layers.conditioners import output_policy
 from tfflows.layers.base import FlowLayer
+from tfflows.layers.conditioners import output_policy
 from tfflows.layers.transformer import CausalTransformer, check_heads
+from tfflows.typing import DTypeLike, Shape
 
 __all__ = ["TarFlowBlockLayer"]
 
@@ -62,7 +63,7 @@ class TarFlowBlockLayer(FlowLayer):
         self.mlp_ratio, self.reverse = mlp_ratio, bool(reverse)
         self.token_shape: tuple[int, int] | None = None
 
-    def build(self, x_shape, context_shape=None):
+    def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         if x_shape[-2] is None:
             raise ValueError(f"{self.name}: the token axis must have a known size, got shape {x_shape}.")
@@ -82,7 +83,8 @@ class TarFlowBlockLayer(FlowLayer):
         self.project_out.build((None, None, self.width))
         self.first_params = self.add_weight(name="first_params", shape=(2 * size,),
                                             initializer="zeros")
-        self.class_embedding = self.first_context = None
+        self.class_embedding: keras.layers.Dense | None = None
+        self.first_context: keras.layers.Dense | None = None
         if context_shape is not None:
             k = int(context_shape[-1])
             self.class_embedding = keras.layers.Dense(self.width, use_bias=False, dtype=policy,
@@ -99,10 +101,20 @@ class TarFlowBlockLayer(FlowLayer):
         if context is None and self.class_embedding is not None:
             raise ValueError(f"{self.name}: the layer was built for a context; pass one.")
 
+    def _context_layers(self) -> tuple[keras.layers.Dense, keras.layers.Dense]:
+        if self.class_embedding is None or self.first_context is None:
+            raise ValueError(f"{self.name}: got a context but the layer was built without one.")
+        return self.class_embedding, self.first_context
+
+    def _built_token_shape(self) -> tuple[int, int]:
+        self._require_built()
+        assert self.token_shape is not None  # build sets it with the weights
+        return self.token_shape
+
     def _embed(self, h, context):
         if context is None:
             return h
-        c = self.class_embedding(context)
+        c = self._context_layers()[0](context)
         return h + (c[:, None, :] if len(h.shape) == 3 else c)
 
     # -- the TokenConditioner protocol ------------------------------------
@@ -113,17 +125,20 @@ class TarFlowBlockLayer(FlowLayer):
         h = h + tf.cast(self.position, h.dtype)[None, : tf.shape(x)[1]]
         return self.project_out(self.transformer(self._embed(h, context)))
 
-    def first(self, context: tf.Tensor | None, batch: tf.Tensor, dtype) -> tf.Tensor:
+    def first(self, context: tf.Tensor | None, batch: tf.Tensor, dtype: DTypeLike) -> tf.Tensor:
         """Raw parameters [B, 2D] of token 0."""
-        p = tf.broadcast_to(tf.cast(self.first_params, dtype)[None], tf.stack([batch, 2 * self.token_shape[1]]))
+        size = self._built_token_shape()[1]
+        p = tf.broadcast_to(tf.cast(self.first_params, dtype)[None], tf.stack([batch, 2 * size]))
         if context is not None:
-            p = p + tf.cast(self.first_context(context), dtype)
+            p = p + tf.cast(self._context_layers()[1](context), dtype)
         return p
 
-    def initial_cache(self, batch: tf.Tensor, dtype) -> list:
-        return self.transformer.initial_cache(batch, self.token_shape[0], self.compute_dtype)
+    def initial_cache(self, batch: tf.Tensor, dtype: DTypeLike) -> list:
+        """Empty key/value caches of the block's transformer, for sampling token by token."""
+        return self.transformer.initial_cache(batch, self._built_token_shape()[0], self.compute_dtype)
 
-    def step(self, x: tf.Tensor, index: tf.Tensor, cache: list, context: tf.Tensor | None):
+    def step(self, x: tf.Tensor, index: tf.Tensor, cache: list,
+             context: tf.Tensor | None) -> tuple[tf.Tensor, list]:
         """Raw parameters [B, 2D] at position ``index`` for its token x [B, D], and the cache."""
         h = self.project_in(x)
         h = h + tf.gather(tf.cast(self.position, h.dtype), index)[None]
@@ -141,9 +156,9 @@ class TarFlowBlockLayer(FlowLayer):
           guidance: classifier-free guidance weight w (0: none).
           cached: sample with the key/value cache (True) or the uncached reference.
         """
-        self._require_built()
+        token_shape = self._built_token_shape()
         self._check_context(context)
-        return TokenAutoregressive(self, self.token_shape, reverse=self.reverse, context=context,
+        return TokenAutoregressive(self, token_shape, reverse=self.reverse, context=context,
                                    guidance=guidance, cached=cached, name=self.name)
 
     def get_config(self) -> dict[str, Any]:

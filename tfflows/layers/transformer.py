@@ -21,6 +21,10 @@ import keras
 import tensorflow as tf
 
 from tfflows.bijectors.base import check_positive_ints
+from tfflows.typing import DTypeLike, Shape
+
+KeyValues = tuple[tf.Tensor, tf.Tensor]
+"""An attention layer's cache: keys and values, each [B, heads, T, head_size]."""
 
 __all__ = ["CausalSelfAttention", "TransformerBlock", "CausalTransformer", "check_heads"]
 
@@ -68,7 +72,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.qkv = keras.layers.Dense(3 * width, dtype=self.dtype_policy, name="qkv")
         self.out = keras.layers.Dense(width, dtype=self.dtype_policy, name="out")
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         if input_shape[-1] != self.width:
             raise ValueError(f"{self.name}: expected inputs with {self.width} features, "
                              f"got shape {tuple(input_shape)}.")
@@ -91,7 +95,7 @@ class CausalSelfAttention(keras.layers.Layer):
         out = tf.transpose(out, [0, 2, 1, 3])
         return self.out(tf.reshape(out, tf.concat([tf.shape(out)[:2], [self.width]], 0)))
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         """x [B, T, width] → [B, T, width], causal unless ``causal=False``."""
         q, k, v = self._heads(x)
         if not self.causal:
@@ -101,12 +105,12 @@ class CausalSelfAttention(keras.layers.Layer):
         allowed = pos[None, :] <= pos[:, None]  # [T_query, T_key]
         return self._attend(q, k, v, allowed)
 
-    def initial_cache(self, batch: tf.Tensor, length: int, dtype) -> tuple[tf.Tensor, tf.Tensor]:
+    def initial_cache(self, batch: tf.Tensor, length: int, dtype: DTypeLike) -> KeyValues:
         """Empty (zero) keys and values for ``length`` positions: two [B, heads, T, d] tensors."""
         zeros = tf.zeros(tf.stack([batch, self.heads, length, self.head_size]), dtype)
         return zeros, zeros
 
-    def step(self, x: tf.Tensor, index: tf.Tensor, cache: tuple[tf.Tensor, tf.Tensor]):
+    def step(self, x: tf.Tensor, index: tf.Tensor, cache: KeyValues) -> tuple[tf.Tensor, KeyValues]:
         """The output at position ``index`` for its input x [B, width], and the updated cache.
 
         ``cache`` holds the keys and values of positions 0..index−1 (see
@@ -153,7 +157,7 @@ class TransformerBlock(keras.layers.Layer):
                                          name="mlp_in")
         self.mlp_out = keras.layers.Dense(width, dtype=policy, name="mlp_out")
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         shape = (None, None, self.width)
         self.norm_attention.build(shape)
         self.attention.build(shape)
@@ -164,14 +168,15 @@ class TransformerBlock(keras.layers.Layer):
     def _mlp(self, h):
         return h + self.mlp_out(self.mlp_in(self.norm_mlp(h)))
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         """x [B, T, width] → [B, T, width]; position t reads positions 0..t."""
         return self._mlp(x + self.attention(self.norm_attention(x)))
 
-    def initial_cache(self, batch, length, dtype):
+    def initial_cache(self, batch: tf.Tensor, length: int, dtype: DTypeLike) -> KeyValues:
+        """Empty (zero) keys and values of the block's attention for ``length`` positions."""
         return self.attention.initial_cache(batch, length, dtype)
 
-    def step(self, x, index, cache):
+    def step(self, x: tf.Tensor, index: tf.Tensor, cache: KeyValues) -> tuple[tf.Tensor, KeyValues]:
         """One position: x [B, width] at ``index`` → (output [B, width], updated cache)."""
         a, cache = self.attention.step(self.norm_attention(x), index, cache)
         return self._mlp(x + a), cache
@@ -208,21 +213,22 @@ class CausalTransformer(keras.layers.Layer):
         self.norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=self.dtype_policy,
                                                     name="norm")
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         for block in self.blocks:
             block.build((None, None, self.width))
         self.norm.build((None, None, self.width))
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
 
-    def initial_cache(self, batch: tf.Tensor, length: int, dtype) -> list:
+    def initial_cache(self, batch: tf.Tensor, length: int, dtype: DTypeLike) -> list[KeyValues]:
         """One zero (keys, values) pair per block, for sequences of ``length`` positions."""
         return [block.initial_cache(batch, length, dtype) for block in self.blocks]
 
-    def step(self, x: tf.Tensor, index: tf.Tensor, cache: list):
+    def step(self, x: tf.Tensor, index: tf.Tensor,
+             cache: list[KeyValues]) -> tuple[tf.Tensor, list[KeyValues]]:
         """One position: x [B, width] at ``index`` → (output [B, width], updated caches)."""
         new = []
         for block, c in zip(self.blocks, cache):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -10,17 +11,21 @@ from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.multiscale import Flatten
 from tfflows.bijectors.preprocess import ScalePixels
 from tfflows.bijectors.squeeze import Squeeze
+from tfflows.bijectors.transforms import transform_names
+from tfflows.deprecation import old_argument_names
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.layers.conv1x1 import InvertibleConv1x1Layer
 from tfflows.layers.coupling import CouplingLayer
 from tfflows.layers.prior import PriorLayer
 from tfflows.models.base import FlowModel
 from tfflows.models.plan import Split
+from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["Glow"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
+@old_argument_names({"input_shape": "event_shape", "hidden_channels": "width"})
 class Glow(FlowModel):
     """Glow: multi-scale flow of ActNorm, invertible 1×1 convolutions and couplings.
 
@@ -35,20 +40,21 @@ class Glow(FlowModel):
     3. the top latent gets a learned (class-conditional) diagonal prior.
 
     The whole map is one bijector into a standard normal base (see
-    :class:`FlowModel`). The paper's settings are ``hidden_channels=512``,
+    :class:`FlowModel`). The paper's settings are ``width=512``,
     ``num_steps=32``, ``num_levels=3`` (CIFAR-10) with affine couplings and LU.
 
     Args:
-      input_shape: (H, W, C); H and W divisible by 2**num_levels.
+      event_shape: (H, W, C); H and W divisible by 2**num_levels.
       num_levels: L, the number of scales.
       num_steps: K, flow steps per level.
-      hidden_channels: width of the coupling networks.
+      width: channels of the coupling networks.
       coupling: ``"affine"`` or ``"additive"``.
       lu: LU-parameterised 1×1 convolutions.
       num_bits: bits per pixel of the data (8, or 5 as Glow's CelebA-HQ).
       learn_top: learn the top prior's mean and scale.
       num_classes / context_dim: make the model conditional.
       seed: seed of the 1×1 convolutions' initial rotations.
+      input_shape, hidden_channels: deprecated old names of ``event_shape`` and ``width``.
 
     References:
       Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1
@@ -57,10 +63,10 @@ class Glow(FlowModel):
 
     def __init__(
         self,
-        input_shape: Sequence[int] = (28, 28, 1),
+        event_shape: Sequence[int] = (28, 28, 1),
         num_levels: int = 3,
         num_steps: int = 32,
-        hidden_channels: int = 512,
+        width: int = 512,
         coupling: str = "affine",
         lu: bool = True,
         num_bits: int = 8,
@@ -70,14 +76,13 @@ class Glow(FlowModel):
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(input_shape, num_classes=num_classes, context_dim=context_dim, **kwargs)
+        super().__init__(event_shape, num_classes=num_classes, context_dim=context_dim, **kwargs)
         name = type(self).__name__
         if len(self.event_shape) != 3:
-            raise ValueError(f"{name}: input_shape must be (height, width, channels), got {input_shape!r}.")
-        check_positive_ints(name, num_levels=num_levels, num_steps=num_steps,
-                            hidden_channels=hidden_channels)
-        if coupling not in ("affine", "additive"):
-            raise ValueError(f"{name}: coupling must be 'affine' or 'additive', got {coupling!r}.")
+            raise ValueError(f"{name}: event_shape must be (height, width, channels), got {event_shape!r}.")
+        check_positive_ints(name, num_levels=num_levels, num_steps=num_steps, width=width)
+        if coupling not in transform_names():
+            raise ValueError(f"{name}: coupling must be one of {transform_names()}, got {coupling!r}.")
         h, w, _ = self.event_shape
         f = 2 ** num_levels
         if h % f or w % f:
@@ -85,10 +90,10 @@ class Glow(FlowModel):
                 f"{name}: height and width must be divisible by 2**num_levels = {f}, got {h}x{w}.")
         self.num_levels = num_levels
         self.num_steps = num_steps
-        self.hidden_channels = hidden_channels
+        self.width = width
         self.coupling = coupling
         self.lu = lu
-        self.num_bits = num_bits
+        self.num_bits: int = num_bits
         self.learn_top = learn_top
         self.seed = seed
         self._finish_init()
@@ -98,7 +103,7 @@ class Glow(FlowModel):
         self._add_level(steps, 0, self.event_shape)
         return steps
 
-    def _add_level(self, steps: list, level: int, shape: tuple[int, int, int]) -> None:
+    def _add_level(self, steps: list, level: int, shape: tuple[int, ...]) -> None:
         h, w, c = shape
         shape = (h // 2, w // 2, 4 * c)
         steps.append(Squeeze(2))
@@ -108,8 +113,8 @@ class Glow(FlowModel):
                 ActNormLayer(name=f"actnorm_{tag}"),
                 InvertibleConv1x1Layer(lu=self.lu, seed=self.seed * 1000 + level * 100 + k,
                                        name=f"conv1x1_{tag}"),
-                CouplingLayer("channel", 0, additive=self.coupling == "additive", scale_fn="sigmoid",
-                              conditioner="convnet", hidden_channels=self.hidden_channels,
+                CouplingLayer("channel", 0, transform=self.coupling, scale_fn="sigmoid",
+                              conditioner="convnet", hidden_channels=self.width,
                               name=f"coupling_{tag}"),
             ]
         if level == self.num_levels - 1:
@@ -125,8 +130,15 @@ class Glow(FlowModel):
         steps.append(Split(inner, shape, kept))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "input_shape": list(self.event_shape),
-                "num_levels": self.num_levels, "num_steps": self.num_steps,
-                "hidden_channels": self.hidden_channels, "coupling": self.coupling, "lu": self.lu,
-                "num_bits": self.num_bits, "learn_top": self.learn_top,
-                "num_classes": self.num_classes, "context_dim": self.context_dim, "seed": self.seed}
+        return {**super().get_config(), "num_levels": self.num_levels, "num_steps": self.num_steps,
+                "width": self.width, "coupling": self.coupling, "lu": self.lu,
+                "num_bits": self.num_bits, "learn_top": self.learn_top, "seed": self.seed}
+
+
+register_model(ModelEntry(
+    name="glow", data_kind="image", model_class=Glow,
+    summary="multi-scale ActNorm, invertible 1x1 convolutions and couplings (Kingma & Dhariwal 2018)",
+    build=lambda o: Glow(o.event_shape, num_levels=o.num_levels, num_steps=o.num_steps or 4,
+                         width=o.width, coupling=o.coupling, num_bits=o.image_num_bits,
+                         num_classes=o.num_classes, seed=o.seed, **o.policy),
+    tiny=lambda **cond: Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, num_bits=5, **cond)))

@@ -26,7 +26,8 @@ The view is for drawing and inspecting; save the model itself.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -57,10 +58,10 @@ class BijectorStep(keras.layers.Layer):
         self._bijector_fn = lambda: bijector  # a callable: kept out of Keras's tracking
         self.built = True
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return forward_and_log_det(self._bijector_fn(), x)
 
-    def compute_output_spec(self, x):
+    def compute_output_spec(self, x: keras.KerasTensor) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         bij = self._bijector_fn()
         nd = int(bij.forward_min_event_ndims)
         event = bij.forward_event_shape(tf.TensorShape(x.shape[len(x.shape) - nd:]))
@@ -77,11 +78,11 @@ class SplitStep(keras.layers.Layer):
         self.kept = int(kept)
         self.built = True
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         rest = x[..., self.kept:]
         return x[..., : self.kept], tf.reshape(rest, [tf.shape(rest)[0], -1])
 
-    def compute_output_spec(self, x):
+    def compute_output_spec(self, x: keras.KerasTensor) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         h, w, c = x.shape[-3:]
         return (keras.KerasTensor((*x.shape[:-1], self.kept), x.dtype),
                 keras.KerasTensor((x.shape[0], h * w * (c - self.kept)), x.dtype))
@@ -96,10 +97,10 @@ class ContextStep(keras.layers.Layer):
         self.size = int(size)
         self.built = True
 
-    def call(self, context):
+    def call(self, context: tf.Tensor) -> tf.Tensor:
         return self._convert(context)
 
-    def compute_output_spec(self, context):
+    def compute_output_spec(self, context: keras.KerasTensor) -> keras.KerasTensor:
         return keras.KerasTensor((context.shape[0], self.size), "float32")
 
 
@@ -110,11 +111,11 @@ class LogProbStep(keras.layers.Layer):
         super().__init__(**kwargs)
         self.built = True
 
-    def call(self, z, log_det):
+    def call(self, z: tf.Tensor, log_det: tf.Tensor) -> tf.Tensor:
         dims = tf.cast(tf.shape(z)[-1], z.dtype)
         return -0.5 * tf.reduce_sum(tf.square(z), axis=-1) - 0.5 * dims * _LOG_2PI + log_det
 
-    def compute_output_spec(self, z, log_det):
+    def compute_output_spec(self, z: keras.KerasTensor, log_det: keras.KerasTensor) -> keras.KerasTensor:
         return keras.KerasTensor(z.shape[:-1], z.dtype)
 
 
@@ -171,10 +172,12 @@ def functional_view(model: FlowModel) -> keras.Model:
         else:
             c_in = keras.Input(shape=(model.context_dim,), dtype="float32", name="context")
         inputs.append(c_in)
-        context = ContextStep(model._context, model.context_size, name="context_in")(c_in)
+        size = model.context_size
+        assert size is not None  # a conditional model's
+        context = ContextStep(model.spec.context, size, name="context_in")(c_in)
     pieces: list = []
     log_dets: list = []
-    _trace(model._plan.steps, x_in, context, _Names(), pieces, log_dets)
+    _trace(model.plan.steps, x_in, context, _Names(), pieces, log_dets)
     z = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(axis=-1, name="latent")(pieces)
     if int(np.prod(z.shape[1:])) != model.num_dims:
         raise ValueError(f"{type(model).__name__}: the traced latent has shape {z.shape}, "

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfflows.deprecation import old_argument_names, renamed_keys
 from tfflows.layers.idf import IntegerCoupling, LogisticMixturePrior, discretized_logistic_mixture_log_prob
+from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["IDF", "TINY_CONFIG", "cli_builder", "cli_config"]
 
-TINY_CONFIG: dict[str, Any] = dict(num_levels=2, num_couplings=2, width=8, depth=0, num_mixtures=2,
+TINY_CONFIG: dict[str, Any] = dict(num_levels=2, num_steps=2, width=8, depth=0, num_mixtures=2,
                                    num_groups=1, top_groups=2, max_shift=8)
 """A model that builds and runs in well under a second: for tests."""
 
@@ -23,13 +26,14 @@ def _split_sizes(n: int, groups: int) -> list[int]:
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
+@old_argument_names({"num_couplings": "num_steps"})
 class IDF(keras.Model):
     """Integer discrete flow: an exact bijection of integer images onto integer latents.
 
     Data → latent, for pixel levels x ∈ [0, 2ⁿ):
 
     1. centre: v = x − 2ⁿ⁻¹;
-    2. ``num_levels`` levels, each: squeeze (2×2 space-to-depth) → ``num_couplings``
+    2. ``num_levels`` levels, each: squeeze (2×2 space-to-depth) → ``num_steps``
        × :class:`~tfflows.layers.idf.IntegerCoupling` (b ← b + round(t(a)), halves
        swapped) → (all but the last level) half of the channels are factored out;
     3. every factored half, and the top, is cut along channels into groups,
@@ -48,7 +52,7 @@ class IDF(keras.Model):
       event_shape: (H, W, C); H and W divisible by 2**num_levels.
       num_bits: bits per pixel level of the data (8: values 0..255).
       num_levels: L, the number of scales.
-      num_couplings: couplings per level.
+      num_steps: couplings per level.
       width, depth: of every network (3×3 convolutions, ``depth`` residual hidden ones).
       num_mixtures: K, logistic components per latent.
       num_groups: groups of each factored half.
@@ -66,7 +70,7 @@ class IDF(keras.Model):
     data_kind = "image"
 
     def __init__(self, event_shape: Sequence[int] = (28, 28, 1), num_bits: int = 8, num_levels: int = 2,
-                 num_couplings: int = 2, width: int = 32, depth: int = 1, num_mixtures: int = 3,
+                 num_steps: int = 2, width: int = 32, depth: int = 1, num_mixtures: int = 3,
                  num_groups: int = 2, top_groups: int = 8, max_shift: int = 32, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         event_shape = tuple(int(s) for s in event_shape)
@@ -86,7 +90,7 @@ class IDF(keras.Model):
         self.event_shape = event_shape
         self.num_bits = int(num_bits)
         self.num_levels = int(num_levels)
-        self.num_couplings = int(num_couplings)
+        self.num_steps = int(num_steps)
         self.width = int(width)
         self.depth = int(depth)
         self.num_mixtures = int(num_mixtures)
@@ -103,7 +107,7 @@ class IDF(keras.Model):
             h, w, c = h // 2, w // 2, c * 4
             self.couplings.append([IntegerCoupling(c, max_shift=self.max_shift, input_scale=scale,
                                                    name=f"coupling_{level}_{k}", **net)
-                                   for k in range(self.num_couplings)])
+                                   for k in range(self.num_steps)])
             top = level == self.num_levels - 1
             keep = 0 if top else c // 2
             self.kept.append(keep)
@@ -126,7 +130,7 @@ class IDF(keras.Model):
     def latent_range(self) -> tuple[int, int]:
         """(lo, hi): every latent integer lies in lo..hi (pixels centred, plus every shift a channel gets)."""
         half = 2 ** (self.num_bits - 1)
-        reach = self.max_shift * math.ceil(self.num_couplings / 2) * self.num_levels
+        reach = self.max_shift * math.ceil(self.num_steps / 2) * self.num_levels
         return -half - reach, half - 1 + reach
 
     def build(self, input_shape=None) -> None:
@@ -302,18 +306,18 @@ class IDF(keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "event_shape": list(self.event_shape), "num_bits": self.num_bits,
-                "num_levels": self.num_levels, "num_couplings": self.num_couplings, "width": self.width,
+                "num_levels": self.num_levels, "num_steps": self.num_steps, "width": self.width,
                 "depth": self.depth, "num_mixtures": self.num_mixtures, "num_groups": self.num_groups,
                 "top_groups": self.top_groups, "max_shift": self.max_shift}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "IDF":
-        return cls(**config)
+    def from_config(cls, config: dict[str, Any]) -> IDF:
+        return cls(**renamed_keys(config, cls.OLD_ARGUMENT_NAMES))  # files saved before the glossary
 
 
 def cli_config(args) -> dict[str, Any]:
     """IDF arguments from ``tfflows train``'s flags: --levels, --steps (couplings per level), --width, --depth."""
-    given = dict(num_levels=getattr(args, "levels", None), num_couplings=getattr(args, "steps", None),
+    given = dict(num_levels=getattr(args, "levels", None), num_steps=getattr(args, "steps", None),
                  width=getattr(args, "width", None), depth=getattr(args, "depth", None))
     return {key: value for key, value in given.items() if value is not None}
 
@@ -323,3 +327,18 @@ def cli_builder(args, event_shape: Sequence[int], num_bits: int, num_classes: in
     if num_classes:
         raise ValueError("--model idf is unconditional; drop --conditional.")
     return IDF(event_shape, num_bits=num_bits, **cli_config(args))
+
+
+def _train_from_cli(args: Any) -> dict:
+    from tfflows.codec.train import train_from_cli
+
+    return train_from_cli(args)
+
+
+register_model(ModelEntry(
+    name="idf", data_kind="image", model_class=IDF, conditioning=(),
+    summary="integer discrete flow with a logistic-mixture prior: the model of tfflows.codec (lossless)",
+    build=lambda o: IDF(o.event_shape, num_bits=o.image_num_bits, num_levels=o.num_levels,
+                        num_steps=o.num_steps or 2, width=o.width, depth=1 if o.depth is None else o.depth),
+    tiny=lambda: IDF((8, 8, 1), num_bits=5, **TINY_CONFIG),
+    train=_train_from_cli))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -12,9 +13,11 @@ import numpy as np
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.patchify import FlattenTokens, Patchify
 from tfflows.bijectors.preprocess import ScalePixels
+from tfflows.deprecation import old_argument_names
 from tfflows.layers.coupling import CouplingLayer
 from tfflows.layers.transformer import check_heads
 from tfflows.models.base import FlowModel
+from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["Jet", "SPLITS"]
 
@@ -43,6 +46,7 @@ def spatial_part_a(grid: tuple[int, int]) -> list[int]:
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
+@old_argument_names({"num_couplings": "num_steps"})
 class Jet(FlowModel):
     """Jet: patches as tokens, then affine couplings whose conditioners are ViTs.
 
@@ -51,7 +55,7 @@ class Jet(FlowModel):
     1. scale to [−½, ½): x / 2ⁿ − ½ (log-det −D·n·ln 2, as Glow and TarFlow,
        so ``log_prob`` is in the units of the data and bits/dim are exact);
     2. patchify: [H, W, C] → T = (H/p)(W/p) tokens of p²C entries (log-det 0);
-    3. ``num_couplings`` × :class:`~tfflows.layers.CouplingLayer`: the moving
+    3. ``num_steps`` × :class:`~tfflows.layers.CouplingLayer`: the moving
        part y₂ = x₂ ⊙ s + t with s = 2·sigmoid(u) ∈ (0, 2) and (t, u) from a
        ViT (:class:`~tfflows.layers.ViT`: every token attends to every
        token) of the conditioning part; log-det Σ log s. The ViT's output
@@ -79,15 +83,17 @@ class Jet(FlowModel):
     Args:
       event_shape: (H, W, C); H and W divisible by ``patch_size``.
       patch_size: p, the side of a patch.
-      num_couplings: coupling layers (the paper: 32 to 64); see :func:`bits_per_dim_floor`.
+      num_steps: coupling layers (the paper: 32 to 64); see :func:`bits_per_dim_floor`.
       width: ViT width (the paper: 512 to 1024).
       depth: transformer blocks per ViT (the paper: 1 to 4).
       heads: attention heads; must divide ``width``.
       mlp_ratio: MLP hidden size as a multiple of ``width``.
       num_bits: bits per pixel of the data.
       splits: the kinds of split the couplings cycle through.
-      num_classes: classes of a class-conditional model.
+      num_classes / context_dim: make the model conditional (a class embedding, or a
+        projection of the context vector, added to every token).
       seed: seed of the channel splits.
+      num_couplings: the deprecated old name of ``num_steps``.
 
     References:
       Kolesnikov, Susano Pinto, Tschannen. Jet: A Modern Transformer-Based
@@ -99,7 +105,7 @@ class Jet(FlowModel):
         self,
         event_shape: Sequence[int] = (28, 28, 1),
         patch_size: int = 4,
-        num_couplings: int = 16,
+        num_steps: int = 16,
         width: int = 64,
         depth: int = 1,
         heads: int = 4,
@@ -107,15 +113,16 @@ class Jet(FlowModel):
         num_bits: int = 8,
         splits: Sequence[str] = SPLITS,
         num_classes: int | None = None,
+        context_dim: int | None = None,
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, num_classes=num_classes, **kwargs)
+        super().__init__(event_shape, num_classes=num_classes, context_dim=context_dim, **kwargs)
         name = type(self).__name__
         if len(self.event_shape) != 3:
             raise ValueError(f"{name}: event_shape must be (height, width, channels), "
                              f"got {tuple(event_shape)!r}.")
-        check_positive_ints(name, patch_size=patch_size, num_couplings=num_couplings, depth=depth,
+        check_positive_ints(name, patch_size=patch_size, num_steps=num_steps, depth=depth,
                             mlp_ratio=mlp_ratio)
         check_heads(name, width, heads)
         h, w, c = self.event_shape
@@ -127,7 +134,7 @@ class Jet(FlowModel):
             raise ValueError(f"{name}: splits must be a non-empty list of {SPLITS}, got {splits!r}.")
         grid = (h // patch_size, w // patch_size)
         tokens, features = grid[0] * grid[1], patch_size * patch_size * c
-        used = set(splits[i % len(splits)] for i in range(num_couplings))
+        used = set(splits[i % len(splits)] for i in range(num_steps))
         if "spatial" in used and tokens < 2:
             raise ValueError(f"{name}: a spatial split needs at least 2 tokens, got {tokens} "
                              f"({h}x{w} with patch_size={patch_size}); use a smaller patch_size "
@@ -138,21 +145,21 @@ class Jet(FlowModel):
                              "patch_size or splits=('spatial',).")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"{name}: seed must be an integer, got {seed!r}.")
-        floor = bits_per_dim_floor(num_couplings, num_bits)
+        floor = bits_per_dim_floor(num_steps, num_bits)
         if floor > 2.0:
             warnings.warn(
                 f"{name}: each coupling stretches a value at most 2× (s = 2·sigmoid(u), as in the "
-                f"paper) and a value moves in half of the couplings, so {num_couplings} couplings "
+                f"paper) and a value moves in half of the couplings, so {num_steps} couplings "
                 f"cannot take {num_bits}-bit data below about {floor:.2f} bits/dim; use "
-                f"num_couplings >= {min_couplings(num_bits, 2.0)} (the paper uses 32 to 64).",
-                stacklevel=2)
+                f"num_steps >= {min_couplings(num_bits, 2.0)} (the paper uses 32 to 64).",
+                stacklevel=3)
         self.patch_size = patch_size
-        self.num_couplings = num_couplings
+        self.num_steps = num_steps
         self.width = width
         self.depth = depth
         self.heads = heads
         self.mlp_ratio = mlp_ratio
-        self.num_bits = num_bits
+        self.num_bits: int = num_bits
         self.splits = splits
         self.seed = seed
         self.grid = grid
@@ -178,13 +185,23 @@ class Jet(FlowModel):
     def _make_steps(self) -> list:
         steps: list = [ScalePixels(self.num_bits, offset=-0.5),
                        Patchify(self.event_shape, self.patch_size)]
-        steps += [self._coupling(k) for k in range(self.num_couplings)]
+        steps += [self._coupling(k) for k in range(self.num_steps)]
         steps.append(FlattenTokens(self.token_shape))
         return steps
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "event_shape": list(self.event_shape),
-                "patch_size": self.patch_size, "num_couplings": self.num_couplings,
+        return {**super().get_config(), "patch_size": self.patch_size, "num_steps": self.num_steps,
                 "width": self.width, "depth": self.depth, "heads": self.heads,
                 "mlp_ratio": self.mlp_ratio, "num_bits": self.num_bits, "splits": list(self.splits),
-                "num_classes": self.num_classes, "seed": self.seed}
+                "seed": self.seed}
+
+
+register_model(ModelEntry(
+    name="jet", data_kind="image", model_class=Jet,
+    summary="couplings with ViT conditioners over patches (Kolesnikov et al. 2024)",
+    build=lambda o: Jet(o.event_shape, patch_size=o.extra.get("patch_size", 4),
+                        num_steps=o.num_steps or 16, depth=o.depth or 1, width=o.width,
+                        heads=o.extra.get("heads", 4), num_bits=o.image_num_bits,
+                        num_classes=o.num_classes, seed=o.seed, **o.policy),
+    tiny=lambda **cond: Jet((4, 4, 1), patch_size=2, num_steps=4, width=8, depth=1, heads=2,
+                            mlp_ratio=2, num_bits=2, **cond)))

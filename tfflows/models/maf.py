@@ -8,9 +8,11 @@ import keras
 
 from tfflows.bijectors.autoregressive import DIRECTIONS, make_transform
 from tfflows.bijectors.base import check_positive_ints
+from tfflows.deprecation import old_argument_names
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
 from tfflows.models.base import FlowModel
-from tfflows.models.vector import standardized
+from tfflows.models.registry import ModelEntry, register_model
+from tfflows.models.vector import VECTOR_RENAMES, num_features, standardized, vector_options
 
 __all__ = ["VectorMAF"]
 
@@ -18,10 +20,11 @@ MAF_ORDERINGS = ("natural", "random")
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
+@old_argument_names(VECTOR_RENAMES)
 class VectorMAF(FlowModel):
     """Masked Autoregressive Flow: a stack of MADE-conditioned autoregressive steps.
 
-    Data → latent: ``num_layers`` × z = (x − μ(x<)) · exp(−α(x<)) (affine,
+    Data → latent: ``num_steps`` × z = (x − μ(x<)) · exp(−α(x<)) (affine,
     Papamakarios et al.) or zᵢ = gᵢ(xᵢ; θᵢ(x<ᵢ)), a monotone
     rational-quadratic spline on [−B, B] per feature (``transform="spline"``,
     the autoregressive neural spline flow of Durkan et al.), each step
@@ -32,10 +35,10 @@ class VectorMAF(FlowModel):
     them (fast sampling, density in D passes per step).
 
     Args:
-      dim: number of features D ≥ 1.
-      num_layers: autoregressive steps.
-      hidden_units: width of the MADE conditioners.
-      num_hidden: hidden layers per MADE.
+      event_shape: the number of features D ≥ 1 (or the shape (D,)).
+      num_steps: autoregressive steps.
+      width: width of the MADE conditioners.
+      depth: hidden layers per MADE.
       ordering: ``"natural"`` (alternating with its reverse) or ``"random"``.
       direction: ``"maf"`` or ``"iaf"``.
       num_classes / context_dim: make the model conditional.
@@ -45,6 +48,8 @@ class VectorMAF(FlowModel):
       transform: ``"affine"`` or ``"spline"``.
       num_bins: K, spline bins (the MADE emits 3K − 1 parameters per feature).
       bound: B, the splines' interval [−B, B] (identity outside).
+      dim, num_layers, hidden_units, num_hidden: deprecated old names of
+        ``event_shape``, ``num_steps``, ``width`` and ``depth``.
 
     References:
       Papamakarios, Pavlakou, Murray. Masked Autoregressive Flow for Density
@@ -54,22 +59,22 @@ class VectorMAF(FlowModel):
       Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
-    def __init__(self, dim: int = 2, num_layers: int = 5, hidden_units: int = 64, num_hidden: int = 2,
+    def __init__(self, event_shape: int | tuple[int] = 2, num_steps: int = 5, width: int = 64, depth: int = 2,
                  ordering: str = "natural", direction: str = "maf", num_classes: int | None = None,
                  context_dim: int | None = None, seed: int = 0, standardize: bool = False,
                  transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
                  **kwargs: Any) -> None:
         name = type(self).__name__
-        check_positive_ints(name, dim=dim, num_layers=num_layers, hidden_units=hidden_units,
-                            num_hidden=num_hidden)
+        dim = num_features(name, event_shape, 1)
+        check_positive_ints(name, num_steps=num_steps, width=width, depth=depth)
         if ordering not in MAF_ORDERINGS:
             raise ValueError(f"{name}: ordering must be one of {MAF_ORDERINGS}, got {ordering!r}.")
         if direction not in DIRECTIONS:
             raise ValueError(f"{name}: direction must be one of {DIRECTIONS}, got {direction!r}.")
         make_transform(transform, num_bins, bound, name)  # rejects bad arguments here
         super().__init__((dim,), num_classes=num_classes, context_dim=context_dim, **kwargs)
-        self.dim, self.num_layers = dim, num_layers
-        self.hidden_units, self.num_hidden = hidden_units, num_hidden
+        self.num_steps = num_steps
+        self.width, self.depth = width, depth
         self.ordering, self.direction = ordering, direction
         self.seed, self.standardize = seed, bool(standardize)
         self.transform, self.num_bins, self.bound = transform, num_bins, float(bound)
@@ -77,19 +82,31 @@ class VectorMAF(FlowModel):
 
     def _make_steps(self) -> list:
         steps = []
-        for k in range(self.num_layers):
+        for k in range(self.num_steps):
             ordering = ("random" if self.ordering == "random"
                         else ("natural" if k % 2 == 0 else "reversed"))
-            steps.append(MaskedAutoregressiveLayer(self.hidden_units, self.num_hidden, ordering,
+            steps.append(MaskedAutoregressiveLayer(self.width, self.depth, ordering,
                                                    self.direction, seed=self.seed * 1000 + k,
                                                    transform=self.transform, num_bins=self.num_bins,
                                                    bound=self.bound, name=f"{self.direction}_{k}"))
         return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "dim": self.dim, "num_layers": self.num_layers,
-                "hidden_units": self.hidden_units, "num_hidden": self.num_hidden,
-                "ordering": self.ordering, "direction": self.direction,
-                "num_classes": self.num_classes, "context_dim": self.context_dim,
+        return {**super().get_config(), "num_steps": self.num_steps, "width": self.width,
+                "depth": self.depth, "ordering": self.ordering, "direction": self.direction,
                 "seed": self.seed, "standardize": self.standardize, "transform": self.transform,
                 "num_bins": self.num_bins, "bound": self.bound}
+
+
+register_model(ModelEntry(
+    name="maf", data_kind="vector", model_class=VectorMAF,
+    summary="masked autoregressive flow (Papamakarios et al. 2017)",
+    build=lambda o: VectorMAF(o.event_shape[0], **vector_options(o)),
+    tiny=lambda **cond: VectorMAF(3, num_steps=2, width=8, **cond)))
+register_model(ModelEntry(
+    name="maf-spline", data_kind="vector", model_class=VectorMAF,
+    summary="autoregressive neural spline flow: a MAF with 8-bin rational-quadratic splines on [-5, 5]",
+    build=lambda o: VectorMAF(o.event_shape[0], transform="spline", num_bins=8, bound=5.0,
+                              **vector_options(o)),
+    tiny=lambda **cond: VectorMAF(3, num_steps=2, width=8, transform="spline", num_bins=4, bound=5.0,
+                                  **cond)))

@@ -17,8 +17,9 @@ latent shapes and listing the layers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any
 
 import tensorflow as tf
 
@@ -47,7 +48,7 @@ class Split:
         return (h, w, c - self.kept)
 
 
-Step = Union[FlowLayer, FlowBijector, Split]
+Step = FlowLayer | FlowBijector | Split
 
 
 @dataclass
@@ -144,16 +145,27 @@ def initialize_steps(steps: list, x: tf.Tensor, context: tf.Tensor | None, force
 
     A step takes part when it sets ``needs_data_init`` (ActNorm, Standardize);
     see :class:`tfflows.layers.FlowLayer`. Returns how many were initialised.
+    All or nothing: when a step refuses its input (a degenerate or non-finite
+    statistic), the steps set before it in this call get their weights back.
     """
     count = 0
+    before: list[tuple[Any, Any]] = []
 
     def through(step, x):
         nonlocal count
         if step.needs_data_init:
-            count += int(step.initialize(x, force=force))
+            snapshot = [(w, w.numpy()) for w in step.weights] if step.built else []
+            if step.initialize(x, force=force):
+                count += 1
+                before.extend(snapshot)
         return _bijector_of(step, context).forward_and_log_det(x)[0]
 
-    walk(steps, x, through, _keep_channels)
+    try:
+        walk(steps, x, through, _keep_channels)
+    except Exception:
+        for weight, value in before:
+            weight.assign(value)
+        raise
     return count
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -14,10 +15,14 @@ from tfflows.bijectors.base import check_positive_ints
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.bijectors.patchify import FlattenTokens, Patchify
 from tfflows.bijectors.preprocess import ScalePixels
+from tfflows.data.spec import unless_empty
+from tfflows.deprecation import old_argument_names
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.tarflow import TarFlowBlockLayer
 from tfflows.layers.transformer import check_heads
 from tfflows.models.base import FlowModel
+from tfflows.models.registry import ModelEntry, register_model
+from tfflows.typing import Context, Seed, TensorLike
 
 __all__ = ["TarFlow", "NOISES"]
 
@@ -25,6 +30,7 @@ NOISES = ("uniform", "gaussian")
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
+@old_argument_names({"num_blocks": "num_steps", "num_layers": "depth"})
 class TarFlow(FlowModel):
     """TarFlow: patches as tokens, then blocks of causal-transformer autoregressive maps.
 
@@ -33,7 +39,7 @@ class TarFlow(FlowModel):
     1. scale to [−½, ½): x / 2ⁿ − ½ (log-det −D·n·ln 2, as Glow, so
        ``log_prob`` is in the units of the data and bits/dim are exact);
     2. patchify: [H, W, C] → T = (H/p)(W/p) tokens of p²C entries (log-det 0);
-    3. ``num_blocks`` × :class:`~tfflows.layers.TarFlowBlockLayer`:
+    3. ``num_steps`` × :class:`~tfflows.layers.TarFlowBlockLayer`:
        z_t = (x_t − μ_t(x_<t)) · exp(−α_t(x_<t)), log-det −Σα, every token in
        one pass; the blocks alternate the token order (odd blocks reversed);
     4. the tokens flattened into one latent of D = H·W·C entries, standard normal.
@@ -65,16 +71,18 @@ class TarFlow(FlowModel):
     Args:
       event_shape: (H, W, C); H and W divisible by ``patch_size``.
       patch_size: p, the side of a patch.
-      num_blocks: flow blocks (the paper: 8).
-      num_layers: transformer blocks per flow block (the paper: 8).
+      num_steps: flow blocks (the paper: 8).
+      depth: transformer blocks per flow block (the paper: 8).
       width: transformer width (the paper: 768 to 1024).
       heads: attention heads; must divide ``width``.
       mlp_ratio: MLP hidden size as a multiple of ``width``.
       num_bits: bits per pixel of the data.
-      num_classes: classes of a class-conditional model.
+      num_classes / context_dim: make the model conditional (``label_dropout`` and
+        ``guidance`` use the null context, all zeros).
       noise: ``"uniform"`` or ``"gaussian"`` (see above).
       noise_std: σ of the Gaussian noise on the [−1, 1] scale.
       label_dropout: probability that ``fit`` replaces a label by the null class.
+      num_blocks, num_layers: deprecated old names of ``num_steps`` and ``depth``.
 
     References:
       Zhai, Zhang, Gu, Bautista, Berthelot, Susskind, Goh. Normalizing Flows
@@ -86,25 +94,26 @@ class TarFlow(FlowModel):
         self,
         event_shape: Sequence[int] = (28, 28, 1),
         patch_size: int = 4,
-        num_blocks: int = 4,
-        num_layers: int = 2,
+        num_steps: int = 4,
+        depth: int = 2,
         width: int = 64,
         heads: int = 4,
         mlp_ratio: int = 4,
         num_bits: int = 8,
         num_classes: int | None = None,
+        context_dim: int | None = None,
         noise: str = "uniform",
         noise_std: float = 0.05,
         label_dropout: float = 0.1,
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, num_classes=num_classes, **kwargs)
+        super().__init__(event_shape, num_classes=num_classes, context_dim=context_dim, **kwargs)
         name = type(self).__name__
         if len(self.event_shape) != 3:
             raise ValueError(f"{name}: event_shape must be (height, width, channels), "
                              f"got {tuple(event_shape)!r}.")
-        check_positive_ints(name, patch_size=patch_size, num_blocks=num_blocks,
-                            num_layers=num_layers, mlp_ratio=mlp_ratio)
+        check_positive_ints(name, patch_size=patch_size, num_steps=num_steps, depth=depth,
+                            mlp_ratio=mlp_ratio)
         check_heads(name, width, heads)
         h, w, c = self.event_shape
         if h % patch_size or w % patch_size:
@@ -118,26 +127,27 @@ class TarFlow(FlowModel):
         if (isinstance(label_dropout, bool) or not isinstance(label_dropout, numbers.Real)
                 or not 0 <= label_dropout < 1):
             raise ValueError(f"{name}: label_dropout must be in [0, 1), got {label_dropout!r}.")
-        self.patch_size = patch_size
-        self.num_blocks = num_blocks
-        self.num_layers = num_layers
-        self.width = width
-        self.heads = heads
-        self.mlp_ratio = mlp_ratio
-        self.num_bits = num_bits
-        self.noise = noise
-        self.noise_std = float(noise_std)
-        self.label_dropout = float(label_dropout)
-        self.token_shape = ((h // patch_size) * (w // patch_size), patch_size * patch_size * c)
-        self._inverse = {"guidance": 0.0, "cached": True, "denoise": False}
+        self.patch_size: int = patch_size
+        self.num_steps: int = num_steps
+        self.depth: int = depth
+        self.width: int = width
+        self.heads: int = heads
+        self.mlp_ratio: int = mlp_ratio
+        self.num_bits: int = num_bits
+        self.noise: str = noise
+        self.noise_std: float = float(noise_std)
+        self.label_dropout: float = float(label_dropout)
+        self.token_shape: tuple[int, int] = ((h // patch_size) * (w // patch_size),
+                                             patch_size * patch_size * c)
+        self._inverse: dict[str, Any] = {"guidance": 0.0, "cached": True, "denoise": False}
         self._finish_init()
 
     def _make_steps(self) -> list:
         steps: list = [ScalePixels(self.num_bits, offset=-0.5),
                        Patchify(self.event_shape, self.patch_size)]
-        steps += [TarFlowBlockLayer(self.num_layers, self.width, self.heads, self.mlp_ratio,
+        steps += [TarFlowBlockLayer(self.depth, self.width, self.heads, self.mlp_ratio,
                                     reverse=bool(i % 2), name=f"block_{i}")
-                  for i in range(self.num_blocks)]
+                  for i in range(self.num_steps)]
         steps.append(FlattenTokens(self.token_shape))
         return steps
 
@@ -148,7 +158,7 @@ class TarFlow(FlowModel):
 
     # -- the flow ---------------------------------------------------------
 
-    def flow(self, context=None, guidance: float = 0.0, cached: bool = True) -> FlowChain:
+    def flow(self, context: Context = None, guidance: float = 0.0, cached: bool = True) -> FlowChain:
         """The data → latent bijector from the current weights.
 
         Args:
@@ -156,7 +166,7 @@ class TarFlow(FlowModel):
           guidance: classifier-free guidance weight w of every block.
           cached: whether the inverse uses the key/value cache.
         """
-        ctx = self._context(context)
+        ctx = self.spec.context(context)
         built = []
         for step in self._plan.steps:
             if isinstance(step, TarFlowBlockLayer):
@@ -194,16 +204,17 @@ class TarFlow(FlowModel):
             x = flow.inverse(z)
             return self._score_step(x, context) if options["denoise"] else x
 
-        return self._unless_empty(z, compute, self.event_shape)
+        return unless_empty(z, compute, self.event_shape, self.flow_dtype)
 
-    def decode(self, z, context=None, guidance: float = 0.0, cached: bool = True) -> tf.Tensor:
+    def decode(self, z: TensorLike, context: Context = None, guidance: float = 0.0,
+               cached: bool = True) -> tf.Tensor:
         """x = f⁻¹(z) for flat latents z [batch, D]; see :meth:`sample` for the options."""
         with self._inverse_options(guidance, cached):
             return super().decode(z, context)
 
-    def sample(self, num_samples: int, temperature: float = 1.0, seed: int | None = None,
-               context=None, guidance: float = 0.0, denoise: bool = False, cached: bool = True,
-               **kwargs: Any) -> tf.Tensor:
+    def sample(self, num_samples: int, temperature: float = 1.0, seed: Seed = None,
+               context: Context = None, clip_latent: float | None = None, clip_output: bool = False, *,
+               guidance: float = 0.0, denoise: bool = False, cached: bool = True) -> tf.Tensor:
         """Draws samples (see :meth:`FlowModel.sample`), with TarFlow's options.
 
         Args:
@@ -213,10 +224,10 @@ class TarFlow(FlowModel):
             (models trained with ``noise="gaussian"``); before any clipping.
           cached: key/value-cached sequential inverse (True) or the uncached
             reference that reruns the prefix at every token.
-          **kwargs: ``clip_latent``, ``clip_output`` as :meth:`FlowModel.sample`.
+          clip_latent, clip_output: as :meth:`FlowModel.sample`.
         """
         with self._inverse_options(guidance, cached, denoise):
-            return super().sample(num_samples, temperature, seed, context, **kwargs)
+            return super().sample(num_samples, temperature, seed, context, clip_latent, clip_output)
 
     # -- serving (tfflows.export) -------------------------------------------
 
@@ -245,7 +256,8 @@ class TarFlow(FlowModel):
                                "noise); false: the noisy sample"}
         return options
 
-    def decode_with_options(self, z, context=None, guidance=None, denoise=None) -> tf.Tensor:
+    def decode_with_options(self, z: TensorLike, context: Context = None, guidance: tf.Tensor | None = None,
+                            denoise: tf.Tensor | None = None, **options: tf.Tensor) -> tf.Tensor:
         """:meth:`decode` (cached) with the sampling options as tensors, for exported graphs.
 
         Where :meth:`sample` takes Python values, this takes scalar tensors
@@ -253,8 +265,14 @@ class TarFlow(FlowModel):
         inverse, w = 0 the plain one; ``denoise`` true adds the score step.
         Either may be None (not offered). The results equal
         ``sample``/``decode`` with the same options.
+
+        Raises:
+          TypeError: an option other than ``guidance`` and ``denoise``.
         """
-        z = self._check_z(z)
+        if options:
+            raise TypeError(f"{type(self).__name__}.decode_with_options: unexpected options "
+                            f"{sorted(options)}; TarFlow takes guidance and denoise.")
+        z = self.spec.check_z(z)
 
         def inverse(w):
             return self.flow(context, guidance=w).inverse(z)
@@ -270,7 +288,7 @@ class TarFlow(FlowModel):
                             lambda: self._score_step(x, context), lambda: tf.identity(x))
             return x
 
-        return self._unless_empty(z, compute, self.event_shape)
+        return unless_empty(z, compute, self.event_shape, self.flow_dtype)
 
     # -- denoising ----------------------------------------------------------
 
@@ -279,12 +297,12 @@ class TarFlow(FlowModel):
         with tf.GradientTape() as tape:
             tape.watch(x)
             z, log_det = flow.forward_and_log_det(x)
-            log_prob = self._base_log_prob(z) + log_det
+            log_prob = self.base_log_prob(z) + log_det
         # Examples are independent: the gradient of the sum is each one's score.
         score = tape.gradient(log_prob, x)
         return x + self.level_noise_std ** 2 * score
 
-    def denoise(self, x, context=None) -> tf.Tensor:
+    def denoise(self, x: TensorLike, context: Context = None) -> tf.Tensor:
         """x + σ²∇ₓ log p(x): one score step (Tweedie) undoing the Gaussian training noise.
 
         σ = :attr:`level_noise_std` in pixel levels. For models trained with
@@ -293,43 +311,57 @@ class TarFlow(FlowModel):
         if self.noise != "gaussian":
             raise ValueError(f"{type(self).__name__}: denoise is for models trained with "
                              f"noise='gaussian', got noise={self.noise!r}.")
-        x = self._check_x(x)
-        return self._unless_empty(x, lambda: self._score_step(x, context), self.event_shape)
+        x = self.spec.check_x(x)
+        return unless_empty(x, lambda: self._score_step(x, context), self.event_shape, self.flow_dtype)
 
     # -- training -------------------------------------------------------------
 
-    def _augment(self, data):
-        """The batch with the training noise added and labels dropped to the null class."""
-        x, context = self._unpack(data)
-        new_x, new_context = x, context
-        if self.noise == "gaussian" and tf.as_dtype(x.dtype).is_floating:
-            new_x = x + tf.random.normal(tf.shape(x), stddev=self.level_noise_std, dtype=x.dtype)
-        if context is not None and self.is_conditional and self.label_dropout > 0:
-            one_hot = self._context(context)
-            keep = tf.random.uniform(tf.shape(one_hot)[:1]) >= self.label_dropout
-            new_context = one_hot * tf.cast(keep, one_hot.dtype)[:, None]
-        # (x, context, *weights), not the dict: _unpack would read a TFDS dict's "image" and
-        # "label" before any "x" or "context" written beside them, losing noise and dropout.
-        rest = tuple(data[2:]) if isinstance(data, (tuple, list)) else ()
-        return (new_x, new_context, *rest)
+    def augment(self, x: Any, context: Any, seed: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        """(x, context) as a training step sees them: levels plus TarFlow's noise, labels dropped.
 
-    def train_step(self, data):
-        # Integer pixels become float levels first, so the Gaussian noise is added to them too.
-        data = self._augment(self._dequantized(data))
-        # Gaussian noise takes levels out of [0, 2^n): a run_eagerly step must not refuse them.
-        self._noisy_levels = self.noise == "gaussian"
-        try:
-            return super().train_step(data)
-        finally:
-            self._noisy_levels = False
+        Integer pixels become levels by fresh U[0, 1) noise first (as every
+        model trains), so ``noise="gaussian"`` adds N(0, σ²) to them too
+        (σ = :attr:`level_noise_std`); such levels may leave [0, 2^num_bits),
+        so their range is not checked. With ``label_dropout`` each label is
+        replaced by the null class (an all-zero one-hot) with that
+        probability. Both draws are stateless, keyed by ``seed``.
+        """
+        x = self.spec.check_x(x, levels=self.noise != "gaussian", seed=seed)
+        if self.noise == "gaussian":
+            noise_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            x = x + tf.random.stateless_normal(tf.shape(x), seed=noise_seed,
+                                               stddev=self.level_noise_std, dtype=x.dtype)
+        if context is not None and self.num_classes is not None and self.label_dropout > 0:
+            one_hot = self.spec.context(context)
+            assert one_hot is not None  # a context was given
+            keep_seed = tf.random.experimental.stateless_fold_in(seed, 2)
+            draw = tf.random.stateless_uniform(tf.shape(one_hot)[:1], seed=keep_seed)
+            keep = draw >= self.label_dropout
+            context = one_hot * tf.cast(keep, one_hot.dtype)[:, None]
+        return x, context
 
-    def _check_values(self, x: tf.Tensor, what: str, levels: bool = False) -> None:
-        super()._check_values(x, what, levels and not getattr(self, "_noisy_levels", False))
+    def train_log_prob(self, x: Any, context: Any, seed: tf.Tensor) -> tf.Tensor:
+        """The training log-likelihood: of :meth:`augment`'s batch (the loss seam of FlowModel)."""
+        x, context = self.augment(x, context, seed)
+        return self.flow_log_prob(x, context)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "event_shape": list(self.event_shape),
-                "patch_size": self.patch_size, "num_blocks": self.num_blocks,
-                "num_layers": self.num_layers, "width": self.width, "heads": self.heads,
-                "mlp_ratio": self.mlp_ratio, "num_bits": self.num_bits,
-                "num_classes": self.num_classes, "noise": self.noise,
+        return {**super().get_config(), "patch_size": self.patch_size, "num_steps": self.num_steps,
+                "depth": self.depth, "width": self.width, "heads": self.heads,
+                "mlp_ratio": self.mlp_ratio, "num_bits": self.num_bits, "noise": self.noise,
                 "noise_std": self.noise_std, "label_dropout": self.label_dropout}
+
+
+def _build(o: Any) -> TarFlow:
+    options = {k: o.extra[k] for k in ("noise", "noise_std", "label_dropout") if o.extra.get(k) is not None}
+    return TarFlow(o.event_shape, patch_size=o.extra.get("patch_size", 4), num_steps=o.num_steps or 4,
+                   depth=o.depth or 2, width=o.width, heads=o.extra.get("heads", 4),
+                   num_bits=o.image_num_bits,
+                   num_classes=o.num_classes, **options, **o.policy)
+
+
+register_model(ModelEntry(
+    name="tarflow", data_kind="image", model_class=TarFlow, build=_build,
+    summary="transformer autoregressive flow over patches (Zhai et al. 2024)",
+    tiny=lambda **cond: TarFlow((4, 4, 1), patch_size=2, num_steps=2, depth=1, width=8, heads=2,
+                                mlp_ratio=2, num_bits=5, **cond)))

@@ -6,14 +6,17 @@ Scores (higher = more OOD), each from its paper (see :mod:`tfflows.ood.scores`):
 ``typicality`` (Nalisnick et al., 2019); :class:`TypicalityTest` for batches.
 Metrics: :func:`auroc`, :func:`aupr`, :func:`fpr_at_tpr` with OOD as the
 positive class. ``evaluate`` scores an in-distribution set and OOD sets and
-gives the table for every method.
+gives the table for every method. A new per-image score is one function and
+:func:`register_score`: it reaches ``score``, ``evaluate``, ``tfflows score``
+and the exported ``score`` signature.
 """
 
 from tfflows.ood.background import perturb, perturbed_dataset, train_background
 from tfflows.ood.datasets import SYNTHETIC, load_ood_images, parse_spec
 from tfflows.ood.density import ImageDensity, as_density
 from tfflows.ood.evaluate import METHODS, evaluate, format_table
-from tfflows.ood.metrics import auroc, aupr, detection_metrics, fpr_at_tpr
+from tfflows.ood.metrics import aupr, auroc, detection_metrics, fpr_at_tpr
+from tfflows.ood.registry import ImageScore, image_scores, register_score, unregister_score
 from tfflows.ood.scores import (
     TypicalityTest,
     complexity_bits_per_dim,
@@ -28,6 +31,7 @@ __all__ = [
     "METHODS",
     "SYNTHETIC",
     "ImageDensity",
+    "ImageScore",
     "TypicalityTest",
     "as_density",
     "aupr",
@@ -39,12 +43,15 @@ __all__ = [
     "format_table",
     "fpr_at_tpr",
     "image_batches",
+    "image_scores",
     "likelihood_ratio",
     "load_ood_images",
     "parse_spec",
     "perturb",
     "perturbed_dataset",
+    "register_score",
     "score",
     "train_background",
     "typicality",
+    "unregister_score",
 ]

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfflows.deprecation import old_argument_names
+
 __all__ = ["perturb", "perturbed_dataset", "train_background"]
 
 
@@ -43,21 +45,22 @@ def perturb(images: tf.Tensor, rate: float, seed: tf.Tensor, source_bits: int = 
     return tf.where(replace, tf.cast(noise, images.dtype), images)
 
 
-def perturbed_dataset(images: np.ndarray, rate: float, *, batch_size: int = 64, n_bits: int = 8,
+@old_argument_names({"n_bits": "num_bits"})
+def perturbed_dataset(images: np.ndarray, rate: float, *, batch_size: int = 64, num_bits: int = 8,
                       source_bits: int = 8, seed: int | None = 0, repeat: bool = False) -> tf.data.Dataset:
     """Training batches for a background model: shuffled, freshly perturbed and dequantized each epoch.
 
-    Like :func:`tfflows.data.make_dataset` (float32 levels in [0, 2^n_bits)),
+    Like :func:`tfflows.data.make_dataset` (float32 levels in [0, 2^num_bits)),
     with :func:`perturb` applied to the integer pixels before dequantization.
     """
-    from tfflows.data.pipeline import _PARALLEL, _PREFETCH, make_dataset, steady
+    from tfflows.data.pipeline import PARALLEL_CALLS, PREFETCH_BATCHES, make_dataset, steady
 
     rate = _check_rate(rate)
     # make_dataset checks the images and yields integer levels; the noise goes in before dequantizing.
-    plain = make_dataset(images, batch_size=batch_size, n_bits=source_bits, source_bits=source_bits,
+    plain = make_dataset(images, batch_size=batch_size, num_bits=source_bits, source_bits=source_bits,
                          shuffle=True, repeat=repeat, dequantize=False, seed=seed)
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    shift = 2 ** (source_bits - n_bits)
+    shift = 2 ** (source_bits - num_bits)
 
     def transform(batch, key):
         ints = perturb(tf.cast(batch, tf.int32), rate, tf.stack([key, tf.zeros_like(key)]), source_bits)
@@ -65,8 +68,8 @@ def perturbed_dataset(images: np.ndarray, rate: float, *, batch_size: int = 64, 
         u = tf.random.stateless_uniform(tf.shape(levels), seed=tf.stack([key, tf.ones_like(key)]))
         return tf.minimum(levels + u, tf.math.nextafter(levels + 1.0, levels))
 
-    return steady(tf.data.Dataset.zip((plain, keys)).map(transform, num_parallel_calls=_PARALLEL)
-                  .prefetch(_PREFETCH))
+    return steady(tf.data.Dataset.zip((plain, keys)).map(transform, num_parallel_calls=PARALLEL_CALLS)
+                  .prefetch(PREFETCH_BATCHES))
 
 
 def train_background(model: Any, images: np.ndarray, rate: float = 0.2, *, epochs: int = 10,
@@ -90,14 +93,22 @@ def train_background(model: Any, images: np.ndarray, rate: float = 0.2, *, epoch
     from tfflows.models.base import FlowModel
     from tfflows.training import make_optimizer
 
-    if not isinstance(model, FlowModel) or len(model.event_shape) != 3:
-        raise ValueError(f"model: expected a tfflows image FlowModel, got {type(model).__name__}.")
+    if not isinstance(model, FlowModel) or len(model.event_shape) != 3 or model.num_bits is None:
+        raise ValueError(f"model: expected a tfflows image FlowModel (with num_bits), got "
+                         f"{type(model).__name__}.")
     images = np.asarray(images)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(model.event_shape):
         raise ValueError(f"images: expected [N, {', '.join(map(str, model.event_shape))}] for the "
                          f"background model, got {list(images.shape)}.")
+    if len(images) == 0:
+        raise ValueError("images: expected at least one training image for the background model, got none.")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}.")
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                   or not 0 < time_limit < float("inf")):
+        raise ValueError(f"time_limit: expected a finite number of seconds > 0 or None, got {time_limit!r}.")
     keras.utils.set_random_seed(seed)
-    data = perturbed_dataset(images, rate, batch_size=batch_size, n_bits=int(model.num_bits),
+    data = perturbed_dataset(images, rate, batch_size=batch_size, num_bits=int(model.num_bits),
                              source_bits=source_bits, seed=seed)
     model.compile(optimizer=make_optimizer(lr, 200, clipnorm=50.0))
     callbacks = [TimeLimit(time_limit)] if time_limit else []

@@ -12,11 +12,14 @@ bilinearly (``tf.image.resize``); 1 channel is repeated to give 3.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ["SYNTHETIC", "load_ood_images", "parse_spec"]
 
 SYNTHETIC = ("noise", "constant")
+"""Synthetic OOD sets: uniform noise and constant images."""
 _TOP = {"digits": 16}
 """Largest pixel value of a dataset that does not use its full bit range (the digits: 0..16)."""
 
@@ -25,7 +28,8 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
     """``(name, "class" | "without" | None, K)`` from ``NAME[:class=K|:without=K]``."""
     name, _, option = spec.partition(":")
     if not name:
-        raise ValueError(f"expected a dataset name such as fashion_mnist or fashion_mnist:class=0, got {spec!r}.")
+        raise ValueError(f"expected a dataset name such as fashion_mnist or fashion_mnist:class=0, "
+                         f"got {spec!r}.")
     if not option:
         return name, None, None
     key, _, value = option.partition("=")
@@ -36,7 +40,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
     return name, key, int(value)
 
 
-def _fit(images: np.ndarray, shape: tuple[int, int, int], top: int) -> np.ndarray:
+def _fit(images: np.ndarray, shape: tuple[int, ...], top: int) -> np.ndarray:
     import tensorflow as tf
 
     x = images.astype(np.float32)
@@ -56,14 +60,18 @@ def _fit(images: np.ndarray, shape: tuple[int, int, int], top: int) -> np.ndarra
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def load_ood_images(spec: str, shape, *, split: str = "test", max_examples: int | None = None,
-                    seed: int = 0, data_dir: str | None = None) -> np.ndarray:
+def load_ood_images(spec: str, shape: Sequence[int], *, split: str = "test",
+                    max_examples: int | None = None, seed: int = 0,
+                    data_dir: str | None = None) -> np.ndarray:
     """uint8 images ``[N, *shape]``, 0..255, for a spec of this module's docstring.
 
     Synthetic sets have ``max_examples`` images (1000 if not given).
     """
     from tfflows.data import load_images, num_bits_of
 
+    if max_examples is not None and (isinstance(max_examples, bool) or
+                                     not isinstance(max_examples, (int, np.integer)) or max_examples < 1):
+        raise ValueError(f"max_examples: expected a positive integer or None (all), got {max_examples!r}.")
     shape = tuple(int(d) for d in shape)
     if len(shape) != 3:
         raise ValueError(f"expected an image shape [H, W, C], got {list(shape)}.")
@@ -86,4 +94,6 @@ def load_ood_images(spec: str, shape, *, split: str = "test", max_examples: int 
     images = np.asarray(images)
     if max_examples:
         images = images[:max_examples]
+    if len(images) == 0:
+        raise ValueError(f"{spec!r}: expected images in its {split!r} split, got none.")
     return _fit(images, shape, _TOP.get(name, 2 ** num_bits_of(name) - 1))

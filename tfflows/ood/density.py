@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -26,12 +27,15 @@ class ImageDensity:
     """``log_prob(uint8 images [B, H, W, C]) -> float32 [B]`` (nats), with the shape it expects."""
 
     log_prob: Callable[[tf.Tensor], tf.Tensor]
-    event_shape: tuple[int, int, int]
+    event_shape: tuple[int, ...]  # (H, W, C)
     num_bits: int
     name: str
+    source: Any = None
+    """What ``log_prob`` needs kept alive (a loaded SavedModel), or None."""
 
     @property
     def num_dims(self) -> int:
+        """D, the number of entries of one example (H·W·C)."""
         return int(np.prod(self.event_shape))
 
     @classmethod
@@ -40,15 +44,16 @@ class ImageDensity:
         from tfflows.models.base import FlowModel
 
         if not isinstance(model, FlowModel):
-            raise ValueError(f"expected a tfflows FlowModel or a SavedModel folder, got {type(model).__name__}.")
+            raise ValueError(f"expected a tfflows FlowModel or a SavedModel folder, "
+                             f"got {type(model).__name__}.")
         shape = tuple(int(d) for d in model.event_shape)
-        if len(shape) != 3 or getattr(model, "num_bits", None) is None:
+        if not model.spec.models_pixel_levels:
             raise ValueError(f"OOD scoring is for image models [H, W, C] with num_bits; got "
                              f"{type(model).__name__} with event shape {list(shape)}.")
         if model.is_conditional:
             raise ValueError(f"OOD scoring takes an unconditional model; {type(model).__name__} "
                              "is conditional (it would need a label per image).")
-        num_bits = int(model.num_bits)
+        num_bits = int(model.num_bits or 0)  # models_pixel_levels: never None here
         if not 1 <= num_bits <= 8:
             raise ValueError(f"OOD scoring takes 8-bit images: num_bits must be in 1..8, got {num_bits}.")
 
@@ -85,9 +90,8 @@ class ImageDensity:
         parts = os.path.normpath(path).split(os.sep)
         # a TF Serving version folder ("glow/1") is named by its model
         name = "/".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
-        density = cls(log_prob, shape, num_bits, name)
-        density._keep = loaded  # the signature needs its module alive
-        return density
+        # The signature needs its module alive: the density keeps it.
+        return cls(log_prob, shape, num_bits, name, source=loaded)
 
 
 def as_density(model: Any) -> ImageDensity:

@@ -13,7 +13,8 @@ from tfflows.ood.scores import TypicalityTest, score
 __all__ = ["METHODS", "evaluate", "format_table"]
 
 METHODS = ("nll", "complexity_corrected", "likelihood_ratio", "typicality")
-"""Per-example scores in the table (``bits_per_dim`` ranks exactly as ``nll``)."""
+"""Per-example scores in the table (``bits_per_dim`` ranks exactly as ``nll``); every image score
+registered in :mod:`tfflows.ood.registry` joins them."""
 
 
 def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: Any | None = None,
@@ -38,18 +39,33 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
       "ood": {name: {"examples": n, "mean_bits_per_dim": b,
       "metrics": {method: {"auroc", "aupr", "fpr95"}}}}}``.
     """
+    if not isinstance(ood_data, dict) or not ood_data:
+        raise ValueError(f"ood_data: expected a dict {{name: images}} of at least one OOD set, got "
+                         f"{ood_data!r:.80}.")
+    if typicality_batch is not None:
+        if isinstance(typicality_batch, bool) or not isinstance(typicality_batch, (int, np.integer)) \
+                or typicality_batch < 1:
+            raise ValueError(f"typicality_batch: expected a positive integer or None, "
+                             f"got {typicality_batch!r}.")
+        if train_data is None:
+            raise ValueError("typicality_batch: the typicality test is centred on the training NLLs; "
+                             "pass train_data too (got typicality_batch without it).")
     model = as_density(model)  # one traced function for every set
     background = None if background is None else as_density(background)
     train_mean, test = None, None
     if train_data is not None:
-        train_nll = score(model, train_data, batch_size=batch_size)["nll"]
+        train_nll = _scored(model, train_data, "train_data", batch_size=batch_size)["nll"]
         train_mean = float(np.mean(train_nll))
         if typicality_batch:
             test = TypicalityTest.fit(train_nll, batch_size=typicality_batch, fpr=typicality_fpr)
     kwargs = {"background": background, "batch_size": batch_size, "train_mean_nll": train_mean}
-    inside = score(model, in_data, **kwargs)
-    methods = [m for m in METHODS if m in inside]
-    table: dict[str, Any] = {"methods": methods, "in_examples": int(len(inside["nll"])),
+    inside = _scored(model, in_data, "in_data", **kwargs)
+    from tfflows.ood.registry import image_scores
+
+    registered = [s.name for s in image_scores()]
+    order = ["nll", *registered, *[m for m in METHODS if m not in ("nll", *registered)]]
+    methods = [m for m in order if m in inside]
+    table: dict[str, Any] = {"methods": methods, "in_examples": len(inside["nll"]),
                              "in_mean_bits_per_dim": float(np.mean(inside["bits_per_dim"])),
                              "train_mean_nll": train_mean, "ood": {}}
     if test is not None:
@@ -57,15 +73,23 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
                                     "threshold_nats": test.threshold,
                                     "in_flagged": test.flag_rate(inside["nll"]), "ood_flagged": {}}
     for name, data in ood_data.items():
-        outside = score(model, data, **kwargs)
+        outside = _scored(model, data, f"ood_data[{name!r}]", **kwargs)
         table["ood"][name] = {
-            "examples": int(len(outside["nll"])),
+            "examples": len(outside["nll"]),
             "mean_bits_per_dim": float(np.mean(outside["bits_per_dim"])),
             "metrics": {m: detection_metrics(inside[m], outside[m]) for m in methods},
         }
         if test is not None:
             table["typicality_test"]["ood_flagged"][name] = test.flag_rate(outside["nll"])
     return table
+
+
+def _scored(model: Any, data: Any, what: str, **kwargs: Any) -> dict[str, np.ndarray]:
+    """:func:`score` of one set, refused when it holds no image (its mean would be NaN)."""
+    scores = score(model, data, **kwargs)
+    if scores["nll"].size == 0:
+        raise ValueError(f"{what}: expected at least one image, got none.")
+    return scores
 
 
 def format_table(table: dict[str, Any]) -> str:

@@ -11,11 +11,12 @@ reaches the target.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["auroc", "aupr", "detection_metrics", "fpr_at_tpr"]
 
 
-def _check(in_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
+def _check(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     out = []
     for name, scores in (("in_scores", in_scores), ("ood_scores", ood_scores)):
         a = np.asarray(scores, dtype=np.float64)
@@ -41,7 +42,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auroc(in_scores, ood_scores) -> float:
+def auroc(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike) -> float:
     """Area under the ROC curve: P(ood score > in score) + ½ P(tie).
 
     The Mann–Whitney statistic from average ranks: (R⁺ − n⁺(n⁺+1)/2) / (n⁺ n⁻),
@@ -65,7 +66,7 @@ def _operating_points(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.
     return tp, fp
 
 
-def aupr(in_scores, ood_scores) -> float:
+def aupr(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike) -> float:
     """Area under the precision–recall curve of the OOD class (average precision).
 
     AP = Σₖ (Rₖ − Rₖ₋₁) Pₖ over the distinct thresholds, highest first.
@@ -77,7 +78,7 @@ def aupr(in_scores, ood_scores) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def fpr_at_tpr(in_scores, ood_scores, tpr: float = 0.95) -> float:
+def fpr_at_tpr(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike, tpr: float = 0.95) -> float:
     """False-positive rate at the highest threshold whose true-positive rate reaches ``tpr``.
 
     Flagging every score ≥ t as OOD, t is the largest threshold that catches at
@@ -93,7 +94,7 @@ def fpr_at_tpr(in_scores, ood_scores, tpr: float = 0.95) -> float:
     return float(fp[k] / len(neg))
 
 
-def detection_metrics(in_scores, ood_scores) -> dict[str, float]:
+def detection_metrics(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike) -> dict[str, float]:
     """``{"auroc", "aupr", "fpr95"}`` for OOD (positive, higher score) against in-distribution."""
     return {"auroc": auroc(in_scores, ood_scores), "aupr": aupr(in_scores, ood_scores),
             "fpr95": fpr_at_tpr(in_scores, ood_scores, 0.95)}

@@ -25,16 +25,21 @@ Every score is oriented the same way: higher means "more out-of-distribution".
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from tfflows.ood.density import as_density
+from tfflows.ood.registry import image_scores
 
 __all__ = [
     "TypicalityTest",
+    "check_mean_nll",
+    "check_nll",
     "complexity_bits_per_dim",
     "complexity_corrected",
     "image_batches",
@@ -77,19 +82,53 @@ def complexity_bits_per_dim(images: tf.Tensor, num_bits: int = 8) -> tf.Tensor:
     return tf.cast(lengths, tf.float32) * 8.0 / dims
 
 
-def complexity_corrected(bits_per_dim, complexity):
+def complexity_corrected(bits_per_dim: tf.Tensor | np.ndarray,
+                         complexity: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
     """S(x) = bits_per_dim(x) − complexity(x), both in bits per dimension (Serrà et al., 2020)."""
     return bits_per_dim - complexity
 
 
-def likelihood_ratio(log_prob, background_log_prob):
+def likelihood_ratio(log_prob: tf.Tensor | np.ndarray,
+                     background_log_prob: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
     """−LLR(x) = log p_background(x) − log p(x): higher is more OOD (Ren et al., 2019)."""
     return background_log_prob - log_prob
 
 
-def typicality(nll, train_mean_nll: float):
-    """|nll(x) − mean training nll|: the typicality test's statistic for a batch of one (Nalisnick et al., 2019)."""
-    return np.abs(np.asarray(nll) - train_mean_nll)
+def check_nll(name: str, nll: Any) -> np.ndarray:
+    """``nll`` as a float64 1-D array; NaN (a value the model could not score) is refused.
+
+    +inf stays: an example of probability zero is as far out of distribution as can be.
+    """
+    a = np.asarray(nll, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of NLLs, got shape {a.shape}.")
+    nan = int(np.isnan(a).sum())
+    if nan:
+        raise ValueError(f"{name}: expected NLLs that are numbers, got {nan} NaN of {a.size} (the "
+                         f"model could not score those examples; first at index "
+                         f"{int(np.flatnonzero(np.isnan(a))[0])}).")
+    return a
+
+
+def check_mean_nll(name: str, value: Any) -> float:
+    """``value`` as a finite float (a mean training NLL), else a ValueError naming ``name``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a finite number of nats, got {value!r}.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a finite number of nats, got {value!r}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: expected a finite number of nats, got {number!r}.")
+    return number
+
+
+def typicality(nll: npt.ArrayLike, train_mean_nll: float) -> np.ndarray:
+    """|nll(x) − mean training nll|: the typicality test's statistic for a batch of one.
+
+    (Nalisnick et al., 2019.)
+    """
+    return np.abs(check_nll("nll", nll) - check_mean_nll("train_mean_nll", train_mean_nll))
 
 
 def _check_array(images: np.ndarray, shape: tuple, what: str) -> np.ndarray:
@@ -153,10 +192,13 @@ def score(model: Any, data: Any, background: Any | None = None, *, batch_size: i
 
     Returns:
       float64 arrays ``[N]``: ``nll``, ``bits_per_dim``, ``complexity_bits_per_dim``,
-      ``complexity_corrected`` and, where asked for, ``likelihood_ratio`` and ``typicality``.
+      every registered image score (:mod:`tfflows.ood.registry`; ``complexity_corrected``
+      built in) and, where asked for, ``likelihood_ratio`` and ``typicality``.
     """
     density = as_density(model)
     bg = None if background is None else as_density(background)
+    if train_mean_nll is not None:
+        train_mean_nll = check_mean_nll("train_mean_nll", train_mean_nll)
     if bg is not None and bg.event_shape != density.event_shape:
         raise ValueError(f"background: expected a model of the same image shape "
                          f"{list(density.event_shape)}, got {list(bg.event_shape)}.")
@@ -164,18 +206,30 @@ def score(model: Any, data: Any, background: Any | None = None, *, batch_size: i
     parts: dict[str, list[np.ndarray]] = {"nll": [], "complexity_bits_per_dim": []}
     if bg is not None:
         parts["background_nll"] = []
+    registered = image_scores()
+    for extra in registered:
+        parts[extra.name] = []
     for batch in image_batches(data, density.event_shape, batch_size):
-        parts["nll"].append(-density.log_prob(batch).numpy())
+        nll = -density.log_prob(batch)
+        parts["nll"].append(nll.numpy())
         parts["complexity_bits_per_dim"].append(complexity_bits_per_dim(batch, density.num_bits).numpy())
+        bits = tf.cast(nll, tf.float32) / dims_ln2
+        for extra in registered:
+            parts[extra.name].append(np.asarray(extra.compute(batch, bits, density.num_bits)))
         if bg is not None:
             parts["background_nll"].append(-bg.log_prob(batch).numpy())
     out = {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in parts.items()}
     out["bits_per_dim"] = out["nll"] / dims_ln2
-    out["complexity_corrected"] = complexity_corrected(out["bits_per_dim"], out["complexity_bits_per_dim"])
     if bg is not None:
         out["likelihood_ratio"] = likelihood_ratio(-out["nll"], -out.pop("background_nll"))
     if train_mean_nll is not None:
-        out["typicality"] = typicality(out["nll"], float(train_mean_nll))
+        out["typicality"] = typicality(out["nll"], train_mean_nll)
+    for key, values in out.items():
+        nan = np.flatnonzero(np.isnan(values))
+        if nan.size:
+            raise ValueError(f"{density.name}: the {key} score is NaN for {nan.size} of {values.size} "
+                             f"images (first: image {int(nan[0])}): the model"
+                             f"{' or the background' if bg is not None else ''} could not score them.")
     return out
 
 
@@ -195,9 +249,21 @@ class TypicalityTest:
     batch_size: int
     fpr: float
 
+    def __post_init__(self) -> None:
+        self.train_mean = check_mean_nll("train_mean", self.train_mean)
+        if isinstance(self.threshold, bool) or not (float(self.threshold) >= 0.0 and
+                                                    math.isfinite(float(self.threshold))):
+            raise ValueError(f"threshold: expected a finite number of nats >= 0, got {self.threshold!r}.")
+        if (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer))
+                or self.batch_size < 1):
+            raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size!r}.")
+        if isinstance(self.fpr, bool) or not 0.0 < float(self.fpr) < 1.0:
+            raise ValueError(f"fpr: expected a rate in (0, 1), got {self.fpr!r}.")
+
     @classmethod
-    def fit(cls, train_nll, validation_nll=None, *, batch_size: int, fpr: float = 0.01,
-            num_bootstrap: int = 1000, seed: int = 0) -> TypicalityTest:
+    def fit(cls, train_nll: npt.ArrayLike, validation_nll: npt.ArrayLike | None = None, *,
+            batch_size: int, fpr: float = 0.01, num_bootstrap: int = 1000,
+            seed: int = 0) -> TypicalityTest:
         """Args: NLLs (nats) of training and held-out examples (the training ones twice when no
         held-out set is given), the batch size M, the false-positive rate, the number of
         bootstrap batches and a seed."""
@@ -209,29 +275,39 @@ class TypicalityTest:
                                  f"shape {a.shape} with {int(np.sum(~np.isfinite(a)))} non-finite.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}.")
-        if not 0.0 < fpr < 1.0:
+        if isinstance(fpr, bool) or not 0.0 < fpr < 1.0:
             raise ValueError(f"fpr: expected a rate in (0, 1), got {fpr!r}.")
+        if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer)) \
+                or num_bootstrap < 1:
+            raise ValueError(f"num_bootstrap: expected a positive integer, got {num_bootstrap!r}.")
         mean = float(train.mean())
         rng = np.random.default_rng(seed)
         draws = rng.choice(held, size=(num_bootstrap, int(batch_size)), replace=True)
         statistic = np.abs(draws.mean(axis=1) - mean)
         return cls(mean, float(np.quantile(statistic, 1.0 - fpr)), int(batch_size), float(fpr))
 
-    def statistic(self, batch_nll) -> float:
-        """|mean NLL of the batch − training mean NLL| (nats)."""
-        return float(abs(np.mean(np.asarray(batch_nll, dtype=np.float64)) - self.train_mean))
+    def statistic(self, batch_nll: npt.ArrayLike) -> float:
+        """|mean NLL of the batch − training mean NLL| (nats); NaN NLLs are refused."""
+        batch = check_nll("batch_nll", batch_nll)
+        if batch.size == 0:
+            raise ValueError("batch_nll: expected at least one NLL, got none.")
+        return float(abs(np.mean(batch) - self.train_mean))
 
-    def is_ood(self, batch_nll) -> bool:
-        """Whether the batch's statistic exceeds the bootstrap threshold."""
-        batch = np.asarray(batch_nll, dtype=np.float64)
-        if batch.ndim != 1 or len(batch) != self.batch_size:
+    def is_ood(self, batch_nll: npt.ArrayLike) -> bool:
+        """Whether the batch's statistic exceeds the bootstrap threshold.
+
+        A batch holding a NaN NLL (an example the model could not score) is
+        refused, never declared in-distribution; a +inf NLL counts as OOD.
+        """
+        batch = check_nll("batch_nll", batch_nll)
+        if len(batch) != self.batch_size:
             raise ValueError(f"batch_nll: expected {self.batch_size} NLLs (the batch size the "
                              f"threshold was fitted for), got shape {batch.shape}.")
         return self.statistic(batch) > self.threshold
 
-    def flag_rate(self, nll, seed: int = 0) -> float:
+    def flag_rate(self, nll: npt.ArrayLike, seed: int = 0) -> float:
         """Share of disjoint batches of M, cut from ``nll`` in a shuffled order, flagged as OOD."""
-        nll = np.random.default_rng(seed).permutation(np.asarray(nll, dtype=np.float64))
+        nll = np.random.default_rng(seed).permutation(check_nll("nll", nll))
         n = len(nll) // self.batch_size
         if n == 0:
             raise ValueError(f"nll: expected at least {self.batch_size} values, got {len(nll)}.")

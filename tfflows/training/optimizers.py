@@ -5,19 +5,28 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
 
-__all__ = ["ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer", "probe_jit",
-           "safe_global_norm"]
+from tfflows.typing import TensorLike
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = ["ScaledSchedule", "ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer",
+           "probe_jit", "safe_global_norm", "warmup_cosine"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 to ``learning_rate`` over ``warmup_steps``, then constant
     or cosine decay to ``final_fraction · learning_rate`` at ``decay_steps``.
+
+    Kept so that models saved with it load; :func:`make_optimizer` now builds
+    Keras's own ``CosineDecay`` (:func:`warmup_cosine`).
 
     Args:
       learning_rate: the peak learning rate.
@@ -30,7 +39,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0,
                  final_fraction: float = 0.0) -> None:
         if not learning_rate > 0 or not math.isfinite(learning_rate):
-            raise ValueError(f"WarmupSchedule: learning_rate must be a finite number > 0, got {learning_rate!r}.")
+            raise ValueError(f"WarmupSchedule: learning_rate must be a finite number > 0, "
+                             f"got {learning_rate!r}.")
         if warmup_steps < 0 or decay_steps < 0:
             raise ValueError(f"WarmupSchedule: warmup_steps and decay_steps must be >= 0, "
                              f"got {warmup_steps!r} and {decay_steps!r}.")
@@ -39,7 +49,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_steps = int(decay_steps)
         self.final_fraction = float(final_fraction)
 
-    def __call__(self, step):
+    def __call__(self, step: TensorLike) -> tf.Tensor:
         step = ops.cast(step, "float32")
         peak = self.learning_rate
         warm = ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
@@ -51,6 +61,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup_steps, peak * warm, decayed)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments, for Keras serialization."""
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
                 "decay_steps": self.decay_steps, "final_fraction": self.final_fraction}
 
@@ -71,6 +82,43 @@ def _check_steps(name: str, value: Any) -> int:
     return int(value)
 
 
+def warmup_cosine(learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0,
+                  final_fraction: float = 0.0) -> keras.optimizers.schedules.CosineDecay:
+    """Keras's ``CosineDecay``: η(t) = η·(t + 1)/w during warmup, then η, or a cosine to ``final_fraction``·η.
+
+    The warmup starts at η/w (not 0, so the first step learns) and reaches η
+    at step w − 1; with ``decay_steps`` the rate then follows a cosine from η
+    to ``final_fraction``·η over that many steps.
+    """
+    lr, w = float(learning_rate), int(warmup_steps)
+    decay, alpha = (int(decay_steps), float(final_fraction)) if decay_steps else (1, 1.0)
+    if w <= 1:
+        return keras.optimizers.schedules.CosineDecay(lr, decay, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(lr / w, decay, alpha=alpha, warmup_target=lr,
+                                                  warmup_steps=w - 1)
+
+
+@keras.saving.register_keras_serializable(package="tfflows")
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """η(t) = s · schedule(t), with s a variable that :class:`ScheduledAdam` owns and saves."""
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule) -> None:
+        self.schedule = schedule
+        self.scale: Any = 1.0
+
+    def __call__(self, step: Any) -> Any:
+        rate = self.schedule(step)
+        return rate * ops.cast(self.scale, rate.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        """The wrapped schedule, for Keras serialization (the scale is the optimizer's saved variable)."""
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ScaledSchedule:
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]))
+
+
 @keras.saving.register_keras_serializable(package="tfflows")
 class ScheduledAdam(keras.optimizers.Adam):
     """Adam whose learning rate is a schedule times a scale that can be set.
@@ -83,62 +131,61 @@ class ScheduledAdam(keras.optimizers.Adam):
 
     Args:
       learning_rate: a ``keras.optimizers.schedules.LearningRateSchedule``
-        (e.g. :class:`WarmupSchedule`) or a number.
+        (e.g. :func:`warmup_cosine`) or a number.
       **kwargs: passed to ``keras.optimizers.Adam``.
     """
 
     def __init__(self, learning_rate: Any = 1e-3, **kwargs: Any) -> None:
+        schedules = keras.optimizers.schedules
+        if isinstance(learning_rate, schedules.LearningRateSchedule) and not isinstance(
+                learning_rate, ScaledSchedule):
+            learning_rate = ScaledSchedule(learning_rate)
         super().__init__(learning_rate=learning_rate, **kwargs)
+        self.schedule = learning_rate if isinstance(learning_rate, ScaledSchedule) else None
         with keras.name_scope(self.name, caller=self):
-            self._learning_rate_scale = keras.Variable(
+            # Created here, after Keras's own, as before: saved optimizer states keep their order.
+            self.learning_rate_scale = keras.Variable(
                 1.0, name="learning_rate_scale", dtype="float32", trainable=False,
                 aggregation="only_first_replica")  # assigning it tracks it
+        if self.schedule is not None:
+            self.schedule.scale = self.learning_rate_scale
 
-    @property
-    def learning_rate_scale(self) -> keras.Variable:
-        """s in η(t) = s · schedule(t): what ``ReduceLROnPlateau``'s reductions multiplied up to."""
-        return self._learning_rate_scale
-
-    def _get_current_learning_rate(self):
-        rate = super()._get_current_learning_rate()
-        if isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-            return rate * ops.cast(self._learning_rate_scale, rate.dtype)
-        return rate
-
-    @property
-    def learning_rate(self):
-        return self._get_current_learning_rate()
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        schedule = self._learning_rate
-        if (not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
-                or isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+    def _set_learning_rate(self, learning_rate: Any) -> None:
+        schedules = keras.optimizers.schedules
+        scaled: ScaledSchedule | None = getattr(self, "schedule", None)  # None within Adam's __init__
+        if (scaled is None
+                or isinstance(learning_rate, schedules.LearningRateSchedule)
                 or callable(learning_rate)):
             keras.optimizers.Adam.learning_rate.fset(self, learning_rate)
-            if hasattr(self, "_learning_rate_scale"):
-                self._learning_rate_scale.assign(1.0)
+            self.schedule = learning_rate if isinstance(learning_rate, ScaledSchedule) else None
+            if hasattr(self, "learning_rate_scale"):
+                self.learning_rate_scale.assign(1.0)
+                if self.schedule is not None:
+                    self.schedule.scale = self.learning_rate_scale
             return
         value = float(ops.convert_to_numpy(learning_rate))
-        base = float(ops.convert_to_numpy(schedule(self._iterations)))
+        base = float(ops.convert_to_numpy(scaled.schedule(self.iterations)))
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{type(self).__name__}: learning_rate must be a finite number >= 0, "
                              f"got {learning_rate!r}.")
         if not base > 0:
             raise ValueError(f"{type(self).__name__}: cannot set the learning rate to {value!r} at "
-                             f"step {int(ops.convert_to_numpy(self._iterations))}: the schedule is "
+                             f"step {int(ops.convert_to_numpy(self.iterations))}: the schedule is "
                              f"{base!r} there, expected a rate > 0 to scale.")
-        self._learning_rate_scale.assign(value / base)
+        self.learning_rate_scale.assign(value / base)
 
-    def load_own_variables(self, store):
+    # Keras's getter (the current rate, the scale included); the setter scales a schedule.
+    learning_rate = property(keras.optimizers.Adam.learning_rate.fget, _set_learning_rate)
+
+    def load_own_variables(self, store: Any) -> None:
         """Also reads the state of a plain Adam (no scale, as ``make_optimizer`` saved it before)."""
         variables = self.variables
         if len(store.keys()) == len(variables) - 1:
-            scale = variables.index(self._learning_rate_scale)
+            scale = variables.index(self.learning_rate_scale)
             others = variables[:scale] + variables[scale + 1:]
             for i, variable in enumerate(others):
                 variable.assign(store[str(i)])
-            self._learning_rate_scale.assign(1.0)
+            self.learning_rate_scale.assign(1.0)
             return
         super().load_own_variables(store)
 
@@ -147,8 +194,8 @@ def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_ste
                    clipnorm: float | None = 50.0, **kwargs: Any) -> keras.optimizers.Adam:
     """Adam with linear warmup (and optional cosine decay) and global-norm gradient clipping.
 
-    With warmup or decay the optimizer is a :class:`ScheduledAdam` on a
-    :class:`WarmupSchedule`: ``keras.callbacks.ReduceLROnPlateau`` can lower
+    With warmup or decay the optimizer is a :class:`ScheduledAdam` on Keras's
+    ``CosineDecay`` (:func:`warmup_cosine`): ``keras.callbacks.ReduceLROnPlateau`` can lower
     its rate (the schedule is scaled by its factor from then on). Without,
     it is a ``keras.optimizers.Adam`` at the constant rate.
 
@@ -169,7 +216,7 @@ def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_ste
     if clipnorm is not None:
         _check_positive("clipnorm", clipnorm, " or None")
     if warmup_steps or decay_steps:
-        return ScheduledAdam(WarmupSchedule(learning_rate, warmup_steps, decay_steps),
+        return ScheduledAdam(warmup_cosine(learning_rate, warmup_steps, decay_steps),
                              global_clipnorm=clipnorm, **kwargs)
     return keras.optimizers.Adam(float(learning_rate), global_clipnorm=clipnorm, **kwargs)
 
@@ -217,13 +264,13 @@ def clip_gradients(grads: Sequence[Any], optimizer: keras.optimizers.Optimizer) 
 class _BatchStamps(keras.callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
-        self.begin = None
+        self.begin = 0.0  # set when training begins
         self.stamps: list[float] = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.begin = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.stamps.append(time.perf_counter())
 
 
@@ -320,8 +367,9 @@ def probe_jit(model: keras.Model, dataset: Any, steps: int = 3, rounds: int = 2,
                            f"{max_compile_seconds:.1f} s allowed")
     median = {jit: sorted(times)[len(times) // 2] if times else None
               for jit, times in per_step.items()}
+    fast, plain = median[True], median[False]
     best = (failed is None and skipped is None and bool(model.jit_compile)  # Keras may refuse XLA
-            and median[True] < median[False])
+            and fast is not None and plain is not None and fast < plain)
     model.jit_compile = best
     model.train_function = functions[best]
     model.test_function = model.predict_function = None

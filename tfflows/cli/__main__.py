@@ -1,0 +1,7 @@
+"""``python -m tfflows.cli``."""
+
+import sys
+
+from tfflows.cli import main
+
+sys.exit(main())
