@@ -71,9 +71,10 @@ def read_images(paths: list[str], shape: tuple[int, int, int]):
                 arr = np.asarray(image)
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"could not read {file!r} as an image: {err}") from None
-        arr = arr.reshape(arr.shape[:2] + (shape[2],))
+        height, width = arr.shape[:2]
+        arr = arr.reshape((height, width, shape[2]))
         if arr.shape != tuple(shape) or arr.dtype != np.uint8:
-            raise ValueError(f"{file!r} is a {arr.shape[1]}×{arr.shape[0]} {arr.dtype} image; the model codes "
+            raise ValueError(f"{file!r} is a {width}×{height} {arr.dtype} image; the model codes "
                              f"{shape[1]}×{shape[0]} uint8 images.")
         out.append(arr)
     return np.stack(out)

@@ -143,10 +143,10 @@ class Codec:
             encoders[i].encode(np.array([int(fallback[i])], dtype=np.int32), _FLAG)
         keep = np.flatnonzero(~fallback)
         for symbols, probs in planned:
-            for j, i in enumerate(keep):
-                encoders[i].encode(symbols[j].ravel(), _CATEGORICAL, probs[j].reshape(-1, probs.shape[-1]))
-        for i in np.flatnonzero(fallback):
-            encoders[i].encode(x[i].astype(np.int32).ravel(), constriction.stream.model.Uniform(self.levels))
+            for j, image in enumerate(keep):
+                encoders[image].encode(symbols[j].ravel(), _CATEGORICAL, probs[j].reshape(-1, probs.shape[-1]))
+        for k in np.flatnonzero(fallback):
+            encoders[k].encode(x[k].astype(np.int32).ravel(), constriction.stream.model.Uniform(self.levels))
         return stats
 
     def _chunk_stats(self, x: np.ndarray, fallback: np.ndarray, planned: list) -> np.ndarray:

@@ -35,8 +35,8 @@ def train(args: argparse.Namespace) -> dict:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    train_x = load_images(args.dataset, "train", data_dir=args.data_dir)[: args.max_train].astype(np.float32)
-    test_x = load_images(args.dataset, "test", data_dir=args.data_dir)[: args.test_examples].astype(np.float32)
+    train_x = np.asarray(load_images(args.dataset, "train", data_dir=args.data_dir), np.float32)[: args.max_train]
+    test_x = np.asarray(load_images(args.dataset, "test", data_dir=args.data_dir), np.float32)[: args.test_examples]
     folder = os.path.join(args.out, "checkpoints")
     os.makedirs(folder, exist_ok=True)
     found = numbered_entries(folder, _CHECKPOINT)

@@ -134,7 +134,7 @@ class IDF(keras.Model):
         return -half - reach, half - 1 + reach
 
     def build(self, input_shape=None) -> None:
-        if self.built:
+        if getattr(self, "built", False):  # keras.Model sets it; mypy cannot see Keras's attributes
             return
         h, w, c = self.event_shape
         for level in range(self.num_levels):
@@ -210,6 +210,7 @@ class IDF(keras.Model):
                 if shifts is not None:
                     shifts.append(t)
             v = tf.nn.depth_to_space(v, 2)
+        assert v is not None  # num_levels >= 1: the loop above ran
         return v + float(2 ** (self.num_bits - 1))
 
     # -- the FlowModel surface --------------------------------------------------------------------
