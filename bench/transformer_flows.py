@@ -30,7 +30,7 @@ The three models (parameter counts for 28×28×1):
 
 - glow: ``Glow(num_levels=2, num_steps=4, hidden_channels=192)``, 423,829;
 - tarflow: ``TarFlow(patch_size=4, num_blocks=4, num_layers=2, width=64, heads=4)``, 425,729;
-- jet: ``Jet(patch_size=4, num_couplings=8, depth=1, width=64, heads=4)``, 445,121.
+- jet: ``Jet(patch_size=4, num_steps=8, depth=1, width=64, heads=4)``, 445,121.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "FlowDistribution": "tfflows.distribution",
     "FlowModel": "tfflows.models",
     "Glow": "tfflows.models",
+    "IDF": "tfflows.models",
     "Jet": "tfflows.models",
     "LiveBijector": "tfflows.distribution",
     "MonteCarloEstimate": "tfflows.estimates",
@@ -36,6 +37,7 @@ _LAZY: dict[str, str] = {
     "monte_carlo_entropy": "tfflows.estimates",
     "monte_carlo_kl": "tfflows.estimates",
     "bijectors": "",
+    "codec": "",
     "layers": "",
     "models": "",
     "ood": "",
@@ -45,6 +47,7 @@ __all__ = [
     "FlowDistribution",
     "FlowModel",
     "Glow",
+    "IDF",
     "Jet",
     "LiveBijector",
     "MonteCarloEstimate",
@@ -59,6 +62,7 @@ __all__ = [
     "__version__",
     "register_keras_objects",
     "bijectors",
+    "codec",
     "export_saved_model",
     "layers",
     "make_optimizer",
@@ -69,11 +73,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from tfflows import bijectors, layers, models, ood
+    from tfflows import bijectors, codec, layers, models, ood
     from tfflows.distribution import FlowDistribution, LiveBijector
     from tfflows.estimates import MonteCarloEstimate, monte_carlo_entropy, monte_carlo_kl
     from tfflows.export import export_saved_model
     from tfflows.models import (
+        IDF,
         FlowModel,
         Glow,
         Jet,

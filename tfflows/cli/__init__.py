@@ -1,4 +1,4 @@
-"""The ``tfflows`` command line: train, evaluate, score (OOD), sample and export.
+"""The ``tfflows`` command line: train, evaluate, score (OOD), sample, export, compress and decompress.
 
 One module per subcommand (``tfflows.cli.train``, ``.evaluate``, ``.score``,
 ``.sample``, ``.export``), each with a ``run(args)``; the arguments are
@@ -22,7 +22,8 @@ from tfflows.cli.quiet import import_tensorflow_quietly
 __all__ = ["COMMANDS", "DEBUG_ENV", "build_parser", "main"]
 
 COMMANDS = {"train": "tfflows.cli.train", "evaluate": "tfflows.cli.evaluate", "score": "tfflows.cli.score",
-            "sample": "tfflows.cli.sample", "export": "tfflows.cli.export"}
+            "sample": "tfflows.cli.sample", "export": "tfflows.cli.export",
+            "compress": "tfflows.codec.cli:compress_files", "decompress": "tfflows.codec.cli:decompress_file"}
 """Subcommand → the module whose ``run(args)`` carries it out (``"module:function"`` for another name)."""
 
 

@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tarflow trained with --noise gaussian: one score step "
                              "x + s^2 grad log p(x) after sampling")
 
+    from tfflows.codec.cli import add_parsers as add_codec_parsers  # compress, decompress
+
+    add_codec_parsers(sub)
     export = sub.add_parser("export", help="export a saved model as a TF Serving SavedModel")
     export.add_argument("model_path")
     export.add_argument("out_dir", help="the SavedModel base folder; a version folder goes inside")

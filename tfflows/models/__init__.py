@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FlowModel", "Glow", "Jet", "NonFiniteGuard", "RealNVP", "TarFlow", "VectorGlow", "VectorMAF",
+__all__ = ["FlowModel", "Glow", "IDF", "Jet", "NonFiniteGuard", "RealNVP", "TarFlow", "VectorGlow", "VectorMAF",
            "VectorNSF", "VectorRealNVP"]
 
 # name -> the module that defines it.
@@ -18,6 +18,7 @@ _LAZY = {
     "FlowModel": "tfflows.models.base",
     "NonFiniteGuard": "tfflows.training.step",
     "Glow": "tfflows.models.glow",
+    "IDF": "tfflows.models.idf",
     "Jet": "tfflows.models.jet",
     "RealNVP": "tfflows.models.realnvp",
     "TarFlow": "tfflows.models.tarflow",
@@ -30,6 +31,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from tfflows.models.base import FlowModel
     from tfflows.models.glow import Glow
+    from tfflows.models.idf import IDF
     from tfflows.models.jet import Jet
     from tfflows.models.maf import VectorMAF
     from tfflows.models.realnvp import RealNVP

@@ -42,6 +42,7 @@ BUILTIN: dict[tuple[str, str], str] = {
     ("realnvp", "image"): "tfflows.models.realnvp",
     ("tarflow", "image"): "tfflows.models.tarflow",
     ("jet", "image"): "tfflows.models.jet",
+    ("idf", "image"): "tfflows.models.idf",
     ("glow", "vector"): "tfflows.models.vector",
     ("realnvp", "vector"): "tfflows.models.vector",
     ("nsf", "vector"): "tfflows.models.vector",
@@ -112,7 +113,8 @@ class ModelEntry:
     Attributes:
       name: the name users type (``tfflows train --model NAME``).
       data_kind: ``"image"`` or ``"vector"``: the data the entry builds a model for.
-      model_class: the :class:`tfflows.FlowModel` subclass.
+      model_class: the model's class (a :class:`tfflows.FlowModel` subclass, or a
+        ``keras.Model`` with its own contract, like the codec's :class:`tfflows.IDF`).
       build: ``BuildOptions`` → a model (the CLI's builder).
       tiny: ``**conditioning`` → a tiny model for the contract tests, where
         ``conditioning`` is ``{}``, ``{"num_classes": k}`` or ``{"context_dim": c}``.
