@@ -33,8 +33,9 @@ def _run(root: str, bench: str, extra: list[str]) -> float:
     try:
         command = [sys.executable, os.path.join(root, bench), "--only", "tfflows", "--json-out", out, *extra]
         env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        proc = subprocess.run(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(
+            command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         if proc.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
         with open(out) as f:
@@ -61,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folder = tempfile.mkdtemp(prefix="tfflows-ab-")
     reference = os.path.join(folder, "reference")
-    subprocess.run(["git", "-C", _REPO, "worktree", "add", "--detach", reference, args.reference],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["git", "-C", _REPO, "worktree", "add", "--detach", reference, args.reference],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         a, b = [], []
         for i in range(args.rounds):
@@ -72,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", reference], check=False)
     ratio = statistics.median(b) / statistics.median(a)
-    print(f"{cpu_name()}, {os.cpu_count()} cores: reference {args.reference} median "
-          f"{statistics.median(a):.1f} img/s, this checkout {statistics.median(b):.1f} img/s, "
-          f"ratio {ratio:.3f}")
+    print(
+        f"{cpu_name()}, {os.cpu_count()} cores: reference {args.reference} median "
+        f"{statistics.median(a):.1f} img/s, this checkout {statistics.median(b):.1f} img/s, "
+        f"ratio {ratio:.3f}"
+    )
     return 0
 
 

@@ -59,7 +59,9 @@ def _whole(x: np.ndarray, encode, decode) -> dict:
     start = time.perf_counter()
     back = np.frombuffer(decode(blob), dtype=np.uint8).reshape(x.shape)
     dec = time.perf_counter() - start
-    return dict(bytes=len(blob), exact=int(np.sum(np.all(back == x, axis=(1, 2, 3)))), encode_s=enc, decode_s=dec)
+    return dict(
+        bytes=len(blob), exact=int(np.sum(np.all(back == x, axis=(1, 2, 3)))), encode_s=enc, decode_s=dec
+    )
 
 
 def run_one(name: str, args: argparse.Namespace) -> dict:
@@ -67,8 +69,11 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     if name in ("png", "webp"):
         from PIL import Image
 
-        options = dict(format="PNG", optimize=True, compress_level=9) if name == "png" else \
-            dict(format="WEBP", lossless=True, quality=100, method=6)
+        options = (
+            dict(format="PNG", optimize=True, compress_level=9)
+            if name == "png"
+            else dict(format="WEBP", lossless=True, quality=100, method=6)
+        )
 
         def encode(image):
             buf = io.BytesIO()
@@ -103,10 +108,15 @@ def _run_idf(x: np.ndarray, args: argparse.Namespace) -> dict:
     if "stream" not in args.layouts:  # the model's figures go with the stream
         nats = twin = np.zeros(1)
     else:
-        nats = np.concatenate([np.asarray(model.log_prob(x[i:i + 500].astype(np.float32)))
-                           for i in range(0, len(x), 500)])
-        twin = np.concatenate([np.asarray(coder.twin.log_prob(x[i:i + 500].astype(np.float64)))
-                               for i in range(0, len(x), 500)])
+        nats = np.concatenate(
+            [np.asarray(model.log_prob(x[i : i + 500].astype(np.float32))) for i in range(0, len(x), 500)]
+        )
+        twin = np.concatenate(
+            [
+                np.asarray(coder.twin.log_prob(x[i : i + 500].astype(np.float64)))
+                for i in range(0, len(x), 500)
+            ]
+        )
     out["model_bits_float32"] = float(-nats.sum() / np.log(2.0))
     out["model_bits"] = float(-twin.sum() / np.log(2.0))
     for layout in args.layouts:
@@ -119,8 +129,9 @@ def _run_idf(x: np.ndarray, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         back = coder.decompress(data)
         dec = time.perf_counter() - start
-        out[layout] = dict(bytes=len(data), exact=int(np.sum(np.all(back == x, axis=(1, 2, 3)))), encode_s=enc,
-                           decode_s=dec)
+        out[layout] = dict(
+            bytes=len(data), exact=int(np.sum(np.all(back == x, axis=(1, 2, 3)))), encode_s=enc, decode_s=dec
+        )
     if args.check_index and "random_access" in args.layouts:
         picks = np.random.default_rng(0).choice(len(x), size=min(len(x), args.check_index), replace=False)
         start = time.perf_counter()
@@ -134,15 +145,21 @@ def _bpd(nbytes: float, r: dict) -> float:
 
 
 def table(results: dict) -> str:
-    rows = ["| codec | bits/dim (actual bytes, header included) | decoded exactly | encode / decode ms per image |",
-            "|---|---|---|---|"]
+    rows = [
+        "| codec | bits/dim (actual bytes, header included) | decoded exactly | encode / decode ms per image |",
+        "|---|---|---|---|",
+    ]
 
     def ms(r: dict) -> str:
         return f"{1000 * r['encode_s'] / r['n']:.2f} / {1000 * r['decode_s'] / r['n']:.2f}"
 
-    labels = {"png": "PNG (per image, optimize, level 9)", "webp": "WebP lossless (per image, method 6)",
-              "zlib": "zlib level 9 (whole set)", "bz2": "bz2 level 9 (whole set)",
-              "xz": "xz preset 9e (whole set)"}
+    labels = {
+        "png": "PNG (per image, optimize, level 9)",
+        "webp": "WebP lossless (per image, method 6)",
+        "zlib": "zlib level 9 (whole set)",
+        "bz2": "bz2 level 9 (whole set)",
+        "xz": "xz preset 9e (whole set)",
+    }
     for name in ("png", "webp", "zlib", "bz2", "xz"):
         if name in results:
             r = results[name]
@@ -151,29 +168,52 @@ def table(results: dict) -> str:
     if "idf" in results:
         r = results["idf"]
         dims = r["n"] * r["dims"]
-        rows.append(f"| the model's own −log₂ P(x) (float64, as coded) | {r['model_bits'] / dims:.3f} | — | — |")
-        for layout, label in (("stream", "**tfflows codec, one stream**"), ("random_access",
-                                                                           "tfflows codec, random access")):
+        rows.append(
+            f"| the model's own −log₂ P(x) (float64, as coded) | {r['model_bits'] / dims:.3f} | — | — |"
+        )
+        for layout, label in (
+            ("stream", "**tfflows codec, one stream**"),
+            ("random_access", "tfflows codec, random access"),
+        ):
             s = r[layout]
-            rows.append(f"| {label} | {_bpd(s['bytes'], r):.3f} | {s['exact']:,} | "
-                        f"{1000 * s['encode_s'] / r['n']:.2f} / {1000 * s['decode_s'] / r['n']:.2f} |")
+            rows.append(
+                f"| {label} | {_bpd(s['bytes'], r):.3f} | {s['exact']:,} | "
+                f"{1000 * s['encode_s'] / r['n']:.2f} / {1000 * s['decode_s'] / r['n']:.2f} |"
+            )
     return "\n".join(rows)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--model", default="saved_models/idf_fashion_mnist/model.keras")
     parser.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
-    parser.add_argument("--only", choices=SYSTEMS, default=None, help="run one system here (the driver's child)")
+    parser.add_argument(
+        "--only", choices=SYSTEMS, default=None, help="run one system here (the driver's child)"
+    )
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
-    parser.add_argument("--check-index", type=int, default=200,
-                        help="also decode this many random images by index from the random-access file")
-    parser.add_argument("--layouts", nargs="+", choices=("stream", "random_access"),
-                        default=["stream", "random_access"], help="the codec's layouts to run (idf)")
+    parser.add_argument(
+        "--check-index",
+        type=int,
+        default=200,
+        help="also decode this many random images by index from the random-access file",
+    )
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=("stream", "random_access"),
+        default=["stream", "random_access"],
+        help="the codec's layouts to run (idf)",
+    )
     parser.add_argument("--json-out", default=None)
-    parser.add_argument("--json-in", nargs="+", default=[],
-                        help="earlier --json-out files whose systems are reused (not rerun)")
+    parser.add_argument(
+        "--json-in",
+        nargs="+",
+        default=[],
+        help="earlier --json-out files whose systems are reused (not rerun)",
+    )
     args = parser.parse_args(argv)
     if args.only:
         print(json.dumps(run_one(args.only, args)))
@@ -183,8 +223,20 @@ def main(argv=None) -> int:
         with open(path) as f:
             results.update(json.load(f))
     for name in [s for s in args.systems if s not in results]:
-        cmd = [sys.executable, os.path.abspath(__file__), "--only", name, "--dataset", args.dataset,
-               "--model", args.model, "--check-index", str(args.check_index), "--layouts", *args.layouts]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--only",
+            name,
+            "--dataset",
+            args.dataset,
+            "--model",
+            args.model,
+            "--check-index",
+            str(args.check_index),
+            "--layouts",
+            *args.layouts,
+        ]
         if args.n:
             cmd += ["--n", str(args.n)]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -196,14 +248,18 @@ def main(argv=None) -> int:
         r = results["idf"]
         dims = r["n"] * r["dims"]
         stream = 8 * r["stream"]["bytes"]
-        print(f"stream bytes / model's −log₂ P: {stream / r['model_bits']:.4f}; coder's own information "
-              f"{r['information_bits'] / dims:.4f} bits/dim; float32 model {r['model_bits_float32'] / dims:.4f} "
-              f"bits/dim; random access − stream: "
-              f"{8 * (r['random_access']['bytes'] - r['stream']['bytes']) / dims:.4f} bits/dim "
-              f"({(r['random_access']['bytes'] - r['stream']['bytes']) / r['n']:.2f} bytes per image); "
-              f"fallback images {r['fallback_images']}; by index: {r.get('by_index')}")
-    print(f"{args.dataset} test set, {next(iter(results.values()))['n']} images; CPU: "
-          f"{next(iter(results.values()))['cpu']}")
+        print(
+            f"stream bytes / model's −log₂ P: {stream / r['model_bits']:.4f}; coder's own information "
+            f"{r['information_bits'] / dims:.4f} bits/dim; float32 model {r['model_bits_float32'] / dims:.4f} "
+            f"bits/dim; random access − stream: "
+            f"{8 * (r['random_access']['bytes'] - r['stream']['bytes']) / dims:.4f} bits/dim "
+            f"({(r['random_access']['bytes'] - r['stream']['bytes']) / r['n']:.2f} bytes per image); "
+            f"fallback images {r['fallback_images']}; by index: {r.get('by_index')}"
+        )
+    print(
+        f"{args.dataset} test set, {next(iter(results.values()))['n']} images; CPU: "
+        f"{next(iter(results.values()))['cpu']}"
+    )
     print(table(results))
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -42,8 +42,7 @@ def child(args) -> dict:
     from tfflows import data
 
     images = np.asarray(data.load_images("fashion_mnist", split="train", data_dir=args.data_dir))
-    ds = data.make_dataset(images[: args.images], batch_size=args.batch, seed=0,
-                           drop_remainder=True)
+    ds = data.make_dataset(images[: args.images], batch_size=args.batch, seed=0, drop_remainder=True)
     if args.autotune == "on":
         options = tf.data.Options()
         options.autotune.enabled = True
@@ -72,14 +71,19 @@ def child(args) -> dict:
     model.fit(ds, epochs=args.epochs, verbose=0, callbacks=[clock])
     step = statistics.median(clock.steps)
     late = [first - step for first in clock.first[1:]]
-    return {"autotune": args.autotune, "autotuner_enabled_in_pipeline": args.autotune == "on",
-            "step_s": step, "epoch_start_late_s": late,
-            "mean_late_s": statistics.mean(late) if late else None}
+    return {
+        "autotune": args.autotune,
+        "autotuner_enabled_in_pipeline": args.autotune == "on",
+        "step_s": step,
+        "epoch_start_late_s": late,
+        "mean_late_s": statistics.mean(late) if late else None,
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--images", type=int, default=12800, help="training images per epoch")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64)
@@ -100,9 +104,23 @@ def main() -> None:
     runs = []
     for r in range(args.rounds):
         for autotune in ("on", "off"):
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", "--autotune", autotune,
-                   "--images", str(args.images), "--epochs", str(args.epochs),
-                   "--batch", str(args.batch), "--width", str(args.width), "--jit", args.jit]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--child",
+                "--autotune",
+                autotune,
+                "--images",
+                str(args.images),
+                "--epochs",
+                str(args.epochs),
+                "--batch",
+                str(args.batch),
+                "--width",
+                str(args.width),
+                "--jit",
+                args.jit,
+            ]
             if args.data_dir:
                 cmd += ["--data-dir", args.data_dir]
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -112,14 +130,24 @@ def main() -> None:
             result = json.loads(line[0][7:])
             runs.append(result)
             late = ", ".join(f"{x:.2f}" for x in result["epoch_start_late_s"])
-            print(f"round {r + 1} autotune {autotune:3s}  step {result['step_s']:.3f} s  "
-                  f"epochs started late by {late} s", flush=True)
-    summary = {a: statistics.mean(x for r in runs if r["autotune"] == a
-                                  for x in r["epoch_start_late_s"]) for a in ("on", "off")}
+            print(
+                f"round {r + 1} autotune {autotune:3s}  step {result['step_s']:.3f} s  "
+                f"epochs started late by {late} s",
+                flush=True,
+            )
+    summary = {
+        a: statistics.mean(x for r in runs if r["autotune"] == a for x in r["epoch_start_late_s"])
+        for a in ("on", "off")
+    }
     print(f"mean delay per epoch: autotuner on {summary['on']:.2f} s, off {summary['off']:.2f} s")
     if args.json_out:
-        out = {"cpu": cpu_name(), "date": datetime.now(UTC).date().isoformat(),
-               "argv": sys.argv[1:], "mean_late_s": summary, "runs": runs}
+        out = {
+            "cpu": cpu_name(),
+            "date": datetime.now(UTC).date().isoformat(),
+            "argv": sys.argv[1:],
+            "mean_late_s": summary,
+            "runs": runs,
+        }
         tmp = args.json_out + ".tmp"
         with open(tmp, "w") as f:
             json.dump(out, f, indent=1)

@@ -84,9 +84,13 @@ def run_once(root: str, extra: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", default=None, help="a commit to compare against (A)")
-    parser.add_argument("--this", default=None, metavar="COMMIT",
-                        help="run this commit (exported) instead of the checkout as it is, so that "
-                             "edits during a long comparison do not change it")
+    parser.add_argument(
+        "--this",
+        default=None,
+        metavar="COMMIT",
+        help="run this commit (exported) instead of the checkout as it is, so that "
+        "edits during a long comparison do not change it",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side (A B pairs)")
     parser.add_argument("--json-out", default=None)
     parser.add_argument("extra", nargs="*", help="arguments for tfflows train (after --)")
@@ -103,32 +107,57 @@ def main(argv: list[str] | None = None) -> int:
             for side, root in sides.items():
                 result = run_once(root, args.extra)
                 runs[side].append(result)
-                print(f"round {round_ + 1} {side:9s}: wall {result['wall_s']:7.1f} s, "
-                      f"CPU {result['cpu_s']:6.1f} s, first step {result['first_step_s']:6.1f} s, "
-                      f"extras {result['extras_s']:5.1f} s, "
-                      f"fit {result['fit_s']:6.1f} s, test bits/dim {result['test_bits_per_dim']:.4f}, "
-                      f"stderr lines {result['stderr_lines']}, load {result['load_average_before'][0]}",
-                      flush=True)
+                print(
+                    f"round {round_ + 1} {side:9s}: wall {result['wall_s']:7.1f} s, "
+                    f"CPU {result['cpu_s']:6.1f} s, first step {result['first_step_s']:6.1f} s, "
+                    f"extras {result['extras_s']:5.1f} s, "
+                    f"fit {result['fit_s']:6.1f} s, test bits/dim {result['test_bits_per_dim']:.4f}, "
+                    f"stderr lines {result['stderr_lines']}, load {result['load_average_before'][0]}",
+                    flush=True,
+                )
             if args.json_out:  # after every run: a long comparison cut short keeps what it measured
                 with open(args.json_out, "w") as f:
-                    json.dump({"cpu": cpu_name(), "reference": args.reference, "this": args.this,
-                               "extra": args.extra, "runs": runs}, f, indent=1)
+                    json.dump(
+                        {
+                            "cpu": cpu_name(),
+                            "reference": args.reference,
+                            "this": args.this,
+                            "extra": args.extra,
+                            "runs": runs,
+                        },
+                        f,
+                        indent=1,
+                    )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     keys = ("wall_s", "cpu_s", "first_step_s", "extras_s", "fit_s", "test_bits_per_dim")
-    summary = {side: {key: statistics.median(r[key] for r in rs) for key in keys}
-               for side, rs in runs.items()}
+    summary = {
+        side: {key: statistics.median(r[key] for r in rs) for key in keys} for side, rs in runs.items()
+    }
     for side, medians in summary.items():
         print(f"median {side:9s}: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     if args.reference:
-        ratios = {k: round(summary["this"][k] / summary["reference"][k], 3)
-                  for k in ("wall_s", "cpu_s", "first_step_s", "fit_s") if summary["reference"][k]}
+        ratios = {
+            k: round(summary["this"][k] / summary["reference"][k], 3)
+            for k in ("wall_s", "cpu_s", "first_step_s", "fit_s")
+            if summary["reference"][k]
+        }
         print("this / reference: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
         summary["ratios"] = ratios
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"cpu": cpu_name(), "reference": args.reference, "this": args.this,
-                       "extra": args.extra, "runs": runs, "medians": summary}, f, indent=1)
+            json.dump(
+                {
+                    "cpu": cpu_name(),
+                    "reference": args.reference,
+                    "this": args.this,
+                    "extra": args.extra,
+                    "runs": runs,
+                    "medians": summary,
+                },
+                f,
+                indent=1,
+            )
     return 0
 
 

@@ -44,8 +44,9 @@ CONFIGS = [("float32", "off"), ("float32", "on"), ("mixed_bfloat16", "off"), ("m
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--levels", type=int, default=3)
     p.add_argument("--steps", type=int, default=32, help="K, steps per level")
     p.add_argument("--width", type=int, default=512, help="hidden channels")
@@ -56,8 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed batches after the first")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 peak")
-    p.add_argument("--configs", nargs="+", default=[f"{d}:{j}" for d, j in CONFIGS],
-                   help="dtype:jit pairs to run")
+    p.add_argument(
+        "--configs", nargs="+", default=[f"{d}:{j}" for d, j in CONFIGS], help="dtype:jit pairs to run"
+    )
     p.add_argument("--json-out", default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
@@ -98,8 +100,9 @@ def run_child(args: argparse.Namespace) -> None:
     shape = (args.image, args.image, args.channels)
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, (args.batch_size * 8, *shape)).astype(np.uint8)
-    model = tfflows.Glow(shape, num_levels=args.levels, num_steps=args.steps,
-                         width=args.width, dtype=dtype, seed=0)
+    model = tfflows.Glow(
+        shape, num_levels=args.levels, num_steps=args.steps, width=args.width, dtype=dtype, seed=0
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=(jit == "on"))
     ds = tf.data.Dataset.from_tensor_slices(pool).repeat().batch(args.batch_size).prefetch(4)
 
@@ -110,15 +113,23 @@ def run_child(args: argparse.Namespace) -> None:
     model.fit(ds, steps_per_epoch=args.timed + 1, epochs=1, verbose=0, callbacks=[clock])
     per_batch = (clock.stamps[-1] - clock.stamps[0]) / (len(clock.stamps) - 1)
     gpus = tf.config.list_physical_devices("GPU")
-    device = (tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-              if gpus else cpu_name())
-    flops = count_flops(model, pool[:args.batch_size].astype(np.float32)) / args.batch_size
-    memory = (tf.config.experimental.get_memory_info("GPU:0")["peak"] if gpus else None)
-    atomic_write_json(args.child_out, {
-        "config": args.child, "device": device, "parameters": int(model.count_params()),
-        "images_per_s": args.batch_size / per_batch, "first_fit_s": first,
-        "train_flops_per_image": flops, "peak_gpu_memory_bytes": memory,
-    })
+    device = (
+        tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else cpu_name()
+    )
+    flops = count_flops(model, pool[: args.batch_size].astype(np.float32)) / args.batch_size
+    memory = tf.config.experimental.get_memory_info("GPU:0")["peak"] if gpus else None
+    atomic_write_json(
+        args.child_out,
+        {
+            "config": args.child,
+            "device": device,
+            "parameters": int(model.count_params()),
+            "images_per_s": args.batch_size / per_batch,
+            "first_fit_s": first,
+            "train_flops_per_image": flops,
+            "peak_gpu_memory_bytes": memory,
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,16 +138,40 @@ def main(argv: list[str] | None = None) -> None:
         run_child(args)
         return
     rows: dict[str, list[dict]] = {c: [] for c in args.configs}
-    passthrough = ["--levels", str(args.levels), "--steps", str(args.steps), "--width", str(args.width),
-                   "--image", str(args.image), "--channels", str(args.channels),
-                   "--batch-size", str(args.batch_size), "--timed", str(args.timed),
-                   "--warmup", str(args.warmup)]
+    passthrough = [
+        "--levels",
+        str(args.levels),
+        "--steps",
+        str(args.steps),
+        "--width",
+        str(args.width),
+        "--image",
+        str(args.image),
+        "--channels",
+        str(args.channels),
+        "--batch-size",
+        str(args.batch_size),
+        "--timed",
+        str(args.timed),
+        "--warmup",
+        str(args.warmup),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for config in args.configs:
                 out = os.path.join(tmp, f"{config.replace(':', '_')}_{r}.json")
-                subprocess.run([sys.executable, os.path.abspath(__file__), "--child", config,
-                                "--child-out", out, *passthrough], check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        os.path.abspath(__file__),
+                        "--child",
+                        config,
+                        "--child-out",
+                        out,
+                        *passthrough,
+                    ],
+                    check=True,
+                )
                 with open(out) as f:
                     rows[config].append(json.load(f))
                 print(f"round {r + 1}: {rows[config][-1]}", flush=True)
@@ -146,17 +181,23 @@ def main(argv: list[str] | None = None) -> None:
         flops = runs[0]["train_flops_per_image"]
         on_gpu = runs[0]["device"] != cpu_name()
         table[config] = {
-            "images_per_s": ips, "train_gflops_per_image": flops / 1e9,
+            "images_per_s": ips,
+            "train_gflops_per_image": flops / 1e9,
             "achieved_tflops": ips * flops / 1e12,
             "fraction_of_bf16_peak": ips * flops / (args.peak_tflops * 1e12) if on_gpu else None,
-            "peak_gpu_memory_gib": (runs[0]["peak_gpu_memory_bytes"] or 0) / 2 ** 30 if on_gpu else None,
+            "peak_gpu_memory_gib": (runs[0]["peak_gpu_memory_bytes"] or 0) / 2**30 if on_gpu else None,
             "runs": runs,
         }
-    report = {"device": rows[args.configs[0]][0]["device"], "cpu": cpu_name(),
-              "model": f"Glow L={args.levels} K={args.steps} width={args.width} "
-                       f"{args.image}x{args.image}x{args.channels}, batch {args.batch_size}",
-              "parameters": rows[args.configs[0]][0]["parameters"],
-              "peak_tflops": args.peak_tflops, "configs": table, "argv": sys.argv[1:]}
+    report = {
+        "device": rows[args.configs[0]][0]["device"],
+        "cpu": cpu_name(),
+        "model": f"Glow L={args.levels} K={args.steps} width={args.width} "
+        f"{args.image}x{args.image}x{args.channels}, batch {args.batch_size}",
+        "parameters": rows[args.configs[0]][0]["parameters"],
+        "peak_tflops": args.peak_tflops,
+        "configs": table,
+        "argv": sys.argv[1:],
+    }
     print(json.dumps(report, indent=1))
     if args.json_out:
         from tfflows.io import atomic_write_json

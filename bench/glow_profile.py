@@ -60,8 +60,12 @@ def build_steps(names, xs, pool):
             # at level 0 (and the split prior's zero conv), [B, 7, 7, 4] at level 1.
             couplings = [layer for layer in model.flow_layers if isinstance(layer, CouplingLayer)]
             nets = [layer.conditioner for layer in couplings]
-            inputs = [tf.random.normal((xs[0].shape[0], 14, 14, 2) if "_l0" in layer.name
-                                       else (xs[0].shape[0], 7, 7, 4)) for layer in couplings]
+            inputs = [
+                tf.random.normal(
+                    (xs[0].shape[0], 14, 14, 2) if "_l0" in layer.name else (xs[0].shape[0], 7, 7, 4)
+                )
+                for layer in couplings
+            ]
             variables = [v for net in nets for v in net.trainable_variables]
 
             def loss_fn(x, nets=nets, inputs=inputs):
@@ -73,6 +77,7 @@ def build_steps(names, xs, pool):
 
             def loss_fn(x, model=model):
                 return -tf.reduce_mean(model.log_prob(x))
+
         optimizer.build(variables)
         steps[name] = tf.function(_train_step(loss_fn, variables, optimizer))
         # The implementation is fixed when the step is traced, here.
@@ -89,13 +94,21 @@ def _train_step(loss_fn, variables, optimizer):
             loss = loss_fn(x)
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
+
     return step
 
 
 def report_graph(steps, x) -> None:
     print("\n== graph: ops in the traced training step ==")
-    kinds = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "Einsum", "BatchMatMulV2",
-             "MatMul", "MatrixTriangularSolve")  # tfflows' Conv2D shows as _FusedConv2D when run
+    kinds = (
+        "Conv2D",
+        "Conv2DBackpropInput",
+        "Conv2DBackpropFilter",
+        "Einsum",
+        "BatchMatMulV2",
+        "MatMul",
+        "MatrixTriangularSolve",
+    )  # tfflows' Conv2D shows as _FusedConv2D when run
     print(f"{'step':30s} {'all ops':>8s} " + " ".join(f"{k:>12.12s}" for k in kinds))
     for name, fn in steps.items():
         ops = fn.get_concrete_function(x).graph.get_operations()
@@ -137,8 +150,10 @@ def report_ops(steps, xs, top: int) -> None:
             by_type[r[cols["type"]]][0] += r[cols["occurrences"]] / 4
             by_type[r[cols["type"]]][1] += r[cols["total_self_time"]] / 4e3
         total = sum(v[1] for v in by_type.values())
-        print(f"\n== ops {name}: op self time per step {total:.0f} ms (summed over threads), "
-              f"{sum(v[0] for v in by_type.values()):.0f} ops executed ==")
+        print(
+            f"\n== ops {name}: op self time per step {total:.0f} ms (summed over threads), "
+            f"{sum(v[0] for v in by_type.values()):.0f} ops executed =="
+        )
         for kind, (n, ms) in sorted(by_type.items(), key=lambda kv: -kv[1][1])[:top]:
             print(f"  {kind:44s} {n:5.0f}/step {ms:8.1f} ms {100 * ms / total:5.1f}%")
 
@@ -155,10 +170,11 @@ def report_timing(steps, xs, rounds: int, window: int) -> None:
                 out = fn(xs[i % len(xs)])
             out.numpy()
             ms[name].append((time.perf_counter() - t0) / window * 1e3)
-        print(f"[round {r + 1}/{rounds}] " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in ms.items()),
-              flush=True)
-    print(f"\n== timing: ms per training step, batch {xs[0].shape[0]}, no XLA, "
-          f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')} ==")
+        print(f"[round {r + 1}/{rounds}] " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in ms.items()), flush=True)
+    print(
+        f"\n== timing: ms per training step, batch {xs[0].shape[0]}, no XLA, "
+        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')} =="
+    )
     print("   (x-factors are medians of per-round ratios: same round, same machine state)")
     base = ms.get("tfflows")
     for name, v in ms.items():
@@ -173,13 +189,18 @@ def report_timing(steps, xs, rounds: int, window: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=("all", "graph", "ops", "timing"), default="all")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}"
+    )
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--window", type=int, default=2, help="steps per timing window")
     p.add_argument("--top", type=int, default=12, help="op types listed per profile")
-    p.add_argument("--onednn", choices=("default", "on", "off"), default="default",
-                   help="set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads")
+    p.add_argument(
+        "--onednn",
+        choices=("default", "on", "off"),
+        default="default",
+        help="set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads",
+    )
     args = p.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))
@@ -196,14 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     pool, source = gt.load_pool("auto", 512, 0)
     it = iter(gt.make_dataset(pool, 64, 0))
     xs = [next(it) for _ in range(4)]
-    print(f"tfflows from {os.path.dirname(tfflows.__file__)}; data: {source}; "
-          f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"tfflows from {os.path.dirname(tfflows.__file__)}; data: {source}; "
+        f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     steps = build_steps(names, xs, pool)
     if args.only in ("all", "graph"):
         report_graph(steps, xs[0])
     if args.only in ("all", "ops"):
-        report_ops({k: v for k, v in steps.items() if k in ("tfflows", "tfflows+stock_convs", "tfp")},
-                   xs, args.top)
+        report_ops(
+            {k: v for k, v in steps.items() if k in ("tfflows", "tfflows+stock_convs", "tfp")}, xs, args.top
+        )
     if args.only in ("all", "timing"):
         report_timing(steps, xs, args.rounds, args.window)
     return 0

@@ -48,26 +48,44 @@ _LOG_256 = math.log(256.0)
 
 # -- set-up -----------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=24, help="timed training steps per configuration")
     p.add_argument("--window", type=int, default=4, help="steps per timing window")
-    p.add_argument("--warmup-steps", type=int, default=2,
-                   help="untimed steps per configuration after tracing/compilation")
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=2,
+        help="untimed steps per configuration after tracing/compilation",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--hidden", type=int, default=128, help="coupling network width")
     p.add_argument("--levels", type=int, default=2, help="L: number of scales")
     p.add_argument("--steps-per-level", type=int, default=4, help="K: flow steps per level")
-    p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                   help="XLA: 'auto' times both jit_compile=False and True")
+    p.add_argument(
+        "--jit",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="XLA: 'auto' times both jit_compile=False and True",
+    )
     p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--data", choices=("auto", "fashion_mnist", "random"), default="auto",
-                   help="'auto': Fashion-MNIST via tfflows.data when available, else random uint8")
+    p.add_argument(
+        "--data",
+        choices=("auto", "fashion_mnist", "random"),
+        default="auto",
+        help="'auto': Fashion-MNIST via tfflows.data when available, else random uint8",
+    )
     p.add_argument("--pool", type=int, default=4096, help="distinct images cycled through")
     p.add_argument("--only", choices=("both", "tfflows", "tfp"), default="both")
-    p.add_argument("--onednn", choices=("default", "on", "off"), default="default",
-                   help="set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (oneDNN kernels on x86)")
+    p.add_argument(
+        "--onednn",
+        choices=("default", "on", "off"),
+        default="default",
+        help="set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (oneDNN kernels on x86)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None, help="write the results here as JSON")
     args = p.parse_args(argv)
@@ -83,8 +101,12 @@ def _git_commit() -> str:
     import subprocess
 
     try:
-        out = subprocess.run(["git", "-C", _REPO, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", _REPO, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -138,8 +160,11 @@ def load_pool(kind: str, size: int, seed: int) -> tuple[np.ndarray, str]:
         except Exception as err:  # any failure: missing files, offline TFDS, module being edited
             if kind == "fashion_mnist":
                 raise
-            print(f"[data] Fashion-MNIST unavailable ({type(err).__name__}: {str(err)[:120]}); "
-                  "using random uint8 images.", file=sys.stderr)
+            print(
+                f"[data] Fashion-MNIST unavailable ({type(err).__name__}: {str(err)[:120]}); "
+                "using random uint8 images.",
+                file=sys.stderr,
+            )
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(size, 28, 28, 1), dtype=np.uint8), "random uint8"
 
@@ -159,6 +184,7 @@ def make_dataset(pool: np.ndarray, batch_size: int, seed: int):
 
 
 # -- the two sides ----------------------------------------------------------
+
 
 class Runner:
     """One configuration: ``warmup(n)`` then repeated ``time(n)`` → seconds for n steps."""
@@ -183,8 +209,13 @@ class TfflowsRunner(Runner):
         import tfflows
 
         keras.utils.set_random_seed(args.seed)
-        self.model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level,
-                                  width=args.hidden, seed=args.seed)
+        self.model = tfflows.Glow(
+            (28, 28, 1),
+            num_levels=args.levels,
+            num_steps=args.steps_per_level,
+            width=args.hidden,
+            seed=args.seed,
+        )
         self.model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=jit)
         self.jit = jit
         self.name = f"tfflows fit (jit={'on' if jit else 'off'})"
@@ -203,8 +234,9 @@ class TfflowsRunner(Runner):
             def on_train_batch_end(self, batch, logs=None):
                 stamps.append(time.perf_counter())
 
-        hist = self.model.fit(self.ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
-                              callbacks=[Stamp()])
+        hist = self.model.fit(
+            self.ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[Stamp()]
+        )
         self.last_bpd = float(hist.history["bits_per_dim"][-1])
         return stamps
 
@@ -292,13 +324,18 @@ class TfpRunner(Runner):
 
 # -- parameter counts -------------------------------------------------------
 
+
 def tfflows_params(model) -> dict:
     """Trainable entries, and how many of them are the learned top prior."""
     from tfflows.layers.prior import PriorLayer
 
     total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    prior = sum(int(np.prod(w.shape)) for layer in model.flow_layers if isinstance(layer, PriorLayer)
-                for w in layer.trainable_weights)
+    prior = sum(
+        int(np.prod(w.shape))
+        for layer in model.flow_layers
+        if isinstance(layer, PriorLayer)
+        for w in layer.trainable_weights
+    )
     return {"trainable": total, "learned_top_prior": prior}
 
 
@@ -309,6 +346,7 @@ def tfp_params(glow) -> dict:
 
 
 # -- the run ----------------------------------------------------------------
+
 
 def run(args: argparse.Namespace) -> dict:
 
@@ -342,26 +380,40 @@ def run(args: argparse.Namespace) -> dict:
         for r in runners:  # round-robin: every configuration sees the same machine state
             seconds = r.time(args.window)
             rates[r.name].append(args.window * args.batch_size / seconds)
-        print(f"[timing] window {w + 1}/{windows} (img/s): " + "; ".join(
-            f"{name} {v[-1]:.0f}" for name, v in rates.items()), flush=True)
+        print(
+            f"[timing] window {w + 1}/{windows} (img/s): "
+            + "; ".join(f"{name} {v[-1]:.0f}" for name, v in rates.items()),
+            flush=True,
+        )
 
     results = []
     for r in runners:
         v = rates[r.name]
-        results.append({
-            "name": r.name, "side": "tfflows" if isinstance(r, TfflowsRunner) else "tfp", "jit": r.jit,
-            "images_per_s_median": statistics.median(v), "images_per_s_min": min(v),
-            "images_per_s_max": max(v), "ms_per_step_median": 1e3 * args.batch_size / statistics.median(v),
-            "windows": v, "first_step_s": r.compile_s, "final_bits_per_dim": r.last_bpd,
-            "params": r.params,
-        })
+        results.append(
+            {
+                "name": r.name,
+                "side": "tfflows" if isinstance(r, TfflowsRunner) else "tfp",
+                "jit": r.jit,
+                "images_per_s_median": statistics.median(v),
+                "images_per_s_min": min(v),
+                "images_per_s_max": max(v),
+                "ms_per_step_median": 1e3 * args.batch_size / statistics.median(v),
+                "windows": v,
+                "first_step_s": r.compile_s,
+                "final_bits_per_dim": r.last_bpd,
+                "params": r.params,
+            }
+        )
 
     # Ratios of tfflows over TFP: of the medians, and the median of the ratios
     # within each round (paired, so a busy moment on the machine cancels out).
     by_key = {(x["side"], x["jit"]): x for x in results}
     ratios, paired = {}, {}
-    pairs = [("jit_off", [False], [False]), ("jit_on", [True], [True]),
-             ("best_vs_best", [False, True], [False, True])]
+    pairs = [
+        ("jit_off", [False], [False]),
+        ("jit_on", [True], [True]),
+        ("best_vs_best", [False, True], [False, True]),
+    ]
     for label, a_jits, b_jits in pairs:
         a = [by_key[("tfflows", j)] for j in a_jits if ("tfflows", j) in by_key]
         b = [by_key[("tfp", j)] for j in b_jits if ("tfp", j) in by_key]
@@ -373,51 +425,77 @@ def run(args: argparse.Namespace) -> dict:
         paired[label] = statistics.median(u / v for u, v in zip(a["windows"], b["windows"]))
     return {
         "benchmark": "glow_training_throughput",
-        "config": {"height": 28, "width": 28, "channels": 1, "levels": args.levels,
-                   "steps_per_level": args.steps_per_level, "hidden": args.hidden,
-                   "batch_size": args.batch_size, "timed_steps": windows * args.window,
-                   "window": args.window, "warmup_steps": args.warmup_steps,
-                   "optimizer": f"Adam(lr={args.learning_rate})", "data": source},
+        "config": {
+            "height": 28,
+            "width": 28,
+            "channels": 1,
+            "levels": args.levels,
+            "steps_per_level": args.steps_per_level,
+            "hidden": args.hidden,
+            "batch_size": args.batch_size,
+            "timed_steps": windows * args.window,
+            "window": args.window,
+            "warmup_steps": args.warmup_steps,
+            "optimizer": f"Adam(lr={args.learning_rate})",
+            "data": source,
+        },
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "load_average_1m_at_end": os.getloadavg()[0],
-        "device": info, "results": results, "ratio_tfflows_over_tfp": ratios,
-        "ratio_tfflows_over_tfp_paired_median": paired, "errors": errors,
+        "device": info,
+        "results": results,
+        "ratio_tfflows_over_tfp": ratios,
+        "ratio_tfflows_over_tfp_paired_median": paired,
+        "errors": errors,
     }
 
 
 def print_report(out: dict) -> None:
     d, c = out["device"], out["config"]
     print()
-    print(f"Glow training throughput  K={c['steps_per_level']} L={c['levels']} hidden={c['hidden']} "
-          f"28x28x1 batch={c['batch_size']}  data={c['data']}")
-    print(f"device: {d['cpu']}, {d['usable_cpus']} usable CPUs, GPUs={d['gpus'] or 'none'}; "
-          f"TF {d['tensorflow']}, Keras {d['keras']}, TFP {d['tensorflow_probability']}, "
-          f"TF_ENABLE_ONEDNN_OPTS={d['TF_ENABLE_ONEDNN_OPTS']}")
+    print(
+        f"Glow training throughput  K={c['steps_per_level']} L={c['levels']} hidden={c['hidden']} "
+        f"28x28x1 batch={c['batch_size']}  data={c['data']}"
+    )
+    print(
+        f"device: {d['cpu']}, {d['usable_cpus']} usable CPUs, GPUs={d['gpus'] or 'none'}; "
+        f"TF {d['tensorflow']}, Keras {d['keras']}, TFP {d['tensorflow_probability']}, "
+        f"TF_ENABLE_ONEDNN_OPTS={d['TF_ENABLE_ONEDNN_OPTS']}"
+    )
     print(f"tfflows from {d['tfflows_path']} (commit {d['git_commit']})")
     print(
         f"1-minute load average: {d['load_average_1m_at_start']:.1f} at start, "
         f"{out['load_average_1m_at_end']:.1f} at end (above the CPU count means other work shared the cores)"
     )
-    print(f"timing: {c['timed_steps']} steps per config in windows of {c['window']} (round-robin), "
-          "median over windows")
-    head = f"{'configuration':42s} {'img/s':>8s} {'min':>7s} {'max':>7s} {'ms/step':>8s} " \
-           f"{'1st step s':>10s} {'bpd':>7s} {'params':>9s}"
+    print(
+        f"timing: {c['timed_steps']} steps per config in windows of {c['window']} (round-robin), "
+        "median over windows"
+    )
+    head = (
+        f"{'configuration':42s} {'img/s':>8s} {'min':>7s} {'max':>7s} {'ms/step':>8s} "
+        f"{'1st step s':>10s} {'bpd':>7s} {'params':>9s}"
+    )
     print(head)
     print("-" * len(head))
     for r in out["results"]:
-        print(f"{r['name']:42s} {r['images_per_s_median']:8.1f} {r['images_per_s_min']:7.1f} "
-              f"{r['images_per_s_max']:7.1f} {r['ms_per_step_median']:8.1f} {r['first_step_s']:10.1f} "
-              f"{r['final_bits_per_dim']:7.3f} {r['params']['trainable']:9d}")
+        print(
+            f"{r['name']:42s} {r['images_per_s_median']:8.1f} {r['images_per_s_min']:7.1f} "
+            f"{r['images_per_s_max']:7.1f} {r['ms_per_step_median']:8.1f} {r['first_step_s']:10.1f} "
+            f"{r['final_bits_per_dim']:7.3f} {r['params']['trainable']:9d}"
+        )
     for label, value in out["ratio_tfflows_over_tfp"].items():
-        print(f"ratio tfflows / TFP ({label}): {value:.2f}x of the medians, "
-              f"{out['ratio_tfflows_over_tfp_paired_median'][label]:.2f}x median of per-round ratios")
+        print(
+            f"ratio tfflows / TFP ({label}): {value:.2f}x of the medians, "
+            f"{out['ratio_tfflows_over_tfp_paired_median'][label]:.2f}x median of per-round ratios"
+        )
     for key, msg in out["errors"].items():
         print(f"FAILED {key}: {msg}")
     ps = {r["side"]: r["params"] for r in out["results"]}
     if "tfflows" in ps:
         p = ps["tfflows"]
-        print(f"tfflows params: {p['trainable']} trainable, of which {p['learned_top_prior']} "
-              "the learned top prior")
+        print(
+            f"tfflows params: {p['trainable']} trainable, of which {p['learned_top_prior']} "
+            "the learned top prior"
+        )
     if "tfp" in ps:
         print(f"TFP params: {ps['tfp']['trainable']} trainable")
 

@@ -49,13 +49,18 @@ TARGET_BPD = 0.01
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--policies", default="float32,mixed_bfloat16",
-                   help=f"comma-separated, from {POLICIES}; the first is the reference")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--policies",
+        default="float32,mixed_bfloat16",
+        help=f"comma-separated, from {POLICIES}; the first is the reference",
+    )
     p.add_argument("--steps", type=int, default=400, help="training steps per run")
-    p.add_argument("--skip-steps", type=int, default=5,
-                   help="first steps left out of the throughput (tracing, warm-up)")
+    p.add_argument(
+        "--skip-steps", type=int, default=5, help="first steps left out of the throughput (tracing, warm-up)"
+    )
     p.add_argument("--rounds", type=int, default=2, help="A B A B … rounds (each policy once per round)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--hidden", type=int, default=128, help="coupling network width")
@@ -79,8 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     policies = [s.strip() for s in args.policies.split(",") if s.strip()]
     bad = [s for s in policies if s not in POLICIES]
     if bad or len(policies) < 2 or len(set(policies)) != len(policies):
-        p.error(f"--policies must name two or more different policies from {POLICIES}, "
-                f"got {args.policies!r}")
+        p.error(f"--policies must name two or more different policies from {POLICIES}, got {args.policies!r}")
     args.policy_list = policies
     return args
 
@@ -113,11 +117,13 @@ def worker(args: argparse.Namespace) -> dict:
     keras.utils.set_random_seed(args.seed)
     train = load_images("fashion_mnist", "train", download=False)
     test = load_images("fashion_mnist", "test", download=False)[: args.test_images]
-    model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level,
-                         width=args.hidden, seed=args.seed)
+    model = tfflows.Glow(
+        (28, 28, 1), num_levels=args.levels, num_steps=args.steps_per_level, width=args.hidden, seed=args.seed
+    )
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=args.jit == "on")
-    data = make_dataset(train, batch_size=args.batch_size, shuffle=True, repeat=True,
-                        seed=args.seed, drop_remainder=True)
+    data = make_dataset(
+        train, batch_size=args.batch_size, shuffle=True, repeat=True, seed=args.seed, drop_remainder=True
+    )
 
     stamps: list[float] = []
 
@@ -142,14 +148,24 @@ def worker(args: argparse.Namespace) -> dict:
         "test_bits_per_dim": float(scores["bits_per_dim"]),
         "test_images": len(test),
         "nonfinite_steps": int(model.nonfinite_steps.numpy()),
-        "loss_scale": (float(optimizer.dynamic_scale.numpy())
-                       if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else None),
-        "conditioner_compute_dtype": sorted({layer.conditioner.compute_dtype
-                                             for layer in model.flow_layers
-                                             if getattr(layer, "conditioner", None) is not None}),
+        "loss_scale": (
+            float(optimizer.dynamic_scale.numpy())
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            else None
+        ),
+        "conditioner_compute_dtype": sorted(
+            {
+                layer.conditioner.compute_dtype
+                for layer in model.flow_layers
+                if getattr(layer, "conditioner", None) is not None
+            }
+        ),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-        "finite_weights": bool(all(np.all(np.isfinite(w.numpy())) for w in model.weights
-                                   if keras.backend.is_float_dtype(w.dtype))),
+        "finite_weights": bool(
+            all(
+                np.all(np.isfinite(w.numpy())) for w in model.weights if keras.backend.is_float_dtype(w.dtype)
+            )
+        ),
     }
 
 
@@ -159,8 +175,7 @@ def run_worker(args: argparse.Namespace, policy: str, argv: list[str]) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "run.json")
-        command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", policy,
-                   "--worker-out", out]
+        command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", policy, "--worker-out", out]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO, env.get("PYTHONPATH")]))
         started = time.perf_counter()
@@ -184,8 +199,10 @@ def summarize(args: argparse.Namespace, runs: list[dict]) -> dict:
         bpd = [r["test_bits_per_dim"] for r in mine]
         rate = [r["images_per_s"] for r in mine]
         per_policy[policy] = {
-            "images_per_s_median": statistics.median(rate), "images_per_s_runs": rate,
-            "test_bits_per_dim_mean": statistics.fmean(bpd), "test_bits_per_dim_runs": bpd,
+            "images_per_s_median": statistics.median(rate),
+            "images_per_s_runs": rate,
+            "test_bits_per_dim_mean": statistics.fmean(bpd),
+            "test_bits_per_dim_runs": bpd,
             "nonfinite_steps": [r["nonfinite_steps"] for r in mine],
             "loss_scale": [r["loss_scale"] for r in mine],
             "conditioner_compute_dtype": mine[0]["conditioner_compute_dtype"],
@@ -195,8 +212,7 @@ def summarize(args: argparse.Namespace, runs: list[dict]) -> dict:
         s["speedup_vs_reference"] = s["images_per_s_median"] / ref["images_per_s_median"]
         s["bits_per_dim_minus_reference"] = s["test_bits_per_dim_mean"] - ref["test_bits_per_dim_mean"]
         s["within_target"] = s["bits_per_dim_minus_reference"] <= TARGET_BPD
-    return {"reference": reference, "target_bits_per_dim_worse_at_most": TARGET_BPD,
-            "policies": per_policy}
+    return {"reference": reference, "target_bits_per_dim_worse_at_most": TARGET_BPD, "policies": per_policy}
 
 
 def markdown(out: dict) -> str:
@@ -210,16 +226,19 @@ def markdown(out: dict) -> str:
         f"load average {d['load_average_1m_at_start']:.1f} at start, "
         f"{out['load_average_1m_at_end']:.1f} at end",
         "",
-        "| policy | img/s (median) | speed-up | test bits/dim | Δ bits/dim vs " + s["reference"]
+        "| policy | img/s (median) | speed-up | test bits/dim | Δ bits/dim vs "
+        + s["reference"]
         + f" | within {TARGET_BPD} |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for policy, p in s["policies"].items():
         runs = ", ".join(f"{v:.4f}" for v in p["test_bits_per_dim_runs"])
-        lines.append(f"| {policy} | {p['images_per_s_median']:.1f} | {p['speedup_vs_reference']:.2f}× | "
-                     f"{p['test_bits_per_dim_mean']:.4f} ({runs}) | "
-                     f"{p['bits_per_dim_minus_reference']:+.4f} | "
-                     f"{'yes' if p['within_target'] else 'no'} |")
+        lines.append(
+            f"| {policy} | {p['images_per_s_median']:.1f} | {p['speedup_vs_reference']:.2f}× | "
+            f"{p['test_bits_per_dim_mean']:.4f} ({runs}) | "
+            f"{p['bits_per_dim_minus_reference']:+.4f} | "
+            f"{'yes' if p['within_target'] else 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,12 +250,18 @@ def device_info() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    return {"cpu": cpu_name(), "cpu_16bit_flags": cpu_flags(), "logical_cpus": os.cpu_count(),
-            "usable_cpus": usable, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "load_average_1m_at_start": os.getloadavg()[0],
-            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__}
+    return {
+        "cpu": cpu_name(),
+        "cpu_16bit_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "load_average_1m_at_start": os.getloadavg()[0],
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
 
 
 def forwarded(argv: list[str]) -> list[str]:
@@ -273,19 +298,34 @@ def main(argv: list[str] | None = None) -> int:
             result = run_worker(args, policy, forwarded(argv))
             result["round"] = round_ + 1
             runs.append(result)
-            print(f"[round {round_ + 1}/{args.rounds}] {policy}: {result['images_per_s']:.1f} img/s, "
-                  f"test {result['test_bits_per_dim']:.4f} bits/dim", file=sys.stderr, flush=True)
+            print(
+                f"[round {round_ + 1}/{args.rounds}] {policy}: {result['images_per_s']:.1f} img/s, "
+                f"test {result['test_bits_per_dim']:.4f} bits/dim",
+                file=sys.stderr,
+                flush=True,
+            )
     out = {
         "benchmark": "mixed_precision_glow",
-        "config": {"policies": args.policy_list, "steps": args.steps, "skip_steps": args.skip_steps,
-                   "rounds": args.rounds, "batch_size": args.batch_size, "hidden": args.hidden,
-                   "levels": args.levels, "steps_per_level": args.steps_per_level,
-                   "learning_rate": args.learning_rate, "test_images": args.test_images,
-                   "jit": args.jit, "seed": args.seed,
-                   "data": "Fashion-MNIST (tfflows.data.load_images, download=False), 8 bits, "
-                           "uniform dequantization; test subset dequantized with seed + 1"},
+        "config": {
+            "policies": args.policy_list,
+            "steps": args.steps,
+            "skip_steps": args.skip_steps,
+            "rounds": args.rounds,
+            "batch_size": args.batch_size,
+            "hidden": args.hidden,
+            "levels": args.levels,
+            "steps_per_level": args.steps_per_level,
+            "learning_rate": args.learning_rate,
+            "test_images": args.test_images,
+            "jit": args.jit,
+            "seed": args.seed,
+            "data": "Fashion-MNIST (tfflows.data.load_images, download=False), 8 bits, "
+            "uniform dequantization; test subset dequantized with seed + 1",
+        },
         "command": " ".join([os.path.basename(sys.executable), "bench/mixed_precision.py", *argv]),
-        "device": device, "runs": runs, "summary": summarize(args, runs),
+        "device": device,
+        "runs": runs,
+        "summary": summarize(args, runs),
         "load_average_1m_at_end": os.getloadavg()[0],
     }
     print(markdown(out))

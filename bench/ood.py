@@ -48,9 +48,16 @@ def train_small(k: int | None, minutes: float, out: str, width: int, seed: int):
     ood.train_background(model, train, rate=0.0, epochs=1000, time_limit=minutes * 60, seed=seed, verbose=2)
     os.makedirs(out, exist_ok=True)
     model.save(path)
-    atomic_write_json(os.path.join(out, "results.json"), {
-        "dataset": spec, "train_images": len(train), "width": width,
-        "minutes_limit": minutes, "train_seconds": round(time.time() - start, 1)})
+    atomic_write_json(
+        os.path.join(out, "results.json"),
+        {
+            "dataset": spec,
+            "train_images": len(train),
+            "width": width,
+            "minutes_limit": minutes,
+            "train_seconds": round(time.time() - start, 1),
+        },
+    )
     return model
 
 
@@ -58,8 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="saved_models/glow_fashion_mnist/1",
-                        help="the in-distribution model: SavedModel folder or .keras file")
+    parser.add_argument(
+        "--model",
+        default="saved_models/glow_fashion_mnist/1",
+        help="the in-distribution model: SavedModel folder or .keras file",
+    )
     parser.add_argument("--background", default=None, help="background model (.keras or SavedModel)")
     parser.add_argument("--n-in", type=int, default=10000, help="Fashion-MNIST test images scored")
     parser.add_argument("--n-synthetic", type=int, default=2000, help="noise and constant images")
@@ -68,9 +78,13 @@ def main() -> None:
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument("--heldout-width", type=int, default=32)
     parser.add_argument("--heldout-out", default="runs/heldout")
-    parser.add_argument("--matched-minutes", type=float, default=None,
-                        help="also train a small Glow (--heldout-width) on every class for this long "
-                             "and score sets (a)-(c) with it: the background model's own architecture")
+    parser.add_argument(
+        "--matched-minutes",
+        type=float,
+        default=None,
+        help="also train a small Glow (--heldout-width) on every class for this long "
+        "and score sets (a)-(c) with it: the background model's own architecture",
+    )
     parser.add_argument("--matched-out", default="runs/small_all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", default=None)
@@ -80,15 +94,22 @@ def main() -> None:
     from tfflows.io import atomic_write_json
 
     start = time.time()
-    model = ood.as_density(args.model) if os.path.isdir(args.model) else ood.ImageDensity.from_model(
-        __import__("keras").models.load_model(args.model))
+    model = (
+        ood.as_density(args.model)
+        if os.path.isdir(args.model)
+        else ood.ImageDensity.from_model(__import__("keras").models.load_model(args.model))
+    )
     background = None
     if args.background:
         import keras
 
         import tfflows  # noqa: F401  (registers the classes)
-        background = (ood.as_density(args.background) if os.path.isdir(args.background)
-                      else ood.ImageDensity.from_model(keras.models.load_model(args.background)))
+
+        background = (
+            ood.as_density(args.background)
+            if os.path.isdir(args.background)
+            else ood.ImageDensity.from_model(keras.models.load_model(args.background))
+        )
     shape = model.event_shape
     inside = ood.load_ood_images("fashion_mnist", shape, max_examples=args.n_in)
     train = ood.load_ood_images("fashion_mnist", shape, split="train", max_examples=args.n_train)
@@ -98,26 +119,35 @@ def main() -> None:
         "noise": ood.load_ood_images("noise", shape, max_examples=args.n_synthetic, seed=args.seed + 1),
         "constant": ood.load_ood_images("constant", shape, max_examples=args.n_synthetic, seed=args.seed + 2),
     }
-    result = {"command": "python bench/ood.py " + " ".join(os.sys.argv[1:]), "cpu": cpu_name(),
-              "cpus": os.cpu_count(), "model": args.model, "background": args.background}
+    result = {
+        "command": "python bench/ood.py " + " ".join(os.sys.argv[1:]),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "model": args.model,
+        "background": args.background,
+    }
     table = ood.evaluate(model, inside, sets, background=background, train_data=train)
     print(ood.format_table(table))
     result["main"] = table
     if args.heldout_class is not None:
         k = args.heldout_class
-        held = ood.ImageDensity.from_model(train_small(k, args.heldout_minutes, args.heldout_out,
-                                                         args.heldout_width, args.seed))
+        held = ood.ImageDensity.from_model(
+            train_small(k, args.heldout_minutes, args.heldout_out, args.heldout_width, args.seed)
+        )
         inside_k = ood.load_ood_images(f"fashion_mnist:without={k}", shape, max_examples=args.n_in)
-        train_k = ood.load_ood_images(f"fashion_mnist:without={k}", shape, split="train",
-                                      max_examples=args.n_train)
+        train_k = ood.load_ood_images(
+            f"fashion_mnist:without={k}", shape, split="train", max_examples=args.n_train
+        )
         class_k = ood.load_ood_images(f"fashion_mnist:class={k}", shape)
-        table_k = ood.evaluate(held, inside_k, {f"fashion_class_{k}": class_k}, background=background,
-                               train_data=train_k)
+        table_k = ood.evaluate(
+            held, inside_k, {f"fashion_class_{k}": class_k}, background=background, train_data=train_k
+        )
         print(ood.format_table(table_k))
         result["heldout"] = {"class": k, "model": args.heldout_out, **table_k}
     if args.matched_minutes:
-        small = ood.ImageDensity.from_model(train_small(None, args.matched_minutes, args.matched_out,
-                                                        args.heldout_width, args.seed))
+        small = ood.ImageDensity.from_model(
+            train_small(None, args.matched_minutes, args.matched_out, args.heldout_width, args.seed)
+        )
         table_s = ood.evaluate(small, inside, sets, background=background, train_data=train)
         print(ood.format_table(table_s))
         result["matched"] = {"model": args.matched_out, **table_s}

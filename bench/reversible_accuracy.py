@@ -36,8 +36,9 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=16)
     p.add_argument("--shape", type=int, nargs=3, default=[16, 16, 3])
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--perturb", type=float, default=0.01,
-                   help="standard deviation of the noise added to every weight")
+    p.add_argument(
+        "--perturb", type=float, default=0.01, help="standard deviation of the noise added to every weight"
+    )
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--json-out")
     args = p.parse_args()
@@ -54,16 +55,25 @@ def main() -> None:
     rows = []
     for dtype in args.dtypes:
         rng = np.random.default_rng(0)
-        x = (rng.integers(0, 256, (args.batch, *args.shape))
-             + rng.random((args.batch, *args.shape))).astype(dtype)
+        x = (rng.integers(0, 256, (args.batch, *args.shape)) + rng.random((args.batch, *args.shape))).astype(
+            dtype
+        )
         models = {}
         for mode in ("store", "reversible"):
             keras.utils.set_random_seed(1)
-            models[mode] = tfflows.Glow(tuple(args.shape), num_levels=args.levels, num_steps=args.k,
-                                        width=args.hidden, dtype=dtype, backprop=mode)
+            models[mode] = tfflows.Glow(
+                tuple(args.shape),
+                num_levels=args.levels,
+                num_steps=args.k,
+                width=args.hidden,
+                dtype=dtype,
+                backprop=mode,
+            )
         models["store"].initialize(x)
-        start = [w + args.perturb * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f"
-                 else w for w in models["store"].get_weights()]
+        start = [
+            w + args.perturb * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f" else w
+            for w in models["store"].get_weights()
+        ]
         grads = {}
         for mode, model in models.items():
             model.set_weights(start)
@@ -77,15 +87,28 @@ def main() -> None:
         finite = all(np.all(np.isfinite(g)) for gs in grads.values() for g in gs)
         if not finite:
             sys.exit(f"{dtype}: non-finite gradients at --perturb {args.perturb}; use a smaller one")
-        rel = [float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-               for a, b in zip(grads["reversible"], grads["store"]) if np.max(np.abs(b)) > 0]
+        rel = [
+            float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+            for a, b in zip(grads["reversible"], grads["store"])
+            if np.max(np.abs(b)) > 0
+        ]
         error = inversion_error(models["store"]._plan.steps, tf.constant(x))
-        row = {"dtype": dtype, "inversion_error": error, "max_rel_grad_diff": max(rel),
-               "median_rel_grad_diff": float(np.median(rel)), "weights_compared": len(rel)}
+        row = {
+            "dtype": dtype,
+            "inversion_error": error,
+            "max_rel_grad_diff": max(rel),
+            "median_rel_grad_diff": float(np.median(rel)),
+            "weights_compared": len(rel),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = {"machine": cpu_name(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "command": " ".join(["python", *sys.argv]), "config": vars(args), "rows": rows}
+    out = {
+        "machine": cpu_name(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", *sys.argv]),
+        "config": vars(args),
+        "rows": rows,
+    }
     if args.json_out:
         from tfflows.io import atomic_write_json
 

@@ -45,8 +45,8 @@ def make_splits(path: str, seed: int = 0) -> None:
         order = rng.permutation(len(x))
         n_test, n_val = round(0.2 * len(x)), round(0.1 * len(x))
         arrays[f"{name}/test"] = x[order[:n_test]]
-        arrays[f"{name}/val"] = x[order[n_test:n_test + n_val]]
-        arrays[f"{name}/train"] = x[order[n_test + n_val:]]
+        arrays[f"{name}/val"] = x[order[n_test : n_test + n_val]]
+        arrays[f"{name}/train"] = x[order[n_test + n_val :]]
     np.savez(path, **arrays)
 
 
@@ -72,35 +72,60 @@ def run_tfflows(splits, args) -> list[dict]:
     for name in args.datasets:
         train, val, test = (splits[f"{name}/{p}"].astype("float32") for p in ("train", "val", "test"))
         dim = train.shape[1]
-        rows.append({"system": "numpy", "model": "Gaussian (full covariance)", "dataset": name,
-                     "dim": dim, "test_nll": gaussian_nll(train.astype(np.float64), test.astype(np.float64)),
-                     "seconds": 0.0, "epochs": 0})
+        rows.append(
+            {
+                "system": "numpy",
+                "model": "Gaussian (full covariance)",
+                "dataset": name,
+                "dim": dim,
+                "test_nll": gaussian_nll(train.astype(np.float64), test.astype(np.float64)),
+                "seconds": 0.0,
+                "epochs": 0,
+            }
+        )
         makers = {
-            "VectorRealNVP": lambda dim=dim: tfflows.VectorRealNVP(dim, num_steps=8, width=64,
-                                                           standardize=True),
-            "VectorNSF": lambda dim=dim: tfflows.VectorNSF(dim, num_steps=5, width=64, num_bins=8,
-                                                   bound=5.0, standardize=True),
-            "VectorMAF": lambda dim=dim: tfflows.VectorMAF(dim, num_steps=5, width=64,
-                                                   standardize=True),
-            "VectorMAF (spline)": lambda dim=dim: tfflows.VectorMAF(dim, num_steps=5, width=64,
-                                                            transform="spline", num_bins=8,
-                                                            bound=5.0, standardize=True),
+            "VectorRealNVP": lambda dim=dim: tfflows.VectorRealNVP(
+                dim, num_steps=8, width=64, standardize=True
+            ),
+            "VectorNSF": lambda dim=dim: tfflows.VectorNSF(
+                dim, num_steps=5, width=64, num_bins=8, bound=5.0, standardize=True
+            ),
+            "VectorMAF": lambda dim=dim: tfflows.VectorMAF(dim, num_steps=5, width=64, standardize=True),
+            "VectorMAF (spline)": lambda dim=dim: tfflows.VectorMAF(
+                dim, num_steps=5, width=64, transform="spline", num_bins=8, bound=5.0, standardize=True
+            ),
         }
         for model_name in args.models:
             keras.utils.set_random_seed(args.seed)
             model = makers[model_name]()
             model.initialize(train)  # Standardize: mean and scale of every training row
             model.compile(optimizer=keras.optimizers.Adam(args.lr, clipnorm=10.0))
-            stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
-                                                 restore_best_weights=True)
+            stop = keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=args.patience, restore_best_weights=True
+            )
             start = time.time()
-            history = model.fit(train, batch_size=args.batch_size, epochs=args.epochs,
-                                validation_data=(val,), callbacks=[stop], verbose=0)
+            history = model.fit(
+                train,
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                validation_data=(val,),
+                callbacks=[stop],
+                verbose=0,
+            )
             seconds = time.time() - start
             test_nll = float(-np.mean(model.log_prob(test).numpy()))
-            rows.append({"system": "tfflows", "model": model_name, "dataset": name, "dim": dim,
-                         "test_nll": test_nll, "val_nll": float(min(history.history["val_loss"])),
-                         "seconds": round(seconds, 1), "epochs": len(history.history["loss"])})
+            rows.append(
+                {
+                    "system": "tfflows",
+                    "model": model_name,
+                    "dataset": name,
+                    "dim": dim,
+                    "test_nll": test_nll,
+                    "val_nll": float(min(history.history["val_loss"])),
+                    "seconds": round(seconds, 1),
+                    "epochs": len(history.history["loss"]),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -159,9 +184,18 @@ def run_zuko(splits, args) -> list[dict]:
             flow.load_state_dict(best_state)
             with torch.no_grad():
                 test_nll = float(-flow().log_prob(xs).mean()) - log_det
-            rows.append({"system": f"zuko {zuko.__version__} / torch {torch.__version__}",
-                         "model": model_name, "dataset": name, "dim": dim, "test_nll": test_nll,
-                         "val_nll": best, "seconds": round(seconds, 1), "epochs": epochs})
+            rows.append(
+                {
+                    "system": f"zuko {zuko.__version__} / torch {torch.__version__}",
+                    "model": model_name,
+                    "dataset": name,
+                    "dim": dim,
+                    "test_nll": test_nll,
+                    "val_nll": best,
+                    "seconds": round(seconds, 1),
+                    "epochs": epochs,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -170,12 +204,16 @@ def run_zuko(splits, args) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| dataset (D) | system | model | test NLL (nats) | nats/dim | epochs | train s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset (D) | system | model | test NLL (nats) | nats/dim | epochs | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in DATASETS:
         for r in (r for r in rows if r["dataset"] == name):
-            lines.append(f"| {name} ({r['dim']}) | {r['system']} | {r['model']} | {r['test_nll']:.2f} | "
-                         f"{r['test_nll'] / r['dim']:.3f} | {r['epochs']} | {r['seconds']:.0f} |")
+            lines.append(
+                f"| {name} ({r['dim']}) | {r['system']} | {r['model']} | {r['test_nll']:.2f} | "
+                f"{r['test_nll'] / r['dim']:.3f} | {r['epochs']} | {r['seconds']:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -190,22 +228,29 @@ def verdict(rows: list[dict]) -> str:
         best = min(mine, key=lambda r: r["test_nll"])
         peer_best = min(peer, key=lambda r: r["test_nll"])
         gap = (best["test_nll"] - peer_best["test_nll"]) / best["dim"]
-        out.append(f"- {name}: tfflows best {best['model']} {best['test_nll']:.2f} vs peer best "
-                   f"{peer_best['model']} {peer_best['test_nll']:.2f} ({gap:+.3f} nats/dim; target ≤ +0.1), "
-                   f"Gaussian {gauss[0]['test_nll']:.2f} "
-                   f"({'ahead' if best['test_nll'] < gauss[0]['test_nll'] else 'NOT ahead'}).")
+        out.append(
+            f"- {name}: tfflows best {best['model']} {best['test_nll']:.2f} vs peer best "
+            f"{peer_best['model']} {peer_best['test_nll']:.2f} ({gap:+.3f} nats/dim; target ≤ +0.1), "
+            f"Gaussian {gauss[0]['test_nll']:.2f} "
+            f"({'ahead' if best['test_nll'] < gauss[0]['test_nll'] else 'NOT ahead'})."
+        )
     return "\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--system", choices=("tfflows", "zuko"), default=None,
-                        help="run one system (default: splits, both systems in turn, table)")
+    parser.add_argument(
+        "--system",
+        choices=("tfflows", "zuko"),
+        default=None,
+        help="run one system (default: splits, both systems in turn, table)",
+    )
     parser.add_argument("--splits", default="bench/tabular_splits.npz")
     parser.add_argument("--out", default="bench/tabular_results.json")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--models", nargs="+",
-                        default=["VectorRealNVP", "VectorNSF", "VectorMAF", "VectorMAF (spline)"])
+    parser.add_argument(
+        "--models", nargs="+", default=["VectorRealNVP", "VectorNSF", "VectorMAF", "VectorMAF (spline)"]
+    )
     parser.add_argument("--zuko-models", nargs="+", default=["zuko.MAF", "zuko.NSF"])
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=20)
@@ -218,11 +263,32 @@ def main() -> None:
         rows = []
         for system in ("tfflows", "zuko"):
             out = args.out.replace(".json", f"_{system}.json")
-            cmd = [sys.executable, __file__, "--system", system, "--splits", args.splits, "--out", out,
-                   "--epochs", str(args.epochs), "--patience", str(args.patience),
-                   "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed),
-                   "--datasets", *args.datasets, "--models", *args.models,
-                   "--zuko-models", *args.zuko_models]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--system",
+                system,
+                "--splits",
+                args.splits,
+                "--out",
+                out,
+                "--epochs",
+                str(args.epochs),
+                "--patience",
+                str(args.patience),
+                "--batch-size",
+                str(args.batch_size),
+                "--lr",
+                str(args.lr),
+                "--seed",
+                str(args.seed),
+                "--datasets",
+                *args.datasets,
+                "--models",
+                *args.models,
+                "--zuko-models",
+                *args.zuko_models,
+            ]
             subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
             with open(out, encoding="utf-8") as f:
                 rows += json.load(f)

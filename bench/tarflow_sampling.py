@@ -46,8 +46,9 @@ __all__ = ["main"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--size", type=int, default=16, help="image height and width")
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--patch", type=int, default=2, help="patch size p")
@@ -69,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # -- one side, in its own process ---------------------------------------------
 
+
 def run_child(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -79,8 +81,15 @@ def run_child(args: argparse.Namespace) -> None:
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.size, args.size, args.channels)
-    model = tfflows.TarFlow(shape, patch_size=args.patch, num_steps=args.blocks,
-                            depth=args.layers, width=args.width, heads=args.heads, num_bits=8)
+    model = tfflows.TarFlow(
+        shape,
+        patch_size=args.patch,
+        num_steps=args.blocks,
+        depth=args.layers,
+        width=args.width,
+        heads=args.heads,
+        num_bits=8,
+    )
     rng = np.random.default_rng(args.seed)
     for w in model.trainable_weights:
         fan_in = w.shape[0] if len(w.shape) == 2 else 1
@@ -102,12 +111,19 @@ def run_child(args: argparse.Namespace) -> None:
     with atomic_path(args.child_out + ".npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, x)
-    atomic_write_json(args.child_out, {"side": args.child, "first_call_s": first,
-                                       "seconds_per_image": times,
-                                       "tokens": model.token_shape[0]})
+    atomic_write_json(
+        args.child_out,
+        {
+            "side": args.child,
+            "first_call_s": first,
+            "seconds_per_image": times,
+            "tokens": model.token_shape[0],
+        },
+    )
 
 
 # -- the parent: alternate the sides, compare -------------------------------------
+
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
@@ -117,15 +133,22 @@ def main(argv: list[str] | None = None) -> dict:
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
     if "--json-out" in passthrough:
         i = passthrough.index("--json-out")
-        del passthrough[i:i + 2]
+        del passthrough[i : i + 2]
     results: dict[str, list] = {"cached": [], "uncached": []}
     samples: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as folder:
         for r in range(args.rounds):
             for side in ("cached", "uncached"):
                 out = os.path.join(folder, f"{side}_{r}.json")
-                cmd = [sys.executable, os.path.abspath(__file__), *passthrough, "--child", side,
-                       "--child-out", out]
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    *passthrough,
+                    "--child",
+                    side,
+                    "--child-out",
+                    out,
+                ]
                 subprocess.run(cmd, check=True)
                 with open(out) as f:
                     results[side].append(json.load(f))
@@ -136,25 +159,37 @@ def main(argv: list[str] | None = None) -> dict:
                     f"ms/image (first call {results[side][-1]['first_call_s']:.1f} s)",
                     flush=True,
                 )
-    medians = {side: statistics.median([t for run in runs for t in run["seconds_per_image"]])
-               for side, runs in results.items()}
+    medians = {
+        side: statistics.median([t for run in runs for t in run["seconds_per_image"]])
+        for side, runs in results.items()
+    }
     diff = float(np.max(np.abs(samples["cached"] - samples["uncached"])))
     summary = {
-        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "jit": args.jit,
-        "image": [args.size, args.size, args.channels], "patch": args.patch,
-        "tokens": results["cached"][0]["tokens"], "blocks": args.blocks, "layers": args.layers,
-        "width": args.width, "heads": args.heads, "batch": args.batch,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "jit": args.jit,
+        "image": [args.size, args.size, args.channels],
+        "patch": args.patch,
+        "tokens": results["cached"][0]["tokens"],
+        "blocks": args.blocks,
+        "layers": args.layers,
+        "width": args.width,
+        "heads": args.heads,
+        "batch": args.batch,
         "median_ms_per_image": {k: v * 1e3 for k, v in medians.items()},
         "speedup_cached": medians["uncached"] / medians["cached"],
         "max_abs_diff_levels": diff,
         "runs": results,
     }
-    print(f"{summary['cpu']} ({summary['cpu_count']} CPUs), T={summary['tokens']} tokens: "
-          f"cached {medians['cached'] * 1e3:.2f} ms/image, uncached {medians['uncached'] * 1e3:.2f} "
-          f"ms/image, speed-up {summary['speedup_cached']:.2f}x; max |cached − uncached| = "
-          f"{diff:.3g} pixel levels")
+    print(
+        f"{summary['cpu']} ({summary['cpu_count']} CPUs), T={summary['tokens']} tokens: "
+        f"cached {medians['cached'] * 1e3:.2f} ms/image, uncached {medians['uncached'] * 1e3:.2f} "
+        f"ms/image, speed-up {summary['speedup_cached']:.2f}x; max |cached − uncached| = "
+        f"{diff:.3g} pixel levels"
+    )
     if args.json_out:
         from tfflows.io import atomic_write_json
+
         atomic_write_json(args.json_out, summary)
     return summary
 

@@ -65,12 +65,19 @@ IDX_DIRS = ("/usr/share/datasets/fashion-mnist",)  # where tfflows.data also loo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     p.add_argument("--minutes", type=float, default=10.0, help="the budget (without --report-at)")
-    p.add_argument("--report-at", type=float, nargs="+", default=None, metavar="MINUTES",
-                   help="evaluate at these minutes of training; the budget is the largest")
+    p.add_argument(
+        "--report-at",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="MINUTES",
+        help="evaluate at these minutes of training; the budget is the largest",
+    )
     p.add_argument("--rounds", type=int, default=1, help="runs per system, alternating A B A B")
     p.add_argument("--cores", default=None, help="taskset list for every process, e.g. '1' or '0,1'")
     p.add_argument("--data-dir", default=None, help="folder with Fashion-MNIST's IDX .gz files")
@@ -89,12 +96,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # -- data (numpy only: the normflows process imports no TensorFlow) ----------------------
 
+
 def _idx_dir(data_dir: str | None) -> str:
-    for folder in ([data_dir] if data_dir else list(IDX_DIRS)):
+    for folder in [data_dir] if data_dir else list(IDX_DIRS):
         if os.path.exists(os.path.join(folder, "t10k-images-idx3-ubyte.gz")):
             return folder
-    raise SystemExit(f"time_to_bpd: no Fashion-MNIST IDX files in {data_dir or IDX_DIRS}; "
-                     "install the Debian package dataset-fashion-mnist or pass --data-dir.")
+    raise SystemExit(
+        f"time_to_bpd: no Fashion-MNIST IDX files in {data_dir or IDX_DIRS}; "
+        "install the Debian package dataset-fashion-mnist or pass --data-dir."
+    )
 
 
 def read_images(folder: str, split: str):
@@ -104,14 +114,16 @@ def read_images(folder: str, split: str):
     name = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}[split]
     with gzip.open(os.path.join(folder, name), "rb") as f:
         raw = f.read()
-    magic, n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in range(0, 16, 4))
+    magic, n, h, w = (int.from_bytes(raw[i : i + 4], "big") for i in range(0, 16, 4))
     if magic != 0x803 or len(raw) != 16 + n * h * w:
-        raise ValueError(f"{name}: expected an IDX file of uint8 images, got magic {magic:#x} "
-                         f"and {len(raw)} bytes.")
+        raise ValueError(
+            f"{name}: expected an IDX file of uint8 images, got magic {magic:#x} and {len(raw)} bytes."
+        )
     return np.frombuffer(raw, np.uint8, offset=16).reshape(n, h, w)
 
 
 # -- normflows, in its own process ------------------------------------------------------
+
 
 def normflows_glow():
     """normflows' Glow recipe (examples/glow_colab.ipynb) at L=2, K=4, 128 channels, 1×28×28."""
@@ -120,15 +132,20 @@ def normflows_glow():
     shape = (1, 28, 28)
     q0, merges, flows = [], [], []
     for i in range(LEVELS):
-        level = [nf.flows.GlowBlock(shape[0] * 2 ** (LEVELS + 1 - i), WIDTH, split_mode="channel",
-                                    scale=True) for _ in range(STEPS)]
+        level = [
+            nf.flows.GlowBlock(shape[0] * 2 ** (LEVELS + 1 - i), WIDTH, split_mode="channel", scale=True)
+            for _ in range(STEPS)
+        ]
         flows.append(level + [nf.flows.Squeeze()])
         if i > 0:
             merges.append(nf.flows.Merge())
-            latent = (shape[0] * 2 ** (LEVELS - i), shape[1] // 2 ** (LEVELS - i),
-                      shape[2] // 2 ** (LEVELS - i))
+            latent = (
+                shape[0] * 2 ** (LEVELS - i),
+                shape[1] // 2 ** (LEVELS - i),
+                shape[2] // 2 ** (LEVELS - i),
+            )
         else:
-            latent = (shape[0] * 2 ** (LEVELS + 1), shape[1] // 2 ** LEVELS, shape[2] // 2 ** LEVELS)
+            latent = (shape[0] * 2 ** (LEVELS + 1), shape[1] // 2**LEVELS, shape[2] // 2**LEVELS)
         q0.append(nf.distributions.GlowBase(latent))
     return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
 
@@ -154,7 +171,7 @@ def run_normflows(args: argparse.Namespace) -> dict:
         total = 0.0
         with torch.no_grad():
             for i in range(0, len(test), 500):
-                k = test[i:i + 500]
+                k = test[i : i + 500]
                 x = (k + torch.rand(k.shape, generator=gen)) / 256.0
                 total += float(torch.sum(model(x))) / math.log(2) / dims + 8.0 * len(k)
         model.train()
@@ -167,7 +184,7 @@ def run_normflows(args: argparse.Namespace) -> dict:
     while marks:
         if at + batch > len(train):
             order, at = rng.permutation(len(train)), 0
-        k = train[order[at:at + batch]]
+        k = train[order[at : at + batch]]
         at += batch
         x = (k + torch.rand(k.shape)) / 256.0
         optimizer.zero_grad()
@@ -183,15 +200,27 @@ def run_normflows(args: argparse.Namespace) -> dict:
             began = time.perf_counter()
             bpd = test_bpd()
             took = time.perf_counter() - began
-            results.append({"minutes": marks.pop(0) / 60.0, "train_seconds": round(trained, 1),
-                            "train_steps": steps, "test_bits_per_dim": bpd,
-                            "eval_seconds": round(took, 1)})
+            results.append(
+                {
+                    "minutes": marks.pop(0) / 60.0,
+                    "train_seconds": round(trained, 1),
+                    "train_steps": steps,
+                    "test_bits_per_dim": bpd,
+                    "eval_seconds": round(took, 1),
+                }
+            )
             print(f"normflows: {results[-1]}", flush=True)
             t0 += took  # the clock pauses while it evaluates
-    return {"system": "normflows", "version": _version("normflows"),
-            "torch": _version("torch"), "threads": threads, "batch_size": batch,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "skipped_steps": skipped, "at": results}
+    return {
+        "system": "normflows",
+        "version": _version("normflows"),
+        "torch": _version("torch"),
+        "threads": threads,
+        "batch_size": batch,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "skipped_steps": skipped,
+        "at": results,
+    }
 
 
 def _version(package: str) -> str:
@@ -205,12 +234,36 @@ def _version(package: str) -> str:
 
 # -- tfflows, through its command line --------------------------------------------------
 
+
 def tfflows_command(args: argparse.Namespace, out: str) -> list[str]:
     budget = args.marks[-1]
-    cmd = [sys.executable, "-m", "tfflows.cli", "train", "--model", "glow",
-           "--dataset", "fashion_mnist", "--levels", str(LEVELS), "--steps", str(STEPS),
-           "--width", str(WIDTH), "--epochs", "100000", "--time-limit", f"{budget:g}",
-           "--seed", str(args.seed), "--verbose", "0", "--out", out, "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tfflows.cli",
+        "train",
+        "--model",
+        "glow",
+        "--dataset",
+        "fashion_mnist",
+        "--levels",
+        str(LEVELS),
+        "--steps",
+        str(STEPS),
+        "--width",
+        str(WIDTH),
+        "--epochs",
+        "100000",
+        "--time-limit",
+        f"{budget:g}",
+        "--seed",
+        str(args.seed),
+        "--verbose",
+        "0",
+        "--out",
+        out,
+        "--overwrite",
+    ]
     if len(args.marks) > 1:
         cmd += ["--test-at", *(f"{m:g}" for m in args.marks)]
     if args.data_dir:
@@ -221,23 +274,46 @@ def tfflows_command(args: argparse.Namespace, out: str) -> list[str]:
 def tfflows_results(out: str, marks: list[float]) -> dict:
     with open(os.path.join(out, "results.json")) as f:
         res = json.load(f)
-    at = [{"minutes": r["minutes"], "train_seconds": r["train_seconds"],
-           "train_steps": r["train_steps"], "test_bits_per_dim": r["bits_per_dim"],
-           "eval_seconds": r.get("eval_seconds")} for r in res.get("test_at", [])]
+    at = [
+        {
+            "minutes": r["minutes"],
+            "train_seconds": r["train_seconds"],
+            "train_steps": r["train_steps"],
+            "test_bits_per_dim": r["bits_per_dim"],
+            "eval_seconds": r.get("eval_seconds"),
+        }
+        for r in res.get("test_at", [])
+    ]
     if not at:  # one mark: the final figure
-        at = [{"minutes": marks[-1], "train_seconds": res["train_seconds"],
-               "train_steps": res["train_steps"], "test_bits_per_dim": res["test_bits_per_dim"],
-               "eval_seconds": None}]
-    return {"system": "tfflows", "parameters": res["parameters"], "batch_size": 64,
-            "epochs_run": res["epochs_run"], "jit": res.get("jit"),
-            "time_breakdown_s": res.get("time_breakdown_s"), "at": at}
+        at = [
+            {
+                "minutes": marks[-1],
+                "train_seconds": res["train_seconds"],
+                "train_steps": res["train_steps"],
+                "test_bits_per_dim": res["test_bits_per_dim"],
+                "eval_seconds": None,
+            }
+        ]
+    return {
+        "system": "tfflows",
+        "parameters": res["parameters"],
+        "batch_size": 64,
+        "epochs_run": res["epochs_run"],
+        "jit": res.get("jit"),
+        "time_breakdown_s": res.get("time_breakdown_s"),
+        "at": at,
+    }
 
 
 # -- the parent ---------------------------------------------------------------------------
 
+
 def _pinned(cmd: list[str], cores: str | None) -> tuple[list[str], dict]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=os.pathsep.join([_REPO, os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONPATH=os.pathsep.join([_REPO, os.environ.get("PYTHONPATH", "")]),
+    )
     if cores is None:
         return cmd, env
     n = len([c for c in cores.split(",") if c.strip()])
@@ -251,9 +327,18 @@ def run_system(args: argparse.Namespace, system: str, round_: int) -> dict:
     if system == "tfflows":
         cmd = tfflows_command(args, out)
     else:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "normflows",
-               "--child-out", os.path.join(out, "results.json"), "--seed", str(args.seed),
-               "--report-at", *(f"{m:g}" for m in args.marks)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            "normflows",
+            "--child-out",
+            os.path.join(out, "results.json"),
+            "--seed",
+            str(args.seed),
+            "--report-at",
+            *(f"{m:g}" for m in args.marks),
+        ]
         if args.data_dir:
             cmd += ["--data-dir", args.data_dir]
     cmd, env = _pinned(cmd, args.cores)
@@ -277,8 +362,10 @@ def compare(runs: dict, marks: list[float], systems: list[str]) -> list[dict]:
         row = {"minutes": m}
         for system, results in runs.items():
             # None: the run never trained to that mark (its budget went elsewhere, e.g. compiling)
-            row[system] = [next((a["test_bits_per_dim"] for a in res["at"]
-                                 if abs(a["minutes"] - m) < 1e-6), None) for res in results]
+            row[system] = [
+                next((a["test_bits_per_dim"] for a in res["at"] if abs(a["minutes"] - m) < 1e-6), None)
+                for res in results
+            ]
         if len(systems) == 2 and all(v is not None for s in SYSTEMS for v in row[s]):
             a, b = (sorted(row[s])[len(row[s]) // 2] for s in SYSTEMS)
             row["tfflows_minus_normflows"] = round(a - b, 4)
@@ -303,9 +390,16 @@ def main(argv: list[str] | None = None) -> None:
             runs[system].append(run_system(args, system, r))
     load.append(os.getloadavg()[0])
     table = compare(runs, args.marks, args.systems)
-    report = {"cpu": cpu_name(), "cores": args.cores or f"all ({os.cpu_count()})",
-              "load_average_1min": load, "date": time.strftime("%Y-%m-%d"),
-              "marks_minutes": args.marks, "table": table, "runs": runs, "argv": sys.argv[1:]}
+    report = {
+        "cpu": cpu_name(),
+        "cores": args.cores or f"all ({os.cpu_count()})",
+        "load_average_1min": load,
+        "date": time.strftime("%Y-%m-%d"),
+        "marks_minutes": args.marks,
+        "table": table,
+        "runs": runs,
+        "argv": sys.argv[1:],
+    }
     print(json.dumps(table, indent=1))
     if args.json_out:
         from tfflows.io import atomic_write_json

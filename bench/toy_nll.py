@@ -19,27 +19,45 @@ import tfflows
 from tfflows import data
 
 
-def run(toy: str, model_name: str, epochs: int, layers: int, width: int, batch: int, n_train: int,
-        lr: float, seed: int) -> dict:
+def run(
+    toy: str,
+    model_name: str,
+    epochs: int,
+    layers: int,
+    width: int,
+    batch: int,
+    n_train: int,
+    lr: float,
+    seed: int,
+) -> dict:
     import keras
 
     keras.utils.set_random_seed(seed)
     train = data.toy_dataset(toy, n_train, batch_size=batch, seed=seed)
     test = data.sample_toy(toy, 100_000, seed=seed + 1)
-    cls = {"realnvp": tfflows.VectorRealNVP, "glow": tfflows.VectorGlow,
-           "nsf": tfflows.VectorNSF}[model_name]
+    cls = {"realnvp": tfflows.VectorRealNVP, "glow": tfflows.VectorGlow, "nsf": tfflows.VectorNSF}[model_name]
     model = cls(2, num_steps=layers, width=width, depth=2)
     steps = epochs * int(np.ceil(n_train / batch))
     model.compile(optimizer=tfflows.make_optimizer(lr, warmup_steps=200, decay_steps=steps))
     start = time.time()
     model.fit(train, epochs=epochs, verbose=0)
-    nll = -float(np.mean(np.concatenate(
-        [model.log_prob(test[i:i + 20000]).numpy() for i in range(0, len(test), 20000)])))
+    nll = -float(
+        np.mean(
+            np.concatenate([model.log_prob(test[i : i + 20000]).numpy() for i in range(0, len(test), 20000)])
+        )
+    )
     entropy = data.toy_entropy(toy)
-    return {"toy": toy, "model": model_name, "layers": layers, "width": width, "epochs": epochs,
-            "test_nll": round(nll, 4), "entropy": entropy,
-            "gap": None if entropy is None else round(nll - entropy, 4),
-            "train_seconds": round(time.time() - start, 1)}
+    return {
+        "toy": toy,
+        "model": model_name,
+        "layers": layers,
+        "width": width,
+        "epochs": epochs,
+        "test_nll": round(nll, 4),
+        "entropy": entropy,
+        "gap": None if entropy is None else round(nll - entropy, 4),
+        "train_seconds": round(time.time() - start, 1),
+    }
 
 
 def main() -> None:
@@ -55,14 +73,28 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None)
     args = p.parse_args()
-    rows = [run(t, args.model, args.epochs, args.layers, args.width, args.batch_size, args.n_train,
-                args.lr, args.seed) for t in args.toys]
+    rows = [
+        run(
+            t,
+            args.model,
+            args.epochs,
+            args.layers,
+            args.width,
+            args.batch_size,
+            args.n_train,
+            args.lr,
+            args.seed,
+        )
+        for t in args.toys
+    ]
     print(f"{'toy':14s} {'model':8s} {'test NLL':>9s} {'entropy':>8s} {'gap':>7s} {'seconds':>8s}")
     for r in rows:
         ent = "-" if r["entropy"] is None else f"{r['entropy']:.3f}"
         gap = "-" if r["gap"] is None else f"{r['gap']:+.3f}"
-        print(f"{r['toy']:14s} {r['model']:8s} {r['test_nll']:9.3f} {ent:>8s} {gap:>7s} "
-              f"{r['train_seconds']:8.0f}")
+        print(
+            f"{r['toy']:14s} {r['model']:8s} {r['test_nll']:9.3f} {ent:>8s} {gap:>7s} "
+            f"{r['train_seconds']:8.0f}"
+        )
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=2)

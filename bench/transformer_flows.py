@@ -55,21 +55,47 @@ __all__ = ["MODELS", "main"]
 # The same three models in both modes, as `tfflows train` flags.
 MODELS: dict[str, list[str]] = {
     "glow": ["--model", "glow", "--levels", "2", "--steps", "4", "--width", "192"],
-    "tarflow": ["--model", "tarflow", "--patch-size", "4", "--steps", "4", "--depth", "2",
-                "--width", "64", "--heads", "4"],
-    "jet": ["--model", "jet", "--patch-size", "4", "--steps", "8", "--depth", "1",
-            "--width", "64", "--heads", "4"],
+    "tarflow": [
+        "--model",
+        "tarflow",
+        "--patch-size",
+        "4",
+        "--steps",
+        "4",
+        "--depth",
+        "2",
+        "--width",
+        "64",
+        "--heads",
+        "4",
+    ],
+    "jet": [
+        "--model",
+        "jet",
+        "--patch-size",
+        "4",
+        "--steps",
+        "8",
+        "--depth",
+        "1",
+        "--width",
+        "64",
+        "--heads",
+        "4",
+    ],
 }
 RECIPE = ["--batch-size", "64", "--lr", "1e-3", "--warmup", "200", "--seed", "0"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--mode", choices=["speed", "budget"], default="speed")
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["glow", "tarflow", "jet"])
-    p.add_argument("--cores", default=None,
-                   help="pin every process to these cores (taskset list, e.g. '1' or '0,1')")
+    p.add_argument(
+        "--cores", default=None, help="pin every process to these cores (taskset list, e.g. '1' or '0,1')"
+    )
     p.add_argument("--rounds", type=int, default=2, help="speed: rounds of A B C")
     p.add_argument("--train-steps", type=int, default=30, help="speed: timed training batches")
     p.add_argument("--sample-images", type=int, default=16, help="speed: images per sampling call")
@@ -93,19 +119,35 @@ def build(name: str):
     f = MODELS[name]
     shape = (28, 28, 1)
     if name == "glow":
-        return tfflows.Glow(shape, num_levels=int(_flag(f, "--levels")),
-                            num_steps=int(_flag(f, "--steps")),
-                            width=int(_flag(f, "--width")), seed=0)
+        return tfflows.Glow(
+            shape,
+            num_levels=int(_flag(f, "--levels")),
+            num_steps=int(_flag(f, "--steps")),
+            width=int(_flag(f, "--width")),
+            seed=0,
+        )
     if name == "tarflow":
-        return tfflows.TarFlow(shape, patch_size=int(_flag(f, "--patch-size")),
-                               num_steps=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
-                               width=int(_flag(f, "--width")), heads=int(_flag(f, "--heads")))
-    return tfflows.Jet(shape, patch_size=int(_flag(f, "--patch-size")),
-                       num_steps=int(_flag(f, "--steps")), depth=int(_flag(f, "--depth")),
-                       width=int(_flag(f, "--width")), heads=int(_flag(f, "--heads")), seed=0)
+        return tfflows.TarFlow(
+            shape,
+            patch_size=int(_flag(f, "--patch-size")),
+            num_steps=int(_flag(f, "--steps")),
+            depth=int(_flag(f, "--depth")),
+            width=int(_flag(f, "--width")),
+            heads=int(_flag(f, "--heads")),
+        )
+    return tfflows.Jet(
+        shape,
+        patch_size=int(_flag(f, "--patch-size")),
+        num_steps=int(_flag(f, "--steps")),
+        depth=int(_flag(f, "--depth")),
+        width=int(_flag(f, "--width")),
+        heads=int(_flag(f, "--heads")),
+        seed=0,
+    )
 
 
 # -- speed: one model, in its own process ---------------------------------------
+
 
 def run_child(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -116,7 +158,7 @@ def run_child(args: argparse.Namespace) -> None:
     from tfflows import data
     from tfflows.io import atomic_write_json
 
-    images = data.load_images("fashion_mnist", split="train")[:64 * (args.train_steps + 8)]
+    images = data.load_images("fashion_mnist", split="train")[: 64 * (args.train_steps + 8)]
     model = build(args.child)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     ds = tf.data.Dataset.from_tensor_slices(images).batch(64, drop_remainder=True)
@@ -135,12 +177,16 @@ def run_child(args: argparse.Namespace) -> None:
         out = sampler()
         _ = out.numpy()
         times.append(time.perf_counter() - t0)
-    atomic_write_json(args.child_out, {
-        "model": args.child, "parameters": int(model.count_params()),
-        "train_images_per_s": 64.0 / per_batch,
-        "sample_s_per_image": float(np.median(times)) / n,
-        "samples_finite": bool(np.isfinite(out.numpy()).all()),
-    })
+    atomic_write_json(
+        args.child_out,
+        {
+            "model": args.child,
+            "parameters": int(model.count_params()),
+            "train_images_per_s": 64.0 / per_batch,
+            "sample_s_per_image": float(np.median(times)) / n,
+            "samples_finite": bool(np.isfinite(out.numpy()).all()),
+        },
+    )
 
 
 def _pinned(cmd: list[str], cores: str | None) -> tuple[list[str], dict]:
@@ -158,9 +204,20 @@ def speed(args: argparse.Namespace) -> dict:
         for r in range(args.rounds):
             for name in args.models:
                 out = os.path.join(tmp, f"{name}_{r}.json")
-                cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--child-out", out,
-                       "--train-steps", str(args.train_steps), "--sample-images",
-                       str(args.sample_images), "--sample-calls", str(args.sample_calls)]
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--child",
+                    name,
+                    "--child-out",
+                    out,
+                    "--train-steps",
+                    str(args.train_steps),
+                    "--sample-images",
+                    str(args.sample_images),
+                    "--sample-calls",
+                    str(args.sample_calls),
+                ]
                 cmd, env = _pinned(cmd, args.cores)
                 subprocess.run(cmd, check=True, env=env)
                 with open(out) as f:
@@ -182,9 +239,27 @@ def budget(args: argparse.Namespace) -> dict:
     table = {}
     for name in args.models:
         out = os.path.join(args.runs, name)
-        cmd = ["tfflows", "train", "--dataset", "fashion_mnist", *MODELS[name], *RECIPE,
-               "--epochs", "100000", "--steps-per-epoch", "250", "--val-every", "100000",
-               "--time-limit", str(args.minutes), "--verbose", "0", "--out", out, "--overwrite"]
+        cmd = [
+            "tfflows",
+            "train",
+            "--dataset",
+            "fashion_mnist",
+            *MODELS[name],
+            *RECIPE,
+            "--epochs",
+            "100000",
+            "--steps-per-epoch",
+            "250",
+            "--val-every",
+            "100000",
+            "--time-limit",
+            str(args.minutes),
+            "--verbose",
+            "0",
+            "--out",
+            out,
+            "--overwrite",
+        ]
         cmd, env = _pinned(cmd, args.cores)
         print("running:", " ".join(cmd), flush=True)
         t0 = time.time()
@@ -192,9 +267,12 @@ def budget(args: argparse.Namespace) -> dict:
         with open(os.path.join(out, "results.json")) as f:
             res = json.load(f)
         table[name] = {
-            "parameters": res["parameters"], "train_seconds": res["train_seconds"],
-            "train_steps": res.get("train_steps"), "epochs_run": res["epochs_run"],
-            "test_bits_per_dim": res["test_bits_per_dim"], "wall_seconds": round(time.time() - t0, 1),
+            "parameters": res["parameters"],
+            "train_seconds": res["train_seconds"],
+            "train_steps": res.get("train_steps"),
+            "epochs_run": res["epochs_run"],
+            "test_bits_per_dim": res["test_bits_per_dim"],
+            "wall_seconds": round(time.time() - t0, 1),
             "command": " ".join(cmd),
         }
         print(json.dumps({name: table[name]}), flush=True)
@@ -207,8 +285,13 @@ def main(argv: list[str] | None = None) -> None:
         run_child(args)
         return
     table = speed(args) if args.mode == "speed" else budget(args)
-    report = {"cpu": cpu_name(), "cores": args.cores or f"all ({os.cpu_count()})",
-              "mode": args.mode, "models": table, "argv": sys.argv[1:]}
+    report = {
+        "cpu": cpu_name(),
+        "cores": args.cores or f"all ({os.cpu_count()})",
+        "mode": args.mode,
+        "models": table,
+        "argv": sys.argv[1:],
+    }
     print(json.dumps({k: v for k, v in report.items()}, indent=1, default=str))
     if args.json_out:
         sys.path.insert(0, _REPO)

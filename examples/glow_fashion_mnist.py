@@ -27,17 +27,24 @@ def main() -> None:
     parser.add_argument("--out", default="runs/glow_fashion_mnist")
     args = parser.parse_args()
 
-    train = data.make_dataset(data.load_images("fashion_mnist", "train", args.data_dir),
-                              batch_size=args.batch_size, seed=0)
-    test = data.make_dataset(data.load_images("fashion_mnist", "test", args.data_dir),
-                             batch_size=256, shuffle=False, seed=1)
-    model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps,
-                         width=args.width)
+    train = data.make_dataset(
+        data.load_images("fashion_mnist", "train", args.data_dir), batch_size=args.batch_size, seed=0
+    )
+    test = data.make_dataset(
+        data.load_images("fashion_mnist", "test", args.data_dir), batch_size=256, shuffle=False, seed=1
+    )
+    model = tfflows.Glow((28, 28, 1), num_levels=args.levels, num_steps=args.steps, width=args.width)
     model.compile(optimizer=tfflows.make_optimizer(1e-3, warmup_steps=500))
     os.makedirs(args.out, exist_ok=True)
-    model.fit(train, epochs=args.epochs, validation_data=test,
-              callbacks=[SampleGrid(os.path.join(args.out, "samples")),
-                         keras.callbacks.ModelCheckpoint(os.path.join(args.out, "glow.keras"))])
+    model.fit(
+        train,
+        epochs=args.epochs,
+        validation_data=test,
+        callbacks=[
+            SampleGrid(os.path.join(args.out, "samples")),
+            keras.callbacks.ModelCheckpoint(os.path.join(args.out, "glow.keras")),
+        ],
+    )
     print("test bits/dim:", model.evaluate(test, return_dict=True, verbose=0)["bits_per_dim"])
 
 

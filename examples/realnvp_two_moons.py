@@ -1,6 +1,6 @@
 """RealNVP on two moons, with a plot of the learned density.
 
-    python examples/realnvp_two_moons.py --epochs 30 --out two_moons.png
+python examples/realnvp_two_moons.py --epochs 30 --out two_moons.png
 """
 
 import argparse

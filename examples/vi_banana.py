@@ -39,8 +39,7 @@ tfd = tfp.distributions
 def banana_log_prob(x, curvature: float, noise: float):
     """log p(x) of the normalised banana (see the module docstring)."""
     x1, x2 = x[..., 0], x[..., 1]
-    return (tfd.Normal(0.0, 1.0).log_prob(x1)
-            + tfd.Normal(0.0, noise).log_prob(x2 - curvature * (x1 ** 2 - 1.0)))
+    return tfd.Normal(0.0, 1.0).log_prob(x1) + tfd.Normal(0.0, noise).log_prob(x2 - curvature * (x1**2 - 1.0))
 
 
 def elbo(q, target, num_samples: int, seed) -> tuple[float, float]:
@@ -67,7 +66,8 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     gaussian = tfd.MultivariateNormalTriL(
         loc=tf.Variable([0.0, 0.0], name="loc"),
-        scale_tril=tfp.util.TransformedVariable(tf.eye(2), tfb.FillScaleTriL(), name="scale_tril"))
+        scale_tril=tfp.util.TransformedVariable(tf.eye(2), tfb.FillScaleTriL(), name="scale_tril"),
+    )
     model = tfflows.VectorRealNVP(event_shape=2, num_steps=6, width=32)
     flow = model.distribution  # live: reads the model's weights at every call
 
@@ -75,12 +75,19 @@ def main() -> None:
     results = {}
     for name, (q, learning_rate) in surrogates.items():
         losses = tfp.vi.fit_surrogate_posterior(
-            target, q, keras.optimizers.Adam(learning_rate), args.steps,
-            sample_size=args.sample_size, seed=(1, 2))
+            target,
+            q,
+            keras.optimizers.Adam(learning_rate),
+            args.steps,
+            sample_size=args.sample_size,
+            seed=(1, 2),
+        )
         results[name] = elbo(q, target, 20000, seed=(7, 7))
-        print(f"{name:>14}: final ELBO {results[name][0]:+.4f} ± {results[name][1]:.4f} nats "
-              f"(last 50 training steps: {-float(np.mean(losses[-50:])):+.4f}; "
-              f"{len(q.trainable_variables)} trainable variables)")
+        print(
+            f"{name:>14}: final ELBO {results[name][0]:+.4f} ± {results[name][1]:.4f} nats "
+            f"(last 50 training steps: {-float(np.mean(losses[-50:])):+.4f}; "
+            f"{len(q.trainable_variables)} trainable variables)"
+        )
 
     lim = (-3.5, 3.5), (-2.5, 1.0 + 3.5 * 3.5 * max(args.curvature, 0.0) / 2)
     xs = np.linspace(*lim[0], 200, dtype=np.float32)
@@ -89,8 +96,13 @@ def main() -> None:
     points = np.stack([xx.ravel(), yy.ravel()], axis=1)
     panels = [("target", target(points).numpy(), None)]
     for name, (q, _) in surrogates.items():
-        panels.append((f"{name}: ELBO {results[name][0]:+.3f}", q.log_prob(points).numpy(),
-                       q.sample(500, seed=(3, 4)).numpy()))
+        panels.append(
+            (
+                f"{name}: ELBO {results[name][0]:+.3f}",
+                q.log_prob(points).numpy(),
+                q.sample(500, seed=(3, 4)).numpy(),
+            )
+        )
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
     for ax, (title, log_density, samples) in zip(axes, panels):

@@ -53,7 +53,8 @@ def _assert_close(check: str, got, want, atol: float, rtol: float) -> None:
         raise AssertionError(
             f"{check}: {int(np.sum(used > 1.0))} of {used.size} entries out of tolerance; worst at "
             f"{worst}: got {got[worst]!r}, want {want[worst]!r}, error {err[worst]:.3e} is "
-            f"{used[worst]:.2f}× its tolerance {np.broadcast_to(atol, used.shape)[worst]:.3e}")
+            f"{used[worst]:.2f}× its tolerance {np.broadcast_to(atol, used.shape)[worst]:.3e}"
+        )
 
 
 # -- tiers -------------------------------------------------------------------------------
@@ -103,9 +104,29 @@ def trained_run(tmp_path_factory):
     from helpers import cli
 
     out = tmp_path_factory.mktemp("trained") / "run"
-    cli("train", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16",
-        "--width", "8", "--steps", "1", "--levels", "2", "--out", str(out), "--verbose", "0",
-        "--extras-share", "1")  # samples, checks and checkpoints after every epoch
+    cli(
+        "train",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--width",
+        "8",
+        "--steps",
+        "1",
+        "--levels",
+        "2",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--extras-share",
+        "1",
+    )  # samples, checks and checkpoints after every epoch
     return out
 
 

@@ -22,8 +22,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TINY_IDX = "tiny_idx_tfflows"  # not a TFDS name: a lookup outside --data-dir fails at once
 
-__all__ = ["CLEAN_LOADER", "ROOT", "TINY_IDX", "TWO_CPUS", "CliError", "cli", "run_clean", "run_script",
-           "write_tiny_idx"]
+__all__ = [
+    "CLEAN_LOADER",
+    "ROOT",
+    "TINY_IDX",
+    "TWO_CPUS",
+    "CliError",
+    "cli",
+    "run_clean",
+    "run_script",
+    "write_tiny_idx",
+]
 
 
 class CliError(Exception):
@@ -80,16 +89,21 @@ TWO_CPUS = textwrap.dedent("""
 
 def run_script(script: str) -> dict:
     """Runs ``script`` in a fresh Python (its own logical devices); returns its RESULT line."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "KERAS_BACKEND": "tensorflow",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
-CLEAN_LOADER = textwrap.dedent('''
+CLEAN_LOADER = textwrap.dedent("""
     import importlib.abc, json, os, sys, time
     BLOCKED = ("tfflows", "tensorflow_probability")
     attempts = []
@@ -139,14 +153,15 @@ CLEAN_LOADER = textwrap.dedent('''
                                       if m.split(".")[0] in BLOCKED)
     np.savez(root + "/outputs.npz", **outputs)
     json.dump(report, open(root + "/report.json", "w"))
-''')
+""")
 
 
 def run_clean(args, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("PYTHONPATH", None)
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, **kwargs)
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
+    )
 
 
 def write_tiny_idx(folder: Path) -> Path:

@@ -93,8 +93,16 @@ def main() -> None:
 
         with strategy.scope():
             model = build_model()
-        distributed.fit(model, epoch_data, strategy=strategy, epochs=EPOCHS, callbacks=[Record()],
-                        checkpoint_dir=checkpoint_dir, checkpoint_every=2, verbose=0)
+        distributed.fit(
+            model,
+            epoch_data,
+            strategy=strategy,
+            epochs=EPOCHS,
+            callbacks=[Record()],
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=2,
+            verbose=0,
+        )
         save(f"{prefix}final", model)
         atomic_write_json(os.path.join(args.out, f"worker{args.index}_{prefix}losses.json"), losses)
 

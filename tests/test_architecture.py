@@ -17,24 +17,36 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tfflows"
 
 FRAMEWORK_PRIVATE: dict[tuple[str, str], str] = {
-    ("training/step.py", "keras.src.trainers"):
-        "Keras's monitors read a metric's direction only inside its metric containers "
-        "(MetricsList); no public container exists.",
-    ("training/step.py", "tf.__internal__"):
-        "maybe_merge_call restores mirrored variables in the cross-replica context, as Keras's "
-        "own optimizers do, and strategy_supports_no_merge_call says whether a cond may hold the "
-        "optimizer's all-reduce, as LossScaleOptimizer asks; TensorFlow has no public form of either.",
-    ("callbacks.py", "self.model._initial_epoch"):
-        "the epoch a resumed fit starts from: Keras's fit reads it only there, and its own "
-        "BackupAndRestore callback sets it the same way (no public seam for a callback).",
-    ("reversible.py", "tensorflow.python.eager.record"):
-        "stop_recording: tf.custom_gradient leaves an eager tape recording inside the function "
-        "(it would keep every activation alive); tf.recompute_grad uses the same context manager.",
-    ("distributed/cluster.py", "tensorflow.python.eager"):
-        "context().wait_at_barrier: the coordination service's barrier has no public tf.* name.",
-    ("distributed/cluster.py", "os._exit"):
-        "ending a multi-worker process at once after a fatal error: a normal exit waits for "
-        "collective ops that never finish (documented in the function).",
+    (
+        "training/step.py",
+        "keras.src.trainers",
+    ): "Keras's monitors read a metric's direction only inside its metric containers "
+    "(MetricsList); no public container exists.",
+    (
+        "training/step.py",
+        "tf.__internal__",
+    ): "maybe_merge_call restores mirrored variables in the cross-replica context, as Keras's "
+    "own optimizers do, and strategy_supports_no_merge_call says whether a cond may hold the "
+    "optimizer's all-reduce, as LossScaleOptimizer asks; TensorFlow has no public form of either.",
+    (
+        "callbacks.py",
+        "self.model._initial_epoch",
+    ): "the epoch a resumed fit starts from: Keras's fit reads it only there, and its own "
+    "BackupAndRestore callback sets it the same way (no public seam for a callback).",
+    (
+        "reversible.py",
+        "tensorflow.python.eager.record",
+    ): "stop_recording: tf.custom_gradient leaves an eager tape recording inside the function "
+    "(it would keep every activation alive); tf.recompute_grad uses the same context manager.",
+    (
+        "distributed/cluster.py",
+        "tensorflow.python.eager",
+    ): "context().wait_at_barrier: the coordination service's barrier has no public tf.* name.",
+    (
+        "distributed/cluster.py",
+        "os._exit",
+    ): "ending a multi-worker process at once after a fatal error: a normal exit waits for "
+    "collective ops that never finish (documented in the function).",
 }
 """(file, the private name used) → why no public API serves."""
 
@@ -53,8 +65,9 @@ def _dotted(node: ast.AST) -> str | None:
 
 
 def _is_private(name: str) -> bool:
-    return (name.startswith("_") and not (name.startswith("__") and name.endswith("__"))) \
-        or name == "__internal__"
+    return (
+        name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+    ) or name == "__internal__"
 
 
 class _Walk(ast.NodeVisitor):
@@ -72,7 +85,8 @@ class _Walk(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
         if module.startswith(("keras.src", "tensorflow.python")) or any(
-                _is_private(p) for p in module.split(".")):
+            _is_private(p) for p in module.split(".")
+        ):
             self.found.append((node.lineno, module))
         for alias in node.names:
             if _is_private(alias.name):
@@ -85,9 +99,9 @@ class _Walk(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         owner = node.value
-        own = ((isinstance(owner, ast.Name) and (owner.id in SELF_NAMES or owner.id in self.classes))
-               or (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
-                   and owner.func.id == "super"))
+        own = (isinstance(owner, ast.Name) and (owner.id in SELF_NAMES or owner.id in self.classes)) or (
+            isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super"
+        )
         if _is_private(node.attr) and not own:
             self.found.append((node.lineno, _dotted(node) or f"<expr>.{node.attr}"))
         self.generic_visit(node)
@@ -116,19 +130,24 @@ def test_no_module_uses_another_objects_private_members():
 
 def test_the_walk_finds_what_it_looks_for(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("from a.b import _hidden\nimport keras\n"
-                      "class A:\n    def f(self, other):\n        self._mine = other._theirs\n"
-                      "        super()._validate()\n        return keras.src\n")
+    sample.write_text(
+        "from a.b import _hidden\nimport keras\n"
+        "class A:\n    def f(self, other):\n        self._mine = other._theirs\n"
+        "        super()._validate()\n        return keras.src\n"
+    )
     assert [w for _, w in private_uses(sample)] == ["a.b._hidden", "other._theirs"]
-    sample.write_text("class B:\n    @staticmethod\n    def f():\n        return B._g()\n"
-                      "def h():\n    return B._g() + tf.__internal__.x\n")
+    sample.write_text(
+        "class B:\n    @staticmethod\n    def f():\n        return B._g()\n"
+        "def h():\n    return B._g() + tf.__internal__.x\n"
+    )
     assert [w for _, w in private_uses(sample)] == ["B._g", "tf.__internal__"]
 
 
 @pytest.mark.parametrize("limit", [500])
 def test_no_file_is_over_the_size_limit(limit):
-    sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines())
-             for p in PACKAGE.rglob("*.py")}
+    sizes = {
+        p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")
+    }
     assert {k: v for k, v in sizes.items() if v > limit} == {}
 
 

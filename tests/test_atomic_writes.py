@@ -72,8 +72,12 @@ def _kill_child_at_stop(tmp_path: Path, *args: str) -> None:
     ready = tmp_path / "ready"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = open(tmp_path / "child.log", "w")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, *args[:2], args[2], str(ready), *args[3:]],
-                             env=env, stdout=log, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args[:2], args[2], str(ready), *args[3:]],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 600  # a bound on a loaded machine, not a measurement
         while not ready.exists():

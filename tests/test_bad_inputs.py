@@ -84,6 +84,7 @@ def _serve(name: str, **inputs) -> Callable[[Env], Any]:
     def call(env: Env):
         fn = env.saved_model().signatures[name]
         return fn(**{k: tf.constant(v) for k, v in inputs.items()})
+
     return call
 
 
@@ -93,113 +94,243 @@ Row = tuple[Callable[[Env], Any], Any, str]
 MODEL_ROWS: dict[str, Row] = {
     "glow_event_shape_rank2": (lambda e: tfflows.Glow((8, 8)), ValueError, "event_shape"),
     "glow_context_and_classes": (
-        lambda e: tfflows.VectorRealNVP(2, num_classes=2, context_dim=2), ValueError, "not both"),
-    "log_prob_wrong_shape": (lambda e: e.glow().log_prob(np.zeros((2, 4, 4, 1), "float32")),
-                             ValueError, "expected x of shape"),
-    "log_prob_int_pixels_out_of_range": (lambda e: e.glow().log_prob(np.full((2, 8, 8, 1), -1, "int32")),
-                                         ValueError, "expected x as 8-bit pixels in 0..255"),
+        lambda e: tfflows.VectorRealNVP(2, num_classes=2, context_dim=2),
+        ValueError,
+        "not both",
+    ),
+    "log_prob_wrong_shape": (
+        lambda e: e.glow().log_prob(np.zeros((2, 4, 4, 1), "float32")),
+        ValueError,
+        "expected x of shape",
+    ),
+    "log_prob_int_pixels_out_of_range": (
+        lambda e: e.glow().log_prob(np.full((2, 8, 8, 1), -1, "int32")),
+        ValueError,
+        "expected x as 8-bit pixels in 0..255",
+    ),
     "sample_negative": (lambda e: e.glow().sample(-1), ValueError, "num_samples must be an integer >= 0"),
-    "sample_negative_temperature": (lambda e: e.glow().sample(2, temperature=-1.0), ValueError,
-                                    "temperature must be a finite number"),
-    "sample_nan_temperature": (lambda e: e.glow().sample(2, temperature=math.nan), ValueError,
-                               "temperature must be a finite number"),
-    "decode_wrong_latent_size": (lambda e: e.glow().decode(np.zeros((2, 10), "float32")), ValueError,
-                                 "expected latents of shape"),
-    "context_on_unconditional": (lambda e: e.vector().log_prob(np.zeros((2, 2), "float32"), context=[0, 1]),
-                                 ValueError, "not conditional"),
-    "missing_labels": (lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32")), ValueError,
-                       "this model is conditional"),
-    "label_out_of_range": (lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32"), context=[0, 3]),
-                           ValueError, "0..2"),
+    "sample_negative_temperature": (
+        lambda e: e.glow().sample(2, temperature=-1.0),
+        ValueError,
+        "temperature must be a finite number",
+    ),
+    "sample_nan_temperature": (
+        lambda e: e.glow().sample(2, temperature=math.nan),
+        ValueError,
+        "temperature must be a finite number",
+    ),
+    "decode_wrong_latent_size": (
+        lambda e: e.glow().decode(np.zeros((2, 10), "float32")),
+        ValueError,
+        "expected latents of shape",
+    ),
+    "context_on_unconditional": (
+        lambda e: e.vector().log_prob(np.zeros((2, 2), "float32"), context=[0, 1]),
+        ValueError,
+        "not conditional",
+    ),
+    "missing_labels": (
+        lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32")),
+        ValueError,
+        "this model is conditional",
+    ),
+    "label_out_of_range": (
+        lambda e: e.labelled().log_prob(np.zeros((2, 2), "float32"), context=[0, 3]),
+        ValueError,
+        "0..2",
+    ),
     # section 4: empty batches are valid (tests/test_models.py); non-finite inputs, levels out of range
-    "sample_fraction": (lambda e: e.glow().sample(1.5), ValueError,
-                        "num_samples must be an integer >= 0, got 1.5"),
+    "sample_fraction": (
+        lambda e: e.glow().sample(1.5),
+        ValueError,
+        "num_samples must be an integer >= 0, got 1.5",
+    ),
     "sample_bool": (lambda e: e.glow().sample(True), ValueError, "num_samples must be an integer >= 0"),
-    "log_prob_nan": (lambda e: e.glow().log_prob(_images(2, math.nan)), ValueError,
-                     "expected finite x, got 128 inf or NaN values"),
-    "log_prob_inf_vector": (lambda e: e.vector().log_prob(np.array([[math.inf, 0.0]], "float32")),
-                            ValueError, "expected finite x, got 1 inf or NaN"),
+    "log_prob_nan": (
+        lambda e: e.glow().log_prob(_images(2, math.nan)),
+        ValueError,
+        "expected finite x, got 128 inf or NaN values",
+    ),
+    "log_prob_inf_vector": (
+        lambda e: e.vector().log_prob(np.array([[math.inf, 0.0]], "float32")),
+        ValueError,
+        "expected finite x, got 1 inf or NaN",
+    ),
     "encode_nan": (lambda e: e.glow().encode(_images(1, math.nan)), ValueError, "expected finite x"),
-    "encode_inf_vector": (lambda e: e.vector().encode(np.array([[0.0, -math.inf]], "float32")),
-                          ValueError, "expected finite x"),
-    "decode_nan_latents": (lambda e: e.glow().decode(np.full((1, 64), math.nan, "float32")), ValueError,
-                           "expected finite latents"),
-    "decode_inf_vector": (lambda e: e.vector().decode(np.array([[math.inf, 0.0]], "float32")), ValueError,
-                          "expected finite latents"),
-    "log_prob_level_too_big": (lambda e: e.glow().log_prob(_images(2, 32.0)), ValueError,
-                               "pixel levels in [0, 32) for num_bits=5, got values from 32 to 32"),
-    "log_prob_level_negative": (lambda e: e.glow().log_prob(_images(2, -0.5)), ValueError,
-                                "pixel levels in [0, 32)"),
-    "log_prob_8bit_pixels": (lambda e: e.glow().log_prob(_images(2, 200.0)), ValueError,
-                             "8-bit pixels given to a model of fewer bits?"),
-    "bits_per_dim_level_too_big": (lambda e: e.glow().bits_per_dim(_images(1, 40.0)), ValueError,
-                                   "pixel levels in [0, 32)"),
+    "encode_inf_vector": (
+        lambda e: e.vector().encode(np.array([[0.0, -math.inf]], "float32")),
+        ValueError,
+        "expected finite x",
+    ),
+    "decode_nan_latents": (
+        lambda e: e.glow().decode(np.full((1, 64), math.nan, "float32")),
+        ValueError,
+        "expected finite latents",
+    ),
+    "decode_inf_vector": (
+        lambda e: e.vector().decode(np.array([[math.inf, 0.0]], "float32")),
+        ValueError,
+        "expected finite latents",
+    ),
+    "log_prob_level_too_big": (
+        lambda e: e.glow().log_prob(_images(2, 32.0)),
+        ValueError,
+        "pixel levels in [0, 32) for num_bits=5, got values from 32 to 32",
+    ),
+    "log_prob_level_negative": (
+        lambda e: e.glow().log_prob(_images(2, -0.5)),
+        ValueError,
+        "pixel levels in [0, 32)",
+    ),
+    "log_prob_8bit_pixels": (
+        lambda e: e.glow().log_prob(_images(2, 200.0)),
+        ValueError,
+        "8-bit pixels given to a model of fewer bits?",
+    ),
+    "bits_per_dim_level_too_big": (
+        lambda e: e.glow().bits_per_dim(_images(1, 40.0)),
+        ValueError,
+        "pixel levels in [0, 32)",
+    ),
     "labelled_log_prob_nan": (
-        lambda e: e.labelled().log_prob(np.array([[math.nan, 0.0]], "float32"), context=[1]), ValueError,
-        "expected finite x"),
+        lambda e: e.labelled().log_prob(np.array([[math.nan, 0.0]], "float32"), context=[1]),
+        ValueError,
+        "expected finite x",
+    ),
 }
 
 # -- training, saving and the non-finite guard -----------------------------------------
 TRAINING_ROWS: dict[str, Row] = {
     "save_nonfinite_model": (
-        lambda e: _nan_copy(e).save(str(e.tmp / "nan.keras")), ValueError, "non-finite weights"),
+        lambda e: _nan_copy(e).save(str(e.tmp / "nan.keras")),
+        ValueError,
+        "non-finite weights",
+    ),
     "save_weights_nonfinite_model": (
-        lambda e: _nan_copy(e).save_weights(str(e.tmp / "nan.weights.h5")), ValueError,
-        "non-finite weights"),
+        lambda e: _nan_copy(e).save_weights(str(e.tmp / "nan.weights.h5")),
+        ValueError,
+        "non-finite weights",
+    ),
     "clipnorm_zero": (lambda e: make_optimizer(1e-3, clipnorm=0.0), ValueError, "clipnorm"),
-    "lr_zero": (lambda e: make_optimizer(0.0), ValueError,
-                "learning_rate must be a finite number > 0, got 0.0"),
+    "lr_zero": (
+        lambda e: make_optimizer(0.0),
+        ValueError,
+        "learning_rate must be a finite number > 0, got 0.0",
+    ),
     "lr_negative": (lambda e: make_optimizer(-1e-3), ValueError, "learning_rate must be a finite number > 0"),
-    "lr_nan": (lambda e: make_optimizer(math.nan), ValueError,
-               "learning_rate must be a finite number > 0, got nan"),
-    "lr_inf": (lambda e: make_optimizer(math.inf), ValueError,
-               "learning_rate must be a finite number > 0, got inf"),
-    "clipnorm_negative": (lambda e: make_optimizer(1e-3, clipnorm=-5.0), ValueError,
-                          "clipnorm must be a finite number > 0 or None, got -5.0"),
-    "clipnorm_nan": (lambda e: make_optimizer(1e-3, clipnorm=math.nan), ValueError,
-                     "clipnorm must be a finite"),
-    "clipnorm_inf": (lambda e: make_optimizer(1e-3, clipnorm=math.inf), ValueError,
-                     "clipnorm must be a finite"),
-    "warmup_negative": (lambda e: make_optimizer(1e-3, warmup_steps=-1), ValueError,
-                        "warmup_steps must be a whole number of steps >= 0, got -1"),
+    "lr_nan": (
+        lambda e: make_optimizer(math.nan),
+        ValueError,
+        "learning_rate must be a finite number > 0, got nan",
+    ),
+    "lr_inf": (
+        lambda e: make_optimizer(math.inf),
+        ValueError,
+        "learning_rate must be a finite number > 0, got inf",
+    ),
+    "clipnorm_negative": (
+        lambda e: make_optimizer(1e-3, clipnorm=-5.0),
+        ValueError,
+        "clipnorm must be a finite number > 0 or None, got -5.0",
+    ),
+    "clipnorm_nan": (
+        lambda e: make_optimizer(1e-3, clipnorm=math.nan),
+        ValueError,
+        "clipnorm must be a finite",
+    ),
+    "clipnorm_inf": (
+        lambda e: make_optimizer(1e-3, clipnorm=math.inf),
+        ValueError,
+        "clipnorm must be a finite",
+    ),
+    "warmup_negative": (
+        lambda e: make_optimizer(1e-3, warmup_steps=-1),
+        ValueError,
+        "warmup_steps must be a whole number of steps >= 0, got -1",
+    ),
     "warmup_nan": (lambda e: make_optimizer(1e-3, warmup_steps=math.nan), ValueError, "warmup_steps must be"),
     "warmup_inf": (lambda e: make_optimizer(1e-3, warmup_steps=math.inf), ValueError, "warmup_steps must be"),
-    "decay_negative": (lambda e: make_optimizer(1e-3, decay_steps=-10), ValueError,
-                       "decay_steps must be a whole number of steps >= 0, got -10"),
+    "decay_negative": (
+        lambda e: make_optimizer(1e-3, decay_steps=-10),
+        ValueError,
+        "decay_steps must be a whole number of steps >= 0, got -10",
+    ),
     "decay_fractional": (lambda e: make_optimizer(1e-3, decay_steps=2.5), ValueError, "decay_steps must be"),
-    "export_nonfinite_model": (lambda e: tfflows.export_saved_model(_nan_copy(e), e.tmp / "nan" / "1"),
-                               ValueError, "refusing to export a model with non-finite weights"),
-    "cli_export_nonfinite_model": (lambda e: cli("export", _nan_keras_file(e), str(e.tmp / "served")),
-                                   CliError, "refusing to export a model with non-finite weights"),
+    "export_nonfinite_model": (
+        lambda e: tfflows.export_saved_model(_nan_copy(e), e.tmp / "nan" / "1"),
+        ValueError,
+        "refusing to export a model with non-finite weights",
+    ),
+    "cli_export_nonfinite_model": (
+        lambda e: cli("export", _nan_keras_file(e), str(e.tmp / "served")),
+        CliError,
+        "refusing to export a model with non-finite weights",
+    ),
     "cli_train_negative_warmup": (
-        lambda e: cli("train", "--warmup", "-5", "--width", "8", "--steps", "1", "--epochs", "1",
-                      "--out", str(e.tmp / "run")), CliError, "warmup_steps must be a whole number"),
-    "sample_clip_latent_zero": (lambda e: e.glow().sample(2, clip_latent=0.0), ValueError,
-                                "clip_latent must be a finite number > 0 or None, got 0.0"),
-    "sample_check_zero_samples": (lambda e: SampleCheck(0), ValueError,
-                                  "num_samples must be a positive integer, got 0"),
+        lambda e: cli(
+            "train",
+            "--warmup",
+            "-5",
+            "--width",
+            "8",
+            "--steps",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(e.tmp / "run"),
+        ),
+        CliError,
+        "warmup_steps must be a whole number",
+    ),
+    "sample_clip_latent_zero": (
+        lambda e: e.glow().sample(2, clip_latent=0.0),
+        ValueError,
+        "clip_latent must be a finite number > 0 or None, got 0.0",
+    ),
+    "sample_check_zero_samples": (
+        lambda e: SampleCheck(0),
+        ValueError,
+        "num_samples must be a positive integer, got 0",
+    ),
 }
 
 # -- data --------------------------------------------------------------------------------
 DATA_ROWS: dict[str, Row] = {
     "unknown_toy": (lambda e: data.sample_toy("spiral9", 10), ValueError, "spiral9"),
     # section 4: source bits, TFDS names
-    "digits_as_8_bit": (lambda e: data.make_dataset(data.load_images("digits", "test"), num_bits=5),
-                        ValueError, "they look like 5-bit data; pass source_bits=5"),
-    "source_bits_too_few": (lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), num_bits=5,
-                                                        source_bits=7), ValueError,
-                            "got a maximum of 200 (pass source_bits=8"),
+    "digits_as_8_bit": (
+        lambda e: data.make_dataset(data.load_images("digits", "test"), num_bits=5),
+        ValueError,
+        "they look like 5-bit data; pass source_bits=5",
+    ),
+    "source_bits_too_few": (
+        lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), num_bits=5, source_bits=7),
+        ValueError,
+        "got a maximum of 200 (pass source_bits=8",
+    ),
     "inferred_bits_below_n_bits": (
         lambda e: data.make_dataset(data.load_images("digits", "test"), num_bits=8, source_bits=None),
-        ValueError, "num_bits must be in 1..source_bits=5"),
+        ValueError,
+        "num_bits must be in 1..source_bits=5",
+    ),
     "make_dataset_batch_size_fraction": (
-        lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), batch_size=2.5), ValueError,
-        "batch_size must be a positive integer; got 2.5"),
-    "tfds_unknown_name": (lambda e: data.load_images("no_such_dataset_tfflows"), ValueError,
-                          "TFDS has no dataset 'no_such_dataset_tfflows'"),
-    "tfds_offline": (lambda e: _offline(lambda: data.load_images("cifar10")), ValueError,
-                     "'cifar10' is not downloaded"),
+        lambda e: data.make_dataset(np.full((2, 4, 4, 1), 200, np.uint8), batch_size=2.5),
+        ValueError,
+        "batch_size must be a positive integer; got 2.5",
+    ),
+    "tfds_unknown_name": (
+        lambda e: data.load_images("no_such_dataset_tfflows"),
+        ValueError,
+        "TFDS has no dataset 'no_such_dataset_tfflows'",
+    ),
+    "tfds_offline": (
+        lambda e: _offline(lambda: data.load_images("cifar10")),
+        ValueError,
+        "'cifar10' is not downloaded",
+    ),
 }
+
 
 # -- the command line --------------------------------------------------------------------
 def _holding(env: Env, folder: str, *names: str, content: bytes = b"x") -> str:
@@ -223,134 +354,251 @@ def _model_beside(env: Env, results: bytes | None = None, cut: bool = False) -> 
 
 
 def _tiny_train(env: Env, *argv: str) -> str:
-    return cli("train", "--epochs", "1", "--steps-per-epoch", "1", "--width", "8", "--steps", "1",
-               "--verbose", "0", *argv)
+    return cli(
+        "train",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+        "--width",
+        "8",
+        "--steps",
+        "1",
+        "--verbose",
+        "0",
+        *argv,
+    )
 
 
 CLI_ROWS: dict[str, Row] = {
     "cli_no_command": (lambda e: cli(), CliError, "required"),
     "cli_bad_lr": (lambda e: cli("train", "--lr", "-1"), CliError, "finite number > 0"),
-    "cli_evaluate_missing_model": (lambda e: cli("evaluate", str(e.tmp / "none.keras")), CliError,
-                                   "no model file"),
+    "cli_evaluate_missing_model": (
+        lambda e: cli("evaluate", str(e.tmp / "none.keras")),
+        CliError,
+        "no model file",
+    ),
     "cli_train_rerun_finished": (
         lambda e: _tiny_train(e, "--out", _holding(e, "out", "results.json", "model.keras")),
-        CliError, "holds a finished run (results.json, model.keras); pass --resume"),
+        CliError,
+        "holds a finished run (results.json, model.keras); pass --resume",
+    ),
     "cli_train_rerun_interrupted": (
         lambda e: _tiny_train(e, "--out", _holding(e, "out", "backup/latest.weights.h5")),
-        CliError, "holds an interrupted run (backup/; no results.json); pass --resume"),
+        CliError,
+        "holds an interrupted run (backup/; no results.json); pass --resume",
+    ),
     "cli_train_resume_and_overwrite": (
-        lambda e: _tiny_train(e, "--resume", "--overwrite"), CliError, "not allowed with argument"),
+        lambda e: _tiny_train(e, "--resume", "--overwrite"),
+        CliError,
+        "not allowed with argument",
+    ),
     "cli_train_out_is_a_file": (
-        lambda e: _tiny_train(e, "--out", str(Path(_holding(e, "d", "out")) / "out")), CliError,
-        "is not a folder"),
+        lambda e: _tiny_train(e, "--out", str(Path(_holding(e, "d", "out")) / "out")),
+        CliError,
+        "is not a folder",
+    ),
     "cli_train_missing_data_dir": (
-        lambda e: _tiny_train(e, "--dataset", "mnist", "--data-dir", str(e.tmp / "nowhere"),
-                              "--out", str(e.tmp / "out")),
-        CliError, "/nowhere' does not exist or is not a folder"),
+        lambda e: _tiny_train(
+            e, "--dataset", "mnist", "--data-dir", str(e.tmp / "nowhere"), "--out", str(e.tmp / "out")
+        ),
+        CliError,
+        "/nowhere' does not exist or is not a folder",
+    ),
     "cli_train_data_dir_is_a_file": (
-        lambda e: _tiny_train(e, "--data-dir", str(Path(_holding(e, "d", "idx")) / "idx"),
-                              "--out", str(e.tmp / "out")),
-        CliError, "is not a folder (expected a folder holding the IDX files of 'digits')"),
+        lambda e: _tiny_train(
+            e, "--data-dir", str(Path(_holding(e, "d", "idx")) / "idx"), "--out", str(e.tmp / "out")
+        ),
+        CliError,
+        "is not a folder (expected a folder holding the IDX files of 'digits')",
+    ),
     "cli_evaluate_without_dataset": (
-        lambda e: cli("evaluate", _model_beside(e)), CliError, "pass --dataset: there is no results.json"),
+        lambda e: cli("evaluate", _model_beside(e)),
+        CliError,
+        "pass --dataset: there is no results.json",
+    ),
     "cli_evaluate_missing_data_dir": (
         lambda e: cli("evaluate", e.keras_file(), "--dataset", "mnist", "--data-dir", str(e.tmp / "nowhere")),
-        CliError, "does not exist"),
+        CliError,
+        "does not exist",
+    ),
     "cli_evaluate_unreadable_results": (
-        lambda e: cli("evaluate", _model_beside(e, results=b'{"dataset": "dig')), CliError,
-        "results.json' is unreadable"),
+        lambda e: cli("evaluate", _model_beside(e, results=b'{"dataset": "dig')),
+        CliError,
+        "results.json' is unreadable",
+    ),
     "cli_evaluate_truncated_model": (
-        lambda e: cli("evaluate", _model_beside(e, cut=True), "--dataset", "digits"), CliError,
-        "could not load the model file"),
+        lambda e: cli("evaluate", _model_beside(e, cut=True), "--dataset", "digits"),
+        CliError,
+        "could not load the model file",
+    ),
     "cli_export_into_occupied_folder": (
-        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1/notes.txt")), CliError,
-        "is not empty; TF Serving versions are immutable"),
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1/notes.txt")),
+        CliError,
+        "is not empty; TF Serving versions are immutable",
+    ),
     "cli_export_overwrite_foreign_folder": (
         lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1/saved_model.pb"), "--overwrite"),
-        CliError, "holds no SavedModel written by tfflows"),
+        CliError,
+        "holds no SavedModel written by tfflows",
+    ),
     "cli_export_version_is_a_file": (
-        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1")), CliError, "is not a folder"),
+        lambda e: cli("export", e.keras_file(), _holding(e, "serving", "1")),
+        CliError,
+        "is not a folder",
+    ),
     "cli_sample_into_missing_folder": (
-        lambda e: cli("sample", e.keras_file(), "--out", str(e.tmp / "nowhere" / "s.png")), CliError,
-        "does not exist"),
+        lambda e: cli("sample", e.keras_file(), "--out", str(e.tmp / "nowhere" / "s.png")),
+        CliError,
+        "does not exist",
+    ),
     # section 4: corrupt and wrong model files, datasets that cannot be had
     "cli_evaluate_garbage_file": (
-        lambda e: cli("evaluate", _garbage(e, "x.keras"), "--dataset", "digits"), CliError,
-        "not a readable .keras model file"),
+        lambda e: cli("evaluate", _garbage(e, "x.keras"), "--dataset", "digits"),
+        CliError,
+        "not a readable .keras model file",
+    ),
     "cli_sample_truncated_file": (
-        lambda e: cli("sample", _truncated(e), "--out", str(e.tmp / "s.png")), CliError,
-        "not a readable .keras model file"),
-    "cli_export_garbage_file": (lambda e: cli("export", _garbage(e, "x.keras"), str(e.tmp / "out")),
-                                CliError, "not a readable .keras model file"),
-    "cli_evaluate_folder": (lambda e: cli("evaluate", str(e.tmp), "--dataset", "digits"), CliError,
-                            "got the folder"),
-    "cli_evaluate_not_keras": (lambda e: cli("evaluate", _garbage(e, "model.h5"), "--dataset", "digits"),
-                               CliError, "expected a .keras model file"),
-    "cli_evaluate_not_a_flow": (lambda e: cli("evaluate", _plain_keras_model(e), "--dataset", "digits"),
-                                CliError, "expected a tfflows flow model"),
+        lambda e: cli("sample", _truncated(e), "--out", str(e.tmp / "s.png")),
+        CliError,
+        "not a readable .keras model file",
+    ),
+    "cli_export_garbage_file": (
+        lambda e: cli("export", _garbage(e, "x.keras"), str(e.tmp / "out")),
+        CliError,
+        "not a readable .keras model file",
+    ),
+    "cli_evaluate_folder": (
+        lambda e: cli("evaluate", str(e.tmp), "--dataset", "digits"),
+        CliError,
+        "got the folder",
+    ),
+    "cli_evaluate_not_keras": (
+        lambda e: cli("evaluate", _garbage(e, "model.h5"), "--dataset", "digits"),
+        CliError,
+        "expected a .keras model file",
+    ),
+    "cli_evaluate_not_a_flow": (
+        lambda e: cli("evaluate", _plain_keras_model(e), "--dataset", "digits"),
+        CliError,
+        "expected a tfflows flow model",
+    ),
     "cli_train_unknown_dataset": (
         lambda e: cli("train", "--dataset", "no_such_dataset_tfflows", "--out", str(e.tmp / "run")),
-        CliError, "TFDS has no dataset 'no_such_dataset_tfflows'"),
+        CliError,
+        "TFDS has no dataset 'no_such_dataset_tfflows'",
+    ),
     "cli_train_offline_tfds": (
         lambda e: _offline(lambda: cli("train", "--dataset", "cifar10", "--out", str(e.tmp / "run"))),
-        CliError, "'cifar10' is not downloaded"),
+        CliError,
+        "'cifar10' is not downloaded",
+    ),
     # TarFlow's training and sampling options, given where they do nothing
     "cli_train_noise_for_glow": (
-        lambda e: _tiny_train(e, "--noise", "gaussian", "--out", str(e.tmp / "out")), CliError,
-        "--noise is a training option of --model tarflow, got --model glow"),
+        lambda e: _tiny_train(e, "--noise", "gaussian", "--out", str(e.tmp / "out")),
+        CliError,
+        "--noise is a training option of --model tarflow, got --model glow",
+    ),
     "cli_train_noise_std_without_gaussian_noise": (
         lambda e: _tiny_train(e, "--model", "tarflow", "--noise-std", "0.1", "--out", str(e.tmp / "out")),
-        CliError, "--noise-std is the std of --noise gaussian, got --noise uniform (the default)"),
+        CliError,
+        "--noise-std is the std of --noise gaussian, got --noise uniform (the default)",
+    ),
     "cli_train_label_dropout_unconditional": (
         lambda e: _tiny_train(e, "--model", "tarflow", "--label-dropout", "0.2", "--out", str(e.tmp / "out")),
-        CliError, "--label-dropout is for class-conditional models (--conditional)"),
+        CliError,
+        "--label-dropout is for class-conditional models (--conditional)",
+    ),
     "cli_train_label_dropout_one": (
-        lambda e: cli("train", "--model", "tarflow", "--label-dropout", "1"), CliError,
-        "expected a probability in [0, 1), got 1"),
+        lambda e: cli("train", "--model", "tarflow", "--label-dropout", "1"),
+        CliError,
+        "expected a probability in [0, 1), got 1",
+    ),
     "cli_sample_guidance_for_glow": (
         lambda e: cli("sample", e.keras_file(), "--guidance", "1.5", "--out", str(e.tmp / "s.png")),
-        CliError, "--guidance is for class-conditional TarFlow models (trained with --conditional), "
-                  "got an unconditional Glow"),
+        CliError,
+        "--guidance is for class-conditional TarFlow models (trained with --conditional), "
+        "got an unconditional Glow",
+    ),
     "cli_sample_denoise_for_glow": (
-        lambda e: cli("sample", e.keras_file(), "--denoise", "--out", str(e.tmp / "s.png")), CliError,
-        "--denoise is for TarFlow models trained with --noise gaussian, got a Glow"),
+        lambda e: cli("sample", e.keras_file(), "--denoise", "--out", str(e.tmp / "s.png")),
+        CliError,
+        "--denoise is for TarFlow models trained with --noise gaussian, got a Glow",
+    ),
     "cli_sample_guidance_nan": (
-        lambda e: cli("sample", e.keras_file(), "--guidance", "nan"), CliError,
-        "expected a finite number, got nan"),
+        lambda e: cli("sample", e.keras_file(), "--guidance", "nan"),
+        CliError,
+        "expected a finite number, got nan",
+    ),
 }
 
 # -- the SavedModel --------------------------------------------------------------------
 SAVEDMODEL_ROWS: dict[str, Row] = {
-    "serve_wrong_channels": (_serve("log_prob", images=np.zeros((1, 8, 8, 3), np.uint8)),
-                             tf.errors.InvalidArgumentError, "not compatible"),
+    "serve_wrong_channels": (
+        _serve("log_prob", images=np.zeros((1, 8, 8, 3), np.uint8)),
+        tf.errors.InvalidArgumentError,
+        "not compatible",
+    ),
     "serve_too_many_samples": (
         _serve("sample", num_samples=np.int32(10**6), temperature=np.float32(1), seed=np.int64(0)),
-        tf.errors.InvalidArgumentError, "num_samples must be in"),
+        tf.errors.InvalidArgumentError,
+        "num_samples must be in",
+    ),
     "serve_nan_temperature": (
         _serve("sample", num_samples=np.int32(2), temperature=np.float32(np.nan), seed=np.int64(0)),
-        tf.errors.InvalidArgumentError, "temperature must be finite"),
-    "serve_nan_latents": (_serve("decode", latents=np.full((1, 64), np.nan, np.float32)),
-                          tf.errors.InvalidArgumentError, "latents must be finite"),
-    "serve_float_levels_too_big": (_serve("log_prob_float", images=_images(1, 40.0)),
-                                   tf.errors.InvalidArgumentError, "pixel levels in [0, 32)"),
+        tf.errors.InvalidArgumentError,
+        "temperature must be finite",
+    ),
+    "serve_nan_latents": (
+        _serve("decode", latents=np.full((1, 64), np.nan, np.float32)),
+        tf.errors.InvalidArgumentError,
+        "latents must be finite",
+    ),
+    "serve_float_levels_too_big": (
+        _serve("log_prob_float", images=_images(1, 40.0)),
+        tf.errors.InvalidArgumentError,
+        "pixel levels in [0, 32)",
+    ),
     "serve_negative_samples": (
         _serve("sample", num_samples=np.int32(-1), temperature=np.float32(1), seed=np.int64(0)),
-        tf.errors.InvalidArgumentError, "num_samples must be in 0..4096"),
+        tf.errors.InvalidArgumentError,
+        "num_samples must be in 0..4096",
+    ),
     "serve_negative_temperature": (
         _serve("sample", num_samples=np.int32(2), temperature=np.float32(-0.5), seed=np.int64(0)),
-        tf.errors.InvalidArgumentError, "temperature must be >= 0"),
-    "serve_wrong_size": (_serve("log_prob", images=np.zeros((1, 4, 4, 1), np.uint8)),
-                         tf.errors.InvalidArgumentError, "not compatible"),
-    "serve_encode_wrong_size": (_serve("encode", images=np.zeros((2, 16, 16, 1), np.uint8)),
-                                tf.errors.InvalidArgumentError, "not compatible"),
-    "serve_latents_wrong_size": (_serve("decode", latents=np.zeros((1, 63), np.float32)),
-                                 tf.errors.InvalidArgumentError, "not compatible"),
-    "serve_inf_latents": (_serve("decode", latents=np.full((1, 64), np.inf, np.float32)),
-                          tf.errors.InvalidArgumentError, "latents must be finite"),
-    "serve_negative_float_levels": (_serve("log_prob_float", images=_images(1, -1.0)),
-                                    tf.errors.InvalidArgumentError, "pixel levels in [0, 32)"),
-    "serve_nan_float_levels": (_serve("log_prob_float", images=_images(1, np.nan)),
-                               tf.errors.InvalidArgumentError, "pixel levels in [0, 32)"),
+        tf.errors.InvalidArgumentError,
+        "temperature must be >= 0",
+    ),
+    "serve_wrong_size": (
+        _serve("log_prob", images=np.zeros((1, 4, 4, 1), np.uint8)),
+        tf.errors.InvalidArgumentError,
+        "not compatible",
+    ),
+    "serve_encode_wrong_size": (
+        _serve("encode", images=np.zeros((2, 16, 16, 1), np.uint8)),
+        tf.errors.InvalidArgumentError,
+        "not compatible",
+    ),
+    "serve_latents_wrong_size": (
+        _serve("decode", latents=np.zeros((1, 63), np.float32)),
+        tf.errors.InvalidArgumentError,
+        "not compatible",
+    ),
+    "serve_inf_latents": (
+        _serve("decode", latents=np.full((1, 64), np.inf, np.float32)),
+        tf.errors.InvalidArgumentError,
+        "latents must be finite",
+    ),
+    "serve_negative_float_levels": (
+        _serve("log_prob_float", images=_images(1, -1.0)),
+        tf.errors.InvalidArgumentError,
+        "pixel levels in [0, 32)",
+    ),
+    "serve_nan_float_levels": (
+        _serve("log_prob_float", images=_images(1, np.nan)),
+        tf.errors.InvalidArgumentError,
+        "pixel levels in [0, 32)",
+    ),
 }
 
 
@@ -405,7 +653,6 @@ def _nan_keras_file(env: Env) -> str:
     return path
 
 
-
 # -- issue 21 -----------------------------------------------------------------------------
 def _small_glow() -> tfflows.Glow:
     return tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5)
@@ -453,169 +700,342 @@ def _holding_lock(env: Env, call: Callable[[str], Any]) -> Any:
 
 # Class 2: data-dependent initialisation never stores a non-finite or degenerate statistic.
 INIT_ROWS: dict[str, Row] = {
-    "init_glow_on_no_images": (lambda e: _small_glow().initialize(np.zeros((0, 8, 8, 1), "float32")),
-                               ValueError, "data-dependent initialisation needs at least one example"),
+    "init_glow_on_no_images": (
+        lambda e: _small_glow().initialize(np.zeros((0, 8, 8, 1), "float32")),
+        ValueError,
+        "data-dependent initialisation needs at least one example",
+    ),
     "init_standardize_on_no_rows": (
         lambda e: tfflows.VectorRealNVP(2, num_steps=2, width=8, standardize=True).initialize(
-            np.zeros((0, 2), "float32")),
-        ValueError, "standardize: data-dependent initialisation needs at least one example, got an "
-                    "empty batch of shape [0, 2]"),
+            np.zeros((0, 2), "float32")
+        ),
+        ValueError,
+        "standardize: data-dependent initialisation needs at least one example, got an "
+        "empty batch of shape [0, 2]",
+    ),
     "init_standardize_std_overflows": (
         lambda e: tfflows.layers.StandardizeLayer().initialize(tf.constant([[3e38, 0.0], [-3e38, 1.0]])),
-        ValueError, "gave a non-finite standard deviation for 1 of 2 features/channels (first: index 0)"),
+        ValueError,
+        "gave a non-finite standard deviation for 1 of 2 features/channels (first: index 0)",
+    ),
     "init_actnorm_variance_overflows": (
-        lambda e: tfflows.layers.ActNormLayer(event_ndims=1).initialize(tf.constant([[3e38, 0.0], [-3e38, 1.0]])),
-        ValueError, "gave a non-finite variance"),
+        lambda e: tfflows.layers.ActNormLayer(event_ndims=1).initialize(
+            tf.constant([[3e38, 0.0], [-3e38, 1.0]])
+        ),
+        ValueError,
+        "gave a non-finite variance",
+    ),
     "init_actnorm_nan_input": (
         lambda e: tfflows.layers.ActNormLayer(event_ndims=1).initialize(tf.constant([[math.nan, 0.0]])),
-        ValueError, "expected finite inputs, got 1 inf or NaN values"),
+        ValueError,
+        "expected finite inputs, got 1 inf or NaN values",
+    ),
     "init_background_zero_epochs": (
-        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), epochs=0), ValueError,
-        "epochs: expected a positive integer, got 0"),
+        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), epochs=0),
+        ValueError,
+        "epochs: expected a positive integer, got 0",
+    ),
     "init_background_zero_time_limit": (
-        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), time_limit=0), ValueError,
-        "time_limit: expected a finite number of seconds > 0 or None, got 0"),
+        lambda e: tfflows.ood.train_background(_small_glow(), _levels(), time_limit=0),
+        ValueError,
+        "time_limit: expected a finite number of seconds > 0 or None, got 0",
+    ),
     "init_background_no_images": (
-        lambda e: tfflows.ood.train_background(_small_glow(), np.zeros((0, 8, 8, 1), np.uint8)), ValueError,
-        "images: expected at least one training image"),
+        lambda e: tfflows.ood.train_background(_small_glow(), np.zeros((0, 8, 8, 1), np.uint8)),
+        ValueError,
+        "images: expected at least one training image",
+    ),
     "init_standardize_inf_input": (
         lambda e: tfflows.layers.StandardizeLayer().initialize(tf.constant([[math.inf, 0.0], [1.0, 2.0]])),
-        ValueError, "expected finite inputs, got 1 inf or NaN values"),
+        ValueError,
+        "expected finite inputs, got 1 inf or NaN values",
+    ),
 }
 
 # Class 3: the OOD helpers refuse NaN instead of turning it into an answer.
 OOD_ROWS: dict[str, Row] = {
-    "ood_is_ood_nan_batch": (lambda e: _typicality_test().is_ood([math.nan, math.nan]), ValueError,
-                             "batch_nll: expected NLLs that are numbers, got 2 NaN of 2"),
-    "ood_is_ood_one_nan": (lambda e: _typicality_test().is_ood([1.0, math.nan]), ValueError,
-                           "got 1 NaN of 2 (the model could not score those examples; first at index 1)"),
-    "ood_statistic_nan": (lambda e: _typicality_test().statistic([math.nan]), ValueError,
-                          "batch_nll: expected NLLs that are numbers"),
-    "ood_statistic_empty": (lambda e: _typicality_test().statistic([]), ValueError,
-                            "batch_nll: expected at least one NLL, got none"),
+    "ood_is_ood_nan_batch": (
+        lambda e: _typicality_test().is_ood([math.nan, math.nan]),
+        ValueError,
+        "batch_nll: expected NLLs that are numbers, got 2 NaN of 2",
+    ),
+    "ood_is_ood_one_nan": (
+        lambda e: _typicality_test().is_ood([1.0, math.nan]),
+        ValueError,
+        "got 1 NaN of 2 (the model could not score those examples; first at index 1)",
+    ),
+    "ood_statistic_nan": (
+        lambda e: _typicality_test().statistic([math.nan]),
+        ValueError,
+        "batch_nll: expected NLLs that are numbers",
+    ),
+    "ood_statistic_empty": (
+        lambda e: _typicality_test().statistic([]),
+        ValueError,
+        "batch_nll: expected at least one NLL, got none",
+    ),
     "ood_is_ood_wrong_size": (lambda e: _typicality_test().is_ood([1.0]), ValueError, "expected 2 NLLs"),
-    "ood_flag_rate_nan": (lambda e: _typicality_test().flag_rate([1.0, math.nan, 2.0, 3.0]), ValueError,
-                          "nll: expected NLLs that are numbers, got 1 NaN of 4"),
-    "ood_typicality_nan_mean": (lambda e: tfflows.ood.typicality([1.0, 2.0], math.nan), ValueError,
-                                "train_mean_nll: expected a finite number of nats, got nan"),
-    "ood_typicality_inf_mean": (lambda e: tfflows.ood.typicality([1.0], math.inf), ValueError,
-                                "train_mean_nll: expected a finite number of nats, got inf"),
-    "ood_typicality_text_mean": (lambda e: tfflows.ood.typicality([1.0], "abc"), ValueError,
-                                 "train_mean_nll: expected a finite number of nats, got 'abc'"),
-    "ood_typicality_nan_nll": (lambda e: tfflows.ood.typicality([math.nan], 1.0), ValueError,
-                               "nll: expected NLLs that are numbers"),
+    "ood_flag_rate_nan": (
+        lambda e: _typicality_test().flag_rate([1.0, math.nan, 2.0, 3.0]),
+        ValueError,
+        "nll: expected NLLs that are numbers, got 1 NaN of 4",
+    ),
+    "ood_typicality_nan_mean": (
+        lambda e: tfflows.ood.typicality([1.0, 2.0], math.nan),
+        ValueError,
+        "train_mean_nll: expected a finite number of nats, got nan",
+    ),
+    "ood_typicality_inf_mean": (
+        lambda e: tfflows.ood.typicality([1.0], math.inf),
+        ValueError,
+        "train_mean_nll: expected a finite number of nats, got inf",
+    ),
+    "ood_typicality_text_mean": (
+        lambda e: tfflows.ood.typicality([1.0], "abc"),
+        ValueError,
+        "train_mean_nll: expected a finite number of nats, got 'abc'",
+    ),
+    "ood_typicality_nan_nll": (
+        lambda e: tfflows.ood.typicality([math.nan], 1.0),
+        ValueError,
+        "nll: expected NLLs that are numbers",
+    ),
     "ood_score_nan_train_mean": (
-        lambda e: tfflows.ood.score(e.glow(), _levels(2), train_mean_nll=math.nan), ValueError,
-        "train_mean_nll: expected a finite number of nats, got nan"),
-    "ood_score_nan_model": (lambda e: tfflows.ood.score(_nan_glow(), _levels(2)), ValueError,
-                            "score is NaN for 2 of 2 images (first: image 0)"),
-    "ood_test_nan_mean": (lambda e: tfflows.ood.TypicalityTest(math.nan, 1.0, 2, 0.01), ValueError,
-                          "train_mean: expected a finite number of nats, got nan"),
-    "ood_test_nan_threshold": (lambda e: tfflows.ood.TypicalityTest(1.0, math.nan, 2, 0.01), ValueError,
-                               "threshold: expected a finite number of nats >= 0, got nan"),
-    "ood_test_negative_threshold": (lambda e: tfflows.ood.TypicalityTest(1.0, -1.0, 2, 0.01), ValueError,
-                                    "threshold: expected a finite number of nats >= 0"),
-    "ood_test_bool_batch": (lambda e: tfflows.ood.TypicalityTest(1.0, 1.0, True, 0.01), ValueError,
-                            "batch_size: expected a positive integer, got True"),
-    "ood_test_fpr_nan": (lambda e: tfflows.ood.TypicalityTest(1.0, 1.0, 2, math.nan), ValueError,
-                         "fpr: expected a rate in (0, 1), got nan"),
+        lambda e: tfflows.ood.score(e.glow(), _levels(2), train_mean_nll=math.nan),
+        ValueError,
+        "train_mean_nll: expected a finite number of nats, got nan",
+    ),
+    "ood_score_nan_model": (
+        lambda e: tfflows.ood.score(_nan_glow(), _levels(2)),
+        ValueError,
+        "score is NaN for 2 of 2 images (first: image 0)",
+    ),
+    "ood_test_nan_mean": (
+        lambda e: tfflows.ood.TypicalityTest(math.nan, 1.0, 2, 0.01),
+        ValueError,
+        "train_mean: expected a finite number of nats, got nan",
+    ),
+    "ood_test_nan_threshold": (
+        lambda e: tfflows.ood.TypicalityTest(1.0, math.nan, 2, 0.01),
+        ValueError,
+        "threshold: expected a finite number of nats >= 0, got nan",
+    ),
+    "ood_test_negative_threshold": (
+        lambda e: tfflows.ood.TypicalityTest(1.0, -1.0, 2, 0.01),
+        ValueError,
+        "threshold: expected a finite number of nats >= 0",
+    ),
+    "ood_test_bool_batch": (
+        lambda e: tfflows.ood.TypicalityTest(1.0, 1.0, True, 0.01),
+        ValueError,
+        "batch_size: expected a positive integer, got True",
+    ),
+    "ood_test_fpr_nan": (
+        lambda e: tfflows.ood.TypicalityTest(1.0, 1.0, 2, math.nan),
+        ValueError,
+        "fpr: expected a rate in (0, 1), got nan",
+    ),
     "ood_fit_no_bootstrap": (
         lambda e: tfflows.ood.TypicalityTest.fit(np.arange(10.0), batch_size=2, num_bootstrap=0),
-        ValueError, "num_bootstrap: expected a positive integer, got 0"),
-    "ood_fit_nan_train": (lambda e: tfflows.ood.TypicalityTest.fit([1.0, math.nan], batch_size=2),
-                          ValueError, "train_nll: expected a 1-D array of at least 2 finite NLLs"),
-    "ood_evaluate_no_ood_sets": (lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {}), ValueError,
-                                 "ood_data: expected a dict {name: images} of at least one OOD set, got {}"),
-    "ood_evaluate_ood_list": (lambda e: tfflows.ood.evaluate(e.glow(), _levels(), [_levels()]), ValueError,
-                              "ood_data: expected a dict {name: images}"),
+        ValueError,
+        "num_bootstrap: expected a positive integer, got 0",
+    ),
+    "ood_fit_nan_train": (
+        lambda e: tfflows.ood.TypicalityTest.fit([1.0, math.nan], batch_size=2),
+        ValueError,
+        "train_nll: expected a 1-D array of at least 2 finite NLLs",
+    ),
+    "ood_evaluate_no_ood_sets": (
+        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {}),
+        ValueError,
+        "ood_data: expected a dict {name: images} of at least one OOD set, got {}",
+    ),
+    "ood_evaluate_ood_list": (
+        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), [_levels()]),
+        ValueError,
+        "ood_data: expected a dict {name: images}",
+    ),
     "ood_evaluate_empty_in_set": (
         lambda e: tfflows.ood.evaluate(e.glow(), np.zeros((0, 8, 8, 1), np.uint8), {"noise": _levels()}),
-        ValueError, "in_data: expected at least one image, got none"),
+        ValueError,
+        "in_data: expected at least one image, got none",
+    ),
     "ood_evaluate_empty_ood_set": (
         lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"blank": np.zeros((0, 8, 8, 1), np.uint8)}),
-        ValueError, "ood_data['blank']: expected at least one image, got none"),
+        ValueError,
+        "ood_data['blank']: expected at least one image, got none",
+    ),
     "ood_evaluate_empty_train_set": (
-        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"noise": _levels()},
-                                       train_data=np.zeros((0, 8, 8, 1), np.uint8)),
-        ValueError, "train_data: expected at least one image, got none"),
+        lambda e: tfflows.ood.evaluate(
+            e.glow(), _levels(), {"noise": _levels()}, train_data=np.zeros((0, 8, 8, 1), np.uint8)
+        ),
+        ValueError,
+        "train_data: expected at least one image, got none",
+    ),
     "ood_evaluate_typicality_without_train": (
         lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"noise": _levels()}, typicality_batch=2),
-        ValueError, "pass train_data too"),
+        ValueError,
+        "pass train_data too",
+    ),
     "ood_evaluate_typicality_batch_zero": (
-        lambda e: tfflows.ood.evaluate(e.glow(), _levels(), {"noise": _levels()}, train_data=_levels(),
-                                       typicality_batch=0),
-        ValueError, "typicality_batch: expected a positive integer or None, got 0"),
-    "ood_max_examples_zero": (lambda e: tfflows.ood.load_ood_images("noise", (8, 8, 1), max_examples=0),
-                              ValueError, "max_examples: expected a positive integer or None (all), got 0"),
+        lambda e: tfflows.ood.evaluate(
+            e.glow(), _levels(), {"noise": _levels()}, train_data=_levels(), typicality_batch=0
+        ),
+        ValueError,
+        "typicality_batch: expected a positive integer or None, got 0",
+    ),
+    "ood_max_examples_zero": (
+        lambda e: tfflows.ood.load_ood_images("noise", (8, 8, 1), max_examples=0),
+        ValueError,
+        "max_examples: expected a positive integer or None (all), got 0",
+    ),
     "ood_max_examples_negative": (
-        lambda e: tfflows.ood.load_ood_images("digits", (8, 8, 1), max_examples=-3), ValueError,
-        "max_examples: expected a positive integer or None (all), got -3"),
-    "ood_max_examples_bool": (lambda e: tfflows.ood.load_ood_images("constant", (8, 8, 1), max_examples=True),
-                              ValueError, "max_examples: expected a positive integer or None (all), got True"),
+        lambda e: tfflows.ood.load_ood_images("digits", (8, 8, 1), max_examples=-3),
+        ValueError,
+        "max_examples: expected a positive integer or None (all), got -3",
+    ),
+    "ood_max_examples_bool": (
+        lambda e: tfflows.ood.load_ood_images("constant", (8, 8, 1), max_examples=True),
+        ValueError,
+        "max_examples: expected a positive integer or None (all), got True",
+    ),
     "cli_score_negative_train_examples": (
         lambda e: cli("score", e.keras_file(), "--ood-dataset", "noise", "--train-examples", "-1"),
-        CliError, "expected an integer >= 0, got -1"),
+        CliError,
+        "expected an integer >= 0, got -1",
+    ),
 }
 
 # Class 4: flags and files that were accepted silently.
 FLAG_ROWS: dict[str, Row] = {
-    "csv_numeric_first_row": (lambda e: _train_csv(e, _csv(e, "n.csv", _rows_csv(20, b"1.5,2"))), CliError,
-                              "expected a header row naming the columns, got the numbers ['1.5', '2'] "
-                              "(a data row?)"),
-    "csv_duplicate_columns": (lambda e: _train_csv(e, _csv(e, "d.csv", _rows_csv(20, b"a,a"))), CliError,
-                              "expected distinct column names, got ['a'] more than once"),
-    "csv_unnamed_column": (lambda e: _train_csv(e, _csv(e, "u.csv", _rows_csv(20, b"a, "))), CliError,
-                           "expected a name for every column in the header row, got none for column(s) [2]"),
-    "csv_column_asked_twice": (lambda e: _train_csv(e, _csv(e, "t.csv", _rows_csv(20)), "--columns", "a,a"),
-                               CliError, "expected each column once in columns, got ['a'] twice"),
-    "csv_empty_columns_flag": (lambda e: _train_csv(e, _csv(e, "t.csv", _rows_csv(20)), "--columns", ""),
-                               CliError, "expected column names, comma-separated, got ['']"),
-    "csv_two_rows": (lambda e: _train_csv(e, _csv(e, "two.csv", _rows_csv(2))), CliError,
-                     "expected at least 10 training rows, got 2 rows of which 1 would train and 1 validate"),
-    "csv_eleven_rows": (lambda e: _train_csv(e, _csv(e, "eleven.csv", _rows_csv(11))), CliError,
-                        "got 11 rows of which 9 would train and 2 validate"),
-    "csv_latin1_byte": (lambda e: _train_csv(e, _csv(e, "latin.csv", _rows_csv(20) + b"caf\xe9,1\n")),
-                        CliError, "latin.csv: expected UTF-8 text, got the byte 0xe9 at byte"),
-    "csv_latin1_in_header": (lambda e: load_csv(_csv(e, "h.csv", b"r\xe9sum\xe9,b\n1,2\n")), ValueError,
-                             "h.csv: expected UTF-8 text, got the byte 0xe9 at byte 1 (line 1)"),
+    "csv_numeric_first_row": (
+        lambda e: _train_csv(e, _csv(e, "n.csv", _rows_csv(20, b"1.5,2"))),
+        CliError,
+        "expected a header row naming the columns, got the numbers ['1.5', '2'] (a data row?)",
+    ),
+    "csv_duplicate_columns": (
+        lambda e: _train_csv(e, _csv(e, "d.csv", _rows_csv(20, b"a,a"))),
+        CliError,
+        "expected distinct column names, got ['a'] more than once",
+    ),
+    "csv_unnamed_column": (
+        lambda e: _train_csv(e, _csv(e, "u.csv", _rows_csv(20, b"a, "))),
+        CliError,
+        "expected a name for every column in the header row, got none for column(s) [2]",
+    ),
+    "csv_column_asked_twice": (
+        lambda e: _train_csv(e, _csv(e, "t.csv", _rows_csv(20)), "--columns", "a,a"),
+        CliError,
+        "expected each column once in columns, got ['a'] twice",
+    ),
+    "csv_empty_columns_flag": (
+        lambda e: _train_csv(e, _csv(e, "t.csv", _rows_csv(20)), "--columns", ""),
+        CliError,
+        "expected column names, comma-separated, got ['']",
+    ),
+    "csv_two_rows": (
+        lambda e: _train_csv(e, _csv(e, "two.csv", _rows_csv(2))),
+        CliError,
+        "expected at least 10 training rows, got 2 rows of which 1 would train and 1 validate",
+    ),
+    "csv_eleven_rows": (
+        lambda e: _train_csv(e, _csv(e, "eleven.csv", _rows_csv(11))),
+        CliError,
+        "got 11 rows of which 9 would train and 2 validate",
+    ),
+    "csv_latin1_byte": (
+        lambda e: _train_csv(e, _csv(e, "latin.csv", _rows_csv(20) + b"caf\xe9,1\n")),
+        CliError,
+        "latin.csv: expected UTF-8 text, got the byte 0xe9 at byte",
+    ),
+    "csv_latin1_in_header": (
+        lambda e: load_csv(_csv(e, "h.csv", b"r\xe9sum\xe9,b\n1,2\n")),
+        ValueError,
+        "h.csv: expected UTF-8 text, got the byte 0xe9 at byte 1 (line 1)",
+    ),
     "cli_columns_on_image_dataset": (
-        lambda e: _tiny_train(e, "--columns", "a,b", "--out", str(e.tmp / "run")), CliError,
-        "--columns picks columns of a CSV file (--dataset FILE.csv), got --dataset 'digits'"),
+        lambda e: _tiny_train(e, "--columns", "a,b", "--out", str(e.tmp / "run")),
+        CliError,
+        "--columns picks columns of a CSV file (--dataset FILE.csv), got --dataset 'digits'",
+    ),
     "cli_columns_on_toy": (
-        lambda e: _tiny_train(e, "--model", "maf", "--dataset", "two_moons", "--columns", "x",
-                              "--out", str(e.tmp / "run")), CliError,
-        "got --dataset 'two_moons', which has none"),
+        lambda e: _tiny_train(
+            e, "--model", "maf", "--dataset", "two_moons", "--columns", "x", "--out", str(e.tmp / "run")
+        ),
+        CliError,
+        "got --dataset 'two_moons', which has none",
+    ),
     "cli_worker_index_without_workers": (
-        lambda e: _tiny_train(e, "--worker-index", "1", "--out", str(e.tmp / "run")), CliError,
-        "--worker-index 1 places this process in a cluster, got no cluster: give --workers N"),
+        lambda e: _tiny_train(e, "--worker-index", "1", "--out", str(e.tmp / "run")),
+        CliError,
+        "--worker-index 1 places this process in a cluster, got no cluster: give --workers N",
+    ),
     "cli_worker_index_zero_without_workers": (
-        lambda e: _tiny_train(e, "--worker-index", "0", "--out", str(e.tmp / "run")), CliError,
-        "--worker-index 0 places this process in a cluster"),
+        lambda e: _tiny_train(e, "--worker-index", "0", "--out", str(e.tmp / "run")),
+        CliError,
+        "--worker-index 0 places this process in a cluster",
+    ),
     "cli_workers_without_hosts": (
-        lambda e: _tiny_train(e, "--workers", "2", "--out", str(e.tmp / "run")), CliError,
-        "multi-worker training needs the cluster: expected worker_hosts"),
+        lambda e: _tiny_train(e, "--workers", "2", "--out", str(e.tmp / "run")),
+        CliError,
+        "multi-worker training needs the cluster: expected worker_hosts",
+    ),
     "cli_workers_count_against_hosts": (
-        lambda e: _tiny_train(e, "--workers", "3", "--worker-index", "0", "--worker-hosts",
-                              "localhost:1,localhost:2", "--out", str(e.tmp / "run")), CliError,
-        "workers: expected 2 (the number of worker_hosts"),
+        lambda e: _tiny_train(
+            e,
+            "--workers",
+            "3",
+            "--worker-index",
+            "0",
+            "--worker-hosts",
+            "localhost:1,localhost:2",
+            "--out",
+            str(e.tmp / "run"),
+        ),
+        CliError,
+        "workers: expected 2 (the number of worker_hosts",
+    ),
     "cli_worker_hosts_repeated": (
-        lambda e: _tiny_train(e, "--worker-index", "1", "--worker-hosts", "localhost:1,localhost:1",
-                              "--out", str(e.tmp / "run")), CliError, "worker_hosts: expected distinct addresses"),
+        lambda e: _tiny_train(
+            e, "--worker-index", "1", "--worker-hosts", "localhost:1,localhost:1", "--out", str(e.tmp / "run")
+        ),
+        CliError,
+        "worker_hosts: expected distinct addresses",
+    ),
     "cli_worker_index_past_hosts": (
-        lambda e: _tiny_train(e, "--worker-index", "2", "--worker-hosts", "localhost:1,localhost:2",
-                              "--out", str(e.tmp / "run")), CliError,
-        "worker_index: expected this worker's place in worker_hosts, 0..1, got 2"),
-    "glow_num_classes_bool": (lambda e: tfflows.Glow((8, 8, 1), num_classes=True), ValueError,
-                              "num_classes must be a positive integer, got True"),
-    "vector_context_dim_bool": (lambda e: tfflows.VectorRealNVP(2, context_dim=False), ValueError,
-                                "context_dim must be a positive integer, got False"),
-    "glow_num_steps_bool": (lambda e: tfflows.Glow((8, 8, 1), num_steps=True), ValueError,
-                            "num_steps must be a positive integer, got True"),
-    "sample_temperature_vector_tensor": (lambda e: e.glow().sample(2, temperature=tf.constant([0.7])),
-                                         ValueError, "temperature must be a finite number >= 0"),
-    "sample_temperature_nan_tensor": (lambda e: e.glow().sample(2, temperature=tf.constant(math.nan)),
-                                      ValueError, "temperature must be a finite number >= 0, got nan"),
+        lambda e: _tiny_train(
+            e, "--worker-index", "2", "--worker-hosts", "localhost:1,localhost:2", "--out", str(e.tmp / "run")
+        ),
+        CliError,
+        "worker_index: expected this worker's place in worker_hosts, 0..1, got 2",
+    ),
+    "glow_num_classes_bool": (
+        lambda e: tfflows.Glow((8, 8, 1), num_classes=True),
+        ValueError,
+        "num_classes must be a positive integer, got True",
+    ),
+    "vector_context_dim_bool": (
+        lambda e: tfflows.VectorRealNVP(2, context_dim=False),
+        ValueError,
+        "context_dim must be a positive integer, got False",
+    ),
+    "glow_num_steps_bool": (
+        lambda e: tfflows.Glow((8, 8, 1), num_steps=True),
+        ValueError,
+        "num_steps must be a positive integer, got True",
+    ),
+    "sample_temperature_vector_tensor": (
+        lambda e: e.glow().sample(2, temperature=tf.constant([0.7])),
+        ValueError,
+        "temperature must be a finite number >= 0",
+    ),
+    "sample_temperature_nan_tensor": (
+        lambda e: e.glow().sample(2, temperature=tf.constant(math.nan)),
+        ValueError,
+        "temperature must be a finite number >= 0, got nan",
+    ),
 }
+
 
 def _tarflow(**kwargs: Any) -> tfflows.TarFlow:
     options = dict(patch_size=4, num_steps=1, depth=1, width=8, heads=2, num_bits=5)
@@ -629,54 +1049,108 @@ def _jet(**kwargs: Any) -> tfflows.Jet:
 
 # New surfaces since the first table: TarFlow and Jet options (bool sizes refused since issue 21).
 TRANSFORMER_ROWS: dict[str, Row] = {
-    "tarflow_patch_not_dividing": (lambda e: _tarflow(patch_size=3), ValueError,
-                                   "height and width must be divisible by patch_size = 3, got 8x8"),
-    "tarflow_heads_not_dividing": (lambda e: _tarflow(width=10, heads=4), ValueError,
-                                   "width must be divisible by heads, got width=10 and heads=4"),
-    "tarflow_negative_noise_std": (lambda e: _tarflow(noise="gaussian", noise_std=-0.1), ValueError,
-                                   "noise_std must be a finite number > 0, got -0.1"),
+    "tarflow_patch_not_dividing": (
+        lambda e: _tarflow(patch_size=3),
+        ValueError,
+        "height and width must be divisible by patch_size = 3, got 8x8",
+    ),
+    "tarflow_heads_not_dividing": (
+        lambda e: _tarflow(width=10, heads=4),
+        ValueError,
+        "width must be divisible by heads, got width=10 and heads=4",
+    ),
+    "tarflow_negative_noise_std": (
+        lambda e: _tarflow(noise="gaussian", noise_std=-0.1),
+        ValueError,
+        "noise_std must be a finite number > 0, got -0.1",
+    ),
     "tarflow_unknown_noise": (lambda e: _tarflow(noise="pink"), ValueError, "noise must be one of"),
-    "tarflow_label_dropout_nan": (lambda e: _tarflow(num_classes=3, label_dropout=math.nan), ValueError,
-                                  "label_dropout must be in [0, 1), got nan"),
-    "tarflow_num_steps_bool": (lambda e: _tarflow(num_steps=True), ValueError,
-                               "num_steps must be a positive integer, got True"),
-    "tarflow_guidance_nan": (lambda e: _tarflow(num_classes=3).sample(2, guidance=math.nan, seed=0),
-                             ValueError, "guidance must be a finite number, got nan"),
-    "tarflow_denoise_without_noise": (lambda e: _tarflow().sample(2, denoise=True, seed=0), ValueError,
-                                      "denoise is for models trained with noise='gaussian'"),
-    "jet_no_couplings": (lambda e: _jet(num_steps=0), ValueError,
-                         "num_steps must be a positive integer, got 0"),
-    "jet_width_bool": (lambda e: _jet(width=True, heads=1), ValueError,
-                       "width must be a positive integer, got True"),
+    "tarflow_label_dropout_nan": (
+        lambda e: _tarflow(num_classes=3, label_dropout=math.nan),
+        ValueError,
+        "label_dropout must be in [0, 1), got nan",
+    ),
+    "tarflow_num_steps_bool": (
+        lambda e: _tarflow(num_steps=True),
+        ValueError,
+        "num_steps must be a positive integer, got True",
+    ),
+    "tarflow_guidance_nan": (
+        lambda e: _tarflow(num_classes=3).sample(2, guidance=math.nan, seed=0),
+        ValueError,
+        "guidance must be a finite number, got nan",
+    ),
+    "tarflow_denoise_without_noise": (
+        lambda e: _tarflow().sample(2, denoise=True, seed=0),
+        ValueError,
+        "denoise is for models trained with noise='gaussian'",
+    ),
+    "jet_no_couplings": (
+        lambda e: _jet(num_steps=0),
+        ValueError,
+        "num_steps must be a positive integer, got 0",
+    ),
+    "jet_width_bool": (
+        lambda e: _jet(width=True, heads=1),
+        ValueError,
+        "width must be a positive integer, got True",
+    ),
     "jet_patch_not_dividing": (lambda e: _jet(patch_size=5), ValueError, "divisible by patch_size = 5"),
 }
 
 # Class 5: bad input exits 2 (checked for every CLI row), naming what the user gave.
 EXIT_ROWS: dict[str, Row] = {
-    "cli_score_missing_model": (lambda e: cli("score", str(e.tmp / "none.keras"), "--ood-dataset", "noise"),
-                                CliError, "no model file at"),
-    "cli_sample_missing_model": (lambda e: cli("sample", str(e.tmp / "none.keras"), "--out",
-                                               str(e.tmp / "s.png")), CliError, "no model file at"),
-    "cli_export_missing_model": (lambda e: cli("export", str(e.tmp / "none.keras"), str(e.tmp / "out")),
-                                 CliError, "no model file at"),
+    "cli_score_missing_model": (
+        lambda e: cli("score", str(e.tmp / "none.keras"), "--ood-dataset", "noise"),
+        CliError,
+        "no model file at",
+    ),
+    "cli_sample_missing_model": (
+        lambda e: cli("sample", str(e.tmp / "none.keras"), "--out", str(e.tmp / "s.png")),
+        CliError,
+        "no model file at",
+    ),
+    "cli_export_missing_model": (
+        lambda e: cli("export", str(e.tmp / "none.keras"), str(e.tmp / "out")),
+        CliError,
+        "no model file at",
+    ),
     "cli_train_conditional_unlabelled": (
-        lambda e: _tiny_train(e, "--model", "maf", "--dataset", "two_moons", "--conditional",
-                              "--out", str(e.tmp / "run")), CliError,
-        "--conditional needs labelled data; two_moons has none"),
+        lambda e: _tiny_train(
+            e, "--model", "maf", "--dataset", "two_moons", "--conditional", "--out", str(e.tmp / "run")
+        ),
+        CliError,
+        "--conditional needs labelled data; two_moons has none",
+    ),
 }
 
 # Class 6: one run per folder.
 LOCK_ROWS: dict[str, Row] = {
     "cli_train_into_a_held_folder": (
-        lambda e: _holding_lock(e, lambda folder: _tiny_train(e, "--out", folder)), CliError,
-        f"is in use by another tfflows run: PID {os.getpid()} on host"),
+        lambda e: _holding_lock(e, lambda folder: _tiny_train(e, "--out", folder)),
+        CliError,
+        f"is in use by another tfflows run: PID {os.getpid()} on host",
+    ),
     "cli_train_resume_into_a_held_folder": (
-        lambda e: _holding_lock(e, lambda folder: _tiny_train(e, "--resume", "--out", folder)), CliError,
-        "wait for it to end or choose another --out"),
+        lambda e: _holding_lock(e, lambda folder: _tiny_train(e, "--resume", "--out", folder)),
+        CliError,
+        "wait for it to end or choose another --out",
+    ),
 }
 
-ROWS: dict[str, Row] = {**MODEL_ROWS, **TRAINING_ROWS, **DATA_ROWS, **CLI_ROWS, **SAVEDMODEL_ROWS,
-                        **INIT_ROWS, **OOD_ROWS, **FLAG_ROWS, **TRANSFORMER_ROWS, **EXIT_ROWS, **LOCK_ROWS}
+ROWS: dict[str, Row] = {
+    **MODEL_ROWS,
+    **TRAINING_ROWS,
+    **DATA_ROWS,
+    **CLI_ROWS,
+    **SAVEDMODEL_ROWS,
+    **INIT_ROWS,
+    **OOD_ROWS,
+    **FLAG_ROWS,
+    **TRANSFORMER_ROWS,
+    **EXIT_ROWS,
+    **LOCK_ROWS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -696,12 +1170,28 @@ def test_bad_input_gets_a_clear_error(row, tmp_path, shared):
 
 def test_cli_train_refusals_name_the_option(tmp_path):
     """Refusals before any training (moved here from test_cli.py, where each started a Python)."""
-    with pytest.raises(CliError, match="--model jet is an image flow; use it with image data, got vector data"):
-        cli("train", "--model", "jet", "--dataset", "two_moons", "--epochs", "1",
-            "--out", str(tmp_path / "a"))
+    with pytest.raises(
+        CliError, match="--model jet is an image flow; use it with image data, got vector data"
+    ):
+        cli(
+            "train", "--model", "jet", "--dataset", "two_moons", "--epochs", "1", "--out", str(tmp_path / "a")
+        )
     with pytest.raises(CliError, match="recompute"):
-        cli("train", "--model", "tarflow", "--patch-size", "4", "--steps", "1", "--epochs", "1",
-            "--backprop", "reversible", "--out", str(tmp_path / "b"))
+        cli(
+            "train",
+            "--model",
+            "tarflow",
+            "--patch-size",
+            "4",
+            "--steps",
+            "1",
+            "--epochs",
+            "1",
+            "--backprop",
+            "reversible",
+            "--out",
+            str(tmp_path / "b"),
+        )
     with pytest.raises(CliError) as info:
         cli("train", "--dtype", "float16", "--out", str(tmp_path / "c"))
     assert info.value.code == 2 and "--dtype" in str(info.value) and "mixed_float16" in str(info.value)
@@ -717,8 +1207,11 @@ def test_data_init_on_constant_images_keeps_scale_one_and_warns():
     from tfflows.layers import DataInitWarning
 
     model = _small_glow()
-    with pytest.warns(DataInitWarning, match=r"actnorm\w*: data-dependent initialisation found a zero "
-                                             r"variance for 4 of 4 features/channels"):
+    with pytest.warns(
+        DataInitWarning,
+        match=r"actnorm\w*: data-dependent initialisation found a zero "
+        r"variance for 4 of 4 features/channels",
+    ):
         model.initialize(np.full((4, 8, 8, 1), 16.0, np.float32))
     for layer in model.flow_layers:
         if layer.needs_data_init:
@@ -733,8 +1226,11 @@ def test_standardize_constant_feature_keeps_scale_one_and_warns():
 
     model = tfflows.VectorRealNVP(2, num_steps=2, width=8, standardize=True)
     x = np.array([[3.0, 1.0], [3.0, 2.0], [3.0, 4.0]], np.float32)
-    with pytest.warns(DataInitWarning, match=r"standardize: .* zero standard deviation for 1 of 2 "
-                                             r"features/channels \(0\)"):
+    with pytest.warns(
+        DataInitWarning,
+        match=r"standardize: .* zero standard deviation for 1 of 2 "
+        r"features/channels \(0\)",
+    ):
         model.initialize(x)
     layer = next(l for l in model.flow_layers if l.needs_data_init)
     np.testing.assert_allclose(layer.mean.numpy(), x.mean(0), rtol=1e-6)
@@ -756,7 +1252,9 @@ def test_a_refused_model_initialisation_is_all_or_nothing():
     conv = next(l for l in model.flow_layers if l.name.startswith("conv1x1_l0"))
     for weight in conv.trainable_weights:
         weight.assign(tf.fill(weight.shape, math.nan))
-    with pytest.raises(ValueError, match=r"actnorm_l1\w*: data-dependent initialisation expected finite inputs"):
+    with pytest.raises(
+        ValueError, match=r"actnorm_l1\w*: data-dependent initialisation expected finite inputs"
+    ):
         model.initialize(np.random.default_rng(0).uniform(0, 32, (16, 8, 8, 1)).astype("float32"))
     for layer in model.flow_layers:
         if layer.needs_data_init:
@@ -814,16 +1312,22 @@ def _file_size_limit(limit: int):
 def test_a_failed_write_exits_2_and_names_the_destination(tmp_path, shared, command):
     env = Env(tmp_path, shared)
     model_file = env.keras_file()
-    target = {"export": tmp_path / "serving" / "1", "sample": tmp_path / "s.png",
-              "save": tmp_path / "m.keras"}[command]
+    target = {
+        "export": tmp_path / "serving" / "1",
+        "sample": tmp_path / "s.png",
+        "save": tmp_path / "m.keras",
+    }[command]
     with _file_size_limit(4096):
         if command == "save":
             with pytest.raises(OSError) as info:
                 _glow().save(str(target))
             message = str(info.value)
         else:
-            argv = (["export", model_file, str(target.parent)] if command == "export" else
-                    ["sample", model_file, "--out", str(target), "--num", "50"])
+            argv = (
+                ["export", model_file, str(target.parent)]
+                if command == "export"
+                else ["sample", model_file, "--out", str(target), "--num", "50"]
+            )
             with pytest.raises(CliError) as info:
                 cli(*argv)
             assert info.value.code == 2, info.value
@@ -851,10 +1355,21 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     pid = _dead_pid()
-    (folder / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
-                                                "started": "2026-12-07 01:02:03 UTC", "command": "tfflows train"}))
-    with pytest.warns(StaleLockWarning, match=rf"took over the lock left by PID {pid} on host .*started "
-                                              r"2026-12-07 01:02:03 UTC .*that process no longer runs"):
+    (folder / LOCK_NAME).write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "host": socket.gethostname(),
+                "started": "2026-12-07 01:02:03 UTC",
+                "command": "tfflows train",
+            }
+        )
+    )
+    with pytest.warns(
+        StaleLockWarning,
+        match=rf"took over the lock left by PID {pid} on host .*started "
+        r"2026-12-07 01:02:03 UTC .*that process no longer runs",
+    ):
         with RunLock(folder) as lock:
             holder = json.loads((folder / LOCK_NAME).read_text())
             assert holder["pid"] == os.getpid() and lock.held
@@ -883,10 +1398,21 @@ def test_remove_leftovers_takes_only_tfflows_leftovers_of_gone_writers(tmp_path)
     from tfflows.io import remove_leftovers
 
     dead, alive = _dead_pid(), os.getpid()
-    ours = [f".epoch_003.tmp-{dead}-ab12cd34.keras", ".epoch_002.tmp-ab12cd34.keras",
-            f"checkpoints/.latest.tmp-{dead}-abcdefgh.weights.h5", f".results.tmp-{dead}-zz_00000.json"]
-    kept = [f".epoch_004.tmp-{alive}-ab12cd34.keras", ".notes.tmp-mine", "notes.tmp-ab12cd34.keras",
-            ".epoch_001.tmp-abc.keras", "epoch_001.keras", ".hidden", f".x.tmp-{dead}-ab12cd34.txt"]
+    ours = [
+        f".epoch_003.tmp-{dead}-ab12cd34.keras",
+        ".epoch_002.tmp-ab12cd34.keras",
+        f"checkpoints/.latest.tmp-{dead}-abcdefgh.weights.h5",
+        f".results.tmp-{dead}-zz_00000.json",
+    ]
+    kept = [
+        f".epoch_004.tmp-{alive}-ab12cd34.keras",
+        ".notes.tmp-mine",
+        "notes.tmp-ab12cd34.keras",
+        ".epoch_001.tmp-abc.keras",
+        "epoch_001.keras",
+        ".hidden",
+        f".x.tmp-{dead}-ab12cd34.txt",
+    ]
     for name in ours + kept:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")

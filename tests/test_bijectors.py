@@ -58,7 +58,8 @@ layer_cases = pytest.mark.parametrize("name", LAYER_CASE_NAMES, ids=LAYER_CASE_N
 # The fast tier checks each case's maths in float64; float32's round-off (which the CI checks
 # again with oneDNN flipped) is in the full suite.
 all_dtypes = pytest.mark.parametrize(
-    "dtype", [pytest.param(d, marks=pytest.mark.slow) if d == "float32" else d for d in DTYPES], ids=DTYPES)
+    "dtype", [pytest.param(d, marks=pytest.mark.slow) if d == "float32" else d for d in DTYPES], ids=DTYPES
+)
 
 
 def fresh(value, dtype) -> tf.Tensor:
@@ -170,6 +171,7 @@ def _forward_and_inverse(case):
         y_out, log_det = case.make_bijector().forward_and_log_det(x)
         x_out, inv_log_det = case.make_bijector().inverse_and_log_det(y)
         return y_out, log_det, x_out, inv_log_det
+
     return run
 
 
@@ -234,21 +236,30 @@ def test_chain_and_invert(name, dtype, assert_close):
 
     chain = tfb.Chain([case.make_bijector(), tfb.Identity()])
     assert_close("composed", chain.forward(fresh(x, dtype)), y, atol=tol, rtol=tol)
-    assert_close("composed", chain.forward_log_det_jacobian(fresh(x, dtype), nd), log_det,
-                 atol=tol, rtol=tol)
+    assert_close("composed", chain.forward_log_det_jacobian(fresh(x, dtype), nd), log_det, atol=tol, rtol=tol)
 
     inverted = tfb.Invert(case.make_bijector())
     assert_close("composed", inverted.inverse(fresh(x, dtype)), y, atol=tol, rtol=tol)
     assert_close("composed", inverted.forward(fresh(y, dtype)), x, atol=tol, rtol=tol)
-    assert_close("composed", inverted.forward_log_det_jacobian(fresh(y, dtype), latent_nd),
-                 -log_det, atol=tol, rtol=tol)
+    assert_close(
+        "composed",
+        inverted.forward_log_det_jacobian(fresh(y, dtype), latent_nd),
+        -log_det,
+        atol=tol,
+        rtol=tol,
+    )
 
     # Two bijectors: a scale by 3/2 after this one adds D·log(3/2).
     two = tfb.Chain([tfb.Scale(tf.constant(1.5, dtype)), case.make_bijector()])
     latent_size = math.prod(case.latent_event_shape)
     assert_close("composed", two.forward(fresh(x, dtype)), 1.5 * y, atol=tol, rtol=tol)
-    assert_close("composed", two.forward_log_det_jacobian(fresh(x, dtype), nd),
-                 log_det + latent_size * math.log(1.5), atol=tol, rtol=tol)
+    assert_close(
+        "composed",
+        two.forward_log_det_jacobian(fresh(x, dtype), nd),
+        log_det + latent_size * math.log(1.5),
+        atol=tol,
+        rtol=tol,
+    )
 
 
 @all_cases
@@ -260,11 +271,13 @@ def test_transformed_distribution_log_prob(name, dtype, assert_close):
     latent = case.latent_event_shape
     axes = tuple(range(-len(latent), 0))
     # The density of x by hand: a standard normal at f(x) plus the log-det.
-    want = (-0.5 * np.sum(y.astype(np.float64) ** 2, axis=axes)
-            - 0.5 * math.prod(latent) * math.log(2 * math.pi) + log_det)
+    want = (
+        -0.5 * np.sum(y.astype(np.float64) ** 2, axis=axes)
+        - 0.5 * math.prod(latent) * math.log(2 * math.pi)
+        + log_det
+    )
     if len(latent) == 1:
-        base = tfd.Independent(tfd.Normal(tf.zeros(latent, dtype), 1.0),
-                               reinterpreted_batch_ndims=1)
+        base = tfd.Independent(tfd.Normal(tf.zeros(latent, dtype), 1.0), reinterpreted_batch_ndims=1)
     else:
         base = tfd.Sample(tfd.Normal(tf.constant(0.0, dtype), 1.0), sample_shape=latent)
     flow = tfd.TransformedDistribution(base, bijector=tfb.Invert(case.make_bijector()))
@@ -333,17 +346,18 @@ def test_checkerboard_rejects_odd_spatial_size():
     with pytest.raises(ValueError, match=r"even height and width, got 5x4"):
         CouplingLayer(mask="checkerboard", hidden_channels=4).build((None, 5, 4, 2))
     with pytest.raises(ValueError, match=r"even height and width, got 5x4"):
-        AffineCoupling(_wrong_channels, mask="checkerboard").forward_and_log_det(
-            tf.zeros([1, 5, 4, 2]))
+        AffineCoupling(_wrong_channels, mask="checkerboard").forward_and_log_det(tf.zeros([1, 5, 4, 2]))
 
 
 def _wrong_channels(x, context=None):
     return tf.concat([x, x, x], axis=-1)  # 3× the input channels
 
 
-@pytest.mark.parametrize("mask, shape, want", [
-    ("channel", (1, 4, 4, 4), 4), ("checkerboard", (1, 4, 4, 2), 4), ("half", (1, 4), 4),
-], ids=["channel", "checkerboard", "half"])
+@pytest.mark.parametrize(
+    "mask, shape, want",
+    [("channel", (1, 4, 4, 4), 4), ("checkerboard", (1, 4, 4, 2), 4), ("half", (1, 4), 4)],
+    ids=["channel", "checkerboard", "half"],
+)
 def test_coupling_rejects_wrong_conditioner_output(mask, shape, want):
     x = tf.ones(shape)
     with pytest.raises(ValueError, match=rf"expected {want} channels.*got \d+"):
@@ -355,8 +369,7 @@ def test_coupling_rejects_wrong_conditioner_output(mask, shape, want):
 def test_spline_coupling_rejects_wrong_conditioner_output():
     # 2 moving entries × (3·2 − 1) spline parameters each.
     with pytest.raises(ValueError, match=r"expected 10 channels.*got 6"):
-        SplineCoupling(_wrong_channels, num_bins=2, mask="half").forward_and_log_det(
-            tf.ones([1, 4]))
+        SplineCoupling(_wrong_channels, num_bins=2, mask="half").forward_and_log_det(tf.ones([1, 4]))
 
 
 def test_coupling_layer_rejects_conditioner_with_wrong_channels():
@@ -368,15 +381,20 @@ def test_coupling_layer_rejects_conditioner_with_wrong_channels():
 def test_coupling_rejects_conditioner_changing_spatial_shape():
     def shrink(x, context=None):
         return tf.concat([x, x], axis=-1)[:, 1:]
+
     with pytest.raises(ValueError, match=r"keep the leading shape.*got output shape"):
         AffineCoupling(shrink, mask="channel").forward_and_log_det(tf.ones([2, 4, 4, 4]))
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    (dict(mask="diagonal"), r"mask must be one of .*got 'diagonal'"),
-    (dict(mask="channel", parity=2), r"parity must be 0 or 1, got 2"),
-    (dict(mask="channel", scale_fn="softplus"), r"scale_fn must be one of .*got 'softplus'"),
-], ids=["mask", "parity", "scale_fn"])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(mask="diagonal"), r"mask must be one of .*got 'diagonal'"),
+        (dict(mask="channel", parity=2), r"parity must be 0 or 1, got 2"),
+        (dict(mask="channel", scale_fn="softplus"), r"scale_fn must be one of .*got 'softplus'"),
+    ],
+    ids=["mask", "parity", "scale_fn"],
+)
 def test_coupling_rejects_bad_arguments(kwargs, expected):
     with pytest.raises(ValueError, match=expected):
         AffineCoupling(_wrong_channels, **kwargs)

@@ -23,8 +23,12 @@ HEAVY = ("tensorflow", "keras", "tensorflow_probability", "tfflows.models")
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **(env or {}),
+    }
     command = [sys.executable, "-m", "tfflows.cli", *args]
     return subprocess.run(command, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
 
@@ -32,8 +36,11 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def heavy_imports(*args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Runs ``python -X importtime -m tfflows.cli ARGS``; returns it and the heavy modules it imported."""
     proc = run(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     return proc, sorted(m for m in HEAVY if m in imported)
 
 
@@ -43,16 +50,23 @@ def test_importing_the_package_registers_the_models_exports_every_name_but_the_c
 
     (Merged from two tests that each started a Python to import tfflows.)
     """
-    code = ("import sys, tfflows; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'tfflows.models') if m in sys.modules)); "
-            "from tfflows import Glow, bijectors, export_saved_model; "
-            "assert tfflows.Glow is Glow and tfflows.models.Glow is Glow; "
-            "missing = [n for n in tfflows.__all__ if not hasattr(tfflows, n)]; "
-            "assert not missing, missing; assert set(tfflows.__all__) <= set(dir(tfflows)); "
-            "print(bijectors.__name__, tfflows.layers.__name__, callable(tfflows.make_optimizer))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"},
-                          timeout=300)
+    code = (
+        "import sys, tfflows; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'tfflows.models') if m in sys.modules)); "
+        "from tfflows import Glow, bijectors, export_saved_model; "
+        "assert tfflows.Glow is Glow and tfflows.models.Glow is Glow; "
+        "missing = [n for n in tfflows.__all__ if not hasattr(tfflows, n)]; "
+        "assert not missing, missing; assert set(tfflows.__all__) <= set(dir(tfflows)); "
+        "print(bijectors.__name__, tfflows.layers.__name__, callable(tfflows.make_optimizer))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded, exported = proc.stdout.strip().splitlines()
     assert loaded == "['keras', 'tensorflow', 'tfflows.models']"
@@ -61,14 +75,18 @@ def test_importing_the_package_registers_the_models_exports_every_name_but_the_c
     assert proc.returncode == 0 and heavy == [], heavy
 
 
-@pytest.mark.parametrize("args, code, shown", [
-    (["--help"], 0, "Normalizing flows"),
-    (["train", "--help"], 0, "--batch-size"),
-    (["evaluate", "--help"], 0, "model_path"),
-    (["score", "--help"], 0, "--ood-dataset"),
-    (["train", "--epochs", "0"], 2, "expected a positive integer"),
-    (["bogus"], 2, "invalid choice"),
-], ids=["help", "train_help", "evaluate_help", "score_help", "bad_epochs", "bad_command"])
+@pytest.mark.parametrize(
+    "args, code, shown",
+    [
+        (["--help"], 0, "Normalizing flows"),
+        (["train", "--help"], 0, "--batch-size"),
+        (["evaluate", "--help"], 0, "model_path"),
+        (["score", "--help"], 0, "--ood-dataset"),
+        (["train", "--epochs", "0"], 2, "expected a positive integer"),
+        (["bogus"], 2, "invalid choice"),
+    ],
+    ids=["help", "train_help", "evaluate_help", "score_help", "bad_epochs", "bad_command"],
+)
 def test_help_and_argument_errors_need_no_tensorflow(args, code, shown):
     proc, heavy = heavy_imports(*args)
     assert proc.returncode == code
@@ -88,8 +106,9 @@ def test_import_registers_the_classes_for_load_model(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     for first in ("keras, tfflows", "tfflows, keras"):  # either import order
         load = f"import {first}; m = keras.models.load_model({str(path)!r}); print(type(m).__name__)"
-        proc = subprocess.run([sys.executable, "-c", load], cwd=ROOT, capture_output=True, text=True,
-                              env=env, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", load], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stdout.strip() == "VectorRealNVP"
 
@@ -109,8 +128,11 @@ def _corrupt_files(folder: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("command", ["evaluate", "sample", "export"])
 def test_corrupt_model_files_give_one_line_and_a_nonzero_exit(tmp_path, command):
     for what, path in _corrupt_files(tmp_path).items():
-        extra = {"evaluate": ["--dataset", "digits"], "sample": ["--out", str(tmp_path / "s.png")],
-                 "export": [str(tmp_path / "export")]}[command]
+        extra = {
+            "evaluate": ["--dataset", "digits"],
+            "sample": ["--out", str(tmp_path / "s.png")],
+            "export": [str(tmp_path / "export")],
+        }[command]
         proc = run(command, str(path), *extra)
         assert proc.returncode == 2, (what, proc.stderr[-3000:])
         lines = [line for line in proc.stderr.splitlines() if line.startswith("tfflows")]
@@ -137,16 +159,51 @@ def test_debug_env_shows_the_traceback(tmp_path):
     assert "Traceback" in proc.stderr and "not a readable .keras model file" in proc.stderr
 
 
-@pytest.mark.parametrize("model, extra", [
-    ("tarflow", ["--depth", "1", "--conditional", "--noise", "gaussian", "--noise-std", "0.5",
-                 "--label-dropout", "0.2"]),
-    ("jet", ["--patch-size", "2"]),
-], ids=["tarflow", "jet"])
+@pytest.mark.parametrize(
+    "model, extra",
+    [
+        (
+            "tarflow",
+            [
+                "--depth",
+                "1",
+                "--conditional",
+                "--noise",
+                "gaussian",
+                "--noise-std",
+                "0.5",
+                "--label-dropout",
+                "0.2",
+            ],
+        ),
+        ("jet", ["--patch-size", "2"]),
+    ],
+    ids=["tarflow", "jet"],
+)
 def test_train_transformer_flows_on_digits(tmp_path, model, extra):
     out = tmp_path / model
-    proc = run("train", "--model", model, "--epochs", "1", "--steps-per-epoch", "2", "--steps", "2",
-               "--width", "16", "--heads", "2", "--batch-size", "16", *extra, "--out", str(out),
-               "--verbose", "0")
+    proc = run(
+        "train",
+        "--model",
+        model,
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--steps",
+        "2",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--batch-size",
+        "16",
+        *extra,
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "results.json").read_text())
     assert result["model"] == {"tarflow": "TarFlow", "jet": "Jet"}[model]
@@ -160,8 +217,7 @@ def test_train_transformer_flows_on_digits(tmp_path, model, extra):
         assert config["num_classes"] == 10 and config["label_dropout"] == 0.2
         assert config["noise"] == "gaussian" and config["noise_std"] == 0.5
     options = ["--guidance", "1.5", "--denoise"] if model == "tarflow" else []
-    sample = run("sample", str(out / "model.keras"), "--out", str(tmp_path / "s.png"), "--num", "2",
-                 *options)
+    sample = run("sample", str(out / "model.keras"), "--out", str(tmp_path / "s.png"), "--num", "2", *options)
     assert sample.returncode == 0, sample.stderr[-3000:]
     assert (tmp_path / "s.png").stat().st_size > 0
 
@@ -169,9 +225,29 @@ def test_train_transformer_flows_on_digits(tmp_path, model, extra):
 @pytest.mark.parametrize("policy,backprop", [("mixed_bfloat16", "reversible"), ("float64", "recompute")])
 def test_train_takes_a_dtype_policy_and_a_backprop_mode(tmp_path, policy, backprop):
     out = tmp_path / policy
-    proc = run("train", "--epochs", "1", "--steps-per-epoch", "2", "--steps", "1", "--levels", "1",
-               "--width", "8", "--batch-size", "16", "--dtype", policy, "--backprop", backprop,
-               "--out", str(out), "--verbose", "0")
+    proc = run(
+        "train",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--steps",
+        "1",
+        "--levels",
+        "1",
+        "--width",
+        "8",
+        "--batch-size",
+        "16",
+        "--dtype",
+        policy,
+        "--backprop",
+        backprop,
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "results.json").read_text())
     assert 0 < result["test_bits_per_dim"] < 8

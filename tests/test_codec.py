@@ -124,12 +124,15 @@ def test_probabilities_are_the_quantized_mixture_on_the_latent_range(tiny, image
         weight = weight / weight.sum(-1, keepdims=True)
         v = np.arange(lo, hi + 1)
         sig = lambda u: 1.0 / (1.0 + np.exp(-u))
-        direct = np.sum(weight[..., None] * (sig((v + 0.5 - mean) / scale) - sig((v - 0.5 - mean) / scale)), -2)
+        direct = np.sum(
+            weight[..., None] * (sig((v + 0.5 - mean) / scale) - sig((v - 0.5 - mean) / scale)), -2
+        )
         np.testing.assert_allclose(p, direct, rtol=1e-12, atol=1e-15)
         assert np.all(p.sum(-1) <= 1.0 + 1e-12)
 
 
 # -- refusals: one line each ------------------------------------------------------------------------
+
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
     text = str(err.value)
@@ -145,14 +148,17 @@ def test_refuses_another_models_file(tiny, images):
     _one_line(err)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: b"", "empty"),
-    (lambda d: d[:-7], "corrupted or truncated"),
-    (lambda d: d[:20], "truncated"),
-    (lambda d: d[:60] + bytes([d[60] ^ 0x10]) + d[61:], "corrupted"),
-    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "corrupted"),
-    (lambda d: b"PK\x03\x04" + d[4:], "not a tfflows codec file"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: b"", "empty"),
+        (lambda d: d[:-7], "corrupted or truncated"),
+        (lambda d: d[:20], "truncated"),
+        (lambda d: d[:60] + bytes([d[60] ^ 0x10]) + d[61:], "corrupted"),
+        (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "corrupted"),
+        (lambda d: b"PK\x03\x04" + d[4:], "not a tfflows codec file"),
+    ],
+)
 def test_refuses_damaged_files(tiny, images, damage, message):
     data = codec.compress(tiny, images[:3])
     with pytest.raises(CodecError, match=message) as err:
@@ -168,13 +174,16 @@ def test_refuses_a_header_that_claims_too_much(tiny, images):
         codec.decompress(tiny, bytes(data))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda x: x.astype(np.float32), "expected uint8 images"),
-    (lambda x: x.astype(np.int64), "expected uint8 images"),
-    (lambda x: x[:, :27], r"expected images of shape \(28, 28, 1\)"),
-    (lambda x: x[:0], "no images"),
-    (lambda x: x[:, :, :, 0], r"expected images of shape"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda x: x.astype(np.float32), "expected uint8 images"),
+        (lambda x: x.astype(np.int64), "expected uint8 images"),
+        (lambda x: x[:, :27], r"expected images of shape \(28, 28, 1\)"),
+        (lambda x: x[:0], "no images"),
+        (lambda x: x[:, :, :, 0], r"expected images of shape"),
+    ],
+)
 def test_refuses_images_it_cannot_code(tiny, images, bad, message):
     with pytest.raises(CodecError, match=message) as err:
         codec.compress(tiny, bad(images[:2]))
@@ -185,7 +194,9 @@ def test_refuses_levels_above_num_bits():
     model = IDF((8, 8, 1), num_bits=5, **TINY_CONFIG)
     model.build()
     x = np.full((1, 8, 8, 1), 40, np.uint8)
-    with pytest.raises(CodecError, match=r"pixel values must be in 0..31 \(num_bits=5\), got a maximum of 40"):
+    with pytest.raises(
+        CodecError, match=r"pixel values must be in 0..31 \(num_bits=5\), got a maximum of 40"
+    ):
         codec.compress(model, x)
 
 
@@ -196,6 +207,7 @@ def test_refuses_a_model_that_is_not_an_integer_flow():
 
 
 # -- the model ----------------------------------------------------------------------------------------
+
 
 def test_idf_saves_and_loads_with_the_same_fingerprint(tiny, images, tmp_path):
     path = str(tmp_path / "idf.keras")
@@ -237,6 +249,7 @@ def test_idf_rejects_bad_arguments():
 
 # -- the command line ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_file(tiny, tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("codec") / "tiny.keras")
@@ -266,13 +279,16 @@ def test_cli_round_trip(tiny_file, images, tmp_path, capsys):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / name)), images[i][..., 0])
 
 
-@pytest.mark.parametrize("case, message", [
-    ("corrupt", "tfflows decompress: the file is corrupted or truncated"),
-    ("other_model", "tfflows decompress: the file was compressed with another model"),
-    ("not_idf", "tfflows decompress: .* holds a Sequential; the codec needs an integer discrete flow"),
-    ("missing_model", "tfflows decompress: no model file at"),
-    ("exists", "tfflows decompress: .* exists; pass --overwrite"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("corrupt", "tfflows decompress: the file is corrupted or truncated"),
+        ("other_model", "tfflows decompress: the file was compressed with another model"),
+        ("not_idf", "tfflows decompress: .* holds a Sequential; the codec needs an integer discrete flow"),
+        ("missing_model", "tfflows decompress: no model file at"),
+        ("exists", "tfflows decompress: .* exists; pass --overwrite"),
+    ],
+)
 def test_cli_refuses_with_one_line_and_status_2(tiny_file, images, tmp_path, capsys, case, message):
     from tfflows.cli import main
 
@@ -302,8 +318,23 @@ def test_cli_trains_an_idf(tmp_path):
     from tfflows.cli import main
 
     out = str(tmp_path / "run")
-    args = ["train", "--model", "idf", "--dataset", "digits", "--epochs", "1", "--max-train", "64",
-            "--steps", "2", "--width", "8", "--out", out]
+    args = [
+        "train",
+        "--model",
+        "idf",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--max-train",
+        "64",
+        "--steps",
+        "2",
+        "--width",
+        "8",
+        "--out",
+        out,
+    ]
     assert main(args) == 0
     model = keras.models.load_model(os.path.join(out, "model.keras"))
     assert isinstance(model, IDF) and model.event_shape == (8, 8, 1) and model.num_bits == 5
@@ -338,6 +369,7 @@ def test_shipped_digits_model_codes_its_test_set_at_its_recorded_figure():
 
 
 # -- slow: the shipped model on the whole test set, and another process with oneDNN flipped -------------
+
 
 @pytest.fixture(scope="module")
 def shipped() -> IDF:
@@ -380,8 +412,14 @@ def test_another_process_with_onednn_flipped_decodes_the_same_bits(which, tiny_f
     file.write_bytes(codec.compress(model, x))
     env = dict(os.environ)
     env["TF_ENABLE_ONEDNN_OPTS"] = "0" if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0" else "1"
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                         env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, path, str(file), str(n), dataset], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH", "")]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS, path, str(file), str(n), dataset],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("same"), done.stderr[-2000:]

@@ -38,9 +38,15 @@ UNIT_ROUNDOFF = {"float32": float(np.finfo(np.float32).eps) / 2}
 
 def _layer(name: str, dtype: str, implementation: str) -> Conv2D:
     k, c_in, filters, _ = SHAPES[name]
-    layer = Conv2D(filters, k, implementation=implementation, activation=None, dtype=dtype,
-                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.3, seed=1),
-                   bias_initializer=keras.initializers.RandomNormal(stddev=0.3, seed=2))
+    layer = Conv2D(
+        filters,
+        k,
+        implementation=implementation,
+        activation=None,
+        dtype=dtype,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.3, seed=1),
+        bias_initializer=keras.initializers.RandomNormal(stddev=0.3, seed=2),
+    )
     layer.build((None, None, None, c_in))
     return layer
 
@@ -79,8 +85,11 @@ def _magnitudes(layer, x):
 
 
 def _layer_like(layer, dtype):
-    name = next(n for n, s in SHAPES.items() if s[0] == layer.kernel_size[0]
-                and s[1] == layer.kernel.shape[2] and s[2] == layer.filters)
+    name = next(
+        n
+        for n, s in SHAPES.items()
+        if s[0] == layer.kernel_size[0] and s[1] == layer.kernel.shape[2] and s[2] == layer.filters
+    )
     return _layer(name, dtype, "conv")
 
 
@@ -136,12 +145,10 @@ def test_each_shape_takes_the_documented_form(name, xla, monkeypatch):
     seen = []
     for form in ("_im2col_conv", "_shift_add_conv"):
         original = getattr(convolution, form)
-        monkeypatch.setattr(convolution, form,
-                            lambda *a, _f=form, _o=original: (seen.append(_f), _o(*a))[1])
+        monkeypatch.setattr(convolution, form, lambda *a, _f=form, _o=original: (seen.append(_f), _o(*a))[1])
     layer = _layer(name, "float32", "matmul")
     with xla_compiling(xla):
-        graph = tf.function(layer).get_concrete_function(
-            tf.TensorSpec([2, 6, 6, SHAPES[name][1]])).graph
+        graph = tf.function(layer).get_concrete_function(tf.TensorSpec([2, 6, 6, SHAPES[name][1]])).graph
     ops = {op.type for op in graph.get_operations()}
     form = SHAPES[name][3]
     if form == "im2col" and not xla:

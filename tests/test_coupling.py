@@ -58,15 +58,31 @@ def _random_conditioner(out: int, seed: int):
     return conditioner
 
 
-@pytest.mark.parametrize("mask, shape, make_old, transform", [
-    ("channel", (2, 4, 4, 4), lambda c: AffineCoupling(c, "channel", 1, "tanh"),
-     AffineTransform("tanh", maps_to_latent=True)),
-    ("checkerboard", (2, 4, 4, 2), lambda c: AffineCoupling(c, "checkerboard", 0, "sigmoid"),
-     AffineTransform("sigmoid", maps_to_latent=True)),
-    ("half", (3, 5), lambda c: AdditiveCoupling(c, "half", 0), make_transform("additive")),
-    ("half", (3, 5), lambda c: SplineCoupling(c, 4, 3.0, "half", 1),
-     SplineTransform(4, 3.0, entry_major=True)),
-], ids=["affine_channel", "affine_checkerboard", "additive_half", "spline_half"])
+@pytest.mark.parametrize(
+    "mask, shape, make_old, transform",
+    [
+        (
+            "channel",
+            (2, 4, 4, 4),
+            lambda c: AffineCoupling(c, "channel", 1, "tanh"),
+            AffineTransform("tanh", maps_to_latent=True),
+        ),
+        (
+            "checkerboard",
+            (2, 4, 4, 2),
+            lambda c: AffineCoupling(c, "checkerboard", 0, "sigmoid"),
+            AffineTransform("sigmoid", maps_to_latent=True),
+        ),
+        ("half", (3, 5), lambda c: AdditiveCoupling(c, "half", 0), make_transform("additive")),
+        (
+            "half",
+            (3, 5),
+            lambda c: SplineCoupling(c, 4, 3.0, "half", 1),
+            SplineTransform(4, 3.0, entry_major=True),
+        ),
+    ],
+    ids=["affine_channel", "affine_checkerboard", "additive_half", "spline_half"],
+)
 def test_old_classes_are_the_generic_coupling(mask, shape, make_old, transform):
     x = tf.constant(np.random.default_rng(0).normal(size=shape))
     parity = make_old(lambda v, c=None: v).parity
@@ -92,8 +108,18 @@ def test_spline_coupling_layer_is_the_generic_layer_with_its_old_config():
     assert {"mask", "parity", "num_bins", "bound", "hidden_units", "num_hidden"} <= set(config)
     assert not {"transform", "additive", "scale_fn"} & set(config)
     # A config saved before the redesign (old size names) loads.
-    old = {"name": "s", "trainable": True, "dtype": "float32", "event_ndims": 1, "mask": "half",
-           "parity": 1, "num_bins": 3, "bound": 2.0, "hidden_channels": 8, "num_blocks": 1}
+    old = {
+        "name": "s",
+        "trainable": True,
+        "dtype": "float32",
+        "event_ndims": 1,
+        "mask": "half",
+        "parity": 1,
+        "num_bins": 3,
+        "bound": 2.0,
+        "hidden_channels": 8,
+        "num_blocks": 1,
+    }
     loaded = SplineCouplingLayer.from_config(old)
     assert (loaded.hidden_channels, loaded.num_blocks, loaded.parity) == (8, 1, 1)
 
@@ -110,8 +136,7 @@ class GatedDense(keras.layers.Layer):
         self.units, self.output_units = units, output_units
         self.gate = keras.layers.Dense(units, activation="tanh", dtype=self.dtype_policy)
         self.value = keras.layers.Dense(units, dtype=self.dtype_policy)
-        self.out = keras.layers.Dense(output_units, kernel_initializer="zeros",
-                                      dtype=self.dtype_policy)
+        self.out = keras.layers.Dense(output_units, kernel_initializer="zeros", dtype=self.dtype_policy)
 
     def build(self, x_shape, context_shape=None):
         width = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -139,20 +164,33 @@ if "gated_dense" not in conditioner_names():
 class GatedFlow(FlowModel):
     """A user's model: couplings whose conditioner is the registered "gated_dense"."""
 
-    def __init__(self, dim: int = 3, num_layers: int = 2, num_classes: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, dim: int = 3, num_layers: int = 2, num_classes: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__((dim,), num_classes=num_classes, **kwargs)
         self.dim, self.num_layers = dim, num_layers
         self._finish_init()
 
     def _make_steps(self) -> list:
-        return [CouplingLayer("half", i % 2, scale_fn="scaled_sigmoid", conditioner="gated_dense",
-                              hidden_channels=8, name=f"coupling_{i}")
-                for i in range(self.num_layers)]
+        return [
+            CouplingLayer(
+                "half",
+                i % 2,
+                scale_fn="scaled_sigmoid",
+                conditioner="gated_dense",
+                hidden_channels=8,
+                name=f"coupling_{i}",
+            )
+            for i in range(self.num_layers)
+        ]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "dim": self.dim, "num_layers": self.num_layers,
-                "num_classes": self.num_classes}
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "num_layers": self.num_layers,
+            "num_classes": self.num_classes,
+        }
 
 
 def test_registry_holds_the_built_in_conditioners():
@@ -191,31 +229,54 @@ def test_user_registered_conditioner_trains_saves_and_loads(tmp_path):
 # --- masks refuse what they cannot split ----------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    (dict(mask="token_channel", indices=[0, 0]), r"indices must be a non-empty list of distinct"),
-    (dict(mask="token_spatial", indices=[]), r"indices must be a non-empty list"),
-    (dict(mask="checkerboard", indices=[0]), r"checkerboard mask takes no indices"),
-    (dict(mask="channel", transform="quadratic"), r"transform must be one of .*got 'quadratic'"),
-    (dict(mask="half", additive=True, transform="spline"), r"additive=True is transform='additive'"),
-    (dict(mask="half", transform="spline", num_bins=1), r"num_bins must be an integer >= 2, got 1"),
-    (dict(mask="token_channel", event_ndims=3), r"works on events of 2 dimensions"),
-    (dict(mask="half", conditioner="unet"), r"conditioner must be .*got 'unet'"),
-    (dict(mask="half", conditioner_options=[1]), r"conditioner_options must be a dict"),
-], ids=["duplicate", "empty", "checkerboard_indices", "transform", "additive_spline", "bins",
-        "event_ndims", "unknown_conditioner", "options"])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(mask="token_channel", indices=[0, 0]), r"indices must be a non-empty list of distinct"),
+        (dict(mask="token_spatial", indices=[]), r"indices must be a non-empty list"),
+        (dict(mask="checkerboard", indices=[0]), r"checkerboard mask takes no indices"),
+        (dict(mask="channel", transform="quadratic"), r"transform must be one of .*got 'quadratic'"),
+        (dict(mask="half", additive=True, transform="spline"), r"additive=True is transform='additive'"),
+        (dict(mask="half", transform="spline", num_bins=1), r"num_bins must be an integer >= 2, got 1"),
+        (dict(mask="token_channel", event_ndims=3), r"works on events of 2 dimensions"),
+        (dict(mask="half", conditioner="unet"), r"conditioner must be .*got 'unet'"),
+        (dict(mask="half", conditioner_options=[1]), r"conditioner_options must be a dict"),
+    ],
+    ids=[
+        "duplicate",
+        "empty",
+        "checkerboard_indices",
+        "transform",
+        "additive_spline",
+        "bins",
+        "event_ndims",
+        "unknown_conditioner",
+        "options",
+    ],
+)
 def test_coupling_layer_rejects_bad_arguments(kwargs, expected):
     with pytest.raises(ValueError, match=expected):
         CouplingLayer(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, shape, expected", [
-    (dict(mask="token_channel", indices=[6]), (None, 4, 6),
-     r"pick fewer than all of the 6 entries.*got \[6\]"),
-    (dict(mask="token_spatial", indices=[0, 1, 2, 3]), (None, 4, 6),
-     r"pick fewer than all of the 4 entries"),
-    (dict(mask="token_spatial"), (None, 1, 6), r"needs at least 2 tokens, got 1"),
-    (dict(mask="token_channel"), (None, 4, 1), r"needs at least 2 channels, got shape"),
-], ids=["feature_index", "every_token", "one_token", "one_feature"])
+@pytest.mark.parametrize(
+    "kwargs, shape, expected",
+    [
+        (
+            dict(mask="token_channel", indices=[6]),
+            (None, 4, 6),
+            r"pick fewer than all of the 6 entries.*got \[6\]",
+        ),
+        (
+            dict(mask="token_spatial", indices=[0, 1, 2, 3]),
+            (None, 4, 6),
+            r"pick fewer than all of the 4 entries",
+        ),
+        (dict(mask="token_spatial"), (None, 1, 6), r"needs at least 2 tokens, got 1"),
+        (dict(mask="token_channel"), (None, 4, 1), r"needs at least 2 channels, got shape"),
+    ],
+    ids=["feature_index", "every_token", "one_token", "one_feature"],
+)
 def test_token_masks_reject_events_they_cannot_split(kwargs, shape, expected):
     with pytest.raises(ValueError, match=expected):
         CouplingLayer(hidden_channels=8, conditioner_options={"heads": 2}, **kwargs).build(shape)
@@ -236,8 +297,7 @@ class _Shift(DataInitializedLayer):
     """A data-initialised step the base has never heard of: subtracts the data mean."""
 
     def build(self, x_shape, context_shape=None):
-        self.mean = self.add_weight(name="mean", shape=(x_shape[-1],), initializer="zeros",
-                                    trainable=False)
+        self.mean = self.add_weight(name="mean", shape=(x_shape[-1],), initializer="zeros", trainable=False)
         self._add_initialized_flag()
 
     def _set_from_data(self, x):
@@ -245,6 +305,7 @@ class _Shift(DataInitializedLayer):
 
     def bijector(self, context=None):
         from tfflows.bijectors import ElementwiseAffine
+
         mean = tf.convert_to_tensor(self.mean)
         return ElementwiseAffine(tf.zeros_like(mean), -mean, event_ndims=self.event_ndims)
 
@@ -270,9 +331,13 @@ class _ContractFlow(FlowModel):
         self._finish_init()
 
     def _make_steps(self):
-        return [ScalePixels(3, offset=-0.5), _Unpatch(name="unpatch"), _Shift(name="shift"),
-                CouplingLayer("channel", 0, conditioner="zeroconv", name="coupling"),
-                Flatten((2, 2, 4))]
+        return [
+            ScalePixels(3, offset=-0.5),
+            _Unpatch(name="unpatch"),
+            _Shift(name="shift"),
+            CouplingLayer("channel", 0, conditioner="zeroconv", name="coupling"),
+            Flatten((2, 2, 4)),
+        ]
 
 
 def test_model_base_uses_the_steps_declarations(assert_close):

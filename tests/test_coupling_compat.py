@@ -29,8 +29,16 @@ def expected():
 
 
 def test_every_fixture_is_here():
-    assert NAMES == sorted(["glow_additive", "glow_affine_conditional", "realnvp",
-                            "vector_glow_additive", "vector_nsf", "vector_realnvp"])
+    assert NAMES == sorted(
+        [
+            "glow_additive",
+            "glow_affine_conditional",
+            "realnvp",
+            "vector_glow_additive",
+            "vector_nsf",
+            "vector_realnvp",
+        ]
+    )
 
 
 @pytest.mark.parametrize("name", NAMES, ids=NAMES)

@@ -452,22 +452,38 @@ def test_digits_with_the_default_source_bits_are_refused_not_squashed():
     images = load_images("digits", "test")
     with pytest.raises(ValueError, match=r"maximum of 16.*source_bits=5"):
         make_dataset(images, num_bits=5)
-    inferred = np.concatenate(_collect(make_dataset(images, num_bits=5, source_bits=None, shuffle=False,
-                                                    dequantize=False)))
+    inferred = np.concatenate(
+        _collect(make_dataset(images, num_bits=5, source_bits=None, shuffle=False, dequantize=False))
+    )
     np.testing.assert_array_equal(inferred, images.astype(np.float32))
     with pytest.raises(ValueError, match=r"num_bits must be in 1..source_bits=5"):
         make_dataset(images, num_bits=8, source_bits=None)
 
 
-@pytest.mark.parametrize("top, source_bits, ok", [
-    (255, 8, True), (32, 8, True), (31, 8, False), (16, 5, True), (4, 5, True), (3, 5, False), (7, 3, True),
-    (0, 3, True), (32, 5, False), (200, 7, False)])
+@pytest.mark.parametrize(
+    "top, source_bits, ok",
+    [
+        (255, 8, True),
+        (32, 8, True),
+        (31, 8, False),
+        (16, 5, True),
+        (4, 5, True),
+        (3, 5, False),
+        (7, 3, True),
+        (0, 3, True),
+        (32, 5, False),
+        (200, 7, False),
+    ],
+)
 def test_source_range_rule(top, source_bits, ok):
     images = np.zeros((2, 2, 2, 1), np.uint8)
     images[0, 0, 0, 0] = top
     if ok:
-        x = np.concatenate(_collect(make_dataset(images, num_bits=1, source_bits=source_bits,
-                                                 dequantize=False, shuffle=False)))
+        x = np.concatenate(
+            _collect(
+                make_dataset(images, num_bits=1, source_bits=source_bits, dequantize=False, shuffle=False)
+            )
+        )
         assert x.max() == top >> (source_bits - 1)
     else:
         with pytest.raises(ValueError, match=rf"maximum of {top}"):

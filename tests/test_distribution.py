@@ -54,7 +54,7 @@ def randomize(model, scale: float = 0.1, seed: int = 0) -> None:
 def banana_log_prob(x):
     """Normalised: x₁ ~ N(0, 1), x₂ | x₁ ~ N(x₁² − 1, 1); log Z = 0, so every ELBO is ≤ 0."""
     x1, x2 = x[..., 0], x[..., 1]
-    return tfd.Normal(0.0, 1.0).log_prob(x1) + tfd.Normal(0.0, 1.0).log_prob(x2 - (x1 ** 2 - 1.0))
+    return tfd.Normal(0.0, 1.0).log_prob(x1) + tfd.Normal(0.0, 1.0).log_prob(x2 - (x1**2 - 1.0))
 
 
 def snapshot(model) -> list[np.ndarray]:
@@ -74,8 +74,9 @@ def test_vi_trains_every_weight(name):
     model = make(name)
     dist = model.distribution
     before = snapshot(model)
-    losses = tfp.vi.fit_surrogate_posterior(banana_log_prob, dist, keras.optimizers.SGD(0.05), num_steps=3,
-                                            sample_size=16, seed=(1, 2))
+    losses = tfp.vi.fit_surrogate_posterior(
+        banana_log_prob, dist, keras.optimizers.SGD(0.05), num_steps=3, sample_size=16, seed=(1, 2)
+    )
     assert np.all(np.isfinite(losses.numpy()))
     assert unmoved(model, before) == []
 
@@ -86,8 +87,15 @@ def test_vi_with_trainable_variables_trains_every_weight(name):
     model = make(name)
     dist = model.distribution
     before = snapshot(model)
-    tfp.vi.fit_surrogate_posterior(banana_log_prob, dist, keras.optimizers.SGD(0.05), num_steps=3,
-                                   sample_size=16, trainable_variables=dist.trainable_variables, seed=(1, 2))
+    tfp.vi.fit_surrogate_posterior(
+        banana_log_prob,
+        dist,
+        keras.optimizers.SGD(0.05),
+        num_steps=3,
+        sample_size=16,
+        trainable_variables=dist.trainable_variables,
+        seed=(1, 2),
+    )
     assert unmoved(model, before) == []
 
 
@@ -128,8 +136,8 @@ def test_trainable_variables_are_the_models_and_all_get_gradients(name):
 
 def gaussian_surrogate():
     return tfd.MultivariateNormalTriL(
-        loc=tf.Variable([0.0, 0.0]),
-        scale_tril=tfp.util.TransformedVariable(tf.eye(2), tfb.FillScaleTriL()))
+        loc=tf.Variable([0.0, 0.0]), scale_tril=tfp.util.TransformedVariable(tf.eye(2), tfb.FillScaleTriL())
+    )
 
 
 @pytest.mark.slow
@@ -138,12 +146,14 @@ def test_vi_flow_beats_gaussian_on_banana():
     steps = 150
     keras.utils.set_random_seed(0)
     gaussian = gaussian_surrogate()
-    gauss_losses = tfp.vi.fit_surrogate_posterior(banana_log_prob, gaussian, keras.optimizers.Adam(2e-2),
-                                                  steps, sample_size=32, seed=(1, 2)).numpy()
+    gauss_losses = tfp.vi.fit_surrogate_posterior(
+        banana_log_prob, gaussian, keras.optimizers.Adam(2e-2), steps, sample_size=32, seed=(1, 2)
+    ).numpy()
     model = VectorRealNVP(2, num_steps=4, width=16)
     flow = model.distribution
-    flow_losses = tfp.vi.fit_surrogate_posterior(banana_log_prob, flow, keras.optimizers.Adam(5e-3),
-                                                 steps, sample_size=32, seed=(1, 2)).numpy()
+    flow_losses = tfp.vi.fit_surrogate_posterior(
+        banana_log_prob, flow, keras.optimizers.Adam(5e-3), steps, sample_size=32, seed=(1, 2)
+    ).numpy()
 
     def final_elbo(q):
         x, log_q = q.experimental_sample_and_log_prob(4000, seed=(7, 7))
@@ -174,13 +184,19 @@ def test_distribution_held_across_fit_reports_the_new_density(assert_close):
     model.fit(data, epochs=2, batch_size=16, verbose=0)
     after_lp = dist.log_prob(x).numpy()
     assert np.max(np.abs(after_lp - before_lp)) > 1e-2
-    assert_close("held distribution vs model after fit", after_lp, model.log_prob(x).numpy(),
-                 atol=1e-5, rtol=1e-6)
+    assert_close(
+        "held distribution vs model after fit", after_lp, model.log_prob(x).numpy(), atol=1e-5, rtol=1e-6
+    )
     after_y = bijector.forward(z).numpy()  # the same tensor z as before
     assert np.max(np.abs(after_y - before_y.numpy())) > 1e-3
     assert_close("held bijector vs decode after fit", after_y, model.decode(z).numpy(), atol=1e-5, rtol=1e-6)
-    assert_close("held bijector inverse vs encode", bijector.inverse(x).numpy(), model.encode(x).numpy(),
-                 atol=1e-5, rtol=1e-6)
+    assert_close(
+        "held bijector inverse vs encode",
+        bijector.inverse(x).numpy(),
+        model.encode(x).numpy(),
+        atol=1e-5,
+        rtol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("name", ["vector_maf_affine", "vector_nsf"])
@@ -195,11 +211,19 @@ def test_no_stale_cache_after_a_weight_change(name, assert_close):
     randomize(model, seed=4)
     fresh = model.encode(tf.identity(x)).numpy()
     assert np.max(np.abs(fresh - held[0].numpy())) > 1e-3
-    for check, got in [("encode", model.encode(x)), ("bijector.inverse", model.bijector.inverse(x)),
-                       ("flow().forward", model.flow().forward(x))]:
+    for check, got in [
+        ("encode", model.encode(x)),
+        ("bijector.inverse", model.bijector.inverse(x)),
+        ("flow().forward", model.flow().forward(x)),
+    ]:
         assert_close(f"{check} after update", got.numpy(), fresh, atol=1e-6, rtol=1e-6)
-    assert_close("log_prob after update", dist.log_prob(x).numpy(), model.log_prob(tf.identity(x)).numpy(),
-                 atol=1e-5, rtol=1e-6)
+    assert_close(
+        "log_prob after update",
+        dist.log_prob(x).numpy(),
+        model.log_prob(tf.identity(x)).numpy(),
+        atol=1e-5,
+        rtol=1e-6,
+    )
     assert np.max(np.abs(dist.log_prob(x).numpy() - lp.numpy())) > 1e-3
 
 
@@ -210,19 +234,35 @@ def test_bijector_matches_tfp_conventions(assert_close):
     z = tf.constant(np.random.default_rng(6).standard_normal((3, 4, 2)).astype(np.float32))
     x, log_det = b.forward_and_log_det(z)
     assert x.shape == (3, 4, 2) and log_det.shape == (3, 4)
-    assert_close("fldj", b.forward_log_det_jacobian(z, event_ndims=1).numpy(), log_det.numpy(),
-                 atol=1e-5, rtol=1e-6)
-    assert_close("fldj event_ndims=2", b.forward_log_det_jacobian(z, event_ndims=2).numpy(),
-                 log_det.numpy().sum(-1), atol=1e-4, rtol=1e-6)
-    assert_close("ildj = −fldj", b.inverse_log_det_jacobian(tf.identity(x), event_ndims=1).numpy(),
-                 -log_det.numpy(), atol=1e-4, rtol=1e-5)
+    assert_close(
+        "fldj", b.forward_log_det_jacobian(z, event_ndims=1).numpy(), log_det.numpy(), atol=1e-5, rtol=1e-6
+    )
+    assert_close(
+        "fldj event_ndims=2",
+        b.forward_log_det_jacobian(z, event_ndims=2).numpy(),
+        log_det.numpy().sum(-1),
+        atol=1e-4,
+        rtol=1e-6,
+    )
+    assert_close(
+        "ildj = −fldj",
+        b.inverse_log_det_jacobian(tf.identity(x), event_ndims=1).numpy(),
+        -log_det.numpy(),
+        atol=1e-4,
+        rtol=1e-5,
+    )
     assert_close("round trip", b.inverse(tf.identity(x)).numpy(), z.numpy(), atol=1e-4, rtol=1e-5)
     with pytest.raises(ValueError, match="event_ndims must be an integer >= 1"):
         b.forward_log_det_jacobian(z, event_ndims=0)
     # The latent → data bijector over the base is the distribution.
     td = tfd.TransformedDistribution(model.base_distribution, b)
-    assert_close("TransformedDistribution(base, bijector)", td.log_prob(tf.identity(x)).numpy(),
-                 model.distribution.log_prob(x).numpy(), atol=1e-4, rtol=1e-5)
+    assert_close(
+        "TransformedDistribution(base, bijector)",
+        td.log_prob(tf.identity(x)).numpy(),
+        model.distribution.log_prob(x).numpy(),
+        atol=1e-4,
+        rtol=1e-5,
+    )
 
 
 # -- 3. conditional: contexts are the batch ---------------------------------
@@ -247,12 +287,22 @@ def test_conditional_shapes_and_values(conditional, assert_close):
     lp = dist.log_prob(x)
     assert lp.shape == (4, 3)
     for k in range(3):  # column k is scored under context k
-        assert_close("batch log_prob vs model", lp[:, k].numpy(),
-                     model.log_prob(x[:, k], np.full(4, k)).numpy(), atol=1e-5, rtol=1e-6)
+        assert_close(
+            "batch log_prob vs model",
+            lp[:, k].numpy(),
+            model.log_prob(x[:, k], np.full(4, k)).numpy(),
+            atol=1e-5,
+            rtol=1e-6,
+        )
     # Samples come from their own context: sample() is the decode of ε of shape [3, 2] with labels 0, 1, 2.
     eps = tf.random.stateless_normal([3, 2], seed=stateless_seed(9))
-    assert_close("sample is decode per context", dist.sample(seed=9).numpy(),
-                 model.decode(eps, labels).numpy(), atol=1e-5, rtol=1e-6)
+    assert_close(
+        "sample is decode per context",
+        dist.sample(seed=9).numpy(),
+        model.decode(eps, labels).numpy(),
+        atol=1e-5,
+        rtol=1e-6,
+    )
     # One pass for samples and their density agrees with scoring them afterwards.
     xs, lps = dist.experimental_sample_and_log_prob([2, 5], seed=(3, 3))
     assert xs.shape == (2, 5, 3, 2) and lps.shape == (2, 5, 3)
@@ -261,8 +311,13 @@ def test_conditional_shapes_and_values(conditional, assert_close):
     )
     # One event broadcasts against the batch of contexts.
     one = x[0, 0]
-    assert_close("broadcast event", dist.log_prob(one).numpy(),
-                 model.log_prob(tf.tile(one[None], [3, 1]), labels).numpy(), atol=1e-5, rtol=1e-6)
+    assert_close(
+        "broadcast event",
+        dist.log_prob(one).numpy(),
+        model.log_prob(tf.tile(one[None], [3, 1]), labels).numpy(),
+        atol=1e-5,
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match="does not broadcast with the batch shape"):
         dist.log_prob(tf.zeros((4, 2)))
 
@@ -298,8 +353,11 @@ def test_mixture_of_a_flow_over_contexts(conditional, assert_close):
     mix = tfd.MixtureSameFamily(tfd.Categorical(logits=logits), model.distribution_for([0, 1, 2]))
     x = np.random.default_rng(8).standard_normal((5, 2)).astype(np.float32)
     weights = np.exp(logits - np.log(np.exp(logits).sum()))
-    want = np.log(sum(weights[k] * np.exp(model.log_prob(x, np.full(5, k)).numpy().astype(np.float64))
-                      for k in range(3)))
+    want = np.log(
+        sum(
+            weights[k] * np.exp(model.log_prob(x, np.full(5, k)).numpy().astype(np.float64)) for k in range(3)
+        )
+    )
     assert_close("mixture log_prob", mix.log_prob(x).numpy(), want, atol=1e-4, rtol=1e-5)
     assert mix.sample(6, seed=(1, 1)).shape == (6, 2)
 
@@ -335,7 +393,7 @@ def test_seeds_are_deterministic_and_validated():
         assert np.min(np.abs(draw(3).numpy() - draw(4).numpy())) > 0
         assert np.min(np.abs(draw(pair).numpy() - draw((5, 4)).numpy())) > 0
         assert not np.allclose(draw(None).numpy(), draw(None).numpy())
-        for bad in (1.5, "7", True, [1, 2, 3], (1.0, 2.0), tf.constant([1.0, 2.0]), tf.constant(3), 2 ** 70):
+        for bad in (1.5, "7", True, [1, 2, 3], (1.0, 2.0), tf.constant([1.0, 2.0]), tf.constant(3), 2**70):
             with pytest.raises(ValueError, match="seed must be None, an int, or a stateless seed"):
                 draw(bad)
     # An int seed is the stateless seed [s, 0] for the model and the distribution alike.
@@ -351,15 +409,22 @@ def test_float64_data(conditional, assert_close):
     x64 = np.random.default_rng(12).standard_normal((5, 2))
     x32 = x64.astype(np.float32)
     want = model.log_prob(x32).numpy()
-    for check, got in [("model.log_prob", model.log_prob(x64)),
-                       ("distribution.log_prob", model.distribution.log_prob(tf.constant(x64))),
-                       ("distribution.prob", tf.math.log(model.distribution.prob(tf.constant(x64))))]:
+    for check, got in [
+        ("model.log_prob", model.log_prob(x64)),
+        ("distribution.log_prob", model.distribution.log_prob(tf.constant(x64))),
+        ("distribution.prob", tf.math.log(model.distribution.prob(tf.constant(x64)))),
+    ]:
         assert got.dtype == tf.float32
         assert_close(f"float64 {check}", got.numpy(), want, atol=1e-5, rtol=1e-5)
     assert model.encode(x64).dtype == tf.float32 and model.decode(x64).dtype == tf.float32
     assert_close("float64 encode", model.encode(x64).numpy(), model.encode(x32).numpy(), atol=1e-6, rtol=1e-6)
-    assert_close("float64 bijector", model.bijector.forward(tf.constant(x64)).numpy(),
-                 model.decode(x32).numpy(), atol=1e-5, rtol=1e-6)
+    assert_close(
+        "float64 bijector",
+        model.bijector.forward(tf.constant(x64)).numpy(),
+        model.decode(x32).numpy(),
+        atol=1e-5,
+        rtol=1e-6,
+    )
     cond = conditional.distribution_for([0, 1])
     assert cond.log_prob(tf.constant(x64[:2])).dtype == tf.float32
     with pytest.raises(ValueError, match="expected float32 or float64 data, got int32"):
@@ -376,11 +441,11 @@ def test_integer_pixels_score_as_the_model_does(assert_close):
     assert_close("distribution.log_prob uint8", got, want, atol=1e-5, rtol=1e-6)
     # The bin centres of the 5-bit levels: not the raw 0..255 values.
     centres = (pixels.astype(np.float32) // 8) + 0.5
-    assert_close("uint8 = bin centres", got, model.distribution.log_prob(centres).numpy(),
-                 atol=1e-5, rtol=1e-6)
+    assert_close(
+        "uint8 = bin centres", got, model.distribution.log_prob(centres).numpy(), atol=1e-5, rtol=1e-6
+    )
     # One unbatched image is an event, as TFP distributions take it.
-    assert_close("one image", model.distribution.log_prob(pixels[0]).numpy(), want[0],
-                 atol=1e-5, rtol=1e-6)
+    assert_close("one image", model.distribution.log_prob(pixels[0]).numpy(), want[0], atol=1e-5, rtol=1e-6)
     with pytest.raises(ValueError, match="pixels"):
         model.distribution.log_prob(np.full((1, 4, 4, 1), 300, np.int32))
 
@@ -388,19 +453,22 @@ def test_integer_pixels_score_as_the_model_does(assert_close):
 # -- 6. no closed form: clear errors ---------------------------------------------------
 
 
-@pytest.mark.parametrize("method,args,alternative", [
-    ("entropy", (), "tfflows.monte_carlo_entropy"),
-    ("mean", (), "dist.sample"),
-    ("mode", (), "gradient ascent"),
-    ("stddev", (), "reduce_variance"),
-    ("variance", (), "reduce_variance"),
-    ("covariance", (), "tfp.stats.covariance"),
-    ("cdf", ([0.0, 0.0],), "fraction of samples"),
-    ("log_cdf", ([0.0, 0.0],), "from samples"),
-    ("survival_function", ([0.0, 0.0],), "P\\(X > x\\)"),
-    ("log_survival_function", ([0.0, 0.0],), "from samples"),
-    ("quantile", (0.5,), "sample quantiles"),
-])
+@pytest.mark.parametrize(
+    "method,args,alternative",
+    [
+        ("entropy", (), "tfflows.monte_carlo_entropy"),
+        ("mean", (), "dist.sample"),
+        ("mode", (), "gradient ascent"),
+        ("stddev", (), "reduce_variance"),
+        ("variance", (), "reduce_variance"),
+        ("covariance", (), "tfp.stats.covariance"),
+        ("cdf", ([0.0, 0.0],), "fraction of samples"),
+        ("log_cdf", ([0.0, 0.0],), "from samples"),
+        ("survival_function", ([0.0, 0.0],), "P\\(X > x\\)"),
+        ("log_survival_function", ([0.0, 0.0],), "from samples"),
+        ("quantile", (0.5,), "sample quantiles"),
+    ],
+)
 def test_no_closed_form_raises_naming_the_alternative(method, args, alternative):
     dist = make("vector_realnvp").distribution
     with pytest.raises(NotImplementedError, match=f"{method}\\(\\) is not implemented.*{alternative}"):
@@ -446,8 +514,13 @@ def test_affine_flow_is_its_gaussian(assert_close):
     model = affine_glow()
     exact = gaussian_of(model)
     x = np.random.default_rng(14).standard_normal((6, 3)).astype(np.float32) * 2
-    assert_close("affine flow log_prob vs Gaussian", model.distribution.log_prob(x).numpy(),
-                 exact.log_prob(x.astype(np.float64)).numpy(), atol=1e-4, rtol=1e-5)
+    assert_close(
+        "affine flow log_prob vs Gaussian",
+        model.distribution.log_prob(x).numpy(),
+        exact.log_prob(x.astype(np.float64)).numpy(),
+        atol=1e-4,
+        rtol=1e-5,
+    )
     # Non-trivial: far from the standard normal.
     assert abs(float(exact.entropy()) - 1.5 * (1 + math.log(2 * math.pi))) > 0.3
 
@@ -460,8 +533,12 @@ def test_monte_carlo_entropy_and_kl_match_closed_forms():
     assert abs(float(h.estimate) - float(exact.entropy())) < 4 * float(h.standard_error)
     other = tfd.MultivariateNormalDiag(loc=[0.5, -0.5, 0.0], scale_diag=[1.5, 0.7, 1.0])
     kl = tfflows.monte_carlo_kl(model.distribution, other, 4000, seed=2)
-    want = float(tfd.kl_divergence(exact, tfd.MultivariateNormalDiag(
-        loc=np.array([0.5, -0.5, 0.0]), scale_diag=np.array([1.5, 0.7, 1.0]))))
+    want = float(
+        tfd.kl_divergence(
+            exact,
+            tfd.MultivariateNormalDiag(loc=np.array([0.5, -0.5, 0.0]), scale_diag=np.array([1.5, 0.7, 1.0])),
+        )
+    )
     assert want > 0.3 and abs(float(kl.estimate) - want) < 4 * float(kl.standard_error)
     # KL of a flow to itself is 0 exactly, sample by sample.
     same = tfflows.monte_carlo_kl(model.distribution, model.distribution, 100, seed=3)
@@ -472,8 +549,9 @@ def test_monte_carlo_entropy_and_kl_match_closed_forms():
     assert hn.estimate.shape == (2,)
     assert np.all(np.abs(hn.estimate.numpy() - normal.entropy().numpy()) < 4 * hn.standard_error.numpy())
     # Same seed, same estimate.
-    assert float(tfflows.monte_carlo_entropy(model.distribution, 50, seed=5).estimate) == \
-        float(tfflows.monte_carlo_entropy(model.distribution, 50, seed=5).estimate)
+    assert float(tfflows.monte_carlo_entropy(model.distribution, 50, seed=5).estimate) == float(
+        tfflows.monte_carlo_entropy(model.distribution, 50, seed=5).estimate
+    )
 
 
 def test_monte_carlo_helpers_reject_bad_arguments():
@@ -514,5 +592,6 @@ def test_distribution_inside_tf_function(jit, assert_close):
     assert_close("compiled sample log_prob", lp.numpy(), dist.log_prob(s).numpy(), atol=1e-4, rtol=1e-5)
     assert_close("compiled log_prob", lx.numpy(), model.log_prob(x).numpy(), atol=1e-4, rtol=1e-5)
     randomize(model, seed=17)  # the traced function reads the weights too
-    assert_close("compiled log_prob after update", run(x)[2].numpy(), model.log_prob(x).numpy(),
-                 atol=1e-4, rtol=1e-5)
+    assert_close(
+        "compiled log_prob after update", run(x)[2].numpy(), model.log_prob(x).numpy(), atol=1e-4, rtol=1e-5
+    )

@@ -72,16 +72,21 @@ def blocks_in(text: str, page: str) -> list[Block]:
     for i, fence in enumerate(fences):
         if fence.group(1) != "python":
             continue
-        before = text[:fence.start()].rstrip().splitlines()
+        before = text[: fence.start()].rstrip().splitlines()
         mark = before[-1].strip() if before else ""
         # "<!-- slow -->" or "<!-- slow: why -->" (and the same for process)
         process = mark.startswith(PROCESS_MARK[:-4])
         slow = process or mark.startswith(SLOW_MARK[:-4])
         expected = None
-        if i + 1 < len(fences) and fences[i + 1].group(1) == "text" \
-                and not text[fence.end():fences[i + 1].start()].strip():
+        if (
+            i + 1 < len(fences)
+            and fences[i + 1].group(1) == "text"
+            and not text[fence.end() : fences[i + 1].start()].strip()
+        ):
             expected = fences[i + 1].group(2)
-        found.append(Block(page, text[:fence.start()].count("\n") + 1, fence.group(2), expected, slow, process))
+        found.append(
+            Block(page, text[: fence.start()].count("\n") + 1, fence.group(2), expected, slow, process)
+        )
     return found
 
 
@@ -95,8 +100,9 @@ def _run_here(block: Block, where: str, namespace: dict) -> str:
         try:
             exec(compile(block.code, where, "exec"), namespace)
         except Exception as error:
-            raise AssertionError(f"{where} raised {type(error).__name__}: {error}\n"
-                                 f"--- block ---\n{block.code}") from error
+            raise AssertionError(
+                f"{where} raised {type(error).__name__}: {error}\n--- block ---\n{block.code}"
+            ) from error
     return out.getvalue()
 
 
@@ -113,8 +119,7 @@ def _run(blocks: list[Block], tmp_path: Path, monkeypatch) -> None:
         printed = _run_process(block, tmp_path) if block.process else _run_here(block, where, namespace)
         print(f"{where}: {time.perf_counter() - start:.1f} s")
         if block.expected is not None and not checker.check_output(block.expected, printed, flags):
-            raise AssertionError(f"{where} printed\n{printed}\n"
-                                 f"but the page says\n{block.expected}")
+            raise AssertionError(f"{where} printed\n{printed}\nbut the page says\n{block.expected}")
 
 
 def _run_process(block: Block, folder: Path) -> str:
@@ -122,13 +127,20 @@ def _run_process(block: Block, folder: Path) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-c", block.code], cwd=folder, env=env, capture_output=True,
-                            text=True, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        TF_CONFIG=json.dumps(tf_config),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", block.code], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+    )
     if result.returncode != 0:
-        raise AssertionError(f"{block.page}, block at line {block.line} exited with {result.returncode}:\n"
-                             f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{block.page}, block at line {block.line} exited with {result.returncode}:\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        )
     return result.stdout
 
 
@@ -147,8 +159,10 @@ def test_page_examples_slow(page, tmp_path, monkeypatch):
 
 
 def test_block_parser_pairs_output_and_marks():
-    text = ("text\n\n```python\nprint(1)\n```\n\n```text\n1\n```\n\n"
-            f"{SLOW_MARK}\n```python\nx = 2\n```\n\n```bash\nls\n```\n")
+    text = (
+        "text\n\n```python\nprint(1)\n```\n\n```text\n1\n```\n\n"
+        f"{SLOW_MARK}\n```python\nx = 2\n```\n\n```bash\nls\n```\n"
+    )
     first, second = blocks_in(text, "check.md")
     assert (first.code, first.expected, first.slow) == ("print(1)\n", "1\n", False)
     assert (second.code, second.expected, second.slow) == ("x = 2\n", None, True)
@@ -175,6 +189,7 @@ def test_readme_links_resolve():
 
 # -- the API reference --------------------------------------------------------
 
+
 def _extension():
     spec = importlib.util.spec_from_file_location("public_api", DOCS / "_ext" / "public_api.py")
     module = importlib.util.module_from_spec(spec)
@@ -185,15 +200,17 @@ def _extension():
 def _public_module_names() -> list[str]:
     import tfflows
 
-    return ["tfflows"] + [f"tfflows.{m.name}" for m in pkgutil.iter_modules(tfflows.__path__)
-                          if not m.name.startswith("_")]
+    return ["tfflows"] + [
+        f"tfflows.{m.name}" for m in pkgutil.iter_modules(tfflows.__path__) if not m.name.startswith("_")
+    ]
 
 
 def test_every_public_module_has_an_api_page():
     pages = {p: (DOCS / p).read_text(encoding="utf-8") for p in PAGES if p.startswith("api/")}
     for name in _public_module_names():
         assert any(re.search(rf"^::: {re.escape(name)}\s*$", text, re.M) for text in pages.values()), (
-            f"{name} has no page in docs/api/ with '::: {name}'")
+            f"{name} has no page in docs/api/ with '::: {name}'"
+        )
 
 
 def _griffe_warnings(search_path: Path, caplog) -> list[str]:
@@ -201,8 +218,12 @@ def _griffe_warnings(search_path: Path, caplog) -> list[str]:
 
     extension = _extension()
     with caplog.at_level(logging.WARNING, logger="mkdocs.plugins.tfflows_public_api"):
-        griffe.load("tfflows", search_paths=[str(search_path)], try_relative_path=False,
-                    extensions=griffe.load_extensions(extension.PublicAPI()))
+        griffe.load(
+            "tfflows",
+            search_paths=[str(search_path)],
+            try_relative_path=False,
+            extensions=griffe.load_extensions(extension.PublicAPI()),
+        )
     return [r.getMessage() for r in caplog.records if r.name == "mkdocs.plugins.tfflows_public_api"]
 
 
@@ -214,9 +235,11 @@ def test_every_public_name_and_method_has_a_docstring(caplog):
 def test_an_undocumented_public_name_is_reported(tmp_path, caplog):
     package = tmp_path / "tfflows"
     package.mkdir()
-    (package / "__init__.py").write_text('"""A package."""\n__all__ = ["documented", "bare", "LIMIT"]\n'
-                                         'def documented():\n    """Says what it does."""\n'
-                                         'def bare():\n    pass\nLIMIT = 3\n')
+    (package / "__init__.py").write_text(
+        '"""A package."""\n__all__ = ["documented", "bare", "LIMIT"]\n'
+        'def documented():\n    """Says what it does."""\n'
+        "def bare():\n    pass\nLIMIT = 3\n"
+    )
     warnings = _griffe_warnings(tmp_path, caplog)
     assert any("tfflows.bare" in w for w in warnings) and any("tfflows.LIMIT" in w for w in warnings)
     assert not any("documented" in w for w in warnings), warnings
@@ -224,8 +247,23 @@ def test_an_undocumented_public_name_is_reported(tmp_path, caplog):
 
 def _mkdocs(site: Path, config: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
-                           "--site-dir", str(site)], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(config),
+            "--site-dir",
+            str(site),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -236,8 +274,10 @@ def test_strict_build_fails_on_a_broken_reference_and_a_missing_docstring(tmp_pa
     shutil.copytree(ROOT / "tfflows", copy / "tfflows", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
     glossary = copy / "docs" / "glossary.md"
-    glossary.write_text(glossary.read_text(encoding="utf-8")
-                        + "\nSee [the missing page][tfflows.NoSuchThing].\n", encoding="utf-8")
+    glossary.write_text(
+        glossary.read_text(encoding="utf-8") + "\nSee [the missing page][tfflows.NoSuchThing].\n",
+        encoding="utf-8",
+    )
     clock = copy / "tfflows" / "clock.py"
     source = clock.read_text(encoding="utf-8")
     doc = re.search(r'(class TrainingClock[^\n]*\n)(    """.*?"""\n)', source, re.S)

@@ -23,14 +23,16 @@ LOW = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 # Tiny models: name -> (class, arguments, data kind).
 MODELS = {
     "glow": (Glow, dict(event_shape=(8, 8, 1), num_levels=2, num_steps=2, width=8), "images"),
-    "realnvp": (RealNVP, dict(event_shape=(8, 8, 1), num_levels=1, depth=1, width=8),
-                "images"),
+    "realnvp": (RealNVP, dict(event_shape=(8, 8, 1), num_levels=1, depth=1, width=8), "images"),
     "vector_realnvp": (VectorRealNVP, dict(event_shape=2, num_steps=2, width=8), "points"),
     "vector_glow": (VectorGlow, dict(event_shape=2, num_steps=2, width=8), "points"),
     "vector_nsf": (VectorNSF, dict(event_shape=2, num_steps=2, width=8, num_bins=4), "points"),
     "vector_maf_affine": (VectorMAF, dict(event_shape=2, num_steps=2, width=8), "points"),
-    "vector_maf_spline": (VectorMAF, dict(event_shape=2, num_steps=2, width=8, transform="spline",
-                                          num_bins=4), "points"),
+    "vector_maf_spline": (
+        VectorMAF,
+        dict(event_shape=2, num_steps=2, width=8, transform="spline", num_bins=4),
+        "points",
+    ),
 }
 
 
@@ -81,8 +83,9 @@ def glow_pair():
     m32.initialize(images(32))
     randomize(m32)
     m64 = Glow(**kwargs, dtype="float64")
-    m64.set_weights([w.astype(np.float64) if np.issubdtype(w.dtype, np.floating) else w
-                     for w in m32.get_weights()])
+    m64.set_weights(
+        [w.astype(np.float64) if np.issubdtype(w.dtype, np.floating) else w for w in m32.get_weights()]
+    )
     return m32, m64
 
 
@@ -93,8 +96,9 @@ def test_float64_glow_log_prob_is_float64_and_matches_float32(assert_close):
     lp32, lp64 = m32.log_prob(x), m64.log_prob(x)
     assert lp64.dtype == tf.float64 and lp32.dtype == tf.float32
     # Relative to |log_prob| (about 300 nats here): float32 round-off, not a different model.
-    assert_close("float64_vs_float32_log_prob", lp64.numpy(), lp32.numpy().astype(np.float64),
-                 atol=0.0, rtol=1e-4)
+    assert_close(
+        "float64_vs_float32_log_prob", lp64.numpy(), lp32.numpy().astype(np.float64), atol=0.0, rtol=1e-4
+    )
     # Not float32 maths upcast at the end: they differ by float32 round-off, not by zero.
     assert np.max(np.abs(lp64.numpy() - lp32.numpy())) > 0.0
 
@@ -127,12 +131,23 @@ def test_float64_model_log_det_matches_autodiff_jacobian(assert_close):
     assert_close("float64_model_jacobian", log_det.numpy(), want, atol=1e-8, rtol=1e-10)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: CouplingLayer("checkerboard", 1, scale_fn="tanh", conditioner="resnet",
-                          hidden_channels=8, num_blocks=1, dtype="float64"),
-    lambda: SplineCouplingLayer("half", 0, num_bins=4, hidden_units=8, dtype="float64"),
-    lambda: MaskedAutoregressiveLayer(8, 1, transform="spline", num_bins=4, dtype="float64"),
-], ids=["affine_coupling_resnet", "spline_coupling", "maf_spline"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CouplingLayer(
+            "checkerboard",
+            1,
+            scale_fn="tanh",
+            conditioner="resnet",
+            hidden_channels=8,
+            num_blocks=1,
+            dtype="float64",
+        ),
+        lambda: SplineCouplingLayer("half", 0, num_bins=4, hidden_units=8, dtype="float64"),
+        lambda: MaskedAutoregressiveLayer(8, 1, transform="spline", num_bins=4, dtype="float64"),
+    ],
+    ids=["affine_coupling_resnet", "spline_coupling", "maf_spline"],
+)
 def test_float64_layer_log_det_matches_autodiff_jacobian(make, assert_close):
     layer = make()
     shape = (3, 4, 4, 2) if layer.event_ndims == 3 else (3, 4)
@@ -160,8 +175,9 @@ def test_float64_model_trains_in_float64():
     history = model.fit(points(64), batch_size=16, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert {v.dtype for v in model.trainable_variables} == {"float64"}
-    assert {v.dtype for v in model.optimizer.variables if keras.backend.is_float_dtype(v.dtype)
-            and len(v.shape)} == {"float64"}
+    assert {
+        v.dtype for v in model.optimizer.variables if keras.backend.is_float_dtype(v.dtype) and len(v.shape)
+    } == {"float64"}
     assert model.loss_tracker.dtype == "float64"
 
 
@@ -278,13 +294,12 @@ def test_loss_scale_overflow_lowers_the_scale_and_training_goes_on(global_policy
     keras.utils.set_random_seed(0)
     model = Glow((8, 8, 1), num_levels=2, num_steps=2, width=8)
     # 2^30 times a loss of ~300 overflows every float16 conditioner gradient.
-    model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(3e-3),
-                                                      initial_scale=2.0 ** 30))
+    model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(3e-3), initial_scale=2.0**30))
     model.initialize(images(32))
     before = [v.numpy().copy() for v in model.trainable_variables]
     model.fit(images(320), batch_size=16, epochs=1, verbose=0)
     scale = float(model.optimizer.dynamic_scale.numpy())
-    assert scale < 2.0 ** 30
+    assert scale < 2.0**30
     assert int(model.nonfinite_steps.numpy()) == 0 and not model.stopped_on_nonfinite
     changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
     assert any(changed), "no update was applied after the scale came down"
@@ -333,10 +348,12 @@ def test_mixed_glow_keras_file_loads(policy, tmp_path, global_policy, assert_clo
     global_policy("float32")  # the file, not the global policy, decides
     loaded = keras.models.load_model(path)
     assert loaded.dtype_policy.name == policy
-    assert {layer.conditioner.compute_dtype for layer in loaded.flow_layers
-            if getattr(layer, "conditioner", None) is not None} == {LOW[policy]}
-    assert (policy == "mixed_float16") == isinstance(loaded.optimizer,
-                                                     keras.optimizers.LossScaleOptimizer)
+    assert {
+        layer.conditioner.compute_dtype
+        for layer in loaded.flow_layers
+        if getattr(layer, "conditioner", None) is not None
+    } == {LOW[policy]}
+    assert (policy == "mixed_float16") == isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
     assert_close("mixed_save_load", loaded.log_prob(x).numpy(), want, atol=0.0, rtol=1e-6)
 
 
@@ -351,12 +368,18 @@ def test_float64_glow_exports_the_float32_signatures_of_its_model_card(tmp_path,
     pixels = np.random.default_rng(3).integers(0, 256, size=(4, *m64.event_shape)).astype("uint8")
     out = serve["log_prob"](images=tf.constant(pixels))
     assert out["log_prob"].dtype == tf.float32 == out["bits_per_dim"].dtype
-    want = m64.log_prob(pixels)                    # float64, scored at the same bin centres
-    assert_close("float64_export_log_prob", out["log_prob"].numpy().astype(np.float64),
-                 want.numpy(), atol=0.0, rtol=1e-6)
+    want = m64.log_prob(pixels)  # float64, scored at the same bin centres
+    assert_close(
+        "float64_export_log_prob",
+        out["log_prob"].numpy().astype(np.float64),
+        want.numpy(),
+        atol=0.0,
+        rtol=1e-6,
+    )
     latents = serve["encode"](images=tf.constant(pixels))["latents"]
-    sampled = serve["sample"](num_samples=tf.constant(2), temperature=tf.constant(0.5),
-                              seed=tf.constant(1, tf.int64))
+    sampled = serve["sample"](
+        num_samples=tf.constant(2), temperature=tf.constant(0.5), seed=tf.constant(1, tf.int64)
+    )
     assert latents.dtype == sampled["images_float"].dtype == tf.float32
     # Every signature's outputs are declared float32 in the card, and are float32.
     for name, entry in card["signatures"].items():

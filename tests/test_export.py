@@ -39,18 +39,19 @@ RTOL = 1e-5
 
 MODELS = {
     # name: (constructor, export keyword arguments)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
-                                  num_bits=5), {}),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4,
-                                        num_bits=8), {}),
+    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5), {}),
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4, num_bits=8), {}),
     "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), {}),
-    "conditional_glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
-                                              num_bits=5, num_classes=3), {"max_samples": 64}),
+    "conditional_glow": (
+        lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5, num_classes=3),
+        {"max_samples": 64},
+    ),
     "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2), {}),
     "maf": (lambda: tfflows.VectorMAF(3, num_steps=2, width=8), {}),
 }
 IMAGE_MODELS = ("glow", "realnvp", "conditional_glow")
 CONDITIONAL = {"conditional_glow": "labels", "context_vector": "context"}
+
 
 def randomise(model, x, context, seed: int = 0) -> None:
     """Data-dependent ActNorm init, then every trainable weight nudged off its (often zero) start."""
@@ -62,7 +63,7 @@ def randomise(model, x, context, seed: int = 0) -> None:
 
 def grid_images(rng, n: int, num_bits: int) -> np.ndarray:
     """uint8 images whose values sit on the num_bits grid, as ``to_uint8`` writes them."""
-    levels = rng.integers(0, 2 ** num_bits, size=(n, H, W, C))
+    levels = rng.integers(0, 2**num_bits, size=(n, H, W, C))
     return to_uint8(levels + 0.5, num_bits)
 
 
@@ -88,8 +89,9 @@ def build_case(name: str, root: Path):
         bits = model.num_bits
         a["any_images"] = rng.integers(0, 256, size=(n, H, W, C)).astype("uint8")
         a["grid_images"] = grid_images(rng, n, bits)
-        a["levels"] = (rng.integers(0, 2 ** bits, size=(n, H, W, C))
-                       + rng.random((n, H, W, C))).astype("float32")
+        a["levels"] = (rng.integers(0, 2**bits, size=(n, H, W, C)) + rng.random((n, H, W, C))).astype(
+            "float32"
+        )
         randomise(model, centres(a["any_images"], bits), ctx)
     else:
         a["x"] = rng.normal(size=(n, 3)).astype("float32")
@@ -111,8 +113,16 @@ def build_case(name: str, root: Path):
     if image:
         requests["score"] = ["score", {"images": "any_images", **with_ctx}]
         bpd = -want["log_prob"] / (H * W * C * np.log(2.0))
-        png = np.array([len(tf.io.encode_png(im // 2 ** (8 - model.num_bits), compression=9).numpy())
-                        for im in a["any_images"]]) * 8.0 / (H * W * C)
+        png = (
+            np.array(
+                [
+                    len(tf.io.encode_png(im // 2 ** (8 - model.num_bits), compression=9).numpy())
+                    for im in a["any_images"]
+                ]
+            )
+            * 8.0
+            / (H * W * C)
+        )
         want["score"], want["complexity_bits_per_dim"] = bpd - png, png
         requests["log_prob_float"] = ["log_prob_float", {"images": "levels", **with_ctx}]
         want["log_prob_float"] = model.log_prob(a["levels"], ctx).numpy()
@@ -150,8 +160,7 @@ def build_case(name: str, root: Path):
 def add_empty_requests(name, model, a, requests, data_key, ctx_key, sample_ctx, scalars) -> None:
     """Requests with no examples, each named ``empty_<signature>``: valid, with empty outputs."""
     image = name in IMAGE_MODELS
-    a["empty_data"] = (np.zeros((0, H, W, C), "uint8") if image
-                       else np.zeros((0, model.num_dims), "float32"))
+    a["empty_data"] = np.zeros((0, H, W, C), "uint8") if image else np.zeros((0, model.num_dims), "float32")
     a["empty_latents"] = np.zeros((0, model.num_dims), "float32")
     a["zero"] = np.array(0, "int32")
     ctx0 = {}
@@ -187,12 +196,17 @@ def test_empty_batches_give_empty_outputs(served, name):
 def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, scalars) -> None:
     """Requests that must fail, each named ``bad_<what>``."""
     seed = {"seed": "seed"}
-    for rid, value in (("num_samples_negative", -3),
-                       ("num_samples_huge", MODELS[name][1].get("max_samples", MAX_SAMPLES) + 1)):
+    for rid, value in (
+        ("num_samples_negative", -3),
+        ("num_samples_huge", MODELS[name][1].get("max_samples", MAX_SAMPLES) + 1),
+    ):
         a[rid] = np.array(value, "int32")
         requests["bad_" + rid] = ["sample", {**scalars, "num_samples": rid, **seed, **sample_ctx}]
-    for rid, value in (("temperature_nan", np.nan), ("temperature_inf", np.inf),
-                       ("temperature_negative", -0.5)):
+    for rid, value in (
+        ("temperature_nan", np.nan),
+        ("temperature_inf", np.inf),
+        ("temperature_negative", -0.5),
+    ):
         a[rid] = np.array(value, "float32")
         requests["bad_" + rid] = ["sample", {**scalars, "temperature": rid, **seed, **sample_ctx}]
     a["nan_latents"] = np.full((1, model.num_dims), np.nan, "float32")
@@ -201,7 +215,7 @@ def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, s
         a["ctx1"] = a["ctx"][:1]
     requests["bad_latents_nan"] = ["decode", {"latents": "nan_latents", **ctx1}]
     if name in IMAGE_MODELS:
-        top = 2.0 ** model.num_bits
+        top = 2.0**model.num_bits
         for rid, value in (("level_too_big", top), ("level_negative", -0.25), ("level_nan", np.nan)):
             a[rid] = np.full((1, H, W, C), value, "float32")
             requests["bad_" + rid] = ["log_prob_float", {"images": rid, **ctx1}]
@@ -220,8 +234,11 @@ def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, s
         requests["bad_latents_too_short"] = ["decode", {"latents": "latents_too_short", **ctx1}]
     scored = {data_key: "any_images" if data_key == "images" else "x"}
     if name == "conditional_glow":
-        for rid, labels in (("label_too_big", [0, 1, 3, 0]), ("label_negative", [0, -1, 0, 0]),
-                            ("labels_too_few", [0, 1, 2])):
+        for rid, labels in (
+            ("label_too_big", [0, 1, 3, 0]),
+            ("label_negative", [0, -1, 0, 0]),
+            ("labels_too_few", [0, 1, 2]),
+        ):
             a[rid] = np.array(labels, "int32")
             requests["bad_" + rid] = ["log_prob", {**scored, "labels": rid}]
         a["two_labels"] = np.array([0, 1], "int32")
@@ -254,9 +271,23 @@ def served(tmp_path_factory):
             glow, tool, cli_out = plan[name]["path"], [saved_model_cli()], root / "cli_run"
             np.save(root / "pixels_200.npy", np.full((2, H, W, C), 200, np.uint8))
             procs["show"] = run_clean(tool + ["show", "--dir", glow, "--all"], cwd=str(root))
-            procs["run"] = run_clean(tool + ["run", "--dir", glow, "--tag_set", "serve", "--signature_def",
-                                        "log_prob", "--inputs", f"images={root / 'pixels_200.npy'}",
-                                        "--outdir", str(cli_out)], cwd=str(root))
+            procs["run"] = run_clean(
+                tool
+                + [
+                    "run",
+                    "--dir",
+                    glow,
+                    "--tag_set",
+                    "serve",
+                    "--signature_def",
+                    "log_prob",
+                    "--inputs",
+                    f"images={root / 'pixels_200.npy'}",
+                    "--outdir",
+                    str(cli_out),
+                ],
+                cwd=str(root),
+            )
     (root / "plan.tmp").write_text(json.dumps(plan))
     os.replace(root / "plan.tmp", root / "plan.json")
     done = {k: p.communicate(timeout=600) for k, p in procs.items()}
@@ -265,8 +296,16 @@ def served(tmp_path_factory):
     report = json.loads((root / "report.json").read_text())
     with np.load(root / "outputs.npz") as f:
         outputs = {k: f[k] for k in f.files}
-    return {"root": root, "plan": plan, "want": want, "models": models, "report": report,
-            "outputs": outputs, "show": done["show"][0], "cli_out": cli_out}
+    return {
+        "root": root,
+        "plan": plan,
+        "want": want,
+        "models": models,
+        "report": report,
+        "outputs": outputs,
+        "show": done["show"][0],
+        "cli_out": cli_out,
+    }
 
 
 def got(served, name: str, request: str, output: str) -> np.ndarray:
@@ -283,6 +322,7 @@ def error(served, name: str, request: str) -> tuple[str, str]:
 
 
 # -- loading without tfflows --------------------------------------------------
+
 
 def test_saved_models_load_and_run_without_tfflows_or_tfp(served):
     report = served["report"]
@@ -301,20 +341,22 @@ def test_layout_is_tf_serving_with_a_model_card(served):
         assert not (path / "keras_metadata.pb").exists()
         card = json.loads((path / "assets.extra" / "model_card.json").read_text())
         assert card["model"] == type(served["models"][name]).__name__
-        assert card == json.loads(json.dumps(describe_signatures(served["models"][name],
-                                                                 **MODELS[name][1])))
+        assert card == json.loads(json.dumps(describe_signatures(served["models"][name], **MODELS[name][1])))
 
 
 def test_model_card_describes_every_signature_truly(served):
     for name in MODELS:
-        card = json.loads((Path(served["plan"][name]["path"]) / "assets.extra" /
-                           "model_card.json").read_text())["signatures"]
+        card = json.loads(
+            (Path(served["plan"][name]["path"]) / "assets.extra" / "model_card.json").read_text()
+        )["signatures"]
         specs = served["report"]["specs"][name]
         assert set(card) == set(specs)
         for signature, spec in specs.items():
             for side in ("inputs", "outputs"):
-                described = {k: [v["dtype"], [None if d == -1 else d for d in v["shape"]]]
-                             for k, v in card[signature][side].items()}
+                described = {
+                    k: [v["dtype"], [None if d == -1 else d for d in v["shape"]]]
+                    for k, v in card[signature][side].items()
+                }
                 assert described == spec[side], f"{name}:{signature} {side}"
 
 
@@ -347,6 +389,7 @@ def test_signatures_and_their_inputs(served):
 
 # -- the same numbers as the Keras model ---------------------------------------
 
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_log_prob_matches_the_keras_model(served, name, assert_close):
     want = served["want"][name]["log_prob"]
@@ -357,8 +400,13 @@ def test_log_prob_matches_the_keras_model(served, name, assert_close):
         dims = H * W * C
         bpd = got(served, name, "log_prob", "bits_per_dim")
         assert_close("served bits/dim", bpd, -want / (dims * np.log(2.0)), atol=0, rtol=RTOL)
-        assert_close("served log_prob_float", got(served, name, "log_prob_float", "log_prob"),
-                     served["want"][name]["log_prob_float"], atol=0, rtol=RTOL)
+        assert_close(
+            "served log_prob_float",
+            got(served, name, "log_prob_float", "log_prob"),
+            served["want"][name]["log_prob_float"],
+            atol=0,
+            rtol=RTOL,
+        )
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
@@ -368,8 +416,13 @@ def test_score_is_complexity_corrected_bits_per_dim_without_tfflows(served, name
     # PNG bytes are exact integers; the clean process computed them without tfflows.
     np.testing.assert_array_equal(complexity, want["complexity_bits_per_dim"].astype("float32"))
     assert_close("served score", got(served, name, "score", "score"), want["score"], atol=1e-4, rtol=RTOL)
-    assert_close("score's bits/dim", got(served, name, "score", "bits_per_dim"),
-                 got(served, name, "log_prob", "bits_per_dim"), atol=0, rtol=RTOL)
+    assert_close(
+        "score's bits/dim",
+        got(served, name, "score", "bits_per_dim"),
+        got(served, name, "log_prob", "bits_per_dim"),
+        atol=0,
+        rtol=RTOL,
+    )
 
 
 def test_uint8_pixels_are_reduced_to_num_bits_and_scored_at_the_bin_centre(served):
@@ -378,8 +431,9 @@ def test_uint8_pixels_are_reduced_to_num_bits_and_scored_at_the_bin_centre(serve
     run = served["cli_out"]
     want = model.log_prob(np.full((2, H, W, C), 25.5, "float32")).numpy()
     np.testing.assert_allclose(np.load(run / "log_prob.npy"), want, rtol=RTOL)
-    np.testing.assert_allclose(np.load(run / "bits_per_dim.npy"),
-                               -want / (H * W * C * np.log(2.0)), rtol=RTOL)
+    np.testing.assert_allclose(
+        np.load(run / "bits_per_dim.npy"), -want / (H * W * C * np.log(2.0)), rtol=RTOL
+    )
     other = model.log_prob(np.full((2, H, W, C), 24.5, "float32")).numpy()
     assert not np.allclose(want, other)
 
@@ -401,8 +455,13 @@ def test_samples_are_deterministic_and_match_the_keras_model(served, name, asser
         # Equal up to pixels that sit within float noise of a level boundary.
         assert np.mean(images == to_uint8(want, bits)) > 0.99
     if name == "conditional_glow":
-        assert_close("served sample", got(served, name, "sample_each", "images_float"),
-                     served["want"][name]["sample_each"], atol=1e-4, rtol=RTOL)
+        assert_close(
+            "served sample",
+            got(served, name, "sample_each", "images_float"),
+            served["want"][name]["sample_each"],
+            atol=1e-4,
+            rtol=RTOL,
+        )
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -412,8 +471,13 @@ def test_encode_decode_round_trip(served, name, assert_close):
     arrays = np.load(served["plan"][name]["arrays"])
     if name in IMAGE_MODELS:
         bits = served["models"][name].num_bits
-        assert_close("served decode", got(served, name, "decode", "images_float"),
-                     centres(arrays["grid_images"], bits), atol=1e-3, rtol=0)
+        assert_close(
+            "served decode",
+            got(served, name, "decode", "images_float"),
+            centres(arrays["grid_images"], bits),
+            atol=1e-3,
+            rtol=0,
+        )
         assert np.array_equal(got(served, name, "decode", "images"), arrays["grid_images"])
     else:
         assert_close("served decode", got(served, name, "decode", "x"), arrays["x"], atol=1e-4, rtol=0)
@@ -421,15 +485,18 @@ def test_encode_decode_round_trip(served, name, assert_close):
 
 # -- bad requests ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_bad_sampling_requests_name_the_limit(served, name):
     cap = MODELS[name][1].get("max_samples", MAX_SAMPLES)
     for request in ("num_samples_negative", "num_samples_huge"):
         kind, message = error(served, name, "bad_" + request)
         assert kind == "InvalidArgumentError" and f"num_samples must be in 0..{cap}" in message
-    for request, words in (("temperature_nan", "temperature must be finite"),
-                           ("temperature_inf", "temperature must be finite"),
-                           ("temperature_negative", "temperature must be >= 0")):
+    for request, words in (
+        ("temperature_nan", "temperature must be finite"),
+        ("temperature_inf", "temperature must be finite"),
+        ("temperature_negative", "temperature must be >= 0"),
+    ):
         kind, message = error(served, name, "bad_" + request)
         assert kind == "InvalidArgumentError" and words in message, message
 
@@ -451,8 +518,11 @@ def test_bad_values_are_refused(served, name):
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_wrong_image_shape_or_dtype_is_refused_with_a_clear_message(served, name):
-    for request, shape in (("three_channels", "[1,8,8,3]"), ("wrong_size", "[1,16,8,1]"),
-                           ("flat_images", "[64]")):
+    for request, shape in (
+        ("three_channels", "[1,8,8,3]"),
+        ("wrong_size", "[1,16,8,1]"),
+        ("flat_images", "[64]"),
+    ):
         kind, message = error(served, name, "bad_" + request)
         assert kind == "InvalidArgumentError"
         assert f"Shape of tensor images {shape} is not compatible with expected shape [?,8,8,1]" in message
@@ -461,34 +531,47 @@ def test_wrong_image_shape_or_dtype_is_refused_with_a_clear_message(served, name
 
 
 def test_wrong_vector_or_latent_shapes_are_refused(served):
-    for request, words in (("x_four_features", "Shape of tensor x [2,4] is not compatible with expected "
-                            "shape [?,3]"),
-                           ("latents_too_short", "Shape of tensor latents [1,2] is not compatible")):
+    for request, words in (
+        ("x_four_features", "Shape of tensor x [2,4] is not compatible with expected shape [?,3]"),
+        ("latents_too_short", "Shape of tensor latents [1,2] is not compatible"),
+    ):
         kind, message = error(served, "vector", "bad_" + request)
         assert kind == "InvalidArgumentError" and words in message, message
 
 
 def test_bad_labels_and_contexts_are_refused(served):
-    for request, words in (("label_too_big", "labels must be class ids in 0..2"),
-                           ("label_negative", "labels must be class ids in 0..2"),
-                           ("labels_too_few", "labels must have one entry per example"),
-                           ("sample_labels_count", "labels must have 1 row")):
+    for request, words in (
+        ("label_too_big", "labels must be class ids in 0..2"),
+        ("label_negative", "labels must be class ids in 0..2"),
+        ("labels_too_few", "labels must have one entry per example"),
+        ("sample_labels_count", "labels must have 1 row"),
+    ):
         kind, message = error(served, "conditional_glow", "bad_" + request)
         assert kind == "InvalidArgumentError" and words in message, message
-    for request, words in (("context_nan", "context must be finite"),
-                           ("sample_context_count", "context must have 1 row")):
+    for request, words in (
+        ("context_nan", "context must be finite"),
+        ("sample_context_count", "context must have 1 row"),
+    ):
         kind, message = error(served, "context_vector", "bad_" + request)
         assert kind == "InvalidArgumentError" and words in message, message
 
 
 # -- tools -------------------------------------------------------------------------
 
+
 def test_saved_model_cli_lists_the_signatures(served):
     show = served["show"]
     for signature in ("serving_default", "log_prob", "log_prob_float", "sample", "encode", "decode"):
         assert f"signature_def['{signature}']" in show
-    for words in ("inputs['images'] tensor_info:", "DT_UINT8", "inputs['num_samples']",
-                  "inputs['seed']", "DT_INT64", "outputs['bits_per_dim']", "outputs['latents']"):
+    for words in (
+        "inputs['images'] tensor_info:",
+        "DT_UINT8",
+        "inputs['num_samples']",
+        "inputs['seed']",
+        "DT_INT64",
+        "outputs['bits_per_dim']",
+        "outputs['latents']",
+    ):
         assert words in show
 
 
@@ -507,8 +590,9 @@ def test_cli_export_writes_a_version_folder(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     loaded = tf.saved_model.load(str(base / "3"))
     x = np.array([[0.3, -1.2]], "float32")
-    np.testing.assert_allclose(loaded.signatures["log_prob"](x=tf.constant(x))["log_prob"],
-                               model.log_prob(x), rtol=RTOL)
+    np.testing.assert_allclose(
+        loaded.signatures["log_prob"](x=tf.constant(x))["log_prob"], model.log_prob(x), rtol=RTOL
+    )
 
 
 @pytest.mark.slow
@@ -522,8 +606,9 @@ def test_more_than_8_bits_take_uint16(tmp_path):
     images = rng.integers(0, 65536, size=(2, 4, 4, 1)).astype("uint16")
     want = model.log_prob((images // 64 + 0.5).astype("float32")).numpy()
     np.testing.assert_allclose(serve["log_prob"](images=tf.constant(images))["log_prob"], want, rtol=RTOL)
-    out = serve["sample"](num_samples=tf.constant(2), temperature=tf.constant(0.5, tf.float32),
-                          seed=tf.constant(1, tf.int64))
+    out = serve["sample"](
+        num_samples=tf.constant(2), temperature=tf.constant(0.5, tf.float32), seed=tf.constant(1, tf.int64)
+    )
     assert out["images"].dtype == tf.uint16
 
 

@@ -63,6 +63,7 @@ class _StopAfter(keras.callbacks.Callback):
 
 # -- the printed lines -------------------------------------------------------------------
 
+
 def test_progress_on_a_pipe_says_the_step_is_built_then_prints_one_clean_line_per_epoch():
     x, y = _data()
     out = io.StringIO()  # not a terminal: no live line
@@ -83,8 +84,14 @@ def test_progress_on_a_pipe_says_the_step_is_built_then_prints_one_clean_line_pe
 def test_progress_on_a_terminal_rewrites_a_live_line_whose_estimate_starts_at_the_second_step():
     x, y = _data()
     out = io.StringIO()
-    _dense().fit(x, y, batch_size=4, epochs=1, verbose=0,
-                 callbacks=[EpochProgress(stream=out, live=True, min_interval=0.0)])
+    _dense().fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[EpochProgress(stream=out, live=True, min_interval=0.0)],
+    )
     text = out.getvalue()
     live = [part for part in text.split("\r") if part.startswith("epoch 1/1  batch")]
     assert [p.split()[3] for p in live] == [f"{b}/8" for b in range(1, 9)]
@@ -98,6 +105,7 @@ def test_format_seconds():
 
 
 # -- TensorFlow's start-up noise ----------------------------------------------------------
+
 
 def test_start_up_noise_is_dropped_and_everything_else_is_kept(capfd):
     noise = [  # as TensorFlow 2.21 writes them on a CPU machine
@@ -135,9 +143,18 @@ def test_lines_are_all_kept_when_the_block_raises(capfd):
 
 # -- extras within their share of the wall time -------------------------------------------
 
-@pytest.mark.parametrize("since, cost, share, due", [
-    (9.0, 1.0, 0.1, True), (8.9, 1.0, 0.1, False), (0.0, 1.0, 1.0, True), (1.0, 1.0, 0.5, True),
-    (0.9, 1.0, 0.5, False), (100.0, 0.0, 0.1, True)])
+
+@pytest.mark.parametrize(
+    "since, cost, share, due",
+    [
+        (9.0, 1.0, 0.1, True),
+        (8.9, 1.0, 0.1, False),
+        (0.0, 1.0, 1.0, True),
+        (1.0, 1.0, 0.5, True),
+        (0.9, 1.0, 0.5, False),
+        (100.0, 0.0, 0.1, True),
+    ],
+)
 def test_an_extra_is_due_once_its_cost_is_at_most_its_share(since, cost, share, due):
     assert Occasional.due(since, cost, share) is due
 
@@ -164,8 +181,9 @@ def test_extras_with_the_whole_share_run_after_every_epoch_and_at_an_early_stop(
     clock = TrainingClock()
     extra = _Recorder(seconds=0.3)
     occasional = Occasional([extra], clock)
-    _dense().fit(x, y, batch_size=8, epochs=10, verbose=0,
-                 callbacks=clock.around([_StopAfter(3), occasional]))
+    _dense().fit(
+        x, y, batch_size=8, epochs=10, verbose=0, callbacks=clock.around([_StopAfter(3), occasional])
+    )
     assert extra.epochs == [3]  # training stopped after epoch 3: its extras ran
 
 
@@ -175,6 +193,7 @@ def test_occasional_refuses_a_share_outside_0_1():
 
 
 # -- checkpoint retention -------------------------------------------------------------------
+
 
 def test_checkpoints_keep_the_newest_n_and_the_best(tmp_path):
     model = _dense()
@@ -194,21 +213,51 @@ def test_checkpoint_retention_refuses_a_count_below_one():
 
 # -- one short run, as a user's shell starts it ---------------------------------------------
 
+
 @pytest.mark.slow
 def test_tfflows_train_on_a_pipe_is_quiet_and_prints_one_line_per_epoch(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "tfflows.cli", "train", "--epochs", "3", "--steps-per-epoch", "2",
-         "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2", "--out", str(out),
-         "--keep-checkpoints", "1", "--extras-share", "1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "tfflows.cli",
+            "train",
+            "--epochs",
+            "3",
+            "--steps-per-epoch",
+            "2",
+            "--batch-size",
+            "16",
+            "--width",
+            "8",
+            "--steps",
+            "1",
+            "--levels",
+            "2",
+            "--out",
+            str(out),
+            "--keep-checkpoints",
+            "1",
+            "--extras-share",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith("tfflows: building the training step") for line in lines)
     assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == [
-        "epoch 1/3", "epoch 2/3", "epoch 3/3"]
+        "epoch 1/3",
+        "epoch 2/3",
+        "epoch 3/3",
+    ]
     assert "\r" not in proc.stdout and "\x1b" not in proc.stdout
     for noise in ("oneDNN", "absl::InitializeLog", "cuInit", "cuda drivers"):
         assert noise not in proc.stderr, proc.stderr

@@ -54,8 +54,16 @@ def randomize(layer, seed: int, scale: float = 1.0) -> None:
 @functools.cache
 def jet_of(case: str) -> tfflows.Jet:
     h, w, c, p = IMAGE_CASES[case]
-    return tfflows.Jet((h, w, c), patch_size=p, num_steps=NUM_COUPLINGS, width=8, depth=2,
-                       heads=2, mlp_ratio=2, num_bits=NUM_BITS)
+    return tfflows.Jet(
+        (h, w, c),
+        patch_size=p,
+        num_steps=NUM_COUPLINGS,
+        width=8,
+        depth=2,
+        heads=2,
+        mlp_ratio=2,
+        num_bits=NUM_BITS,
+    )
 
 
 @functools.cache
@@ -96,8 +104,7 @@ couplings = pytest.mark.parametrize("k", range(NUM_COUPLINGS), ids=[f"c{k}" for 
 def test_splits_alternate_channel_and_spatial():
     model = jet_of("8x8x2_p4")
     masks = [(layer.mask, layer.parity) for layer in model.flow_layers]
-    assert masks == [("token_channel", 0), ("token_spatial", 0), ("token_channel", 0),
-                     ("token_spatial", 1)]
+    assert masks == [("token_channel", 0), ("token_spatial", 0), ("token_channel", 0), ("token_spatial", 1)]
     channel = [layer.indices for layer in model.flow_layers if layer.mask == "token_channel"]
     assert all(len(i) == 16 and len(set(i)) == 16 for i in channel)
     assert channel[0] != channel[1]  # a different random half per coupling
@@ -131,8 +138,10 @@ def test_coupling_jacobian_is_triangular_with_the_frozen_part_fixed(case, k):
         frozen[part_a if layer.parity == 0 else ~part_a, :] = True
     frozen = frozen.reshape(-1)
     # y₁ = x₁ exactly; y₂ reads x₂ only through its own entry (a diagonal block).
-    np.testing.assert_array_equal(jac[:, frozen][:, :, frozen], np.broadcast_to(
-        np.eye(frozen.sum()), (jac.shape[0], frozen.sum(), frozen.sum())))
+    np.testing.assert_array_equal(
+        jac[:, frozen][:, :, frozen],
+        np.broadcast_to(np.eye(frozen.sum()), (jac.shape[0], frozen.sum(), frozen.sum())),
+    )
     np.testing.assert_array_equal(jac[:, frozen][:, :, ~frozen], 0.0)
     moving = jac[:, ~frozen][:, :, ~frozen]
     np.testing.assert_array_equal(moving * (1 - np.eye(moving.shape[-1])), 0.0)
@@ -147,12 +156,12 @@ def test_coupling_round_trips_both_ways(case, k, assert_close):
     z, log_det = layer.bijector().forward_and_log_det(fresh(x))
     back, inv_log_det = layer.bijector().inverse_and_log_det(fresh(z.numpy()))
     assert_close("jet_x_z_x", back.numpy(), x, atol=F64_TOL, rtol=F64_TOL)
-    assert_close("jet_inverse_log_det", inv_log_det.numpy(), -log_det.numpy(),
-                 atol=F64_TOL, rtol=F64_TOL)
+    assert_close("jet_inverse_log_det", inv_log_det.numpy(), -log_det.numpy(), atol=F64_TOL, rtol=F64_TOL)
     z0 = tokens_of(case, seed=5)
     x0 = layer.bijector().inverse(fresh(z0))
-    assert_close("jet_z_x_z", layer.bijector().forward(fresh(x0.numpy())).numpy(), z0,
-                 atol=F64_TOL, rtol=F64_TOL)
+    assert_close(
+        "jet_z_x_z", layer.bijector().forward(fresh(x0.numpy())).numpy(), z0, atol=F64_TOL, rtol=F64_TOL
+    )
 
 
 @image_cases
@@ -171,8 +180,7 @@ def test_whole_flow_log_det_matches_the_float64_jacobian(case, assert_close):
 
 def tiny(**kwargs) -> tfflows.Jet:
     keras.utils.set_random_seed(0)
-    args = dict(patch_size=4, num_steps=4, width=16, depth=1, heads=2, mlp_ratio=2,
-                num_bits=NUM_BITS)
+    args = dict(patch_size=4, num_steps=4, width=16, depth=1, heads=2, mlp_ratio=2, num_bits=NUM_BITS)
     args.update(kwargs)
     return tfflows.Jet((8, 8, 1), **args)
 
@@ -196,12 +204,18 @@ def random_model(conditional: bool = False) -> tfflows.Jet:
 def test_fresh_model_is_the_scaled_standard_normal(assert_close):
     model = tiny()
     x = levels(4)
-    u = x / 2 ** NUM_BITS - 0.5
-    want = (-0.5 * np.sum(u ** 2, axis=(1, 2, 3)) - 0.5 * 64 * math.log(2 * math.pi)
-            - 64 * NUM_BITS * math.log(2.0))
+    u = x / 2**NUM_BITS - 0.5
+    want = (
+        -0.5 * np.sum(u**2, axis=(1, 2, 3)) - 0.5 * 64 * math.log(2 * math.pi) - 64 * NUM_BITS * math.log(2.0)
+    )
     assert_close("jet_fresh_log_prob", model.log_prob(x).numpy(), want, atol=1e-3, rtol=1e-5)
-    assert_close("jet_fresh_bits_per_dim", model.bits_per_dim(x).numpy(),
-                 -want / (64 * math.log(2.0)), atol=1e-5, rtol=1e-5)
+    assert_close(
+        "jet_fresh_bits_per_dim",
+        model.bits_per_dim(x).numpy(),
+        -want / (64 * math.log(2.0)),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     assert model.data_kind == "image" and model.per_dim_metric == "bits_per_dim"
 
 
@@ -225,16 +239,22 @@ def test_export_saved_model_signatures(tmp_path, assert_close):
     images = np.random.default_rng(3).integers(0, 256, size=(3, 8, 8, 1)).astype("uint8")
     got = served.signatures["log_prob"](images=tf.constant(images))
     centres = (np.floor(images / 8.0) + 0.5).astype("float32")
-    assert_close("jet_export_log_prob", got["log_prob"].numpy(), model.log_prob(centres).numpy(),
-                 atol=1e-3, rtol=1e-5)
-    out = served.signatures["sample"](num_samples=tf.constant(2), temperature=tf.constant(0.8),
-                                      seed=tf.constant(9, tf.int64))
+    assert_close(
+        "jet_export_log_prob", got["log_prob"].numpy(), model.log_prob(centres).numpy(), atol=1e-3, rtol=1e-5
+    )
+    out = served.signatures["sample"](
+        num_samples=tf.constant(2), temperature=tf.constant(0.8), seed=tf.constant(9, tf.int64)
+    )
     eps = tf.random.stateless_normal([2, 64], seed=tf.constant([9, 0], tf.int64))
-    assert_close("jet_export_sample", out["images_float"].numpy(),
-                 model.decode(eps * 0.8).numpy(), atol=1e-3, rtol=1e-4)
+    assert_close(
+        "jet_export_sample",
+        out["images_float"].numpy(),
+        model.decode(eps * 0.8).numpy(),
+        atol=1e-3,
+        rtol=1e-4,
+    )
     latents = served.signatures["encode"](images=tf.constant(images))["latents"]
-    assert_close("jet_export_encode", latents.numpy(), model.encode(centres).numpy(),
-                 atol=1e-4, rtol=1e-4)
+    assert_close("jet_export_encode", latents.numpy(), model.encode(centres).numpy(), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -32,21 +32,26 @@ H, W, C = 8, 8, 1
 
 MODELS = {
     # name: (constructor, context maker or None)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
-                                  num_bits=5), None),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4,
-                                        num_bits=5), None),
-    "glow_labels": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8,
-                                         num_bits=5, num_classes=3),
-                    lambda rng, n: rng.integers(0, 3, n).astype("int32")),
-    "vector_glow_context": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2),
-                            lambda rng, n: rng.normal(size=(n, 2)).astype("float32")),
+    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5), None),
+    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4, num_bits=5), None),
+    "glow_labels": (
+        lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5, num_classes=3),
+        lambda rng, n: rng.integers(0, 3, n).astype("int32"),
+    ),
+    "vector_glow_context": (
+        lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2),
+        lambda rng, n: rng.normal(size=(n, 2)).astype("float32"),
+    ),
     "nsf": (lambda: tfflows.VectorNSF(3, num_steps=2, width=8, standardize=True), None),
-    "maf_labels": (lambda: tfflows.VectorMAF(3, num_steps=2, width=8, num_classes=2),
-                   lambda rng, n: rng.integers(0, 2, n).astype("int32")),
+    "maf_labels": (
+        lambda: tfflows.VectorMAF(3, num_steps=2, width=8, num_classes=2),
+        lambda rng, n: rng.integers(0, 2, n).astype("int32"),
+    ),
     "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), None),
-    "vector_labels": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, num_classes=2),
-                      lambda rng, n: rng.integers(0, 2, n).astype("int32")),
+    "vector_labels": (
+        lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, num_classes=2),
+        lambda rng, n: rng.integers(0, 2, n).astype("int32"),
+    ),
 }
 
 
@@ -56,7 +61,7 @@ def make(name: str, n: int = 8, seed: int = 0):
     model = MODELS[name][0]()
     rng = np.random.default_rng(seed)
     if len(model.event_shape) == 3:
-        x = rng.uniform(0, 2 ** model.num_bits, (n, *model.event_shape)).astype("float32")
+        x = rng.uniform(0, 2**model.num_bits, (n, *model.event_shape)).astype("float32")
     else:
         x = rng.normal(size=(n, *model.event_shape)).astype("float32")
     context = None if MODELS[name][1] is None else MODELS[name][1](rng, n)
@@ -142,8 +147,11 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
     # Keras draws a subclassed model as one box: the reason for as_functional().
 
     def nodes(dot):  # pydot lists the node defaults as a node called "node"
-        return {n.get_name().strip('"'): n.get_label() or "" for n in dot.get_nodes()
-                if n.get_name() not in ("node", "edge", "graph")}
+        return {
+            n.get_name().strip('"'): n.get_label() or ""
+            for n in dot.get_nodes()
+            if n.get_name() not in ("node", "edge", "graph")
+        }
 
     assert len(nodes(keras.utils.model_to_dot(model))) == 1
     view = model.as_functional()
@@ -221,9 +229,13 @@ def test_monitors_minimise_the_per_dim_metric_without_mode(name, metric, tmp_pat
     model.compile(optimizer="adam")
     history = [3.0, 2.0, 2.5, 1.0, 1.5]
     stop = keras.callbacks.EarlyStopping(monitor=f"val_{metric}", patience=2)
-    keep = keras.callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.weights.h5"),
-                                           monitor=f"val_{metric}", save_best_only=True,
-                                           save_weights_only=True, verbose=0)
+    keep = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "e{epoch}.weights.h5"),
+        monitor=f"val_{metric}",
+        save_best_only=True,
+        save_weights_only=True,
+        verbose=0,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for cb in (stop, keep):
@@ -237,7 +249,7 @@ def test_monitors_minimise_the_per_dim_metric_without_mode(name, metric, tmp_pat
     assert stop.monitor_op == keep.monitor_op == keras.ops.less
     assert stop.best == keep.best == 1.0
     assert stop.wait == 1 and not model.stop_training  # 1.5 after 1.0: one epoch without progress
-    saved = sorted(int(p[1:-len(".weights.h5")]) for p in os.listdir(tmp_path) if p.endswith(".h5"))
+    saved = sorted(int(p[1 : -len(".weights.h5")]) for p in os.listdir(tmp_path) if p.endswith(".h5"))
     assert saved == [1, 2, 4]  # the epochs (from 1) that lowered the value
 
 
@@ -245,27 +257,36 @@ def test_monitors_minimise_the_per_dim_metric_without_mode(name, metric, tmp_pat
 def test_early_stopping_on_val_bits_per_dim_in_fit(tmp_path):
     model, x, _ = make("glow", n=16)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    stop = keras.callbacks.EarlyStopping(monitor="val_bits_per_dim", patience=3,
-                                         restore_best_weights=True)
-    keep = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_bits_per_dim",
-                                           save_best_only=True, verbose=0)
-    history = model.fit(x, batch_size=8, epochs=3, validation_data=(x[:8],), verbose=0,
-                        callbacks=[stop, keep]).history
+    stop = keras.callbacks.EarlyStopping(monitor="val_bits_per_dim", patience=3, restore_best_weights=True)
+    keep = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "best.keras"), monitor="val_bits_per_dim", save_best_only=True, verbose=0
+    )
+    history = model.fit(
+        x, batch_size=8, epochs=3, validation_data=(x[:8],), verbose=0, callbacks=[stop, keep]
+    ).history
     assert stop.monitor_op == keras.ops.less
     assert np.isclose(stop.best, min(history["val_bits_per_dim"]))
     assert min(history["val_bits_per_dim"]) < history["val_bits_per_dim"][0]  # it trained
     loaded = keras.models.load_model(tmp_path / "best.keras")
-    np.testing.assert_allclose(loaded.evaluate(x[:8], verbose=0, return_dict=True)["bits_per_dim"],
-                               stop.best, rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.evaluate(x[:8], verbose=0, return_dict=True)["bits_per_dim"], stop.best, rtol=1e-5
+    )
 
 
 # -- 5. compile --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"loss": "mse"}, {"loss": keras.losses.MeanSquaredError()}, {"loss_weights": [1.0]},
-    {"metrics": ["mae"]}, {"weighted_metrics": ["mae"]},
-], ids=["loss", "loss_object", "loss_weights", "metrics", "weighted_metrics"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"loss": "mse"},
+        {"loss": keras.losses.MeanSquaredError()},
+        {"loss_weights": [1.0]},
+        {"metrics": ["mae"]},
+        {"weighted_metrics": ["mae"]},
+    ],
+    ids=["loss", "loss_object", "loss_weights", "metrics", "weighted_metrics"],
+)
 def test_compile_refuses_losses_and_metrics(kwargs):
     model, _, _ = make("nsf")
     with pytest.raises(ValueError, match="negative log-likelihood") as err:
@@ -347,10 +368,21 @@ def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
     weighted, plain, x, context = _twins(name, 8)
     start = [w.copy() for w in weighted.get_weights()]
     keep = np.arange(8) % 2 == 0
-    weighted.fit(*inputs(x, context), sample_weight=keep.astype("float32"), batch_size=8, epochs=3,
-                 shuffle=False, verbose=0)
-    plain.fit(*inputs(x[keep], None if context is None else context[keep]), batch_size=4, epochs=3,
-              shuffle=False, verbose=0)
+    weighted.fit(
+        *inputs(x, context),
+        sample_weight=keep.astype("float32"),
+        batch_size=8,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+    )
+    plain.fit(
+        *inputs(x[keep], None if context is None else context[keep]),
+        batch_size=4,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+    )
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(weighted.get_weights(), start))
     assert moved > 1e-3
     for a, b in zip(weighted.get_weights(), plain.get_weights()):
@@ -365,10 +397,10 @@ def test_fit_with_double_weights_equals_duplicated_examples(jit_compile, assert_
         m.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
     twice = np.arange(6) < 2
     w = np.where(twice, 2.0, 1.0)
-    h1 = weighted.fit(x, sample_weight=w, batch_size=6, epochs=3, shuffle=False, verbose=0,
-                      validation_data=(x, None, w)).history
-    h2 = plain.fit(np.concatenate([x, x[twice]]), batch_size=8, epochs=3, shuffle=False,
-                   verbose=0).history
+    h1 = weighted.fit(
+        x, sample_weight=w, batch_size=6, epochs=3, shuffle=False, verbose=0, validation_data=(x, None, w)
+    ).history
+    h2 = plain.fit(np.concatenate([x, x[twice]]), batch_size=8, epochs=3, shuffle=False, verbose=0).history
     assert_close("fit: weight 2 loss", h1["loss"], h2["loss"], atol=0, rtol=1e-5)
     for a, b in zip(weighted.get_weights(), plain.get_weights()):
         assert_close("fit: weight 2 = duplicated", a, b, atol=2e-5, rtol=1e-4)
@@ -388,10 +420,14 @@ def test_fit_skips_a_batch_that_weighs_nothing():
     assert np.isnan(history["loss"][0])  # no step was applied: no mean loss to report
 
 
-@pytest.mark.parametrize("weight,match", [
-    (-np.ones(8), "finite and >= 0"), (np.full(8, np.nan), "finite and >= 0"),
-    (np.ones((8, 2)), "shape \\[num_examples\\]"),
-])
+@pytest.mark.parametrize(
+    "weight,match",
+    [
+        (-np.ones(8), "finite and >= 0"),
+        (np.full(8, np.nan), "finite and >= 0"),
+        (np.ones((8, 2)), "shape \\[num_examples\\]"),
+    ],
+)
 def test_bad_sample_weights_raise(weight, match):
     model, x, _ = make("vector", n=8)
     model.compile(optimizer="adam")
@@ -400,8 +436,9 @@ def test_bad_sample_weights_raise(weight, match):
     with pytest.raises(ValueError, match=match):
         model.evaluate(x, sample_weight=weight, verbose=0)
     # In a graph (fit, evaluate) a dataset's weights are checked as the batch runs.
-    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(8, "float32"),
-                                             np.resize(weight, 8).astype("float32"))).batch(8)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (x, np.zeros(8, "float32"), np.resize(weight, 8).astype("float32"))
+    ).batch(8)
     if np.resize(weight, 8)[0] < 0 or np.isnan(np.resize(weight, 8)[0]):
         with pytest.raises(tf.errors.InvalidArgumentError, match="finite and >= 0"):
             model.evaluate(ds, verbose=0)

@@ -19,13 +19,7 @@ import pytest
 import tensorflow as tf
 
 from tfflows import Glow, RealNVP, VectorRealNVP
-from tfflows.data import (
-    bin_centres,
-    image_folder,
-    integer_pixel_bits,
-    make_dataset,
-    pixel_levels,
-)
+from tfflows.data import bin_centres, image_folder, integer_pixel_bits, make_dataset, pixel_levels
 from tfflows.io import atomic_path
 from tfflows.training.step import step_seed
 
@@ -153,8 +147,7 @@ def test_predict_on_uint8_equals_log_prob_at_bin_centres_and_the_saved_model(tmp
     images = stripes(20, seed=3)
     model.initialize(images)
     want = model.log_prob(images // 8 + 0.5).numpy()
-    assert_close("predict uint8", model.predict(images, batch_size=8, verbose=0), want,
-                 atol=1e-4, rtol=1e-5)
+    assert_close("predict uint8", model.predict(images, batch_size=8, verbose=0), want, atol=1e-4, rtol=1e-5)
     np.testing.assert_array_equal(model.log_prob(images).numpy(), want)
     served = tf.saved_model.load(export_saved_model(model, str(tmp_path / "1")))
     out = served.signatures["log_prob"](images=tf.constant(images))
@@ -164,7 +157,8 @@ def test_predict_on_uint8_equals_log_prob_at_bin_centres_and_the_saved_model(tmp
 @pytest.mark.parametrize(
     "dtype, scale, num_bits",
     [(np.uint8, 1, 5), (np.int32, 1, 5), (np.int64, 1, 8), (np.uint16, 257, 5), (np.uint16, 64, 10)],
-    ids=["uint8", "int32", "int64", "uint16_8bit_content", "uint16_to_10_bits"])
+    ids=["uint8", "int32", "int64", "uint16_8bit_content", "uint16_to_10_bits"],
+)
 def test_log_prob_reads_integer_pixels_by_their_bit_depth(dtype, scale, num_bits):
     keras.utils.set_random_seed(0)
     model = Glow(SHAPE, num_levels=1, num_steps=1, width=8, num_bits=num_bits)
@@ -172,8 +166,9 @@ def test_log_prob_reads_integer_pixels_by_their_bit_depth(dtype, scale, num_bits
     bits = 16 if dtype == np.uint16 or num_bits > 8 else 8
     assert integer_pixel_bits(dtype, num_bits) == bits
     levels = (pixels >> (bits - num_bits)) + 0.5
-    np.testing.assert_array_equal(model.log_prob(pixels.astype(dtype)).numpy(),
-                                  model.log_prob(levels.astype(np.float32)).numpy())
+    np.testing.assert_array_equal(
+        model.log_prob(pixels.astype(dtype)).numpy(), model.log_prob(levels.astype(np.float32)).numpy()
+    )
 
 
 def test_integer_pixels_out_of_their_range_or_too_few_bits_are_refused():
@@ -182,8 +177,7 @@ def test_integer_pixels_out_of_their_range_or_too_few_bits_are_refused():
         model.log_prob(np.full((1, *SHAPE), 7, np.int32) - np.eye(8, dtype=np.int32)[None, ..., None] * 10)
     # fit checks its first batch eagerly (predict and evaluate run in a graph, unchecked).
     with pytest.raises(ValueError, match=r"8-bit pixels in 0\.\.255.*got values from 0 to 300"):
-        model.fit(np.full((2, *SHAPE), 300, np.int64) * np.arange(2).reshape(2, 1, 1, 1), epochs=0,
-                  verbose=0)
+        model.fit(np.full((2, *SHAPE), 300, np.int64) * np.arange(2).reshape(2, 1, 1, 1), epochs=0, verbose=0)
     ten = Glow(SHAPE, num_levels=1, num_steps=1, width=8, num_bits=10)
     with pytest.raises(ValueError, match=r"uint8 pixels hold 8 bits, fewer than the model's num_bits=10"):
         ten.log_prob(stripes(1))
@@ -203,15 +197,20 @@ def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
     n = 96
     labels = np.arange(n) % 3
     images = stripes(n, seed=5)
-    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels.astype(np.int64),
-                                             "id": np.arange(n)}).batch(16)
+    ds = tf.data.Dataset.from_tensor_slices(
+        {"image": images, "label": labels.astype(np.int64), "id": np.arange(n)}
+    ).batch(16)
     model = compiled(glow, num_bits=5, num_classes=3 if conditional else None)
     history = model.fit(ds, epochs=4, verbose=0).history
     assert history["loss"][-1] < history["loss"][0] - 1.0, history["loss"]
     # Scoring reads the label too: predict on the dicts equals log_prob with the labels.
     context = labels[:16] if conditional else None
-    np.testing.assert_allclose(model.predict(ds.take(1), verbose=0),
-                               model.log_prob(images[:16], context).numpy(), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        model.predict(ds.take(1), verbose=0),
+        model.log_prob(images[:16], context).numpy(),
+        rtol=1e-5,
+        atol=1e-3,
+    )
     if conditional:
         # A different label gives a different density: the label is the context.
         other = (labels[:16] + 1) % 3
@@ -224,8 +223,9 @@ def test_fit_on_a_tfds_style_dict_dataset_lowers_the_loss(conditional):
 def test_fit_on_a_dict_of_arrays():
     images = stripes(32, seed=6)
     model = compiled(glow, num_bits=5, num_classes=2)
-    history = model.fit({"image": images, "label": np.arange(32) % 2}, batch_size=16, epochs=3,
-                        verbose=0).history
+    history = model.fit(
+        {"image": images, "label": np.arange(32) % 2}, batch_size=16, epochs=3, verbose=0
+    ).history
     assert history["loss"][-1] < history["loss"][0]
 
 
@@ -388,8 +388,11 @@ def test_image_folder_errors_name_the_problem(tmp_path, celeb_folder):
     os.makedirs(empty / "inner")
     with atomic_path(empty / "notes.txt") as tmp, open(tmp, "w") as f:
         f.write("not an image")
-    with pytest.raises(ValueError, match=r"no png/jpg/jpeg files in .*1 other files, e.g. 'notes.txt'"
-                                         r".*recursive=True.*inner"):
+    with pytest.raises(
+        ValueError,
+        match=r"no png/jpg/jpeg files in .*1 other files, e.g. 'notes.txt'"
+        r".*recursive=True.*inner",
+    ):
         image_folder(empty)
     with pytest.raises(ValueError, match=r"is a file"):
         image_folder(empty / "notes.txt")
@@ -401,8 +404,11 @@ def test_image_folder_errors_name_the_problem(tmp_path, celeb_folder):
     with pytest.raises(ValueError, match=r"bad\.png' is not a PNG or JPEG image"):
         image_folder(broken)
     path = celeb_folder[0]
-    with pytest.raises(ValueError, match=r"num_levels=3.*divisible by 8; got size 218x178\. "
-                                         r"Pass size=\(216, 176\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_levels=3.*divisible by 8; got size 218x178\. "
+        r"Pass size=\(216, 176\)",
+    ):
         image_folder(path, size=(218, 178), num_levels=3)
     with pytest.raises(ValueError, match="channels must be 1 \\(grayscale\\) or 3"):
         image_folder(path, channels=4)
@@ -427,8 +433,11 @@ def _fit(model, data):
 def test_images_scaled_to_unit_range_are_refused():
     model = compiled(glow, num_bits=8)
     scaled = stripes(32).astype(np.float32) / 255.0
-    with pytest.raises(ValueError, match=r"expected pixel levels in \[0, 256\) for num_bits=8.*"
-                                         r"values in \[0\.\d+, 0\.\d+\].*Multiply by 255 and pass uint8"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected pixel levels in \[0, 256\) for num_bits=8.*"
+        r"values in \[0\.\d+, 0\.\d+\].*Multiply by 255 and pass uint8",
+    ):
         model.fit(scaled, batch_size=16, epochs=1, verbose=0)
     # Also after initialisation (a loaded model) and from a Dataset.
     model.initialize(stripes(32).astype(np.float32) + 0.5)
@@ -436,19 +445,29 @@ def test_images_scaled_to_unit_range_are_refused():
         model.fit(tf.data.Dataset.from_tensor_slices(scaled).batch(16), epochs=1, verbose=0)
 
 
-@pytest.mark.parametrize("data, match", [
-    (lambda x: x.astype(np.float32) / 127.5 - 1.0,
-     r"values from -0\.\d+ to 0\.\d+ \(images scaled to \[-1, 1\]\? pass the uint8 pixels"),
-    (lambda x: x.astype(np.float32) + 0.5, r"levels in \[0, 32\).*8-bit pixels given to a model of fewer"),
-], ids=["minus_one_to_one", "8bit_levels_to_5bit_model"])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (
+            lambda x: x.astype(np.float32) / 127.5 - 1.0,
+            r"values from -0\.\d+ to 0\.\d+ \(images scaled to \[-1, 1\]\? pass the uint8 pixels",
+        ),
+        (
+            lambda x: x.astype(np.float32) + 0.5,
+            r"levels in \[0, 32\).*8-bit pixels given to a model of fewer",
+        ),
+    ],
+    ids=["minus_one_to_one", "8bit_levels_to_5bit_model"],
+)
 def test_levels_out_of_range_are_refused(data, match):
     model = compiled(glow, num_bits=5)
     with pytest.raises(ValueError, match=match):
         model.fit(data(stripes(32)), batch_size=16, epochs=1, verbose=0)
 
 
-@pytest.mark.parametrize("shift, kind", [(0.0, "an integer"), (0.5, "a level plus 0.5")],
-                         ids=["integers", "bin_centres"])
+@pytest.mark.parametrize(
+    "shift, kind", [(0.0, "an integer"), (0.5, "a level plus 0.5")], ids=["integers", "bin_centres"]
+)
 def test_levels_without_noise_warn(shift, kind):
     model = compiled(glow, num_bits=5)
     levels = (stripes(32) // 8).astype(np.float32) + shift

@@ -54,11 +54,11 @@ def glow(**kw):
 
 def plateau(**kw) -> keras.callbacks.ReduceLROnPlateau:
     # min_delta larger than any change of the loss: every epoch counts as a plateau.
-    return keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e6,
-                                             **kw)
+    return keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e6, **kw)
 
 
 # -- 1. warmup and ReduceLROnPlateau ---------------------------------------------------------
+
 
 def rates(optimizer, steps) -> np.ndarray:
     out = []
@@ -83,8 +83,10 @@ def test_make_optimizer_keeps_the_warmup_curve_of_tfflows_train():
 def test_make_optimizer_keeps_the_cosine_decay_curve():
     opt = make_optimizer(2e-3, warmup_steps=10, decay_steps=100)
     steps = [0, 9, 10, 35, 60, 110, 500]
-    want = [2e-3 * (t + 1) / 10 if t < 10 else
-            2e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, (t - 9) / 100))) for t in steps]
+    want = [
+        2e-3 * (t + 1) / 10 if t < 10 else 2e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, (t - 9) / 100)))
+        for t in steps
+    ]
     np.testing.assert_allclose(rates(opt, steps), want, rtol=1e-6, atol=1e-12)
 
 
@@ -141,8 +143,13 @@ def test_a_reduction_during_warmup_keeps_warming_up():
 def test_the_scale_is_saved_and_resumed(tmp_path):
     model = vector_model()
     backup = str(tmp_path / "backup")
-    model.fit(POINTS, batch_size=16, epochs=3, verbose=0,
-              callbacks=[plateau(), ResumableBackup(backup, delete_checkpoint=False)])
+    model.fit(
+        POINTS,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[plateau(), ResumableBackup(backup, delete_checkpoint=False)],
+    )
     assert float(model.optimizer.learning_rate_scale) == pytest.approx(0.25)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
@@ -181,6 +188,7 @@ def test_optimizer_state_saved_by_the_old_make_optimizer_still_loads(tmp_path):
 
 # -- 2. TensorBoard ---------------------------------------------------------------------------
 
+
 def events(folder: Path) -> list:
     found = []
     for path in sorted(folder.glob("events.out.tfevents.*")):
@@ -194,9 +202,16 @@ def events(folder: Path) -> list:
 def test_tensorboard_gets_step_scalars_and_a_sample_grid_per_epoch(tmp_path):
     model = glow()
     log_dir = tmp_path / "tb"
-    model.fit(PIXELS, batch_size=8, epochs=2, verbose=0, callbacks=[
-        keras.callbacks.TensorBoard(str(log_dir), update_freq=1),
-        TensorBoardSamples(str(log_dir), temperatures=(0.5, 1.0), per_row=3, num_bits=5)])
+    model.fit(
+        PIXELS,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.TensorBoard(str(log_dir), update_freq=1),
+            TensorBoardSamples(str(log_dir), temperatures=(0.5, 1.0), per_row=3, num_bits=5),
+        ],
+    )
     scalars = events(log_dir / "train")
     steps = {tag: sorted(step for t, step, _ in scalars if t == tag) for tag, _, _ in scalars}
     assert steps["batch_loss"] == list(range(1, 9))  # 2 epochs × 4 batches
@@ -215,6 +230,7 @@ def test_tensorboard_gets_step_scalars_and_a_sample_grid_per_epoch(tmp_path):
 
 
 # -- 3. PNG grids -----------------------------------------------------------------------------
+
 
 def test_to_uint8_maps_the_top_level_to_white():
     assert to_uint8(np.full((1, 2, 2, 1), 31.5), num_bits=5).max() == 255
@@ -246,15 +262,15 @@ def test_sample_png_has_labelled_rows_and_the_expected_size(tmp_path):
     label = 92 + 2 * 16
     assert picture.shape == (2 * 80, label + (10 * 9 + 1) * 8)
     for row, text in enumerate(["T=0.50", "T=0.85"]):
-        band = picture[row * 80:(row + 1) * 80, :label] == 0
+        band = picture[row * 80 : (row + 1) * 80, :label] == 0
         ys, xs = np.nonzero(band)
-        ink = band[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        ink = band[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         np.testing.assert_array_equal(ink, text_mask(text, 4))
     assert picture[:, label:].max() > 0
 
 
 def test_a_grid_of_the_top_level_is_white_and_labels_are_checked(tmp_path):
-    top = to_uint8(np.full((3, 4, 4, 1), 2 ** 5 - 0.5), num_bits=5)
+    top = to_uint8(np.full((3, 4, 4, 1), 2**5 - 0.5), num_bits=5)
     bottom = to_uint8(np.zeros((3, 4, 4, 1)), num_bits=5)
     path = tmp_path / "g.png"
     save_grid(str(path), [top, bottom], scale=2, labels=["T=1.00", "T=0.50"])
@@ -262,7 +278,7 @@ def test_a_grid_of_the_top_level_is_white_and_labels_are_checked(tmp_path):
     width = picture.shape[1] - (3 * 5 + 1) * 2
     cells = picture[:, width:]
     assert cells[2:10, 2:10].min() == 255  # the first image of the top row, inside its pad
-    assert cells[12 + 2:12 + 10, 2:10].max() == 0
+    assert cells[12 + 2 : 12 + 10, 2:10].max() == 0
     with pytest.raises(ValueError, match=r"one label per row \(2\), got 1 labels"):
         grid_picture([top, bottom], labels=["T=1.00"])
     with pytest.raises(ValueError, match=r"characters among .* got 'x'"):
@@ -273,8 +289,13 @@ def test_a_grid_of_the_top_level_is_white_and_labels_are_checked(tmp_path):
 def test_sample_grid_callback_writes_a_png_per_epoch_with_the_data_range(tmp_path):
     model = glow()
     folder = tmp_path / "samples"
-    model.fit(PIXELS, batch_size=16, epochs=2, verbose=0,
-              callbacks=[SampleGrid(str(folder), (1.0,), per_row=2, num_bits=5, value_range=(0, 16))])
+    model.fit(
+        PIXELS,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        callbacks=[SampleGrid(str(folder), (1.0,), per_row=2, num_bits=5, value_range=(0, 16))],
+    )
     assert sorted(os.listdir(folder)) == ["samples_epoch_001.png", "samples_epoch_002.png"]
     picture = np.array(Image.open(folder / "samples_epoch_002.png"))
     want = samples_picture(model, (1.0,), per_row=2, num_bits=5, value_range=(0, 16))
@@ -282,6 +303,7 @@ def test_sample_grid_callback_writes_a_png_per_epoch_with_the_data_range(tmp_pat
 
 
 # -- 4. one name per idea ---------------------------------------------------------------------
+
 
 def test_realnvp_num_scales_is_a_deprecated_alias_of_num_levels():
     kw = dict(depth=1, width=4, num_bits=5)
@@ -293,8 +315,11 @@ def test_realnvp_num_scales_is_a_deprecated_alias_of_num_levels():
     assert "num_scales" not in new.get_config()
     assert [w.shape for w in old.weights] == [w.shape for w in new.weights]
     assert tfflows.RealNVP((8, 8, 1), **kw).num_levels == 2  # the default is unchanged
-    with pytest.raises(ValueError, match="expected num_levels or its deprecated old name num_scales, "
-                                         "not both; got num_levels=2 and num_scales=3"):
+    with pytest.raises(
+        ValueError,
+        match="expected num_levels or its deprecated old name num_scales, "
+        "not both; got num_levels=2 and num_scales=3",
+    ):
         tfflows.RealNVP((8, 8, 1), num_levels=2, num_scales=3, **kw)
 
 
@@ -304,8 +329,7 @@ def test_a_keras_file_saved_with_num_scales_still_loads(tmp_path):
         v.assign(v + 0.05 * RNG.standard_normal(v.shape).astype("float32"))
     model.save(tmp_path / "new.keras")
     # The same file as the version before the rename wrote it: num_scales in the config.
-    with zipfile.ZipFile(tmp_path / "new.keras") as src, \
-            zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
+    with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
         for item in src.infolist():
             content = src.read(item)
             if item.filename == "config.json":
@@ -317,8 +341,7 @@ def test_a_keras_file_saved_with_num_scales_still_loads(tmp_path):
         warnings.simplefilter("error", DeprecationWarning)  # a saved file is not the user's code
         loaded = keras.models.load_model(tmp_path / "old.keras")
     assert loaded.num_levels == 1
-    np.testing.assert_allclose(loaded.log_prob(PIXELS).numpy(), model.log_prob(PIXELS).numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(loaded.log_prob(PIXELS).numpy(), model.log_prob(PIXELS).numpy(), rtol=1e-6)
 
 
 def test_make_dataset_n_bits_is_a_deprecated_alias_of_num_bits():
@@ -339,8 +362,29 @@ def test_cli_num_bits_and_its_old_spelling(tmp_path):
     with pytest.raises(CliError, match="not allowed with argument"):
         cli("train", "--num-bits", "4", "--n-bits", "4", "--out", str(tmp_path / "x"))
     out = tmp_path / "run"
-    cli("train", "--n-bits", "4", "--epochs", "1", "--max-train", "32", "--levels", "1", "--steps", "1",
-        "--width", "8", "--batch-size", "16", "--log-every", "1", "--out", str(out), "--verbose", "0")
+    cli(
+        "train",
+        "--n-bits",
+        "4",
+        "--epochs",
+        "1",
+        "--max-train",
+        "32",
+        "--levels",
+        "1",
+        "--steps",
+        "1",
+        "--width",
+        "8",
+        "--batch-size",
+        "16",
+        "--log-every",
+        "1",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["num_bits"] == results["n_bits"] == 4
     assert results["pixel_range"] == [0, 8]  # digits 0..16 at 4 of their 5 bits
@@ -354,8 +398,10 @@ def test_dense_coupling_conditioners_take_hidden_units_and_num_hidden():
     """Couplings with an MLP say hidden_units / num_hidden as the vector models do; old names warn."""
     from tfflows.layers import CouplingLayer, SplineCouplingLayer
 
-    for make in (lambda **kw: CouplingLayer(mask="half", dtype="float64", **kw),
-                 lambda **kw: SplineCouplingLayer(mask="half", num_bins=3, dtype="float64", **kw)):
+    for make in (
+        lambda **kw: CouplingLayer(mask="half", dtype="float64", **kw),
+        lambda **kw: SplineCouplingLayer(mask="half", num_bins=3, dtype="float64", **kw),
+    ):
         new = make(hidden_units=6, num_hidden=3)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -383,6 +429,9 @@ def test_dense_coupling_conditioners_take_hidden_units_and_num_hidden():
             make(hidden_units=6, hidden_channels=6)
     conv = CouplingLayer(mask="channel", conditioner="convnet", hidden_channels=8)
     assert conv.get_config()["hidden_channels"] == 8 and "hidden_units" not in conv.get_config()
-    with pytest.raises(ValueError, match=r"hidden_units sizes a dense \('mlp'\) conditioner; expected "
-                                         r"hidden_channels and num_blocks for this one, got hidden_units=8"):
+    with pytest.raises(
+        ValueError,
+        match=r"hidden_units sizes a dense \('mlp'\) conditioner; expected "
+        r"hidden_channels and num_blocks for this one, got hidden_units=8",
+    ):
         CouplingLayer(mask="channel", conditioner="convnet", hidden_units=8)

@@ -83,16 +83,24 @@ _FRESH_COUPLINGS = [
 ]
 
 
-@pytest.mark.parametrize("mask, parity, conditioner, event_shape", _FRESH_COUPLINGS,
-                         ids=[f"{m}{p}_{c}" for m, p, c, _ in _FRESH_COUPLINGS])
+@pytest.mark.parametrize(
+    "mask, parity, conditioner, event_shape",
+    _FRESH_COUPLINGS,
+    ids=[f"{m}{p}_{c}" for m, p, c, _ in _FRESH_COUPLINGS],
+)
 @pytest.mark.parametrize("kind", ["tanh", "exp", "additive", "sigmoid"])
-def test_fresh_coupling_is_identity_or_sigmoid2_scale(kind, mask, parity, conditioner,
-                                                      event_shape):
-    layer = CouplingLayer(mask=mask, parity=parity, additive=kind == "additive",
-                          scale_fn="sigmoid" if kind == "additive" else kind,
-                          conditioner=conditioner, dtype="float64",
-                          **({"hidden_units": 8} if mask == "half" and conditioner in (None, "mlp")
-                             else {"hidden_channels": 8}))  # a dense conditioner's size name
+def test_fresh_coupling_is_identity_or_sigmoid2_scale(kind, mask, parity, conditioner, event_shape):
+    layer = CouplingLayer(
+        mask=mask,
+        parity=parity,
+        additive=kind == "additive",
+        scale_fn="sigmoid" if kind == "additive" else kind,
+        conditioner=conditioner,
+        dtype="float64",
+        **(
+            {"hidden_units": 8} if mask == "half" and conditioner in (None, "mlp") else {"hidden_channels": 8}
+        ),
+    )  # a dense conditioner's size name
     x = np.random.default_rng(0).standard_normal((3, *event_shape))
     y, log_det = layer(tf.constant(x))
     x_back, inv_log_det = layer(tf.identity(y), inverse=True)
@@ -110,14 +118,21 @@ def test_fresh_coupling_is_identity_or_sigmoid2_scale(kind, mask, parity, condit
     np.testing.assert_allclose(x_back, x, rtol=1e-14, atol=1e-14)
 
 
-@pytest.mark.parametrize("make, shape", [
-    (lambda: SplineCouplingLayer(mask="half", num_bins=4, hidden_units=8, dtype="float64"),
-     (3, 5)),
-    (lambda: SplineCouplingLayer(mask="channel", parity=1, num_bins=4, hidden_channels=8,
-                                 dtype="float64"), (3, 4, 4, 3)),
-    (lambda: PriorLayer(event_ndims=1, dtype="float64"), (3, 5)),
-    (lambda: PriorLayer(dtype="float64"), (3, 4, 4, 3)),
-], ids=["spline_half", "spline_channel", "prior_vector", "prior_image"])
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: SplineCouplingLayer(mask="half", num_bins=4, hidden_units=8, dtype="float64"), (3, 5)),
+        (
+            lambda: SplineCouplingLayer(
+                mask="channel", parity=1, num_bins=4, hidden_channels=8, dtype="float64"
+            ),
+            (3, 4, 4, 3),
+        ),
+        (lambda: PriorLayer(event_ndims=1, dtype="float64"), (3, 5)),
+        (lambda: PriorLayer(dtype="float64"), (3, 4, 4, 3)),
+    ],
+    ids=["spline_half", "spline_channel", "prior_vector", "prior_image"],
+)
 def test_fresh_spline_coupling_and_prior_are_the_identity(make, shape):
     x = np.random.default_rng(0).standard_normal(shape) * 2.0  # inside and outside the bound
     y, log_det = make()(tf.constant(x))
@@ -129,16 +144,31 @@ def test_fresh_spline_coupling_and_prior_are_the_identity(make, shape):
 
 
 _TWO_BATCH_AXES = {
-    "coupling_channel_convnet": (lambda: CouplingLayer(
-        mask="channel", scale_fn="tanh", conditioner="convnet", hidden_channels=8,
-        dtype="float64"), (4, 4, 4)),
-    "coupling_checkerboard_resnet": (lambda: CouplingLayer(
-        mask="checkerboard", scale_fn="tanh", conditioner="resnet", hidden_channels=8,
-        num_blocks=1, dtype="float64"), (4, 4, 2)),
-    "coupling_half_mlp": (lambda: CouplingLayer(
-        mask="half", scale_fn="tanh", hidden_units=8, dtype="float64"), (5,)),
-    "spline_channel": (lambda: SplineCouplingLayer(
-        mask="channel", num_bins=3, hidden_channels=8, dtype="float64"), (4, 4, 3)),
+    "coupling_channel_convnet": (
+        lambda: CouplingLayer(
+            mask="channel", scale_fn="tanh", conditioner="convnet", hidden_channels=8, dtype="float64"
+        ),
+        (4, 4, 4),
+    ),
+    "coupling_checkerboard_resnet": (
+        lambda: CouplingLayer(
+            mask="checkerboard",
+            scale_fn="tanh",
+            conditioner="resnet",
+            hidden_channels=8,
+            num_blocks=1,
+            dtype="float64",
+        ),
+        (4, 4, 2),
+    ),
+    "coupling_half_mlp": (
+        lambda: CouplingLayer(mask="half", scale_fn="tanh", hidden_units=8, dtype="float64"),
+        (5,),
+    ),
+    "spline_channel": (
+        lambda: SplineCouplingLayer(mask="channel", num_bins=3, hidden_channels=8, dtype="float64"),
+        (4, 4, 3),
+    ),
 }
 
 
@@ -232,43 +262,50 @@ class LayerSpec:
 
 _LAYERS: dict[str, LayerSpec] = {
     "coupling_convnet": LayerSpec(
-        lambda: CouplingLayer(mask="channel", conditioner="convnet", hidden_channels=8),
-        (2, 4, 4, 4)),
+        lambda: CouplingLayer(mask="channel", conditioner="convnet", hidden_channels=8), (2, 4, 4, 4)
+    ),
     "coupling_convnet_context_float64": LayerSpec(
-        lambda: CouplingLayer(mask="checkerboard", parity=1, conditioner="convnet",
-                              hidden_channels=8, dtype="float64"),
-        (2, 4, 4, 2), context_size=3),
+        lambda: CouplingLayer(
+            mask="checkerboard", parity=1, conditioner="convnet", hidden_channels=8, dtype="float64"
+        ),
+        (2, 4, 4, 2),
+        context_size=3,
+    ),
     "coupling_resnet_tanh": LayerSpec(
-        lambda: CouplingLayer(mask="checkerboard", scale_fn="tanh", conditioner="resnet",
-                              hidden_channels=8, num_blocks=1),
-        (2, 4, 4, 2)),
+        lambda: CouplingLayer(
+            mask="checkerboard", scale_fn="tanh", conditioner="resnet", hidden_channels=8, num_blocks=1
+        ),
+        (2, 4, 4, 2),
+    ),
     "coupling_mlp_additive": LayerSpec(
-        lambda: CouplingLayer(mask="half", parity=1, additive=True, conditioner="mlp",
-                              hidden_units=8),
-        (2, 5)),
+        lambda: CouplingLayer(mask="half", parity=1, additive=True, conditioner="mlp", hidden_units=8), (2, 5)
+    ),
     "coupling_mlp_exp_context": LayerSpec(
-        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_units=8), (2, 5),
-        context_size=2),
+        lambda: CouplingLayer(mask="half", scale_fn="exp", hidden_units=8), (2, 5), context_size=2
+    ),
     "coupling_custom_conditioner": LayerSpec(
-        lambda: CouplingLayer(mask="channel", scale_fn="tanh", conditioner=TinyConditioner(4)),
-        (2, 4, 4, 4)),
+        lambda: CouplingLayer(mask="channel", scale_fn="tanh", conditioner=TinyConditioner(4)), (2, 4, 4, 4)
+    ),
     "actnorm_image": LayerSpec(lambda: ActNormLayer(), (4, 4, 4, 3), initialize=True),
-    "actnorm_vector_float64": LayerSpec(lambda: ActNormLayer(event_ndims=1, dtype="float64"),
-                                        (4, 5), initialize=True),
+    "actnorm_vector_float64": LayerSpec(
+        lambda: ActNormLayer(event_ndims=1, dtype="float64"), (4, 5), initialize=True
+    ),
     "conv1x1_plain": LayerSpec(lambda: InvertibleConv1x1Layer(seed=3), (2, 4, 4, 4)),
     "conv1x1_lu": LayerSpec(lambda: InvertibleConv1x1Layer(lu=True, seed=3), (2, 4, 4, 4)),
     "conv1x1_lu_vector_initial_matrix": LayerSpec(
-        lambda: InvertibleConv1x1Layer(lu=True, event_ndims=1,
-                                       initial_matrix=[[2.0, 1.0], [1.0, 3.0]]),
-        (2, 2)),
+        lambda: InvertibleConv1x1Layer(lu=True, event_ndims=1, initial_matrix=[[2.0, 1.0], [1.0, 3.0]]),
+        (2, 2),
+    ),
     "coupling_zeroconv": LayerSpec(
-        lambda: CouplingLayer(mask="channel", conditioner="zeroconv"), (2, 4, 4, 4)),
+        lambda: CouplingLayer(mask="channel", conditioner="zeroconv"), (2, 4, 4, 4)
+    ),
     "spline_coupling_half_context": LayerSpec(
-        lambda: SplineCouplingLayer(mask="half", num_bins=3, hidden_units=8), (2, 5),
-        context_size=2),
+        lambda: SplineCouplingLayer(mask="half", num_bins=3, hidden_units=8), (2, 5), context_size=2
+    ),
     "spline_coupling_channel": LayerSpec(
-        lambda: SplineCouplingLayer(mask="channel", num_bins=3, hidden_channels=8,
-                                    dtype="float64"), (2, 4, 4, 3)),
+        lambda: SplineCouplingLayer(mask="channel", num_bins=3, hidden_channels=8, dtype="float64"),
+        (2, 4, 4, 3),
+    ),
     "prior_image_context": LayerSpec(lambda: PriorLayer(), (2, 4, 4, 3), context_size=3),
     "prior_vector": LayerSpec(lambda: PriorLayer(event_ndims=1, dtype="float64"), (2, 5)),
     "convnet": LayerSpec(lambda: ConvNet(8, 6), (2, 4, 4, 3)),
@@ -277,26 +314,45 @@ _LAYERS: dict[str, LayerSpec] = {
     "zeroconv_context": LayerSpec(lambda: ZeroConv(6), (2, 4, 4, 3), context_size=2),
     "mlp": LayerSpec(lambda: MLP([8, 8], 4), (2, 5)),
     "maf_random_context": LayerSpec(
-        lambda: MaskedAutoregressiveLayer(hidden_units=8, ordering="random", seed=4), (2, 5),
-        context_size=2),
+        lambda: MaskedAutoregressiveLayer(hidden_units=8, ordering="random", seed=4), (2, 5), context_size=2
+    ),
     "iaf_float64": LayerSpec(
-        lambda: MaskedAutoregressiveLayer(hidden_units=8, direction="iaf", dtype="float64"), (2, 4)),
+        lambda: MaskedAutoregressiveLayer(hidden_units=8, direction="iaf", dtype="float64"), (2, 4)
+    ),
     "standardize": LayerSpec(lambda: StandardizeLayer(), (6, 5), initialize=True),
     "made_context": LayerSpec(lambda: MADE([2, 3, 1], hidden_units=6), (2, 3), context_size=2),
     "masked_dense": LayerSpec(lambda: MaskedDense([1, 2, 3], [1, 1, 2, 2], activation="relu"), (2, 3)),
     "mlp_context": LayerSpec(lambda: MLP([8], 4, dtype="float64"), (2, 5), context_size=3),
     "coupling_token_channel_vit_context": LayerSpec(
-        lambda: CouplingLayer(mask="token_channel", scale_fn="scaled_sigmoid", indices=[3, 0],
-                              hidden_channels=8, num_blocks=1, conditioner_options={"heads": 2}),
-        (2, 4, 5), context_size=3),
+        lambda: CouplingLayer(
+            mask="token_channel",
+            scale_fn="scaled_sigmoid",
+            indices=[3, 0],
+            hidden_channels=8,
+            num_blocks=1,
+            conditioner_options={"heads": 2},
+        ),
+        (2, 4, 5),
+        context_size=3,
+    ),
     "coupling_token_spatial_spline_vit": LayerSpec(
-        lambda: CouplingLayer(mask="token_spatial", parity=1, transform="spline", num_bins=3,
-                              indices=[0, 3], hidden_channels=8, num_blocks=1,
-                              conditioner_options={"heads": 2, "mlp_ratio": 2}, dtype="float64"),
-        (2, 4, 5)),
+        lambda: CouplingLayer(
+            mask="token_spatial",
+            parity=1,
+            transform="spline",
+            num_bins=3,
+            indices=[0, 3],
+            hidden_channels=8,
+            num_blocks=1,
+            conditioner_options={"heads": 2, "mlp_ratio": 2},
+            dtype="float64",
+        ),
+        (2, 4, 5),
+    ),
     "coupling_checkerboard_spline": LayerSpec(
-        lambda: CouplingLayer(mask="checkerboard", transform="spline", num_bins=3,
-                              hidden_channels=8), (2, 4, 4, 2)),
+        lambda: CouplingLayer(mask="checkerboard", transform="spline", num_bins=3, hidden_channels=8),
+        (2, 4, 4, 2),
+    ),
     "vit_context": LayerSpec(lambda: ViT(2, 8, 2, 6, mlp_ratio=2), (2, 4, 5), context_size=3),
 }
 
@@ -369,15 +425,31 @@ def test_keras_serialization_round_trip(name):
 
 
 def test_registered_names_are_in_the_tfflows_package():
-    for cls in (CouplingLayer, ActNormLayer, InvertibleConv1x1Layer, SplineCouplingLayer,
-                PriorLayer, ConvNet, ResNet, MLP, ZeroConv, MaskedAutoregressiveLayer, MADE,
-                MaskedDense, StandardizeLayer, ViT):
+    for cls in (
+        CouplingLayer,
+        ActNormLayer,
+        InvertibleConv1x1Layer,
+        SplineCouplingLayer,
+        PriorLayer,
+        ConvNet,
+        ResNet,
+        MLP,
+        ZeroConv,
+        MaskedAutoregressiveLayer,
+        MADE,
+        MaskedDense,
+        StandardizeLayer,
+        ViT,
+    ):
         assert keras.saving.get_registered_name(cls) == f"tfflows>{cls.__name__}"
 
 
 def test_layers_reject_bad_shapes_and_arguments():
-    with pytest.raises(ValueError, match=r"expected inputs shaped \[batch, height, width, "
-                                         r"channels\], got shape \(None, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected inputs shaped \[batch, height, width, "
+        r"channels\], got shape \(None, 4\)",
+    ):
         ActNormLayer().build((None, 4))
     with pytest.raises(ValueError, match=r"expected inputs shaped \[batch, features\], got"):
         InvertibleConv1x1Layer(event_ndims=1).build((4,))

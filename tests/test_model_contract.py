@@ -43,6 +43,7 @@ BATCH = 3
 
 # -- a toy model, registered here and nowhere else ---------------------------------------------
 
+
 @keras.saving.register_keras_serializable(package="tfflows_tests")
 class ToyCoupling(tfflows.FlowModel):
     """Two half-mask affine couplings on vectors: the smallest flow a contributor might add."""
@@ -54,22 +55,38 @@ class ToyCoupling(tfflows.FlowModel):
         self._finish_init()
 
     def _make_steps(self) -> list:
-        return [CouplingLayer("half", parity, scale_fn="tanh", conditioner="mlp",
-                              hidden_units=self.width, num_hidden=1, name=f"coupling_{parity}")
-                for parity in (0, 1)]
+        return [
+            CouplingLayer(
+                "half",
+                parity,
+                scale_fn="tanh",
+                conditioner="mlp",
+                hidden_units=self.width,
+                num_hidden=1,
+                name=f"coupling_{parity}",
+            )
+            for parity in (0, 1)
+        ]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "width": self.width}
 
 
-TOY = registry.register_model(ModelEntry(
-    name="toy-coupling", data_kind="vector", model_class=ToyCoupling,
-    summary="a test's toy: two affine couplings",
-    build=lambda o: ToyCoupling(o.event_shape, width=o.width, num_classes=o.num_classes, **o.policy),
-    tiny=lambda **kw: ToyCoupling(3, width=8, **kw)), overwrite=True)
+TOY = registry.register_model(
+    ModelEntry(
+        name="toy-coupling",
+        data_kind="vector",
+        model_class=ToyCoupling,
+        summary="a test's toy: two affine couplings",
+        build=lambda o: ToyCoupling(o.event_shape, width=o.width, num_classes=o.num_classes, **o.policy),
+        tiny=lambda **kw: ToyCoupling(3, width=8, **kw),
+    ),
+    overwrite=True,
+)
 
 
 # -- the variants ---------------------------------------------------------------------------------
+
 
 def _variants() -> dict[str, tuple[ModelEntry, dict[str, int]]]:
     out = {}
@@ -91,7 +108,7 @@ def data_for(model: Any, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     spec = model.spec
     if spec.models_pixel_levels:
-        levels = rng.integers(0, 2 ** spec.num_bits, (n, *spec.event_shape))
+        levels = rng.integers(0, 2**spec.num_bits, (n, *spec.event_shape))
         return (levels + rng.uniform(0.05, 0.95, levels.shape)).astype(spec.dtype)
     return rng.standard_normal((n, *spec.event_shape)).astype(spec.dtype)
 
@@ -138,8 +155,13 @@ def test_change_of_variables_is_the_autodiff_jacobian(name, assert_close):
     sign, log_abs_det = np.linalg.slogdet(jac)
     assert np.all(sign != 0)
     base = -0.5 * np.sum(z.numpy() ** 2, -1) - 0.5 * model.num_dims * math.log(2 * math.pi)
-    assert_close("contract: log-det vs jacobian", model.log_prob(x, context).numpy() - base,
-                 log_abs_det, atol=1e-8, rtol=1e-10)
+    assert_close(
+        "contract: log-det vs jacobian",
+        model.log_prob(x, context).numpy() - base,
+        log_abs_det,
+        atol=1e-8,
+        rtol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -147,11 +169,17 @@ def test_decode_inverts_encode(name, assert_close):
     model, x, context = variant(name, "float64")
     z = model.encode(tf.constant(x), context)
     assert z.shape == (BATCH, model.num_dims)
-    assert_close("contract: round trip", model.decode(tf.identity(z), context).numpy(), x,
-                 atol=1e-8, rtol=1e-8)
+    assert_close(
+        "contract: round trip", model.decode(tf.identity(z), context).numpy(), x, atol=1e-8, rtol=1e-8
+    )
     z0 = 0.5 * np.random.default_rng(1).standard_normal((BATCH, model.num_dims))
-    assert_close("contract: z -> x -> z", model.encode(model.decode(z0, context), context).numpy(), z0,
-                 atol=1e-8, rtol=1e-8)
+    assert_close(
+        "contract: z -> x -> z",
+        model.encode(model.decode(z0, context), context).numpy(),
+        z0,
+        atol=1e-8,
+        rtol=1e-8,
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -165,8 +193,12 @@ def test_samples_have_the_event_shape_and_are_seeded(name):
     assert np.abs(a.numpy() - model.sample(4, temperature=0.5, seed=4, context=one).numpy()).max() > 1e-3
     cold = model.sample(2, temperature=0.0, seed=3, context=one).numpy()
     zeros_context = None if one is None else np.stack([one, one])
-    np.testing.assert_allclose(cold, model.decode(np.zeros((2, model.num_dims), "float32"),
-                                                  zeros_context).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        cold,
+        model.decode(np.zeros((2, model.num_dims), "float32"), zeros_context).numpy(),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     assert model.sample(0, context=one).shape == (0, *model.event_shape)
 
 
@@ -178,12 +210,18 @@ def test_the_distribution_is_a_live_transformed_distribution(name, assert_close)
     assert dist.bijector.model is model and dist.distribution.event_shape == (model.num_dims,)
     want_batch = () if context is None else (BATCH,)
     assert tuple(dist.batch_shape) == want_batch and tuple(dist.event_shape) == model.event_shape
-    assert_close("contract: distribution log_prob", dist.log_prob(x).numpy(),
-                 model.log_prob(x, context).numpy(), atol=1e-4, rtol=1e-5)
+    assert_close(
+        "contract: distribution log_prob",
+        dist.log_prob(x).numpy(),
+        model.log_prob(x, context).numpy(),
+        atol=1e-4,
+        rtol=1e-5,
+    )
     sample, log_prob = dist.experimental_sample_and_log_prob(2, seed=1)
     assert sample.shape == (2, *want_batch, *model.event_shape)
-    assert_close("contract: sample_and_log_prob", log_prob.numpy(), dist.log_prob(sample).numpy(),
-                 atol=2e-3, rtol=1e-4)
+    assert_close(
+        "contract: sample_and_log_prob", log_prob.numpy(), dist.log_prob(sample).numpy(), atol=2e-3, rtol=1e-4
+    )
     with pytest.raises(NotImplementedError, match="monte_carlo_entropy"):
         dist.entropy()
 
@@ -196,14 +234,17 @@ def test_bad_input_is_refused_by_the_contract(name):
         model.log_prob(x[0], context)
     if model.spec.models_pixel_levels:
         with pytest.raises(ValueError, match=rf"{owner}: expected x as pixel levels in \[0, "):
-            model.log_prob(x + 2.0 ** model.spec.num_bits, context)
+            model.log_prob(x + 2.0**model.spec.num_bits, context)
     else:
         with pytest.raises(ValueError, match=rf"{owner}: expected finite x, got 1 inf or NaN"):
             model.log_prob(np.where(np.arange(x.size).reshape(x.shape) == 0, np.nan, x), context)
     if model.spec.num_classes is not None:
-        with pytest.raises(ValueError, match=rf"{owner}: expected class labels in 0\.\.2, got labels "
-                                             r"from 0 to 1099511627776"):
-            model.log_prob(x, np.array([0, 1, 2 ** 40]))
+        with pytest.raises(
+            ValueError,
+            match=rf"{owner}: expected class labels in 0\.\.2, got labels "
+            r"from 0 to 1099511627776",
+        ):
+            model.log_prob(x, np.array([0, 1, 2**40]))
     elif model.spec.context_dim is not None:
         with pytest.raises(ValueError, match=rf"{owner}: expected a finite context"):
             model.log_prob(x, np.full_like(context, np.nan))
@@ -220,8 +261,9 @@ def test_keras_file_round_trip_keeps_log_prob(name, tmp_path):
     assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
     np.testing.assert_array_equal(loaded.log_prob(x, context).numpy(), model.log_prob(x, context).numpy())
     one = None if context is None else context[:1][0]
-    np.testing.assert_array_equal(loaded.sample(2, seed=3, context=one).numpy(),
-                                  model.sample(2, seed=3, context=one).numpy())
+    np.testing.assert_array_equal(
+        loaded.sample(2, seed=3, context=one).numpy(), model.sample(2, seed=3, context=one).numpy()
+    )
     if context is not None:  # each context gives its own density
         other = np.roll(context, 1, axis=0)
         assert np.abs(model.log_prob(x, other).numpy() - model.log_prob(x, context).numpy()).max() > 1e-4
@@ -254,8 +296,9 @@ def test_the_toy_gets_the_cli_and_its_builder():
     from tfflows.cli import build_parser
     from tfflows.cli.common import build_model
 
-    args = build_parser().parse_args(["train", "--model", "toy-coupling", "--dataset", "two_moons",
-                                      "--width", "4"])
+    args = build_parser().parse_args(
+        ["train", "--model", "toy-coupling", "--dataset", "two_moons", "--width", "4"]
+    )
     model = build_model(args, (2,), None, None)
     assert isinstance(model, ToyCoupling) and model.width == 4
     assert registry.get_model("toy-coupling", "vector") is TOY
@@ -269,9 +312,15 @@ def test_build_options_reach_every_builder():
         if entry.train is not None:
             continue  # trained its own way, from the CLI's arguments
         image = entry.data_kind == "image"
-        options = BuildOptions(event_shape=(4, 4, 1) if image else (3,), num_bits=5 if image else None,
-                               num_levels=1, num_steps=2, width=8, depth=1,
-                               extra={"patch_size": 2, "heads": 2} if image else {})
+        options = BuildOptions(
+            event_shape=(4, 4, 1) if image else (3,),
+            num_bits=5 if image else None,
+            num_levels=1,
+            num_steps=2,
+            width=8,
+            depth=1,
+            extra={"patch_size": 2, "heads": 2} if image else {},
+        )
         model = entry.build(options)
         assert isinstance(model, entry.model_class), entry.name
         assert model.event_shape == options.event_shape

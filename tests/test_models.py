@@ -49,10 +49,12 @@ CASES: dict[str, Callable[[], keras.Model]] = {
     "realnvp_context": lambda: tiny_realnvp(context_dim=3),
     "vector_realnvp": lambda: VectorRealNVP(2, num_steps=4, width=16),
     "vector_realnvp_shuffle_classes": lambda: VectorRealNVP(
-        3, num_steps=3, width=16, permutation="shuffle", num_classes=3),
+        3, num_steps=3, width=16, permutation="shuffle", num_classes=3
+    ),
     "vector_glow_lu": lambda: VectorGlow(3, num_steps=3, width=16),
     "vector_glow_additive_plain_context": lambda: VectorGlow(
-        2, num_steps=3, width=16, coupling="additive", lu=False, context_dim=3),
+        2, num_steps=3, width=16, coupling="additive", lu=False, context_dim=3
+    ),
     "vector_nsf_classes": lambda: VectorNSF(2, num_steps=2, width=16, num_bins=4, num_classes=3),
 }
 CASE_NAMES = list(CASES)
@@ -62,8 +64,8 @@ CONDITIONAL_CASES = [n for n in CASE_NAMES if n.endswith(("classes", "context"))
 @dataclasses.dataclass
 class Case:
     model: Any
-    x: np.ndarray          # a batch of valid data
-    context: Any           # its context (None for unconditional models)
+    x: np.ndarray  # a batch of valid data
+    context: Any  # its context (None for unconditional models)
 
     def contexts(self, n: int, seed: int = 0) -> Any:
         return make_context(self.model, n, seed)
@@ -72,7 +74,7 @@ class Case:
 def pixels(n: int, shape=IMAGE, seed: int = 0, num_bits: int = 8) -> np.ndarray:
     """Uniformly dequantized random pixel levels in [0, 2**num_bits)."""
     rng = np.random.default_rng(seed)
-    levels = rng.integers(0, 2 ** num_bits, (n, *shape))
+    levels = rng.integers(0, 2**num_bits, (n, *shape))
     return (levels + rng.uniform(size=levels.shape)).astype(np.float32)
 
 
@@ -105,8 +107,11 @@ def get_case(name: str) -> Case:
     model = CASES[name]()
     x = make_data(model, BATCH)
     context = make_context(model, BATCH)
-    model.initialize(make_data(model, 32, seed=7) if context is None
-                     else (make_data(model, 32, seed=7), make_context(model, 32, seed=7)))
+    model.initialize(
+        make_data(model, 32, seed=7)
+        if context is None
+        else (make_data(model, 32, seed=7), make_context(model, 32, seed=7))
+    )
     randomize(model)
     return Case(model, x, context)
 
@@ -119,7 +124,7 @@ def case(request) -> Case:
 def base_log_prob(z) -> np.ndarray:
     """Standard normal log-density of flat latents, computed apart from the models."""
     z = np.asarray(z, np.float64)
-    return -0.5 * np.sum(z ** 2, axis=-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+    return -0.5 * np.sum(z**2, axis=-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
 def walk(steps, x):
@@ -220,11 +225,15 @@ def test_randomised_density_integrates_to_one(name):
 def test_log_prob_is_the_distribution_log_prob(case, assert_close):
     model, x, context = case.model, case.x, case.context
     want = model.distribution_for(context).log_prob(tf.constant(x)).numpy()
-    assert_close("log_prob vs distribution", model.log_prob(x, context).numpy(), want,
-                 atol=1e-3, rtol=1e-5)
+    assert_close("log_prob vs distribution", model.log_prob(x, context).numpy(), want, atol=1e-3, rtol=1e-5)
     if context is None:
-        assert_close("log_prob vs .distribution", model.log_prob(x).numpy(),
-                     model.distribution.log_prob(tf.constant(x)).numpy(), atol=1e-3, rtol=1e-5)
+        assert_close(
+            "log_prob vs .distribution",
+            model.log_prob(x).numpy(),
+            model.distribution.log_prob(tf.constant(x)).numpy(),
+            atol=1e-3,
+            rtol=1e-5,
+        )
 
 
 def test_log_prob_is_the_change_of_variables_step_by_step(case, assert_close):
@@ -271,12 +280,19 @@ def test_shifted_distribution_composes(case, assert_close):
     model, x, context = case.model, case.x, case.context
     want = model.log_prob(x, context).numpy()
     shifted = tfd.TransformedDistribution(model.distribution_for(context), tfb.Shift(1.0))
-    assert_close("Shift(1) ∘ distribution", shifted.log_prob(tf.constant(x + 1.0)).numpy(), want,
-                 atol=1e-3, rtol=1e-5)
-    chained = tfd.TransformedDistribution(model.base_distribution,
-                                          tfb.Chain([tfb.Shift(1.0), model.bijector_for(context)]))
-    assert_close("Chain([Shift(1), bijector])", chained.log_prob(tf.constant(x + 1.0)).numpy(), want,
-                 atol=1e-3, rtol=1e-5)
+    assert_close(
+        "Shift(1) ∘ distribution", shifted.log_prob(tf.constant(x + 1.0)).numpy(), want, atol=1e-3, rtol=1e-5
+    )
+    chained = tfd.TransformedDistribution(
+        model.base_distribution, tfb.Chain([tfb.Shift(1.0), model.bijector_for(context)])
+    )
+    assert_close(
+        "Chain([Shift(1), bijector])",
+        chained.log_prob(tf.constant(x + 1.0)).numpy(),
+        want,
+        atol=1e-3,
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("name", ["glow_affine_lu", "vector_glow_lu"])
@@ -289,8 +305,9 @@ def test_iid_batch_as_one_event(name, assert_close):
     got = tfd.Sample(model.distribution, 3).log_prob(tf.constant(xs)).numpy()
     assert_close("Sample(distribution, 3)", got, want, atol=3e-3, rtol=1e-5)
     indep = tfd.Independent(tfd.BatchBroadcast(model.distribution, [3]), reinterpreted_batch_ndims=1)
-    assert_close("Independent(BatchBroadcast)", indep.log_prob(tf.constant(xs)).numpy(), want,
-                 atol=3e-3, rtol=1e-5)
+    assert_close(
+        "Independent(BatchBroadcast)", indep.log_prob(tf.constant(xs)).numpy(), want, atol=3e-3, rtol=1e-5
+    )
 
 
 # -- 3. latents -----------------------------------------------------------
@@ -307,7 +324,7 @@ def test_encode_decode_round_trip(case, assert_close):
     eps = np.random.default_rng(5).standard_normal((BATCH, model.num_dims)).astype(np.float32)
     x_back = model.decode(eps, context).numpy()
     if model.spec.bounded_levels:  # encode refuses levels outside [0, 2**num_bits): keep decodes inside
-        inside = np.all((x_back >= 0) & (x_back < 2.0 ** model.num_bits), axis=(1, 2, 3))
+        inside = np.all((x_back >= 0) & (x_back < 2.0**model.num_bits), axis=(1, 2, 3))
         assert inside.any(), "no decoded image within the pixel range"
         x_back, eps = x_back[inside], eps[inside]
         context = None if context is None else np.asarray(context)[inside]
@@ -348,23 +365,39 @@ def _empty_context(model):
     return None if context is None else context[:0]
 
 
-@pytest.mark.parametrize("mode", ["eager", pytest.param("function", marks=pytest.mark.slow),
-                                  pytest.param("function_unknown_batch", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "eager",
+        pytest.param("function", marks=pytest.mark.slow),
+        pytest.param("function_unknown_batch", marks=pytest.mark.slow),
+    ],
+)
 def test_an_empty_batch_gives_empty_results(case, mode):
     """log_prob, encode and decode of 0 examples: shapes [0], [0, D], [0, *event], no error."""
     model = case.model
     context = _empty_context(model)
     x = tf.zeros((0, *model.event_shape))
     z = tf.zeros((0, model.num_dims))
-    calls = {"log_prob": (model.log_prob, x, (0,)), "encode": (model.encode, x, (0, model.num_dims)),
-             "decode": (model.decode, z, (0, *model.event_shape))}
+    calls = {
+        "log_prob": (model.log_prob, x, (0,)),
+        "encode": (model.encode, x, (0, model.num_dims)),
+        "decode": (model.decode, z, (0, *model.event_shape)),
+    }
     for what, (method, arg, shape) in calls.items():
         if mode == "eager":
             fn = method
         else:
             spec = tf.TensorSpec((None if mode == "function_unknown_batch" else 0, *arg.shape[1:]))
-            fn = tf.function(method, input_signature=[spec] + ([] if context is None else [
-                tf.TensorSpec((None, *context.shape[1:]), tf.as_dtype(context.dtype))]))
+            fn = tf.function(
+                method,
+                input_signature=[spec]
+                + (
+                    []
+                    if context is None
+                    else [tf.TensorSpec((None, *context.shape[1:]), tf.as_dtype(context.dtype))]
+                ),
+            )
         out = fn(arg) if context is None else fn(arg, tf.constant(context))
         assert tuple(out.shape) == shape, (what, mode, out.shape)
 
@@ -499,10 +532,11 @@ def test_uniform_identity_flow_scores_exactly_num_bits(num_bits):
     """A uniform density on [0, 2ⁿ)^D is 2^(−nD): exactly n bits per dimension."""
     shape = (8, 8, 3)
     d = int(np.prod(shape))
-    dist = tfd.TransformedDistribution(tfd.Sample(tfd.Uniform(0.0, 1.0), shape),
-                                       tfb.Invert(ScalePixels(num_bits)))
+    dist = tfd.TransformedDistribution(
+        tfd.Sample(tfd.Uniform(0.0, 1.0), shape), tfb.Invert(ScalePixels(num_bits))
+    )
     x = pixels(16, shape, seed=3, num_bits=num_bits)
-    assert x.max() < 2 ** num_bits
+    assert x.max() < 2**num_bits
     bpd = -dist.log_prob(x).numpy().astype(np.float64) / (d * math.log(2.0))
     np.testing.assert_allclose(bpd, num_bits, atol=1e-5, rtol=0)
 
@@ -532,62 +566,105 @@ def _bad_calls():
     vec_ctx = lambda: get_case("vector_glow_additive_plain_context").model
     x = pixels(2)
     return {
-        "image_channels": (lambda: glow().log_prob(pixels(2, (8, 8, 3))),
-                           r"expected x of shape \[batch, 8, 8, 1\], got shape \(2, 8, 8, 3\)"),
-        "image_size": (lambda: glow().encode(pixels(2, (16, 16, 1))),
-                       r"expected x of shape \[batch, 8, 8, 1\], got shape \(2, 16, 16, 1\)"),
-        "image_no_batch": (lambda: glow().log_prob(x[0]),
-                           r"expected x of shape \[batch, 8, 8, 1\], got shape \(8, 8, 1\)"),
-        "image_int_out_of_range": (lambda: glow().log_prob(np.full((2, 8, 8, 1), 256, np.int32)),
-                                   r"8-bit pixels in 0\.\.255.*got values from 256 to 256"),
+        "image_channels": (
+            lambda: glow().log_prob(pixels(2, (8, 8, 3))),
+            r"expected x of shape \[batch, 8, 8, 1\], got shape \(2, 8, 8, 3\)",
+        ),
+        "image_size": (
+            lambda: glow().encode(pixels(2, (16, 16, 1))),
+            r"expected x of shape \[batch, 8, 8, 1\], got shape \(2, 16, 16, 1\)",
+        ),
+        "image_no_batch": (
+            lambda: glow().log_prob(x[0]),
+            r"expected x of shape \[batch, 8, 8, 1\], got shape \(8, 8, 1\)",
+        ),
+        "image_int_out_of_range": (
+            lambda: glow().log_prob(np.full((2, 8, 8, 1), 256, np.int32)),
+            r"8-bit pixels in 0\.\.255.*got values from 256 to 256",
+        ),
         "vector_int": (lambda: vec().log_prob(np.zeros((2, 2), np.int32)), r"float32 or float64, got int32"),
-        "vector_width": (lambda: vec().log_prob(np.zeros((2, 3), np.float32)),
-                         r"expected x of shape \[batch, 2\], got shape \(2, 3\)"),
-        "latent_width": (lambda: vec().decode(np.zeros((2, 3), np.float32)),
-                         r"latents of shape \[batch, 2\].*got float32 of shape \(2, 3\)"),
+        "vector_width": (
+            lambda: vec().log_prob(np.zeros((2, 3), np.float32)),
+            r"expected x of shape \[batch, 2\], got shape \(2, 3\)",
+        ),
+        "latent_width": (
+            lambda: vec().decode(np.zeros((2, 3), np.float32)),
+            r"latents of shape \[batch, 2\].*got float32 of shape \(2, 3\)",
+        ),
         "no_context": (lambda: glow_c().log_prob(x), r"conditional; pass context= \(class labels\)"),
-        "no_context_vector": (lambda: vec_ctx().sample(2),
-                              r"conditional; pass context= \(context vectors of size 3\)"),
+        "no_context_vector": (
+            lambda: vec_ctx().sample(2),
+            r"conditional; pass context= \(context vectors of size 3\)",
+        ),
         "context_for_unconditional": (lambda: glow().log_prob(x, [0, 1]), r"not conditional"),
         "sample_context_for_unconditional": (lambda: vec().sample(2, context=[0, 1]), r"not conditional"),
-        "float_labels": (lambda: glow_c().log_prob(x, np.array([0.5, 1.0], np.float32)),
-                         r"expected integer class labels in 0..2.*got float32"),
-        "label_out_of_range": (lambda: glow_c().log_prob(x, [0, 3]),
-                               r"class labels in 0..2, got labels from 0 to 3"),
-        "negative_label": (lambda: glow_c().sample(2, context=-1),
-                           r"class labels in 0..2, got labels from -1 to -1"),
-        "context_width": (lambda: vec_ctx().log_prob(np.zeros((2, 2), np.float32), np.zeros((2, 5))),
-                          r"context of shape \[batch, 3\], got \(2, 5\)"),
-        "sample_context_count": (lambda: glow_c().sample(4, context=[0, 1]),
-                                 r"expected 4 contexts \(one per sample\) or a single one .*, got 2"),
+        "float_labels": (
+            lambda: glow_c().log_prob(x, np.array([0.5, 1.0], np.float32)),
+            r"expected integer class labels in 0..2.*got float32",
+        ),
+        "label_out_of_range": (
+            lambda: glow_c().log_prob(x, [0, 3]),
+            r"class labels in 0..2, got labels from 0 to 3",
+        ),
+        "negative_label": (
+            lambda: glow_c().sample(2, context=-1),
+            r"class labels in 0..2, got labels from -1 to -1",
+        ),
+        "context_width": (
+            lambda: vec_ctx().log_prob(np.zeros((2, 2), np.float32), np.zeros((2, 5))),
+            r"context of shape \[batch, 3\], got \(2, 5\)",
+        ),
+        "sample_context_count": (
+            lambda: glow_c().sample(4, context=[0, 1]),
+            r"expected 4 contexts \(one per sample\) or a single one .*, got 2",
+        ),
         "num_samples_negative": (lambda: vec().sample(-1), r"num_samples must be an integer >= 0, got -1"),
         "num_samples_float": (lambda: vec().sample(1.5), r"integer >= 0, got 1.5"),
         "num_samples_bool": (lambda: vec().sample(True), r"integer >= 0, got True"),
-        "temperature_nan": (lambda: vec().sample(2, temperature=float("nan")),
-                            r"temperature must be a finite number >= 0, got nan"),
-        "temperature_inf": (lambda: vec().sample(2, temperature=float("inf")),
-                            r"finite number >= 0, got inf"),
-        "temperature_negative": (lambda: vec().sample(2, temperature=-1.0),
-                                 r"finite number >= 0, got -1.0"),
+        "temperature_nan": (
+            lambda: vec().sample(2, temperature=float("nan")),
+            r"temperature must be a finite number >= 0, got nan",
+        ),
+        "temperature_inf": (
+            lambda: vec().sample(2, temperature=float("inf")),
+            r"finite number >= 0, got inf",
+        ),
+        "temperature_negative": (lambda: vec().sample(2, temperature=-1.0), r"finite number >= 0, got -1.0"),
         "temperature_string": (lambda: vec().sample(2, temperature="1"), r"finite number >= 0, got '1'"),
-        "glow_size": (lambda: Glow((12, 12, 1), num_levels=3, num_steps=1, width=4),
-                      r"divisible by 2\*\*num_levels = 8, got 12x12"),
-        "glow_coupling": (lambda: Glow(IMAGE, num_levels=2, coupling="affline"),
-                          r"coupling must be one of \('affine', 'additive', 'spline'.*\), got 'affline'"),
-        "glow_rank": (lambda: Glow((8, 8), num_levels=1),
-                      r"must be \(height, width, channels\).*got \(8, 8\)"),
+        "glow_size": (
+            lambda: Glow((12, 12, 1), num_levels=3, num_steps=1, width=4),
+            r"divisible by 2\*\*num_levels = 8, got 12x12",
+        ),
+        "glow_coupling": (
+            lambda: Glow(IMAGE, num_levels=2, coupling="affline"),
+            r"coupling must be one of \('affine', 'additive', 'spline'.*\), got 'affline'",
+        ),
+        "glow_rank": (
+            lambda: Glow((8, 8), num_levels=1),
+            r"must be \(height, width, channels\).*got \(8, 8\)",
+        ),
         "glow_levels": (lambda: Glow(IMAGE, num_levels=0), r"num_levels must be a positive integer, got 0"),
-        "realnvp_size": (lambda: RealNVP((6, 6, 1), num_levels=2),
-                         r"divisible by 2\*\*num_levels = 4.*got 6x6"),
+        "realnvp_size": (
+            lambda: RealNVP((6, 6, 1), num_levels=2),
+            r"divisible by 2\*\*num_levels = 4.*got 6x6",
+        ),
         "vector_dim": (lambda: VectorRealNVP(1), r"event_shape must be the number of features D >= 2.*got 1"),
-        "vector_permutation": (lambda: VectorRealNVP(2, permutation="random"),
-                               r"permutation must be 'reverse' or 'shuffle', got 'random'"),
-        "vector_glow_coupling": (lambda: VectorGlow(2, coupling="splines"),
-                                 r"coupling must be one of \('affine', 'additive', 'spline'.*\), got 'splines'"),
-        "num_classes_zero": (lambda: VectorGlow(2, num_classes=0),
-                             r"num_classes must be a positive integer, got 0"),
-        "classes_and_context": (lambda: VectorGlow(2, num_classes=2, context_dim=2),
-                                r"num_classes or context_dim, not both"),
+        "vector_permutation": (
+            lambda: VectorRealNVP(2, permutation="random"),
+            r"permutation must be 'reverse' or 'shuffle', got 'random'",
+        ),
+        "vector_glow_coupling": (
+            lambda: VectorGlow(2, coupling="splines"),
+            r"coupling must be one of \('affine', 'additive', 'spline'.*\), got 'splines'",
+        ),
+        "num_classes_zero": (
+            lambda: VectorGlow(2, num_classes=0),
+            r"num_classes must be a positive integer, got 0",
+        ),
+        "classes_and_context": (
+            lambda: VectorGlow(2, num_classes=2, context_dim=2),
+            r"num_classes or context_dim, not both",
+        ),
     }
 
 

@@ -67,8 +67,9 @@ def launch(argv, logs: str, name: str) -> subprocess.Popen:
     env.pop("TF_CONFIG", None)
     path = os.path.join(logs, f"{name}_{time.monotonic_ns()}.txt")
     with open(path, "w") as log:
-        proc = subprocess.Popen([sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
     proc.log_path = path
     return proc
 
@@ -114,8 +115,9 @@ def killed(tmp_path_factory) -> dict:
     out = str(tmp_path_factory.mktemp("two_workers"))
     ckpt = os.path.join(out, "checkpoints")
     cluster = hosts(free_ports(2))
-    procs = [start(i, cluster, out, "--reference", "--checkpoint-dir", ckpt, "--pause", "1.5")
-             for i in (0, 1)]
+    procs = [
+        start(i, cluster, out, "--reference", "--checkpoint-dir", ckpt, "--pause", "1.5") for i in (0, 1)
+    ]
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
         while not distributed.checkpoints(ckpt) and time.monotonic() < deadline:
@@ -131,8 +133,7 @@ def killed(tmp_path_factory) -> dict:
         survivor = procs[0].poll()  # measured: exit status 1, 8.7 s after the kill
     finally:
         kill(procs)
-    return {"out": out, "checkpoints": ckpt, "written": distributed.checkpoints(ckpt),
-            "survivor": survivor}
+    return {"out": out, "checkpoints": ckpt, "written": distributed.checkpoints(ckpt), "survivor": survivor}
 
 
 def test_two_workers_equal_one_process_on_the_global_batch(killed, assert_close):
@@ -214,12 +215,38 @@ def test_cli_two_workers_train_and_end_cleanly(tmp_path):
 
     outs = [str(tmp_path / "chief"), str(tmp_path / "worker1")]  # as on two machines
     cluster = hosts(free_ports(2))
-    train = ["-m", "tfflows.cli", "train", "--dataset", "digits", "--max-train", "64", "--levels", "1",
-             "--steps", "2", "--width", "8", "--batch-size", "8", "--epochs", "1",
-             "--steps-per-epoch", "2", "--checkpoint-every", "1", "--verbose", "0",
-             "--workers", "2", "--worker-hosts", cluster]
-    procs = [launch([*train, "--worker-index", str(i), "--out", outs[i]], str(tmp_path), f"cli{i}")
-             for i in (1, 0)]  # worker 1 first, as the README shows
+    train = [
+        "-m",
+        "tfflows.cli",
+        "train",
+        "--dataset",
+        "digits",
+        "--max-train",
+        "64",
+        "--levels",
+        "1",
+        "--steps",
+        "2",
+        "--width",
+        "8",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--verbose",
+        "0",
+        "--workers",
+        "2",
+        "--worker-hosts",
+        cluster,
+    ]
+    procs = [
+        launch([*train, "--worker-index", str(i), "--out", outs[i]], str(tmp_path), f"cli{i}") for i in (1, 0)
+    ]  # worker 1 first, as the README shows
     try:
         finish(procs)
     finally:
@@ -241,6 +268,7 @@ def test_cli_two_workers_train_and_end_cleanly(tmp_path):
 
 
 # -- bad input: answered in this process, before TensorFlow starts a cluster ------------------
+
 
 @pytest.mark.slow
 @pytest.mark.multiworker
@@ -303,13 +331,16 @@ def test_bad_cluster_descriptions(kwargs, message):
         distributed.cluster_config(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(timeout=0), r"timeout must be seconds > 0, got 0"),
-    (dict(linger=-1.0), r"linger must be seconds > 0, got -1.0"),
-    (dict(exit_code=256), r"exit_code must be None or an integer in 0..255, got 256"),
-    (dict(exit_code=True), r"exit_code .* got True"),
-], ids=["timeout", "linger", "exit-code", "exit-bool"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(timeout=0), r"timeout must be seconds > 0, got 0"),
+        (dict(linger=-1.0), r"linger must be seconds > 0, got -1.0"),
+        (dict(exit_code=256), r"exit_code must be None or an integer in 0..255, got 256"),
+        (dict(exit_code=True), r"exit_code .* got True"),
+    ],
+    ids=["timeout", "linger", "exit-code", "exit-bool"],
+)
 def test_finish_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         distributed.finish(**kwargs)
-

@@ -20,8 +20,7 @@ from tfflows.layers.actnorm import ActNormLayer
 from tfflows.training import make_optimizer
 
 # Every training test runs eagerly, in a tf.function and compiled with XLA.
-MODES = {"eager": {"run_eagerly": True}, "function": {"jit_compile": False},
-         "jit": {"jit_compile": True}}
+MODES = {"eager": {"run_eagerly": True}, "function": {"jit_compile": False}, "jit": {"jit_compile": True}}
 
 
 def points(n: int = 32, seed: int = 0) -> np.ndarray:
@@ -45,7 +44,8 @@ def state(model) -> list[np.ndarray]:
 
 def all_finite(model) -> bool:
     return not nonfinite_weights(model) and all(
-        np.all(np.isfinite(v.numpy())) for v in model.optimizer.variables)
+        np.all(np.isfinite(v.numpy())) for v in model.optimizer.variables
+    )
 
 
 def overflowing_glow() -> Glow:
@@ -150,13 +150,20 @@ BOUNDED = {
 def test_the_update_bound_says_finite_only_where_the_update_is_finite(kind):
     said_finite = said_not = 0
     for grad, slot, weight, rate in itertools.product(
-            [1.0, 1e17, 1e19, 1e20], [0.0, 1.0, 1e29, 1e31, 1e37], [1.0, 1e36, 3e37, 3e38],
-            [1e-3, 1.0, 1e25, 3e38]):
+        [1.0, 1e17, 1e19, 1e20],
+        [0.0, 1.0, 1e29, 1e31, 1e37],
+        [1.0, 1e36, 3e37, 3e38],
+        [1e-3, 1.0, 1e25, 3e38],
+    ):
         variable = keras.Variable(np.array([weight, -weight, 0.5], "float32"))
         optimizer = BOUNDED[kind](rate)
         optimizer.build([variable])
-        moments = [*getattr(optimizer, "_momentums", []), *getattr(optimizer, "momentums", []),
-                   *getattr(optimizer, "_velocities", []), *getattr(optimizer, "_velocity_hats", [])]
+        moments = [
+            *getattr(optimizer, "_momentums", []),
+            *getattr(optimizer, "momentums", []),
+            *getattr(optimizer, "_velocities", []),
+            *getattr(optimizer, "_velocity_hats", []),
+        ]
         for moment in moments:
             signs = np.array([1.0, -1.0, 1.0]) if "momentum" in moment.path else 1.0
             moment.assign((slot * signs * np.ones(3)).astype("float32"))
@@ -179,10 +186,14 @@ def test_the_update_bound_refuses_optimizers_it_cannot_bound():
 
     variable = keras.Variable(np.ones(3, "float32"))
     grads = [tf.ones(3)]
-    for optimizer in [keras.optimizers.RMSprop(1e-3), keras.optimizers.Adam(1e-3, use_ema=True),
-                      keras.optimizers.Adam(1e-3, gradient_accumulation_steps=2),
-                      keras.optimizers.Adam(1e-3, epsilon=0.0), MyAdam(1e-3),
-                      keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3))]:
+    for optimizer in [
+        keras.optimizers.RMSprop(1e-3),
+        keras.optimizers.Adam(1e-3, use_ema=True),
+        keras.optimizers.Adam(1e-3, gradient_accumulation_steps=2),
+        keras.optimizers.Adam(1e-3, epsilon=0.0),
+        MyAdam(1e-3),
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3)),
+    ]:
         optimizer.build([variable])
         assert update_stays_finite(optimizer, grads, [variable]) is None, optimizer
     negative = keras.optimizers.Adam(1e-3)
@@ -272,8 +283,10 @@ def test_a_skipped_batch_does_not_count_as_a_loss_of_zero():
 def test_sample_check_puts_the_fraction_of_non_finite_samples_in_the_history():
     x = np.random.default_rng(1).uniform(0, 32, (32, 8, 8, 1)).astype("float32")
     fractions = {}
-    for name, model in (("healthy", Glow((8, 8, 1), num_levels=2, num_steps=1, width=8,
-                                         num_bits=5, seed=0)), ("overflowing", overflowing_glow())):
+    for name, model in (
+        ("healthy", Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)),
+        ("overflowing", overflowing_glow()),
+    ):
         model.initialize(x)
         model.compile(optimizer=keras.optimizers.SGD(1e-9))
         history = model.fit(x, batch_size=16, epochs=2, verbose=0, callbacks=[SampleCheck(64)])
@@ -288,15 +301,16 @@ def test_clip_latent_draws_finite_samples_where_plain_ones_overflow():
     clipped = model.sample(64, seed=0, clip_latent=0.1)
     assert nonfinite_fraction(plain) == 1.0 and nonfinite_fraction(clipped) == 0.0
     # Latents inside the clip are left alone: at a small temperature it changes nothing.
-    np.testing.assert_array_equal(model.sample(8, temperature=0.01, seed=1, clip_latent=10.0),
-                                  model.sample(8, temperature=0.01, seed=1))
+    np.testing.assert_array_equal(
+        model.sample(8, temperature=0.01, seed=1, clip_latent=10.0), model.sample(8, temperature=0.01, seed=1)
+    )
 
 
 def test_clip_output_clamps_every_pixel_into_the_data_range():
     model = overflowing_glow()
     with pytest.warns(RuntimeWarning, match=r"64 of 64 samples .* clip_output clamped them"):
         x = model.sample(64, seed=0, clip_output=True).numpy()
-    assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() < 2.0 ** model.num_bits
+    assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() < 2.0**model.num_bits
     # Samples inside the range come back unchanged.
     healthy = Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, seed=0)
     inside = healthy.sample(8, temperature=0.05, seed=1).numpy()
@@ -325,10 +339,12 @@ def test_served_samples_say_which_ones_overflowed(tmp_path):
     card = json.load(open(os.path.join(path, "assets.extra", "model_card.json")))
     for name in ("sample", "decode"):
         assert card["signatures"][name]["outputs"]["finite"]["dtype"] == "bool"
-    hot = served.signatures["sample"](num_samples=tf.constant(16), temperature=tf.constant(1.0),
-                                      seed=tf.constant(0, tf.int64))
-    cold = served.signatures["sample"](num_samples=tf.constant(16), temperature=tf.constant(0.01),
-                                       seed=tf.constant(0, tf.int64))
+    hot = served.signatures["sample"](
+        num_samples=tf.constant(16), temperature=tf.constant(1.0), seed=tf.constant(0, tf.int64)
+    )
+    cold = served.signatures["sample"](
+        num_samples=tf.constant(16), temperature=tf.constant(0.01), seed=tf.constant(0, tf.int64)
+    )
     assert hot["images"].dtype == tf.uint8
     np.testing.assert_array_equal(hot["finite"], np.isfinite(hot["images_float"]).reshape(16, -1).all(1))
     assert not np.any(hot["finite"]) and np.all(cold["finite"])
@@ -355,6 +371,7 @@ def test_checkpoint_warns_instead_of_ending_training_on_a_nan_model(tmp_path):
 def _strict_json(path) -> dict:
     def refuse(name):
         raise ValueError(f"{path} holds {name}")
+
     with open(path) as f:
         return json.load(f, parse_constant=refuse)
 
@@ -367,10 +384,35 @@ def test_cli_train_that_diverges_exits_non_zero_naming_the_last_good_checkpoint(
     # Adam's first step moves every weight by about lr: epoch 1 ends with finite weights of
     # ~1e30, and the first step of epoch 2 has an inf loss.
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "--dataset", "digits", "--epochs", "3", "--steps-per-epoch", "1",
-              "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2",
-              "--lr", "1e30", "--warmup", "0", "--out", str(out), "--verbose", "0",
-              "--extras-share", "1"])  # a checkpoint after every epoch
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "3",
+                "--steps-per-epoch",
+                "1",
+                "--batch-size",
+                "16",
+                "--width",
+                "8",
+                "--steps",
+                "1",
+                "--levels",
+                "2",
+                "--lr",
+                "1e30",
+                "--warmup",
+                "0",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+                "--extras-share",
+                "1",
+            ]
+        )  # a checkpoint after every epoch
     message = str(exit_.value.code)
     assert exit_.value.code not in (0, None)
     good = os.path.join(str(out), "checkpoints", "epoch_001.keras")
@@ -389,6 +431,7 @@ def test_cli_train_reports_the_sample_check(trained_run):
     out = trained_run  # tfflows train --dataset digits --epochs 2 --steps-per-epoch 2 ... (conftest.py)
     results = _strict_json(out / "results.json")
     assert results["stopped_on_nonfinite"] is False and results["last_good_checkpoint"].endswith(
-        "epoch_002.keras")
+        "epoch_002.keras"
+    )
     assert results["nonfinite_sample_fraction_per_epoch"] == [0.0, 0.0]
     assert (out / "model.keras").exists()

@@ -24,31 +24,38 @@ def tiny_glow(shape=SHAPE, seed: int = 0) -> tfflows.Glow:
 
 def toy_density(offset: float = 0.0, weight: float = 1.0) -> ImageDensity:
     """log p(x) = offset − weight · mean pixel: a density with known values, no network."""
+
     def log_prob(images):
         x = tf.cast(images, tf.float32)
         return offset - weight * tf.reduce_mean(x, axis=[1, 2, 3])
+
     return ImageDensity(log_prob, SHAPE, 8, "toy")
 
 
 # -- metrics ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("in_scores, ood_scores, want", [
-    ([0.1, 0.4], [0.35, 0.8], (0.75, 0.5 + 0.5 * 2 / 3, 0.5)),
-    ([0.0, 1.0], [1.0, 2.0], (3.5 / 4, 0.5 + 0.5 * 2 / 3, 0.5)),   # one tie counts ½
-    ([1.0, 1.0], [1.0, 1.0], (0.5, 0.5, 1.0)),                     # all tied
-    ([0.0, 1.0, 2.0], [3.0, 4.0], (1.0, 1.0, 0.0)),                # separated
-    ([3.0, 4.0], [0.0, 1.0, 2.0], (0.0, (1 / 3 + 1 / 2 + 3 / 5) / 3, 1.0)),  # reversed
-], ids=["classic", "tie", "all_tied", "separated", "reversed"])
+
+@pytest.mark.parametrize(
+    "in_scores, ood_scores, want",
+    [
+        ([0.1, 0.4], [0.35, 0.8], (0.75, 0.5 + 0.5 * 2 / 3, 0.5)),
+        ([0.0, 1.0], [1.0, 2.0], (3.5 / 4, 0.5 + 0.5 * 2 / 3, 0.5)),  # one tie counts ½
+        ([1.0, 1.0], [1.0, 1.0], (0.5, 0.5, 1.0)),  # all tied
+        ([0.0, 1.0, 2.0], [3.0, 4.0], (1.0, 1.0, 0.0)),  # separated
+        ([3.0, 4.0], [0.0, 1.0, 2.0], (0.0, (1 / 3 + 1 / 2 + 3 / 5) / 3, 1.0)),  # reversed
+    ],
+    ids=["classic", "tie", "all_tied", "separated", "reversed"],
+)
 def test_metrics_against_hand_computed_values(in_scores, ood_scores, want):
     got = ood.detection_metrics(in_scores, ood_scores)
     np.testing.assert_allclose([got["auroc"], got["aupr"], got["fpr95"]], want, rtol=0, atol=1e-12)
 
 
 def test_fpr_at_tpr_takes_the_highest_threshold_that_reaches_the_rate():
-    in_scores = np.arange(10.0)            # 0..9
-    ood_scores = np.arange(20.0) + 5.0     # 5..24: TPR 0.95 needs the threshold 6 (19 of 20)
+    in_scores = np.arange(10.0)  # 0..9
+    ood_scores = np.arange(20.0) + 5.0  # 5..24: TPR 0.95 needs the threshold 6 (19 of 20)
     assert ood.fpr_at_tpr(in_scores, ood_scores, 0.95) == pytest.approx(0.4)  # 6, 7, 8, 9 of 10
-    assert ood.fpr_at_tpr(in_scores, ood_scores, 1.0) == pytest.approx(0.5)   # 5..9
+    assert ood.fpr_at_tpr(in_scores, ood_scores, 1.0) == pytest.approx(0.5)  # 5..9
 
 
 def test_metrics_match_sklearn_with_ties():
@@ -64,15 +71,17 @@ def test_metrics_match_sklearn_with_ties():
         assert ood.fpr_at_tpr(a, b) == pytest.approx(fpr[np.argmax(tpr >= 0.95 - 1e-12)], abs=1e-12)
 
 
-@pytest.mark.parametrize("a, b, match", [
-    ([], [1.0], "non-empty 1-D"), ([[1.0]], [1.0], "non-empty 1-D"), ([np.nan], [1.0], "1 NaN"),
-])
+@pytest.mark.parametrize(
+    "a, b, match",
+    [([], [1.0], "non-empty 1-D"), ([[1.0]], [1.0], "non-empty 1-D"), ([np.nan], [1.0], "1 NaN")],
+)
 def test_metrics_refuse_bad_scores(a, b, match):
     with pytest.raises(ValueError, match=match):
         ood.auroc(a, b)
 
 
 # -- the scores -------------------------------------------------------------------
+
 
 def test_complexity_of_a_constant_image_is_far_below_noise():
     rng = np.random.default_rng(0)
@@ -95,8 +104,9 @@ def test_score_gives_every_method_with_known_values():
     mean = images.reshape(5, -1).mean(axis=1)
     np.testing.assert_allclose(out["nll"], mean, rtol=1e-6)
     np.testing.assert_allclose(out["bits_per_dim"], mean / (64 * np.log(2.0)), rtol=1e-6)
-    np.testing.assert_allclose(out["complexity_corrected"],
-                               out["bits_per_dim"] - out["complexity_bits_per_dim"], rtol=1e-6)
+    np.testing.assert_allclose(
+        out["complexity_corrected"], out["bits_per_dim"] - out["complexity_bits_per_dim"], rtol=1e-6
+    )
     np.testing.assert_allclose(out["likelihood_ratio"], (3.0 - 0.5 * mean) - (-mean), rtol=1e-5)
     np.testing.assert_allclose(out["typicality"], np.abs(mean - 10.0), rtol=1e-5)
 
@@ -155,6 +165,7 @@ def test_a_flow_model_and_its_saved_model_score_alike(tmp_path):
 
 # -- the typicality test ---------------------------------------------------------
 
+
 def test_typicality_passes_in_distribution_batches_and_flags_shifted_ones():
     rng = np.random.default_rng(5)
     train, held = rng.normal(100.0, 5.0, 5000), rng.normal(100.0, 5.0, 2000)
@@ -163,7 +174,7 @@ def test_typicality_passes_in_distribution_batches_and_flags_shifted_ones():
     # |mean of 25 − μ| has scale 5/√25 = 1: the 95% quantile is about 1.96
     assert test.threshold == pytest.approx(1.96, abs=0.2)
     assert test.flag_rate(rng.normal(100.0, 5.0, 5000)) < 0.12
-    assert test.flag_rate(rng.normal(95.0, 5.0, 5000)) > 0.95       # more likely than typical
+    assert test.flag_rate(rng.normal(95.0, 5.0, 5000)) > 0.95  # more likely than typical
     assert test.flag_rate(rng.normal(105.0, 5.0, 5000)) > 0.95
     assert not test.is_ood(np.full(25, 100.5)) and test.is_ood(np.full(25, 96.0))
     with pytest.raises(ValueError, match="expected 25 NLLs"):
@@ -173,6 +184,7 @@ def test_typicality_passes_in_distribution_batches_and_flags_shifted_ones():
 
 
 # -- perturbation and the background model --------------------------------------
+
 
 def test_perturb_replaces_pixels_at_the_rate():
     images = tf.zeros((200, 28, 28, 1), tf.uint8)
@@ -199,6 +211,7 @@ def test_train_background_learns_the_perturbed_data():
 
 # -- data and bad inputs ------------------------------------------------------------
 
+
 def test_ood_sets_are_resized_and_rescaled():
     native = ood.load_ood_images("digits", SHAPE, max_examples=10)  # 0..16 → 0..255
     assert (
@@ -216,13 +229,20 @@ def test_ood_sets_are_resized_and_rescaled():
         ood.parse_spec("fashion_mnist:klass=3")
 
 
-@pytest.mark.parametrize("images, match", [
-    (np.zeros((2, 8, 8, 3), np.uint8), r"shape \[N, 8, 8, 1\], got \[2, 8, 8, 3\] \(channel count 3"),
-    (np.zeros((2, 16, 16, 1), np.uint8), r"shape \[N, 8, 8, 1\], got \[2, 16, 16, 1\]"),
-    (np.zeros((8, 8, 1), np.uint8), r"shape \[N, 8, 8, 1\], got \[8, 8, 1\]"),
-    (np.full((2, 8, 8, 1), 0.5, np.float32), r"expected uint8 pixels 0..255, got float32 values from 0.5"),
-    (np.full((2, 8, 8, 1), 300, np.int32), r"expected uint8 pixels 0..255, got int32 values from 300"),
-], ids=["channels", "size", "rank", "float_scale", "int_range"])
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (np.zeros((2, 8, 8, 3), np.uint8), r"shape \[N, 8, 8, 1\], got \[2, 8, 8, 3\] \(channel count 3"),
+        (np.zeros((2, 16, 16, 1), np.uint8), r"shape \[N, 8, 8, 1\], got \[2, 16, 16, 1\]"),
+        (np.zeros((8, 8, 1), np.uint8), r"shape \[N, 8, 8, 1\], got \[8, 8, 1\]"),
+        (
+            np.full((2, 8, 8, 1), 0.5, np.float32),
+            r"expected uint8 pixels 0..255, got float32 values from 0.5",
+        ),
+        (np.full((2, 8, 8, 1), 300, np.int32), r"expected uint8 pixels 0..255, got int32 values from 300"),
+    ],
+    ids=["channels", "size", "rank", "float_scale", "int_range"],
+)
 def test_bad_images_are_refused(images, match):
     with pytest.raises(ValueError, match=match):
         ood.score(toy_density(), images)
@@ -230,14 +250,16 @@ def test_bad_images_are_refused(images, match):
 
 def test_bad_models_and_datasets_are_refused():
     images = np.zeros((2, *SHAPE), np.uint8)
-    with pytest.raises(ValueError, match=r"background: expected a model of the same image shape "
-                                         r"\[8, 8, 1\], got \[16, 16, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"background: expected a model of the same image shape "
+        r"\[8, 8, 1\], got \[16, 16, 1\]",
+    ):
         ood.score(tiny_glow(), images, background=tiny_glow((16, 16, 1)))
     with pytest.raises(ValueError, match=r"uint8 pixels 0..255, got float32"):
         ood.score(toy_density(), tf.data.Dataset.from_tensor_slices(images.astype("float32")))
     with pytest.raises(ValueError, match="is conditional"):
-        ood.score(tfflows.Glow(SHAPE, num_levels=1, num_steps=1, width=4, num_bits=5,
-                               num_classes=2), images)
+        ood.score(tfflows.Glow(SHAPE, num_levels=1, num_steps=1, width=4, num_bits=5, num_classes=2), images)
     with pytest.raises(ValueError, match="image models"):
         ood.score(tfflows.VectorRealNVP(3, num_steps=2, width=4), images)
     with pytest.raises(ValueError, match="SavedModel folder"):
@@ -245,6 +267,7 @@ def test_bad_models_and_datasets_are_refused():
 
 
 # -- the command line ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -260,9 +283,25 @@ def trained(tmp_path_factory):
 
 def test_cli_score_prints_and_writes_the_table(trained, capsys):
     out = trained / "table.json"
-    code = cli.main(["score", str(trained / "model.keras"), "--in-dataset", "digits",
-                     "--ood-dataset", "noise", "constant", "--background", str(trained / "bg.keras"),
-                     "--max-examples", "200", "--train-examples", "300", "--json-out", str(out)])
+    code = cli.main(
+        [
+            "score",
+            str(trained / "model.keras"),
+            "--in-dataset",
+            "digits",
+            "--ood-dataset",
+            "noise",
+            "constant",
+            "--background",
+            str(trained / "bg.keras"),
+            "--max-examples",
+            "200",
+            "--train-examples",
+            "300",
+            "--json-out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     table = json.loads(out.read_text())
@@ -288,30 +327,86 @@ def test_cli_score_refuses_a_background_of_another_shape(trained, tmp_path, caps
     other = tiny_glow((16, 16, 1))
     other(np.zeros((1, 16, 16, 1), "float32"))
     other.save(tmp_path / "other.keras")
-    code = cli.main(["score", str(trained / "model.keras"), "--in-dataset", "digits", "--ood-dataset",
-                     "noise", "--background", str(tmp_path / "other.keras"), "--max-examples", "8",
-                     "--train-examples", "0"])
+    code = cli.main(
+        [
+            "score",
+            str(trained / "model.keras"),
+            "--in-dataset",
+            "digits",
+            "--ood-dataset",
+            "noise",
+            "--background",
+            str(tmp_path / "other.keras"),
+            "--max-examples",
+            "8",
+            "--train-examples",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert (
         "tfflows score: background: expected a model of the same image shape [8, 8, 1], got [16, 16, 1]"
         in err
     )
-    code = cli.main(["score", str(trained / "model.keras"), "--in-dataset", "digits", "--ood-dataset",
-                     "fashion_mnist:color=2"])
+    code = cli.main(
+        [
+            "score",
+            str(trained / "model.keras"),
+            "--in-dataset",
+            "digits",
+            "--ood-dataset",
+            "fashion_mnist:color=2",
+        ]
+    )
     assert code == 2 and "NAME:class=K" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_cli_train_perturb_trains_a_background_model(tmp_path, capsys):
     out = tmp_path / "bg"
-    code = cli.main(["train", "--dataset", "digits", "--levels", "2", "--steps", "1", "--width", "8",
-                     "--epochs", "1", "--max-train", "64", "--perturb", "0.2", "--out", str(out),
-                     "--verbose", "0"])
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--levels",
+            "2",
+            "--steps",
+            "1",
+            "--width",
+            "8",
+            "--epochs",
+            "1",
+            "--max-train",
+            "64",
+            "--perturb",
+            "0.2",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     result = json.loads((out / "results.json").read_text())
     assert result["args"]["perturb"] == 0.2 and result["epochs_run"] == 1
     assert (out / "model.keras").exists()
-    code = cli.main(["train", "--dataset", "two_moons", "--model", "nsf", "--epochs", "1", "--perturb",
-                     "0.2", "--out", str(tmp_path / "toy"), "--verbose", "0"])
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "two_moons",
+            "--model",
+            "nsf",
+            "--epochs",
+            "1",
+            "--perturb",
+            "0.2",
+            "--out",
+            str(tmp_path / "toy"),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 2 and "--perturb is for unconditional image models" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def _stored_bits(dtype, num_bits: int) -> int:
 
 # -- pixel levels and bit depths ----------------------------------------------------
 
+
 @given(dtype=st.sampled_from(INT_DTYPES), num_bits=st.integers(1, 16), data=st.data())
 def test_pixel_levels_are_the_documented_bin_centres(dtype, num_bits, data):
     bits = _stored_bits(dtype, num_bits)
@@ -59,20 +60,28 @@ def test_pixel_levels_are_the_documented_bin_centres(dtype, num_bits, data):
             integer_pixel_bits(dtype, num_bits)
         return
     assert integer_pixel_bits(dtype, num_bits) == bits
-    top = min(2 ** bits - 1, int(np.iinfo(dtype).max))
+    top = min(2**bits - 1, int(np.iinfo(dtype).max))
     x = data.draw(hnp.arrays(dtype, hnp.array_shapes(max_dims=3, max_side=4), elements=st.integers(0, top)))
     want = np.floor(x.astype(np.float64) / 2 ** (bits - num_bits)) + 0.5
     got = pixel_levels(x, num_bits).numpy()
     assert got.dtype == np.float32 and got.shape == x.shape
     np.testing.assert_array_equal(got, want.astype(np.float32))
-    noisy = pixel_levels(x, num_bits, noise=True, seed=data.draw(st.integers(0, 2 ** 31 - 1))).numpy()
+    noisy = pixel_levels(x, num_bits, noise=True, seed=data.draw(st.integers(0, 2**31 - 1))).numpy()
     np.testing.assert_array_equal(np.floor(noisy), want - 0.5)  # the noise stays inside each bin
-    assert np.all(noisy < 2 ** num_bits)
+    assert np.all(noisy < 2**num_bits)
 
 
-@given(num_bits=st.one_of(st.integers(max_value=0), st.integers(min_value=17), st.booleans(),
-                          st.floats(allow_nan=True), st.text(max_size=3), st.none()),
-       dtype=st.sampled_from(INT_DTYPES))
+@given(
+    num_bits=st.one_of(
+        st.integers(max_value=0),
+        st.integers(min_value=17),
+        st.booleans(),
+        st.floats(allow_nan=True),
+        st.text(max_size=3),
+        st.none(),
+    ),
+    dtype=st.sampled_from(INT_DTYPES),
+)
 def test_pixel_levels_refuse_a_bit_depth_outside_1_to_16(num_bits, dtype):
     assume(not (isinstance(num_bits, float) and num_bits.is_integer() and 1 <= num_bits <= 16))
     with pytest.raises(ValueError, match="num_bits"):
@@ -90,8 +99,15 @@ def test_integer_pixel_bits_refuses_non_integer_dtypes(dtype):
 def test_an_image_model_scores_integer_pixels_or_names_the_range(dtype, data):
     """Glow with num_bits=5 reads 8-bit pixels: in 0..255 the score of the bin centres, else ValueError."""
     info = np.iinfo(dtype)
-    x = data.draw(hnp.arrays(dtype, (2, 8, 8, 1), elements=st.one_of(
-        st.integers(0, min(255, int(info.max))), st.integers(int(info.min), int(info.max)))))
+    x = data.draw(
+        hnp.arrays(
+            dtype,
+            (2, 8, 8, 1),
+            elements=st.one_of(
+                st.integers(0, min(255, int(info.max))), st.integers(int(info.min), int(info.max))
+            ),
+        )
+    )
     glow = _model("glow")
     if x.min() < 0 or x.max() > 255:
         with pytest.raises(ValueError, match=r"8-bit pixels in 0\.\.255"):
@@ -105,12 +121,16 @@ def test_an_image_model_scores_integer_pixels_or_names_the_range(dtype, data):
 
 # -- context labels and vectors --------------------------------------------------------
 
+
 @given(dtype=st.sampled_from(INT_DTYPES), data=st.data())
 def test_class_labels_score_as_their_one_hot_or_name_the_range(dtype, data):
     info = np.iinfo(dtype)
     n = data.draw(st.integers(1, 4))
-    labels = data.draw(hnp.arrays(dtype, (n,), elements=st.one_of(
-        st.integers(0, 2), st.integers(int(info.min), int(info.max)))))
+    labels = data.draw(
+        hnp.arrays(
+            dtype, (n,), elements=st.one_of(st.integers(0, 2), st.integers(int(info.min), int(info.max)))
+        )
+    )
     model, x = _model("labels"), np.zeros((n, 2), np.float32)
     if labels.min() < 0 or labels.max() > 2:
         with pytest.raises(ValueError, match=r"class labels in 0\.\.2"):
@@ -118,8 +138,9 @@ def test_class_labels_score_as_their_one_hot_or_name_the_range(dtype, data):
         return
     got = model.log_prob(x, context=labels).numpy()
     assert np.all(np.isfinite(got))
-    np.testing.assert_allclose(got, model.log_prob(x, context=np.eye(3, dtype=np.float32)[labels]).numpy(),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        got, model.log_prob(x, context=np.eye(3, dtype=np.float32)[labels]).numpy(), rtol=1e-6, atol=1e-6
+    )
 
 
 @given(
@@ -144,9 +165,17 @@ def test_float_contexts_give_a_finite_score_or_a_value_error(data, kind, dtype):
     assert np.all(np.isfinite(model.log_prob(x, context=context).numpy()))
 
 
-@given(value=st.sampled_from([np.array([["a", "b"]]), np.ones((1, 2), bool), np.ones((1, 2), np.complex64),
-                              np.array([[b"x", b"y"]])]),
-       kind=st.sampled_from(["vectors", "labels"]))
+@given(
+    value=st.sampled_from(
+        [
+            np.array([["a", "b"]]),
+            np.ones((1, 2), bool),
+            np.ones((1, 2), np.complex64),
+            np.array([[b"x", b"y"]]),
+        ]
+    ),
+    kind=st.sampled_from(["vectors", "labels"]),
+)
 def test_contexts_of_other_dtypes_are_refused_by_name(value, kind):
     context = value if kind == "vectors" else value[:, 0]
     with pytest.raises(ValueError, match=r"context|label"):
@@ -156,11 +185,20 @@ def test_contexts_of_other_dtypes_are_refused_by_name(value, kind):
 # -- seeds --------------------------------------------------------------------------------
 
 _SEEDS = st.one_of(
-    st.integers(), st.booleans(), st.floats(), st.text(max_size=3), st.binary(max_size=3), st.none(),
-    st.lists(st.integers(), max_size=3), st.tuples(st.integers(), st.integers()),
-    st.lists(st.floats(), min_size=2, max_size=2), st.lists(st.booleans(), min_size=2, max_size=2),
-    hnp.arrays(st.sampled_from([np.int32, np.int64, np.uint32, np.uint64, np.float32, np.bool_]),
-               hnp.array_shapes(min_dims=0, max_dims=2, max_side=3)),
+    st.integers(),
+    st.booleans(),
+    st.floats(),
+    st.text(max_size=3),
+    st.binary(max_size=3),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.tuples(st.integers(), st.integers()),
+    st.lists(st.floats(), min_size=2, max_size=2),
+    st.lists(st.booleans(), min_size=2, max_size=2),
+    hnp.arrays(
+        st.sampled_from([np.int32, np.int64, np.uint32, np.uint64, np.float32, np.bool_]),
+        hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
+    ),
 )
 
 
@@ -171,13 +209,14 @@ def _documented_seed(seed):
     if isinstance(seed, (bool, np.bool_, str, bytes, float)):
         return "error"
     if isinstance(seed, int):
-        return [seed, 0] if -2 ** 63 <= seed < 2 ** 63 else "error"
+        return [seed, 0] if -(2**63) <= seed < 2**63 else "error"
     array = np.asarray(seed, dtype=object)
-    if array.shape != (2,) or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                                       for v in array):
+    if array.shape != (2,) or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in array
+    ):
         return "error"
     values = [int(v) for v in array]
-    return values if all(-2 ** 63 <= v < 2 ** 63 for v in values) else "error"
+    return values if all(-(2**63) <= v < 2**63 for v in values) else "error"
 
 
 @given(seed=_SEEDS)
@@ -195,7 +234,7 @@ def test_stateless_seed_gives_the_documented_pair_or_a_value_error(seed):
     assert [int(v) for v in got.numpy()] == want  # no value wrapped on the way
 
 
-@given(seed=st.integers(-2 ** 63, 2 ** 63 - 1))
+@given(seed=st.integers(-(2**63), 2**63 - 1))
 def test_an_int_seed_draws_the_same_sample_twice(seed):
     model = _model("vectors")
     context = np.zeros((2,), np.float32)  # one context for every sample
@@ -218,8 +257,13 @@ def _write(content: bytes) -> str:
 
 @given(names=st.lists(_NAMES, min_size=1, max_size=4, unique=True), data=st.data())
 def test_csv_round_trips_finite_numbers_exactly(names, data):
-    values = data.draw(hnp.arrays(np.float64, (data.draw(st.integers(1, 5)), len(names)),
-                                  elements=st.floats(allow_nan=False, allow_infinity=False)))
+    values = data.draw(
+        hnp.arrays(
+            np.float64,
+            (data.draw(st.integers(1, 5)), len(names)),
+            elements=st.floats(allow_nan=False, allow_infinity=False),
+        )
+    )
     lines = [",".join(names)] + [",".join(repr(float(v)) for v in row) for row in values]
     path = _write(("\n".join(lines) + "\n").encode())
     try:
@@ -242,12 +286,15 @@ _CELLS = st.one_of(
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(content=st.one_of(
-    st.binary(max_size=64),
-    st.lists(st.lists(_CELLS, min_size=1, max_size=3), min_size=0, max_size=4).map(
-        lambda rows: "\n".join(",".join(r) for r in rows).encode("utf-8", "surrogatepass")),
-    st.just(b"a,b\n1," + b"1" * 200_000 + b"\n"),
-))
+@given(
+    content=st.one_of(
+        st.binary(max_size=64),
+        st.lists(st.lists(_CELLS, min_size=1, max_size=3), min_size=0, max_size=4).map(
+            lambda rows: "\n".join(",".join(r) for r in rows).encode("utf-8", "surrogatepass")
+        ),
+        st.just(b"a,b\n1," + b"1" * 200_000 + b"\n"),
+    )
+)
 def test_any_file_loads_as_finite_float64_or_raises_a_value_error_naming_it(content):
     try:
         path = _write(content)
@@ -273,8 +320,11 @@ def test_csv_reads_a_byte_order_mark_as_no_part_of_the_first_name(tmp_path):
     assert names == ["a"] and values.tolist() == [[1.0]]
 
 
-@given(num_rows=st.integers(-3, 60), val_fraction=st.one_of(st.floats(), st.floats(0, 1, exclude_max=True)),
-       seed=st.integers(0, 2 ** 32 - 1))
+@given(
+    num_rows=st.integers(-3, 60),
+    val_fraction=st.one_of(st.floats(), st.floats(0, 1, exclude_max=True)),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_split_rows_is_a_seeded_partition_of_the_documented_sizes(num_rows, val_fraction, seed):
     if not 0.0 <= val_fraction < 1.0:
         with pytest.raises(ValueError, match="val_fraction"):

@@ -25,8 +25,9 @@ register_transform("exp-affine", exp_affine, overwrite=True)
 
 def test_a_registered_transform_reaches_the_layers_and_glow():
     assert transform_names()[:3] == ("affine", "additive", "spline") and "exp-affine" in transform_names()
-    layer = CouplingLayer("half", 0, transform="exp-affine", conditioner="mlp", hidden_units=4,
-                          num_hidden=1, dtype="float64")
+    layer = CouplingLayer(
+        "half", 0, transform="exp-affine", conditioner="mlp", hidden_units=4, num_hidden=1, dtype="float64"
+    )
     x = tf.constant(np.random.default_rng(1).standard_normal((3, 4)))
     layer.build(x.shape)
     for w in layer.trainable_weights:

@@ -25,15 +25,42 @@ DATASET = TINY_IDX
 
 
 def _train(out: Path, data_dir: Path, *extra: str, epochs: int = 2) -> str:
-    return cli("train", "--dataset", DATASET, "--data-dir", str(data_dir), "--epochs", str(epochs),
-               "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8", "--steps", "1",
-               "--levels", "2", "--val-every", "100", "--out", str(out), "--verbose", "0",
-               "--extras-share", "1", "--keep-checkpoints", "10", *extra)  # a checkpoint every epoch
+    return cli(
+        "train",
+        "--dataset",
+        DATASET,
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        str(epochs),
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--width",
+        "8",
+        "--steps",
+        "1",
+        "--levels",
+        "2",
+        "--val-every",
+        "100",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--extras-share",
+        "1",
+        "--keep-checkpoints",
+        "10",
+        *extra,
+    )  # a checkpoint every epoch
 
 
 def _strict(text: str):
     def refuse(constant):
         raise ValueError(f"not strict JSON: bare {constant}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -143,6 +170,7 @@ def test_evaluate_uses_the_recorded_source_and_prints_strict_json(run, tmp_path,
 
 # -- ResumableBackup on its own: a tiny vector flow, no checkpoints ----------------------
 
+
 def _vector_fit(backup: str, epochs: int = 2) -> tuple[keras.callbacks.History, ResumableBackup]:
     model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
     model.compile(optimizer="adam")
@@ -152,11 +180,18 @@ def _vector_fit(backup: str, epochs: int = 2) -> tuple[keras.callbacks.History, 
 
 
 DAMAGES = {
-    "truncated_weights": ({"latest.weights.h5": b"\x89HDF\r\n\x1a\n" + bytes(64),
-                           "training_metadata.json": b'{"epoch": 1, "batch": 0}'}, "latest.weights.h5"),
+    "truncated_weights": (
+        {
+            "latest.weights.h5": b"\x89HDF\r\n\x1a\n" + bytes(64),
+            "training_metadata.json": b'{"epoch": 1, "batch": 0}',
+        },
+        "latest.weights.h5",
+    ),
     "unreadable_metadata": ({"training_metadata.json": b'{"epoch": 1, "ba'}, "training_metadata.json"),
-    "metadata_without_weights": ({"training_metadata.json": b'{"epoch": 1, "batch": 0}'},
-                                 "latest.weights.h5"),
+    "metadata_without_weights": (
+        {"training_metadata.json": b'{"epoch": 1, "batch": 0}'},
+        "latest.weights.h5",
+    ),
 }
 
 
@@ -214,9 +249,11 @@ def test_resume_removes_the_leftovers_of_killed_writes_and_keeps_user_files(run,
     (run / "results.json").unlink()
     (run / "model.keras").unlink()
     dead = _dead_pid()
-    leftovers = [run / "checkpoints" / f".epoch_003.tmp-{dead}-ab12cd34.keras",
-                 run / "checkpoints" / ".epoch_004.tmp-ab12cd34.keras",  # named before the PID was
-                 run / f".results.tmp-{dead}-zz_00000.json"]
+    leftovers = [
+        run / "checkpoints" / f".epoch_003.tmp-{dead}-ab12cd34.keras",
+        run / "checkpoints" / ".epoch_004.tmp-ab12cd34.keras",  # named before the PID was
+        run / f".results.tmp-{dead}-zz_00000.json",
+    ]
     for path in leftovers:
         path.write_bytes(b"PK\x03\x04 cut short")
     mine = [run / ".notes.tmp-mine", run / "checkpoints" / "my_epoch_003.keras", run / "notes.txt"]
@@ -235,11 +272,38 @@ def _start_train(out: Path, data_dir: Path, log: Path, *extra: str):
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    argv = [sys.executable, "-m", "tfflows.cli", "train", "--dataset", DATASET, "--data-dir", str(data_dir),
-            "--batch-size", "16", "--width", "8", "--steps", "1", "--levels", "2", "--val-every", "1000",
-            "--out", str(out), "--verbose", "0", *extra]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "tfflows.cli",
+        "train",
+        "--dataset",
+        DATASET,
+        "--data-dir",
+        str(data_dir),
+        "--batch-size",
+        "16",
+        "--width",
+        "8",
+        "--steps",
+        "1",
+        "--levels",
+        "2",
+        "--val-every",
+        "1000",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        *extra,
+    ]
     return subprocess.Popen(argv, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
@@ -252,11 +316,22 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_killed_runs_lock_taken
     from tfflows.runlock import LOCK_NAME, StaleLockWarning
 
     out = tmp_path / "run"
-    first = _start_train(out, data_dir, tmp_path / "first.log", "--epochs", "100000",
-                         "--steps-per-epoch", "1", "--time-limit", "10")
+    first = _start_train(
+        out,
+        data_dir,
+        tmp_path / "first.log",
+        "--epochs",
+        "100000",
+        "--steps-per-epoch",
+        "1",
+        "--time-limit",
+        "10",
+    )
     try:
         deadline = time.monotonic() + 600  # a bound on a loaded machine, not a measurement
-        while f'"pid": {first.pid}' not in ((out / LOCK_NAME).read_text() if (out / LOCK_NAME).exists() else ""):
+        while f'"pid": {first.pid}' not in (
+            (out / LOCK_NAME).read_text() if (out / LOCK_NAME).exists() else ""
+        ):
             assert first.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline, "the first run never took the lock"
             time.sleep(0.2)
@@ -273,7 +348,9 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_killed_runs_lock_taken
             first.kill()
             first.wait()
     assert f'"pid": {first.pid}' in (out / LOCK_NAME).read_text(), "the killed run's lock file stays"
-    with pytest.warns(StaleLockWarning, match=rf"took over the lock left by PID {first.pid} .*no longer runs"):
+    with pytest.warns(
+        StaleLockWarning, match=rf"took over the lock left by PID {first.pid} .*no longer runs"
+    ):
         _train(out, data_dir, "--overwrite", epochs=1)
     assert _results(out)["epochs_total"] == 1
     assert not (out / LOCK_NAME).exists()

@@ -31,20 +31,28 @@ MODES = ("recompute", "reversible")
 
 # name -> (constructor taking dtype and backprop, example shape, context or None)
 MODELS = {
-    "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, **kw),
-             (8, 8, 1), None),
+    "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, **kw), (8, 8, 1), None),
     "glow_additive_classes": (
-        lambda **kw: tfflows.Glow((4, 4, 1), **{"num_levels": 1, "num_steps": 2, "width": 8,
-                                                "coupling": "additive", "num_classes": 3, **kw}),
-        (4, 4, 1), [0, 2, 1, 2]),
-    "realnvp": (lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8,
-                                             **kw), (8, 8, 1), None),
-    "jet": (lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_steps=2, width=8, depth=1,
-                                     heads=2, **kw), (8, 8, 1), None),
+        lambda **kw: tfflows.Glow(
+            (4, 4, 1),
+            **{"num_levels": 1, "num_steps": 2, "width": 8, "coupling": "additive", "num_classes": 3, **kw},
+        ),
+        (4, 4, 1),
+        [0, 2, 1, 2],
+    ),
+    "realnvp": (
+        lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, **kw),
+        (8, 8, 1),
+        None,
+    ),
+    "jet": (
+        lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_steps=2, width=8, depth=1, heads=2, **kw),
+        (8, 8, 1),
+        None,
+    ),
     "vector_glow": (lambda **kw: tfflows.VectorGlow(4, num_steps=3, width=8, **kw), (4,), None),
     # Spline couplings: the one-pass coupling gradient with a rational-quadratic transform.
-    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_steps=3, width=8, depth=1, **kw),
-                   (4,), None),
+    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_steps=3, width=8, depth=1, **kw), (4,), None),
 }
 
 
@@ -68,8 +76,10 @@ def _twins(name, dtype, modes=("store", *MODES)):
     models["store"].initialize(x if context is None else (x, np.array(context)))
     rng = np.random.default_rng(2)
     # Zero-initialised output convolutions would leave couplings without a weight gradient.
-    start = [w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f" else w
-             for w in models["store"].get_weights()]
+    start = [
+        w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) if w.dtype.kind == "f" else w
+        for w in models["store"].get_weights()
+    ]
     for model in models.values():
         model.set_weights(start)
     return models, x, context
@@ -101,7 +111,7 @@ def test_glow_gradients_equal_stored_gradients(glow_twins, compiled, assert_clos
     # Round-off of the inversion (reversible) and of a reordered sum: a few ulps of the largest entry.
     rtol = 2e-5 if dtype == "float32" else 1e-12
     # Compiled, reversible only: recompute runs the same custom gradient (checked eagerly).
-    for mode in (("reversible",) if compiled else MODES):
+    for mode in ("reversible",) if compiled else MODES:
         got_loss, got = _gradients(models[mode], x, None, compiled)
         assert_close(f"{mode} loss", got_loss.numpy(), loss.numpy(), atol=0.0, rtol=rtol)
         assert len(got) == len(want) and all(g is not None for g in got)
@@ -111,8 +121,7 @@ def test_glow_gradients_equal_stored_gradients(glow_twins, compiled, assert_clos
             assert_close(f"{mode} gradient", g.numpy(), w, atol=rtol * np.max(np.abs(w)), rtol=0.0)
 
 
-@pytest.mark.parametrize("name", ["glow_additive_classes", "realnvp", "jet", "vector_glow",
-                                  "vector_nsf"])
+@pytest.mark.parametrize("name", ["glow_additive_classes", "realnvp", "jet", "vector_glow", "vector_nsf"])
 def test_other_models_gradients_equal_stored_gradients(name, assert_close):
     models, x, context = _twins(name, "float32")
     context = None if context is None else np.array(context)
@@ -121,8 +130,9 @@ def test_other_models_gradients_equal_stored_gradients(name, assert_close):
         _, got = _gradients(models[mode], x, context, compiled=False)
         for g, w in zip(got, want):
             w = w.numpy()
-            assert_close(f"{mode} gradient ({name})", g.numpy(), w,
-                         atol=2e-5 * np.max(np.abs(w)) + 1e-30, rtol=0.0)
+            assert_close(
+                f"{mode} gradient ({name})", g.numpy(), w, atol=2e-5 * np.max(np.abs(w)) + 1e-30, rtol=0.0
+            )
 
 
 @pytest.mark.parametrize("name", ["glow", "realnvp"])
@@ -149,13 +159,21 @@ def test_reversible_runs_each_coupling_network_once_forward_and_once_backward(na
 
 
 @pytest.mark.parametrize("transform", ["affine", "spline"])
-@pytest.mark.parametrize("kind, parity, indices, shape", [
-    ("half", 0, None, (6,)), ("half", 1, [0, 2], (6,)), ("token_channel", 1, [1, 3], (3, 4)),
-    ("token_spatial", 0, None, (4, 3)), ("token_spatial", 1, [0, 2], (4, 3)),
-    ("checkerboard", 1, None, (4, 4, 2)), ("channel", 0, None, (4, 4, 4)),
-])
-def test_one_pass_coupling_gradients_equal_the_tape_for_every_mask(kind, parity, indices, shape,
-                                                                    transform, assert_close):
+@pytest.mark.parametrize(
+    "kind, parity, indices, shape",
+    [
+        ("half", 0, None, (6,)),
+        ("half", 1, [0, 2], (6,)),
+        ("token_channel", 1, [1, 3], (3, 4)),
+        ("token_spatial", 0, None, (4, 3)),
+        ("token_spatial", 1, [0, 2], (4, 3)),
+        ("checkerboard", 1, None, (4, 4, 2)),
+        ("channel", 0, None, (4, 4, 4)),
+    ],
+)
+def test_one_pass_coupling_gradients_equal_the_tape_for_every_mask(
+    kind, parity, indices, shape, transform, assert_close
+):
     """The coupling's input and gradients from its output alone, for split and pattern masks."""
     from tfflows.bijectors.coupling import Coupling
     from tfflows.bijectors.transforms import make_transform
@@ -165,8 +183,9 @@ def test_one_pass_coupling_gradients_equal_the_tape_for_every_mask(kind, parity,
     factor = tf.Variable(1.3)  # a learned tanh factor, read where the transform uses it
 
     def coupling(net):
-        t = make_transform(transform, 4, 3.0, "coupling", scale_fn="tanh", tanh_factor=factor,
-                           maps_to_latent=True)
+        t = make_transform(
+            transform, 4, 3.0, "coupling", scale_fn="tanh", tanh_factor=factor, maps_to_latent=True
+        )
         return Coupling(net, t, kind, parity, indices)
 
     x = tf.constant(rng.standard_normal((2, *shape)).astype("float32"))
@@ -194,8 +213,13 @@ def test_one_pass_coupling_gradients_equal_the_tape_for_every_mask(kind, parity,
     # its kernel then has no gradient at all, in both computations.
     for g, w in zip([dx, *got], want):
         assert g is not None
-        assert_close(f"one-pass coupling gradient ({kind})", g.numpy(), w.numpy(),
-                     atol=5e-5 * np.max(np.abs(w.numpy())) + 1e-30, rtol=0)
+        assert_close(
+            f"one-pass coupling gradient ({kind})",
+            g.numpy(),
+            w.numpy(),
+            atol=5e-5 * np.max(np.abs(w.numpy())) + 1e-30,
+            rtol=0,
+        )
 
 
 def test_reversible_gradients_reach_a_real_valued_context():
@@ -207,8 +231,10 @@ def test_reversible_gradients_reach_a_real_valued_context():
         model = tfflows.VectorGlow(4, num_steps=3, width=8, context_dim=2, backprop=mode)
         model.log_prob(x, context)
         if mode == "store":  # trainable only: a perturbed LU permutation would not invert
-            start = [v.numpy() + 0.05 * np.random.default_rng(2).standard_normal(v.shape).astype("float32")
-                     for v in model.trainable_variables]
+            start = [
+                v.numpy() + 0.05 * np.random.default_rng(2).standard_normal(v.shape).astype("float32")
+                for v in model.trainable_variables
+            ]
         for v, w in zip(model.trainable_variables, start):
             v.assign(w)
         with tf.GradientTape() as tape:
@@ -259,8 +285,9 @@ def test_fit_follows_the_stored_loss_curve_and_skips_a_non_finite_batch():
 def test_reversible_trains_under_mixed_bfloat16():
     x = _data((4, 4, 1), "float32", seed=5)
     keras.utils.set_random_seed(6)
-    model = MODELS["glow_additive_classes"][0](backprop="reversible", dtype="mixed_bfloat16",
-                                                 coupling="affine", num_classes=None)
+    model = MODELS["glow_additive_classes"][0](
+        backprop="reversible", dtype="mixed_bfloat16", coupling="affine", num_classes=None
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     losses = model.fit(x, batch_size=4, epochs=3, verbose=0).history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
@@ -285,8 +312,11 @@ def test_backprop_is_kept_in_config_and_saves(tmp_path):
 
 @pytest.mark.parametrize("value", ["reverse", "", None, 1, "STORE"])
 def test_an_unknown_backprop_names_the_choices(value):
-    with pytest.raises(ValueError, match=r"backprop must be one of \('store', 'recompute', "
-                                         r"'reversible'\), got " + repr(value).replace("(", r"\(")):
+    with pytest.raises(
+        ValueError,
+        match=r"backprop must be one of \('store', 'recompute', "
+        r"'reversible'\), got " + repr(value).replace("(", r"\("),
+    ):
         MODELS["glow"][0](backprop=value)
 
 
@@ -336,13 +366,18 @@ MIRRORED = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_reversible_under_mirrored_strategy_equals_one_device():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
-                          timeout=300, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300, env=env
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = json.loads(lines[-1][len("RESULT ") :])
     assert out["replicas"] == 2
     np.testing.assert_allclose(out["mirrored"], out["single"], rtol=1e-5)
     assert out["moved"] > 1e-4 and out["diff"] < 1e-5 * max(1.0, out["moved"] * 100)

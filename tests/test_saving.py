@@ -30,14 +30,14 @@ NUM_EXAMPLES = 16
 
 # name -> (constructor, data kind); tiny, so each fit traces in seconds.
 MODELS = {
-    "glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8,
-                                  num_bits=5), "image"),
-    "realnvp": (lambda: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8,
-                                        num_bits=5), "image"),
+    "glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5), "image"),
+    "realnvp": (lambda: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, num_bits=5), "image"),
     "vector_realnvp": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), "vector"),
     "vector_glow": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8), "vector"),
-    "conditional_glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8,
-                                              num_bits=5, num_classes=3), "image"),
+    "conditional_glow": (
+        lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, num_classes=3),
+        "image",
+    ),
 }
 
 
@@ -116,10 +116,17 @@ def runs(request, tmp_path_factory):
     finally:
         monkeypatch.undo()
     return {
-        "name": name, "x": x, "labels": labels, "path": path, "first": first,
-        "straight": straight, "straight_losses": straight_losses,
-        "resumed": loaded, "resumed_losses": first_losses + second_losses,
-        "at_load": at_load, "initialize_calls_after_load": counter.calls,
+        "name": name,
+        "x": x,
+        "labels": labels,
+        "path": path,
+        "first": first,
+        "straight": straight,
+        "straight_losses": straight_losses,
+        "resumed": loaded,
+        "resumed_losses": first_losses + second_losses,
+        "at_load": at_load,
+        "initialize_calls_after_load": counter.calls,
     }
 
 
@@ -230,15 +237,23 @@ def test_checkpoint_and_backup_resume_the_loss_curve(tmp_path):
 
     straight, straight_losses = new_model(name), Losses()
     checkpoints = tmp_path / "checkpoints"
-    straight.fit(data, epochs=epochs, verbose=0, shuffle=False, callbacks=[
-        straight_losses,
-        keras.callbacks.ModelCheckpoint(str(checkpoints / "epoch_{epoch:02d}.keras")),
-        keras.callbacks.ModelCheckpoint(str(checkpoints / "epoch_{epoch:02d}.weights.h5"),
-                                        save_weights_only=True),
-    ])
+    straight.fit(
+        data,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[
+            straight_losses,
+            keras.callbacks.ModelCheckpoint(str(checkpoints / "epoch_{epoch:02d}.keras")),
+            keras.callbacks.ModelCheckpoint(
+                str(checkpoints / "epoch_{epoch:02d}.weights.h5"), save_weights_only=True
+            ),
+        ],
+    )
     assert sorted(os.listdir(checkpoints)) == sorted(
         [f"epoch_{e:02d}.keras" for e in range(1, epochs + 1)]
-        + [f"epoch_{e:02d}.weights.h5" for e in range(1, epochs + 1)])
+        + [f"epoch_{e:02d}.weights.h5" for e in range(1, epochs + 1)]
+    )
     last = keras.models.load_model(str(checkpoints / f"epoch_{epochs:02d}.keras"))
     assert np.array_equal(last.log_prob(x).numpy(), straight.log_prob(x).numpy())
     assert int(last.optimizer.iterations.numpy()) == epochs * NUM_EXAMPLES // BATCH
@@ -252,16 +267,25 @@ def test_checkpoint_and_backup_resume_the_loss_curve(tmp_path):
     backup = str(tmp_path / "backup")
     crashed, before = new_model(name), Losses()
     with pytest.raises(RuntimeError, match="simulated preemption"):
-        crashed.fit(data, epochs=epochs, verbose=0, shuffle=False,
-                    callbacks=[keras.callbacks.BackupAndRestore(backup), before, Crash()])
+        crashed.fit(
+            data,
+            epochs=epochs,
+            verbose=0,
+            shuffle=False,
+            callbacks=[keras.callbacks.BackupAndRestore(backup), before, Crash()],
+        )
     assert len(before.values) == crash_at
     # A new process: a fresh model, the same backup folder.
     restarted, after = new_model(name), Losses()
-    history = restarted.fit(data, epochs=epochs, verbose=0, shuffle=False,
-                            callbacks=[keras.callbacks.BackupAndRestore(backup), after])
+    history = restarted.fit(
+        data,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[keras.callbacks.BackupAndRestore(backup), after],
+    )
     assert len(history.history["loss"]) == epochs - crash_at
-    np.testing.assert_allclose(before.values + after.values, straight_losses.values,
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(before.values + after.values, straight_losses.values, rtol=1e-6, atol=1e-6)
     for got, want in zip(weights_of(restarted), weights_of(straight)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert int(restarted.optimizer.iterations.numpy()) == epochs * NUM_EXAMPLES // BATCH

@@ -55,8 +55,9 @@ def test_evaluate_of_a_dict_weighs_by_sample_weight(conditional, assert_close):
     x, c, w = pixels(), labels(), weights()
     model.initialize({"image": x, "label": c})
     model.compile(optimizer="adam")
-    got = model.evaluate({"image": x, "label": c}, sample_weight=w, batch_size=8, verbose=0,
-                         return_dict=True)["loss"]
+    got = model.evaluate(
+        {"image": x, "label": c}, sample_weight=w, batch_size=8, verbose=0, return_dict=True
+    )["loss"]
     want = weighted_nll(model, x, c if conditional else None, w)
     plain = weighted_nll(model, x, c if conditional else None, np.ones(N))
     assert abs(want - plain) > 1e-3  # the weights matter for this data
@@ -70,8 +71,9 @@ def test_fit_of_a_dict_with_zero_weights_changes_no_weight(conditional):
     model.initialize({"image": x, "label": c})
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     before = [v.numpy().copy() for v in model.trainable_variables]
-    history = model.fit({"image": x, "label": c}, sample_weight=np.zeros(N, np.float32),
-                        batch_size=8, epochs=1, verbose=0).history
+    history = model.fit(
+        {"image": x, "label": c}, sample_weight=np.zeros(N, np.float32), batch_size=8, epochs=1, verbose=0
+    ).history
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
     assert np.isnan(history["loss"][0])  # no step was applied
     assert int(model.nonfinite_steps.numpy()) == 0
@@ -95,8 +97,7 @@ def test_conditional_dict_without_labels_takes_y_as_context(assert_close):
     x, c, w = pixels(), labels(), weights()
     model.initialize((x, c))
     model.compile(optimizer="adam")
-    got = model.evaluate({"image": x}, c, sample_weight=w, batch_size=8, verbose=0,
-                         return_dict=True)["loss"]
+    got = model.evaluate({"image": x}, c, sample_weight=w, batch_size=8, verbose=0, return_dict=True)["loss"]
     assert_close("dict + y weighted loss", got, weighted_nll(model, x, c, w), atol=0.0, rtol=1e-5)
 
 
@@ -117,8 +118,9 @@ class RecordingTarFlow(TarFlow):
 
 
 def tarflow(**kwargs) -> RecordingTarFlow:
-    model = RecordingTarFlow(event_shape=(8, 8, 1), patch_size=4, num_steps=2, depth=1,
-                             width=16, heads=2, **kwargs)
+    model = RecordingTarFlow(
+        event_shape=(8, 8, 1), patch_size=4, num_steps=2, depth=1, width=16, heads=2, **kwargs
+    )
     model.compile(optimizer="adam", run_eagerly=True)
     return model
 

@@ -114,11 +114,22 @@ def test_card_matches_the_saved_model(card_path):
 TINY = {
     # A class-conditional TarFlow trained with Gaussian noise: its sample signature has
     # every extra input (labels, guidance, denoise).
-    "tarflow": lambda: tfflows.TarFlow((8, 8, 1), patch_size=4, num_steps=2, depth=1, width=16,
-                                       heads=2, mlp_ratio=2, num_bits=5, num_classes=10,
-                                       noise="gaussian", noise_std=0.1),
-    "jet": lambda: tfflows.Jet((8, 8, 1), patch_size=2, num_steps=2, depth=1, width=16, heads=2,
-                               mlp_ratio=2, num_bits=5),
+    "tarflow": lambda: tfflows.TarFlow(
+        (8, 8, 1),
+        patch_size=4,
+        num_steps=2,
+        depth=1,
+        width=16,
+        heads=2,
+        mlp_ratio=2,
+        num_bits=5,
+        num_classes=10,
+        noise="gaussian",
+        noise_std=0.1,
+    ),
+    "jet": lambda: tfflows.Jet(
+        (8, 8, 1), patch_size=2, num_steps=2, depth=1, width=16, heads=2, mlp_ratio=2, num_bits=5
+    ),
 }
 
 
@@ -138,8 +149,9 @@ def test_ship_writes_transformer_flows_as_for_glow(tmp_path, kind):
     os.makedirs(os.path.dirname(path))
     model.save(path)
     name = f"{kind}_digits"
-    card = ship.main([path, "--name", name, "--dataset", "digits", "--command", "a test",
-                      "--root", str(tmp_path)])
+    card = ship.main(
+        [path, "--name", name, "--dataset", "digits", "--command", "a test", "--root", str(tmp_path)]
+    )
     glow = json.load(open(os.path.join(ROOT, "glow_digits", "card.json")))
     assert set(card) == set(glow) and card["model"] == type(model).__name__
     card_path = str(tmp_path / name / "card.json")
@@ -150,12 +162,20 @@ def test_ship_writes_transformer_flows_as_for_glow(tmp_path, kind):
     check_card_example(card_path)
     text = open(tmp_path / name / "MODEL_CARD.md").read()
     if kind == "tarflow":
-        for words in ("labels=tf.constant([0])", "guidance=tf.constant(0.0, tf.float32)",
-                      "denoise=tf.constant(True)", "- `guidance` (float32, default `0.0`)",
-                      "- `denoise` (bool, default `False`)", "Trained with Gaussian noise",
-                      "each image given its test label", "one column per class; denoised"):
+        for words in (
+            "labels=tf.constant([0])",
+            "guidance=tf.constant(0.0, tf.float32)",
+            "denoise=tf.constant(True)",
+            "- `guidance` (float32, default `0.0`)",
+            "- `denoise` (bool, default `False`)",
+            "Trained with Gaussian noise",
+            "each image given its test label",
+            "one column per class; denoised",
+        ):
             assert words in text, words
     else:
-        assert "m.signatures['sample'](num_samples=tf.constant(8), temperature=tf.constant(0.7), " \
-               "seed=tf.constant(0, tf.int64))" in text
+        assert (
+            "m.signatures['sample'](num_samples=tf.constant(8), temperature=tf.constant(0.7), "
+            "seed=tf.constant(0, tf.int64))" in text
+        )
         assert "guidance" not in text and "denoise" not in text

@@ -47,9 +47,16 @@ def gaussian_table(n: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("ordering", ["natural", "reversed", "random"])
 def test_forward_jacobian_is_triangular_in_the_ordering(direction, ordering, transform):
     dim = 5
-    layer = MaskedAutoregressiveLayer(hidden_units=16, ordering=ordering, direction=direction,
-                                      seed=3, transform=transform, num_bins=4, bound=3.0,
-                                      dtype="float64")
+    layer = MaskedAutoregressiveLayer(
+        hidden_units=16,
+        ordering=ordering,
+        direction=direction,
+        seed=3,
+        transform=transform,
+        num_bins=4,
+        bound=3.0,
+        dtype="float64",
+    )
     layer.build((None, dim))
     randomize(layer, seed=1)
     degrees = np.array(layer.degrees)
@@ -103,8 +110,9 @@ def test_made_spline_outputs_are_parameter_major_and_autoregressive():
 
 
 def test_spline_step_is_identity_at_start_and_outside_its_bound():
-    layer = MaskedAutoregressiveLayer(hidden_units=8, transform="spline", num_bins=5, bound=2.0,
-                                      dtype="float64")
+    layer = MaskedAutoregressiveLayer(
+        hidden_units=8, transform="spline", num_bins=5, bound=2.0, dtype="float64"
+    )
     layer.build((None, 3))
     x = tf.constant(np.random.default_rng(1).uniform(-6.0, 6.0, (50, 3)))
     z, log_det = layer.bijector().forward_and_log_det(x)  # zero output layer: equal bins, unit slopes
@@ -120,8 +128,12 @@ def test_spline_step_is_identity_at_start_and_outside_its_bound():
 # -- VectorMAF ---------------------------------------------------------------------------------
 
 
-MAF_VARIANTS = {"maf": ("maf", "affine"), "iaf": ("iaf", "affine"),
-                "maf-spline": ("maf", "spline"), "iaf-spline": ("iaf", "spline")}
+MAF_VARIANTS = {
+    "maf": ("maf", "affine"),
+    "iaf": ("iaf", "affine"),
+    "maf-spline": ("maf", "spline"),
+    "iaf-spline": ("iaf", "spline"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +141,18 @@ def mafs():
     out = {}
     for key, (direction, transform) in MAF_VARIANTS.items():
         keras.utils.set_random_seed(0)
-        model = tfflows.VectorMAF(3, num_steps=3, width=16, direction=direction,
-                                  ordering="random", seed=2, standardize=True,
-                                  transform=transform, num_bins=4, bound=3.0)
+        model = tfflows.VectorMAF(
+            3,
+            num_steps=3,
+            width=16,
+            direction=direction,
+            ordering="random",
+            seed=2,
+            standardize=True,
+            transform=transform,
+            num_bins=4,
+            bound=3.0,
+        )
         model.initialize(gaussian_table(256))
         randomize(model, seed=5, scale=0.1 if transform == "affine" else 0.3)
         out[key] = model
@@ -146,10 +167,11 @@ def test_sample_encode_and_log_prob_agree(mafs, direction):
     # The sample is the decoded base draw; encoding gives the draw back.
     np.testing.assert_allclose(model.encode(x).numpy(), eps.numpy(), atol=2e-3, rtol=1e-3)
     z, log_det = model.flow().forward_and_log_det(x)
-    want = -0.5 * tf.reduce_sum(z ** 2, -1) - 1.5 * LOG_2PI + log_det
+    want = -0.5 * tf.reduce_sum(z**2, -1) - 1.5 * LOG_2PI + log_det
     np.testing.assert_allclose(model.log_prob(x).numpy(), want.numpy(), atol=1e-4, rtol=1e-5)
-    np.testing.assert_allclose(model.distribution.log_prob(x).numpy(), model.log_prob(x).numpy(),
-                               atol=1e-3, rtol=1e-5)
+    np.testing.assert_allclose(
+        model.distribution.log_prob(x).numpy(), model.log_prob(x).numpy(), atol=1e-3, rtol=1e-5
+    )
     # Sampling traces into tf.function (the D-pass direction is a static loop).
     traced = tf.function(lambda: model.sample(8, seed=3))()
     np.testing.assert_allclose(traced.numpy(), x[:8].numpy(), atol=1e-3, rtol=1e-4)
@@ -192,7 +214,8 @@ def test_spline_maf_config_and_keras_file_round_trip(mafs, tmp_path):
     np.testing.assert_allclose(loaded.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
     # The spline transform is really in use: an affine MAF of the same shape has other weights.
     assert [w.shape for w in loaded.trainable_weights] != [
-        w.shape for w in tfflows.VectorMAF(3, num_steps=3, width=16).trainable_weights]
+        w.shape for w in tfflows.VectorMAF(3, num_steps=3, width=16).trainable_weights
+    ]
 
 
 def test_vector_maf_rejects_bad_arguments():
@@ -270,13 +293,17 @@ def test_initialise_once_survives_save_and_load(tmp_path):
     np.testing.assert_allclose(loaded.log_prob(x).numpy(), before, rtol=1e-6)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, standardize=True),
-    lambda: tfflows.VectorGlow(3, num_steps=1, width=8, standardize=True),
-    lambda: tfflows.VectorNSF(3, num_steps=1, width=8, standardize=True),
-    lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True),
-    lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True, transform="spline"),
-], ids=["realnvp", "glow", "nsf", "maf", "maf-spline"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, standardize=True),
+        lambda: tfflows.VectorGlow(3, num_steps=1, width=8, standardize=True),
+        lambda: tfflows.VectorNSF(3, num_steps=1, width=8, standardize=True),
+        lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True),
+        lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True, transform="spline"),
+    ],
+    ids=["realnvp", "glow", "nsf", "maf", "maf-spline"],
+)
 def test_vector_models_train_and_report_nats_per_dim(make):
     keras.utils.set_random_seed(0)
     model = make()
@@ -324,26 +351,44 @@ def test_load_csv_selects_columns_and_splits_reproducibly(table_csv):
     np.testing.assert_array_equal(split_rows(150, 0.2, seed=4)[1], val)
 
 
-@pytest.mark.parametrize("cell, message", [
-    ("abc", r"column 'b', row 3: expected a number, got 'abc'"),
-    ("", r"column 'b', row 3: expected a number, got a missing value"),
-    ("nan", r"column 'b', row 3: expected a finite number, got 'nan'"),
-], ids=["text", "missing", "nan"])
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("abc", r"column 'b', row 3: expected a number, got 'abc'"),
+        ("", r"column 'b', row 3: expected a number, got a missing value"),
+        ("nan", r"column 'b', row 3: expected a finite number, got 'nan'"),
+    ],
+    ids=["text", "missing", "nan"],
+)
 def test_csv_errors_name_column_and_row(tmp_path, capsys, cell, message):
     rows = [(1, 2, 3, "x"), (4, 5, 6, "y"), (7, cell, 9, "z")]
     path = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(ValueError, match=message):
         load_csv(path, ["a", "b"])
-    code = main(["train", "--dataset", str(path), "--columns", "a,b", "--model", "maf",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            str(path),
+            "--columns",
+            "a,b",
+            "--model",
+            "maf",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     assert "column 'b', row 3" in capsys.readouterr().err
 
 
 def test_csv_unknown_column_and_non_numeric_default(table_csv):
     path, _ = table_csv
-    with pytest.raises(ValueError, match=r"expected columns from \['a', 'b', 'c', 'label'\], "
-                                         r"got unknown \['d'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected columns from \['a', 'b', 'c', 'label'\], "
+        r"got unknown \['d'\]",
+    ):
         load_csv(path, ["a", "d"])
     with pytest.raises(ValueError, match="column 'label', row 1: expected a number, got 'id0'"):
         load_csv(path)
@@ -353,10 +398,37 @@ def test_csv_unknown_column_and_non_numeric_default(table_csv):
 def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     path, x = table_csv
     out = tmp_path / "run"
-    code = main(["train", "--dataset", str(path), "--columns", "a,b,c", "--model", "maf",
-                 "--steps", "1", "--levels", "2", "--width", "16", "--epochs", "4",
-                 "--batch-size", "32", "--lr", "3e-3", "--warmup", "10", "--patience", "2",
-                 "--out", str(out), "--verbose", "0"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            str(path),
+            "--columns",
+            "a,b,c",
+            "--model",
+            "maf",
+            "--steps",
+            "1",
+            "--levels",
+            "2",
+            "--width",
+            "16",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            "--lr",
+            "3e-3",
+            "--warmup",
+            "10",
+            "--patience",
+            "2",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "results.json").read_text())
     assert result["model"] == "VectorMAF" and "test_bits_per_dim" not in result
@@ -382,9 +454,31 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
 def test_cli_builds_a_spline_maf(table_csv, tmp_path, capsys):
     path, _ = table_csv
     out = tmp_path / "run"
-    code = main(["train", "--dataset", str(path), "--columns", "a,b,c", "--model", "maf-spline",
-                 "--steps", "1", "--levels", "1", "--width", "8", "--epochs", "1", "--batch-size", "64",
-                 "--out", str(out), "--verbose", "0"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            str(path),
+            "--columns",
+            "a,b,c",
+            "--model",
+            "maf-spline",
+            "--steps",
+            "1",
+            "--levels",
+            "1",
+            "--width",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     config = keras.models.load_model(out / "model.keras").get_config()
     assert (config["transform"], config["num_bins"], config["bound"]) == ("spline", 8, 5.0)

@@ -55,8 +55,9 @@ def randomize(layer, seed: int) -> None:
 @functools.cache
 def block(case: str, reverse: bool, conditional: bool = False) -> TarFlowBlockLayer:
     h, w, c, p = BLOCK_CASES[case]
-    layer = TarFlowBlockLayer(num_layers=2, width=8, heads=2, mlp_ratio=2, reverse=reverse,
-                              dtype="float64", name="block")
+    layer = TarFlowBlockLayer(
+        num_layers=2, width=8, heads=2, mlp_ratio=2, reverse=reverse, dtype="float64", name="block"
+    )
     tokens = Patchify((h, w, c), p).token_shape
     x = tf.zeros((1, *tokens), tf.float64)
     if conditional:
@@ -93,7 +94,7 @@ def test_patchify_layout_round_trip_and_zero_log_det(case):
     # Token i·(W/p) + j is patch (i, j), entries in (row, column, channel) order.
     for i in range(h // p):
         for j in range(w // p):
-            want = x[:, :, i * p:(i + 1) * p, j * p:(j + 1) * p, :].reshape(2, 3, -1)
+            want = x[:, :, i * p : (i + 1) * p, j * p : (j + 1) * p, :].reshape(2, 3, -1)
             np.testing.assert_array_equal(t[:, :, i * (w // p) + j].numpy(), want)
     np.testing.assert_array_equal(log_det.numpy(), np.zeros((2, 3)))
     back, inv_log_det = bij.inverse_and_log_det(fresh(t.numpy()))
@@ -137,12 +138,16 @@ def test_cached_steps_equal_the_full_causal_pass():
     assert np.abs(changed[:, 4] - full[:, 4]).max() > 1e-3
 
 
-@pytest.mark.parametrize("cls, kwargs", [
-    (CausalSelfAttention, {"width": 8, "heads": 2}),
-    (TransformerBlock, {"width": 8, "heads": 4, "mlp_ratio": 2}),
-    (CausalTransformer, {"num_layers": 2, "width": 8, "heads": 2, "mlp_ratio": 3}),
-    (TarFlowBlockLayer, {"num_layers": 1, "width": 8, "heads": 2, "mlp_ratio": 2, "reverse": True}),
-], ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (CausalSelfAttention, {"width": 8, "heads": 2}),
+        (TransformerBlock, {"width": 8, "heads": 4, "mlp_ratio": 2}),
+        (CausalTransformer, {"num_layers": 2, "width": 8, "heads": 2, "mlp_ratio": 3}),
+        (TarFlowBlockLayer, {"num_layers": 1, "width": 8, "heads": 2, "mlp_ratio": 2, "reverse": True}),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
 def test_layer_config_round_trips(cls, kwargs):
     layer = cls(**kwargs, name="x")
     config = layer.get_config()
@@ -218,8 +223,7 @@ def test_block_round_trips_both_ways(case, reverse, cached, assert_close):
     z, log_det = layer.bijector().forward_and_log_det(fresh(x))
     back, inv_log_det = layer.bijector(cached=cached).inverse_and_log_det(fresh(z.numpy()))
     assert_close("tarflow_x_z_x", back.numpy(), x, atol=F64_TOL, rtol=F64_TOL)
-    assert_close("tarflow_inverse_log_det", inv_log_det.numpy(), -log_det.numpy(),
-                 atol=F64_TOL, rtol=F64_TOL)
+    assert_close("tarflow_inverse_log_det", inv_log_det.numpy(), -log_det.numpy(), atol=F64_TOL, rtol=F64_TOL)
     z0 = tokens_of(case, seed=5)
     x0, _ = layer.bijector(cached=cached).inverse_and_log_det(fresh(z0))
     z1 = layer.bijector().forward(fresh(x0.numpy()))
@@ -238,13 +242,12 @@ def test_cached_and_uncached_inverse_agree_in_float32(case, assert_close):
     cached, ld_cached = layer.bijector(cached=True).inverse_and_log_det(tf.identity(z))
     uncached, ld_uncached = layer.bijector(cached=False).inverse_and_log_det(tf.identity(z))
     scale = float(np.abs(uncached.numpy()).max())
-    assert_close("tarflow_cached_vs_uncached", cached.numpy(), uncached.numpy(),
-                 atol=1e-5 * scale, rtol=1e-5)
-    assert_close("tarflow_cached_vs_uncached", ld_cached.numpy(), ld_uncached.numpy(),
-                 atol=1e-4, rtol=1e-5)
+    assert_close("tarflow_cached_vs_uncached", cached.numpy(), uncached.numpy(), atol=1e-5 * scale, rtol=1e-5)
+    assert_close("tarflow_cached_vs_uncached", ld_cached.numpy(), ld_uncached.numpy(), atol=1e-4, rtol=1e-5)
     compiled = tf.function(lambda z: layer.bijector().inverse(z), jit_compile=True)
-    assert_close("tarflow_xla_inverse", compiled(tf.identity(z)).numpy(), cached.numpy(),
-                 atol=1e-5 * scale, rtol=1e-5)
+    assert_close(
+        "tarflow_xla_inverse", compiled(tf.identity(z)).numpy(), cached.numpy(), atol=1e-5 * scale, rtol=1e-5
+    )
 
 
 @block_cases
@@ -276,8 +279,9 @@ def test_guidance_combines_the_shift_and_log_scale(case, assert_close):
         z, log_det = bij.forward_and_log_det(fresh(x))
         back, inv_log_det = bij.inverse_and_log_det(fresh(z.numpy()))
         assert_close("tarflow_guided_round_trip", back.numpy(), x, atol=F64_TOL, rtol=F64_TOL)
-        assert_close("tarflow_guided_round_trip", inv_log_det.numpy(), -log_det.numpy(),
-                     atol=F64_TOL, rtol=F64_TOL)
+        assert_close(
+            "tarflow_guided_round_trip", inv_log_det.numpy(), -log_det.numpy(), atol=F64_TOL, rtol=F64_TOL
+        )
 
 
 def test_block_rejects_bad_context_and_guidance():
@@ -299,8 +303,7 @@ NUM_BITS = 5
 
 def tiny(**kwargs) -> tfflows.TarFlow:
     keras.utils.set_random_seed(0)
-    args = dict(patch_size=4, num_steps=2, depth=1, width=16, heads=2, mlp_ratio=2,
-                num_bits=NUM_BITS)
+    args = dict(patch_size=4, num_steps=2, depth=1, width=16, heads=2, mlp_ratio=2, num_bits=NUM_BITS)
     return tfflows.TarFlow((8, 8, 1), **{**args, **kwargs})
 
 
@@ -313,8 +316,9 @@ def levels(n: int = 16, seed: int = 0) -> np.ndarray:
 
 
 @functools.cache
-def random_model(conditional: bool = False, noise: str = "uniform",
-                 noise_std: float = 0.05) -> tfflows.TarFlow:
+def random_model(
+    conditional: bool = False, noise: str = "uniform", noise_std: float = 0.05
+) -> tfflows.TarFlow:
     model = tiny(num_classes=3 if conditional else None, noise=noise, noise_std=noise_std)
     for layer in model.flow_layers:
         randomize(layer, 21)
@@ -326,12 +330,18 @@ def random_model(conditional: bool = False, noise: str = "uniform",
 def test_fresh_model_is_the_scaled_standard_normal(assert_close):
     model = tiny()
     x = levels(4)
-    u = x / 2 ** NUM_BITS - 0.5
-    want = (-0.5 * np.sum(u ** 2, axis=(1, 2, 3)) - 0.5 * 64 * math.log(2 * math.pi)
-            - 64 * NUM_BITS * math.log(2.0))
+    u = x / 2**NUM_BITS - 0.5
+    want = (
+        -0.5 * np.sum(u**2, axis=(1, 2, 3)) - 0.5 * 64 * math.log(2 * math.pi) - 64 * NUM_BITS * math.log(2.0)
+    )
     assert_close("tarflow_fresh_log_prob", model.log_prob(x).numpy(), want, atol=1e-3, rtol=1e-5)
-    assert_close("tarflow_fresh_log_prob", model.bits_per_dim(x).numpy(),
-                 -want / (64 * math.log(2.0)), atol=1e-5, rtol=1e-5)
+    assert_close(
+        "tarflow_fresh_log_prob",
+        model.bits_per_dim(x).numpy(),
+        -want / (64 * math.log(2.0)),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     assert model.latent_shapes == [(4, 16)]
     assert [layer.reverse for layer in model.flow_layers] == [False, True]
 
@@ -347,8 +357,10 @@ def test_model_options_beyond_the_contract(tmp_path, assert_close):
     assert model.split_latents(model.encode(levels(4), np.array([0, 1, 2, 1])))[0].shape == (4, 4, 16)
     model.save(tmp_path / "tarflow.keras")
     loaded = keras.models.load_model(tmp_path / "tarflow.keras")
-    np.testing.assert_array_equal(loaded.sample(2, seed=3, context=1, guidance=1.0).numpy(),
-                                  model.sample(2, seed=3, context=1, guidance=1.0).numpy())
+    np.testing.assert_array_equal(
+        loaded.sample(2, seed=3, context=1, guidance=1.0).numpy(),
+        model.sample(2, seed=3, context=1, guidance=1.0).numpy(),
+    )
 
 
 def test_results_follow_the_current_weights():
@@ -387,20 +399,35 @@ def test_export_saved_model_signatures(tmp_path, assert_close):
     images = np.random.default_rng(3).integers(0, 256, size=(3, 8, 8, 1)).astype("uint8")
     got = served.signatures["log_prob"](images=tf.constant(images))
     centres = (np.floor(images / 8.0) + 0.5).astype("float32")
-    assert_close("tarflow_export_log_prob", got["log_prob"].numpy(), model.log_prob(centres).numpy(),
-                 atol=1e-3, rtol=1e-5)
-    out = served.signatures["sample"](num_samples=tf.constant(2), temperature=tf.constant(0.8),
-                                      seed=tf.constant(9, tf.int64))
+    assert_close(
+        "tarflow_export_log_prob",
+        got["log_prob"].numpy(),
+        model.log_prob(centres).numpy(),
+        atol=1e-3,
+        rtol=1e-5,
+    )
+    out = served.signatures["sample"](
+        num_samples=tf.constant(2), temperature=tf.constant(0.8), seed=tf.constant(9, tf.int64)
+    )
     eps = tf.random.stateless_normal([2, 64], seed=tf.constant([9, 0], tf.int64))
-    assert_close("tarflow_export_sample", out["images_float"].numpy(),
-                 model.decode(eps * 0.8).numpy(), atol=1e-3, rtol=1e-4)
+    assert_close(
+        "tarflow_export_sample",
+        out["images_float"].numpy(),
+        model.decode(eps * 0.8).numpy(),
+        atol=1e-3,
+        rtol=1e-4,
+    )
     assert out["finite"].numpy().all()
     latents = served.signatures["encode"](images=tf.constant(images))["latents"]
-    assert_close("tarflow_export_encode", latents.numpy(), model.encode(centres).numpy(),
-                 atol=1e-4, rtol=1e-4)
+    assert_close(
+        "tarflow_export_encode", latents.numpy(), model.encode(centres).numpy(), atol=1e-4, rtol=1e-4
+    )
     # Unconditional, uniform noise: no guidance, no denoise; the sample signature is Glow's.
     assert set(served.signatures["sample"].structured_input_signature[1]) == {
-        "num_samples", "temperature", "seed"}
+        "num_samples",
+        "temperature",
+        "seed",
+    }
 
 
 def saved_while_loops(path: str) -> list[str]:
@@ -410,8 +437,12 @@ def saved_while_loops(path: str) -> list[str]:
     saved = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         saved.ParseFromString(f.read())
-    return [node.name for function in saved.meta_graphs[0].graph_def.library.function
-            for node in function.node_def if node.op in ("While", "StatelessWhile")]
+    return [
+        node.name
+        for function in saved.meta_graphs[0].graph_def.library.function
+        for node in function.node_def
+        if node.op in ("While", "StatelessWhile")
+    ]
 
 
 @pytest.mark.slow
@@ -431,25 +462,47 @@ def test_export_sample_signature_takes_guidance_and_denoise(tmp_path, assert_clo
     assert any(name.endswith("cached_inverse") for name in loops)
     assert not any("uncached_inverse" in name for name in loops)
 
-    options = {"plain": (0.0, False), "guided": (2.0, False), "denoised": (0.0, True),
-               "both": (2.0, True), "bad_guidance": (float("nan"), False)}
-    arrays = {"n": np.array(3, "int32"), "t": np.array(0.8, "float32"),
-              "seed": np.array(4, "int64"), "label": np.array([1], "int32")}
+    options = {
+        "plain": (0.0, False),
+        "guided": (2.0, False),
+        "denoised": (0.0, True),
+        "both": (2.0, True),
+        "bad_guidance": (float("nan"), False),
+    }
+    arrays = {
+        "n": np.array(3, "int32"),
+        "t": np.array(0.8, "float32"),
+        "seed": np.array(4, "int64"),
+        "label": np.array([1], "int32"),
+    }
     requests = {}
     for rid, (w, d) in options.items():
         arrays["w_" + rid], arrays["d_" + rid] = np.array(w, "float32"), np.array(d)
-        requests[rid] = ["sample", {"num_samples": "n", "temperature": "t", "seed": "seed",
-                                    "labels": "label", "guidance": "w_" + rid, "denoise": "d_" + rid}]
+        requests[rid] = [
+            "sample",
+            {
+                "num_samples": "n",
+                "temperature": "t",
+                "seed": "seed",
+                "labels": "label",
+                "guidance": "w_" + rid,
+                "denoise": "d_" + rid,
+            },
+        ]
     arrays["zero"] = np.array(0, "int32")
     requests["empty"] = ["sample", {**requests["both"][1], "num_samples": "zero"}]
     root = tmp_path
     np.savez(root / "arrays.npz", **arrays)
     (root / "loader.py").write_text(CLEAN_LOADER)
-    (root / "plan.json").write_text(json.dumps(
-        {"tarflow": {"path": path, "arrays": str(root / "arrays.npz"), "requests": requests}}))
+    (root / "plan.json").write_text(
+        json.dumps({"tarflow": {"path": path, "arrays": str(root / "arrays.npz"), "requests": requests}})
+    )
     loader = run_clean([sys.executable, str(root / "loader.py"), str(root)], cwd=str(root))
-    want = {rid: model.sample(3, temperature=0.8, seed=4, context=1, guidance=w, denoise=d).numpy()
-            for rid, (w, d) in options.items() if rid != "bad_guidance"}
+    want = {
+        rid: model.sample(3, temperature=0.8, seed=4, context=1, guidance=w, denoise=d).numpy()
+        for rid, (w, d) in options.items()
+        if rid != "bad_guidance"
+    }
     _, err = loader.communicate(timeout=600)
     assert loader.returncode == 0, err[-4000:]
     report = json.loads((root / "report.json").read_text())
@@ -495,11 +548,11 @@ def test_label_dropout_uses_the_null_class():
 @pytest.mark.slow
 def test_gaussian_noise_training_and_denoise(assert_close):
     model = tiny(noise="gaussian", noise_std=0.1)
-    sigma = 0.1 * 2 ** NUM_BITS / 2
+    sigma = 0.1 * 2**NUM_BITS / 2
     assert model.level_noise_std == pytest.approx(sigma)
     x = levels(4)
     # Fresh model: log p = −½|x/2ⁿ − ½|² + const, so the score is −(x/2ⁿ − ½)/2ⁿ.
-    want = x - sigma ** 2 * (x / 2 ** NUM_BITS - 0.5) / 2 ** NUM_BITS
+    want = x - sigma**2 * (x / 2**NUM_BITS - 0.5) / 2**NUM_BITS
     assert np.abs(want - x).max() > 0.02  # the step moves the pixels
     assert_close("tarflow_denoise", model.denoise(x).numpy(), want, atol=1e-4, rtol=1e-5)
     noisy, _ = model.augment(tf.constant(x), None, tf.constant([3, 4], tf.int64))
@@ -509,18 +562,23 @@ def test_gaussian_noise_training_and_denoise(assert_close):
     history = model.fit(levels(16), batch_size=8, epochs=1, verbose=0).history
     assert np.all(np.isfinite(history["loss"]))
     raw = model.sample(2, seed=4).numpy()
-    np.testing.assert_allclose(model.sample(2, seed=4, denoise=True).numpy(),
-                               model.denoise(raw).numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        model.sample(2, seed=4, denoise=True).numpy(), model.denoise(raw).numpy(), rtol=1e-5, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"patch_size": 3}, r"divisible by patch_size = 3, got 8x8"),
-    ({"width": 10, "heads": 4}, r"width must be divisible by heads, got width=10 and heads=4"),
-    ({"noise": "laplace"}, r"noise must be one of \('uniform', 'gaussian'\), got 'laplace'"),
-    ({"noise_std": 0.0}, r"noise_std must be a finite number > 0, got 0.0"),
-    ({"label_dropout": 1.0}, r"label_dropout must be in \[0, 1\), got 1.0"),
-    ({"num_steps": 0}, r"num_steps must be a positive integer, got 0"),
-], ids=["patch", "heads", "noise", "noise_std", "label_dropout", "num_steps"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"patch_size": 3}, r"divisible by patch_size = 3, got 8x8"),
+        ({"width": 10, "heads": 4}, r"width must be divisible by heads, got width=10 and heads=4"),
+        ({"noise": "laplace"}, r"noise must be one of \('uniform', 'gaussian'\), got 'laplace'"),
+        ({"noise_std": 0.0}, r"noise_std must be a finite number > 0, got 0.0"),
+        ({"label_dropout": 1.0}, r"label_dropout must be in \[0, 1\), got 1.0"),
+        ({"num_steps": 0}, r"num_steps must be a positive integer, got 0"),
+    ],
+    ids=["patch", "heads", "noise", "noise_std", "label_dropout", "num_steps"],
+)
 def test_model_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny(**kwargs)

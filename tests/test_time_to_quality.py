@@ -61,16 +61,22 @@ def test_probe_jit_does_not_try_xla_when_its_compilation_would_cost_too_much():
     assert report["seconds_per_step"]["on"] is None and report["first_step_seconds"]["on"] is None
     assert report["steps"] == 6 == int(model.optimizer.iterations.numpy())  # 2 plain windows
     # A generous limit changes nothing.
-    assert probe_jit(_vector_model(), _batches(), steps=2, rounds=1,
-                     max_compile_seconds=1e6)["xla_skipped"] is None
+    assert (
+        probe_jit(_vector_model(), _batches(), steps=2, rounds=1, max_compile_seconds=1e6)["xla_skipped"]
+        is None
+    )
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    (dict(steps=0), "steps must be a positive integer"),
-    (dict(rounds=True), "rounds must be a positive integer"),
-    (dict(max_compile_seconds=0), "max_compile_seconds must be a number > 0 or None"),
-    (dict(max_compile_seconds="60"), "max_compile_seconds must be a number > 0 or None"),
-], ids=["zero_steps", "bool_rounds", "zero_compile", "string_compile"])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(steps=0), "steps must be a positive integer"),
+        (dict(rounds=True), "rounds must be a positive integer"),
+        (dict(max_compile_seconds=0), "max_compile_seconds must be a number > 0 or None"),
+        (dict(max_compile_seconds="60"), "max_compile_seconds must be a number > 0 or None"),
+    ],
+    ids=["zero_steps", "bool_rounds", "zero_compile", "string_compile"],
+)
 def test_probe_jit_refuses_bad_arguments(kwargs, expected):
     with pytest.raises(ValueError, match=expected):
         probe_jit(_vector_model(), _batches(), **kwargs)
@@ -88,8 +94,7 @@ def test_test_at_pauses_the_clock_and_leaves_training_unchanged():
     limit, clock = TimeLimit(3600.0), TrainingClock()
     test = tf.data.Dataset.from_tensor_slices(POINTS[:64]).batch(64)
     at = TestAt(test, [1e-9, 2e-9], time_limit=limit, clock=clock)
-    tested_history = tested.fit(_batches(), epochs=2, verbose=0,
-                                callbacks=clock.around([limit, at]))
+    tested_history = tested.fit(_batches(), epochs=2, verbose=0, callbacks=clock.around([limit, at]))
     # The evaluations neither trained the model nor changed the logged running means.
     assert tested_history.history["loss"] == history.history["loss"]
     for a, b in zip(plain.weights, tested.weights):
@@ -114,10 +119,33 @@ def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypat
     monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_STEPS", 1)
     monkeypatch.setattr(tfflows.cli.train, "PROBE_MIN_MINUTES", 0.0)
     out = tmp_path / "run"
-    printed = cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
-                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--width", "8",
-                  "--steps", "1", "--levels", "2", "--time-limit", "0.0001", "--test-at", "0.0001",
-                  "--out", str(out), "--verbose", "0")
+    printed = cli(
+        "train",
+        "--dataset",
+        "tiny_idx_tfflows",
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--width",
+        "8",
+        "--steps",
+        "1",
+        "--levels",
+        "2",
+        "--time-limit",
+        "0.0001",
+        "--test-at",
+        "0.0001",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+    )
     results = json.loads((out / "results.json").read_text())
     probe = results["jit"]["probe"]
     # XLA may cost a tenth of --time-limit (0.6 ms here): the plain step's tracing is far
@@ -136,8 +164,11 @@ def test_train_probes_xla_and_tests_at_set_minutes(tmp_path, data_dir, monkeypat
 def test_train_says_when_xla_could_not_compile_the_step():
     """The line tfflows train prints for a probe whose XLA step failed to compile (no training:
     tfflows train prints exactly ``probe_line`` of its probe's report)."""
-    report = {"xla_skipped": None, "xla_error": "InvalidArgumentError: dynamic shape",
-              "seconds_per_step": {"off": 0.01, "on": None}}
+    report = {
+        "xla_skipped": None,
+        "xla_error": "InvalidArgumentError: dynamic shape",
+        "seconds_per_step": {"off": 0.01, "on": None},
+    }
     printed = tfflows.cli.train.probe_line(report, jit_compile=False)
     assert "--jit auto: XLA off, it could not compile the step: InvalidArgumentError" in printed
     timed = {**report, "xla_error": None, "seconds_per_step": {"off": 0.02, "on": 0.01}}
@@ -147,8 +178,19 @@ def test_train_says_when_xla_could_not_compile_the_step():
 
 def test_train_refuses_a_test_time_past_the_time_limit(tmp_path, data_dir):
     with pytest.raises(CliError, match="--test-at: expected minutes up to --time-limit 1, got 5"):
-        cli("train", "--dataset", "tiny_idx_tfflows", "--data-dir", str(data_dir),
-            "--time-limit", "1", "--test-at", "5", "--out", str(tmp_path / "run"))
+        cli(
+            "train",
+            "--dataset",
+            "tiny_idx_tfflows",
+            "--data-dir",
+            str(data_dir),
+            "--time-limit",
+            "1",
+            "--test-at",
+            "5",
+            "--out",
+            str(tmp_path / "run"),
+        )
 
 
 def test_every_pipeline_tfflows_builds_runs_without_the_autotuner(tmp_path):
@@ -164,7 +206,8 @@ def test_every_pipeline_tfflows_builds_runs_without_the_autotuner(tmp_path):
     built = {
         "make_dataset": tfflows.data.make_dataset(images, batch_size=4, seed=0),
         "make_dataset from a Dataset": tfflows.data.make_dataset(
-            tf.data.Dataset.from_tensor_slices(images), batch_size=4),
+            tf.data.Dataset.from_tensor_slices(images), batch_size=4
+        ),
         "toy_dataset": tfflows.data.toy_dataset("two_moons", 16, batch_size=4, seed=0),
         "image_folder": tfflows.data.image_folder(tmp_path, size=8, channels=1, batch_size=2),
         "perturbed_dataset": perturbed_dataset(images, 0.2, batch_size=4, seed=0),

@@ -23,7 +23,7 @@ IMAGE = (8, 8, 1)
 def structured_images(n: int, seed: int = 0) -> np.ndarray:
     """Dequantized 8-bit images of stripes with random phase: much for a flow to learn."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:IMAGE[0], 0:IMAGE[1]]
+    yy, xx = np.mgrid[0 : IMAGE[0], 0 : IMAGE[1]]
     phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
     img = 128 + 100 * np.sin(0.8 * xx[None] + phase) * np.cos(0.4 * yy[None])
     levels = np.clip(np.round(img + 4 * rng.standard_normal(img.shape)), 0, 255)
@@ -53,14 +53,24 @@ def training_state(model) -> list[np.ndarray]:
 
 FIT_CASES = {
     # name: (constructor, data, context, learning rate)
-    "glow_classes": (lambda: Glow(IMAGE, num_levels=2, num_steps=2, width=8, num_classes=2),
-                     lambda: structured_images(64), lambda: np.arange(64) % 2, 1e-3),
-    "realnvp": (lambda: RealNVP(IMAGE, num_levels=2, depth=1, width=8),
-                lambda: structured_images(64), lambda: None, 1e-3),
-    "vector_glow_context": (lambda: VectorGlow(2, num_steps=3, width=16, context_dim=2),
-                            lambda: blobs(256, 2),
-                            lambda: np.random.default_rng(1).standard_normal((256, 2)).astype(np.float32),
-                            1e-2),
+    "glow_classes": (
+        lambda: Glow(IMAGE, num_levels=2, num_steps=2, width=8, num_classes=2),
+        lambda: structured_images(64),
+        lambda: np.arange(64) % 2,
+        1e-3,
+    ),
+    "realnvp": (
+        lambda: RealNVP(IMAGE, num_levels=2, depth=1, width=8),
+        lambda: structured_images(64),
+        lambda: None,
+        1e-3,
+    ),
+    "vector_glow_context": (
+        lambda: VectorGlow(2, num_steps=3, width=16, context_dim=2),
+        lambda: blobs(256, 2),
+        lambda: np.random.default_rng(1).standard_normal((256, 2)).astype(np.float32),
+        1e-2,
+    ),
 }
 
 
@@ -244,8 +254,12 @@ def test_evaluate_matches_log_prob(conditional):
     loss = -log_prob.mean()
     np.testing.assert_allclose(result["loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(result[per_dim], loss / (model.num_dims * unit), rtol=1e-5)
-    np.testing.assert_allclose(model.predict(x if context is None else (x, context), batch_size=16,
-                                             verbose=0), log_prob, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        model.predict(x if context is None else (x, context), batch_size=16, verbose=0),
+        log_prob,
+        rtol=1e-5,
+        atol=1e-4,
+    )
 
 
 # -- 7. MirroredStrategy on two logical CPUs ----------------------------------

@@ -22,9 +22,20 @@ from tfflows.io import atomic_path, atomic_write_json, numbered_entries
 if TYPE_CHECKING:
     from tfflows.models.base import FlowModel
 
-__all__ = ["FiniteCheckpoint", "ResumableBackup", "SampleCheck", "SampleGrid", "TensorBoardSamples",
-           "TimeLimit", "checkpoint_files", "density_array", "density_picture", "samples_picture",
-           "save_samples_picture", "temperature_label"]
+__all__ = [
+    "FiniteCheckpoint",
+    "ResumableBackup",
+    "SampleCheck",
+    "SampleGrid",
+    "TensorBoardSamples",
+    "TimeLimit",
+    "checkpoint_files",
+    "density_array",
+    "density_picture",
+    "samples_picture",
+    "save_samples_picture",
+    "temperature_label",
+]
 
 CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.keras$")
 """``epoch_XXX.keras``: the model after XXX epochs (``ModelCheckpoint``'s names in ``tfflows train``)."""
@@ -45,8 +56,9 @@ def density_array(points: np.ndarray, bins: int = 200, extent: float = 4.5) -> n
         rows = np.arange(bins)[:, None]
         scaled = np.where(rows >= bins - bars[None, :], 0, 255).astype(np.uint8)
         return np.repeat(np.repeat(scaled, 2, axis=0), 2, axis=1)
-    hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=bins,
-                                range=[[-extent, extent], [-extent, extent]])
+    hist, _, _ = np.histogram2d(
+        points[:, 1], points[:, 0], bins=bins, range=[[-extent, extent], [-extent, extent]]
+    )
     hist = np.flipud(hist)
     scaled = 255 - (255 * hist / max(hist.max(), 1)).astype(np.uint8)
     return np.repeat(np.repeat(scaled, 2, axis=0), 2, axis=1)
@@ -62,9 +74,16 @@ def temperature_label(temperature: float) -> str:
     return f"T={float(temperature):.2f}"
 
 
-def samples_picture(model: FlowModel, temperatures: Sequence[float], per_row: int = 10, seed: int = 0,
-                    num_bits: int = 8, value_range: Sequence[float] | None = None,
-                    labels: bool = True, sample_options: dict | None = None) -> np.ndarray:
+def samples_picture(
+    model: FlowModel,
+    temperatures: Sequence[float],
+    per_row: int = 10,
+    seed: int = 0,
+    num_bits: int = 8,
+    value_range: Sequence[float] | None = None,
+    labels: bool = True,
+    sample_options: dict | None = None,
+) -> np.ndarray:
     """Samples of ``model`` as one uint8 picture [H, W, C].
 
     Image models: one row per temperature (conditional models: one sample per
@@ -92,25 +111,41 @@ def samples_picture(model: FlowModel, temperatures: Sequence[float], per_row: in
         if bad.any():
             # An early or unstable model can map hot latents outside the data's
             # range; show those pixels black rather than stop training.
-            warnings.warn(f"tfflows: {int(bad.sum())} non-finite pixel values in samples at "
-                          f"temperature {t}; drawn as 0.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"tfflows: {int(bad.sum())} non-finite pixel values in samples at "
+                f"temperature {t}; drawn as 0.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             x = np.where(bad, 0.0, x)
         rows.append(to_uint8(x, num_bits, value_range))
-    return grid_picture(rows, scale=max(1, 64 // model.event_shape[0]),
-                        labels=[temperature_label(t) for t in temperatures] if labels else None)
+    return grid_picture(
+        rows,
+        scale=max(1, 64 // model.event_shape[0]),
+        labels=[temperature_label(t) for t in temperatures] if labels else None,
+    )
 
 
-def save_samples_picture(model: FlowModel, path: str, temperatures: Sequence[float], per_row: int = 10,
-                         seed: int = 0, num_bits: int = 8,
-                         value_range: Sequence[float] | None = None, labels: bool = True,
-                         sample_options: dict | None = None) -> None:
+def save_samples_picture(
+    model: FlowModel,
+    path: str,
+    temperatures: Sequence[float],
+    per_row: int = 10,
+    seed: int = 0,
+    num_bits: int = 8,
+    value_range: Sequence[float] | None = None,
+    labels: bool = True,
+    sample_options: dict | None = None,
+) -> None:
     """Draws ``per_row`` samples at each temperature and saves them as one PNG, atomically.
 
     See :func:`samples_picture` for the layout, the labels, ``value_range``
     and ``sample_options``.
     """
-    save_picture(path, samples_picture(model, temperatures, per_row, seed, num_bits, value_range,
-                                       labels, sample_options))
+    save_picture(
+        path,
+        samples_picture(model, temperatures, per_row, seed, num_bits, value_range, labels, sample_options),
+    )
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -130,9 +165,15 @@ class SampleGrid(keras.callbacks.Callback):
         :class:`TensorBoardSamples` to reuse; ``picture_epoch``: its epoch.
     """
 
-    def __init__(self, folder: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
-                 per_row: int = 10, num_bits: int = 8,
-                 value_range: Sequence[float] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        folder: str,
+        temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
+        per_row: int = 10,
+        num_bits: int = 8,
+        value_range: Sequence[float] | None = None,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.folder = folder
         self.temperatures = list(temperatures)
@@ -146,8 +187,9 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         path = os.path.join(self.folder, f"samples_epoch_{epoch + 1:03d}.png")
-        picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
-                                  self.num_bits, self.value_range)
+        picture = samples_picture(
+            self.model, self.temperatures, self.per_row, self.seed, self.num_bits, self.value_range
+        )
         self.picture, self.picture_epoch = picture, epoch
         save_picture(path, picture)
 
@@ -171,10 +213,16 @@ class TensorBoardSamples(keras.callbacks.Callback):
         again (its temperatures, rows and seed then apply).
     """
 
-    def __init__(self, log_dir: str, temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
-                 per_row: int = 10, num_bits: int = 8,
-                 value_range: Sequence[float] | None = None, seed: int = 0,
-                 source: SampleGrid | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: str,
+        temperatures: Sequence[float] = (0.5, 0.7, 0.85, 1.0),
+        per_row: int = 10,
+        num_bits: int = 8,
+        value_range: Sequence[float] | None = None,
+        seed: int = 0,
+        source: SampleGrid | None = None,
+    ) -> None:
         super().__init__()
         self.source = source
         self.log_dir = os.path.join(log_dir, "samples")
@@ -198,12 +246,16 @@ class TensorBoardSamples(keras.callbacks.Callback):
         if source is not None and source.picture is not None and source.picture_epoch == epoch:
             picture, temperatures = source.picture, source.temperatures
         else:
-            picture = samples_picture(self.model, self.temperatures, self.per_row, self.seed,
-                                      self.num_bits, self.value_range)
+            picture = samples_picture(
+                self.model, self.temperatures, self.per_row, self.seed, self.num_bits, self.value_range
+            )
         with self._writer.as_default():
-            tf.summary.image("samples", picture[None], step=epoch,
-                             description="rows: temperatures " +
-                             ", ".join(temperature_label(t) for t in temperatures))
+            tf.summary.image(
+                "samples",
+                picture[None],
+                step=epoch,
+                description="rows: temperatures " + ", ".join(temperature_label(t) for t in temperatures),
+            )
         self._writer.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
@@ -253,8 +305,7 @@ class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
         try:
             super()._save_model(epoch, batch, logs)
         except NonFiniteWeightsError as err:
-            warnings.warn(f"tfflows: no checkpoint at epoch {epoch + 1}: {err}", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(f"tfflows: no checkpoint at epoch {epoch + 1}: {err}", RuntimeWarning, stacklevel=2)
             return
         if _file_stamp(filepath) not in (None, before):
             self.last_good = filepath
@@ -266,7 +317,7 @@ class FiniteCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _remove_old(self, folder: str) -> None:
         """Removes the checkpoints past the newest ``keep``, the best excepted."""
-        for _, path in checkpoint_files(folder)[self.keep:]:
+        for _, path in checkpoint_files(folder)[self.keep :]:
             if self.best is None or os.path.abspath(path) != os.path.abspath(self.best):
                 os.remove(path)
 
@@ -304,8 +355,9 @@ class SampleCheck(keras.callbacks.Callback):
             context = np.arange(self.num_samples, dtype=np.int32) % self.model.num_classes
         with warnings.catch_warnings():  # the fraction in the logs says it
             warnings.filterwarnings("ignore", r".*have inf or NaN values", RuntimeWarning)
-            x = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed,
-                                  context=context)
+            x = self.model.sample(
+                self.num_samples, temperature=self.temperature, seed=self.seed, context=context
+            )
         x = np.asarray(x).reshape(self.num_samples, -1)
         return float(np.mean(~np.isfinite(x).all(axis=1)))
 
@@ -387,10 +439,16 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
       restored_from: the backup folder or checkpoint file it restored, or ``None``.
     """
 
-    def __init__(self, backup_dir: str, checkpoint_dir: str | None = None, save_freq: str | int = "epoch",
-                 delete_checkpoint: bool = True) -> None:
-        super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=False,
-                         delete_checkpoint=delete_checkpoint)
+    def __init__(
+        self,
+        backup_dir: str,
+        checkpoint_dir: str | None = None,
+        save_freq: str | int = "epoch",
+        delete_checkpoint: bool = True,
+    ) -> None:
+        super().__init__(
+            backup_dir, save_freq=save_freq, double_checkpoint=False, delete_checkpoint=delete_checkpoint
+        )
         self.checkpoint_dir = checkpoint_dir
         self.initial_epoch = 0
         self.restored_from: str | None = None
@@ -407,16 +465,22 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 self._resume(self._read_backup(), self.backup_dir)
                 return
             except _DamagedBackup as err:
-                warnings.warn(f"tfflows: the training backup {err.path!r} is damaged ({err.reason}); "
-                              "falling back to the newest checkpoint that loads.",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"tfflows: the training backup {err.path!r} is damaged ({err.reason}); "
+                    "falling back to the newest checkpoint that loads.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self._set_state(before)
         for epoch, path in checkpoint_files(self.checkpoint_dir):
             try:
                 model.load_weights(path)
             except Exception as err:  # a truncated zip, an HDF5 error, another architecture …
-                warnings.warn(f"tfflows: checkpoint {path!r} does not load ({_short(err)}); skipped.",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"tfflows: checkpoint {path!r} does not load ({_short(err)}); skipped.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self._set_state(before)
                 continue
             self._resume(epoch, path)
@@ -439,8 +503,10 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         digest = metadata.get("weights_sha256")  # absent in a backup written by Keras itself
         if digest is not None and os.path.exists(self._weights_path):
             if _sha256(self._weights_path) != digest:
-                raise _DamagedBackup(self._weights_path, f"it is not the file {meta!r} describes "
-                                     "(a run killed between writing the two)")
+                raise _DamagedBackup(
+                    self._weights_path,
+                    f"it is not the file {meta!r} describes (a run killed between writing the two)",
+                )
         try:
             self.model.load_weights(self._weights_path)
         except Exception as err:
@@ -472,9 +538,14 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         # The two files cannot be renamed in one step; the digest ties them together, so
         # a run killed between the two renames is seen as such and not resumed at the
         # wrong epoch.
-        atomic_write_json(self._training_metadata_path,
-                          {"epoch": self._current_epoch, "batch": self._last_batch_seen,
-                           "weights_sha256": _sha256(self._weights_path)})
+        atomic_write_json(
+            self._training_metadata_path,
+            {
+                "epoch": self._current_epoch,
+                "batch": self._last_batch_seen,
+                "weights_sha256": _sha256(self._weights_path),
+            },
+        )
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.delete_checkpoint and os.path.exists(self.backup_dir):

@@ -238,8 +238,13 @@ class TestAt(keras.callbacks.Callback):
 
     __test__ = False  # a callback, not a test class, for pytest that collects names "Test*"
 
-    def __init__(self, data: Any, seconds: Sequence[float], time_limit: TimeLimit | None = None,
-                 clock: TrainingClock | None = None) -> None:
+    def __init__(
+        self,
+        data: Any,
+        seconds: Sequence[float],
+        time_limit: TimeLimit | None = None,
+        clock: TrainingClock | None = None,
+    ) -> None:
         super().__init__()
         marks = sorted(float(s) for s in seconds)
         if not marks or not all(s > 0 for s in marks):
@@ -275,10 +280,15 @@ class TestAt(keras.callbacks.Callback):
         if self.clock is not None:
             self.clock.pause("test_at", took)
         mark = self.marks[len(self.results)]
-        self.results.append({"minutes": round(mark / 60.0, 4), "train_seconds": round(trained, 1),
-                             "train_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-                             "eval_seconds": round(took, 1),
-                             **{k: float(v) for k, v in metrics.items()}})
+        self.results.append(
+            {
+                "minutes": round(mark / 60.0, 4),
+                "train_seconds": round(trained, 1),
+                "train_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+                "eval_seconds": round(took, 1),
+                **{k: float(v) for k, v in metrics.items()},
+            }
+        )
 
 
 class Occasional(keras.callbacks.Callback):
@@ -312,8 +322,13 @@ class Occasional(keras.callbacks.Callback):
       epochs_run: the epochs (counted from 1) after which they ran.
     """
 
-    def __init__(self, callbacks: Sequence[keras.callbacks.Callback], clock: TrainingClock,
-                 share: float = EXTRAS_SHARE, last_epoch: bool = True) -> None:
+    def __init__(
+        self,
+        callbacks: Sequence[keras.callbacks.Callback],
+        clock: TrainingClock,
+        share: float = EXTRAS_SHARE,
+        last_epoch: bool = True,
+    ) -> None:
         super().__init__()
         if not 0.0 < share <= 1.0:
             raise ValueError(f"Occasional: share must be in (0, 1], got {share!r}.")

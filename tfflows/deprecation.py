@@ -16,8 +16,9 @@ DENSE_NAMES = {"hidden_channels": "hidden_units", "num_blocks": "num_hidden"}
 """A dense conditioner's old size names and their new ones (vector models and MADE use the new)."""
 
 
-def renamed_argument(owner: str, new: str, new_value: Any, old: str, old_value: Any,
-                     default: Any, stacklevel: int = 3) -> Any:
+def renamed_argument(
+    owner: str, new: str, new_value: Any, old: str, old_value: Any, default: Any, stacklevel: int = 3
+) -> Any:
     """The value of argument ``new``, which was called ``old`` before.
 
     ``None`` means "not given" for both. The old name still works and gives a
@@ -29,16 +30,28 @@ def renamed_argument(owner: str, new: str, new_value: Any, old: str, old_value: 
     if old_value is None:
         return default if new_value is None else new_value
     if new_value is not None:
-        raise ValueError(f"{owner}: expected {new} or its deprecated old name {old}, not both; "
-                         f"got {new}={new_value!r} and {old}={old_value!r}.")
-    warnings.warn(f"{owner}: the argument {old} is deprecated and goes in the next release; "
-                  f"use {new}.", DeprecationWarning, stacklevel=stacklevel)
+        raise ValueError(
+            f"{owner}: expected {new} or its deprecated old name {old}, not both; "
+            f"got {new}={new_value!r} and {old}={old_value!r}."
+        )
+    warnings.warn(
+        f"{owner}: the argument {old} is deprecated and goes in the next release; use {new}.",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
     return old_value
 
 
-def conditioner_size(owner: str, dense: bool, hidden_channels: int | None, num_blocks: int | None,
-                     hidden_units: int | None, num_hidden: int | None, default_width: int,
-                     default_depth: int) -> tuple[int, int]:
+def conditioner_size(
+    owner: str,
+    dense: bool,
+    hidden_channels: int | None,
+    num_blocks: int | None,
+    hidden_units: int | None,
+    num_hidden: int | None,
+    default_width: int,
+    default_depth: int,
+) -> tuple[int, int]:
     """(width, depth) of a built-in conditioner, from the names that fit its kind.
 
     A dense (MLP) conditioner is sized by ``hidden_units`` and ``num_hidden``,
@@ -51,17 +64,29 @@ def conditioner_size(owner: str, dense: bool, hidden_channels: int | None, num_b
         conditioner given a name and its deprecated alias.
     """
     if dense:
-        width = renamed_argument(owner, "hidden_units", hidden_units, "hidden_channels",
-                                 hidden_channels, default_width, stacklevel=4)
-        depth = renamed_argument(owner, "num_hidden", num_hidden, "num_blocks", num_blocks,
-                                 default_depth, stacklevel=4)
+        width = renamed_argument(
+            owner,
+            "hidden_units",
+            hidden_units,
+            "hidden_channels",
+            hidden_channels,
+            default_width,
+            stacklevel=4,
+        )
+        depth = renamed_argument(
+            owner, "num_hidden", num_hidden, "num_blocks", num_blocks, default_depth, stacklevel=4
+        )
         return width, depth
     for name, value in (("hidden_units", hidden_units), ("num_hidden", num_hidden)):
         if value is not None:
-            raise ValueError(f"{owner}: {name} sizes a dense ('mlp') conditioner; expected "
-                             f"hidden_channels and num_blocks for this one, got {name}={value!r}.")
-    return (default_width if hidden_channels is None else hidden_channels,
-            default_depth if num_blocks is None else num_blocks)
+            raise ValueError(
+                f"{owner}: {name} sizes a dense ('mlp') conditioner; expected "
+                f"hidden_channels and num_blocks for this one, got {name}={value!r}."
+            )
+    return (
+        default_width if hidden_channels is None else hidden_channels,
+        default_depth if num_blocks is None else num_blocks,
+    )
 
 
 def renamed_keys(config: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
@@ -94,11 +119,16 @@ def old_argument_names(renames: dict[str, str]) -> Callable[[_T], _T]:
                 if old not in kwargs:
                     continue
                 if new in kwargs:
-                    raise ValueError(f"{owner}: expected {new} or its deprecated old name "
-                                     f"{old}, not both; got {new}={kwargs[new]!r} and "
-                                     f"{old}={kwargs[old]!r}.")
-                warnings.warn(f"{owner}: the argument {old} is deprecated and goes in the "
-                              f"next release; use {new}.", DeprecationWarning, stacklevel=2)
+                    raise ValueError(
+                        f"{owner}: expected {new} or its deprecated old name "
+                        f"{old}, not both; got {new}={kwargs[new]!r} and "
+                        f"{old}={kwargs[old]!r}."
+                    )
+                warnings.warn(
+                    f"{owner}: the argument {old} is deprecated and goes in the next release; use {new}.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
                 kwargs[new] = kwargs.pop(old)
             return function(*args, **kwargs)
 
@@ -113,7 +143,9 @@ def old_argument_names(renames: dict[str, str]) -> Callable[[_T], _T]:
             return wrap(target, target.__name__)  # type: ignore[return-value]
         target.__init__ = wrap(target.__init__, target.__name__)  # type: ignore[misc]
         target.OLD_ARGUMENT_NAMES = {  # type: ignore[attr-defined]
-            **getattr(target, "OLD_ARGUMENT_NAMES", {}), **renames}
+            **getattr(target, "OLD_ARGUMENT_NAMES", {}),
+            **renames,
+        }
         return target
 
     return decorate

@@ -67,14 +67,18 @@ def stateless_seed(seed: Seed, name: str = "sample") -> tf.Tensor | None:
         raise ValueError(f"{name}: {what}, got {seed!r}.")
     if isinstance(seed, numbers.Integral):
         seed = int(seed)
-        if not -2 ** 63 <= seed < 2 ** 63:
+        if not -(2**63) <= seed < 2**63:
             raise ValueError(f"{name}: {what}; an int seed must fit in 64 bits, got {seed}.")
-        dtype = tf.int32 if -2 ** 31 <= seed < 2 ** 31 else tf.int64
+        dtype = tf.int32 if -(2**31) <= seed < 2**31 else tf.int64
         return tf.constant([seed, 0], dtype=dtype)
     if tf.is_tensor(seed):
         tensor: tf.Tensor = seed  # tf.is_tensor narrows nothing for the type checker
-        if (not tensor.dtype.is_integer or tensor.dtype.is_unsigned or tensor.shape.rank != 1
-                or tensor.shape[0] != 2):
+        if (
+            not tensor.dtype.is_integer
+            or tensor.dtype.is_unsigned
+            or tensor.shape.rank != 1
+            or tensor.shape[0] != 2
+        ):
             raise ValueError(f"{name}: {what}, got a {tensor.dtype.name} tensor of shape {tensor.shape}.")
         return tensor
     if isinstance(seed, (str, bytes)):
@@ -85,7 +89,7 @@ def stateless_seed(seed: Seed, name: str = "sample") -> tf.Tensor | None:
         raise ValueError(f"{name}: {what}, got {seed!r}.") from None
     if array.shape != (2,) or array.dtype.kind not in "iu":
         raise ValueError(f"{name}: {what}, got {seed!r} (shape {array.shape}, dtype {array.dtype}).")
-    if array.min() < -2 ** 63 or array.max() >= 2 ** 63:
+    if array.min() < -(2**63) or array.max() >= 2**63:
         raise ValueError(f"{name}: {what}; its entries must fit in 64 bits, got {seed!r}.")
     return tf.constant(array.astype(np.int64))
 
@@ -107,8 +111,11 @@ class _LiveFlow:
             raise ValueError(f"{self.name}: expected a context of known rank, got shape {c.shape}.")
         labels = model.num_classes is not None and not c.dtype.is_floating
         if not labels and c.shape.rank == 0:
-            what = (f"one-hot vectors of size {model.num_classes}" if model.num_classes is not None
-                    else f"context vectors of size {model.context_dim}")
+            what = (
+                f"one-hot vectors of size {model.num_classes}"
+                if model.num_classes is not None
+                else f"context vectors of size {model.context_dim}"
+            )
             raise ValueError(f"{self.name}: expected {what} ([..., size]), got a scalar {c.dtype.name}.")
         batch_rank = c.shape.rank if labels else c.shape.rank - 1
         self.batch_static = c.shape[:batch_rank]
@@ -122,9 +129,11 @@ class _LiveFlow:
         """x's batch shape (static, dynamic) after broadcasting with the contexts'."""
         k = len(event)
         rank = x.shape.rank
-        if rank is None or rank < k or not x.shape[rank - k:].is_compatible_with(event):
-            raise ValueError(f"{self.name}: expected {what} of shape [..., {', '.join(map(str, event))}], "
-                             f"got shape {x.shape}.")
+        if rank is None or rank < k or not x.shape[rank - k :].is_compatible_with(event):
+            raise ValueError(
+                f"{self.name}: expected {what} of shape [..., {', '.join(map(str, event))}], "
+                f"got shape {x.shape}."
+            )
         static, dynamic = x.shape[: x.shape.rank - k], tf.shape(x)[: x.shape.rank - k]
         if self.context is None:
             return static, dynamic
@@ -132,9 +141,10 @@ class _LiveFlow:
             static = tf.broadcast_static_shape(static, self.batch_static)
         except ValueError:
             raise ValueError(
-                f"{self.name}: {what} of shape {x.shape} has batch shape {x.shape[:x.shape.rank - k]}, which "
+                f"{self.name}: {what} of shape {x.shape} has batch shape {x.shape[: x.shape.rank - k]}, which "
                 f"does not broadcast with the batch shape {self.batch_static} of the contexts "
-                "(one distribution per context).") from None
+                "(one distribution per context)."
+            ) from None
         return static, tf.broadcast_dynamic_shape(dynamic, self.batch_tensor)
 
     def run(self, x, event_in: tuple[int, ...], events_out: list[tuple[int, ...]], fn, what: str):
@@ -177,8 +187,11 @@ def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name:
     """Sums the log-det over the event axes beyond the bijector's own (TFP's ``event_ndims``)."""
     if event_ndims is None:
         return log_det
-    if (isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral)
-            or event_ndims < min_event_ndims):
+    if (
+        isinstance(event_ndims, bool)
+        or not isinstance(event_ndims, numbers.Integral)
+        or event_ndims < min_event_ndims
+    ):
         raise ValueError(f"{name}: event_ndims must be an integer >= {min_event_ndims}, got {event_ndims!r}.")
     extra = int(event_ndims) - min_event_ndims
     return tf.reduce_sum(log_det, axis=list(range(-extra, 0))) if extra else log_det
@@ -206,8 +219,12 @@ class LiveBijector(FlowBijector):
         parameters = dict(locals())
         self._live = _LiveFlow(model, context)
         self._model = model
-        super().__init__(1, inverse_event_ndims=len(model.event_shape), parameters=parameters,
-                         name=name or f"{type(model).__name__}_bijector")
+        super().__init__(
+            1,
+            inverse_event_ndims=len(model.event_shape),
+            parameters=parameters,
+            name=name or f"{type(model).__name__}_bijector",
+        )
 
     @property
     def model(self) -> FlowModel:
@@ -229,13 +246,27 @@ class LiveBijector(FlowBijector):
 
     def _forward_and_log_det(self, z):
         m = self._model
-        return tuple(self._live.run(z, (m.num_dims,), [m.event_shape, ()],
-                                    lambda z, c: self._live.flow(c).inverse_and_log_det(z), "latents"))
+        return tuple(
+            self._live.run(
+                z,
+                (m.num_dims,),
+                [m.event_shape, ()],
+                lambda z, c: self._live.flow(c).inverse_and_log_det(z),
+                "latents",
+            )
+        )
 
     def _inverse_and_log_det(self, x):
         m = self._model
-        return tuple(self._live.run(x, m.event_shape, [(m.num_dims,), ()],
-                                    lambda x, c: self._live.flow(c).forward_and_log_det(x), "x"))
+        return tuple(
+            self._live.run(
+                x,
+                m.event_shape,
+                [(m.num_dims,), ()],
+                lambda x, c: self._live.flow(c).forward_and_log_det(x),
+                "x",
+            )
+        )
 
     # TFP's public methods, each a fresh pass (never TFP's per-tensor cache).
     def forward(self, x: TensorLike, name: str = "forward", **kwargs: Any) -> tf.Tensor:
@@ -244,15 +275,27 @@ class LiveBijector(FlowBijector):
     def inverse(self, y: TensorLike, name: str = "inverse", **kwargs: Any) -> tf.Tensor:
         return self.inverse_and_log_det(y)[0]
 
-    def forward_log_det_jacobian(self, x: TensorLike, event_ndims: int | None = None,
-                                 name: str = "forward_log_det_jacobian", **kwargs: Any) -> tf.Tensor:
-        return _reduce_log_det(self.forward_and_log_det(x)[1], event_ndims, self.forward_min_event_ndims,
-                               self.name)
+    def forward_log_det_jacobian(
+        self,
+        x: TensorLike,
+        event_ndims: int | None = None,
+        name: str = "forward_log_det_jacobian",
+        **kwargs: Any,
+    ) -> tf.Tensor:
+        return _reduce_log_det(
+            self.forward_and_log_det(x)[1], event_ndims, self.forward_min_event_ndims, self.name
+        )
 
-    def inverse_log_det_jacobian(self, y: TensorLike, event_ndims: int | None = None,
-                                 name: str = "inverse_log_det_jacobian", **kwargs: Any) -> tf.Tensor:
-        return _reduce_log_det(self.inverse_and_log_det(y)[1], event_ndims, self.inverse_min_event_ndims,
-                               self.name)
+    def inverse_log_det_jacobian(
+        self,
+        y: TensorLike,
+        event_ndims: int | None = None,
+        name: str = "inverse_log_det_jacobian",
+        **kwargs: Any,
+    ) -> tf.Tensor:
+        return _reduce_log_det(
+            self.inverse_and_log_det(y)[1], event_ndims, self.inverse_min_event_ndims, self.name
+        )
 
     def _forward_event_shape(self, input_shape):
         return tf.TensorShape(self._model.event_shape)
@@ -277,13 +320,17 @@ def _not_implemented(name: str, what: str, alternative: str):
     def method(self, *args, **kwargs):
         raise NotImplementedError(
             f"{self.name}: {what} of a normalizing flow has no closed form, so {name}() is not "
-            f"implemented. {alternative}")
+            f"implemented. {alternative}"
+        )
+
     method.__name__ = f"_{name}"
     return method
 
 
-_SAMPLE_MOMENTS = ("Estimate it from samples: x = dist.sample(n, seed=...), then "
-                   "tf.reduce_mean(x, 0) and tf.math.reduce_variance(x, 0).")
+_SAMPLE_MOMENTS = (
+    "Estimate it from samples: x = dist.sample(n, seed=...), then "
+    "tf.reduce_mean(x, 0) and tf.math.reduce_variance(x, 0)."
+)
 
 
 class FlowDistribution(tfp.distributions.TransformedDistribution):
@@ -319,19 +366,32 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
       validate_args, allow_nan_stats, name: as for any TFP distribution.
     """
 
-    def __init__(self, model: FlowModel, context: Context = None, validate_args: bool = False,
-                 allow_nan_stats: bool = True, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: FlowModel,
+        context: Context = None,
+        validate_args: bool = False,
+        allow_nan_stats: bool = True,
+        name: str | None = None,
+    ) -> None:
         parameters = dict(locals())
         bijector = LiveBijector(model, context)
         self._live = bijector.live
         self._model = model
         self._context_given = context
         dtype = self._live.dtype
-        base = tfd.Sample(tfd.Normal(tf.constant(0.0, dtype), tf.constant(1.0, dtype),
-                                     allow_nan_stats=allow_nan_stats),
-                          sample_shape=[model.num_dims], name="base")
-        super().__init__(distribution=base, bijector=bijector, validate_args=validate_args,
-                         parameters=parameters, name=name or type(model).__name__)
+        base = tfd.Sample(
+            tfd.Normal(tf.constant(0.0, dtype), tf.constant(1.0, dtype), allow_nan_stats=allow_nan_stats),
+            sample_shape=[model.num_dims],
+            name="base",
+        )
+        super().__init__(
+            distribution=base,
+            bijector=bijector,
+            validate_args=validate_args,
+            parameters=parameters,
+            name=name or type(model).__name__,
+        )
 
     @classmethod
     def _parameter_properties(cls, dtype: Any, num_classes: Any = None) -> dict:
@@ -384,10 +444,10 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
             # SavedModel score them: reduced to num_bits, at the centres of their bins.
             return tf.cast(spec.integer_levels(value, "x"), self.dtype)
         if not value.dtype.is_floating:
-            hint = (" Integer pixels are read by image models with num_bits."
-                    if spec.data_kind == "image" else "")
-            raise ValueError(f"{self.name}: expected float32 or float64 data, got "
-                             f"{value.dtype.name}.{hint}")
+            hint = (
+                " Integer pixels are read by image models with num_bits." if spec.data_kind == "image" else ""
+            )
+            raise ValueError(f"{self.name}: expected float32 or float64 data, got {value.dtype.name}.{hint}")
         return tf.cast(value, self.dtype)
 
     def log_prob(self, value: Any, name: str = "log_prob", **kwargs: Any) -> tf.Tensor:
@@ -407,18 +467,26 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
         if self.validate_args:
             score = model.log_prob  # its checks, pixel levels out of range included
         else:
+
             def score(x: tf.Tensor, context: Any) -> tf.Tensor:
                 # As encode: shape, dtype and (eagerly) finite values are checked, but not the
                 # pixel range, so the distribution scores its own samples wherever they fall.
                 return model.flow_log_prob(model.spec.check_x(x), context)
+
         return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
 
     def _latent_noise(self, sample_shape: Any, seed: Any) -> tf.Tensor:
         seed = stateless_seed(seed, self.name)
         if seed is None:
             seed = tfp.random.sanitize_seed(None)
-        shape = tf.concat([tf.reshape(tf.cast(sample_shape, tf.int32), [-1]), self._live.batch_tensor,
-                           [self._model.num_dims]], 0)
+        shape = tf.concat(
+            [
+                tf.reshape(tf.cast(sample_shape, tf.int32), [-1]),
+                self._live.batch_tensor,
+                [self._model.num_dims],
+            ],
+            0,
+        )
         return tf.random.stateless_normal(shape, seed=seed, dtype=self.dtype)
 
     def _call_sample_n(self, sample_shape: Any, seed: Any, **kwargs: Any) -> tf.Tensor:
@@ -427,8 +495,9 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
     def _sample_n(self, n: Any, seed: Any = None, **kwargs: Any) -> tf.Tensor:
         return self.bijector.forward(self._latent_noise([n], seed))
 
-    def _sample_and_log_prob(self, sample_shape: Any, seed: Any,
-                             **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    def _sample_and_log_prob(
+        self, sample_shape: Any, seed: Any, **kwargs: Any
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         eps = self._latent_noise(sample_shape, seed)
         x, log_det = self.bijector.forward_and_log_det(eps)
         base = -0.5 * tf.reduce_sum(tf.square(eps), axis=-1) - 0.5 * self._model.num_dims * _LOG_2PI
@@ -436,44 +505,66 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
 
     # -- no closed form ------------------------------------------------------
 
-    _cdf = _not_implemented("cdf", "the CDF", "Estimate P(X <= x) as the fraction of samples "
-                            "dist.sample(n, seed=...) that are <= x in every coordinate.")
+    _cdf = _not_implemented(
+        "cdf",
+        "the CDF",
+        "Estimate P(X <= x) as the fraction of samples "
+        "dist.sample(n, seed=...) that are <= x in every coordinate.",
+    )
     _log_cdf = _not_implemented("log_cdf", "the CDF", "Estimate it from samples (see cdf).")
     _survival_function = _not_implemented(
-        "survival_function", "the survival function", "Estimate P(X > x) as the fraction of samples "
-        "dist.sample(n, seed=...) that are > x in every coordinate.")
+        "survival_function",
+        "the survival function",
+        "Estimate P(X > x) as the fraction of samples "
+        "dist.sample(n, seed=...) that are > x in every coordinate.",
+    )
     _log_survival_function = _not_implemented(
-        "log_survival_function", "the survival function", "Estimate it from samples (see survival_function).")
+        "log_survival_function", "the survival function", "Estimate it from samples (see survival_function)."
+    )
 
     # TFP falls back from the survival function to the CDF, whose message would name the wrong method.
-    def survival_function(self, value: TensorLike, name: str = "survival_function",
-                          **kwargs: Any) -> tf.Tensor:
+    def survival_function(
+        self, value: TensorLike, name: str = "survival_function", **kwargs: Any
+    ) -> tf.Tensor:
         """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
         return self._survival_function(value)
 
-    def log_survival_function(self, value: TensorLike, name: str = "log_survival_function",
-                              **kwargs: Any) -> tf.Tensor:
+    def log_survival_function(
+        self, value: TensorLike, name: str = "log_survival_function", **kwargs: Any
+    ) -> tf.Tensor:
         """Not implemented (no closed form): raises NotImplementedError naming an estimate."""
         return self._log_survival_function(value)
 
-    _quantile = _not_implemented("quantile", "the quantile function",
-                                 "Use sample quantiles of dist.sample(n, seed=...).")
-    _entropy = _not_implemented("entropy", "the entropy",
-                                "Estimate it with tfflows.monte_carlo_entropy(dist, num_samples, seed) "
-                                "(and a KL with tfflows.monte_carlo_kl(p, q, num_samples, seed)).")
+    _quantile = _not_implemented(
+        "quantile", "the quantile function", "Use sample quantiles of dist.sample(n, seed=...)."
+    )
+    _entropy = _not_implemented(
+        "entropy",
+        "the entropy",
+        "Estimate it with tfflows.monte_carlo_entropy(dist, num_samples, seed) "
+        "(and a KL with tfflows.monte_carlo_kl(p, q, num_samples, seed)).",
+    )
     _mean = _not_implemented("mean", "the mean", _SAMPLE_MOMENTS)
     _stddev = _not_implemented("stddev", "the standard deviation", _SAMPLE_MOMENTS)
     _variance = _not_implemented("variance", "the variance", _SAMPLE_MOMENTS)
-    _covariance = _not_implemented("covariance", "the covariance", "Estimate it from samples "
-                                   "x = dist.sample(n, seed=...) with tfp.stats.covariance(x).")
-    _mode = _not_implemented("mode", "the mode", "Search for it by gradient ascent on dist.log_prob "
-                             "from a few samples; model.decode(zeros) is not the mode in general.")
+    _covariance = _not_implemented(
+        "covariance",
+        "the covariance",
+        "Estimate it from samples x = dist.sample(n, seed=...) with tfp.stats.covariance(x).",
+    )
+    _mode = _not_implemented(
+        "mode",
+        "the mode",
+        "Search for it by gradient ascent on dist.log_prob "
+        "from a few samples; model.decode(zeros) is not the mode in general.",
+    )
 
 
 def _kl_not_implemented(a, b, name=None):
     raise NotImplementedError(
         f"KL({a.name} || {b.name}) between a normalizing flow and another distribution has no "
-        "closed form; estimate it with tfflows.monte_carlo_kl(p, q, num_samples, seed).")
+        "closed form; estimate it with tfflows.monte_carlo_kl(p, q, num_samples, seed)."
+    )
 
 
 tfd.RegisterKL(FlowDistribution, tfd.Distribution)(_kl_not_implemented)

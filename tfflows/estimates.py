@@ -16,7 +16,6 @@ tfd = tfp.distributions
 __all__ = ["MonteCarloEstimate", "monte_carlo_entropy", "monte_carlo_kl"]
 
 
-
 class MonteCarloEstimate(NamedTuple):
     """A Monte Carlo mean and its standard error s/√n (both of the batch shape)."""
 
@@ -27,11 +26,14 @@ class MonteCarloEstimate(NamedTuple):
 def _check_estimator_args(fn: str, num_samples, dists: dict[str, Any]) -> int:
     for key, dist in dists.items():
         if not isinstance(dist, tfd.Distribution):
-            raise ValueError(f"{fn}: {key} must be a tfp.distributions.Distribution (e.g. "
-                             f"model.distribution), got {type(dist).__name__}.")
+            raise ValueError(
+                f"{fn}: {key} must be a tfp.distributions.Distribution (e.g. "
+                f"model.distribution), got {type(dist).__name__}."
+            )
     if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 2:
-        raise ValueError(f"{fn}: num_samples must be an integer >= 2 (a standard error needs two), "
-                         f"got {num_samples!r}.")
+        raise ValueError(
+            f"{fn}: num_samples must be an integer >= 2 (a standard error needs two), got {num_samples!r}."
+        )
     return int(num_samples)
 
 
@@ -43,8 +45,9 @@ def _mean_and_error(values: tf.Tensor, dtype) -> MonteCarloEstimate:
     return MonteCarloEstimate(tf.cast(mean, dtype), tf.cast(tf.sqrt(var / n), dtype))
 
 
-def monte_carlo_entropy(dist: tfp.distributions.Distribution, num_samples: int = 1000,
-                        seed: Seed = None) -> MonteCarloEstimate:
+def monte_carlo_entropy(
+    dist: tfp.distributions.Distribution, num_samples: int = 1000, seed: Seed = None
+) -> MonteCarloEstimate:
     """H[p] ≈ −(1/n) Σᵢ log p(xᵢ), xᵢ ~ p, with its standard error.
 
     Args:
@@ -60,8 +63,12 @@ def monte_carlo_entropy(dist: tfp.distributions.Distribution, num_samples: int =
     return _mean_and_error(-log_p, log_p.dtype)
 
 
-def monte_carlo_kl(p: tfp.distributions.Distribution, q: tfp.distributions.Distribution,
-                   num_samples: int = 1000, seed: Seed = None) -> MonteCarloEstimate:
+def monte_carlo_kl(
+    p: tfp.distributions.Distribution,
+    q: tfp.distributions.Distribution,
+    num_samples: int = 1000,
+    seed: Seed = None,
+) -> MonteCarloEstimate:
     """KL(p ‖ q) ≈ (1/n) Σᵢ [log p(xᵢ) − log q(xᵢ)], xᵢ ~ p, with its standard error.
 
     Args:
@@ -75,8 +82,10 @@ def monte_carlo_kl(p: tfp.distributions.Distribution, q: tfp.distributions.Distr
     """
     n = _check_estimator_args("monte_carlo_kl", num_samples, {"p": p, "q": q})
     if not p.event_shape.is_compatible_with(q.event_shape):
-        raise ValueError(f"monte_carlo_kl: p and q must have the same event shape, got "
-                         f"{p.event_shape} and {q.event_shape}.")
+        raise ValueError(
+            f"monte_carlo_kl: p and q must have the same event shape, got "
+            f"{p.event_shape} and {q.event_shape}."
+        )
     x, log_p = p.experimental_sample_and_log_prob(n, seed=stateless_seed(seed, "monte_carlo_kl"))
     log_q = q.log_prob(tf.cast(x, q.dtype))
     return _mean_and_error(tf.cast(log_p, tf.float64) - tf.cast(log_q, tf.float64), log_p.dtype)

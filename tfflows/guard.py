@@ -8,8 +8,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["NonFiniteWeightsError", "all_finite", "check_finite_weights", "finite_rows",
-           "nonfinite_weights", "update_stays_finite"]
+__all__ = [
+    "NonFiniteWeightsError",
+    "all_finite",
+    "check_finite_weights",
+    "finite_rows",
+    "nonfinite_weights",
+    "update_stays_finite",
+]
 
 
 def all_finite(tensors: Iterable[Any]) -> tf.Tensor:
@@ -59,7 +65,8 @@ def check_finite_weights(model: Any, action: str) -> None:
         f"{type(model).__name__}: refusing to {action} a model with non-finite weights: "
         f"{path!r} has {count} of {size} entries inf or NaN ({len(bad)} weights, {total} "
         "entries in all). Training diverged; go back to the last good checkpoint and lower "
-        "the learning rate or add warmup.")
+        "the learning rate or add warmup."
+    )
 
 
 # Bounds for update_stays_finite, far inside float32's range (3.4e38) so that no
@@ -128,8 +135,11 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     adam = kind in (keras.optimizers.Adam, keras.optimizers.AdamW, ScheduledAdam)
     if not (adam or kind is keras.optimizers.SGD):
         return None
-    if (getattr(optimizer, "use_ema", False) or getattr(optimizer, "gradient_accumulation_steps", None)
-            or getattr(optimizer, "loss_scale_factor", None)):
+    if (
+        getattr(optimizer, "use_ema", False)
+        or getattr(optimizer, "gradient_accumulation_steps", None)
+        or getattr(optimizer, "loss_scale_factor", None)
+    ):
         return None
     for clip in (getattr(optimizer, "clipnorm", None), getattr(optimizer, "global_clipnorm", None)):
         if clip is not None and not 0 < float(clip) < _GRADIENT_LIMIT:
@@ -148,7 +158,7 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
         dtype = np.dtype(getattr(variables[0], "dtype", "float32") if variables else np.float32)
         beta_1, beta_2 = float(dtype.type(optimizer.beta_1)), float(dtype.type(optimizer.beta_2))
         step = tf.cast(optimizer.iterations, f64) + 1.0
-        alpha = rate * tf.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        alpha = rate * tf.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
         scaled = alpha * tf.maximum(state_max, grad_max)  # m·α, before the division by √v + ε
         move = scaled / float(optimizer.epsilon)
         ok = scaled < _RESULT_LIMIT
@@ -158,8 +168,13 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
         move = (1.0 + momentum) * velocity + rate * grad_max
         ok = tf.constant(True)
     bound = weight_max * (1.0 + decay * rate) + move
-    ok &= ((grad_max < _GRADIENT_LIMIT) & (state_max < _STATE_LIMIT) & (rate >= 0.0)
-           & (weight_max * decay < _RESULT_LIMIT) & (bound < _RESULT_LIMIT))
+    ok &= (
+        (grad_max < _GRADIENT_LIMIT)
+        & (state_max < _STATE_LIMIT)
+        & (rate >= 0.0)
+        & (weight_max * decay < _RESULT_LIMIT)
+        & (bound < _RESULT_LIMIT)
+    )
     # Adam's second moments are >= 0 in any run (v' >= β₂v); a negative one (a corrupt
     # checkpoint) would give √v = NaN, so the proof needs it. reduce_all is False on NaN.
     if adam:

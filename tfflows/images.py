@@ -45,8 +45,10 @@ def text_mask(text: str, scale: int = 1) -> np.ndarray:
     """
     missing = sorted(set(text) - set(_GLYPHS))
     if missing:
-        raise ValueError(f"text_mask: expected characters among {''.join(sorted(_GLYPHS))!r}, "
-                         f"got {''.join(missing)!r} in {text!r}.")
+        raise ValueError(
+            f"text_mask: expected characters among {''.join(sorted(_GLYPHS))!r}, "
+            f"got {''.join(missing)!r} in {text!r}."
+        )
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"text_mask: scale must be a positive integer, got {scale!r}.")
     if not text:
@@ -75,7 +77,7 @@ def to_uint8(x: TensorLike, num_bits: int = 8, value_range: Sequence[float] | No
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("to_uint8: expected finite pixel values, got NaN or infinity.")
-    low, high = (0.0, 2.0 ** num_bits - 1) if value_range is None else _check_range(value_range)
+    low, high = (0.0, 2.0**num_bits - 1) if value_range is None else _check_range(value_range)
     levels = np.clip(np.floor(x), low, high)
     return ((levels - low) * (255.0 / (high - low))).round().astype(np.uint8)
 
@@ -84,11 +86,11 @@ def _check_range(value_range) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in value_range)
     except (TypeError, ValueError):
-        raise ValueError(f"to_uint8: value_range must be two pixel levels (low, high), "
-                         f"got {value_range!r}.") from None
+        raise ValueError(
+            f"to_uint8: value_range must be two pixel levels (low, high), got {value_range!r}."
+        ) from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"to_uint8: value_range must be finite levels with low < high, "
-                         f"got {value_range!r}.")
+        raise ValueError(f"to_uint8: value_range must be finite levels with low < high, got {value_range!r}.")
     return low, high
 
 
@@ -104,12 +106,13 @@ def image_grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.
     for i in range(n):
         r, col = divmod(i, cols)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
-        grid[top:top + h, left:left + w] = images[i]
+        grid[top : top + h, left : left + w] = images[i]
     return grid
 
 
-def grid_picture(rows_of_images: Sequence[np.ndarray], scale: int = 1,
-                 labels: Sequence[str] | None = None) -> np.ndarray:
+def grid_picture(
+    rows_of_images: Sequence[np.ndarray], scale: int = 1, labels: Sequence[str] | None = None
+) -> np.ndarray:
     """One uint8 picture [H, W, C] with a row of images per entry of ``rows_of_images``.
 
     Each pixel becomes ``scale``×``scale``. With ``labels`` (one per row) a
@@ -121,8 +124,7 @@ def grid_picture(rows_of_images: Sequence[np.ndarray], scale: int = 1,
     """
     rows = [image_grid(r, rows=1) for r in rows_of_images]
     if labels is not None and len(labels) != len(rows):
-        raise ValueError(f"grid_picture: expected one label per row ({len(rows)}), "
-                         f"got {len(labels)} labels.")
+        raise ValueError(f"grid_picture: expected one label per row ({len(rows)}), got {len(labels)} labels.")
     width = max(r.shape[1] for r in rows)
     heights = [r.shape[0] * scale for r in rows]
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
@@ -135,19 +137,21 @@ def grid_picture(rows_of_images: Sequence[np.ndarray], scale: int = 1,
     size = max(1, min(4, min(heights) // (3 * GLYPH_HEIGHT)))
     masks = [text_mask(str(label), size) for label in labels]
     margin = (GLYPH_WIDTH + 1) * size
-    column = np.full((picture.shape[0], max(m.shape[1] for m in masks) + 2 * margin, picture.shape[2]),
-                     255, np.uint8)
+    column = np.full(
+        (picture.shape[0], max(m.shape[1] for m in masks) + 2 * margin, picture.shape[2]), 255, np.uint8
+    )
     top = 0
     for mask, height in zip(masks, heights):
         y = top + max(0, (height - mask.shape[0]) // 2)
-        region = column[y:y + mask.shape[0], margin:margin + mask.shape[1]]
-        region[mask[:region.shape[0]]] = 0
+        region = column[y : y + mask.shape[0], margin : margin + mask.shape[1]]
+        region[mask[: region.shape[0]]] = 0
         top += height
     return np.concatenate([column, picture], axis=1)
 
 
-def save_grid(path: str, rows_of_images: Sequence[np.ndarray], scale: int = 1,
-              labels: Sequence[str] | None = None) -> None:
+def save_grid(
+    path: str, rows_of_images: Sequence[np.ndarray], scale: int = 1, labels: Sequence[str] | None = None
+) -> None:
     """Saves :func:`grid_picture` of ``rows_of_images`` (e.g. one row per temperature) as a PNG.
 
     The PNG is written under a temporary name in the same folder and renamed

@@ -54,8 +54,11 @@ def _suffix(path: str) -> str:
     return os.path.splitext(path)[1]
 
 
-_LEFTOVER = re.compile(r"^\.(?P<stem>.+?)\.tmp-(?:(?P<pid>\d+)-)?[a-z0-9_]{8}(?P<suffix>"
-                       + "|".join(re.escape(s) for s in _SUFFIXES) + r")?$")
+_LEFTOVER = re.compile(
+    r"^\.(?P<stem>.+?)\.tmp-(?:(?P<pid>\d+)-)?[a-z0-9_]{8}(?P<suffix>"
+    + "|".join(re.escape(s) for s in _SUFFIXES)
+    + r")?$"
+)
 """The names :func:`atomic_path` and :func:`atomic_dir` give their temporary files and folders:
 ``.{name}.tmp-{pid}-{8 random}{suffix}`` (the pid is absent in names written before it was added)."""
 

@@ -57,8 +57,9 @@ class EpochProgress(keras.callbacks.Callback):
       min_interval: seconds between two updates of the live line.
     """
 
-    def __init__(self, stream: IO[str] | None = None, live: bool | None = None,
-                 min_interval: float = 0.2) -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, live: bool | None = None, min_interval: float = 0.2
+    ) -> None:
         super().__init__()
         self.stream = stream
         self.live = live
@@ -103,8 +104,10 @@ class EpochProgress(keras.callbacks.Callback):
         self.first_step_seconds = None
         self._epoch_seconds = []
         how = "compiles it with XLA" if self.model.jit_compile is True else "traces it"
-        self._print(f"tfflows: building the training step: TensorFlow {how} into one graph before "
-                    "the first step; this takes a while, once per run (later steps are fast)")
+        self._print(
+            f"tfflows: building the training step: TensorFlow {how} into one graph before "
+            "the first step; this takes a while, once per run (later steps are fast)"
+        )
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Starts the epoch's clock."""
@@ -141,8 +144,11 @@ class EpochProgress(keras.callbacks.Callback):
         self._epoch_seconds.append(took)
         epochs = self.params.get("epochs") or 0
         left = epochs - (epoch + 1)
-        text = f"epoch {epoch + 1}/{epochs}: " + ", ".join(
-            f"{k} {_value(v)}" for k, v in (logs or {}).items()) + f" ({took:.1f} s"
+        text = (
+            f"epoch {epoch + 1}/{epochs}: "
+            + ", ".join(f"{k} {_value(v)}" for k, v in (logs or {}).items())
+            + f" ({took:.1f} s"
+        )
         estimate = self._epoch_estimate()
         if left > 0 and estimate is not None:
             text += f", about {format_seconds(estimate * left)} left"
@@ -162,4 +168,3 @@ class EpochProgress(keras.callbacks.Callback):
         if self._rate_steps:
             return (self._last_batch - self._rate_from) / self._rate_steps * (self._rate_steps + 1)
         return None
-

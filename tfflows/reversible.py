@@ -67,7 +67,8 @@ def check_backprop(name: str, backprop: str, steps: Sequence | None = None) -> s
             raise ValueError(
                 f"{name}: backprop='reversible' inverts every step in the backward pass, but "
                 f"{slow[0]!r} (and {len(slow) - 1} more) inverts one token or feature at a time; "
-                "use backprop='recompute', which reruns each step forward instead.")
+                "use backprop='recompute', which reruns each step forward instead."
+            )
     return backprop
 
 
@@ -109,16 +110,16 @@ def _step_gradients(step, x, context, dy, dld, variables):
     grads = tape.gradient([y, log_det], sources + list(variables), output_gradients=[dy, dld])
     dx = tf.zeros_like(x) if grads[0] is None else grads[0]
     dcontext = grads[1] if context is not None else None
-    return dx, dcontext, grads[len(sources):]
+    return dx, dcontext, grads[len(sources) :]
 
 
 def _plain_coupling(bijector) -> bool:
     """A :class:`Coupling` whose maths is Coupling's own (a subclass may change it)."""
     kind = type(bijector)
-    return (isinstance(bijector, Coupling)
-            and all(getattr(kind, name) is getattr(Coupling, name)
-                    for name in ("_transform_and_log_det", "_forward_and_log_det",
-                                 "_inverse_and_log_det")))
+    return isinstance(bijector, Coupling) and all(
+        getattr(kind, name) is getattr(Coupling, name)
+        for name in ("_transform_and_log_det", "_forward_and_log_det", "_inverse_and_log_det")
+    )
 
 
 def _coupling_gradients(step, y, context, dy, dld, variables):
@@ -150,14 +151,12 @@ def _coupling_gradients(step, y, context, dy, dld, variables):
         y_again = coupling.merge(x, moved)
         log_det = coupling.total_log_det(log_det, x)
     sources = [y, x_moving] + ([context] if context is not None else [])
-    grads = tape.gradient([y_again, log_det], sources + list(variables),
-                          output_gradients=[dy, dld])
+    grads = tape.gradient([y_again, log_det], sources + list(variables), output_gradients=[dy, dld])
     zeros = [tf.zeros_like(t) for t in sources]
-    grads = [z if g is None else g for z, g in zip(zeros, grads[:len(sources)])] \
-        + grads[len(sources):]
+    grads = [z if g is None else g for z, g in zip(zeros, grads[: len(sources)])] + grads[len(sources) :]
     dx = coupling.merge(grads[0], grads[1])
     dcontext = grads[2] if context is not None else None
-    return tf.stop_gradient(x), dx, dcontext, grads[len(sources):]
+    return tf.stop_gradient(x), dx, dcontext, grads[len(sources) :]
 
 
 def _run(steps: Sequence, x: tf.Tensor, context: tf.Tensor | None, keep_output: bool):
@@ -186,8 +185,7 @@ def _run(steps: Sequence, x: tf.Tensor, context: tf.Tensor | None, keep_output: 
             for step in reversed(steps):
                 bijector = _bijector(step, ctx)
                 if keep_output and _plain_coupling(bijector):
-                    point, dy, dc, vgrads = _coupling_gradients(step, point, ctx, dy, dld,
-                                                                variables)
+                    point, dy, dc, vgrads = _coupling_gradients(step, point, ctx, dy, dld, variables)
                 else:
                     if keep_output:
                         # The step's input from its output: nothing of the forward pass was kept.
@@ -195,8 +193,9 @@ def _run(steps: Sequence, x: tf.Tensor, context: tf.Tensor | None, keep_output: 
                     dy, dc, vgrads = _step_gradients(step, point, ctx, dy, dld, variables)
                 if dc is not None:
                     dctx += dc
-                var_grads = [a if b is None else (b if a is None else a + b)
-                             for a, b in zip(var_grads, vgrads)]
+                var_grads = [
+                    a if b is None else (b if a is None else a + b) for a, b in zip(var_grads, vgrads)
+                ]
             var_grads = [tf.zeros_like(v) if g is None else g for v, g in zip(variables, var_grads)]
             return ([dy] if ctx is None else [dy, dctx]), var_grads
 
@@ -220,16 +219,18 @@ class StepRun(FlowBijector):
         or ``"reversible"`` (one for the whole run, keeping its output).
     """
 
-    def __init__(self, steps: Sequence, context: tf.Tensor | None, mode: str,
-                 name: str = "step_run") -> None:
+    def __init__(self, steps: Sequence, context: tf.Tensor | None, mode: str, name: str = "step_run") -> None:
         parameters = dict(locals())
         if mode not in ("recompute", "reversible"):
             raise ValueError(f"{name}: mode must be 'recompute' or 'reversible', got {mode!r}.")
         self._steps, self._context, self._mode = list(steps), context, mode
         self._chain = FlowChain([_bijector(step, context) for step in self._steps])
-        super().__init__(self._chain.forward_min_event_ndims,
-                         inverse_event_ndims=self._chain.inverse_min_event_ndims,
-                         parameters=parameters, name=name)
+        super().__init__(
+            self._chain.forward_min_event_ndims,
+            inverse_event_ndims=self._chain.inverse_min_event_ndims,
+            parameters=parameters,
+            name=name,
+        )
 
     def _forward_and_log_det(self, x):
         if self._mode == "reversible":
@@ -277,8 +278,7 @@ def build_bijector(steps: Sequence, context: tf.Tensor | None, mode: str) -> Flo
             if run:
                 built.append(StepRun(run, context, mode))
                 run = []
-            built.append(FactorOut(build_bijector(step.inner, context, mode), step.event_shape,
-                                   step.kept))
+            built.append(FactorOut(build_bijector(step.inner, context, mode), step.event_shape, step.kept))
         else:
             run.append(step)
     if run:
@@ -305,8 +305,7 @@ def inversion_error(steps: Sequence, x: tf.Tensor, context: tf.Tensor | None = N
         back = tf.identity(y)  # a fresh tensor: TFP's cache must not answer the inverse
         for step in reversed(run):
             back = _bijector(step, context).inverse_and_log_det(back)[0]
-        worst = max(worst, float(tf.reduce_max(tf.abs(tf.cast(back, tf.float64)
-                                                      - tf.cast(x, tf.float64)))))
+        worst = max(worst, float(tf.reduce_max(tf.abs(tf.cast(back, tf.float64) - tf.cast(x, tf.float64)))))
         return y
 
     for step in steps:

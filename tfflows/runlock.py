@@ -46,8 +46,9 @@ def _describe(holder: dict[str, Any]) -> str:
     if not holder:
         return "a run that has not written its details yet"
     command = holder.get("command")
-    return (f"PID {holder.get('pid')} on host {holder.get('host')!r}, started {holder.get('started')}"
-            + (f" ({command})" if command else ""))
+    return f"PID {holder.get('pid')} on host {holder.get('host')!r}, started {holder.get('started')}" + (
+        f" ({command})" if command else ""
+    )
 
 
 class RunLock:
@@ -110,7 +111,8 @@ class RunLock:
                 raise FolderInUse(
                     f"{self.what} {self.given!r} is in use by another tfflows run: "
                     f"{_describe(self._read(self.path))}; wait for it to end or choose another "
-                    f"{self.what}.") from None
+                    f"{self.what}."
+                ) from None
             # The holder before us may have removed the file between our open and our lock:
             # then we locked a name no longer in the folder, and must lock the current one.
             try:
@@ -166,8 +168,11 @@ class RunLock:
             why = "that process no longer runs"
         else:
             why = f"its lock is free here on {here!r}"
-        warnings.warn(f"{self.what} {self.given!r}: took over the lock left by {_describe(previous)}: "
-                      f"{why} (killed?).", StaleLockWarning, stacklevel=3)
+        warnings.warn(
+            f"{self.what} {self.given!r}: took over the lock left by {_describe(previous)}: {why} (killed?).",
+            StaleLockWarning,
+            stacklevel=3,
+        )
 
     @staticmethod
     def _read(path: str) -> dict[str, Any]:

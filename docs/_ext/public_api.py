@@ -49,9 +49,11 @@ _SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc):`~?([^`]+
 
 def plain_roles(text: str) -> str:
     """Sphinx roles (``:class:`~a.B```) as Markdown code (`` `B` ``), which the site renders."""
+
     def code(match: re.Match) -> str:
         target = match.group(1)
         return f"`{target.rsplit('.', 1)[-1]}`" if match.group(0).count("~") else f"`{target}`"
+
     return _SPHINX_ROLE.sub(code, text)
 
 
@@ -142,8 +144,9 @@ class PublicAPI(griffe.Extension):
                     continue
                 seen.add(member.path)
                 if not member.docstring:
-                    _logger.warning("%s.%s: public name without a docstring (%s)", module.path, name,
-                                    member.path)
+                    _logger.warning(
+                        "%s.%s: public name without a docstring (%s)", module.path, name, member.path
+                    )
                 if member.is_class:
                     self._check_class(member)
 
@@ -163,12 +166,14 @@ class PublicAPI(griffe.Extension):
             if base is not None and is_framework(base):
                 member.docstring = griffe.Docstring(
                     f"Overrides `{base.__module__}.{base.__qualname__}.{name}`; see its documentation there.",
-                    parent=member)
+                    parent=member,
+                )
             elif base is not None:
                 # Our own base documents the method: the override inherits its docstring.
                 member.docstring = griffe.Docstring(_docstring_of(vars(base)[name]), parent=member)
             elif name in KERAS_HOOKS and _overrides(runtime, KERAS_HOOKS[name]):
                 member.docstring = griffe.Docstring(
-                    f"Keras hook `{KERAS_HOOKS[name]}`, overridden; Keras' guides document it.", parent=member)
+                    f"Keras hook `{KERAS_HOOKS[name]}`, overridden; Keras' guides document it.", parent=member
+                )
             else:
                 _logger.warning("%s.%s: public member without a docstring", cls.path, name)

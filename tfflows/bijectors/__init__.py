@@ -7,9 +7,7 @@ build these per call.
 """
 
 from tfflows.bijectors.actnorm import ActNorm, ElementwiseAffine, actnorm_init
-from tfflows.bijectors.autoregressive import (
-    MaskedAutoregressive,
-)
+from tfflows.bijectors.autoregressive import MaskedAutoregressive
 from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.conv1x1 import InvertibleConv1x1, lu_weight
 from tfflows.bijectors.coupling import SCALE_FNS, AdditiveCoupling, AffineCoupling, Coupling

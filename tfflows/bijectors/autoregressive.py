@@ -17,15 +17,25 @@ from tfflows.bijectors.transforms import (
 )
 from tfflows.bijectors.transforms import make_transform as _make_any_transform
 
-__all__ = ["MaskedAutoregressive", "DIRECTIONS", "TRANSFORMS", "AffineTransform", "SplineTransform",
-           "ElementwiseTransform", "make_transform", "bounded_log_scale", "LOG_SCALE_BOUND"]
+__all__ = [
+    "MaskedAutoregressive",
+    "DIRECTIONS",
+    "TRANSFORMS",
+    "AffineTransform",
+    "SplineTransform",
+    "ElementwiseTransform",
+    "make_transform",
+    "bounded_log_scale",
+    "LOG_SCALE_BOUND",
+]
 
 DIRECTIONS = ("maf", "iaf")
 TRANSFORMS = ("affine", "spline")
 
 
-def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
-                   name: str = "transform") -> ElementwiseTransform:
+def make_transform(
+    transform: str = "affine", num_bins: int = 8, bound: float = 4.0, name: str = "transform"
+) -> ElementwiseTransform:
     """The autoregressive step's transform: ``"affine"`` (MAF's convention) or ``"spline"``."""
     if transform not in TRANSFORMS:
         raise ValueError(f"{name}: transform must be one of {TRANSFORMS}, got {transform!r}.")
@@ -81,9 +91,16 @@ class MaskedAutoregressive(FlowBijector):
       Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
-    def __init__(self, conditioner: Callable[..., tf.Tensor], dim: int, direction: str = "maf",
-                 context: tf.Tensor | None = None, transform: ElementwiseTransform | None = None,
-                 validate_args: bool = False, name: str = "masked_autoregressive") -> None:
+    def __init__(
+        self,
+        conditioner: Callable[..., tf.Tensor],
+        dim: int,
+        direction: str = "maf",
+        context: tf.Tensor | None = None,
+        transform: ElementwiseTransform | None = None,
+        validate_args: bool = False,
+        name: str = "masked_autoregressive",
+    ) -> None:
         parameters = dict(locals())
         if direction not in DIRECTIONS:
             raise ValueError(f"{name}: direction must be one of {DIRECTIONS}, got {direction!r}.")
@@ -94,8 +111,9 @@ class MaskedAutoregressive(FlowBijector):
         if transform is None:
             transform = AffineTransform()
         if not isinstance(transform, ElementwiseTransform):
-            raise ValueError(f"{name}: transform must be an ElementwiseTransform, "
-                             f"got {type(transform).__name__}.")
+            raise ValueError(
+                f"{name}: transform must be an ElementwiseTransform, got {type(transform).__name__}."
+            )
         self._transform = transform
         self._conditioner = conditioner
         self._dim = dim
@@ -119,8 +137,9 @@ class MaskedAutoregressive(FlowBijector):
 
     def _one_pass(self, v: tf.Tensor, u: tf.Tensor, to_latent: bool) -> tuple[tf.Tensor, tf.Tensor]:
         """Parameters from ``v``, applied to ``u``; log-det of that map."""
-        h = call_conditioner(self._conditioner, v, 1, self._context,
-                             self._transform.params_per_entry * self._dim, self.name)
+        h = call_conditioner(
+            self._conditioner, v, 1, self._context, self._transform.params_per_entry * self._dim, self.name
+        )
         out, log_det = self._transform(h, u, to_latent)
         return out, sum_event(log_det, 1)
 

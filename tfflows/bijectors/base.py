@@ -18,8 +18,15 @@ from tfflows.typing import Shape
 
 tfb = tfp.bijectors
 
-__all__ = ["FlowBijector", "as_python_number", "check_positive_ints", "check_float", "check_event_rank",
-           "check_channels", "event_axes"]
+__all__ = [
+    "FlowBijector",
+    "as_python_number",
+    "check_positive_ints",
+    "check_float",
+    "check_event_rank",
+    "check_channels",
+    "event_axes",
+]
 
 
 def check_positive_ints(name: str, **values: Any) -> None:
@@ -35,8 +42,12 @@ def as_python_number(value: Any) -> Any:
     Lets an argument checked with ``numbers.Real`` take ``tf.constant(0.7)``
     (eager) as it takes ``0.7``; a symbolic tensor has no value to check and stays.
     """
-    if isinstance(value, (tf.Tensor, tf.Variable)) and value.shape.rank == 0 \
-            and (value.dtype.is_floating or value.dtype.is_integer) and tf.executing_eagerly():
+    if (
+        isinstance(value, (tf.Tensor, tf.Variable))
+        and value.shape.rank == 0
+        and (value.dtype.is_floating or value.dtype.is_integer)
+        and tf.executing_eagerly()
+    ):
         return float(value.numpy())
     is_array = hasattr(value, "dtype") and getattr(value, "ndim", None) == 0
     if is_array and getattr(value.dtype, "kind", "") in "fiu":
@@ -48,8 +59,7 @@ def check_float(x: tf.Tensor, name: str) -> None:
     """Raises ValueError unless ``x`` has a floating-point dtype."""
     if not x.dtype.is_floating:
         raise ValueError(
-            f"{name}: expected a floating-point tensor (float32 or float64), "
-            f"got dtype {x.dtype.name}."
+            f"{name}: expected a floating-point tensor (float32 or float64), got dtype {x.dtype.name}."
         )
 
 
@@ -58,7 +68,8 @@ def check_event_rank(x: tf.Tensor, event_ndims: int, name: str) -> None:
     rank = x.shape.rank
     if rank is not None and rank < event_ndims:
         what = {3: "[..., height, width, channels]", 2: "[..., tokens, features]"}.get(
-            event_ndims, "[..., features]")
+            event_ndims, "[..., features]"
+        )
         raise ValueError(
             f"{name}: expected a tensor of rank >= {event_ndims} shaped {what}, "
             f"got rank {rank} with shape {x.shape}."
@@ -70,8 +81,7 @@ def check_channels(x: tf.Tensor, expected: int | None, name: str) -> None:
     got = x.shape[-1] if x.shape.rank else None
     if expected is not None and got is not None and got != expected:
         raise ValueError(
-            f"{name}: expected {expected} channels in the last axis, "
-            f"got {got} (input shape {x.shape})."
+            f"{name}: expected {expected} channels in the last axis, got {got} (input shape {x.shape})."
         )
 
 
@@ -126,9 +136,7 @@ class FlowBijector(tfp.bijectors.Bijector):
         self._event_ndims = event_ndims
         super().__init__(
             forward_min_event_ndims=event_ndims,
-            inverse_min_event_ndims=(
-                event_ndims if inverse_event_ndims is None else inverse_event_ndims
-            ),
+            inverse_min_event_ndims=(event_ndims if inverse_event_ndims is None else inverse_event_ndims),
             is_constant_jacobian=is_constant_jacobian,
             validate_args=validate_args,
             parameters=parameters,
@@ -149,6 +157,7 @@ class FlowBijector(tfp.bijectors.Bijector):
     def output_event_shape(self, event_shape: Shape) -> tuple[int, ...]:
         """The event shape of ``forward`` for one input event of ``event_shape`` (a plan step)."""
         return tuple(self.forward_event_shape(tuple(event_shape)).as_list())
+
     # TFP compares bijectors by their parameters, and its cache of forward and
     # inverse results (shared by all instances) is keyed by that equality. Ours
     # hold live Keras layers (conditioners): two built before and after a weight

@@ -10,11 +10,7 @@ __all__ = ["InvertibleConv1x1", "lu_weight"]
 
 
 def lu_weight(
-    permutation: tf.Tensor,
-    lower: tf.Tensor,
-    upper: tf.Tensor,
-    log_diag: tf.Tensor,
-    sign: tf.Tensor,
+    permutation: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor, log_diag: tf.Tensor, sign: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Builds W = P L (U + diag(sign · exp(log_diag))) and its inverse.
 

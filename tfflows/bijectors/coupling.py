@@ -29,8 +29,14 @@ def _flatten_batch(t: tf.Tensor, event_ndims: int) -> tf.Tensor:
     return tf.reshape(t, tf.concat([[-1], tf.shape(t)[-event_ndims:]], axis=0))
 
 
-def call_conditioner(conditioner: Conditioner, x: tf.Tensor, event_ndims: int,
-                     context: tf.Tensor | None, channels: int, name: str) -> tf.Tensor:
+def call_conditioner(
+    conditioner: Conditioner,
+    x: tf.Tensor,
+    event_ndims: int,
+    context: tf.Tensor | None,
+    channels: int,
+    name: str,
+) -> tf.Tensor:
     """Returns ``conditioner(x[, context])`` cast to x's dtype, with x's batch shape.
 
     The conditioner sees exactly one batch axis (Keras convolutions need
@@ -131,8 +137,10 @@ class Coupling(FlowBijector):
         if isinstance(transform, str):
             transform = make_transform(transform, name=name, scale_fn="sigmoid", maps_to_latent=True)
         if not isinstance(transform, ElementwiseTransform):
-            raise ValueError(f"{name}: transform must be an ElementwiseTransform or one of "
-                             f"('affine', 'additive', 'spline'), got {type(transform).__name__}.")
+            raise ValueError(
+                f"{name}: transform must be an ElementwiseTransform or one of "
+                f"('affine', 'additive', 'spline'), got {type(transform).__name__}."
+            )
         if not callable(conditioner):
             raise ValueError(f"{name}: conditioner must be callable, got {type(conditioner).__name__}.")
         self._conditioner = conditioner
@@ -165,7 +173,7 @@ class Coupling(FlowBijector):
     def _validate(self, x, inverse):
         super()._validate(x, inverse)
         if x.shape.rank is not None:
-            self._mask.check_event(x.shape[x.shape.rank - self.event_ndims:].as_list(), self.name)
+            self._mask.check_event(x.shape[x.shape.rank - self.event_ndims :].as_list(), self.name)
 
     # -- the coupling's parts, for code that runs them itself (reversible backprop) --------
 
@@ -180,13 +188,15 @@ class Coupling(FlowBijector):
     def transform_params(self, cond: tf.Tensor, moving: tf.Tensor) -> tf.Tensor:
         """h: the conditioner's output for ``cond``, the transform's parameters of ``moving``."""
         per = self._transform.params_per_entry
-        return call_conditioner(self._conditioner, cond, self.event_ndims, self._context,
-                                per * moving.shape[-1], self.name)
+        return call_conditioner(
+            self._conditioner, cond, self.event_ndims, self._context, per * moving.shape[-1], self.name
+        )
 
     def total_log_det(self, log_det: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
         """The transform's per-entry ``log_det`` summed over the event, of ``x``'s batch shape."""
-        return (sum_event(self._mask.moving_log_det(log_det), self.event_ndims)
-                + batch_zeros(x, self.event_ndims))
+        return sum_event(self._mask.moving_log_det(log_det), self.event_ndims) + batch_zeros(
+            x, self.event_ndims
+        )
 
     def _transform_and_log_det(self, x: tf.Tensor, inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
         cond, moving = self.split(x)
@@ -258,8 +268,17 @@ class AffineCoupling(Coupling):
             transform = AdditiveTransform()
         else:
             transform = AffineTransform(scale_fn, tanh_factor, maps_to_latent=True, name=name)
-        super().__init__(conditioner, transform, mask, parity, indices, context, validate_args,
-                         name, _parameters=parameters)
+        super().__init__(
+            conditioner,
+            transform,
+            mask,
+            parity,
+            indices,
+            context,
+            validate_args,
+            name,
+            _parameters=parameters,
+        )
 
 
 class AdditiveCoupling(AffineCoupling):

@@ -24,11 +24,20 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["MASK_TYPES", "MASK_EVENT_NDIMS", "Mask", "SplitMask", "PatternMask", "make_mask",
-           "check_mask", "checkerboard", "split_channels", "merge_channels"]
+__all__ = [
+    "MASK_TYPES",
+    "MASK_EVENT_NDIMS",
+    "Mask",
+    "SplitMask",
+    "PatternMask",
+    "make_mask",
+    "check_mask",
+    "checkerboard",
+    "split_channels",
+    "merge_channels",
+]
 
-MASK_EVENT_NDIMS = {"checkerboard": 3, "channel": 3, "half": 1, "token_channel": 2,
-                    "token_spatial": 2}
+MASK_EVENT_NDIMS = {"checkerboard": 3, "channel": 3, "half": 1, "token_channel": 2, "token_spatial": 2}
 """Each mask's event rank: images [H, W, C], vectors [D], token sequences [T, D]."""
 MASK_TYPES = tuple(MASK_EVENT_NDIMS)
 """The mask names a coupling takes."""
@@ -38,15 +47,20 @@ def _check_indices(indices, name: str) -> tuple[int, ...] | None:
     if indices is None:
         return None
     values = list(indices)
-    if (not values or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0
-                          for i in values) or len(set(values)) != len(values)):
-        raise ValueError(f"{name}: indices must be a non-empty list of distinct integers >= 0, "
-                         f"got {indices!r}.")
+    if (
+        not values
+        or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0 for i in values)
+        or len(set(values)) != len(values)
+    ):
+        raise ValueError(
+            f"{name}: indices must be a non-empty list of distinct integers >= 0, got {indices!r}."
+        )
     return tuple(int(i) for i in values)
 
 
-def check_mask(mask: str, parity: int, event_ndims: int, name: str,
-               indices: Sequence[int] | None = None) -> None:
+def check_mask(
+    mask: str, parity: int, event_ndims: int, name: str, indices: Sequence[int] | None = None
+) -> None:
     """Validates a mask specification at construction time."""
     if mask not in MASK_TYPES:
         raise ValueError(f"{name}: mask must be one of {MASK_TYPES}, got {mask!r}.")
@@ -55,8 +69,7 @@ def check_mask(mask: str, parity: int, event_ndims: int, name: str,
     wanted = MASK_EVENT_NDIMS[mask]
     if event_ndims != wanted:
         raise ValueError(
-            f"{name}: mask {mask!r} works on events of {wanted} dimensions, "
-            f"got event_ndims={event_ndims}."
+            f"{name}: mask {mask!r} works on events of {wanted} dimensions, got event_ndims={event_ndims}."
         )
     if indices is not None and mask == "checkerboard":
         raise ValueError(f"{name}: the checkerboard mask takes no indices, got {indices!r}.")
@@ -100,8 +113,9 @@ class Mask:
     kind: str = ""
     event_ndims: int = 3
 
-    def __init__(self, kind: str, parity: int = 0, indices: Sequence[int] | None = None,
-                 name: str = "mask") -> None:
+    def __init__(
+        self, kind: str, parity: int = 0, indices: Sequence[int] | None = None, name: str = "mask"
+    ) -> None:
         check_mask(kind, parity, MASK_EVENT_NDIMS.get(kind, -1), name, indices)
         self.kind, self.parity, self.name = kind, parity, name
         self.event_ndims = MASK_EVENT_NDIMS[kind]
@@ -138,7 +152,8 @@ class Mask:
         if max(self.indices) >= size or len(self.indices) >= size:
             raise ValueError(
                 f"{owner}: mask indices must pick fewer than all of the {size} entries of the split "
-                f"axis, each below {size}, got {list(self.indices)}.")
+                f"axis, each below {size}, got {list(self.indices)}."
+            )
         return np.asarray(self.indices)
 
 
@@ -153,8 +168,10 @@ class SplitMask(Mask):
     def check_event(self, event_shape: Sequence[int | None], owner: str) -> None:
         size = event_shape[-1]
         if size is not None and size < 2:
-            raise ValueError(f"{owner}: a {self.kind!r} mask needs at least 2 entries in the last "
-                             f"axis, got {size} (event shape {tuple(event_shape)}).")
+            raise ValueError(
+                f"{owner}: a {self.kind!r} mask needs at least 2 entries in the last "
+                f"axis, got {size} (event shape {tuple(event_shape)})."
+            )
         if size is not None:
             self._parts(size, owner)
 
@@ -196,16 +213,22 @@ class PatternMask(Mask):
         if self.kind == "checkerboard":
             h, w = event_shape[-3], event_shape[-2]
             if (h is not None and h % 2) or (w is not None and w % 2):
-                raise ValueError(f"{owner}: a checkerboard mask needs even height and width, "
-                                 f"got {h}x{w} (event shape {tuple(event_shape)}).")
+                raise ValueError(
+                    f"{owner}: a checkerboard mask needs even height and width, "
+                    f"got {h}x{w} (event shape {tuple(event_shape)})."
+                )
             return
         tokens = event_shape[-2]
         if tokens is None:
-            raise ValueError(f"{owner}: a 'token_spatial' mask needs a known number of tokens, "
-                             f"got event shape {tuple(event_shape)}.")
+            raise ValueError(
+                f"{owner}: a 'token_spatial' mask needs a known number of tokens, "
+                f"got event shape {tuple(event_shape)}."
+            )
         if tokens < 2:
-            raise ValueError(f"{owner}: a 'token_spatial' mask needs at least 2 tokens, got "
-                             f"{tokens} (event shape {tuple(event_shape)}).")
+            raise ValueError(
+                f"{owner}: a 'token_spatial' mask needs at least 2 tokens, got "
+                f"{tokens} (event shape {tuple(event_shape)})."
+            )
         self._part_a(tokens, owner)
 
     def conditioner_input_shape(self, event_shape: Sequence[int]) -> tuple[int, ...]:
@@ -230,8 +253,9 @@ class PatternMask(Mask):
         return tf.where(keep, tf.zeros_like(log_det), log_det)
 
 
-def make_mask(kind: str | Mask, parity: int = 0, indices: Sequence[int] | None = None,
-              name: str = "mask") -> Mask:
+def make_mask(
+    kind: str | Mask, parity: int = 0, indices: Sequence[int] | None = None, name: str = "mask"
+) -> Mask:
     """The :class:`Mask` named ``kind`` (one of :data:`MASK_TYPES`); a Mask is returned as is."""
     if isinstance(kind, Mask):
         return kind

@@ -62,17 +62,26 @@ class FlowChain(FlowBijector):
       bijectors: the steps, first applied first.
     """
 
-    def __init__(self, bijectors: Sequence[tfp.bijectors.Bijector], validate_args: bool = False,
-                 name: str = "flow_chain") -> None:
+    def __init__(
+        self,
+        bijectors: Sequence[tfp.bijectors.Bijector],
+        validate_args: bool = False,
+        name: str = "flow_chain",
+    ) -> None:
         parameters = dict(locals())
         self._steps = list(bijectors)
         if not self._steps:
             raise ValueError(f"{name}: needs at least one bijector, got none.")
         nd_in = self._steps[0].forward_min_event_ndims
         nd_out = self._steps[-1].inverse_min_event_ndims
-        super().__init__(nd_in, inverse_event_ndims=nd_out, parameters=parameters, name=name,
-                         is_constant_jacobian=all(b.is_constant_jacobian for b in self._steps),
-                         validate_args=validate_args)
+        super().__init__(
+            nd_in,
+            inverse_event_ndims=nd_out,
+            parameters=parameters,
+            name=name,
+            is_constant_jacobian=all(b.is_constant_jacobian for b in self._steps),
+            validate_args=validate_args,
+        )
 
     @property
     def steps(self) -> list[tfp.bijectors.Bijector]:
@@ -115,10 +124,11 @@ class FlowChain(FlowBijector):
 
 
 def _check_shape(x, want, name, what):
-    got = x.shape[-len(want):] if x.shape.rank is not None and x.shape.rank >= len(want) else x.shape
+    got = x.shape[-len(want) :] if x.shape.rank is not None and x.shape.rank >= len(want) else x.shape
     if x.shape.rank is not None and (x.shape.rank < len(want) or not got.is_compatible_with(want)):
-        raise ValueError(f"{name}: expected {what} of shape [..., {', '.join(map(str, want))}], "
-                         f"got shape {x.shape}.")
+        raise ValueError(
+            f"{name}: expected {what} of shape [..., {', '.join(map(str, want))}], got shape {x.shape}."
+        )
 
 
 class _ImageToVector(FlowBijector):
@@ -154,16 +164,22 @@ class Flatten(_ImageToVector):
 
     flattens_latent = True
 
-    def __init__(self, event_shape: Sequence[int], validate_args: bool = False,
-                 name: str = "flatten") -> None:
+    def __init__(
+        self, event_shape: Sequence[int], validate_args: bool = False, name: str = "flatten"
+    ) -> None:
         parameters = dict(locals())
         self._shape = tuple(int(d) for d in event_shape)
         if len(self._shape) != 3:
             raise ValueError(f"{name}: event_shape must be (height, width, channels), got {event_shape!r}.")
         self._size = int(np.prod(self._shape))
-        super().__init__(3, inverse_event_ndims=1, parameters=parameters, name=name,
-                         is_constant_jacobian=True, validate_args=validate_args)
-
+        super().__init__(
+            3,
+            inverse_event_ndims=1,
+            parameters=parameters,
+            name=name,
+            is_constant_jacobian=True,
+            validate_args=validate_args,
+        )
 
     def _forward_and_log_det(self, x):
         batch = tf.shape(x)[:-3]
@@ -197,14 +213,21 @@ class FactorOut(_ImageToVector):
         ICLR 2017, section 3.6.
     """
 
-    def __init__(self, inner: tfp.bijectors.Bijector, event_shape: Sequence[int], kept: int | None = None,
-                 validate_args: bool = False, name: str = "factor_out") -> None:
+    def __init__(
+        self,
+        inner: tfp.bijectors.Bijector,
+        event_shape: Sequence[int],
+        kept: int | None = None,
+        validate_args: bool = False,
+        name: str = "factor_out",
+    ) -> None:
         parameters = dict(locals())
         self._shape = tuple(int(d) for d in event_shape)
         if len(self._shape) != 3 or self._shape[-1] < 2:
             raise ValueError(
                 f"{name}: event_shape must be (height, width, channels) with channels >= 2, "
-                f"got {event_shape!r}.")
+                f"got {event_shape!r}."
+            )
         h, w, c = self._shape
         self._kept = c // 2 if kept is None else int(kept)
         if not 0 < self._kept < c:
@@ -212,8 +235,9 @@ class FactorOut(_ImageToVector):
         self._out_size = h * w * (c - self._kept)
         self._size = h * w * c
         self._inner = inner
-        super().__init__(3, inverse_event_ndims=1, parameters=parameters, name=name,
-                         validate_args=validate_args)
+        super().__init__(
+            3, inverse_event_ndims=1, parameters=parameters, name=name, validate_args=validate_args
+        )
 
     @property
     def inner(self) -> tfp.bijectors.Bijector:
@@ -226,15 +250,14 @@ class FactorOut(_ImageToVector):
         h, w, c = self._shape
         return (h, w, c - self._kept)
 
-
     def _forward_and_log_det(self, x):
-        kept, out = x[..., : self._kept], x[..., self._kept:]
+        kept, out = x[..., : self._kept], x[..., self._kept :]
         z, log_det = forward_and_log_det(self._inner, kept)
         flat = tf.reshape(out, tf.concat([tf.shape(x)[:-3], [self._out_size]], 0))
         return tf.concat([flat, z], axis=-1), log_det
 
     def _inverse_and_log_det(self, y):
-        flat, z = y[..., : self._out_size], y[..., self._out_size:]
+        flat, z = y[..., : self._out_size], y[..., self._out_size :]
         kept, log_det = inverse_and_log_det(self._inner, z)
         out = tf.reshape(flat, tf.concat([tf.shape(y)[:-1], self.factored_shape], 0))
         return tf.concat([kept, out], axis=-1), log_det

@@ -14,8 +14,9 @@ __all__ = ["Patchify", "FlattenTokens"]
 def _check_tail(x: tf.Tensor, want: Sequence[int], name: str, what: str) -> None:
     k = len(want)
     if x.shape.rank is not None and (x.shape.rank < k or not x.shape[-k:].is_compatible_with(want)):
-        raise ValueError(f"{name}: expected {what} of shape [..., {', '.join(map(str, want))}], "
-                         f"got shape {x.shape}.")
+        raise ValueError(
+            f"{name}: expected {what} of shape [..., {', '.join(map(str, want))}], got shape {x.shape}."
+        )
 
 
 def _batch_zeros(x: tf.Tensor, event_ndims: int) -> tf.Tensor:
@@ -40,25 +41,35 @@ class Patchify(FlowBijector):
       Zhai et al. Normalizing Flows are Capable Generative Models. 2024 (TarFlow).
     """
 
-    def __init__(self, event_shape: Sequence[int], patch_size: int, validate_args: bool = False,
-                 name: str = "patchify") -> None:
+    def __init__(
+        self, event_shape: Sequence[int], patch_size: int, validate_args: bool = False, name: str = "patchify"
+    ) -> None:
         parameters = dict(locals())
         shape = tuple(int(d) for d in event_shape)
         if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"{name}: event_shape must be (height, width, channels) of positive "
-                             f"sizes, got {tuple(event_shape)!r}.")
+            raise ValueError(
+                f"{name}: event_shape must be (height, width, channels) of positive "
+                f"sizes, got {tuple(event_shape)!r}."
+            )
         if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
             raise ValueError(f"{name}: patch_size must be a positive integer, got {patch_size!r}.")
         h, w, c = shape
         if h % patch_size or w % patch_size:
-            raise ValueError(f"{name}: height and width must be divisible by patch_size = "
-                             f"{patch_size}, got {h}x{w}.")
+            raise ValueError(
+                f"{name}: height and width must be divisible by patch_size = {patch_size}, got {h}x{w}."
+            )
         self._shape = shape
         self._p = patch_size
         self._grid = (h // patch_size, w // patch_size)
         self._tokens = (self._grid[0] * self._grid[1], patch_size * patch_size * c)
-        super().__init__(3, inverse_event_ndims=2, parameters=parameters, name=name,
-                         is_constant_jacobian=True, validate_args=validate_args)
+        super().__init__(
+            3,
+            inverse_event_ndims=2,
+            parameters=parameters,
+            name=name,
+            is_constant_jacobian=True,
+            validate_args=validate_args,
+        )
 
     @property
     def patch_size(self) -> int:
@@ -115,17 +126,26 @@ class FlattenTokens(FlowBijector):
 
     supported_event_ndims = (2,)
 
-    def __init__(self, token_shape: Sequence[int], validate_args: bool = False,
-                 name: str = "flatten_tokens") -> None:
+    def __init__(
+        self, token_shape: Sequence[int], validate_args: bool = False, name: str = "flatten_tokens"
+    ) -> None:
         parameters = dict(locals())
         shape = tuple(int(d) for d in token_shape)
         if len(shape) != 2 or min(shape) < 1:
-            raise ValueError(f"{name}: token_shape must be (tokens, features) of positive sizes, "
-                             f"got {tuple(token_shape)!r}.")
+            raise ValueError(
+                f"{name}: token_shape must be (tokens, features) of positive sizes, "
+                f"got {tuple(token_shape)!r}."
+            )
         self._shape = shape
         self._size = shape[0] * shape[1]
-        super().__init__(2, inverse_event_ndims=1, parameters=parameters, name=name,
-                         is_constant_jacobian=True, validate_args=validate_args)
+        super().__init__(
+            2,
+            inverse_event_ndims=1,
+            parameters=parameters,
+            name=name,
+            is_constant_jacobian=True,
+            validate_args=validate_args,
+        )
 
     def _validate(self, x, inverse):
         super()._validate(x, inverse)

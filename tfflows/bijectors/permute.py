@@ -40,16 +40,22 @@ class ChannelPermutation(FlowBijector):
     ) -> None:
         parameters = dict(locals())
         perm = np.asarray(permutation)
-        is_reordering = (perm.ndim == 1 and np.issubdtype(perm.dtype, np.integer)
-                         and sorted(perm.tolist()) == list(range(perm.size)))
+        is_reordering = (
+            perm.ndim == 1
+            and np.issubdtype(perm.dtype, np.integer)
+            and sorted(perm.tolist()) == list(range(perm.size))
+        )
         if not is_reordering:
-            raise ValueError(
-                f"{name}: permutation must be a 1-D reordering of 0..C-1, got {permutation!r}."
-            )
+            raise ValueError(f"{name}: permutation must be a 1-D reordering of 0..C-1, got {permutation!r}.")
         self._perm = perm.astype(np.int32)
         self._inverse_perm = np.argsort(perm).astype(np.int32)
-        super().__init__(event_ndims, parameters=parameters, name=name,
-                         is_constant_jacobian=True, validate_args=validate_args)
+        super().__init__(
+            event_ndims,
+            parameters=parameters,
+            name=name,
+            is_constant_jacobian=True,
+            validate_args=validate_args,
+        )
 
     @classmethod
     def reverse(cls, channels: int, event_ndims: int = 3) -> ChannelPermutation:
@@ -59,8 +65,7 @@ class ChannelPermutation(FlowBijector):
     @classmethod
     def shuffle(cls, channels: int, seed: int, event_ndims: int = 3) -> ChannelPermutation:
         """A random order drawn from ``seed``, the same on every run."""
-        return cls(np.random.default_rng(seed).permutation(channels), event_ndims,
-                   name="shuffle_channels")
+        return cls(np.random.default_rng(seed).permutation(channels), event_ndims, name="shuffle_channels")
 
     @property
     def permutation(self) -> np.ndarray:

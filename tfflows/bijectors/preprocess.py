@@ -45,18 +45,23 @@ class ScalePixels(FlowBijector):
             raise ValueError(f"{name}: num_bits must be an integer in 1..16, got {num_bits!r}.")
         self._num_bits = num_bits
         self._offset = float(offset)
-        super().__init__(event_ndims, parameters=parameters, name=name,
-                         is_constant_jacobian=True, validate_args=validate_args)
+        super().__init__(
+            event_ndims,
+            parameters=parameters,
+            name=name,
+            is_constant_jacobian=True,
+            validate_args=validate_args,
+        )
 
     def _log_det(self, x):
         batch = tf.zeros(tf.shape(x)[: tf.rank(x) - self.event_ndims], x.dtype)
         return batch - event_size(x, self.event_ndims) * (self._num_bits * math.log(2.0))
 
     def _forward_and_log_det(self, x):
-        return x * (2.0 ** -self._num_bits) + self._offset, self._log_det(x)
+        return x * (2.0**-self._num_bits) + self._offset, self._log_det(x)
 
     def _inverse_and_log_det(self, y):
-        return (y - self._offset) * (2.0 ** self._num_bits), -self._log_det(y)
+        return (y - self._offset) * (2.0**self._num_bits), -self._log_det(y)
 
 
 class Logit(FlowBijector):
@@ -78,11 +83,7 @@ class Logit(FlowBijector):
     """
 
     def __init__(
-        self,
-        alpha: float = 0.05,
-        event_ndims: int = 3,
-        validate_args: bool = False,
-        name: str = "logit",
+        self, alpha: float = 0.05, event_ndims: int = 3, validate_args: bool = False, name: str = "logit"
     ) -> None:
         parameters = dict(locals())
         if not 0.0 <= alpha < 0.5:

@@ -15,8 +15,7 @@ from tfflows.bijectors.transforms import (
     spline_params_per_entry,
 )
 
-__all__ = ["SplineCoupling", "rational_quadratic_spline", "spline_params_per_entry", "MIN_BIN",
-           "MIN_SLOPE"]
+__all__ = ["SplineCoupling", "rational_quadratic_spline", "spline_params_per_entry", "MIN_BIN", "MIN_SLOPE"]
 
 
 class SplineCoupling(Coupling):
@@ -53,11 +52,28 @@ class SplineCoupling(Coupling):
       Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
-    def __init__(self, conditioner: Callable[..., tf.Tensor], num_bins: int = 8, bound: float = 4.0,
-                 mask: str = "half", parity: int = 0, context: tf.Tensor | None = None,
-                 validate_args: bool = False, name: str = "spline_coupling",
-                 indices: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        conditioner: Callable[..., tf.Tensor],
+        num_bins: int = 8,
+        bound: float = 4.0,
+        mask: str = "half",
+        parity: int = 0,
+        context: tf.Tensor | None = None,
+        validate_args: bool = False,
+        name: str = "spline_coupling",
+        indices: Sequence[int] | None = None,
+    ) -> None:
         parameters = dict(locals())
         transform = SplineTransform(num_bins, bound, entry_major=True, name=name)
-        super().__init__(conditioner, transform, mask, parity, indices, context, validate_args, name,
-                         _parameters=parameters)
+        super().__init__(
+            conditioner,
+            transform,
+            mask,
+            parity,
+            indices,
+            context,
+            validate_args,
+            name,
+            _parameters=parameters,
+        )

@@ -30,8 +30,9 @@ class Squeeze(FlowBijector):
         if not isinstance(factor, int) or factor < 2:
             raise ValueError(f"{name}: factor must be an integer >= 2, got {factor!r}.")
         self._factor = factor
-        super().__init__(3, parameters=parameters, name=name, is_constant_jacobian=True,
-                         validate_args=validate_args)
+        super().__init__(
+            3, parameters=parameters, name=name, is_constant_jacobian=True, validate_args=validate_args
+        )
 
     @property
     def factor(self) -> int:
@@ -76,18 +77,18 @@ class Squeeze(FlowBijector):
         if s.rank is None:
             return s
         h, w, c = s[-3:]
-        return s[:-3].concatenate([
-            None if h is None else h // f, None if w is None else w // f,
-            None if c is None else c * f * f])
+        return s[:-3].concatenate(
+            [None if h is None else h // f, None if w is None else w // f, None if c is None else c * f * f]
+        )
 
     def _inverse_event_shape(self, s):
         f = self._factor
         if s.rank is None:
             return s
         h, w, c = s[-3:]
-        return s[:-3].concatenate([
-            None if h is None else h * f, None if w is None else w * f,
-            None if c is None else c // (f * f)])
+        return s[:-3].concatenate(
+            [None if h is None else h * f, None if w is None else w * f, None if c is None else c // (f * f)]
+        )
 
     def _forward_event_shape_tensor(self, s):
         f = self._factor

@@ -27,17 +27,25 @@ class Standardize(ElementwiseAffine):
       event_ndims: 1 for vectors (3 for [H, W, C] images, per channel).
     """
 
-    def __init__(self, mean: tf.Tensor, scale: tf.Tensor, event_ndims: int = 1,
-                 validate_args: bool = False, name: str = "standardize") -> None:
+    def __init__(
+        self,
+        mean: tf.Tensor,
+        scale: tf.Tensor,
+        event_ndims: int = 1,
+        validate_args: bool = False,
+        name: str = "standardize",
+    ) -> None:
         mean = tf.convert_to_tensor(mean)
         scale = tf.convert_to_tensor(scale, dtype_hint=mean.dtype)
         if mean.shape.rank != 1 or scale.shape != mean.shape:
-            raise ValueError(f"{name}: mean and scale must both have shape [features], "
-                             f"got {mean.shape} and {scale.shape}.")
+            raise ValueError(
+                f"{name}: mean and scale must both have shape [features], got {mean.shape} and {scale.shape}."
+            )
         self._channels = mean.shape[0]
         log_scale = -tf.math.log(scale)
-        super().__init__(log_scale, -mean * tf.exp(log_scale), event_ndims,
-                         validate_args=validate_args, name=name)
+        super().__init__(
+            log_scale, -mean * tf.exp(log_scale), event_ndims, validate_args=validate_args, name=name
+        )
 
     def _validate(self, x, inverse):
         super()._validate(x, inverse)

@@ -28,8 +28,9 @@ class TokenConditioner(Protocol):
     def initial_cache(self, batch: tf.Tensor, dtype: Any) -> Any:
         """An empty cache for :meth:`step`."""
 
-    def step(self, x: tf.Tensor, index: tf.Tensor, cache: Any,
-             context: tf.Tensor | None) -> tuple[tf.Tensor, Any]:
+    def step(
+        self, x: tf.Tensor, index: tf.Tensor, cache: Any, context: tf.Tensor | None
+    ) -> tuple[tf.Tensor, Any]:
         """Raw parameters [B, 2D] read at position ``index`` given its token x [B, D]."""
 
 
@@ -77,24 +78,34 @@ class TokenAutoregressive(FlowBijector):
 
     supported_event_ndims = (2,)
 
-    def __init__(self, conditioner: TokenConditioner, token_shape: tuple[int, int],
-                 reverse: bool = False, context: tf.Tensor | None = None,
-                 guidance: float | tf.Tensor = 0.0,
-                 cached: bool = True, validate_args: bool = False,
-                 name: str = "token_autoregressive") -> None:
+    def __init__(
+        self,
+        conditioner: TokenConditioner,
+        token_shape: tuple[int, int],
+        reverse: bool = False,
+        context: tf.Tensor | None = None,
+        guidance: float | tf.Tensor = 0.0,
+        cached: bool = True,
+        validate_args: bool = False,
+        name: str = "token_autoregressive",
+    ) -> None:
         parameters = dict(locals())
         shape = tuple(int(d) for d in token_shape)
         if len(shape) != 2 or min(shape) < 1:
-            raise ValueError(f"{name}: token_shape must be (tokens, features) of positive sizes, "
-                             f"got {tuple(token_shape)!r}.")
+            raise ValueError(
+                f"{name}: token_shape must be (tokens, features) of positive sizes, "
+                f"got {tuple(token_shape)!r}."
+            )
         # A tensor weight (a SavedModel input) is always applied: its caller picks the
         # unguided bijector with a tf.cond where it is 0, as the float form does here.
         guided = tf.is_tensor(guidance) or float(guidance) != 0.0
         if not tf.is_tensor(guidance):
             guidance = float(guidance)
         if guided and context is None:
-            raise ValueError(f"{name}: guidance needs a context (a class-conditional model and "
-                             f"its labels), got guidance={guidance} and no context.")
+            raise ValueError(
+                f"{name}: guidance needs a context (a class-conditional model and "
+                f"its labels), got guidance={guidance} and no context."
+            )
         self._net = conditioner
         self._shape = shape
         self._reverse = bool(reverse)
@@ -116,8 +127,10 @@ class TokenAutoregressive(FlowBijector):
     def _validate(self, x, inverse):
         super()._validate(x, inverse)
         if x.shape.rank is not None and not x.shape[-2:].is_compatible_with(self._shape):
-            raise ValueError(f"{self.name}: expected tokens of shape [..., {self._shape[0]}, "
-                             f"{self._shape[1]}], got shape {x.shape}.")
+            raise ValueError(
+                f"{self.name}: expected tokens of shape [..., {self._shape[0]}, "
+                f"{self._shape[1]}], got shape {x.shape}."
+            )
 
     # -- parameters ------------------------------------------------------
 
@@ -197,8 +210,11 @@ class TokenAutoregressive(FlowBijector):
 
         # The loop's name marks the cached sampler in graphs and SavedModels (tests look for it).
         _, _, buf, log_det, _ = tf.while_loop(
-            lambda i, *_: i < length - 1, body, (tf.constant(0), x0, buf, log_det, cache),
-            name="cached_inverse")
+            lambda i, *_: i < length - 1,
+            body,
+            (tf.constant(0), x0, buf, log_det, cache),
+            name="cached_inverse",
+        )
         return buf, log_det
 
     def _inverse_uncached(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -211,7 +227,10 @@ class TokenAutoregressive(FlowBijector):
             return t + 1, self._put(buf, t, x_t), log_det + tf.reduce_sum(alpha, -1)
 
         log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
-        _, buf, log_det = tf.while_loop(lambda t, *_: t < self._shape[0], body,
-                                        (tf.constant(0), tf.zeros_like(z), log_det),
-                                        name="uncached_inverse")
+        _, buf, log_det = tf.while_loop(
+            lambda t, *_: t < self._shape[0],
+            body,
+            (tf.constant(0), tf.zeros_like(z), log_det),
+            name="uncached_inverse",
+        )
         return buf, log_det

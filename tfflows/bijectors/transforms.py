@@ -17,10 +17,25 @@ import tensorflow_probability as tfp
 
 tfb = tfp.bijectors
 
-__all__ = ["ElementwiseTransform", "AffineTransform", "AdditiveTransform", "SplineTransform",
-           "SCALE_FNS", "TRANSFORMS", "LOG_SCALE_BOUND", "MIN_BIN", "MIN_SLOPE", "bounded_log_scale",
-           "log_scale_of", "make_transform", "rational_quadratic_spline", "register_transform",
-           "spline_params_per_entry", "transform_names", "TransformFactory"]
+__all__ = [
+    "ElementwiseTransform",
+    "AffineTransform",
+    "AdditiveTransform",
+    "SplineTransform",
+    "SCALE_FNS",
+    "TRANSFORMS",
+    "LOG_SCALE_BOUND",
+    "MIN_BIN",
+    "MIN_SLOPE",
+    "bounded_log_scale",
+    "log_scale_of",
+    "make_transform",
+    "rational_quadratic_spline",
+    "register_transform",
+    "spline_params_per_entry",
+    "transform_names",
+    "TransformFactory",
+]
 
 SCALE_FNS = ("sigmoid", "tanh", "exp", "bounded", "scaled_sigmoid")
 """How an affine transform turns the conditioner's raw output into a scale (Glow's sigmoid,
@@ -65,8 +80,9 @@ def spline_params_per_entry(num_bins: int) -> int:
     return 3 * num_bins - 1
 
 
-def rational_quadratic_spline(h: tf.Tensor, num_bins: int,
-                              bound: float) -> tfp.bijectors.RationalQuadraticSpline:
+def rational_quadratic_spline(
+    h: tf.Tensor, num_bins: int, bound: float
+) -> tfp.bijectors.RationalQuadraticSpline:
     """Monotone splines on [−B, B] (identity outside) from raw parameters h: [N, M, 3K − 1].
 
     Widths and heights are softmaxes scaled to 2B with a floor of ``1e-3``;
@@ -75,7 +91,7 @@ def rational_quadratic_spline(h: tf.Tensor, num_bins: int,
     oneDNN's softmax takes tensors of rank 5 at most.
     """
     k, width = num_bins, 2.0 * bound
-    w, hh, s = h[..., :k], h[..., k:2 * k], h[..., 2 * k:]
+    w, hh, s = h[..., :k], h[..., k : 2 * k], h[..., 2 * k :]
     widths = tf.nn.softmax(w, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
     heights = tf.nn.softmax(hh, axis=-1) * (width - k * MIN_BIN) + MIN_BIN
     slopes = tf.nn.softplus(s + _SLOPE_SHIFT) + MIN_SLOPE
@@ -126,8 +142,13 @@ class AffineTransform(ElementwiseTransform):
 
     params_per_entry = 2
 
-    def __init__(self, scale_fn: str = "bounded", tanh_factor: tf.Tensor | None = None,
-                 maps_to_latent: bool = False, name: str = "AffineTransform") -> None:
+    def __init__(
+        self,
+        scale_fn: str = "bounded",
+        tanh_factor: tf.Tensor | None = None,
+        maps_to_latent: bool = False,
+        name: str = "AffineTransform",
+    ) -> None:
         if scale_fn not in SCALE_FNS:
             raise ValueError(f"{name}: scale_fn must be one of {SCALE_FNS}, got {scale_fn!r}.")
         self.scale_fn, self.tanh_factor, self.maps_to_latent = scale_fn, tanh_factor, maps_to_latent
@@ -171,8 +192,9 @@ class SplineTransform(ElementwiseTransform):
       Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
-    def __init__(self, num_bins: int = 8, bound: float = 4.0, entry_major: bool = False,
-                 name: str = "SplineTransform") -> None:
+    def __init__(
+        self, num_bins: int = 8, bound: float = 4.0, entry_major: bool = False, name: str = "SplineTransform"
+    ) -> None:
         if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(f"{name}: num_bins must be an integer >= 2, got {num_bins!r}.")
         if not bound > 0:
@@ -203,10 +225,12 @@ an :class:`ElementwiseTransform`; a factory uses the keywords it needs and ignor
 
 _REGISTRY: dict[str, TransformFactory] = {
     "affine": lambda scale_fn, tanh_factor, maps_to_latent, name, **_: AffineTransform(
-        scale_fn, tanh_factor, maps_to_latent, name=name),
+        scale_fn, tanh_factor, maps_to_latent, name=name
+    ),
     "additive": lambda **_: AdditiveTransform(),
     "spline": lambda num_bins, bound, entry_major, name, **_: SplineTransform(
-        num_bins, bound, entry_major, name=name),
+        num_bins, bound, entry_major, name=name
+    ),
 }
 
 
@@ -220,8 +244,10 @@ def register_transform(name: str, factory: TransformFactory, overwrite: bool = F
     if not isinstance(name, str) or not name:
         raise ValueError(f"register_transform: name must be a non-empty string, got {name!r}.")
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"register_transform: a transform named {name!r} is registered already; "
-                         "pass overwrite=True to replace it.")
+        raise ValueError(
+            f"register_transform: a transform named {name!r} is registered already; "
+            "pass overwrite=True to replace it."
+        )
     if not callable(factory):
         raise ValueError(f"register_transform: factory must be callable, got {type(factory).__name__}.")
     _REGISTRY[name] = factory
@@ -232,10 +258,16 @@ def transform_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
-                   name: str = "transform", scale_fn: str = "bounded",
-                   tanh_factor: tf.Tensor | None = None, maps_to_latent: bool = False,
-                   entry_major: bool = False) -> ElementwiseTransform:
+def make_transform(
+    transform: str = "affine",
+    num_bins: int = 8,
+    bound: float = 4.0,
+    name: str = "transform",
+    scale_fn: str = "bounded",
+    tanh_factor: tf.Tensor | None = None,
+    maps_to_latent: bool = False,
+    entry_major: bool = False,
+) -> ElementwiseTransform:
     """The :class:`ElementwiseTransform` registered as ``transform`` (see :func:`register_transform`).
 
     The defaults are the autoregressive flows' (MAF's affine convention and
@@ -243,10 +275,18 @@ def make_transform(transform: str = "affine", num_bins: int = 8, bound: float = 
     """
     if transform not in _REGISTRY:
         raise ValueError(f"{name}: transform must be one of {transform_names()}, got {transform!r}.")
-    made = _REGISTRY[transform](num_bins=num_bins, bound=bound, name=name, scale_fn=scale_fn,
-                                tanh_factor=tanh_factor, maps_to_latent=maps_to_latent,
-                                entry_major=entry_major)
+    made = _REGISTRY[transform](
+        num_bins=num_bins,
+        bound=bound,
+        name=name,
+        scale_fn=scale_fn,
+        tanh_factor=tanh_factor,
+        maps_to_latent=maps_to_latent,
+        entry_major=entry_major,
+    )
     if not isinstance(made, ElementwiseTransform):
-        raise ValueError(f"{name}: the factory of transform {transform!r} returned a "
-                         f"{type(made).__name__}, expected an ElementwiseTransform.")
+        raise ValueError(
+            f"{name}: the factory of transform {transform!r} returned a "
+            f"{type(made).__name__}, expected an ElementwiseTransform."
+        )
     return made

@@ -21,9 +21,15 @@ from tfflows.cli.quiet import import_tensorflow_quietly
 
 __all__ = ["COMMANDS", "DEBUG_ENV", "build_parser", "main"]
 
-COMMANDS = {"train": "tfflows.cli.train", "evaluate": "tfflows.cli.evaluate", "score": "tfflows.cli.score",
-            "sample": "tfflows.cli.sample", "export": "tfflows.cli.export",
-            "compress": "tfflows.codec.cli:compress_files", "decompress": "tfflows.codec.cli:decompress_file"}
+COMMANDS = {
+    "train": "tfflows.cli.train",
+    "evaluate": "tfflows.cli.evaluate",
+    "score": "tfflows.cli.score",
+    "sample": "tfflows.cli.sample",
+    "export": "tfflows.cli.export",
+    "compress": "tfflows.codec.cli:compress_files",
+    "decompress": "tfflows.codec.cli:decompress_file",
+}
 """Subcommand → the module whose ``run(args)`` carries it out (``"module:function"`` for another name)."""
 
 
@@ -59,9 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: keep the output short, offer the traceback
         if debug:
             raise
-        print(f"tfflows {args.command}: internal error: {type(err).__name__}: {one_line(err)[:500]} "
-              f"(rerun with {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        print(
+            f"tfflows {args.command}: internal error: {type(err).__name__}: {one_line(err)[:500]} "
+            f"(rerun with {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
-
-

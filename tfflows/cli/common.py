@@ -21,13 +21,34 @@ if TYPE_CHECKING:  # the CLI imports NumPy, TensorFlow and the models only when 
 
     from tfflows.models.base import FlowModel
 
-__all__ = ["load_data", "pipeline", "build_model", "RUN_FILES", "RUN_FOLDERS", "previous_run", "remove_run",
-           "pixel_range", "check_model_file", "load_model", "recorded_source", "DEBUG_ENV", "one_line"]
+__all__ = [
+    "load_data",
+    "pipeline",
+    "build_model",
+    "RUN_FILES",
+    "RUN_FOLDERS",
+    "previous_run",
+    "remove_run",
+    "pixel_range",
+    "check_model_file",
+    "load_model",
+    "recorded_source",
+    "DEBUG_ENV",
+    "one_line",
+]
 
-def load_data(dataset: str, data_dir: str | None, split: str, num_bits: int | None,
-              max_n: int | None = None, with_labels: bool = False,
-              columns: str | Sequence[str] | None = None, val_fraction: float = 0.2,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, int | None, int | None]:
+
+def load_data(
+    dataset: str,
+    data_dir: str | None,
+    split: str,
+    num_bits: int | None,
+    max_n: int | None = None,
+    with_labels: bool = False,
+    columns: str | Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None, int | None, int | None]:
     """Returns (array, labels or None, num_bits, source_bits) for images, toys or a CSV file.
 
     A CSV file's rows are split (seeded) into "train" and the held-out
@@ -44,8 +65,9 @@ def load_data(dataset: str, data_dir: str | None, split: str, num_bits: int | No
         train_rows, val_rows = split_rows(len(values), val_fraction, seed)
         rows = {"train": train_rows, "test": val_rows, "validation": val_rows}.get(split)
         if rows is None and split != "all":
-            raise ValueError(f"expected a split of a CSV file among train, test (= validation) "
-                             f"and all, got {split!r}.")
+            raise ValueError(
+                f"expected a split of a CSV file among train, test (= validation) and all, got {split!r}."
+            )
         part = values if rows is None else values[rows]
         return part[:max_n].astype("float32") if max_n else part.astype("float32"), None, None, None
     if dataset in TOY_DATASETS:
@@ -61,8 +83,16 @@ def load_data(dataset: str, data_dir: str | None, split: str, num_bits: int | No
     return np.asarray(images), labels, num_bits or source_bits, source_bits
 
 
-def pipeline(arr: np.ndarray, labels: np.ndarray | None, num_bits: int | None, source_bits: int | None,
-             batch_size: int, shuffle: bool, seed: int, drop_remainder: bool = False) -> tf.data.Dataset:
+def pipeline(
+    arr: np.ndarray,
+    labels: np.ndarray | None,
+    num_bits: int | None,
+    source_bits: int | None,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
     import tensorflow as tf
 
     from tfflows import data
@@ -75,13 +105,21 @@ def pipeline(arr: np.ndarray, labels: np.ndarray | None, num_bits: int | None, s
         if shuffle:
             ds = ds.shuffle(len(arr), seed=seed)
         return data.steady(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(2))
-    return data.make_dataset(arr, labels=labels, batch_size=batch_size, num_bits=num_bits,
-                             source_bits=source_bits, shuffle=shuffle, seed=seed,
-                             drop_remainder=drop_remainder)
+    return data.make_dataset(
+        arr,
+        labels=labels,
+        batch_size=batch_size,
+        num_bits=num_bits,
+        source_bits=source_bits,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remainder=drop_remainder,
+    )
 
 
-def build_model(args: argparse.Namespace, event_shape: Sequence[int], num_bits: int | None,
-                num_classes: int | None) -> FlowModel:
+def build_model(
+    args: argparse.Namespace, event_shape: Sequence[int], num_bits: int | None, num_classes: int | None
+) -> FlowModel:
     """The model ``--model`` names for data of ``event_shape``, built by its registry entry."""
     from tfflows.models.registry import BuildOptions, get_model
 
@@ -90,16 +128,26 @@ def build_model(args: argparse.Namespace, event_shape: Sequence[int], num_bits: 
         entry = get_model(args.model, kind)
     except ValueError as err:
         raise ValueError(f"{err} (shape {tuple(event_shape)})") from None
-    extra = {key: getattr(args, key, None) for key in ("patch_size", "heads", "noise", "noise_std",
-                                                      "label_dropout")}
+    extra = {
+        key: getattr(args, key, None)
+        for key in ("patch_size", "heads", "noise", "noise_std", "label_dropout")
+    }
     options = BuildOptions(
-        event_shape=tuple(int(d) for d in event_shape), num_bits=num_bits, num_classes=num_classes,
-        num_levels=args.levels, num_steps=args.steps, width=args.width, depth=_depth(args),
-        coupling=args.coupling, seed=args.seed, standardize=not getattr(args, "no_standardize", False),
+        event_shape=tuple(int(d) for d in event_shape),
+        num_bits=num_bits,
+        num_classes=num_classes,
+        num_levels=args.levels,
+        num_steps=args.steps,
+        width=args.width,
+        depth=_depth(args),
+        coupling=args.coupling,
+        seed=args.seed,
+        standardize=not getattr(args, "no_standardize", False),
         # Every model takes the policy (as a Keras layer does); older argument sets have none.
         dtype=getattr(args, "dtype", None) or "float32",
         backprop=getattr(args, "backprop", None) or "store",
-        extra={k: v for k, v in extra.items() if v is not None})
+        extra={k: v for k, v in extra.items() if v is not None},
+    )
     return entry.build(options)
 
 
@@ -109,10 +157,11 @@ def _depth(args) -> int | None:
     if blocks is None:
         return getattr(args, "depth", None)
     if getattr(args, "depth", None) is not None:
-        raise ValueError(f"expected --depth or its deprecated old name --blocks, not both; got "
-                         f"--depth {args.depth} and --blocks {blocks}.")
-    print("tfflows train: --blocks is deprecated and goes in the next release; use --depth.",
-          file=sys.stderr)
+        raise ValueError(
+            f"expected --depth or its deprecated old name --blocks, not both; got "
+            f"--depth {args.depth} and --blocks {blocks}."
+        )
+    print("tfflows train: --blocks is deprecated and goes in the next release; use --depth.", file=sys.stderr)
     return blocks
 
 
@@ -128,8 +177,11 @@ def previous_run(out: str) -> str | None:
     found = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
     if found:
         return f"a finished run ({', '.join(found)})"
-    found = [d + "/" for d in RUN_FOLDERS if os.path.isdir(os.path.join(out, d))
-             and os.listdir(os.path.join(out, d))]
+    found = [
+        d + "/"
+        for d in RUN_FOLDERS
+        if os.path.isdir(os.path.join(out, d)) and os.listdir(os.path.join(out, d))
+    ]
     if found:
         return f"an interrupted run ({', '.join(found)}; no results.json)"
     return None
@@ -181,11 +233,13 @@ def check_model_file(path: str) -> None:
         raise ValueError(f"expected a .keras model file written by tfflows train, got the folder {path!r}.")
     if not path.endswith(".keras"):
         raise ValueError(f"expected a .keras model file written by tfflows train, got {path!r}.")
-    broken = (f"could not load the model file {path!r}: not a readable .keras model file "
-              "(truncated or corrupt?)")
+    broken = (
+        f"could not load the model file {path!r}: not a readable .keras model file (truncated or corrupt?)"
+    )
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{broken}: expected a zip archive, got {os.path.getsize(path)} bytes "
-                         "that are not one.")
+        raise ValueError(
+            f"{broken}: expected a zip archive, got {os.path.getsize(path)} bytes that are not one."
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
@@ -209,8 +263,10 @@ def load_model(path: str) -> FlowModel:
         model = keras.models.load_model(path)
     except Exception as err:  # a missing class, a damaged weights file, another format …
         first = (str(err).strip().splitlines() or [""])[0][:300]
-        raise ValueError(f"could not load the model file {path!r} (expected a .keras file written "
-                         f"by tfflows; got {type(err).__name__}: {first})") from err
+        raise ValueError(
+            f"could not load the model file {path!r} (expected a .keras file written "
+            f"by tfflows; got {type(err).__name__}: {first})"
+        ) from err
     if not isinstance(model, tfflows.models.FlowModel):
         raise ValueError(f"expected a tfflows flow model in {path!r}, got a {type(model).__name__}.")
     return model
@@ -227,8 +283,10 @@ def recorded_source(model_path: str) -> dict:
         if not isinstance(recorded, dict) or not isinstance(recorded.get("dataset"), str):
             raise ValueError("no 'dataset' entry")
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path!r} is unreadable (expected the JSON that tfflows train writes, "
-                         f"with a 'dataset'; got {type(err).__name__}: {err}); pass --dataset.") from err
+        raise ValueError(
+            f"{path!r} is unreadable (expected the JSON that tfflows train writes, "
+            f"with a 'dataset'; got {type(err).__name__}: {err}); pass --dataset."
+        ) from err
     recorded["path"] = path
     return recorded
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
+
 def run(args: argparse.Namespace) -> dict:
     from tfflows.io import strict_json
 
@@ -21,8 +22,10 @@ def run(args: argparse.Namespace) -> dict:
     recorded = recorded_source(args.model_path)
     if dataset is None:
         if not recorded:
-            raise ValueError("pass --dataset: there is no results.json beside the model to say "
-                             "which data it was trained on.")
+            raise ValueError(
+                "pass --dataset: there is no results.json beside the model to say "
+                "which data it was trained on."
+            )
         dataset = recorded["dataset"]
     if data_dir is None and dataset == recorded.get("dataset"):
         # an older results.json kept it only among the arguments
@@ -34,14 +37,20 @@ def run(args: argparse.Namespace) -> dict:
     num_bits = getattr(model, "num_bits", None)
     # A CSV file is split as it was for training (its recorded columns, fraction and seed).
     trained = (recorded.get("args") or {}) if dataset == recorded.get("dataset") else {}
-    x, y, num_bits, source_bits = load_data(dataset, data_dir, args.split, num_bits,
-                                           with_labels=model.is_conditional,
-                                           columns=trained.get("columns"),
-                                           val_fraction=trained.get("val_fraction", 0.2),
-                                           seed=trained.get("seed", 0))
+    x, y, num_bits, source_bits = load_data(
+        dataset,
+        data_dir,
+        args.split,
+        num_bits,
+        with_labels=model.is_conditional,
+        columns=trained.get("columns"),
+        val_fraction=trained.get("val_fraction", 0.2),
+        seed=trained.get("seed", 0),
+    )
     ds = pipeline(x, y, num_bits, source_bits, args.batch_size, False, args.seed)
     out = model.evaluate(ds, return_dict=True, verbose=0)
-    out = strict_json({"dataset": dataset, "data_dir": data_dir, "split": args.split,
-                       "examples": len(x), **out})
+    out = strict_json(
+        {"dataset": dataset, "data_dir": data_dir, "split": args.split, "examples": len(x), **out}
+    )
     print(json.dumps(out, allow_nan=False))
     return out

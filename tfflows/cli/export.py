@@ -12,10 +12,15 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
+
 def run(args: argparse.Namespace) -> None:
     from tfflows.export import export_saved_model
 
     model = load_model(args.model_path)
-    path = export_saved_model(model, os.path.join(args.out_dir, str(args.version)),
-                              max_samples=args.max_samples, overwrite=args.overwrite)
+    path = export_saved_model(
+        model,
+        os.path.join(args.out_dir, str(args.version)),
+        max_samples=args.max_samples,
+        overwrite=args.overwrite,
+    )
     print(f"tfflows: SavedModel written to {path}")

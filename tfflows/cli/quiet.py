@@ -19,15 +19,22 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["LOG_LEVEL_ENV", "NO_DRIVER", "NO_DRIVER_ERROR", "START_UP_NOISE", "import_tensorflow_quietly",
-           "native_stderr_filtered"]
+__all__ = [
+    "LOG_LEVEL_ENV",
+    "NO_DRIVER",
+    "NO_DRIVER_ERROR",
+    "START_UP_NOISE",
+    "import_tensorflow_quietly",
+    "native_stderr_filtered",
+]
 
 LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 
 START_UP_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] "            # Abseil's info and warning lines
-    r"|To enable the following instructions: )")      # cpu_feature_guard's second line
+    r"|[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] "  # Abseil's info and warning lines
+    r"|To enable the following instructions: )"
+)  # cpu_feature_guard's second line
 """The start-up lines that :func:`native_stderr_filtered` drops (one regular expression per line)."""
 
 NO_DRIVER = re.compile(r"^I\d{4} .*Could not find cuda drivers")
@@ -63,8 +70,11 @@ def native_stderr_filtered(pattern: re.Pattern = START_UP_NOISE) -> Iterator[Non
             text = caught.read().decode("utf-8", errors="replace")
             lines = text.splitlines(keepends=True)
             no_driver = any(NO_DRIVER.match(line) for line in lines)
-            kept = [line for line in lines
-                    if failed or not (pattern.match(line) or (no_driver and NO_DRIVER_ERROR.match(line)))]
+            kept = [
+                line
+                for line in lines
+                if failed or not (pattern.match(line) or (no_driver and NO_DRIVER_ERROR.match(line)))
+            ]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

@@ -8,14 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from tfflows.cli.common import (
-    build_model,
-    load_data,
-    pipeline,
-    pixel_range,
-    previous_run,
-    remove_run,
-)
+from tfflows.cli.common import build_model, load_data, pipeline, pixel_range, previous_run, remove_run
 from tfflows.cli.parser import PROBE_MIN_MINUTES, PROBE_MIN_STEPS, VAL_EXAMPLES_TIMED
 
 if TYPE_CHECKING:
@@ -23,26 +16,37 @@ if TYPE_CHECKING:
 
 __all__ = ["probe_line", "run"]
 
+
 def _worth_probing(args, num_train: int) -> bool:
     """Whether ``--jit auto`` times XLA: a run planned long enough to earn back its compilation."""
     per_epoch = args.steps_per_epoch or math.ceil(num_train / args.batch_size)
-    return (args.epochs * per_epoch >= PROBE_MIN_STEPS
-            and (args.time_limit is None or args.time_limit >= PROBE_MIN_MINUTES))
+    return args.epochs * per_epoch >= PROBE_MIN_STEPS and (
+        args.time_limit is None or args.time_limit >= PROBE_MIN_MINUTES
+    )
 
 
 def _check_tarflow_options(args) -> None:
     """Refuses TarFlow's training flags where they would do nothing (before any data is read)."""
-    given = [flag for flag, key in (("--noise", "noise"), ("--noise-std", "noise_std"),
-                                    ("--label-dropout", "label_dropout"))
-             if getattr(args, key, None) is not None]
+    given = [
+        flag
+        for flag, key in (
+            ("--noise", "noise"),
+            ("--noise-std", "noise_std"),
+            ("--label-dropout", "label_dropout"),
+        )
+        if getattr(args, key, None) is not None
+    ]
     if given and args.model != "tarflow":
         raise ValueError(f"{given[0]} is a training option of --model tarflow, got --model {args.model}.")
     if getattr(args, "noise_std", None) is not None and args.noise != "gaussian":
-        raise ValueError(f"--noise-std is the std of --noise gaussian, got --noise "
-                         f"{args.noise or 'uniform (the default)'}.")
+        raise ValueError(
+            f"--noise-std is the std of --noise gaussian, got --noise "
+            f"{args.noise or 'uniform (the default)'}."
+        )
     if getattr(args, "label_dropout", None) is not None and not args.conditional:
-        raise ValueError("--label-dropout is for class-conditional models (--conditional), "
-                         "got an unconditional one.")
+        raise ValueError(
+            "--label-dropout is for class-conditional models (--conditional), got an unconditional one."
+        )
 
 
 def probe_line(probe: dict, jit_compile: bool) -> str:
@@ -51,9 +55,11 @@ def probe_line(probe: dict, jit_compile: bool) -> str:
         return f"tfflows: --jit auto: XLA off, not tried: {probe['xla_skipped']}"
     if probe["xla_error"]:
         return f"tfflows: --jit auto: XLA off, it could not compile the step: {probe['xla_error']}"
-    return (f"tfflows: --jit auto: XLA {'on' if jit_compile else 'off'} (measured "
-            f"{probe['seconds_per_step']['off']:.3f} s/step without, "
-            f"{probe['seconds_per_step']['on']:.3f} s/step with)")
+    return (
+        f"tfflows: --jit auto: XLA {'on' if jit_compile else 'off'} (measured "
+        f"{probe['seconds_per_step']['off']:.3f} s/step without, "
+        f"{probe['seconds_per_step']['on']:.3f} s/step with)"
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -91,49 +97,68 @@ def _train_alone(args) -> dict:
     _check_tarflow_options(args)
     previous = previous_run(args.out)
     if previous and not (args.resume or args.overwrite):
-        raise ValueError(f"--out {args.out!r} holds {previous}; pass --resume to continue it "
-                         "(up to --epochs in total) or --overwrite to start over, or choose another --out.")
+        raise ValueError(
+            f"--out {args.out!r} holds {previous}; pass --resume to continue it "
+            "(up to --epochs in total) or --overwrite to start over, or choose another --out."
+        )
     if args.test_at and args.time_limit and max(args.test_at) > args.time_limit:
-        raise ValueError(f"--test-at: expected minutes up to --time-limit {args.time_limit:g}, "
-                         f"got {max(args.test_at):g}.")
+        raise ValueError(
+            f"--test-at: expected minutes up to --time-limit {args.time_limit:g}, got {max(args.test_at):g}."
+        )
     if args.n_bits is not None:
-        print("tfflows train: --n-bits is deprecated and goes in the next release; use --num-bits",
-              file=sys.stderr)
+        print(
+            "tfflows train: --n-bits is deprecated and goes in the next release; use --num-bits",
+            file=sys.stderr,
+        )
         args.num_bits = args.n_bits
     keras.utils.set_random_seed(args.seed)
     tabular = dict(columns=args.columns, val_fraction=args.val_fraction, seed=args.seed)
     train_x, train_y, num_bits, source_bits = load_data(
-        args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular)
-    test_x, test_y, _, _ = load_data(args.dataset, args.data_dir, "test", args.num_bits,
-                                      with_labels=args.conditional, **tabular)
+        args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular
+    )
+    test_x, test_y, _, _ = load_data(
+        args.dataset, args.data_dir, "test", args.num_bits, with_labels=args.conditional, **tabular
+    )
     num_classes = None
     if args.conditional:
         if train_y is None or test_y is None:
             raise ValueError(f"--conditional needs labelled data; {args.dataset} has none.")
         num_classes = int(max(train_y.max(), test_y.max())) + 1
-    train = pipeline(train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed,
-                     drop_remainder=True)
+    train = pipeline(
+        train_x, train_y, num_bits, source_bits, args.batch_size, True, args.seed, drop_remainder=True
+    )
     if getattr(args, "perturb", None):
         train = _perturbed(args, train_x, num_bits, source_bits)
     test = pipeline(test_x, test_y, num_bits, source_bits, 256, False, args.seed + 1)
     val_examples = args.val_examples or (VAL_EXAMPLES_TIMED if args.time_limit else None)
     val = test
     if val_examples and val_examples < len(test_x):
-        val = pipeline(test_x[:val_examples], None if test_y is None else test_y[:val_examples],
-                       num_bits, source_bits, 256, False, args.seed + 1)
+        val = pipeline(
+            test_x[:val_examples],
+            None if test_y is None else test_y[:val_examples],
+            num_bits,
+            source_bits,
+            256,
+            False,
+            args.seed + 1,
+        )
     model = build_model(args, train_x.shape[1:], num_bits, num_classes)
     value_range = pixel_range(train_x, num_bits, source_bits)
     probe = args.jit == "auto" and _worth_probing(args, len(train_x))
-    model.compile(optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
-                  jit_compile=False if probe else {"auto": "auto", "on": True, "off": False}[args.jit])
+    model.compile(
+        optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
+        jit_compile=False if probe else {"auto": "auto", "on": True, "off": False}[args.jit],
+    )
     vector = num_bits is None
     if vector:
         # Standardize's statistics come from every training row, not only the first batch
         # (a resumed run gets its own back from the backup, as for ActNorm).
         model.initialize((train_x, train_y) if model.is_conditional else train_x)
-    print(f"tfflows: {type(model).__name__} on {args.dataset}: {len(train_x)} train / "
-          f"{len(test_x)} test examples of shape {tuple(train_x.shape[1:])}, "
-          f"{model.count_params():,} parameters")
+    print(
+        f"tfflows: {type(model).__name__} on {args.dataset}: {len(train_x)} train / "
+        f"{len(test_x)} test examples of shape {tuple(train_x.shape[1:])}, "
+        f"{model.count_params():,} parameters"
+    )
     # Only now, with the data and the model ready, is the earlier run given up.
     if previous and args.overwrite:
         remove_run(args.out)
@@ -142,24 +167,33 @@ def _train_alone(args) -> dict:
     ckpt = os.path.join(args.out, "checkpoints")
     os.makedirs(ckpt, exist_ok=True)
     backup = ResumableBackup(os.path.join(args.out, "backup"), checkpoint_dir=ckpt)
-    checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"),
-                                  keep=args.keep_checkpoints)
-    grid = SampleGrid(os.path.join(args.out, "samples"), num_bits=num_bits or 8,
-                      value_range=value_range, seed=args.seed)
+    checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"), keep=args.keep_checkpoints)
+    grid = SampleGrid(
+        os.path.join(args.out, "samples"), num_bits=num_bits or 8, value_range=value_range, seed=args.seed
+    )
     clock = TrainingClock()
     # The per-epoch extras together take at most --extras-share of the wall time (measured by
     # the clock); the last epoch's always run. Last in the list, after any callback that stops
     # training, so that they know the last epoch when it ends.
-    extras = Occasional([
-        SampleCheck(seed=args.seed),  # first, so the others log its fraction too
-        checkpoint,
-        backup,
-        grid,
-        TensorBoardSamples(os.path.join(args.out, "tensorboard"), num_bits=num_bits or 8,
-                           value_range=value_range, seed=args.seed, source=grid),
-    ], clock, share=args.extras_share)
+    extras = Occasional(
+        [
+            SampleCheck(seed=args.seed),  # first, so the others log its fraction too
+            checkpoint,
+            backup,
+            grid,
+            TensorBoardSamples(
+                os.path.join(args.out, "tensorboard"),
+                num_bits=num_bits or 8,
+                value_range=value_range,
+                seed=args.seed,
+                source=grid,
+            ),
+        ],
+        clock,
+        share=args.extras_share,
+    )
     callbacks = [
-        keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard"), update_freq=args.log_every),
+        keras.callbacks.TensorBoard(os.path.join(args.out, "tensorboard"), update_freq=args.log_every)
     ]
     jit = {"setting": args.jit, "probe": None}
     budget = args.time_limit * 60.0 if args.time_limit else None
@@ -179,9 +213,14 @@ def _train_alone(args) -> dict:
         test_at = TestAt(test, marks, time_limit=limit, clock=None)
         callbacks.append(test_at)
     if vector and not args.no_early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=args.patience, restore_best_weights=True,
-            verbose=min(args.verbose, 1)))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=args.patience,
+                restore_best_weights=True,
+                verbose=min(args.verbose, 1),
+            )
+        )
     if test_at is not None:
         test_at.clock = clock
     callbacks = clock.around(callbacks + [extras])
@@ -191,13 +230,22 @@ def _train_alone(args) -> dict:
     start = time.time()
     if args.steps_per_epoch:
         train = train.repeat()
-    history = model.fit(train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                        validation_data=val, validation_freq=args.val_every, callbacks=callbacks,
-                        verbose=0)
+    history = model.fit(
+        train,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        validation_data=val,
+        validation_freq=args.val_every,
+        callbacks=callbacks,
+        verbose=0,
+    )
     seconds = time.time() - start
     if args.resume:
-        print(f"tfflows: resumed after {backup.initial_epoch} epochs from {backup.restored_from}"
-              if backup.restored_from else f"tfflows: nothing to resume in {args.out}; trained from scratch")
+        print(
+            f"tfflows: resumed after {backup.initial_epoch} epochs from {backup.restored_from}"
+            if backup.restored_from
+            else f"tfflows: nothing to resume in {args.out}; trained from scratch"
+        )
     final = model.evaluate(test, return_dict=True, verbose=0)
     diverged = model.stopped_on_nonfinite
     if not diverged:
@@ -205,27 +253,49 @@ def _train_alone(args) -> dict:
     epochs_run = len(history.history.get("loss", []))
     fractions = history.history.get(SampleCheck.key, [])
     result = {
-        "model": type(model).__name__, "dataset": args.dataset,
-        "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir), "num_bits": num_bits,
+        "model": type(model).__name__,
+        "dataset": args.dataset,
+        "data_dir": None if args.data_dir is None else os.path.abspath(args.data_dir),
+        "num_bits": num_bits,
         "n_bits": num_bits,  # the old name, read by earlier versions; to go in the next release
         "pixel_range": value_range,
-        "epochs_run": epochs_run, "epochs_total": backup.initial_epoch + epochs_run,
-        "resumed_from": backup.restored_from, "train_seconds": round(seconds, 1),
+        "epochs_run": epochs_run,
+        "epochs_total": backup.initial_epoch + epochs_run,
+        "resumed_from": backup.restored_from,
+        "train_seconds": round(seconds, 1),
         "train_steps": int(model.optimizer.iterations.numpy()),
-        "time_breakdown_s": {**clock.breakdown(), **({"jit_probe": jit["probe"]["probe_seconds"]}
-                                                    if jit["probe"] else {})},
+        "time_breakdown_s": {
+            **clock.breakdown(),
+            **({"jit_probe": jit["probe"]["probe_seconds"]} if jit["probe"] else {}),
+        },
         "jit": jit,
-        "test_at": (test_at.results if test_at else []) + (
-            [{"minutes": m, "train_seconds": round(seconds - sum(
-                r["eval_seconds"] for r in (test_at.results if test_at else [])), 1),
-              "train_steps": int(model.optimizer.iterations.numpy()), **final}
-             for m in (args.test_at or ()) if args.time_limit and m == args.time_limit][:1]),
-        "test_loss_nats": final["loss"], f"test_{model.per_dim_metric}": final[model.per_dim_metric],
-        "test_split": ("validation rows of the CSV file (--val-fraction, seeded by --seed)"
-                       if args.dataset.lower().endswith(".csv") else "test"),
-        "parameters": model.count_params(), "stopped_on_nonfinite": diverged,
+        "test_at": (test_at.results if test_at else [])
+        + (
+            [
+                {
+                    "minutes": m,
+                    "train_seconds": round(
+                        seconds - sum(r["eval_seconds"] for r in (test_at.results if test_at else [])), 1
+                    ),
+                    "train_steps": int(model.optimizer.iterations.numpy()),
+                    **final,
+                }
+                for m in (args.test_at or ())
+                if args.time_limit and m == args.time_limit
+            ][:1]
+        ),
+        "test_loss_nats": final["loss"],
+        f"test_{model.per_dim_metric}": final[model.per_dim_metric],
+        "test_split": (
+            "validation rows of the CSV file (--val-fraction, seeded by --seed)"
+            if args.dataset.lower().endswith(".csv")
+            else "test"
+        ),
+        "parameters": model.count_params(),
+        "stopped_on_nonfinite": diverged,
         "nonfinite_steps": int(model.nonfinite_steps.numpy()),
-        "last_good_checkpoint": checkpoint.last_good, "best_checkpoint": checkpoint.best,
+        "last_good_checkpoint": checkpoint.last_good,
+        "best_checkpoint": checkpoint.best,
         "extras_epochs": extras.epochs_run,
         "nonfinite_sample_fraction": fractions[-1] if fractions else None,
         "val_loss_per_epoch": history.history.get("val_loss", []),
@@ -235,21 +305,30 @@ def _train_alone(args) -> dict:
     }
     atomic_write_json(os.path.join(args.out, "results.json"), result)
     if diverged:
-        where = (f"the last good checkpoint is {checkpoint.last_good}" if checkpoint.last_good
-                 else "no checkpoint was written before it")
+        where = (
+            f"the last good checkpoint is {checkpoint.last_good}"
+            if checkpoint.last_good
+            else "no checkpoint was written before it"
+        )
         raise SystemExit(
             f"tfflows train: training stopped on non-finite values (the loss, a gradient or the "
             f"update was inf or NaN) in epoch {result['epochs_total']}; that step was skipped and "
             f"model.keras was not written; {where}. Lower --lr or raise --warmup. "
-            f"Details in {os.path.join(args.out, 'results.json')}.")
+            f"Details in {os.path.join(args.out, 'results.json')}."
+        )
     if fractions and fractions[-1] > 0.5:
-        print(f"tfflows train: warning: {fractions[-1]:.0%} of samples at temperature 1.0 are inf or "
-              "NaN: the model is not usable as trained (lower --lr or raise --warmup; "
-              "FlowModel.sample(clip_latent=...) draws finite ones).", file=sys.stderr)
+        print(
+            f"tfflows train: warning: {fractions[-1]:.0%} of samples at temperature 1.0 are inf or "
+            "NaN: the model is not usable as trained (lower --lr or raise --warmup; "
+            "FlowModel.sample(clip_latent=...) draws finite ones).",
+            file=sys.stderr,
+        )
     what = "NLL (nats)" if num_bits is None else "bits/dim"
     value = final["loss"] if num_bits is None else final["bits_per_dim"]
-    print(f"tfflows: test {what} {value:.4f} after {result['epochs_total']} epochs "
-          f"({epochs_run} in this run, {seconds:.0f} s); model, samples and logs in {args.out}")
+    print(
+        f"tfflows: test {what} {value:.4f} after {result['epochs_total']} epochs "
+        f"({epochs_run} in this run, {seconds:.0f} s); model, samples and logs in {args.out}"
+    )
     return result
 
 
@@ -258,7 +337,15 @@ def _perturbed(args, train_x, num_bits, source_bits):
     from tfflows.ood import perturbed_dataset
 
     if num_bits is None or args.conditional:
-        raise ValueError(f"--perturb is for unconditional image models, got dataset {args.dataset!r}"
-                         + (" with --conditional." if args.conditional else " (vector data)."))
-    return perturbed_dataset(train_x, args.perturb, batch_size=args.batch_size, num_bits=num_bits,
-                             source_bits=source_bits, seed=args.seed)
+        raise ValueError(
+            f"--perturb is for unconditional image models, got dataset {args.dataset!r}"
+            + (" with --conditional." if args.conditional else " (vector data).")
+        )
+    return perturbed_dataset(
+        train_x,
+        args.perturb,
+        batch_size=args.batch_size,
+        num_bits=num_bits,
+        source_bits=source_bits,
+        seed=args.seed,
+    )

@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = ["Codec", "CodecError", "compress", "decompress", "fingerprint"]
 
-_LAZY = {"Codec": "tfflows.codec.coder", "CodecError": "tfflows.codec.container",
-         "compress": "tfflows.codec.coder", "decompress": "tfflows.codec.coder",
-         "fingerprint": "tfflows.codec.coder"}
+_LAZY = {
+    "Codec": "tfflows.codec.coder",
+    "CodecError": "tfflows.codec.container",
+    "compress": "tfflows.codec.coder",
+    "decompress": "tfflows.codec.coder",
+    "fingerprint": "tfflows.codec.coder",
+}
 
 if TYPE_CHECKING:
     from tfflows.codec.coder import Codec, compress, decompress, fingerprint

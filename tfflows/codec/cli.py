@@ -19,22 +19,29 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".web
 def add_parsers(sub) -> None:
     """Adds ``compress`` and ``decompress`` to the ``tfflows`` subparsers."""
     compress = sub.add_parser(
-        "compress", help="losslessly compress images with an integer discrete flow (--model idf)",
+        "compress",
+        help="losslessly compress images with an integer discrete flow (--model idf)",
         description="Codes images (files, or folders of PNG/BMP/... files, taken in sorted order) into one "
-                    "file with a trained IDF model. `tfflows decompress` with the same model gives them back "
-                    "bit for bit, as 00000.png, 00001.png, ... in the same order.")
+        "file with a trained IDF model. `tfflows decompress` with the same model gives them back "
+        "bit for bit, as 00000.png, 00001.png, ... in the same order.",
+    )
     compress.add_argument("model_path", help="a .keras IDF model written by `tfflows train --model idf`")
     compress.add_argument("images", nargs="+", help="image files or folders of them")
     compress.add_argument("-o", "--out", required=True, help="the compressed file to write")
-    compress.add_argument("--layout", choices=("stream", "random-access"), default="stream",
-                          help="stream: smallest; random-access: each image decodes on its own")
+    compress.add_argument(
+        "--layout",
+        choices=("stream", "random-access"),
+        default="stream",
+        help="stream: smallest; random-access: each image decodes on its own",
+    )
     compress.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     decompress = sub.add_parser("decompress", help="decode a file of `tfflows compress` into PNG images")
     decompress.add_argument("model_path", help="the .keras IDF model the file was compressed with")
     decompress.add_argument("file", help="a file written by `tfflows compress`")
     decompress.add_argument("-o", "--out", required=True, help="the folder to write (must not exist)")
-    decompress.add_argument("--index", type=int, default=None,
-                            help="decode only this image (random-access files)")
+    decompress.add_argument(
+        "--index", type=int, default=None, help="decode only this image (random-access files)"
+    )
     decompress.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
@@ -42,11 +49,16 @@ def _image_files(paths: list[str]) -> list[str]:
     files = []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(os.path.join(path, f) for f in os.listdir(path)
-                           if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
+            found = sorted(
+                os.path.join(path, f)
+                for f in os.listdir(path)
+                if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")
+            )
             if not found:
-                raise ValueError(f"the folder {path!r} holds no images (expected files ending in "
-                                 f"{', '.join(IMAGE_SUFFIXES)}).")
+                raise ValueError(
+                    f"the folder {path!r} holds no images (expected files ending in "
+                    f"{', '.join(IMAGE_SUFFIXES)})."
+                )
             files.extend(found)
         elif os.path.isfile(path):
             files.append(path)
@@ -66,16 +78,20 @@ def read_images(paths: list[str], shape: tuple[int, int, int]):
         try:
             with Image.open(file) as image:
                 if mode is None or image.mode != mode:
-                    raise ValueError(f"{file!r} is a {image.mode} image; the model codes {shape[2]}-channel "
-                                     f"images (mode {mode or 'none'}). Convert it losslessly first.")
+                    raise ValueError(
+                        f"{file!r} is a {image.mode} image; the model codes {shape[2]}-channel "
+                        f"images (mode {mode or 'none'}). Convert it losslessly first."
+                    )
                 arr = np.asarray(image)
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"could not read {file!r} as an image: {err}") from None
         height, width = arr.shape[:2]
         arr = arr.reshape((height, width, shape[2]))
         if arr.shape != tuple(shape) or arr.dtype != np.uint8:
-            raise ValueError(f"{file!r} is a {width}×{height} {arr.dtype} image; the model codes "
-                             f"{shape[1]}×{shape[0]} uint8 images.")
+            raise ValueError(
+                f"{file!r} is a {width}×{height} {arr.dtype} image; the model codes "
+                f"{shape[1]}×{shape[0]} uint8 images."
+            )
         out.append(arr)
     return np.stack(out)
 
@@ -97,8 +113,10 @@ def _load_codec_model(path: str):
         first = (str(err).strip().splitlines() or [""])[0][:300]
         raise ValueError(f"could not load the model file {path!r}: {type(err).__name__}: {first}") from err
     if not isinstance(model, IDF):
-        raise ValueError(f"{path!r} holds a {type(model).__name__}; the codec needs an integer discrete flow "
-                         "(train one with `tfflows train --model idf`).")
+        raise ValueError(
+            f"{path!r} holds a {type(model).__name__}; the codec needs an integer discrete flow "
+            "(train one with `tfflows train --model idf`)."
+        )
     return model
 
 
@@ -142,7 +160,8 @@ def decompress_file(args: argparse.Namespace) -> int:
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
         for i, image in enumerate(images):
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
-                os.path.join(tmp, f"{first + i:05d}.png"))
+                os.path.join(tmp, f"{first + i:05d}.png")
+            )
     print(f"tfflows decompress: {len(images)} images → {args.out}/")
     return len(images)
 

@@ -31,9 +31,9 @@ __all__ = ["CHUNK", "FALLBACK_P", "Codec", "compress", "decompress", "fingerprin
 
 CHUNK = 64
 """Images run through the network together (bounds the memory of the probability tables)."""
-FALLBACK_P = 2.0 ** -10
+FALLBACK_P = 2.0**-10
 """Probability the coder gives an image's fallback flag (costs 0.0014 bits per normal image)."""
-_SMALLEST = 2.0 ** -24
+_SMALLEST = 2.0**-24
 """The least probability constriction's range coder (24-bit precision) gives any symbol."""
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _FLAG = constriction.stream.model.Bernoulli(FALLBACK_P, perfect=False)
@@ -43,8 +43,10 @@ def _require_idf(model):
     from tfflows.models.idf import IDF
 
     if not isinstance(model, IDF):
-        raise CodecError(f"the codec needs an integer discrete flow (tfflows.models.IDF); got a "
-                         f"{type(model).__name__}, whose likelihood is not exact on integers.")
+        raise CodecError(
+            f"the codec needs an integer discrete flow (tfflows.models.IDF); got a "
+            f"{type(model).__name__}, whose likelihood is not exact on integers."
+        )
     return model
 
 
@@ -54,8 +56,11 @@ def fingerprint(model) -> bytes:
     config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")}
     h = hashlib.sha256()
     h.update(json.dumps(config, sort_keys=True).encode())
-    h.update(json.dumps([qz.MEAN_STEPS, qz.LOG_SCALE_STEPS, qz.LOGIT_STEPS, qz.LOGIT_FLOOR, qz.GUARD,
-                         FALLBACK_P, CHUNK]).encode())
+    h.update(
+        json.dumps(
+            [qz.MEAN_STEPS, qz.LOG_SCALE_STEPS, qz.LOGIT_STEPS, qz.LOGIT_FLOOR, qz.GUARD, FALLBACK_P, CHUNK]
+        ).encode()
+    )
     for w in model.weights:
         value = np.ascontiguousarray(np.asarray(w.numpy(), dtype=np.float32))
         h.update(f"{w.path}:{value.shape}".encode())
@@ -88,7 +93,7 @@ class Codec:
         self.lo, self.hi = model.latent_range()
         self.shape = tuple(model.event_shape)
         self.num_bits = model.num_bits
-        self.levels = 2 ** model.num_bits
+        self.levels = 2**model.num_bits
         self.dtype = np.uint8 if self.num_bits <= 8 else np.uint16
         self.last_fallback = np.zeros(0, dtype=bool)
         self.last_information = np.zeros(0)
@@ -99,18 +104,24 @@ class Codec:
         """``images`` as ``[N, H, W, C]`` of the model's dtype and levels, or one line saying what is wrong."""
         arr = np.asarray(images) if not isinstance(images, np.ndarray) else images
         if arr.dtype != self.dtype:
-            raise CodecError(f"expected {np.dtype(self.dtype).name} images (pixel levels 0..{self.levels - 1}), "
-                             f"got dtype {arr.dtype}.")
+            raise CodecError(
+                f"expected {np.dtype(self.dtype).name} images (pixel levels 0..{self.levels - 1}), "
+                f"got dtype {arr.dtype}."
+            )
         if arr.ndim == len(self.shape):
             arr = arr[None]
         if arr.ndim != 4 or tuple(arr.shape[1:]) != self.shape:
-            raise CodecError(f"expected images of shape {self.shape} (one, or a batch [N, "
-                             f"{', '.join(map(str, self.shape))}]), got shape {tuple(np.shape(images))}.")
+            raise CodecError(
+                f"expected images of shape {self.shape} (one, or a batch [N, "
+                f"{', '.join(map(str, self.shape))}]), got shape {tuple(np.shape(images))}."
+            )
         if arr.shape[0] == 0:
             raise CodecError("no images to compress (an empty batch).")
         if self.levels < 2 ** (8 * arr.itemsize) and arr.max() >= self.levels:
-            raise CodecError(f"pixel values must be in 0..{self.levels - 1} (num_bits={self.num_bits}), "
-                             f"got a maximum of {int(arr.max())}.")
+            raise CodecError(
+                f"pixel values must be in 0..{self.levels - 1} (num_bits={self.num_bits}), "
+                f"got a maximum of {int(arr.max())}."
+            )
         return arr
 
     # -- the two directions -----------------------------------------------------------------------
@@ -144,15 +155,18 @@ class Codec:
         keep = np.flatnonzero(~fallback)
         for symbols, probs in planned:
             for j, image in enumerate(keep):
-                encoders[image].encode(symbols[j].ravel(), _CATEGORICAL, probs[j].reshape(-1, probs.shape[-1]))
+                encoders[image].encode(
+                    symbols[j].ravel(), _CATEGORICAL, probs[j].reshape(-1, probs.shape[-1])
+                )
         for k in np.flatnonzero(fallback):
             encoders[k].encode(x[k].astype(np.int32).ravel(), constriction.stream.model.Uniform(self.levels))
         return stats
 
     def _chunk_stats(self, x: np.ndarray, fallback: np.ndarray, planned: list) -> np.ndarray:
         """Bits per image under the coder's own quantized probabilities (what an ideal coder spends)."""
-        bits = np.where(fallback, -np.log2(FALLBACK_P) + x[0].size * np.log2(self.levels),
-                        -np.log2(1.0 - FALLBACK_P))
+        bits = np.where(
+            fallback, -np.log2(FALLBACK_P) + x[0].size * np.log2(self.levels), -np.log2(1.0 - FALLBACK_P)
+        )
         keep = np.flatnonzero(~fallback)
         for symbols, probs in planned if len(keep) else []:
             p = np.take_along_axis(probs, symbols[..., None], -1)[..., 0] / probs.sum(-1)
@@ -165,6 +179,7 @@ class Codec:
         keep = np.flatnonzero(~fallback)
         out = np.zeros((n,) + self.shape, dtype=self.dtype)
         if len(keep):
+
             def draw(params, index):
                 q = qz.quantize(np.asarray(params), self.lo, self.hi)
                 probs = qz.probabilities(q, self.lo, self.hi)
@@ -176,8 +191,10 @@ class Codec:
 
             x = np.asarray(self.twin.invert(draw, batch_size=len(keep)))
             if x.min() < 0 or x.max() >= self.levels:
-                raise CodecError("the coded data decode to pixels outside the model's levels: the file was "
-                                 "not written by this codec and model, or is corrupted.")
+                raise CodecError(
+                    "the coded data decode to pixels outside the model's levels: the file was "
+                    "not written by this codec and model, or is corrupted."
+                )
             out[keep] = np.rint(x).astype(self.dtype)
         size = int(np.prod(self.shape))
         for i in np.flatnonzero(fallback):
@@ -196,8 +213,10 @@ class Codec:
             encoders = [shared] * n
         else:
             encoders = [constriction.stream.queue.RangeEncoder() for _ in range(n)]
-        stats = [self._encode_chunk(x[start:start + CHUNK], encoders[start:start + CHUNK])
-                 for start in range(0, n, CHUNK)]
+        stats = [
+            self._encode_chunk(x[start : start + CHUNK], encoders[start : start + CHUNK])
+            for start in range(0, n, CHUNK)
+        ]
         self.last_fallback = np.concatenate([f for f, _ in stats])
         self.last_information = np.concatenate([b for _, b in stats])
         messages = [shared.get_compressed()] if layout == "stream" else [e.get_compressed() for e in encoders]
@@ -206,11 +225,15 @@ class Codec:
 
     def _check_header(self, header: Header) -> None:
         if header.fingerprint != self.fingerprint:
-            raise CodecError(f"the file was compressed with another model (fingerprint "
-                             f"{header.fingerprint.hex()}, this model's is {self.fingerprint.hex()}).")
+            raise CodecError(
+                f"the file was compressed with another model (fingerprint "
+                f"{header.fingerprint.hex()}, this model's is {self.fingerprint.hex()})."
+            )
         if header.shape != self.shape or header.num_bits != self.num_bits:
-            raise CodecError(f"the file holds {header.shape} images of {header.num_bits} bits; this model codes "
-                             f"{self.shape} of {self.num_bits}.")
+            raise CodecError(
+                f"the file holds {header.shape} images of {header.num_bits} bits; this model codes "
+                f"{self.shape} of {self.num_bits}."
+            )
 
     def decompress(self, data: bytes, index: int | None = None) -> np.ndarray:
         """The images of ``data`` ``[N, H, W, C]``, or the one at ``index`` (random-access files only)."""
@@ -218,8 +241,10 @@ class Codec:
         self._check_header(header)
         if index is not None:
             if header.layout != "random_access":
-                raise CodecError("decoding one image by index needs a random-access file; this one is a "
-                                 "single stream (decode it whole).")
+                raise CodecError(
+                    "decoding one image by index needs a random-access file; this one is a "
+                    "single stream (decode it whole)."
+                )
             if not 0 <= index < header.count:
                 raise CodecError(f"index {index} is out of range: the file holds {header.count} images.")
             return self._decode_chunk(1, [_decoder(messages[index])])[0]
@@ -228,12 +253,16 @@ class Codec:
             decoders = [shared] * header.count
         else:
             decoders = [_decoder(m) for m in messages]
-        parts = [self._decode_chunk(min(CHUNK, header.count - start), decoders[start:start + CHUNK])
-                 for start in range(0, header.count, CHUNK)]
+        parts = [
+            self._decode_chunk(min(CHUNK, header.count - start), decoders[start : start + CHUNK])
+            for start in range(0, header.count, CHUNK)
+        ]
         out = np.concatenate(parts)
         if zlib.crc32(out.tobytes()) != header.pixels_crc:
-            raise CodecError("the decoded images do not match the checksum recorded at compression: the file "
-                             "is corrupted, or this machine computes the model differently.")
+            raise CodecError(
+                "the decoded images do not match the checksum recorded at compression: the file "
+                "is corrupted, or this machine computes the model differently."
+            )
         return out
 
 

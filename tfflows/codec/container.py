@@ -61,8 +61,17 @@ def _varints(values: list[int]) -> bytes:
 
 def pack(header: Header, messages: list[np.ndarray]) -> bytes:
     """The file's bytes: header, one message (stream) or one per image (random access), CRC."""
-    head = _HEAD.pack(MAGIC, VERSION, LAYOUTS.index(header.layout), header.num_bits, 0, header.fingerprint,
-                      *header.shape, header.count, header.pixels_crc)
+    head = _HEAD.pack(
+        MAGIC,
+        VERSION,
+        LAYOUTS.index(header.layout),
+        header.num_bits,
+        0,
+        header.fingerprint,
+        *header.shape,
+        header.count,
+        header.pixels_crc,
+    )
     if header.layout == "stream":
         body = messages[0].astype("<u4").tobytes()
     else:
@@ -81,12 +90,14 @@ def unpack(data: bytes) -> tuple[Header, list[np.ndarray]]:
     if not data.startswith(MAGIC[: min(len(data), 4)]) or len(data) < 4:
         raise CodecError(f"not a tfflows codec file: it starts with {data[:4]!r}, expected {MAGIC!r}.")
     if len(data) < _HEAD.size + 4:
-        raise CodecError(f"the file is truncated: {len(data)} bytes, shorter than the {_HEAD.size + 4}-byte "
-                         "header and checksum.")
+        raise CodecError(
+            f"the file is truncated: {len(data)} bytes, shorter than the {_HEAD.size + 4}-byte "
+            "header and checksum."
+        )
     (magic, version, layout, num_bits, _, fingerprint, h, w, c, count, pixels_crc) = _HEAD.unpack_from(data)
     if version != VERSION:
         raise CodecError(f"the file is codec version {version}; this tfflows reads version {VERSION}.")
-    body, (crc,) = data[_HEAD.size:-4], struct.unpack("<I", data[-4:])
+    body, (crc,) = data[_HEAD.size : -4], struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise CodecError("the file is corrupted or truncated: its CRC-32 does not match its contents.")
     if layout >= len(LAYOUTS):
@@ -94,8 +105,10 @@ def unpack(data: bytes) -> tuple[Header, list[np.ndarray]]:
     header = Header(LAYOUTS[layout], num_bits, fingerprint, (h, w, c), count, pixels_crc)
     pixels = count * h * w * c * (2 if num_bits > 8 else 1)
     if count < 1 or min(h, w, c) < 1 or pixels > max(MAX_EXPANSION * len(data), 1 << 26):
-        raise CodecError(f"the header claims {count} images of {h}×{w}×{c} from {len(data)} bytes: "
-                         "not a file this codec wrote.")
+        raise CodecError(
+            f"the header claims {count} images of {h}×{w}×{c} from {len(data)} bytes: "
+            "not a file this codec wrote."
+        )
     if header.layout == "stream":
         if len(body) % 4:
             raise CodecError(f"the coded stream is {len(body)} bytes, not whole 32-bit words: truncated.")
@@ -114,9 +127,14 @@ def unpack(data: bytes) -> tuple[Header, list[np.ndarray]]:
                 break
         lengths.append(value)
     if 4 * sum(lengths) != len(body) - pos:
-        raise CodecError(f"the random-access index lists {4 * sum(lengths)} bytes of images, the file holds "
-                         f"{len(body) - pos}.")
-    words = np.frombuffer(body, dtype="<u4", offset=pos).astype(np.uint32) if len(body) > pos else \
-        np.zeros(0, np.uint32)
+        raise CodecError(
+            f"the random-access index lists {4 * sum(lengths)} bytes of images, the file holds "
+            f"{len(body) - pos}."
+        )
+    words = (
+        np.frombuffer(body, dtype="<u4", offset=pos).astype(np.uint32)
+        if len(body) > pos
+        else np.zeros(0, np.uint32)
+    )
     ends = np.cumsum([0] + lengths)
-    return header, [words[ends[i]:ends[i + 1]] for i in range(count)]
+    return header, [words[ends[i] : ends[i + 1]] for i in range(count)]

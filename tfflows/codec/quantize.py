@@ -23,8 +23,17 @@ import numpy as np
 
 from tfflows.layers.idf import LOG_SCALE_MAX, LOG_SCALE_MIN
 
-__all__ = ["GUARD", "LOGIT_STEPS", "LOG_SCALE_STEPS", "MEAN_STEPS", "Quantized", "exact_exp", "margin",
-           "probabilities", "quantize"]
+__all__ = [
+    "GUARD",
+    "LOGIT_STEPS",
+    "LOG_SCALE_STEPS",
+    "MEAN_STEPS",
+    "Quantized",
+    "exact_exp",
+    "margin",
+    "probabilities",
+    "quantize",
+]
 
 MEAN_STEPS = 32
 """μ is rounded to a multiple of 1/MEAN_STEPS."""
@@ -74,7 +83,9 @@ class Quantized:
       margin: per latent, the smallest distance of its raw values from a rounding boundary.
     """
 
-    def __init__(self, mean: np.ndarray, log_scale: np.ndarray, logit: np.ndarray, margin: np.ndarray) -> None:
+    def __init__(
+        self, mean: np.ndarray, log_scale: np.ndarray, logit: np.ndarray, margin: np.ndarray
+    ) -> None:
         self.mean, self.log_scale, self.logit, self.margin = mean, log_scale, logit, margin
 
 
@@ -106,7 +117,9 @@ def _mass_table(width: int) -> np.ndarray:
     """
     num_scales = int(round((LOG_SCALE_MAX - LOG_SCALE_MIN) * LOG_SCALE_STEPS)) + 1
     inv_scale = exact_exp(-(LOG_SCALE_MIN + np.arange(num_scales) / LOG_SCALE_STEPS))
-    offsets = (np.arange(2 * width + 1) - width + 0.5)[None, :] - (np.arange(MEAN_STEPS) / MEAN_STEPS)[:, None]
+    offsets = (np.arange(2 * width + 1) - width + 0.5)[None, :] - (np.arange(MEAN_STEPS) / MEAN_STEPS)[
+        :, None
+    ]
     u = inv_scale[:, None, None] * offsets[None]
     cdf = (1.0 / (1.0 + exact_exp(-u))).reshape(num_scales * MEAN_STEPS, 2 * width + 1)
     return cdf[:, 1:] - cdf[:, :-1]
@@ -121,9 +134,9 @@ def probabilities(q: Quantized, lo: int, hi: int) -> np.ndarray:
     width = hi - lo + 1
     windows = np.lib.stride_tricks.sliding_window_view(_mass_table(width), width, axis=1)
     whole = np.floor_divide(q.mean, MEAN_STEPS)
-    rows = q.log_scale * MEAN_STEPS + (q.mean - whole * MEAN_STEPS)   # [..., K]
-    start = lo - whole + width - 1                                  # column of value lo
-    weight = exact_exp(q.logit / LOGIT_STEPS)                       # [..., K]
+    rows = q.log_scale * MEAN_STEPS + (q.mean - whole * MEAN_STEPS)  # [..., K]
+    start = lo - whole + width - 1  # column of value lo
+    weight = exact_exp(q.logit / LOGIT_STEPS)  # [..., K]
     total = weight[..., 0]
     for k in range(1, weight.shape[-1]):
         total = total + weight[..., k]

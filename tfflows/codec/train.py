@@ -35,14 +35,20 @@ def train(args: argparse.Namespace) -> dict:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    train_x = np.asarray(load_images(args.dataset, "train", data_dir=args.data_dir), np.float32)[: args.max_train]
-    test_x = np.asarray(load_images(args.dataset, "test", data_dir=args.data_dir), np.float32)[: args.test_examples]
+    train_x = np.asarray(load_images(args.dataset, "train", data_dir=args.data_dir), np.float32)[
+        : args.max_train
+    ]
+    test_x = np.asarray(load_images(args.dataset, "test", data_dir=args.data_dir), np.float32)[
+        : args.test_examples
+    ]
     folder = os.path.join(args.out, "checkpoints")
     os.makedirs(folder, exist_ok=True)
     found = numbered_entries(folder, _CHECKPOINT)
     if found and not args.resume:
-        raise ValueError(f"{folder} holds checkpoints; pass --resume to go on from epoch {found[0][0]} "
-                         "(or --overwrite on the tfflows command line to start again).")
+        raise ValueError(
+            f"{folder} holds checkpoints; pass --resume to go on from epoch {found[0][0]} "
+            "(or --overwrite on the tfflows command line to start again)."
+        )
     if found:
         epoch, path = found[0]
         model = keras.models.load_model(path)
@@ -61,15 +67,29 @@ def train(args: argparse.Namespace) -> dict:
         start, cpu = time.time(), time.process_time()
         part = _part(len(train_x), epoch, args.part_size)
         hist = model.fit(train_x[part], batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
-        test_bpd = float(np.mean(np.concatenate([
-            np.asarray(model.bits_per_dim(test_x[i:i + 500])) for i in range(0, len(test_x), 500)])))
-        result = dict(dataset=args.dataset, epoch=epoch, train_bpd=float(hist.history["bits_per_dim"][-1]), test_bpd=test_bpd,
-                      wall_s=round(time.time() - start, 1), cpu_s=round(time.process_time() - cpu, 1),
-                      lr=float(model.optimizer.learning_rate.numpy()))
+        test_bpd = float(
+            np.mean(
+                np.concatenate(
+                    [np.asarray(model.bits_per_dim(test_x[i : i + 500])) for i in range(0, len(test_x), 500)]
+                )
+            )
+        )
+        result = dict(
+            dataset=args.dataset,
+            epoch=epoch,
+            train_bpd=float(hist.history["bits_per_dim"][-1]),
+            test_bpd=test_bpd,
+            wall_s=round(time.time() - start, 1),
+            cpu_s=round(time.process_time() - cpu, 1),
+            lr=float(model.optimizer.learning_rate.numpy()),
+        )
         with atomic_path(os.path.join(folder, f"epoch_{epoch}.keras")) as tmp:
             model.save(tmp)
-        history = [json.loads(line) for line in open(os.path.join(args.out, "train.log"))] \
-            if os.path.exists(os.path.join(args.out, "train.log")) else []
+        history = (
+            [json.loads(line) for line in open(os.path.join(args.out, "train.log"))]
+            if os.path.exists(os.path.join(args.out, "train.log"))
+            else []
+        )
         if all(test_bpd < h["test_bpd"] for h in history):
             # the best so far is kept apart: a loss spike later must not cost it
             with atomic_path(os.path.join(args.out, "best.keras")) as tmp:
@@ -95,7 +115,7 @@ def _part(n: int, epoch: int, size: int):
     parts = n // size
     order = np.random.default_rng(1000 + (epoch - 1) // parts).permutation(n)
     k = (epoch - 1) % parts
-    return np.sort(order[k * size:(k + 1) * size])
+    return np.sort(order[k * size : (k + 1) * size])
 
 
 def train_from_cli(args: argparse.Namespace) -> dict:
@@ -112,10 +132,22 @@ def train_from_cli(args: argparse.Namespace) -> dict:
         for name in ("results.json", "model.keras", "train.log"):
             if os.path.exists(os.path.join(args.out, name)):
                 os.remove(os.path.join(args.out, name))
-    return train(argparse.Namespace(
-        dataset=args.dataset, data_dir=args.data_dir, out=args.out, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, config=json.dumps(config), test_examples=2000, threads=0,
-        resume=args.resume, max_train=args.max_train, part_size=0))
+    return train(
+        argparse.Namespace(
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            out=args.out,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            config=json.dumps(config),
+            test_examples=2000,
+            threads=0,
+            resume=args.resume,
+            max_train=args.max_train,
+            part_size=0,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-examples", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--part-size", type=int, default=0,
-                        help="training images per epoch (a slice of the set; 0: all), for frequent checkpoints")
+    parser.add_argument(
+        "--part-size",
+        type=int,
+        default=0,
+        help="training images per epoch (a slice of the set; 0: all), for frequent checkpoints",
+    )
     return parser
 
 

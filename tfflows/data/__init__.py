@@ -26,13 +26,7 @@ from tfflows.data.pipeline import (
     toy_dataset,
 )
 from tfflows.data.spec import DATA_KINDS, DataSpec
-from tfflows.data.toys import (
-    TOY_NAMES,
-    estimate_toy_entropy,
-    sample_toy,
-    toy_entropy,
-    toy_log_prob,
-)
+from tfflows.data.toys import TOY_NAMES, estimate_toy_entropy, sample_toy, toy_entropy, toy_log_prob
 
 __all__ = [
     "DATA_KINDS",

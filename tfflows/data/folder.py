@@ -60,7 +60,8 @@ def _list_images(path: str, recursive: bool) -> list[str]:
         if subfolders:
             hint += f"; pass recursive=True to read its subfolders ({', '.join(subfolders[:3])})"
         raise ValueError(
-            f"image_folder: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files in {path!r}{hint}.")
+            f"image_folder: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files in {path!r}{hint}."
+        )
     return found
 
 
@@ -70,7 +71,8 @@ def _check_header(file: str) -> None:
     if not any(head.startswith(magic) for magic in _MAGIC):
         raise ValueError(
             f"image_folder: {file!r} is not a PNG or JPEG image (its first bytes are {head!r}); "
-            "remove it or move it out of the folder.")
+            "remove it or move it out of the folder."
+        )
 
 
 def image_folder(
@@ -131,11 +133,13 @@ def image_folder(
         raise ValueError(f"image_folder: channels must be 1 (grayscale) or 3 (RGB); got {channels!r}.")
     if crop not in _CROPS:
         raise ValueError(f"image_folder: crop must be one of {list(_CROPS)}; got {crop!r}.")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
         raise ValueError(f"image_folder: batch_size must be a positive int or None; got {batch_size!r}.")
-    if num_levels is not None and (isinstance(num_levels, bool) or not isinstance(num_levels, int)
-                                   or num_levels < 0):
+    if num_levels is not None and (
+        isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 0
+    ):
         raise ValueError(f"image_folder: num_levels must be an int >= 0 or None; got {num_levels!r}.")
     target = _size_pair(size)
     files = _list_images(path, recursive)
@@ -151,12 +155,14 @@ def image_folder(
             raise ValueError(
                 f"image_folder: a model with num_levels={num_levels} squeezes the images "
                 f"{num_levels} times, so height and width must be divisible by {f}; got size "
-                f"{target[0]}x{target[1]}. Pass size={fits}.")
+                f"{target[0]}x{target[1]}. Pass size={fits}."
+            )
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_loader(target, channels, crop != "none"), num_parallel_calls=PARALLEL_CALLS,
-                deterministic=True)
+    ds = ds.map(
+        _loader(target, channels, crop != "none"), num_parallel_calls=PARALLEL_CALLS, deterministic=True
+    )
     if batch_size is not None:
         ds = ds.batch(batch_size)
     return steady(ds.prefetch(PREFETCH_BATCHES))
@@ -166,19 +172,19 @@ def _loader(target: tuple[int, int], channels: int, centre_crop: bool):
     th, tw = target
 
     def load(file: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, dtype=tf.uint8,
-                                   expand_animations=False)
+        image = tf.io.decode_image(
+            tf.io.read_file(file), channels=channels, dtype=tf.uint8, expand_animations=False
+        )
         h, w = tf.shape(image)[0], tf.shape(image)[1]
         if centre_crop:
             # The largest box of aspect th:tw inside h×w, centred: integer maths, no rounding drift.
             ch = tf.minimum(h, (w * th) // tw)
             cw = tf.minimum(w, (h * tw) // th)
-            image = image[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+            image = image[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
             h, w = ch, cw
 
         def resize():
-            out = tf.image.resize(tf.cast(image, tf.float32), (th, tw), method="bilinear",
-                                  antialias=True)
+            out = tf.image.resize(tf.cast(image, tf.float32), (th, tw), method="bilinear", antialias=True)
             return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
 
         same = tf.logical_and(tf.equal(h, th), tf.equal(w, tw))

@@ -38,9 +38,7 @@ def _read_bytes(path: str) -> bytes:
     try:
         return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as err:
-        raise ValueError(
-            f"IDX file {path!r}: expected a complete gzip stream; got {err}."
-        ) from err
+        raise ValueError(f"IDX file {path!r}: expected a complete gzip stream; got {err}.") from err
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -60,9 +58,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = os.fspath(path)
     data = _read_bytes(path)
     if len(data) < 4:
-        raise ValueError(
-            f"IDX file {path!r}: expected a 4-byte header; got {len(data)} bytes."
-        )
+        raise ValueError(f"IDX file {path!r}: expected a 4-byte header; got {len(data)} bytes.")
     if data[:2] != b"\x00\x00" or data[2] not in IDX_DTYPES:
         codes = ", ".join(f"0x{code:02X}" for code in IDX_DTYPES)
         raise ValueError(

@@ -114,14 +114,12 @@ def _load_idx(image_path: str, split: str, with_labels: bool) -> Images:
     label_path = _find_file(folder, label_stem)
     if label_path is None:
         raise ValueError(
-            f"Found {image_path!r} but expected labels {label_stem}[.gz] beside it; "
-            f"got none in {folder!r}."
+            f"Found {image_path!r} but expected labels {label_stem}[.gz] beside it; got none in {folder!r}."
         )
     labels = read_idx(label_path)
     if labels.shape != images.shape[:1]:
         raise ValueError(
-            f"IDX file {label_path!r}: expected labels of shape [{len(images)}]; "
-            f"got {list(labels.shape)}."
+            f"IDX file {label_path!r}: expected labels of shape [{len(images)}]; got {list(labels.shape)}."
         )
     return images, labels.astype(np.int32)
 
@@ -175,8 +173,11 @@ def _reachable(address: str, timeout: float = 2.5) -> bool:
 
 def _prepared_tfds_names(root: str) -> list[str]:
     try:
-        return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
-                      and not d.startswith(("downloads", ".")))
+        return sorted(
+            d
+            for d in os.listdir(root)
+            if os.path.isdir(os.path.join(root, d)) and not d.startswith(("downloads", "."))
+        )
     except OSError:
         return []
 
@@ -197,7 +198,8 @@ def _tfds_builder(name: str, download: bool):
         raise _TfdsUnavailable(
             f"TFDS has no dataset {name!r} (DatasetNotFoundError): expected one of the local "
             f"names {list(LOCAL_NAMES)} or a TFDS name; prepared TFDS datasets in {root!r}: "
-            f"{_prepared_tfds_names(root) or 'none'}.{' ' + hint[0] if hint else ''}") from None
+            f"{_prepared_tfds_names(root) or 'none'}.{' ' + hint[0] if hint else ''}"
+        ) from None
     if download and not builder.is_prepared():
         probe = os.environ.get(TFDS_PROBE_ENV) or _TFDS_PROBE
         if not _reachable(probe):
@@ -206,7 +208,8 @@ def _tfds_builder(name: str, download: bool):
                 f"{builder.data_dir!r}) and the network is unreachable ({probe}), so it cannot be "
                 f"downloaded now. On a machine with internet run `tfds build {name}` and copy "
                 f"{str(getattr(builder, 'data_dir_root', '~/tensorflow_datasets'))!r} here, or set "
-                "TFDS_DATA_DIR to a folder that holds it.")
+                "TFDS_DATA_DIR to a folder that holds it."
+            )
     return builder
 
 
@@ -215,8 +218,10 @@ def _load_tfds(name: str, split: str, with_labels: bool, download: bool) -> Imag
 
     builder = _tfds_builder(name, download)
     if not download and not builder.is_prepared():
-        raise _TfdsUnavailable(f"TFDS dataset {name!r} is not downloaded (no prepared copy in "
-                               f"{builder.data_dir!r}) and download=False.")
+        raise _TfdsUnavailable(
+            f"TFDS dataset {name!r} is not downloaded (no prepared copy in "
+            f"{builder.data_dir!r}) and download=False."
+        )
     data = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, download=download))
     if not isinstance(data, dict) or "image" not in data:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -231,8 +236,7 @@ def _load_tfds(name: str, split: str, with_labels: bool, download: bool) -> Imag
         return images
     if "label" not in data:
         raise ValueError(
-            f"TFDS dataset {name!r}: expected a 'label' feature for with_labels=True; "
-            f"got {sorted(data)}."
+            f"TFDS dataset {name!r}: expected a 'label' feature for with_labels=True; got {sorted(data)}."
         )
     return images, np.asarray(data["label"]).astype(np.int32)
 
@@ -269,8 +273,10 @@ def load_images(
         raise ValueError(f"split for {name!r} must be one of {list(_SPLITS)}; got {split!r}.")
     if data_dir is not None and not os.path.isdir(data_dir):
         # Never fall back silently to other data when the folder asked for is missing.
-        raise ValueError(f"data_dir {os.fspath(data_dir)!r} does not exist or is not a folder "
-                         f"(expected a folder holding the IDX files of {name!r}).")
+        raise ValueError(
+            f"data_dir {os.fspath(data_dir)!r} does not exist or is not a folder "
+            f"(expected a folder holding the IDX files of {name!r})."
+        )
     if name == "digits":
         return _load_digits(split, with_labels)
     folders = idx_search_dirs(name, data_dir)

@@ -44,8 +44,9 @@ __all__ = [
 ]
 
 # Fixed parallelism instead of tf.data's autotuner (see ``steady``).
-PARALLEL_CALLS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                     else (os.cpu_count() or 1))
+PARALLEL_CALLS = max(
+    1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+)
 PREFETCH_BATCHES = 2
 
 
@@ -144,8 +145,7 @@ def _unbatched_elements(ds: tf.data.Dataset) -> tuple[tf.data.Dataset, bool]:
         ds = ds.map(lambda x: x)
     elif isinstance(spec, tuple) and len(spec) != 2:
         raise ValueError(
-            "make_dataset: a Dataset of tuples must yield (images, labels); "
-            f"got tuples of {len(spec)} items."
+            f"make_dataset: a Dataset of tuples must yield (images, labels); got tuples of {len(spec)} items."
         )
     elif not isinstance(spec, (tuple, tf.TensorSpec)):
         raise ValueError(
@@ -168,8 +168,8 @@ def _unbatched_elements(ds: tf.data.Dataset) -> tuple[tf.data.Dataset, bool]:
             "make_dataset reduces 8-bit pixels (source_bits <= 8); a Dataset of "
             f"{x_spec.dtype.name} images goes to fit directly, whose models read integer "
             "pixels themselves (see tfflows.data.integer_pixel_bits)."
-            if x_spec.dtype == tf.uint16 else
-            f"make_dataset: a Dataset's pixels must be uint8; got {x_spec.dtype.name}. "
+            if x_spec.dtype == tf.uint16
+            else f"make_dataset: a Dataset's pixels must be uint8; got {x_spec.dtype.name}. "
             "Cast them with tf.cast(images, tf.uint8) after checking they lie in 0..255."
         )
     if rank == 4:
@@ -192,8 +192,7 @@ def _elements_from_arrays(images, labels) -> tuple[tf.data.Dataset, int, int]:
         labels = np.asarray(labels)
         if labels.ndim == 0 or len(labels) != len(images):
             raise ValueError(
-                f"labels must have {len(images)} rows, one per image; "
-                f"got shape {list(labels.shape)}."
+                f"labels must have {len(images)} rows, one per image; got shape {list(labels.shape)}."
             )
         elements = (images, labels)
     return tf.data.Dataset.from_tensor_slices(elements), len(images), int(images.max())
@@ -271,8 +270,10 @@ def make_dataset(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if shuffle_buffer is not None and (
-            isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, (int, np.integer))
-            or shuffle_buffer < 1):
+        isinstance(shuffle_buffer, bool)
+        or not isinstance(shuffle_buffer, (int, np.integer))
+        or shuffle_buffer < 1
+    ):
         raise ValueError(f"shuffle_buffer must be a positive integer or None; got {shuffle_buffer!r}.")
     if isinstance(images, tf.data.Dataset):
         if labels is not None:
@@ -322,8 +323,9 @@ def _range_check(source_bits: int, has_labels: bool):
     def check(x, *label):
         if top < 256:  # uint8 holds exactly 0..255: nothing to check at 8 bits
             message = f"make_dataset: pixels must lie in [0, {top}) for source_bits={source_bits}"
-            with tf.control_dependencies([
-                    tf.debugging.assert_less(x, tf.constant(top, x.dtype), message=message)]):
+            with tf.control_dependencies(
+                [tf.debugging.assert_less(x, tf.constant(top, x.dtype), message=message)]
+            ):
                 x = tf.identity(x)
         return (x, *label) if has_labels else x
 

@@ -14,8 +14,16 @@ import tensorflow as tf
 
 from tfflows.deprecation import old_argument_names
 
-__all__ = ["bin_centres", "check_bits", "dequantize", "integer_pixel_bits", "pixel_levels", "quantize",
-           "saved_model_pixel_dtype", "stateless_key"]
+__all__ = [
+    "bin_centres",
+    "check_bits",
+    "dequantize",
+    "integer_pixel_bits",
+    "pixel_levels",
+    "quantize",
+    "saved_model_pixel_dtype",
+    "stateless_key",
+]
 
 
 def check_bits(num_bits: int, source_bits: int, name: str = "num_bits") -> None:
@@ -23,8 +31,7 @@ def check_bits(num_bits: int, source_bits: int, name: str = "num_bits") -> None:
         raise ValueError(f"source_bits must be in 1..8 for uint8 data; got {source_bits}.")
     if not 1 <= num_bits <= source_bits:
         raise ValueError(
-            f"{name} must be in 1..source_bits={source_bits} (bits can only be dropped); "
-            f"got {num_bits}."
+            f"{name} must be in 1..source_bits={source_bits} (bits can only be dropped); got {num_bits}."
         )
 
 
@@ -33,9 +40,7 @@ def stateless_key(seed: int | tf.Tensor) -> tf.Tensor:
     return tf.stack([seed, tf.zeros_like(seed)]) if seed.shape.rank == 0 else seed
 
 
-def quantize(
-    x: tf.Tensor, num_bits: int, source_bits: int, seed: tf.Tensor | None, noise: bool
-) -> tf.Tensor:
+def quantize(x: tf.Tensor, num_bits: int, source_bits: int, seed: tf.Tensor | None, noise: bool) -> tf.Tensor:
     shift = source_bits - num_bits
     if shift:
         x = x // tf.constant(2**shift, dtype=x.dtype)
@@ -53,10 +58,7 @@ def quantize(
 
 @old_argument_names({"n_bits": "num_bits"})
 def dequantize(
-    x: tf.Tensor | np.ndarray,
-    num_bits: int = 8,
-    source_bits: int = 8,
-    seed: int | tf.Tensor | None = None,
+    x: tf.Tensor | np.ndarray, num_bits: int = 8, source_bits: int = 8, seed: int | tf.Tensor | None = None
 ) -> tf.Tensor:
     """y = floor(x / 2^(source_bits - num_bits)) + u, with u ~ U[0, 1) per element.
 
@@ -115,8 +117,11 @@ def integer_pixel_bits(dtype: tf.DType | np.dtype | str, num_bits: int) -> int:
             not an integer dtype, or it holds fewer bits than ``num_bits``
             (bits can only be dropped).
     """
-    if isinstance(num_bits, (bool, np.bool_)) or not isinstance(num_bits, (int, np.integer)) \
-            or not 1 <= num_bits <= 16:
+    if (
+        isinstance(num_bits, (bool, np.bool_))
+        or not isinstance(num_bits, (int, np.integer))
+        or not 1 <= num_bits <= 16
+    ):
         raise ValueError(f"num_bits: expected an integer bit depth in 1..16, got {num_bits!r}.")
     dtype = tf.as_dtype(dtype)
     if not dtype.is_integer:
@@ -132,10 +137,7 @@ def integer_pixel_bits(dtype: tf.DType | np.dtype | str, num_bits: int) -> int:
 
 
 def pixel_levels(
-    x: tf.Tensor | np.ndarray,
-    num_bits: int,
-    noise: bool = False,
-    seed: int | tf.Tensor | None = None,
+    x: tf.Tensor | np.ndarray, num_bits: int, noise: bool = False, seed: int | tf.Tensor | None = None
 ) -> tf.Tensor:
     """y = floor(x / 2^(b - num_bits)) + u: integer pixels as float32 levels in [0, 2^num_bits).
 

@@ -139,11 +139,14 @@ class DataSpec:
         if self.num_classes is not None:
             return self._labels(context)
         if not context.dtype.is_floating:
-            raise ValueError(f"{name}: expected float context vectors [batch, {self.context_dim}], got "
-                             f"{context.dtype.name} of shape {context.shape}.")
+            raise ValueError(
+                f"{name}: expected float context vectors [batch, {self.context_dim}], got "
+                f"{context.dtype.name} of shape {context.shape}."
+            )
         if context.shape.rank != 2 or context.shape[-1] != self.context_dim:
             raise ValueError(
-                f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}.")
+                f"{name}: expected context of shape [batch, {self.context_dim}], got {context.shape}."
+            )
         context = self._finite_context(context)
         if self.validate_args and not tf.executing_eagerly():
             context = self._asserted(context, "context vectors", levels=False)
@@ -153,8 +156,10 @@ class DataSpec:
         """``context`` in the flow's dtype; eagerly, values that are not finite there raise."""
         context = tf.cast(context, self.dtype)
         if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(context))):
-            raise ValueError(f"{self.owner}: expected a finite context in {self.dtype}, got "
-                             "inf or NaN values (or values beyond its range).")
+            raise ValueError(
+                f"{self.owner}: expected a finite context in {self.dtype}, got "
+                "inf or NaN values (or values beyond its range)."
+            )
         return context
 
     def _labels(self, context: tf.Tensor) -> tf.Tensor:
@@ -164,10 +169,12 @@ class DataSpec:
         if context.dtype.is_floating or context.dtype == tf.bool:
             raise ValueError(
                 f"{name}: expected integer class labels in 0..{k - 1} (or one-hot [batch, {k}]), "
-                f"got {context.dtype.name} of shape {context.shape}.")
+                f"got {context.dtype.name} of shape {context.shape}."
+            )
         if not context.dtype.is_integer:
-            raise ValueError(f"{name}: expected integer class labels in 0..{k - 1}, "
-                             f"got {context.dtype.name}.")
+            raise ValueError(
+                f"{name}: expected integer class labels in 0..{k - 1}, got {context.dtype.name}."
+            )
         if context.shape.rank not in (None, 1):
             raise ValueError(f"{name}: expected labels of shape [batch], got shape {context.shape}.")
         # The range is checked before any narrowing: int32(2**40) would wrap into range.
@@ -175,24 +182,30 @@ class DataSpec:
         if not tf.executing_eagerly():
             # In a graph the values come at run time: an InvalidArgumentError then.
             # (XLA compiles asserts away; jit-compiled steps skip this check.)
-            in_range = tf.reduce_all((wide >= 0) & (wide < k)) if wide.dtype != tf.uint64 else \
-                tf.reduce_all(wide < k)
+            in_range = (
+                tf.reduce_all((wide >= 0) & (wide < k))
+                if wide.dtype != tf.uint64
+                else tf.reduce_all(wide < k)
+            )
             check = tf.debugging.Assert(
-                in_range, [f"{name}: expected class labels in 0..{k - 1}, got", wide], summarize=16)
+                in_range, [f"{name}: expected class labels in 0..{k - 1}, got", wide], summarize=16
+            )
             with tf.control_dependencies([check]):
                 labels = tf.cast(tf.identity(wide), tf.int32)
         else:
             if tf.size(wide) > 0:
                 low, high = int(tf.reduce_min(wide)), int(tf.reduce_max(wide))
                 if low < 0 or high >= k:
-                    raise ValueError(f"{name}: expected class labels in 0..{k - 1}, got labels from "
-                                     f"{low} to {high}.")
+                    raise ValueError(
+                        f"{name}: expected class labels in 0..{k - 1}, got labels from {low} to {high}."
+                    )
             labels = tf.cast(wide, tf.int32)
         # tf.one_hot maps an out-of-range label to a zero vector without a word: checked above.
         return tf.one_hot(labels, k, dtype=self.dtype)
 
-    def graph_context_checks(self, context: tf.Tensor | None, batch: tf.Tensor,
-                             where: str) -> list[tf.Operation]:
+    def graph_context_checks(
+        self, context: tf.Tensor | None, batch: tf.Tensor, where: str
+    ) -> list[tf.Operation]:
         """In-graph asserts on a served context: labels in range, vectors finite, one per example.
 
         The checks a SavedModel signature always runs (and ``validate_args``
@@ -205,24 +218,35 @@ class DataSpec:
         if self.num_classes is not None:
             k = self.num_classes
             what = f"{where}: labels must be class ids in 0..{k - 1}"
-            return [tf.debugging.assert_greater_equal(context, tf.cast(0, context.dtype), message=what),
-                    tf.debugging.assert_less(context, tf.cast(k, context.dtype), message=what),
-                    tf.debugging.assert_equal(tf.shape(context)[0], batch,
-                                              message=f"{where}: labels must have one entry per example")]
+            return [
+                tf.debugging.assert_greater_equal(context, tf.cast(0, context.dtype), message=what),
+                tf.debugging.assert_less(context, tf.cast(k, context.dtype), message=what),
+                tf.debugging.assert_equal(
+                    tf.shape(context)[0], batch, message=f"{where}: labels must have one entry per example"
+                ),
+            ]
         if self.context_dim is not None:
-            return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(context)), True,
-                                              message=f"{where}: context must be finite"),
-                    tf.debugging.assert_equal(tf.shape(context)[0], batch,
-                                              message=f"{where}: context must have one row per example")]
+            return [
+                tf.debugging.assert_equal(
+                    tf.reduce_all(tf.math.is_finite(context)),
+                    True,
+                    message=f"{where}: context must be finite",
+                ),
+                tf.debugging.assert_equal(
+                    tf.shape(context)[0], batch, message=f"{where}: context must have one row per example"
+                ),
+            ]
         return []
 
     def graph_level_checks(self, x: tf.Tensor, where: str) -> list[tf.Operation]:
         """In-graph asserts that ``x`` holds finite pixel levels in [0, 2^num_bits) (image models)."""
         top = 2.0 ** int(self.num_bits or 8)
         what = f"{where}: images must be finite pixel levels in [0, {top:g})"
-        return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True, message=what),
-                tf.debugging.assert_greater_equal(x, tf.cast(0.0, x.dtype), message=what),
-                tf.debugging.assert_less(x, tf.cast(top, x.dtype), message=what)]
+        return [
+            tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True, message=what),
+            tf.debugging.assert_greater_equal(x, tf.cast(0.0, x.dtype), message=what),
+            tf.debugging.assert_less(x, tf.cast(top, x.dtype), message=what),
+        ]
 
     def contexts_for_samples(self, context: Any, num_samples: int) -> Any:
         """``sample``'s context: one label or vector repeated ``num_samples`` times, or one each.
@@ -235,21 +259,31 @@ class DataSpec:
         context = tf.convert_to_tensor(context)
         if self.num_classes is not None and context.shape.rank == 0:
             if not context.dtype.is_integer:
-                raise ValueError(f"{self.owner}: expected an integer class label in "
-                                 f"0..{self.num_classes - 1}, got {context.dtype.name}.")
+                raise ValueError(
+                    f"{self.owner}: expected an integer class label in "
+                    f"0..{self.num_classes - 1}, got {context.dtype.name}."
+                )
             context = tf.fill([num_samples], context)  # its own dtype: context() checks the range
         elif self.context_dim is not None and context.shape.rank == 1:
             context = tf.tile(context[None], [num_samples, 1])
         if context.shape.rank and context.shape[0] not in (None, num_samples):
             single = "a scalar label" if self.num_classes is not None else f"shape [{self.context_dim}]"
-            raise ValueError(f"{self.owner}: expected {num_samples} contexts (one per sample) or a "
-                             f"single one without the batch axis ({single}), got {context.shape[0]}.")
+            raise ValueError(
+                f"{self.owner}: expected {num_samples} contexts (one per sample) or a "
+                f"single one without the batch axis ({single}), got {context.shape[0]}."
+            )
         return context
 
     # -- examples and latents ------------------------------------------------
 
-    def check_x(self, x: Any, what: str = "x", levels: bool = False, values: bool = True,
-                seed: tf.Tensor | None = None) -> tf.Tensor:
+    def check_x(
+        self,
+        x: Any,
+        what: str = "x",
+        levels: bool = False,
+        values: bool = True,
+        seed: tf.Tensor | None = None,
+    ) -> tf.Tensor:
         """``x`` in the flow's dtype after its dtype and shape checks; eagerly its values too.
 
         Eagerly, inf or NaN values raise, and with ``levels`` so do pixel
@@ -269,17 +303,23 @@ class DataSpec:
         name = self.owner
         pixels = x.dtype.is_integer and self.models_pixel_levels
         if not x.dtype.is_floating and not pixels:
-            hint = (" Integer pixels are read by image models with num_bits."
-                    if self.data_kind == "image" else "")
+            hint = (
+                " Integer pixels are read by image models with num_bits." if self.data_kind == "image" else ""
+            )
             raise ValueError(f"{name}: {what} must be float32 or float64, got {x.dtype.name}.{hint}")
         k = len(self.event_shape)
         if x.shape.rank is not None and (
-                x.shape.rank < k + 1 or not x.shape[-k:].is_compatible_with(self.event_shape)):
-            hint = (" (one example without a batch axis? batch the data, e.g. dataset.batch(64))"
-                    if x.shape.rank == k and x.shape.is_compatible_with(self.event_shape) else "")
+            x.shape.rank < k + 1 or not x.shape[-k:].is_compatible_with(self.event_shape)
+        ):
+            hint = (
+                " (one example without a batch axis? batch the data, e.g. dataset.batch(64))"
+                if x.shape.rank == k and x.shape.is_compatible_with(self.event_shape)
+                else ""
+            )
             raise ValueError(
                 f"{name}: expected {what} of shape [batch, {', '.join(map(str, self.event_shape))}], "
-                f"got shape {x.shape}{hint}.")
+                f"got shape {x.shape}{hint}."
+            )
         if pixels:
             return tf.cast(self.integer_levels(x, what, values, seed), self.dtype)
         if values and tf.executing_eagerly():
@@ -293,13 +333,17 @@ class DataSpec:
         if levels and self.models_pixel_levels:
             checks = self.graph_level_checks(x, f"{self.owner}: {what}")
         else:
-            checks = [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True,
-                                                message=f"{self.owner}: expected finite {what}")]
+            checks = [
+                tf.debugging.assert_equal(
+                    tf.reduce_all(tf.math.is_finite(x)), True, message=f"{self.owner}: expected finite {what}"
+                )
+            ]
         with tf.control_dependencies(checks):
             return tf.identity(x)
 
-    def integer_levels(self, x: tf.Tensor, what: str = "x", check: bool = True,
-                       seed: tf.Tensor | None = None) -> tf.Tensor:
+    def integer_levels(
+        self, x: tf.Tensor, what: str = "x", check: bool = True, seed: tf.Tensor | None = None
+    ) -> tf.Tensor:
         """Integer pixels as float32 levels (:func:`tfflows.data.pixel_levels`): bin centres, or
         noisy with a ``seed``; with ``check``, pixels outside their dtype's bits raise eagerly."""
         bits = self.pixel_bits(x.dtype, what)
@@ -319,11 +363,12 @@ class DataSpec:
         if tf.size(x) == 0 or x.dtype in (tf.uint8, tf.uint16):
             return
         low, high = int(tf.reduce_min(x)), int(tf.reduce_max(x))
-        if low < 0 or high >= 2 ** bits:
+        if low < 0 or high >= 2**bits:
             raise ValueError(
-                f"{self.owner}: expected {what} as {bits}-bit pixels in 0..{2 ** bits - 1} "
+                f"{self.owner}: expected {what} as {bits}-bit pixels in 0..{2**bits - 1} "
                 f"({x.dtype.name} pixels are read as the SavedModel's {bits}-bit input), got values "
-                f"from {low} to {high}.")
+                f"from {low} to {high}."
+            )
 
     def _check_finite(self, x: tf.Tensor, what: str) -> None:
         if tf.size(x) == 0:
@@ -341,11 +386,16 @@ class DataSpec:
             low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
             top = 2 ** int(self.num_bits or 0)
             if low < 0 or high >= top:
-                hint = (" (8-bit pixels given to a model of fewer bits? reduce them with "
-                        "tfflows.data.make_dataset(..., num_bits=...))" if top <= high < 256 else "")
+                hint = (
+                    " (8-bit pixels given to a model of fewer bits? reduce them with "
+                    "tfflows.data.make_dataset(..., num_bits=...))"
+                    if top <= high < 256
+                    else ""
+                )
                 raise ValueError(
                     f"{self.owner}: expected {what} as pixel levels in [0, {top}) for "
-                    f"num_bits={self.num_bits}, got values from {low:g} to {high:g}{hint}.")
+                    f"num_bits={self.num_bits}, got values from {low:g} to {high:g}{hint}."
+                )
 
     def check_result(self, result: tf.Tensor, what: str, x: tf.Tensor) -> tf.Tensor:
         """``result`` of finite ``x``; eagerly, examples whose result overflowed raise.
@@ -366,7 +416,8 @@ class DataSpec:
             raise ValueError(
                 f"{self.owner}: {bad} of {int(rows.shape[0])} examples gave a non-finite {what}: the "
                 f"flow overflowed on inputs of magnitude up to {peak:.3g}, far outside the data it "
-                "models; scale the data as for training (or check it for outliers).")
+                "models; scale the data as for training (or check it for outliers)."
+            )
         return result
 
     def check_z(self, z: Any, values: bool = True) -> tf.Tensor:
@@ -375,7 +426,8 @@ class DataSpec:
         if not z.dtype.is_floating or (z.shape.rank or 0) < 2 or z.shape[-1] != self.num_dims:
             raise ValueError(
                 f"{self.owner}: expected latents of shape [batch, {self.num_dims}] "
-                f"and a float dtype, got {z.dtype.name} of shape {z.shape}.")
+                f"and a float dtype, got {z.dtype.name} of shape {z.shape}."
+            )
         if values and tf.executing_eagerly():
             self.check_values(z, "latents")
         elif values and self.validate_args:
@@ -426,8 +478,10 @@ class DataSpec:
         if weight.shape.rank == 2 and weight.shape[-1] == 1:
             weight = weight[:, 0]
         if weight.shape.rank != 1 or not (weight.dtype.is_floating or weight.dtype.is_integer):
-            raise ValueError(f"{name}: expected sample_weight of shape [batch] (one number per "
-                             f"example), got {weight.dtype.name} of shape {weight.shape}.")
+            raise ValueError(
+                f"{name}: expected sample_weight of shape [batch] (one number per "
+                f"example), got {weight.dtype.name} of shape {weight.shape}."
+            )
         weight = tf.cast(weight, tf.float32)
         what = f"{name}: expected sample_weight values that are finite and >= 0"
         if tf.executing_eagerly():
@@ -435,8 +489,10 @@ class DataSpec:
             if bad:
                 raise ValueError(f"{what}, got {bad} negative, inf or NaN values.")
             if batch_size is not None and weight.shape[0] != int(batch_size):
-                raise ValueError(f"{name}: expected one sample_weight per example "
-                                 f"({int(batch_size)}), got {weight.shape[0]}.")
+                raise ValueError(
+                    f"{name}: expected one sample_weight per example "
+                    f"({int(batch_size)}), got {weight.shape[0]}."
+                )
             return weight
         valid = tf.reduce_all(tf.math.is_finite(weight) & (weight >= 0))
         checks = [tf.debugging.Assert(valid, [what])]
@@ -458,14 +514,19 @@ class DataSpec:
         name = f"{self.owner}.{where}"
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
-        if array.ndim != 1 or not (np.issubdtype(array.dtype, np.floating)
-                                   or np.issubdtype(array.dtype, np.integer)):
-            raise ValueError(f"{name}: expected sample_weight of shape [num_examples] (one number "
-                             f"per example), got {array.dtype} of shape {array.shape}.")
+        if array.ndim != 1 or not (
+            np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+        ):
+            raise ValueError(
+                f"{name}: expected sample_weight of shape [num_examples] (one number "
+                f"per example), got {array.dtype} of shape {array.shape}."
+            )
         bad = int(np.sum(~(np.isfinite(array) & (array >= 0))))
         if bad:
-            raise ValueError(f"{name}: expected sample_weight values that are finite and >= 0, "
-                             f"got {bad} negative, inf or NaN values.")
+            raise ValueError(
+                f"{name}: expected sample_weight values that are finite and >= 0, "
+                f"got {bad} negative, inf or NaN values."
+            )
 
     # -- the first training batch -------------------------------------------
 
@@ -480,8 +541,9 @@ class DataSpec:
         check_first_batch(self, batch)
 
 
-def unless_empty(x: tf.Tensor, compute: Callable[[], tf.Tensor], empty_shape: Sequence[int],
-                 dtype: str | tf.DType) -> tf.Tensor:
+def unless_empty(
+    x: tf.Tensor, compute: Callable[[], tf.Tensor], empty_shape: Sequence[int], dtype: str | tf.DType
+) -> tf.Tensor:
     """``compute()``, or an empty result of ``[0, *empty_shape]`` for a batch of 0.
 
     Eagerly every layer handles an empty batch itself (tfflows' ``Conv2D``

@@ -20,8 +20,10 @@ def is_csv(dataset: str) -> bool:
 def check_columns_flag(dataset: str, columns: str | Sequence[str] | None) -> None:
     """Refuses a column choice for a dataset that is not a CSV file (it would be ignored)."""
     if columns is not None and not is_csv(dataset):
-        raise ValueError(f"--columns picks columns of a CSV file (--dataset FILE.csv), got --dataset "
-                         f"{dataset!r}, which has none.")
+        raise ValueError(
+            f"--columns picks columns of a CSV file (--dataset FILE.csv), got --dataset "
+            f"{dataset!r}, which has none."
+        )
 
 
 def load_csv(path: str | os.PathLike, columns: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -48,8 +50,10 @@ def load_csv(path: str | os.PathLike, columns: Sequence[str] | None = None) -> t
         raise ValueError(f"{path}: expected CSV text, got a line the csv module refuses ({err}).") from None
     except UnicodeDecodeError as err:
         line = _line_of(path, err.start)
-        raise ValueError(f"{path}: expected UTF-8 text, got the byte 0x{err.object[err.start]:02x} at "
-                         f"byte {err.start} (line {line}); save the file as UTF-8.") from None
+        raise ValueError(
+            f"{path}: expected UTF-8 text, got the byte 0x{err.object[err.start]:02x} at "
+            f"byte {err.start} (line {line}); save the file as UTF-8."
+        ) from None
 
 
 def _line_of(path: str, offset: int) -> int:
@@ -71,13 +75,16 @@ def _read_csv(path: str, reader, columns: Sequence[str] | None) -> tuple[np.ndar
         raise ValueError(f"{path}: expected a header row naming the columns, got an empty file.")
     header = [name.strip() for name in header]
     if all(_is_number(name) for name in header):
-        raise ValueError(f"{path}: expected a header row naming the columns, got the numbers "
-                         f"{header[:6]}{' ...' if len(header) > 6 else ''} (a data row?); add a first "
-                         "row with the column names.")
+        raise ValueError(
+            f"{path}: expected a header row naming the columns, got the numbers "
+            f"{header[:6]}{' ...' if len(header) > 6 else ''} (a data row?); add a first "
+            "row with the column names."
+        )
     unnamed = [i + 1 for i, name in enumerate(header) if not name]
     if unnamed:
-        raise ValueError(f"{path}: expected a name for every column in the header row, got none for "
-                         f"column(s) {unnamed}.")
+        raise ValueError(
+            f"{path}: expected a name for every column in the header row, got none for column(s) {unnamed}."
+        )
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise ValueError(f"{path}: expected distinct column names, got {repeated} more than once.")
@@ -101,22 +108,26 @@ def _read_csv(path: str, reader, columns: Sequence[str] | None) -> tuple[np.ndar
         if not row or all(not cell.strip() for cell in row):
             continue  # blank lines, e.g. a trailing one
         if len(row) != len(header):
-            raise ValueError(f"{path}: row {row_number}: expected {len(header)} values "
-                             f"(one per column), got {len(row)}.")
+            raise ValueError(
+                f"{path}: row {row_number}: expected {len(header)} values (one per column), got {len(row)}."
+            )
         values = []
         for i in keep:
             cell = row[i].strip()
             if not cell:
-                raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
-                                 "expected a number, got a missing value.")
+                raise ValueError(
+                    f"{path}: column {header[i]!r}, row {row_number}: expected a number, got a missing value."
+                )
             try:
                 value = float(cell)
             except ValueError:
-                raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
-                                 f"expected a number, got {cell!r}.") from None
+                raise ValueError(
+                    f"{path}: column {header[i]!r}, row {row_number}: expected a number, got {cell!r}."
+                ) from None
             if not math.isfinite(value):
-                raise ValueError(f"{path}: column {header[i]!r}, row {row_number}: "
-                                 f"expected a finite number, got {cell!r}.")
+                raise ValueError(
+                    f"{path}: column {header[i]!r}, row {row_number}: expected a finite number, got {cell!r}."
+                )
             values.append(value)
         rows.append(values)
     if not rows:
@@ -128,8 +139,9 @@ MIN_TRAIN_ROWS = 10
 """The fewest training rows a split leaves: fewer (a 2-row file trains on one) fit no density."""
 
 
-def split_rows(num_rows: int, val_fraction: float, seed: int,
-               min_train: int = MIN_TRAIN_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(
+    num_rows: int, val_fraction: float, seed: int, min_train: int = MIN_TRAIN_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded shuffle of ``range(num_rows)`` cut into (train, validation) indices.
 
     The validation part has ``round(val_fraction · num_rows)`` rows, at least
@@ -140,8 +152,10 @@ def split_rows(num_rows: int, val_fraction: float, seed: int,
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}.")
     n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * num_rows))
     if num_rows - n_val < min_train:
-        raise ValueError(f"expected at least {min_train} training rows, got {num_rows} rows of which "
-                         f"{max(num_rows - n_val, 0)} would train and {n_val} validate (val_fraction "
-                         f"{val_fraction:g}); give more rows.")
+        raise ValueError(
+            f"expected at least {min_train} training rows, got {num_rows} rows of which "
+            f"{max(num_rows - n_val, 0)} would train and {n_val} validate (val_fraction "
+            f"{val_fraction:g}); give more rows."
+        )
     order = np.random.default_rng(seed).permutation(num_rows)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -20,13 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = [
-    "TOY_NAMES",
-    "estimate_toy_entropy",
-    "sample_toy",
-    "toy_entropy",
-    "toy_log_prob",
-]
+__all__ = ["TOY_NAMES", "estimate_toy_entropy", "sample_toy", "toy_entropy", "toy_log_prob"]
 
 TOY_NAMES: tuple[str, ...] = ("two_moons", "8gaussians", "checkerboard", "rings")
 """The 2-D toy densities by name."""
@@ -53,10 +47,7 @@ _RING_RADII = 3.0 * np.array([1.2, 0.9, 0.55, 0.25])
 # Known entropies in nats. 8gaussians: the figure FFJORD's generator is known
 # to have (checked by `estimate_toy_entropy`); checkerboard: uniform on 8
 # squares of area 4.
-_ENTROPIES: dict[str, float] = {
-    "8gaussians": 2.833,
-    "checkerboard": math.log(32.0),
-}
+_ENTROPIES: dict[str, float] = {"8gaussians": 2.833, "checkerboard": math.log(32.0)}
 
 
 def _check_name(name: str, allowed: tuple[str, ...] = TOY_NAMES) -> None:

@@ -21,9 +21,17 @@ so a step of N workers equals one single-process step on the same global
 batch, up to float32 round-off in the sums.
 """
 
-
 from tfflows.distributed.cluster import cluster_config, connect, finish, is_chief, worker_address
 from tfflows.distributed.training import CHECKPOINT_NAME, checkpoints, fit, local_copy
 
-__all__ = ["CHECKPOINT_NAME", "checkpoints", "cluster_config", "connect", "finish", "fit",
-           "is_chief", "local_copy", "worker_address"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "checkpoints",
+    "cluster_config",
+    "connect",
+    "finish",
+    "fit",
+    "is_chief",
+    "local_copy",
+    "worker_address",
+]

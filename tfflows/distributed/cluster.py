@@ -25,6 +25,7 @@ _ADDRESS = re.compile(r"^(?P<host>[^\s:,]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$
 
 # -- the cluster ---------------------------------------------------------------
 
+
 def _parse_address(text: str, where: str) -> tuple[str, int]:
     match = _ADDRESS.match(text.strip())
     port = int(match.group("port")) if match else 0
@@ -38,9 +39,12 @@ def _is_index(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def cluster_config(workers: int | None = None, worker_index: int | None = None,
-                   worker_hosts: str | Sequence[str] | None = None,
-                   tf_config: str | None = None) -> dict:
+def cluster_config(
+    workers: int | None = None,
+    worker_index: int | None = None,
+    worker_hosts: str | Sequence[str] | None = None,
+    tf_config: str | None = None,
+) -> dict:
     """The ``TF_CONFIG`` of this worker, from the arguments or from ``tf_config`` (JSON).
 
     ``worker_hosts`` (``"h0:p0,h1:p1"`` or a list) with ``worker_index``
@@ -63,11 +67,15 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
         for host in hosts:
             _parse_address(host, "worker_hosts")
         if workers is not None and workers != len(hosts):
-            raise ValueError(f"workers: expected {len(hosts)} (the number of worker_hosts "
-                             f"{','.join(hosts)}), got {workers}.")
+            raise ValueError(
+                f"workers: expected {len(hosts)} (the number of worker_hosts "
+                f"{','.join(hosts)}), got {workers}."
+            )
         if not _is_index(worker_index) or not 0 <= worker_index < len(hosts):
-            raise ValueError(f"worker_index: expected this worker's place in worker_hosts, "
-                             f"0..{len(hosts) - 1}, got {worker_index!r}.")
+            raise ValueError(
+                f"worker_index: expected this worker's place in worker_hosts, "
+                f"0..{len(hosts) - 1}, got {worker_index!r}."
+            )
         if len(set(hosts)) != len(hosts):
             raise ValueError(f"worker_hosts: expected distinct addresses, got {','.join(hosts)}.")
         return {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": int(worker_index)}}
@@ -76,7 +84,8 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
         raise ValueError(
             "multi-worker training needs the cluster: expected worker_hosts "
             "(--worker-hosts host0:port0,host1:port1) with worker_index (--worker-index), or a "
-            f"TF_CONFIG environment variable; got workers={workers!r} and neither.")
+            f"TF_CONFIG environment variable; got workers={workers!r} and neither."
+        )
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
@@ -89,15 +98,20 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
         ) from None
     unknown = sorted(set(jobs) - {"chief", "worker"})
     if unknown or (not jobs.get("worker") and not jobs.get("chief")):
-        raise ValueError(f"TF_CONFIG: expected a cluster of 'worker' (and at most one 'chief') "
-                         f"tasks, got jobs {sorted(jobs)}.")
+        raise ValueError(
+            f"TF_CONFIG: expected a cluster of 'worker' (and at most one 'chief') "
+            f"tasks, got jobs {sorted(jobs)}."
+        )
     for job, addresses in jobs.items():
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
-            raise ValueError(f"TF_CONFIG: expected cluster {job!r} as a list of 'host:port' strings, "
-                             f"got {addresses!r}.")
+            raise ValueError(
+                f"TF_CONFIG: expected cluster {job!r} as a list of 'host:port' strings, got {addresses!r}."
+            )
     if not isinstance(kind, str) or not _is_index(index):
-        raise ValueError(f"TF_CONFIG: expected the task as {{\"type\": a job name, \"index\": an integer}}, "
-                         f"got type {kind!r} and index {index!r}.")
+        raise ValueError(
+            f'TF_CONFIG: expected the task as {{"type": a job name, "index": an integer}}, '
+            f"got type {kind!r} and index {index!r}."
+        )
     if len(jobs.get("chief", [])) > 1:
         raise ValueError(f"TF_CONFIG: expected at most one chief, got {jobs['chief']}.")
     for job, addresses in jobs.items():
@@ -112,8 +126,9 @@ def cluster_config(workers: int | None = None, worker_index: int | None = None,
     if workers is not None and workers != total:
         raise ValueError(f"workers: expected {total} (the tasks in TF_CONFIG), got {workers}.")
     if worker_index is not None and (kind, index) != ("worker", worker_index):
-        raise ValueError(f"worker_index: TF_CONFIG makes this task {kind!r} {index}, "
-                         f"got worker_index={worker_index}.")
+        raise ValueError(
+            f"worker_index: TF_CONFIG makes this task {kind!r} {index}, got worker_index={worker_index}."
+        )
     return {"cluster": jobs, "task": {"type": kind, "index": index}}
 
 
@@ -145,7 +160,8 @@ def _claim_port(config: dict) -> socket.socket:
         raise ValueError(
             f"port {port} of this worker ({address}, task {config['task']['type']} "
             f"{config['task']['index']}) is already taken ({err.strerror}): another program or "
-            "an earlier worker still holds it; choose a free port in the worker addresses.") from None
+            "an earlier worker still holds it; choose a free port in the worker addresses."
+        ) from None
     return sock
 
 
@@ -171,13 +187,15 @@ def _wait_for_peers(config: dict, own: socket.socket, timeout: float) -> None:
             raise TimeoutError(
                 f"timed out after {timeout:g} s waiting for {missing} to join the cluster "
                 f"(this is {me[0]} {me[1]} at {worker_address(config)}): start every worker "
-                "with the same cluster, or raise the join timeout.")
+                "with the same cluster, or raise the join timeout."
+            )
         if waiting:
             time.sleep(0.2)
 
 
-def connect(config: dict | None = None, join_timeout: float = 120.0,
-            collective_timeout: float | None = 600.0) -> tf.distribute.MultiWorkerMirroredStrategy:
+def connect(
+    config: dict | None = None, join_timeout: float = 120.0, collective_timeout: float | None = 600.0
+) -> tf.distribute.MultiWorkerMirroredStrategy:
     """Starts this worker's ``MultiWorkerMirroredStrategy`` once every worker is up.
 
     Call it at program start, before TensorFlow runs any op (the strategy
@@ -213,9 +231,13 @@ def connect(config: dict | None = None, join_timeout: float = 120.0,
 
     def watchdog():
         if not done.wait(join_timeout):
-            print(f"tfflows: {config['task']['type']} {config['task']['index']}: the cluster did not "
-                  f"start within {join_timeout:g} s after every worker answered (one stopped?); "
-                  "exiting, as TensorFlow would wait forever.", file=sys.stderr, flush=True)
+            print(
+                f"tfflows: {config['task']['type']} {config['task']['index']}: the cluster did not "
+                f"start within {join_timeout:g} s after every worker answered (one stopped?); "
+                "exiting, as TensorFlow would wait forever.",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(3)
 
     threading.Thread(target=watchdog, daemon=True).start()
@@ -273,8 +295,12 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def finish(strategy: tf.distribute.Strategy | None = None, timeout: float = 3600.0,
-           linger: float = 30.0, exit_code: int | None = None) -> None:
+def finish(
+    strategy: tf.distribute.Strategy | None = None,
+    timeout: float = 3600.0,
+    linger: float = 30.0,
+    exit_code: int | None = None,
+) -> None:
     """Ends this worker's part of a multi-worker run so that every worker leaves cleanly.
 
     Call it on every worker as the run's last step, the chief after it has
@@ -311,8 +337,9 @@ def finish(strategy: tf.distribute.Strategy | None = None, timeout: float = 3600
     for key, value in (("timeout", timeout), ("linger", linger)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"finish: {key} must be seconds > 0, got {value!r}.")
-    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)
-                                  or not 0 <= exit_code <= 255):
+    if exit_code is not None and (
+        isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255
+    ):
         raise ValueError(f"finish: exit_code must be None or an integer in 0..255, got {exit_code!r}.")
     strategy = strategy or tf.distribute.get_strategy()
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -327,22 +354,27 @@ def _meet_and_leave(strategy, resolver, jobs: dict, timeout: float, linger: floa
     from tensorflow.python.eager import context  # the barrier has no public tf.* name
 
     me = (resolver.task_type, int(resolver.task_id))
-    config = {"cluster": {job: list(a) for job, a in jobs.items()},
-              "task": {"type": me[0], "index": me[1]}}
+    config = {"cluster": {job: list(a) for job, a in jobs.items()}, "task": {"type": me[0], "index": me[1]}}
     try:
-        context.context().wait_at_barrier(f"tfflows_finish_{next(_FINISH_CALLS)}",
-                                          int(timeout * 1000))
+        context.context().wait_at_barrier(f"tfflows_finish_{next(_FINISH_CALLS)}", int(timeout * 1000))
     except tf.errors.DeadlineExceededError:
-        raise TimeoutError(f"finish: {me[0]} {me[1]} waited {timeout:g} s at the end of the run "
-                           "for the other workers; one of them has not finished (still writing, "
-                           "or stuck).") from None
+        raise TimeoutError(
+            f"finish: {me[0]} {me[1]} waited {timeout:g} s at the end of the run "
+            "for the other workers; one of them has not finished (still writing, "
+            "or stuck)."
+        ) from None
     except tf.errors.OpError as err:
         first = str(err.message).strip().splitlines()[0][:300] if err.message else type(err).__name__
-        raise ConnectionError(f"finish: {me[0]} {me[1]} could not end the run with the other "
-                              f"workers, one stopped first ({first}).") from None
+        raise ConnectionError(
+            f"finish: {me[0]} {me[1]} could not end the run with the other "
+            f"workers, one stopped first ({first})."
+        ) from None
     if is_chief(strategy):
         left = _peers_gone(config, me, linger)
         if left:
-            warnings.warn(f"tfflows.distributed.finish: {', '.join(left)} still running "
-                          f"{linger:g} s after the end of the run; the chief leaves anyway.",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"tfflows.distributed.finish: {', '.join(left)} still running "
+                f"{linger:g} s after the end of the run; the chief leaves anyway.",
+                RuntimeWarning,
+                stacklevel=3,
+            )

@@ -25,6 +25,7 @@ __all__ = ["CHECKPOINT_NAME", "checkpoints", "fit", "local_copy"]
 CHECKPOINT_NAME = re.compile(r"^step_(\d{8})$")
 """A checkpoint folder: ``step_00000120`` after 120 training steps."""
 
+
 def _state_variables(model: keras.Model) -> list:
     """What a checkpoint holds: every model weight and every optimizer variable."""
     return [*model.weights, *model.optimizer.variables]
@@ -35,8 +36,9 @@ def checkpoints(folder: str | os.PathLike | None) -> list[tuple[int, str]]:
     return numbered_entries(folder, CHECKPOINT_NAME)
 
 
-def _save_checkpoint(model: keras.Model, folder: str, epoch: int, step: int, global_step: int,
-                     keep: int) -> str:
+def _save_checkpoint(
+    model: keras.Model, folder: str, epoch: int, step: int, global_step: int, keep: int
+) -> str:
     """Writes ``step_XXXXXXXX/`` (variables.npz, state.json) atomically; keeps the newest ``keep``."""
     os.makedirs(folder, exist_ok=True)
     variables = _state_variables(model)
@@ -44,9 +46,15 @@ def _save_checkpoint(model: keras.Model, folder: str, epoch: int, step: int, glo
     with atomic_dir(path, overwrite=True) as tmp:
         arrays: dict[str, Any] = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
         np.savez(os.path.join(tmp, "variables.npz"), **arrays)
-        atomic_write_json(os.path.join(tmp, "state.json"), {
-            "epoch": epoch, "step": step, "global_step": global_step,
-            "variables": [v.path for v in variables]})
+        atomic_write_json(
+            os.path.join(tmp, "state.json"),
+            {
+                "epoch": epoch,
+                "step": step,
+                "global_step": global_step,
+                "variables": [v.path for v in variables],
+            },
+        )
     for _, old in checkpoints(folder)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -66,15 +74,19 @@ def _load_checkpoint(model: keras.Model, folder: str) -> tuple[int, int, int, st
             with np.load(os.path.join(path, "variables.npz")) as archive:
                 values = [archive[f"v{i:05d}"] for i in range(len(archive.files))]
         except (OSError, ValueError, KeyError) as err:
-            warnings.warn(f"tfflows.distributed: skipping unreadable checkpoint {path} "
-                          f"({type(err).__name__}: {err})", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"tfflows.distributed: skipping unreadable checkpoint {path} ({type(err).__name__}: {err})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             continue
         shapes = [tuple(v.shape) for v in variables]
         if len(values) != len(variables) or [tuple(a.shape) for a in values] != shapes:
             raise ValueError(
                 f"checkpoint {path} holds {len(values)} variables that do not fit this model's "
                 f"{len(variables)} (model and optimizer): expected shapes {shapes[:4]}..., got "
-                f"{[tuple(a.shape) for a in values[:4]]}...; is it another model's checkpoint folder?")
+                f"{[tuple(a.shape) for a in values[:4]]}...; is it another model's checkpoint folder?"
+            )
         for var, value in zip(variables, values):
             var.assign(value)
         return int(state["epoch"]), int(state["step"]), int(state["global_step"]), path
@@ -82,6 +94,7 @@ def _load_checkpoint(model: keras.Model, folder: str) -> tuple[int, int, int, st
 
 
 # -- the loop ------------------------------------------------------------------
+
 
 def _from_chief(strategy: tf.distribute.Strategy, values: list) -> list[tf.Tensor]:
     """The chief's ``values`` on every worker: an all-reduce where the others add zeros.
@@ -114,8 +127,10 @@ def _epoch_source(data) -> Callable[[int], tf.data.Dataset]:
         return lambda epoch: data
     if callable(data):
         return data
-    raise ValueError(f"fit: expected a tf.data.Dataset of global batches or a function "
-                     f"epoch -> Dataset, got {type(data).__name__}.")
+    raise ValueError(
+        f"fit: expected a tf.data.Dataset of global batches or a function "
+        f"epoch -> Dataset, got {type(data).__name__}."
+    )
 
 
 def _shardable(ds) -> tf.data.Dataset:
@@ -128,11 +143,19 @@ def _shardable(ds) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def fit(model: FlowModel, data: tf.data.Dataset | Callable[[int], tf.data.Dataset], *,
-        strategy: tf.distribute.Strategy | None = None, epochs: int = 1,
-        steps_per_epoch: int | None = None, callbacks: Sequence[keras.callbacks.Callback] | None = None,
-        checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100,
-        keep_checkpoints: int = 2, verbose: int = 1) -> keras.callbacks.History:
+def fit(
+    model: FlowModel,
+    data: tf.data.Dataset | Callable[[int], tf.data.Dataset],
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    epochs: int = 1,
+    steps_per_epoch: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    keep_checkpoints: int = 2,
+    verbose: int = 1,
+) -> keras.callbacks.History:
     """Trains ``model`` on every worker of ``strategy`` with a ``strategy.run`` loop.
 
     ``model`` is a compiled :class:`tfflows.FlowModel` created under
@@ -171,17 +194,24 @@ def fit(model: FlowModel, data: tf.data.Dataset | Callable[[int], tf.data.Datase
     strategy = strategy or tf.distribute.get_strategy()
     name = type(model).__name__
     if getattr(model, "optimizer", None) is None:
-        raise ValueError(f"fit: expected a compiled model (model.compile(optimizer=...)), got {name} "
-                         "without an optimizer.")
-    for key, value, low in (("epochs", epochs, 1), ("checkpoint_every", checkpoint_every, 1),
-                            ("keep_checkpoints", keep_checkpoints, 1),
-                            ("steps_per_epoch", 1 if steps_per_epoch is None else steps_per_epoch, 1)):
+        raise ValueError(
+            f"fit: expected a compiled model (model.compile(optimizer=...)), got {name} without an optimizer."
+        )
+    for key, value, low in (
+        ("epochs", epochs, 1),
+        ("checkpoint_every", checkpoint_every, 1),
+        ("keep_checkpoints", keep_checkpoints, 1),
+        ("steps_per_epoch", 1 if steps_per_epoch is None else steps_per_epoch, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"fit: {key} must be an integer >= {low}, got {value!r}.")
-    if not all(strategy.extended.variable_created_in_scope(getattr(v, "value", v))
-               for v in model.weights[:1]):
-        raise ValueError(f"fit: {name} was not created under this strategy's scope; build and "
-                         "compile it inside `with strategy.scope():`.")
+    if not all(
+        strategy.extended.variable_created_in_scope(getattr(v, "value", v)) for v in model.weights[:1]
+    ):
+        raise ValueError(
+            f"fit: {name} was not created under this strategy's scope; build and "
+            "compile it inside `with strategy.scope():`."
+        )
     source = _epoch_source(data)
     chief = is_chief(strategy)
     folder = os.fspath(checkpoint_dir) if checkpoint_dir is not None and chief else None
@@ -209,9 +239,14 @@ def fit(model: FlowModel, data: tf.data.Dataset | Callable[[int], tf.data.Datase
     model.stopped_on_nonfinite = False
     model.stop_training = False
     callback_list = keras.callbacks.CallbackList(
-        list(callbacks or []) + [NonFiniteGuard()], add_history=True,
-        add_progbar=bool(verbose) and chief, model=model, verbose=verbose, epochs=epochs,
-        steps=steps_per_epoch)
+        list(callbacks or []) + [NonFiniteGuard()],
+        add_history=True,
+        add_progbar=bool(verbose) and chief,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+    )
 
     @tf.function
     def train_step(iterator):
@@ -244,8 +279,10 @@ def fit(model: FlowModel, data: tf.data.Dataset | Callable[[int], tf.data.Datase
             ds = ds.repeat().take(steps_per_epoch)
         count = int(ds.cardinality())
         if count < 0:
-            raise ValueError(f"fit: the number of batches in epoch {epoch} is unknown (cardinality "
-                             f"{count}); pass steps_per_epoch.")
+            raise ValueError(
+                f"fit: the number of batches in epoch {epoch} is unknown (cardinality "
+                f"{count}); pass steps_per_epoch."
+            )
         skip = start_step if epoch == start_epoch else 0
         iterator = iter(strategy.experimental_distribute_dataset(_shardable(ds.skip(skip))))
         for step in range(skip, count):
@@ -277,20 +314,24 @@ def local_copy(model: FlowModel) -> FlowModel:
     its metrics across workers; the copy lives outside every strategy.
     """
     if tf.distribute.has_strategy():
-        raise ValueError("local_copy: expected a call outside `strategy.scope()`, where the copy's "
-                         "variables are plain ones; got a call inside a strategy's scope.")
+        raise ValueError(
+            "local_copy: expected a call outside `strategy.scope()`, where the copy's "
+            "variables are plain ones; got a call inside a strategy's scope."
+        )
     copy = type(model).from_config(model.get_config())
     copy.compile(optimizer=type(model.optimizer).from_config(model.optimizer.get_config()))
-    for target, source in ((copy.weights, model.weights),
-                           (copy.optimizer.variables, model.optimizer.variables)):
+    for target, source in (
+        (copy.weights, model.weights),
+        (copy.optimizer.variables, model.optimizer.variables),
+    ):
         if len(target) != len(source):
-            raise ValueError(f"local_copy: expected {len(source)} variables in the copy of "
-                             f"{type(model).__name__}, got {len(target)}.")
+            raise ValueError(
+                f"local_copy: expected {len(source)} variables in the copy of "
+                f"{type(model).__name__}, got {len(target)}."
+            )
         for t, s in zip(target, source):
             t.assign(np.asarray(s.numpy()))
     return copy
 
 
-
 # -- the end of a run ------------------------------------------------------------
-

@@ -52,10 +52,6 @@ has a batch dimension of 0.
 """
 
 from tfflows.export.endpoints import CARD_FILE, MAX_SAMPLES
-from tfflows.export.saved_model import (
-    describe_signatures,
-    export_saved_model,
-    is_saved_model_folder,
-)
+from tfflows.export.saved_model import describe_signatures, export_saved_model, is_saved_model_folder
 
 __all__ = ["CARD_FILE", "MAX_SAMPLES", "describe_signatures", "export_saved_model", "is_saved_model_folder"]

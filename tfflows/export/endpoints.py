@@ -43,8 +43,11 @@ class Tensor:
         return tf.TensorSpec(self.shape, self.dtype, name=self.name)
 
     def card(self) -> dict[str, Any]:
-        card = {"dtype": self.dtype.name, "shape": [-1 if d is None else d for d in self.shape],
-                "description": self.description}
+        card = {
+            "dtype": self.dtype.name,
+            "shape": [-1 if d is None else d for d in self.shape],
+            "description": self.description,
+        }
         if self.default is not None:
             card["default"] = self.default
         return card
@@ -70,13 +73,14 @@ class Endpoint:
             checked = [tf.ensure_shape(a, t.shape) for a, t in zip(args, self.inputs)]
             return self.body(**dict(zip(names, checked)))
 
-        return tf.function(serve, input_signature=[t.spec() for t in self.inputs],
-                           autograph=False)
+        return tf.function(serve, input_signature=[t.spec() for t in self.inputs], autograph=False)
 
     def card(self) -> dict[str, Any]:
-        return {"description": self.description,
-                "inputs": {t.name: t.card() for t in self.inputs},
-                "outputs": {t.name: t.card() for t in self.outputs}}
+        return {
+            "description": self.description,
+            "inputs": {t.name: t.card() for t in self.inputs},
+            "outputs": {t.name: t.card() for t in self.outputs},
+        }
 
 
 def declared_num_bits(model: FlowModel) -> int:
@@ -109,53 +113,86 @@ class Endpoints:
         shape = (None, *self.model.event_shape)
         n, ib = self.num_bits, self.int_bits
         if dtype is None or dtype.is_integer:
-            how = ("" if n == ib else
-                   f", reduced to {n} bits as floor(x / {2 ** (ib - n)}),")
-            return Tensor("images", self.int_dtype, shape,
-                           f"{ib}-bit pixels{how} scored at the bin centre (level + 0.5)")
-        return Tensor("images", tf.float32, shape,
-                       f"dequantized pixel levels in [0, {2 ** n}) ({n}-bit data)")
+            how = "" if n == ib else f", reduced to {n} bits as floor(x / {2 ** (ib - n)}),"
+            return Tensor(
+                "images",
+                self.int_dtype,
+                shape,
+                f"{ib}-bit pixels{how} scored at the bin centre (level + 0.5)",
+            )
+        return Tensor("images", tf.float32, shape, f"dequantized pixel levels in [0, {2**n}) ({n}-bit data)")
 
     def _context_inputs(self) -> list[Tensor]:
         model = self.model
         if model.num_classes is not None:
-            return [Tensor("labels", tf.int32, (None,),
-                            f"class ids in 0..{model.num_classes - 1}, one per example")]
+            return [
+                Tensor(
+                    "labels", tf.int32, (None,), f"class ids in 0..{model.num_classes - 1}, one per example"
+                )
+            ]
         if model.context_dim is not None:
-            return [Tensor("context", tf.float32, (None, model.context_dim),
-                            "finite context vectors, one per example")]
+            return [
+                Tensor(
+                    "context",
+                    tf.float32,
+                    (None, model.context_dim),
+                    "finite context vectors, one per example",
+                )
+            ]
         return []
 
     def _score_outputs(self) -> list[Tensor]:
-        out = [Tensor("log_prob", tf.float32, (None,),
-                       "log density in the units of the data (nats)")]
+        out = [Tensor("log_prob", tf.float32, (None,), "log density in the units of the data (nats)")]
         if self.is_image:
-            out.append(Tensor("bits_per_dim", tf.float32, (None,),
-                               "-log_prob / (D ln 2), D = H*W*C"))
-        out.append(Tensor("finite", tf.bool, (None,),
-                          "true where log_prob is finite; false where the flow overflowed on the "
-                          "example (inputs far outside the data), whose scores are then not the model's"))
+            out.append(Tensor("bits_per_dim", tf.float32, (None,), "-log_prob / (D ln 2), D = H*W*C"))
+        out.append(
+            Tensor(
+                "finite",
+                tf.bool,
+                (None,),
+                "true where log_prob is finite; false where the flow overflowed on the "
+                "example (inputs far outside the data), whose scores are then not the model's",
+            )
+        )
         return out
 
     def _data_outputs(self) -> list[Tensor]:
-        finite = Tensor("finite", tf.bool, (None,),
-                         "true where every value of the example is finite; false where the "
-                         "inverse flow overflowed to inf or NaN" + (
-                             " (its integer images then hold 0 for NaN and clipped values "
-                             "for inf, which are not the model's)" if self.is_image else ""))
+        finite = Tensor(
+            "finite",
+            tf.bool,
+            (None,),
+            "true where every value of the example is finite; false where the "
+            "inverse flow overflowed to inf or NaN"
+            + (
+                " (its integer images then hold 0 for NaN and clipped values "
+                "for inf, which are not the model's)"
+                if self.is_image
+                else ""
+            ),
+        )
         if not self.is_image:
             return [Tensor("x", tf.float32, (None, self.num_dims), "examples, one per row"), finite]
         shape = (None, *self.model.event_shape)
         ib, n = self.int_bits, self.num_bits
-        return [Tensor("images", self.int_dtype, shape,
-                        f"pixels scaled to 0..{2 ** ib - 1}: round(floor(level) * "
-                        f"{2 ** ib - 1} / {2 ** n - 1}); see finite"),
-                Tensor("images_float", tf.float32, shape, f"pixel levels in [0, {2 ** n})"),
-                finite]
+        return [
+            Tensor(
+                "images",
+                self.int_dtype,
+                shape,
+                f"pixels scaled to 0..{2**ib - 1}: round(floor(level) * "
+                f"{2**ib - 1} / {2**n - 1}); see finite",
+            ),
+            Tensor("images_float", tf.float32, shape, f"pixel levels in [0, {2**n})"),
+            finite,
+        ]
 
     def _latents(self) -> Tensor:
-        return Tensor("latents", tf.float32, (None, self.num_dims),
-                       "flat latents z = f(x) of every level, standard normal under the model")
+        return Tensor(
+            "latents",
+            tf.float32,
+            (None, self.num_dims),
+            "flat latents z = f(x) of every level, standard normal under the model",
+        )
 
     # -- checks --------------------------------------------------------------
 
@@ -168,8 +205,11 @@ class Endpoints:
         return self.model.spec.graph_level_checks(x, where)
 
     def _check_finite(self, x: tf.Tensor, what: str) -> list:
-        return [tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True,
-                                          message=f"{what} must be finite")]
+        return [
+            tf.debugging.assert_equal(
+                tf.reduce_all(tf.math.is_finite(x)), True, message=f"{what} must be finite"
+            )
+        ]
 
     # -- conversions -----------------------------------------------------
 
@@ -177,10 +217,10 @@ class Endpoints:
         return bin_centres(images, self.num_bits, self.int_bits)
 
     def _to_ints(self, x: tf.Tensor) -> tf.Tensor:
-        top = 2 ** self.num_bits - 1
+        top = 2**self.num_bits - 1
         levels = tf.clip_by_value(tf.floor(x), 0.0, float(top))
         levels = tf.where(tf.math.is_nan(levels), tf.zeros_like(levels), levels)
-        scale = (2 ** self.int_bits - 1) / top
+        scale = (2**self.int_bits - 1) / top
         return tf.cast(tf.round(levels * scale), self.int_dtype)
 
     def _data_dict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -221,8 +261,12 @@ class Endpoints:
         x, context = self._data_in(kw, "score")
         bits = self._scores(x, context)["bits_per_dim"]
         complexity = complexity_bits_per_dim(kw["images"], self.num_bits)
-        out = {"score": complexity_corrected(bits, complexity), "bits_per_dim": bits,
-               "complexity_bits_per_dim": complexity, "finite": tf.math.is_finite(bits)}
+        out = {
+            "score": complexity_corrected(bits, complexity),
+            "bits_per_dim": bits,
+            "complexity_bits_per_dim": complexity,
+            "finite": tf.math.is_finite(bits),
+        }
         for extra in image_scores()[1:]:  # the first, complexity_corrected, is "score"
             out[extra.name] = tf.cast(extra.compute(kw["images"], bits, self.num_bits), tf.float32)
         return out
@@ -248,26 +292,34 @@ class Endpoints:
         checks = [
             tf.debugging.assert_greater_equal(n, 0, message=limit),
             tf.debugging.assert_less_equal(n, self.max_samples, message=limit),
-            tf.debugging.assert_equal(tf.math.is_finite(temperature), True,
-                                      message="sample: temperature must be finite"),
-            tf.debugging.assert_greater_equal(temperature, 0.0,
-                                              message="sample: temperature must be >= 0"),
+            tf.debugging.assert_equal(
+                tf.math.is_finite(temperature), True, message="sample: temperature must be finite"
+            ),
+            tf.debugging.assert_greater_equal(temperature, 0.0, message="sample: temperature must be >= 0"),
         ]
         context = None
         if self.model.is_conditional:
             key = "labels" if self.model.num_classes is not None else "context"
             given = tf.shape(kw[key])[0]
             one_or_n = tf.logical_or(tf.equal(given, 1), tf.equal(given, n))
-            checks.append(tf.debugging.assert_equal(
-                one_or_n, True, message=f"sample: {key} must have 1 row (for all samples) "
-                "or num_samples rows (one per sample)"))
+            checks.append(
+                tf.debugging.assert_equal(
+                    one_or_n,
+                    True,
+                    message=f"sample: {key} must have 1 row (for all samples) "
+                    "or num_samples rows (one per sample)",
+                )
+            )
             more, context = self._check_context(kw, given, "sample")
             checks += more
         options = {name: kw[name] for name in self.sample_options}
         for name, value in options.items():
             if value.dtype.is_floating:
-                checks.append(tf.debugging.assert_equal(
-                    tf.math.is_finite(value), True, message=f"sample: {name} must be finite"))
+                checks.append(
+                    tf.debugging.assert_equal(
+                        tf.math.is_finite(value), True, message=f"sample: {name} must be finite"
+                    )
+                )
         with tf.control_dependencies(checks):
             n = tf.identity(n)
             if context is not None:
@@ -289,42 +341,93 @@ class Endpoints:
 
         ctx = self._context_inputs()
         data, latents = self._data(), self._latents()
-        out = [Endpoint("log_prob", (
-            "log density of integer pixels scored at the bin centre (level + 0.5)" if self.is_image
-            else "log density of the examples"), [data, *ctx], self._score_outputs(), self.log_prob)]
+        out = [
+            Endpoint(
+                "log_prob",
+                (
+                    "log density of integer pixels scored at the bin centre (level + 0.5)"
+                    if self.is_image
+                    else "log density of the examples"
+                ),
+                [data, *ctx],
+                self._score_outputs(),
+                self.log_prob,
+            )
+        ]
         if self.is_image:
-            out.append(Endpoint(
-                "score", "complexity-corrected OOD score (Serra et al. 2020): bits/dim minus the "
-                "PNG length in bits/dim; higher is more out-of-distribution",
-                [data, *ctx], [
-                    Tensor("score", tf.float32, (None,), "bits_per_dim - complexity_bits_per_dim"),
-                    Tensor("bits_per_dim", tf.float32, (None,), "-log_prob / (D ln 2), D = H*W*C"),
-                    Tensor("complexity_bits_per_dim", tf.float32, (None,),
-                            "PNG length (compression 9) of the reduced image, in bits per dimension"),
-                    Tensor("finite", tf.bool, (None,), "true where bits_per_dim is finite"),
-                    *[Tensor(extra.name, tf.float32, (None,), extra.description)
-                      for extra in image_scores()[1:]],
-                ], self.score))
-            out.append(Endpoint(
-                "log_prob_float", "exact log density of dequantized float pixel levels",
-                [self._data(tf.float32), *ctx], self._score_outputs(), self.log_prob_float))
+            out.append(
+                Endpoint(
+                    "score",
+                    "complexity-corrected OOD score (Serra et al. 2020): bits/dim minus the "
+                    "PNG length in bits/dim; higher is more out-of-distribution",
+                    [data, *ctx],
+                    [
+                        Tensor("score", tf.float32, (None,), "bits_per_dim - complexity_bits_per_dim"),
+                        Tensor("bits_per_dim", tf.float32, (None,), "-log_prob / (D ln 2), D = H*W*C"),
+                        Tensor(
+                            "complexity_bits_per_dim",
+                            tf.float32,
+                            (None,),
+                            "PNG length (compression 9) of the reduced image, in bits per dimension",
+                        ),
+                        Tensor("finite", tf.bool, (None,), "true where bits_per_dim is finite"),
+                        *[
+                            Tensor(extra.name, tf.float32, (None,), extra.description)
+                            for extra in image_scores()[1:]
+                        ],
+                    ],
+                    self.score,
+                )
+            )
+            out.append(
+                Endpoint(
+                    "log_prob_float",
+                    "exact log density of dequantized float pixel levels",
+                    [self._data(tf.float32), *ctx],
+                    self._score_outputs(),
+                    self.log_prob_float,
+                )
+            )
         scalars = [
             Tensor("num_samples", tf.int32, (), f"how many samples, 0..{self.max_samples}"),
             Tensor("temperature", tf.float32, (), "finite scale >= 0 of the base noise (1: the model)"),
             Tensor("seed", tf.int64, (), "the same seed gives the same samples"),
         ]
-        ctx_sample = [Tensor(t.name, t.dtype, t.shape, t.description.replace(
-            "one per example", "one for all samples or one per sample")) for t in ctx]
-        options = [Tensor(name, tf.as_dtype(o["dtype"]), (), o["description"], o["default"])
-                   for name, o in self.sample_options.items()]
+        ctx_sample = [
+            Tensor(
+                t.name,
+                t.dtype,
+                t.shape,
+                t.description.replace("one per example", "one for all samples or one per sample"),
+            )
+            for t in ctx
+        ]
+        options = [
+            Tensor(name, tf.as_dtype(o["dtype"]), (), o["description"], o["default"])
+            for name, o in self.sample_options.items()
+        ]
         out += [
-            Endpoint("sample", "draws samples, deterministic for a given seed" + (
-                "; every input is required, and an option at its default gives the plain sample"
-                if options else ""),
-                      scalars + ctx_sample + options, self._data_outputs(), self.sample),
-            Endpoint("encode", "the flat latent z = f(x)" + (
-                " of the bin centres" if self.is_image else ""), [data, *ctx], [latents], self.encode),
-            Endpoint("decode", "x = f^-1(z) for flat latents", [latents, *ctx],
-                      self._data_outputs(), self.decode),
+            Endpoint(
+                "sample",
+                "draws samples, deterministic for a given seed"
+                + (
+                    "; every input is required, and an option at its default gives the plain sample"
+                    if options
+                    else ""
+                ),
+                scalars + ctx_sample + options,
+                self._data_outputs(),
+                self.sample,
+            ),
+            Endpoint(
+                "encode",
+                "the flat latent z = f(x)" + (" of the bin centres" if self.is_image else ""),
+                [data, *ctx],
+                [latents],
+                self.encode,
+            ),
+            Endpoint(
+                "decode", "x = f^-1(z) for flat latents", [latents, *ctx], self._data_outputs(), self.decode
+            ),
         ]
         return out

@@ -10,13 +10,7 @@ import keras
 import tensorflow as tf
 
 from tfflows.data.pixels import integer_pixel_bits, saved_model_pixel_dtype
-from tfflows.export.endpoints import (
-    CARD_FILE,
-    MAX_SAMPLES,
-    Endpoint,
-    Endpoints,
-    declared_num_bits,
-)
+from tfflows.export.endpoints import CARD_FILE, MAX_SAMPLES, Endpoint, Endpoints, declared_num_bits
 from tfflows.guard import check_finite_weights
 from tfflows.io import atomic_dir, atomic_write_json
 from tfflows.layers.convolution import conv_implementation
@@ -53,7 +47,8 @@ def _card(model: FlowModel, endpoints: list[Endpoint], max_samples: int) -> dict
             f"{integer_pixel_bits(saved_model_pixel_dtype(n), n)} - {n})) and "
             "scored at k + 0.5: log_prob is the density at the bin centre in pixel-level units "
             "(a deterministic estimate of the log-probability of the integer image); "
-            "log_prob_float scores float levels as given.")
+            "log_prob_float scores float levels as given."
+        )
     return card
 
 
@@ -73,8 +68,9 @@ def describe_signatures(model: FlowModel, max_samples: int = MAX_SAMPLES) -> dic
 
 def is_saved_model_folder(path: str) -> bool:
     """True where ``path`` holds what :func:`export_saved_model` writes: the graph and the model card."""
-    return (os.path.isfile(os.path.join(path, "saved_model.pb"))
-            and os.path.isfile(os.path.join(path, CARD_FILE)))
+    return os.path.isfile(os.path.join(path, "saved_model.pb")) and os.path.isfile(
+        os.path.join(path, CARD_FILE)
+    )
 
 
 def _check_path(path: str, overwrite: bool) -> bool:
@@ -88,16 +84,19 @@ def _check_path(path: str, overwrite: bool) -> bool:
     if not overwrite:
         raise ValueError(
             f"export_saved_model: {path!r} is not empty; TF Serving versions are immutable, "
-            "so export to a new version folder or pass overwrite=True.")
+            "so export to a new version folder or pass overwrite=True."
+        )
     if not is_saved_model_folder(path):
         raise ValueError(
             f"export_saved_model: {path!r} is not empty and holds no SavedModel written by tfflows "
-            f"(expected saved_model.pb and {CARD_FILE}); refusing to overwrite it.")
+            f"(expected saved_model.pb and {CARD_FILE}); refusing to overwrite it."
+        )
     return True
 
 
-def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples: int = MAX_SAMPLES,
-                       overwrite: bool = False) -> str:
+def export_saved_model(
+    model: FlowModel, path: str | os.PathLike, *, max_samples: int = MAX_SAMPLES, overwrite: bool = False
+) -> str:
     """Writes ``model`` as a SavedModel with the signatures of this module's docstring.
 
     For TF Serving, ``path`` is ``<base>/<model_name>/<version>``. Besides
@@ -134,9 +133,12 @@ def export_saved_model(model: FlowModel, path: str | os.PathLike, *, max_samples
         raise ValueError(f"export_saved_model: num_bits must be in 1..16, got {model.num_bits!r}.")
     check_finite_weights(model, "export")
     if not model.is_initialized:
-        warnings.warn(f"export_saved_model: {type(model).__name__} has ActNorm layers that were "
-                      "never initialised (an untrained model?); exporting it as it is.",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"export_saved_model: {type(model).__name__} has ActNorm layers that were "
+            "never initialised (an untrained model?); exporting it as it is.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     path = os.fspath(path)
     replace = _check_path(path, overwrite)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

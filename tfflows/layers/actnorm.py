@@ -31,8 +31,12 @@ class ActNormLayer(DataInitializedLayer):
 
     def bijector(self, context: tf.Tensor | None = None) -> ActNorm:
         self._require_built()
-        return ActNorm(tf.convert_to_tensor(self.log_scale), tf.convert_to_tensor(self.bias),
-                       event_ndims=self.event_ndims, name=self.name)
+        return ActNorm(
+            tf.convert_to_tensor(self.log_scale),
+            tf.convert_to_tensor(self.bias),
+            event_ndims=self.event_ndims,
+            name=self.name,
+        )
 
     def _set_from_data(self, x: tf.Tensor) -> None:
         """Sets scale and bias from the batch ``x``: zero mean, unit variance per channel.
@@ -44,8 +48,9 @@ class ActNormLayer(DataInitializedLayer):
         x = tf.cast(x, self.log_scale.dtype)
         _, var = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
         self._checked_statistic("variance", var)
-        self._warn_degenerate("variance", actnorm_degenerate(var),
-                              "that channel keeps scale 1 (only centred)")
+        self._warn_degenerate(
+            "variance", actnorm_degenerate(var), "that channel keeps scale 1 (only centred)"
+        )
         log_scale, bias = actnorm_init(x, self.event_ndims)
         self.log_scale.assign(self._checked_statistic("log-scale", log_scale))
         self.bias.assign(self._checked_statistic("bias", bias))

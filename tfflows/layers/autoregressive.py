@@ -32,14 +32,25 @@ class MaskedAutoregressiveLayer(FlowLayer):
       bound: B, the spline's interval [−B, B]; identity outside.
     """
 
-    def __init__(self, hidden_units: int = 64, num_hidden: int = 2, ordering: str = "natural",
-                 direction: str = "maf", seed: int = 0, transform: str = "affine",
-                 num_bins: int = 8, bound: float = 4.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        hidden_units: int = 64,
+        num_hidden: int = 2,
+        ordering: str = "natural",
+        direction: str = "maf",
+        seed: int = 0,
+        transform: str = "affine",
+        num_bins: int = 8,
+        bound: float = 4.0,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("event_ndims", 1)
         super().__init__(**kwargs)
         if self.event_ndims != 1:
-            raise ValueError(f"{self.name}: a masked autoregressive step is for vectors "
-                             f"(event_ndims=1), got event_ndims={self.event_ndims}.")
+            raise ValueError(
+                f"{self.name}: a masked autoregressive step is for vectors "
+                f"(event_ndims=1), got event_ndims={self.event_ndims}."
+            )
         check_positive_ints(self.name, hidden_units=hidden_units, num_hidden=num_hidden)
         if ordering not in ORDERINGS:
             raise ValueError(f"{self.name}: ordering must be one of {ORDERINGS}, got {ordering!r}.")
@@ -56,9 +67,14 @@ class MaskedAutoregressiveLayer(FlowLayer):
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         dim = int(x_shape[-1])
-        made = MADE(make_ordering(dim, self.ordering, self.seed), self.hidden_units,
-                    self.num_hidden, params_per_feature=self.transform.params_per_entry,
-                    dtype=self.dtype_policy, name="made")
+        made = MADE(
+            make_ordering(dim, self.ordering, self.seed),
+            self.hidden_units,
+            self.num_hidden,
+            params_per_feature=self.transform.params_per_entry,
+            dtype=self.dtype_policy,
+            name="made",
+        )
         self.made = made
         made.build((None, dim), None if context_shape is None else (None, context_shape[-1]))
 
@@ -74,11 +90,24 @@ class MaskedAutoregressiveLayer(FlowLayer):
 
     def bijector(self, context: tf.Tensor | None = None) -> MaskedAutoregressive:
         made = self._built_made()
-        return MaskedAutoregressive(made, len(made.ordering), self.direction,
-                                    context=context, transform=self.transform, name=self.name)
+        return MaskedAutoregressive(
+            made,
+            len(made.ordering),
+            self.direction,
+            context=context,
+            transform=self.transform,
+            name=self.name,
+        )
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "hidden_units": self.hidden_units,
-                "num_hidden": self.num_hidden, "ordering": self.ordering,
-                "direction": self.direction, "seed": self.seed, "transform": self.transform_name,
-                "num_bins": self.num_bins, "bound": self.bound}
+        return {
+            **super().get_config(),
+            "hidden_units": self.hidden_units,
+            "num_hidden": self.num_hidden,
+            "ordering": self.ordering,
+            "direction": self.direction,
+            "seed": self.seed,
+            "transform": self.transform_name,
+            "num_bins": self.num_bins,
+            "bound": self.bound,
+        }

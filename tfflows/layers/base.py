@@ -88,7 +88,8 @@ class FlowLayer(keras.layers.Layer):
     def _check_input_shape(self, shape) -> None:
         if shape is None or len(shape) < self.event_ndims + 1:
             what = {3: "[batch, height, width, channels]", 2: "[batch, tokens, features]"}.get(
-                self.event_ndims, "[batch, features]")
+                self.event_ndims, "[batch, features]"
+            )
             raise ValueError(f"{self.name}: expected inputs shaped {what}, got shape {shape}.")
         if shape[-1] is None:
             raise ValueError(f"{self.name}: the last axis must have a known size, got shape {shape}.")
@@ -123,16 +124,18 @@ class FlowLayer(keras.layers.Layer):
                 "call build(input_shape) before asking for its bijector."
             )
 
-    def call(self, x: tf.Tensor, context: tf.Tensor | None = None,
-             inverse: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def call(
+        self, x: tf.Tensor, context: tf.Tensor | None = None, inverse: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         x = _as_flow_dtype(x, self.flow_dtype)
         if context is not None:
             context = _as_flow_dtype(context, self.flow_dtype)
         b = self.bijector(context)
         return b.inverse_and_log_det(x) if inverse else b.forward_and_log_det(x)
 
-    def compute_output_spec(self, x: keras.KerasTensor, context: keras.KerasTensor | None = None,
-                            inverse: bool = False) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    def compute_output_spec(
+        self, x: keras.KerasTensor, context: keras.KerasTensor | None = None, inverse: bool = False
+    ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         batch = x.shape[: len(x.shape) - self.event_ndims]
         dtype = self.flow_dtype if keras.backend.is_float_dtype(x.dtype) else x.dtype
         return (keras.KerasTensor(x.shape, dtype), keras.KerasTensor(batch, dtype))
@@ -153,8 +156,7 @@ class DataInitializedLayer(FlowLayer):
     needs_data_init = True
 
     def _add_initialized_flag(self) -> None:
-        self.initialized = self.add_weight(
-            name="initialized", shape=(), initializer="zeros", trainable=False)
+        self.initialized = self.add_weight(name="initialized", shape=(), initializer="zeros", trainable=False)
 
     @property
     def is_initialized(self) -> bool:
@@ -176,13 +178,17 @@ class DataInitializedLayer(FlowLayer):
             return False
         x = tf.convert_to_tensor(x)
         if x.shape.rank is not None and x.shape.rank > 0 and int(tf.shape(x)[0]) == 0:
-            raise ValueError(f"{self.name}: data-dependent initialisation needs at least one example, "
-                             f"got an empty batch of shape {list(x.shape)}.")
+            raise ValueError(
+                f"{self.name}: data-dependent initialisation needs at least one example, "
+                f"got an empty batch of shape {list(x.shape)}."
+            )
         bad = int(tf.reduce_sum(tf.cast(~tf.math.is_finite(tf.cast(x, self.flow_dtype)), tf.int32)))
         if bad:
-            raise ValueError(f"{self.name}: data-dependent initialisation expected finite inputs, got "
-                             f"{bad} inf or NaN values (in {self.flow_dtype}; the steps before it, or the "
-                             "data, overflow).")
+            raise ValueError(
+                f"{self.name}: data-dependent initialisation expected finite inputs, got "
+                f"{bad} inf or NaN values (in {self.flow_dtype}; the steps before it, or the "
+                "data, overflow)."
+            )
         self._set_from_data(x)
         self.initialized.assign(1.0)
         return True
@@ -194,7 +200,8 @@ class DataInitializedLayer(FlowLayer):
             raise ValueError(
                 f"{self.name}: data-dependent initialisation gave a non-finite {statistic} for "
                 f"{bad.size} of {int(np.prod(value.shape))} features/channels (first: index {int(bad[0])}): "
-                f"the data overflow {value.dtype.name}; rescale them (or use dtype='float64').")
+                f"the data overflow {value.dtype.name}; rescale them (or use dtype='float64')."
+            )
         return value
 
     def _warn_degenerate(self, statistic: str, degenerate: tf.Tensor, fallback: str) -> None:
@@ -206,7 +213,9 @@ class DataInitializedLayer(FlowLayer):
                 f"{self.name}: data-dependent initialisation found a zero {statistic} for "
                 f"{where.size} of {int(np.prod(degenerate.shape))} features/channels ({shown}): the data "
                 f"are constant there; {fallback} instead of dividing by it.",
-                DataInitWarning, stacklevel=4)
+                DataInitWarning,
+                stacklevel=4,
+            )
 
     def _set_from_data(self, x: tf.Tensor) -> None:
         raise NotImplementedError

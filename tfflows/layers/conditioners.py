@@ -36,8 +36,18 @@ from tfflows.typing import Shape
 if TYPE_CHECKING:
     import tensorflow as tf  # Keras hands call() the backend's tensors
 
-__all__ = ["ConvNet", "ResNet", "MLP", "ZeroConv", "ViT", "ConditionerFactory",
-           "register_conditioner", "get_conditioner", "conditioner_names", "BUILTIN_CONDITIONERS"]
+__all__ = [
+    "ConvNet",
+    "ResNet",
+    "MLP",
+    "ZeroConv",
+    "ViT",
+    "ConditionerFactory",
+    "register_conditioner",
+    "get_conditioner",
+    "conditioner_names",
+    "BUILTIN_CONDITIONERS",
+]
 
 ConditionerFactory = Callable[..., keras.layers.Layer]
 _REGISTRY: dict[str, ConditionerFactory] = {}
@@ -53,11 +63,12 @@ def register_conditioner(name: str, factory: ConditionerFactory, overwrite: bool
     if not isinstance(name, str) or not name:
         raise ValueError(f"register_conditioner: name must be a non-empty string, got {name!r}.")
     if not callable(factory):
-        raise ValueError(f"register_conditioner: factory must be callable, got "
-                         f"{type(factory).__name__}.")
+        raise ValueError(f"register_conditioner: factory must be callable, got {type(factory).__name__}.")
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"register_conditioner: a conditioner called {name!r} is registered "
-                         "already; pass overwrite=True to replace it.")
+        raise ValueError(
+            f"register_conditioner: a conditioner called {name!r} is registered "
+            "already; pass overwrite=True to replace it."
+        )
     _REGISTRY[name] = factory
 
 
@@ -73,8 +84,9 @@ def get_conditioner(name: str, owner: str = "get_conditioner") -> ConditionerFac
       ValueError: no conditioner has that name.
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"{owner}: conditioner must be a Keras layer or one of "
-                         f"{conditioner_names()}, got {name!r}.")
+        raise ValueError(
+            f"{owner}: conditioner must be a Keras layer or one of {conditioner_names()}, got {name!r}."
+        )
     return _REGISTRY[name]
 
 
@@ -122,8 +134,9 @@ class ConvNet(keras.layers.Layer):
         # tfflows' Conv2D: stride 1, 'same' padding, thin convs as matmuls on CPUs.
         self.conv_in = Conv2D(hidden_channels, 3, activation="relu", dtype=self.dtype_policy)
         self.conv_mid = Conv2D(hidden_channels, 1, activation="relu", dtype=self.dtype_policy)
-        self.conv_out = Conv2D(output_channels, 3, kernel_initializer="zeros",
-                               dtype=output_policy(self.dtype_policy))
+        self.conv_out = Conv2D(
+            output_channels, 3, kernel_initializer="zeros", dtype=output_policy(self.dtype_policy)
+        )
 
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -135,8 +148,11 @@ class ConvNet(keras.layers.Layer):
         return self.conv_out(self.conv_mid(self.conv_in(_with_context(x, context))))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "hidden_channels": self.hidden_channels,
-                "output_channels": self.output_channels}
+        return {
+            **super().get_config(),
+            "hidden_channels": self.hidden_channels,
+            "output_channels": self.output_channels,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -151,11 +167,11 @@ class ResNet(keras.layers.Layer):
       output_channels: channels of the output.
     """
 
-    def __init__(self, num_blocks: int, hidden_channels: int, output_channels: int,
-                 **kwargs: Any) -> None:
+    def __init__(self, num_blocks: int, hidden_channels: int, output_channels: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        check_positive_ints(self.name, num_blocks=num_blocks, hidden_channels=hidden_channels,
-                        output_channels=output_channels)
+        check_positive_ints(
+            self.name, num_blocks=num_blocks, hidden_channels=hidden_channels, output_channels=output_channels
+        )
         self.num_blocks = num_blocks
         self.hidden_channels = hidden_channels
         self.output_channels = output_channels
@@ -181,8 +197,12 @@ class ResNet(keras.layers.Layer):
         return self.conv_out(ops.relu(h))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_blocks": self.num_blocks,
-                "hidden_channels": self.hidden_channels, "output_channels": self.output_channels}
+        return {
+            **super().get_config(),
+            "num_blocks": self.num_blocks,
+            "hidden_channels": self.hidden_channels,
+            "output_channels": self.output_channels,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -197,13 +217,17 @@ class MLP(keras.layers.Layer):
     def __init__(self, hidden_units: list[int], output_units: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         hidden_units = list(hidden_units)
-        check_positive_ints(self.name, output_units=output_units,
-                        **{f"hidden_units[{i}]": u for i, u in enumerate(hidden_units)})
+        check_positive_ints(
+            self.name,
+            output_units=output_units,
+            **{f"hidden_units[{i}]": u for i, u in enumerate(hidden_units)},
+        )
         self.hidden_units = hidden_units
         self.output_units = output_units
         self.hidden = [layers.Dense(u, activation="relu", dtype=self.dtype_policy) for u in hidden_units]
-        self.out = layers.Dense(output_units, kernel_initializer="zeros",
-                                dtype=output_policy(self.dtype_policy))
+        self.out = layers.Dense(
+            output_units, kernel_initializer="zeros", dtype=output_policy(self.dtype_policy)
+        )
 
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         width = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -219,8 +243,7 @@ class MLP(keras.layers.Layer):
         return self.out(h)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "hidden_units": self.hidden_units,
-                "output_units": self.output_units}
+        return {**super().get_config(), "hidden_units": self.hidden_units, "output_units": self.output_units}
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -235,8 +258,9 @@ class ZeroConv(keras.layers.Layer):
         super().__init__(**kwargs)
         check_positive_ints(self.name, output_channels=output_channels)
         self.output_channels = output_channels
-        self.conv = Conv2D(output_channels, 3, kernel_initializer="zeros",
-                           dtype=output_policy(self.dtype_policy))
+        self.conv = Conv2D(
+            output_channels, 3, kernel_initializer="zeros", dtype=output_policy(self.dtype_policy)
+        )
 
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         channels = x_shape[-1] + (0 if context_shape is None else context_shape[-1])
@@ -271,36 +295,44 @@ class ViT(keras.layers.Layer):
         Normalizing Flow. 2024. arXiv:2412.15129.
     """
 
-    def __init__(self, num_layers: int, width: int, heads: int, output_channels: int,
-                 mlp_ratio: int = 4, **kwargs: Any) -> None:
+    def __init__(
+        self, num_layers: int, width: int, heads: int, output_channels: int, mlp_ratio: int = 4, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        check_positive_ints(self.name, num_layers=num_layers, output_channels=output_channels,
-                            mlp_ratio=mlp_ratio)
+        check_positive_ints(
+            self.name, num_layers=num_layers, output_channels=output_channels, mlp_ratio=mlp_ratio
+        )
         check_heads(self.name, width, heads)
         self.num_layers, self.width, self.heads = num_layers, width, heads
         self.output_channels, self.mlp_ratio = output_channels, mlp_ratio
         policy = self.dtype_policy
         self.project_in = layers.Dense(width, dtype=policy, name="project_in")
-        self.transformer = CausalTransformer(num_layers, width, heads, mlp_ratio, causal=False,
-                                             dtype=policy, name="transformer")
-        self.project_out = layers.Dense(output_channels, kernel_initializer="zeros",
-                                        dtype=output_policy(policy),
-                                        name="project_out")
+        self.transformer = CausalTransformer(
+            num_layers, width, heads, mlp_ratio, causal=False, dtype=policy, name="transformer"
+        )
+        self.project_out = layers.Dense(
+            output_channels, kernel_initializer="zeros", dtype=output_policy(policy), name="project_out"
+        )
         self.context_embedding: layers.Dense | None = None
 
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         if len(x_shape) != 3 or x_shape[-2] is None or x_shape[-1] is None:
-            raise ValueError(f"{self.name}: expected inputs shaped [batch, tokens, features] with "
-                             f"known tokens and features, got shape {tuple(x_shape)}.")
+            raise ValueError(
+                f"{self.name}: expected inputs shaped [batch, tokens, features] with "
+                f"known tokens and features, got shape {tuple(x_shape)}."
+            )
         self.project_in.build((None, None, x_shape[-1]))
         self.position = self.add_weight(
-            name="position", shape=(int(x_shape[-2]), self.width),
-            initializer=keras.initializers.RandomNormal(stddev=self.width ** -0.5))
+            name="position",
+            shape=(int(x_shape[-2]), self.width),
+            initializer=keras.initializers.RandomNormal(stddev=self.width**-0.5),
+        )
         self.transformer.build((None, None, self.width))
         self.project_out.build((None, None, self.width))
         if context_shape is not None:
-            self.context_embedding = layers.Dense(self.width, use_bias=False, dtype=self.dtype_policy,
-                                                  name="context_embedding")
+            self.context_embedding = layers.Dense(
+                self.width, use_bias=False, dtype=self.dtype_policy, name="context_embedding"
+            )
             self.context_embedding.build((None, context_shape[-1]))
 
     def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
@@ -312,9 +344,14 @@ class ViT(keras.layers.Layer):
         return self.project_out(self.transformer(h))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_layers": self.num_layers, "width": self.width,
-                "heads": self.heads, "output_channels": self.output_channels,
-                "mlp_ratio": self.mlp_ratio}
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "width": self.width,
+            "heads": self.heads,
+            "output_channels": self.output_channels,
+            "mlp_ratio": self.mlp_ratio,
+        }
 
 
 def _convnet(output_channels, *, hidden_channels, num_blocks, dtype, name, **options):
@@ -337,8 +374,13 @@ def _vit(output_channels, *, hidden_channels, num_blocks, dtype, name, heads=4, 
     return ViT(num_blocks, hidden_channels, heads, output_channels, mlp_ratio, dtype=dtype, name=name)
 
 
-for _name, _factory in (("convnet", _convnet), ("resnet", _resnet), ("mlp", _mlp),
-                        ("zeroconv", _zeroconv), ("vit", _vit)):
+for _name, _factory in (
+    ("convnet", _convnet),
+    ("resnet", _resnet),
+    ("mlp", _mlp),
+    ("zeroconv", _zeroconv),
+    ("vit", _vit),
+):
     register_conditioner(_name, _factory)
 
 BUILTIN_CONDITIONERS = conditioner_names()

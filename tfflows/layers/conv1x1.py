@@ -37,8 +37,8 @@ def lu_decompose(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             u[[k, p], :] = u[[p, k], :]
             perm[[k, p]] = perm[[p, k]]
             l_mat[[k, p], :k] = l_mat[[p, k], :k]
-        l_mat[k + 1:, k] = u[k + 1:, k] / u[k, k]
-        u[k + 1:, :] -= l_mat[k + 1:, k:k + 1] * u[k:k + 1, :]
+        l_mat[k + 1 :, k] = u[k + 1 :, k] / u[k, k]
+        u[k + 1 :, :] -= l_mat[k + 1 :, k : k + 1] * u[k : k + 1, :]
     # Rows were permuted as P_rows W = L U, so W = P L U with P = eye[argsort].
     return np.argsort(perm), l_mat, np.triu(u)
 
@@ -64,8 +64,13 @@ class InvertibleConv1x1Layer(FlowLayer):
       initial_matrix: optional c×c starting matrix instead of a rotation.
     """
 
-    def __init__(self, lu: bool = False, seed: int | None = None,
-                 initial_matrix: list | np.ndarray | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        lu: bool = False,
+        seed: int | None = None,
+        initial_matrix: list | np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.lu = bool(lu)
         if seed is None:
@@ -102,9 +107,11 @@ class InvertibleConv1x1Layer(FlowLayer):
         perm, l_mat, u_mat = lu_decompose(w0)
         diag = np.diag(u_mat)
         self.permutation = self.add_weight(
-            name="permutation", shape=(c,), dtype="int32", trainable=False, initializer=const(perm))
-        self.sign = self.add_weight(name="sign", shape=(c,), trainable=False,
-                                    initializer=const(np.sign(diag)))
+            name="permutation", shape=(c,), dtype="int32", trainable=False, initializer=const(perm)
+        )
+        self.sign = self.add_weight(
+            name="sign", shape=(c,), trainable=False, initializer=const(np.sign(diag))
+        )
         packed = np.tril(l_mat, -1) + np.triu(u_mat, 1) + np.diag(np.log(np.abs(diag)))
         self.lower_upper = self.add_weight(name="lower_upper", shape=(c, c), initializer=const(packed))
 
@@ -118,17 +125,22 @@ class InvertibleConv1x1Layer(FlowLayer):
     def _lu_parts(self):
         """(permutation, L, U, log|diag|, sign): lu_weight reads only the strict triangles."""
         packed = tf.convert_to_tensor(self.lower_upper)
-        return (tf.convert_to_tensor(self.permutation), packed, packed, tf.linalg.diag_part(packed),
-                tf.convert_to_tensor(self.sign))
+        return (
+            tf.convert_to_tensor(self.permutation),
+            packed,
+            packed,
+            tf.linalg.diag_part(packed),
+            tf.convert_to_tensor(self.sign),
+        )
 
     def bijector(self, context: tf.Tensor | None = None) -> InvertibleConv1x1:
         self._require_built()
         if not self.lu:
-            return InvertibleConv1x1(tf.convert_to_tensor(self.kernel), event_ndims=self.event_ndims,
-                                     name=self.name)
+            return InvertibleConv1x1(
+                tf.convert_to_tensor(self.kernel), event_ndims=self.event_ndims, name=self.name
+            )
         weight, inverse, log_abs_det = lu_weight(*self._lu_parts())
-        return InvertibleConv1x1(weight, inverse, log_abs_det, event_ndims=self.event_ndims,
-                                 name=self.name)
+        return InvertibleConv1x1(weight, inverse, log_abs_det, event_ndims=self.event_ndims, name=self.name)
 
     def get_config(self) -> dict[str, Any]:
         m = None if self.initial_matrix is None else self.initial_matrix.tolist()

@@ -39,8 +39,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-__all__ = ["Conv2D", "IMPLEMENTATIONS", "conv_implementation", "resolve_implementation",
-           "xla_compiling"]
+__all__ = ["Conv2D", "IMPLEMENTATIONS", "conv_implementation", "resolve_implementation", "xla_compiling"]
 
 IMPLEMENTATIONS = ("auto", "conv", "matmul")
 
@@ -101,8 +100,9 @@ def _im2col_conv(x, kernel):
     k, _, c_in, c_out = kernel.shape
     p = k // 2
     padded = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-    columns = ops.concatenate([padded[:, _window(k, i), _window(k, j), :]
-                                for i in range(k) for j in range(k)], axis=-1)
+    columns = ops.concatenate(
+        [padded[:, _window(k, i), _window(k, j), :] for i in range(k) for j in range(k)], axis=-1
+    )
     return ops.tensordot(columns, ops.reshape(kernel, (k * k * c_in, c_out)), 1)
 
 
@@ -124,8 +124,14 @@ def _sum_of_taps(z, k: int):
                 out = term if out is None else out + term
 
         def grad(upstream):
-            return tf.stack([tf.pad(upstream, [[0, 0], [i, k - 1 - i], [j, k - 1 - j], [0, 0]])
-                             for i in range(k) for j in range(k)], axis=3)
+            return tf.stack(
+                [
+                    tf.pad(upstream, [[0, 0], [i, k - 1 - i], [j, k - 1 - j], [0, 0]])
+                    for i in range(k)
+                    for j in range(k)
+                ],
+                axis=3,
+            )
 
         return out, grad
 
@@ -160,8 +166,7 @@ def _stock_conv(convolution_op, x, kernel):
     return convolution_op(x, kernel)
 
 
-_FIXED = {"strides": 1, "padding": "same", "dilation_rate": 1, "groups": 1,
-          "data_format": "channels_last"}
+_FIXED = {"strides": 1, "padding": "same", "dilation_rate": 1, "groups": 1, "data_format": "channels_last"}
 
 
 def _normalized(value):
@@ -188,8 +193,9 @@ class Conv2D(keras.layers.Conv2D):
         dilation, groups or data format.
     """
 
-    def __init__(self, filters: int, kernel_size: int | tuple[int, int], implementation: str = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, filters: int, kernel_size: int | tuple[int, int], implementation: str = "auto", **kwargs: Any
+    ) -> None:
         for arg, default in _FIXED.items():
             value = kwargs.pop(arg, default)
             if _normalized(value) != _normalized(default):
@@ -198,8 +204,9 @@ class Conv2D(keras.layers.Conv2D):
         if len(size) != 2 or size[0] != size[1] or size[0] < 1 or size[0] % 2 != 1:
             raise ValueError(f"tfflows Conv2D: expected an odd square kernel_size, got {kernel_size!r}.")
         if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"tfflows Conv2D: expected implementation in {IMPLEMENTATIONS}, "
-                             f"got {implementation!r}.")
+            raise ValueError(
+                f"tfflows Conv2D: expected implementation in {IMPLEMENTATIONS}, got {implementation!r}."
+            )
         super().__init__(filters, size, padding="same", **kwargs)
         self.implementation = implementation
 

@@ -89,8 +89,9 @@ class CouplingLayer(FlowLayer):
         if transform not in transform_names():
             raise ValueError(f"{self.name}: transform must be one of {transform_names()}, got {transform!r}.")
         if additive and transform != "additive":
-            raise ValueError(f"{self.name}: additive=True is transform='additive', got "
-                             f"transform={transform!r}.")
+            raise ValueError(
+                f"{self.name}: additive=True is transform='additive', got transform={transform!r}."
+            )
         if scale_fn not in SCALE_FNS:
             raise ValueError(f"{self.name}: scale_fn must be one of {SCALE_FNS}, got {scale_fn!r}.")
         # Rejects bad spline settings now rather than at build.
@@ -107,12 +108,21 @@ class CouplingLayer(FlowLayer):
                 f"{CONDITIONERS}, got {type(conditioner).__name__}."
             )
         if conditioner_options is not None and not isinstance(conditioner_options, dict):
-            raise ValueError(f"{self.name}: conditioner_options must be a dict of keyword "
-                             f"arguments, got {type(conditioner_options).__name__}.")
+            raise ValueError(
+                f"{self.name}: conditioner_options must be a dict of keyword "
+                f"arguments, got {type(conditioner_options).__name__}."
+            )
         # The MLP's width and depth are kept in hidden_channels and num_blocks too.
         hidden_channels, num_blocks = conditioner_size(
-            self.name, conditioner == "mlp", hidden_channels, num_blocks, hidden_units, num_hidden,
-            default_width=512, default_depth=2)
+            self.name,
+            conditioner == "mlp",
+            hidden_channels,
+            num_blocks,
+            hidden_units,
+            num_hidden,
+            default_width=512,
+            default_depth=2,
+        )
         self.mask = mask
         self.parity = parity
         self.transform = transform
@@ -131,20 +141,33 @@ class CouplingLayer(FlowLayer):
         return make_mask(self.mask, self.parity, self.indices, self.name)
 
     def _transform(self, tanh_factor=None):
-        return make_transform(self.transform, self.num_bins, self.bound, self.name,
-                              scale_fn=self.scale_fn, tanh_factor=tanh_factor, maps_to_latent=True,
-                              entry_major=True)
+        return make_transform(
+            self.transform,
+            self.num_bins,
+            self.bound,
+            self.name,
+            scale_fn=self.scale_fn,
+            tanh_factor=tanh_factor,
+            maps_to_latent=True,
+            entry_major=True,
+        )
 
     def _make_conditioner(self, out: int) -> keras.layers.Layer:
         factory = get_conditioner(self._conditioner_spec, self.name)
-        return factory(out, hidden_channels=self.hidden_channels, num_blocks=self.num_blocks,
-                       dtype=self.dtype_policy, name="conditioner", **self.conditioner_options)
+        return factory(
+            out,
+            hidden_channels=self.hidden_channels,
+            num_blocks=self.num_blocks,
+            dtype=self.dtype_policy,
+            name="conditioner",
+            **self.conditioner_options,
+        )
 
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
         channels = x_shape[-1]
         mask = self._mask()
-        event = tuple(x_shape[len(x_shape) - self.event_ndims:])
+        event = tuple(x_shape[len(x_shape) - self.event_ndims :])
         if mask.kind != "checkerboard" and mask.kind != "token_spatial" and channels < 2:
             raise ValueError(
                 f"{self.name}: a {self.mask!r} mask needs at least 2 channels, got shape {x_shape}."
@@ -165,26 +188,41 @@ class CouplingLayer(FlowLayer):
         self.tanh_factor = None
         if self.scale_fn == "tanh" and self.transform == "affine":
             self.tanh_factor = self.add_weight(
-                name="tanh_factor", shape=(moving,), initializer="ones", trainable=True)
+                name="tanh_factor", shape=(moving,), initializer="ones", trainable=True
+            )
         self.channels = channels
 
     def bijector(self, context: tf.Tensor | None = None) -> Coupling:
         self._require_built()
         assert self.conditioner is not None  # build makes it with the weights
         factor = None if self.tanh_factor is None else tf.convert_to_tensor(self.tanh_factor)
-        return Coupling(self.conditioner, self._transform(factor), self._mask(), context=context,
-                        name=self.name)
+        return Coupling(
+            self.conditioner, self._transform(factor), self._mask(), context=context, name=self.name
+        )
 
     def get_config(self) -> dict[str, Any]:
         spec = self._conditioner_spec
         if not isinstance(spec, str):
             spec = keras.saving.serialize_keras_object(spec)
-        size = ({"hidden_units": self.hidden_channels, "num_hidden": self.num_blocks} if spec == "mlp"
-                else {"hidden_channels": self.hidden_channels, "num_blocks": self.num_blocks})
-        return {**super().get_config(), "mask": self.mask, "parity": self.parity,
-                "additive": self.additive, "scale_fn": self.scale_fn, "conditioner": spec, **size,
-                "transform": self.transform, "num_bins": self.num_bins, "bound": self.bound,
-                "indices": self.indices, "conditioner_options": self.conditioner_options}
+        size = (
+            {"hidden_units": self.hidden_channels, "num_hidden": self.num_blocks}
+            if spec == "mlp"
+            else {"hidden_channels": self.hidden_channels, "num_blocks": self.num_blocks}
+        )
+        return {
+            **super().get_config(),
+            "mask": self.mask,
+            "parity": self.parity,
+            "additive": self.additive,
+            "scale_fn": self.scale_fn,
+            "conditioner": spec,
+            **size,
+            "transform": self.transform,
+            "num_bins": self.num_bins,
+            "bound": self.bound,
+            "indices": self.indices,
+            "conditioner_options": self.conditioner_options,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> CouplingLayer:

@@ -8,8 +8,15 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["ConvNet", "IntegerCoupling", "LogisticMixturePrior", "discretized_logistic_mixture_log_prob",
-           "round_straight_through", "LOG_SCALE_MIN", "LOG_SCALE_MAX"]
+__all__ = [
+    "ConvNet",
+    "IntegerCoupling",
+    "LogisticMixturePrior",
+    "discretized_logistic_mixture_log_prob",
+    "round_straight_through",
+    "LOG_SCALE_MIN",
+    "LOG_SCALE_MAX",
+]
 
 LOG_SCALE_MIN = -4.0
 """Smallest log scale of a prior component (s ≈ 0.018: one integer holds all but e⁻⁵⁴ of the mass)."""
@@ -43,8 +50,7 @@ def discretized_logistic_mixture_log_prob(z: tf.Tensor, params: tf.Tensor) -> tf
     centred = z[..., None] - mean
     plus = (centred + 0.5) * inv
     minus = (centred - 0.5) * inv
-    log_bin = (tf.math.log_sigmoid(plus) + tf.math.log_sigmoid(-minus)
-               + tf.math.log(-tf.math.expm1(-inv)))
+    log_bin = tf.math.log_sigmoid(plus) + tf.math.log_sigmoid(-minus) + tf.math.log(-tf.math.expm1(-inv))
     return tf.reduce_logsumexp(tf.nn.log_softmax(logits, axis=-1) + log_bin, axis=-1)
 
 
@@ -63,13 +69,23 @@ class ConvNet(keras.layers.Layer):
         self.out_channels = int(out_channels)
         self.width = int(width)
         self.depth = int(depth)
-        self.first = keras.layers.Conv2D(self.width, 3, padding="same", activation="relu",
-                                         dtype=self.dtype_policy, name="first")
-        self.hidden = [keras.layers.Conv2D(self.width, 3, padding="same", activation="relu",
-                                           dtype=self.dtype_policy, name=f"hidden_{i}")
-                       for i in range(self.depth)]
-        self.last = keras.layers.Conv2D(self.out_channels, 3, padding="same", kernel_initializer="zeros",
-                                        dtype=self.dtype_policy, name="last")
+        self.first = keras.layers.Conv2D(
+            self.width, 3, padding="same", activation="relu", dtype=self.dtype_policy, name="first"
+        )
+        self.hidden = [
+            keras.layers.Conv2D(
+                self.width, 3, padding="same", activation="relu", dtype=self.dtype_policy, name=f"hidden_{i}"
+            )
+            for i in range(self.depth)
+        ]
+        self.last = keras.layers.Conv2D(
+            self.out_channels,
+            3,
+            padding="same",
+            kernel_initializer="zeros",
+            dtype=self.dtype_policy,
+            name="last",
+        )
 
     def build(self, input_shape) -> None:
         self.first.build(input_shape)
@@ -85,8 +101,12 @@ class ConvNet(keras.layers.Layer):
         return self.last(h)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "out_channels": self.out_channels, "width": self.width,
-                "depth": self.depth}
+        return {
+            **super().get_config(),
+            "out_channels": self.out_channels,
+            "width": self.width,
+            "depth": self.depth,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -111,8 +131,15 @@ class IntegerCoupling(keras.layers.Layer):
         Lossless Compression. NeurIPS 2019.
     """
 
-    def __init__(self, channels: int, max_shift: int = 32, input_scale: float = 128.0, width: int = 64,
-                 depth: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        max_shift: int = 32,
+        input_scale: float = 128.0,
+        width: int = 64,
+        depth: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if channels % 2:
             raise ValueError(f"IntegerCoupling: channels must be even, got {channels}.")
@@ -121,8 +148,9 @@ class IntegerCoupling(keras.layers.Layer):
         self.input_scale = float(input_scale)
         self.width = int(width)
         self.depth = int(depth)
-        self.net = ConvNet(self.channels // 2, width=self.width, depth=self.depth, dtype=self.dtype_policy,
-                           name="net")
+        self.net = ConvNet(
+            self.channels // 2, width=self.width, depth=self.depth, dtype=self.dtype_policy, name="net"
+        )
 
     def build(self, input_shape) -> None:
         self.net.build(tuple(input_shape[:-1]) + (self.channels // 2,))
@@ -146,8 +174,14 @@ class IntegerCoupling(keras.layers.Layer):
         return tf.concat([b + round_straight_through(t), a], axis=-1), t
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "channels": self.channels, "max_shift": self.max_shift,
-                "input_scale": self.input_scale, "width": self.width, "depth": self.depth}
+        return {
+            **super().get_config(),
+            "channels": self.channels,
+            "max_shift": self.max_shift,
+            "input_scale": self.input_scale,
+            "width": self.width,
+            "depth": self.depth,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -169,8 +203,17 @@ class LogisticMixturePrior(keras.layers.Layer):
     Returns (call): ``[B, h, w, n, K, 3]``: μ, log s, mixture logits.
     """
 
-    def __init__(self, shape: tuple[int, int], channels: int, context_channels: int, num_mixtures: int = 3,
-                 input_scale: float = 128.0, width: int = 64, depth: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        channels: int,
+        context_channels: int,
+        num_mixtures: int = 3,
+        input_scale: float = 128.0,
+        width: int = 64,
+        depth: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.shape = tuple(int(s) for s in shape)
         self.channels = int(channels)
@@ -190,8 +233,9 @@ class LogisticMixturePrior(keras.layers.Layer):
 
     def build(self, input_shape=None) -> None:
         n, k = self.channels, self.num_mixtures
-        self.bias = self.add_weight(shape=(n * k * 3,), name="bias",
-                                    initializer=keras.initializers.Constant(self._init * n))
+        self.bias = self.add_weight(
+            shape=(n * k * 3,), name="bias", initializer=keras.initializers.Constant(self._init * n)
+        )
         if self.context_channels:
             self.net.build(self.shape_with(self.context_channels))
         else:
@@ -208,6 +252,13 @@ class LogisticMixturePrior(keras.layers.Layer):
         return tf.reshape(h, tf.concat([tf.shape(h)[:-1], [self.channels, self.num_mixtures, 3]], 0))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "shape": list(self.shape), "channels": self.channels,
-                "context_channels": self.context_channels, "num_mixtures": self.num_mixtures,
-                "input_scale": self.input_scale, "width": self.width, "depth": self.depth}
+        return {
+            **super().get_config(),
+            "shape": list(self.shape),
+            "channels": self.channels,
+            "context_channels": self.context_channels,
+            "num_mixtures": self.num_mixtures,
+            "input_scale": self.input_scale,
+            "width": self.width,
+            "depth": self.depth,
+        }

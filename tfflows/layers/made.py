@@ -48,15 +48,23 @@ class MaskedDense(keras.layers.Layer):
       kernel_initializer: Keras initializer name ("zeros" for an identity start).
     """
 
-    def __init__(self, in_degrees: Sequence[int], out_degrees: Sequence[int], strict: bool = False,
-                 activation: str | None = None, kernel_initializer: str = "glorot_uniform",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        in_degrees: Sequence[int],
+        out_degrees: Sequence[int],
+        strict: bool = False,
+        activation: str | None = None,
+        kernel_initializer: str = "glorot_uniform",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.in_degrees = [int(d) for d in in_degrees]
         self.out_degrees = [int(d) for d in out_degrees]
         if not self.in_degrees or not self.out_degrees:
-            raise ValueError(f"{self.name}: in_degrees and out_degrees must be non-empty, got "
-                             f"{len(self.in_degrees)} and {len(self.out_degrees)} entries.")
+            raise ValueError(
+                f"{self.name}: in_degrees and out_degrees must be non-empty, got "
+                f"{len(self.in_degrees)} and {len(self.out_degrees)} entries."
+            )
         self.strict = bool(strict)
         self.activation_name = activation
         self.activation = keras.activations.get(activation)
@@ -66,10 +74,12 @@ class MaskedDense(keras.layers.Layer):
 
     def build(self, x_shape: Shape) -> None:
         if x_shape[-1] != len(self.in_degrees):
-            raise ValueError(f"{self.name}: expected inputs with {len(self.in_degrees)} features, "
-                             f"got shape {x_shape}.")
-        self.kernel = self.add_weight(name="kernel", shape=self.mask.shape,
-                                      initializer=self.kernel_initializer)
+            raise ValueError(
+                f"{self.name}: expected inputs with {len(self.in_degrees)} features, got shape {x_shape}."
+            )
+        self.kernel = self.add_weight(
+            name="kernel", shape=self.mask.shape, initializer=self.kernel_initializer
+        )
         self.bias = self.add_weight(name="bias", shape=(len(self.out_degrees),), initializer="zeros")
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
@@ -77,9 +87,14 @@ class MaskedDense(keras.layers.Layer):
         return self.activation(ops.matmul(x, kernel) + self.bias)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "in_degrees": self.in_degrees, "out_degrees": self.out_degrees,
-                "strict": self.strict, "activation": self.activation_name,
-                "kernel_initializer": self.kernel_initializer}
+        return {
+            **super().get_config(),
+            "in_degrees": self.in_degrees,
+            "out_degrees": self.out_degrees,
+            "strict": self.strict,
+            "activation": self.activation_name,
+            "kernel_initializer": self.kernel_initializer,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -106,28 +121,40 @@ class MADE(keras.layers.Layer):
         Distribution Estimation. ICML 2015.
     """
 
-    def __init__(self, ordering: Sequence[int], hidden_units: int = 64, num_hidden: int = 2,
-                 params_per_feature: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ordering: Sequence[int],
+        hidden_units: int = 64,
+        num_hidden: int = 2,
+        params_per_feature: int = 2,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        check_positive_ints(self.name, hidden_units=hidden_units, num_hidden=num_hidden,
-                            params_per_feature=params_per_feature)
+        check_positive_ints(
+            self.name, hidden_units=hidden_units, num_hidden=num_hidden, params_per_feature=params_per_feature
+        )
         self.params_per_feature = params_per_feature
         self.ordering = [int(d) for d in ordering]
         dim = len(self.ordering)
         if sorted(self.ordering) != list(range(1, dim + 1)):
-            raise ValueError(f"{self.name}: ordering must be a permutation of 1..{dim}, "
-                             f"got {self.ordering}.")
+            raise ValueError(f"{self.name}: ordering must be a permutation of 1..{dim}, got {self.ordering}.")
         self.hidden_units, self.num_hidden = hidden_units, num_hidden
         hidden = [int(d) for d in np.arange(hidden_units) % max(dim - 1, 1) + 1]
         degrees = self.ordering
         self.hidden_layers = []
         for k in range(num_hidden):
-            self.hidden_layers.append(MaskedDense(degrees, hidden, activation="relu",
-                                                  dtype=self.dtype_policy, name=f"hidden_{k}"))
+            self.hidden_layers.append(
+                MaskedDense(degrees, hidden, activation="relu", dtype=self.dtype_policy, name=f"hidden_{k}")
+            )
             degrees = hidden
-        self.output_layer = MaskedDense(degrees, self.ordering * params_per_feature, strict=True,
-                                        kernel_initializer="zeros",
-                                        dtype=output_policy(self.dtype_policy), name="output")
+        self.output_layer = MaskedDense(
+            degrees,
+            self.ordering * params_per_feature,
+            strict=True,
+            kernel_initializer="zeros",
+            dtype=output_policy(self.dtype_policy),
+            name="output",
+        )
         self.context_layer: keras.layers.Dense | None = None
         self.context_output: keras.layers.Dense | None = None
 
@@ -138,14 +165,17 @@ class MADE(keras.layers.Layer):
             shape = (None, self.hidden_units)
         self.output_layer.build(shape)
         if context_shape is not None:
-            self.context_layer = keras.layers.Dense(self.hidden_units, use_bias=False,
-                                                    dtype=self.dtype_policy, name="context")
+            self.context_layer = keras.layers.Dense(
+                self.hidden_units, use_bias=False, dtype=self.dtype_policy, name="context"
+            )
             self.context_layer.build((None, context_shape[-1]))
-            self.context_output = keras.layers.Dense(self.params_per_feature * len(self.ordering),
-                                                     use_bias=False,
-                                                     kernel_initializer="zeros",
-                                                     dtype=output_policy(self.dtype_policy),
-                                                     name="context_output")
+            self.context_output = keras.layers.Dense(
+                self.params_per_feature * len(self.ordering),
+                use_bias=False,
+                kernel_initializer="zeros",
+                dtype=output_policy(self.dtype_policy),
+                name="context_output",
+            )
             self.context_output.build((None, context_shape[-1]))
 
     def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
@@ -166,5 +196,10 @@ class MADE(keras.layers.Layer):
         return out
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "ordering": self.ordering, "hidden_units": self.hidden_units,
-                "num_hidden": self.num_hidden, "params_per_feature": self.params_per_feature}
+        return {
+            **super().get_config(),
+            "ordering": self.ordering,
+            "hidden_units": self.hidden_units,
+            "num_hidden": self.num_hidden,
+            "params_per_feature": self.params_per_feature,
+        }

@@ -32,14 +32,15 @@ class PriorLayer(FlowLayer):
 
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
         self._check_input_shape(x_shape)
-        event = tuple(x_shape[-self.event_ndims:])
+        event = tuple(x_shape[-self.event_ndims :])
         self.log_scale = self.add_weight(name="log_scale", shape=event, initializer="zeros")
         self.shift = self.add_weight(name="shift", shape=event, initializer="zeros")
         self.context_dense = None
         if context_shape is not None:
             # In the flow's dtype, not a mixed policy's compute dtype: a prior stays float32.
             self.context_dense = keras.layers.Dense(
-                2 * event[-1], kernel_initializer="zeros", dtype=self.flow_dtype, name="context_dense")
+                2 * event[-1], kernel_initializer="zeros", dtype=self.flow_dtype, name="context_dense"
+            )
             self.context_dense.build(tuple(context_shape))
 
     def bijector(self, context: tf.Tensor | None = None) -> ElementwiseAffine:

@@ -35,21 +35,39 @@ class SplineCouplingLayer(CouplingLayer):
         (the ConvNet has no blocks to count).
     """
 
-    def __init__(self, mask: str = "half", parity: int = 0, num_bins: int = 8, bound: float = 4.0,
-                 hidden_channels: int | None = None, num_blocks: int | None = None,
-                 hidden_units: int | None = None, num_hidden: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        mask: str = "half",
+        parity: int = 0,
+        num_bins: int = 8,
+        bound: float = 4.0,
+        hidden_channels: int | None = None,
+        num_blocks: int | None = None,
+        hidden_units: int | None = None,
+        num_hidden: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         owner = kwargs.get("name") or "spline_coupling_layer"
-        width, depth = conditioner_size(owner, mask == "half", hidden_channels, num_blocks,
-                                        hidden_units, num_hidden, default_width=64, default_depth=2)
+        width, depth = conditioner_size(
+            owner,
+            mask == "half",
+            hidden_channels,
+            num_blocks,
+            hidden_units,
+            num_hidden,
+            default_width=64,
+            default_depth=2,
+        )
         kwargs.pop("transform", None)
         kwargs.pop("additive", None)
         kwargs.pop("scale_fn", None)
-        size: dict[str, Any] = ({"hidden_units": width, "num_hidden": depth} if mask == "half"
-                else {"hidden_channels": width, "num_blocks": depth})
+        size: dict[str, Any] = (
+            {"hidden_units": width, "num_hidden": depth}
+            if mask == "half"
+            else {"hidden_channels": width, "num_blocks": depth}
+        )
         kwargs.setdefault("conditioner", "mlp" if mask == "half" else "convnet")
-        super().__init__(mask, parity, transform="spline", num_bins=num_bins, bound=bound, **size,
-                         **kwargs)
+        super().__init__(mask, parity, transform="spline", num_bins=num_bins, bound=bound, **size, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -37,8 +37,12 @@ class StandardizeLayer(DataInitializedLayer):
 
     def bijector(self, context: tf.Tensor | None = None) -> Standardize:
         self._require_built()
-        return Standardize(tf.convert_to_tensor(self.mean), tf.convert_to_tensor(self.scale),
-                           event_ndims=self.event_ndims, name=self.name)
+        return Standardize(
+            tf.convert_to_tensor(self.mean),
+            tf.convert_to_tensor(self.scale),
+            event_ndims=self.event_ndims,
+            name=self.name,
+        )
 
     def _set_from_data(self, x: tf.Tensor) -> None:
         """Sets mean and scale from the examples ``x``.
@@ -51,8 +55,9 @@ class StandardizeLayer(DataInitializedLayer):
         mean, var = tf.nn.moments(x, axes=list(range(x.shape.rank - 1)))
         self._checked_statistic("mean", mean)
         std = self._checked_statistic("standard deviation", tf.sqrt(var))
-        self._warn_degenerate("standard deviation", standardize_degenerate(std),
-                              "that feature keeps scale 1 (only centred)")
+        self._warn_degenerate(
+            "standard deviation", standardize_degenerate(std), "that feature keeps scale 1 (only centred)"
+        )
         mean, scale = standardize_stats(x)
         self.mean.assign(mean)
         self.scale.assign(scale)

@@ -53,8 +53,15 @@ class TarFlowBlockLayer(FlowLayer):
     supported_event_ndims = (2,)
     sequential_inverse = True
 
-    def __init__(self, num_layers: int = 2, width: int = 64, heads: int = 4, mlp_ratio: int = 4,
-                 reverse: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_layers: int = 2,
+        width: int = 64,
+        heads: int = 4,
+        mlp_ratio: int = 4,
+        reverse: bool = False,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("event_ndims", 2)
         super().__init__(**kwargs)
         check_positive_ints(self.name, num_layers=num_layers, mlp_ratio=mlp_ratio)
@@ -73,26 +80,34 @@ class TarFlowBlockLayer(FlowLayer):
         self.project_in = keras.layers.Dense(self.width, dtype=policy, name="project_in")
         self.project_in.build((None, None, size))
         self.position = self.add_weight(
-            name="position", shape=(tokens, self.width),
-            initializer=keras.initializers.RandomNormal(stddev=0.02))
-        self.transformer = CausalTransformer(self.num_layers, self.width, self.heads, self.mlp_ratio,
-                                             dtype=policy, name="transformer")
+            name="position",
+            shape=(tokens, self.width),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+        self.transformer = CausalTransformer(
+            self.num_layers, self.width, self.heads, self.mlp_ratio, dtype=policy, name="transformer"
+        )
         self.transformer.build((None, None, self.width))
-        self.project_out = keras.layers.Dense(2 * size, kernel_initializer="zeros",
-                                              dtype=output_policy(policy), name="project_out")
+        self.project_out = keras.layers.Dense(
+            2 * size, kernel_initializer="zeros", dtype=output_policy(policy), name="project_out"
+        )
         self.project_out.build((None, None, self.width))
-        self.first_params = self.add_weight(name="first_params", shape=(2 * size,),
-                                            initializer="zeros")
+        self.first_params = self.add_weight(name="first_params", shape=(2 * size,), initializer="zeros")
         self.class_embedding: keras.layers.Dense | None = None
         self.first_context: keras.layers.Dense | None = None
         if context_shape is not None:
             k = int(context_shape[-1])
-            self.class_embedding = keras.layers.Dense(self.width, use_bias=False, dtype=policy,
-                                                      name="class_embedding")
+            self.class_embedding = keras.layers.Dense(
+                self.width, use_bias=False, dtype=policy, name="class_embedding"
+            )
             self.class_embedding.build((None, k))
-            self.first_context = keras.layers.Dense(2 * size, use_bias=False,
-                                                    kernel_initializer="zeros",
-                                                    dtype=output_policy(policy), name="first_context")
+            self.first_context = keras.layers.Dense(
+                2 * size,
+                use_bias=False,
+                kernel_initializer="zeros",
+                dtype=output_policy(policy),
+                name="first_context",
+            )
             self.first_context.build((None, k))
 
     def _check_context(self, context):
@@ -137,8 +152,9 @@ class TarFlowBlockLayer(FlowLayer):
         """Empty key/value caches of the block's transformer, for sampling token by token."""
         return self.transformer.initial_cache(batch, self._built_token_shape()[0], self.compute_dtype)
 
-    def step(self, x: tf.Tensor, index: tf.Tensor, cache: list,
-             context: tf.Tensor | None) -> tuple[tf.Tensor, list]:
+    def step(
+        self, x: tf.Tensor, index: tf.Tensor, cache: list, context: tf.Tensor | None
+    ) -> tuple[tf.Tensor, list]:
         """Raw parameters [B, 2D] at position ``index`` for its token x [B, D], and the cache."""
         h = self.project_in(x)
         h = h + tf.gather(tf.cast(self.position, h.dtype), index)[None]
@@ -147,8 +163,9 @@ class TarFlowBlockLayer(FlowLayer):
 
     # -- the bijector -------------------------------------------------------
 
-    def bijector(self, context: tf.Tensor | None = None, guidance: float = 0.0,
-                 cached: bool = True) -> TokenAutoregressive:
+    def bijector(
+        self, context: tf.Tensor | None = None, guidance: float = 0.0, cached: bool = True
+    ) -> TokenAutoregressive:
         """The block's bijector from the current weights.
 
         Args:
@@ -158,9 +175,22 @@ class TarFlowBlockLayer(FlowLayer):
         """
         token_shape = self._built_token_shape()
         self._check_context(context)
-        return TokenAutoregressive(self, token_shape, reverse=self.reverse, context=context,
-                                   guidance=guidance, cached=cached, name=self.name)
+        return TokenAutoregressive(
+            self,
+            token_shape,
+            reverse=self.reverse,
+            context=context,
+            guidance=guidance,
+            cached=cached,
+            name=self.name,
+        )
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_layers": self.num_layers, "width": self.width,
-                "heads": self.heads, "mlp_ratio": self.mlp_ratio, "reverse": self.reverse}
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "width": self.width,
+            "heads": self.heads,
+            "mlp_ratio": self.mlp_ratio,
+            "reverse": self.reverse,
+        }

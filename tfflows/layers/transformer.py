@@ -33,8 +33,10 @@ def check_heads(name: str, width: int, heads: int) -> None:
     """Raises ValueError unless ``heads`` divides ``width`` (both positive)."""
     check_positive_ints(name, width=width, heads=heads)
     if width % heads:
-        raise ValueError(f"{name}: width must be divisible by heads, got width={width} and "
-                         f"heads={heads} (width/heads = {width / heads:g}).")
+        raise ValueError(
+            f"{name}: width must be divisible by heads, got width={width} and "
+            f"heads={heads} (width/heads = {width / heads:g})."
+        )
 
 
 def _write(cache: tf.Tensor, value: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
@@ -74,8 +76,9 @@ class CausalSelfAttention(keras.layers.Layer):
 
     def build(self, input_shape: Shape) -> None:
         if input_shape[-1] != self.width:
-            raise ValueError(f"{self.name}: expected inputs with {self.width} features, "
-                             f"got shape {tuple(input_shape)}.")
+            raise ValueError(
+                f"{self.name}: expected inputs with {self.width} features, got shape {tuple(input_shape)}."
+            )
         self.qkv.build((None, self.width))
         self.out.build((None, self.width))
 
@@ -122,8 +125,7 @@ class CausalSelfAttention(keras.layers.Layer):
         return self._attend(q, keys, values, allowed)[:, 0], (keys, values)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "width": self.width, "heads": self.heads,
-                "causal": self.causal}
+        return {**super().get_config(), "width": self.width, "heads": self.heads, "causal": self.causal}
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -142,19 +144,20 @@ class TransformerBlock(keras.layers.Layer):
       Xiong et al. On Layer Normalization in the Transformer Architecture. ICML 2020.
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: int = 4, causal: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: int = 4, causal: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         check_heads(self.name, width, heads)
         check_positive_ints(self.name, mlp_ratio=mlp_ratio)
         self.width, self.heads, self.mlp_ratio, self.causal = width, heads, mlp_ratio, bool(causal)
         policy = self.dtype_policy
-        self.norm_attention = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy,
-                                                              name="norm_attention")
+        self.norm_attention = keras.layers.LayerNormalization(
+            epsilon=1e-5, dtype=policy, name="norm_attention"
+        )
         self.attention = CausalSelfAttention(width, heads, causal, dtype=policy, name="attention")
         self.norm_mlp = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_mlp")
-        self.mlp_in = keras.layers.Dense(mlp_ratio * width, activation="gelu", dtype=policy,
-                                         name="mlp_in")
+        self.mlp_in = keras.layers.Dense(mlp_ratio * width, activation="gelu", dtype=policy, name="mlp_in")
         self.mlp_out = keras.layers.Dense(width, dtype=policy, name="mlp_out")
 
     def build(self, input_shape: Shape) -> None:
@@ -182,8 +185,13 @@ class TransformerBlock(keras.layers.Layer):
         return self._mlp(x + a), cache
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "width": self.width, "heads": self.heads,
-                "mlp_ratio": self.mlp_ratio, "causal": self.causal}
+        return {
+            **super().get_config(),
+            "width": self.width,
+            "heads": self.heads,
+            "mlp_ratio": self.mlp_ratio,
+            "causal": self.causal,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -201,17 +209,19 @@ class CausalTransformer(keras.layers.Layer):
       causal: False for a ViT encoder: every position sees all (no ``step``).
     """
 
-    def __init__(self, num_layers: int, width: int, heads: int, mlp_ratio: int = 4,
-                 causal: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, num_layers: int, width: int, heads: int, mlp_ratio: int = 4, causal: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         check_positive_ints(self.name, num_layers=num_layers)
         check_heads(self.name, width, heads)
         self.num_layers, self.width, self.heads, self.mlp_ratio = num_layers, width, heads, mlp_ratio
         self.causal = bool(causal)
-        self.blocks = [TransformerBlock(width, heads, mlp_ratio, causal, dtype=self.dtype_policy,
-                                        name=f"block_{i}") for i in range(num_layers)]
-        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=self.dtype_policy,
-                                                    name="norm")
+        self.blocks = [
+            TransformerBlock(width, heads, mlp_ratio, causal, dtype=self.dtype_policy, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=self.dtype_policy, name="norm")
 
     def build(self, input_shape: Shape) -> None:
         for block in self.blocks:
@@ -227,8 +237,9 @@ class CausalTransformer(keras.layers.Layer):
         """One zero (keys, values) pair per block, for sequences of ``length`` positions."""
         return [block.initial_cache(batch, length, dtype) for block in self.blocks]
 
-    def step(self, x: tf.Tensor, index: tf.Tensor,
-             cache: list[KeyValues]) -> tuple[tf.Tensor, list[KeyValues]]:
+    def step(
+        self, x: tf.Tensor, index: tf.Tensor, cache: list[KeyValues]
+    ) -> tuple[tf.Tensor, list[KeyValues]]:
         """One position: x [B, width] at ``index`` → (output [B, width], updated caches)."""
         new = []
         for block, c in zip(self.blocks, cache):
@@ -237,5 +248,11 @@ class CausalTransformer(keras.layers.Layer):
         return self.norm(x), new
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_layers": self.num_layers, "width": self.width,
-                "heads": self.heads, "mlp_ratio": self.mlp_ratio, "causal": self.causal}
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "width": self.width,
+            "heads": self.heads,
+            "mlp_ratio": self.mlp_ratio,
+            "causal": self.causal,
+        }

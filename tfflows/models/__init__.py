@@ -10,8 +10,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FlowModel", "Glow", "IDF", "Jet", "NonFiniteGuard", "RealNVP", "TarFlow", "VectorGlow", "VectorMAF",
-           "VectorNSF", "VectorRealNVP"]
+__all__ = [
+    "FlowModel",
+    "Glow",
+    "IDF",
+    "Jet",
+    "NonFiniteGuard",
+    "RealNVP",
+    "TarFlow",
+    "VectorGlow",
+    "VectorMAF",
+    "VectorNSF",
+    "VectorRealNVP",
+]
 
 # name -> the module that defines it.
 _LAZY = {

@@ -95,33 +95,43 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
     bounded_levels = False
     """True for a flow defined only for pixel levels in [0, 2^num_bits) (RealNVP's logit)."""
 
-    def __init__(self, event_shape: Sequence[int], num_classes: int | None = None,
-                 context_dim: int | None = None, backprop: str = "store", validate_args: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        num_classes: int | None = None,
+        context_dim: int | None = None,
+        backprop: str = "store",
+        validate_args: bool = False,
+        **kwargs: Any,
+    ) -> None:
         # The model's inputs keep their precision: a mixed policy must not round pixels to bfloat16.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.backprop = check_backprop(type(self).__name__, backprop)
         if not isinstance(validate_args, bool):
-            raise ValueError(f"{type(self).__name__}: validate_args must be True or False, got "
-                             f"{validate_args!r}.")
+            raise ValueError(
+                f"{type(self).__name__}: validate_args must be True or False, got {validate_args!r}."
+            )
         self.validate_args = validate_args
         if self.flow_dtype not in ("float32", "float64"):
             raise ValueError(
                 f"{type(self).__name__}: expected a dtype policy whose variable dtype is float32 or "
                 f"float64 (e.g. 'float32', 'float64', 'mixed_bfloat16', 'mixed_float16'), got "
                 f"{self.dtype_policy.name!r} with variable dtype {self.flow_dtype}: a flow's "
-                "inverse and log-det need at least float32; use a mixed policy for low precision.")
+                "inverse and log-det need at least float32; use a mixed policy for low precision."
+            )
         event_shape = tuple(int(d) for d in event_shape)
         if len(event_shape) not in (1, 3) or min(event_shape) < 1:
             raise ValueError(
                 f"{type(self).__name__}: event_shape must be (height, width, channels) or "
-                f"(features,) of positive sizes, got {event_shape!r}.")
+                f"(features,) of positive sizes, got {event_shape!r}."
+            )
         if num_classes is not None and context_dim is not None:
             raise ValueError(f"{type(self).__name__}: give num_classes or context_dim, not both.")
         for key, value in (("num_classes", num_classes), ("context_dim", context_dim)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+            ):
                 raise ValueError(f"{type(self).__name__}: {key} must be a positive integer, got {value!r}.")
         self.event_shape = event_shape
         self.num_classes = None if num_classes is None else int(num_classes)
@@ -131,8 +141,13 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         # Named when the subclass has said whether it models pixel levels (_finish_init).
         self.bpd_tracker: StepMean | None = None
         self.nonfinite_steps = self.add_weight(
-            name="nonfinite_steps", shape=(), dtype="int32", initializer="zeros", trainable=False,
-            aggregation="only_first_replica")
+            name="nonfinite_steps",
+            shape=(),
+            dtype="int32",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
         self.stopped_on_nonfinite = False
         self._spec: DataSpec | None = None
 
@@ -171,11 +186,17 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
     def spec(self) -> DataSpec:
         """The data contract (:class:`tfflows.data.DataSpec`): shapes, pixels, contexts, batches."""
         if self._spec is None:
-            self._spec = DataSpec(owner=type(self).__name__, event_shape=tuple(self.event_shape),
-                                  data_kind=self.data_kind, num_bits=self.num_bits,
-                                  num_classes=self.num_classes, context_dim=self.context_dim,
-                                  dtype=self.flow_dtype, bounded_levels=self.bounded_levels,
-                                  validate_args=self.validate_args)
+            self._spec = DataSpec(
+                owner=type(self).__name__,
+                event_shape=tuple(self.event_shape),
+                data_kind=self.data_kind,
+                num_bits=self.num_bits,
+                num_classes=self.num_classes,
+                context_dim=self.context_dim,
+                dtype=self.flow_dtype,
+                bounded_levels=self.bounded_levels,
+                validate_args=self.validate_args,
+            )
         return self._spec
 
     @property
@@ -332,8 +353,15 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         flow = self.flow(context)
         return unless_empty(z, lambda: flow.inverse(z), self.event_shape, self.flow_dtype)
 
-    def sample(self, num_samples: int, temperature: float = 1.0, seed: Seed = None,
-               context: Any = None, clip_latent: float | None = None, clip_output: bool = False) -> tf.Tensor:
+    def sample(
+        self,
+        num_samples: int,
+        temperature: float = 1.0,
+        seed: Seed = None,
+        context: Any = None,
+        clip_latent: float | None = None,
+        clip_output: bool = False,
+    ) -> tf.Tensor:
         """Draws ``num_samples`` examples (0 gives an empty batch); ``temperature`` scales the base.
 
         x = f⁻¹(z) with z = clip(temperature · ε, −c, c), ε ~ N(0, I) and
@@ -356,7 +384,8 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         model meant; clipping the output is the guarantee.
         """
         num_samples, temperature, clip_latent = check_sample_args(
-            self.spec, num_samples, temperature, clip_latent, clip_output)
+            self.spec, num_samples, temperature, clip_latent, clip_output
+        )
         z = latent_noise(self.spec, num_samples, seed) * temperature
         if clip_latent is not None:
             z = tf.clip_by_value(z, -clip_latent, clip_latent)
@@ -381,7 +410,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         out, offset = [], 0
         for shape in self.latent_shapes:
             size = int(np.prod(shape))
-            out.append(tf.reshape(z[:, offset:offset + size], (-1, *shape)))
+            out.append(tf.reshape(z[:, offset : offset + size], (-1, *shape)))
             offset += size
         return out
 
@@ -425,8 +454,10 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         x = self.spec.check_x(x, values=False)
         if not bool(tf.reduce_all(tf.math.is_finite(x))):
             # Statistics of such a batch would make every ActNorm weight NaN.
-            raise ValueError(f"{type(self).__name__}: initialize got data with inf or NaN values; "
-                             "ActNorm needs finite data to set its scale and bias.")
+            raise ValueError(
+                f"{type(self).__name__}: initialize got data with inf or NaN values; "
+                "ActNorm needs finite data to set its scale and bias."
+            )
         return initialize_steps(self.plan.steps, x, self.spec.context(context), force)
 
     def get_config(self) -> dict[str, Any]:
@@ -434,9 +465,14 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
         Subclasses add their own arguments only.
         """
-        return {**super().get_config(), "event_shape": list(self.event_shape),
-                "num_classes": self.num_classes, "context_dim": self.context_dim,
-                "backprop": self.backprop, "validate_args": self.validate_args}
+        return {
+            **super().get_config(),
+            "event_shape": list(self.event_shape),
+            "num_classes": self.num_classes,
+            "context_dim": self.context_dim,
+            "backprop": self.backprop,
+            "validate_args": self.validate_args,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> FlowModel:

@@ -84,10 +84,11 @@ class Glow(FlowModel):
         if coupling not in transform_names():
             raise ValueError(f"{name}: coupling must be one of {transform_names()}, got {coupling!r}.")
         h, w, _ = self.event_shape
-        f = 2 ** num_levels
+        f = 2**num_levels
         if h % f or w % f:
             raise ValueError(
-                f"{name}: height and width must be divisible by 2**num_levels = {f}, got {h}x{w}.")
+                f"{name}: height and width must be divisible by 2**num_levels = {f}, got {h}x{w}."
+            )
         self.num_levels = num_levels
         self.num_steps = num_steps
         self.width = width
@@ -111,11 +112,18 @@ class Glow(FlowModel):
             tag = f"l{level}_k{k}"
             steps += [
                 ActNormLayer(name=f"actnorm_{tag}"),
-                InvertibleConv1x1Layer(lu=self.lu, seed=self.seed * 1000 + level * 100 + k,
-                                       name=f"conv1x1_{tag}"),
-                CouplingLayer("channel", 0, transform=self.coupling, scale_fn="sigmoid",
-                              conditioner="convnet", hidden_channels=self.width,
-                              name=f"coupling_{tag}"),
+                InvertibleConv1x1Layer(
+                    lu=self.lu, seed=self.seed * 1000 + level * 100 + k, name=f"conv1x1_{tag}"
+                ),
+                CouplingLayer(
+                    "channel",
+                    0,
+                    transform=self.coupling,
+                    scale_fn="sigmoid",
+                    conditioner="convnet",
+                    hidden_channels=self.width,
+                    name=f"coupling_{tag}",
+                ),
             ]
         if level == self.num_levels - 1:
             if self.learn_top or self.is_conditional:
@@ -123,22 +131,44 @@ class Glow(FlowModel):
             steps.append(Flatten(shape))
             return
         kept = shape[-1] // 2
-        steps.append(CouplingLayer("channel", 0, scale_fn="exp", conditioner="zeroconv",
-                                   name=f"prior_l{level}"))
+        steps.append(
+            CouplingLayer("channel", 0, scale_fn="exp", conditioner="zeroconv", name=f"prior_l{level}")
+        )
         inner: list = []
         self._add_level(inner, level + 1, (shape[0], shape[1], kept))
         steps.append(Split(inner, shape, kept))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_levels": self.num_levels, "num_steps": self.num_steps,
-                "width": self.width, "coupling": self.coupling, "lu": self.lu,
-                "num_bits": self.num_bits, "learn_top": self.learn_top, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "num_levels": self.num_levels,
+            "num_steps": self.num_steps,
+            "width": self.width,
+            "coupling": self.coupling,
+            "lu": self.lu,
+            "num_bits": self.num_bits,
+            "learn_top": self.learn_top,
+            "seed": self.seed,
+        }
 
 
-register_model(ModelEntry(
-    name="glow", data_kind="image", model_class=Glow,
-    summary="multi-scale ActNorm, invertible 1x1 convolutions and couplings (Kingma & Dhariwal 2018)",
-    build=lambda o: Glow(o.event_shape, num_levels=o.num_levels, num_steps=o.num_steps or 4,
-                         width=o.width, coupling=o.coupling, num_bits=o.image_num_bits,
-                         num_classes=o.num_classes, seed=o.seed, **o.policy),
-    tiny=lambda **cond: Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, num_bits=5, **cond)))
+register_model(
+    ModelEntry(
+        name="glow",
+        data_kind="image",
+        model_class=Glow,
+        summary="multi-scale ActNorm, invertible 1x1 convolutions and couplings (Kingma & Dhariwal 2018)",
+        build=lambda o: Glow(
+            o.event_shape,
+            num_levels=o.num_levels,
+            num_steps=o.num_steps or 4,
+            width=o.width,
+            coupling=o.coupling,
+            num_bits=o.image_num_bits,
+            num_classes=o.num_classes,
+            seed=o.seed,
+            **o.policy,
+        ),
+        tiny=lambda **cond: Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, num_bits=5, **cond),
+    )
+)

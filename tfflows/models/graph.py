@@ -64,10 +64,9 @@ class BijectorStep(keras.layers.Layer):
     def compute_output_spec(self, x: keras.KerasTensor) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         bij = self._bijector_fn()
         nd = int(bij.forward_min_event_ndims)
-        event = bij.forward_event_shape(tf.TensorShape(x.shape[len(x.shape) - nd:]))
+        event = bij.forward_event_shape(tf.TensorShape(x.shape[len(x.shape) - nd :]))
         batch = _batch(x, nd)
-        return (keras.KerasTensor(batch + tuple(event.as_list()), x.dtype),
-                keras.KerasTensor(batch, x.dtype))
+        return (keras.KerasTensor(batch + tuple(event.as_list()), x.dtype), keras.KerasTensor(batch, x.dtype))
 
 
 class SplitStep(keras.layers.Layer):
@@ -79,13 +78,15 @@ class SplitStep(keras.layers.Layer):
         self.built = True
 
     def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        rest = x[..., self.kept:]
+        rest = x[..., self.kept :]
         return x[..., : self.kept], tf.reshape(rest, [tf.shape(rest)[0], -1])
 
     def compute_output_spec(self, x: keras.KerasTensor) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         h, w, c = x.shape[-3:]
-        return (keras.KerasTensor((*x.shape[:-1], self.kept), x.dtype),
-                keras.KerasTensor((x.shape[0], h * w * (c - self.kept)), x.dtype))
+        return (
+            keras.KerasTensor((*x.shape[:-1], self.kept), x.dtype),
+            keras.KerasTensor((x.shape[0], h * w * (c - self.kept)), x.dtype),
+        )
 
 
 class ContextStep(keras.layers.Layer):
@@ -138,8 +139,14 @@ class _Names:
         return name if n == 0 else f"{name}_{n}"
 
 
-def _trace(steps: list, x: keras.KerasTensor, context: keras.KerasTensor | None, names: _Names,
-           pieces: list, log_dets: list) -> None:
+def _trace(
+    steps: list,
+    x: keras.KerasTensor,
+    context: keras.KerasTensor | None,
+    names: _Names,
+    pieces: list,
+    log_dets: list,
+) -> None:
     """Runs ``steps`` on the symbolic ``x``, appending latent pieces and log-dets."""
     for step in steps:
         if isinstance(step, Split):
@@ -180,9 +187,12 @@ def functional_view(model: FlowModel) -> keras.Model:
     _trace(model.plan.steps, x_in, context, _Names(), pieces, log_dets)
     z = pieces[0] if len(pieces) == 1 else keras.layers.Concatenate(axis=-1, name="latent")(pieces)
     if int(np.prod(z.shape[1:])) != model.num_dims:
-        raise ValueError(f"{type(model).__name__}: the traced latent has shape {z.shape}, "
-                         f"expected [batch, {model.num_dims}].")
+        raise ValueError(
+            f"{type(model).__name__}: the traced latent has shape {z.shape}, "
+            f"expected [batch, {model.num_dims}]."
+        )
     log_det = log_dets[0] if len(log_dets) == 1 else keras.layers.Add(name="log_det")(log_dets)
     log_prob = LogProbStep(name="log_prob")(z, log_det)
-    return keras.Model(inputs=inputs if len(inputs) > 1 else x_in, outputs=log_prob,
-                       name=f"{model.name}_graph")
+    return keras.Model(
+        inputs=inputs if len(inputs) > 1 else x_in, outputs=log_prob, name=f"{model.name}_graph"
+    )

@@ -16,8 +16,9 @@ from tfflows.models.registry import ModelEntry, register_model
 
 __all__ = ["IDF", "TINY_CONFIG", "cli_builder", "cli_config"]
 
-TINY_CONFIG: dict[str, Any] = dict(num_levels=2, num_steps=2, width=8, depth=0, num_mixtures=2,
-                                   num_groups=1, top_groups=2, max_shift=8)
+TINY_CONFIG: dict[str, Any] = dict(
+    num_levels=2, num_steps=2, width=8, depth=0, num_mixtures=2, num_groups=1, top_groups=2, max_shift=8
+)
 """A model that builds and runs in well under a second: for tests."""
 
 
@@ -69,20 +70,39 @@ class IDF(keras.Model):
 
     data_kind = "image"
 
-    def __init__(self, event_shape: Sequence[int] = (28, 28, 1), num_bits: int = 8, num_levels: int = 2,
-                 num_steps: int = 2, width: int = 32, depth: int = 1, num_mixtures: int = 3,
-                 num_groups: int = 2, top_groups: int = 8, max_shift: int = 32, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (28, 28, 1),
+        num_bits: int = 8,
+        num_levels: int = 2,
+        num_steps: int = 2,
+        width: int = 32,
+        depth: int = 1,
+        num_mixtures: int = 3,
+        num_groups: int = 2,
+        top_groups: int = 8,
+        max_shift: int = 32,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         event_shape = tuple(int(s) for s in event_shape)
         if len(event_shape) != 3 or min(event_shape) < 1:
             raise ValueError(f"IDF: event_shape must be (H, W, C) of positive sizes, got {event_shape}.")
-        factor = 2 ** num_levels
+        factor = 2**num_levels
         if event_shape[0] % factor or event_shape[1] % factor:
-            raise ValueError(f"IDF: H and W must be divisible by 2**num_levels = {factor}, got event_shape "
-                             f"{event_shape} with num_levels={num_levels}.")
-        for name, value in (("num_bits", num_bits), ("num_levels", num_levels), ("num_mixtures", num_mixtures),
-                            ("num_groups", num_groups), ("top_groups", top_groups), ("max_shift", max_shift),
-                            ("width", width)):
+            raise ValueError(
+                f"IDF: H and W must be divisible by 2**num_levels = {factor}, got event_shape "
+                f"{event_shape} with num_levels={num_levels}."
+            )
+        for name, value in (
+            ("num_bits", num_bits),
+            ("num_levels", num_levels),
+            ("num_mixtures", num_mixtures),
+            ("num_groups", num_groups),
+            ("top_groups", top_groups),
+            ("max_shift", max_shift),
+            ("width", width),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"IDF: {name} must be a positive integer, got {value!r}.")
         if not 1 <= num_bits <= 16:
@@ -105,16 +125,30 @@ class IDF(keras.Model):
         self.kept: list[int] = []
         for level in range(self.num_levels):
             h, w, c = h // 2, w // 2, c * 4
-            self.couplings.append([IntegerCoupling(c, max_shift=self.max_shift, input_scale=scale,
-                                                   name=f"coupling_{level}_{k}", **net)
-                                   for k in range(self.num_steps)])
+            self.couplings.append(
+                [
+                    IntegerCoupling(
+                        c, max_shift=self.max_shift, input_scale=scale, name=f"coupling_{level}_{k}", **net
+                    )
+                    for k in range(self.num_steps)
+                ]
+            )
             top = level == self.num_levels - 1
             keep = 0 if top else c // 2
             self.kept.append(keep)
             priors, known = [], keep
             for g, n in enumerate(_split_sizes(c - keep, self.top_groups if top else self.num_groups)):
-                priors.append(LogisticMixturePrior((h, w), n, known, num_mixtures=self.num_mixtures,
-                                                   input_scale=scale, name=f"prior_{level}_{g}", **net))
+                priors.append(
+                    LogisticMixturePrior(
+                        (h, w),
+                        n,
+                        known,
+                        num_mixtures=self.num_mixtures,
+                        input_scale=scale,
+                        name=f"prior_{level}_{g}",
+                        **net,
+                    )
+                )
                 known += n
             self.priors.append(priors)
             c = keep
@@ -180,15 +214,16 @@ class IDF(keras.Model):
             known, rest = levels[level]
             start = 0
             for prior in self.priors[level]:
-                z = rest[..., start:start + prior.channels]
+                z = rest[..., start : start + prior.channels]
                 start += prior.channels
                 params = prior(known) if prior.context_channels else prior(batch_size=batch)
                 out.append((z, params))
                 known = tf.concat([known, z], axis=-1)
         return out
 
-    def invert(self, draw: Callable[[tf.Tensor, int], tf.Tensor], batch_size: int,
-               shifts: list | None = None) -> tf.Tensor:
+    def invert(
+        self, draw: Callable[[tf.Tensor, int], tf.Tensor], batch_size: int, shifts: list | None = None
+    ) -> tf.Tensor:
         """Pixels from latents that ``draw(params, group_index)`` returns group by group, in coding order.
 
         ``draw`` gets each group's prior parameters ``[B, h, w, n, K, 3]`` and returns
@@ -223,12 +258,16 @@ class IDF(keras.Model):
         if arr.ndim == 3:
             arr = arr[None]
         if arr.ndim != 4 or tuple(arr.shape[1:]) != self.event_shape:
-            raise ValueError(f"IDF: {what} must have shape [N, {', '.join(map(str, self.event_shape))}] "
-                             f"(or one image), got {tuple(np.shape(x))}.")
-        top = 2 ** self.num_bits - 1
+            raise ValueError(
+                f"IDF: {what} must have shape [N, {', '.join(map(str, self.event_shape))}] "
+                f"(or one image), got {tuple(np.shape(x))}."
+            )
+        top = 2**self.num_bits - 1
         if arr.size and (arr.min() < 0 or arr.max() > top):
-            raise ValueError(f"IDF: {what} must hold levels in 0..{top} (num_bits={self.num_bits}), got "
-                             f"values in {arr.min()}..{arr.max()}.")
+            raise ValueError(
+                f"IDF: {what} must hold levels in 0..{top} (num_bits={self.num_bits}), got "
+                f"values in {arr.min()}..{arr.max()}."
+            )
         return arr
 
     def log_prob(self, x) -> tf.Tensor:
@@ -272,9 +311,11 @@ class IDF(keras.Model):
 
         x = np.asarray(self.invert(draw, batch_size=int(num_samples)))
         dtype = np.uint8 if self.num_bits <= 8 else np.uint16
-        return np.clip(np.round(x), 0, 2 ** self.num_bits - 1).astype(dtype)
+        return np.clip(np.round(x), 0, 2**self.num_bits - 1).astype(dtype)
 
-    def export(self, filepath, format: str = "tf_saved_model", verbose: bool | None = None, **kwargs: Any) -> None:
+    def export(
+        self, filepath, format: str = "tf_saved_model", verbose: bool | None = None, **kwargs: Any
+    ) -> None:
         """A SavedModel whose ``serve(x)`` returns ``log_prob(x)`` (nats) for float32 pixel levels [B, H, W, C].
 
         The coder itself runs in Python (``tfflows.codec``) on the ``.keras`` model; the
@@ -306,10 +347,19 @@ class IDF(keras.Model):
         return super().metrics + [self.nll_per_dim]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "event_shape": list(self.event_shape), "num_bits": self.num_bits,
-                "num_levels": self.num_levels, "num_steps": self.num_steps, "width": self.width,
-                "depth": self.depth, "num_mixtures": self.num_mixtures, "num_groups": self.num_groups,
-                "top_groups": self.top_groups, "max_shift": self.max_shift}
+        return {
+            **super().get_config(),
+            "event_shape": list(self.event_shape),
+            "num_bits": self.num_bits,
+            "num_levels": self.num_levels,
+            "num_steps": self.num_steps,
+            "width": self.width,
+            "depth": self.depth,
+            "num_mixtures": self.num_mixtures,
+            "num_groups": self.num_groups,
+            "top_groups": self.top_groups,
+            "max_shift": self.max_shift,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> IDF:
@@ -318,8 +368,12 @@ class IDF(keras.Model):
 
 def cli_config(args) -> dict[str, Any]:
     """IDF arguments from ``tfflows train``'s flags: --levels, --steps (couplings per level), --width, --depth."""
-    given = dict(num_levels=getattr(args, "levels", None), num_steps=getattr(args, "steps", None),
-                 width=getattr(args, "width", None), depth=getattr(args, "depth", None))
+    given = dict(
+        num_levels=getattr(args, "levels", None),
+        num_steps=getattr(args, "steps", None),
+        width=getattr(args, "width", None),
+        depth=getattr(args, "depth", None),
+    )
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -336,10 +390,22 @@ def _train_from_cli(args: Any) -> dict:
     return train_from_cli(args)
 
 
-register_model(ModelEntry(
-    name="idf", data_kind="image", model_class=IDF, conditioning=(),
-    summary="integer discrete flow with a logistic-mixture prior: the model of tfflows.codec (lossless)",
-    build=lambda o: IDF(o.event_shape, num_bits=o.image_num_bits, num_levels=o.num_levels,
-                        num_steps=o.num_steps or 2, width=o.width, depth=1 if o.depth is None else o.depth),
-    tiny=lambda: IDF((8, 8, 1), num_bits=5, **TINY_CONFIG),
-    train=_train_from_cli))
+register_model(
+    ModelEntry(
+        name="idf",
+        data_kind="image",
+        model_class=IDF,
+        conditioning=(),
+        summary="integer discrete flow with a logistic-mixture prior: the model of tfflows.codec (lossless)",
+        build=lambda o: IDF(
+            o.event_shape,
+            num_bits=o.image_num_bits,
+            num_levels=o.num_levels,
+            num_steps=o.num_steps or 2,
+            width=o.width,
+            depth=1 if o.depth is None else o.depth,
+        ),
+        tiny=lambda: IDF((8, 8, 1), num_bits=5, **TINY_CONFIG),
+        train=_train_from_cli,
+    )
+)

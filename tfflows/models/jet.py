@@ -120,15 +120,18 @@ class Jet(FlowModel):
         super().__init__(event_shape, num_classes=num_classes, context_dim=context_dim, **kwargs)
         name = type(self).__name__
         if len(self.event_shape) != 3:
-            raise ValueError(f"{name}: event_shape must be (height, width, channels), "
-                             f"got {tuple(event_shape)!r}.")
-        check_positive_ints(name, patch_size=patch_size, num_steps=num_steps, depth=depth,
-                            mlp_ratio=mlp_ratio)
+            raise ValueError(
+                f"{name}: event_shape must be (height, width, channels), got {tuple(event_shape)!r}."
+            )
+        check_positive_ints(
+            name, patch_size=patch_size, num_steps=num_steps, depth=depth, mlp_ratio=mlp_ratio
+        )
         check_heads(name, width, heads)
         h, w, c = self.event_shape
         if h % patch_size or w % patch_size:
-            raise ValueError(f"{name}: height and width must be divisible by patch_size = "
-                             f"{patch_size}, got {h}x{w}.")
+            raise ValueError(
+                f"{name}: height and width must be divisible by patch_size = {patch_size}, got {h}x{w}."
+            )
         splits = [splits] if isinstance(splits, str) else list(splits)
         if not splits or any(s not in SPLITS for s in splits):
             raise ValueError(f"{name}: splits must be a non-empty list of {SPLITS}, got {splits!r}.")
@@ -136,13 +139,17 @@ class Jet(FlowModel):
         tokens, features = grid[0] * grid[1], patch_size * patch_size * c
         used = set(splits[i % len(splits)] for i in range(num_steps))
         if "spatial" in used and tokens < 2:
-            raise ValueError(f"{name}: a spatial split needs at least 2 tokens, got {tokens} "
-                             f"({h}x{w} with patch_size={patch_size}); use a smaller patch_size "
-                             "or splits=('channel',).")
+            raise ValueError(
+                f"{name}: a spatial split needs at least 2 tokens, got {tokens} "
+                f"({h}x{w} with patch_size={patch_size}); use a smaller patch_size "
+                "or splits=('channel',)."
+            )
         if "channel" in used and features < 2:
-            raise ValueError(f"{name}: a channel split needs at least 2 features per token, got "
-                             f"{features} (patch_size={patch_size}, {c} channel); use a larger "
-                             "patch_size or splits=('spatial',).")
+            raise ValueError(
+                f"{name}: a channel split needs at least 2 features per token, got "
+                f"{features} (patch_size={patch_size}, {c} channel); use a larger "
+                "patch_size or splits=('spatial',)."
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"{name}: seed must be an integer, got {seed!r}.")
         floor = bits_per_dim_floor(num_steps, num_bits)
@@ -152,7 +159,8 @@ class Jet(FlowModel):
                 f"paper) and a value moves in half of the couplings, so {num_steps} couplings "
                 f"cannot take {num_bits}-bit data below about {floor:.2f} bits/dim; use "
                 f"num_steps >= {min_couplings(num_bits, 2.0)} (the paper uses 32 to 64).",
-                stacklevel=3)
+                stacklevel=3,
+            )
         self.patch_size = patch_size
         self.num_steps = num_steps
         self.width = width
@@ -177,31 +185,59 @@ class Jet(FlowModel):
             # Checkerboard, then its complement, on every other spatial coupling.
             spatial_index = sum(self.splits[i % len(self.splits)] == "spatial" for i in range(k))
             mask, parity, indices = "token_spatial", spatial_index % 2, spatial_part_a(self.grid)
-        return CouplingLayer(mask, parity, scale_fn="scaled_sigmoid", conditioner="vit",
-                             hidden_channels=self.width, num_blocks=self.depth, indices=indices,
-                             conditioner_options={"heads": self.heads, "mlp_ratio": self.mlp_ratio},
-                             name=f"coupling_{k}")
+        return CouplingLayer(
+            mask,
+            parity,
+            scale_fn="scaled_sigmoid",
+            conditioner="vit",
+            hidden_channels=self.width,
+            num_blocks=self.depth,
+            indices=indices,
+            conditioner_options={"heads": self.heads, "mlp_ratio": self.mlp_ratio},
+            name=f"coupling_{k}",
+        )
 
     def _make_steps(self) -> list:
-        steps: list = [ScalePixels(self.num_bits, offset=-0.5),
-                       Patchify(self.event_shape, self.patch_size)]
+        steps: list = [ScalePixels(self.num_bits, offset=-0.5), Patchify(self.event_shape, self.patch_size)]
         steps += [self._coupling(k) for k in range(self.num_steps)]
         steps.append(FlattenTokens(self.token_shape))
         return steps
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "patch_size": self.patch_size, "num_steps": self.num_steps,
-                "width": self.width, "depth": self.depth, "heads": self.heads,
-                "mlp_ratio": self.mlp_ratio, "num_bits": self.num_bits, "splits": list(self.splits),
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "patch_size": self.patch_size,
+            "num_steps": self.num_steps,
+            "width": self.width,
+            "depth": self.depth,
+            "heads": self.heads,
+            "mlp_ratio": self.mlp_ratio,
+            "num_bits": self.num_bits,
+            "splits": list(self.splits),
+            "seed": self.seed,
+        }
 
 
-register_model(ModelEntry(
-    name="jet", data_kind="image", model_class=Jet,
-    summary="couplings with ViT conditioners over patches (Kolesnikov et al. 2024)",
-    build=lambda o: Jet(o.event_shape, patch_size=o.extra.get("patch_size", 4),
-                        num_steps=o.num_steps or 16, depth=o.depth or 1, width=o.width,
-                        heads=o.extra.get("heads", 4), num_bits=o.image_num_bits,
-                        num_classes=o.num_classes, seed=o.seed, **o.policy),
-    tiny=lambda **cond: Jet((4, 4, 1), patch_size=2, num_steps=4, width=8, depth=1, heads=2,
-                            mlp_ratio=2, num_bits=2, **cond)))
+register_model(
+    ModelEntry(
+        name="jet",
+        data_kind="image",
+        model_class=Jet,
+        summary="couplings with ViT conditioners over patches (Kolesnikov et al. 2024)",
+        build=lambda o: Jet(
+            o.event_shape,
+            patch_size=o.extra.get("patch_size", 4),
+            num_steps=o.num_steps or 16,
+            depth=o.depth or 1,
+            width=o.width,
+            heads=o.extra.get("heads", 4),
+            num_bits=o.image_num_bits,
+            num_classes=o.num_classes,
+            seed=o.seed,
+            **o.policy,
+        ),
+        tiny=lambda **cond: Jet(
+            (4, 4, 1), patch_size=2, num_steps=4, width=8, depth=1, heads=2, mlp_ratio=2, num_bits=2, **cond
+        ),
+    )
+)

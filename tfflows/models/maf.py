@@ -59,11 +59,23 @@ class VectorMAF(FlowModel):
       Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
-    def __init__(self, event_shape: int | tuple[int] = 2, num_steps: int = 5, width: int = 64, depth: int = 2,
-                 ordering: str = "natural", direction: str = "maf", num_classes: int | None = None,
-                 context_dim: int | None = None, seed: int = 0, standardize: bool = False,
-                 transform: str = "affine", num_bins: int = 8, bound: float = 4.0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        event_shape: int | tuple[int] = 2,
+        num_steps: int = 5,
+        width: int = 64,
+        depth: int = 2,
+        ordering: str = "natural",
+        direction: str = "maf",
+        num_classes: int | None = None,
+        context_dim: int | None = None,
+        seed: int = 0,
+        standardize: bool = False,
+        transform: str = "affine",
+        num_bins: int = 8,
+        bound: float = 4.0,
+        **kwargs: Any,
+    ) -> None:
         name = type(self).__name__
         dim = num_features(name, event_shape, 1)
         check_positive_ints(name, num_steps=num_steps, width=width, depth=depth)
@@ -83,30 +95,59 @@ class VectorMAF(FlowModel):
     def _make_steps(self) -> list:
         steps = []
         for k in range(self.num_steps):
-            ordering = ("random" if self.ordering == "random"
-                        else ("natural" if k % 2 == 0 else "reversed"))
-            steps.append(MaskedAutoregressiveLayer(self.width, self.depth, ordering,
-                                                   self.direction, seed=self.seed * 1000 + k,
-                                                   transform=self.transform, num_bins=self.num_bins,
-                                                   bound=self.bound, name=f"{self.direction}_{k}"))
+            ordering = "random" if self.ordering == "random" else ("natural" if k % 2 == 0 else "reversed")
+            steps.append(
+                MaskedAutoregressiveLayer(
+                    self.width,
+                    self.depth,
+                    ordering,
+                    self.direction,
+                    seed=self.seed * 1000 + k,
+                    transform=self.transform,
+                    num_bins=self.num_bins,
+                    bound=self.bound,
+                    name=f"{self.direction}_{k}",
+                )
+            )
         return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_steps": self.num_steps, "width": self.width,
-                "depth": self.depth, "ordering": self.ordering, "direction": self.direction,
-                "seed": self.seed, "standardize": self.standardize, "transform": self.transform,
-                "num_bins": self.num_bins, "bound": self.bound}
+        return {
+            **super().get_config(),
+            "num_steps": self.num_steps,
+            "width": self.width,
+            "depth": self.depth,
+            "ordering": self.ordering,
+            "direction": self.direction,
+            "seed": self.seed,
+            "standardize": self.standardize,
+            "transform": self.transform,
+            "num_bins": self.num_bins,
+            "bound": self.bound,
+        }
 
 
-register_model(ModelEntry(
-    name="maf", data_kind="vector", model_class=VectorMAF,
-    summary="masked autoregressive flow (Papamakarios et al. 2017)",
-    build=lambda o: VectorMAF(o.event_shape[0], **vector_options(o)),
-    tiny=lambda **cond: VectorMAF(3, num_steps=2, width=8, **cond)))
-register_model(ModelEntry(
-    name="maf-spline", data_kind="vector", model_class=VectorMAF,
-    summary="autoregressive neural spline flow: a MAF with 8-bin rational-quadratic splines on [-5, 5]",
-    build=lambda o: VectorMAF(o.event_shape[0], transform="spline", num_bins=8, bound=5.0,
-                              **vector_options(o)),
-    tiny=lambda **cond: VectorMAF(3, num_steps=2, width=8, transform="spline", num_bins=4, bound=5.0,
-                                  **cond)))
+register_model(
+    ModelEntry(
+        name="maf",
+        data_kind="vector",
+        model_class=VectorMAF,
+        summary="masked autoregressive flow (Papamakarios et al. 2017)",
+        build=lambda o: VectorMAF(o.event_shape[0], **vector_options(o)),
+        tiny=lambda **cond: VectorMAF(3, num_steps=2, width=8, **cond),
+    )
+)
+register_model(
+    ModelEntry(
+        name="maf-spline",
+        data_kind="vector",
+        model_class=VectorMAF,
+        summary="autoregressive neural spline flow: a MAF with 8-bin rational-quadratic splines on [-5, 5]",
+        build=lambda o: VectorMAF(
+            o.event_shape[0], transform="spline", num_bins=8, bound=5.0, **vector_options(o)
+        ),
+        tiny=lambda **cond: VectorMAF(
+            3, num_steps=2, width=8, transform="spline", num_bins=4, bound=5.0, **cond
+        ),
+    )
+)

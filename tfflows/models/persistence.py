@@ -28,12 +28,17 @@ class SavedFlow(KerasModelMixin):
         if self.num_classes is not None:
             specs.append(keras.InputSpec(shape=(None,), dtype="int32", name="context"))
         elif self.context_dim is not None:
-            specs.append(keras.InputSpec(shape=(None, self.context_dim), dtype="float32",
-                                         name="context"))
+            specs.append(keras.InputSpec(shape=(None, self.context_dim), dtype="float32", name="context"))
         return specs
 
-    def export(self, filepath: str | os.PathLike, format: str = "tf_saved_model", verbose: bool | None = None,
-               input_signature: list[Any] | None = None, **kwargs: Any) -> None:
+    def export(
+        self,
+        filepath: str | os.PathLike,
+        format: str = "tf_saved_model",
+        verbose: bool | None = None,
+        input_signature: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Keras ``export`` (an ``ExportArchive``): ``serve(x[, context])`` returns ``log_prob``.
 
         ``tf.saved_model.load(filepath).serve(x)`` gives ``log_prob(x)`` for
@@ -51,15 +56,21 @@ class SavedFlow(KerasModelMixin):
         """
         name = type(self).__name__
         if format != "tf_saved_model":
-            raise ValueError(f"{name}.export: expected format='tf_saved_model' (the log_prob "
-                             f"SavedModel), got format={format!r}.")
+            raise ValueError(
+                f"{name}.export: expected format='tf_saved_model' (the log_prob "
+                f"SavedModel), got format={format!r}."
+            )
         check_finite_weights(self, "export")
         path = os.fspath(filepath)
         replace = os.path.lexists(path)
-        if replace and (not os.path.isdir(path) or os.path.islink(path) or (
-                os.listdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")))):
-            raise ValueError(f"{name}.export: {path!r} exists and is not a SavedModel folder; "
-                             "refusing to replace it.")
+        if replace and (
+            not os.path.isdir(path)
+            or os.path.islink(path)
+            or (os.listdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")))
+        ):
+            raise ValueError(
+                f"{name}.export: {path!r} exists and is not a SavedModel folder; refusing to replace it."
+            )
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         signature = self.serving_signature() if input_signature is None else input_signature
         # Stock convolutions in the graph, as export_saved_model writes them.
@@ -90,7 +101,9 @@ class SavedFlow(KerasModelMixin):
         check_finite_weights(self, action)
         filepath = os.fspath(filepath)
         if not overwrite and os.path.exists(filepath):
-            raise ValueError(f"{type(self).__name__}: cannot {action} the model to {filepath!r}: "
-                             "it exists and overwrite=False.")
+            raise ValueError(
+                f"{type(self).__name__}: cannot {action} the model to {filepath!r}: "
+                "it exists and overwrite=False."
+            )
         with atomic_path(filepath) as tmp:
             writer(tmp, overwrite=True, **kwargs)

@@ -27,8 +27,17 @@ from tfflows.bijectors.base import FlowBijector
 from tfflows.bijectors.multiscale import FactorOut, FlowChain
 from tfflows.layers.base import FlowLayer
 
-__all__ = ["Split", "Plan", "walk", "build_bijector", "build_steps", "initialize_actnorm",
-           "initialize_steps", "flow_layers", "latent_shapes"]
+__all__ = [
+    "Split",
+    "Plan",
+    "walk",
+    "build_bijector",
+    "build_steps",
+    "initialize_actnorm",
+    "initialize_steps",
+    "flow_layers",
+    "latent_shapes",
+]
 
 
 @dataclass
@@ -72,8 +81,9 @@ def build_bijector(steps: list, context: tf.Tensor | None) -> FlowChain:
     return FlowChain(built)
 
 
-def walk(steps: list, value: Any, through: Callable[[Any, Any], Any],
-         keep: Callable[[Split, Any], Any]) -> Any:
+def walk(
+    steps: list, value: Any, through: Callable[[Any, Any], Any], keep: Callable[[Split, Any], Any]
+) -> Any:
     """Carries ``value`` from data towards the latent: ``value = through(step, value)`` per step.
 
     At a :class:`Split` the inner steps get ``keep(split, value)`` (the kept

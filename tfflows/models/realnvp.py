@@ -21,8 +21,14 @@ __all__ = ["RealNVP"]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
-@old_argument_names({"input_shape": "event_shape", "num_scales": "num_levels", "num_blocks": "depth",
-                     "hidden_channels": "width"})
+@old_argument_names(
+    {
+        "input_shape": "event_shape",
+        "num_scales": "num_levels",
+        "num_blocks": "depth",
+        "hidden_channels": "width",
+    }
+)
 class RealNVP(FlowModel):
     """RealNVP: multi-scale affine couplings with checkerboard and channel masks.
 
@@ -74,11 +80,12 @@ class RealNVP(FlowModel):
             raise ValueError(f"{name}: event_shape must be (height, width, channels), got {event_shape!r}.")
         check_positive_ints(name, num_levels=num_levels, depth=depth, width=width)
         h, w, _ = self.event_shape
-        f = 2 ** num_levels
+        f = 2**num_levels
         if h % f or w % f:
             raise ValueError(
                 f"{name}: height and width must be divisible by 2**num_levels = {f} (every "
-                f"scale's checkerboard needs even sizes), got {h}x{w}.")
+                f"scale's checkerboard needs even sizes), got {h}x{w}."
+            )
         self.num_levels = num_levels
         self.depth = depth
         self.width = width
@@ -87,9 +94,15 @@ class RealNVP(FlowModel):
         self._finish_init()
 
     def _coupling(self, mask: str, parity: int, tag: str) -> CouplingLayer:
-        return CouplingLayer(mask, parity, scale_fn="tanh", conditioner="resnet",
-                             hidden_channels=self.width, num_blocks=self.depth,
-                             name=f"coupling_{tag}")
+        return CouplingLayer(
+            mask,
+            parity,
+            scale_fn="tanh",
+            conditioner="resnet",
+            hidden_channels=self.width,
+            num_blocks=self.depth,
+            name=f"coupling_{tag}",
+        )
 
     def _make_steps(self) -> list:
         steps: list = [ScalePixels(self.num_bits), Logit(self.alpha)]
@@ -112,13 +125,31 @@ class RealNVP(FlowModel):
         steps.append(Split(inner, shape, kept))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_levels": self.num_levels, "depth": self.depth,
-                "width": self.width, "num_bits": self.num_bits, "alpha": self.alpha}
+        return {
+            **super().get_config(),
+            "num_levels": self.num_levels,
+            "depth": self.depth,
+            "width": self.width,
+            "num_bits": self.num_bits,
+            "alpha": self.alpha,
+        }
 
 
-register_model(ModelEntry(
-    name="realnvp", data_kind="image", model_class=RealNVP,
-    summary="multi-scale affine couplings with checkerboard and channel masks (Dinh et al. 2017)",
-    build=lambda o: RealNVP(o.event_shape, num_levels=o.num_levels, depth=o.depth or 2, width=o.width,
-                            num_bits=o.image_num_bits, num_classes=o.num_classes, **o.policy),
-    tiny=lambda **cond: RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, num_bits=5, **cond)))
+register_model(
+    ModelEntry(
+        name="realnvp",
+        data_kind="image",
+        model_class=RealNVP,
+        summary="multi-scale affine couplings with checkerboard and channel masks (Dinh et al. 2017)",
+        build=lambda o: RealNVP(
+            o.event_shape,
+            num_levels=o.num_levels,
+            depth=o.depth or 2,
+            width=o.width,
+            num_bits=o.image_num_bits,
+            num_classes=o.num_classes,
+            **o.policy,
+        ),
+        tiny=lambda **cond: RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, num_bits=5, **cond),
+    )
+)

@@ -34,8 +34,17 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["BUILTIN", "BuildOptions", "ModelEntry", "entries", "get_model", "model_names", "own_trainer",
-           "register_model", "unregister_model"]
+__all__ = [
+    "BUILTIN",
+    "BuildOptions",
+    "ModelEntry",
+    "entries",
+    "get_model",
+    "model_names",
+    "own_trainer",
+    "register_model",
+    "unregister_model",
+]
 
 BUILTIN: dict[tuple[str, str], str] = {
     ("glow", "image"): "tfflows.models.glow",
@@ -96,8 +105,10 @@ class BuildOptions:
           ValueError: ``num_bits`` is None (vector data).
         """
         if self.num_bits is None:
-            raise ValueError(f"an image model needs num_bits (bits per pixel), got None for data of "
-                             f"shape {self.event_shape}.")
+            raise ValueError(
+                f"an image model needs num_bits (bits per pixel), got None for data of "
+                f"shape {self.event_shape}."
+            )
         return self.num_bits
 
     @property
@@ -135,15 +146,19 @@ class ModelEntry:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
-            raise ValueError(f"ModelEntry: name must be a non-empty string without spaces around it, "
-                             f"got {self.name!r}.")
+            raise ValueError(
+                f"ModelEntry: name must be a non-empty string without spaces around it, got {self.name!r}."
+            )
         if self.data_kind not in ("image", "vector"):
-            raise ValueError(f"ModelEntry {self.name!r}: data_kind must be 'image' or 'vector', "
-                             f"got {self.data_kind!r}.")
+            raise ValueError(
+                f"ModelEntry {self.name!r}: data_kind must be 'image' or 'vector', got {self.data_kind!r}."
+            )
         unknown = set(self.conditioning) - {"num_classes", "context_dim"}
         if unknown:
-            raise ValueError(f"ModelEntry {self.name!r}: conditioning may hold 'num_classes' and "
-                             f"'context_dim', got {sorted(unknown)}.")
+            raise ValueError(
+                f"ModelEntry {self.name!r}: conditioning may hold 'num_classes' and "
+                f"'context_dim', got {sorted(unknown)}."
+            )
 
 
 def register_model(entry: ModelEntry, overwrite: bool = False) -> ModelEntry:
@@ -154,9 +169,11 @@ def register_model(entry: ModelEntry, overwrite: bool = False) -> ModelEntry:
     """
     key = (entry.name, entry.data_kind)
     if key in _ENTRIES and not overwrite and _ENTRIES[key] is not entry:
-        raise ValueError(f"register_model: a {entry.data_kind} model named {entry.name!r} is "
-                         f"registered already ({_ENTRIES[key].model_class.__name__}); pass "
-                         "overwrite=True to replace it.")
+        raise ValueError(
+            f"register_model: a {entry.data_kind} model named {entry.name!r} is "
+            f"registered already ({_ENTRIES[key].model_class.__name__}); pass "
+            "overwrite=True to replace it."
+        )
     _ENTRIES[key] = entry
     return entry
 
@@ -208,7 +225,8 @@ def get_model(name: str, data_kind: str) -> ModelEntry:
     other = [kind for (n, kind) in _ENTRIES if n == name]
     if other:
         what = {"image": "an image flow", "vector": "a vector flow"}[other[0]]
-        use = ("use it with image data" if other[0] == "image"
-               else "use it with a 2-D toy dataset or a CSV file")
+        use = (
+            "use it with image data" if other[0] == "image" else "use it with a 2-D toy dataset or a CSV file"
+        )
         raise ValueError(f"--model {name} is {what}; {use}, got {data_kind} data.")
     raise ValueError(f"--model: expected one of {', '.join(model_names())}, got {name!r}.")

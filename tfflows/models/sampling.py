@@ -33,8 +33,9 @@ def real_number(value: Any) -> float | None:
     return float(value)
 
 
-def check_sample_args(spec: DataSpec, num_samples: Any, temperature: Any, clip_latent: Any,
-                      clip_output: bool) -> tuple[int, float, float | None]:
+def check_sample_args(
+    spec: DataSpec, num_samples: Any, temperature: Any, clip_latent: Any, clip_output: bool
+) -> tuple[int, float, float | None]:
     """``sample``'s arguments checked: an int >= 0, a finite temperature >= 0, a clip > 0 or None.
 
     Raises:
@@ -42,10 +43,15 @@ def check_sample_args(spec: DataSpec, num_samples: Any, temperature: Any, clip_l
     """
     name = spec.owner
     if clip_output and not spec.models_pixel_levels:
-        raise ValueError(f"{name}: clip_output is for image models with num_bits (a data range to "
-                         f"clamp to), got a model with event shape {spec.event_shape}.")
-    if isinstance(num_samples, (bool, np.bool_)) or not isinstance(num_samples, (int, np.integer)) \
-            or num_samples < 0:
+        raise ValueError(
+            f"{name}: clip_output is for image models with num_bits (a data range to "
+            f"clamp to), got a model with event shape {spec.event_shape}."
+        )
+    if (
+        isinstance(num_samples, (bool, np.bool_))
+        or not isinstance(num_samples, (int, np.integer))
+        or num_samples < 0
+    ):
         raise ValueError(f"{name}: num_samples must be an integer >= 0, got {num_samples!r}.")
     t = real_number(temperature)
     if t is None or not math.isfinite(t) or t < 0:
@@ -55,8 +61,7 @@ def check_sample_args(spec: DataSpec, num_samples: Any, temperature: Any, clip_l
     if clip_latent is not None:
         c = real_number(clip_latent)
         if c is None or not math.isfinite(c) or c <= 0:
-            raise ValueError(f"{name}: clip_latent must be a finite number > 0 or None, "
-                             f"got {clip_latent!r}.")
+            raise ValueError(f"{name}: clip_latent must be a finite number > 0 or None, got {clip_latent!r}.")
     return int(num_samples), t, c
 
 
@@ -79,12 +84,18 @@ def finish_samples(spec: DataSpec, x: tf.Tensor, temperature: float, clip_output
         n = int(x.shape[0])
         bad = int(n - tf.reduce_sum(tf.cast(finite_rows(x), tf.int32)))
         if bad:
-            repaired = (" clip_output clamped them into the data range (NaN to 0)." if clip_output
-                        else " sample(..., clip_output=True) clamps them into the data range.")
+            repaired = (
+                " clip_output clamped them into the data range (NaN to 0)."
+                if clip_output
+                else " sample(..., clip_output=True) clamps them into the data range."
+            )
             warnings.warn(
                 f"{spec.owner}: {bad} of {n} samples at temperature {temperature} have inf or "
                 "NaN values (the inverse flow overflowed); a lower temperature or a longer "
-                "trained model avoids this." + repaired, RuntimeWarning, stacklevel=3)
+                "trained model avoids this." + repaired,
+                RuntimeWarning,
+                stacklevel=3,
+            )
     if clip_output:
         top = float(np.nextafter(np.float32(2.0 ** int(spec.num_bits or 8)), np.float32(0.0)))
         x = tf.clip_by_value(tf.where(tf.math.is_nan(x), tf.zeros_like(x), x), 0.0, top)

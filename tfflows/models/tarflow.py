@@ -110,22 +110,31 @@ class TarFlow(FlowModel):
         super().__init__(event_shape, num_classes=num_classes, context_dim=context_dim, **kwargs)
         name = type(self).__name__
         if len(self.event_shape) != 3:
-            raise ValueError(f"{name}: event_shape must be (height, width, channels), "
-                             f"got {tuple(event_shape)!r}.")
-        check_positive_ints(name, patch_size=patch_size, num_steps=num_steps, depth=depth,
-                            mlp_ratio=mlp_ratio)
+            raise ValueError(
+                f"{name}: event_shape must be (height, width, channels), got {tuple(event_shape)!r}."
+            )
+        check_positive_ints(
+            name, patch_size=patch_size, num_steps=num_steps, depth=depth, mlp_ratio=mlp_ratio
+        )
         check_heads(name, width, heads)
         h, w, c = self.event_shape
         if h % patch_size or w % patch_size:
-            raise ValueError(f"{name}: height and width must be divisible by patch_size = "
-                             f"{patch_size}, got {h}x{w}.")
+            raise ValueError(
+                f"{name}: height and width must be divisible by patch_size = {patch_size}, got {h}x{w}."
+            )
         if noise not in NOISES:
             raise ValueError(f"{name}: noise must be one of {NOISES}, got {noise!r}.")
-        if (isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real)
-                or not 0 < noise_std < math.inf):
+        if (
+            isinstance(noise_std, bool)
+            or not isinstance(noise_std, numbers.Real)
+            or not 0 < noise_std < math.inf
+        ):
             raise ValueError(f"{name}: noise_std must be a finite number > 0, got {noise_std!r}.")
-        if (isinstance(label_dropout, bool) or not isinstance(label_dropout, numbers.Real)
-                or not 0 <= label_dropout < 1):
+        if (
+            isinstance(label_dropout, bool)
+            or not isinstance(label_dropout, numbers.Real)
+            or not 0 <= label_dropout < 1
+        ):
             raise ValueError(f"{name}: label_dropout must be in [0, 1), got {label_dropout!r}.")
         self.patch_size: int = patch_size
         self.num_steps: int = num_steps
@@ -137,24 +146,28 @@ class TarFlow(FlowModel):
         self.noise: str = noise
         self.noise_std: float = float(noise_std)
         self.label_dropout: float = float(label_dropout)
-        self.token_shape: tuple[int, int] = ((h // patch_size) * (w // patch_size),
-                                             patch_size * patch_size * c)
+        self.token_shape: tuple[int, int] = (
+            (h // patch_size) * (w // patch_size),
+            patch_size * patch_size * c,
+        )
         self._inverse: dict[str, Any] = {"guidance": 0.0, "cached": True, "denoise": False}
         self._finish_init()
 
     def _make_steps(self) -> list:
-        steps: list = [ScalePixels(self.num_bits, offset=-0.5),
-                       Patchify(self.event_shape, self.patch_size)]
-        steps += [TarFlowBlockLayer(self.depth, self.width, self.heads, self.mlp_ratio,
-                                    reverse=bool(i % 2), name=f"block_{i}")
-                  for i in range(self.num_steps)]
+        steps: list = [ScalePixels(self.num_bits, offset=-0.5), Patchify(self.event_shape, self.patch_size)]
+        steps += [
+            TarFlowBlockLayer(
+                self.depth, self.width, self.heads, self.mlp_ratio, reverse=bool(i % 2), name=f"block_{i}"
+            )
+            for i in range(self.num_steps)
+        ]
         steps.append(FlattenTokens(self.token_shape))
         return steps
 
     @property
     def level_noise_std(self) -> float:
         """σ of the training noise in pixel levels: noise_std · 2ⁿ / 2."""
-        return self.noise_std * 2.0 ** self.num_bits / 2.0
+        return self.noise_std * 2.0**self.num_bits / 2.0
 
     # -- the flow ---------------------------------------------------------
 
@@ -180,15 +193,22 @@ class TarFlow(FlowModel):
     @contextlib.contextmanager
     def _inverse_options(self, guidance: float, cached: bool, denoise: bool = False) -> Iterator[None]:
         name = type(self).__name__
-        if (isinstance(guidance, bool) or not isinstance(guidance, numbers.Real)
-                or not math.isfinite(guidance)):
+        if (
+            isinstance(guidance, bool)
+            or not isinstance(guidance, numbers.Real)
+            or not math.isfinite(guidance)
+        ):
             raise ValueError(f"{name}: guidance must be a finite number, got {guidance!r}.")
         if guidance != 0 and not self.is_conditional:
-            raise ValueError(f"{name}: guidance is for class-conditional models (num_classes), "
-                             f"got guidance={guidance} for an unconditional model.")
+            raise ValueError(
+                f"{name}: guidance is for class-conditional models (num_classes), "
+                f"got guidance={guidance} for an unconditional model."
+            )
         if denoise and self.noise != "gaussian":
-            raise ValueError(f"{name}: denoise is for models trained with noise='gaussian' (it "
-                             f"undoes that noise), got noise={self.noise!r}.")
+            raise ValueError(
+                f"{name}: denoise is for models trained with noise='gaussian' (it "
+                f"undoes that noise), got noise={self.noise!r}."
+            )
         saved = self._inverse
         self._inverse = {"guidance": float(guidance), "cached": bool(cached), "denoise": bool(denoise)}
         try:
@@ -206,15 +226,26 @@ class TarFlow(FlowModel):
 
         return unless_empty(z, compute, self.event_shape, self.flow_dtype)
 
-    def decode(self, z: TensorLike, context: Context = None, guidance: float = 0.0,
-               cached: bool = True) -> tf.Tensor:
+    def decode(
+        self, z: TensorLike, context: Context = None, guidance: float = 0.0, cached: bool = True
+    ) -> tf.Tensor:
         """x = f⁻¹(z) for flat latents z [batch, D]; see :meth:`sample` for the options."""
         with self._inverse_options(guidance, cached):
             return super().decode(z, context)
 
-    def sample(self, num_samples: int, temperature: float = 1.0, seed: Seed = None,
-               context: Context = None, clip_latent: float | None = None, clip_output: bool = False, *,
-               guidance: float = 0.0, denoise: bool = False, cached: bool = True) -> tf.Tensor:
+    def sample(
+        self,
+        num_samples: int,
+        temperature: float = 1.0,
+        seed: Seed = None,
+        context: Context = None,
+        clip_latent: float | None = None,
+        clip_output: bool = False,
+        *,
+        guidance: float = 0.0,
+        denoise: bool = False,
+        cached: bool = True,
+    ) -> tf.Tensor:
         """Draws samples (see :meth:`FlowModel.sample`), with TarFlow's options.
 
         Args:
@@ -245,19 +276,29 @@ class TarFlow(FlowModel):
         options: dict[str, dict[str, Any]] = {}
         if self.is_conditional:
             options["guidance"] = {
-                "dtype": "float32", "default": 0.0,
+                "dtype": "float32",
+                "default": 0.0,
                 "description": "finite classifier-free guidance weight w: each token's shift and "
-                               "log-scale are (1 + w) p(label) - w p(null class); 0: no guidance"}
+                "log-scale are (1 + w) p(label) - w p(null class); 0: no guidance",
+            }
         if self.noise == "gaussian":
             options["denoise"] = {
-                "dtype": "bool", "default": False,
+                "dtype": "bool",
+                "default": False,
                 "description": "true: one score step x + s^2 grad log p(x) after sampling, "
-                               f"s = {self.level_noise_std:g} pixel levels (the training "
-                               "noise); false: the noisy sample"}
+                f"s = {self.level_noise_std:g} pixel levels (the training "
+                "noise); false: the noisy sample",
+            }
         return options
 
-    def decode_with_options(self, z: TensorLike, context: Context = None, guidance: tf.Tensor | None = None,
-                            denoise: tf.Tensor | None = None, **options: tf.Tensor) -> tf.Tensor:
+    def decode_with_options(
+        self,
+        z: TensorLike,
+        context: Context = None,
+        guidance: tf.Tensor | None = None,
+        denoise: tf.Tensor | None = None,
+        **options: tf.Tensor,
+    ) -> tf.Tensor:
         """:meth:`decode` (cached) with the sampling options as tensors, for exported graphs.
 
         Where :meth:`sample` takes Python values, this takes scalar tensors
@@ -270,8 +311,10 @@ class TarFlow(FlowModel):
           TypeError: an option other than ``guidance`` and ``denoise``.
         """
         if options:
-            raise TypeError(f"{type(self).__name__}.decode_with_options: unexpected options "
-                            f"{sorted(options)}; TarFlow takes guidance and denoise.")
+            raise TypeError(
+                f"{type(self).__name__}.decode_with_options: unexpected options "
+                f"{sorted(options)}; TarFlow takes guidance and denoise."
+            )
         z = self.spec.check_z(z)
 
         def inverse(w):
@@ -284,8 +327,11 @@ class TarFlow(FlowModel):
                 w = tf.convert_to_tensor(guidance)
                 x = tf.cond(tf.not_equal(w, 0.0), lambda: inverse(w), lambda: inverse(0.0))
             if denoise is not None:
-                x = tf.cond(tf.convert_to_tensor(denoise),
-                            lambda: self._score_step(x, context), lambda: tf.identity(x))
+                x = tf.cond(
+                    tf.convert_to_tensor(denoise),
+                    lambda: self._score_step(x, context),
+                    lambda: tf.identity(x),
+                )
             return x
 
         return unless_empty(z, compute, self.event_shape, self.flow_dtype)
@@ -300,7 +346,7 @@ class TarFlow(FlowModel):
             log_prob = self.base_log_prob(z) + log_det
         # Examples are independent: the gradient of the sum is each one's score.
         score = tape.gradient(log_prob, x)
-        return x + self.level_noise_std ** 2 * score
+        return x + self.level_noise_std**2 * score
 
     def denoise(self, x: TensorLike, context: Context = None) -> tf.Tensor:
         """x + σ²∇ₓ log p(x): one score step (Tweedie) undoing the Gaussian training noise.
@@ -309,8 +355,10 @@ class TarFlow(FlowModel):
         ``noise="gaussian"``; ``x`` are (noisy) pixel levels, not range-checked.
         """
         if self.noise != "gaussian":
-            raise ValueError(f"{type(self).__name__}: denoise is for models trained with "
-                             f"noise='gaussian', got noise={self.noise!r}.")
+            raise ValueError(
+                f"{type(self).__name__}: denoise is for models trained with "
+                f"noise='gaussian', got noise={self.noise!r}."
+            )
         x = self.spec.check_x(x)
         return unless_empty(x, lambda: self._score_step(x, context), self.event_shape, self.flow_dtype)
 
@@ -329,8 +377,9 @@ class TarFlow(FlowModel):
         x = self.spec.check_x(x, levels=self.noise != "gaussian", seed=seed)
         if self.noise == "gaussian":
             noise_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-            x = x + tf.random.stateless_normal(tf.shape(x), seed=noise_seed,
-                                               stddev=self.level_noise_std, dtype=x.dtype)
+            x = x + tf.random.stateless_normal(
+                tf.shape(x), seed=noise_seed, stddev=self.level_noise_std, dtype=x.dtype
+            )
         if context is not None and self.num_classes is not None and self.label_dropout > 0:
             one_hot = self.spec.context(context)
             assert one_hot is not None  # a context was given
@@ -346,22 +395,46 @@ class TarFlow(FlowModel):
         return self.flow_log_prob(x, context)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "patch_size": self.patch_size, "num_steps": self.num_steps,
-                "depth": self.depth, "width": self.width, "heads": self.heads,
-                "mlp_ratio": self.mlp_ratio, "num_bits": self.num_bits, "noise": self.noise,
-                "noise_std": self.noise_std, "label_dropout": self.label_dropout}
+        return {
+            **super().get_config(),
+            "patch_size": self.patch_size,
+            "num_steps": self.num_steps,
+            "depth": self.depth,
+            "width": self.width,
+            "heads": self.heads,
+            "mlp_ratio": self.mlp_ratio,
+            "num_bits": self.num_bits,
+            "noise": self.noise,
+            "noise_std": self.noise_std,
+            "label_dropout": self.label_dropout,
+        }
 
 
 def _build(o: Any) -> TarFlow:
     options = {k: o.extra[k] for k in ("noise", "noise_std", "label_dropout") if o.extra.get(k) is not None}
-    return TarFlow(o.event_shape, patch_size=o.extra.get("patch_size", 4), num_steps=o.num_steps or 4,
-                   depth=o.depth or 2, width=o.width, heads=o.extra.get("heads", 4),
-                   num_bits=o.image_num_bits,
-                   num_classes=o.num_classes, **options, **o.policy)
+    return TarFlow(
+        o.event_shape,
+        patch_size=o.extra.get("patch_size", 4),
+        num_steps=o.num_steps or 4,
+        depth=o.depth or 2,
+        width=o.width,
+        heads=o.extra.get("heads", 4),
+        num_bits=o.image_num_bits,
+        num_classes=o.num_classes,
+        **options,
+        **o.policy,
+    )
 
 
-register_model(ModelEntry(
-    name="tarflow", data_kind="image", model_class=TarFlow, build=_build,
-    summary="transformer autoregressive flow over patches (Zhai et al. 2024)",
-    tiny=lambda **cond: TarFlow((4, 4, 1), patch_size=2, num_steps=2, depth=1, width=8, heads=2,
-                                mlp_ratio=2, num_bits=5, **cond)))
+register_model(
+    ModelEntry(
+        name="tarflow",
+        data_kind="image",
+        model_class=TarFlow,
+        build=_build,
+        summary="transformer autoregressive flow over patches (Zhai et al. 2024)",
+        tiny=lambda **cond: TarFlow(
+            (4, 4, 1), patch_size=2, num_steps=2, depth=1, width=8, heads=2, mlp_ratio=2, num_bits=5, **cond
+        ),
+    )
+)

@@ -19,11 +19,22 @@ from tfflows.layers.standardize import StandardizeLayer
 from tfflows.models.base import FlowModel
 from tfflows.models.registry import ModelEntry, register_model
 
-__all__ = ["VECTOR_RENAMES", "VectorRealNVP", "VectorGlow", "VectorNSF", "num_features", "standardized",
-           "vector_options"]
+__all__ = [
+    "VECTOR_RENAMES",
+    "VectorRealNVP",
+    "VectorGlow",
+    "VectorNSF",
+    "num_features",
+    "standardized",
+    "vector_options",
+]
 
-VECTOR_RENAMES = {"dim": "event_shape", "num_layers": "num_steps", "hidden_units": "width",
-                  "num_hidden": "depth"}
+VECTOR_RENAMES = {
+    "dim": "event_shape",
+    "num_layers": "num_steps",
+    "hidden_units": "width",
+    "num_hidden": "depth",
+}
 """The vector models' old argument names and the glossary's names that replace them."""
 
 
@@ -33,17 +44,26 @@ def num_features(owner: str, event_shape: Any, minimum: int) -> int:
     Raises:
       ValueError: anything else.
     """
-    shape = (event_shape,) if isinstance(event_shape, (int, np.integer)) and not isinstance(
-        event_shape, bool) else event_shape
+    shape = (
+        (event_shape,)
+        if isinstance(event_shape, (int, np.integer)) and not isinstance(event_shape, bool)
+        else event_shape
+    )
     try:
         dims = tuple(shape)
     except TypeError:
         dims = ()
-    if (len(dims) != 1 or isinstance(dims[0], bool) or not isinstance(dims[0], (int, np.integer))
-            or dims[0] < minimum):
+    if (
+        len(dims) != 1
+        or isinstance(dims[0], bool)
+        or not isinstance(dims[0], (int, np.integer))
+        or dims[0] < minimum
+    ):
         why = " to split the features" if minimum == 2 else ""
-        raise ValueError(f"{owner}: event_shape must be the number of features D >= {minimum}{why} "
-                         f"(an int or a shape (D,)), got {event_shape!r}.")
+        raise ValueError(
+            f"{owner}: event_shape must be the number of features D >= {minimum}{why} "
+            f"(an int or a shape (D,)), got {event_shape!r}."
+        )
     return int(dims[0])
 
 
@@ -78,15 +98,25 @@ class VectorRealNVP(FlowModel):
       Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
     """
 
-    def __init__(self, event_shape: int | tuple[int] = 2, num_steps: int = 8, width: int = 64,
-                 depth: int = 2, permutation: str = "reverse", num_classes: int | None = None,
-                 context_dim: int | None = None, seed: int = 0, standardize: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        event_shape: int | tuple[int] = 2,
+        num_steps: int = 8,
+        width: int = 64,
+        depth: int = 2,
+        permutation: str = "reverse",
+        num_classes: int | None = None,
+        context_dim: int | None = None,
+        seed: int = 0,
+        standardize: bool = False,
+        **kwargs: Any,
+    ) -> None:
         dim = num_features(type(self).__name__, event_shape, 2)
         check_positive_ints(type(self).__name__, num_steps=num_steps, width=width, depth=depth)
         if permutation not in ("reverse", "shuffle"):
-            raise ValueError(f"{type(self).__name__}: permutation must be 'reverse' or 'shuffle', "
-                             f"got {permutation!r}.")
+            raise ValueError(
+                f"{type(self).__name__}: permutation must be 'reverse' or 'shuffle', got {permutation!r}."
+            )
         super().__init__((dim,), num_classes=num_classes, context_dim=context_dim, **kwargs)
         self.num_steps = num_steps
         self.width, self.depth = width, depth
@@ -97,19 +127,35 @@ class VectorRealNVP(FlowModel):
     def _make_steps(self) -> list:
         steps: list = []
         for i in range(self.num_steps):
-            steps.append(CouplingLayer("half", 0, scale_fn="tanh", conditioner="mlp",
-                                       hidden_units=self.width, num_hidden=self.depth,
-                                       name=f"coupling_{i}"))
+            steps.append(
+                CouplingLayer(
+                    "half",
+                    0,
+                    scale_fn="tanh",
+                    conditioner="mlp",
+                    hidden_units=self.width,
+                    num_hidden=self.depth,
+                    name=f"coupling_{i}",
+                )
+            )
             if i < self.num_steps - 1:
-                steps.append(ChannelPermutation.reverse(self.num_dims, event_ndims=1)
-                             if self.permutation == "reverse"
-                             else ChannelPermutation.shuffle(self.num_dims, self.seed + i, event_ndims=1))
+                steps.append(
+                    ChannelPermutation.reverse(self.num_dims, event_ndims=1)
+                    if self.permutation == "reverse"
+                    else ChannelPermutation.shuffle(self.num_dims, self.seed + i, event_ndims=1)
+                )
         return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_steps": self.num_steps, "width": self.width,
-                "depth": self.depth, "permutation": self.permutation, "seed": self.seed,
-                "standardize": self.standardize}
+        return {
+            **super().get_config(),
+            "num_steps": self.num_steps,
+            "width": self.width,
+            "depth": self.depth,
+            "permutation": self.permutation,
+            "seed": self.seed,
+            "standardize": self.standardize,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -136,15 +182,26 @@ class VectorGlow(FlowModel):
         Convolutions. NeurIPS 2018.
     """
 
-    def __init__(self, event_shape: int | tuple[int] = 2, num_steps: int = 8, width: int = 64,
-                 depth: int = 2, coupling: str = "affine", lu: bool = True, num_classes: int | None = None,
-                 context_dim: int | None = None, seed: int = 0, standardize: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        event_shape: int | tuple[int] = 2,
+        num_steps: int = 8,
+        width: int = 64,
+        depth: int = 2,
+        coupling: str = "affine",
+        lu: bool = True,
+        num_classes: int | None = None,
+        context_dim: int | None = None,
+        seed: int = 0,
+        standardize: bool = False,
+        **kwargs: Any,
+    ) -> None:
         dim = num_features(type(self).__name__, event_shape, 2)
         check_positive_ints(type(self).__name__, num_steps=num_steps, width=width, depth=depth)
         if coupling not in transform_names():
-            raise ValueError(f"{type(self).__name__}: coupling must be one of {transform_names()}, "
-                             f"got {coupling!r}.")
+            raise ValueError(
+                f"{type(self).__name__}: coupling must be one of {transform_names()}, got {coupling!r}."
+            )
         super().__init__((dim,), num_classes=num_classes, context_dim=context_dim, **kwargs)
         self.num_steps = num_steps
         self.width, self.depth = width, depth
@@ -157,18 +214,33 @@ class VectorGlow(FlowModel):
         for k in range(self.num_steps):
             steps += [
                 ActNormLayer(event_ndims=1, name=f"actnorm_{k}"),
-                InvertibleConv1x1Layer(lu=self.lu, seed=self.seed * 1000 + k, event_ndims=1,
-                                       name=f"dense_{k}"),
-                CouplingLayer("half", 0, transform=self.coupling, scale_fn="tanh",
-                              conditioner="mlp", hidden_units=self.width,
-                              num_hidden=self.depth, name=f"coupling_{k}"),
+                InvertibleConv1x1Layer(
+                    lu=self.lu, seed=self.seed * 1000 + k, event_ndims=1, name=f"dense_{k}"
+                ),
+                CouplingLayer(
+                    "half",
+                    0,
+                    transform=self.coupling,
+                    scale_fn="tanh",
+                    conditioner="mlp",
+                    hidden_units=self.width,
+                    num_hidden=self.depth,
+                    name=f"coupling_{k}",
+                ),
             ]
         return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_steps": self.num_steps, "width": self.width,
-                "depth": self.depth, "coupling": self.coupling, "lu": self.lu, "seed": self.seed,
-                "standardize": self.standardize}
+        return {
+            **super().get_config(),
+            "num_steps": self.num_steps,
+            "width": self.width,
+            "depth": self.depth,
+            "coupling": self.coupling,
+            "lu": self.lu,
+            "seed": self.seed,
+            "standardize": self.standardize,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -200,13 +272,24 @@ class VectorNSF(FlowModel):
       Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
     """
 
-    def __init__(self, event_shape: int | tuple[int] = 2, num_steps: int = 6, width: int = 64,
-                 depth: int = 2, num_bins: int = 8, bound: float = 5.0, num_classes: int | None = None,
-                 context_dim: int | None = None, seed: int = 0, standardize: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        event_shape: int | tuple[int] = 2,
+        num_steps: int = 6,
+        width: int = 64,
+        depth: int = 2,
+        num_bins: int = 8,
+        bound: float = 5.0,
+        num_classes: int | None = None,
+        context_dim: int | None = None,
+        seed: int = 0,
+        standardize: bool = False,
+        **kwargs: Any,
+    ) -> None:
         dim = num_features(type(self).__name__, event_shape, 2)
-        check_positive_ints(type(self).__name__, num_steps=num_steps, width=width, depth=depth,
-                            num_bins=num_bins)
+        check_positive_ints(
+            type(self).__name__, num_steps=num_steps, width=width, depth=depth, num_bins=num_bins
+        )
         super().__init__((dim,), num_classes=num_classes, context_dim=context_dim, **kwargs)
         self.num_steps = num_steps
         self.width, self.depth = width, depth
@@ -218,38 +301,72 @@ class VectorNSF(FlowModel):
         steps: list = []
         for k in range(self.num_steps):
             steps += [
-                InvertibleConv1x1Layer(lu=True, seed=self.seed * 1000 + k, event_ndims=1,
-                                       name=f"linear_{k}"),
-                SplineCouplingLayer("half", k % 2, num_bins=self.num_bins, bound=self.bound,
-                                    hidden_units=self.width, num_hidden=self.depth,
-                                    name=f"spline_{k}"),
+                InvertibleConv1x1Layer(lu=True, seed=self.seed * 1000 + k, event_ndims=1, name=f"linear_{k}"),
+                SplineCouplingLayer(
+                    "half",
+                    k % 2,
+                    num_bins=self.num_bins,
+                    bound=self.bound,
+                    hidden_units=self.width,
+                    num_hidden=self.depth,
+                    name=f"spline_{k}",
+                ),
             ]
         return standardized(steps, self.standardize)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_steps": self.num_steps, "width": self.width,
-                "depth": self.depth, "num_bins": self.num_bins, "bound": self.bound, "seed": self.seed,
-                "standardize": self.standardize}
+        return {
+            **super().get_config(),
+            "num_steps": self.num_steps,
+            "width": self.width,
+            "depth": self.depth,
+            "num_bins": self.num_bins,
+            "bound": self.bound,
+            "seed": self.seed,
+            "standardize": self.standardize,
+        }
 
 
 def vector_options(o: Any) -> dict[str, Any]:
     """The keyword arguments every vector model takes from the CLI's options."""
-    return dict(num_steps=o.num_steps or 8, width=o.width, depth=o.depth or 2,
-                num_classes=o.num_classes, seed=o.seed, standardize=o.standardize, **o.policy)
+    return dict(
+        num_steps=o.num_steps or 8,
+        width=o.width,
+        depth=o.depth or 2,
+        num_classes=o.num_classes,
+        seed=o.seed,
+        standardize=o.standardize,
+        **o.policy,
+    )
 
 
-register_model(ModelEntry(
-    name="realnvp", data_kind="vector", model_class=VectorRealNVP,
-    summary="affine couplings with MLP conditioners and permutations",
-    build=lambda o: VectorRealNVP(o.event_shape[0], **vector_options(o)),
-    tiny=lambda **cond: VectorRealNVP(3, num_steps=2, width=8, **cond)))
-register_model(ModelEntry(
-    name="glow", data_kind="vector", model_class=VectorGlow,
-    summary="ActNorm, invertible dense layers and couplings on vectors",
-    build=lambda o: VectorGlow(o.event_shape[0], coupling=o.coupling, **vector_options(o)),
-    tiny=lambda **cond: VectorGlow(3, num_steps=2, width=8, **cond)))
-register_model(ModelEntry(
-    name="nsf", data_kind="vector", model_class=VectorNSF,
-    summary="rational-quadratic spline couplings (Durkan et al. 2019)",
-    build=lambda o: VectorNSF(o.event_shape[0], **vector_options(o)),
-    tiny=lambda **cond: VectorNSF(3, num_steps=2, width=8, num_bins=4, **cond)))
+register_model(
+    ModelEntry(
+        name="realnvp",
+        data_kind="vector",
+        model_class=VectorRealNVP,
+        summary="affine couplings with MLP conditioners and permutations",
+        build=lambda o: VectorRealNVP(o.event_shape[0], **vector_options(o)),
+        tiny=lambda **cond: VectorRealNVP(3, num_steps=2, width=8, **cond),
+    )
+)
+register_model(
+    ModelEntry(
+        name="glow",
+        data_kind="vector",
+        model_class=VectorGlow,
+        summary="ActNorm, invertible dense layers and couplings on vectors",
+        build=lambda o: VectorGlow(o.event_shape[0], coupling=o.coupling, **vector_options(o)),
+        tiny=lambda **cond: VectorGlow(3, num_steps=2, width=8, **cond),
+    )
+)
+register_model(
+    ModelEntry(
+        name="nsf",
+        data_kind="vector",
+        model_class=VectorNSF,
+        summary="rational-quadratic spline couplings (Durkan et al. 2019)",
+        build=lambda o: VectorNSF(o.event_shape[0], **vector_options(o)),
+        tiny=lambda **cond: VectorNSF(3, num_steps=2, width=8, num_bins=4, **cond),
+    )
+)

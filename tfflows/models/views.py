@@ -16,9 +16,11 @@ from tfflows.typing import KerasModelMixin
 
 __all__ = ["KerasViews", "GRAPHVIZ_HINT"]
 
-GRAPHVIZ_HINT = ("plot needs the pydot package and Graphviz's dot program: pip install pydot, and "
-                 "apt-get install graphviz (Debian/Ubuntu), brew install graphviz (macOS) or "
-                 "conda install graphviz.")
+GRAPHVIZ_HINT = (
+    "plot needs the pydot package and Graphviz's dot program: pip install pydot, and "
+    "apt-get install graphviz (Debian/Ubuntu), brew install graphviz (macOS) or "
+    "conda install graphviz."
+)
 """How to install what ``plot`` needs, said when it is missing."""
 
 
@@ -48,11 +50,15 @@ class KerasViews(KerasModelMixin):
         The total also counts the model's own ``nonfinite_steps`` counter.
         """
         self.as_functional()  # gives every layer the shapes Keras prints
-        return super().summary(
-            *args, **kwargs)
+        return super().summary(*args, **kwargs)
 
-    def plot(self, to_file: str | os.PathLike, show_shapes: bool = True,
-             show_layer_names: bool = True, **kwargs: Any) -> str:
+    def plot(
+        self,
+        to_file: str | os.PathLike,
+        show_shapes: bool = True,
+        show_layer_names: bool = True,
+        **kwargs: Any,
+    ) -> str:
         """Draws the flow with ``keras.utils.plot_model`` into ``to_file`` (written atomically).
 
         Needs ``pydot`` and Graphviz's ``dot``. Returns ``to_file`` as a string.
@@ -66,6 +72,11 @@ class KerasViews(KerasModelMixin):
         except Exception as err:  # ImportError, or pydot's own error when `dot` is not installed
             raise ImportError(f"{type(self).__name__}.{GRAPHVIZ_HINT} ({err})") from None
         with atomic_path(to_file) as tmp:
-            keras.utils.plot_model(self.as_functional(), to_file=tmp, show_shapes=show_shapes,
-                                   show_layer_names=show_layer_names, **kwargs)
+            keras.utils.plot_model(
+                self.as_functional(),
+                to_file=tmp,
+                show_shapes=show_shapes,
+                show_layer_names=show_layer_names,
+                **kwargs,
+            )
         return to_file

@@ -28,8 +28,9 @@ def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
     """``(name, "class" | "without" | None, K)`` from ``NAME[:class=K|:without=K]``."""
     name, _, option = spec.partition(":")
     if not name:
-        raise ValueError(f"expected a dataset name such as fashion_mnist or fashion_mnist:class=0, "
-                         f"got {spec!r}.")
+        raise ValueError(
+            f"expected a dataset name such as fashion_mnist or fashion_mnist:class=0, got {spec!r}."
+        )
     if not option:
         return name, None, None
     key, _, value = option.partition("=")
@@ -55,22 +56,29 @@ def _fit(images: np.ndarray, shape: tuple[int, ...], top: int) -> np.ndarray:
     if x.shape[1:3] != (h, w):
         out = []
         for start in range(0, len(x), 1024):
-            out.append(tf.image.resize(x[start:start + 1024], (h, w), method="bilinear").numpy())
+            out.append(tf.image.resize(x[start : start + 1024], (h, w), method="bilinear").numpy())
         x = np.concatenate(out) if out else np.zeros((0, h, w, c), np.float32)
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def load_ood_images(spec: str, shape: Sequence[int], *, split: str = "test",
-                    max_examples: int | None = None, seed: int = 0,
-                    data_dir: str | None = None) -> np.ndarray:
+def load_ood_images(
+    spec: str,
+    shape: Sequence[int],
+    *,
+    split: str = "test",
+    max_examples: int | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> np.ndarray:
     """uint8 images ``[N, *shape]``, 0..255, for a spec of this module's docstring.
 
     Synthetic sets have ``max_examples`` images (1000 if not given).
     """
     from tfflows.data import load_images, num_bits_of
 
-    if max_examples is not None and (isinstance(max_examples, bool) or
-                                     not isinstance(max_examples, (int, np.integer)) or max_examples < 1):
+    if max_examples is not None and (
+        isinstance(max_examples, bool) or not isinstance(max_examples, (int, np.integer)) or max_examples < 1
+    ):
         raise ValueError(f"max_examples: expected a positive integer or None (all), got {max_examples!r}.")
     shape = tuple(int(d) for d in shape)
     if len(shape) != 3:
@@ -88,8 +96,10 @@ def load_ood_images(spec: str, shape: Sequence[int], *, split: str = "test",
         images, labels = load_images(name, split=split, data_dir=data_dir, with_labels=True)
         keep = labels == k if key == "class" else labels != k
         if key == "class" and not keep.any():
-            raise ValueError(f"{spec!r}: expected class {k} among the labels {sorted(set(labels.tolist()))}, "
-                             "got no image of it.")
+            raise ValueError(
+                f"{spec!r}: expected class {k} among the labels {sorted(set(labels.tolist()))}, "
+                "got no image of it."
+            )
         images = images[keep]
     images = np.asarray(images)
     if max_examples:

@@ -44,15 +44,20 @@ class ImageDensity:
         from tfflows.models.base import FlowModel
 
         if not isinstance(model, FlowModel):
-            raise ValueError(f"expected a tfflows FlowModel or a SavedModel folder, "
-                             f"got {type(model).__name__}.")
+            raise ValueError(
+                f"expected a tfflows FlowModel or a SavedModel folder, got {type(model).__name__}."
+            )
         shape = tuple(int(d) for d in model.event_shape)
         if not model.spec.models_pixel_levels:
-            raise ValueError(f"OOD scoring is for image models [H, W, C] with num_bits; got "
-                             f"{type(model).__name__} with event shape {list(shape)}.")
+            raise ValueError(
+                f"OOD scoring is for image models [H, W, C] with num_bits; got "
+                f"{type(model).__name__} with event shape {list(shape)}."
+            )
         if model.is_conditional:
-            raise ValueError(f"OOD scoring takes an unconditional model; {type(model).__name__} "
-                             "is conditional (it would need a label per image).")
+            raise ValueError(
+                f"OOD scoring takes an unconditional model; {type(model).__name__} "
+                "is conditional (it would need a label per image)."
+            )
         num_bits = int(model.num_bits or 0)  # models_pixel_levels: never None here
         if not 1 <= num_bits <= 8:
             raise ValueError(f"OOD scoring takes 8-bit images: num_bits must be in 1..8, got {num_bits}.")
@@ -69,14 +74,18 @@ class ImageDensity:
         path = os.fspath(path)
         loaded = tf.saved_model.load(path)
         if "log_prob" not in loaded.signatures:
-            raise ValueError(f"expected a SavedModel with a 'log_prob' signature in {path!r}, "
-                             f"got signatures {sorted(loaded.signatures)}.")
+            raise ValueError(
+                f"expected a SavedModel with a 'log_prob' signature in {path!r}, "
+                f"got signatures {sorted(loaded.signatures)}."
+            )
         fn = loaded.signatures["log_prob"]
         spec = fn.structured_input_signature[1]
         images = spec.get("images")
         if images is None or images.dtype != tf.uint8 or set(spec) != {"images"}:
-            raise ValueError(f"expected an unconditional image SavedModel taking uint8 'images' in "
-                             f"{path!r}, got inputs {({k: v.dtype.name for k, v in spec.items()})}.")
+            raise ValueError(
+                f"expected an unconditional image SavedModel taking uint8 'images' in "
+                f"{path!r}, got inputs { ({k: v.dtype.name for k, v in spec.items()}) }."
+            )
         shape = tuple(int(d) for d in images.shape[1:])
         card_path = os.path.join(path, "assets.extra", "model_card.json")
         num_bits = 8
@@ -102,6 +111,8 @@ def as_density(model: Any) -> ImageDensity:
         path = os.fspath(model)
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return ImageDensity.from_saved_model(path)
-        raise ValueError(f"expected a SavedModel folder (with saved_model.pb), got {path!r}; "
-                         "load a .keras file with keras.models.load_model first.")
+        raise ValueError(
+            f"expected a SavedModel folder (with saved_model.pb), got {path!r}; "
+            "load a .keras file with keras.models.load_model first."
+        )
     return ImageDensity.from_model(model)

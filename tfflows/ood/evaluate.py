@@ -17,9 +17,17 @@ METHODS = ("nll", "complexity_corrected", "likelihood_ratio", "typicality")
 registered in :mod:`tfflows.ood.registry` joins them."""
 
 
-def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: Any | None = None,
-             train_data: Any | None = None, batch_size: int = 256,
-             typicality_batch: int | None = None, typicality_fpr: float = 0.01) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    in_data: Any,
+    ood_data: dict[str, Any],
+    *,
+    background: Any | None = None,
+    train_data: Any | None = None,
+    batch_size: int = 256,
+    typicality_batch: int | None = None,
+    typicality_fpr: float = 0.01,
+) -> dict[str, Any]:
     """Scores ``in_data`` and every OOD set; returns the metrics of every method.
 
     Args:
@@ -40,16 +48,23 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
       "metrics": {method: {"auroc", "aupr", "fpr95"}}}}}``.
     """
     if not isinstance(ood_data, dict) or not ood_data:
-        raise ValueError(f"ood_data: expected a dict {{name: images}} of at least one OOD set, got "
-                         f"{ood_data!r:.80}.")
+        raise ValueError(
+            f"ood_data: expected a dict {{name: images}} of at least one OOD set, got {ood_data!r:.80}."
+        )
     if typicality_batch is not None:
-        if isinstance(typicality_batch, bool) or not isinstance(typicality_batch, (int, np.integer)) \
-                or typicality_batch < 1:
-            raise ValueError(f"typicality_batch: expected a positive integer or None, "
-                             f"got {typicality_batch!r}.")
+        if (
+            isinstance(typicality_batch, bool)
+            or not isinstance(typicality_batch, (int, np.integer))
+            or typicality_batch < 1
+        ):
+            raise ValueError(
+                f"typicality_batch: expected a positive integer or None, got {typicality_batch!r}."
+            )
         if train_data is None:
-            raise ValueError("typicality_batch: the typicality test is centred on the training NLLs; "
-                             "pass train_data too (got typicality_batch without it).")
+            raise ValueError(
+                "typicality_batch: the typicality test is centred on the training NLLs; "
+                "pass train_data too (got typicality_batch without it)."
+            )
     model = as_density(model)  # one traced function for every set
     background = None if background is None else as_density(background)
     train_mean, test = None, None
@@ -65,13 +80,21 @@ def evaluate(model: Any, in_data: Any, ood_data: dict[str, Any], *, background: 
     registered = [s.name for s in image_scores()]
     order = ["nll", *registered, *[m for m in METHODS if m not in ("nll", *registered)]]
     methods = [m for m in order if m in inside]
-    table: dict[str, Any] = {"methods": methods, "in_examples": len(inside["nll"]),
-                             "in_mean_bits_per_dim": float(np.mean(inside["bits_per_dim"])),
-                             "train_mean_nll": train_mean, "ood": {}}
+    table: dict[str, Any] = {
+        "methods": methods,
+        "in_examples": len(inside["nll"]),
+        "in_mean_bits_per_dim": float(np.mean(inside["bits_per_dim"])),
+        "train_mean_nll": train_mean,
+        "ood": {},
+    }
     if test is not None:
-        table["typicality_test"] = {"batch_size": test.batch_size, "fpr": test.fpr,
-                                    "threshold_nats": test.threshold,
-                                    "in_flagged": test.flag_rate(inside["nll"]), "ood_flagged": {}}
+        table["typicality_test"] = {
+            "batch_size": test.batch_size,
+            "fpr": test.fpr,
+            "threshold_nats": test.threshold,
+            "in_flagged": test.flag_rate(inside["nll"]),
+            "ood_flagged": {},
+        }
     for name, data in ood_data.items():
         outside = _scored(model, data, f"ood_data[{name!r}]", **kwargs)
         table["ood"][name] = {
@@ -97,11 +120,15 @@ def format_table(table: dict[str, Any]) -> str:
     lines = [f"{'ood set':<24} {'n':>6} {'method':<22} {'AUROC':>6} {'AUPR':>6} {'FPR95':>6}"]
     for name, entry in table["ood"].items():
         for method, m in entry["metrics"].items():
-            lines.append(f"{name:<24} {entry['examples']:>6} {method:<22} "
-                         f"{m['auroc']:>6.3f} {m['aupr']:>6.3f} {m['fpr95']:>6.3f}")
+            lines.append(
+                f"{name:<24} {entry['examples']:>6} {method:<22} "
+                f"{m['auroc']:>6.3f} {m['aupr']:>6.3f} {m['fpr95']:>6.3f}"
+            )
     test = table.get("typicality_test")
     if test:
         flagged = ", ".join(f"{k} {v:.3f}" for k, v in test["ood_flagged"].items())
-        lines.append(f"typicality test, batches of {test['batch_size']} at FPR {test['fpr']}: share "
-                     f"flagged: in-distribution {test['in_flagged']:.3f}; {flagged}")
+        lines.append(
+            f"typicality test, batches of {test['batch_size']} at FPR {test['fpr']}: share "
+            f"flagged: in-distribution {test['in_flagged']:.3f}; {flagged}"
+        )
     return "\n".join(lines)

@@ -96,5 +96,8 @@ def fpr_at_tpr(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike, tpr: float =
 
 def detection_metrics(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike) -> dict[str, float]:
     """``{"auroc", "aupr", "fpr95"}`` for OOD (positive, higher score) against in-distribution."""
-    return {"auroc": auroc(in_scores, ood_scores), "aupr": aupr(in_scores, ood_scores),
-            "fpr95": fpr_at_tpr(in_scores, ood_scores, 0.95)}
+    return {
+        "auroc": auroc(in_scores, ood_scores),
+        "aupr": aupr(in_scores, ood_scores),
+        "fpr95": fpr_at_tpr(in_scores, ood_scores, 0.95),
+    }

@@ -37,8 +37,7 @@ class ImageScore:
 
 
 _SCORES: dict[str, ImageScore] = {}
-_RESERVED = {"nll", "bits_per_dim", "complexity_bits_per_dim", "likelihood_ratio", "typicality",
-             "score"}
+_RESERVED = {"nll", "bits_per_dim", "complexity_bits_per_dim", "likelihood_ratio", "typicality", "score"}
 
 
 def register_score(score: ImageScore, overwrite: bool = False) -> ImageScore:
@@ -50,11 +49,15 @@ def register_score(score: ImageScore, overwrite: bool = False) -> ImageScore:
     if not isinstance(score.name, str) or not score.name.isidentifier():
         raise ValueError(f"register_score: name must be an identifier, got {score.name!r}.")
     if score.name in _RESERVED:
-        raise ValueError(f"register_score: {score.name!r} is a name of score()'s own outputs; "
-                         f"choose another, not one of {sorted(_RESERVED)}.")
+        raise ValueError(
+            f"register_score: {score.name!r} is a name of score()'s own outputs; "
+            f"choose another, not one of {sorted(_RESERVED)}."
+        )
     if score.name in _SCORES and not overwrite and _SCORES[score.name] is not score:
-        raise ValueError(f"register_score: a score named {score.name!r} is registered already; "
-                         "pass overwrite=True to replace it.")
+        raise ValueError(
+            f"register_score: a score named {score.name!r} is registered already; "
+            "pass overwrite=True to replace it."
+        )
     _SCORES[score.name] = score
     return score
 
@@ -69,11 +72,15 @@ def image_scores() -> list[ImageScore]:
     if "complexity_corrected" not in _SCORES:
         from tfflows.ood.scores import complexity_bits_per_dim, complexity_corrected
 
-        register_score(ImageScore(
-            "complexity_corrected",
-            lambda images, bits, num_bits: complexity_corrected(
-                bits, complexity_bits_per_dim(images, num_bits)),
-            "bits/dim minus the PNG length in bits/dim (Serra et al. 2020)"))
+        register_score(
+            ImageScore(
+                "complexity_corrected",
+                lambda images, bits, num_bits: complexity_corrected(
+                    bits, complexity_bits_per_dim(images, num_bits)
+                ),
+                "bits/dim minus the PNG length in bits/dim (Serra et al. 2020)",
+            )
+        )
         _SCORES["complexity_corrected"] = _SCORES.pop("complexity_corrected")
     builtin = [_SCORES["complexity_corrected"]]
     return builtin + [s for n, s in _SCORES.items() if n != "complexity_corrected"]

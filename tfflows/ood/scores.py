@@ -69,27 +69,36 @@ def complexity_bits_per_dim(images: tf.Tensor, num_bits: int = 8) -> tf.Tensor:
     """
     images = tf.convert_to_tensor(images)
     if images.dtype not in (tf.uint8, tf.uint16) or images.shape.rank != 4:
-        raise ValueError(f"complexity_bits_per_dim: expected uint8 (or uint16) images [B, H, W, C], "
-                         f"got {images.dtype.name} of shape {images.shape}.")
+        raise ValueError(
+            f"complexity_bits_per_dim: expected uint8 (or uint16) images [B, H, W, C], "
+            f"got {images.dtype.name} of shape {images.shape}."
+        )
     source_bits = 8 if images.dtype == tf.uint8 else 16
     if not 1 <= num_bits <= source_bits:
-        raise ValueError(f"complexity_bits_per_dim: num_bits must be in 1..{source_bits} for "
-                         f"{images.dtype.name} images, got {num_bits!r}.")
+        raise ValueError(
+            f"complexity_bits_per_dim: num_bits must be in 1..{source_bits} for "
+            f"{images.dtype.name} images, got {num_bits!r}."
+        )
     levels = images // tf.constant(2 ** (source_bits - num_bits), images.dtype)
     dims = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
-    lengths = tf.map_fn(lambda im: tf.strings.length(tf.io.encode_png(im, compression=PNG_COMPRESSION)),
-                        levels, fn_output_signature=tf.int32)
+    lengths = tf.map_fn(
+        lambda im: tf.strings.length(tf.io.encode_png(im, compression=PNG_COMPRESSION)),
+        levels,
+        fn_output_signature=tf.int32,
+    )
     return tf.cast(lengths, tf.float32) * 8.0 / dims
 
 
-def complexity_corrected(bits_per_dim: tf.Tensor | np.ndarray,
-                         complexity: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
+def complexity_corrected(
+    bits_per_dim: tf.Tensor | np.ndarray, complexity: tf.Tensor | np.ndarray
+) -> tf.Tensor | np.ndarray:
     """S(x) = bits_per_dim(x) − complexity(x), both in bits per dimension (Serrà et al., 2020)."""
     return bits_per_dim - complexity
 
 
-def likelihood_ratio(log_prob: tf.Tensor | np.ndarray,
-                     background_log_prob: tf.Tensor | np.ndarray) -> tf.Tensor | np.ndarray:
+def likelihood_ratio(
+    log_prob: tf.Tensor | np.ndarray, background_log_prob: tf.Tensor | np.ndarray
+) -> tf.Tensor | np.ndarray:
     """−LLR(x) = log p_background(x) − log p(x): higher is more OOD (Ren et al., 2019)."""
     return background_log_prob - log_prob
 
@@ -104,9 +113,11 @@ def check_nll(name: str, nll: Any) -> np.ndarray:
         raise ValueError(f"{name}: expected a 1-D array of NLLs, got shape {a.shape}.")
     nan = int(np.isnan(a).sum())
     if nan:
-        raise ValueError(f"{name}: expected NLLs that are numbers, got {nan} NaN of {a.size} (the "
-                         f"model could not score those examples; first at index "
-                         f"{int(np.flatnonzero(np.isnan(a))[0])}).")
+        raise ValueError(
+            f"{name}: expected NLLs that are numbers, got {nan} NaN of {a.size} (the "
+            f"model could not score those examples; first at index "
+            f"{int(np.flatnonzero(np.isnan(a))[0])})."
+        )
     return a
 
 
@@ -133,22 +144,30 @@ def typicality(nll: npt.ArrayLike, train_mean_nll: float) -> np.ndarray:
 
 def _check_array(images: np.ndarray, shape: tuple, what: str) -> np.ndarray:
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
-        channels = (f" (channel count {images.shape[-1]} against {shape[-1]})"
-                    if images.ndim == 4 and images.shape[1:3] == tuple(shape[:2]) else "")
-        raise ValueError(f"{what}: expected images of shape [N, {', '.join(map(str, shape))}], "
-                         f"got {list(images.shape)}{channels}.")
+        channels = (
+            f" (channel count {images.shape[-1]} against {shape[-1]})"
+            if images.ndim == 4 and images.shape[1:3] == tuple(shape[:2])
+            else ""
+        )
+        raise ValueError(
+            f"{what}: expected images of shape [N, {', '.join(map(str, shape))}], "
+            f"got {list(images.shape)}{channels}."
+        )
     if images.dtype != np.uint8:
         if images.dtype.kind in "iu" and images.size and 0 <= images.min() and images.max() <= 255:
             return images.astype(np.uint8)
         low = float(images.min()) if images.size else 0.0
         high = float(images.max()) if images.size else 0.0
-        raise ValueError(f"{what}: expected uint8 pixels 0..255, got {images.dtype.name} values from "
-                         f"{low:g} to {high:g} (rescale, e.g. digits' 0..16 times 255/16, and cast).")
+        raise ValueError(
+            f"{what}: expected uint8 pixels 0..255, got {images.dtype.name} values from "
+            f"{low:g} to {high:g} (rescale, e.g. digits' 0..16 times 255/16, and cast)."
+        )
     return images
 
 
-def image_batches(data: Any, shape: tuple, batch_size: int = 256,
-                  what: str = "images") -> Iterator[tf.Tensor]:
+def image_batches(
+    data: Any, shape: tuple, batch_size: int = 256, what: str = "images"
+) -> Iterator[tf.Tensor]:
     """uint8 batches ``[b, *shape]`` from an array or a ``tf.data.Dataset``, streamed.
 
     A dataset may yield single images or batches; it is read one element at a
@@ -165,19 +184,26 @@ def image_batches(data: Any, shape: tuple, batch_size: int = 256,
         if spec.shape.rank == 3:
             data = data.batch(batch_size)
         elif spec.shape.rank != 4:
-            raise ValueError(f"{what}: expected dataset elements [H, W, C] or [B, H, W, C], "
-                             f"got {spec.shape}.")
+            raise ValueError(
+                f"{what}: expected dataset elements [H, W, C] or [B, H, W, C], got {spec.shape}."
+            )
         for batch in data:
             yield tf.convert_to_tensor(_check_array(batch.numpy(), shape, what))
         return
     images = np.asarray(data)
     images = _check_array(images, shape, what)
     for start in range(0, len(images), batch_size):
-        yield tf.convert_to_tensor(images[start:start + batch_size])
+        yield tf.convert_to_tensor(images[start : start + batch_size])
 
 
-def score(model: Any, data: Any, background: Any | None = None, *, batch_size: int = 256,
-          train_mean_nll: float | None = None) -> dict[str, np.ndarray]:
+def score(
+    model: Any,
+    data: Any,
+    background: Any | None = None,
+    *,
+    batch_size: int = 256,
+    train_mean_nll: float | None = None,
+) -> dict[str, np.ndarray]:
     """Every per-example score of this module for ``data``; higher is more OOD.
 
     Args:
@@ -200,8 +226,10 @@ def score(model: Any, data: Any, background: Any | None = None, *, batch_size: i
     if train_mean_nll is not None:
         train_mean_nll = check_mean_nll("train_mean_nll", train_mean_nll)
     if bg is not None and bg.event_shape != density.event_shape:
-        raise ValueError(f"background: expected a model of the same image shape "
-                         f"{list(density.event_shape)}, got {list(bg.event_shape)}.")
+        raise ValueError(
+            f"background: expected a model of the same image shape "
+            f"{list(density.event_shape)}, got {list(bg.event_shape)}."
+        )
     dims_ln2 = density.num_dims * math.log(2.0)
     parts: dict[str, list[np.ndarray]] = {"nll": [], "complexity_bits_per_dim": []}
     if bg is not None:
@@ -227,9 +255,11 @@ def score(model: Any, data: Any, background: Any | None = None, *, batch_size: i
     for key, values in out.items():
         nan = np.flatnonzero(np.isnan(values))
         if nan.size:
-            raise ValueError(f"{density.name}: the {key} score is NaN for {nan.size} of {values.size} "
-                             f"images (first: image {int(nan[0])}): the model"
-                             f"{' or the background' if bg is not None else ''} could not score them.")
+            raise ValueError(
+                f"{density.name}: the {key} score is NaN for {nan.size} of {values.size} "
+                f"images (first: image {int(nan[0])}): the model"
+                f"{' or the background' if bg is not None else ''} could not score them."
+            )
     return out
 
 
@@ -251,19 +281,30 @@ class TypicalityTest:
 
     def __post_init__(self) -> None:
         self.train_mean = check_mean_nll("train_mean", self.train_mean)
-        if isinstance(self.threshold, bool) or not (float(self.threshold) >= 0.0 and
-                                                    math.isfinite(float(self.threshold))):
+        if isinstance(self.threshold, bool) or not (
+            float(self.threshold) >= 0.0 and math.isfinite(float(self.threshold))
+        ):
             raise ValueError(f"threshold: expected a finite number of nats >= 0, got {self.threshold!r}.")
-        if (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer))
-                or self.batch_size < 1):
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, (int, np.integer))
+            or self.batch_size < 1
+        ):
             raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size!r}.")
         if isinstance(self.fpr, bool) or not 0.0 < float(self.fpr) < 1.0:
             raise ValueError(f"fpr: expected a rate in (0, 1), got {self.fpr!r}.")
 
     @classmethod
-    def fit(cls, train_nll: npt.ArrayLike, validation_nll: npt.ArrayLike | None = None, *,
-            batch_size: int, fpr: float = 0.01, num_bootstrap: int = 1000,
-            seed: int = 0) -> TypicalityTest:
+    def fit(
+        cls,
+        train_nll: npt.ArrayLike,
+        validation_nll: npt.ArrayLike | None = None,
+        *,
+        batch_size: int,
+        fpr: float = 0.01,
+        num_bootstrap: int = 1000,
+        seed: int = 0,
+    ) -> TypicalityTest:
         """Args: NLLs (nats) of training and held-out examples (the training ones twice when no
         held-out set is given), the batch size M, the false-positive rate, the number of
         bootstrap batches and a seed."""
@@ -271,14 +312,19 @@ class TypicalityTest:
         held = train if validation_nll is None else np.asarray(validation_nll, dtype=np.float64)
         for name, a in (("train_nll", train), ("validation_nll", held)):
             if a.ndim != 1 or a.size < 2 or not np.all(np.isfinite(a)):
-                raise ValueError(f"{name}: expected a 1-D array of at least 2 finite NLLs, got "
-                                 f"shape {a.shape} with {int(np.sum(~np.isfinite(a)))} non-finite.")
+                raise ValueError(
+                    f"{name}: expected a 1-D array of at least 2 finite NLLs, got "
+                    f"shape {a.shape} with {int(np.sum(~np.isfinite(a)))} non-finite."
+                )
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}.")
         if isinstance(fpr, bool) or not 0.0 < fpr < 1.0:
             raise ValueError(f"fpr: expected a rate in (0, 1), got {fpr!r}.")
-        if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer)) \
-                or num_bootstrap < 1:
+        if (
+            isinstance(num_bootstrap, bool)
+            or not isinstance(num_bootstrap, (int, np.integer))
+            or num_bootstrap < 1
+        ):
             raise ValueError(f"num_bootstrap: expected a positive integer, got {num_bootstrap!r}.")
         mean = float(train.mean())
         rng = np.random.default_rng(seed)
@@ -301,8 +347,10 @@ class TypicalityTest:
         """
         batch = check_nll("batch_nll", batch_nll)
         if len(batch) != self.batch_size:
-            raise ValueError(f"batch_nll: expected {self.batch_size} NLLs (the batch size the "
-                             f"threshold was fitted for), got shape {batch.shape}.")
+            raise ValueError(
+                f"batch_nll: expected {self.batch_size} NLLs (the batch size the "
+                f"threshold was fitted for), got shape {batch.shape}."
+            )
         return self.statistic(batch) > self.threshold
 
     def flag_rate(self, nll: npt.ArrayLike, seed: int = 0) -> float:
@@ -311,4 +359,4 @@ class TypicalityTest:
         n = len(nll) // self.batch_size
         if n == 0:
             raise ValueError(f"nll: expected at least {self.batch_size} values, got {len(nll)}.")
-        return float(np.mean([self.is_ood(b) for b in nll[:n * self.batch_size].reshape(n, -1)]))
+        return float(np.mean([self.is_ood(b) for b in nll[: n * self.batch_size].reshape(n, -1)]))

@@ -21,5 +21,13 @@ from tfflows.training.optimizers import (
     warmup_cosine,
 )
 
-__all__ = ["ScaledSchedule", "ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer",
-           "probe_jit", "safe_global_norm", "warmup_cosine"]
+__all__ = [
+    "ScaledSchedule",
+    "ScheduledAdam",
+    "WarmupSchedule",
+    "clip_gradients",
+    "make_optimizer",
+    "probe_jit",
+    "safe_global_norm",
+    "warmup_cosine",
+]

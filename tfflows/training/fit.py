@@ -68,15 +68,19 @@ class FlowTrainer(KerasModelMixin):
             ``weighted_metrics`` was given.
         """
         bound = inspect.signature(keras.Model.compile).bind(self, *args, **kwargs).arguments
-        given = [key for key in ("loss", "loss_weights", "metrics", "weighted_metrics")
-                 if bound.get(key) not in (None, [], (), {})]
+        given = [
+            key
+            for key in ("loss", "loss_weights", "metrics", "weighted_metrics")
+            if bound.get(key) not in (None, [], (), {})
+        ]
         if given:
             raise ValueError(
                 f"{type(self).__name__}.compile: a flow's loss is its negative log-likelihood "
                 f"(reported as 'loss' and '{self.per_dim_metric}'), so it takes no "
                 f"{', '.join(given)}; got {', '.join(f'{k}={bound[k]!r}' for k in given)}. "
                 "Call compile(optimizer=...) alone; weight examples with fit(..., "
-                "sample_weight=...).")
+                "sample_weight=...)."
+            )
         super().compile(*args, **kwargs)
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
@@ -129,7 +133,8 @@ class FlowTrainer(KerasModelMixin):
                 raise ValueError(
                     f"{type(self).__name__}: fit initialises ActNorm from the first batch, so it "
                     f"needs arrays, tensors or a tf.data.Dataset; got {type(x).__name__}. Call "
-                    "model.initialize(batch) first to fit on other inputs.")
+                    "model.initialize(batch) first to fit on other inputs."
+                )
             self.initialize(batch)
         self.nonfinite_steps.assign(0)
         self.stopped_on_nonfinite = False
@@ -161,11 +166,21 @@ class FlowTrainer(KerasModelMixin):
             return not conditional or (isinstance(data, dict) and label_key(data) is not None)
 
         validation = kwargs.get("validation_data")
-        if (isinstance(validation, (tuple, list)) and len(validation) == 3
-                and validation[1] is None and validation[2] is not None and ignores_y(validation[0])):
+        if (
+            isinstance(validation, (tuple, list))
+            and len(validation) == 3
+            and validation[1] is None
+            and validation[2] is not None
+            and ignores_y(validation[0])
+        ):
             kwargs["validation_data"] = (validation[0], placeholder(validation[0]), validation[2])
-        if (kwargs.get("sample_weight") is not None and y is None and x is not None
-                and not isinstance(x, tf.data.Dataset) and ignores_y(x)):
+        if (
+            kwargs.get("sample_weight") is not None
+            and y is None
+            and x is not None
+            and not isinstance(x, tf.data.Dataset)
+            and ignores_y(x)
+        ):
             return placeholder(x)
         return y
 

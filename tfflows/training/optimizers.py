@@ -16,8 +16,16 @@ from tfflows.typing import TensorLike
 if TYPE_CHECKING:
     import tensorflow as tf
 
-__all__ = ["ScaledSchedule", "ScheduledAdam", "WarmupSchedule", "clip_gradients", "make_optimizer",
-           "probe_jit", "safe_global_norm", "warmup_cosine"]
+__all__ = [
+    "ScaledSchedule",
+    "ScheduledAdam",
+    "WarmupSchedule",
+    "clip_gradients",
+    "make_optimizer",
+    "probe_jit",
+    "safe_global_norm",
+    "warmup_cosine",
+]
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -36,14 +44,18 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
       final_fraction: the decayed rate as a fraction of the peak.
     """
 
-    def __init__(self, learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0,
-                 final_fraction: float = 0.0) -> None:
+    def __init__(
+        self, learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0, final_fraction: float = 0.0
+    ) -> None:
         if not learning_rate > 0 or not math.isfinite(learning_rate):
-            raise ValueError(f"WarmupSchedule: learning_rate must be a finite number > 0, "
-                             f"got {learning_rate!r}.")
+            raise ValueError(
+                f"WarmupSchedule: learning_rate must be a finite number > 0, got {learning_rate!r}."
+            )
         if warmup_steps < 0 or decay_steps < 0:
-            raise ValueError(f"WarmupSchedule: warmup_steps and decay_steps must be >= 0, "
-                             f"got {warmup_steps!r} and {decay_steps!r}.")
+            raise ValueError(
+                f"WarmupSchedule: warmup_steps and decay_steps must be >= 0, "
+                f"got {warmup_steps!r} and {decay_steps!r}."
+            )
         self.learning_rate = float(learning_rate)
         self.warmup_steps = int(warmup_steps)
         self.decay_steps = int(decay_steps)
@@ -62,8 +74,12 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's arguments, for Keras serialization."""
-        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
-                "decay_steps": self.decay_steps, "final_fraction": self.final_fraction}
+        return {
+            "learning_rate": self.learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "decay_steps": self.decay_steps,
+            "final_fraction": self.final_fraction,
+        }
 
 
 def _is_number(value: Any) -> bool:
@@ -72,8 +88,7 @@ def _is_number(value: Any) -> bool:
 
 def _check_positive(name: str, value: Any, alternative: str = "") -> None:
     if not (_is_number(value) and math.isfinite(value) and value > 0):
-        raise ValueError(f"make_optimizer: {name} must be a finite number > 0{alternative}, "
-                         f"got {value!r}.")
+        raise ValueError(f"make_optimizer: {name} must be a finite number > 0{alternative}, got {value!r}.")
 
 
 def _check_steps(name: str, value: Any) -> int:
@@ -82,8 +97,9 @@ def _check_steps(name: str, value: Any) -> int:
     return int(value)
 
 
-def warmup_cosine(learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0,
-                  final_fraction: float = 0.0) -> keras.optimizers.schedules.CosineDecay:
+def warmup_cosine(
+    learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0, final_fraction: float = 0.0
+) -> keras.optimizers.schedules.CosineDecay:
     """Keras's ``CosineDecay``: η(t) = η·(t + 1)/w during warmup, then η, or a cosine to ``final_fraction``·η.
 
     The warmup starts at η/w (not 0, so the first step learns) and reaches η
@@ -94,8 +110,9 @@ def warmup_cosine(learning_rate: float, warmup_steps: int = 0, decay_steps: int 
     decay, alpha = (int(decay_steps), float(final_fraction)) if decay_steps else (1, 1.0)
     if w <= 1:
         return keras.optimizers.schedules.CosineDecay(lr, decay, alpha=alpha)
-    return keras.optimizers.schedules.CosineDecay(lr / w, decay, alpha=alpha, warmup_target=lr,
-                                                  warmup_steps=w - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        lr / w, decay, alpha=alpha, warmup_target=lr, warmup_steps=w - 1
+    )
 
 
 @keras.saving.register_keras_serializable(package="tfflows")
@@ -138,24 +155,31 @@ class ScheduledAdam(keras.optimizers.Adam):
     def __init__(self, learning_rate: Any = 1e-3, **kwargs: Any) -> None:
         schedules = keras.optimizers.schedules
         if isinstance(learning_rate, schedules.LearningRateSchedule) and not isinstance(
-                learning_rate, ScaledSchedule):
+            learning_rate, ScaledSchedule
+        ):
             learning_rate = ScaledSchedule(learning_rate)
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.schedule = learning_rate if isinstance(learning_rate, ScaledSchedule) else None
         with keras.name_scope(self.name, caller=self):
             # Created here, after Keras's own, as before: saved optimizer states keep their order.
             self.learning_rate_scale = keras.Variable(
-                1.0, name="learning_rate_scale", dtype="float32", trainable=False,
-                aggregation="only_first_replica")  # assigning it tracks it
+                1.0,
+                name="learning_rate_scale",
+                dtype="float32",
+                trainable=False,
+                aggregation="only_first_replica",
+            )  # assigning it tracks it
         if self.schedule is not None:
             self.schedule.scale = self.learning_rate_scale
 
     def _set_learning_rate(self, learning_rate: Any) -> None:
         schedules = keras.optimizers.schedules
         scaled: ScaledSchedule | None = getattr(self, "schedule", None)  # None within Adam's __init__
-        if (scaled is None
-                or isinstance(learning_rate, schedules.LearningRateSchedule)
-                or callable(learning_rate)):
+        if (
+            scaled is None
+            or isinstance(learning_rate, schedules.LearningRateSchedule)
+            or callable(learning_rate)
+        ):
             keras.optimizers.Adam.learning_rate.fset(self, learning_rate)
             self.schedule = learning_rate if isinstance(learning_rate, ScaledSchedule) else None
             if hasattr(self, "learning_rate_scale"):
@@ -166,12 +190,15 @@ class ScheduledAdam(keras.optimizers.Adam):
         value = float(ops.convert_to_numpy(learning_rate))
         base = float(ops.convert_to_numpy(scaled.schedule(self.iterations)))
         if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{type(self).__name__}: learning_rate must be a finite number >= 0, "
-                             f"got {learning_rate!r}.")
+            raise ValueError(
+                f"{type(self).__name__}: learning_rate must be a finite number >= 0, got {learning_rate!r}."
+            )
         if not base > 0:
-            raise ValueError(f"{type(self).__name__}: cannot set the learning rate to {value!r} at "
-                             f"step {int(ops.convert_to_numpy(self.iterations))}: the schedule is "
-                             f"{base!r} there, expected a rate > 0 to scale.")
+            raise ValueError(
+                f"{type(self).__name__}: cannot set the learning rate to {value!r} at "
+                f"step {int(ops.convert_to_numpy(self.iterations))}: the schedule is "
+                f"{base!r} there, expected a rate > 0 to scale."
+            )
         self.learning_rate_scale.assign(value / base)
 
     # Keras's getter (the current rate, the scale included); the setter scales a schedule.
@@ -182,7 +209,7 @@ class ScheduledAdam(keras.optimizers.Adam):
         variables = self.variables
         if len(store.keys()) == len(variables) - 1:
             scale = variables.index(self.learning_rate_scale)
-            others = variables[:scale] + variables[scale + 1:]
+            others = variables[:scale] + variables[scale + 1 :]
             for i, variable in enumerate(others):
                 variable.assign(store[str(i)])
             self.learning_rate_scale.assign(1.0)
@@ -190,8 +217,13 @@ class ScheduledAdam(keras.optimizers.Adam):
         super().load_own_variables(store)
 
 
-def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_steps: int = 0,
-                   clipnorm: float | None = 50.0, **kwargs: Any) -> keras.optimizers.Adam:
+def make_optimizer(
+    learning_rate: float = 1e-3,
+    warmup_steps: int = 0,
+    decay_steps: int = 0,
+    clipnorm: float | None = 50.0,
+    **kwargs: Any,
+) -> keras.optimizers.Adam:
     """Adam with linear warmup (and optional cosine decay) and global-norm gradient clipping.
 
     With warmup or decay the optimizer is a :class:`ScheduledAdam` on Keras's
@@ -216,8 +248,9 @@ def make_optimizer(learning_rate: float = 1e-3, warmup_steps: int = 0, decay_ste
     if clipnorm is not None:
         _check_positive("clipnorm", clipnorm, " or None")
     if warmup_steps or decay_steps:
-        return ScheduledAdam(warmup_cosine(learning_rate, warmup_steps, decay_steps),
-                             global_clipnorm=clipnorm, **kwargs)
+        return ScheduledAdam(
+            warmup_cosine(learning_rate, warmup_steps, decay_steps), global_clipnorm=clipnorm, **kwargs
+        )
     return keras.optimizers.Adam(float(learning_rate), global_clipnorm=clipnorm, **kwargs)
 
 
@@ -232,8 +265,16 @@ def safe_global_norm(tensors: Sequence[Any]) -> Any:
     tensors = [ops.convert_to_tensor(t) for t in tensors if t is not None]
     if not tensors:
         return ops.convert_to_tensor(0.0)
-    peak = ops.max(ops.stack([ops.max(ops.abs(ops.reshape(t, (-1,)))) if math.prod(t.shape or ()) != 0
-                              else ops.convert_to_tensor(0.0, t.dtype) for t in tensors]))
+    peak = ops.max(
+        ops.stack(
+            [
+                ops.max(ops.abs(ops.reshape(t, (-1,))))
+                if math.prod(t.shape or ()) != 0
+                else ops.convert_to_tensor(0.0, t.dtype)
+                for t in tensors
+            ]
+        )
+    )
     peak = ops.where(peak > 0, peak, ops.ones_like(peak))
     total = sum(ops.sum(ops.square(t / ops.cast(peak, t.dtype))) for t in tensors)
     return peak * ops.sqrt(total)
@@ -253,8 +294,7 @@ def clip_gradients(grads: Sequence[Any], optimizer: keras.optimizers.Optimizer) 
     global_clipnorm = getattr(optimizer, "global_clipnorm", None)
     if clipnorm and clipnorm > 0:
         # A zero norm gives clipnorm / 0 = inf, so a factor of 1.
-        return [None if g is None else g * ops.minimum(1.0, clipnorm / safe_global_norm([g]))
-                for g in grads]
+        return [None if g is None else g * ops.minimum(1.0, clipnorm / safe_global_norm([g])) for g in grads]
     if global_clipnorm and global_clipnorm > 0:
         scale = ops.minimum(1.0, global_clipnorm / safe_global_norm(grads))
         return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
@@ -280,8 +320,13 @@ class _BatchStamps(keras.callbacks.Callback):
 XLA_COMPILE_OVER_TRACE = 2.0
 
 
-def probe_jit(model: keras.Model, dataset: Any, steps: int = 3, rounds: int = 2,
-              max_compile_seconds: float | None = None) -> dict[str, Any]:
+def probe_jit(
+    model: keras.Model,
+    dataset: Any,
+    steps: int = 3,
+    rounds: int = 2,
+    max_compile_seconds: float | None = None,
+) -> dict[str, Any]:
     """Times training steps of ``model`` with and without XLA on this machine; keeps the faster.
 
     The model trains ``rounds`` windows of ``steps`` + 1 batches of
@@ -325,13 +370,18 @@ def probe_jit(model: keras.Model, dataset: Any, steps: int = 3, rounds: int = 2,
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"probe_jit: {name} must be a positive integer, got {value!r}.")
     if getattr(model, "optimizer", None) is None:
-        raise ValueError(f"probe_jit: expected a compiled model, got {type(model).__name__} "
-                         "without an optimizer; call compile(optimizer=...) first.")
+        raise ValueError(
+            f"probe_jit: expected a compiled model, got {type(model).__name__} "
+            "without an optimizer; call compile(optimizer=...) first."
+        )
     if max_compile_seconds is not None and (
-            isinstance(max_compile_seconds, bool) or not isinstance(max_compile_seconds, (int, float))
-            or not max_compile_seconds > 0):
-        raise ValueError(f"probe_jit: max_compile_seconds must be a number > 0 or None, got "
-                         f"{max_compile_seconds!r}.")
+        isinstance(max_compile_seconds, bool)
+        or not isinstance(max_compile_seconds, (int, float))
+        or not max_compile_seconds > 0
+    ):
+        raise ValueError(
+            f"probe_jit: max_compile_seconds must be a number > 0 or None, got {max_compile_seconds!r}."
+        )
     start = time.perf_counter()
     functions: dict[bool, Any] = {}
     skipped = None
@@ -356,20 +406,32 @@ def probe_jit(model: keras.Model, dataset: Any, steps: int = 3, rounds: int = 2,
             functions[jit] = model.train_function
             ran += len(stamps.stamps)
             if len(stamps.stamps) < 2:
-                raise ValueError(f"probe_jit: expected a dataset of at least 2 batches, got "
-                                 f"{len(stamps.stamps)}.")
+                raise ValueError(
+                    f"probe_jit: expected a dataset of at least 2 batches, got {len(stamps.stamps)}."
+                )
             first.setdefault(jit, stamps.stamps[0] - stamps.begin)
             per_step[jit] += [b - a for a, b in zip(stamps.stamps, stamps.stamps[1:])]
-            if (not jit and max_compile_seconds is not None and True not in functions
-                    and first[False] * XLA_COMPILE_OVER_TRACE > max_compile_seconds):
-                skipped = (f"the plain step's first call took {first[False]:.1f} s; XLA's compilation "
-                           f"would take about {XLA_COMPILE_OVER_TRACE:g}x that, over the "
-                           f"{max_compile_seconds:.1f} s allowed")
-    median = {jit: sorted(times)[len(times) // 2] if times else None
-              for jit, times in per_step.items()}
+            if (
+                not jit
+                and max_compile_seconds is not None
+                and True not in functions
+                and first[False] * XLA_COMPILE_OVER_TRACE > max_compile_seconds
+            ):
+                skipped = (
+                    f"the plain step's first call took {first[False]:.1f} s; XLA's compilation "
+                    f"would take about {XLA_COMPILE_OVER_TRACE:g}x that, over the "
+                    f"{max_compile_seconds:.1f} s allowed"
+                )
+    median = {jit: sorted(times)[len(times) // 2] if times else None for jit, times in per_step.items()}
     fast, plain = median[True], median[False]
-    best = (failed is None and skipped is None and bool(model.jit_compile)  # Keras may refuse XLA
-            and fast is not None and plain is not None and fast < plain)
+    best = (
+        failed is None
+        and skipped is None
+        and bool(model.jit_compile)  # Keras may refuse XLA
+        and fast is not None
+        and plain is not None
+        and fast < plain
+    )
     model.jit_compile = best
     model.train_function = functions[best]
     model.test_function = model.predict_function = None
@@ -377,9 +439,12 @@ def probe_jit(model: keras.Model, dataset: Any, steps: int = 3, rounds: int = 2,
     def rounded(value, digits):
         return None if value is None else round(value, digits)
 
-    return {"jit_compile": best,
-            "seconds_per_step": {"off": rounded(median[False], 4), "on": rounded(median[True], 4)},
-            "first_step_seconds": {"off": rounded(first.get(False), 2),
-                                   "on": rounded(first.get(True), 2)},
-            "probe_seconds": round(time.perf_counter() - start, 2), "steps": ran,
-            "xla_error": failed, "xla_skipped": skipped}
+    return {
+        "jit_compile": best,
+        "seconds_per_step": {"off": rounded(median[False], 4), "on": rounded(median[True], 4)},
+        "first_step_seconds": {"off": rounded(first.get(False), 2), "on": rounded(first.get(True), 2)},
+        "probe_seconds": round(time.perf_counter() - start, 2),
+        "steps": ran,
+        "xla_error": failed,
+        "xla_skipped": skipped,
+    }

@@ -32,8 +32,16 @@ from tfflows.guard import all_finite, tensor_values, update_stays_finite
 from tfflows.layers.convolution import xla_compiling
 from tfflows.training.optimizers import clip_gradients
 
-__all__ = ["MinimisedMetrics", "NonFiniteGuard", "StepMean", "nll", "predict_step", "step_seed",
-           "test_step", "train_step"]
+__all__ = [
+    "MinimisedMetrics",
+    "NonFiniteGuard",
+    "StepMean",
+    "nll",
+    "predict_step",
+    "step_seed",
+    "test_step",
+    "train_step",
+]
 
 
 class StepMean(keras.metrics.Mean):
@@ -103,8 +111,12 @@ def step_seed(model: Any) -> tf.Tensor:
     ctx = tf.distribute.get_replica_context()
     replica = 0 if ctx is None else ctx.replica_id_in_sync_group
     skipped = tf.cast(tf.convert_to_tensor(model.nonfinite_steps), tf.int64)
-    return tf.stack([tf.cast(tf.convert_to_tensor(model.optimizer.iterations), tf.int64),
-                     tf.cast(replica, tf.int64) + skipped * (1 << 16)])
+    return tf.stack(
+        [
+            tf.cast(tf.convert_to_tensor(model.optimizer.iterations), tf.int64),
+            tf.cast(replica, tf.int64) + skipped * (1 << 16),
+        ]
+    )
 
 
 def nll(model: Any, data: Any, seed: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
@@ -129,8 +141,9 @@ def nll(model: Any, data: Any, seed: tf.Tensor | None = None) -> tuple[tf.Tensor
         log_prob = model.log_prob(x, context)
     else:
         log_prob = model.train_log_prob(x, context, seed)
-    weight = spec.sample_weight(data, tf.shape(log_prob)[0] if not tf.executing_eagerly()
-                                else int(log_prob.shape[0]))
+    weight = spec.sample_weight(
+        data, tf.shape(log_prob)[0] if not tf.executing_eagerly() else int(log_prob.shape[0])
+    )
     if weight is None:
         local = tf.stack([-tf.reduce_sum(log_prob), tf.cast(tf.size(log_prob), log_prob.dtype)])
     else:
@@ -298,6 +311,7 @@ def _apply_with_copies(model: Any, grads: list, variables: list, apply: Any = No
             def undo() -> tf.Tensor:
                 var.assign(old)
                 return tf.constant(False)
+
             return tf.cond(ok, lambda: tf.constant(True), undo)
 
         for var, old in zip(state, saved):
@@ -307,7 +321,8 @@ def _apply_with_copies(model: Any, grads: list, variables: list, apply: Any = No
     # ``maybe_merge_call`` is TensorFlow's own helper for that (public under tf.__internal__,
     # which Keras's optimizers use the same way); no stable API offers it.
     tf.__internal__.distribute.interim.maybe_merge_call(
-        restore, tf.distribute.get_strategy(), state, saved, ok)
+        restore, tf.distribute.get_strategy(), state, saved, ok
+    )
     return ok
 
 
@@ -324,8 +339,11 @@ def _apply_if_finite(model: Any, grads: list, variables: list, finite: tf.Tensor
         return tf.constant(False)
 
     ctx = tf.distribute.get_replica_context()
-    if (ctx is None or not tf.distribute.has_strategy()
-            or tf.__internal__.distribute.strategy_supports_no_merge_call()):
+    if (
+        ctx is None
+        or not tf.distribute.has_strategy()
+        or tf.__internal__.distribute.strategy_supports_no_merge_call()
+    ):
         return tf.cond(finite, apply, skip)
 
     # The optimizer all-reduces the gradients with a merge_call, which may not sit in
@@ -340,4 +358,3 @@ def _apply_if_finite(model: Any, grads: list, variables: list, finite: tf.Tensor
         return tf.cond(strategy.experimental_local_results(finite)[0], apply_everywhere, skip)
 
     return ctx.merge_call(cross_replica, args=(grads, finite))
-

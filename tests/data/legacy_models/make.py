@@ -28,25 +28,39 @@ def randomize(model) -> None:
 IMAGE = (8, 8, 1)
 MODELS = {
     "glow": lambda: tfflows.Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8, num_bits=5),
-    "glow_classes": lambda: tfflows.Glow(IMAGE, num_levels=2, num_steps=2, hidden_channels=8,
-                                         num_bits=5, num_classes=3),
-    "realnvp_context": lambda: tfflows.RealNVP(IMAGE, num_scales=2, num_blocks=1, hidden_channels=8,
-                                               num_bits=5, context_dim=3),
+    "glow_classes": lambda: tfflows.Glow(
+        IMAGE, num_levels=2, num_steps=2, hidden_channels=8, num_bits=5, num_classes=3
+    ),
+    "realnvp_context": lambda: tfflows.RealNVP(
+        IMAGE, num_scales=2, num_blocks=1, hidden_channels=8, num_bits=5, context_dim=3
+    ),
     "vector_realnvp": lambda: tfflows.VectorRealNVP(3, num_layers=3, hidden_units=8),
     "vector_glow": lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=8, num_classes=2),
     "vector_nsf": lambda: tfflows.VectorNSF(3, num_layers=2, hidden_units=8, num_bins=4),
     "vector_maf": lambda: tfflows.VectorMAF(3, num_layers=2, hidden_units=8, standardize=True),
-    "jet": lambda: tfflows.Jet((4, 4, 1), patch_size=2, num_couplings=2, width=8, depth=1, heads=2,
-                               mlp_ratio=2, num_bits=5),
-    "tarflow": lambda: tfflows.TarFlow((4, 4, 1), patch_size=2, num_blocks=2, num_layers=1, width=8,
-                                       heads=2, mlp_ratio=2, num_bits=5, num_classes=2),
+    "jet": lambda: tfflows.Jet(
+        (4, 4, 1), patch_size=2, num_couplings=2, width=8, depth=1, heads=2, mlp_ratio=2, num_bits=5
+    ),
+    "tarflow": lambda: tfflows.TarFlow(
+        (4, 4, 1),
+        patch_size=2,
+        num_blocks=2,
+        num_layers=1,
+        width=8,
+        heads=2,
+        mlp_ratio=2,
+        num_bits=5,
+        num_classes=2,
+    ),
 }
 
 
 def data_for(model, n: int = 4):
     if len(model.event_shape) == 3:
-        x = (RNG.integers(0, 2 ** model.num_bits, (n, *model.event_shape))
-             + RNG.uniform(size=(n, *model.event_shape))).astype(np.float32)
+        x = (
+            RNG.integers(0, 2**model.num_bits, (n, *model.event_shape))
+            + RNG.uniform(size=(n, *model.event_shape))
+        ).astype(np.float32)
     else:
         x = RNG.normal(size=(n, *model.event_shape)).astype(np.float32)
     if model.num_classes is not None:

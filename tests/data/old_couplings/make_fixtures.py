@@ -24,15 +24,17 @@ from tfflows.io import atomic_path
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODELS = {
-    "glow_affine_conditional": lambda: tfflows.Glow((4, 4, 1), num_levels=2, num_steps=1,
-                                                    hidden_channels=4, num_bits=3, num_classes=2),
-    "glow_additive": lambda: tfflows.Glow((4, 4, 1), num_levels=1, num_steps=2, hidden_channels=4,
-                                          coupling="additive", num_bits=3),
-    "realnvp": lambda: tfflows.RealNVP((4, 4, 1), num_levels=2, num_blocks=1, hidden_channels=4,
-                                       num_bits=3),
+    "glow_affine_conditional": lambda: tfflows.Glow(
+        (4, 4, 1), num_levels=2, num_steps=1, hidden_channels=4, num_bits=3, num_classes=2
+    ),
+    "glow_additive": lambda: tfflows.Glow(
+        (4, 4, 1), num_levels=1, num_steps=2, hidden_channels=4, coupling="additive", num_bits=3
+    ),
+    "realnvp": lambda: tfflows.RealNVP((4, 4, 1), num_levels=2, num_blocks=1, hidden_channels=4, num_bits=3),
     "vector_realnvp": lambda: tfflows.VectorRealNVP(3, num_layers=2, hidden_units=4, num_hidden=1),
-    "vector_glow_additive": lambda: tfflows.VectorGlow(3, num_steps=2, hidden_units=4, num_hidden=1,
-                                                       coupling="additive"),
+    "vector_glow_additive": lambda: tfflows.VectorGlow(
+        3, num_steps=2, hidden_units=4, num_hidden=1, coupling="additive"
+    ),
     "vector_nsf": lambda: tfflows.VectorNSF(3, num_layers=2, hidden_units=4, num_hidden=1, num_bins=4),
 }
 
@@ -46,7 +48,7 @@ def randomize(model, seed: int) -> None:
 def inputs(model, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     rng = np.random.default_rng(seed)
     if len(model.event_shape) == 3:
-        x = rng.uniform(0.0, 2.0 ** model.num_bits, (4, *model.event_shape))
+        x = rng.uniform(0.0, 2.0**model.num_bits, (4, *model.event_shape))
     else:
         x = rng.standard_normal((4, *model.event_shape))
     labels = rng.integers(0, model.num_classes, 4).astype("int32") if model.num_classes else None
