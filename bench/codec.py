@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.machine import cpu_name  # noqa: E402
+from bench.machine import cpu_name
 
 SYSTEMS = ("png", "webp", "zlib", "bz2", "xz", "idf")
 
@@ -146,7 +146,8 @@ def _bpd(nbytes: float, r: dict) -> float:
 
 def table(results: dict) -> str:
     rows = [
-        "| codec | bits/dim (actual bytes, header included) | decoded exactly | encode / decode ms per image |",
+        "| codec | bits/dim (actual bytes, header included) | decoded exactly "
+        "| encode / decode ms per image |",
         "|---|---|---|---|",
     ]
 
@@ -250,7 +251,8 @@ def main(argv=None) -> int:
         stream = 8 * r["stream"]["bytes"]
         print(
             f"stream bytes / model's −log₂ P: {stream / r['model_bits']:.4f}; coder's own information "
-            f"{r['information_bits'] / dims:.4f} bits/dim; float32 model {r['model_bits_float32'] / dims:.4f} "
+            f"{r['information_bits'] / dims:.4f} bits/dim; "
+            f"float32 model {r['model_bits_float32'] / dims:.4f} "
             f"bits/dim; random access − stream: "
             f"{8 * (r['random_access']['bytes'] - r['stream']['bytes']) / dims:.4f} bits/dim "
             f"({(r['random_access']['bytes'] - r['stream']['bytes']) / r['n']:.2f} bytes per image); "

@@ -29,7 +29,7 @@ FRAMEWORK_PRIVATE: dict[tuple[str, str], str] = {
     "own optimizers do, and strategy_supports_no_merge_call says whether a cond may hold the "
     "optimizer's all-reduce, as LossScaleOptimizer asks; TensorFlow has no public form of either.",
     (
-        "callbacks.py",
+        "backup.py",
         "self.model._initial_epoch",
     ): "the epoch a resumed fit starts from: Keras's fit reads it only there, and its own "
     "BackupAndRestore callback sets it the same way (no public seam for a callback).",

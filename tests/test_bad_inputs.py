@@ -1203,7 +1203,7 @@ def test_the_table_is_large_enough():
 
 # -- issue 21: behaviour behind the rows --------------------------------------------------
 def test_data_init_on_constant_images_keeps_scale_one_and_warns():
-    """Constant images used to set ActNorm from zero variance (scale ~1000): ordinary data then scored -3.9e12."""
+    """Constant images set ActNorm from zero variance (scale ~1000): other data then scored -3.9e12."""
     from tfflows.layers import DataInitWarning
 
     model = _small_glow()
@@ -1232,7 +1232,7 @@ def test_standardize_constant_feature_keeps_scale_one_and_warns():
         r"features/channels \(0\)",
     ):
         model.initialize(x)
-    layer = next(l for l in model.flow_layers if l.needs_data_init)
+    layer = next(step for step in model.flow_layers if step.needs_data_init)
     np.testing.assert_allclose(layer.mean.numpy(), x.mean(0), rtol=1e-6)
     assert layer.scale.numpy()[0] == 1.0 and layer.scale.numpy()[1] == pytest.approx(x[:, 1].std(), rel=1e-5)
 
@@ -1247,9 +1247,9 @@ def test_refused_data_init_stores_nothing():
 
 
 def test_a_refused_model_initialisation_is_all_or_nothing():
-    """The second ActNorm refuses NaN inputs (a NaN 1x1 convolution before it): the first gets its weights back."""
+    """The second ActNorm refuses NaN inputs (a NaN 1x1 convolution before it): the first is kept."""
     model = _small_glow()
-    conv = next(l for l in model.flow_layers if l.name.startswith("conv1x1_l0"))
+    conv = next(step for step in model.flow_layers if step.name.startswith("conv1x1_l0"))
     for weight in conv.trainable_weights:
         weight.assign(tf.fill(weight.shape, math.nan))
     with pytest.raises(
@@ -1370,9 +1370,12 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path):
         match=rf"took over the lock left by PID {pid} on host .*started "
         r"2026-12-07 01:02:03 UTC .*that process no longer runs",
     ):
-        with RunLock(folder) as lock:
-            holder = json.loads((folder / LOCK_NAME).read_text())
-            assert holder["pid"] == os.getpid() and lock.held
+        lock = RunLock(folder).__enter__()
+    try:
+        holder = json.loads((folder / LOCK_NAME).read_text())
+        assert holder["pid"] == os.getpid() and lock.held
+    finally:
+        lock.__exit__(None, None, None)
     assert not (folder / LOCK_NAME).exists()
 
 
@@ -1430,7 +1433,7 @@ def test_remove_leftovers_takes_only_tfflows_leftovers_of_gone_writers(tmp_path)
 
 
 def test_class_label_beyond_int32_is_refused():
-    with pytest.raises(ValueError, match="0..2"):
+    with pytest.raises(ValueError, match=r"0\.\.2"):
         _labelled().log_prob(np.zeros((2, 2), "float32"), context=np.array([0, 2**40], np.int64))
 
 

@@ -202,7 +202,7 @@ def test_refuses_levels_above_num_bits():
 
 def test_refuses_a_model_that_is_not_an_integer_flow():
     model = keras.Sequential([keras.layers.Dense(1)])
-    with pytest.raises(CodecError, match="needs an integer discrete flow .* got a Sequential"):
+    with pytest.raises(CodecError, match=r"needs an integer discrete flow .* got a Sequential"):
         codec.compress(model, np.zeros((1, 28, 28, 1), np.uint8))
 
 

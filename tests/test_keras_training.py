@@ -21,13 +21,8 @@ from PIL import Image
 
 import tfflows
 from tfflows import data
-from tfflows.callbacks import (
-    ResumableBackup,
-    SampleGrid,
-    TensorBoardSamples,
-    samples_picture,
-    save_samples_picture,
-)
+from tfflows.backup import ResumableBackup
+from tfflows.callbacks import SampleGrid, TensorBoardSamples, samples_picture, save_samples_picture
 from tfflows.images import GLYPH_WIDTH, grid_picture, save_grid, text_mask, to_uint8
 from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
 
@@ -69,7 +64,7 @@ def rates(optimizer, steps) -> np.ndarray:
 
 
 def test_make_optimizer_keeps_the_warmup_curve_of_tfflows_train():
-    """The CLI's optimizer (lr 1e-3, 200 warmup steps): (t + 1)/200 · 1e-3, then 1e-3, on Keras's CosineDecay."""
+    """The CLI's optimizer (lr 1e-3, 200 warmup steps): (t + 1)/200 · 1e-3, then 1e-3 (CosineDecay)."""
     opt = make_optimizer(1e-3, 200)
     assert isinstance(opt, ScheduledAdam) and float(opt.learning_rate_scale) == 1.0
     assert isinstance(opt.schedule.schedule, keras.optimizers.schedules.CosineDecay)

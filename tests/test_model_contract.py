@@ -122,7 +122,7 @@ def context_for(model: Any, n: int, seed: int) -> Any:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def variant(name: str, dtype: str = "float32") -> tuple[Any, np.ndarray, Any]:
     """(model, a batch, its context): built, initialised and moved off the identity once."""
     entry, conditioning = VARIANTS[name]

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import tfflows
-from tfflows.callbacks import ResumableBackup, checkpoint_files
+from tfflows.backup import ResumableBackup
+from tfflows.callbacks import checkpoint_files
 
 from helpers import TINY_IDX, CliError, cli
 

@@ -27,10 +27,9 @@ import importlib
 import inspect
 import logging
 import re
-from typing import Any
-
 import sys
 from pathlib import Path
+from typing import Any
 
 import griffe
 

@@ -81,14 +81,8 @@ def run(args: argparse.Namespace) -> dict:
 def _train_alone(args) -> dict:
     import keras
 
-    from tfflows.callbacks import (
-        FiniteCheckpoint,
-        ResumableBackup,
-        SampleCheck,
-        SampleGrid,
-        TensorBoardSamples,
-        TimeLimit,
-    )
+    from tfflows.backup import ResumableBackup
+    from tfflows.callbacks import FiniteCheckpoint, SampleCheck, SampleGrid, TensorBoardSamples, TimeLimit
     from tfflows.clock import Occasional, TestAt, TrainingClock
     from tfflows.io import atomic_write_json
     from tfflows.progress import EpochProgress

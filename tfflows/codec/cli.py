@@ -68,7 +68,11 @@ def _image_files(paths: list[str]) -> list[str]:
 
 
 def read_images(paths: list[str], shape: tuple[int, int, int]):
-    """The images at ``paths`` (files or folders) as uint8 ``[N, H, W, C]``, each checked against ``shape``."""
+    """The images at ``paths`` (files or folders) as uint8 ``[N, H, W, C]``, each checked against ``shape``.
+
+    Raises:
+      ValueError: a file that is not a readable image of ``shape`` (one line naming it).
+    """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -106,7 +110,7 @@ def _load_codec_model(path: str):
         raise ValueError(f"no model file at {path!r} (expected a .keras IDF written by tfflows train).")
     if not path.endswith(".keras"):
         raise ValueError(f"expected a .keras model file, got {path!r}.")
-    tfflows._register_keras_objects()
+    tfflows.register_keras_objects()
     try:
         model = keras.models.load_model(path)
     except Exception as err:  # a missing class, damaged weights, another format …

@@ -101,7 +101,11 @@ class Codec:
     # -- input checks -----------------------------------------------------------------------------
 
     def check_images(self, images) -> np.ndarray:
-        """``images`` as ``[N, H, W, C]`` of the model's dtype and levels, or one line saying what is wrong."""
+        """``images`` as ``[N, H, W, C]`` of the model's dtype and levels.
+
+        Raises:
+          CodecError: one line saying what is wrong (dtype, shape or levels).
+        """
         arr = np.asarray(images) if not isinstance(images, np.ndarray) else images
         if arr.dtype != self.dtype:
             raise CodecError(

@@ -94,7 +94,7 @@ def unpack(data: bytes) -> tuple[Header, list[np.ndarray]]:
             f"the file is truncated: {len(data)} bytes, shorter than the {_HEAD.size + 4}-byte "
             "header and checksum."
         )
-    (magic, version, layout, num_bits, _, fingerprint, h, w, c, count, pixels_crc) = _HEAD.unpack_from(data)
+    (_magic, version, layout, num_bits, _, fingerprint, h, w, c, count, pixels_crc) = _HEAD.unpack_from(data)
     if version != VERSION:
         raise CodecError(f"the file is codec version {version}; this tfflows reads version {VERSION}.")
     body, (crc,) = data[_HEAD.size : -4], struct.unpack("<I", data[-4:])

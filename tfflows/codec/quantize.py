@@ -115,7 +115,7 @@ def _mass_table(width: int) -> np.ndarray:
     Rows: log-scale index i × fraction f; columns j = 0..2·width − 1 (the value
     j − width + … relative to the integer part of μ).
     """
-    num_scales = int(round((LOG_SCALE_MAX - LOG_SCALE_MIN) * LOG_SCALE_STEPS)) + 1
+    num_scales = round((LOG_SCALE_MAX - LOG_SCALE_MIN) * LOG_SCALE_STEPS) + 1
     inv_scale = exact_exp(-(LOG_SCALE_MIN + np.arange(num_scales) / LOG_SCALE_STEPS))
     offsets = (np.arange(2 * width + 1) - width + 0.5)[None, :] - (np.arange(MEAN_STEPS) / MEAN_STEPS)[
         :, None

@@ -1,4 +1,4 @@
-"""Trains an IDF for the codec: checkpoint every epoch, ``--resume`` where it stopped, one log line per epoch."""
+"""Trains an IDF for the codec: a checkpoint every epoch, ``--resume`` where it stopped, a line per epoch."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def train(args: argparse.Namespace) -> dict:
         model.optimizer.learning_rate.assign(args.lr)
     log = open(os.path.join(args.out, "train.log"), "a")
     result = {"dataset": args.dataset, "epoch": epoch}
-    for epoch in range(epoch + 1, args.epochs + 1):
+    for epoch in range(epoch + 1, args.epochs + 1):  # noqa: B020 (the resumed count goes on)
         start, cpu = time.time(), time.process_time()
         part = _part(len(train_x), epoch, args.part_size)
         hist = model.fit(train_x[part], batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
@@ -94,7 +94,7 @@ def train(args: argparse.Namespace) -> dict:
             # the best so far is kept apart: a loss spike later must not cost it
             with atomic_path(os.path.join(args.out, "best.keras")) as tmp:
                 model.save(tmp)
-        for old, path in numbered_entries(folder, _CHECKPOINT)[2:]:
+        for _, path in numbered_entries(folder, _CHECKPOINT)[2:]:
             os.remove(path)
         line = json.dumps(result)
         print(line, flush=True)

@@ -21,8 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfflows.data.first_batch import check_first_batch
+from tfflows.data.graph_checks import graph_context_checks, graph_level_checks
 from tfflows.data.pipeline import image_key, label_key
 from tfflows.data.pixels import integer_pixel_bits, pixel_levels
+from tfflows.data.weights import check_weight_array, sample_weight
 
 __all__ = ["DATA_KINDS", "DataSpec", "unless_empty"]
 
@@ -211,42 +213,11 @@ class DataSpec:
         The checks a SavedModel signature always runs (and ``validate_args``
         asks for): an ``InvalidArgumentError`` at run time names ``where``.
         """
-        if context is None:
-            if self.is_conditional:
-                raise ValueError(f"{where}: a conditional model's checks need its context, got None.")
-            return []
-        if self.num_classes is not None:
-            k = self.num_classes
-            what = f"{where}: labels must be class ids in 0..{k - 1}"
-            return [
-                tf.debugging.assert_greater_equal(context, tf.cast(0, context.dtype), message=what),
-                tf.debugging.assert_less(context, tf.cast(k, context.dtype), message=what),
-                tf.debugging.assert_equal(
-                    tf.shape(context)[0], batch, message=f"{where}: labels must have one entry per example"
-                ),
-            ]
-        if self.context_dim is not None:
-            return [
-                tf.debugging.assert_equal(
-                    tf.reduce_all(tf.math.is_finite(context)),
-                    True,
-                    message=f"{where}: context must be finite",
-                ),
-                tf.debugging.assert_equal(
-                    tf.shape(context)[0], batch, message=f"{where}: context must have one row per example"
-                ),
-            ]
-        return []
+        return graph_context_checks(self, context, batch, where)
 
     def graph_level_checks(self, x: tf.Tensor, where: str) -> list[tf.Operation]:
         """In-graph asserts that ``x`` holds finite pixel levels in [0, 2^num_bits) (image models)."""
-        top = 2.0 ** int(self.num_bits or 8)
-        what = f"{where}: images must be finite pixel levels in [0, {top:g})"
-        return [
-            tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(x)), True, message=what),
-            tf.debugging.assert_greater_equal(x, tf.cast(0.0, x.dtype), message=what),
-            tf.debugging.assert_less(x, tf.cast(top, x.dtype), message=what),
-        ]
+        return graph_level_checks(self, x, where)
 
     def contexts_for_samples(self, context: Any, num_samples: int) -> Any:
         """``sample``'s context: one label or vector repeated ``num_samples`` times, or one each.
@@ -471,36 +442,7 @@ class DataSpec:
         ``ValueError``, in a graph an ``InvalidArgumentError`` (not under XLA,
         which compiles the check away).
         """
-        if not isinstance(data, (tuple, list)) or len(data) != 3 or data[2] is None:
-            return None
-        name = self.owner
-        weight = tf.convert_to_tensor(data[2])
-        if weight.shape.rank == 2 and weight.shape[-1] == 1:
-            weight = weight[:, 0]
-        if weight.shape.rank != 1 or not (weight.dtype.is_floating or weight.dtype.is_integer):
-            raise ValueError(
-                f"{name}: expected sample_weight of shape [batch] (one number per "
-                f"example), got {weight.dtype.name} of shape {weight.shape}."
-            )
-        weight = tf.cast(weight, tf.float32)
-        what = f"{name}: expected sample_weight values that are finite and >= 0"
-        if tf.executing_eagerly():
-            bad = int(tf.reduce_sum(tf.cast(~(tf.math.is_finite(weight) & (weight >= 0)), tf.int32)))
-            if bad:
-                raise ValueError(f"{what}, got {bad} negative, inf or NaN values.")
-            if batch_size is not None and weight.shape[0] != int(batch_size):
-                raise ValueError(
-                    f"{name}: expected one sample_weight per example "
-                    f"({int(batch_size)}), got {weight.shape[0]}."
-                )
-            return weight
-        valid = tf.reduce_all(tf.math.is_finite(weight) & (weight >= 0))
-        checks = [tf.debugging.Assert(valid, [what])]
-        if batch_size is not None:
-            same = tf.equal(tf.size(weight), tf.cast(batch_size, tf.int32))
-            checks.append(tf.debugging.Assert(same, [f"{name}: expected one sample_weight per example"]))
-        with tf.control_dependencies(checks):
-            return tf.identity(weight)
+        return sample_weight(self, data, batch_size)
 
     def check_weight_array(self, weight: Any, where: str) -> None:
         """Eager check of a ``sample_weight=`` array given to ``fit``/``evaluate``.
@@ -508,25 +450,7 @@ class DataSpec:
         Raises:
           ValueError: not one finite number >= 0 per example.
         """
-        if weight is None or isinstance(weight, tf.data.Dataset):
-            return
-        array = np.asarray(weight)
-        name = f"{self.owner}.{where}"
-        if array.ndim == 2 and array.shape[1] == 1:
-            array = array[:, 0]
-        if array.ndim != 1 or not (
-            np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-        ):
-            raise ValueError(
-                f"{name}: expected sample_weight of shape [num_examples] (one number "
-                f"per example), got {array.dtype} of shape {array.shape}."
-            )
-        bad = int(np.sum(~(np.isfinite(array) & (array >= 0))))
-        if bad:
-            raise ValueError(
-                f"{name}: expected sample_weight values that are finite and >= 0, "
-                f"got {bad} negative, inf or NaN values."
-            )
+        check_weight_array(self, weight, where)
 
     # -- the first training batch -------------------------------------------
 

@@ -28,6 +28,7 @@ from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.spec import DataSpec, unless_empty
 from tfflows.deprecation import renamed_keys
 from tfflows.distribution import FlowDistribution, LiveBijector
+from tfflows.models.arguments import check_model_arguments, initial_batch
 from tfflows.models.persistence import SavedFlow
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
 from tfflows.models.plan import latent_shapes as plan_latent_shapes
@@ -78,8 +79,6 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         always check them. Off by default for speed.
     """
 
-    DATA_KINDS = ("image", "vector", "sequence")
-
     num_bits: int | None = None
     """Bits per pixel of the data an image model scores as levels in [0, 2^num_bits); None otherwise."""
 
@@ -108,31 +107,16 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.backprop = check_backprop(type(self).__name__, backprop)
-        if not isinstance(validate_args, bool):
-            raise ValueError(
-                f"{type(self).__name__}: validate_args must be True or False, got {validate_args!r}."
-            )
         self.validate_args = validate_args
-        if self.flow_dtype not in ("float32", "float64"):
-            raise ValueError(
-                f"{type(self).__name__}: expected a dtype policy whose variable dtype is float32 or "
-                f"float64 (e.g. 'float32', 'float64', 'mixed_bfloat16', 'mixed_float16'), got "
-                f"{self.dtype_policy.name!r} with variable dtype {self.flow_dtype}: a flow's "
-                "inverse and log-det need at least float32; use a mixed policy for low precision."
-            )
-        event_shape = tuple(int(d) for d in event_shape)
-        if len(event_shape) not in (1, 3) or min(event_shape) < 1:
-            raise ValueError(
-                f"{type(self).__name__}: event_shape must be (height, width, channels) or "
-                f"(features,) of positive sizes, got {event_shape!r}."
-            )
-        if num_classes is not None and context_dim is not None:
-            raise ValueError(f"{type(self).__name__}: give num_classes or context_dim, not both.")
-        for key, value in (("num_classes", num_classes), ("context_dim", context_dim)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-            ):
-                raise ValueError(f"{type(self).__name__}: {key} must be a positive integer, got {value!r}.")
+        event_shape = check_model_arguments(
+            type(self).__name__,
+            self.flow_dtype,
+            self.dtype_policy.name,
+            event_shape,
+            num_classes,
+            context_dim,
+            validate_args,
+        )
         self.event_shape = event_shape
         self.num_classes = None if num_classes is None else int(num_classes)
         self.context_dim = None if context_dim is None else int(context_dim)
@@ -439,26 +423,8 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         """
         if self.is_initialized and not force:
             return 0
-        if isinstance(data, tf.data.Dataset):
-            xs, cs = [], []
-            for batch in data.take(num_batches):
-                x, c = self.spec.unpack(batch)
-                xs.append(x)
-                cs.append(c)
-            if not xs:
-                raise ValueError(f"{type(self).__name__}: initialize got an empty dataset.")
-            x = tf.concat(xs, 0)
-            context = None if cs[0] is None else tf.concat(cs, 0)
-        else:
-            x, context = self.spec.unpack(data)
-        x = self.spec.check_x(x, values=False)
-        if not bool(tf.reduce_all(tf.math.is_finite(x))):
-            # Statistics of such a batch would make every ActNorm weight NaN.
-            raise ValueError(
-                f"{type(self).__name__}: initialize got data with inf or NaN values; "
-                "ActNorm needs finite data to set its scale and bias."
-            )
-        return initialize_steps(self.plan.steps, x, self.spec.context(context), force)
+        x, context = initial_batch(self.spec, data, num_batches)
+        return initialize_steps(self.plan.steps, x, context, force)
 
     def get_config(self) -> dict[str, Any]:
         """Keras's config plus what every flow takes: ``event_shape``, the conditioning, ``backprop``.

@@ -316,7 +316,7 @@ class IDF(keras.Model):
     def export(
         self, filepath, format: str = "tf_saved_model", verbose: bool | None = None, **kwargs: Any
     ) -> None:
-        """A SavedModel whose ``serve(x)`` returns ``log_prob(x)`` (nats) for float32 pixel levels [B, H, W, C].
+        """A SavedModel whose ``serve(x)`` gives ``log_prob(x)`` (nats) of float32 pixel levels [B, H, W, C].
 
         The coder itself runs in Python (``tfflows.codec``) on the ``.keras`` model; the
         SavedModel serves the exact discrete likelihood. Written beside ``filepath`` and
@@ -367,7 +367,10 @@ class IDF(keras.Model):
 
 
 def cli_config(args) -> dict[str, Any]:
-    """IDF arguments from ``tfflows train``'s flags: --levels, --steps (couplings per level), --width, --depth."""
+    """IDF arguments from ``tfflows train``'s flags --levels, --steps (couplings per level), --width, --depth.
+
+    Only the flags given on the command line (not None) are passed; the rest keep IDF's defaults.
+    """
     given = dict(
         num_levels=getattr(args, "levels", None),
         num_steps=getattr(args, "steps", None),
