@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 
 import tfflows
-from tfflows.cli import main
-from tfflows.data.tabular import load_csv, split_rows
+from tfflows.cli import build_parser, main
+from tfflows.data.tabular import load_csv, split_rows, split_table
 from tfflows.layers import MaskedAutoregressiveLayer, StandardizeLayer
 from tfflows.layers.made import MADE, make_ordering
 
@@ -433,12 +433,14 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     result = json.loads((out / "results.json").read_text())
     assert result["model"] == "VectorMAF" and "test_bits_per_dim" not in result
     assert result["test_nats_per_dim"] == pytest.approx(result["test_loss_nats"] / 3, rel=1e-6)
-    # Early stopping restored the best epoch: the final score is the best validation loss.
-    assert result["test_loss_nats"] == pytest.approx(min(result["val_loss_per_epoch"]), rel=1e-5)
+    # Three parts that share no row: the test figure comes from rows early stopping never saw.
+    assert result["examples"] == {"train": 90, "validation": 30, "test": 30}
+    assert result["test_split"].startswith("test rows of the CSV file")
+    assert result["chosen_from_data"] == {}  # --batch-size and --warmup were given
     model = keras.models.load_model(out / "model.keras")
     assert isinstance(model, tfflows.VectorMAF) and model.standardize and model.is_initialized
     # Standardize was fitted on exactly the training rows of the seeded split.
-    train_rows, _ = split_rows(150, 0.2, seed=0)
+    train_rows = split_table(150, 0.2, 0.2, seed=0)["train"]
     mean = next(w for w in model.weights if w.path.endswith("standardize/mean")).numpy()
     np.testing.assert_allclose(mean, x[train_rows].mean(0), rtol=1e-5)
     # Data units: within reach of the Gaussian's entropy (4.26 nats), not of a standardised one.
@@ -449,6 +451,55 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     assert evaluated["examples"] == 30
     assert evaluated["loss"] == pytest.approx(result["test_loss_nats"], rel=1e-5)
     assert evaluated["nats_per_dim"] == pytest.approx(result["test_nats_per_dim"], rel=1e-5)
+    # Early stopping restored the best epoch: on the validation rows, the best validation loss.
+    assert main(["evaluate", str(out / "model.keras"), "--split", "validation"]) == 0
+    validated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert validated["loss"] == pytest.approx(min(result["val_loss_per_epoch"]), rel=1e-5)
+    assert validated["loss"] != pytest.approx(result["test_loss_nats"], rel=1e-6)
+
+
+def test_split_table_parts_share_no_row_and_keep_the_training_minimum():
+    parts = split_table(150, 0.2, 0.1, seed=4)
+    assert {k: len(v) for k, v in parts.items()} == {"test": 15, "validation": 30, "train": 105}
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(150))
+    again = split_table(150, 0.2, 0.1, seed=4)
+    assert all(np.array_equal(parts[k], again[k]) for k in parts)
+    assert not np.array_equal(parts["test"], split_table(150, 0.2, 0.1, seed=5)["test"])
+    # No test fraction: no test rows (the two-way split of runs recorded before the three-way one).
+    assert len(split_table(20, 0.2, 0.0, seed=0)["test"]) == 0
+    with pytest.raises(
+        ValueError,
+        match=r"expected at least 16 rows for a split with 10 training rows, "
+        r"validation fraction 0\.2 and test fraction 0\.2; got 12 rows \(8 would train\)",
+    ):
+        split_table(12, 0.2, 0.2, seed=0)
+    with pytest.raises(ValueError, match=r"val_fraction \+ test_fraction must leave training rows"):
+        split_table(100, 0.5, 0.5, seed=0)
+    with pytest.raises(ValueError, match=r"test_fraction must be in \[0, 1\), got -0\.1"):
+        split_table(100, 0.2, -0.1, seed=0)
+
+
+def test_batch_size_and_warmup_follow_the_data(capsys):
+    from tfflows.cli.common import apply_data_defaults, batch_size_for, warmup_for
+
+    assert batch_size_for(60_000, vector=False) == 64
+    assert [batch_size_for(n, vector=True) for n in (10, 107, 341, 600, 1078, 50_000)] == [
+        16,
+        16,
+        16,
+        32,
+        64,
+        64,
+    ]
+    assert warmup_for(10_000, None) == (200, None) and warmup_for(300, None) == (30, None)
+    kept, warning = warmup_for(300, 500)
+    assert kept == 500 and "--warmup 500 is not shorter than the run's 300 planned steps" in warning
+    args = build_parser().parse_args(["train", "--dataset", "t.csv", "--epochs", "10"])
+    assert apply_data_defaults(args, 107, vector=True) == {"batch_size": 16, "warmup": 6}
+    assert (args.batch_size, args.warmup) == (16, 6)
+    args = build_parser().parse_args(["train", "--epochs", "2", "--warmup", "400", "--batch-size", "64"])
+    assert apply_data_defaults(args, 6400, vector=False) == {}
+    assert "--warmup 400 is not shorter than the run's 200 planned steps" in capsys.readouterr().err
 
 
 def test_cli_builds_a_spline_maf(table_csv, tmp_path, capsys):

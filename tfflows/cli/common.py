@@ -6,10 +6,11 @@ Public inside :mod:`tfflows.cli`; nothing here imports TensorFlow at import time
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tfflows.cli.parser import TOY_DATASETS
 
@@ -35,6 +36,9 @@ __all__ = [
     "recorded_source",
     "DEBUG_ENV",
     "one_line",
+    "apply_data_defaults",
+    "batch_size_for",
+    "warmup_for",
 ]
 
 
@@ -48,31 +52,39 @@ def load_data(
     columns: str | Sequence[str] | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    test_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray | None, int | None, int | None]:
     """Returns (array, labels or None, num_bits, source_bits) for images, toys or a CSV file.
 
-    A CSV file's rows are split (seeded) into "train" and the held-out
-    ``val_fraction`` ("test" or "validation"); "all" is every row.
+    A CSV file's rows are split (seeded) into "train", "validation" and "test"
+    rows that share none (:func:`tfflows.data.tabular.split_table`); "all" is
+    every row. With ``test_fraction`` 0 (runs recorded before the three-way
+    split) "test" and "validation" are the same held-out ``val_fraction``.
+    A 2-D toy's "validation" split is its own seeded sample, apart from "test".
     """
     import numpy as np
 
     from tfflows import data
-    from tfflows.data.tabular import check_columns_flag, is_csv, load_csv, split_rows
+    from tfflows.data.tabular import check_columns_flag, is_csv, load_csv, split_rows, split_table
 
     check_columns_flag(dataset, columns)
     if is_csv(dataset):
         values, _ = load_csv(dataset, columns.split(",") if isinstance(columns, str) else columns)
-        train_rows, val_rows = split_rows(len(values), val_fraction, seed)
-        rows = {"train": train_rows, "test": val_rows, "validation": val_rows}.get(split)
+        if test_fraction:
+            parts = split_table(len(values), val_fraction, test_fraction, seed)
+        else:
+            train_rows, val_rows = split_rows(len(values), val_fraction, seed)
+            parts = {"train": train_rows, "validation": val_rows, "test": val_rows}
+        rows = parts.get(split)
         if rows is None and split != "all":
             raise ValueError(
-                f"expected a split of a CSV file among train, test (= validation) and all, got {split!r}."
+                f"expected a split of a CSV file among train, validation, test and all, got {split!r}."
             )
         part = values if rows is None else values[rows]
         return part[:max_n].astype("float32") if max_n else part.astype("float32"), None, None, None
     if dataset in TOY_DATASETS:
-        n = {"train": 50000, "test": 20000}.get(split, 20000)
-        seed = 1 if split == "train" else 2
+        n = {"train": 50000, "test": 20000, "validation": 20000}.get(split, 20000)
+        seed = {"train": 1, "validation": 3}.get(split, 2)
         return data.sample_toy(dataset, max_n or n, seed=seed), None, None, None
     loaded = data.load_images(dataset, split=split, data_dir=data_dir, with_labels=with_labels)
     images, labels = loaded if with_labels else (loaded, None)
@@ -298,3 +310,54 @@ DEBUG_ENV = "TFFLOWS_DEBUG"
 def one_line(err: BaseException) -> str:
     text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
     return text or type(err).__name__
+
+
+IMAGE_BATCH_SIZE = 64
+MAX_WARMUP = 200
+
+
+def batch_size_for(num_train: int, vector: bool) -> int:
+    """``tfflows train``'s default batch size: 64 for images; 16 to 64 for vector data, from the rows.
+
+    A small table gets small batches (about a sixteenth of its rows, as a power of two), so an epoch
+    still holds enough steps to train and to stop early on.
+    """
+    if not vector:
+        return IMAGE_BATCH_SIZE
+    return int(min(64, max(16, 2 ** math.floor(math.log2(max(num_train, 1) / 16)))))
+
+
+def warmup_for(planned_steps: int, warmup: int | None) -> tuple[int, str | None]:
+    """(warmup steps, a warning or None): by default a tenth of the planned steps, at most 200.
+
+    A warmup the user set that is as long as the run itself is kept, with a warning: the
+    learning rate would never reach its set value.
+    """
+    if warmup is None:
+        return min(MAX_WARMUP, planned_steps // 10), None
+    if planned_steps and warmup >= planned_steps:
+        return warmup, (
+            f"--warmup {warmup} is not shorter than the run's {planned_steps} planned steps: the learning "
+            "rate never reaches --lr (omit --warmup for a tenth of the run)"
+        )
+    return warmup, None
+
+
+def apply_data_defaults(args: argparse.Namespace, num_train: int, vector: bool) -> dict[str, Any]:
+    """Fills ``args.batch_size`` and ``args.warmup`` left unset, from the data; returns what was chosen.
+
+    Warns (on stderr) when a warmup the user set outlasts the run.
+    """
+    chosen = {}
+    if args.batch_size is None:
+        args.batch_size = batch_size_for(num_train, vector)
+        chosen["batch_size"] = args.batch_size
+    per_epoch = args.steps_per_epoch or max(num_train // args.batch_size, 1)
+    planned = per_epoch * args.epochs
+    given = args.warmup
+    args.warmup, warning = warmup_for(planned, given)
+    if given is None:
+        chosen["warmup"] = args.warmup
+    if warning:
+        print(f"tfflows train: warning: {warning}", file=sys.stderr)
+    return chosen

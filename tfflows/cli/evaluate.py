@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> dict:
         columns=trained.get("columns"),
         val_fraction=trained.get("val_fraction", 0.2),
         seed=trained.get("seed", 0),
+        test_fraction=trained.get("test_fraction", 0.0),  # 0: a run from before the three-way split
     )
     ds = pipeline(x, y, num_bits, source_bits, args.batch_size, False, args.seed)
     out = model.evaluate(ds, return_dict=True, verbose=0)

@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV rows held out (seeded by --seed) for validation and early stopping",
     )
     tabular.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.2,
+        help="CSV rows held out (seeded by --seed) for the reported test figure, apart from the "
+        "validation rows",
+    )
+    tabular.add_argument(
         "--patience",
         type=_positive_int,
         default=10,
@@ -199,9 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--conditional", action="store_true", help="class-conditional model")
     train.add_argument("--epochs", type=_positive_int, default=20)
-    train.add_argument("--batch-size", type=_positive_int, default=64)
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="examples per batch (default: 64 for images; for vector data chosen from the number of "
+        "training rows, 16 to 64)",
+    )
     train.add_argument("--lr", type=_positive_float, default=1e-3)
-    train.add_argument("--warmup", type=int, default=200, help="learning-rate warmup steps")
+    train.add_argument(
+        "--warmup",
+        type=_count,
+        default=None,
+        help="learning-rate warmup steps (default: a tenth of the run's planned steps, at most 200)",
+    )
     train.add_argument("--clipnorm", type=_positive_float, default=50.0)
     bits = train.add_mutually_exclusive_group()
     bits.add_argument(

@@ -98,10 +98,13 @@ def _train(args, config: dict, lock) -> dict:
     from tfflows.training import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
-    tabular = dict(columns=args.columns, val_fraction=args.val_fraction, seed=args.seed)
+    tabular = dict(
+        columns=args.columns, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed
+    )
     train_x, train_y, num_bits, source_bits = common.load_data(
         args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular
     )
+    common.apply_data_defaults(args, len(train_x), vector=num_bits is None)
     workers = strategy.num_replicas_in_sync
     global_batch = args.batch_size * workers
 

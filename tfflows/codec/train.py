@@ -138,7 +138,7 @@ def train_from_cli(args: argparse.Namespace) -> dict:
             data_dir=args.data_dir,
             out=args.out,
             epochs=args.epochs,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 64,
             lr=args.lr,
             config=json.dumps(config),
             test_examples=2000,

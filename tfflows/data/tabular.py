@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MIN_TRAIN_ROWS", "check_columns_flag", "is_csv", "load_csv", "split_rows"]
+__all__ = ["MIN_TRAIN_ROWS", "check_columns_flag", "is_csv", "load_csv", "split_rows", "split_table"]
 
 
 def is_csv(dataset: str) -> bool:
@@ -159,3 +159,50 @@ def split_rows(
         )
     order = np.random.default_rng(seed).permutation(num_rows)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def split_table(
+    num_rows: int, val_fraction: float, test_fraction: float, seed: int, min_train: int = MIN_TRAIN_ROWS
+) -> dict[str, np.ndarray]:
+    """Seeded shuffle of ``range(num_rows)`` cut into train, validation and test row indices.
+
+    The three parts never share a row: the test rows (``round(test_fraction · num_rows)``,
+    at least one when the fraction is > 0) come first in the shuffled order, then the
+    validation rows (the same rule), and the training rows are the rest, at least
+    ``min_train`` of them. Early stopping picks its epoch on the validation rows; the
+    figure a run reports comes from the test rows, which picked nothing.
+
+    Raises:
+      ValueError: a fraction outside [0, 1), fractions that sum to 1 or more, or a table
+        too small to keep ``min_train`` training rows (the message names the minimum).
+    """
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {fraction!r}.")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            "val_fraction + test_fraction must leave training rows, "
+            f"got {val_fraction:g} + {test_fraction:g}."
+        )
+
+    def held_out(fraction: float, n: int) -> int:
+        return 0 if fraction == 0 else max(1, round(fraction * n))
+
+    n_test, n_val = held_out(test_fraction, num_rows), held_out(val_fraction, num_rows)
+    if num_rows - n_test - n_val < min_train:
+        needed = next(
+            n
+            for n in range(1, 10**9)
+            if n - held_out(test_fraction, n) - held_out(val_fraction, n) >= min_train
+        )
+        raise ValueError(
+            f"expected at least {needed} rows for a split with {min_train} training rows, "
+            f"validation fraction {val_fraction:g} and test fraction {test_fraction:g}; got {num_rows} rows "
+            f"({max(num_rows - n_test - n_val, 0)} would train). Give more rows or smaller fractions."
+        )
+    order = np.random.default_rng(seed).permutation(num_rows)
+    return {
+        "test": np.sort(order[:n_test]),
+        "validation": np.sort(order[n_test : n_test + n_val]),
+        "train": np.sort(order[n_test + n_val :]),
+    }
