@@ -23,7 +23,8 @@ import tfflows
 from tfflows import data
 from tfflows.backup import ResumableBackup
 from tfflows.callbacks import SampleGrid, TensorBoardSamples, samples_picture, save_samples_picture
-from tfflows.images import GLYPH_WIDTH, grid_picture, save_grid, text_mask, to_uint8
+from tfflows.cli import build_parser
+from tfflows.images import grid_picture, save_grid, text_mask, to_uint8
 from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
 
 from helpers import CliError, cli
@@ -252,15 +253,19 @@ def test_sample_png_has_labelled_rows_and_the_expected_size(tmp_path):
     path = tmp_path / "samples.png"
     save_samples_picture(model, str(path), [0.5, 0.85], per_row=10, num_bits=5)
     picture = np.array(Image.open(path))
-    # 8×8 images drawn 8× (64 // 8): rows (8 + 2)·8 = 80 high; text 4× the 3×5 font
-    # (80 // 15 = 5, at most 4): "T=0.50" is (4·6 − 1)·4 = 92 wide, plus 2 × 16 margin.
-    label = 92 + 2 * 16
+    # 8×8 images drawn 8× (64 // 8): rows (8 + 2)·8 = 80 high; text a third of that, at most
+    # 24 pixels, in Pillow's own font, with a margin of half the text size on either side.
+    masks = {text: text_mask(text, 24) for text in ("T=0.50", "T=0.85")}
+    label = max(m.shape[1] for m in masks.values()) + 2 * 12
     assert picture.shape == (2 * 80, label + (10 * 9 + 1) * 8)
-    for row, text in enumerate(["T=0.50", "T=0.85"]):
+
+    def ink(mask):
+        ys, xs = np.nonzero(mask)
+        return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+    for row, text in enumerate(masks):
         band = picture[row * 80 : (row + 1) * 80, :label] == 0
-        ys, xs = np.nonzero(band)
-        ink = band[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        np.testing.assert_array_equal(ink, text_mask(text, 4))
+        np.testing.assert_array_equal(ink(band), ink(masks[text]))
     assert picture[:, label:].max() > 0
 
 
@@ -270,21 +275,44 @@ def test_a_grid_of_the_top_level_is_white_and_labels_are_checked(tmp_path):
     path = tmp_path / "g.png"
     save_grid(str(path), [top, bottom], scale=2, labels=["T=1.00", "T=0.50"])
     picture = np.array(Image.open(path))
-    width = picture.shape[1] - (3 * 5 + 1) * 2
-    cells = picture[:, width:]
+    cells = picture[:, -(3 * 5 + 1) * 2 :]  # three 4-pixel images a pixel apart, drawn 2×
     assert cells[2:10, 2:10].min() == 255  # the first image of the top row, inside its pad
     assert cells[12 + 2 : 12 + 10, 2:10].max() == 0
     with pytest.raises(ValueError, match=r"one label per row \(2\), got 1 labels"):
         grid_picture([top, bottom], labels=["T=1.00"])
-    with pytest.raises(ValueError, match=r"characters among .* got 'x'"):
-        text_mask("x=1")
-    assert text_mask("1", 2).shape == (10, GLYPH_WIDTH * 2)
+    with pytest.raises(ValueError, match=r"one line of text, got 'a\\nb'"):
+        text_mask("a\nb")
+    with pytest.raises(ValueError, match=r"size must be a positive integer, got 0"):
+        text_mask("1", 0)
+    assert text_mask("Ankle boot", 12).any() and text_mask("", 12).shape == (12, 0)
+    with pytest.raises(ValueError, match=r"one column label per image of a row \(3\), got 2"):
+        grid_picture([top, bottom], column_labels=["a", "b"])
+
+
+def test_grids_name_the_epoch_and_each_class(tmp_path):
+    """A conditional model's grid: its title says the epoch and bits/dim, its columns the classes."""
+    from tfflows.callbacks import epoch_title
+
+    assert epoch_title(2, {"bits_per_dim": 3.14159, "val_bits_per_dim": 2.5}) == (
+        "epoch 3 · 2.500 bits/dim (validation)"
+    )
+    assert epoch_title(0, {"nats_per_dim": 1.25}) == "epoch 1 · 1.250 nats/dim (training)"
+    assert epoch_title(4, None) == "epoch 5"
+    model = tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, num_classes=3)
+    plain = samples_picture(model, [1.0], num_bits=5, labels=True)
+    named = samples_picture(model, [1.0], num_bits=5, title="epoch 3", class_names=["Coat", "Bag", "Shirt"])
+    assert named.shape[1] == plain.shape[1] and named.shape[0] > plain.shape[0]  # a title band on top
+    titled = samples_picture(model, [1.0], num_bits=5, title="epoch 3")
+    assert not np.array_equal(named, titled)  # the class names differ from the class numbers
+    np.testing.assert_array_equal(named[-80:], plain[-80:])  # the samples themselves are the same
 
 
 def test_sample_grid_callback_writes_a_png_per_epoch_with_the_data_range(tmp_path):
+    from tfflows.callbacks import epoch_title
+
     model = glow()
     folder = tmp_path / "samples"
-    model.fit(
+    history = model.fit(
         PIXELS,
         batch_size=16,
         epochs=2,
@@ -293,7 +321,10 @@ def test_sample_grid_callback_writes_a_png_per_epoch_with_the_data_range(tmp_pat
     )
     assert sorted(os.listdir(folder)) == ["samples_epoch_001.png", "samples_epoch_002.png"]
     picture = np.array(Image.open(folder / "samples_epoch_002.png"))
-    want = samples_picture(model, (1.0,), per_row=2, num_bits=5, value_range=(0, 16))
+    last = {key: values[-1] for key, values in history.history.items()}
+    title = epoch_title(1, last)
+    assert title.startswith("epoch 2 · ") and title.endswith(" bits/dim (training)")
+    want = samples_picture(model, (1.0,), per_row=2, num_bits=5, value_range=(0, 16), title=title)
     np.testing.assert_array_equal(picture, want[..., 0])
 
 
@@ -430,3 +461,22 @@ def test_dense_coupling_conditioners_take_hidden_units_and_num_hidden():
         r"hidden_channels and num_blocks for this one, got hidden_units=8",
     ):
         CouplingLayer(mask="channel", conditioner="convnet", hidden_units=8)
+
+
+def test_density_pictures_show_standardized_features_the_user_names():
+    """Vector data in any units fill the picture; --plot-dims picks the pair; bad pairs are refused."""
+    from tfflows.callbacks import density_array
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(5000, 3)) * [1.0, 1000.0, 0.001] + [0.0, 5e4, -7.0]
+    picture = density_array(points, bins=50, dims=(1, 2)) < 255  # ink where samples fell
+    rows, cols = np.nonzero(picture)
+    # Standardized: ±3σ of each feature spans most of [-4.5, 4.5], centred on the picture.
+    assert abs(rows.mean() - 50) < 5 and abs(cols.mean() - 50) < 5 and np.ptp(cols) > 50
+    raw = density_array(points, bins=50, dims=(1, 2), standardize=False) < 255
+    assert raw.sum() < picture.sum() / 10  # in raw units almost every sample falls off the picture
+    assert not np.array_equal(picture, density_array(points, bins=50) < 255)
+    with pytest.raises(ValueError, match=r"dims must be two distinct features in 0\.\.2, got \(0, 3\)"):
+        density_array(points, dims=(0, 3))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--plot-dims", "1,1"])

@@ -28,6 +28,7 @@ __all__ = [
     "checkpoint_files",
     "density_array",
     "density_picture",
+    "epoch_title",
     "samples_picture",
     "save_samples_picture",
     "temperature_label",
@@ -37,15 +38,39 @@ CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.keras$")
 """``epoch_XXX.keras``: the model after XXX epochs (``ModelCheckpoint``'s names in ``tfflows train``)."""
 
 
-def density_array(points: np.ndarray, bins: int = 200, extent: float = 4.5) -> np.ndarray:
+def density_array(
+    points: np.ndarray,
+    bins: int = 200,
+    extent: float = 4.5,
+    dims: Sequence[int] = (0, 1),
+    standardize: bool = True,
+) -> np.ndarray:
     """A 2-D histogram of ``points`` [N, D] as a uint8 [2·bins, 2·bins] picture (dark = dense).
 
-    It shows the first two features; one feature (D = 1) is drawn as a bar
-    histogram, the bars' heights proportional to the counts.
+    It shows the features ``dims`` (the first two by default), each
+    standardized by the points' own mean and standard deviation when
+    ``standardize`` (so data in any units fill the square [−extent, extent]²);
+    one feature (D = 1) is drawn as a bar histogram, the bars' heights
+    proportional to the counts.
+
+    Raises:
+      ValueError: points not [N, D], or ``dims`` not two distinct features of D.
     """
-    points = np.asarray(points)
+    points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] < 1:
         raise ValueError(f"density_array: expected points [N, D], got shape {list(points.shape)}.")
+    if points.shape[1] > 1:
+        dims = tuple(dims)
+        if len(dims) != 2 or len(set(dims)) != 2 or not all(0 <= d < points.shape[1] for d in dims):
+            raise ValueError(
+                f"density_array: dims must be two distinct features in 0..{points.shape[1] - 1}, "
+                f"got {dims!r}."
+            )
+        points = points[:, list(dims)]
+    points = points[np.all(np.isfinite(points), axis=1)]
+    if standardize and len(points) > 1:
+        scale = points.std(axis=0)
+        points = (points - points.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
     if points.shape[1] == 1:
         hist, _ = np.histogram(points[:, 0], bins=bins, range=(-extent, extent))
         bars = np.round(bins * hist / max(hist.max(), 1)).astype(int)
@@ -60,9 +85,16 @@ def density_array(points: np.ndarray, bins: int = 200, extent: float = 4.5) -> n
     return np.repeat(np.repeat(scaled, 2, axis=0), 2, axis=1)
 
 
-def density_picture(points: np.ndarray, path: str, bins: int = 200, extent: float = 4.5) -> None:
-    """Saves a 2-D histogram of ``points`` as a grayscale PNG (dark = dense), atomically."""
-    save_picture(path, density_array(points, bins, extent))
+def density_picture(
+    points: np.ndarray,
+    path: str,
+    bins: int = 200,
+    extent: float = 4.5,
+    dims: Sequence[int] = (0, 1),
+    standardize: bool = True,
+) -> None:
+    """Saves :func:`density_array` of ``points`` as a grayscale PNG (dark = dense), atomically."""
+    save_picture(path, density_array(points, bins, extent, dims, standardize))
 
 
 def temperature_label(temperature: float) -> str:
@@ -79,20 +111,26 @@ def samples_picture(
     value_range: Sequence[float] | None = None,
     labels: bool = True,
     sample_options: dict | None = None,
+    title: str | None = None,
+    class_names: Sequence[str] | None = None,
+    dims: Sequence[int] = (0, 1),
 ) -> np.ndarray:
     """Samples of ``model`` as one uint8 picture [H, W, C].
 
-    Image models: one row per temperature (conditional models: one sample per
-    class in each row), labelled ``T=0.70`` on the left when ``labels``;
-    pixel levels in ``value_range`` (default: all of ``num_bits``) span
-    black to white. Vector models with 2 features: a density picture of
-    many samples at the first temperature. ``sample_options`` go to every
+    Image models: one row per temperature, labelled ``T=0.70`` on the left
+    when ``labels``; a class-conditional model draws one sample per class in
+    each row, its columns named by ``class_names`` (default: the class
+    numbers). ``title`` (e.g. the epoch and bits/dim) goes across the top.
+    Pixel levels in ``value_range`` (default: all of ``num_bits``) span black
+    to white. Vector models: a density picture of many samples at the first
+    temperature, of the standardized features ``dims`` (a histogram for one
+    feature; see :func:`density_array`). ``sample_options`` go to every
     ``model.sample`` call (TarFlow: ``guidance``, ``denoise``).
     """
     options = dict(sample_options or {})
     if len(model.event_shape) == 1:
         points = model.sample(20000, temperature=temperatures[0], seed=seed, **options).numpy()
-        return density_array(points)[..., None]
+        return density_array(points, dims=dims)[..., None]
     rows = []
     for t in temperatures:
         context = None
@@ -115,10 +153,15 @@ def samples_picture(
             )
             x = np.where(bad, 0.0, x)
         rows.append(to_uint8(x, num_bits, value_range))
+    columns = None
+    if model.num_classes is not None and labels:
+        columns = list(class_names) if class_names is not None else [str(k) for k in range(model.num_classes)]
     return grid_picture(
         rows,
         scale=max(1, 64 // model.event_shape[0]),
         labels=[temperature_label(t) for t in temperatures] if labels else None,
+        title=title if labels else None,
+        column_labels=columns,
     )
 
 
@@ -132,16 +175,45 @@ def save_samples_picture(
     value_range: Sequence[float] | None = None,
     labels: bool = True,
     sample_options: dict | None = None,
+    title: str | None = None,
+    class_names: Sequence[str] | None = None,
+    dims: Sequence[int] = (0, 1),
 ) -> None:
     """Draws ``per_row`` samples at each temperature and saves them as one PNG, atomically.
 
-    See :func:`samples_picture` for the layout, the labels, ``value_range``
-    and ``sample_options``.
+    See :func:`samples_picture` for the layout, the labels and title,
+    ``value_range``, ``sample_options``, ``class_names`` and ``dims``.
     """
-    save_picture(
-        path,
-        samples_picture(model, temperatures, per_row, seed, num_bits, value_range, labels, sample_options),
+    picture = samples_picture(
+        model,
+        temperatures,
+        per_row,
+        seed,
+        num_bits,
+        value_range,
+        labels,
+        sample_options,
+        title,
+        class_names,
+        dims,
     )
+    save_picture(path, picture)
+
+
+def epoch_title(epoch: int, logs: dict | None) -> str:
+    """A grid's title: ``"epoch 3 · 2.85 bits/dim (validation)"``, from the epoch's logs.
+
+    The validation figure when ``fit`` has one, else the training one; bits/dim
+    for pixel models, nats/dim for vector data; the epoch alone without either.
+    """
+    logs = logs or {}
+    for key, split in (("val_bits_per_dim", "validation"), ("bits_per_dim", "training")):
+        if key in logs:
+            return f"epoch {epoch + 1} · {float(logs[key]):.3f} bits/dim ({split})"
+    for key, split in (("val_nats_per_dim", "validation"), ("nats_per_dim", "training")):
+        if key in logs:
+            return f"epoch {epoch + 1} · {float(logs[key]):.3f} nats/dim ({split})"
+    return f"epoch {epoch + 1}"
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -155,6 +227,11 @@ class SampleGrid(keras.callbacks.Callback):
       value_range: the lowest and highest pixel level of the training data,
         drawn black and white (default: 0 and 2^num_bits − 1).
       seed: the seed of the draw, the same every epoch.
+      class_names: names of a class-conditional model's classes, over its
+        columns (default: the class numbers; see :func:`tfflows.data.class_names`).
+      dims: the two features a vector model's density picture shows.
+
+    Each grid's title says the epoch and its bits/dim (:func:`epoch_title`).
 
     Attributes:
       picture: the last grid drawn (uint8 [H, W, C]), for
@@ -169,9 +246,13 @@ class SampleGrid(keras.callbacks.Callback):
         num_bits: int = 8,
         value_range: Sequence[float] | None = None,
         seed: int = 0,
+        class_names: Sequence[str] | None = None,
+        dims: Sequence[int] = (0, 1),
     ) -> None:
         super().__init__()
         self.folder = folder
+        self.class_names = None if class_names is None else list(class_names)
+        self.dims = tuple(dims)
         self.temperatures = list(temperatures)
         self.per_row = per_row
         self.num_bits = num_bits
@@ -184,7 +265,15 @@ class SampleGrid(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         path = os.path.join(self.folder, f"samples_epoch_{epoch + 1:03d}.png")
         picture = samples_picture(
-            self.model, self.temperatures, self.per_row, self.seed, self.num_bits, self.value_range
+            self.model,
+            self.temperatures,
+            self.per_row,
+            self.seed,
+            self.num_bits,
+            self.value_range,
+            title=epoch_title(epoch, logs),
+            class_names=self.class_names,
+            dims=self.dims,
         )
         self.picture, self.picture_epoch = picture, epoch
         save_picture(path, picture)

@@ -4,62 +4,72 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from tfflows.io import atomic_path
 from tfflows.typing import TensorLike
 
-__all__ = ["grid_picture", "image_grid", "save_grid", "save_picture", "text_mask", "to_uint8"]
+__all__ = [
+    "LABEL_SIZE",
+    "grid_picture",
+    "image_grid",
+    "label_font",
+    "save_grid",
+    "save_picture",
+    "text_mask",
+    "to_uint8",
+]
 
-# A 3×5 pixel font for row labels such as "T=0.85": enough glyphs for numbers and a
-# few letters, so that labelling a grid needs neither matplotlib nor a font file.
-_GLYPHS = {
-    "0": ("###", "#.#", "#.#", "#.#", "###"),
-    "1": (".#.", "##.", ".#.", ".#.", "###"),
-    "2": ("###", "..#", "###", "#..", "###"),
-    "3": ("###", "..#", ".##", "..#", "###"),
-    "4": ("#.#", "#.#", "###", "..#", "..#"),
-    "5": ("###", "#..", "###", "..#", "###"),
-    "6": ("###", "#..", "###", "#.#", "###"),
-    "7": ("###", "..#", ".#.", ".#.", ".#."),
-    "8": ("###", "#.#", "###", "#.#", "###"),
-    "9": ("###", "#.#", "###", "..#", "###"),
-    ".": ("...", "...", "...", "...", ".#."),
-    "=": ("...", "###", "...", "###", "..."),
-    "-": ("...", "...", "###", "...", "..."),
-    " ": ("...", "...", "...", "...", "..."),
-    "T": ("###", ".#.", ".#.", ".#.", ".#."),
-    "e": ("...", "###", "###", "#..", "###"),
-}
-GLYPH_HEIGHT, GLYPH_WIDTH = 5, 3
+LABEL_SIZE = (10, 24)
+"""The smallest and largest label text, in pixels: a third of a row's height within these."""
 
 
-def text_mask(text: str, scale: int = 1) -> np.ndarray:
-    """A boolean picture of ``text`` in the built-in 3×5 font (True = ink), each pixel ``scale``×``scale``.
+def label_font(size: int) -> Any:
+    """Pillow's own font at ``size`` pixels (``ImageFont.load_default``: a TrueType font when Pillow
+    has FreeType, else its bitmap font), so labelling needs no font file and no matplotlib."""
+    from PIL import ImageFont
 
-    The shape is ``(5·scale, (4·len(text) − 1)·scale)``: glyphs are one pixel apart.
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"label_font: size must be a positive integer, got {size!r}.")
+    return ImageFont.load_default(size=size)
+
+
+def text_mask(text: str, size: int = 12) -> np.ndarray:
+    """A boolean picture of ``text`` in :func:`label_font` at ``size`` pixels (True = ink).
+
+    The picture is the text's box as Pillow measures it (its height fits every
+    glyph of the font at that size, so labels of one size line up).
 
     Raises:
-      ValueError: a character the font lacks, or ``scale`` < 1.
+      ValueError: ``size`` < 1, or text with a line break (labels are one line).
     """
-    missing = sorted(set(text) - set(_GLYPHS))
-    if missing:
-        raise ValueError(
-            f"text_mask: expected characters among {''.join(sorted(_GLYPHS))!r}, "
-            f"got {''.join(missing)!r} in {text!r}."
-        )
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"text_mask: scale must be a positive integer, got {scale!r}.")
+    from PIL import Image, ImageDraw
+
+    font = label_font(size)
+    if "\n" in str(text):
+        raise ValueError(f"text_mask: expected one line of text, got {text!r}.")
+    text = str(text)
     if not text:
-        return np.zeros((GLYPH_HEIGHT * scale, 0), bool)
-    columns = []
-    for i, char in enumerate(text):
-        if i:
-            columns.append(np.zeros((GLYPH_HEIGHT, 1), bool))
-        columns.append(np.array([[c == "#" for c in row] for row in _GLYPHS[char]]))
-    mask = np.concatenate(columns, axis=1)
-    return np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+        return np.zeros((size, 0), bool)
+    left, _, right, _ = font.getbbox(text)
+    ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (size, 0)
+    canvas = Image.new("L", (max(right - left, 1), ascent + descent), 0)
+    ImageDraw.Draw(canvas).text((-left, 0), text, fill=255, font=font)
+    return np.asarray(canvas) > 127
+
+
+def _fitting_size(texts: Sequence[str], size: int, width: int | None) -> int:
+    """``size``, made smaller (down to 6) until every text is at most ``width`` pixels wide."""
+    while width is not None and size > 6 and max(text_mask(t, size).shape[1] for t in texts) > width:
+        size -= 1
+    return size
+
+
+def _paste(canvas: np.ndarray, mask: np.ndarray, top: int, left: int) -> None:
+    region = canvas[top : top + mask.shape[0], left : left + mask.shape[1]]
+    region[mask[: region.shape[0], : region.shape[1]]] = 0
 
 
 def to_uint8(x: TensorLike, num_bits: int = 8, value_range: Sequence[float] | None = None) -> np.ndarray:
@@ -111,16 +121,23 @@ def image_grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.
 
 
 def grid_picture(
-    rows_of_images: Sequence[np.ndarray], scale: int = 1, labels: Sequence[str] | None = None
+    rows_of_images: Sequence[np.ndarray],
+    scale: int = 1,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    column_labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """One uint8 picture [H, W, C] with a row of images per entry of ``rows_of_images``.
 
-    Each pixel becomes ``scale``×``scale``. With ``labels`` (one per row) a
-    white column on the left carries each row's label in black, in the
-    built-in font, centred on its row.
+    Each pixel becomes ``scale``×``scale``. Text is black on white, in
+    Pillow's own font (:func:`label_font`), a third of a row's height (10 to
+    24 pixels): ``labels`` (one per row, e.g. ``"T=0.70"``) in a column on the
+    left, centred on their rows; ``column_labels`` (one per image of a row,
+    e.g. class names) above the columns, made smaller until each fits its
+    column; ``title`` (e.g. the epoch and bits/dim) on a line across the top.
 
     Raises:
-      ValueError: as many labels as rows expected, or a label the font cannot draw.
+      ValueError: as many labels as rows (or column labels as columns) expected.
     """
     rows = [image_grid(r, rows=1) for r in rows_of_images]
     if labels is not None and len(labels) != len(rows):
@@ -131,22 +148,39 @@ def grid_picture(
     picture = np.concatenate(rows, axis=0)
     if scale > 1:
         picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
-    if not labels:
-        return picture
-    # Text about a third of the row's height (at most 4× the font), one glyph's width of margin.
-    size = max(1, min(4, min(heights) // (3 * GLYPH_HEIGHT)))
-    masks = [text_mask(str(label), size) for label in labels]
-    margin = (GLYPH_WIDTH + 1) * size
-    column = np.full(
-        (picture.shape[0], max(m.shape[1] for m in masks) + 2 * margin, picture.shape[2]), 255, np.uint8
-    )
-    top = 0
-    for mask, height in zip(masks, heights):
-        y = top + max(0, (height - mask.shape[0]) // 2)
-        region = column[y : y + mask.shape[0], margin : margin + mask.shape[1]]
-        region[mask[: region.shape[0]]] = 0
-        top += height
-    return np.concatenate([column, picture], axis=1)
+    size = int(np.clip(min(heights) // 3, *LABEL_SIZE))
+    margin = max(2, size // 2)
+    channels = picture.shape[2]
+    if column_labels is not None:
+        images = np.asarray(rows_of_images[0])
+        if len(column_labels) != images.shape[0]:
+            raise ValueError(
+                f"grid_picture: expected one column label per image of a row ({images.shape[0]}), "
+                f"got {len(column_labels)}."
+            )
+        cell = (images.shape[2] + 1) * scale
+        small = _fitting_size([str(c) for c in column_labels], size, cell - 2)
+        masks = [text_mask(str(c), small) for c in column_labels]
+        band = np.full((max(m.shape[0] for m in masks) + margin, picture.shape[1], channels), 255, np.uint8)
+        for i, mask in enumerate(masks):
+            _paste(band, mask, margin // 2, scale + i * cell + max(0, (cell - scale - mask.shape[1]) // 2))
+        picture = np.concatenate([band, picture], axis=0)
+    if labels:
+        masks = [text_mask(str(label), size) for label in labels]
+        column = np.full(
+            (picture.shape[0], max(m.shape[1] for m in masks) + 2 * margin, channels), 255, np.uint8
+        )
+        top = picture.shape[0] - sum(heights)  # below the column labels, if any
+        for mask, height in zip(masks, heights):
+            _paste(column, mask, top + max(0, (height - mask.shape[0]) // 2), margin)
+            top += height
+        picture = np.concatenate([column, picture], axis=1)
+    if title:
+        mask = text_mask(title, _fitting_size([title], size, picture.shape[1] - 2 * margin))
+        band = np.full((mask.shape[0] + margin, picture.shape[1], channels), 255, np.uint8)
+        _paste(band, mask, margin // 2, margin)
+        picture = np.concatenate([band, picture], axis=0)
+    return picture
 
 
 def save_grid(

@@ -42,6 +42,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _feature_pair(text: str) -> tuple[int, int]:
+    try:
+        first, second = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two feature indices as I,J, got {text!r}") from None
+    if first < 0 or second < 0 or first == second:
+        raise argparse.ArgumentTypeError(f"expected two different indices >= 0, got {text!r}")
+    return first, second
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -107,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=0.2,
         help="CSV rows held out (seeded by --seed) for validation and early stopping",
+    )
+    tabular.add_argument(
+        "--plot-dims",
+        type=_feature_pair,
+        default=None,
+        help="the two features (0-based, as I,J) the density picture of samples shows, standardized; "
+        "default 0,1",
     )
     tabular.add_argument(
         "--test-fraction",

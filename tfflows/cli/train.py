@@ -92,6 +92,7 @@ def _train_alone(args) -> dict:
     from tfflows.backup import ResumableBackup
     from tfflows.callbacks import FiniteCheckpoint, SampleCheck, SampleGrid, TensorBoardSamples, TimeLimit
     from tfflows.clock import Occasional, TestAt, TrainingClock
+    from tfflows.data import class_names
     from tfflows.io import atomic_write_json
     from tfflows.progress import EpochProgress
     from tfflows.training import make_optimizer, probe_jit
@@ -180,7 +181,12 @@ def _train_alone(args) -> dict:
     backup = ResumableBackup(os.path.join(args.out, "backup"), checkpoint_dir=ckpt)
     checkpoint = FiniteCheckpoint(os.path.join(ckpt, "epoch_{epoch:03d}.keras"), keep=args.keep_checkpoints)
     grid = SampleGrid(
-        os.path.join(args.out, "samples"), num_bits=num_bits or 8, value_range=value_range, seed=args.seed
+        os.path.join(args.out, "samples"),
+        num_bits=num_bits or 8,
+        value_range=value_range,
+        seed=args.seed,
+        class_names=class_names(args.dataset) if num_classes else None,
+        dims=_plot_dims(args, train_x.shape[1:]),
     )
     clock = TrainingClock()
     # The per-epoch extras together take at most --extras-share of the wall time (measured by
@@ -344,6 +350,14 @@ def _train_alone(args) -> dict:
         f"({epochs_run} in this run, {seconds:.0f} s); model, samples and logs in {args.out}"
     )
     return result
+
+
+def _plot_dims(args, event_shape: tuple[int, ...]) -> tuple[int, int]:
+    """The two features a vector model's density picture shows (``--plot-dims``), checked."""
+    dims = tuple(args.plot_dims or (0, 1))
+    if len(event_shape) == 1 and event_shape[0] > 1 and not all(0 <= d < event_shape[0] for d in dims):
+        raise ValueError(f"--plot-dims: expected two features in 0..{event_shape[0] - 1}, got {dims}.")
+    return dims
 
 
 def _perturbed(args, train_x, num_bits, source_bits):

@@ -39,6 +39,7 @@ __all__ = [
     "LOCAL_NAMES",
     "NATIVE_BITS",
     "TFDS_PROBE_ENV",
+    "class_names",
     "idx_search_dirs",
     "load_images",
     "num_bits_of",
@@ -50,6 +51,26 @@ LOCAL_NAMES: tuple[str, ...] = ("digits", "fashion_mnist", "mnist")
 """Datasets read without TFDS: the embedded digits and the IDX files of Fashion-MNIST and MNIST."""
 NATIVE_BITS: dict[str, int] = {"mnist": 8, "fashion_mnist": 8, "digits": 5}
 """Bits per pixel of each local dataset (the digits' values 0..16 need 5)."""
+_DIGIT_NAMES = tuple(str(d) for d in range(10))
+_CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "digits": _DIGIT_NAMES,
+    "mnist": _DIGIT_NAMES,
+    "fashion_mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+}  # fmt: skip
+
+
+def class_names(dataset: str) -> tuple[str, ...] | None:
+    """The names of a local dataset's classes in label order, or None when tfflows does not know them.
+
+    Fashion-MNIST's are its ten garment names (label 0 is "T-shirt/top"); MNIST's and the
+    digits' are "0" to "9". Sample grids of class-conditional models label their columns with them.
+    """
+    return _CLASS_NAMES.get(dataset)
+
+
 DEBIAN_DATA_DIRS: dict[str, str] = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 """Where Debian packages install a dataset's IDX files (``dataset-fashion-mnist``)."""
 IDX_FILE_NAMES: dict[str, tuple[str, str]] = {
