@@ -1,7 +1,7 @@
 """``tfflows compress`` and ``tfflows decompress``: the codec's subcommands (parsers and handlers).
 
-``tfflows/cli.py`` adds these parsers with :func:`add_parsers` and calls
-:data:`HANDLERS`; failures are ``ValueError`` / ``OSError`` there, printed as
+:func:`tfflows.cli.parser.build_parser` adds these parsers with :func:`add_parsers`, and
+:data:`tfflows.cli.COMMANDS` names the handlers; failures are ``ValueError`` / ``OSError`` there, printed as
 one line with exit status 2.
 """
 
@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["HANDLERS", "IMAGE_SUFFIXES", "add_parsers", "compress_files", "decompress_file", "read_images"]
 
@@ -16,7 +20,7 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".web
 """Lossless formats ``tfflows compress`` reads (a folder is searched for these, sorted by name)."""
 
 
-def add_parsers(sub) -> None:
+def add_parsers(sub: Any) -> None:
     """Adds ``compress`` and ``decompress`` to the ``tfflows`` subparsers."""
     compress = sub.add_parser(
         "compress",
@@ -67,7 +71,7 @@ def _image_files(paths: list[str]) -> list[str]:
     return files
 
 
-def read_images(paths: list[str], shape: tuple[int, int, int]):
+def read_images(paths: list[str], shape: tuple[int, int, int]) -> np.ndarray:
     """The images at ``paths`` (files or folders) as uint8 ``[N, H, W, C]``, each checked against ``shape``.
 
     Raises:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from typing import Any
 
 import constriction
 import numpy as np
+from numpy.typing import ArrayLike
 
 from tfflows.codec import quantize as qz
 from tfflows.codec.container import CodecError, Header, pack, unpack
@@ -50,7 +52,7 @@ def _require_idf(model):
     return model
 
 
-def fingerprint(model) -> bytes:
+def fingerprint(model: Any) -> bytes:
     """16 bytes of SHA-256 over the model's configuration, weights and the coder's grid."""
     model = _require_idf(model)
     config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")}
@@ -79,7 +81,7 @@ class Codec:
     ideal coder would spend; the range coder adds its rounding and flush).
     """
 
-    def __init__(self, model) -> None:
+    def __init__(self, model: Any) -> None:
         from tfflows.models.idf import IDF
 
         model = _require_idf(model)
@@ -100,7 +102,7 @@ class Codec:
 
     # -- input checks -----------------------------------------------------------------------------
 
-    def check_images(self, images) -> np.ndarray:
+    def check_images(self, images: ArrayLike) -> np.ndarray:
         """``images`` as ``[N, H, W, C]`` of the model's dtype and levels.
 
         Raises:
@@ -206,7 +208,7 @@ class Codec:
             out[i] = pixels.reshape(self.shape).astype(self.dtype)
         return out
 
-    def compress(self, images, layout: str = "stream") -> bytes:
+    def compress(self, images: ArrayLike, layout: str = "stream") -> bytes:
         """The compressed bytes of ``images`` (uint8 ``[N, H, W, C]`` or one ``[H, W, C]``)."""
         if layout not in ("stream", "random_access"):
             raise CodecError(f"layout must be 'stream' or 'random_access', got {layout!r}.")
@@ -289,7 +291,7 @@ def _codec(model) -> Codec:
     return codec
 
 
-def compress(model, images, layout: str = "stream") -> bytes:
+def compress(model: Any, images: ArrayLike, layout: str = "stream") -> bytes:
     """Losslessly compresses uint8 images with an IDF model.
 
     Args:
@@ -308,7 +310,7 @@ def compress(model, images, layout: str = "stream") -> bytes:
     return _codec(model).compress(images, layout)
 
 
-def decompress(model, data: bytes, index: int | None = None) -> np.ndarray:
+def decompress(model: Any, data: bytes, index: int | None = None) -> np.ndarray:
     """The images that :func:`compress` coded, exactly: ``[N, H, W, C]``, or one image by ``index``.
 
     Raises:

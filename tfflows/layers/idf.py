@@ -87,14 +87,14 @@ class ConvNet(keras.layers.Layer):
             name="last",
         )
 
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: Any) -> None:
         self.first.build(input_shape)
         hidden_shape = tuple(input_shape[:-1]) + (self.width,)
         for layer in self.hidden:
             layer.build(hidden_shape)
         self.last.build(hidden_shape)
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         h = self.first(x)
         for layer in self.hidden:
             h = h + layer(h)
@@ -152,17 +152,17 @@ class IntegerCoupling(keras.layers.Layer):
             self.channels // 2, width=self.width, depth=self.depth, dtype=self.dtype_policy, name="net"
         )
 
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: Any) -> None:
         self.net.build(tuple(input_shape[:-1]) + (self.channels // 2,))
 
     def shift(self, a: tf.Tensor) -> tf.Tensor:
         """The unrounded translation T·tanh(NN(a / input_scale) / T), in the layer's compute dtype."""
         return self.max_shift * tf.tanh(self.net(a / self.input_scale) / self.max_shift)
 
-    def call(self, x, inverse: bool = False):
+    def call(self, x: tf.Tensor, inverse: bool = False) -> tf.Tensor:
         return self.couple(x, inverse)[0]
 
-    def couple(self, x, inverse: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def couple(self, x: tf.Tensor, inverse: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         """``(y, t)``: the coupling's output and its unrounded translation t (for the coder's guard)."""
         half = self.channels // 2
         if inverse:
@@ -231,7 +231,7 @@ class LogisticMixturePrior(keras.layers.Layer):
         init = [[m * self.input_scale * 0.8, math.log(self.input_scale / (2 * k)), 0.0] for m in means]
         self._init = [v for comp in init for v in comp]
 
-    def build(self, input_shape=None) -> None:
+    def build(self, input_shape: Any = None) -> None:
         n, k = self.channels, self.num_mixtures
         self.bias = self.add_weight(
             shape=(n * k * 3,), name="bias", initializer=keras.initializers.Constant(self._init * n)
@@ -244,8 +244,12 @@ class LogisticMixturePrior(keras.layers.Layer):
     def shape_with(self, channels: int) -> tuple:
         return (None,) + self.shape + (channels,)
 
-    def call(self, context=None, batch_size=None):
+    def call(self, context: tf.Tensor | None = None, batch_size: int | None = None) -> tf.Tensor:
+        """The mixture parameters [batch, H, W, channels, num_mixtures, 3] (from ``context``, or
+        the learned table repeated ``batch_size`` times for a group coded first)."""
         if self.context_channels:
+            if context is None:
+                raise ValueError(f"{self.name}: this prior is conditioned on earlier groups; got no context.")
             h = self.net(context / self.input_scale) + self.bias
         else:
             h = tf.broadcast_to(self.table + self.bias, tf.concat([[batch_size], tf.shape(self.table)], 0))

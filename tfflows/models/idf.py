@@ -13,6 +13,7 @@ import tensorflow as tf
 from tfflows.deprecation import old_argument_names, renamed_keys
 from tfflows.layers.idf import IntegerCoupling, LogisticMixturePrior, discretized_logistic_mixture_log_prob
 from tfflows.models.registry import ModelEntry, register_model
+from tfflows.typing import TensorLike
 
 __all__ = ["IDF", "TINY_CONFIG", "cli_builder", "cli_config"]
 
@@ -159,6 +160,7 @@ class IDF(keras.Model):
 
     @property
     def num_dims(self) -> int:
+        """Values per image: H · W · C."""
         return int(np.prod(self.event_shape))
 
     def latent_range(self) -> tuple[int, int]:
@@ -167,7 +169,7 @@ class IDF(keras.Model):
         reach = self.max_shift * math.ceil(self.num_steps / 2) * self.num_levels
         return -half - reach, half - 1 + reach
 
-    def build(self, input_shape=None) -> None:
+    def build(self, input_shape: Any = None) -> None:
         if getattr(self, "built", False):  # keras.Model sets it; mypy cannot see Keras's attributes
             return
         h, w, c = self.event_shape
@@ -187,7 +189,7 @@ class IDF(keras.Model):
         x = tf.cast(x, self.compute_dtype)
         return x - float(2 ** (self.num_bits - 1))
 
-    def groups(self, x, shifts: list | None = None) -> list[tuple[tf.Tensor, tf.Tensor]]:
+    def groups(self, x: tf.Tensor, shifts: list | None = None) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """``[(z_g, params_g)]`` for integer images x, in the coding order (the top first).
 
         Args:
@@ -250,7 +252,7 @@ class IDF(keras.Model):
 
     # -- the FlowModel surface --------------------------------------------------------------------
 
-    def check_images(self, x, what: str = "x") -> np.ndarray:
+    def check_images(self, x: TensorLike, what: str = "x") -> np.ndarray:
         """x as an integer array ``[B, H, W, C]`` of levels in 0..2ⁿ−1, or a ValueError saying what came."""
         arr = np.asarray(x)
         if arr.dtype.kind not in "ui" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
@@ -270,7 +272,7 @@ class IDF(keras.Model):
             )
         return arr
 
-    def log_prob(self, x) -> tf.Tensor:
+    def log_prob(self, x: TensorLike) -> tf.Tensor:
         """log P(x) in nats of integer images ``[B, H, W, C]``: exact, discrete."""
         if not tf.is_symbolic_tensor(x) and not isinstance(x, tf.Tensor):
             x = self.check_images(x)
@@ -279,14 +281,15 @@ class IDF(keras.Model):
             total += tf.reduce_sum(discretized_logistic_mixture_log_prob(z, params), axis=[1, 2, 3])
         return total
 
-    def bits_per_dim(self, x) -> tf.Tensor:
+    def bits_per_dim(self, x: TensorLike) -> tf.Tensor:
         """−log₂ P(x) / D per image."""
         return -self.log_prob(x) / (self.num_dims * math.log(2.0))
 
-    def call(self, x, training=None):
+    def call(self, x: TensorLike, training: bool | None = None) -> tf.Tensor:
+        """``log_prob(x)``: what ``fit`` maximises (see :meth:`compute_loss`)."""
         return self.log_prob(x)
 
-    def encode(self, x) -> list[tf.Tensor]:
+    def encode(self, x: TensorLike) -> list[tf.Tensor]:
         """The integer latents of x, one tensor per group, in coding order."""
         return [z for z, _ in self.groups(self.check_images(x))]
 
@@ -314,7 +317,7 @@ class IDF(keras.Model):
         return np.clip(np.round(x), 0, 2**self.num_bits - 1).astype(dtype)
 
     def export(
-        self, filepath, format: str = "tf_saved_model", verbose: bool | None = None, **kwargs: Any
+        self, filepath: str, format: str = "tf_saved_model", verbose: bool | None = None, **kwargs: Any
     ) -> None:
         """A SavedModel whose ``serve(x)`` gives ``log_prob(x)`` (nats) of float32 pixel levels [B, H, W, C].
 
@@ -337,16 +340,31 @@ class IDF(keras.Model):
 
     # -- training ---------------------------------------------------------------------------------
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        nll = -tf.reduce_mean(y_pred)
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: tf.Tensor | None = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> tf.Tensor:
+        """The mean NLL in nats (weighted by ``sample_weight``: Σ wᵢ·nllᵢ / Σ wᵢ), as Keras's hook."""
+        nll_each = -tf.reshape(y_pred, [-1])
+        if sample_weight is None:
+            nll = tf.reduce_mean(nll_each)
+        else:
+            w = tf.cast(tf.reshape(sample_weight, [-1]), nll_each.dtype)
+            nll = tf.math.divide_no_nan(tf.reduce_sum(w * nll_each), tf.reduce_sum(w))
         self.nll_per_dim.update_state(nll / (self.num_dims * math.log(2.0)))
         return nll
 
     @property
-    def metrics(self):
+    def metrics(self) -> list:
+        """Keras's metrics and the training bits/dim."""
         return super().metrics + [self.nll_per_dim]
 
     def get_config(self) -> dict[str, Any]:
+        """Keras's config plus every argument of the constructor."""
         return {
             **super().get_config(),
             "event_shape": list(self.event_shape),
@@ -363,10 +381,11 @@ class IDF(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> IDF:
+        """A model from :meth:`get_config`; configs saved before a rename load too."""
         return cls(**renamed_keys(config, cls.OLD_ARGUMENT_NAMES))  # files saved before the glossary
 
 
-def cli_config(args) -> dict[str, Any]:
+def cli_config(args: Any) -> dict[str, Any]:
     """IDF arguments from ``tfflows train``'s flags --levels, --steps (couplings per level), --width, --depth.
 
     Only the flags given on the command line (not None) are passed; the rest keep IDF's defaults.
@@ -380,7 +399,7 @@ def cli_config(args) -> dict[str, Any]:
     return {key: value for key, value in given.items() if value is not None}
 
 
-def cli_builder(args, event_shape: Sequence[int], num_bits: int, num_classes: int | None) -> IDF:
+def cli_builder(args: Any, event_shape: Sequence[int], num_bits: int, num_classes: int | None) -> IDF:
     """The IDF that ``tfflows train --model idf`` builds from its arguments (the model registry's hook)."""
     if num_classes:
         raise ValueError("--model idf is unconditional; drop --conditional.")
