@@ -423,3 +423,13 @@ def test_another_process_with_onednn_flipped_decodes_the_same_bits(which, tiny_f
         timeout=600,
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("same"), done.stderr[-2000:]
+
+
+def test_idf_loss_weights_its_examples(tiny, images):
+    """fit(x, sample_weight=w) trains on Σ wᵢ·nllᵢ / Σ wᵢ, as every tfflows model does."""
+    x = images[:4].astype(np.float32)
+    log_p = tiny.log_prob(x)
+    w = np.array([1.0, 0.0, 2.0, 1.0], np.float32)
+    weighted = float(tiny.compute_loss(y_pred=log_p, sample_weight=w))
+    assert weighted == pytest.approx(float(-(w * log_p.numpy()).sum() / w.sum()), rel=1e-6)
+    assert float(tiny.compute_loss(y_pred=log_p)) == pytest.approx(float(-log_p.numpy().mean()), rel=1e-6)
