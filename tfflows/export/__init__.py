@@ -15,7 +15,7 @@ Image models (event shape [H, W, C], ``num_bits`` n):
   the density of the model at k + ½ in n-bit pixel-level units, the
   deterministic midpoint estimate of log P(k) = log ∫ p over the unit bin.
 - ``score``: ``images`` uint8 → ``score``, ``bits_per_dim``,
-  ``complexity_bits_per_dim`` [B]: the complexity-corrected OOD score
+  ``complexity_bits_per_dim`` [B] and ``finite`` bool [B]: the complexity-corrected OOD score
   (Serrà et al., 2020) = bits_per_dim − the PNG length (compression 9) of
   the n-bit image in bits per dimension; higher is more out-of-distribution
   (see :mod:`tfflows.ood`).
