@@ -51,9 +51,19 @@ def main(argv: list[str]) -> None:
             graph = os.path.getsize(os.path.join(path, "saved_model.pb"))
             variables = folder_bytes(os.path.join(path, "variables"))
             du = subprocess.run(["du", "-sk", path], capture_output=True, text=True).stdout.split()[0]
-            print(json.dumps({"model": what, "saved_model_pb_bytes": graph, "variables_bytes": variables,
-                              "folder_bytes": folder_bytes(path), "du_kib": int(du),
-                              "export_seconds": round(seconds, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "model": what,
+                        "saved_model_pb_bytes": graph,
+                        "variables_bytes": variables,
+                        "folder_bytes": folder_bytes(path),
+                        "du_kib": int(du),
+                        "export_seconds": round(seconds, 1),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
