@@ -109,15 +109,6 @@ class SharedFlow:
             model.decode_with_options, autograph=False, reduce_retracing=False
         )
 
-    def functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """Each shared function by name (for counting traces)."""
-        return {
-            "log_prob": self.log_prob,
-            "encode": self.encode,
-            "decode": self.decode,
-            "decode_with_options": self.decode_with_options,
-        }
-
 
 def declared_num_bits(model: FlowModel) -> int:
     """The model's declared ``num_bits`` (8 for an image model that declares none)."""
