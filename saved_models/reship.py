@@ -2,6 +2,7 @@
 
     python saved_models/reship.py                       # every shipped folder with a card and 1/
     python saved_models/reship.py glow_digits jet_fashion_mnist
+    python saved_models/reship.py --cards-only           # rewrite MODEL_CARD.md from card.json
 
 The models first shipped in saved_models/ are SavedModels of an older
 exporter, and their training runs are gone. For each folder this script:
@@ -234,6 +235,17 @@ def reship(name: str, root: str = HERE) -> dict[str, Any]:
     return card
 
 
+def rewrite_card(name: str, root: str = HERE) -> None:
+    """Writes ``MODEL_CARD.md`` again from ``card.json`` and the SavedModel's model card (no model needed)."""
+    from tfflows.io import atomic_write_text
+
+    folder = os.path.join(root, name)
+    card = json.load(open(os.path.join(folder, "card.json")))
+    served = json.load(open(os.path.join(folder, "1", "assets.extra", "model_card.json")))
+    text = ship.model_card_text(card, served["signatures"]["sample"], notes_of(folder))
+    atomic_write_text(os.path.join(folder, "MODEL_CARD.md"), text)
+
+
 def shipped(root: str = HERE) -> list[str]:
     """The folders with a card.json and a SavedModel, by name."""
     return sorted(
@@ -246,8 +258,12 @@ def shipped(root: str = HERE) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", help="folders of saved_models/ (default: every shipped one)")
+    p.add_argument("--cards-only", action="store_true", help="only write MODEL_CARD.md again from card.json")
     args = p.parse_args(argv)
     for name in args.names or shipped():
+        if args.cards_only:
+            rewrite_card(name)
+            continue
         card = reship(name)
         print(json.dumps({"name": name, "recovered": card["recovered"]}))
 

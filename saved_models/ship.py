@@ -245,7 +245,7 @@ def ship_model(
         num_bits=getattr(model, "num_bits", 8),
         sample_options=options,
     )
-    atomic_write_text(os.path.join(folder, "MODEL_CARD.md"), model_card_text(model, card, sample_card, notes))
+    atomic_write_text(os.path.join(folder, "MODEL_CARD.md"), model_card_text(card, sample_card, notes))
     size = folder_bytes(folder)
     if size > FOLDER_BUDGET_BYTES:
         raise ValueError(
@@ -256,8 +256,11 @@ def ship_model(
     return card
 
 
-def model_card_text(model, card: dict[str, Any], sample_card: dict[str, Any], notes: str = "") -> str:
-    """MODEL_CARD.md: the figures (dequantized first), the commands, how to load it, the samples."""
+def model_card_text(card: dict[str, Any], sample_card: dict[str, Any], notes: str = "") -> str:
+    """MODEL_CARD.md from ``card.json``: the figures (dequantized first), the commands, loading, samples.
+
+    ``sample_card`` is the ``sample`` signature's entry of the SavedModel's model card.
+    """
     name, config = card["name"], card["config"]
     is_image = card["dequantization"] is not None
     conditional = config.get("num_classes") is not None
@@ -281,6 +284,11 @@ def model_card_text(model, card: dict[str, Any], sample_card: dict[str, Any], no
             "pixels scored at k + ½ through the SavedModel's `log_prob`: deterministic, a midpoint "
             "estimate of the discrete model's bits/dim, not a bound)",
         ]
+        if card.get("training_test_bits_per_dim_dequantized") is not None:
+            lines.append(
+                "- **Test bits/dim with uniform dequantization, the training run's own evaluation** "
+                f"(other noise draws): {card['training_test_bits_per_dim_dequantized']:.4f}"
+            )
     else:
         lines.append(f"- **Test NLL (nats)**: {card['value']:.4f} (a seeded sample of {card['test_examples']})")
     if config.get("noise") == "gaussian":
@@ -302,8 +310,9 @@ def model_card_text(model, card: dict[str, Any], sample_card: dict[str, Any], no
             f"{recovered['source_tfflows_version']}; the training run is gone): its "
             f"{recovered['variables']} variables matched by name to the {recovered['weights']} weights "
             "of the model built from the card's config; its log_prob agrees with the old "
-            f"SavedModel's on {recovered['examples']} test examples to "
-            f"{recovered['max_abs_log_prob_difference']:.2g} nats at most (float32 round-off)"
+            f"SavedModel's on {recovered['examples']} test examples to a relative "
+            f"{recovered['max_rel_log_prob_difference']:.1e} at most (float32 round-off; "
+            f"{recovered['max_abs_log_prob_difference']:.2g} nats)"
         )
     lines += [
         "",
