@@ -4,7 +4,8 @@
     python bench/export_size.py saved_models/glow_fashion_mnist/model.keras
 
 Prints one JSON line per model: the graph (saved_model.pb) and variables bytes, the
-folder's bytes and `du -sk`, and the export's wall time (for orientation, not a figure).
+folder's bytes and `du -sk`, the bytes of the model saved as `.keras` (which a shipped
+folder holds too), and the export's wall time (for orientation, not a figure).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> None:
             graph = os.path.getsize(os.path.join(path, "saved_model.pb"))
             variables = folder_bytes(os.path.join(path, "variables"))
             du = subprocess.run(["du", "-sk", path], capture_output=True, text=True).stdout.split()[0]
+            model.save(os.path.join(tmp, "model.keras"))
+            keras_bytes = os.path.getsize(os.path.join(tmp, "model.keras"))
             print(
                 json.dumps(
                     {
@@ -59,6 +62,7 @@ def main(argv: list[str]) -> None:
                         "variables_bytes": variables,
                         "folder_bytes": folder_bytes(path),
                         "du_kib": int(du),
+                        "keras_bytes": keras_bytes,
                         "export_seconds": round(seconds, 1),
                     }
                 ),

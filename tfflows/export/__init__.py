@@ -1,11 +1,14 @@
 """SavedModel export for TF Serving: named signatures that need neither tfflows nor TFP.
 
-``export_saved_model(model, path)`` writes, through Keras's
-``keras.export.ExportArchive``, one ``tf.function`` per endpoint and the
-variables their graphs read (``model.export(path)`` is the one-endpoint
-Keras form: ``serve(x)`` = log_prob of float input). The traced graphs
-contain only TensorFlow ops, so ``tf.saved_model.load``, ``saved_model_cli``
-and TF Serving run them without importing tfflows, Keras or TFP.
+``export_saved_model(model, path)`` writes, with ``tf.saved_model.save``, one
+signature per endpoint and the variables their graphs read
+(``model.export(path)`` is the one-endpoint Keras form: ``serve(x)`` =
+log_prob of float input). The signatures call one shared function per flow
+computation (the density, the latents, the inverse), so the SavedModel holds
+each flow graph once; they are reached as ``loaded.signatures[name]``. The
+traced graphs contain only TensorFlow ops, so ``tf.saved_model.load``,
+``saved_model_cli`` and TF Serving run them without importing tfflows, Keras
+or TFP.
 
 Image models (event shape [H, W, C], ``num_bits`` n):
 
