@@ -231,3 +231,67 @@ def test_ship_writes_transformer_flows_as_for_glow(tmp_path, kind):
             "seed=tf.constant(0, tf.int64))" in text
         )
         assert "guidance" not in text and "denoise" not in text
+
+
+_reship_spec = importlib.util.spec_from_file_location("reship", os.path.join(ROOT, "reship.py"))
+reship = importlib.util.module_from_spec(_reship_spec)
+_reship_spec.loader.exec_module(reship)
+
+
+def _tiny_glow() -> tfflows.Glow:
+    return tfflows.Glow((4, 4, 1), num_levels=1, num_steps=2, width=8, num_bits=5, seed=0)
+
+
+def _variables_of(model, older_lu: bool = False) -> dict:
+    """A model's weights by path, as a SavedModel's variables; ``older_lu``: the LU 1x1 weights in 3 parts."""
+    out = {}
+    for w in model.weights:
+        value = np.asarray(w)
+        layer, _, last = w.path.rpartition("/")
+        if older_lu and last == "lower_upper":
+            # The older layout; what lies on and across the diagonal of lower and upper was never read.
+            out[f"{layer}/lower"] = tf.constant(
+                np.tril(value, -1) + 7.0 * np.eye(len(value), dtype="float32")
+            )
+            out[f"{layer}/upper"] = tf.constant(np.triu(value, 1) - 3.0 * np.eye(len(value), dtype="float32"))
+            out[f"{layer}/log_diag"] = tf.constant(np.diag(value).copy())
+        elif last != "nonfinite_steps":  # training bookkeeping, which exports leave out
+            out[w.path] = tf.constant(value)
+    return out
+
+
+def test_reship_recovers_every_weight_once_and_packs_the_older_lu_weights():
+    keras.backend.clear_session()
+    source = _tiny_glow()
+    rng = np.random.default_rng(0)
+    for w in source.trainable_weights:
+        w.assign(np.asarray(w) + 0.05 * rng.standard_normal(w.shape).astype("float32"))
+    old = _variables_of(source, older_lu=True)
+    keras.backend.clear_session()
+    model = _tiny_glow()
+    pairs, record = reship.match_weights(model, old)
+    assert {w.path for w, _ in pairs} | set(record["fresh"]) == {w.path for w in model.weights}
+    assert record["fresh"] == ["glow/nonfinite_steps"] and len(record["migrated"]) == 2
+    for weight, value in pairs:
+        weight.assign(value)
+    x = rng.uniform(0, 32, (3, 4, 4, 1)).astype("float32")
+    np.testing.assert_array_equal(model.log_prob(x).numpy(), source.log_prob(x).numpy())
+
+
+def test_reship_refuses_what_does_not_match_and_names_each_problem():
+    keras.backend.clear_session()
+    old = _variables_of(_tiny_glow())
+    keras.backend.clear_session()
+    wider = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=2, width=16, num_bits=5, seed=0)
+    with pytest.raises(
+        ValueError, match=r"weight .*conv2d/kernel is \(3, 3, 2, 16\) float32; the SavedModel's is"
+    ):
+        reship.match_weights(wider, old)
+    keras.backend.clear_session()
+    model = _tiny_glow()
+    missing = next(k for k in old if k.endswith("/log_scale"))
+    extra = {**{k: v for k, v in old.items() if k != missing}, "leftover/kernel": tf.zeros((2, 2))}
+    with pytest.raises(ValueError, match="cannot recover the weights by name") as caught:
+        reship.match_weights(model, extra)
+    assert f"weight {missing} (4,) has no variable in the SavedModel" in str(caught.value)
+    assert "variable leftover/kernel (2, 2) matches no weight" in str(caught.value)
