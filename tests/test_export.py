@@ -372,12 +372,17 @@ def test_signatures_and_their_inputs(served):
         assert set(specs["decode"]["inputs"]) == {"latents"} | extra
         if name in IMAGE_MODELS:
             assert specs["score"]["inputs"]["images"] == ["uint8", [None, H, W, C]]
-            assert set(specs["score"]["outputs"]) == {"score", "bits_per_dim", "complexity_bits_per_dim"}
+            assert set(specs["score"]["outputs"]) == {
+                "score",
+                "bits_per_dim",
+                "complexity_bits_per_dim",
+                "finite",
+            }
         assert specs["sample"]["inputs"]["seed"] == ["int64", []]
         if name in IMAGE_MODELS:
             assert specs["log_prob"]["inputs"]["images"] == ["uint8", [None, H, W, C]]
             assert specs["log_prob_float"]["inputs"]["images"] == ["float32", [None, H, W, C]]
-            assert set(specs["log_prob"]["outputs"]) == {"log_prob", "bits_per_dim"}
+            assert set(specs["log_prob"]["outputs"]) == {"log_prob", "bits_per_dim", "finite"}
             assert specs["sample"]["outputs"]["images"] == ["uint8", [None, H, W, C]]
         else:
             assert specs["log_prob"]["inputs"]["x"] == ["float32", [None, 3]]
@@ -623,3 +628,32 @@ def test_export_refuses_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="holds no SavedModel"):
         export_saved_model(model, tmp_path / "c", overwrite=True)
     assert (tmp_path / "c" / "notes.txt").exists()
+
+
+def test_each_flow_computation_is_saved_once(tmp_path):
+    """The signatures share the flow's functions, and nothing is saved twice.
+
+    Six image signatures (and serving_default) call one density, one latent
+    and one inverse function: each is one FunctionDef in saved_model.pb, as is
+    each signature's own body.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = tfflows.Glow((4, 4, 1), num_levels=1, num_steps=1, width=8, num_bits=5)
+    model.initialize(np.random.default_rng(0).integers(0, 32, (4, 4, 4, 1)).astype("float32"))
+    path = export_saved_model(model, tmp_path / "1")
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    names = [f.signature.name for f in saved.meta_graphs[0].graph_def.library.function]
+
+    def count(function: str) -> int:
+        return sum(
+            1 for n in names if n.startswith(f"__inference_{function}_") and n.rsplit("_", 1)[1].isdigit()
+        )
+
+    assert {f: count(f) for f in ("log_prob", "encode", "decode", "serve")} == {
+        "log_prob": 1,
+        "encode": 1,
+        "decode": 1,
+        "serve": 6,
+    }

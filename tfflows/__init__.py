@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "make_optimizer": "tfflows.training",
     "monte_carlo_entropy": "tfflows.estimates",
     "monte_carlo_kl": "tfflows.estimates",
+    "pretrained": "tfflows.zoo",
     "bijectors": "",
     "codec": "",
     "layers": "",
@@ -70,6 +71,7 @@ __all__ = [
     "monte_carlo_entropy",
     "monte_carlo_kl",
     "ood",
+    "pretrained",
 ]
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ if TYPE_CHECKING:
         VectorRealNVP,
     )
     from tfflows.training import ScheduledAdam, WarmupSchedule, make_optimizer
+    from tfflows.zoo import pretrained
 
 
 def __getattr__(name: str) -> Any:

@@ -1,11 +1,14 @@
 """SavedModel export for TF Serving: named signatures that need neither tfflows nor TFP.
 
-``export_saved_model(model, path)`` writes, through Keras's
-``keras.export.ExportArchive``, one ``tf.function`` per endpoint and the
-variables their graphs read (``model.export(path)`` is the one-endpoint
-Keras form: ``serve(x)`` = log_prob of float input). The traced graphs
-contain only TensorFlow ops, so ``tf.saved_model.load``, ``saved_model_cli``
-and TF Serving run them without importing tfflows, Keras or TFP.
+``export_saved_model(model, path)`` writes, with ``tf.saved_model.save``, one
+signature per endpoint and the variables their graphs read
+(``model.export(path)`` is the one-endpoint Keras form: ``serve(x)`` =
+log_prob of float input). The signatures call one shared function per flow
+computation (the density, the latents, the inverse), so the SavedModel holds
+each flow graph once; they are reached as ``loaded.signatures[name]``. The
+traced graphs contain only TensorFlow ops, so ``tf.saved_model.load``,
+``saved_model_cli`` and TF Serving run them without importing tfflows, Keras
+or TFP.
 
 Image models (event shape [H, W, C], ``num_bits`` n):
 
@@ -15,7 +18,7 @@ Image models (event shape [H, W, C], ``num_bits`` n):
   the density of the model at k + ½ in n-bit pixel-level units, the
   deterministic midpoint estimate of log P(k) = log ∫ p over the unit bin.
 - ``score``: ``images`` uint8 → ``score``, ``bits_per_dim``,
-  ``complexity_bits_per_dim`` [B]: the complexity-corrected OOD score
+  ``complexity_bits_per_dim`` [B] and ``finite`` bool [B]: the complexity-corrected OOD score
   (Serrà et al., 2020) = bits_per_dim − the PNG length (compression 9) of
   the n-bit image in bits per dimension; higher is more out-of-distribution
   (see :mod:`tfflows.ood`).

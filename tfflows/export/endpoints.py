@@ -2,6 +2,14 @@
 
 One list (:meth:`Endpoints.endpoints`) drives the signatures, their input
 checks and the model card of :func:`tfflows.export.export_saved_model`.
+
+The flow itself is traced once per computation, not once per signature: the
+signatures call shared ``tf.function`` s (:class:`SharedFlow`: the density, the
+latents, the inverse), so a SavedModel holds each flow graph once and each
+signature adds only its own checks and conversions. ``log_prob``, ``score``
+and ``log_prob_float`` share the density; ``sample`` and ``decode`` the inverse
+(a model with sampling options of its own, TarFlow, samples through a second
+inverse that takes them).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from tfflows.guard import finite_rows
 if TYPE_CHECKING:
     from tfflows.models.base import FlowModel
 
-__all__ = ["CARD_FILE", "Endpoint", "Endpoints", "MAX_SAMPLES", "Tensor", "declared_num_bits"]
+__all__ = ["CARD_FILE", "Endpoint", "Endpoints", "MAX_SAMPLES", "SharedFlow", "Tensor", "declared_num_bits"]
 
 MAX_SAMPLES = 4096
 """Default cap on ``num_samples`` per ``sample`` request."""
@@ -83,6 +91,25 @@ class Endpoint:
         }
 
 
+class SharedFlow:
+    """The model's flow computations as ``tf.function`` s that every signature calls.
+
+    A ``tf.function`` called inside another is traced once per input
+    signature and saved once, as a function the callers' graphs call; so each
+    computation here is one function in the SavedModel however many
+    signatures use it. Each takes float data (or latents) and the context as
+    the signatures pass them (``None`` for an unconditional model).
+    """
+
+    def __init__(self, model: FlowModel) -> None:
+        self.log_prob = tf.function(model.log_prob, autograph=False, reduce_retracing=False)
+        self.encode = tf.function(model.encode, autograph=False, reduce_retracing=False)
+        self.decode = tf.function(model.decode, autograph=False, reduce_retracing=False)
+        self.decode_with_options = tf.function(
+            model.decode_with_options, autograph=False, reduce_retracing=False
+        )
+
+
 def declared_num_bits(model: FlowModel) -> int:
     """The model's declared ``num_bits`` (8 for an image model that declares none)."""
     return 8 if model.num_bits is None else int(model.num_bits)
@@ -97,6 +124,7 @@ class Endpoints:
         # A model's own sampling inputs (TarFlow: guidance, denoise), served through its
         # decode_with_options; other models offer none.
         self.sample_options = dict(model.sample_signature_options)
+        self.flow = SharedFlow(model)
         self.is_image = model.data_kind == "image"
         self.num_dims = int(model.num_dims)
         if self.is_image:
@@ -233,7 +261,7 @@ class Endpoints:
         return {"images": self._to_ints(x), "images_float": x, "finite": finite}
 
     def _scores(self, x, context) -> dict[str, tf.Tensor]:
-        log_prob = tf.cast(self.model.log_prob(x, context), tf.float32)
+        log_prob = tf.cast(self.flow.log_prob(x, context), tf.float32)
         out = {"log_prob": log_prob}
         if self.is_image:
             out["bits_per_dim"] = -log_prob / (self.num_dims * math.log(2.0))
@@ -278,13 +306,13 @@ class Endpoints:
             return self._scores(tf.identity(x), context)
 
     def encode(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"latents": tf.cast(self.model.encode(*self._data_in(kw, "encode")), tf.float32)}
+        return {"latents": tf.cast(self.flow.encode(*self._data_in(kw, "encode")), tf.float32)}
 
     def decode(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         z = kw["latents"]
         checks, context = self._check_context(kw, tf.shape(z)[0], "decode")
         with tf.control_dependencies(checks + self._check_finite(z, "decode: latents")):
-            return self._data_dict(self.model.decode(tf.identity(z), context))
+            return self._data_dict(self.flow.decode(tf.identity(z), context))
 
     def sample(self, **kw: tf.Tensor) -> dict[str, tf.Tensor]:
         n, temperature, seed = kw["num_samples"], kw["temperature"], kw["seed"]
@@ -329,9 +357,9 @@ class Endpoints:
             eps = tf.random.stateless_normal(tf.stack([n, self.num_dims]), seed=key)
             eps = tf.reshape(eps, [-1, self.num_dims])
             if options:
-                x = self.model.decode_with_options(eps * temperature, context, **options)
+                x = self.flow.decode_with_options(eps * temperature, context, **options)
             else:
-                x = self.model.decode(eps * temperature, context)
+                x = self.flow.decode(eps * temperature, context)
             return self._data_dict(x)
 
     # -- the table ---------------------------------------------------------

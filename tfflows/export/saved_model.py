@@ -6,7 +6,6 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-import keras
 import tensorflow as tf
 
 from tfflows.data.pixels import integer_pixel_bits, saved_model_pixel_dtype
@@ -144,23 +143,37 @@ def export_saved_model(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     endpoints = Endpoints(model, max_samples).endpoints()
-    # Keras's ExportArchive holds the endpoints and, at write time, exactly the TF variables
-    # their graphs capture. (Tracking the model itself would add the Keras wrappers as a
-    # second, unnamed copy of every weight that TF1-style loaders (TF Serving,
-    # saved_model_cli run) restore in place of the captured ones, which then read as
-    # uninitialised: so the archive does not track the model.) TF Serving's
-    # "serving_default" is the first endpoint, log_prob.
-    archive = keras.export.ExportArchive()
     # Stock convolutions in the graph: the CPU matmul forms suit training here,
     # not necessarily the machine that serves.
     with conv_implementation("conv"):
-        for endpoint in endpoints:
-            function = endpoint.function()
-            function.get_concrete_function()  # traced here, inside conv_implementation
-            archive.add_endpoint(endpoint.name, function)
+        concrete = {e.name: e.function().get_concrete_function() for e in endpoints}
     card = _card(model, endpoints, max_samples)
     with atomic_dir(path, overwrite=replace) as tmp:
-        archive.write_out(tmp, verbose=False)
+        _write_signatures(concrete, tmp)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         atomic_write_json(os.path.join(tmp, CARD_FILE), card)
     return path
+
+
+def _write_signatures(concrete: dict[str, Any], path: str) -> None:
+    """Saves traced functions as a SavedModel's signatures, and the variables they read.
+
+    The saved object holds exactly the TF variables the graphs capture, in
+    ``signature_variables``: holding the Keras model would add its Keras
+    wrappers as a second, unnamed copy of every weight, which TF1-style loaders
+    (TF Serving, ``saved_model_cli run``) restore in place of the captured ones,
+    which then read as uninitialised. The functions are saved as signatures
+    only, not also as attributes of the saved object: TensorFlow writes a
+    second copy of every graph (and of every function it calls) for an
+    attribute, which doubled ``saved_model.pb``; loaders reach the
+    functions through ``loaded.signatures[name]``. TF Serving's
+    ``serving_default`` is the first function (``log_prob``).
+    """
+    seen: dict[int, tf.Variable] = {}
+    for function in concrete.values():
+        for variable in function.variables:
+            seen.setdefault(id(variable), variable)
+    root = tf.Module()
+    root.signature_variables = list(seen.values())
+    first = next(iter(concrete.values()))
+    tf.saved_model.save(root, path, signatures={**concrete, "serving_default": first})
