@@ -122,7 +122,16 @@ def get_case(name: str) -> Case:
     return Case(model, x, context)
 
 
-@pytest.fixture(params=CASE_NAMES, ids=CASE_NAMES)
+# The fast tier runs the per-case properties on the first registered model of each data kind and
+# on the conditional cases; every other registered model runs them in the slow tier (the contract
+# test runs each of them, with every conditioning, through its properties in the fast tier).
+FAST_CASES = [*registered_models(first_per_kind=True), *(n for n in CASE_NAMES if n.endswith(CONDITIONED))]
+
+
+@pytest.fixture(
+    params=[pytest.param(n, marks=() if n in FAST_CASES else pytest.mark.slow) for n in CASE_NAMES],
+    ids=CASE_NAMES,
+)
 def case(request) -> Case:
     return get_case(request.param)
 
@@ -254,7 +263,11 @@ def test_log_prob_is_the_change_of_variables_step_by_step(case, assert_close):
     assert np.all(np.abs(log_det.numpy() - first.numpy()) > 1e-3)
 
 
-JACOBIAN_CASES = [n for n in CASE_NAMES if "-vector" in n] + ["glow-image"]
+JACOBIAN_CASES = [
+    pytest.param(n, marks=() if n in FAST_CASES else pytest.mark.slow)
+    for n in CASE_NAMES
+    if "-vector" in n or n == "glow-image"
+]
 
 
 @pytest.mark.parametrize("name", JACOBIAN_CASES)
