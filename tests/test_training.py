@@ -54,11 +54,14 @@ def training_state(model) -> list[np.ndarray]:
 # -- 5. fit trains every weight ---------------------------------------------
 
 # Every registered model (helpers.registered_models), unconditioned, and the first model of
-# each data kind with each conditioning. Fitting traces a train step per model, so only the
-# conditional cases (a class-conditional and a context-conditional flow of each kind) are in
-# the fast tier; the others are slow.
-FIT_FAST = registered_models(conditioning=CONDITIONED, first_per_kind=True)
-FIT_CASES = {**FIT_FAST, **registered_models()}
+# each data kind with each conditioning. Fitting traces a train step per model, so the fast tier
+# fits two: the first image model with class labels and the first vector model with a context
+# vector; the others are slow.
+FIT_FAST = {
+    **registered_models("image", ["num_classes"], first_per_kind=True),
+    **registered_models("vector", ["context_dim"], first_per_kind=True),
+}
+FIT_CASES = {**registered_models(conditioning=CONDITIONED, first_per_kind=True), **registered_models()}
 
 
 def fit_data(model) -> tuple[np.ndarray, Any, float]:
