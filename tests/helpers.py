@@ -132,9 +132,12 @@ CLEAN_LOADER = textwrap.dedent("""
     import tensorflow as tf
 
     root = sys.argv[1]
-    for _ in range(3000):  # the parent writes plan.json once every model is exported
-        if os.path.exists(root + "/plan.json"):
-            break
+    parent = os.getppid()
+    # The parent writes plan.json once every model is exported, however long that takes on a
+    # busy machine (a fixed wait failed there); if the parent is gone, nothing will come.
+    while not os.path.exists(root + "/plan.json"):
+        if os.getppid() != parent:
+            sys.exit("the test process exited before writing plan.json")
         time.sleep(0.2)
     plan = json.load(open(root + "/plan.json"))
     report = {"errors": {}, "specs": {}}

@@ -1,8 +1,8 @@
 """The serving export: SavedModel signatures checked in a process without tfflows or TFP.
 
 One module fixture exports every registered model's tiny configuration
-(``helpers.registered_models``: every model unconditioned, and the first model
-of each data kind with class labels and with a context vector), plus one
+(``helpers.registered_models``: every model unconditioned, the first image
+model with class labels and the first vector model with a context), plus one
 variant, the registered RealNVP on 8-bit pixels (its uint8 input is used as
 is, where the others drop bits). It writes the requests and the Keras models'
 answers beside them, then runs three processes at once:
@@ -34,11 +34,16 @@ from tfflows import cli
 from tfflows.export import MAX_SAMPLES, describe_signatures, export_saved_model
 from tfflows.images import to_uint8
 
-from helpers import CLEAN_LOADER, CONDITIONED, derived, registered_models, run_clean
+from helpers import CLEAN_LOADER, derived, registered_models, run_clean
 
 RTOL = 1e-5
 
-TINY = {**registered_models(), **registered_models(conditioning=CONDITIONED, first_per_kind=True)}
+TINY = {
+    **registered_models(),
+    # Conditional: the first image model with class labels, the first vector model with a context.
+    **registered_models("image", ["num_classes"], first_per_kind=True),
+    **registered_models("vector", ["context_dim"], first_per_kind=True),
+}
 MODELS = {
     # name: (constructor, export keyword arguments); a conditional model is exported with a
     # sampling cap other than the default.
