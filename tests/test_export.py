@@ -380,12 +380,17 @@ def test_signatures_and_their_inputs(served):
         assert set(specs["decode"]["inputs"]) == {"latents"} | extra
         if name in IMAGE_MODELS:
             assert specs["score"]["inputs"]["images"] == ["uint8", event]
-            assert set(specs["score"]["outputs"]) == {"score", "bits_per_dim", "complexity_bits_per_dim"}
+            assert set(specs["score"]["outputs"]) == {
+                "score",
+                "bits_per_dim",
+                "complexity_bits_per_dim",
+                "finite",
+            }
         assert specs["sample"]["inputs"]["seed"] == ["int64", []]
         if name in IMAGE_MODELS:
             assert specs["log_prob"]["inputs"]["images"] == ["uint8", event]
             assert specs["log_prob_float"]["inputs"]["images"] == ["float32", event]
-            assert set(specs["log_prob"]["outputs"]) == {"log_prob", "bits_per_dim"}
+            assert set(specs["log_prob"]["outputs"]) == {"log_prob", "bits_per_dim", "finite"}
             assert specs["sample"]["outputs"]["images"] == ["uint8", event]
         else:
             assert specs["log_prob"]["inputs"]["x"] == ["float32", event]
