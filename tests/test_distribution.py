@@ -6,11 +6,13 @@ trains every weight of every vector model (with and without
 objects read the current weights (held across ``fit``, no stale TFP cache);
 the batch semantics of conditional models; seeds; float64 data; the
 NotImplementedError messages; the Monte Carlo helpers against closed forms.
-Models are tiny (2–3 features, 1–4 steps, 8–16 hidden units).
+The models are the registry's tiny ones (``helpers.registered_models``; vector
+models rebuilt on the banana's 2 features), plus a few built for one check.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -22,19 +24,18 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfflows
-from tfflows import Glow, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
+from tfflows import Glow, VectorGlow, VectorRealNVP
 from tfflows.distribution import stateless_seed
+
+from helpers import derived, registered_models
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
+# Every registered vector model (helpers.registered_models), on 2 features: the banana's.
 VECTOR_MODELS: dict[str, Callable[[], Any]] = {
-    "vector_realnvp": lambda: VectorRealNVP(2, num_steps=2, width=8),
-    # One spline step each: tracing the splines' gradient is what costs time here.
-    "vector_nsf": lambda: VectorNSF(2, num_steps=1, width=8, num_bins=4, bound=4.0),
-    "vector_glow": lambda: VectorGlow(2, num_steps=2, width=8),
-    "vector_maf_affine": lambda: VectorMAF(2, num_steps=2, width=8),
-    "vector_maf_spline": lambda: VectorMAF(2, num_steps=1, width=8, transform="spline"),
+    name: functools.partial(derived, make, event_shape=(2,))
+    for name, make in registered_models("vector").items()
 }
 NAMES = list(VECTOR_MODELS)
 
@@ -81,7 +82,7 @@ def test_vi_trains_every_weight(name):
     assert unmoved(model, before) == []
 
 
-@pytest.mark.parametrize("name", ["vector_realnvp", "vector_glow"])
+@pytest.mark.parametrize("name", ["realnvp-vector", "glow-vector"])
 def test_vi_with_trainable_variables_trains_every_weight(name):
     """trainable_variables=dist.trainable_variables: the ActNorm, LU and tanh-factor weights too."""
     model = make(name)
@@ -99,27 +100,28 @@ def test_vi_with_trainable_variables_trains_every_weight(name):
     assert unmoved(model, before) == []
 
 
+IMAGE_MODEL = registered_models("image", ["num_classes"], first_per_kind=True)
+
+
 def image_model():
+    """The first registered image model, class-conditional (3 classes), untrained."""
     keras.utils.set_random_seed(0)
-    return Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, num_classes=3)
+    return next(iter(IMAGE_MODEL.values()))()
 
 
-@pytest.mark.parametrize("name", NAMES + ["glow_classes"])
+@pytest.mark.parametrize("name", NAMES + list(IMAGE_MODEL))
 def test_trainable_variables_are_the_models_and_all_get_gradients(name):
-    model = image_model() if name == "glow_classes" else make(name)
+    model = image_model() if name in IMAGE_MODEL else make(name)
     randomize(model, seed=1)
-    if name == "glow_classes":
-        x = np.random.default_rng(0).uniform(0, 256, (2, 8, 8, 1)).astype(np.float32)
+    if name in IMAGE_MODEL:
+        top = 2.0**model.num_bits
+        x = np.random.default_rng(0).uniform(0, top, (2, *model.event_shape)).astype(np.float32)
         dist = model.distribution_for([0, 2])
     else:
         x = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
         dist = model.distribution
     want = {id(v.value) for v in model.trainable_variables}
-    for obj in (
-        dist,
-        dist.bijector,
-        model.bijector_for([0, 2]) if name == "glow_classes" else model.bijector,
-    ):
+    for obj in (dist, dist.bijector, model.bijector_for([0, 2]) if name in IMAGE_MODEL else model.bijector):
         assert len(obj.trainable_variables) == len(model.trainable_variables)
         assert {id(v) for v in obj.trainable_variables} == want
         assert all(isinstance(v, tf.Variable) for v in obj.trainable_variables)
@@ -173,7 +175,7 @@ def test_vi_flow_beats_gaussian_on_banana():
 
 @pytest.mark.slow
 def test_distribution_held_across_fit_reports_the_new_density(assert_close):
-    model = make("vector_realnvp")
+    model = make("realnvp-vector")
     dist, bijector = model.distribution, model.bijector
     data = (np.random.default_rng(0).standard_normal((64, 2)) * [2.0, 0.5] + [1.0, -1.0]).astype(np.float32)
     x = tf.constant(data[:8])
@@ -199,7 +201,7 @@ def test_distribution_held_across_fit_reports_the_new_density(assert_close):
     )
 
 
-@pytest.mark.parametrize("name", ["vector_maf_affine", "vector_nsf"])
+@pytest.mark.parametrize("name", ["maf-vector", "nsf-vector"])
 def test_no_stale_cache_after_a_weight_change(name, assert_close):
     """The same input tensor after a weight update gives the new value (encode, bijector, distribution)."""
     model = make(name)
@@ -228,7 +230,7 @@ def test_no_stale_cache_after_a_weight_change(name, assert_close):
 
 
 def test_bijector_matches_tfp_conventions(assert_close):
-    model = make("vector_glow")
+    model = make("glow-vector")
     randomize(model, seed=5)
     b = model.bijector
     z = tf.constant(np.random.default_rng(6).standard_normal((3, 4, 2)).astype(np.float32))
@@ -343,7 +345,7 @@ def test_conditional_batch_ranks(conditional):
     with pytest.raises(ValueError, match=r"expected context of shape \[batch, 3\]"):
         vectors.distribution_for(np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="not conditional"):
-        make("vector_realnvp").distribution_for([0, 1])
+        make("realnvp-vector").distribution_for([0, 1])
 
 
 def test_mixture_of_a_flow_over_contexts(conditional, assert_close):
@@ -364,25 +366,26 @@ def test_mixture_of_a_flow_over_contexts(conditional, assert_close):
 
 def test_conditional_image_model_samples_and_scores():
     model = image_model()
+    event, top = model.event_shape, 2**model.num_bits
     dist = model.distribution_for([0, 1])
     x = dist.sample(seed=3)
-    assert x.shape == (2, 8, 8, 1) and np.all(np.isfinite(x.numpy()))
+    assert x.shape == (2, *event) and np.all(np.isfinite(x.numpy()))
     x, lp = dist.experimental_sample_and_log_prob(3, seed=4)
-    assert x.shape == (3, 2, 8, 8, 1) and lp.shape == (3, 2)
-    # An untrained Glow's samples leave [0, 256): the distribution scores them all the same.
-    assert float(tf.reduce_min(x)) < 0 or float(tf.reduce_max(x)) >= 256
+    assert x.shape == (3, 2, *event) and lp.shape == (3, 2)
+    # An untrained flow's samples leave [0, 2**num_bits): the distribution scores them all the same.
+    assert float(tf.reduce_min(x)) < 0 or float(tf.reduce_max(x)) >= top
     np.testing.assert_allclose(lp.numpy(), dist.log_prob(x).numpy(), rtol=1e-4, atol=0.05)
-    with pytest.raises(ValueError, match=r"pixel levels in \[0, 256\)"):
+    with pytest.raises(ValueError, match=rf"pixel levels in \[0, {top}\)"):
         model.distribution_for([0, 1]).copy(validate_args=True).log_prob(x)
     with pytest.raises(ValueError, match="expected finite x"):
-        dist.log_prob(tf.fill((2, 8, 8, 1), float("nan")))
+        dist.log_prob(tf.fill((2, *event), float("nan")))
 
 
 # -- 4. seeds ------------------------------------------------------------------
 
 
 def test_seeds_are_deterministic_and_validated():
-    model = make("vector_realnvp")
+    model = make("realnvp-vector")
     randomize(model, seed=10)
     dist = model.distribution
     pair = tf.constant([4, 5], tf.int32)
@@ -404,7 +407,7 @@ def test_seeds_are_deterministic_and_validated():
 
 
 def test_float64_data(conditional, assert_close):
-    model = make("vector_nsf")
+    model = make("nsf-vector")
     randomize(model, seed=11)
     x64 = np.random.default_rng(12).standard_normal((5, 2))
     x32 = x64.astype(np.float32)
@@ -470,13 +473,13 @@ def test_integer_pixels_score_as_the_model_does(assert_close):
     ],
 )
 def test_no_closed_form_raises_naming_the_alternative(method, args, alternative):
-    dist = make("vector_realnvp").distribution
+    dist = make("realnvp-vector").distribution
     with pytest.raises(NotImplementedError, match=f"{method}\\(\\) is not implemented.*{alternative}"):
         getattr(dist, method)(*args)
 
 
 def test_kl_divergence_names_monte_carlo_kl():
-    dist = make("vector_realnvp").distribution
+    dist = make("realnvp-vector").distribution
     for p, q in [
         (dist, tfd.MultivariateNormalDiag(tf.zeros(2))),
         (tfd.MultivariateNormalDiag(tf.zeros(2)), dist),
@@ -555,13 +558,13 @@ def test_monte_carlo_entropy_and_kl_match_closed_forms():
 
 
 def test_monte_carlo_helpers_reject_bad_arguments():
-    dist = make("vector_realnvp").distribution
+    dist = make("realnvp-vector").distribution
     with pytest.raises(ValueError, match="num_samples must be an integer >= 2"):
         tfflows.monte_carlo_entropy(dist, 1)
     with pytest.raises(ValueError, match="num_samples must be an integer >= 2"):
         tfflows.monte_carlo_kl(dist, dist, 10.0)
     with pytest.raises(ValueError, match=r"must be a tfp.distributions.Distribution"):
-        tfflows.monte_carlo_entropy(make("vector_realnvp"), 10)
+        tfflows.monte_carlo_entropy(make("realnvp-vector"), 10)
     with pytest.raises(ValueError, match="same event shape"):
         tfflows.monte_carlo_kl(dist, tfd.MultivariateNormalDiag(tf.zeros(3)), 10)
     with pytest.raises(ValueError, match="seed must be"):
@@ -573,7 +576,7 @@ def test_monte_carlo_helpers_reject_bad_arguments():
 
 @pytest.mark.parametrize("jit", [False, True], ids=["tf_function", "xla"])
 def test_distribution_inside_tf_function(jit, assert_close):
-    model = make("vector_realnvp")
+    model = make("realnvp-vector")
     randomize(model, seed=15)
     dist = model.distribution
     x = tf.constant(np.random.default_rng(16).standard_normal((4, 2)).astype(np.float32))

@@ -13,27 +13,17 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from tfflows import Glow, RealNVP, VectorGlow, VectorMAF, VectorNSF, VectorRealNVP
+from tfflows import Glow, VectorRealNVP
 from tfflows.layers import CouplingLayer, MaskedAutoregressiveLayer, SplineCouplingLayer
 from tfflows.training.step import nll
+
+from helpers import registered_models
 
 MIXED = ("mixed_bfloat16", "mixed_float16")
 LOW = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
-# Tiny models: name -> (class, arguments, data kind).
-MODELS = {
-    "glow": (Glow, dict(event_shape=(8, 8, 1), num_levels=2, num_steps=2, width=8), "images"),
-    "realnvp": (RealNVP, dict(event_shape=(8, 8, 1), num_levels=1, depth=1, width=8), "images"),
-    "vector_realnvp": (VectorRealNVP, dict(event_shape=2, num_steps=2, width=8), "points"),
-    "vector_glow": (VectorGlow, dict(event_shape=2, num_steps=2, width=8), "points"),
-    "vector_nsf": (VectorNSF, dict(event_shape=2, num_steps=2, width=8, num_bins=4), "points"),
-    "vector_maf_affine": (VectorMAF, dict(event_shape=2, num_steps=2, width=8), "points"),
-    "vector_maf_spline": (
-        VectorMAF,
-        dict(event_shape=2, num_steps=2, width=8, transform="spline", num_bins=4),
-        "points",
-    ),
-}
+# Every registered model (helpers.registered_models), unconditioned, trains under each mixed policy.
+MODELS = registered_models()
 
 
 @pytest.fixture
@@ -45,21 +35,26 @@ def global_policy():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def images(n: int = 64, seed: int = 0) -> np.ndarray:
-    """Dequantized 8×8 digits as 8-bit pixel levels in [0, 256)."""
-    digits = load_digits().images[:n, :, :, None]  # values 0..16
+def images(n: int = 64, seed: int = 0, shape=(8, 8, 1), num_bits: int = 8) -> np.ndarray:
+    """Dequantized digits (8×8, or every other pixel for 4×4) as pixel levels in [0, 2**num_bits)."""
+    step = 8 // shape[0]
+    digits = load_digits().images[:n, ::step, ::step, None].repeat(shape[2], axis=-1)  # values 0..16
     noise = np.random.default_rng(seed).uniform(0.0, 1.0, digits.shape)
-    return (digits * 15.0 + noise).astype(np.float32)
+    return (np.floor(digits * 15.0 / 2 ** (8 - num_bits)) + noise).astype(np.float32)
 
 
-def points(n: int = 64, seed: int = 0) -> np.ndarray:
-    """A correlated 2-D Gaussian off the origin."""
-    z = np.random.default_rng(seed).standard_normal((n, 2))
-    return (z @ np.array([[1.0, 0.8], [0.0, 0.4]]) + [1.0, -2.0]).astype(np.float32)
+def points(n: int = 64, seed: int = 0, dim: int = 2) -> np.ndarray:
+    """A correlated Gaussian off the origin (each feature leaning on the one before)."""
+    z = np.random.default_rng(seed).standard_normal((n, dim))
+    mix = np.eye(dim) * 0.4 + np.eye(dim, k=1) * 0.8
+    mix[0, 0] = 1.0
+    return (z @ mix + np.resize([1.0, -2.0], dim)).astype(np.float32)
 
 
-def data_for(kind: str, n: int = 64) -> np.ndarray:
-    return images(n) if kind == "images" else points(n)
+def data_for(model, n: int = 64) -> np.ndarray:
+    if model.spec.models_pixel_levels:
+        return images(n, shape=model.event_shape, num_bits=model.num_bits)
+    return points(n, dim=model.num_dims)
 
 
 def randomize(model, scale: float = 0.05, seed: int = 0) -> None:
@@ -239,17 +234,16 @@ def train_20_steps(model, x: np.ndarray, batch: int = 16) -> tuple[float, float]
 def test_every_model_trains_20_steps_under_mixed_policy(name, policy, global_policy):
     global_policy(policy)
     keras.utils.set_random_seed(0)
-    cls, kwargs, kind = MODELS[name]
-    model = cls(**kwargs)
+    model = MODELS[name]()
     model.compile(keras.optimizers.Adam(3e-3))
     uses_scaling = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert uses_scaling == (policy == "mixed_float16")
-    first, last = train_20_steps(model, data_for(kind, 320))
+    first, last = train_20_steps(model, data_for(model, 320))
     assert int(model.nonfinite_steps.numpy()) == 0 and not model.stopped_on_nonfinite
     assert np.isfinite(first) and np.isfinite(last)
     assert last < first, f"{name} under {policy}: loss went from {first:.4f} to {last:.4f}"
     # The flow and its loss stay in float32; the conditioners compute in the low dtype.
-    assert model.log_prob(data_for(kind, 4)).dtype == tf.float32
+    assert model.log_prob(data_for(model, 4)).dtype == tf.float32
     assert {w.dtype for w in float_weights(model)} == {"float32"}
 
 

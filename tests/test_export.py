@@ -1,15 +1,17 @@
 """The serving export: SavedModel signatures checked in a process without tfflows or TFP.
 
-One module fixture exports five tiny models (Glow, RealNVP, a vector flow, a
-class-conditional Glow and a vector flow with a context vector), writes the
-requests and the Keras model's answers beside them, then runs three
-processes at once:
+One module fixture exports every registered model's tiny configuration
+(``helpers.registered_models``: every model unconditioned, the first image
+model with class labels and the first vector model with a context), plus one
+variant, the registered RealNVP on 8-bit pixels (its uint8 input is used as
+is, where the others drop bits). It writes the requests and the Keras models'
+answers beside them, then runs three processes at once:
 
 - a clean Python that blocks any import of tfflows and TFP, loads every
   SavedModel with ``tf.saved_model.load`` and answers every request (good and
   bad), recording outputs, error types and messages, and each signature's
   input and output specs;
-- ``saved_model_cli show --all`` and ``saved_model_cli run`` on the Glow.
+- ``saved_model_cli show --all`` and ``saved_model_cli run`` on the image Glow.
 
 The tests compare those answers with the Keras models.
 """
@@ -32,25 +34,28 @@ from tfflows import cli
 from tfflows.export import MAX_SAMPLES, describe_signatures, export_saved_model
 from tfflows.images import to_uint8
 
-from helpers import CLEAN_LOADER, run_clean
+from helpers import CLEAN_LOADER, derived, registered_models, run_clean
 
-H, W, C = 8, 8, 1
 RTOL = 1e-5
 
-MODELS = {
-    # name: (constructor, export keyword arguments)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5), {}),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4, num_bits=8), {}),
-    "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), {}),
-    "conditional_glow": (
-        lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5, num_classes=3),
-        {"max_samples": 64},
-    ),
-    "context_vector": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2), {}),
-    "maf": (lambda: tfflows.VectorMAF(3, num_steps=2, width=8), {}),
+TINY = {
+    **registered_models(),
+    # Conditional: the first image model with class labels, the first vector model with a context.
+    **registered_models("image", ["num_classes"], first_per_kind=True),
+    **registered_models("vector", ["context_dim"], first_per_kind=True),
 }
-IMAGE_MODELS = ("glow", "realnvp", "conditional_glow")
-CONDITIONAL = {"conditional_glow": "labels", "context_vector": "context"}
+MODELS = {
+    # name: (constructor, export keyword arguments); a conditional model is exported with a
+    # sampling cap other than the default.
+    **{name: (make, {"max_samples": 64} if make.conditioning else {}) for name, make in TINY.items()},
+    "realnvp-image-8bit": (lambda: derived(TINY["realnvp-image"], num_bits=8), {}),
+}
+IMAGE_MODELS = tuple(n for n in MODELS if "-image" in n)  # ids are name-kind[-conditioning]
+CONDITIONAL = {
+    **{n: "labels" for n in MODELS if n.endswith("-num_classes")},
+    **{n: "context" for n in MODELS if n.endswith("-context_dim")},
+}
+CLI_MODEL = "glow-image"  # the one saved_model_cli shows and runs (8×8×1, 5 bits)
 
 
 def randomise(model, x, context, seed: int = 0) -> None:
@@ -61,9 +66,9 @@ def randomise(model, x, context, seed: int = 0) -> None:
         w.assign(np.asarray(w) + 0.05 * rng.standard_normal(w.shape).astype("float32"))
 
 
-def grid_images(rng, n: int, num_bits: int) -> np.ndarray:
+def grid_images(rng, n: int, num_bits: int, shape) -> np.ndarray:
     """uint8 images whose values sit on the num_bits grid, as ``to_uint8`` writes them."""
-    levels = rng.integers(0, 2**num_bits, size=(n, H, W, C))
+    levels = rng.integers(0, 2**num_bits, size=(n, *shape))
     return to_uint8(levels + 0.5, num_bits)
 
 
@@ -83,18 +88,17 @@ def build_case(name: str, root: Path):
     if ctx_key == "labels":
         a["ctx"] = np.array([0, 1, 2, 1], dtype="int32")
     elif ctx_key == "context":
-        a["ctx"] = rng.normal(size=(n, 2)).astype("float32")
+        a["ctx"] = rng.normal(size=(n, model.context_dim)).astype("float32")
     ctx = a.get("ctx")
+    shape = model.event_shape
     if image:
         bits = model.num_bits
-        a["any_images"] = rng.integers(0, 256, size=(n, H, W, C)).astype("uint8")
-        a["grid_images"] = grid_images(rng, n, bits)
-        a["levels"] = (rng.integers(0, 2**bits, size=(n, H, W, C)) + rng.random((n, H, W, C))).astype(
-            "float32"
-        )
+        a["any_images"] = rng.integers(0, 256, size=(n, *shape)).astype("uint8")
+        a["grid_images"] = grid_images(rng, n, bits, shape)
+        a["levels"] = (rng.integers(0, 2**bits, size=(n, *shape)) + rng.random((n, *shape))).astype("float32")
         randomise(model, centres(a["any_images"], bits), ctx)
     else:
-        a["x"] = rng.normal(size=(n, 3)).astype("float32")
+        a["x"] = rng.normal(size=(n, model.num_dims)).astype("float32")
         randomise(model, a["x"], ctx)
     data_key = "images" if image else "x"
     scored = a["any_images"] if image else a["x"]
@@ -112,7 +116,7 @@ def build_case(name: str, root: Path):
     requests["decode"] = ["decode", {"latents": "latents", **with_ctx}]
     if image:
         requests["score"] = ["score", {"images": "any_images", **with_ctx}]
-        bpd = -want["log_prob"] / (H * W * C * np.log(2.0))
+        bpd = -want["log_prob"] / (model.num_dims * np.log(2.0))
         png = (
             np.array(
                 [
@@ -121,7 +125,7 @@ def build_case(name: str, root: Path):
                 ]
             )
             * 8.0
-            / (H * W * C)
+            / model.num_dims
         )
         want["score"], want["complexity_bits_per_dim"] = bpd - png, png
         requests["log_prob_float"] = ["log_prob_float", {"images": "levels", **with_ctx}]
@@ -160,7 +164,7 @@ def build_case(name: str, root: Path):
 def add_empty_requests(name, model, a, requests, data_key, ctx_key, sample_ctx, scalars) -> None:
     """Requests with no examples, each named ``empty_<signature>``: valid, with empty outputs."""
     image = name in IMAGE_MODELS
-    a["empty_data"] = np.zeros((0, H, W, C), "uint8") if image else np.zeros((0, model.num_dims), "float32")
+    a["empty_data"] = np.zeros((0, *model.event_shape), "uint8" if image else "float32")
     a["empty_latents"] = np.zeros((0, model.num_dims), "float32")
     a["zero"] = np.array(0, "int32")
     ctx0 = {}
@@ -172,7 +176,7 @@ def add_empty_requests(name, model, a, requests, data_key, ctx_key, sample_ctx, 
     requests["empty_decode"] = ["decode", {"latents": "empty_latents", **ctx0}]
     requests["empty_sample"] = ["sample", {**scalars, "num_samples": "zero", "seed": "seed", **sample_ctx}]
     if image:
-        a["empty_levels"] = np.zeros((0, H, W, C), "float32")
+        a["empty_levels"] = np.zeros((0, *model.event_shape), "float32")
         requests["empty_log_prob_float"] = ["log_prob_float", {"images": "empty_levels", **ctx0}]
 
 
@@ -180,7 +184,7 @@ def add_empty_requests(name, model, a, requests, data_key, ctx_key, sample_ctx, 
 def test_empty_batches_give_empty_outputs(served, name):
     """A request of 0 examples (or 0 samples) answers with a batch dimension of 0."""
     image = name in IMAGE_MODELS
-    event = [H, W, C] if image else [served["models"][name].num_dims]
+    event = served["models"][name].event_shape
     num_dims = served["models"][name].num_dims
     assert got(served, name, "empty_log_prob", "log_prob").shape == (0,)
     assert got(served, name, "empty_encode", "latents").shape == (0, num_dims)
@@ -190,7 +194,7 @@ def test_empty_batches_give_empty_outputs(served, name):
     if image:
         assert got(served, name, "empty_log_prob", "bits_per_dim").shape == (0,)
         assert got(served, name, "empty_log_prob_float", "log_prob").shape == (0,)
-        assert got(served, name, "empty_sample", "images").shape == (0, H, W, C)
+        assert got(served, name, "empty_sample", "images").shape == (0, *event)
 
 
 def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, scalars) -> None:
@@ -216,24 +220,26 @@ def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, s
     requests["bad_latents_nan"] = ["decode", {"latents": "nan_latents", **ctx1}]
     if name in IMAGE_MODELS:
         top = 2.0**model.num_bits
+        h, w, c = model.event_shape
         for rid, value in (("level_too_big", top), ("level_negative", -0.25), ("level_nan", np.nan)):
-            a[rid] = np.full((1, H, W, C), value, "float32")
+            a[rid] = np.full((1, h, w, c), value, "float32")
             requests["bad_" + rid] = ["log_prob_float", {"images": rid, **ctx1}]
-        a["three_channels"] = np.zeros((1, H, W, 3), "uint8")
-        a["wrong_size"] = np.zeros((1, 2 * H, W, C), "uint8")
-        a["float_images"] = np.zeros((1, H, W, C), "float32")
-        a["flat_images"] = np.zeros((H * W * C,), "uint8")
+        a["three_channels"] = np.zeros((1, h, w, c + 2), "uint8")
+        a["wrong_size"] = np.zeros((1, 2 * h, w, c), "uint8")
+        a["float_images"] = np.zeros((1, h, w, c), "float32")
+        a["flat_images"] = np.zeros((h * w * c,), "uint8")
         for rid in ("three_channels", "wrong_size", "float_images", "flat_images"):
             requests["bad_" + rid] = ["log_prob", {"images": rid, **ctx1}]
     else:
-        a["nan_x"] = np.full((1, 3), np.nan, "float32")
+        d = model.num_dims
+        a["nan_x"] = np.full((1, d), np.nan, "float32")
         requests["bad_x_nan"] = ["log_prob", {"x": "nan_x", **ctx1}]
-        a["x_four_features"] = np.zeros((2, 4), "float32")
-        requests["bad_x_four_features"] = ["log_prob", {"x": "x_four_features", **ctx1}]
-        a["latents_too_short"] = np.zeros((1, 2), "float32")
+        a["x_one_feature_more"] = np.zeros((2, d + 1), "float32")
+        requests["bad_x_one_feature_more"] = ["log_prob", {"x": "x_one_feature_more", **ctx1}]
+        a["latents_too_short"] = np.zeros((1, d - 1), "float32")
         requests["bad_latents_too_short"] = ["decode", {"latents": "latents_too_short", **ctx1}]
     scored = {data_key: "any_images" if data_key == "images" else "x"}
-    if name == "conditional_glow":
+    if CONDITIONAL.get(name) == "labels":
         for rid, labels in (
             ("label_too_big", [0, 1, 3, 0]),
             ("label_negative", [0, -1, 0, 0]),
@@ -243,8 +249,8 @@ def add_bad_requests(name, model, a, requests, data_key, with_ctx, sample_ctx, s
             requests["bad_" + rid] = ["log_prob", {**scored, "labels": rid}]
         a["two_labels"] = np.array([0, 1], "int32")
         requests["bad_sample_labels_count"] = ["sample", {**scalars, **seed, "labels": "two_labels"}]
-    if name == "context_vector":
-        a["nan_context"] = np.full((4, 2), np.nan, "float32")
+    if CONDITIONAL.get(name) == "context":
+        a["nan_context"] = np.full((4, model.context_dim), np.nan, "float32")
         requests["bad_context_nan"] = ["log_prob", {"x": "x", "context": "nan_context"}]
         a["two_contexts"] = a["ctx"][:2]
         requests["bad_sample_context_count"] = ["sample", {**scalars, **seed, "context": "two_contexts"}]
@@ -267,9 +273,9 @@ def served(tmp_path_factory):
     plan, want, models = {}, {}, {}
     for name in MODELS:
         plan[name], want[name], models[name] = build_case(name, root)
-        if name == "glow":
+        if name == CLI_MODEL:
             glow, tool, cli_out = plan[name]["path"], [saved_model_cli()], root / "cli_run"
-            np.save(root / "pixels_200.npy", np.full((2, H, W, C), 200, np.uint8))
+            np.save(root / "pixels_200.npy", np.full((2, *models[name].event_shape), 200, np.uint8))
             procs["show"] = run_clean(tool + ["show", "--dir", glow, "--all"], cwd=str(root))
             procs["run"] = run_clean(
                 tool
@@ -364,6 +370,8 @@ def test_signatures_and_their_inputs(served):
     image = {"serving_default", "log_prob", "log_prob_float", "score", "sample", "encode", "decode"}
     for name in MODELS:
         specs = served["report"]["specs"][name]
+        model = served["models"][name]
+        event = [None, *model.event_shape]
         assert set(specs) == (image if name in IMAGE_MODELS else image - {"log_prob_float", "score"})
         extra = {CONDITIONAL[name]} if name in CONDITIONAL else set()
         data = "images" if name in IMAGE_MODELS else "x"
@@ -371,7 +379,7 @@ def test_signatures_and_their_inputs(served):
         assert set(specs["sample"]["inputs"]) == {"num_samples", "temperature", "seed"} | extra
         assert set(specs["decode"]["inputs"]) == {"latents"} | extra
         if name in IMAGE_MODELS:
-            assert specs["score"]["inputs"]["images"] == ["uint8", [None, H, W, C]]
+            assert specs["score"]["inputs"]["images"] == ["uint8", event]
             assert set(specs["score"]["outputs"]) == {
                 "score",
                 "bits_per_dim",
@@ -380,13 +388,13 @@ def test_signatures_and_their_inputs(served):
             }
         assert specs["sample"]["inputs"]["seed"] == ["int64", []]
         if name in IMAGE_MODELS:
-            assert specs["log_prob"]["inputs"]["images"] == ["uint8", [None, H, W, C]]
-            assert specs["log_prob_float"]["inputs"]["images"] == ["float32", [None, H, W, C]]
+            assert specs["log_prob"]["inputs"]["images"] == ["uint8", event]
+            assert specs["log_prob_float"]["inputs"]["images"] == ["float32", event]
             assert set(specs["log_prob"]["outputs"]) == {"log_prob", "bits_per_dim", "finite"}
-            assert specs["sample"]["outputs"]["images"] == ["uint8", [None, H, W, C]]
+            assert specs["sample"]["outputs"]["images"] == ["uint8", event]
         else:
-            assert specs["log_prob"]["inputs"]["x"] == ["float32", [None, 3]]
-            assert specs["sample"]["outputs"] == {"x": ["float32", [None, 3]], "finite": ["bool", [None]]}
+            assert specs["log_prob"]["inputs"]["x"] == ["float32", event]
+            assert specs["sample"]["outputs"] == {"x": ["float32", event], "finite": ["bool", [None]]}
         # uint8 cannot hold NaN: every sample says whether it is finite.
         for endpoint in ("sample", "decode"):
             assert specs[endpoint]["outputs"]["finite"] == ["bool", [None]]
@@ -402,7 +410,7 @@ def test_log_prob_matches_the_keras_model(served, name, assert_close):
     for request in ("log_prob", "serving_default"):
         assert_close("served log_prob", got(served, name, request, "log_prob"), want, atol=0, rtol=RTOL)
     if name in IMAGE_MODELS:
-        dims = H * W * C
+        dims = served["models"][name].num_dims
         bpd = got(served, name, "log_prob", "bits_per_dim")
         assert_close("served bits/dim", bpd, -want / (dims * np.log(2.0)), atol=0, rtol=RTOL)
         assert_close(
@@ -431,15 +439,16 @@ def test_score_is_complexity_corrected_bits_per_dim_without_tfflows(served, name
 
 
 def test_uint8_pixels_are_reduced_to_num_bits_and_scored_at_the_bin_centre(served):
-    # Glow has 5 bits: pixels 200..207 are level 25 and score as 25.5.
-    model = served["models"]["glow"]
+    # The Glow has 5 bits: pixels 200..207 are level 25 and score as 25.5.
+    model = served["models"][CLI_MODEL]
+    assert model.num_bits == 5
     run = served["cli_out"]
-    want = model.log_prob(np.full((2, H, W, C), 25.5, "float32")).numpy()
+    want = model.log_prob(np.full((2, *model.event_shape), 25.5, "float32")).numpy()
     np.testing.assert_allclose(np.load(run / "log_prob.npy"), want, rtol=RTOL)
     np.testing.assert_allclose(
-        np.load(run / "bits_per_dim.npy"), -want / (H * W * C * np.log(2.0)), rtol=RTOL
+        np.load(run / "bits_per_dim.npy"), -want / (model.num_dims * np.log(2.0)), rtol=RTOL
     )
-    other = model.log_prob(np.full((2, H, W, C), 24.5, "float32")).numpy()
+    other = model.log_prob(np.full((2, *model.event_shape), 24.5, "float32")).numpy()
     assert not np.allclose(want, other)
 
 
@@ -459,7 +468,7 @@ def test_samples_are_deterministic_and_match_the_keras_model(served, name, asser
         assert np.array_equal(images, got(served, name, "sample_again", "images"))
         # Equal up to pixels that sit within float noise of a level boundary.
         assert np.mean(images == to_uint8(want, bits)) > 0.99
-    if name == "conditional_glow":
+    if CONDITIONAL.get(name) == "labels":
         assert_close(
             "served sample",
             got(served, name, "sample_each", "images_float"),
@@ -523,41 +532,52 @@ def test_bad_values_are_refused(served, name):
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_wrong_image_shape_or_dtype_is_refused_with_a_clear_message(served, name):
+    h, w, c = served["models"][name].event_shape
     for request, shape in (
-        ("three_channels", "[1,8,8,3]"),
-        ("wrong_size", "[1,16,8,1]"),
-        ("flat_images", "[64]"),
+        ("three_channels", f"[1,{h},{w},{c + 2}]"),
+        ("wrong_size", f"[1,{2 * h},{w},{c}]"),
+        ("flat_images", f"[{h * w * c}]"),
     ):
         kind, message = error(served, name, "bad_" + request)
         assert kind == "InvalidArgumentError"
-        assert f"Shape of tensor images {shape} is not compatible with expected shape [?,8,8,1]" in message
+        assert (
+            f"Shape of tensor images {shape} is not compatible with expected shape [?,{h},{w},{c}]" in message
+        )
     kind, message = error(served, name, "bad_float_images")
     assert kind == "InvalidArgumentError" and "expected to be a uint8 tensor but is a float" in message
 
 
-def test_wrong_vector_or_latent_shapes_are_refused(served):
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in IMAGE_MODELS])
+def test_wrong_vector_or_latent_shapes_are_refused(served, name):
+    d = served["models"][name].num_dims
     for request, words in (
-        ("x_four_features", "Shape of tensor x [2,4] is not compatible with expected shape [?,3]"),
-        ("latents_too_short", "Shape of tensor latents [1,2] is not compatible"),
+        (
+            "x_one_feature_more",
+            f"Shape of tensor x [2,{d + 1}] is not compatible with expected shape [?,{d}]",
+        ),
+        ("latents_too_short", f"Shape of tensor latents [1,{d - 1}] is not compatible"),
     ):
-        kind, message = error(served, "vector", "bad_" + request)
+        kind, message = error(served, name, "bad_" + request)
         assert kind == "InvalidArgumentError" and words in message, message
 
 
-def test_bad_labels_and_contexts_are_refused(served):
-    for request, words in (
-        ("label_too_big", "labels must be class ids in 0..2"),
-        ("label_negative", "labels must be class ids in 0..2"),
-        ("labels_too_few", "labels must have one entry per example"),
-        ("sample_labels_count", "labels must have 1 row"),
-    ):
-        kind, message = error(served, "conditional_glow", "bad_" + request)
-        assert kind == "InvalidArgumentError" and words in message, message
-    for request, words in (
-        ("context_nan", "context must be finite"),
-        ("sample_context_count", "context must have 1 row"),
-    ):
-        kind, message = error(served, "context_vector", "bad_" + request)
+@pytest.mark.parametrize("name", list(CONDITIONAL))
+def test_bad_labels_and_contexts_are_refused(served, name):
+    if CONDITIONAL[name] == "labels":
+        top = served["models"][name].num_classes - 1
+        requests = (
+            ("label_too_big", f"labels must be class ids in 0..{top}"),
+            ("label_negative", f"labels must be class ids in 0..{top}"),
+            ("labels_too_few", "labels must have one entry per example"),
+            ("sample_labels_count", "labels must have 1 row"),
+        )
+    else:
+        requests = (
+            ("context_nan", "context must be finite"),
+            ("sample_context_count", "context must have 1 row"),
+        )
+    for request, words in requests:
+        kind, message = error(served, name, "bad_" + request)
         assert kind == "InvalidArgumentError" and words in message, message
 
 

@@ -17,54 +17,47 @@ import re
 import shutil
 import textwrap
 import warnings
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfflows
 from tfflows.io import is_temporary
 
-from helpers import TWO_CPUS, run_script
+from helpers import CONDITIONED, TWO_CPUS, derived, registered_models, run_script
 
-H, W, C = 8, 8, 1
-
-MODELS = {
-    # name: (constructor, context maker or None)
-    "glow": (lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5), None),
-    "realnvp": (lambda: tfflows.RealNVP((H, W, C), num_levels=2, depth=1, width=4, num_bits=5), None),
-    "glow_labels": (
-        lambda: tfflows.Glow((H, W, C), num_levels=2, num_steps=1, width=8, num_bits=5, num_classes=3),
-        lambda rng, n: rng.integers(0, 3, n).astype("int32"),
-    ),
-    "vector_glow_context": (
-        lambda: tfflows.VectorGlow(3, num_steps=2, width=8, context_dim=2),
-        lambda rng, n: rng.normal(size=(n, 2)).astype("float32"),
-    ),
-    "nsf": (lambda: tfflows.VectorNSF(3, num_steps=2, width=8, standardize=True), None),
-    "maf_labels": (
-        lambda: tfflows.VectorMAF(3, num_steps=2, width=8, num_classes=2),
-        lambda rng, n: rng.integers(0, 2, n).astype("int32"),
-    ),
-    "vector": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), None),
-    "vector_labels": (
-        lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, num_classes=2),
-        lambda rng, n: rng.integers(0, 2, n).astype("int32"),
-    ),
+# Every registered model (helpers.registered_models) with each conditioning, and one variant
+# derived from the registered NSF: a vector flow that starts with a fitted Standardize step
+# (weights that are not trained, in the summary as in every other view).
+MODELS: dict[str, Callable[[], keras.Model]] = {
+    **registered_models(conditioning=(None, *CONDITIONED)),
+    "nsf-vector-standardize": lambda: derived(MODELS["nsf-vector"], standardize=True),
 }
+# The summary's and the export's cases: every model unconditioned, the first model of each data
+# kind with each conditioning, and the variant.
+EVERY_KIND = [
+    *registered_models(),
+    *registered_models(conditioning=CONDITIONED, first_per_kind=True),
+    "nsf-vector-standardize",
+]
 
 
 def make(name: str, n: int = 8, seed: int = 0):
     """A tiny model with non-zero weights, its data and context (or None)."""
     keras.utils.set_random_seed(seed)
-    model = MODELS[name][0]()
+    model = MODELS[name]()
     rng = np.random.default_rng(seed)
     if len(model.event_shape) == 3:
         x = rng.uniform(0, 2**model.num_bits, (n, *model.event_shape)).astype("float32")
     else:
         x = rng.normal(size=(n, *model.event_shape)).astype("float32")
-    context = None if MODELS[name][1] is None else MODELS[name][1](rng, n)
+    context = None
+    if model.num_classes is not None:
+        context = rng.integers(0, model.num_classes, n).astype("int32")
+    elif model.context_dim is not None:
+        context = rng.normal(size=(n, model.context_dim)).astype("float32")
     model.initialize((x, context))
     for v in model.trainable_variables:  # couplings start as the identity: move them
         v.assign(v + 0.05 * rng.standard_normal(v.shape).astype("float32"))
@@ -79,7 +72,7 @@ def inputs(x, context):
 # -- 1. summary ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(MODELS), ids=list(MODELS))
+@pytest.mark.parametrize("name", EVERY_KIND)
 def test_summary_shows_shapes_and_parameters_of_every_flow_layer(name, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # rich crops the table at the terminal's width
     model, _, _ = make(name)
@@ -106,7 +99,9 @@ def test_summary_shows_shapes_and_parameters_of_every_flow_layer(name, monkeypat
 # -- 2. the functional view: plot_model and log_prob -----------------------------
 
 
-@pytest.mark.parametrize("name", ["glow", "realnvp", "glow_labels", "vector_glow_context"])
+@pytest.mark.parametrize(
+    "name", ["glow-image", "realnvp-image", "glow-image-num_classes", "glow-vector-context_dim"]
+)
 def test_functional_view_computes_log_prob(name, assert_close):
     model, x, context = make(name)
     view = model.as_functional()
@@ -129,7 +124,7 @@ def test_functional_view_is_not_saved(tmp_path):
             f.visit(names.append)
         return sorted(names)
 
-    model, x, context = make("vector_glow_context")
+    model, x, context = make("glow-vector-context_dim")
     model.save(tmp_path / "before.keras")
     model.as_functional()
     assert model.layers == model.flow_layers  # the view's own nodes are not the model's layers
@@ -143,7 +138,7 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
     pydot = pytest.importorskip("pydot")
     if shutil.which("dot") is None:
         pytest.skip("Graphviz's dot is not installed")
-    model, _, _ = make("glow")
+    model, _, _ = make("glow-image")
     # Keras draws a subclassed model as one box: the reason for as_functional().
 
     def nodes(dot):  # pydot lists the node defaults as a node called "node"
@@ -186,7 +181,7 @@ def test_plot_model_draws_every_step_in_order(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["glow", "glow_labels", "vector_glow_context", "maf_labels"])
+@pytest.mark.parametrize("name", EVERY_KIND)
 def test_model_export_round_trip_serves_log_prob(name, tmp_path, assert_close, capsys):
     model, x, context = make(name)
     path = str(tmp_path / "export")
@@ -206,7 +201,7 @@ def test_model_export_round_trip_serves_log_prob(name, tmp_path, assert_close, c
 
 
 def test_model_export_refuses_what_it_cannot_write(tmp_path):
-    model, _, _ = make("vector_glow_context")
+    model, _, _ = make("glow-vector-context_dim")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("keep me")
     with pytest.raises(ValueError, match="not a SavedModel folder"):
@@ -223,7 +218,9 @@ def test_model_export_refuses_what_it_cannot_write(tmp_path):
 # -- 4. metric direction ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,metric", [("glow", "bits_per_dim"), ("vector_glow_context", "nats_per_dim")])
+@pytest.mark.parametrize(
+    "name,metric", [("glow-image", "bits_per_dim"), ("glow-vector-context_dim", "nats_per_dim")]
+)
 def test_monitors_minimise_the_per_dim_metric_without_mode(name, metric, tmp_path):
     model, _, _ = make(name)
     model.compile(optimizer="adam")
@@ -255,7 +252,7 @@ def test_monitors_minimise_the_per_dim_metric_without_mode(name, metric, tmp_pat
 
 @pytest.mark.slow
 def test_early_stopping_on_val_bits_per_dim_in_fit(tmp_path):
-    model, x, _ = make("glow", n=16)
+    model, x, _ = make("glow-image", n=16)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     stop = keras.callbacks.EarlyStopping(monitor="val_bits_per_dim", patience=3, restore_best_weights=True)
     keep = keras.callbacks.ModelCheckpoint(
@@ -288,7 +285,7 @@ def test_early_stopping_on_val_bits_per_dim_in_fit(tmp_path):
     ids=["loss", "loss_object", "loss_weights", "metrics", "weighted_metrics"],
 )
 def test_compile_refuses_losses_and_metrics(kwargs):
-    model, _, _ = make("nsf")
+    model, _, _ = make("nsf-vector-standardize")
     with pytest.raises(ValueError, match="negative log-likelihood") as err:
         model.compile(optimizer="adam", **kwargs)
     assert next(iter(kwargs)) in str(err.value)
@@ -296,7 +293,7 @@ def test_compile_refuses_losses_and_metrics(kwargs):
 
 
 def test_compile_refuses_a_positional_loss_and_keeps_the_rest(tmp_path):
-    model, x, _ = make("vector")
+    model, x, _ = make("realnvp-vector")
     with pytest.raises(ValueError, match="loss='mse'"):
         model.compile("adam", "mse")
     model.compile()
@@ -315,7 +312,7 @@ def test_compile_refuses_a_positional_loss_and_keeps_the_rest(tmp_path):
 # -- 6. sample weights -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["glow", "maf_labels"])
+@pytest.mark.parametrize("name", ["glow-image", "maf-vector-num_classes"])
 def test_evaluate_weights_examples(name, assert_close):
     model, x, context = make(name, n=12)
     model.compile(optimizer="adam")
@@ -363,7 +360,7 @@ def _twins(name, n):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vector", "vector_labels"])
+@pytest.mark.parametrize("name", ["realnvp-vector", "realnvp-vector-num_classes"])
 def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
     weighted, plain, x, context = _twins(name, 8)
     start = [w.copy() for w in weighted.get_weights()]
@@ -392,7 +389,7 @@ def test_fit_with_zero_weights_equals_fit_on_the_rest(name, assert_close):
 @pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 def test_fit_with_double_weights_equals_duplicated_examples(jit_compile, assert_close):
-    weighted, plain, x, _ = _twins("vector", 6)
+    weighted, plain, x, _ = _twins("realnvp-vector", 6)
     for m in (weighted, plain):
         m.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
     twice = np.arange(6) < 2
@@ -410,7 +407,7 @@ def test_fit_with_double_weights_equals_duplicated_examples(jit_compile, assert_
 
 
 def test_fit_skips_a_batch_that_weighs_nothing():
-    model, x, _ = make("vector", n=8)
+    model, x, _ = make("realnvp-vector", n=8)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     start = [w.copy() for w in model.get_weights()]
     history = model.fit(x, sample_weight=np.zeros(8), batch_size=4, epochs=1, verbose=0).history
@@ -429,7 +426,7 @@ def test_fit_skips_a_batch_that_weighs_nothing():
     ],
 )
 def test_bad_sample_weights_raise(weight, match):
-    model, x, _ = make("vector", n=8)
+    model, x, _ = make("realnvp-vector", n=8)
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match=match):
         model.fit(x, sample_weight=weight, epochs=1, verbose=0)

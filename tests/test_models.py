@@ -1,9 +1,15 @@
 """Properties of the flow models: density, change of variables, latents, sampling, errors.
 
-One registry, ``CASES``, names every model variant (Glow affine/additive with
-LU and plain 1×1 convolutions, RealNVP, VectorRealNVP, VectorGlow, VectorNSF,
-class-label and context-vector conditional variants); each property test runs
-over all of them. A case's model is built once per session (``get_case``),
+The cases (``CASES``) are every registered model's tiny configuration
+(``helpers.registered_models``: a newly registered model is picked up here
+without editing this file), plus conditional cases: RealNVP on images with a
+context vector and NSF with class labels from the registry, and three
+documented variants derived from registered configurations for what a tiny
+entry does not show — Glow with additive couplings and plain 1×1
+convolutions (class labels; vectors with a context), and a vector RealNVP
+with shuffle permutations (class labels). Each property test runs over all
+of them; the contract test runs every conditioning of every model through
+the shared contract. A case's model is built once per session (``get_case``),
 its ActNorm initialised from data and then N(0, 0.05²) noise added to every
 float trainable weight: a fresh flow's zero-initialised output layers make the
 couplings identities, and a test of the identity proves nothing. Tests never
@@ -25,8 +31,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfflows import Glow, RealNVP, VectorGlow, VectorNSF, VectorRealNVP
+from tfflows import Glow, RealNVP, VectorGlow, VectorRealNVP
 from tfflows.bijectors import FactorOut, ScalePixels
+
+from helpers import CONDITIONED, CONTEXT_DIM, NUM_CLASSES, derived, registered_models
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -34,31 +42,29 @@ tfd = tfp.distributions
 IMAGE = (8, 8, 1)
 BATCH = 4
 
+TINY = registered_models(conditioning=(None, *CONDITIONED))
 
-def tiny_glow(**kw: Any) -> Glow:
-    return Glow(IMAGE, num_levels=2, num_steps=2, width=8, **kw)
-
-
-def tiny_realnvp(**kw: Any) -> RealNVP:
-    return RealNVP(IMAGE, num_levels=2, depth=1, width=8, **kw)
-
-
+VARIANTS: dict[str, Callable[[], keras.Model]] = {
+    # Additive (volume-preserving) couplings and plain (not LU) 1×1 convolutions.
+    "glow-image-additive-plain-num_classes": lambda: derived(
+        TINY["glow-image-num_classes"], coupling="additive", lu=False
+    ),
+    "glow-vector-additive-plain-context_dim": lambda: derived(
+        TINY["glow-vector-context_dim"], coupling="additive", lu=False
+    ),
+    # Random (seeded) permutations between couplings instead of reversals.
+    "realnvp-vector-shuffle-num_classes": lambda: derived(
+        TINY["realnvp-vector-num_classes"], permutation="shuffle"
+    ),
+}
 CASES: dict[str, Callable[[], keras.Model]] = {
-    "glow_affine_lu": lambda: tiny_glow(),
-    "glow_additive_plain_classes": lambda: tiny_glow(coupling="additive", lu=False, num_classes=3),
-    "realnvp_context": lambda: tiny_realnvp(context_dim=3),
-    "vector_realnvp": lambda: VectorRealNVP(2, num_steps=4, width=16),
-    "vector_realnvp_shuffle_classes": lambda: VectorRealNVP(
-        3, num_steps=3, width=16, permutation="shuffle", num_classes=3
-    ),
-    "vector_glow_lu": lambda: VectorGlow(3, num_steps=3, width=16),
-    "vector_glow_additive_plain_context": lambda: VectorGlow(
-        2, num_steps=3, width=16, coupling="additive", lu=False, context_dim=3
-    ),
-    "vector_nsf_classes": lambda: VectorNSF(2, num_steps=2, width=16, num_bins=4, num_classes=3),
+    **registered_models(),
+    "realnvp-image-context_dim": TINY["realnvp-image-context_dim"],
+    "nsf-vector-num_classes": TINY["nsf-vector-num_classes"],
+    **VARIANTS,
 }
 CASE_NAMES = list(CASES)
-CONDITIONAL_CASES = [n for n in CASE_NAMES if n.endswith(("classes", "context"))]
+CONDITIONAL_CASES = [n for n in CASE_NAMES if n.endswith(CONDITIONED)]
 
 
 @dataclasses.dataclass
@@ -80,7 +86,7 @@ def pixels(n: int, shape=IMAGE, seed: int = 0, num_bits: int = 8) -> np.ndarray:
 
 def make_data(model, n: int, seed: int = 0) -> np.ndarray:
     if len(model.event_shape) == 3:
-        return pixels(n, model.event_shape, seed)
+        return pixels(n, model.event_shape, seed, model.num_bits)
     return (1.5 * np.random.default_rng(seed).standard_normal((n, *model.event_shape))).astype(np.float32)
 
 
@@ -116,7 +122,16 @@ def get_case(name: str) -> Case:
     return Case(model, x, context)
 
 
-@pytest.fixture(params=CASE_NAMES, ids=CASE_NAMES)
+# The fast tier runs the per-case properties on the first registered model of each data kind and
+# on the conditional cases; every other registered model runs them in the slow tier (the contract
+# test runs each of them, with every conditioning, through its properties in the fast tier).
+FAST_CASES = [*registered_models(first_per_kind=True), *(n for n in CASE_NAMES if n.endswith(CONDITIONED))]
+
+
+@pytest.fixture(
+    params=[pytest.param(n, marks=() if n in FAST_CASES else pytest.mark.slow) for n in CASE_NAMES],
+    ids=CASE_NAMES,
+)
 def case(request) -> Case:
     return get_case(request.param)
 
@@ -199,10 +214,10 @@ def test_trained_density_integrates_to_one(trained_moons):
     assert abs(inside + outside - 1.0) < 0.01
 
 
+# Every registered vector model on 2-D data, where its density can be summed on a grid.
 RANDOM_2D = {
-    "vector_realnvp": lambda: VectorRealNVP(2, num_steps=4, width=16),
-    "vector_glow": lambda: VectorGlow(2, num_steps=3, width=16),
-    "vector_nsf": lambda: VectorNSF(2, num_steps=2, width=16, num_bins=4, bound=3.0),
+    name: functools.partial(derived, make, event_shape=(2,))
+    for name, make in registered_models("vector").items()
 }
 
 
@@ -248,7 +263,11 @@ def test_log_prob_is_the_change_of_variables_step_by_step(case, assert_close):
     assert np.all(np.abs(log_det.numpy() - first.numpy()) > 1e-3)
 
 
-JACOBIAN_CASES = [n for n in CASE_NAMES if n.startswith("vector")] + ["glow_affine_lu"]
+JACOBIAN_CASES = [
+    pytest.param(n, marks=() if n in FAST_CASES else pytest.mark.slow)
+    for n in CASE_NAMES
+    if "-vector" in n or n == "glow-image"
+]
 
 
 @pytest.mark.parametrize("name", JACOBIAN_CASES)
@@ -295,12 +314,15 @@ def test_shifted_distribution_composes(case, assert_close):
     )
 
 
-@pytest.mark.parametrize("name", ["glow_affine_lu", "vector_glow_lu"])
+@pytest.mark.parametrize("name", ["glow-image", "glow-vector"])
 def test_iid_batch_as_one_event(name, assert_close):
     """tfd.Sample / tfd.Independent over the model: a log-prob summed over extra batch axes."""
     c = get_case(name)
     model = c.model
-    xs = np.stack([c.x[:2], c.x[2:4], c.x[:2] + 0.5], axis=1)  # [2, 3, *event]
+    shifted = c.x[:2] + 0.5
+    if model.spec.models_pixel_levels:  # kept in [0, 2**num_bits), which log_prob checks
+        shifted %= 2.0**model.num_bits
+    xs = np.stack([c.x[:2], c.x[2:4], shifted], axis=1)  # [2, 3, *event]
     want = sum(model.log_prob(xs[:, i]).numpy() for i in range(3))
     got = tfd.Sample(model.distribution, 3).log_prob(tf.constant(xs)).numpy()
     assert_close("Sample(distribution, 3)", got, want, atol=3e-3, rtol=1e-5)
@@ -318,7 +340,7 @@ def test_encode_decode_round_trip(case, assert_close):
     z = model.encode(tf.constant(x), context)
     assert z.shape == (BATCH, model.num_dims)
     assert model.num_dims == int(np.prod(model.event_shape))
-    # Images are pixel levels in [0, 256): 1e-3 is ~4e-6 of the range.
+    # Images are pixel levels in [0, 2**num_bits), at most 256: 1e-3 is ~4e-6 of 256 levels.
     atol = 1e-3 if len(model.event_shape) == 3 else 1e-4
     assert_close("decode(encode(x))", model.decode(tf.identity(z), context).numpy(), x, atol=atol, rtol=0)
     eps = np.random.default_rng(5).standard_normal((BATCH, model.num_dims)).astype(np.float32)
@@ -343,15 +365,15 @@ def test_split_latents_match_latent_shapes(case):
 
 
 def test_latent_shapes_of_multiscale_models():
-    assert get_case("glow_affine_lu").model.latent_shapes == [(4, 4, 2), (2, 2, 8)]
-    assert get_case("realnvp_context").model.latent_shapes == [(4, 4, 2), (4, 4, 2)]
-    assert get_case("vector_glow_lu").model.latent_shapes == [(3,)]
+    assert get_case("glow-image").model.latent_shapes == [(4, 4, 2), (2, 2, 8)]
+    assert get_case("realnvp-image-context_dim").model.latent_shapes == [(4, 4, 2), (4, 4, 2)]
+    assert get_case("glow-vector").model.latent_shapes == [(3,)]
 
 
 def test_first_latent_level_is_the_factored_out_half():
     """Glow's first latent piece is what leaves at level 0, in the walk's order."""
-    model = get_case("glow_affine_lu").model
-    x = tf.constant(get_case("glow_affine_lu").x)
+    model = get_case("glow-image").model
+    x = tf.constant(get_case("glow-image").x)
     steps = model.flow().steps
     split = next(i for i, s in enumerate(steps) if isinstance(s, FactorOut))
     h, _ = walk(steps[:split], x)
@@ -402,7 +424,7 @@ def test_an_empty_batch_gives_empty_results(case, mode):
         assert tuple(out.shape) == shape, (what, mode, out.shape)
 
 
-@pytest.mark.parametrize("name", ["glow_affine_lu", "realnvp_context", "vector_nsf_classes"])
+@pytest.mark.parametrize("name", ["glow-image", "realnvp-image-context_dim", "nsf-vector-num_classes"])
 def test_an_empty_batch_in_a_graph_gives_zero_gradients(name):
     """A replica with no examples: its loss sum is 0 and every gradient a finite zero."""
     model = get_case(name).model
@@ -421,8 +443,8 @@ def test_an_empty_batch_in_a_graph_gives_zero_gradients(name):
 
 def test_in_a_graph_values_are_not_checked_but_documented():
     """Eagerly NaN raises; in a tf.function (fit, XLA) NaN gives NaN log_prob, as documented."""
-    model = get_case("glow_affine_lu").model
-    x = pixels(2)
+    model = get_case("glow-image").model
+    x = pixels(2, num_bits=model.num_bits)
     x[1, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="expected finite x, got 1 inf or NaN"):
         model.log_prob(x)
@@ -433,7 +455,7 @@ def test_in_a_graph_values_are_not_checked_but_documented():
 # -- 4. sampling ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["glow_affine_lu", "realnvp_context", "vector_glow_lu"])
+@pytest.mark.parametrize("name", ["glow-image", "realnvp-image-context_dim", "glow-vector"])
 def test_sample_zero_gives_an_empty_batch(name):
     model = get_case(name).model
     context = None if model.context_dim is None else np.zeros((model.context_dim,), np.float32)
@@ -475,7 +497,7 @@ def test_temperature_zero_is_decode_of_zero(case):
     np.testing.assert_array_equal(model.sample(3, temperature=0, context=context).numpy(), zero)
 
 
-@pytest.mark.parametrize("name", ["glow_affine_lu", "vector_realnvp_shuffle_classes"])
+@pytest.mark.parametrize("name", ["glow-image", "realnvp-vector-shuffle-num_classes"])
 @pytest.mark.parametrize("temperature", [0.4, 1.0])
 def test_temperature_scales_latent_std(name, temperature):
     c = get_case(name)
@@ -549,8 +571,8 @@ def test_bits_per_dim_is_scaled_negative_log_prob(case, assert_close):
 
 def test_fresh_glow_bits_per_dim_is_plausible():
     keras.utils.set_random_seed(5)
-    model = tiny_glow()
-    x = pixels(16, seed=9)
+    model = CASES["glow-image"]()
+    x = pixels(16, model.event_shape, seed=9, num_bits=model.num_bits)
     model.initialize(x)
     bpd = model.bits_per_dim(x).numpy()
     assert np.all(np.isfinite(bpd)) and np.all((bpd > 0) & (bpd < 10)), bpd
@@ -560,11 +582,11 @@ def test_fresh_glow_bits_per_dim_is_plausible():
 
 
 def _bad_calls():
-    glow = lambda: get_case("glow_affine_lu").model
-    glow_c = lambda: get_case("glow_additive_plain_classes").model
-    vec = lambda: get_case("vector_realnvp").model
-    vec_ctx = lambda: get_case("vector_glow_additive_plain_context").model
-    x = pixels(2)
+    glow = lambda: get_case("glow-image").model  # 8×8×1, 5-bit pixels
+    glow_c = lambda: get_case("glow-image-additive-plain-num_classes").model
+    vec = lambda: get_case("realnvp-vector").model  # 3 features
+    vec_ctx = lambda: get_case("glow-vector-additive-plain-context_dim").model
+    x = pixels(2, num_bits=5)
     return {
         "image_channels": (
             lambda: glow().log_prob(pixels(2, (8, 8, 3))),
@@ -582,37 +604,37 @@ def _bad_calls():
             lambda: glow().log_prob(np.full((2, 8, 8, 1), 256, np.int32)),
             r"8-bit pixels in 0\.\.255.*got values from 256 to 256",
         ),
-        "vector_int": (lambda: vec().log_prob(np.zeros((2, 2), np.int32)), r"float32 or float64, got int32"),
+        "vector_int": (lambda: vec().log_prob(np.zeros((2, 3), np.int32)), r"float32 or float64, got int32"),
         "vector_width": (
-            lambda: vec().log_prob(np.zeros((2, 3), np.float32)),
-            r"expected x of shape \[batch, 2\], got shape \(2, 3\)",
+            lambda: vec().log_prob(np.zeros((2, 4), np.float32)),
+            r"expected x of shape \[batch, 3\], got shape \(2, 4\)",
         ),
         "latent_width": (
-            lambda: vec().decode(np.zeros((2, 3), np.float32)),
-            r"latents of shape \[batch, 2\].*got float32 of shape \(2, 3\)",
+            lambda: vec().decode(np.zeros((2, 4), np.float32)),
+            r"latents of shape \[batch, 3\].*got float32 of shape \(2, 4\)",
         ),
         "no_context": (lambda: glow_c().log_prob(x), r"conditional; pass context= \(class labels\)"),
         "no_context_vector": (
             lambda: vec_ctx().sample(2),
-            r"conditional; pass context= \(context vectors of size 3\)",
+            rf"conditional; pass context= \(context vectors of size {CONTEXT_DIM}\)",
         ),
         "context_for_unconditional": (lambda: glow().log_prob(x, [0, 1]), r"not conditional"),
         "sample_context_for_unconditional": (lambda: vec().sample(2, context=[0, 1]), r"not conditional"),
         "float_labels": (
             lambda: glow_c().log_prob(x, np.array([0.5, 1.0], np.float32)),
-            r"expected integer class labels in 0..2.*got float32",
+            rf"expected integer class labels in 0..{NUM_CLASSES - 1}.*got float32",
         ),
         "label_out_of_range": (
             lambda: glow_c().log_prob(x, [0, 3]),
-            r"class labels in 0..2, got labels from 0 to 3",
+            rf"class labels in 0..{NUM_CLASSES - 1}, got labels from 0 to 3",
         ),
         "negative_label": (
             lambda: glow_c().sample(2, context=-1),
-            r"class labels in 0..2, got labels from -1 to -1",
+            rf"class labels in 0..{NUM_CLASSES - 1}, got labels from -1 to -1",
         ),
         "context_width": (
-            lambda: vec_ctx().log_prob(np.zeros((2, 2), np.float32), np.zeros((2, 5))),
-            r"context of shape \[batch, 3\], got \(2, 5\)",
+            lambda: vec_ctx().log_prob(np.zeros((2, 3), np.float32), np.zeros((2, 5))),
+            rf"context of shape \[batch, {CONTEXT_DIM}\], got \(2, 5\)",
         ),
         "sample_context_count": (
             lambda: glow_c().sample(4, context=[0, 1]),
@@ -680,17 +702,19 @@ def test_bad_input_raises_value_error(name):
 
 def test_out_of_range_labels_fail_in_graphs_too():
     """In a traced step the labels are only known at run time: an error then, not one_hot's zeros."""
-    model = get_case("glow_additive_plain_classes").model
-    x = pixels(2)
+    model = get_case("glow-image-additive-plain-num_classes").model
+    x = pixels(2, num_bits=model.num_bits)
     score = tf.function(lambda x, labels: model.log_prob(x, labels))
     assert score(x, tf.constant([0, 2])).shape == (2,)
     for labels in ([0, 3], [-1, 0]):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected class labels in 0..2, got"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=rf"expected class labels in 0..{NUM_CLASSES - 1}, got"
+        ):
             score(x, tf.constant(labels))
 
 
 def test_sample_warns_when_samples_overflow():
-    model = get_case("vector_realnvp").model
+    model = get_case("realnvp-vector").model
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(model.sample(3, seed=1).numpy()).all()

@@ -2,7 +2,8 @@
 
 1. Gradients of the mean NLL equal the stored-activation gradients (every
    weight and the input), float32 and float64, eagerly and in tf.function,
-   for Glow, RealNVP, a class-conditional Glow, Jet and a vector flow.
+   for every registered model whose steps invert in one pass
+   (``helpers.registered_models``) and a class-conditional additive Glow.
 2. The inversion the reversible backward pass relies on is exact to round-off.
 3. ``fit`` from the same start follows the same loss curve; ActNorm is
    initialised from data as before; the non-finite guard still skips a bad
@@ -13,11 +14,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -27,53 +31,47 @@ import tensorflow as tf
 import tfflows
 from tfflows.reversible import BACKPROP_MODES, inversion_error
 
+from helpers import derived, inverts_in_one_pass, registered_models
+
 MODES = ("recompute", "reversible")
 
-# name -> (constructor taking dtype and backprop, example shape, context or None)
-MODELS = {
-    "glow": (lambda **kw: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=2, width=8, **kw), (8, 8, 1), None),
-    "glow_additive_classes": (
-        lambda **kw: tfflows.Glow(
-            (4, 4, 1),
-            **{"num_levels": 1, "num_steps": 2, "width": 8, "coupling": "additive", "num_classes": 3, **kw},
-        ),
-        (4, 4, 1),
-        [0, 2, 1, 2],
-    ),
-    "realnvp": (
-        lambda **kw: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, **kw),
-        (8, 8, 1),
-        None,
-    ),
-    "jet": (
-        lambda **kw: tfflows.Jet((8, 8, 1), patch_size=4, num_steps=2, width=8, depth=1, heads=2, **kw),
-        (8, 8, 1),
-        None,
-    ),
-    "vector_glow": (lambda **kw: tfflows.VectorGlow(4, num_steps=3, width=8, **kw), (4,), None),
-    # Spline couplings: the one-pass coupling gradient with a rational-quadratic transform.
-    "vector_nsf": (lambda **kw: tfflows.VectorNSF(4, num_steps=3, width=8, depth=1, **kw), (4,), None),
+# name -> a builder taking dtype= and backprop=: every registered model whose steps invert in one
+# pass (helpers.inverts_in_one_pass: reversible backprop refuses MAF's and TarFlow's sequential
+# inverses, as test_reversible_refuses_steps_that_invert_one_feature_at_a_time checks), and one
+# variant derived from the registered Glow: additive couplings with class labels.
+MODELS: dict[str, Callable[..., Any]] = {
+    name: make for name, make in registered_models().items() if inverts_in_one_pass(make())
 }
+MODELS["glow-image-additive-num_classes"] = functools.partial(
+    derived, registered_models("image", ["num_classes"])["glow-image-num_classes"], coupling="additive"
+)
 
 
-def _data(shape, dtype, seed=0):
+def _data(shape, dtype, seed=0, num_bits=8):
     rng = np.random.default_rng(seed)
     if len(shape) == 3:
-        x = rng.integers(0, 256, (4, *shape)) + rng.random((4, *shape))
+        x = rng.integers(0, 2**num_bits, (4, *shape)) + rng.random((4, *shape))
     else:
-        x = rng.standard_normal((4, *shape)) * [1.0, 2.0, 0.5, 1.0] + 1.0
+        x = rng.standard_normal((4, *shape)) * np.resize([1.0, 2.0, 0.5, 1.0], shape) + 1.0
     return x.astype(dtype)
+
+
+def _data_for(model, dtype, seed=0):
+    return _data(model.event_shape, dtype, seed, model.num_bits if model.spec.models_pixel_levels else 8)
+
+
+def _context_for(model):
+    return None if model.num_classes is None else np.array([0, 2, 1, 2]) % model.num_classes
 
 
 def _twins(name, dtype, modes=("store", *MODES)):
     """One model per backprop mode, with the same perturbed, data-initialised weights."""
-    make, shape, context = MODELS[name]
-    x = _data(shape, dtype)
     models = {}
     for mode in modes:
         keras.utils.set_random_seed(1)
-        models[mode] = make(dtype=dtype, backprop=mode)
-    models["store"].initialize(x if context is None else (x, np.array(context)))
+        models[mode] = MODELS[name](dtype=dtype, backprop=mode)
+    x, context = _data_for(models["store"], dtype), _context_for(models["store"])
+    models["store"].initialize(x if context is None else (x, context))
     rng = np.random.default_rng(2)
     # Zero-initialised output convolutions would leave couplings without a weight gradient.
     start = [
@@ -99,7 +97,7 @@ def _gradients(model, x, context, compiled):
 # One Glow per dtype for the eager and the compiled comparison.
 @pytest.fixture(scope="module", params=["float32", "float64"])
 def glow_twins(request):
-    return request.param, _twins("glow", request.param)
+    return request.param, _twins("glow-image", request.param)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
@@ -121,10 +119,9 @@ def test_glow_gradients_equal_stored_gradients(glow_twins, compiled, assert_clos
             assert_close(f"{mode} gradient", g.numpy(), w, atol=rtol * np.max(np.abs(w)), rtol=0.0)
 
 
-@pytest.mark.parametrize("name", ["glow_additive_classes", "realnvp", "jet", "vector_glow", "vector_nsf"])
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "glow-image"])
 def test_other_models_gradients_equal_stored_gradients(name, assert_close):
     models, x, context = _twins(name, "float32")
-    context = None if context is None else np.array(context)
     _, want = _gradients(models["store"], x, context, compiled=False)
     for mode in MODES:
         _, got = _gradients(models[mode], x, context, compiled=False)
@@ -135,7 +132,7 @@ def test_other_models_gradients_equal_stored_gradients(name, assert_close):
             )
 
 
-@pytest.mark.parametrize("name", ["glow", "realnvp"])
+@pytest.mark.parametrize("name", ["glow-image", "realnvp-image"])
 def test_reversible_runs_each_coupling_network_once_forward_and_once_backward(name, monkeypatch):
     """The backward pass inverts a coupling and reruns it on one conditioner pass, not two."""
     import tfflows.bijectors.coupling as coupling_module
@@ -223,7 +220,7 @@ def test_one_pass_coupling_gradients_equal_the_tape_for_every_mask(
 
 
 def test_reversible_gradients_reach_a_real_valued_context():
-    _models, x, _ = _twins("vector_glow", "float32")  # only for the data
+    x = _data((4,), "float32")
     context = tf.constant(np.random.default_rng(4).standard_normal((4, 2)).astype("float32"))
     grads = {}
     for mode in ("store", "reversible"):
@@ -255,12 +252,12 @@ def test_the_reversible_runs_invert_to_round_off(glow_twins):
 
 @pytest.mark.slow
 def test_fit_follows_the_stored_loss_curve_and_skips_a_non_finite_batch():
-    x = _data((8, 8, 1), "float32", seed=3)
-    x = np.concatenate([x] * 5)  # 20 examples: 5 batches of 4 per epoch, 4 epochs = 20 steps
     histories, models = {}, {}
     for mode in ("store", "reversible"):
         keras.utils.set_random_seed(4)
-        model = MODELS["glow"][0](backprop=mode)
+        model = MODELS["glow-image"](backprop=mode)
+        x = np.concatenate([_data_for(model, "float32", seed=3)] * 5)  # 20 examples: 5 batches of 4
+        # per epoch, 4 epochs = 20 steps
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         # ActNorm set from the first batch, in fit, as for stored backprop.
         history = model.fit(x, batch_size=4, epochs=4, shuffle=False, verbose=0)
@@ -283,11 +280,9 @@ def test_fit_follows_the_stored_loss_curve_and_skips_a_non_finite_batch():
 
 
 def test_reversible_trains_under_mixed_bfloat16():
-    x = _data((4, 4, 1), "float32", seed=5)
     keras.utils.set_random_seed(6)
-    model = MODELS["glow_additive_classes"][0](
-        backprop="reversible", dtype="mixed_bfloat16", coupling="affine", num_classes=None
-    )
+    model = MODELS["glow-image"](backprop="reversible", dtype="mixed_bfloat16")
+    x = _data_for(model, "float32", seed=5)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     losses = model.fit(x, batch_size=4, epochs=3, verbose=0).history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
@@ -295,14 +290,14 @@ def test_reversible_trains_under_mixed_bfloat16():
 
 
 def test_backprop_is_kept_in_config_and_saves(tmp_path):
-    model = MODELS["glow"][0](backprop="reversible")
+    model = MODELS["glow-image"](backprop="reversible")
     assert model.get_config()["backprop"] == "reversible"
-    model.initialize(_data((8, 8, 1), "float32"))
+    model.initialize(_data_for(model, "float32"))
     path = tmp_path / "glow.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
     assert loaded.backprop == "reversible"
-    x = _data((8, 8, 1), "float32", seed=7)
+    x = _data_for(model, "float32", seed=7)
     np.testing.assert_allclose(loaded.log_prob(x), model.log_prob(x), rtol=1e-6)
     assert tfflows.Glow.from_config({**model.get_config(), "backprop": "store"}).backprop == "store"
     config = model.get_config()
@@ -317,7 +312,7 @@ def test_an_unknown_backprop_names_the_choices(value):
         match=r"backprop must be one of \('store', 'recompute', "
         r"'reversible'\), got " + repr(value).replace("(", r"\("),
     ):
-        MODELS["glow"][0](backprop=value)
+        MODELS["glow-image"](backprop=value)
 
 
 def test_reversible_refuses_steps_that_invert_one_feature_at_a_time():

@@ -21,35 +21,34 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfflows
 from tfflows.layers.actnorm import ActNormLayer
 from tfflows.training import make_optimizer
+
+from helpers import CONDITIONED, registered_models
 
 BATCH = 8
 NUM_EXAMPLES = 16
 
-# name -> (constructor, data kind); tiny, so each fit traces in seconds.
-MODELS = {
-    "glow": (lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5), "image"),
-    "realnvp": (lambda: tfflows.RealNVP((8, 8, 1), num_levels=2, depth=1, width=8, num_bits=5), "image"),
-    "vector_realnvp": (lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8), "vector"),
-    "vector_glow": (lambda: tfflows.VectorGlow(3, num_steps=2, width=8), "vector"),
-    "conditional_glow": (
-        lambda: tfflows.Glow((8, 8, 1), num_levels=2, num_steps=1, width=8, num_bits=5, num_classes=3),
-        "image",
-    ),
-}
+# Every registered model (helpers.registered_models), and the first model of each data kind with
+# each conditioning; tiny, so each fit traces in seconds.
+MODELS = {**registered_models(), **registered_models(conditioning=CONDITIONED, first_per_kind=True)}
 
 
-def make_data(kind: str, conditional: bool, seed: int = 0):
-    """Fixed float data (pixel levels + fixed uniform noise, or Gaussian vectors) and labels."""
+def make_data(model, seed: int = 0):
+    """Fixed float data (pixel levels + fixed uniform noise, or Gaussian vectors) and its context."""
     rng = np.random.default_rng(seed)
-    if kind == "image":
-        levels = rng.integers(0, 32, size=(NUM_EXAMPLES, 8, 8, 1))
+    if model.spec.models_pixel_levels:
+        levels = rng.integers(0, 2**model.num_bits, size=(NUM_EXAMPLES, *model.event_shape))
         x = (levels + rng.random(levels.shape)).astype("float32")
     else:
-        x = (rng.normal(size=(NUM_EXAMPLES, 3)) * [1.0, 2.0, 0.5]).astype("float32")
-    labels = rng.integers(0, 3, size=NUM_EXAMPLES).astype("int32") if conditional else None
+        x = (
+            rng.normal(size=(NUM_EXAMPLES, model.num_dims)) * np.resize([1.0, 2.0, 0.5], model.num_dims)
+        ).astype("float32")
+    labels = None
+    if model.num_classes is not None:
+        labels = rng.integers(0, model.num_classes, size=NUM_EXAMPLES).astype("int32")
+    elif model.context_dim is not None:
+        labels = rng.normal(size=(NUM_EXAMPLES, model.context_dim)).astype("float32")
     return x, labels
 
 
@@ -60,7 +59,7 @@ def make_dataset(x, labels) -> tf.data.Dataset:
 
 def new_model(name: str):
     keras.utils.set_random_seed(0)
-    model = MODELS[name][0]()
+    model = MODELS[name]()
     model.compile(optimizer=make_optimizer(1e-3, warmup_steps=3, clipnorm=50.0), jit_compile=False)
     return model
 
@@ -91,12 +90,10 @@ class InitializeCounter:
 @pytest.fixture(scope="module", params=list(MODELS), ids=list(MODELS))
 def runs(request, tmp_path_factory):
     name = request.param
-    kind = MODELS[name][1]
-    conditional = name.startswith("conditional")
-    x, labels = make_data(kind, conditional)
+    straight = new_model(name)
+    x, labels = make_data(straight)
     data = make_dataset(x, labels)
 
-    straight = new_model(name)
     straight_losses = straight.fit(data, epochs=2, verbose=0, shuffle=False).history["loss"]
 
     first = new_model(name)
@@ -148,8 +145,8 @@ def test_loaded_log_prob_is_bit_identical(runs):
 
 def test_loaded_samples_match_for_the_same_seed(tmp_path):
     # A fresh load (the fixture's loaded model has trained on since).
-    model = new_model("conditional_glow")
-    x, labels = make_data("image", True)
+    model = new_model("glow-image-num_classes")
+    x, labels = make_data(model)
     model.initialize((x, labels))
     path = str(tmp_path / "m.keras")
     model.save(path)
@@ -159,9 +156,9 @@ def test_loaded_samples_match_for_the_same_seed(tmp_path):
     got = loaded.sample(4, temperature=0.7, seed=11, context=context).numpy()
     assert np.array_equal(got, want)
     assert not np.array_equal(got, loaded.sample(4, temperature=0.7, seed=12, context=context).numpy())
-    for name in ("vector_glow", "glow"):
+    for name in ("glow-vector", "glow-image"):
         model = new_model(name)
-        model.initialize(make_data(MODELS[name][1], False)[0])
+        model.initialize(make_data(model)[0])
         model.save(path)
         loaded = keras.models.load_model(path)
         assert np.array_equal(loaded.sample(3, 0.9, seed=5).numpy(), model.sample(3, 0.9, seed=5).numpy())
@@ -202,13 +199,13 @@ def test_actnorm_is_not_reinitialised_after_loading(runs):
 
 def test_compile_builds_the_optimizer_so_every_save_holds_its_state(tmp_path, recwarn):
     """Without the build in compile, Keras skips the optimizer on load with a warning."""
-    model = new_model("vector_glow")
+    model = new_model("glow-vector")
     assert model.optimizer.built
     assert len(model.optimizer.variables) > 1
     model.save(tmp_path / "fresh.keras")
     model.save_weights(tmp_path / "fresh.weights.h5")
     loaded = keras.models.load_model(tmp_path / "fresh.keras")
-    again = new_model("vector_glow")
+    again = new_model("glow-vector")
     again.load_weights(tmp_path / "fresh.weights.h5")
     skipped = [w for w in recwarn if "Skipping variable loading" in str(w.message)]
     assert not skipped, [str(w.message) for w in skipped]
@@ -218,8 +215,8 @@ def test_compile_builds_the_optimizer_so_every_save_holds_its_state(tmp_path, re
 
 def test_checkpoint_and_backup_resume_the_loss_curve(tmp_path):
     """ModelCheckpoint files load bit for bit; BackupAndRestore after a crash gives the same curve."""
-    name, epochs, crash_at = "glow", 4, 2
-    x, labels = make_data("image", False, seed=1)
+    name, epochs, crash_at = "glow-image", 4, 2
+    x, labels = make_data(MODELS[name](), seed=1)
     data = make_dataset(x, labels)
 
     class Losses(keras.callbacks.Callback):

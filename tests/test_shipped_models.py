@@ -5,13 +5,16 @@ TarFlow, a Jet) is covered as soon as it is there: its SavedModel scores the
 card's figures (the first dequantization draw and the bin centres, on the
 whole test split), its ``model.keras`` scores as its SavedModel does, its
 MODEL_CARD.md headlines the dequantized figure, and the folder keeps to the
-size budget. ``ship.py`` itself is checked on a tiny TarFlow and Jet written
+size budget. ``ship.py`` itself is checked on every registered image model
+(``helpers.registered_models``, at the digits' 8×8×1) and a class-conditional
+TarFlow trained with noise, written
 into a temporary folder.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import os
@@ -23,6 +26,8 @@ import tensorflow as tf
 
 import tfflows
 from tfflows import data
+
+from helpers import derived, registered_models
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "saved_models")
 CARDS = sorted(
@@ -162,31 +167,23 @@ def test_keras_model_scores_as_the_saved_model(card_path):
     check_keras_model(card_path)
 
 
+# Every registered image model at the digits' size; and one variant derived from the registered
+# TarFlow: class-conditional (the digits' 10 classes) and trained with Gaussian noise, so its
+# sample signature has every extra input (labels, guidance, denoise). The fast tier ships the
+# variant and the first registered image model; the others are slow.
 TINY = {
-    # A class-conditional TarFlow trained with Gaussian noise: its sample signature has
-    # every extra input (labels, guidance, denoise).
-    "tarflow": lambda: tfflows.TarFlow(
-        (8, 8, 1),
-        patch_size=4,
-        num_steps=2,
-        depth=1,
-        width=16,
-        heads=2,
-        mlp_ratio=2,
-        num_bits=5,
-        num_classes=10,
-        noise="gaussian",
-        noise_std=0.1,
-    ),
-    "jet": lambda: tfflows.Jet(
-        (8, 8, 1), patch_size=2, num_steps=2, depth=1, width=16, heads=2, mlp_ratio=2, num_bits=5
-    ),
+    name: functools.partial(derived, make, event_shape=(8, 8, 1))
+    for name, make in registered_models("image").items()
 }
+TINY["tarflow-image-labels-noise"] = functools.partial(
+    derived, TINY["tarflow-image"], num_classes=10, noise="gaussian", noise_std=0.1
+)
+FAST = [*registered_models("image", first_per_kind=True), "tarflow-image-labels-noise"]
 
 
-@pytest.mark.parametrize("kind", list(TINY))
-def test_ship_writes_transformer_flows_as_for_glow(tmp_path, kind):
-    """ship.py on a small TarFlow or Jet, into a temporary folder.
+@pytest.mark.parametrize("kind", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in TINY])
+def test_ship_writes_every_image_flow_as_for_glow(tmp_path, kind):
+    """ship.py on a small image flow, into a temporary folder.
 
     Its weights are moved off their start (where every block is the identity)
     by random steps of 0.05 instead of training, which would only add time.
@@ -199,7 +196,7 @@ def test_ship_writes_transformer_flows_as_for_glow(tmp_path, kind):
     path = str(tmp_path / "run" / "model.keras")
     os.makedirs(os.path.dirname(path))
     model.save(path)
-    name = f"{kind}_digits"
+    name = f"{kind.replace('-', '_')}_digits"
     card = ship.main(
         [path, "--name", name, "--dataset", "digits", "--command", "a test", "--root", str(tmp_path)]
     )
@@ -207,13 +204,14 @@ def test_ship_writes_transformer_flows_as_for_glow(tmp_path, kind):
     assert set(card) == set(glow) and card["model"] == type(model).__name__
     card_path = str(tmp_path / name / "card.json")
     assert json.load(open(card_path)) == json.loads(json.dumps(card))
-    assert card["test_examples"] == len(ship.test_inputs("digits", 5)) and np.isfinite(card["value"])
+    assert card["test_examples"] == len(ship.test_inputs("digits", model.num_bits))
+    assert np.isfinite(card["value"])
     assert card["metric"] == "test_bits_per_dim_dequantized" and card["training_seconds"] is None
     assert card["recovered"] is None and os.path.isfile(tmp_path / name / "model.keras")
     check_card(card_path)
     check_card_example(card_path)
     text = open(tmp_path / name / "MODEL_CARD.md").read()
-    if kind == "tarflow":
+    if getattr(model, "noise", None) == "gaussian" and model.num_classes:
         for words in (
             "labels=tf.constant([0])",
             "guidance=tf.constant(0.0, tf.float32)",

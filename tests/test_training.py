@@ -5,29 +5,31 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfflows import Glow, RealNVP, VectorGlow, VectorRealNVP
+from tfflows import Glow, VectorGlow, VectorRealNVP
 from tfflows.bijectors import ActNorm, FactorOut
 
-from helpers import TWO_CPUS, run_script
+from helpers import CONDITIONED, TWO_CPUS, registered_models, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = (8, 8, 1)
 
 
-def structured_images(n: int, seed: int = 0) -> np.ndarray:
-    """Dequantized 8-bit images of stripes with random phase: much for a flow to learn."""
+def structured_images(n: int, seed: int = 0, shape=IMAGE, num_bits: int = 8) -> np.ndarray:
+    """Dequantized images of stripes with random phase (levels in [0, 2**num_bits)): much to learn."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0 : IMAGE[0], 0 : IMAGE[1]]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
     img = 128 + 100 * np.sin(0.8 * xx[None] + phase) * np.cos(0.4 * yy[None])
-    levels = np.clip(np.round(img + 4 * rng.standard_normal(img.shape)), 0, 255)
-    return (levels + rng.uniform(size=levels.shape)).astype(np.float32)[..., None]
+    levels = np.clip(np.round(img + 4 * rng.standard_normal(img.shape)), 0, 255) // 2 ** (8 - num_bits)
+    levels = np.repeat(levels[..., None], shape[2], axis=-1)
+    return (levels + rng.uniform(size=levels.shape)).astype(np.float32)
 
 
 def blobs(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -51,35 +53,38 @@ def training_state(model) -> list[np.ndarray]:
 
 # -- 5. fit trains every weight ---------------------------------------------
 
-FIT_CASES = {
-    # name: (constructor, data, context, learning rate)
-    "glow_classes": (
-        lambda: Glow(IMAGE, num_levels=2, num_steps=2, width=8, num_classes=2),
-        lambda: structured_images(64),
-        lambda: np.arange(64) % 2,
-        1e-3,
-    ),
-    "realnvp": (
-        lambda: RealNVP(IMAGE, num_levels=2, depth=1, width=8),
-        lambda: structured_images(64),
-        lambda: None,
-        1e-3,
-    ),
-    "vector_glow_context": (
-        lambda: VectorGlow(2, num_steps=3, width=16, context_dim=2),
-        lambda: blobs(256, 2),
-        lambda: np.random.default_rng(1).standard_normal((256, 2)).astype(np.float32),
-        1e-2,
-    ),
+# Every registered model (helpers.registered_models), unconditioned, and the first model of
+# each data kind with each conditioning. Fitting traces a train step per model, so the fast tier
+# fits two: the first image model with class labels and the first vector model with a context
+# vector; the others are slow.
+FIT_FAST = {
+    **registered_models("image", ["num_classes"], first_per_kind=True),
+    **registered_models("vector", ["context_dim"], first_per_kind=True),
 }
+FIT_CASES = {**registered_models(conditioning=CONDITIONED, first_per_kind=True), **registered_models()}
 
 
-@pytest.mark.parametrize("name", list(FIT_CASES))
+def fit_data(model) -> tuple[np.ndarray, Any, float]:
+    """(data, its context or None, learning rate) for ``model``: stripes or two blobs."""
+    if model.spec.models_pixel_levels:
+        x, lr = structured_images(64, shape=model.event_shape, num_bits=model.num_bits), 1e-3
+    else:
+        x, lr = blobs(256, model.num_dims), 1e-2
+    n = len(x)
+    if model.num_classes is not None:
+        return x, np.arange(n) % model.num_classes, lr
+    if model.context_dim is not None:
+        return x, np.random.default_rng(1).standard_normal((n, model.context_dim)).astype(np.float32), lr
+    return x, None, lr
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n in FIT_FAST else pytest.mark.slow) for n in FIT_CASES]
+)
 def test_fit_lowers_the_loss_and_changes_every_weight(name):
-    make, make_x, make_context, lr = FIT_CASES[name]
     keras.utils.set_random_seed(0)
-    model = make()
-    x, context = make_x(), make_context()
+    model = FIT_CASES[name]()
+    x, context, lr = fit_data(model)
     model.initialize(x if context is None else (x, context))
     loss_before = float(-tf.reduce_mean(model.log_prob(x, context)))
     before = weights(model)
