@@ -314,6 +314,7 @@ def test_cli_refuses_with_one_line_and_status_2(tiny_file, images, tmp_path, cap
         assert not out.exists()
 
 
+@pytest.mark.slow  # three tfflows train runs of an IDF
 def test_cli_trains_an_idf(tmp_path):
     from tfflows.cli import main
 

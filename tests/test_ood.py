@@ -150,6 +150,7 @@ def test_scoring_streams_a_dataset_in_batches():
     assert sizes == [100] * 6
 
 
+@pytest.mark.slow  # exports and loads a SavedModel
 def test_a_flow_model_and_its_saved_model_score_alike(tmp_path):
     model = tiny_glow()
     images = np.random.default_rng(4).integers(0, 256, (6, *SHAPE), dtype=np.uint8)

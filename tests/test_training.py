@@ -74,7 +74,11 @@ FIT_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(FIT_CASES))
+# Two epochs of fit trace and run the whole step: the vector flows in the fast tier, the image
+# flows (a few times the cost) in the full suite.
+@pytest.mark.parametrize(
+    "name", [n if n.startswith("vector") else pytest.param(n, marks=pytest.mark.slow) for n in FIT_CASES]
+)
 def test_fit_lowers_the_loss_and_changes_every_weight(name):
     make, make_x, make_context, lr = FIT_CASES[name]
     keras.utils.set_random_seed(0)
