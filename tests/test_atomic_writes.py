@@ -125,6 +125,12 @@ def test_killed_model_save_leaves_the_old_or_the_new_file(tmp_path, where, survi
         np.testing.assert_array_equal(got, value, err_msg=f"weight {i}: not the {survivor} version")
     others = [n for n in os.listdir(target.parent) if n != "model.keras"]
     assert all(is_temporary(n) for n in others), others
+    if where == "mid_write":  # the next save removes the killed one's leftover, and nothing else
+        (target.parent / ".notes.tmp-mine").write_text("mine")  # a user's file with a look-alike name
+        litter = [n for n in os.listdir(target.parent) if n.startswith(".model.tmp-")]
+        assert len(litter) == 1, os.listdir(target.parent)
+        model.save(str(target))
+        assert sorted(os.listdir(target.parent)) == [".notes.tmp-mine", "model.keras"]
 
 
 @pytest.mark.slow
@@ -145,6 +151,15 @@ def test_killed_export_leaves_the_old_or_the_new_version(tmp_path, where, surviv
     np.testing.assert_allclose(served["log_prob"], model.log_prob(x), rtol=1e-5)
     # TF Serving loads numeric version folders only: a leftover is hidden and not one of them.
     assert [n for n in os.listdir(version.parent) if not n.startswith(".")] == ["1"]
+    if where == "mid_write":  # the killed export left its temporary folder; the next export removes it
+        litter = [n for n in os.listdir(version.parent) if n != "1"]
+        assert len(litter) == 1 and litter[0].startswith(".1.tmp-"), litter
+        assert os.path.isdir(version.parent / litter[0])
+
+        from tfflows.cli import main
+
+        assert main(["export", str(tmp_path / "model.keras"), str(version.parent), "--overwrite"]) == 0
+        assert os.listdir(version.parent) == ["1"]
 
 
 def test_failed_export_overwrite_leaves_the_old_version(tmp_path, monkeypatch):
@@ -230,36 +245,3 @@ def test_atomic_dir_replaces_only_after_the_new_folder_is_complete(tmp_path, mon
         Path(tmp, "new.txt").write_text("new")
         assert os.listdir(tmp_path / "v") == ["old.txt"]
     assert os.listdir(tmp_path / "v") == ["new.txt"] and os.listdir(tmp_path) == ["v"]
-
-
-# -- issue 21: the next write removes what a killed one left ---------------------------------------
-@pytest.mark.slow
-def test_the_next_save_removes_a_killed_saves_leftover(tmp_path):
-    target = tmp_path / "models" / "model.keras"
-    target.parent.mkdir()
-    model = _small_model()
-    model.save(str(target))
-    (target.parent / ".notes.tmp-mine").write_text("mine")  # a user's file with a look-alike name
-    _kill_child_at_stop(tmp_path, "keras", "mid_write", str(target))
-    litter = [n for n in os.listdir(target.parent) if n.startswith(".model.tmp-")]
-    assert len(litter) == 1, os.listdir(target.parent)
-
-    model.save(str(target))
-    assert sorted(os.listdir(target.parent)) == [".notes.tmp-mine", "model.keras"]
-
-
-@pytest.mark.slow
-def test_the_next_export_removes_a_killed_exports_folder(tmp_path):
-    model = _small_model()
-    model.save(str(tmp_path / "model.keras"))
-    version = tmp_path / "serving" / "flow" / "1"
-    export_saved_model(model, version, max_samples=7)
-    _kill_child_at_stop(tmp_path, "export", "mid_write", str(version), str(tmp_path / "model.keras"))
-    litter = [n for n in os.listdir(version.parent) if n != "1"]
-    assert len(litter) == 1 and litter[0].startswith(".1.tmp-"), litter
-    assert os.path.isdir(version.parent / litter[0])
-
-    from tfflows.cli import main
-
-    assert main(["export", str(tmp_path / "model.keras"), str(version.parent), "--overwrite"]) == 0
-    assert os.listdir(version.parent) == ["1"]

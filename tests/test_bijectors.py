@@ -54,6 +54,39 @@ COMPILED_TOL = {"float32": 1e-5, "float64": 1e-12}
 COMPOSED_TOL = {"float32": 1e-4, "float64": 1e-12}
 
 all_cases = pytest.mark.parametrize("name", CASE_NAMES, ids=CASE_NAMES)
+# The two costliest properties (an autodiff Jacobian; tracing a tf.function) run in the fast tier
+# on one case of each kind of bijector, and on every case in the full suite (marked slow). The
+# cheaper properties run on every case in both tiers, so every code path is still run fast.
+REPRESENTATIVE_CASES = {
+    "affine_checkerboard0_sigmoid_convnet",
+    "affine_channel1_sigmoid_resnet",
+    "affine_half1_context_mlp",
+    "affine_half0_bounded_indices",
+    "additive_half0_mlp",
+    "actnorm_image",
+    "conv1x1_lu_image",
+    "conv1x1_plain_vector",
+    "squeeze2",
+    "shuffle_image",
+    "scale_pixels_centered",
+    "logit_image",
+    "spline_half0_mlp",
+    "affine_token_channel0_vit",
+    "affine_token_spatial0_vit",
+    "maf_natural_vector",
+    "iaf_random_context",
+    "standardize_vector",
+    "prior_image_context_batch2d",
+    "flatten",
+    "factor_out_coupling",
+    "flow_chain_squeeze_coupling",
+}
+assert REPRESENTATIVE_CASES <= set(CASE_NAMES), REPRESENTATIVE_CASES - set(CASE_NAMES)
+tiered_cases = pytest.mark.parametrize(
+    "name",
+    [n if n in REPRESENTATIVE_CASES else pytest.param(n, marks=pytest.mark.slow) for n in CASE_NAMES],
+    ids=CASE_NAMES,
+)
 layer_cases = pytest.mark.parametrize("name", LAYER_CASE_NAMES, ids=LAYER_CASE_NAMES)
 # The fast tier checks each case's maths in float64; float32's round-off (which the CI checks
 # again with oneDNN flipped) is in the full suite.
@@ -135,7 +168,7 @@ def _jacobian_log_det(fn, inputs: np.ndarray, batch_shape: tuple) -> tuple[np.nd
     return expected.reshape(batch_shape), log_det.numpy()
 
 
-@all_cases
+@tiered_cases
 def test_log_det_matches_jacobian(name, assert_close):
     case = get_case(name, "float64")
     tol = JACOBIAN_TOL
@@ -184,7 +217,7 @@ def _eager_reference(name: str, dtype: str) -> tuple[np.ndarray, ...]:
     return (x, y, *(o.numpy() for o in outputs))
 
 
-@all_cases
+@tiered_cases
 @all_dtypes
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["function", "xla"])
 def test_compiled_matches_eager(name, dtype, jit_compile, assert_close):

@@ -314,6 +314,22 @@ def test_cli_refuses_with_one_line_and_status_2(tiny_file, images, tmp_path, cap
         assert not out.exists()
 
 
+def test_cli_train_refusals_of_an_idf_need_no_training(tmp_path, capsys):
+    """The refusals of ``tfflows train --model idf``, checked without training (the runs are slow)."""
+    from tfflows.cli import main
+
+    base = ["train", "--model", "idf", "--dataset", "digits", "--max-train", "8"]
+    assert main([*base, "--conditional", "--out", str(tmp_path / "a")]) == 2
+    assert "tfflows train: --model idf is unconditional; drop --conditional." in capsys.readouterr().err
+    checkpoints = tmp_path / "b" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "epoch_003.keras").write_bytes(b"")  # a previous run's checkpoint, by its name
+    assert main([*base, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert f"{checkpoints} holds checkpoints; pass --resume to go on from epoch 3" in err, err
+
+
+@pytest.mark.slow  # three tfflows train runs of an IDF
 def test_cli_trains_an_idf(tmp_path):
     from tfflows.cli import main
 

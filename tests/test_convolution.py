@@ -210,6 +210,7 @@ def test_glow_log_prob_is_the_same_either_way(assert_close):
     assert sum(op.type == "Conv2D" for op in graph.get_operations()) < 2 * 2 * 3
 
 
+@pytest.mark.slow  # exports and loads a SavedModel
 def test_export_writes_stock_convolutions(tmp_path):
     import tfflows
 

@@ -144,7 +144,20 @@ def _run_process(block: Block, folder: Path) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("page", CODE_PAGES)
+# Pages whose fast blocks fit, export or score models for several seconds: their examples run in
+# the full suite (the same code as the API they use, which the fast tier's own tests cover).
+HEAVY_PAGES = {
+    "guides/keras.md",
+    "guides/conditional.md",
+    "guides/tfp.md",
+    "guides/serving.md",
+    "guides/ood.md",
+}
+
+
+@pytest.mark.parametrize(
+    "page", [pytest.param(p, marks=pytest.mark.slow) if p in HEAVY_PAGES else p for p in CODE_PAGES]
+)
 def test_page_examples(page, tmp_path, monkeypatch):
     fast = [b for b in blocks_of(page) if not b.slow]
     if not fast:

@@ -219,6 +219,7 @@ def test_fresh_model_is_the_scaled_standard_normal(assert_close):
     assert model.data_kind == "image" and model.per_dim_metric == "bits_per_dim"
 
 
+@pytest.mark.slow  # eight fit steps, as TarFlow's
 def test_fit_lowers_the_loss_and_trains_every_weight():
     model = tiny()
     model.compile(optimizer=make_optimizer(3e-3), jit_compile=False)
@@ -230,6 +231,7 @@ def test_fit_lowers_the_loss_and_trains_every_weight():
     assert unchanged == []
 
 
+@pytest.mark.slow  # exports and loads a SavedModel (tfflows.export is in the fast tier in test_export.py)
 def test_export_saved_model_signatures(tmp_path, assert_close):
     model = random_model()
     path = tfflows.export_saved_model(model, os.path.join(tmp_path, "1"))

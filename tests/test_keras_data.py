@@ -142,6 +142,7 @@ def test_evaluate_on_uint8_equals_evaluate_on_bin_centred_floats():
     assert model.evaluate(ds.batch(16), verbose=0, return_dict=True) == by_float
 
 
+@pytest.mark.slow  # exports and loads a SavedModel
 def test_predict_on_uint8_equals_log_prob_at_bin_centres_and_the_saved_model(tmp_path, assert_close):
     from tfflows.export import export_saved_model
 

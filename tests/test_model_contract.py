@@ -99,6 +99,9 @@ def _variants() -> dict[str, tuple[ModelEntry, dict[str, int]]]:
 
 VARIANTS = _variants()
 NAMES = sorted(VARIANTS)
+# The costly properties (autodiff Jacobians, fit, the .keras round trip) run in the fast tier for
+# each model unconditionally and for its conditional variants in the full suite (marked slow).
+TIERED_NAMES = [pytest.param(n, marks=pytest.mark.slow) if VARIANTS[n][1] else n for n in NAMES]
 
 
 def data_for(model: Any, n: int, seed: int) -> np.ndarray:
@@ -139,7 +142,7 @@ def test_every_registered_model_is_in_the_list():
     assert {n.split("-")[0] for n in NAMES} >= {"glow", "realnvp", "tarflow", "jet", "nsf", "maf"}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", TIERED_NAMES)
 def test_change_of_variables_is_the_autodiff_jacobian(name, assert_close):
     """log p(x) − log N(f(x)) = log|det ∂f/∂x|, the Jacobian by autodiff, in float64."""
     model, x, context = variant(name, "float64")
@@ -250,7 +253,7 @@ def test_bad_input_is_refused_by_the_contract(name):
             model.log_prob(x, np.zeros(BATCH, np.int32))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", TIERED_NAMES)
 def test_keras_file_round_trip_keeps_log_prob(name, tmp_path):
     model, x, context = variant(name)
     model.save(tmp_path / "m.keras")
@@ -275,7 +278,7 @@ def test_summary_lists_every_flow_layer(name, capsys):
     assert all(layer.name in out for layer in model.flow_layers)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", TIERED_NAMES)
 def test_a_few_fit_steps_move_every_weight(name):
     entry, conditioning = VARIANTS[name]
     keras.utils.set_random_seed(0)

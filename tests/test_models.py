@@ -424,7 +424,14 @@ def test_an_empty_batch_gives_empty_results(case, mode):
         assert tuple(out.shape) == shape, (what, mode, out.shape)
 
 
-@pytest.mark.parametrize("name", ["glow-image", "realnvp-image-context_dim", "nsf-vector-num_classes"])
+@pytest.mark.parametrize(  # tracing the gradient is the cost: one model in the fast tier
+    "name",
+    [
+        pytest.param("glow-image", marks=pytest.mark.slow),
+        "realnvp-image-context_dim",
+        pytest.param("nsf-vector-num_classes", marks=pytest.mark.slow),
+    ],
+)
 def test_an_empty_batch_in_a_graph_gives_zero_gradients(name):
     """A replica with no examples: its loss sum is 0 and every gradient a finite zero."""
     model = get_case(name).model

@@ -332,6 +332,7 @@ def test_export_refuses_a_model_with_a_nan_weight(tmp_path):
     assert not (tmp_path / "1").exists()
 
 
+@pytest.mark.slow  # exports and loads a SavedModel
 def test_served_samples_say_which_ones_overflowed(tmp_path):
     model = overflowing_glow()
     path = tfflows.export_saved_model(model, tmp_path / "1")

@@ -213,6 +213,7 @@ def test_compile_builds_the_optimizer_so_every_save_holds_its_state(tmp_path, re
     assert loaded.get_compile_config() == model.get_compile_config()
 
 
+@pytest.mark.slow  # two runs of four epochs each, one crashed and resumed
 def test_checkpoint_and_backup_resume_the_loss_curve(tmp_path):
     """ModelCheckpoint files load bit for bit; BackupAndRestore after a crash gives the same curve."""
     name, epochs, crash_at = "glow-image", 4, 2

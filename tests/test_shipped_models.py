@@ -35,6 +35,12 @@ CARDS = sorted(
     for name in os.listdir(ROOT)
     if os.path.exists(os.path.join(ROOT, name, "card.json"))
 )
+# The fast tier loads the small shipped models (the digits and two-moons ones); scoring the
+# Fashion-MNIST test split with the larger ones is in the full suite.
+TIERED_CARDS = [
+    pytest.param(c, marks=pytest.mark.slow) if "fashion_mnist" in os.path.basename(os.path.dirname(c)) else c
+    for c in CARDS
+]
 _spec = importlib.util.spec_from_file_location("ship", os.path.join(ROOT, "ship.py"))
 ship = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ship)
@@ -151,12 +157,12 @@ def test_each_folder_keeps_to_the_budget_and_all_to_40_mb():
     assert ship.folder_bytes(ROOT) < 40 * 2**20
 
 
-@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: os.path.basename(os.path.dirname(p)))
+@pytest.mark.parametrize("card_path", TIERED_CARDS, ids=lambda p: os.path.basename(os.path.dirname(p)))
 def test_recorded_test_figure_on_real_test_data(card_path):
     check_recorded_figure(card_path)
 
 
-@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: os.path.basename(os.path.dirname(p)))
+@pytest.mark.parametrize("card_path", TIERED_CARDS, ids=lambda p: os.path.basename(os.path.dirname(p)))
 def test_card_matches_the_saved_model(card_path):
     check_card(card_path)
     check_card_example(card_path)

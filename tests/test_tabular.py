@@ -42,8 +42,16 @@ def gaussian_table(n: int, seed: int = 0) -> np.ndarray:
 # -- the autoregressive property ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transform", ["affine", "spline"])
-@pytest.mark.parametrize("direction", ["maf", "iaf"])
+@pytest.mark.parametrize(  # IAF's spline pass runs once per dimension: its Jacobians are in the full suite
+    "direction, transform",
+    [
+        ("maf", "affine"),
+        ("iaf", "affine"),
+        ("maf", "spline"),
+        pytest.param("iaf", "spline", marks=pytest.mark.slow),
+    ],
+    ids=["maf-affine", "iaf-affine", "maf-spline", "iaf-spline"],
+)
 @pytest.mark.parametrize("ordering", ["natural", "reversed", "random"])
 def test_forward_jacobian_is_triangular_in_the_ordering(direction, ordering, transform):
     dim = 5
@@ -159,7 +167,9 @@ def mafs():
     return out
 
 
-@pytest.mark.parametrize("direction", list(MAF_VARIANTS))
+@pytest.mark.parametrize(
+    "direction", [pytest.param(d, marks=pytest.mark.slow) if d == "maf-spline" else d for d in MAF_VARIANTS]
+)
 def test_sample_encode_and_log_prob_agree(mafs, direction):
     model = mafs[direction]
     x = model.sample(64, seed=3)
@@ -298,9 +308,15 @@ def test_initialise_once_survives_save_and_load(tmp_path):
     [
         lambda: tfflows.VectorRealNVP(3, num_steps=2, width=8, standardize=True),
         lambda: tfflows.VectorGlow(3, num_steps=1, width=8, standardize=True),
-        lambda: tfflows.VectorNSF(3, num_steps=1, width=8, standardize=True),
+        # The spline flows' steps cost a few times the affine ones': trained in the full suite.
+        pytest.param(
+            lambda: tfflows.VectorNSF(3, num_steps=1, width=8, standardize=True), marks=pytest.mark.slow
+        ),
         lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True),
-        lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True, transform="spline"),
+        pytest.param(
+            lambda: tfflows.VectorMAF(3, num_steps=2, width=8, standardize=True, transform="spline"),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["realnvp", "glow", "nsf", "maf", "maf-spline"],
 )
@@ -502,6 +518,7 @@ def test_batch_size_and_warmup_follow_the_data(capsys):
     assert "--warmup 400 is not shorter than the run's 200 planned steps" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a tfflows train run
 def test_cli_builds_a_spline_maf(table_csv, tmp_path, capsys):
     path, _ = table_csv
     out = tmp_path / "run"

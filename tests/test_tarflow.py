@@ -392,6 +392,7 @@ def test_fit_lowers_the_loss_and_trains_every_weight():
     assert unchanged == []
 
 
+@pytest.mark.slow  # exports and loads a SavedModel (tfflows.export is in the fast tier in test_export.py)
 def test_export_saved_model_signatures(tmp_path, assert_close):
     model = random_model()
     path = tfflows.export_saved_model(model, os.path.join(tmp_path, "1"))
