@@ -28,7 +28,7 @@ from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.spec import DataSpec, unless_empty
 from tfflows.deprecation import renamed_keys
 from tfflows.distribution import FlowDistribution, LiveBijector
-from tfflows.models.arguments import check_model_arguments, initial_batch
+from tfflows.models.arguments import check_seed, check_model_arguments, initial_batch
 from tfflows.models.persistence import SavedFlow
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
 from tfflows.models.plan import latent_shapes as plan_latent_shapes
@@ -142,6 +142,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
     def _finish_init(self) -> None:
         """Subclasses call this at the end of ``__init__``: creates every weight."""
+        check_seed(type(self).__name__, getattr(self, "seed", 0))  # the steps' permutations use it
         self.bpd_tracker = StepMean(name=self.per_dim_metric, dtype=self.flow_dtype)
         self._plan = Plan(self._make_steps())
         check_backprop(type(self).__name__, self.backprop, self._plan.steps)
@@ -421,9 +422,9 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         the whole training array for exact ones. Returns the number of
         steps initialised.
         """
+        x, context = initial_batch(self.spec, data, num_batches)  # checked even when nothing needs it
         if self.is_initialized and not force:
             return 0
-        x, context = initial_batch(self.spec, data, num_batches)
         return initialize_steps(self.plan.steps, x, context, force)
 
     def get_config(self) -> dict[str, Any]:
