@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 
 from audit_rows import SURFACES  # noqa: E402
 
-ROW_SECONDS = 120  # a row (with the surface's start-up) that takes longer is a hang
+ROW_SECONDS = 360  # a row (with the surface's start-up) that takes longer is a hang
 
 
 def _run_surface(surface: str, results: Path, workdir: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-ROW_LIMIT = 60  # seconds a row may take inside its process (SIGALRM); the parent's watchdog backs it
+ROW_LIMIT = 240  # seconds a row may take inside its process (SIGALRM); the parent's watchdog backs it
 
 
 class Hang(BaseException):
@@ -62,7 +62,7 @@ class Row:
     expect: Any
 
 
-NAMES_WHAT_CAME = ("got", "given", "found", "holds", "has ", "is ", "are ", "was ", "passed", "gave", "unknown", "unrecognized")
+NAMES_WHAT_CAME = ("got", "given", "found", "holds", "has ", "is ", "are ", "was ", "passed", "gave", "unknown", "unrecognized", "not recognized", "received", "no such file", "did not hold")
 
 
 def _contains(message: str, sub: Any) -> bool:

@@ -237,18 +237,18 @@ def context_rows() -> list[Row]:
         lab = tiny(key, "labels")
         x = valid_x(lab)
         cases = [
-            ("labels_fractional", [0.5, 1.0], Refuse(("label", "0.5"), TE)),
+            ("labels_fractional", [0.5, 1.0], Refuse(("label", ("0.5", "float")), TE)),
             ("labels_column", np.array([[0], [1]]), Either(finite_of((2,)), ("shape",))),
             ("labels_strings", ["cat", "dog"], Refuse(("label",), TE)),
             ("labels_three_for_two", [0, 1, 2], Refuse(("3", "2"))),
             ("labels_huge_negative", np.array([0, -(2**40)], np.int64), Refuse(("0..2",))),
-            ("labels_one_hot", np.eye(3, dtype=np.float32)[[0, 1]], Refuse(("label",), TE)),
+            ("labels_one_hot", np.eye(3, dtype=np.float32)[[0, 1]], Either(finite_of((2,)), ("label",), TE)),
             ("labels_scalar", 1, Either(finite_of((2,)), ("label",))),
             ("labels_uint8_255", np.array([0, 255], np.uint8), Refuse(("0..2", "255"))),
             ("labels_float_nan", np.array([0.0, np.nan], np.float32), Refuse(("label",), TE)),
         ]
         for rid, c, e in cases:
-            rows.append(Row("contexts", f"{key}.log_prob.{rid}", (lambda m=lab, v=c: m.log_prob(x, context=v)), e))
+            rows.append(Row("contexts", f"{key}.log_prob.{rid}", (lambda m=lab, v=c, x=x: m.log_prob(x, context=v)), e))
         rows.append(Row("contexts", f"{key}.sample.labels_out_of_range", (lambda m=lab: m.sample(2, context=[0, 7])), Refuse(("0..2", "7"))))
         rows.append(Row("contexts", f"{key}.sample.labels_count_mismatch", (lambda m=lab: m.sample(2, context=[0, 1, 2])), Refuse(("3",))))
         rows.append(Row("contexts", f"{key}.sample.labels_missing", (lambda m=lab: m.sample(2)), Refuse(("conditional",))))
@@ -266,7 +266,7 @@ def context_rows() -> list[Row]:
             ("context_labels_given", np.array([0, 1]), Either(finite_of((2,)), ("context",))),
         ]
         for rid, c, e in cases:
-            rows.append(Row("contexts", f"{key}.log_prob.{rid}", (lambda m=vec, v=c: m.log_prob(x, context=v)), e))
+            rows.append(Row("contexts", f"{key}.log_prob.{rid}", (lambda m=vec, v=c, x=x: m.log_prob(x, context=v)), e))
         rows.append(Row("contexts", f"{key}.decode.context_nan", (lambda m=vec: m.decode(np.zeros((1, m.spec.num_dims), np.float32), context=np.array([[np.nan, 0.0]], np.float32))), Refuse(("finite",))))
     return rows
 

@@ -24,6 +24,13 @@ def _maf():
 def distribution_rows() -> list[Row]:
     rows = []
     for key in ("glow-image", "maf-vector", "tarflow-image", "nsf-vector"):
+        rows += _distribution_rows(key)
+    return rows
+
+
+def _distribution_rows(key: str) -> list[Row]:
+    rows = []
+    if True:
         m = tiny(key)
         x = valid_x(m, 2)
         d = m.spec.num_dims
@@ -71,6 +78,15 @@ def training_rows() -> list[Row]:
 
     rows = []
     for key in ("glow-image", "maf-vector", "tarflow-image"):
+        rows += _fit_rows(key)
+    return rows + _validate_rows()
+
+
+def _fit_rows(key: str) -> list[Row]:
+    import tensorflow as tf
+
+    rows = []
+    if True:
         m = _compiled(key)
         x = valid_x(m, 8)
         shape = m.spec.event_shape
@@ -83,7 +99,7 @@ def training_rows() -> list[Row]:
             ("fit_sample_weight_short", lambda m=m: m.fit(x, sample_weight=np.ones(3), epochs=1, verbose=0), Refuse(("sample_weight", "3"))),
             ("fit_sample_weight_2d", lambda m=m: m.fit(x, sample_weight=np.ones((8, 2)), epochs=1, verbose=0), Refuse(("sample_weight",))),
             ("fit_batch_size_zero", lambda m=m: m.fit(x, batch_size=0, epochs=1, verbose=0), Refuse(("batch_size",), TE)),
-            ("fit_dataset_of_wrong_shape", lambda m=m: m.fit(tf.data.Dataset.from_tensor_slices(np.zeros((4, 3, 3), np.float32)).batch(2), epochs=1, verbose=0), Refuse(("shape",))),
+            ("fit_dataset_of_wrong_shape", lambda m=m: m.fit(tf.data.Dataset.from_tensor_slices(np.zeros((4, 7), np.float32)).batch(2), epochs=1, verbose=0), Refuse(("shape",))),
             ("fit_empty_array", lambda m=m: m.fit(x[:0], epochs=1, verbose=0), Refuse((("empty", "no data", "0 examples", "no batch"),))),
             ("evaluate_wrong_shape", lambda m=m: m.evaluate(np.zeros((4, 7), np.float32), verbose=0), Refuse(("shape",))),
             ("evaluate_nan", lambda m=m: m.evaluate(np.full((4, *shape), np.nan, np.float32), verbose=0), Either(finite, ("finite", "NaN"))),
@@ -100,7 +116,13 @@ def training_rows() -> list[Row]:
             Row("training", f"{key}.fit_labels_missing", lambda lab=lab: lab.fit(xl, epochs=1, verbose=0), Refuse(("conditional",))),
             Row("training", f"{key}.fit_labels_float", lambda lab=lab: lab.fit(xl, np.full(8, 0.5), epochs=1, verbose=0), Refuse(("label",), TE)),
         ]
-    # validate_args=True inside tf.function
+    return rows
+
+
+def _validate_rows() -> list[Row]:
+    import tensorflow as tf
+
+    rows = []
     for key in ("glow-image", "maf-vector", "realnvp-image", "jet-image"):
         from audit_grading import entry_models
 
@@ -140,7 +162,7 @@ def optimizer_rows() -> list[Row]:
         ("make_optimizer.warmup_bool", lambda: mo(1e-3, warmup_steps=True), Refuse(("warmup_steps", "True"), TE)),
         ("make_optimizer.warmup_string", lambda: mo(1e-3, warmup_steps="10"), Refuse(("warmup_steps", "'10'"), TE)),
         ("make_optimizer.decay_string", lambda: mo(1e-3, decay_steps="100"), Refuse(("decay_steps",), TE)),
-        ("make_optimizer.decay_before_warmup_ends", lambda: mo(1e-3, warmup_steps=100, decay_steps=10), Refuse(("decay_steps", "warmup_steps"))),
+        ("make_optimizer.decay_shorter_than_warmup", lambda: mo(1e-3, warmup_steps=100, decay_steps=10), Either(anything, ("decay_steps",))),
         ("make_optimizer.unknown_keyword", lambda: mo(1e-3, beta_3=0.9), Refuse(("beta_3",), TE)),
         ("make_optimizer.clipvalue_and_clipnorm", lambda: mo(1e-3, clipvalue=-1.0), Refuse(("clipvalue",), TE)),
         ("ScheduledAdam.lr_negative", lambda: tfflows.ScheduledAdam(learning_rate=-1.0), Refuse(("learning_rate", "-1"))),
@@ -167,7 +189,8 @@ def optimizer_rows() -> list[Row]:
         ("TimeLimit.string", lambda: TimeLimit("10"), Refuse(("seconds", "'10'"), TE)),
         ("FiniteCheckpoint.keep_zero", lambda: FiniteCheckpoint(str(fresh("c") / "e{epoch}.keras"), keep=0), Refuse(("keep", "0"))),
         ("FiniteCheckpoint.not_keras", lambda: FiniteCheckpoint(str(fresh("c") / "e.txt")), Refuse((".keras",))),
-        ("density_array.three_columns", lambda: density_array(np.zeros((10, 3))), Refuse(("points", "3"))),
+        ("density_array.three_columns_first_two_drawn", lambda: density_array(np.zeros((10, 3))), Either(anything, ("points",))),
+        ("density_array.rank3_points", lambda: density_array(np.zeros((10, 2, 2))), Refuse(("points",))),
         ("density_array.bins_zero", lambda: density_array(np.zeros((10, 2)), bins=0), Refuse(("bins", "0"))),
         ("density_array.extent_negative", lambda: density_array(np.zeros((10, 2)), extent=-1.0), Refuse(("extent", "-1"))),
         ("density_array.nan_points", lambda: density_array(np.full((10, 2), np.nan)), Either(anything, ("finite",))),

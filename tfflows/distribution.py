@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.base import FlowBijector
+from tfflows.data.arrays import as_tensor
 from tfflows.live import LiveFlow, flow_dtype
 from tfflows.typing import Context, Seed, TensorLike
 
@@ -88,6 +89,20 @@ def stateless_seed(seed: Seed, name: str = "sample") -> tf.Tensor | None:
     if array.min() < -(2**63) or array.max() >= 2**63:
         raise ValueError(f"{name}: {what}; its entries must fit in 64 bits, got {seed!r}.")
     return tf.constant(array.astype(np.int64))
+
+
+def _check_sample_shape(sample_shape: Any, name: str) -> None:
+    """TFP's ``sample_shape``, eagerly: an int >= 0 or a sequence of them (TFP would cast 2.5 to 2)."""
+    if tf.is_tensor(sample_shape) and not tf.executing_eagerly():
+        return
+    sizes = np.asarray(sample_shape.numpy() if tf.is_tensor(sample_shape) else sample_shape, dtype=object)
+    flat = sizes.ravel().tolist() if sizes.ndim <= 1 else [None]
+    if any(
+        isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0 for d in flat
+    ):
+        raise ValueError(
+            f"{name}: sample_shape must be an integer >= 0 or a sequence of them, got {sample_shape!r}."
+        )
 
 
 def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name: str) -> tf.Tensor:
@@ -344,8 +359,8 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
     # -- density and samples -------------------------------------------------
 
     def _as_data(self, value: Any) -> tf.Tensor:
-        value = tf.convert_to_tensor(value)
         spec = self._model.spec
+        value = as_tensor(value, self.name, "x", f"an array of numbers of shape [..., {spec.event_shape}]")
         if value.dtype.is_integer and spec.models_pixel_levels:
             # Integer pixels (uint8 from TFDS or decode_png) are scored as the model and the
             # SavedModel score them: reduced to num_bits, at the centres of their bins.
@@ -381,6 +396,11 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
                 return model.flow_log_prob(model.spec.check_x(x), context)
 
         return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
+
+    def sample(self, sample_shape: Any = (), seed: Seed = None, name: str = "sample", **kwargs: Any) -> tf.Tensor:
+        """Samples of shape ``[*sample_shape, *batch_shape, *event_shape]`` (TFP's ``sample``)."""
+        _check_sample_shape(sample_shape, self.name)
+        return super().sample(sample_shape, seed=seed, name=name, **kwargs)
 
     def _latent_noise(self, sample_shape: Any, seed: Any) -> tf.Tensor:
         seed = stateless_seed(seed, self.name)

@@ -194,6 +194,11 @@ def _elements_from_arrays(images, labels) -> tuple[tf.data.Dataset, int, int]:
             raise ValueError(
                 f"labels must have {len(images)} rows, one per image; got shape {list(labels.shape)}."
             )
+        if labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+            shown = labels.ravel()[:4].tolist()
+            raise ValueError(
+                f"labels must be class ids (integers >= 0), got {labels.dtype} values such as {shown}."
+            )
         elements = (images, labels)
     return tf.data.Dataset.from_tensor_slices(elements), len(images), int(images.max())
 

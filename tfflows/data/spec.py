@@ -114,7 +114,7 @@ class DataSpec:
 
     # -- contexts ------------------------------------------------------------
 
-    def context(self, context: Any) -> tf.Tensor | None:
+    def context(self, context: Any, batch: int | None = None) -> tf.Tensor | None:
         """The context as the flow sees it: one-hot ``[batch, num_classes]`` or vectors ``[batch, C]``.
 
         Class labels are integers in ``0..num_classes - 1`` of shape [batch]
@@ -135,10 +135,15 @@ class DataSpec:
         if context is None:
             what = "class labels" if self.num_classes else f"context vectors of size {self.context_dim}"
             raise ValueError(f"{name}: this model is conditional; pass context= ({what}).")
-        context = as_tensor(context, name, "context", f"{self.describe_context()}")
+        context = as_tensor(context, name, "context", self.describe_context())
         if context.dtype == tf.bool or not (context.dtype.is_integer or context.dtype.is_floating):
             what = "integer class labels" if self.num_classes else "a float context"
             raise ValueError(f"{name}: expected {what}, got a {context.dtype.name} context.")
+        rows = context.shape[0] if context.shape.rank else None
+        if batch is not None and rows is not None and rows != batch:
+            raise ValueError(
+                f"{name}: expected one context per example, {batch} for a batch of {batch}, got {rows}."
+            )
         if self.num_classes is not None:
             return self._labels(context)
         if not context.dtype.is_floating:
@@ -228,7 +233,7 @@ class DataSpec:
         """
         if context is None or not self.is_conditional:
             return context
-        context = as_tensor(context, name, "context", f"{self.describe_context()}")
+        context = as_tensor(context, self.owner, "context", self.describe_context())
         if self.num_classes is not None and context.shape.rank == 0:
             if not context.dtype.is_integer:
                 raise ValueError(

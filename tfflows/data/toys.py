@@ -111,6 +111,8 @@ def sample_toy(name: str, n: int, seed: int | None = None) -> np.ndarray:
     _check_name(name)
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"seed must be an integer or None; got {seed!r}.")
     rng = np.random.default_rng(seed)
     return _SAMPLERS[name](rng, int(n)).astype(np.float32)
 

@@ -139,7 +139,16 @@ def export_saved_model(
             RuntimeWarning,
             stacklevel=2,
         )
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"export_saved_model: overwrite must be True or False, got {overwrite!r}.")
     path = os.fspath(path)
+    if not path.strip():
+        raise ValueError(f"export_saved_model: expected a path for the version folder, got {path!r}.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"export_saved_model: cannot write {path!r}: {parent!r} is a file, not a folder.")
     replace = _check_path(path, overwrite)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 

@@ -211,9 +211,9 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
     # -- the flow as TFP objects -----------------------------------------
 
-    def flow(self, context: Context = None) -> FlowChain:
-        """The data → latent bijector built from the current weights."""
-        return build_bijector(self._plan.steps, self.spec.context(context))
+    def flow(self, context: Context = None, batch: int | None = None) -> FlowChain:
+        """The data → latent bijector built from the current weights (for ``batch`` examples, if given)."""
+        return build_bijector(self._plan.steps, self.spec.context(context, batch))
 
     def bijector_for(self, context: Context = None) -> LiveBijector:
         """The latent → data bijector, live: every call reads the current weights.
@@ -263,7 +263,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         is checked here, so callers with their own rules (the TFP
         distribution, the training step) share the one change of variables.
         """
-        ctx = self.spec.context(context)
+        ctx = self.spec.context(context, batch=x.shape[0])
         if self.backprop == "store":
             flow = build_bijector(self._plan.steps, ctx)
         else:
@@ -323,7 +323,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         model's own samples, which may leave [0, 2^num_bits), encode back.
         """
         x = self.spec.check_x(x, levels=self.spec.bounded_levels)
-        flow = self.flow(context)
+        flow = self.flow(context, batch=x.shape[0])
         z = unless_empty(x, lambda: flow.forward(x), (self.num_dims,), self.flow_dtype)
         return self.spec.check_result(z, "latent", x)
 
@@ -335,7 +335,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         return self._decode(self.spec.check_z(z), context)
 
     def _decode(self, z: tf.Tensor, context: Any = None) -> tf.Tensor:
-        flow = self.flow(context)
+        flow = self.flow(context, batch=z.shape[0])
         return unless_empty(z, lambda: flow.inverse(z), self.event_shape, self.flow_dtype)
 
     def sample(

@@ -93,6 +93,7 @@ def complexity_corrected(
     bits_per_dim: tf.Tensor | np.ndarray, complexity: tf.Tensor | np.ndarray
 ) -> tf.Tensor | np.ndarray:
     """S(x) = bits_per_dim(x) − complexity(x), both in bits per dimension (Serrà et al., 2020)."""
+    _check_pair("complexity_corrected", "bits_per_dim", bits_per_dim, "complexity", complexity)
     return bits_per_dim - complexity
 
 
@@ -100,7 +101,23 @@ def likelihood_ratio(
     log_prob: tf.Tensor | np.ndarray, background_log_prob: tf.Tensor | np.ndarray
 ) -> tf.Tensor | np.ndarray:
     """−LLR(x) = log p_background(x) − log p(x): higher is more OOD (Ren et al., 2019)."""
+    _check_pair("likelihood_ratio", "log_prob", log_prob, "background_log_prob", background_log_prob)
     return background_log_prob - log_prob
+
+
+def _check_pair(owner: str, a_name: str, a: Any, b_name: str, b: Any) -> None:
+    """Eagerly: two per-example arrays of one shape without NaN (in a graph, nothing is checked)."""
+    if not tf.executing_eagerly() or any(tf.is_tensor(v) and not hasattr(v, "numpy") for v in (a, b)):
+        return
+    arrays = [np.asarray(v, dtype=np.float64) for v in (a, b)]
+    if arrays[0].shape != arrays[1].shape:
+        raise ValueError(
+            f"{owner}: expected {a_name} and {b_name} of one shape (one value per example), got "
+            f"{arrays[0].shape} and {arrays[1].shape}."
+        )
+    for name, arr in zip((a_name, b_name), arrays):
+        if np.isnan(arr).any():
+            raise ValueError(f"{owner}: expected {name} without NaN, got {int(np.isnan(arr).sum())} NaN.")
 
 
 def check_nll(name: str, nll: Any) -> np.ndarray:
@@ -108,7 +125,10 @@ def check_nll(name: str, nll: Any) -> np.ndarray:
 
     +inf stays: an example of probability zero is as far out of distribution as can be.
     """
-    a = np.asarray(nll, dtype=np.float64)
+    try:
+        a = np.asarray(nll, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: expected a 1-D array of NLLs (numbers), got {nll!r:.80} ({err}).") from None
     if a.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of NLLs, got shape {a.shape}.")
     nan = int(np.isnan(a).sum())
@@ -123,7 +143,7 @@ def check_nll(name: str, nll: Any) -> np.ndarray:
 
 def check_mean_nll(name: str, value: Any) -> float:
     """``value`` as a finite float (a mean training NLL), else a ValueError naming ``name``."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         raise ValueError(f"{name}: expected a finite number of nats, got {value!r}.")
     try:
         number = float(value)

@@ -93,6 +93,7 @@ class FlowTrainer(KerasModelMixin):
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Keras ``evaluate``; ``sample_weight`` weights each example's NLL."""
         self.spec.check_weight_array(kwargs.get("sample_weight"), "evaluate")
+        check_counts(type(self).__name__, "evaluate", kwargs)
         y = self._keep_sample_weight(x, y, kwargs)
         return super().evaluate(x, y, *args, **kwargs)
 
@@ -120,11 +121,17 @@ class FlowTrainer(KerasModelMixin):
         skipped.
         """
         self.spec.check_weight_array(kwargs.get("sample_weight"), "fit")
+        check_counts(type(self).__name__, "fit", kwargs)
         y = self._keep_sample_weight(x, y, kwargs)
         batch = None
         if not self.is_initialized or self._unchecked(x):
             batch = self._first_batch(x, y, kwargs.get("batch_size"))
             if batch is not None:
+                if not isinstance(x, tf.data.Dataset) and int(tf.shape(self.spec.unpack(batch)[0])[0]) == 0:
+                    raise ValueError(
+                        f"{type(self).__name__}.fit: expected at least one training example, got an "
+                        f"empty batch of shape {list(np.shape(self.spec.unpack(batch)[0]))}."
+                    )
                 self.spec.check_first_batch(batch)
         if not self.is_initialized:
             if batch is None and isinstance(x, tf.data.Dataset):
@@ -191,10 +198,10 @@ class FlowTrainer(KerasModelMixin):
         shuffle buffer fills) and advances its random streams, so a Dataset
         given to ``fit`` again, as in an epoch loop, is not pulled again.
         """
-        if not self.spec.models_pixel_levels:
-            return False
         if not isinstance(x, tf.data.Dataset):
             return True
+        if not self.spec.models_pixel_levels:
+            return False
         last = getattr(self, "_checked_dataset", None)
         return last is None or last() is not x
 
@@ -211,3 +218,16 @@ class FlowTrainer(KerasModelMixin):
             xs, cs = self.spec.unpack(x if y is None else (x, y))
             return xs[:n], None if cs is None else cs[:n]
         return None
+
+
+def check_counts(owner: str, method: str, kwargs: dict) -> None:
+    """Keras's counts (``batch_size``, ``epochs``, ``steps_per_epoch``, ...): positive integers or None.
+
+    Keras takes ``batch_size=0`` or ``steps_per_epoch=0`` and trains on nothing.
+    """
+    for key in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "steps", "validation_batch_size"):
+        value = kwargs.get(key)
+        if value is not None and (
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1
+        ):
+            raise ValueError(f"{owner}.{method}: {key} must be a positive integer or None, got {value!r}.")
