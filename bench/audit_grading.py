@@ -62,7 +62,7 @@ class Row:
     expect: Any
 
 
-NAMES_WHAT_CAME = ("got", "given", "found", "holds", "has ", "is ", "are ", "was ", "passed", "gave", "unknown", "unrecognized", "not recognized", "received", "no such file", "did not hold")
+NAMES_WHAT_CAME = ("got", "given", "found", "holds", "has ", "is ", "are ", "was ", "passed", "gave", "unknown", "unrecognized", "not recognized", "received", "no such file", "did not hold", "starts with")
 
 
 def _contains(message: str, sub: Any) -> bool:

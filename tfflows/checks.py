@@ -47,7 +47,7 @@ def check_picture_args(
     owner: str,
     temperatures: Sequence[float],
     per_row: int,
-    num_bits: int,
+    num_bits: int | None,
     value_range: Sequence[float] | None,
     folder: Any = "",
 ) -> list[float]:
@@ -58,7 +58,7 @@ def check_picture_args(
         raise ValueError(f"{owner}: temperatures must be a non-empty list of numbers >= 0, got {temperatures!r}.")
     values = [finite_number(owner, "each temperature", t, 0.0) for t in temperatures]
     positive_int(owner, "per_row", per_row)
-    if positive_int(owner, "num_bits", num_bits) > 16:
+    if num_bits is not None and positive_int(owner, "num_bits", num_bits) > 16:  # None: vector models
         raise ValueError(f"{owner}: num_bits must be in 1..16, got {num_bits!r}.")
     if value_range is not None:
         low, high = (finite_number(owner, "value_range", v) for v in value_range)

@@ -107,8 +107,8 @@ def likelihood_ratio(
 
 def _check_pair(owner: str, a_name: str, a: Any, b_name: str, b: Any) -> None:
     """Eagerly: two per-example arrays of one shape without NaN (in a graph, nothing is checked)."""
-    if not tf.executing_eagerly() or any(tf.is_tensor(v) and not hasattr(v, "numpy") for v in (a, b)):
-        return
+    if any(tf.is_tensor(v) for v in (a, b)):
+        return  # scores inside tfflows (score(), the SavedModel) check their own inputs
     arrays = [np.asarray(v, dtype=np.float64) for v in (a, b)]
     if arrays[0].shape != arrays[1].shape:
         raise ValueError(
@@ -268,10 +268,6 @@ def score(
             parts["background_nll"].append(-bg.log_prob(batch).numpy())
     out = {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in parts.items()}
     out["bits_per_dim"] = out["nll"] / dims_ln2
-    if bg is not None:
-        out["likelihood_ratio"] = likelihood_ratio(-out["nll"], -out.pop("background_nll"))
-    if train_mean_nll is not None:
-        out["typicality"] = typicality(out["nll"], train_mean_nll)
     for key, values in out.items():
         nan = np.flatnonzero(np.isnan(values))
         if nan.size:
@@ -280,6 +276,10 @@ def score(
                 f"images (first: image {int(nan[0])}): the model"
                 f"{' or the background' if bg is not None else ''} could not score them."
             )
+    if bg is not None:
+        out["likelihood_ratio"] = likelihood_ratio(-out["nll"], -out.pop("background_nll"))
+    if train_mean_nll is not None:
+        out["typicality"] = typicality(out["nll"], train_mean_nll)
     return out
 
 

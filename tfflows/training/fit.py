@@ -94,6 +94,9 @@ class FlowTrainer(KerasModelMixin):
         """Keras ``evaluate``; ``sample_weight`` weights each example's NLL."""
         self.spec.check_weight_array(kwargs.get("sample_weight"), "evaluate")
         check_counts(type(self).__name__, "evaluate", kwargs)
+        if not self.compiled:
+            # A flow's loss and metrics are its own: evaluating needs nothing from compile().
+            self.compile()
         y = self._keep_sample_weight(x, y, kwargs)
         return super().evaluate(x, y, *args, **kwargs)
 
