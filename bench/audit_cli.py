@@ -317,10 +317,10 @@ def _killed_train_then(next_argv) -> str | None:
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and run.poll() is None:
-            if out.exists() and _tmp_names(out):
+            if (out / "checkpoints").exists() and _tmp_names(out):
                 run.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.002)
+            time.sleep(0.005)
     finally:
         run.kill()
         run.wait()
@@ -332,6 +332,14 @@ def _killed_train_then(next_argv) -> str | None:
     if after:
         return f"litter survives ({after}) after exit {nxt.returncode}: {nxt.stderr.strip()[-200:]}"
     return None
+
+
+def _epochs_done(out: Path) -> int:
+    """The newest epoch with a checkpoint in ``out`` (0 if none): a resume then trains one more."""
+    import re
+
+    numbers = [int(m.group(1)) for p in (out / "checkpoints").glob("epoch_*.keras") if (m := re.search(r"epoch_(\d+)", p.name))]
+    return max(numbers, default=0)
 
 
 def _killed_export() -> str | None:
@@ -361,7 +369,7 @@ def _killed_export() -> str | None:
 
 def fault_rows() -> list[Row]:
     one_line_holder = Cli(("PID", "host"))
-    resume_argv = lambda out: TRAIN + ["--epochs", "401", "--resume", "--extras-share", "1", "--out", str(out)]  # noqa: E731
+    resume_argv = lambda out: TRAIN + ["--epochs", str(_epochs_done(out) + 1), "--resume", "--out", str(out)]  # noqa: E731
     overwrite_argv = lambda out: TRAIN + ["--epochs", "1", "--overwrite", "--out", str(out)]  # noqa: E731
     ok = Handle(lambda r: r)
     return [
