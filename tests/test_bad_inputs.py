@@ -1831,3 +1831,14 @@ def test_an_uncompiled_model_evaluates():
     """``tfflows evaluate`` of a model saved without compile() said "You must call compile()"."""
     loss = tfflows.VectorMAF(2, num_steps=1, width=8).evaluate(np.zeros((4, 2), "float32"), verbose=0)
     assert np.isfinite(loss[0] if isinstance(loss, list) else loss)
+
+
+def test_an_export_removes_what_a_killed_export_of_another_version_left(tmp_path):
+    """A killed export left a hidden ``.1.tmp-PID-XXXXXXXX`` folder (~5 MB) that later exports kept."""
+    left = tmp_path / f".1.tmp-{_dead_pid()}-q1w2e3r4"
+    left.mkdir()
+    (left / "saved_model.pb").write_bytes(b"x")
+    mine = tmp_path / ".notes.tmp-mine"  # not a name tfflows writes: kept
+    mine.write_bytes(b"x")
+    tfflows.export_saved_model(_glow(), tmp_path / "2")
+    assert not left.exists() and mine.exists() and (tmp_path / "2" / "saved_model.pb").exists()
