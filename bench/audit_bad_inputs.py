@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -73,7 +72,11 @@ def _run_surface(surface: str, results: Path, workdir: Path) -> list[dict]:
             return out
         # the child died or hung on the row after the last one it wrote
         index = start + len(done)
-        how = "hang (no answer in time)" if child.returncode in (-9, None) else f"crash (exit {child.returncode})"
+        how = (
+            "hang (no answer in time)"
+            if child.returncode in (-9, None)
+            else f"crash (exit {child.returncode})"
+        )
         ids = rows[-1]["ids"] if rows and "ids" in rows[-1] else None
         row_id = f"row {index}"
         ids_file = workdir / f"{surface}.ids.json"

@@ -176,7 +176,9 @@ class SampleGrid(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         self.folder = folder
-        self.temperatures = check_picture_args("SampleGrid", temperatures, per_row, num_bits, value_range, folder)
+        self.temperatures = check_picture_args(
+            "SampleGrid", temperatures, per_row, num_bits, value_range, folder
+        )
         self.per_row = per_row
         self.num_bits = num_bits
         self.value_range = value_range
@@ -226,7 +228,9 @@ class TensorBoardSamples(keras.callbacks.Callback):
         super().__init__()
         self.source = source
         self.log_dir = os.path.join(log_dir, "samples")
-        self.temperatures = check_picture_args("TensorBoardSamples", temperatures, per_row, num_bits, value_range, log_dir)
+        self.temperatures = check_picture_args(
+            "TensorBoardSamples", temperatures, per_row, num_bits, value_range, log_dir
+        )
         self.per_row = per_row
         self.num_bits = num_bits
         self.value_range = value_range

@@ -32,7 +32,9 @@ def whole_number(owner: str, name: str, value: Any) -> int:
     return int(value)
 
 
-def finite_number(owner: str, name: str, value: Any, minimum: float | None = None, strict: bool = False) -> float:
+def finite_number(
+    owner: str, name: str, value: Any, minimum: float | None = None, strict: bool = False
+) -> float:
     """``value`` as a finite float, at least ``minimum`` (above it with ``strict``)."""
     ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and math.isfinite(value)
     if ok and minimum is not None:
@@ -55,7 +57,9 @@ def check_picture_args(
     if not isinstance(folder, (str, os.PathLike)):
         raise ValueError(f"{owner}: folder must be a path, got {folder!r}.")
     if isinstance(temperatures, (str, bytes)) or not isinstance(temperatures, Sequence) or not temperatures:
-        raise ValueError(f"{owner}: temperatures must be a non-empty list of numbers >= 0, got {temperatures!r}.")
+        raise ValueError(
+            f"{owner}: temperatures must be a non-empty list of numbers >= 0, got {temperatures!r}."
+        )
     values = [finite_number(owner, "each temperature", t, 0.0) for t in temperatures]
     positive_int(owner, "per_row", per_row)
     if num_bits is not None and positive_int(owner, "num_bits", num_bits) > 16:  # None: vector models
@@ -63,5 +67,7 @@ def check_picture_args(
     if value_range is not None:
         low, high = (finite_number(owner, "value_range", v) for v in value_range)
         if not low < high:
-            raise ValueError(f"{owner}: value_range must be (low, high) with low < high, got {tuple(value_range)!r}.")
+            raise ValueError(
+                f"{owner}: value_range must be (low, high) with low < high, got {tuple(value_range)!r}."
+            )
     return values

@@ -97,9 +97,7 @@ def _check_sample_shape(sample_shape: Any, name: str) -> None:
         return
     sizes = np.asarray(sample_shape.numpy() if tf.is_tensor(sample_shape) else sample_shape, dtype=object)
     flat = sizes.ravel().tolist() if sizes.ndim <= 1 else [None]
-    if any(
-        isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0 for d in flat
-    ):
+    if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0 for d in flat):
         raise ValueError(
             f"{name}: sample_shape must be an integer >= 0 or a sequence of them, got {sample_shape!r}."
         )
@@ -397,7 +395,9 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
 
         return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
 
-    def sample(self, sample_shape: Any = (), seed: Seed = None, name: str = "sample", **kwargs: Any) -> tf.Tensor:
+    def sample(
+        self, sample_shape: Any = (), seed: Seed = None, name: str = "sample", **kwargs: Any
+    ) -> tf.Tensor:
         """Samples of shape ``[*sample_shape, *batch_shape, *event_shape]`` (TFP's ``sample``)."""
         _check_sample_shape(sample_shape, self.name)
         return super().sample(sample_shape, seed=seed, name=name, **kwargs)

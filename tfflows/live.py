@@ -106,7 +106,9 @@ class LiveFlow:
         ``[*batch, *event]`` with ``batch`` the broadcast of x's batch shape
         and the contexts'.
         """
-        x = as_tensor(x, self.name, what, f"an array of numbers of shape [..., {', '.join(map(str, event_in))}]")
+        x = as_tensor(
+            x, self.name, what, f"an array of numbers of shape [..., {', '.join(map(str, event_in))}]"
+        )
         if not x.dtype.is_floating:
             raise ValueError(f"{self.name}: {what} must be float32 or float64, got {x.dtype.name}.")
         x = tf.cast(x, self.dtype)

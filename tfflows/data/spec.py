@@ -277,7 +277,9 @@ class DataSpec:
           ValueError: a wrong dtype or shape, or (eagerly) bad values.
         """
         name = self.owner
-        x = as_tensor(x, name, what, f"an array of numbers of shape [batch, {', '.join(map(str, self.event_shape))}]")
+        x = as_tensor(
+            x, name, what, f"an array of numbers of shape [batch, {', '.join(map(str, self.event_shape))}]"
+        )
         pixels = x.dtype.is_integer and self.models_pixel_levels
         if not x.dtype.is_floating and not pixels:
             hint = (

@@ -37,12 +37,14 @@ def check_model_arguments(
             f"{policy!r} with variable dtype {flow_dtype}: a flow's "
             "inverse and log-det need at least float32; use a mixed policy for low precision."
         )
-    sizes = [event_shape] if isinstance(event_shape, (str, bytes)) else event_shape
+    sizes: list[Any]
     try:
-        sizes = list(sizes)
-    except TypeError:
+        sizes = [event_shape] if isinstance(event_shape, (str, bytes)) else list(event_shape)
+    except TypeError:  # not a sequence
         sizes = [None]
-    if not sizes or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in sizes):
+    if not sizes or any(
+        isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in sizes
+    ):
         raise ValueError(
             f"{owner}: event_shape must be (height, width, channels) or (features,) of "
             f"positive integers, got {event_shape!r}."
@@ -83,7 +85,11 @@ def initial_batch(spec: DataSpec, data: Any, num_batches: int) -> tuple[tf.Tenso
       ValueError: an empty dataset, or data with inf or NaN values.
     """
     name = spec.owner
-    if isinstance(num_batches, (bool, np.bool_)) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
+    if (
+        isinstance(num_batches, (bool, np.bool_))
+        or not isinstance(num_batches, (int, np.integer))
+        or num_batches < 1
+    ):
         raise ValueError(f"{name}: initialize's num_batches must be a positive integer, got {num_batches!r}.")
     if isinstance(data, tf.data.Dataset):
         xs, cs = [], []

@@ -28,7 +28,7 @@ from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.spec import DataSpec, unless_empty
 from tfflows.deprecation import renamed_keys
 from tfflows.distribution import FlowDistribution, LiveBijector
-from tfflows.models.arguments import check_seed, check_model_arguments, initial_batch
+from tfflows.models.arguments import check_model_arguments, check_seed, initial_batch
 from tfflows.models.persistence import SavedFlow
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
 from tfflows.models.plan import latent_shapes as plan_latent_shapes
@@ -211,7 +211,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
     # -- the flow as TFP objects -----------------------------------------
 
-    def flow(self, context: Context = None, batch: int | None = None) -> FlowChain:
+    def flow(self, context: Context = None, *, batch: int | None = None) -> FlowChain:
         """The data → latent bijector built from the current weights (for ``batch`` examples, if given)."""
         return build_bijector(self._plan.steps, self.spec.context(context, batch))
 

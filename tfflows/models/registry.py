@@ -154,10 +154,14 @@ class ModelEntry:
                 f"ModelEntry {self.name!r}: data_kind must be 'image' or 'vector', got {self.data_kind!r}."
             )
         if not isinstance(self.model_class, type):
-            raise ValueError(f"ModelEntry {self.name!r}: model_class must be a class, got {self.model_class!r}.")
+            raise ValueError(
+                f"ModelEntry {self.name!r}: model_class must be a class, got {self.model_class!r}."
+            )
         for key in ("build", "tiny") + (("train",) if self.train is not None else ()):
             if not callable(getattr(self, key)):
-                raise ValueError(f"ModelEntry {self.name!r}: {key} must be callable, got {getattr(self, key)!r}.")
+                raise ValueError(
+                    f"ModelEntry {self.name!r}: {key} must be callable, got {getattr(self, key)!r}."
+                )
         if isinstance(self.conditioning, str) or not isinstance(self.conditioning, (tuple, list)):
             raise ValueError(
                 f"ModelEntry {self.name!r}: conditioning must be a tuple of names, got {self.conditioning!r}."

@@ -128,7 +128,9 @@ def check_nll(name: str, nll: Any) -> np.ndarray:
     try:
         a = np.asarray(nll, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}: expected a 1-D array of NLLs (numbers), got {nll!r:.80} ({err}).") from None
+        raise ValueError(
+            f"{name}: expected a 1-D array of NLLs (numbers), got {nll!r:.80} ({err})."
+        ) from None
     if a.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of NLLs, got shape {a.shape}.")
     nan = int(np.isnan(a).sum())

@@ -228,7 +228,14 @@ def check_counts(owner: str, method: str, kwargs: dict) -> None:
 
     Keras takes ``batch_size=0`` or ``steps_per_epoch=0`` and trains on nothing.
     """
-    for key in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "steps", "validation_batch_size"):
+    for key in (
+        "batch_size",
+        "epochs",
+        "steps_per_epoch",
+        "validation_steps",
+        "steps",
+        "validation_batch_size",
+    ):
         value = kwargs.get(key)
         if value is not None and (
             isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1
