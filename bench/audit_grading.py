@@ -9,6 +9,7 @@ import io
 import math
 import os
 import signal
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,10 @@ def grade(row: Row) -> tuple[str, str]:
             code, out, err = row.call()
             return _cli_grade(expect, code, out, err)
         try:
-            result = row.call()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = row.call()
+            flags = [str(w.message) for w in caught if "inf or NaN" in str(w.message)]
         except Hang:
             raise
         except BaseException as err:
@@ -170,8 +174,12 @@ def grade(row: Row) -> tuple[str, str]:
             return _error_grade(err, expect.subs, expect.types)
         if isinstance(expect, Refuse):
             bad = finite(result)
+            if bad and flags:
+                return "poor", f"accepted with {bad}, flagged by a warning: {flags[0][:200]}"
             return "bad", f"accepted silently{' with ' + bad if bad else ''}: {_describe(result)}"
         problem = expect.check(result)
+        if problem and problem.startswith("non-finite") and flags:
+            return "good", f"{problem}, flagged by a warning: {flags[0][:200]}"
         return ("bad", problem) if problem else ("good", f"handled: {_describe(result)}")
     except Hang:
         return "bad", f"hang: no answer in {ROW_LIMIT} s"

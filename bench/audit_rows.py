@@ -328,7 +328,7 @@ def context_rows() -> list[Row]:
             ("context_wrong_width", np.zeros((2, 3), np.float32), Refuse(("context", "3"))),
             ("context_inf", np.array([[0.0, np.inf], [0, 0]], np.float32), Refuse(("finite",))),
             ("context_rank1", np.zeros((2,), np.float32), Either(finite_of((2,)), ("shape",))),
-            ("context_int", np.ones((2, 2), np.int32), Handle(finite_of((2,)))),
+            ("context_int", np.ones((2, 2), np.int32), Either(finite_of((2,)), ("int32",))),
             ("context_strings", np.full((2, 2), "a"), Refuse(("context",), TE)),
             ("context_three_rows", np.zeros((3, 2), np.float32), Refuse(("3", "2"))),
             ("context_missing", None, Refuse(("context",))),

@@ -1237,7 +1237,23 @@ AUDIT_ROWS: dict[str, Row] = {
         ValueError,
         "expected finite x, got 1 inf or NaN values",
     ),
+    "bijector_event_ndims_beyond_the_input": (
+        lambda e: e.vector().bijector.forward_log_det_jacobian(np.zeros((2, 2), "float32"), event_ndims=5),
+        ValueError,
+        "event_ndims must be at most 2 for an input with 1 batch axes, got 5",
+    ),
     # fit's counts and batches (refused before Keras trains)
+    "fit_targets_for_a_plain_model": (
+        lambda e: _maf().fit(np.zeros((4, 2), "float32"), np.arange(4)),
+        ValueError,
+        "VectorMAF.fit: this model is not conditional, so it takes no targets or labels, got y of type "
+        "ndarray",
+    ),
+    "evaluate_targets_for_a_plain_model": (
+        lambda e: _maf().evaluate(np.zeros((4, 2), "float32"), np.arange(4)),
+        ValueError,
+        "VectorMAF.evaluate: this model is not conditional",
+    ),
     "fit_batch_size_zero": (
         lambda e: _maf().fit(np.zeros((4, 2), "float32"), batch_size=0),
         ValueError,
@@ -1842,3 +1858,15 @@ def test_an_export_removes_what_a_killed_export_of_another_version_left(tmp_path
     mine.write_bytes(b"x")
     tfflows.export_saved_model(_glow(), tmp_path / "2")
     assert not left.exists() and mine.exists() and (tmp_path / "2" / "saved_model.pb").exists()
+
+
+def test_predict_warns_of_nan_answers_and_validate_args_refuses_them():
+    """In a graph NaN in gives NaN out (no check costs a training step); predict says so."""
+    x = np.array([[math.nan, 0.0], [0.0, 0.0]], "float32")
+    with pytest.warns(
+        RuntimeWarning, match=r"VectorMAF.predict: 1 inf or NaN value\(s\) in the result.*validate_args=True"
+    ):
+        out = _maf().predict(x, verbose=0)
+    assert np.isnan(out[0]) and np.isfinite(out[1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="finite"):
+        _maf(validate_args=True).predict(x, verbose=0)

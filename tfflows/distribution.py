@@ -114,6 +114,11 @@ def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name:
     ):
         raise ValueError(f"{name}: event_ndims must be an integer >= {min_event_ndims}, got {event_ndims!r}.")
     extra = int(event_ndims) - min_event_ndims
+    if log_det.shape.rank is not None and extra > log_det.shape.rank:
+        raise ValueError(
+            f"{name}: event_ndims must be at most {min_event_ndims + log_det.shape.rank} for an input "
+            f"with {log_det.shape.rank} batch axes, got {event_ndims}."
+        )
     return tf.reduce_sum(log_det, axis=list(range(-extra, 0))) if extra else log_det
 
 

@@ -10,6 +10,7 @@ the training and evaluation steps of :mod:`tfflows.training.step`.
 from __future__ import annotations
 
 import inspect
+import warnings
 import weakref
 from typing import Any
 
@@ -94,11 +95,27 @@ class FlowTrainer(KerasModelMixin):
         """Keras ``evaluate``; ``sample_weight`` weights each example's NLL."""
         self.spec.check_weight_array(kwargs.get("sample_weight"), "evaluate")
         check_counts(type(self).__name__, "evaluate", kwargs)
+        if not kwargs.get("_use_cached_eval_dataset"):  # fit's own validation passes its placeholder y
+            self._check_no_targets(y, "evaluate")
         if not self.compiled:
             # A flow's loss and metrics are its own: evaluating needs nothing from compile().
             self.compile()
         y = self._keep_sample_weight(x, y, kwargs)
-        return super().evaluate(x, y, *args, **kwargs)
+        return _warn_nonfinite(self, "evaluate", super().evaluate(x, y, *args, **kwargs))
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keras ``predict``: ``log_prob`` of each example; inf or NaN answers are warned of."""
+        check_counts(type(self).__name__, "predict", kwargs)
+        return _warn_nonfinite(self, "predict", super().predict(x, *args, **kwargs))
+
+    def _check_no_targets(self, y: Any, method: str) -> None:
+        """A plain model has no targets: ``y`` would be ignored without a word, so it is refused."""
+        if y is not None and not self.spec.is_conditional:
+            raise ValueError(
+                f"{type(self).__name__}.{method}: this model is not conditional, so it takes no "
+                f"targets or labels, got y of type {type(y).__name__}; a flow's loss is the NLL of x "
+                "alone (weight examples with sample_weight=...)."
+            )
 
     def fit(self, x: Any = None, y: Any = None, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
         """Keras ``fit``, checking the first batch, initialising ActNorm from it, with a non-finite guard.
@@ -125,6 +142,7 @@ class FlowTrainer(KerasModelMixin):
         """
         self.spec.check_weight_array(kwargs.get("sample_weight"), "fit")
         check_counts(type(self).__name__, "fit", kwargs)
+        self._check_no_targets(y, "fit")
         y = self._keep_sample_weight(x, y, kwargs)
         batch = None
         if not self.is_initialized or self._unchecked(x):
@@ -241,3 +259,22 @@ def check_counts(owner: str, method: str, kwargs: dict) -> None:
             isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1
         ):
             raise ValueError(f"{owner}.{method}: {key} must be a positive integer or None, got {value!r}.")
+
+
+def _warn_nonfinite(model: Any, method: str, result: Any) -> Any:
+    """``result`` of ``evaluate``/``predict``, with a warning when it holds inf or NaN.
+
+    In a graph the inputs' values are not checked (unless the model has
+    ``validate_args=True``): inf or NaN in give NaN out, flagged here.
+    """
+    values = result.values() if isinstance(result, dict) else result if isinstance(result, list) else [result]
+    bad = sum(int(np.sum(~np.isfinite(np.asarray(v, dtype=np.float64)))) for v in values)
+    if bad:
+        warnings.warn(
+            f"{type(model).__name__}.{method}: {bad} inf or NaN value(s) in the result: inputs with "
+            "inf or NaN (or pixel levels out of range) give NaN inside a graph. Check the data, or "
+            "build the model with validate_args=True to have such inputs refused.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return result
