@@ -8,6 +8,7 @@ import functools
 import io
 import math
 import os
+import re
 import signal
 import warnings
 from collections.abc import Callable
@@ -144,7 +145,8 @@ def _error_grade(err: BaseException, subs: tuple, types: tuple) -> tuple[str, st
     missing = [s for s in subs if not _contains(str(err), s)]
     if missing:
         return "poor", f"message lacks {missing}: {short}"
-    if not any(w in str(err).lower() for w in NAMES_WHAT_CAME):
+    quoted = re.search(r"'[^']+'", str(err)) is not None  # the value or path that came, quoted
+    if not quoted and not any(w in str(err).lower() for w in NAMES_WHAT_CAME):
         return "poor", f"message does not say what came: {short}"
     return "good", short
 

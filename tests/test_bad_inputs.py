@@ -1372,6 +1372,21 @@ AUDIT_ROWS: dict[str, Row] = {
         ValueError,
         "seed must be an integer or None; got 'x'",
     ),
+    "toy_log_prob_nan_points": (
+        lambda e: data.toy_log_prob("8gaussians", np.full((2, 2), math.nan)),
+        ValueError,
+        "x must hold numbers (no NaN); got 4 NaN",
+    ),
+    "toy_entropy_of_no_samples": (
+        lambda e: data.estimate_toy_entropy("8gaussians", n=0),
+        ValueError,
+        "n must be a positive integer (samples); got 0",
+    ),
+    "make_dataset_none": (
+        lambda e: data.make_dataset(None),
+        ValueError,
+        "images must be uint8 of shape [N, H, W, C] (or [N, H, W]); got None",
+    ),
     # tfflows.ood
     "likelihood_ratio_shapes": (
         lambda e: tfflows.ood.likelihood_ratio(np.zeros(3), np.zeros(2)),

@@ -94,6 +94,8 @@ def _check_source_range(top: int, source_bits: int) -> None:
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
+    if images is None:
+        raise ValueError("images must be uint8 of shape [N, H, W, C] (or [N, H, W]); got None.")
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(
