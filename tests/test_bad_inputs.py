@@ -1398,6 +1398,17 @@ AUDIT_ROWS: dict[str, Row] = {
         ValueError,
         "likelihood_ratio: expected log_prob without NaN, got 1 NaN",
     ),
+    "ood_score_text_images": (
+        lambda e: tfflows.ood.score(e.glow(), np.full((2, 8, 8, 1), "a")),
+        ValueError,
+        "images: expected uint8 pixels 0..255, got an array of dtype <U1 and shape [2, 8, 8, 1]",
+    ),
+    "ood_flag_rate_names_the_batch_size": (
+        lambda e: _typicality_test().flag_rate([1.0]),
+        ValueError,
+        "nll: expected at least one batch of the test's batch_size (evaluate's typicality_batch) = 2 "
+        "values, got 1",
+    ),
     "is_ood_text": (
         lambda e: _typicality_test().is_ood(["a", "b"]),
         ValueError,

@@ -165,6 +165,11 @@ def typicality(nll: npt.ArrayLike, train_mean_nll: float) -> np.ndarray:
 
 
 def _check_array(images: np.ndarray, shape: tuple, what: str) -> np.ndarray:
+    if images.dtype.kind not in "iuf":
+        raise ValueError(
+            f"{what}: expected uint8 pixels 0..255, got an array of dtype {images.dtype} "
+            f"and shape {list(images.shape)}."
+        )
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
         channels = (
             f" (channel count {images.shape[-1]} against {shape[-1]})"
@@ -380,5 +385,8 @@ class TypicalityTest:
         nll = np.random.default_rng(seed).permutation(check_nll("nll", nll))
         n = len(nll) // self.batch_size
         if n == 0:
-            raise ValueError(f"nll: expected at least {self.batch_size} values, got {len(nll)}.")
+            raise ValueError(
+                f"nll: expected at least one batch of the test's batch_size (evaluate's "
+                f"typicality_batch) = {self.batch_size} values, got {len(nll)}."
+            )
         return float(np.mean([self.is_ood(b) for b in nll[: n * self.batch_size].reshape(n, -1)]))
