@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_picture_args", "finite_number", "positive_int", "whole_number"]
+__all__ = ["check_picture_args", "check_sample_shape", "finite_number", "positive_int", "whole_number"]
 
 
 def positive_int(owner: str, name: str, value: Any) -> int:
@@ -71,3 +71,17 @@ def check_picture_args(
                 f"{owner}: value_range must be (low, high) with low < high, got {tuple(value_range)!r}."
             )
     return values
+
+
+def check_sample_shape(owner: str, sample_shape: Any) -> None:
+    """TFP's ``sample_shape``, eagerly: an int >= 0 or a sequence of them (TFP would cast 2.5 to 2)."""
+    import tensorflow as tf
+
+    if tf.is_tensor(sample_shape) and not tf.executing_eagerly():
+        return
+    sizes = np.asarray(sample_shape.numpy() if tf.is_tensor(sample_shape) else sample_shape, dtype=object)
+    flat = sizes.ravel().tolist() if sizes.ndim <= 1 else [None]
+    if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0 for d in flat):
+        raise ValueError(
+            f"{owner}: sample_shape must be an integer >= 0 or a sequence of them, got {sample_shape!r}."
+        )

@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.base import FlowBijector
+from tfflows.checks import check_sample_shape
 from tfflows.data.arrays import as_tensor
 from tfflows.live import LiveFlow, flow_dtype
 from tfflows.typing import Context, Seed, TensorLike
@@ -89,18 +90,6 @@ def stateless_seed(seed: Seed, name: str = "sample") -> tf.Tensor | None:
     if array.min() < -(2**63) or array.max() >= 2**63:
         raise ValueError(f"{name}: {what}; its entries must fit in 64 bits, got {seed!r}.")
     return tf.constant(array.astype(np.int64))
-
-
-def _check_sample_shape(sample_shape: Any, name: str) -> None:
-    """TFP's ``sample_shape``, eagerly: an int >= 0 or a sequence of them (TFP would cast 2.5 to 2)."""
-    if tf.is_tensor(sample_shape) and not tf.executing_eagerly():
-        return
-    sizes = np.asarray(sample_shape.numpy() if tf.is_tensor(sample_shape) else sample_shape, dtype=object)
-    flat = sizes.ravel().tolist() if sizes.ndim <= 1 else [None]
-    if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0 for d in flat):
-        raise ValueError(
-            f"{name}: sample_shape must be an integer >= 0 or a sequence of them, got {sample_shape!r}."
-        )
 
 
 def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name: str) -> tf.Tensor:
@@ -404,7 +393,7 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
         self, sample_shape: Any = (), seed: Seed = None, name: str = "sample", **kwargs: Any
     ) -> tf.Tensor:
         """Samples of shape ``[*sample_shape, *batch_shape, *event_shape]`` (TFP's ``sample``)."""
-        _check_sample_shape(sample_shape, self.name)
+        check_sample_shape(self.name, sample_shape)
         return super().sample(sample_shape, seed=seed, name=name, **kwargs)
 
     def _latent_noise(self, sample_shape: Any, seed: Any) -> tf.Tensor:

@@ -242,23 +242,19 @@ class FlowTrainer(KerasModelMixin):
 
 
 def check_counts(owner: str, method: str, kwargs: dict) -> None:
-    """Keras's counts (``batch_size``, ``epochs``, ``steps_per_epoch``, ...): positive integers or None.
+    """Keras's counts (``batch_size``, ``steps_per_epoch``, ...): positive integers or None.
 
-    Keras takes ``batch_size=0`` or ``steps_per_epoch=0`` and trains on nothing.
+    Keras takes ``batch_size=0`` or ``steps_per_epoch=0`` and trains on nothing;
+    ``epochs=0`` (checks, no training) stays allowed.
     """
-    for key in (
-        "batch_size",
-        "epochs",
-        "steps_per_epoch",
-        "validation_steps",
-        "steps",
-        "validation_batch_size",
-    ):
-        value = kwargs.get(key)
+    keys = ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "steps", "validation_batch_size")
+    for key in keys:
+        value, least = kwargs.get(key), 0 if key == "epochs" else 1
         if value is not None and (
-            isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least
         ):
-            raise ValueError(f"{owner}.{method}: {key} must be a positive integer or None, got {value!r}.")
+            what = "an integer >= 0" if least == 0 else "a positive integer"
+            raise ValueError(f"{owner}.{method}: {key} must be {what} or None, got {value!r}.")
 
 
 def _warn_nonfinite(model: Any, method: str, result: Any) -> Any:
