@@ -1409,6 +1409,11 @@ AUDIT_ROWS: dict[str, Row] = {
         "nll: expected at least one batch of the test's batch_size (evaluate's typicality_batch) = 2 "
         "values, got 1",
     ),
+    "auroc_text_scores": (
+        lambda e: tfflows.ood.auroc(["a"], ["b"]),
+        ValueError,
+        "in_scores: expected a 1-D array of scores (numbers), got ['a']",
+    ),
     "is_ood_text": (
         lambda e: _typicality_test().is_ood(["a", "b"]),
         ValueError,
