@@ -1515,6 +1515,23 @@ AUDIT_ROWS: dict[str, Row] = {
         CliError,
         "expected data of the model's shape (8, 8, 1), got examples of shape (2,) in --dataset 'two_moons'",
     ),
+    "cli_workers_columns_on_image_data": (
+        lambda e: _tiny_train(
+            e,
+            "--workers",
+            "2",
+            "--worker-index",
+            "0",
+            "--worker-hosts",
+            "localhost:1,localhost:2",
+            "--columns",
+            "a",
+            "--out",
+            str(e.tmp / "r"),
+        ),
+        CliError,
+        "--columns picks columns of a CSV file (--dataset FILE.csv), got --dataset 'digits'",
+    ),
     "cli_worker_hosts_blank_entry": (
         lambda e: _tiny_train(
             e, "--worker-index", "0", "--worker-hosts", "localhost:1, ,localhost:2", "--out", str(e.tmp / "r")
