@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
+from tfflows.checks import check_picture_args, finite_number, positive_int, whole_number
 from tfflows.guard import NonFiniteWeightsError
 from tfflows.images import grid_picture, save_picture, to_uint8
 from tfflows.io import numbered_entries
@@ -56,6 +57,8 @@ def density_array(
     Raises:
       ValueError: points not [N, D], or ``dims`` not two distinct features of D.
     """
+    positive_int("density_array", "bins", bins)
+    finite_number("density_array", "extent", extent, 0.0, strict=True)
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] < 1:
         raise ValueError(f"density_array: expected points [N, D], got shape {list(points.shape)}.")
@@ -99,7 +102,7 @@ def density_picture(
 
 def temperature_label(temperature: float) -> str:
     """The row label of a sample grid: ``"T=0.70"``."""
-    return f"T={float(temperature):.2f}"
+    return f"T={finite_number('temperature_label', 'temperature', temperature):.2f}"
 
 
 def samples_picture(
@@ -127,6 +130,7 @@ def samples_picture(
     feature; see :func:`density_array`). ``sample_options`` go to every
     ``model.sample`` call (TarFlow: ``guidance``, ``denoise``).
     """
+    temperatures = check_picture_args("samples_picture", temperatures, per_row, num_bits, value_range)
     options = dict(sample_options or {})
     if len(model.event_shape) == 1:
         points = model.sample(20000, temperature=temperatures[0], seed=seed, **options).numpy()
@@ -253,7 +257,9 @@ class SampleGrid(keras.callbacks.Callback):
         self.folder = folder
         self.class_names = None if class_names is None else list(class_names)
         self.dims = tuple(dims)
-        self.temperatures = list(temperatures)
+        self.temperatures = check_picture_args(
+            "SampleGrid", temperatures, per_row, num_bits, value_range, folder
+        )
         self.per_row = per_row
         self.num_bits = num_bits
         self.value_range = value_range
@@ -311,7 +317,9 @@ class TensorBoardSamples(keras.callbacks.Callback):
         super().__init__()
         self.source = source
         self.log_dir = os.path.join(log_dir, "samples")
-        self.temperatures = list(temperatures)
+        self.temperatures = check_picture_args(
+            "TensorBoardSamples", temperatures, per_row, num_bits, value_range, log_dir
+        )
         self.per_row = per_row
         self.num_bits = num_bits
         self.value_range = value_range
@@ -430,8 +438,8 @@ class SampleCheck(keras.callbacks.Callback):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"SampleCheck: num_samples must be a positive integer, got {num_samples!r}.")
         self.num_samples = num_samples
-        self.temperature = float(temperature)
-        self.seed = int(seed)
+        self.temperature = finite_number("SampleCheck", "temperature", temperature, 0.0)
+        self.seed = whole_number("SampleCheck", "seed", seed)
 
     def fraction(self) -> float:
         """The fraction of this check's samples with an inf or NaN value."""
@@ -461,9 +469,7 @@ class TimeLimit(keras.callbacks.Callback):
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
-        if not seconds > 0:
-            raise ValueError(f"TimeLimit: seconds must be > 0, got {seconds!r}.")
-        self.seconds = float(seconds)
+        self.seconds = finite_number("TimeLimit", "seconds", seconds, 0.0, strict=True)
         self.start = 0.0  # set when training begins
         self.paused = 0.0
 

@@ -30,6 +30,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfflows.bijectors.base import FlowBijector
+from tfflows.checks import check_sample_shape
+from tfflows.data.arrays import as_tensor
 from tfflows.live import LiveFlow, flow_dtype
 from tfflows.typing import Context, Seed, TensorLike
 
@@ -101,6 +103,11 @@ def _reduce_log_det(log_det: tf.Tensor, event_ndims, min_event_ndims: int, name:
     ):
         raise ValueError(f"{name}: event_ndims must be an integer >= {min_event_ndims}, got {event_ndims!r}.")
     extra = int(event_ndims) - min_event_ndims
+    if log_det.shape.rank is not None and extra > log_det.shape.rank:
+        raise ValueError(
+            f"{name}: event_ndims must be at most {min_event_ndims + log_det.shape.rank} for an input "
+            f"with {log_det.shape.rank} batch axes, got {event_ndims}."
+        )
     return tf.reduce_sum(log_det, axis=list(range(-extra, 0))) if extra else log_det
 
 
@@ -344,8 +351,8 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
     # -- density and samples -------------------------------------------------
 
     def _as_data(self, value: Any) -> tf.Tensor:
-        value = tf.convert_to_tensor(value)
         spec = self._model.spec
+        value = as_tensor(value, self.name, "x", f"an array of numbers of shape [..., {spec.event_shape}]")
         if value.dtype.is_integer and spec.models_pixel_levels:
             # Integer pixels (uint8 from TFDS or decode_png) are scored as the model and the
             # SavedModel score them: reduced to num_bits, at the centres of their bins.
@@ -381,6 +388,13 @@ class FlowDistribution(tfp.distributions.TransformedDistribution):
                 return model.flow_log_prob(model.spec.check_x(x), context)
 
         return self._live.run(x, model.event_shape, [()], lambda x, c: [score(x, c)], "x")[0]
+
+    def sample(
+        self, sample_shape: Any = (), seed: Seed = None, name: str = "sample", **kwargs: Any
+    ) -> tf.Tensor:
+        """Samples of shape ``[*sample_shape, *batch_shape, *event_shape]`` (TFP's ``sample``)."""
+        check_sample_shape(self.name, sample_shape)
+        return super().sample(sample_shape, seed=seed, name=name, **kwargs)
 
     def _latent_noise(self, sample_shape: Any, seed: Any) -> tf.Tensor:
         seed = stateless_seed(seed, self.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -198,6 +199,10 @@ def save_picture(path: str, picture: np.ndarray) -> None:
     """Saves a uint8 [H, W, C] (C = 1 or 3) or [H, W] picture as a PNG, atomically."""
     from PIL import Image
 
+    if os.path.isdir(path):
+        raise ValueError(f"expected a picture file name (FILE.png), got the folder {path!r}.")
+    if os.path.splitext(path)[1].lower() != ".png":
+        raise ValueError(f"expected a picture file name ending in .png, got {path!r}.")
     picture = np.asarray(picture, np.uint8)
     if picture.ndim == 3 and picture.shape[-1] == 1:
         picture = picture[..., 0]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from tfflows.data.arrays import as_tensor
 from tfflows.typing import Context, TensorLike
 
 if TYPE_CHECKING:
@@ -105,10 +106,14 @@ class LiveFlow:
         ``[*batch, *event]`` with ``batch`` the broadcast of x's batch shape
         and the contexts'.
         """
-        x = tf.convert_to_tensor(x)
+        x = as_tensor(
+            x, self.name, what, f"an array of numbers of shape [..., {', '.join(map(str, event_in))}]"
+        )
         if not x.dtype.is_floating:
             raise ValueError(f"{self.name}: {what} must be float32 or float64, got {x.dtype.name}.")
         x = tf.cast(x, self.dtype)
+        if tf.executing_eagerly():
+            self.model.spec.check_values(x, what)  # inf or NaN in: refused, as encode and decode refuse them
         static, batch = self._batch_of(x, event_in, what)
         context = None
         if self.context is not None:

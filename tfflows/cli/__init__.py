@@ -65,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: keep the output short, offer the traceback
         if debug:
             raise
+        if type(err).__name__ == "ResourceExhaustedError":  # tf.errors: the request outgrew memory
+            print(
+                f"tfflows {args.command}: out of memory: {one_line(err)[:300]}; ask for less "
+                "(fewer samples, a smaller --batch-size or model)",
+                file=sys.stderr,
+            )
+            return 2
         print(
             f"tfflows {args.command}: internal error: {type(err).__name__}: {one_line(err)[:500]} "
             f"(rerun with {DEBUG_ENV}=1 for the traceback)",

@@ -144,7 +144,28 @@ def build_model(
         key: getattr(args, key, None)
         for key in ("patch_size", "heads", "noise", "noise_std", "label_dropout")
     }
-    options = BuildOptions(
+    reads: set[str] = set()
+
+    class ReadDict(dict):
+        """The model-specific options, noting which ones the builder reads."""
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            reads.add(f"extra.{key}")
+            return super().get(key, default)
+
+        def __getitem__(self, key: Any) -> Any:
+            reads.add(f"extra.{key}")
+            return super().__getitem__(key)
+
+    class ReadOptions(BuildOptions):
+        """BuildOptions noting which of them the entry's builder reads (a flag it never reads is refused)."""
+
+        def __getattribute__(self, name: str) -> Any:
+            if not name.startswith("_"):
+                reads.add(name)
+            return super().__getattribute__(name)
+
+    options = ReadOptions(
         event_shape=tuple(int(d) for d in event_shape),
         num_bits=num_bits,
         num_classes=num_classes,
@@ -158,9 +179,22 @@ def build_model(
         # Every model takes the policy (as a Keras layer does); older argument sets have none.
         dtype=getattr(args, "dtype", None) or "float32",
         backprop=getattr(args, "backprop", None) or "store",
-        extra={k: v for k, v in extra.items() if v is not None},
+        extra=ReadDict({k: v for k, v in extra.items() if v is not None}),
     )
-    return entry.build(options)
+    model = entry.build(options)
+    given = {f"extra.{k}": (f"--{k.replace('_', '-')}", v) for k, v in extra.items() if v is not None}
+    if _depth(args) is not None:
+        blocks = getattr(args, "blocks", None)
+        given["depth"] = ("--blocks", blocks) if blocks is not None else ("--depth", args.depth)
+    if getattr(args, "num_bits", None) is not None:
+        given["num_bits"] = ("--num-bits", args.num_bits)
+    unused = [f"{flag} {value}" for key, (flag, value) in given.items() if key not in reads]
+    if unused:
+        raise ValueError(
+            f"expected only options that --model {args.model} on {kind} data takes, got "
+            f"{', '.join(unused)}, which it does not use; leave {'them' if len(unused) > 1 else 'it'} out."
+        )
+    return model
 
 
 def _depth(args) -> int | None:
@@ -184,6 +218,8 @@ RUN_FOLDERS = ("checkpoints", "backup", "samples", "tensorboard")
 
 def previous_run(out: str) -> str | None:
     """``"finished"``, ``"interrupted"`` or ``None``: what an earlier ``train`` left in ``out``."""
+    if not out.strip():
+        raise ValueError(f"--out: expected a folder for the run, got {out!r}.")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} is not a folder.")
     found = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]

@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> dict:
         seed=trained.get("seed", 0),
         test_fraction=trained.get("test_fraction", 0.0),  # 0: a run from before the three-way split
     )
+    if tuple(x.shape[1:]) != tuple(model.event_shape):
+        raise ValueError(
+            f"expected data of the model's shape {tuple(model.event_shape)}, got examples of shape "
+            f"{tuple(x.shape[1:])} in --dataset {dataset!r}."
+        )
     ds = pipeline(x, y, num_bits, source_bits, args.batch_size, False, args.seed)
     out = model.evaluate(ds, return_dict=True, verbose=0)
     out = strict_json(

@@ -181,11 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     transformers.add_argument(
         "--patch-size",
         type=_positive_int,
-        default=4,
-        help="side of a patch (a token); must divide the image size",
+        default=None,
+        help="side of a patch (a token); must divide the image size (default 4)",
     )
     transformers.add_argument(
-        "--heads", type=_positive_int, default=4, help="attention heads; must divide --width"
+        "--heads", type=_positive_int, default=None, help="attention heads; must divide --width (default 4)"
     )
     transformers.add_argument(
         "--noise",

@@ -64,6 +64,7 @@ def train_worker(args: argparse.Namespace) -> dict:
     chief could not write, 1 when training stopped on non-finite values.
     """
     from tfflows import distributed
+    from tfflows.data.tabular import check_columns_flag
     from tfflows.io import remove_leftovers
     from tfflows.runlock import RunLock
 
@@ -71,6 +72,8 @@ def train_worker(args: argparse.Namespace) -> dict:
     for flag, value in (("--perturb", getattr(args, "perturb", None)),):
         if value:
             raise ValueError(f"{flag} is not supported with multi-worker training; got {flag} {value}.")
+    # Flags checked as a single run checks them, before waiting for the cluster to join.
+    check_columns_flag(args.dataset, getattr(args, "columns", None))
     if not _is_chief_task(config):
         return _train(args, config, None)
     with RunLock(args.out) as lock:  # the chief holds --out for the run (issue 21)

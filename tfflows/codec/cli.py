@@ -155,6 +155,8 @@ def decompress_file(args: argparse.Namespace) -> int:
 
     if os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"{args.out!r} exists; pass --overwrite to replace it.")
+    if os.path.isdir(args.file):
+        raise ValueError(f"expected a compressed file, got the folder {args.file!r}.")
     if not os.path.isfile(args.file):
         raise ValueError(f"no compressed file at {args.file!r}.")
     model = _load_codec_model(args.model_path)

@@ -246,6 +246,8 @@ class Codec:
         header, messages = unpack(data)
         self._check_header(header)
         if index is not None:
+            if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+                raise CodecError(f"index must be an integer (an image's place in the file), got {index!r}.")
             if header.layout != "random_access":
                 raise CodecError(
                     "decoding one image by index needs a random-access file; this one is a "

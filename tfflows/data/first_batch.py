@@ -25,6 +25,7 @@ def check_first_batch(spec: DataSpec, batch: Any) -> None:
     See :meth:`tfflows.data.DataSpec.check_first_batch`.
     """
     if not spec.models_pixel_levels:
+        spec.check_x(spec.unpack(batch)[0], "the first training batch", values=False)
         return
     name, n = spec.owner, int(spec.num_bits or 0)
     what = "the first training batch"

@@ -290,6 +290,8 @@ def load_images(
             source, ``data_dir`` is given but is not a folder, or no source has the data; the
             message names every folder searched and the TFDS error.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"expected a dataset name such as 'digits' or a TFDS name, got {name!r}.")
     if name in LOCAL_NAMES and split not in _SPLITS:
         raise ValueError(f"split for {name!r} must be one of {list(_SPLITS)}; got {split!r}.")
     if data_dir is not None and not os.path.isdir(data_dir):

@@ -94,6 +94,8 @@ def _check_source_range(top: int, source_bits: int) -> None:
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
+    if images is None:
+        raise ValueError("images must be uint8 of shape [N, H, W, C] (or [N, H, W]); got None.")
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(
@@ -193,6 +195,11 @@ def _elements_from_arrays(images, labels) -> tuple[tf.data.Dataset, int, int]:
         if labels.ndim == 0 or len(labels) != len(images):
             raise ValueError(
                 f"labels must have {len(images)} rows, one per image; got shape {list(labels.shape)}."
+            )
+        if labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+            shown = labels.ravel()[:4].tolist()
+            raise ValueError(
+                f"labels must be class ids (integers >= 0), got {labels.dtype} values such as {shown}."
             )
         elements = (images, labels)
     return tf.data.Dataset.from_tensor_slices(elements), len(images), int(images.max())

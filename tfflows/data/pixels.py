@@ -41,6 +41,22 @@ def stateless_key(seed: int | tf.Tensor) -> tf.Tensor:
 
 
 def quantize(x: tf.Tensor, num_bits: int, source_bits: int, seed: tf.Tensor | None, noise: bool) -> tf.Tensor:
+    if (
+        isinstance(num_bits, bool)
+        or not isinstance(num_bits, (int, np.integer))
+        or not 1 <= num_bits <= source_bits
+    ):
+        raise ValueError(
+            f"num_bits must be in 1..source_bits={source_bits} (bits can only be dropped); got {num_bits!r}."
+        )
+    if tf.executing_eagerly() and tf.size(x) > 0 and (x.dtype.is_integer or x.dtype.is_floating):
+        # Eagerly (not in tf.data's graphs): a value outside the pixels' range would wrap or go negative.
+        low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
+        if not (0 <= low and high < 2**source_bits):
+            raise ValueError(
+                f"expected {source_bits}-bit pixels in 0..{2**source_bits - 1}, got values from "
+                f"{low:g} to {high:g}."
+            )
     shift = source_bits - num_bits
     if shift:
         x = x // tf.constant(2**shift, dtype=x.dtype)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfflows.data.arrays import as_tensor
 from tfflows.data.first_batch import check_first_batch
 from tfflows.data.graph_checks import graph_context_checks, graph_level_checks
 from tfflows.data.pipeline import image_key, label_key
@@ -113,7 +114,7 @@ class DataSpec:
 
     # -- contexts ------------------------------------------------------------
 
-    def context(self, context: Any) -> tf.Tensor | None:
+    def context(self, context: Any, batch: int | None = None) -> tf.Tensor | None:
         """The context as the flow sees it: one-hot ``[batch, num_classes]`` or vectors ``[batch, C]``.
 
         Class labels are integers in ``0..num_classes - 1`` of shape [batch]
@@ -134,10 +135,15 @@ class DataSpec:
         if context is None:
             what = "class labels" if self.num_classes else f"context vectors of size {self.context_dim}"
             raise ValueError(f"{name}: this model is conditional; pass context= ({what}).")
-        context = tf.convert_to_tensor(context)
+        context = as_tensor(context, name, "context", self.describe_context())
         if context.dtype == tf.bool or not (context.dtype.is_integer or context.dtype.is_floating):
             what = "integer class labels" if self.num_classes else "a float context"
             raise ValueError(f"{name}: expected {what}, got a {context.dtype.name} context.")
+        rows = context.shape[0] if context.shape.rank else None
+        if batch is not None and rows is not None and rows != batch:
+            raise ValueError(
+                f"{name}: expected one context per example, {batch} for a batch of {batch}, got {rows}."
+            )
         if self.num_classes is not None:
             return self._labels(context)
         if not context.dtype.is_floating:
@@ -227,7 +233,7 @@ class DataSpec:
         """
         if context is None or not self.is_conditional:
             return context
-        context = tf.convert_to_tensor(context)
+        context = as_tensor(context, self.owner, "context", self.describe_context())
         if self.num_classes is not None and context.shape.rank == 0:
             if not context.dtype.is_integer:
                 raise ValueError(
@@ -270,8 +276,10 @@ class DataSpec:
         Raises:
           ValueError: a wrong dtype or shape, or (eagerly) bad values.
         """
-        x = tf.convert_to_tensor(x)
         name = self.owner
+        x = as_tensor(
+            x, name, what, f"an array of numbers of shape [batch, {', '.join(map(str, self.event_shape))}]"
+        )
         pixels = x.dtype.is_integer and self.models_pixel_levels
         if not x.dtype.is_floating and not pixels:
             hint = (
@@ -393,7 +401,7 @@ class DataSpec:
 
     def check_z(self, z: Any, values: bool = True) -> tf.Tensor:
         """Flat latents ``[batch, num_dims]`` in the flow's dtype; eagerly inf or NaN raise."""
-        z = tf.convert_to_tensor(z)
+        z = as_tensor(z, self.owner, "latents", f"an array of numbers of shape [batch, {self.num_dims}]")
         if not z.dtype.is_floating or (z.shape.rank or 0) < 2 or z.shape[-1] != self.num_dims:
             raise ValueError(
                 f"{self.owner}: expected latents of shape [batch, {self.num_dims}] "

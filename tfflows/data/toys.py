@@ -111,6 +111,8 @@ def sample_toy(name: str, n: int, seed: int | None = None) -> np.ndarray:
     _check_name(name)
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"seed must be an integer or None; got {seed!r}.")
     rng = np.random.default_rng(seed)
     return _SAMPLERS[name](rng, int(n)).astype(np.float32)
 
@@ -154,6 +156,8 @@ def toy_log_prob(name: str, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"x must have shape [n, 2]; got {x.shape}.")
+    if np.isnan(x).any():
+        raise ValueError(f"x must hold numbers (no NaN); got {int(np.isnan(x).sum())} NaN.")
     if name == "checkerboard":
         cell = np.floor(x / 2.0)
         inside = np.all((x >= -4.0) & (x < 4.0), axis=1) & (cell.sum(axis=1) % 2 == 0)
@@ -186,5 +190,7 @@ def estimate_toy_entropy(name: str, n: int = 1_000_000, seed: int = 0) -> float:
         ValueError: If ``name`` has no exact density here.
     """
     _check_name(name, tuple(_ENTROPIES))
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer (samples); got {n!r}.")
     rng = np.random.default_rng(seed)
     return float(-np.mean(toy_log_prob(name, _SAMPLERS[name](rng, n))))

@@ -63,7 +63,14 @@ def cluster_config(
         hosts = worker_hosts.split(",") if isinstance(worker_hosts, str) else list(worker_hosts)
         if not all(isinstance(h, str) for h in hosts):
             raise ValueError(f"worker_hosts: expected 'host:port' strings, got {hosts!r}.")
-        hosts = [h.strip() for h in hosts if h.strip()]
+        empty = [i for i, h in enumerate(hosts) if not h.strip()]
+        if empty:
+            # A blank entry would shift every later worker's index: refused, not skipped.
+            raise ValueError(
+                f"worker_hosts: expected 'host:port' entries, got an empty one at place {empty[0]} "
+                f"of {worker_hosts!r}."
+            )
+        hosts = [h.strip() for h in hosts]
         for host in hosts:
             _parse_address(host, "worker_hosts")
         if workers is not None and workers != len(hosts):

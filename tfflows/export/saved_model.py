@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfflows.data.pixels import integer_pixel_bits, saved_model_pixel_dtype
 from tfflows.export.endpoints import CARD_FILE, MAX_SAMPLES, Endpoint, Endpoints, declared_num_bits
 from tfflows.guard import check_finite_weights
-from tfflows.io import atomic_dir, atomic_write_json
+from tfflows.io import atomic_dir, atomic_write_json, remove_leftovers
 from tfflows.layers.convolution import conv_implementation
 
 if TYPE_CHECKING:
@@ -138,9 +138,21 @@ def export_saved_model(
             RuntimeWarning,
             stacklevel=2,
         )
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"export_saved_model: overwrite must be True or False, got {overwrite!r}.")
     path = os.fspath(path)
+    if not path.strip():
+        raise ValueError(f"export_saved_model: expected a path for the version folder, got {path!r}.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"export_saved_model: cannot write {path!r}: {parent!r} is a file, not a folder.")
     replace = _check_path(path, overwrite)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # The base folder holds every version: a killed export of any of them left its hidden
+    # temporary folder here (only tfflows' own names of writers that are gone are removed).
+    remove_leftovers(os.path.dirname(os.path.abspath(path)), recursive=False)
 
     endpoints = Endpoints(model, max_samples).endpoints()
     # Stock convolutions in the graph: the CPU matmul forms suit training here,

@@ -11,7 +11,7 @@ import tensorflow as tf
 if TYPE_CHECKING:
     from tfflows.data.spec import DataSpec
 
-__all__ = ["check_model_arguments", "initial_batch"]
+__all__ = ["check_model_arguments", "check_seed", "initial_batch"]
 
 
 def check_model_arguments(
@@ -37,7 +37,19 @@ def check_model_arguments(
             f"{policy!r} with variable dtype {flow_dtype}: a flow's "
             "inverse and log-det need at least float32; use a mixed policy for low precision."
         )
-    shape = tuple(int(d) for d in event_shape)
+    sizes: list[Any]
+    try:
+        sizes = [event_shape] if isinstance(event_shape, (str, bytes)) else list(event_shape)
+    except TypeError:  # not a sequence
+        sizes = [None]
+    if not sizes or any(
+        isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in sizes
+    ):
+        raise ValueError(
+            f"{owner}: event_shape must be (height, width, channels) or (features,) of "
+            f"positive integers, got {event_shape!r}."
+        )
+    shape = tuple(int(d) for d in sizes)
     if len(shape) not in (1, 3) or min(shape) < 1:
         raise ValueError(
             f"{owner}: event_shape must be (height, width, channels) or "
@@ -53,6 +65,16 @@ def check_model_arguments(
     return shape
 
 
+def check_seed(owner: str, seed: Any) -> None:
+    """A model's ``seed`` (of its fixed permutations): an integer.
+
+    Raises:
+      ValueError: naming what came.
+    """
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"{owner}: seed must be an integer, got {seed!r}.")
+
+
 def initial_batch(spec: DataSpec, data: Any, num_batches: int) -> tuple[tf.Tensor, tf.Tensor | None]:
     """The examples and contexts a data-dependent initialisation sees (``FlowModel.initialize``).
 
@@ -63,6 +85,12 @@ def initial_batch(spec: DataSpec, data: Any, num_batches: int) -> tuple[tf.Tenso
       ValueError: an empty dataset, or data with inf or NaN values.
     """
     name = spec.owner
+    if (
+        isinstance(num_batches, (bool, np.bool_))
+        or not isinstance(num_batches, (int, np.integer))
+        or num_batches < 1
+    ):
+        raise ValueError(f"{name}: initialize's num_batches must be a positive integer, got {num_batches!r}.")
     if isinstance(data, tf.data.Dataset):
         xs, cs = [], []
         for batch in data.take(num_batches):
@@ -70,7 +98,7 @@ def initial_batch(spec: DataSpec, data: Any, num_batches: int) -> tuple[tf.Tenso
             xs.append(x)
             cs.append(c)
         if not xs:
-            raise ValueError(f"{name}: initialize got an empty dataset.")
+            raise ValueError(f"{name}: initialize expected at least one batch, got an empty dataset.")
         x = tf.concat(xs, 0)
         context = None if cs[0] is None else tf.concat(cs, 0)
     else:

@@ -28,7 +28,7 @@ from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.spec import DataSpec, unless_empty
 from tfflows.deprecation import renamed_keys
 from tfflows.distribution import FlowDistribution, LiveBijector
-from tfflows.models.arguments import check_model_arguments, initial_batch
+from tfflows.models.arguments import check_model_arguments, check_seed, initial_batch
 from tfflows.models.persistence import SavedFlow
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
 from tfflows.models.plan import latent_shapes as plan_latent_shapes
@@ -142,6 +142,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
     def _finish_init(self) -> None:
         """Subclasses call this at the end of ``__init__``: creates every weight."""
+        check_seed(type(self).__name__, getattr(self, "seed", 0))  # the steps' permutations use it
         self.bpd_tracker = StepMean(name=self.per_dim_metric, dtype=self.flow_dtype)
         self._plan = Plan(self._make_steps())
         check_backprop(type(self).__name__, self.backprop, self._plan.steps)
@@ -210,9 +211,9 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
 
     # -- the flow as TFP objects -----------------------------------------
 
-    def flow(self, context: Context = None) -> FlowChain:
-        """The data → latent bijector built from the current weights."""
-        return build_bijector(self._plan.steps, self.spec.context(context))
+    def flow(self, context: Context = None, *, batch: int | None = None) -> FlowChain:
+        """The data → latent bijector built from the current weights (for ``batch`` examples, if given)."""
+        return build_bijector(self._plan.steps, self.spec.context(context, batch))
 
     def bijector_for(self, context: Context = None) -> LiveBijector:
         """The latent → data bijector, live: every call reads the current weights.
@@ -262,7 +263,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         is checked here, so callers with their own rules (the TFP
         distribution, the training step) share the one change of variables.
         """
-        ctx = self.spec.context(context)
+        ctx = self.spec.context(context, batch=x.shape[0])
         if self.backprop == "store":
             flow = build_bijector(self._plan.steps, ctx)
         else:
@@ -322,7 +323,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         model's own samples, which may leave [0, 2^num_bits), encode back.
         """
         x = self.spec.check_x(x, levels=self.spec.bounded_levels)
-        flow = self.flow(context)
+        flow = self.flow(context, batch=x.shape[0])
         z = unless_empty(x, lambda: flow.forward(x), (self.num_dims,), self.flow_dtype)
         return self.spec.check_result(z, "latent", x)
 
@@ -334,7 +335,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         return self._decode(self.spec.check_z(z), context)
 
     def _decode(self, z: tf.Tensor, context: Any = None) -> tf.Tensor:
-        flow = self.flow(context)
+        flow = self.flow(context, batch=z.shape[0])
         return unless_empty(z, lambda: flow.inverse(z), self.event_shape, self.flow_dtype)
 
     def sample(
@@ -421,9 +422,9 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         the whole training array for exact ones. Returns the number of
         steps initialised.
         """
+        x, context = initial_batch(self.spec, data, num_batches)  # checked even when nothing needs it
         if self.is_initialized and not force:
             return 0
-        x, context = initial_batch(self.spec, data, num_batches)
         return initialize_steps(self.plan.steps, x, context, force)
 
     def get_config(self) -> dict[str, Any]:

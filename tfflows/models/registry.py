@@ -153,6 +153,19 @@ class ModelEntry:
             raise ValueError(
                 f"ModelEntry {self.name!r}: data_kind must be 'image' or 'vector', got {self.data_kind!r}."
             )
+        if not isinstance(self.model_class, type):
+            raise ValueError(
+                f"ModelEntry {self.name!r}: model_class must be a class, got {self.model_class!r}."
+            )
+        for key in ("build", "tiny") + (("train",) if self.train is not None else ()):
+            if not callable(getattr(self, key)):
+                raise ValueError(
+                    f"ModelEntry {self.name!r}: {key} must be callable, got {getattr(self, key)!r}."
+                )
+        if isinstance(self.conditioning, str) or not isinstance(self.conditioning, (tuple, list)):
+            raise ValueError(
+                f"ModelEntry {self.name!r}: conditioning must be a tuple of names, got {self.conditioning!r}."
+            )
         unknown = set(self.conditioning) - {"num_classes", "context_dim"}
         if unknown:
             raise ValueError(
@@ -167,6 +180,8 @@ def register_model(entry: ModelEntry, overwrite: bool = False) -> ModelEntry:
     Raises:
       ValueError: that name and data kind are taken (unless ``overwrite``).
     """
+    if not isinstance(entry, ModelEntry):
+        raise ValueError(f"register_model: expected a ModelEntry, got {type(entry).__name__} {entry!r}.")
     key = (entry.name, entry.data_kind)
     if key in _ENTRIES and not overwrite and _ENTRIES[key] is not entry:
         raise ValueError(
@@ -190,18 +205,25 @@ def _load_builtin() -> None:
 
 def entries(data_kind: str | None = None) -> list[ModelEntry]:
     """Every registered model (built-ins imported on first use), optionally of one data kind."""
+    _check_kind(data_kind)
     _load_builtin()
     return [e for e in _ENTRIES.values() if data_kind is None or e.data_kind == data_kind]
 
 
 def model_names(data_kind: str | None = None) -> tuple[str, ...]:
     """The registered names, in registration order, without importing the built-in models."""
+    _check_kind(data_kind)
     keys = list(BUILTIN) + [k for k in _ENTRIES if k not in BUILTIN]
     seen: dict[str, None] = {}
     for name, kind in keys:
         if data_kind is None or kind == data_kind:
             seen.setdefault(name, None)
     return tuple(seen)
+
+
+def _check_kind(data_kind: str | None) -> None:
+    if data_kind is not None and data_kind not in ("image", "vector"):
+        raise ValueError(f"data_kind must be 'image', 'vector' or None, got {data_kind!r}.")
 
 
 def own_trainer(name: str) -> Callable[[Any], dict] | None:
@@ -217,6 +239,7 @@ def get_model(name: str, data_kind: str) -> ModelEntry:
     Raises:
       ValueError: no such name, or the name models the other kind of data.
     """
+    _check_kind(data_kind)
     if (name, data_kind) not in _ENTRIES:
         _load_builtin()
     entry = _ENTRIES.get((name, data_kind))

@@ -42,6 +42,8 @@ def check_sample_args(
       ValueError: naming the argument, what was expected and what came.
     """
     name = spec.owner
+    if not isinstance(clip_output, (bool, np.bool_)):
+        raise ValueError(f"{name}: clip_output must be True or False, got {clip_output!r}.")
     if clip_output and not spec.models_pixel_levels:
         raise ValueError(
             f"{name}: clip_output is for image models with num_bits (a data range to "

@@ -171,15 +171,18 @@ class TarFlow(FlowModel):
 
     # -- the flow ---------------------------------------------------------
 
-    def flow(self, context: Context = None, guidance: float = 0.0, cached: bool = True) -> FlowChain:
+    def flow(
+        self, context: Context = None, guidance: float = 0.0, cached: bool = True, batch: int | None = None
+    ) -> FlowChain:
         """The data → latent bijector from the current weights.
 
         Args:
           context: class labels (or one-hots; an all-zero row is the null class).
           guidance: classifier-free guidance weight w of every block.
           cached: whether the inverse uses the key/value cache.
+          batch: the number of examples, when known: the contexts must match it.
         """
-        ctx = self.spec.context(context)
+        ctx = self.spec.context(context, batch)
         built = []
         for step in self._plan.steps:
             if isinstance(step, TarFlowBlockLayer):

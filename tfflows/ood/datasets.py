@@ -81,8 +81,8 @@ def load_ood_images(
     ):
         raise ValueError(f"max_examples: expected a positive integer or None (all), got {max_examples!r}.")
     shape = tuple(int(d) for d in shape)
-    if len(shape) != 3:
-        raise ValueError(f"expected an image shape [H, W, C], got {list(shape)}.")
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"expected an image shape [H, W, C] of positive sizes, got {list(shape)}.")
     name, key, k = parse_spec(spec)
     rng = np.random.default_rng(seed)
     if name == "noise":
@@ -95,7 +95,7 @@ def load_ood_images(
     else:
         images, labels = load_images(name, split=split, data_dir=data_dir, with_labels=True)
         keep = labels == k if key == "class" else labels != k
-        if key == "class" and not keep.any():
+        if k not in set(labels.tolist()):
             raise ValueError(
                 f"{spec!r}: expected class {k} among the labels {sorted(set(labels.tolist()))}, "
                 "got no image of it."

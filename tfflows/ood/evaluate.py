@@ -117,6 +117,9 @@ def _scored(model: Any, data: Any, what: str, **kwargs: Any) -> dict[str, np.nda
 
 def format_table(table: dict[str, Any]) -> str:
     """The table of :func:`evaluate` as aligned text, one row per (OOD set, method)."""
+    if not isinstance(table, dict) or "ood" not in table:
+        got = sorted(table) if isinstance(table, dict) else type(table).__name__
+        raise ValueError(f"format_table: expected the table of tfflows.ood.evaluate (with 'ood'), got {got}.")
     lines = [f"{'ood set':<24} {'n':>6} {'method':<22} {'AUROC':>6} {'AUPR':>6} {'FPR95':>6}"]
     for name, entry in table["ood"].items():
         for method, m in entry["metrics"].items():

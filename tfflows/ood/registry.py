@@ -35,6 +35,12 @@ class ImageScore:
     compute: Callable[[tf.Tensor, tf.Tensor, int], tf.Tensor]
     description: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"ImageScore: name must be an identifier, got {self.name!r}.")
+        if not callable(self.compute):
+            raise ValueError(f"ImageScore {self.name!r}: compute must be callable, got {self.compute!r}.")
+
 
 _SCORES: dict[str, ImageScore] = {}
 _RESERVED = {"nll", "bits_per_dim", "complexity_bits_per_dim", "likelihood_ratio", "typicality", "score"}
@@ -46,6 +52,8 @@ def register_score(score: ImageScore, overwrite: bool = False) -> ImageScore:
     Raises:
       ValueError: a name that is taken (unless ``overwrite``) or reserved.
     """
+    if not isinstance(score, ImageScore):
+        raise ValueError(f"register_score: expected an ImageScore, got {type(score).__name__} {score!r}.")
     if not isinstance(score.name, str) or not score.name.isidentifier():
         raise ValueError(f"register_score: name must be an identifier, got {score.name!r}.")
     if score.name in _RESERVED:

@@ -93,6 +93,7 @@ def complexity_corrected(
     bits_per_dim: tf.Tensor | np.ndarray, complexity: tf.Tensor | np.ndarray
 ) -> tf.Tensor | np.ndarray:
     """S(x) = bits_per_dim(x) − complexity(x), both in bits per dimension (Serrà et al., 2020)."""
+    _check_pair("complexity_corrected", "bits_per_dim", bits_per_dim, "complexity", complexity)
     return bits_per_dim - complexity
 
 
@@ -100,7 +101,23 @@ def likelihood_ratio(
     log_prob: tf.Tensor | np.ndarray, background_log_prob: tf.Tensor | np.ndarray
 ) -> tf.Tensor | np.ndarray:
     """−LLR(x) = log p_background(x) − log p(x): higher is more OOD (Ren et al., 2019)."""
+    _check_pair("likelihood_ratio", "log_prob", log_prob, "background_log_prob", background_log_prob)
     return background_log_prob - log_prob
+
+
+def _check_pair(owner: str, a_name: str, a: Any, b_name: str, b: Any) -> None:
+    """Eagerly: two per-example arrays of one shape without NaN (in a graph, nothing is checked)."""
+    if any(tf.is_tensor(v) for v in (a, b)):
+        return  # scores inside tfflows (score(), the SavedModel) check their own inputs
+    arrays = [np.asarray(v, dtype=np.float64) for v in (a, b)]
+    if arrays[0].shape != arrays[1].shape:
+        raise ValueError(
+            f"{owner}: expected {a_name} and {b_name} of one shape (one value per example), got "
+            f"{arrays[0].shape} and {arrays[1].shape}."
+        )
+    for name, arr in zip((a_name, b_name), arrays):
+        if np.isnan(arr).any():
+            raise ValueError(f"{owner}: expected {name} without NaN, got {int(np.isnan(arr).sum())} NaN.")
 
 
 def check_nll(name: str, nll: Any) -> np.ndarray:
@@ -108,7 +125,12 @@ def check_nll(name: str, nll: Any) -> np.ndarray:
 
     +inf stays: an example of probability zero is as far out of distribution as can be.
     """
-    a = np.asarray(nll, dtype=np.float64)
+    try:
+        a = np.asarray(nll, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{name}: expected a 1-D array of NLLs (numbers), got {nll!r:.80} ({err})."
+        ) from None
     if a.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of NLLs, got shape {a.shape}.")
     nan = int(np.isnan(a).sum())
@@ -123,7 +145,7 @@ def check_nll(name: str, nll: Any) -> np.ndarray:
 
 def check_mean_nll(name: str, value: Any) -> float:
     """``value`` as a finite float (a mean training NLL), else a ValueError naming ``name``."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         raise ValueError(f"{name}: expected a finite number of nats, got {value!r}.")
     try:
         number = float(value)
@@ -143,6 +165,11 @@ def typicality(nll: npt.ArrayLike, train_mean_nll: float) -> np.ndarray:
 
 
 def _check_array(images: np.ndarray, shape: tuple, what: str) -> np.ndarray:
+    if images.dtype.kind not in "iuf":
+        raise ValueError(
+            f"{what}: expected uint8 pixels 0..255, got an array of dtype {images.dtype} "
+            f"and shape {list(images.shape)}."
+        )
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
         channels = (
             f" (channel count {images.shape[-1]} against {shape[-1]})"
@@ -248,10 +275,6 @@ def score(
             parts["background_nll"].append(-bg.log_prob(batch).numpy())
     out = {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in parts.items()}
     out["bits_per_dim"] = out["nll"] / dims_ln2
-    if bg is not None:
-        out["likelihood_ratio"] = likelihood_ratio(-out["nll"], -out.pop("background_nll"))
-    if train_mean_nll is not None:
-        out["typicality"] = typicality(out["nll"], train_mean_nll)
     for key, values in out.items():
         nan = np.flatnonzero(np.isnan(values))
         if nan.size:
@@ -260,6 +283,10 @@ def score(
                 f"images (first: image {int(nan[0])}): the model"
                 f"{' or the background' if bg is not None else ''} could not score them."
             )
+    if bg is not None:
+        out["likelihood_ratio"] = likelihood_ratio(-out["nll"], -out.pop("background_nll"))
+    if train_mean_nll is not None:
+        out["typicality"] = typicality(out["nll"], train_mean_nll)
     return out
 
 
@@ -358,5 +385,8 @@ class TypicalityTest:
         nll = np.random.default_rng(seed).permutation(check_nll("nll", nll))
         n = len(nll) // self.batch_size
         if n == 0:
-            raise ValueError(f"nll: expected at least {self.batch_size} values, got {len(nll)}.")
+            raise ValueError(
+                f"nll: expected at least one batch of the test's batch_size (evaluate's "
+                f"typicality_batch) = {self.batch_size} values, got {len(nll)}."
+            )
         return float(np.mean([self.is_ood(b) for b in nll[: n * self.batch_size].reshape(n, -1)]))

@@ -10,6 +10,7 @@ the training and evaluation steps of :mod:`tfflows.training.step`.
 from __future__ import annotations
 
 import inspect
+import warnings
 import weakref
 from typing import Any
 
@@ -93,8 +94,28 @@ class FlowTrainer(KerasModelMixin):
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Keras ``evaluate``; ``sample_weight`` weights each example's NLL."""
         self.spec.check_weight_array(kwargs.get("sample_weight"), "evaluate")
+        check_counts(type(self).__name__, "evaluate", kwargs)
+        if not kwargs.get("_use_cached_eval_dataset"):  # fit's own validation passes its placeholder y
+            self._check_no_targets(y, "evaluate")
+        if not self.compiled:
+            # A flow's loss and metrics are its own: evaluating needs nothing from compile().
+            self.compile()
         y = self._keep_sample_weight(x, y, kwargs)
-        return super().evaluate(x, y, *args, **kwargs)
+        return _warn_nonfinite(self, "evaluate", super().evaluate(x, y, *args, **kwargs))
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keras ``predict``: ``log_prob`` of each example; inf or NaN answers are warned of."""
+        check_counts(type(self).__name__, "predict", kwargs)
+        return _warn_nonfinite(self, "predict", super().predict(x, *args, **kwargs))
+
+    def _check_no_targets(self, y: Any, method: str) -> None:
+        """A plain model has no targets: ``y`` would be ignored without a word, so it is refused."""
+        if y is not None and not self.spec.is_conditional:
+            raise ValueError(
+                f"{type(self).__name__}.{method}: this model is not conditional, so it takes no "
+                f"targets or labels, got y of type {type(y).__name__}; a flow's loss is the NLL of x "
+                "alone (weight examples with sample_weight=...)."
+            )
 
     def fit(self, x: Any = None, y: Any = None, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
         """Keras ``fit``, checking the first batch, initialising ActNorm from it, with a non-finite guard.
@@ -120,11 +141,18 @@ class FlowTrainer(KerasModelMixin):
         skipped.
         """
         self.spec.check_weight_array(kwargs.get("sample_weight"), "fit")
+        check_counts(type(self).__name__, "fit", kwargs)
+        self._check_no_targets(y, "fit")
         y = self._keep_sample_weight(x, y, kwargs)
         batch = None
         if not self.is_initialized or self._unchecked(x):
             batch = self._first_batch(x, y, kwargs.get("batch_size"))
             if batch is not None:
+                if not isinstance(x, tf.data.Dataset) and int(tf.shape(self.spec.unpack(batch)[0])[0]) == 0:
+                    raise ValueError(
+                        f"{type(self).__name__}.fit: expected at least one training example, got an "
+                        f"empty batch of shape {list(np.shape(self.spec.unpack(batch)[0]))}."
+                    )
                 self.spec.check_first_batch(batch)
         if not self.is_initialized:
             if batch is None and isinstance(x, tf.data.Dataset):
@@ -191,10 +219,10 @@ class FlowTrainer(KerasModelMixin):
         shuffle buffer fills) and advances its random streams, so a Dataset
         given to ``fit`` again, as in an epoch loop, is not pulled again.
         """
-        if not self.spec.models_pixel_levels:
-            return False
         if not isinstance(x, tf.data.Dataset):
             return True
+        if not self.spec.models_pixel_levels:
+            return False
         last = getattr(self, "_checked_dataset", None)
         return last is None or last() is not x
 
@@ -211,3 +239,38 @@ class FlowTrainer(KerasModelMixin):
             xs, cs = self.spec.unpack(x if y is None else (x, y))
             return xs[:n], None if cs is None else cs[:n]
         return None
+
+
+def check_counts(owner: str, method: str, kwargs: dict) -> None:
+    """Keras's counts (``batch_size``, ``steps_per_epoch``, ...): positive integers or None.
+
+    Keras takes ``batch_size=0`` or ``steps_per_epoch=0`` and trains on nothing;
+    ``epochs=0`` (checks, no training) stays allowed.
+    """
+    keys = ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "steps", "validation_batch_size")
+    for key in keys:
+        value, least = kwargs.get(key), 0 if key == "epochs" else 1
+        if value is not None and (
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least
+        ):
+            what = "an integer >= 0" if least == 0 else "a positive integer"
+            raise ValueError(f"{owner}.{method}: {key} must be {what} or None, got {value!r}.")
+
+
+def _warn_nonfinite(model: Any, method: str, result: Any) -> Any:
+    """``result`` of ``evaluate``/``predict``, with a warning when it holds inf or NaN.
+
+    In a graph the inputs' values are not checked (unless the model has
+    ``validate_args=True``): inf or NaN in give NaN out, flagged here.
+    """
+    values = result.values() if isinstance(result, dict) else result if isinstance(result, list) else [result]
+    bad = sum(int(np.sum(~np.isfinite(np.asarray(v, dtype=np.float64)))) for v in values)
+    if bad:
+        warnings.warn(
+            f"{type(model).__name__}.{method}: {bad} inf or NaN value(s) in the result: inputs with "
+            "inf or NaN (or pixel levels out of range) give NaN inside a graph. Check the data, or "
+            "build the model with validate_args=True to have such inputs refused.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return result

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 from keras import ops
 
+from tfflows.checks import finite_number
 from tfflows.typing import TensorLike
 
 if TYPE_CHECKING:
@@ -47,10 +48,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(
         self, learning_rate: float, warmup_steps: int = 0, decay_steps: int = 0, final_fraction: float = 0.0
     ) -> None:
-        if not learning_rate > 0 or not math.isfinite(learning_rate):
-            raise ValueError(
-                f"WarmupSchedule: learning_rate must be a finite number > 0, got {learning_rate!r}."
-            )
+        finite_number("WarmupSchedule", "learning_rate", learning_rate, 0.0, strict=True)
         if warmup_steps < 0 or decay_steps < 0:
             raise ValueError(
                 f"WarmupSchedule: warmup_steps and decay_steps must be >= 0, "
@@ -154,6 +152,8 @@ class ScheduledAdam(keras.optimizers.Adam):
 
     def __init__(self, learning_rate: Any = 1e-3, **kwargs: Any) -> None:
         schedules = keras.optimizers.schedules
+        if learning_rate is None or isinstance(learning_rate, (numbers.Number, str, bytes, list, tuple)):
+            finite_number(type(self).__name__, "learning_rate", learning_rate, 0.0, strict=True)
         if isinstance(learning_rate, schedules.LearningRateSchedule) and not isinstance(
             learning_rate, ScaledSchedule
         ):
