@@ -281,7 +281,7 @@ TRAINING_ROWS: dict[str, Row] = {
             str(e.tmp / "run"),
         ),
         CliError,
-        "warmup_steps must be a whole number",
+        "argument --warmup: expected an integer >= 0, got -5",
     ),
     "sample_clip_latent_zero": (
         lambda e: e.glow().sample(2, clip_latent=0.0),
@@ -936,12 +936,13 @@ FLAG_ROWS: dict[str, Row] = {
     "csv_two_rows": (
         lambda e: _train_csv(e, _csv(e, "two.csv", _rows_csv(2))),
         CliError,
-        "expected at least 10 training rows, got 2 rows of which 1 would train and 1 validate",
+        "expected at least 16 rows for a split with 10 training rows, validation fraction 0.2 and "
+        "test fraction 0.2; got 2 rows (0 would train)",
     ),
     "csv_eleven_rows": (
         lambda e: _train_csv(e, _csv(e, "eleven.csv", _rows_csv(11))),
         CliError,
-        "got 11 rows of which 9 would train and 2 validate",
+        "got 11 rows (7 would train). Give more rows or smaller fractions.",
     ),
     "csv_latin1_byte": (
         lambda e: _train_csv(e, _csv(e, "latin.csv", _rows_csv(20) + b"caf\xe9,1\n")),

@@ -84,3 +84,28 @@ def test_a_registered_score_reaches_the_exported_signature(mean_level_score, tmp
     export_saved_model(model, tmp_path / "sm")
     out = tf.saved_model.load(str(tmp_path / "sm")).signatures["score"](images=tf.constant(IMAGES))
     np.testing.assert_allclose(out["mean_level"].numpy(), IMAGES.reshape(6, -1).mean(1), rtol=1e-6)
+
+
+def test_every_keras_serializable_name_of_tfflows_names_one_class():
+    """Two classes registered under one name (the codec's ConvNet and the conditioners' ConvNet were
+    both "tfflows>ConvNet") make the later import win, and .keras files of the other stop loading."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import keras
+
+    import tfflows
+
+    classes = set()
+    for info in pkgutil.walk_packages(tfflows.__path__, "tfflows."):
+        if info.name.startswith("tfflows.cli.__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        classes |= {c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == info.name}
+    clashes = []
+    for cls in classes:
+        name = keras.saving.get_registered_name(cls)
+        if name.startswith("tfflows") and keras.saving.get_registered_object(name) is not cls:
+            clashes.append(f"{cls.__module__}.{cls.__qualname__} as {name!r}")
+    assert not clashes, clashes

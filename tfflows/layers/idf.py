@@ -54,7 +54,7 @@ def discretized_logistic_mixture_log_prob(z: tf.Tensor, params: tf.Tensor) -> tf
     return tf.reduce_logsumexp(tf.nn.log_softmax(logits, axis=-1) + log_bin, axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="tfflows")
+@keras.saving.register_keras_serializable(package="tfflows.idf")  # its own names: ConvNet is taken
 class ConvNet(keras.layers.Layer):
     """3×3 conv → ReLU → (``depth`` × 3×3 residual conv → ReLU) → zero-initialised 3×3 conv.
 
@@ -109,7 +109,7 @@ class ConvNet(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package="tfflows")
+@keras.saving.register_keras_serializable(package="tfflows.idf")  # its own names: ConvNet is taken
 class IntegerCoupling(keras.layers.Layer):
     """b ← b + round(T·tanh(NN(a / input_scale) / T)) on integer-valued channels.
 
@@ -184,7 +184,7 @@ class IntegerCoupling(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package="tfflows")
+@keras.saving.register_keras_serializable(package="tfflows.idf")  # its own names: ConvNet is taken
 class LogisticMixturePrior(keras.layers.Layer):
     """Parameters of p(z | context): a K-component logistic mixture per latent.
 
