@@ -211,9 +211,9 @@ def test_train_transformer_flows_on_digits(tmp_path, model, extra):
     config = json.loads(zipfile.ZipFile(out / "model.keras").read("config.json"))["config"]
     assert config["width"] == 16 and config["heads"] == 2
     if model == "jet":
-        assert config["patch_size"] == 2 and config["num_couplings"] == 2 and config["depth"] == 1
+        assert config["patch_size"] == 2 and config["num_steps"] == 2 and config["depth"] == 1
     else:
-        assert config["patch_size"] == 4 and config["num_blocks"] == 2 and config["num_layers"] == 1
+        assert config["patch_size"] == 4 and config["num_steps"] == 2 and config["depth"] == 1
         assert config["num_classes"] == 10 and config["label_dropout"] == 0.2
         assert config["noise"] == "gaussian" and config["noise_std"] == 0.5
     options = ["--guidance", "1.5", "--denoise"] if model == "tarflow" else []
