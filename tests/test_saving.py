@@ -194,7 +194,8 @@ def test_actnorm_is_not_reinitialised_after_loading(runs):
         assert float(original.initialized.numpy()) == 1.0
         # The saved (data-dependent, then trained) values came back, not zeros.
         assert np.any(np.array(original.log_scale) != 0)
-    assert loaded.initialize(runs["x"]) == 0
+    data = runs["x"] if runs["labels"] is None else (runs["x"], runs["labels"])
+    assert loaded.initialize(data) == 0  # a conditional model's data come with their contexts
 
 
 def test_compile_builds_the_optimizer_so_every_save_holds_its_state(tmp_path, recwarn):
