@@ -15,6 +15,7 @@ What it needs from elsewhere comes through public seams:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -445,4 +446,7 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> FlowModel:
         """A model from :meth:`get_config`; configs saved before an argument's rename load too."""
         config = renamed_keys(config, getattr(cls, "OLD_ARGUMENT_NAMES", {}))
+        if "event_shape" not in inspect.signature(cls.__init__).parameters:
+            # A subclass that sets the shape itself (``MyFlow(dim=3)``) passes it on; not twice.
+            config = {k: v for k, v in config.items() if k != "event_shape"}
         return super().from_config(config, custom_objects)
