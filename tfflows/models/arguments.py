@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -111,3 +112,14 @@ def initial_batch(spec: DataSpec, data: Any, num_batches: int) -> tuple[tf.Tenso
             "ActNorm needs finite data to set its scale and bias."
         )
     return x, spec.context(context)
+
+
+def constructor_config(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config as ``cls``'s constructor takes it: old argument names renamed, and
+    ``event_shape`` left out for a subclass that sets its shape itself (``MyFlow(dim=3)``)."""
+    from tfflows.deprecation import renamed_keys
+
+    config = renamed_keys(config, getattr(cls, "OLD_ARGUMENT_NAMES", {}))
+    if "event_shape" not in inspect.signature(getattr(cls, "__init__")).parameters:  # noqa: B009 (mypy: cls.__init__ is unsound)
+        config = {k: v for k, v in config.items() if k != "event_shape"}
+    return config

@@ -15,7 +15,6 @@ What it needs from elsewhere comes through public seams:
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -27,9 +26,8 @@ import tensorflow_probability as tfp
 
 from tfflows.bijectors.multiscale import FlowChain
 from tfflows.data.spec import DataSpec, unless_empty
-from tfflows.deprecation import renamed_keys
 from tfflows.distribution import FlowDistribution, LiveBijector
-from tfflows.models.arguments import check_model_arguments, check_seed, initial_batch
+from tfflows.models.arguments import check_model_arguments, check_seed, constructor_config, initial_batch
 from tfflows.models.persistence import SavedFlow
 from tfflows.models.plan import Plan, build_bijector, build_steps, flow_layers, initialize_steps
 from tfflows.models.plan import latent_shapes as plan_latent_shapes
@@ -445,8 +443,4 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> FlowModel:
         """A model from :meth:`get_config`; configs saved before an argument's rename load too."""
-        config = renamed_keys(config, getattr(cls, "OLD_ARGUMENT_NAMES", {}))
-        if "event_shape" not in inspect.signature(cls.__init__).parameters:
-            # A subclass that sets the shape itself (``MyFlow(dim=3)``) passes it on; not twice.
-            config = {k: v for k, v in config.items() if k != "event_shape"}
-        return super().from_config(config, custom_objects)
+        return super().from_config(constructor_config(cls, config), custom_objects)
