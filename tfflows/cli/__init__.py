@@ -48,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train" and args.steps is None:
         args.steps = DEFAULT_JET_COUPLINGS if args.model == "jet" else DEFAULT_STEPS
-    import_tensorflow_quietly()  # before any TensorFlow import: the level is read once
+    if not getattr(args, "workers", None):
+        # Not for a multi-worker run: starting the devices here would come before the collective
+        # ops are configured, which TensorFlow refuses (they must be set at program start).
+        import_tensorflow_quietly()  # before any TensorFlow import: the level is read once
     module, _, function = COMMANDS[args.command].partition(":")
     handlers = {args.command: getattr(importlib.import_module(module), function or "run")}
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
