@@ -37,6 +37,7 @@ __all__ = [
     "DEBUG_ENV",
     "one_line",
     "apply_data_defaults",
+    "tabular_options",
     "batch_size_for",
     "warmup_for",
 ]
@@ -397,3 +398,13 @@ def apply_data_defaults(args: argparse.Namespace, num_train: int, vector: bool) 
     if warning:
         print(f"tfflows train: warning: {warning}", file=sys.stderr)
     return chosen
+
+
+def tabular_options(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`load_data`'s options for vector data from ``train``'s flags (columns, fractions, seed)."""
+    return {
+        "columns": args.columns,
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+    }

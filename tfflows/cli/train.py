@@ -16,6 +16,7 @@ from tfflows.cli.common import (
     pixel_range,
     previous_run,
     remove_run,
+    tabular_options,
 )
 from tfflows.cli.parser import PROBE_MIN_MINUTES, PROBE_MIN_STEPS, VAL_EXAMPLES_TIMED
 
@@ -115,9 +116,7 @@ def _train_alone(args) -> dict:
         )
         args.num_bits = args.n_bits
     keras.utils.set_random_seed(args.seed)
-    tabular = dict(
-        columns=args.columns, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed
-    )
+    tabular = tabular_options(args)
     train_x, train_y, num_bits, source_bits = load_data(
         args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular
     )

@@ -101,9 +101,7 @@ def _train(args, config: dict, lock) -> dict:
     from tfflows.training import make_optimizer
 
     keras.utils.set_random_seed(args.seed)
-    tabular = dict(
-        columns=args.columns, val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed
-    )
+    tabular = common.tabular_options(args)
     train_x, train_y, num_bits, source_bits = common.load_data(
         args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular
     )

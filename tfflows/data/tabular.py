@@ -139,6 +139,11 @@ MIN_TRAIN_ROWS = 10
 """The fewest training rows a split leaves: fewer (a 2-row file trains on one) fit no density."""
 
 
+def _held_out(fraction: float, num_rows: int) -> int:
+    """Rows a fraction holds out: ``round(fraction · num_rows)``, at least one when the fraction is > 0."""
+    return 0 if fraction == 0 else max(1, round(fraction * num_rows))
+
+
 def split_rows(
     num_rows: int, val_fraction: float, seed: int, min_train: int = MIN_TRAIN_ROWS
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +155,7 @@ def split_rows(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}.")
-    n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * num_rows))
+    n_val = _held_out(val_fraction, num_rows)
     if num_rows - n_val < min_train:
         raise ValueError(
             f"expected at least {min_train} training rows, got {num_rows} rows of which "
@@ -185,15 +190,12 @@ def split_table(
             f"got {val_fraction:g} + {test_fraction:g}."
         )
 
-    def held_out(fraction: float, n: int) -> int:
-        return 0 if fraction == 0 else max(1, round(fraction * n))
-
-    n_test, n_val = held_out(test_fraction, num_rows), held_out(val_fraction, num_rows)
+    n_test, n_val = _held_out(test_fraction, num_rows), _held_out(val_fraction, num_rows)
     if num_rows - n_test - n_val < min_train:
         needed = next(
             n
             for n in range(1, 10**9)
-            if n - held_out(test_fraction, n) - held_out(val_fraction, n) >= min_train
+            if n - _held_out(test_fraction, n) - _held_out(val_fraction, n) >= min_train
         )
         raise ValueError(
             f"expected at least {needed} rows for a split with {min_train} training rows, "
