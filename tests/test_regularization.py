@@ -1,0 +1,107 @@
+"""Conditioner dropout of the vector models: on in training steps only, saved, refused where it cannot work."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfflows
+from tfflows.layers import MADE, MLP
+
+VECTOR_MODELS = {
+    "realnvp": lambda **kw: tfflows.VectorRealNVP(4, num_steps=2, width=16, **kw),
+    "glow": lambda **kw: tfflows.VectorGlow(4, num_steps=2, width=16, **kw),
+    "nsf": lambda **kw: tfflows.VectorNSF(4, num_steps=2, width=16, num_bins=4, **kw),
+    "maf": lambda **kw: tfflows.VectorMAF(4, num_steps=2, width=16, **kw),
+}
+X = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+
+
+def _randomized(model):
+    """The model with every weight drawn at random (a fresh conditioner outputs zeros whatever drops)."""
+    rng = np.random.default_rng(1)
+    for w in model.trainable_weights:
+        w.assign((0.1 * rng.normal(size=w.shape)).astype(w.dtype))
+    return model
+
+
+@pytest.mark.parametrize("name", list(VECTOR_MODELS))
+def test_dropout_acts_in_training_calls_only(name):
+    keras.utils.set_random_seed(0)
+    model = _randomized(VECTOR_MODELS[name](dropout=0.3))
+    seed = tf.constant([3, 0], tf.int64)
+    scored = model.log_prob(X).numpy()
+    np.testing.assert_array_equal(model(X).numpy(), scored)  # inference: the whole network
+    np.testing.assert_array_equal(model.log_prob(X).numpy(), scored)  # and deterministic
+    first = model(X, training=True, seed=seed).numpy()
+    second = model(X, training=True, seed=seed).numpy()
+    assert np.all(np.isfinite(first))
+    assert np.abs(first - scored).max() > 1e-3, "training=True left the conditioners whole"
+    assert np.abs(first - second).max() > 1e-3, "every training call should draw a new mask"
+    plain = _randomized(VECTOR_MODELS[name]())
+    np.testing.assert_allclose(plain(X, training=True, seed=seed).numpy(), plain.log_prob(X).numpy(), rtol=1e-6)
+
+
+def test_fit_steps_see_dropout_and_evaluate_does_not():
+    """With a learning rate of 0 a step's loss is the batch NLL of a thinned network, not log_prob's."""
+    for rate, differs in ((0.0, False), (0.5, True)):
+        keras.utils.set_random_seed(0)
+        model = _randomized(VECTOR_MODELS["realnvp"](dropout=rate))
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+        loss = model.fit(X, batch_size=8, epochs=1, verbose=0, shuffle=False).history["loss"][0]
+        nll = float(-np.mean(model.log_prob(X).numpy()))
+        assert model.evaluate(X, batch_size=8, verbose=0)[0] == pytest.approx(nll, rel=1e-5)
+        assert (abs(loss - nll) > 1e-3) is differs, (rate, loss, nll)
+
+
+@pytest.mark.parametrize("name", list(VECTOR_MODELS))
+def test_dropout_is_saved_and_loaded(name, tmp_path):
+    model = VECTOR_MODELS[name](dropout=0.2)
+    assert model.get_config()["dropout"] == 0.2
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.dropout == 0.2
+    np.testing.assert_allclose(loaded.log_prob(X).numpy(), model.log_prob(X).numpy(), rtol=1e-6)
+
+
+def test_conditioners_without_dropout_keep_their_config():
+    """Files saved before dropout existed load, and new ones without it say nothing of it."""
+    assert "dropout" not in MLP([8], 4).get_config()
+    assert MLP([8], 4, dropout=0.1).get_config()["dropout"] == 0.1
+    assert "dropout" not in MADE([1, 2, 3]).get_config()
+    assert MADE([1, 2, 3], dropout=0.1).get_config()["dropout"] == 0.1
+
+
+def test_made_with_dropout_stays_autoregressive():
+    """Dropping hidden units never lets output i see input j ≥ i (in the ordering)."""
+    keras.utils.set_random_seed(0)
+    made = MADE([1, 2, 3, 4], hidden_units=32, num_hidden=2, params_per_feature=1, dropout=0.5)
+    made.build((None, 4))
+    rng = np.random.default_rng(2)
+    for w in made.trainable_weights:
+        w.assign(rng.normal(size=w.shape).astype("float32"))
+    x = tf.constant(rng.normal(size=(1, 4)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = made(x, training=True)
+    jacobian = tape.batch_jacobian(out, x)[0].numpy()  # [output i, input j]
+    assert np.all(jacobian[np.triu_indices(4)] == 0.0)
+    assert np.any(jacobian[np.tril_indices(4, -1)] != 0.0)
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, 1.5, "0.1", True, float("nan")])
+def test_bad_dropout_rates_are_refused(rate):
+    with pytest.raises(ValueError, match=r"VectorNSF: dropout must be a rate in \[0, 1\), got"):
+        tfflows.VectorNSF(4, dropout=rate)
+    with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\)"):
+        MLP([8], 4, dropout=rate)
+
+
+@pytest.mark.parametrize("backprop", ["recompute", "reversible"])
+def test_dropout_needs_the_stored_forward_pass(backprop):
+    with pytest.raises(ValueError, match=f"VectorRealNVP: dropout needs backprop='store' \\(backprop='{backprop}'"):
+        tfflows.VectorRealNVP(4, dropout=0.1, backprop=backprop)
+    assert tfflows.VectorRealNVP(4, dropout=0.0, backprop=backprop).dropout == 0.0
