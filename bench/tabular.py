@@ -200,6 +200,78 @@ def run_zuko(splits, args) -> list[dict]:
     return rows
 
 
+# -- BayesFlow (Keras 3 on TensorFlow; 2.1 needs Python >= 3.12, so it runs in its own interpreter) --
+
+
+def run_bayesflow(splits, args) -> list[dict]:
+    import bayesflow as bf
+    import keras
+    import tensorflow as tf
+
+    rows = []
+    for name in args.datasets:
+        train, val, test = (splits[f"{name}/{p}"] for p in ("train", "val", "test"))
+        dim = train.shape[1]
+        mean, scale = train.mean(0), train.std(0)
+        scale = np.where(scale > 1e-6, scale, 1.0)
+        log_det = -float(np.log(scale).sum())  # the standardization's change of variables, as for zuko
+
+        def standardized(a, mean=mean, scale=scale):
+            return ((a - mean) / scale).astype("float32")
+
+        xt, xv, xs = standardized(train), standardized(val), standardized(test)
+        for transform in args.bayesflow_transforms:
+            keras.utils.set_random_seed(args.seed)
+            flow = bf.networks.CouplingFlow(transform=transform)  # its defaults otherwise
+            flow.build((None, dim))
+            optimizer = keras.optimizers.Adam(args.lr, clipnorm=10.0)
+
+            @tf.function
+            def step(batch, flow=flow, optimizer=optimizer):
+                with tf.GradientTape() as tape:
+                    loss = flow.compute_metrics(batch, stage="training")["loss"]
+                variables = flow.trainable_variables
+                optimizer.apply(tape.gradient(loss, variables), variables)
+                return loss
+
+            @tf.function
+            def nll(x, flow=flow):
+                return -tf.reduce_mean(flow.log_prob(x, training=False))
+
+            best, best_weights, wait, epochs = math.inf, None, 0, 0
+            rng = np.random.default_rng(args.seed)
+            start = time.time()
+            for epoch in range(args.epochs):
+                order = rng.permutation(len(xt))
+                for i in range(0, len(xt), args.batch_size):
+                    step(tf.constant(xt[order[i : i + args.batch_size]]))
+                epochs = epoch + 1
+                v = float(nll(tf.constant(xv))) - log_det
+                if v < best:
+                    best, best_weights, wait = v, [w.copy() for w in flow.get_weights()], 0
+                else:
+                    wait += 1
+                    if wait >= args.patience:
+                        break
+            seconds = time.time() - start
+            flow.set_weights(best_weights)
+            test_nll = float(nll(tf.constant(xs))) - log_det
+            rows.append(
+                {
+                    "system": f"BayesFlow {bf.__version__} / Keras {keras.__version__}",
+                    "model": f"CouplingFlow ({transform})",
+                    "dataset": name,
+                    "dim": dim,
+                    "test_nll": test_nll,
+                    "val_nll": best,
+                    "seconds": round(seconds, 1),
+                    "epochs": epochs,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 # -- driver --------------------------------------------------------------------------------------
 
 
@@ -241,10 +313,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--system",
-        choices=("tfflows", "zuko"),
+        choices=("tfflows", "zuko", "bayesflow"),
         default=None,
-        help="run one system (default: splits, both systems in turn, table)",
+        help="run one system (default: splits, every system in turn, table)",
     )
+    parser.add_argument(
+        "--bayesflow-python",
+        default=os.environ.get("BAYESFLOW_PYTHON"),
+        help="a Python >= 3.12 with bayesflow 2.1 (default: $BAYESFLOW_PYTHON; unset: no BayesFlow rows)",
+    )
+    parser.add_argument("--bayesflow-transforms", nargs="+", default=["affine", "spline"])
     parser.add_argument("--splits", default="bench/tabular_splits.npz")
     parser.add_argument("--out", default="bench/tabular_results.json")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -261,10 +339,15 @@ def main() -> None:
     if args.system is None:
         make_splits(args.splits, args.seed)
         rows = []
-        for system in ("tfflows", "zuko"):
+        systems = {"tfflows": sys.executable, "zuko": sys.executable}
+        if args.bayesflow_python:
+            systems["bayesflow"] = args.bayesflow_python
+        else:
+            print("no --bayesflow-python (or $BAYESFLOW_PYTHON): BayesFlow is left out", flush=True)
+        for system, python in systems.items():
             out = args.out.replace(".json", f"_{system}.json")
             cmd = [
-                sys.executable,
+                python,
                 __file__,
                 "--system",
                 system,
@@ -288,6 +371,8 @@ def main() -> None:
                 *args.models,
                 "--zuko-models",
                 *args.zuko_models,
+                "--bayesflow-transforms",
+                *args.bayesflow_transforms,
             ]
             subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
             with open(out, encoding="utf-8") as f:
@@ -296,7 +381,8 @@ def main() -> None:
         print(verdict(rows))
         return
     splits = dict(np.load(args.splits))
-    rows = run_tfflows(splits, args) if args.system == "tfflows" else run_zuko(splits, args)
+    run = {"tfflows": run_tfflows, "zuko": run_zuko, "bayesflow": run_bayesflow}[args.system]
+    rows = run(splits, args)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=1)
 

@@ -1,4 +1,4 @@
-"""Conditioner dropout of the vector models: on in training steps only, saved, refused where it cannot work."""
+"""Conditioner dropout of the vector models: on in training steps only, saved, refused where it cannot be."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def test_dropout_acts_in_training_calls_only(name):
     assert np.abs(first - scored).max() > 1e-3, "training=True left the conditioners whole"
     assert np.abs(first - second).max() > 1e-3, "every training call should draw a new mask"
     plain = _randomized(VECTOR_MODELS[name]())
-    np.testing.assert_allclose(plain(X, training=True, seed=seed).numpy(), plain.log_prob(X).numpy(), rtol=1e-6)
+    trained_view = plain(X, training=True, seed=seed).numpy()
+    np.testing.assert_allclose(trained_view, plain.log_prob(X).numpy(), rtol=1e-6)
 
 
 def test_fit_steps_see_dropout_and_evaluate_does_not():
@@ -102,6 +103,69 @@ def test_bad_dropout_rates_are_refused(rate):
 
 @pytest.mark.parametrize("backprop", ["recompute", "reversible"])
 def test_dropout_needs_the_stored_forward_pass(backprop):
-    with pytest.raises(ValueError, match=f"VectorRealNVP: dropout needs backprop='store' \\(backprop='{backprop}'"):
+    want = f"VectorRealNVP: dropout needs backprop='store' \\(backprop='{backprop}'"
+    with pytest.raises(ValueError, match=want):
         tfflows.VectorRealNVP(4, dropout=0.1, backprop=backprop)
     assert tfflows.VectorRealNVP(4, dropout=0.0, backprop=backprop).dropout == 0.0
+
+
+def test_vector_defaults_regularise_small_tables_only():
+    from tfflows.models.vector import SMALL_TABLE_ROWS, vector_defaults
+
+    small = vector_defaults(398, 30)
+    assert small["dropout"] > 0 and small["width"] >= 128 and small["num_steps"] >= 12
+    large = vector_defaults(SMALL_TABLE_ROWS, 30)
+    assert large["dropout"] == 0.0
+    for rows, features in ((0, 3), (10, 0), (2.5, 3), (True, 3)):
+        with pytest.raises(
+            ValueError, match="vector_defaults: num_(rows|features) must be a positive integer"
+        ):
+            vector_defaults(rows, features)
+
+
+def _train_args(*flags):
+    from tfflows.cli import build_parser
+
+    return build_parser().parse_args(["train", "--dataset", "two_moons", *flags])
+
+
+def test_cli_fills_size_and_dropout_of_vector_models_from_the_table():
+    from tfflows.cli.common import apply_data_defaults, build_model
+    from tfflows.models.vector import vector_defaults
+
+    args = _train_args("--model", "nsf")
+    chosen = apply_data_defaults(args, 300, True, 4)
+    sizes = vector_defaults(300, 4)
+    assert {k: chosen[k] for k in ("num_steps", "width", "dropout")} == {
+        k: sizes[k] for k in ("num_steps", "width", "dropout")
+    }
+    model = build_model(args, (4,), None, None)
+    assert (model.num_steps, model.width, model.dropout) == (
+        sizes["num_steps"],
+        sizes["width"],
+        sizes["dropout"],
+    )
+
+    given = _train_args("--model", "maf", "--steps", "3", "--width", "16", "--dropout", "0.2")
+    chosen = apply_data_defaults(given, 300, True, 4)
+    assert not {"num_steps", "width", "dropout"} & set(chosen)  # the user's values stay
+    model = build_model(given, (4,), None, None)
+    assert (model.num_steps, model.width, model.dropout) == (3, 16, 0.2)
+
+
+def test_cli_refuses_dropout_for_image_models_and_bad_rates():
+    from tfflows.cli.common import build_model
+
+    with pytest.raises(ValueError, match="got --dropout 0.1, which it does not use"):
+        build_model(_train_args("--model", "glow", "--dropout", "0.1"), (8, 8, 1), 5, None)
+    with pytest.raises(SystemExit) as exit_info:
+        _train_args("--dropout", "1")
+    assert exit_info.value.code == 2
+
+
+def test_weight_decay_reaches_the_optimizer():
+    from tfflows.training import make_optimizer
+
+    assert make_optimizer(1e-3, 10, weight_decay=0.01).weight_decay == 0.01
+    assert make_optimizer(1e-3, 0, weight_decay=0.01).weight_decay == 0.01
+    assert _train_args("--weight-decay", "0.01").weight_decay == 0.01

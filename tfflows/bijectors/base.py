@@ -9,6 +9,7 @@ is evaluated once per step, not once for the output and again for the log-det.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import tensorflow as tf
@@ -34,6 +35,14 @@ def check_positive_ints(name: str, **values: Any) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
+
+
+def check_dropout(name: str, rate: Any) -> float:
+    """A dropout rate in [0, 1) as a float; raises ValueError naming ``name`` otherwise."""
+    rate = as_python_number(rate)
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"{name}: dropout must be a rate in [0, 1), got {rate!r}.")
+    return float(rate)
 
 
 def as_python_number(value: Any) -> Any:

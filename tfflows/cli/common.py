@@ -143,7 +143,7 @@ def build_model(
         raise ValueError(f"{err} (shape {tuple(event_shape)})") from None
     extra = {
         key: getattr(args, key, None)
-        for key in ("patch_size", "heads", "noise", "noise_std", "label_dropout")
+        for key in ("patch_size", "heads", "noise", "noise_std", "label_dropout", "dropout")
     }
     reads: set[str] = set()
 
@@ -172,7 +172,7 @@ def build_model(
         num_classes=num_classes,
         num_levels=args.levels,
         num_steps=args.steps,
-        width=args.width,
+        width=args.width if args.width is not None else BuildOptions.width,
         depth=_depth(args),
         coupling=args.coupling,
         seed=args.seed,
@@ -380,12 +380,24 @@ def warmup_for(planned_steps: int, warmup: int | None) -> tuple[int, str | None]
     return warmup, None
 
 
-def apply_data_defaults(args: argparse.Namespace, num_train: int, vector: bool) -> dict[str, Any]:
+def apply_data_defaults(
+    args: argparse.Namespace, num_train: int, vector: bool, num_features: int | None = None
+) -> dict[str, Any]:
     """Fills ``args.batch_size`` and ``args.warmup`` left unset, from the data; returns what was chosen.
 
-    Warns (on stderr) when a warmup the user set outlasts the run.
+    For vector data also the model's size and dropout (``--steps``, ``--width``,
+    ``--dropout``) from :func:`tfflows.models.vector.vector_defaults`. Warns (on
+    stderr) when a warmup the user set outlasts the run.
     """
     chosen = {}
+    if vector and num_features is not None:
+        from tfflows.models.vector import vector_defaults
+
+        sizes = vector_defaults(num_train, num_features)
+        for flag, key in (("steps", "num_steps"), ("width", "width"), ("dropout", "dropout")):
+            if getattr(args, flag, None) is None:
+                setattr(args, flag, sizes[key])
+                chosen[key] = sizes[key]
     if args.batch_size is None:
         args.batch_size = batch_size_for(num_train, vector)
         chosen["batch_size"] = args.batch_size

@@ -145,10 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
         "validation loss and restore the best weights)",
     )
     tabular.add_argument(
+        "--dropout",
+        type=_dropout,
+        default=None,
+        metavar="P",
+        help="dropout rate in the conditioners while training (default: chosen from the table's size)",
+    )
+    tabular.add_argument(
+        "--weight-decay", type=_positive_float, default=None, help="Adam's decoupled weight decay"
+    )
+    tabular.add_argument(
         "--no-standardize",
         action="store_true",
-        help="leave out the Standardize step (mean and scale fitted on the "
-        "training data) that vector models start with",
+        help="leave out the Standardize step (mean and scale fitted on the training data) of vector models",
     )
     train.add_argument("--data-dir", default=None, help="folder with local IDX files")
     train.add_argument(
@@ -158,24 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=_positive_int,
         default=None,
-        help="num_steps, the flow's depth: steps per level of glow, blocks of tarflow, "
-        f"couplings of jet and of vector models (default {DEFAULT_STEPS} for "
-        f"glow and tarflow, {DEFAULT_JET_COUPLINGS} for jet, 8 for vector "
-        "models; realnvp's couplings per scale are fixed)",
+        help="num_steps, the flow's depth: steps per level of glow, blocks of tarflow, couplings of jet and "
+        f"of vector models (default {DEFAULT_STEPS} for glow and tarflow, {DEFAULT_JET_COUPLINGS} for jet, "
+        "for vector models from the table's size; realnvp's couplings per scale are fixed)",
     )
     train.add_argument(
         "--width",
         type=_positive_int,
-        default=64,
-        help="width of the conditioner networks (channels, units or transformer width)",
+        default=None,
+        help="width of the conditioner networks (channels, units or transformer width; default 64, "
+        "for vector data chosen from the table's size)",
     )
     train.add_argument(
         "--depth",
         type=_positive_int,
         default=None,
-        help="depth of the conditioner networks: residual blocks of realnvp "
-        "(default 2), transformer blocks per tarflow block (2) or per jet "
-        "ViT (1), hidden layers of vector models (2)",
+        help="depth of the conditioner networks: residual blocks of realnvp (default 2), transformer "
+        "blocks per tarflow block (2) or per jet ViT (1), hidden layers of vector models (2)",
     )
     transformers = train.add_argument_group("transformer flows (tarflow, jet)")
     transformers.add_argument(
@@ -191,10 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--noise",
         choices=("uniform", "gaussian"),
         default=None,
-        help="tarflow's training noise: uniform (default: the uniformly "
-        "dequantized data, exact bits/dim) or gaussian (N(0, s^2) added "
-        "to every batch, the paper's recipe for samples; sample with "
-        "--denoise)",
+        help="tarflow's training noise: uniform (default: the uniformly dequantized data, exact bits/dim) "
+        "or gaussian (N(0, s^2) added to every batch, the paper's recipe for samples; sample with --denoise)",
     )
     transformers.add_argument(
         "--noise-std",

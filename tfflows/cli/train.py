@@ -123,7 +123,7 @@ def _train_alone(args) -> dict:
     test_x, test_y, _, _ = load_data(
         args.dataset, args.data_dir, "test", args.num_bits, with_labels=args.conditional, **tabular
     )
-    defaults = apply_data_defaults(args, len(train_x), vector=num_bits is None)
+    defaults = apply_data_defaults(args, len(train_x), num_bits is None, math.prod(train_x.shape[1:]))
     num_classes = None
     if args.conditional:
         if train_y is None or test_y is None:
@@ -156,7 +156,9 @@ def _train_alone(args) -> dict:
     value_range = pixel_range(train_x, num_bits, source_bits)
     probe = args.jit == "auto" and _worth_probing(args, len(train_x))
     model.compile(
-        optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm),
+        optimizer=make_optimizer(
+            args.lr, args.warmup, clipnorm=args.clipnorm, weight_decay=getattr(args, "weight_decay", None)
+        ),
         jit_compile=False if probe else {"auto": "auto", "on": True, "off": False}[args.jit],
     )
     vector = num_bits is None

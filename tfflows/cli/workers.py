@@ -15,6 +15,7 @@ TensorFlow's coordination service reports no task as crashed.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -105,7 +106,7 @@ def _train(args, config: dict, lock) -> dict:
     train_x, train_y, num_bits, source_bits = common.load_data(
         args.dataset, args.data_dir, "train", args.num_bits, args.max_train, args.conditional, **tabular
     )
-    common.apply_data_defaults(args, len(train_x), vector=num_bits is None)
+    common.apply_data_defaults(args, len(train_x), num_bits is None, math.prod(train_x.shape[1:]))
     workers = strategy.num_replicas_in_sync
     global_batch = args.batch_size * workers
 
@@ -119,7 +120,10 @@ def _train(args, config: dict, lock) -> dict:
     with strategy.scope():
         model = common.build_model(args, train_x.shape[1:], num_bits, num_classes)
         model.compile(
-            optimizer=make_optimizer(args.lr, args.warmup, clipnorm=args.clipnorm), jit_compile=False
+            optimizer=make_optimizer(
+                args.lr, args.warmup, clipnorm=args.clipnorm, weight_decay=getattr(args, "weight_decay", None)
+            ),
+            jit_compile=False,
         )  # the strategy.run loop is not compiled with XLA
     if num_bits is None:
         model.initialize((train_x, train_y) if model.is_conditional else train_x)

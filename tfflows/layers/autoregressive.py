@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfflows.bijectors.autoregressive import DIRECTIONS, MaskedAutoregressive, make_transform
-from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.base import check_dropout, check_positive_ints
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.made import MADE, ORDERINGS, make_ordering
 from tfflows.typing import Shape
@@ -30,6 +30,7 @@ class MaskedAutoregressiveLayer(FlowLayer):
         Durkan et al.'s autoregressive neural spline flow).
       num_bins: K, spline bins (``transform="spline"`` only).
       bound: B, the spline's interval [−B, B]; identity outside.
+      dropout: the MADE's dropout rate while training (0: none).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class MaskedAutoregressiveLayer(FlowLayer):
         transform: str = "affine",
         num_bins: int = 8,
         bound: float = 4.0,
+        dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("event_ndims", 1)
@@ -62,6 +64,7 @@ class MaskedAutoregressiveLayer(FlowLayer):
         self.sequential_inverse = direction == "maf"
         self.transform = make_transform(transform, num_bins, bound, self.name)
         self.transform_name, self.num_bins, self.bound = transform, num_bins, float(bound)
+        self.dropout = check_dropout(self.name, dropout)
         self.made: MADE | None = None
 
     def build(self, x_shape: Shape, context_shape: Shape | None = None) -> None:
@@ -72,6 +75,7 @@ class MaskedAutoregressiveLayer(FlowLayer):
             self.hidden_units,
             self.num_hidden,
             params_per_feature=self.transform.params_per_entry,
+            dropout=self.dropout,
             dtype=self.dtype_policy,
             name="made",
         )
@@ -110,4 +114,5 @@ class MaskedAutoregressiveLayer(FlowLayer):
             "transform": self.transform_name,
             "num_bins": self.num_bins,
             "bound": self.bound,
+            **({"dropout": self.dropout} if self.dropout else {}),  # older files keep their config
         }

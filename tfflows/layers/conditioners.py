@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 from keras import layers, ops
 
-from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.base import check_dropout, check_positive_ints
 from tfflows.layers.convolution import Conv2D
 from tfflows.layers.transformer import CausalTransformer, check_heads
 from tfflows.typing import Shape
@@ -212,9 +212,15 @@ class MLP(keras.layers.Layer):
     Args:
       hidden_units: width of each hidden layer, e.g. ``[64, 64]``.
       output_units: size of the output.
+      dropout: the rate of dropout after each hidden layer while training
+        (0: none). Training draws a new mask every step, so each step fits
+        another thinned conditioner; ``log_prob``, sampling and evaluation use
+        the whole network. Small tables overfit without it.
     """
 
-    def __init__(self, hidden_units: list[int], output_units: int, **kwargs: Any) -> None:
+    def __init__(
+        self, hidden_units: list[int], output_units: int, dropout: float = 0.0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         hidden_units = list(hidden_units)
         check_positive_ints(
@@ -224,7 +230,13 @@ class MLP(keras.layers.Layer):
         )
         self.hidden_units = hidden_units
         self.output_units = output_units
+        self.dropout = check_dropout(self.name, dropout)
         self.hidden = [layers.Dense(u, activation="relu", dtype=self.dtype_policy) for u in hidden_units]
+        self.drops = (
+            [layers.Dropout(self.dropout, dtype=self.dtype_policy) for _ in hidden_units]
+            if self.dropout
+            else []
+        )
         self.out = layers.Dense(
             output_units, kernel_initializer="zeros", dtype=output_policy(self.dtype_policy)
         )
@@ -236,14 +248,23 @@ class MLP(keras.layers.Layer):
             width = dense.units
         self.out.build((*x_shape[:-1], width))
 
-    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None, training: bool | None = None) -> tf.Tensor:
         h = _with_context(x, context)
-        for dense in self.hidden:
+        for i, dense in enumerate(self.hidden):
             h = dense(h)
+            if self.drops:
+                h = self.drops[i](h, training=training)
         return self.out(h)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "hidden_units": self.hidden_units, "output_units": self.output_units}
+        config = {
+            **super().get_config(),
+            "hidden_units": self.hidden_units,
+            "output_units": self.output_units,
+        }
+        if self.dropout:  # files saved without dropout keep their config
+            config["dropout"] = self.dropout
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tfflows")

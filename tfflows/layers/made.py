@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.base import check_dropout, check_positive_ints
 from tfflows.layers.conditioners import output_policy
 from tfflows.typing import Shape
 
@@ -115,6 +115,9 @@ class MADE(keras.layers.Layer):
       hidden_units: width of the hidden layers.
       num_hidden: number of hidden layers.
       params_per_feature: P, outputs per feature (2 for affine, 3K − 1 for a K-bin spline).
+      dropout: the rate of dropout after each hidden layer while training (0:
+        none); masking hidden units keeps every output's autoregressive
+        dependencies, and ``log_prob`` and sampling use the whole network.
 
     References:
       Germain, Gregor, Murray, Larochelle. MADE: Masked Autoencoder for
@@ -127,12 +130,14 @@ class MADE(keras.layers.Layer):
         hidden_units: int = 64,
         num_hidden: int = 2,
         params_per_feature: int = 2,
+        dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         check_positive_ints(
             self.name, hidden_units=hidden_units, num_hidden=num_hidden, params_per_feature=params_per_feature
         )
+        self.dropout = check_dropout(self.name, dropout)
         self.params_per_feature = params_per_feature
         self.ordering = [int(d) for d in ordering]
         dim = len(self.ordering)
@@ -147,6 +152,11 @@ class MADE(keras.layers.Layer):
                 MaskedDense(degrees, hidden, activation="relu", dtype=self.dtype_policy, name=f"hidden_{k}")
             )
             degrees = hidden
+        self.drops = (
+            [keras.layers.Dropout(self.dropout, dtype=self.dtype_policy) for _ in range(num_hidden)]
+            if self.dropout
+            else []
+        )
         self.output_layer = MaskedDense(
             degrees,
             self.ordering * params_per_feature,
@@ -178,7 +188,7 @@ class MADE(keras.layers.Layer):
             )
             self.context_output.build((None, context_shape[-1]))
 
-    def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
+    def call(self, x: tf.Tensor, context: tf.Tensor | None = None, training: bool | None = None) -> tf.Tensor:
         first = self.hidden_layers[0]
         h = ops.matmul(x, first.kernel * ops.cast(first.mask, first.kernel.dtype)) + first.bias
         context_output = None
@@ -188,8 +198,11 @@ class MADE(keras.layers.Layer):
             h = h + self.context_layer(ops.cast(context, h.dtype))
             context_output = self.context_output
         h = first.activation(h)
-        for layer in self.hidden_layers[1:]:
-            h = layer(h)
+        for k, layer in enumerate(self.hidden_layers):
+            if k:
+                h = layer(h)
+            if self.drops:
+                h = self.drops[k](h, training=training)
         out = self.output_layer(h)
         if context_output is not None:
             out = out + context_output(ops.cast(context, out.dtype))
@@ -202,4 +215,5 @@ class MADE(keras.layers.Layer):
             "hidden_units": self.hidden_units,
             "num_hidden": self.num_hidden,
             "params_per_feature": self.params_per_feature,
+            **({"dropout": self.dropout} if self.dropout else {}),  # older files keep their config
         }

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
+from tfflows.bijectors.base import check_dropout
+
 if TYPE_CHECKING:
     from tfflows.data.spec import DataSpec
 
-__all__ = ["check_model_arguments", "check_seed", "initial_batch"]
+__all__ = ["check_conditioner_dropout", "check_model_arguments", "check_seed", "initial_batch"]
 
 
 def check_model_arguments(
@@ -64,6 +66,25 @@ def check_model_arguments(
         ):
             raise ValueError(f"{owner}: {key} must be a positive integer, got {value!r}.")
     return shape
+
+
+def check_conditioner_dropout(owner: str, dropout: Any, backprop: str) -> float:
+    """A model's conditioner dropout rate in [0, 1), checked against its ``backprop`` mode.
+
+    Dropout draws a new mask at every call, so it needs the stored forward
+    pass (``backprop="store"``): the other modes compute each step again for
+    the gradient, which would see another mask than the loss did.
+
+    Raises:
+      ValueError: a rate outside [0, 1), or a rate > 0 with another backprop mode.
+    """
+    rate = check_dropout(owner, dropout)
+    if rate and backprop != "store":
+        raise ValueError(
+            f"{owner}: dropout needs backprop='store' (backprop={backprop!r} recomputes each step's "
+            f"forward pass for the gradient, which would draw another dropout mask), got dropout={rate}."
+        )
+    return rate
 
 
 def check_seed(owner: str, seed: Any) -> None:

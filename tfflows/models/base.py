@@ -277,19 +277,16 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
     def log_prob(self, x: TensorLike, context: Context = None) -> tf.Tensor:
         """log p(x) in the units of the data, shape [batch] (a batch of 0 gives shape [0]).
 
-        Image models with ``num_bits`` take dequantized pixel levels in
-        [0, 2^num_bits). Eagerly, inf or NaN values and levels out of that
-        range raise ``ValueError``; inside a graph (``tf.function``, ``fit``,
-        XLA) they are not checked: inf or NaN give NaN, and levels out of
-        range the model's density there (NaN for RealNVP, whose logit needs
-        values inside the range). The exported SavedModel checks both.
+        Image models with ``num_bits`` take dequantized pixel levels in [0, 2^num_bits). Eagerly,
+        inf or NaN values and levels out of that range raise ``ValueError``; inside a graph
+        (``tf.function``, ``fit``, XLA) they are not checked: inf or NaN give NaN, and levels out
+        of range the model's density there (NaN for RealNVP, whose logit needs values inside the
+        range). The exported SavedModel checks both.
 
-        They also take integer pixels (uint8, uint16, int32, ...), scored as
-        the SavedModel's ``log_prob`` scores them: reduced to ``num_bits`` as
-        k = floor(x / 2^(b − num_bits)), b the dtype's bit depth (see
-        :func:`tfflows.data.integer_pixel_bits`: 8 for uint8, 16 for
-        uint16), at the bin centre k + ½. Eagerly, pixels outside 0..2^b − 1
-        raise ``ValueError``.
+        They also take integer pixels (uint8, uint16, int32, ...), scored as the SavedModel's
+        ``log_prob`` scores them: reduced to ``num_bits`` as k = floor(x / 2^(b − num_bits)), b the
+        dtype's bit depth (see :func:`tfflows.data.integer_pixel_bits`: 8 for uint8, 16 for
+        uint16), at the bin centre k + ½. Eagerly, pixels outside 0..2^b − 1 raise ``ValueError``.
         """
         x = self.spec.check_x(x, levels=True)
         return self.spec.check_result(self.flow_log_prob(x, context), "log-density", x)
@@ -311,7 +308,11 @@ class FlowModel(FlowTrainer, KerasViews, SavedFlow, keras.Model):
         """−log₂ p(x) / D, shape [batch]; exact for dequantized pixel levels."""
         return -self.log_prob(x, context) / (self.num_dims * math.log(2.0))
 
-    def call(self, x: TensorLike, context: Context = None, training: bool | None = None) -> tf.Tensor:
+    def call(
+        self, x: TensorLike, context: Context = None, training: Any = None, seed: Any = None
+    ) -> tf.Tensor:
+        if training and seed is not None:  # the training step's call: Keras turns dropout on inside
+            return self.train_log_prob(x, context, seed)
         return self.log_prob(x, context)
 
     def encode(self, x: TensorLike, context: Context = None) -> tf.Tensor:

@@ -10,6 +10,7 @@ from tfflows.bijectors.autoregressive import DIRECTIONS, make_transform
 from tfflows.bijectors.base import check_positive_ints
 from tfflows.deprecation import old_argument_names
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
+from tfflows.models.arguments import check_conditioner_dropout
 from tfflows.models.base import FlowModel
 from tfflows.models.registry import ModelEntry, register_model
 from tfflows.models.vector import VECTOR_RENAMES, num_features, standardized, vector_options
@@ -48,6 +49,8 @@ class VectorMAF(FlowModel):
       transform: ``"affine"`` or ``"spline"``.
       num_bins: K, spline bins (the MADE emits 3K − 1 parameters per feature).
       bound: B, the splines' interval [−B, B] (identity outside).
+      dropout: dropout rate after each hidden layer of the MADEs while training
+        (0: none); small tables need it (see :func:`~tfflows.models.vector.vector_defaults`).
       dim, num_layers, hidden_units, num_hidden: deprecated old names of
         ``event_shape``, ``num_steps``, ``width`` and ``depth``.
 
@@ -74,6 +77,7 @@ class VectorMAF(FlowModel):
         transform: str = "affine",
         num_bins: int = 8,
         bound: float = 4.0,
+        dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         name = type(self).__name__
@@ -90,6 +94,7 @@ class VectorMAF(FlowModel):
         self.ordering, self.direction = ordering, direction
         self.seed, self.standardize = seed, bool(standardize)
         self.transform, self.num_bins, self.bound = transform, num_bins, float(bound)
+        self.dropout = check_conditioner_dropout(name, dropout, self.backprop)
         self._finish_init()
 
     def _make_steps(self) -> list:
@@ -106,6 +111,7 @@ class VectorMAF(FlowModel):
                     transform=self.transform,
                     num_bins=self.num_bins,
                     bound=self.bound,
+                    dropout=self.dropout,
                     name=f"{self.direction}_{k}",
                 )
             )
@@ -124,6 +130,7 @@ class VectorMAF(FlowModel):
             "transform": self.transform,
             "num_bins": self.num_bins,
             "bound": self.bound,
+            "dropout": self.dropout,
         }
 
 

@@ -140,7 +140,9 @@ def nll(model: Any, data: Any, seed: tf.Tensor | None = None) -> tuple[tf.Tensor
     if seed is None:
         log_prob = model.log_prob(x, context)
     else:
-        log_prob = model.train_log_prob(x, context, seed)
+        # Through Keras's __call__ (FlowModel.call hands over to train_log_prob): its call
+        # context gives training=True to the layers inside, which turns dropout on.
+        log_prob = model(x, context, training=True, seed=seed)
     weight = spec.sample_weight(
         data, tf.shape(log_prob)[0] if not tf.executing_eagerly() else int(log_prob.shape[0])
     )
