@@ -118,7 +118,7 @@ def test_vector_defaults_regularise_small_tables_only():
     assert large["dropout"] == 0.0
     for rows, features in ((0, 3), (10, 0), (2.5, 3), (True, 3)):
         with pytest.raises(
-            ValueError, match="vector_defaults: num_(rows|features) must be a positive integer"
+            ValueError, match=r"vector_defaults: num_(rows|features) must be a positive integer"
         ):
             vector_defaults(rows, features)
 
@@ -156,7 +156,7 @@ def test_cli_fills_size_and_dropout_of_vector_models_from_the_table():
 def test_cli_refuses_dropout_for_image_models_and_bad_rates():
     from tfflows.cli.common import build_model
 
-    with pytest.raises(ValueError, match="got --dropout 0.1, which it does not use"):
+    with pytest.raises(ValueError, match=r"got --dropout 0\.1, which it does not use"):
         build_model(_train_args("--model", "glow", "--dropout", "0.1"), (8, 8, 1), 5, None)
     with pytest.raises(SystemExit) as exit_info:
         _train_args("--dropout", "1")
