@@ -113,7 +113,7 @@ def test_vector_defaults_regularise_small_tables_only():
     from tfflows.models.vector import SMALL_TABLE_ROWS, vector_defaults
 
     small = vector_defaults(398, 30)
-    assert small["dropout"] > 0 and small["width"] >= 128 and small["num_steps"] >= 12
+    assert small["dropout"] > 0 and small["width"] >= 128
     large = vector_defaults(SMALL_TABLE_ROWS, 30)
     assert large["dropout"] == 0.0
     for rows, features in ((0, 3), (10, 0), (2.5, 3), (True, 3)):
@@ -136,19 +136,13 @@ def test_cli_fills_size_and_dropout_of_vector_models_from_the_table():
     args = _train_args("--model", "nsf")
     chosen = apply_data_defaults(args, 300, True, 4)
     sizes = vector_defaults(300, 4)
-    assert {k: chosen[k] for k in ("num_steps", "width", "dropout")} == {
-        k: sizes[k] for k in ("num_steps", "width", "dropout")
-    }
+    assert {k: chosen[k] for k in ("width", "dropout")} == {k: sizes[k] for k in ("width", "dropout")}
     model = build_model(args, (4,), None, None)
-    assert (model.num_steps, model.width, model.dropout) == (
-        sizes["num_steps"],
-        sizes["width"],
-        sizes["dropout"],
-    )
+    assert (model.width, model.dropout) == (sizes["width"], sizes["dropout"])
 
     given = _train_args("--model", "maf", "--steps", "3", "--width", "16", "--dropout", "0.2")
     chosen = apply_data_defaults(given, 300, True, 4)
-    assert not {"num_steps", "width", "dropout"} & set(chosen)  # the user's values stay
+    assert not {"width", "dropout"} & set(chosen)  # the user's values stay
     model = build_model(given, (4,), None, None)
     assert (model.num_steps, model.width, model.dropout) == (3, 16, 0.2)
 

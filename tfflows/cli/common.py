@@ -385,18 +385,18 @@ def apply_data_defaults(
 ) -> dict[str, Any]:
     """Fills ``args.batch_size`` and ``args.warmup`` left unset, from the data; returns what was chosen.
 
-    For vector data also the model's size and dropout (``--steps``, ``--width``,
-    ``--dropout``) from :func:`tfflows.models.vector.vector_defaults`. Warns (on
-    stderr) when a warmup the user set outlasts the run.
+    For vector data also the conditioners' ``--width`` and ``--dropout`` from
+    :func:`tfflows.models.vector.vector_defaults`. Warns (on stderr) when a
+    warmup the user set outlasts the run.
     """
     chosen = {}
     if vector and num_features is not None:
         from tfflows.models.vector import vector_defaults
 
         sizes = vector_defaults(num_train, num_features)
-        for flag, key in (("steps", "num_steps"), ("width", "width"), ("dropout", "dropout")):
-            if getattr(args, flag, None) is None:
-                setattr(args, flag, sizes[key])
+        for key in ("width", "dropout"):
+            if getattr(args, key, None) is None:
+                setattr(args, key, sizes[key])
                 chosen[key] = sizes[key]
     if args.batch_size is None:
         args.batch_size = batch_size_for(num_train, vector)

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="num_steps, the flow's depth: steps per level of glow, blocks of tarflow, couplings of jet and "
         f"of vector models (default {DEFAULT_STEPS} for glow and tarflow, {DEFAULT_JET_COUPLINGS} for jet, "
-        "for vector models from the table's size; realnvp's couplings per scale are fixed)",
+        "8 for vector models; realnvp's couplings per scale are fixed)",
     )
     train.add_argument(
         "--width",
