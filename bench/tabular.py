@@ -64,6 +64,48 @@ def gaussian_nll(train: np.ndarray, test: np.ndarray) -> float:
     return float(np.mean(0.5 * (maha + logdet + train.shape[1] * LOG_2PI)))
 
 
+def early_stopping(args, run_epoch, val_nll, get_state, set_state) -> tuple[float, int, float]:
+    """The peers' training loop: ``run_epoch()`` until the validation NLL has not improved for
+    ``args.patience`` epochs (at most ``args.epochs``), then the best epoch's state put back, as
+    Keras's EarlyStopping(restore_best_weights=True) does for tfflows.
+
+    Returns:
+      (best validation NLL, epochs run, seconds).
+    """
+    best, best_state, wait, epochs = math.inf, None, 0, 0
+    start = time.time()
+    for epoch in range(args.epochs):
+        run_epoch()
+        epochs = epoch + 1
+        v = val_nll()
+        if v < best:
+            best, best_state, wait = v, get_state(), 0
+        else:
+            wait += 1
+            if wait >= args.patience:
+                break
+    seconds = time.time() - start
+    set_state(best_state)
+    return best, epochs, seconds
+
+
+def report(rows: list[dict], **row: object) -> None:
+    """Adds one result row and prints it as a JSON line (the driver's child reports as it goes)."""
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def standardized(splits, name: str) -> tuple[tuple[np.ndarray, ...], float]:
+    """Train, validation and test rows of ``name`` standardized (float32) with the training rows'
+    mean and scale, and the log-det of that map, which turns the peers' NLLs back into data units
+    (tfflows' models standardize inside the flow, with the Standardize step)."""
+    train, val, test = (splits[f"{name}/{p}"] for p in ("train", "val", "test"))
+    mean, scale = train.mean(0), train.std(0)
+    scale = np.where(scale > 1e-6, scale, 1.0)
+    parts = tuple(((a - mean) / scale).astype("float32") for a in (train, val, test))
+    return parts, -float(np.log(scale).sum())
+
+
 # -- tfflows -------------------------------------------------------------------------------------
 
 
@@ -146,16 +188,9 @@ def run_zuko(splits, args) -> list[dict]:
 
     rows = []
     for name in args.datasets:
-        train, val, test = (splits[f"{name}/{p}"] for p in ("train", "val", "test"))
-        dim = train.shape[1]
-        mean, scale = train.mean(0), train.std(0)
-        scale = np.where(scale > 1e-6, scale, 1.0)
-        log_det = -float(np.log(scale).sum())  # Standardize's change of variables
-
-        def tensor(a, mean=mean, scale=scale):
-            return torch.tensor((a - mean) / scale, dtype=torch.float32)
-
-        xt, xv, xs = tensor(train), tensor(val), tensor(test)
+        parts, log_det = standardized(splits, name)
+        xt, xv, xs = (torch.tensor(a) for a in parts)
+        dim = xt.shape[1]
         makers = {
             "zuko.MAF": lambda dim=dim: zuko.flows.MAF(dim, transforms=5, hidden_features=(64, 64)),
             "zuko.NSF": lambda dim=dim: zuko.flows.NSF(dim, transforms=5, hidden_features=(64, 64), bins=8),
@@ -164,10 +199,9 @@ def run_zuko(splits, args) -> list[dict]:
             torch.manual_seed(args.seed)
             flow = makers[model_name]()
             opt = torch.optim.Adam(flow.parameters(), lr=args.lr)
-            best, best_state, wait, epochs = math.inf, None, 0, 0
             gen = torch.Generator().manual_seed(args.seed)
-            start = time.time()
-            for epoch in range(args.epochs):
+
+            def run_epoch(flow=flow, opt=opt, gen=gen, xt=xt):
                 flow.train()
                 for idx in torch.randperm(len(xt), generator=gen).split(args.batch_size):
                     loss = -flow().log_prob(xt[idx]).mean()
@@ -175,33 +209,32 @@ def run_zuko(splits, args) -> list[dict]:
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
                     opt.step()
-                epochs = epoch + 1
+
+            def val_nll(flow=flow, xv=xv, log_det=log_det):
                 flow.eval()
                 with torch.no_grad():
-                    v = float(-flow().log_prob(xv).mean()) - log_det
-                if v < best:
-                    best, best_state, wait = v, copy.deepcopy(flow.state_dict()), 0
-                else:
-                    wait += 1
-                    if wait >= args.patience:
-                        break
-            seconds = time.time() - start
-            flow.load_state_dict(best_state)
+                    return float(-flow().log_prob(xv).mean()) - log_det
+
+            best, epochs, seconds = early_stopping(
+                args,
+                run_epoch,
+                val_nll,
+                lambda flow=flow: copy.deepcopy(flow.state_dict()),
+                flow.load_state_dict,
+            )
             with torch.no_grad():
                 test_nll = float(-flow().log_prob(xs).mean()) - log_det
-            rows.append(
-                {
-                    "system": f"zuko {zuko.__version__} / torch {torch.__version__}",
-                    "model": model_name,
-                    "dataset": name,
-                    "dim": dim,
-                    "test_nll": test_nll,
-                    "val_nll": best,
-                    "seconds": round(seconds, 1),
-                    "epochs": epochs,
-                }
+            report(
+                rows,
+                system=f"zuko {zuko.__version__} / torch {torch.__version__}",
+                model=model_name,
+                dataset=name,
+                dim=dim,
+                test_nll=test_nll,
+                val_nll=best,
+                seconds=round(seconds, 1),
+                epochs=epochs,
             )
-            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -215,16 +248,8 @@ def run_bayesflow(splits, args) -> list[dict]:
 
     rows = []
     for name in args.datasets:
-        train, val, test = (splits[f"{name}/{p}"] for p in ("train", "val", "test"))
-        dim = train.shape[1]
-        mean, scale = train.mean(0), train.std(0)
-        scale = np.where(scale > 1e-6, scale, 1.0)
-        log_det = -float(np.log(scale).sum())  # the standardization's change of variables, as for zuko
-
-        def standardized(a, mean=mean, scale=scale):
-            return ((a - mean) / scale).astype("float32")
-
-        xt, xv, xs = standardized(train), standardized(val), standardized(test)
+        (xt, xv, xs), log_det = standardized(splits, name)
+        dim = xt.shape[1]
         for transform in args.bayesflow_transforms:
             keras.utils.set_random_seed(args.seed)
             flow = bf.networks.CouplingFlow(transform=transform)  # its defaults otherwise
@@ -243,37 +268,35 @@ def run_bayesflow(splits, args) -> list[dict]:
             def nll(x, flow=flow):
                 return -tf.reduce_mean(flow.log_prob(x, training=False))
 
-            best, best_weights, wait, epochs = math.inf, None, 0, 0
             rng = np.random.default_rng(args.seed)
-            start = time.time()
-            for epoch in range(args.epochs):
+
+            def run_epoch(step=step, rng=rng, xt=xt):
                 order = rng.permutation(len(xt))
                 for i in range(0, len(xt), args.batch_size):
                     step(tf.constant(xt[order[i : i + args.batch_size]]))
-                epochs = epoch + 1
-                v = float(nll(tf.constant(xv))) - log_det
-                if v < best:
-                    best, best_weights, wait = v, [w.copy() for w in flow.get_weights()], 0
-                else:
-                    wait += 1
-                    if wait >= args.patience:
-                        break
-            seconds = time.time() - start
-            flow.set_weights(best_weights)
-            test_nll = float(nll(tf.constant(xs))) - log_det
-            rows.append(
-                {
-                    "system": f"BayesFlow {bf.__version__} / Keras {keras.__version__}",
-                    "model": f"CouplingFlow ({transform})",
-                    "dataset": name,
-                    "dim": dim,
-                    "test_nll": test_nll,
-                    "val_nll": best,
-                    "seconds": round(seconds, 1),
-                    "epochs": epochs,
-                }
+
+            def val_nll(nll=nll, xv=xv, log_det=log_det):
+                return float(nll(tf.constant(xv))) - log_det
+
+            best, epochs, seconds = early_stopping(
+                args,
+                run_epoch,
+                val_nll,
+                lambda flow=flow: [w.copy() for w in flow.get_weights()],
+                flow.set_weights,
             )
-            print(json.dumps(rows[-1]), flush=True)
+            test_nll = float(nll(tf.constant(xs))) - log_det
+            report(
+                rows,
+                system=f"BayesFlow {bf.__version__} / Keras {keras.__version__}",
+                model=f"CouplingFlow ({transform})",
+                dataset=name,
+                dim=dim,
+                test_nll=test_nll,
+                val_nll=best,
+                seconds=round(seconds, 1),
+                epochs=epochs,
+            )
     return rows
 
 
