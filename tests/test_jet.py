@@ -94,6 +94,18 @@ def _jacobian(fn, x):
     return tape.batch_jacobian(z, flat).numpy(), log_det.numpy()
 
 
+@functools.cache
+def coupling_jacobian(case: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coupling ``k``'s float64 Jacobian and log-det on ``tokens_of(case)``, read-only.
+
+    Computed once for the two tests that read it (each batch Jacobian traces a gradient loop).
+    """
+    jac, log_det = _jacobian(couplings64(case)[k].bijector().forward_and_log_det, tokens_of(case))
+    jac.setflags(write=False)
+    log_det.setflags(write=False)
+    return jac, log_det
+
+
 image_cases = pytest.mark.parametrize("case", list(IMAGE_CASES), ids=list(IMAGE_CASES))
 couplings = pytest.mark.parametrize("k", range(NUM_COUPLINGS), ids=[f"c{k}" for k in range(NUM_COUPLINGS)])
 
@@ -116,8 +128,7 @@ def test_splits_alternate_channel_and_spatial():
 @image_cases
 @couplings
 def test_coupling_log_det_matches_the_float64_jacobian(case, k, assert_close):
-    layer = couplings64(case)[k]
-    jac, log_det = _jacobian(layer.bijector().forward_and_log_det, tokens_of(case))
+    jac, log_det = coupling_jacobian(case, k)
     want = np.linalg.slogdet(jac)[1]
     assert_close("jet_jacobian", log_det, want, atol=F64_TOL, rtol=F64_TOL)
     assert np.abs(want).max() > 0.05  # random weights: not volume preserving
@@ -128,7 +139,7 @@ def test_coupling_log_det_matches_the_float64_jacobian(case, k, assert_close):
 def test_coupling_jacobian_is_triangular_with_the_frozen_part_fixed(case, k):
     layer = couplings64(case)[k]
     t, d = jet_of(case).token_shape
-    jac, _ = _jacobian(layer.bijector().forward_and_log_det, tokens_of(case))
+    jac, _ = coupling_jacobian(case, k)
     frozen = np.zeros((t, d), bool)
     if layer.mask == "token_channel":
         frozen[:, layer.indices] = True

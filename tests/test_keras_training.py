@@ -104,13 +104,37 @@ def test_a_learning_rate_write_scales_the_schedule_that_follows():
         opt.learning_rate = float("nan")
 
 
+@pytest.fixture(scope="module")
+def plateau_run(tmp_path_factory):
+    """``vector_model()`` (``make_optimizer(1e-2, warmup_steps=4)``) fitted 3 epochs of 4 steps
+    with ``plateau()`` and a ResumableBackup that keeps its checkpoint: (model, history, backup).
+
+    Shared by the tests that only read this run (a new model traces its train step again);
+    they must not train it further.
+    """
+    model = vector_model()
+    backup = str(tmp_path_factory.mktemp("plateau") / "backup")
+    history = model.fit(
+        POINTS,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[plateau(), ResumableBackup(backup, delete_checkpoint=False)],
+    ).history
+    return model, history, backup
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("warmup", [0, 4], ids=["default", "warmup"])
-def test_reduce_lr_on_plateau_with_make_optimizer(warmup):
+def test_reduce_lr_on_plateau_with_make_optimizer(warmup, request):
     """The rate in the history halves every plateau; with warmup it is the schedule, scaled."""
-    opt = make_optimizer() if not warmup else make_optimizer(1e-2, warmup_steps=warmup)
-    model = vector_model(opt)
-    history = model.fit(POINTS, batch_size=16, epochs=3, callbacks=[plateau()], verbose=0).history
+    if warmup:
+        model, history, _ = request.getfixturevalue("plateau_run")  # make_optimizer(1e-2, warmup_steps=4)
+        opt = model.optimizer
+    else:
+        opt = make_optimizer()
+        model = vector_model(opt)
+        history = model.fit(POINTS, batch_size=16, epochs=3, callbacks=[plateau()], verbose=0).history
     peak = 1e-3 if not warmup else 1e-2
     # Epoch 1 sets the best loss; epochs 2 and 3 are plateaus (4 steps each: warmup is over).
     # The callback logs the rate an epoch trained with, then lowers it.
@@ -136,16 +160,8 @@ def test_a_reduction_during_warmup_keeps_warming_up():
 
 
 @pytest.mark.slow
-def test_the_scale_is_saved_and_resumed(tmp_path):
-    model = vector_model()
-    backup = str(tmp_path / "backup")
-    model.fit(
-        POINTS,
-        batch_size=16,
-        epochs=3,
-        verbose=0,
-        callbacks=[plateau(), ResumableBackup(backup, delete_checkpoint=False)],
-    )
+def test_the_scale_is_saved_and_resumed(tmp_path, plateau_run):
+    model, _, backup = plateau_run
     assert float(model.optimizer.learning_rate_scale) == pytest.approx(0.25)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
@@ -194,20 +210,32 @@ def events(folder: Path) -> list:
     return found
 
 
-@pytest.mark.slow
-def test_tensorboard_gets_step_scalars_and_a_sample_grid_per_epoch(tmp_path):
+@pytest.fixture(scope="module")
+def glow_run(tmp_path_factory):
+    """``glow()`` fitted 2 epochs of 4 batches with TensorBoard, TensorBoardSamples and SampleGrid:
+    (model, history, folder). One fit (one trace of the train step) for the tests of those callbacks,
+    which read what it wrote and must not train the model further.
+    """
     model = glow()
-    log_dir = tmp_path / "tb"
-    model.fit(
+    folder = tmp_path_factory.mktemp("glow_run")
+    history = model.fit(
         PIXELS,
         batch_size=8,
         epochs=2,
         verbose=0,
         callbacks=[
-            keras.callbacks.TensorBoard(str(log_dir), update_freq=1),
-            TensorBoardSamples(str(log_dir), temperatures=(0.5, 1.0), per_row=3, num_bits=5),
+            keras.callbacks.TensorBoard(str(folder / "tb"), update_freq=1),
+            TensorBoardSamples(str(folder / "tb"), temperatures=(0.5, 1.0), per_row=3, num_bits=5),
+            SampleGrid(str(folder / "samples"), (1.0,), per_row=2, num_bits=5, value_range=(0, 16)),
         ],
-    )
+    ).history
+    return model, history, folder
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_step_scalars_and_a_sample_grid_per_epoch(glow_run):
+    model, _, folder = glow_run
+    log_dir = folder / "tb"
     scalars = events(log_dir / "train")
     steps = {tag: sorted(step for t, step, _ in scalars if t == tag) for tag, _, _ in scalars}
     assert steps["batch_loss"] == list(range(1, 9))  # 2 epochs × 4 batches
@@ -307,21 +335,14 @@ def test_grids_name_the_epoch_and_each_class(tmp_path):
     np.testing.assert_array_equal(named[-80:], plain[-80:])  # the samples themselves are the same
 
 
-def test_sample_grid_callback_writes_a_png_per_epoch_with_the_data_range(tmp_path):
+def test_sample_grid_callback_writes_a_png_per_epoch_with_the_data_range(glow_run):
     from tfflows.callbacks import epoch_title
 
-    model = glow()
-    folder = tmp_path / "samples"
-    history = model.fit(
-        PIXELS,
-        batch_size=16,
-        epochs=2,
-        verbose=0,
-        callbacks=[SampleGrid(str(folder), (1.0,), per_row=2, num_bits=5, value_range=(0, 16))],
-    )
+    model, history, folder = glow_run
+    folder = folder / "samples"
     assert sorted(os.listdir(folder)) == ["samples_epoch_001.png", "samples_epoch_002.png"]
     picture = np.array(Image.open(folder / "samples_epoch_002.png"))
-    last = {key: values[-1] for key, values in history.history.items()}
+    last = {key: values[-1] for key, values in history.items()}
     title = epoch_title(1, last)
     assert title.startswith("epoch 2 · ") and title.endswith(" bits/dim (training)")
     want = samples_picture(model, (1.0,), per_row=2, num_bits=5, value_range=(0, 16), title=title)

@@ -179,11 +179,22 @@ def _jacobian(fn, x):
     return tape.batch_jacobian(z, flat).numpy(), log_det.numpy()
 
 
+@functools.cache
+def block_jacobian(case: str, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 block's Jacobian and log-det on ``tokens_of(case)``, read-only.
+
+    Computed once for the two tests that read it (each batch Jacobian traces a gradient loop).
+    """
+    jac, log_det = _jacobian(block(case, reverse).bijector().forward_and_log_det, tokens_of(case))
+    jac.setflags(write=False)
+    log_det.setflags(write=False)
+    return jac, log_det
+
+
 @block_cases
 @orders
 def test_block_log_det_matches_the_float64_jacobian(case, reverse, assert_close):
-    layer = block(case, reverse)
-    jac, log_det = _jacobian(layer.bijector().forward_and_log_det, tokens_of(case))
+    jac, log_det = block_jacobian(case, reverse)
     want = np.linalg.slogdet(jac)[1]
     assert_close("tarflow_jacobian", log_det, want, atol=F64_TOL, rtol=F64_TOL)
     assert np.abs(want).max() > 0.1  # random weights: not volume preserving
@@ -194,7 +205,7 @@ def test_block_log_det_matches_the_float64_jacobian(case, reverse, assert_close)
 def test_block_jacobian_is_block_triangular_in_processing_order(case, reverse):
     layer = block(case, reverse)
     t, d = layer.token_shape
-    jac, _ = _jacobian(layer.bijector().forward_and_log_det, tokens_of(case))
+    jac, _ = block_jacobian(case, reverse)
     blocks = jac.reshape(-1, t, d, t, d)  # [B, out token, out entry, in token, in entry]
     order = list(range(t))[::-1] if reverse else list(range(t))
     later_read = earlier_read = 0
