@@ -275,7 +275,9 @@ def _apply_checked(model: Any, grads: list, variables: list) -> tf.Tensor:
     def update(grads: list) -> None:
         optimizer.apply(grads, variables)
 
-    apply = tf.function(update, autograph=False)
+    # Eagerly (``run_eagerly=True``) tf.cond runs one branch as Python: a tf.function here
+    # would be traced anew at every step, for nothing.
+    apply = update if tf.executing_eagerly() else tf.function(update, autograph=False)
 
     def without_copies() -> tf.Tensor:
         apply(grads)
