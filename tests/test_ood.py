@@ -376,7 +376,7 @@ def test_cli_train_perturb_trains_a_background_model(tmp_path, capsys):
             "--dataset",
             "digits",
             "--levels",
-            "2",
+            "1",
             "--steps",
             "1",
             "--width",
