@@ -1,8 +1,11 @@
 """The command line as a user meets it: quick help without TensorFlow, one-line errors.
 
-Each test starts a fresh Python (``python -m tfflows.cli``), since what
-matters is what a new process imports and prints. The bad-input table
-(``test_bad_inputs.py``) covers the messages themselves in this process.
+A test about what a new process imports or prints (``--help`` without TensorFlow, the
+registration of tfflows' classes for ``load_model``, a saved model evaluated from a fresh
+process) starts a fresh Python (``python -m tfflows.cli``); the others run
+``tfflows.cli.main`` in this process (``helpers.cli``), where the exit status and stderr
+are the same and no TensorFlow import is paid again. The bad-input table
+(``test_bad_inputs.py``) covers the messages themselves.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from helpers import CliError, cli
+
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.cli]  # each test starts a fresh Python
+pytestmark = [pytest.mark.cli]
+process = pytest.mark.slow  # the test starts a fresh Python
 
 # tfflows.models itself loads its classes lazily (the registry lives there); its modules are heavy.
 HEAVY = ("tensorflow", "keras", "tensorflow_probability", "tfflows.models.base")
@@ -45,6 +52,7 @@ def heavy_imports(*args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     return proc, sorted(m for m in HEAVY if m in imported)
 
 
+@process
 def test_importing_the_package_registers_the_models_exports_every_name_but_the_command_starts_lazily():
     """One fresh ``import tfflows``: it loads the models (and so TensorFlow) and exports every name
     of ``__all__``; ``tfflows --help`` in another process imports none of the heavy modules.
@@ -88,6 +96,7 @@ def test_importing_the_package_registers_the_models_exports_every_name_but_the_c
     ],
     ids=["help", "train_help", "evaluate_help", "score_help", "bad_epochs", "bad_command"],
 )
+@process
 def test_help_and_argument_errors_need_no_tensorflow(args, code, shown):
     proc, heavy = heavy_imports(*args)
     assert proc.returncode == code
@@ -95,6 +104,7 @@ def test_help_and_argument_errors_need_no_tensorflow(args, code, shown):
     assert shown in proc.stdout + proc.stderr
 
 
+@process
 def test_import_registers_the_classes_for_load_model(tmp_path):
     """``import tfflows`` (before or after keras), then ``load_model`` finds tfflows' classes."""
     import tfflows  # the file is made here; only loading it needs a fresh process
@@ -134,13 +144,16 @@ def test_corrupt_model_files_give_one_line_and_a_nonzero_exit(tmp_path, command)
             "sample": ["--out", str(tmp_path / "s.png")],
             "export": [str(tmp_path / "export")],
         }[command]
-        proc = run(command, str(path), *extra)
-        assert proc.returncode == 2, (what, proc.stderr[-3000:])
-        lines = [line for line in proc.stderr.splitlines() if line.startswith("tfflows")]
-        assert len(lines) == 1 and lines[0].startswith(f"tfflows {command}: "), (what, proc.stderr)
-        assert "Traceback" not in proc.stderr and "not a readable .keras model file" in lines[0], what
+        with pytest.raises(CliError) as failed:  # cli() also fails on a traceback in stderr
+            cli(command, str(path), *extra)
+        stderr = str(failed.value)
+        assert failed.value.code == 2, (what, stderr[-3000:])
+        lines = [line for line in stderr.splitlines() if line.startswith("tfflows")]
+        assert len(lines) == 1 and lines[0].startswith(f"tfflows {command}: "), (what, stderr)
+        assert "Traceback" not in stderr and "not a readable .keras model file" in lines[0], what
 
 
+@process
 def test_a_trained_model_evaluates_from_a_fresh_process(trained_run):
     """The lazy package still registers everything a saved, compiled model names.
 
@@ -153,11 +166,16 @@ def test_a_trained_model_evaluates_from_a_fresh_process(trained_run):
     assert result["dataset"] == "digits" and result["examples"] == 297 and result["bits_per_dim"] > 0
 
 
-def test_debug_env_shows_the_traceback(tmp_path):
+def test_debug_env_shows_the_traceback(tmp_path, monkeypatch):
+    """With TFFLOWS_DEBUG=1 the error leaves ``main`` whole: Python prints its traceback and exits 1."""
+    from tfflows.cli import main
+
     path = _corrupt_files(tmp_path)["garbage"]
-    proc = run("evaluate", str(path), "--dataset", "digits", env={"TFFLOWS_DEBUG": "1"})
-    assert proc.returncode != 0
-    assert "Traceback" in proc.stderr and "not a readable .keras model file" in proc.stderr
+    monkeypatch.setenv("TFFLOWS_DEBUG", "1")  # read by each call of main
+    with pytest.raises(Exception) as raised:
+        main(["evaluate", str(path), "--dataset", "digits"])
+    printed = "".join(traceback.format_exception(raised.value))  # what the interpreter prints
+    assert "Traceback" in printed and "not a readable .keras model file" in printed
 
 
 @pytest.mark.parametrize(
@@ -181,9 +199,10 @@ def test_debug_env_shows_the_traceback(tmp_path):
     ],
     ids=["tarflow", "jet"],
 )
+@pytest.mark.slow  # trains
 def test_train_transformer_flows_on_digits(tmp_path, model, extra):
     out = tmp_path / model
-    proc = run(
+    cli(
         "train",
         "--model",
         model,
@@ -204,8 +223,7 @@ def test_train_transformer_flows_on_digits(tmp_path, model, extra):
         str(out),
         "--verbose",
         "0",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    )  # raises CliError (its stderr) on a non-zero exit
     result = json.loads((out / "results.json").read_text())
     assert result["model"] == {"tarflow": "TarFlow", "jet": "Jet"}[model]
     assert result["epochs_run"] == 1 and 0 < result["test_bits_per_dim"] < 8
@@ -218,15 +236,15 @@ def test_train_transformer_flows_on_digits(tmp_path, model, extra):
         assert config["num_classes"] == 10 and config["label_dropout"] == 0.2
         assert config["noise"] == "gaussian" and config["noise_std"] == 0.5
     options = ["--guidance", "1.5", "--denoise"] if model == "tarflow" else []
-    sample = run("sample", str(out / "model.keras"), "--out", str(tmp_path / "s.png"), "--num", "2", *options)
-    assert sample.returncode == 0, sample.stderr[-3000:]
+    cli("sample", str(out / "model.keras"), "--out", str(tmp_path / "s.png"), "--num", "2", *options)
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("policy,backprop", [("mixed_bfloat16", "reversible"), ("float64", "recompute")])
+@pytest.mark.slow  # trains
 def test_train_takes_a_dtype_policy_and_a_backprop_mode(tmp_path, policy, backprop):
     out = tmp_path / policy
-    proc = run(
+    cli(
         "train",
         "--epochs",
         "1",
@@ -248,8 +266,7 @@ def test_train_takes_a_dtype_policy_and_a_backprop_mode(tmp_path, policy, backpr
         str(out),
         "--verbose",
         "0",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    )  # raises CliError (its stderr) on a non-zero exit
     result = json.loads((out / "results.json").read_text())
     assert 0 < result["test_bits_per_dim"] < 8
     config = json.loads(zipfile.ZipFile(out / "model.keras").read("config.json"))["config"]

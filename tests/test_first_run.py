@@ -236,7 +236,7 @@ def test_tfflows_train_on_a_pipe_is_quiet_and_prints_one_line_per_epoch(tmp_path
             "--steps",
             "1",
             "--levels",
-            "2",
+            "1",
             "--out",
             str(out),
             "--keep-checkpoints",

@@ -200,9 +200,10 @@ def test_perturb_replaces_pixels_at_the_rate():
         ood.perturb(images, 1.5, seed)
 
 
-def test_train_background_learns_the_perturbed_data():
-    x = ood.load_ood_images("digits", SHAPE, split="train", max_examples=128)
-    bg = ood.train_background(tiny_glow(seed=1), x, rate=0.2, epochs=1, batch_size=64)
+@pytest.mark.slow  # the module's trained models
+def test_train_background_learns_the_perturbed_data(trained_models):
+    """The background model is the module's (``trained_models``: rate 0.3, 3 epochs), not one more fit."""
+    x, bg = trained_models["x"], trained_models["bg"]
     batch = next(iter(ood.perturbed_dataset(x, 0.2, batch_size=256, num_bits=5, seed=3)))
     assert float(tf.reduce_max(batch)) < 32.0 and float(tf.reduce_min(batch)) >= 0.0
     assert np.all(np.isfinite(ood.score(bg, x[:16])["nll"]))
@@ -271,14 +272,23 @@ def test_bad_models_and_datasets_are_refused():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny Glow on the digits and a background model, trained briefly, saved as .keras."""
-    root = tmp_path_factory.mktemp("ood")
+def trained_models() -> dict:
+    """A tiny Glow on the digits and a background model (``ood.train_background``), trained briefly.
+
+    Tests read them and must not change them.
+    """
     x = ood.load_ood_images("digits", SHAPE, split="train")
     model = ood.train_background(tiny_glow(seed=0), x, rate=0.0, epochs=3, batch_size=64)
-    model.save(root / "model.keras")
     bg = ood.train_background(tiny_glow(seed=1), x, rate=0.3, epochs=3, batch_size=64)
-    bg.save(root / "bg.keras")
+    return {"x": x, "model": model, "bg": bg}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, trained_models):
+    """``trained_models`` saved as .keras files (``model.keras``, ``bg.keras``) in one folder."""
+    root = tmp_path_factory.mktemp("ood")
+    trained_models["model"].save(root / "model.keras")
+    trained_models["bg"].save(root / "bg.keras")
     return root
 
 
@@ -376,7 +386,7 @@ def test_cli_train_perturb_trains_a_background_model(tmp_path, capsys):
             "--dataset",
             "digits",
             "--levels",
-            "2",
+            "1",
             "--steps",
             "1",
             "--width",

@@ -43,7 +43,7 @@ def _train(out: Path, data_dir: Path, *extra: str, epochs: int = 2) -> str:
         "--steps",
         "1",
         "--levels",
-        "2",
+        "1",
         "--val-every",
         "100",
         "--out",
@@ -296,7 +296,7 @@ def _start_train(out: Path, data_dir: Path, log: Path, *extra: str):
         "--steps",
         "1",
         "--levels",
-        "2",
+        "1",
         "--val-every",
         "1000",
         "--out",
@@ -336,6 +336,9 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_killed_runs_lock_taken
             assert first.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline, "the first run never took the lock"
             time.sleep(0.2)
+        # Held still while the second run starts: alive and holding the lock, as a running
+        # one is, without spending the CPU of training on (SIGKILL ends it stopped as well).
+        os.kill(first.pid, signal.SIGSTOP)
         second = _start_train(out, data_dir, tmp_path / "second.log", "--epochs", "1", "--resume")
         assert second.wait(timeout=600) == 2
         said = (tmp_path / "second.log").read_text()
