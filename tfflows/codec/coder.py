@@ -281,7 +281,7 @@ def _decoder(words: np.ndarray):
     return constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
 
 
-def _take(q: qz.Quantized, rows: np.ndarray) -> qz.Quantized:
+def _take(q: qz.Quantized, rows: np.ndarray | int) -> qz.Quantized:
     return qz.Quantized(q.mean[rows], q.log_scale[rows], q.logit[rows], q.margin[rows])
 
 
