@@ -49,6 +49,14 @@ _spec.loader.exec_module(ship)
 SHIPPED_FILES = {"1", "model.keras", "card.json", "MODEL_CARD.md", "samples.png"}
 
 
+@functools.cache
+def load_serving(folder: str):
+    """A shipped folder's SavedModel, loaded once per session: the whole-split figures and the Keras
+    model's comparison read the same loaded signatures (each load and each signature's first call
+    costs seconds for the Fashion-MNIST models). Loaded SavedModels are only called, never changed."""
+    return tf.saved_model.load(os.path.join(folder, "1"))
+
+
 def check_recorded_figure(card_path: str) -> None:
     """The SavedModel scores the real test split as the card records, and beats the uniform baseline.
 
@@ -60,7 +68,7 @@ def check_recorded_figure(card_path: str) -> None:
         os.path.isdir(d) for d in data.idx_search_dirs("fashion_mnist")
     ):
         pytest.skip("Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
-    serving = tf.saved_model.load(os.path.join(os.path.dirname(card_path), "1"))
+    serving = load_serving(os.path.dirname(card_path))
     num_bits = card["config"].get("num_bits")
     inputs = ship.test_inputs(card["dataset"], num_bits)
     labels = ship.test_labels(card["dataset"]) if card["config"].get("num_classes") else None
@@ -92,7 +100,7 @@ def check_keras_model(card_path: str, examples: int = 100) -> None:
     labels = ship.test_labels(card["dataset"])[:examples] if card["config"].get("num_classes") else None
     key = "images" if inputs.dtype == np.uint8 else "x"
     request = {key: tf.constant(inputs)} | ({} if labels is None else {"labels": tf.constant(labels)})
-    served = tf.saved_model.load(os.path.join(folder, "1")).signatures["log_prob"](**request)
+    served = load_serving(folder).signatures["log_prob"](**request)
     np.testing.assert_allclose(model.log_prob(inputs, labels).numpy(), served["log_prob"].numpy(), rtol=1e-5)
 
 

@@ -132,8 +132,8 @@ class Codec:
 
     # -- the two directions -----------------------------------------------------------------------
 
-    def _plan_chunk(self, x: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """Fallback flags and, per group, the symbols and probabilities of the other images."""
+    def _plan_chunk(self, x: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, qz.Quantized]]]:
+        """Fallback flags and, per group, the symbols and quantized parameters of the other images."""
         shifts: list = []
         groups = self.twin.groups(x.astype(np.float64), shifts=shifts)
         n = len(x)
@@ -149,36 +149,41 @@ class Codec:
         keep = np.flatnonzero(~fallback)
         planned = []
         for z, q in quantized if len(keep) else []:
-            probs = qz.probabilities(_take(q, keep), self.lo, self.hi)
-            planned.append(((z[keep] - self.lo).astype(np.int32), probs))
+            planned.append(((z[keep] - self.lo).astype(np.int32), _take(q, keep)))
         return fallback, planned
 
-    def _encode_chunk(self, x: np.ndarray, encoders: list) -> tuple[np.ndarray, np.ndarray]:
-        fallback, planned = self._plan_chunk(x)
-        stats = fallback, self._chunk_stats(x, fallback, planned)
-        for i in range(len(x)):
-            encoders[i].encode(np.array([int(fallback[i])], dtype=np.int32), _FLAG)
-        keep = np.flatnonzero(~fallback)
-        for symbols, probs in planned:
-            for j, image in enumerate(keep):
-                encoders[image].encode(
-                    symbols[j].ravel(), _CATEGORICAL, probs[j].reshape(-1, probs.shape[-1])
-                )
-        for k in np.flatnonzero(fallback):
-            encoders[k].encode(x[k].astype(np.int32).ravel(), constriction.stream.model.Uniform(self.levels))
-        return stats
+    def _table(self, q: qz.Quantized, row: int) -> np.ndarray:
+        """One image's probability table ``[latents, hi − lo + 1]`` for one group.
 
-    def _chunk_stats(self, x: np.ndarray, fallback: np.ndarray, planned: list) -> np.ndarray:
-        """Bits per image under the coder's own quantized probabilities (what an ideal coder spends)."""
+        Built image by image, where the coder uses it: a chunk's whole table (64
+        images × latents × 384 values for 8-bit pixels) is over 100 MB per group,
+        and building it at once spent most of the time moving memory. Every entry
+        is the same float either way.
+        """
+        probs = qz.probabilities(_take(q, row), self.lo, self.hi)
+        return probs.reshape(-1, probs.shape[-1])
+
+    def _encode_chunk(self, x: np.ndarray, encoders: list) -> tuple[np.ndarray, np.ndarray]:
+        """Codes a chunk; returns its fallback flags and each image's bits under the coder's probabilities."""
+        fallback, planned = self._plan_chunk(x)
+        # Bits per image under the coder's own quantized probabilities (what an ideal coder spends).
         bits = np.where(
             fallback, -np.log2(FALLBACK_P) + x[0].size * np.log2(self.levels), -np.log2(1.0 - FALLBACK_P)
         )
+        for i in range(len(x)):
+            encoders[i].encode(np.array([int(fallback[i])], dtype=np.int32), _FLAG)
         keep = np.flatnonzero(~fallback)
-        for symbols, probs in planned if len(keep) else []:
-            p = np.take_along_axis(probs, symbols[..., None], -1)[..., 0] / probs.sum(-1)
-            p = np.maximum(p, _SMALLEST)  # constriction gives every symbol at least this much
-            bits[keep] += -np.log2(p).reshape(len(keep), -1).sum(1)
-        return bits
+        for symbols, q in planned:
+            for j, image in enumerate(keep):
+                probs = self._table(q, j)
+                flat = symbols[j].ravel()
+                encoders[image].encode(flat, _CATEGORICAL, probs)
+                p = probs[np.arange(len(flat)), flat] / probs.sum(-1)
+                p = np.maximum(p, _SMALLEST)  # constriction gives every symbol at least this much
+                bits[image] += -np.log2(p).sum()
+        for k in np.flatnonzero(fallback):
+            encoders[k].encode(x[k].astype(np.int32).ravel(), constriction.stream.model.Uniform(self.levels))
+        return fallback, bits
 
     def _decode_chunk(self, n: int, decoders: list) -> np.ndarray:
         fallback = np.array([decoders[i].decode(_FLAG, 1)[0] for i in range(n)], dtype=bool)
@@ -188,11 +193,9 @@ class Codec:
 
             def draw(params, index):
                 q = qz.quantize(np.asarray(params), self.lo, self.hi)
-                probs = qz.probabilities(q, self.lo, self.hi)
-                z = np.empty(probs.shape[:-1], dtype=np.float64)
+                z = np.empty(q.mean.shape[:-1], dtype=np.float64)
                 for j, i in enumerate(keep):
-                    flat = probs[j].reshape(-1, probs.shape[-1])
-                    z[j] = decoders[i].decode(_CATEGORICAL, flat).reshape(z.shape[1:]) + self.lo
+                    z[j] = decoders[i].decode(_CATEGORICAL, self._table(q, j)).reshape(z.shape[1:]) + self.lo
                 return z
 
             x = np.asarray(self.twin.invert(draw, batch_size=len(keep)))
@@ -278,7 +281,7 @@ def _decoder(words: np.ndarray):
     return constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
 
 
-def _take(q: qz.Quantized, rows: np.ndarray) -> qz.Quantized:
+def _take(q: qz.Quantized, rows: np.ndarray | int) -> qz.Quantized:
     return qz.Quantized(q.mean[rows], q.log_scale[rows], q.logit[rows], q.margin[rows])
 
 

@@ -125,6 +125,12 @@ def _mass_table(width: int) -> np.ndarray:
     return cdf[:, 1:] - cdf[:, :-1]
 
 
+@functools.lru_cache(maxsize=4)
+def _windows(width: int) -> np.ndarray:
+    """Rows of :func:`_mass_table` seen through windows of ``width`` columns (a view, made once)."""
+    return np.lib.stride_tricks.sliding_window_view(_mass_table(width), width, axis=1)
+
+
 def probabilities(q: Quantized, lo: int, hi: int) -> np.ndarray:
     """``[..., hi − lo + 1]`` probabilities of each latent value lo..hi under the quantized mixture.
 
@@ -132,7 +138,7 @@ def probabilities(q: Quantized, lo: int, hi: int) -> np.ndarray:
     (the tails beyond lo..hi are dropped; constriction renormalises).
     """
     width = hi - lo + 1
-    windows = np.lib.stride_tricks.sliding_window_view(_mass_table(width), width, axis=1)
+    windows = _windows(width)
     whole = np.floor_divide(q.mean, MEAN_STEPS)
     rows = q.log_scale * MEAN_STEPS + (q.mean - whole * MEAN_STEPS)  # [..., K]
     start = lo - whole + width - 1  # column of value lo
@@ -140,7 +146,11 @@ def probabilities(q: Quantized, lo: int, hi: int) -> np.ndarray:
     total = weight[..., 0]
     for k in range(1, weight.shape[-1]):
         total = total + weight[..., k]
-    out = (weight[..., 0] / total)[..., None] * windows[rows[..., 0], start[..., 0]]
+    # Σₖ (wₖ / total) · window, each product formed in place in its freshly gathered window.
+    out = windows[rows[..., 0], start[..., 0]]
+    out *= (weight[..., 0] / total)[..., None]
     for k in range(1, weight.shape[-1]):
-        out += (weight[..., k] / total)[..., None] * windows[rows[..., k], start[..., k]]
+        part = windows[rows[..., k], start[..., k]]
+        part *= (weight[..., k] / total)[..., None]
+        out += part
     return out
