@@ -50,7 +50,7 @@ def test_fit_steps_see_dropout_and_evaluate_does_not():
     for rate, differs in ((0.0, False), (0.5, True)):
         keras.utils.set_random_seed(0)
         model = _randomized(VECTOR_MODELS["realnvp"](dropout=rate))
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), run_eagerly=True)
         loss = model.fit(X, batch_size=8, epochs=1, verbose=0, shuffle=False).history["loss"][0]
         nll = float(-np.mean(model.log_prob(X).numpy()))
         assert model.evaluate(X, batch_size=8, verbose=0)[0] == pytest.approx(nll, rel=1e-5)
