@@ -49,27 +49,19 @@ def weighted_nll(model, x, context, w) -> float:
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
-def test_evaluate_of_a_dict_weighs_by_sample_weight(conditional, assert_close):
-    # Was: an IndexError for a plain model, and the weights silently dropped for a conditional one.
+def test_dict_sample_weights_weigh_evaluate_and_a_fit_with_zero_weights_changes_no_weight(
+    conditional, assert_close
+):
+    """One model per conditioning for both checks: the fit with zero weights leaves it as it was.
+
+    (Merged from test_evaluate_of_a_dict_weighs_by_sample_weight and
+    test_fit_of_a_dict_with_zero_weights_changes_no_weight, which built the same model each.)
+    """
     model = glow(num_classes=3 if conditional else None)
     x, c, w = pixels(), labels(), weights()
     model.initialize({"image": x, "label": c})
-    model.compile(optimizer="adam")
-    got = model.evaluate(
-        {"image": x, "label": c}, sample_weight=w, batch_size=8, verbose=0, return_dict=True
-    )["loss"]
-    want = weighted_nll(model, x, c if conditional else None, w)
-    plain = weighted_nll(model, x, c if conditional else None, np.ones(N))
-    assert abs(want - plain) > 1e-3  # the weights matter for this data
-    assert_close("dict evaluate weighted loss", got, want, atol=0.0, rtol=1e-5)
-
-
-@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
-def test_fit_of_a_dict_with_zero_weights_changes_no_weight(conditional):
-    model = glow(num_classes=3 if conditional else None)
-    x, c = pixels(), labels()
-    model.initialize({"image": x, "label": c})
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    # A fit whose sample weights are all 0 changes no weight.
     before = [v.numpy().copy() for v in model.trainable_variables]
     history = model.fit(
         {"image": x, "label": c}, sample_weight=np.zeros(N, np.float32), batch_size=8, epochs=1, verbose=0
@@ -77,6 +69,21 @@ def test_fit_of_a_dict_with_zero_weights_changes_no_weight(conditional):
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
     assert np.isnan(history["loss"][0])  # no step was applied
     assert int(model.nonfinite_steps.numpy()) == 0
+    # Evaluate of a dict weighs by sample weight.
+    # Was: an IndexError for a plain model, and the weights silently dropped for a conditional one.
+    got = model.evaluate(
+        {"image": x, "label": c}, sample_weight=w, batch_size=8, verbose=0, return_dict=True
+    )["loss"]
+    want = weighted_nll(model, x, c if conditional else None, w)
+    plain = weighted_nll(model, x, c if conditional else None, np.ones(N))
+    assert abs(want - plain) > 1e-3  # the weights matter for this data
+    assert_close("dict evaluate weighted loss", got, want, atol=0.0, rtol=1e-5)
+    if conditional:  # a dict without its labels takes y as the context
+        # (Merged from test_conditional_dict_without_labels_takes_y_as_context.)
+        got = model.evaluate({"image": x}, c, sample_weight=w, batch_size=8, verbose=0, return_dict=True)[
+            "loss"
+        ]
+        assert_close("dict + y weighted loss", got, weighted_nll(model, x, c, w), atol=0.0, rtol=1e-5)
 
 
 def test_dataset_of_dict_weight_triples_initializes_fits_and_evaluates(assert_close):
@@ -90,15 +97,6 @@ def test_dataset_of_dict_weight_triples_initializes_fits_and_evaluates(assert_cl
     assert np.isfinite(history["loss"][0])
     got = model.evaluate(ds, verbose=0, return_dict=True)["loss"]
     assert_close("dict dataset weighted loss", got, weighted_nll(model, x, None, w), atol=0.0, rtol=1e-5)
-
-
-def test_conditional_dict_without_labels_takes_y_as_context(assert_close):
-    model = glow(num_classes=3)
-    x, c, w = pixels(), labels(), weights()
-    model.initialize((x, c))
-    model.compile(optimizer="adam")
-    got = model.evaluate({"image": x}, c, sample_weight=w, batch_size=8, verbose=0, return_dict=True)["loss"]
-    assert_close("dict + y weighted loss", got, weighted_nll(model, x, c, w), atol=0.0, rtol=1e-5)
 
 
 # -- TarFlow's training noise ------------------------------------------------------------
