@@ -71,7 +71,7 @@ def unmoved(model, before) -> list[str]:
 
 # The autoregressive spline's gradient (a pass per dimension) is traced in the full suite.
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "vector_maf_spline" else n for n in NAMES]
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "maf-spline-vector" else n for n in NAMES]
 )
 def test_vi_trains_every_weight(name):
     """Default path: fit_surrogate_posterior trains the variables the loss reads — all of them."""

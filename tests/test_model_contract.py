@@ -423,7 +423,8 @@ LEGACY = sorted(p.stem for p in (pathlib.Path(__file__).parent / "data" / "legac
 @pytest.mark.parametrize("name", LEGACY)
 def test_files_saved_before_the_contract_load_with_identical_log_prob(name):
     """Tiny models of every kind saved by the release before the model contract (old argument
-    names in their configs) load without a warning and score their data exactly as then."""
+    names in their configs) load without a warning and score their data as then, to float32
+    round-off (the files were scored with oneDNN's kernels on; off, sums round otherwise)."""
     import warnings
 
     folder = pathlib.Path(__file__).parent / "data" / "legacy_models"
@@ -432,4 +433,6 @@ def test_files_saved_before_the_contract_load_with_identical_log_prob(name):
         warnings.simplefilter("error", DeprecationWarning)  # a saved file is not the user's code
         model = keras.models.load_model(folder / f"{name}.keras")
     context = saved["context"] if "context" in saved else None
-    np.testing.assert_array_equal(model.log_prob(saved["x"], context).numpy(), saved["log_prob"])
+    np.testing.assert_allclose(
+        model.log_prob(saved["x"], context).numpy(), saved["log_prob"], rtol=1e-6, atol=1e-5
+    )
