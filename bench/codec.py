@@ -176,6 +176,8 @@ def table(results: dict) -> str:
             ("stream", "**tfflows codec, one stream**"),
             ("random_access", "tfflows codec, random access"),
         ):
+            if layout not in r:  # --layouts left it out
+                continue
             s = r[layout]
             rows.append(
                 f"| {label} | {_bpd(s['bytes'], r):.3f} | {s['exact']:,} | "
@@ -245,6 +247,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{name}: done", file=sys.stderr, flush=True)
+    if args.json_out:  # first: the figures are kept whatever the printing below does
+        with open(args.json_out, "w") as f:
+            json.dump(results, f, indent=1)
     if "idf" in results:
         r = results["idf"]
         dims = r["n"] * r["dims"]
@@ -253,19 +258,21 @@ def main(argv=None) -> int:
             f"stream bytes / model's −log₂ P: {stream / r['model_bits']:.4f}; coder's own information "
             f"{r['information_bits'] / dims:.4f} bits/dim; "
             f"float32 model {r['model_bits_float32'] / dims:.4f} "
-            f"bits/dim; random access − stream: "
-            f"{8 * (r['random_access']['bytes'] - r['stream']['bytes']) / dims:.4f} bits/dim "
-            f"({(r['random_access']['bytes'] - r['stream']['bytes']) / r['n']:.2f} bytes per image); "
-            f"fallback images {r['fallback_images']}; by index: {r.get('by_index')}"
+            f"bits/dim; "
+            + (
+                f"random access − stream: "
+                f"{8 * (r['random_access']['bytes'] - r['stream']['bytes']) / dims:.4f} bits/dim "
+                f"({(r['random_access']['bytes'] - r['stream']['bytes']) / r['n']:.2f} bytes per image); "
+                if "random_access" in r
+                else ""
+            )
+            + f"fallback images {r['fallback_images']}; by index: {r.get('by_index')}"
         )
     print(
         f"{args.dataset} test set, {next(iter(results.values()))['n']} images; CPU: "
         f"{next(iter(results.values()))['cpu']}"
     )
     print(table(results))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(results, f, indent=1)
     return 0
 
 
