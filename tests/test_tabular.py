@@ -21,6 +21,7 @@ from tfflows.cli import build_parser, main
 from tfflows.data.tabular import load_csv, split_rows, split_table
 from tfflows.layers import MaskedAutoregressiveLayer, StandardizeLayer
 from tfflows.layers.made import MADE, make_ordering
+from tfflows.models.vector import vector_defaults
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -452,7 +453,8 @@ def test_cli_trains_maf_on_a_csv_end_to_end(table_csv, tmp_path, capsys):
     # Three parts that share no row: the test figure comes from rows early stopping never saw.
     assert result["examples"] == {"train": 90, "validation": 30, "test": 30}
     assert result["test_split"].startswith("test rows of the CSV file")
-    assert result["chosen_from_data"] == {}  # --batch-size and --warmup were given
+    # --batch-size, --warmup and --width were given; the dropout comes from the table's size.
+    assert result["chosen_from_data"] == {"dropout": vector_defaults(90, 3)["dropout"]}
     model = keras.models.load_model(out / "model.keras")
     assert isinstance(model, tfflows.VectorMAF) and model.standardize and model.is_initialized
     # Standardize was fitted on exactly the training rows of the seeded split.

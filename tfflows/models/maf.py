@@ -130,7 +130,7 @@ class VectorMAF(FlowModel):
             "transform": self.transform,
             "num_bins": self.num_bins,
             "bound": self.bound,
-            "dropout": self.dropout,
+            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
         }
 
 

@@ -167,7 +167,7 @@ class VectorRealNVP(FlowModel):
             "permutation": self.permutation,
             "seed": self.seed,
             "standardize": self.standardize,
-            "dropout": self.dropout,
+            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
         }
 
 
@@ -258,7 +258,7 @@ class VectorGlow(FlowModel):
             "lu": self.lu,
             "seed": self.seed,
             "standardize": self.standardize,
-            "dropout": self.dropout,
+            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
         }
 
 
@@ -348,7 +348,7 @@ class VectorNSF(FlowModel):
             "bound": self.bound,
             "seed": self.seed,
             "standardize": self.standardize,
-            "dropout": self.dropout,
+            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
         }
 
 
