@@ -166,7 +166,7 @@ def table(results: dict) -> str:
             r = results[name]
             exact = f"{r['exact']:,}" if name in ("png", "webp") else f"{r['exact']:,} (one array)"
             rows.append(f"| {labels[name]} | {_bpd(r['bytes'], r):.3f} | {exact} | {ms(r)} |")
-    if "idf" in results:
+    if "idf" in results and "stream" in results["idf"]:
         r = results["idf"]
         dims = r["n"] * r["dims"]
         rows.append(
@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     if args.json_out:  # first: the figures are kept whatever the printing below does
         with open(args.json_out, "w") as f:
             json.dump(results, f, indent=1)
-    if "idf" in results:
+    if "idf" in results and "stream" in results["idf"]:
         r = results["idf"]
         dims = r["n"] * r["dims"]
         stream = 8 * r["stream"]["bytes"]
