@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["as_tensor", "describe"]
+__all__ = ["as_float64_vector", "as_tensor", "describe"]
 
 
 def describe(value: Any) -> str:
@@ -41,4 +41,18 @@ def as_tensor(value: Any, owner: str, what: str, expected: str) -> tf.Tensor:
         reason = str(err).split("\n")[0].rstrip(".")
         raise ValueError(
             f"{owner}: expected {what} as {expected}, got {describe(value)} ({reason})."
+        ) from None
+
+
+def as_float64_vector(value: Any, name: str, what: str) -> np.ndarray:
+    """``value`` as a float64 NumPy array (its shape unchecked): per-example scores or NLLs.
+
+    Raises:
+      ValueError: naming ``name``, when ``value`` holds anything but numbers.
+    """
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{name}: expected a 1-D array of {what} (numbers), got {value!r:.80} ({err})."
         ) from None

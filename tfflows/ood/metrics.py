@@ -13,18 +13,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from tfflows.data.arrays import as_float64_vector
+
 __all__ = ["auroc", "aupr", "detection_metrics", "fpr_at_tpr"]
 
 
 def _check(in_scores: npt.ArrayLike, ood_scores: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     out = []
     for name, scores in (("in_scores", in_scores), ("ood_scores", ood_scores)):
-        try:
-            a = np.asarray(scores, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"{name}: expected a 1-D array of scores (numbers), got {scores!r:.80} ({err})."
-            ) from None
+        a = as_float64_vector(scores, name, "scores")
         if a.ndim != 1 or a.size == 0:
             raise ValueError(f"{name}: expected a non-empty 1-D array of scores, got shape {a.shape}.")
         nan = int(np.isnan(a).sum())

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+from tfflows.data.arrays import as_float64_vector
 from tfflows.ood.density import as_density
 from tfflows.ood.registry import image_scores
 
@@ -125,12 +126,7 @@ def check_nll(name: str, nll: Any) -> np.ndarray:
 
     +inf stays: an example of probability zero is as far out of distribution as can be.
     """
-    try:
-        a = np.asarray(nll, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{name}: expected a 1-D array of NLLs (numbers), got {nll!r:.80} ({err})."
-        ) from None
+    a = as_float64_vector(nll, name, "NLLs")
     if a.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of NLLs, got shape {a.shape}.")
     nan = int(np.isnan(a).sum())
