@@ -20,11 +20,12 @@ __all__ = [
 
 def all_finite(tensors: Iterable[Any]) -> tf.Tensor:
     """A scalar bool tensor: every entry of every floating tensor (``None`` skipped) is finite."""
-    ok = tf.constant(True)
-    for t in tensors:
-        if t is not None and t.dtype.is_floating:
-            ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(t)))
-    return ok
+    # One flag per tensor, reduced once: a chain of logical_and ops would add one op per tensor
+    # to every training step's graph (the guard checks each weight and optimizer variable).
+    flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None and t.dtype.is_floating]
+    if not flags:
+        return tf.constant(True)
+    return flags[0] if len(flags) == 1 else tf.reduce_all(tf.stack(flags))
 
 
 def finite_rows(x: tf.Tensor) -> tf.Tensor:
@@ -74,6 +75,7 @@ def check_finite_weights(model: Any, action: str) -> None:
 _GRADIENT_LIMIT = 1e18  # its square, Adam's second moment, stays below 1e36
 _STATE_LIMIT = 1e30
 _RESULT_LIMIT = 1e37
+_MOMENT_SUFFIXES = ("_momentum", "_velocity", "_velocity_hat")
 
 
 def tensor_values(variables: Iterable[Any]) -> list:
@@ -83,20 +85,19 @@ def tensor_values(variables: Iterable[Any]) -> list:
     return [v.value if isinstance(v, keras.Variable) else v for v in variables]
 
 
-def _max_abs(tensors: Iterable[Any]) -> tf.Tensor:
-    """max |t| over every entry of the floating tensors, as float64; +inf if any entry is NaN.
+def _norm(tensors: Iterable[Any]) -> tf.Tensor:
+    """The Euclidean norm of all entries of the floating tensors together, as float64.
 
-    A NaN is turned into +inf before the reduction: reduce_max may skip NaN
-    (XLA's does), and every bound below then fails on it.
+    An upper bound on every |entry| for the bounds below (one op per tensor,
+    where an exact max with NaN handling took six). Squared in float64, so
+    float32 entries cannot overflow; NaN if an entry is NaN, +inf if one is
+    inf: every bound then fails. Sums propagate NaN under XLA too, where
+    ``reduce_max`` may skip it.
     """
-    out = tf.constant(0.0, tf.float64)
-    for t in tensors:
-        if t is None or not t.dtype.is_floating:
-            continue
-        a = tf.abs(tf.convert_to_tensor(t))
-        a = tf.where(tf.math.is_nan(a), tf.constant(np.inf, a.dtype), a)
-        out = tf.maximum(out, tf.cast(tf.reduce_max(a), tf.float64))
-    return out
+    halves = [tf.nn.l2_loss(tf.cast(t, tf.float64)) for t in tensors if t is not None and t.dtype.is_floating]
+    if not halves:
+        return tf.constant(0.0, tf.float64)
+    return tf.sqrt(2.0 * tf.add_n(halves))
 
 
 def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any]) -> tf.Tensor | None:
@@ -114,8 +115,9 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     (epsilon > 0), and ``SGD``, with no EMA, gradient accumulation or
     loss-scale factor, and a ``clipnorm``/``global_clipnorm`` (if any) below
     1e18, whose clipping inside ``apply`` squares the gradients (those the
-    train step has already clipped). With G = max|gradient| < 1e18,
-    S = max|optimizer variable| < 1e30, W = max|weight|, learning rate
+    train step has already clipped). With G, S and W the Euclidean norms
+    of all gradients < 1e18, of the optimizer's moments < 1e30 and of all
+    weights (each at least the largest |entry| it covers), learning rate
     η ≥ 0 and weight decay λ:
 
     - Adam (second moments v ≥ 0, as in any run): |m'| ≤ max(S, G),
@@ -147,9 +149,12 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     if adam and not float(optimizer.epsilon) > 0:
         return None
     f64 = tf.float64
-    grad_max = _max_abs(grads)
-    state_max = _max_abs(tensor_values(optimizer.variables))
-    weight_max = _max_abs(tensor_values(variables))
+    grad_max = _norm(grads)
+    # The moments (Keras names them "<weight>_momentum", "_velocity", "_velocity_hat"): the
+    # learning rate's own variable is bounded as the rate below, not as optimizer state.
+    moments = [v for v in optimizer.variables if v.name.endswith(_MOMENT_SUFFIXES)]
+    state_max = _norm(tensor_values(moments))
+    weight_max = _norm(tensor_values(variables))
     rate = tf.cast(tf.convert_to_tensor(optimizer.learning_rate), f64)
     rate = tf.where(tf.math.is_nan(rate), tf.constant(np.inf, f64), rate)
     decay = abs(float(optimizer.weight_decay or 0.0))
@@ -176,10 +181,9 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
         & (bound < _RESULT_LIMIT)
     )
     # Adam's second moments are >= 0 in any run (v' >= β₂v); a negative one (a corrupt
-    # checkpoint) would give √v = NaN, so the proof needs it. reduce_all is False on NaN.
+    # checkpoint) would give √v = NaN, so the proof needs it. (A NaN there fails the norm.)
     if adam:
-        # Adam names them "<weight>_velocity" and "<weight>_velocity_hat" (amsgrad).
-        for v in optimizer.variables:
-            if v.name.endswith(("_velocity", "_velocity_hat")):
-                ok &= tf.reduce_all(tf.convert_to_tensor(v) >= 0)
+        lowest = [tf.reduce_min(v) for v in moments if v.name.endswith(("_velocity", "_velocity_hat"))]
+        if lowest:
+            ok &= tf.reduce_min(tf.stack(lowest)) >= 0
     return ok  # NaN anywhere fails every comparison

@@ -9,9 +9,10 @@ every model:
 - the mean negative log-likelihood of the global batch, weighted by
   ``sample_weight``, exact under ``tf.distribute`` with uneven last batches;
 - the non-finite guard: a step whose loss, gradients or update are not finite
-  is skipped, its update undone, and counted in ``model.nonfinite_steps``
-  (:class:`NonFiniteGuard` stops ``fit`` on it);
-- the update bound that lets the guard skip copying the training state
+  is skipped (its update not made, or undone), and counted in
+  ``model.nonfinite_steps`` (:class:`NonFiniteGuard` stops ``fit`` on it);
+- the update bound that proves an Adam or SGD update finite before it is
+  made, so that the guard needs no copy of the training state
   (:func:`tfflows.guard.update_stays_finite`);
 - loss scaling (``mixed_float16``) and overflow-safe gradient clipping.
 """
@@ -75,9 +76,11 @@ class NonFiniteGuard(keras.callbacks.Callback):
     """Stops ``fit`` with a clear message when a step met a non-finite value.
 
     A step is skipped when its loss or a gradient is inf or NaN, or when its
-    update would leave a weight or optimizer variable inf or NaN (the update
-    is undone before the next step reads it): the weights stay finite, and
-    this callback ends training at the end of that batch.
+    update would leave a weight or optimizer variable inf or NaN (for Adam
+    and SGD: when bounds cannot prove the update finite, so it is not made;
+    for other optimizers it is undone before the next step reads it): the
+    weights stay finite, and this callback ends training at the end of that
+    batch.
 
     Under a ``LossScaleOptimizer`` (``mixed_float16``) scaled gradients that
     overflow are not such a step: the optimizer halves its loss scale and
@@ -92,9 +95,10 @@ class NonFiniteGuard(keras.callbacks.Callback):
             self.model.stopped_on_nonfinite = True
             warnings.warn(
                 f"tfflows: stopped training at batch {batch}: the loss, a gradient or the "
-                "update was not finite, so that step's update was skipped and the weights "
-                "were kept finite. Lower the learning rate, add warmup or gradient clipping "
-                "(tfflows.make_optimizer), or check the data for values outside "
+                "update was not finite (or too large to be proven finite), so that step's "
+                "update was skipped and the weights were kept finite. Lower the learning "
+                "rate, add warmup or gradient clipping (tfflows.make_optimizer), or check "
+                "the data for values outside "
                 "[0, 2**num_bits).",
                 RuntimeWarning,
                 stacklevel=2,
@@ -251,53 +255,44 @@ def _training_state(model: Any) -> list:
     return [*model.trainable_variables, *model.optimizer.variables]
 
 
-def _apply_checked(model: Any, grads: list, variables: list) -> tf.Tensor:
-    """Applies ``grads``; puts everything back if the update left an inf or NaN.
+def _apply_guarded(model: Any, grads: list, variables: list, finite: tf.Tensor) -> tf.Tensor:
+    """Outside a tf.distribute strategy: skips the step unless ``finite``, else applies ``grads``.
 
     Finite gradients can still give a non-finite update (a huge learning
-    rate, Adam's squared gradients overflowing): the training state is read
-    before the update and restored after it unless every floating weight and
-    optimizer variable is finite. That copy of the state (three times the
-    parameters for Adam) is skipped when bounds prove the update finite
-    (:func:`tfflows.guard.update_stays_finite`), as they do for Adam and SGD
-    at sane sizes; the update is still checked and counted as non-finite if
-    the proof was wrong. Outside a tf.distribute strategy only: under one,
-    the copying path is taken. Returns whether it was kept.
+    rate, Adam's squared gradients overflowing). For Adam and SGD, bounds on
+    the gradients, weights and optimizer state prove the update finite
+    (:func:`tfflows.guard.update_stays_finite`) at any sane size: the update
+    is made only then, so no copy of the training state (three times the
+    parameters for Adam) is needed; an update the bounds cannot prove finite
+    (a learning rate times gradient norm past ~1e29 for Adam, a weight near
+    1e37, a gradient norm past 1e18) is skipped and counted as non-finite.
+    The update is still checked and counted if the proof was wrong. For
+    other optimizers the state is copied first and restored unless every
+    floating weight and optimizer variable is finite. Returns whether the
+    update was kept.
     """
     optimizer = model.optimizer
-    safe = None if tf.distribute.has_strategy() else update_stays_finite(optimizer, grads, variables)
+
+    def skip() -> tf.Tensor:
+        return tf.constant(False)
+
+    safe = update_stays_finite(optimizer, grads, variables)
     if safe is None:
-        return _apply_with_copies(model, grads, variables)
+        return tf.cond(finite, lambda: _apply_with_copies(model, grads, variables), skip)
 
-    # Both branches of the cond apply the update: as one tf.function, traced once and called
-    # from each, rather than traced into each (the optimizer's update is the costliest part of
-    # building the step after the per-variable restores; bench/first_run.py). The same ops run.
-    def update(grads: list) -> None:
+    def update() -> tf.Tensor:
         optimizer.apply(grads, variables)
-
-    # Eagerly (``run_eagerly=True``) tf.cond runs one branch as Python: a tf.function here
-    # would be traced anew at every step, for nothing.
-    apply = update if tf.executing_eagerly() else tf.function(update, autograph=False)
-
-    def without_copies() -> tf.Tensor:
-        apply(grads)
         return all_finite(tensor_values(_training_state(model)))
 
-    return tf.cond(safe, without_copies, lambda: _apply_with_copies(model, grads, variables, apply))
+    return tf.cond(finite & safe, update, skip)
 
 
-def _apply_with_copies(model: Any, grads: list, variables: list, apply: Any = None) -> tf.Tensor:
-    """Applies ``grads`` after copying the training state; restores it if anything is non-finite.
-
-    ``apply(grads)`` makes the update (default: the optimizer's ``apply`` on ``variables``).
-    """
+def _apply_with_copies(model: Any, grads: list, variables: list) -> tf.Tensor:
+    """Applies ``grads`` after copying the training state; restores it if anything is non-finite."""
     state = tensor_values(_training_state(model))
     saved = [tf.identity(v) for v in state]
     with tf.control_dependencies(saved):
-        if apply is None:
-            model.optimizer.apply(grads, variables)
-        else:
-            apply(grads)
+        model.optimizer.apply(grads, variables)
     ok = all_finite(state)
     if not tf.distribute.has_strategy():
         # One cond for the whole state: tracing a cond per variable (three per weight under
@@ -333,21 +328,20 @@ def _apply_with_copies(model: Any, grads: list, variables: list, apply: Any = No
 def _apply_if_finite(model: Any, grads: list, variables: list, finite: tf.Tensor) -> tf.Tensor:
     """Applies ``grads`` when ``finite`` (the same on every replica), else skips the step.
 
-    Returns whether the update was applied and kept (see :func:`_apply_checked`).
+    Returns whether the update was applied and kept (see :func:`_apply_guarded`;
+    under a tf.distribute strategy the state is always copied first).
     """
+    if not tf.distribute.has_strategy():
+        return _apply_guarded(model, grads, variables, finite)
 
     def apply(grads: list = grads) -> tf.Tensor:
-        return _apply_checked(model, grads, variables)
+        return _apply_with_copies(model, grads, variables)
 
     def skip() -> tf.Tensor:
         return tf.constant(False)
 
     ctx = tf.distribute.get_replica_context()
-    if (
-        ctx is None
-        or not tf.distribute.has_strategy()
-        or tf.__internal__.distribute.strategy_supports_no_merge_call()
-    ):
+    if ctx is None or tf.__internal__.distribute.strategy_supports_no_merge_call():
         return tf.cond(finite, apply, skip)
 
     # The optimizer all-reduces the gradients with a merge_call, which may not sit in
