@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfflows.callbacks import FiniteCheckpoint, checkpoint_files
+from tfflows.callbacks import FiniteCheckpoint, TimeLimit, checkpoint_files
 from tfflows.cli.quiet import START_UP_NOISE, native_stderr_filtered
 from tfflows.clock import Occasional, TrainingClock
 from tfflows.progress import EpochProgress, format_seconds
@@ -98,6 +98,30 @@ def test_progress_on_a_terminal_rewrites_a_live_line_whose_estimate_starts_at_th
     # The first step's line has no estimate (it held the tracing); every later one has.
     assert "epoch ends in" not in live[0] and all("epoch ends in" in p for p in live[1:])
     assert text.endswith(")\n") and "epoch 1/1: loss" in text
+
+
+def test_progress_under_a_time_limit_gives_the_time_the_limit_leaves():
+    # 1,000 epochs of at least 0.05 s planned, a 20-second limit: the estimate says what the
+    # limit leaves, not the minute 1,000 epochs would take.
+    x, y = _data()
+    out = io.StringIO()
+    limit = TimeLimit(20.0)
+    _dense().fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=1000,
+        verbose=0,
+        callbacks=[limit, _Recorder(0.05), _StopAfter(3), EpochProgress(stream=out, time_limit=limit)],
+    )
+    epochs = [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 3
+    # From the second epoch on the estimate counts the whole epoch (the first's holds only
+    # its steps after the first): 998 more of them outlast the limit.
+    assert all(line.endswith("left of the time limit)") for line in epochs[1:]), epochs
+    left = [line.rsplit("about ", 1)[1].split(" ")[0] for line in epochs[1:]]
+    assert all(text in ("0:20", "0:19", "0:18", "0:17", "0:16") for text in left), left
+    assert 10 < limit.remaining() < 20
 
 
 def test_format_seconds():

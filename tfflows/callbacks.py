@@ -477,6 +477,10 @@ class TimeLimit(keras.callbacks.Callback):
         self.start = time.time()
         self.paused = 0.0
 
+    def remaining(self) -> float:
+        """Seconds of training left before the limit stops it (0 once it has passed)."""
+        return max(self.seconds - (time.time() - self.start - self.paused), 0.0)
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if time.time() - self.start - self.paused > self.seconds:
             self.model.stop_training = True

@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import keras
+
+if TYPE_CHECKING:
+    from tfflows.callbacks import TimeLimit
 
 __all__ = ["EpochProgress", "format_seconds"]
 
@@ -50,18 +53,26 @@ class EpochProgress(keras.callbacks.Callback):
     - With ``live`` (default: when ``stream`` is a terminal), a line
       rewritten in place during an epoch: the batch, the running loss and
       the epoch's time left, estimated from its steps after the first.
+    - With a ``time_limit`` (:class:`tfflows.callbacks.TimeLimit`) the time
+      left is at most what the limit leaves, and says so.
 
     Args:
       stream: where to print (default ``sys.stdout``).
       live: whether to show the live line; None: when ``stream.isatty()``.
       min_interval: seconds between two updates of the live line.
+      time_limit: the run's ``TimeLimit`` callback, if it has one.
     """
 
     def __init__(
-        self, stream: IO[str] | None = None, live: bool | None = None, min_interval: float = 0.2
+        self,
+        stream: IO[str] | None = None,
+        live: bool | None = None,
+        min_interval: float = 0.2,
+        time_limit: TimeLimit | None = None,
     ) -> None:
         super().__init__()
         self.stream = stream
+        self.time_limit = time_limit
         self.live = live
         self.min_interval = float(min_interval)
         self.first_step_seconds: float | None = None
@@ -151,7 +162,11 @@ class EpochProgress(keras.callbacks.Callback):
         )
         estimate = self._epoch_estimate()
         if left > 0 and estimate is not None:
-            text += f", about {format_seconds(estimate * left)} left"
+            seconds = estimate * left
+            if self.time_limit is not None and self.time_limit.remaining() < seconds:
+                text += f", about {format_seconds(self.time_limit.remaining())} left of the time limit"
+            else:
+                text += f", about {format_seconds(seconds)} left"
         self._print(text + ")")
 
     def _epoch_estimate(self) -> float | None:

@@ -244,7 +244,7 @@ def _train_alone(args) -> dict:
     callbacks = clock.around(callbacks + [extras])
     if args.verbose:
         # Keras's progress bar estimates from the first step (the tracing): ours from the second.
-        callbacks.append(EpochProgress(live=None if args.verbose == 1 else False))
+        callbacks.append(EpochProgress(live=None if args.verbose == 1 else False, time_limit=limit))
     start = time.time()
     if args.steps_per_epoch:
         train = train.repeat()
