@@ -59,8 +59,8 @@ def _assert_close(check: str, got, want, atol: float, rtol: float) -> None:
 
 # -- tiers -------------------------------------------------------------------------------
 # ``-m "not slow"`` is the fast tier. A test that trains beyond a few steps, starts a process
-# or compiles with XLA is marked ``slow`` in its file; two rules that follow from a test's
-# parameters or fixtures are applied here, in one place:
+# or compiles with XLA is marked ``slow`` in its file; three rules that follow from a test's
+# parameters, fixtures or measured cost are applied here, in one place:
 XLA_IDS = {"xla", "jit"}  # a parametrization compiled with jit_compile=True
 SLOW_FIXTURES = {  # fixture: the marks of every test that uses it
     "served": ("slow",),  # exports six models and starts three processes (test_export.py)
@@ -70,6 +70,35 @@ SLOW_FIXTURES = {  # fixture: the marks of every test that uses it
     "trained_moons": ("slow",),  # 80 training steps (test_models.py)
     "runs": ("slow",),  # fits, saves, loads and fits again each model kind (test_saving.py)
     "finished": ("slow",),  # a tfflows train run that later tests resume (test_rerun.py)
+}
+# Tests that share a module- or session-scoped fixture holding a trained or exported model run
+# on one pytest-xdist worker (``--dist loadgroup``, in pyproject.toml's addopts), so that the
+# fixture is built once instead of once per worker; a parametrized fixture, once per parameter.
+SHARED_FIXTURES = {
+    "trained_run",  # conftest.py, used by several files
+    "shared",  # test_bad_inputs.py
+    "tiny",  # test_codec.py
+    "shipped",  # test_codec.py
+    "served",  # test_export.py
+    "plateau_run",  # test_keras_training.py
+    "glow_run",  # test_keras_training.py
+    "served_elsewhere",  # test_model_contract.py
+    "trained_moons",  # test_models.py
+    "killed",  # test_multiworker.py
+    "trained_models",  # test_ood.py
+    "finished",  # test_rerun.py
+    "glow_twins",  # test_reversible.py
+    "runs",  # test_saving.py
+    "mafs",  # test_tabular.py
+    "conditional",  # test_distribution.py
+}
+# Tests measured costlier than 0.3 s in a one-process fast-tier run (a large model's trace, a
+# float64 Jacobian, a docs page): slow too, so the fast tier stays within its 90 s on 2 cores.
+# scripts/tier_tests.py writes the file from that run's JUnit XML.
+COSTLY = {
+    line.strip()
+    for line in (_TESTS / "costly_tests.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 }
 
 
@@ -84,6 +113,12 @@ def pytest_collection_modifyitems(config, items) -> None:
         for fixture in SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             for mark in SLOW_FIXTURES[fixture]:
                 item.add_marker(getattr(pytest.mark, mark))
+        if item.nodeid in COSTLY:
+            item.add_marker(pytest.mark.slow)
+        params = callspec.params if callspec is not None else {}
+        for fixture in sorted(SHARED_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            group = fixture if fixture not in params else f"{fixture}-{params[fixture]}"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

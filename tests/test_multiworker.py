@@ -42,6 +42,19 @@ ROOT = os.path.dirname(os.path.dirname(JOB))
 RUN_TIMEOUT = 400.0  # seconds for a whole two-worker run: CI's 2 cores are shared
 
 
+
+def test_fit_refuses_an_uncompiled_model_before_reading_the_data():
+    # No strategy, no step traced: the fast tier's check of tfflows.distributed.training.
+    import tensorflow as tf
+
+    import tfflows
+
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
+    data = tf.data.Dataset.from_tensor_slices(np.zeros((4, 2), "float32")).batch(2)
+    with pytest.raises(ValueError, match=r"expected a compiled model .* got VectorRealNVP without"):
+        distributed.fit(model, data)
+    assert distributed.checkpoints(None) == []
+
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     try:

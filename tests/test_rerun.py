@@ -209,6 +209,25 @@ def test_damaged_backup_without_checkpoints_starts_fresh(tmp_path, damage):
     assert callback.initial_epoch == 0 and callback.restored_from is None
 
 
+def test_damaged_backup_warns_and_leaves_the_weights_before_any_step(tmp_path):
+    # The restore alone, without fit (nothing traced): the fast tier's check of tfflows.backup.
+    files, named = DAMAGES["truncated_weights"]
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for name, content in files.items():
+        (backup / name).write_bytes(content)
+    model = tfflows.VectorRealNVP(2, num_steps=1, width=4)
+    model.compile(optimizer="adam")
+    before = [np.array(w) for w in model.weights]
+    callback = ResumableBackup(str(backup), checkpoint_dir=str(tmp_path / "checkpoints"))
+    callback.set_model(model)
+    with pytest.warns(RuntimeWarning, match=f"{named}.*damaged"):
+        callback.on_train_begin()
+    assert callback.initial_epoch == 0 and callback.restored_from is None
+    for a, b in zip(model.weights, before):
+        np.testing.assert_array_equal(np.array(a), b)
+
+
 def test_backup_writes_strict_metadata_and_restores_it(tmp_path):
     backup = tmp_path / "backup"
     _, callback = _vector_fit(str(backup))
