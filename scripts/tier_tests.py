@@ -8,8 +8,9 @@ the fast tier (``-m "not slow"``) leaves it out. Tests that train, compile with 
 process are marked ``slow`` where they are written; this file holds the ones that are merely
 costly (a trace of a large model, a float64 Jacobian, a docs page), measured rather than guessed.
 Names already in the file stay unless ``--fresh``; names of tests that no longer exist are
-dropped (the script collects the suite to know them). Run it again after adding costly tests: scripts/fast_tier_coverage.py then checks that the
-fast tier still runs code in every module of tfflows/.
+dropped (the script collects the suite to know them). Run it again after adding costly tests;
+scripts/fast_tier_coverage.py then checks that the fast tier still runs code in every module
+of tfflows/.
 """
 
 from __future__ import annotations
