@@ -42,7 +42,6 @@ ROOT = os.path.dirname(os.path.dirname(JOB))
 RUN_TIMEOUT = 400.0  # seconds for a whole two-worker run: CI's 2 cores are shared
 
 
-
 def test_fit_refuses_an_uncompiled_model_before_reading_the_data():
     # No strategy, no step traced: the fast tier's check of tfflows.distributed.training.
     import tensorflow as tf
@@ -54,6 +53,7 @@ def test_fit_refuses_an_uncompiled_model_before_reading_the_data():
     with pytest.raises(ValueError, match=r"expected a compiled model .* got VectorRealNVP without"):
         distributed.fit(model, data)
     assert distributed.checkpoints(None) == []
+
 
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
