@@ -359,6 +359,8 @@ def model_card_text(card: dict[str, Any], sample_card: dict[str, Any], notes: st
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import keras
 
+    import tfflows  # noqa: F401  (registers every class load_model may meet)
+
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("model_path")
     p.add_argument("--name", required=True)
