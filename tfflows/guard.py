@@ -75,7 +75,8 @@ def check_finite_weights(model: Any, action: str) -> None:
 _GRADIENT_LIMIT = 1e18  # its square, Adam's second moment, stays below 1e36
 _STATE_LIMIT = 1e30
 _RESULT_LIMIT = 1e37
-_MOMENT_SUFFIXES = ("_momentum", "_velocity", "_velocity_hat")
+_VELOCITY_SUFFIXES = ("_velocity", "_velocity_hat")  # Adam's second moments (amsgrad: _hat)
+_MOMENT_SUFFIXES = ("_momentum", *_VELOCITY_SUFFIXES)
 
 
 def tensor_values(variables: Iterable[Any]) -> list:
@@ -149,12 +150,12 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     if adam and not float(optimizer.epsilon) > 0:
         return None
     f64 = tf.float64
-    grad_max = _norm(grads)
+    grad_norm = _norm(grads)
     # The moments (Keras names them "<weight>_momentum", "_velocity", "_velocity_hat"): the
     # learning rate's own variable is bounded as the rate below, not as optimizer state.
     moments = [v for v in optimizer.variables if v.name.endswith(_MOMENT_SUFFIXES)]
-    state_max = _norm(tensor_values(moments))
-    weight_max = _norm(tensor_values(variables))
+    state_norm = _norm(tensor_values(moments))
+    weight_norm = _norm(tensor_values(variables))
     rate = tf.cast(tf.convert_to_tensor(optimizer.learning_rate), f64)
     rate = tf.where(tf.math.is_nan(rate), tf.constant(np.inf, f64), rate)
     decay = abs(float(optimizer.weight_decay or 0.0))
@@ -164,26 +165,26 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
         beta_1, beta_2 = float(dtype.type(optimizer.beta_1)), float(dtype.type(optimizer.beta_2))
         step = tf.cast(optimizer.iterations, f64) + 1.0
         alpha = rate * tf.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
-        scaled = alpha * tf.maximum(state_max, grad_max)  # m·α, before the division by √v + ε
+        scaled = alpha * tf.maximum(state_norm, grad_norm)  # m·α, before the division by √v + ε
         move = scaled / float(optimizer.epsilon)
         ok = scaled < _RESULT_LIMIT
     else:
         momentum = float(optimizer.momentum)
-        velocity = momentum * state_max + rate * grad_max
-        move = (1.0 + momentum) * velocity + rate * grad_max
+        velocity = momentum * state_norm + rate * grad_norm
+        move = (1.0 + momentum) * velocity + rate * grad_norm
         ok = tf.constant(True)
-    bound = weight_max * (1.0 + decay * rate) + move
+    bound = weight_norm * (1.0 + decay * rate) + move
     ok &= (
-        (grad_max < _GRADIENT_LIMIT)
-        & (state_max < _STATE_LIMIT)
+        (grad_norm < _GRADIENT_LIMIT)
+        & (state_norm < _STATE_LIMIT)
         & (rate >= 0.0)
-        & (weight_max * decay < _RESULT_LIMIT)
+        & (weight_norm * decay < _RESULT_LIMIT)
         & (bound < _RESULT_LIMIT)
     )
     # Adam's second moments are >= 0 in any run (v' >= β₂v); a negative one (a corrupt
     # checkpoint) would give √v = NaN, so the proof needs it. (A NaN there fails the norm.)
     if adam:
-        lowest = [tf.reduce_min(v) for v in moments if v.name.endswith(("_velocity", "_velocity_hat"))]
+        lowest = [tf.reduce_min(v) for v in moments if v.name.endswith(_VELOCITY_SUFFIXES)]
         if lowest:
             ok &= tf.reduce_min(tf.stack(lowest)) >= 0
     return ok  # NaN anywhere fails every comparison

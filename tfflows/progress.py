@@ -163,8 +163,9 @@ class EpochProgress(keras.callbacks.Callback):
         estimate = self._epoch_estimate()
         if left > 0 and estimate is not None:
             seconds = estimate * left
-            if self.time_limit is not None and self.time_limit.remaining() < seconds:
-                text += f", about {format_seconds(self.time_limit.remaining())} left of the time limit"
+            limited = self.time_limit.remaining() if self.time_limit is not None else math.inf
+            if limited < seconds:
+                text += f", about {format_seconds(limited)} left of the time limit"
             else:
                 text += f", about {format_seconds(seconds)} left"
         self._print(text + ")")

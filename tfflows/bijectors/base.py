@@ -45,6 +45,11 @@ def check_dropout(name: str, rate: Any) -> float:
     return float(rate)
 
 
+def dropout_config(rate: float) -> dict[str, float]:
+    """``{"dropout": rate}`` for a config or options, ``{}`` at 0: files saved without dropout keep theirs."""
+    return {"dropout": rate} if rate else {}
+
+
 def as_python_number(value: Any) -> Any:
     """A 0-d real tensor, variable or NumPy array as a Python float; anything else unchanged.
 

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfflows.bijectors.autoregressive import DIRECTIONS, MaskedAutoregressive, make_transform
-from tfflows.bijectors.base import check_dropout, check_positive_ints
+from tfflows.bijectors.base import check_dropout, check_positive_ints, dropout_config
 from tfflows.layers.base import FlowLayer
 from tfflows.layers.made import MADE, ORDERINGS, make_ordering
 from tfflows.typing import Shape
@@ -114,5 +114,5 @@ class MaskedAutoregressiveLayer(FlowLayer):
             "transform": self.transform_name,
             "num_bins": self.num_bins,
             "bound": self.bound,
-            **({"dropout": self.dropout} if self.dropout else {}),  # older files keep their config
+            **dropout_config(self.dropout),
         }

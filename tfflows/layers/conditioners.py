@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 from keras import layers, ops
 
-from tfflows.bijectors.base import check_dropout, check_positive_ints
+from tfflows.bijectors.base import check_dropout, check_positive_ints, dropout_config
 from tfflows.layers.convolution import Conv2D
 from tfflows.layers.transformer import CausalTransformer, check_heads
 from tfflows.typing import Shape
@@ -257,14 +257,12 @@ class MLP(keras.layers.Layer):
         return self.out(h)
 
     def get_config(self) -> dict[str, Any]:
-        config = {
+        return {
             **super().get_config(),
             "hidden_units": self.hidden_units,
             "output_units": self.output_units,
+            **dropout_config(self.dropout),
         }
-        if self.dropout:  # files saved without dropout keep their config
-            config["dropout"] = self.dropout
-        return config
 
 
 @keras.saving.register_keras_serializable(package="tfflows")

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfflows.bijectors.base import check_dropout, check_positive_ints
+from tfflows.bijectors.base import check_dropout, check_positive_ints, dropout_config
 from tfflows.layers.conditioners import output_policy
 from tfflows.typing import Shape
 
@@ -215,5 +215,5 @@ class MADE(keras.layers.Layer):
             "hidden_units": self.hidden_units,
             "num_hidden": self.num_hidden,
             "params_per_feature": self.params_per_feature,
-            **({"dropout": self.dropout} if self.dropout else {}),  # older files keep their config
+            **dropout_config(self.dropout),
         }

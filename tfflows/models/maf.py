@@ -7,7 +7,7 @@ from typing import Any
 import keras
 
 from tfflows.bijectors.autoregressive import DIRECTIONS, make_transform
-from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.base import check_positive_ints, dropout_config
 from tfflows.deprecation import old_argument_names
 from tfflows.layers.autoregressive import MaskedAutoregressiveLayer
 from tfflows.models.arguments import check_conditioner_dropout
@@ -130,7 +130,7 @@ class VectorMAF(FlowModel):
             "transform": self.transform,
             "num_bins": self.num_bins,
             "bound": self.bound,
-            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
+            **dropout_config(self.dropout),
         }
 
 

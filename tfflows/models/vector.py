@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfflows.bijectors.base import check_positive_ints
+from tfflows.bijectors.base import check_positive_ints, dropout_config
 from tfflows.bijectors.permute import ChannelPermutation
 from tfflows.bijectors.transforms import transform_names
 from tfflows.deprecation import old_argument_names
@@ -67,11 +67,6 @@ def num_features(owner: str, event_shape: Any, minimum: int) -> int:
             f"(an int or a shape (D,)), got {event_shape!r}."
         )
     return int(dims[0])
-
-
-def dropout_options(rate: float) -> dict[str, float] | None:
-    """The MLP conditioner's ``conditioner_options`` for a dropout ``rate`` (None for 0)."""
-    return {"dropout": rate} if rate else None
 
 
 def standardized(steps: list, standardize: bool) -> list:
@@ -146,7 +141,7 @@ class VectorRealNVP(FlowModel):
                     conditioner="mlp",
                     hidden_units=self.width,
                     num_hidden=self.depth,
-                    conditioner_options=dropout_options(self.dropout),
+                    conditioner_options=dropout_config(self.dropout),
                     name=f"coupling_{i}",
                 )
             )
@@ -167,7 +162,7 @@ class VectorRealNVP(FlowModel):
             "permutation": self.permutation,
             "seed": self.seed,
             "standardize": self.standardize,
-            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
+            **dropout_config(self.dropout),
         }
 
 
@@ -242,7 +237,7 @@ class VectorGlow(FlowModel):
                     conditioner="mlp",
                     hidden_units=self.width,
                     num_hidden=self.depth,
-                    conditioner_options=dropout_options(self.dropout),
+                    conditioner_options=dropout_config(self.dropout),
                     name=f"coupling_{k}",
                 ),
             ]
@@ -258,7 +253,7 @@ class VectorGlow(FlowModel):
             "lu": self.lu,
             "seed": self.seed,
             "standardize": self.standardize,
-            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
+            **dropout_config(self.dropout),
         }
 
 
@@ -332,7 +327,7 @@ class VectorNSF(FlowModel):
                     bound=self.bound,
                     hidden_units=self.width,
                     num_hidden=self.depth,
-                    conditioner_options=dropout_options(self.dropout),
+                    conditioner_options=dropout_config(self.dropout),
                     name=f"spline_{k}",
                 ),
             ]
@@ -348,7 +343,7 @@ class VectorNSF(FlowModel):
             "bound": self.bound,
             "seed": self.seed,
             "standardize": self.standardize,
-            **({"dropout": self.dropout} if self.dropout else {}),  # older configs stay as they were
+            **dropout_config(self.dropout),
         }
 
 

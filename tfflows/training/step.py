@@ -255,6 +255,11 @@ def _training_state(model: Any) -> list:
     return [*model.trainable_variables, *model.optimizer.variables]
 
 
+def _skip() -> tf.Tensor:
+    """The branch of a step whose update is not made: nothing kept."""
+    return tf.constant(False)
+
+
 def _apply_guarded(model: Any, grads: list, variables: list, finite: tf.Tensor) -> tf.Tensor:
     """Outside a tf.distribute strategy: skips the step unless ``finite``, else applies ``grads``.
 
@@ -273,18 +278,15 @@ def _apply_guarded(model: Any, grads: list, variables: list, finite: tf.Tensor) 
     """
     optimizer = model.optimizer
 
-    def skip() -> tf.Tensor:
-        return tf.constant(False)
-
     safe = update_stays_finite(optimizer, grads, variables)
     if safe is None:
-        return tf.cond(finite, lambda: _apply_with_copies(model, grads, variables), skip)
+        return tf.cond(finite, lambda: _apply_with_copies(model, grads, variables), _skip)
 
     def update() -> tf.Tensor:
         optimizer.apply(grads, variables)
         return all_finite(tensor_values(_training_state(model)))
 
-    return tf.cond(finite & safe, update, skip)
+    return tf.cond(finite & safe, update, _skip)
 
 
 def _apply_with_copies(model: Any, grads: list, variables: list) -> tf.Tensor:
@@ -337,12 +339,9 @@ def _apply_if_finite(model: Any, grads: list, variables: list, finite: tf.Tensor
     def apply(grads: list = grads) -> tf.Tensor:
         return _apply_with_copies(model, grads, variables)
 
-    def skip() -> tf.Tensor:
-        return tf.constant(False)
-
     ctx = tf.distribute.get_replica_context()
     if ctx is None or tf.__internal__.distribute.strategy_supports_no_merge_call():
-        return tf.cond(finite, apply, skip)
+        return tf.cond(finite, apply, _skip)
 
     # The optimizer all-reduces the gradients with a merge_call, which may not sit in
     # a cond inside a replica context: take the branch in the cross-replica context,
@@ -353,6 +352,6 @@ def _apply_if_finite(model: Any, grads: list, variables: list, finite: tf.Tensor
             # Replicas hold the same state after a synchronised update: one answer for all.
             return strategy.experimental_local_results(kept)[0]
 
-        return tf.cond(strategy.experimental_local_results(finite)[0], apply_everywhere, skip)
+        return tf.cond(strategy.experimental_local_results(finite)[0], apply_everywhere, _skip)
 
     return ctx.merge_call(cross_replica, args=(grads, finite))
