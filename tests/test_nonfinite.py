@@ -17,7 +17,7 @@ from tfflows import Glow, VectorRealNVP
 from tfflows.callbacks import FiniteCheckpoint, SampleCheck
 from tfflows.guard import NonFiniteWeightsError, nonfinite_weights, update_stays_finite
 from tfflows.layers.actnorm import ActNormLayer
-from tfflows.training import make_optimizer
+from tfflows.training import ScheduledAdam, adam_update, make_optimizer, warmup_cosine
 
 # Every training test runs eagerly, in a tf.function and compiled with XLA.
 MODES = {"eager": {"run_eagerly": True}, "function": {"jit_compile": False}, "jit": {"jit_compile": True}}
@@ -135,7 +135,9 @@ def test_adam_moments_that_overflow_are_undone():
 # -- the bound that lets the guard skip its copy of the training state --------------------
 
 BOUNDED = {
-    "adam": lambda rate: keras.optimizers.Adam(rate),
+    "adam": lambda rate: keras.optimizers.Adam(rate),  # the fused kernel (adam_update)
+    # clipvalue (far above every gradient here) leaves the update to Keras's update_step.
+    "adam_keras": lambda rate: keras.optimizers.Adam(rate, clipvalue=1e30),
     "adam_amsgrad": lambda rate: keras.optimizers.Adam(rate, amsgrad=True),
     "adamw": lambda rate: keras.optimizers.AdamW(rate, weight_decay=0.5),
     "scheduled_adam": lambda rate: make_optimizer(rate, warmup_steps=0, clipnorm=None),
@@ -178,7 +180,8 @@ def test_the_update_bound_says_finite_only_where_the_update_is_finite(kind):
                 moment.assign((slot * signs * np.ones(3)).astype("float32"))
             grads = [tf.constant([grad, -grad, 1.0], tf.float32)]
             safe = update_stays_finite(optimizer, grads, [variable])
-            optimizer.apply(grads, [variable])
+            if adam_update(optimizer, grads, [variable]) is None:  # as the training step does
+                optimizer.apply(grads, [variable])
             finite = all(np.all(np.isfinite(v.numpy())) for v in [variable, *optimizer.variables])
             if bool(safe):
                 said_finite += 1
@@ -268,8 +271,86 @@ def test_the_guard_copies_the_state_only_for_an_update_it_cannot_prove_finite(mo
         model.fit(points(96, 5), batch_size=32, epochs=2, shuffle=False, verbose=0)
         trained[path] = (state(model), int(copies.numpy()))
     assert trained["proved"][1] == 0 and trained["copied"][1] == 6  # 2 epochs of 3 steps
+    # The proved path makes Adam's update with TensorFlow's fused kernel, the copying path with
+    # Keras's update_step: the same arithmetic, rounded in another order.
     for a, b in zip(trained["proved"][0], trained["copied"][0]):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+FUSED = {
+    "adam": lambda: keras.optimizers.Adam(1e-2),
+    "scheduled": lambda: ScheduledAdam(warmup_cosine(1e-2, 3, 10), beta_1=0.8, epsilon=1e-5),
+}
+
+
+def _adam_step(optimizer, variables, fused: bool):
+    """One update of ``variables`` by Keras's ``apply`` or by ``adam_update`` (a closure, not
+    defaults: tf.function would trace default arguments as inputs)."""
+
+    def step(grads):
+        if fused:
+            assert adam_update(optimizer, grads, variables) is not None
+        else:
+            optimizer.apply(grads, variables)
+
+    return step
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "function"])
+@pytest.mark.parametrize("kind", list(FUSED))
+def test_the_fused_adam_update_is_keras_adams(kind, compiled):
+    dtype = "float32"
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal(shape).astype(dtype) for shape in [(3, 4), (4,), ()]]
+    runs = {}
+    for how in ("keras", "fused"):
+        variables = [keras.Variable(v, dtype=dtype, name=f"w{i}") for i, v in enumerate(start)]
+        optimizer = FUSED[kind]()
+        optimizer.build(variables)
+
+        step = _adam_step(optimizer, variables, fused=how == "fused")
+        run = tf.function(step) if compiled else step
+        for t in range(6):
+            grads = [tf.constant(np.random.default_rng(t).standard_normal(v.shape), dtype) for v in start]
+            run(grads)
+        runs[how] = [np.asarray(v.numpy()) for v in [*variables, *optimizer.variables]]
+    assert int(runs["fused"][len(start)]) == 6  # the step count
+    for a, b in zip(runs["keras"], runs["fused"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_the_fused_adam_update_leaves_every_other_setting_to_keras():
+    class MyAdam(keras.optimizers.Adam):
+        pass
+
+    grads = [tf.ones(3)]
+    cases = {
+        "amsgrad": (keras.optimizers.Adam(1e-3, amsgrad=True), None),
+        "weight decay": (keras.optimizers.Adam(1e-3, weight_decay=0.1), None),
+        "adamw": (keras.optimizers.AdamW(1e-3), None),
+        "ema": (keras.optimizers.Adam(1e-3, use_ema=True), None),
+        "accumulation": (keras.optimizers.Adam(1e-3, gradient_accumulation_steps=2), None),
+        "clipvalue": (keras.optimizers.Adam(1e-3, clipvalue=1.0), None),
+        "subclass": (MyAdam(1e-3), None),
+        "sgd": (keras.optimizers.SGD(1e-3), None),
+        "loss scale": (keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3)), None),
+        "constraint": (keras.optimizers.Adam(1e-3), keras.constraints.NonNeg()),
+        "no gradient": (keras.optimizers.Adam(1e-3), None),
+        "float64": (keras.optimizers.Adam(1e-3), None),
+    }
+    for name, (optimizer, constraint) in cases.items():
+        dtype = "float64" if name == "float64" else "float32"
+        variable = keras.Variable(np.ones(3, dtype))
+        variable.constraint = constraint  # keras.Variable(constraint=...) does not keep it
+        optimizer.build([variable])
+        given = [None] if name == "no gradient" else [tf.ones(3, dtype)]
+        assert adam_update(optimizer, given, [variable]) is None, name
+        assert int(optimizer.iterations.numpy()) == 0 and np.all(variable.numpy() == 1.0), name
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        variable = keras.Variable(np.ones(3, "float32"))
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build([variable])
+        assert adam_update(optimizer, grads, [variable]) is None
 
 
 def test_a_skipped_batch_does_not_count_as_a_loss_of_zero():

@@ -14,6 +14,7 @@ __all__ = [
     "check_finite_weights",
     "finite_rows",
     "nonfinite_weights",
+    "squared_halves",
     "update_stays_finite",
 ]
 
@@ -86,22 +87,32 @@ def tensor_values(variables: Iterable[Any]) -> list:
     return [v.value if isinstance(v, keras.Variable) else v for v in variables]
 
 
-def _norm(tensors: Iterable[Any]) -> tf.Tensor:
-    """The Euclidean norm of all entries of the floating tensors together, as float64.
+def squared_halves(tensors: Iterable[Any]) -> tf.Tensor:
+    """Float64 [n]: ½·Σ entry² of each floating tensor (``None`` and integer tensors skipped).
 
-    An upper bound on every |entry| for the bounds below (one op per tensor,
-    where an exact max with NaN handling took six). Squared in float64, so
-    float32 entries cannot overflow; NaN if an entry is NaN, +inf if one is
-    inf: every bound then fails. Sums propagate NaN under XLA too, where
-    ``reduce_max`` may skip it.
+    One op per tensor, stacked, so a whole training step's gradients are
+    checked (finite: the sum is finite), measured (norms: √(2·h)) and
+    clipped from one pass. Squared in float64, so float32 entries cannot
+    overflow; NaN if an entry is NaN, +inf if one is inf. Sums propagate NaN
+    under XLA too, where ``reduce_max`` may skip it.
     """
     halves = [tf.nn.l2_loss(tf.cast(t, tf.float64)) for t in tensors if t is not None and t.dtype.is_floating]
     if not halves:
-        return tf.constant(0.0, tf.float64)
-    return tf.sqrt(2.0 * tf.add_n(halves))
+        return tf.zeros([0], tf.float64)
+    return tf.stack(halves)
 
 
-def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any]) -> tf.Tensor | None:
+def _norm(tensors: Iterable[Any]) -> tf.Tensor:
+    """The Euclidean norm of all entries of the floating tensors together, as float64.
+
+    An upper bound on every |entry| for the bounds below (see :func:`squared_halves`).
+    """
+    return tf.sqrt(2.0 * tf.reduce_sum(squared_halves(tensors)))
+
+
+def update_stays_finite(
+    optimizer: Any, grads: Sequence[Any], variables: Sequence[Any], grad_norm: tf.Tensor | None = None
+) -> tf.Tensor | None:
     """Whether ``optimizer.apply(grads, variables)`` provably leaves every value finite.
 
     A scalar bool tensor, True only when bounds on the gradients, the
@@ -129,6 +140,9 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
 
     and W·λ, and the new weights, at most W(1+λη) plus that move, must stay
     below 1e37. A NaN anywhere fails the bounds.
+
+    ``grad_norm`` (float64), when given, is used as G instead of the norm of
+    ``grads`` (the training step has it from its one pass over them).
     """
     import keras
 
@@ -150,7 +164,8 @@ def update_stays_finite(optimizer: Any, grads: Sequence[Any], variables: Sequenc
     if adam and not float(optimizer.epsilon) > 0:
         return None
     f64 = tf.float64
-    grad_norm = _norm(grads)
+    if grad_norm is None:
+        grad_norm = _norm(grads)
     # The moments (Keras names them "<weight>_momentum", "_velocity", "_velocity_hat"): the
     # learning rate's own variable is bounded as the rate below, not as optimizer state.
     moments = [v for v in optimizer.variables if v.name.endswith(_MOMENT_SUFFIXES)]

@@ -1,30 +1,28 @@
-"""Training helpers: an optimizer with learning-rate warmup and gradient clipping, an XLA probe."""
+"""Training helpers: an optimizer with learning-rate warmup and gradient clipping, an XLA probe.
+
+The clipping itself, and Adam's fused update, are in :mod:`tfflows.training.updates`.
+"""
 
 from __future__ import annotations
 
 import math
 import numbers
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfflows.checks import finite_number
 from tfflows.typing import TensorLike
 
-if TYPE_CHECKING:
-    import tensorflow as tf
-
 __all__ = [
     "ScaledSchedule",
     "ScheduledAdam",
     "WarmupSchedule",
-    "clip_gradients",
     "make_optimizer",
     "probe_jit",
-    "safe_global_norm",
     "warmup_cosine",
 ]
 
@@ -252,53 +250,6 @@ def make_optimizer(
             warmup_cosine(learning_rate, warmup_steps, decay_steps), global_clipnorm=clipnorm, **kwargs
         )
     return keras.optimizers.Adam(float(learning_rate), global_clipnorm=clipnorm, **kwargs)
-
-
-def safe_global_norm(tensors: Sequence[Any]) -> Any:
-    """sqrt(Σ t²) over every entry of ``tensors``, without overflow in float32.
-
-    Every entry is divided by the largest |entry| m before squaring and the
-    root is multiplied by m again: a gradient of 2e19 squares to inf in
-    float32, which makes ``keras.optimizers``' global-norm clipping scale the
-    whole update by NaN.
-    """
-    tensors = [ops.convert_to_tensor(t) for t in tensors if t is not None]
-    if not tensors:
-        return ops.convert_to_tensor(0.0)
-    peak = ops.max(
-        ops.stack(
-            [
-                ops.max(ops.abs(ops.reshape(t, (-1,))))
-                if math.prod(t.shape or ()) != 0
-                else ops.convert_to_tensor(0.0, t.dtype)
-                for t in tensors
-            ]
-        )
-    )
-    peak = ops.where(peak > 0, peak, ops.ones_like(peak))
-    total = sum(ops.sum(ops.square(t / ops.cast(peak, t.dtype))) for t in tensors)
-    return peak * ops.sqrt(total)
-
-
-def clip_gradients(grads: Sequence[Any], optimizer: keras.optimizers.Optimizer) -> list:
-    """``grads`` clipped as ``optimizer``'s ``clipnorm`` or ``global_clipnorm`` asks, with safe norms.
-
-    The optimizer clips again when it applies them; on gradients already within
-    the limit that is a no-op (a factor of 1 up to rounding), so its meaning
-    (global-norm clipping in :func:`make_optimizer`) is unchanged. Gradients
-    with inf or NaN stay non-finite: those steps are skipped, not clipped.
-    """
-    if getattr(optimizer, "gradient_accumulation_steps", None):
-        return list(grads)  # it clips the accumulated sum, not each step's gradients
-    clipnorm = getattr(optimizer, "clipnorm", None)
-    global_clipnorm = getattr(optimizer, "global_clipnorm", None)
-    if clipnorm and clipnorm > 0:
-        # A zero norm gives clipnorm / 0 = inf, so a factor of 1.
-        return [None if g is None else g * ops.minimum(1.0, clipnorm / safe_global_norm([g])) for g in grads]
-    if global_clipnorm and global_clipnorm > 0:
-        scale = ops.minimum(1.0, global_clipnorm / safe_global_norm(grads))
-        return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
-    return list(grads)
 
 
 class _BatchStamps(keras.callbacks.Callback):

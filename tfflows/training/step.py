@@ -29,9 +29,9 @@ import tensorflow as tf
 # Keras offers no public class for it.
 from keras.src.trainers import compile_utils
 
-from tfflows.guard import all_finite, tensor_values, update_stays_finite
+from tfflows.guard import all_finite, squared_halves, tensor_values, update_stays_finite
 from tfflows.layers.convolution import xla_compiling
-from tfflows.training.optimizers import clip_gradients
+from tfflows.training.updates import adam_update, clip_gradients, clip_with_norm
 
 __all__ = [
     "MinimisedMetrics",
@@ -177,8 +177,12 @@ def train_step(model: Any, data: Any) -> dict[str, tf.Tensor]:
         # The loss scale of a LossScaleOptimizer (mixed_float16); the loss itself otherwise.
         scaled = optimizer.scale_loss(scaled)
     variables = model.trainable_variables
-    grads = tape.gradient(scaled, variables)
-    finite_loss, finite_grads = all_finite([loss]), all_finite(grads)
+    # Dense gradients (an embedding's arrive as IndexedSlices), checked, measured and clipped
+    # from one float64 pass over them.
+    grads = [g if g is None else tf.convert_to_tensor(g) for g in tape.gradient(scaled, variables)]
+    halves = squared_halves(grads)
+    finite_loss = all_finite([loss])
+    finite_grads = tf.math.is_finite(tf.reduce_sum(halves))
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
         # ReduceOp has only SUM and MEAN: count the replicas that saw a non-finite value.
@@ -189,11 +193,12 @@ def train_step(model: Any, data: Any) -> dict[str, tf.Tensor]:
     # A batch whose examples all weigh 0 says nothing: skipped, and not counted as non-finite.
     weighted = weight_sum > 0
     loss_scale = _loss_scale(optimizer)
+    grad_norm = None
     if loss_scale is None:
         go = finite_loss & finite_grads
         # Keras computes the clip norm from squares that overflow float32 for gradients
         # past ~1.8e19 and then scales the update by NaN: clip here with a safe norm first.
-        grads = clip_gradients(grads, optimizer)
+        grads, grad_norm = clip_with_norm(grads, optimizer, halves)
     else:
         # Scaled gradients that overflow are routine: the optimizer then halves its scale
         # and skips the update, so it must see them. They are a non-finite step only at a
@@ -201,7 +206,7 @@ def train_step(model: Any, data: Any) -> dict[str, tf.Tensor]:
         go = finite_loss & (finite_grads | (loss_scale > 1.0))
         grads = _clip_scaled(optimizer, grads, loss_scale)
     # A loss-scale overflow skips the update but counts as a step: its loss is finite.
-    kept = _apply_if_finite(model, grads, variables, go & weighted)
+    kept = _apply_if_finite(model, grads, variables, go & weighted, grad_norm)
     model.nonfinite_steps.assign_add(tf.cast(weighted & ~kept, tf.int32))
     weight = tf.cast(kept, loss.dtype)
     model.loss_tracker.update_state(tf.where(kept, loss, tf.zeros_like(loss)), sample_weight=weight)
@@ -260,29 +265,39 @@ def _skip() -> tf.Tensor:
     return tf.constant(False)
 
 
-def _apply_guarded(model: Any, grads: list, variables: list, finite: tf.Tensor) -> tf.Tensor:
+def _apply_guarded(
+    model: Any, grads: list, variables: list, finite: tf.Tensor, grad_norm: tf.Tensor | None = None
+) -> tf.Tensor:
     """Outside a tf.distribute strategy: skips the step unless ``finite``, else applies ``grads``.
 
     Finite gradients can still give a non-finite update (a huge learning
     rate, Adam's squared gradients overflowing). For Adam and SGD, bounds on
-    the gradients, weights and optimizer state prove the update finite
+    the gradients (``grad_norm``: their norm, when the step has it), weights
+    and optimizer state prove the update finite
     (:func:`tfflows.guard.update_stays_finite`) at any sane size: the update
     is made only then, so no copy of the training state (three times the
     parameters for Adam) is needed; an update the bounds cannot prove finite
     (a learning rate times gradient norm past ~1e29 for Adam, a weight near
     1e37, a gradient norm past 1e18) is skipped and counted as non-finite.
-    The update is still checked and counted if the proof was wrong. For
-    other optimizers the state is copied first and restored unless every
-    floating weight and optimizer variable is finite. Returns whether the
-    update was kept.
+    A plain Adam's update is TensorFlow's fused kernel
+    (:func:`tfflows.training.optimizers.adam_update`), exactly what the
+    bounds cover; any other update the bounds allow is still checked after
+    it is made (a weight constraint, say, could break it), and counted if
+    not finite. For other optimizers the state is copied first and restored
+    unless every floating weight and optimizer variable is finite. Returns
+    whether the update was kept.
     """
     optimizer = model.optimizer
 
-    safe = update_stays_finite(optimizer, grads, variables)
+    safe = update_stays_finite(optimizer, grads, variables, grad_norm)
     if safe is None:
         return tf.cond(finite, lambda: _apply_with_copies(model, grads, variables), _skip)
 
     def update() -> tf.Tensor:
+        done = adam_update(optimizer, grads, variables)
+        if done is not None:
+            with tf.control_dependencies([done]):
+                return tf.constant(True)
         optimizer.apply(grads, variables)
         return all_finite(tensor_values(_training_state(model)))
 
@@ -327,14 +342,16 @@ def _apply_with_copies(model: Any, grads: list, variables: list) -> tf.Tensor:
     return ok
 
 
-def _apply_if_finite(model: Any, grads: list, variables: list, finite: tf.Tensor) -> tf.Tensor:
+def _apply_if_finite(
+    model: Any, grads: list, variables: list, finite: tf.Tensor, grad_norm: tf.Tensor | None = None
+) -> tf.Tensor:
     """Applies ``grads`` when ``finite`` (the same on every replica), else skips the step.
 
     Returns whether the update was applied and kept (see :func:`_apply_guarded`;
     under a tf.distribute strategy the state is always copied first).
     """
     if not tf.distribute.has_strategy():
-        return _apply_guarded(model, grads, variables, finite)
+        return _apply_guarded(model, grads, variables, finite, grad_norm)
 
     def apply(grads: list = grads) -> tf.Tensor:
         return _apply_with_copies(model, grads, variables)
