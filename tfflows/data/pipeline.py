@@ -12,9 +12,12 @@ References:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -39,6 +42,7 @@ __all__ = [
     "label_key",
     "make_dataset",
     "pixel_levels",
+    "repeating_batches",
     "steady",
     "toy_dataset",
 ]
@@ -64,6 +68,53 @@ def steady(ds: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.with_options(options)
+
+
+def repeating_batches(arrays: Any, batch_size: int, shuffle: bool) -> tuple[tf.data.Dataset, int] | None:
+    """In-memory arrays as an endless dataset of their batches, pass after pass; and the batches per pass.
+
+    What Keras's ``fit`` makes of arrays, as one dataset that repeats: each
+    pass (an epoch, with ``steps_per_epoch`` set to the second value) goes
+    through every row once, in a new random order if ``shuffle``, the last
+    batch short if the rows do not divide evenly; floats not in Keras's
+    ``floatx`` are cast to it, as Keras does. Given to ``fit`` so, one
+    iterator serves the whole run, where Keras's own adapter builds two per
+    epoch (and two per ``evaluate``), each with tf.data's autotuner to wait
+    for (see :func:`steady`): for a small table most of an epoch's time.
+
+    Args:
+      arrays: a NumPy array or tensor, or a tuple, list or dict of them (``(x,)``,
+        ``(x, y)``, ``(x, y, sample_weight)``), with one length.
+      batch_size: rows per batch.
+      shuffle: draw a new order for every pass.
+
+    Returns:
+      ``(dataset, batches per pass)``, or None when ``arrays`` holds anything
+      but arrays and tensors, or arrays of different or zero lengths (Keras's
+      own handling then applies, and says what is wrong).
+    """
+    leaves = tf.nest.flatten(arrays)
+    if not leaves or not all(isinstance(a, (np.ndarray, tf.Tensor)) and len(a.shape) > 0 for a in leaves):
+        return None
+    lengths = {a.shape[0] for a in leaves}
+    if len(lengths) != 1 or not isinstance(length := lengths.pop(), int) or length < 1:
+        return None
+    floatx = tf.as_dtype(keras.backend.floatx())
+
+    def as_tensor(a: Any) -> tf.Tensor:
+        t = tf.convert_to_tensor(a)
+        return tf.cast(t, floatx) if t.dtype.is_floating and t.dtype != floatx else t
+
+    tensors = tf.nest.map_structure(as_tensor, arrays)
+    order = tf.data.Dataset.range(length)
+    if shuffle:
+        order = order.shuffle(length, reshuffle_each_iteration=True)
+
+    def gather(rows: tf.Tensor) -> Any:
+        return tf.nest.map_structure(lambda t: tf.gather(t, rows), tensors)
+
+    batches = order.batch(batch_size).map(gather, num_parallel_calls=PARALLEL_CALLS)
+    return steady(batches.repeat().prefetch(PREFETCH_BATCHES)), math.ceil(length / batch_size)
 
 
 def _bits_needed(top: int) -> int:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfflows.data.pipeline import image_key, label_key
+from tfflows.data.pipeline import image_key, label_key, repeating_batches
 from tfflows.training import step as steps
 from tfflows.typing import KerasModelMixin
 
@@ -168,6 +168,7 @@ class FlowTrainer(KerasModelMixin):
         self.stopped_on_nonfinite = False
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+        x, y = _batched_arrays(x, y, kwargs)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself; Keras would warn
         callbacks = list(callbacks or []) + [steps.NonFiniteGuard()]
@@ -239,6 +240,47 @@ class FlowTrainer(KerasModelMixin):
             xs, cs = self.spec.unpack(x if y is None else (x, y))
             return xs[:n], None if cs is None else cs[:n]
         return None
+
+
+def _batched_arrays(x: Any, y: Any, kwargs: dict) -> tuple[Any, Any]:
+    """``fit``'s ``(x, y)``, with arrays (and array ``validation_data``) as one repeating dataset each.
+
+    Keras's adapter for arrays starts two new iterators per epoch and two per
+    validation pass, most of an epoch's time on a small table
+    (:func:`tfflows.data.pipeline.repeating_batches`); the same batches from
+    one dataset that repeats, with ``steps_per_epoch`` (``validation_steps``)
+    set to one pass, start one. ``kwargs`` is updated to match. Anything
+    Keras's own handling is needed for is left to it: datasets and other
+    inputs, ``steps_per_epoch``, ``validation_split``, ``class_weight``,
+    ``shuffle="batch"`` and tf.distribute strategies.
+    """
+    shuffle = kwargs.get("shuffle", True)
+    if (
+        isinstance(x, tf.data.Dataset)
+        or kwargs.get("steps_per_epoch") is not None
+        or kwargs.get("validation_split")
+        or kwargs.get("class_weight") is not None
+        or not isinstance(shuffle, (bool, np.bool_))
+        or tf.distribute.has_strategy()
+    ):
+        return x, y
+    batch_size = kwargs.get("batch_size") or 32  # Keras's default
+    made = repeating_batches(
+        keras.utils.pack_x_y_sample_weight(x, y, kwargs.get("sample_weight")), batch_size, bool(shuffle)
+    )
+    if made is None:
+        return x, y
+    for key in ("batch_size", "sample_weight", "shuffle"):
+        kwargs.pop(key, None)
+    x, kwargs["steps_per_epoch"] = made
+    validation = kwargs.get("validation_data")
+    if isinstance(validation, (tuple, list)) and kwargs.get("validation_steps") is None:
+        arrays = keras.utils.pack_x_y_sample_weight(*keras.utils.unpack_x_y_sample_weight(tuple(validation)))
+        made = repeating_batches(arrays, kwargs.get("validation_batch_size") or batch_size, False)
+        if made is not None:
+            kwargs.pop("validation_batch_size", None)
+            kwargs["validation_data"], kwargs["validation_steps"] = made
+    return x, None
 
 
 def check_counts(owner: str, method: str, kwargs: dict) -> None:
