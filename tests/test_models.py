@@ -544,7 +544,9 @@ def test_trained_conditional_samples_land_on_their_class():
     x = (means[labels] + 0.5 * rng.standard_normal((1024, 2))).astype(np.float32)
     model = VectorRealNVP(2, num_steps=4, width=16, num_classes=2)
     model.compile(optimizer=keras.optimizers.Adam(2e-2))
-    model.fit(np.tile(x, (8, 1)), np.tile(labels, 8), batch_size=256, epochs=1, verbose=0)  # 32 steps
+    # 64 steps: after 32 the class means were within 0.75 for some seeds and data orders only
+    # (seeds 5 and 6 missed with Keras's order as with tfflows'); after 64, for all of 4, 5, 6.
+    model.fit(np.tile(x, (8, 1)), np.tile(labels, 8), batch_size=256, epochs=2, verbose=0)
     for label in (0, 1):
         s = model.sample(500, seed=label, context=label).numpy()
         assert np.linalg.norm(s.mean(0) - means[label]) < 0.75, (label, s.mean(0))

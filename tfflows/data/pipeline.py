@@ -70,7 +70,15 @@ def steady(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def repeating_batches(arrays: Any, batch_size: int, shuffle: bool) -> tuple[tf.data.Dataset, int] | None:
+def repeating_batches(
+    x: Any,
+    y: Any = None,
+    sample_weight: Any = None,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    full_batches: bool = False,
+) -> tuple[tf.data.Dataset, int] | None:
     """In-memory arrays as an endless dataset of their batches, pass after pass; and the batches per pass.
 
     What Keras's ``fit`` makes of arrays, as one dataset that repeats: each
@@ -82,18 +90,32 @@ def repeating_batches(arrays: Any, batch_size: int, shuffle: bool) -> tuple[tf.d
     epoch (and two per ``evaluate``), each with tf.data's autotuner to wait
     for (see :func:`steady`): for a small table most of an epoch's time.
 
+    With ``full_batches`` every batch has the same, known number of rows
+    (``batch_size``, or every row when there are fewer), so the step that
+    reads it is built for one fixed shape, which builds faster than one for
+    any batch size: the short last batch is filled up with repeats of its
+    first row weighted 0, and the batches are ``(x, y, weights)`` (``y`` a
+    placeholder of zeros when there is none; the weights the given sample
+    weights, or 1, on the real rows) — a weighted mean over them is the
+    short batch's.
+
+    Without ``full_batches`` the batches have Keras's structure
+    (``keras.utils.pack_x_y_sample_weight``).
+
     Args:
-      arrays: a NumPy array or tensor, or a tuple, list or dict of them (``(x,)``,
-        ``(x, y)``, ``(x, y, sample_weight)``), with one length.
+      x: a NumPy array or tensor, or a tuple, list or dict of them.
+      y: targets (a conditional model's labels or context), or None.
+      sample_weight: a weight per row, or None.
       batch_size: rows per batch.
       shuffle: draw a new order for every pass.
+      full_batches: fill up the last batch, as above.
 
     Returns:
-      ``(dataset, batches per pass)``, or None when ``arrays`` holds anything
+      ``(dataset, batches per pass)``, or None when the data hold anything
       but arrays and tensors, or arrays of different or zero lengths (Keras's
       own handling then applies, and says what is wrong).
     """
-    leaves = tf.nest.flatten(arrays)
+    leaves = tf.nest.flatten([part for part in (x, y, sample_weight) if part is not None])
     if not leaves or not all(isinstance(a, (np.ndarray, tf.Tensor)) and len(a.shape) > 0 for a in leaves):
         return None
     lengths = {a.shape[0] for a in leaves}
@@ -105,16 +127,29 @@ def repeating_batches(arrays: Any, batch_size: int, shuffle: bool) -> tuple[tf.d
         t = tf.convert_to_tensor(a)
         return tf.cast(t, floatx) if t.dtype.is_floating and t.dtype != floatx else t
 
-    tensors = tf.nest.map_structure(as_tensor, arrays)
+    x, y, sample_weight = (
+        None if part is None else tf.nest.map_structure(as_tensor, part) for part in (x, y, sample_weight)
+    )
     order = tf.data.Dataset.range(length)
     if shuffle:
         order = order.shuffle(length, reshuffle_each_iteration=True)
+    size = min(batch_size, length) if full_batches else batch_size
+
+    def take(part: Any, rows: tf.Tensor) -> Any:
+        return None if part is None else tf.nest.map_structure(lambda t: tf.gather(t, rows), part)
 
     def gather(rows: tf.Tensor) -> Any:
-        return tf.nest.map_structure(lambda t: tf.gather(t, rows), tensors)
+        if not full_batches:
+            return keras.utils.pack_x_y_sample_weight(take(x, rows), take(y, rows), take(sample_weight, rows))
+        real = tf.size(rows)
+        rows = tf.ensure_shape(tf.concat([rows, tf.fill([size - real], rows[0])], 0), [size])
+        weights = tf.cast(tf.range(size) < real, floatx)
+        if sample_weight is not None:
+            weights *= tf.cast(take(sample_weight, rows), floatx)
+        return take(x, rows), tf.zeros([size], floatx) if y is None else take(y, rows), weights
 
-    batches = order.batch(batch_size).map(gather, num_parallel_calls=PARALLEL_CALLS)
-    return steady(batches.repeat().prefetch(PREFETCH_BATCHES)), math.ceil(length / batch_size)
+    batches = order.batch(size).map(gather, num_parallel_calls=PARALLEL_CALLS)
+    return steady(batches.repeat().prefetch(PREFETCH_BATCHES)), math.ceil(length / size)
 
 
 def _bits_needed(top: int) -> int:

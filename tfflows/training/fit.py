@@ -168,7 +168,7 @@ class FlowTrainer(KerasModelMixin):
         self.stopped_on_nonfinite = False
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
-        x, y = _batched_arrays(x, y, kwargs)
+        x, y = _batched_arrays(x, y, kwargs, self._ignores_y)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself; Keras would warn
         callbacks = list(callbacks or []) + [steps.NonFiniteGuard()]
@@ -183,17 +183,14 @@ class FlowTrainer(KerasModelMixin):
         unconditional model ignores ``y``, so it gets a placeholder of zeros,
         as does a conditional model whose labels are in a dict ``x``.
         """
-        owner, conditional = type(self).__name__, self.spec.is_conditional
+        owner = type(self).__name__
 
         def placeholder(data: Any) -> np.ndarray:
             if isinstance(data, dict):
                 data = data[image_key(data, owner)]
             return np.zeros(int(np.shape(data)[0]), np.float32)
 
-        def ignores_y(data: Any) -> bool:
-            # A conditional model reads its context from y, unless a dict brings the labels.
-            return not conditional or (isinstance(data, dict) and label_key(data) is not None)
-
+        ignores_y = self._ignores_y
         validation = kwargs.get("validation_data")
         if (
             isinstance(validation, (tuple, list))
@@ -212,6 +209,10 @@ class FlowTrainer(KerasModelMixin):
         ):
             return placeholder(x)
         return y
+
+    def _ignores_y(self, data: Any) -> bool:
+        """Whether this model ignores ``y`` beside ``data``: not conditional, or a dict brings the labels."""
+        return not self.spec.is_conditional or (isinstance(data, dict) and label_key(data) is not None)
 
     def _unchecked(self, x: Any) -> bool:
         """Whether ``fit(x)`` checks a first batch: arrays always, a Dataset the first time.
@@ -242,17 +243,21 @@ class FlowTrainer(KerasModelMixin):
         return None
 
 
-def _batched_arrays(x: Any, y: Any, kwargs: dict) -> tuple[Any, Any]:
+def _batched_arrays(x: Any, y: Any, kwargs: dict, ignores_y: Any) -> tuple[Any, Any]:
     """``fit``'s ``(x, y)``, with arrays (and array ``validation_data``) as one repeating dataset each.
 
     Keras's adapter for arrays starts two new iterators per epoch and two per
-    validation pass, most of an epoch's time on a small table
-    (:func:`tfflows.data.pipeline.repeating_batches`); the same batches from
-    one dataset that repeats, with ``steps_per_epoch`` (``validation_steps``)
-    set to one pass, start one. ``kwargs`` is updated to match. Anything
-    Keras's own handling is needed for is left to it: datasets and other
-    inputs, ``steps_per_epoch``, ``validation_split``, ``class_weight``,
-    ``shuffle="batch"`` and tf.distribute strategies.
+    validation pass, most of an epoch's time on a small table; the same
+    batches from one dataset that repeats, with ``steps_per_epoch``
+    (``validation_steps``) set to one pass, start one
+    (:func:`tfflows.data.pipeline.repeating_batches`). Their batches are all
+    of one size (a short last one filled up with rows weighted 0), so the
+    training and evaluation steps are built for one known shape — unless the
+    model needs ``y`` and none came (its own check then says so).
+    ``kwargs`` is updated to match. Anything Keras's own handling is needed
+    for is left to it: datasets and other inputs, ``steps_per_epoch``,
+    ``validation_split``, ``class_weight``, ``shuffle="batch"`` and
+    tf.distribute strategies. ``ignores_y(x)``: whether the model ignores ``y``.
     """
     shuffle = kwargs.get("shuffle", True)
     if (
@@ -265,8 +270,9 @@ def _batched_arrays(x: Any, y: Any, kwargs: dict) -> tuple[Any, Any]:
     ):
         return x, y
     batch_size = kwargs.get("batch_size") or 32  # Keras's default
+    full = y is not None or ignores_y(x)
     made = repeating_batches(
-        keras.utils.pack_x_y_sample_weight(x, y, kwargs.get("sample_weight")), batch_size, bool(shuffle)
+        x, y, kwargs.get("sample_weight"), batch_size=batch_size, shuffle=bool(shuffle), full_batches=full
     )
     if made is None:
         return x, y
@@ -275,8 +281,15 @@ def _batched_arrays(x: Any, y: Any, kwargs: dict) -> tuple[Any, Any]:
     x, kwargs["steps_per_epoch"] = made
     validation = kwargs.get("validation_data")
     if isinstance(validation, (tuple, list)) and kwargs.get("validation_steps") is None:
-        arrays = keras.utils.pack_x_y_sample_weight(*keras.utils.unpack_x_y_sample_weight(tuple(validation)))
-        made = repeating_batches(arrays, kwargs.get("validation_batch_size") or batch_size, False)
+        val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(tuple(validation))
+        made = repeating_batches(
+            val_x,
+            val_y,
+            val_weight,
+            batch_size=kwargs.get("validation_batch_size") or batch_size,
+            shuffle=False,
+            full_batches=val_y is not None or ignores_y(val_x),
+        )
         if made is not None:
             kwargs.pop("validation_batch_size", None)
             kwargs["validation_data"], kwargs["validation_steps"] = made
