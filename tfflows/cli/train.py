@@ -23,6 +23,8 @@ from tfflows.cli.parser import PROBE_MIN_MINUTES, PROBE_MIN_STEPS, VAL_EXAMPLES_
 if TYPE_CHECKING:
     import argparse
 
+    import tensorflow as tf
+
 __all__ = ["probe_line", "run"]
 
 
@@ -32,6 +34,12 @@ def _worth_probing(args, num_train: int) -> bool:
     return args.epochs * per_epoch >= PROBE_MIN_STEPS and (
         args.time_limit is None or args.time_limit >= PROBE_MIN_MINUTES
     )
+
+
+def _batches(ds: tf.data.Dataset) -> int | None:
+    """The batches in one pass of ``ds``, or None if tf.data does not know (or there are none)."""
+    count = int(ds.cardinality())
+    return count if count > 0 else None
 
 
 def _check_tarflow_options(args) -> None:
@@ -246,13 +254,15 @@ def _train_alone(args) -> dict:
         # Keras's progress bar estimates from the first step (the tracing): ours from the second.
         callbacks.append(EpochProgress(live=None if args.verbose == 1 else False, time_limit=limit))
     start = time.time()
-    if args.steps_per_epoch:
-        train = train.repeat()
+    # One pass of the data per epoch, from one iterator for the whole run: given a finite
+    # dataset, Keras starts two iterators per epoch and two per validation pass.
+    per_epoch, val_steps = args.steps_per_epoch or _batches(train), _batches(val)
     history = model.fit(
-        train,
+        train.repeat() if per_epoch else train,
         epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        validation_data=val,
+        steps_per_epoch=per_epoch,
+        validation_data=val.repeat() if val_steps else val,
+        validation_steps=val_steps,
         validation_freq=args.val_every,
         callbacks=callbacks,
         verbose=0,
