@@ -465,3 +465,26 @@ def test_fixed_bijectors_reject_bad_arguments():
         ScalePixels(8, event_ndims=2)
     with pytest.raises(ValueError, match=r"log_scale must have shape \[channels\], got"):
         ActNorm(tf.zeros([2, 2]), tf.zeros([2]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_bin_lookup_gives_tfps_spline_values_and_log_derivatives(dtype):
+    from tfflows.bijectors.transforms import rational_quadratic_spline, spline_and_log_det
+
+    rng = np.random.default_rng(3)
+    h = tf.constant(rng.standard_normal((40, 3, 3 * 5 - 1)), dtype)
+    spline = rational_quadratic_spline(h, num_bins=5, bound=3.0)
+    # Inside [-3, 3], on knots' neighbourhoods and outside (identity, log-derivative 0).
+    edges = [[-3.0, 3.0, 0.0], [-7.0, 9.0, 3.2]]
+    x = tf.constant(np.concatenate([rng.uniform(-3.5, 3.5, (38, 3)), edges]), dtype)
+    tight = {"rtol": 1e-5, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    v, log_det = spline_and_log_det(spline, x, forward=True)
+    np.testing.assert_allclose(v, spline.forward(x), **tight)
+    np.testing.assert_allclose(log_det, spline.forward_log_det_jacobian(x, event_ndims=0), **tight)
+    back, inverse_log_det = spline_and_log_det(spline, v, forward=False)
+    np.testing.assert_allclose(back, spline.inverse(v), **tight)
+    # The round trip itself loses float32 digits where a bin is steep (TFP's inverse as much).
+    np.testing.assert_allclose(back, x, **(tight if dtype == "float64" else {"rtol": 1e-3, "atol": 1e-4}))
+    np.testing.assert_allclose(inverse_log_det, spline.inverse_log_det_jacobian(v, event_ndims=0), **tight)
+    np.testing.assert_allclose(inverse_log_det, -log_det, **tight)
+    assert np.all(np.asarray(log_det)[-1, :2] == 0.0)  # outside the interval
