@@ -18,12 +18,6 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tfflows"
 
 FRAMEWORK_PRIVATE: dict[tuple[str, str], str] = {
     (
-        "bijectors/transforms.py",
-        "spline._compute_shared",
-    ): "TFP's RationalQuadraticSpline finds each entry's bin in forward and again in "
-    "forward_log_det_jacobian, and no public method returns the lookup: using it once for both "
-    "halves a spline flow's training-step graph (bench/step_graph.py)",
-    (
         "training/step.py",
         "keras.src.trainers",
     ): "Keras's monitors read a metric's direction only inside its metric containers "

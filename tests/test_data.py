@@ -507,3 +507,41 @@ def test_unknown_tfds_name_lists_the_local_names():
     message = str(info.value)
     assert "TFDS has no dataset 'no_such_dataset_tfflows'" in message
     assert "['digits', 'fashion_mnist', 'mnist']" in message and "\n" not in message
+
+
+# -- repeating_batches: fit's arrays as one dataset ---------------------------------------------
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in_order", "shuffled"])
+@pytest.mark.parametrize("rows,batch_size", [(57, 64), (130, 64), (128, 32), (5, 2)])
+def test_full_batches_hold_every_row_once_per_pass_and_weight_the_filling_0(shuffle, rows, batch_size):
+    from tfflows.data.pipeline import repeating_batches
+
+    rng = np.random.default_rng(rows)
+    x = {"a": rng.standard_normal((rows, 3)).astype("float32"), "b": np.arange(rows)}
+    weights = rng.uniform(0.5, 1.5, rows).astype("float32")
+    dataset, count = repeating_batches(
+        x, None, weights, batch_size=batch_size, shuffle=shuffle, full_batches=True
+    )
+    size = min(batch_size, rows)
+    assert count == math.ceil(rows / size)
+    batches = iter(dataset)
+    passes = []
+    for _ in range(2):  # the dataset repeats: a second pass, in a new order if shuffled
+        seen = []
+        for k in range(count):
+            bx, by, bw = next(batches)
+            assert bx["a"].shape == (size, 3) and by.shape == bw.shape == (size,)
+            assert not np.any(by.numpy())  # no y: a placeholder of zeros
+            ids = bx["b"].numpy()
+            real = min(size, rows - k * size)
+            # the short last batch: its real rows, then repeats of its first row weighted 0
+            np.testing.assert_array_equal(ids[real:], ids[0])
+            np.testing.assert_array_equal(bw.numpy()[real:], 0.0)
+            np.testing.assert_array_equal(bw.numpy()[:real], weights[ids[:real]])
+            np.testing.assert_array_equal(bx["a"].numpy(), x["a"][ids])
+            seen.extend(ids[:real])
+        assert sorted(seen) == list(range(rows))
+        passes.append(seen)
+    if not shuffle:
+        assert passes[0] == passes[1] == list(range(rows))

@@ -173,7 +173,7 @@ def test_train_says_when_xla_could_not_compile_the_step():
     assert "--jit auto: XLA off, it could not compile the step: InvalidArgumentError" in printed
     timed = {**report, "xla_error": None, "seconds_per_step": {"off": 0.02, "on": 0.01}}
     measured = tfflows.cli.train.probe_line(timed, jit_compile=True)
-    assert measured == "tfflows: --jit auto: XLA on (measured 0.020 s/step without, 0.010 s/step with)"
+    assert measured == "tfflows: --jit auto: XLA on (measured 20.000 ms/step without, 10.000 ms/step with)"
 
 
 def test_train_refuses_a_test_time_past_the_time_limit(tmp_path, data_dir):

@@ -74,8 +74,8 @@ def probe_line(probe: dict, jit_compile: bool) -> str:
         return f"tfflows: --jit auto: XLA off, it could not compile the step: {probe['xla_error']}"
     return (
         f"tfflows: --jit auto: XLA {'on' if jit_compile else 'off'} (measured "
-        f"{probe['seconds_per_step']['off']:.3f} s/step without, "
-        f"{probe['seconds_per_step']['on']:.3f} s/step with)"
+        f"{probe['seconds_per_step']['off'] * 1e3:.3f} ms/step without, "
+        f"{probe['seconds_per_step']['on'] * 1e3:.3f} ms/step with)"
     )
 
 
