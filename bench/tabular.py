@@ -64,29 +64,44 @@ def gaussian_nll(train: np.ndarray, test: np.ndarray) -> float:
     return float(np.mean(0.5 * (maha + logdet + train.shape[1] * LOG_2PI)))
 
 
-def early_stopping(args, run_epoch, val_nll, get_state, set_state) -> tuple[float, int, float]:
+def early_stopping(
+    args, run_epoch, val_nll, get_state, set_state, test_nll=None, curve=None
+) -> tuple[float, int, float]:
     """The peers' training loop: ``run_epoch()`` until the validation NLL has not improved for
     ``args.patience`` epochs (at most ``args.epochs``), then the best epoch's state put back, as
     Keras's EarlyStopping(restore_best_weights=True) does for tfflows.
+
+    With ``test_nll`` and a list ``curve``, each epoch appends ``[seconds, test NLL]``: the time
+    spent training so far, without the time of these test evaluations (see :func:`test_curve`).
 
     Returns:
       (best validation NLL, epochs run, seconds).
     """
     best, best_state, wait, epochs = math.inf, None, 0, 0
     start = time.time()
+    aside = 0.0  # seconds spent on the curve's test evaluations, not on training
     for epoch in range(args.epochs):
         run_epoch()
         epochs = epoch + 1
         v = val_nll()
+        if curve is not None and test_nll is not None:
+            paused = time.time()
+            curve.append([round(paused - start - aside, 3), test_nll()])
+            aside += time.time() - paused
         if v < best:
             best, best_state, wait = v, get_state(), 0
         else:
             wait += 1
             if wait >= args.patience:
                 break
-    seconds = time.time() - start
+    seconds = time.time() - start - aside
     set_state(best_state)
     return best, epochs, seconds
+
+
+def seconds_to(curve: list, target: float) -> float | None:
+    """The training time at the end of the first epoch whose test NLL is at or below ``target``."""
+    return next((t for t, nll in curve if nll <= target), None)
 
 
 def report(rows: list[dict], **row: object) -> None:
@@ -107,6 +122,28 @@ def standardized(splits, name: str) -> tuple[tuple[np.ndarray, ...], float]:
 
 
 # -- tfflows -------------------------------------------------------------------------------------
+
+
+def test_curve(model, test: np.ndarray):
+    """A Keras callback: each epoch's ``[seconds, test NLL]`` into ``.points``, as ``early_stopping``
+    records the peers' (``.start`` is set when ``fit`` starts; ``.aside`` is the time of its own
+    test evaluations, which the caller takes off the run's seconds)."""
+    import keras
+
+    class _Curve(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.points: list = []
+            self.start = time.time()
+            self.aside = 0.0
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            paused = time.time()
+            nll = float(-np.mean(model.log_prob(test).numpy()))
+            self.points.append([round(paused - self.start - self.aside, 3), nll])
+            self.aside += time.time() - paused
+
+    return _Curve()
 
 
 def run_tfflows(splits, args) -> list[dict]:
@@ -150,16 +187,17 @@ def run_tfflows(splits, args) -> list[dict]:
             stop = keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=args.patience, restore_best_weights=True
             )
-            start = time.time()
+            curve = test_curve(model, test)
+            start = curve.start = time.time()
             history = model.fit(
                 train,
                 batch_size=args.batch_size,
                 epochs=args.epochs,
                 validation_data=(val,),
-                callbacks=[stop],
+                callbacks=[curve, stop],  # the curve first: it sees each epoch's own weights
                 verbose=0,
             )
-            seconds = time.time() - start
+            seconds = time.time() - start - curve.aside
             test_nll = float(-np.mean(model.log_prob(test).numpy()))
             rows.append(
                 {
@@ -171,6 +209,7 @@ def run_tfflows(splits, args) -> list[dict]:
                     "val_nll": float(min(history.history["val_loss"])),
                     "seconds": round(seconds, 1),
                     "epochs": len(history.history["loss"]),
+                    "curve": curve.points,
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
@@ -215,15 +254,22 @@ def run_zuko(splits, args) -> list[dict]:
                 with torch.no_grad():
                     return float(-flow().log_prob(xv).mean()) - log_det
 
+            def zuko_test_nll(flow=flow, xs=xs, log_det=log_det):
+                flow.eval()
+                with torch.no_grad():
+                    return float(-flow().log_prob(xs).mean()) - log_det
+
+            curve: list = []
             best, epochs, seconds = early_stopping(
                 args,
                 run_epoch,
                 val_nll,
                 lambda flow=flow: copy.deepcopy(flow.state_dict()),
                 flow.load_state_dict,
+                zuko_test_nll,
+                curve,
             )
-            with torch.no_grad():
-                test_nll = float(-flow().log_prob(xs).mean()) - log_det
+            test_nll = zuko_test_nll()
             report(
                 rows,
                 system=f"zuko {zuko.__version__} / torch {torch.__version__}",
@@ -234,6 +280,7 @@ def run_zuko(splits, args) -> list[dict]:
                 val_nll=best,
                 seconds=round(seconds, 1),
                 epochs=epochs,
+                curve=curve,
             )
     return rows
 
@@ -278,12 +325,15 @@ def run_bayesflow(splits, args) -> list[dict]:
             def val_nll(nll=nll, xv=xv, log_det=log_det):
                 return float(nll(tf.constant(xv))) - log_det
 
+            curve: list = []
             best, epochs, seconds = early_stopping(
                 args,
                 run_epoch,
                 val_nll,
                 lambda flow=flow: [w.copy() for w in flow.get_weights()],
                 flow.set_weights,
+                lambda nll=nll, xs=xs, log_det=log_det: float(nll(tf.constant(xs))) - log_det,
+                curve,
             )
             test_nll = float(nll(tf.constant(xs))) - log_det
             report(
@@ -296,6 +346,7 @@ def run_bayesflow(splits, args) -> list[dict]:
                 val_nll=best,
                 seconds=round(seconds, 1),
                 epochs=epochs,
+                curve=curve,
             )
     return rows
 
@@ -337,6 +388,32 @@ def verdict(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def time_to_quality(rows: list[dict]) -> str:
+    """Each tfflows model's training time to reach each peer model's final test NLL, beside the
+    peer's own (both from the per-epoch curves; "never" when the run ended above it)."""
+    out = []
+    for name in DATASETS:
+        mine = [r for r in rows if r["dataset"] == name and r["system"] == "tfflows" and r.get("curve")]
+        for peer in (r for r in rows if r["dataset"] == name and r["system"] not in ("tfflows", "numpy")):
+            if not peer.get("curve"):
+                continue
+            target = peer["test_nll"]
+            theirs = seconds_to(peer["curve"], target)
+            parts = []
+            for r in mine:
+                t = seconds_to(r["curve"], target)
+                parts.append(
+                    f"{r['model']} {'never' if t is None else f'{t:.1f} s ({t / theirs:.2f}x)'}"
+                    if theirs
+                    else f"{r['model']} {'never' if t is None else f'{t:.1f} s'}"
+                )
+            out.append(
+                f"- {name}: to {peer['model']}'s test NLL {target:.2f} ({peer['system'].split(' /')[0]} "
+                f"{theirs:.1f} s of its {peer['seconds']:.1f} s): " + "; ".join(parts)
+            )
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -363,7 +440,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--report", nargs="+", metavar="R.json", help="print the table of earlier --out files and stop"
+    )
     args = parser.parse_args()
+    if args.report:
+        rows = []
+        for path in args.report:
+            with open(path, encoding="utf-8") as f:
+                rows += json.load(f)
+        print(table(rows))
+        print(verdict(rows))
+        print(time_to_quality(rows))
+        return
     if args.system is None:
         make_splits(args.splits, args.seed)
         rows = []
@@ -407,6 +496,7 @@ def main() -> None:
                 rows += json.load(f)
         print(table(rows))
         print(verdict(rows))
+        print(time_to_quality(rows))
         return
     splits = dict(np.load(args.splits))
     run = {"tfflows": run_tfflows, "zuko": run_zuko, "bayesflow": run_bayesflow}[args.system]

@@ -112,10 +112,13 @@ def test_dropout_needs_the_stored_forward_pass(backprop):
 
 
 def test_vector_defaults_regularise_small_tables_only():
-    from tfflows.models.vector import SMALL_TABLE_ROWS, vector_defaults
+    from tfflows.models.vector import SMALL_TABLE_ROWS, TINY_TABLE_ROWS, vector_defaults
 
     small = vector_defaults(398, 30)
     assert small["dropout"] > 0 and small["width"] >= 128
+    # The fewer the rows, the more dropout: a tiny table drops more units than a small one.
+    assert vector_defaults(TINY_TABLE_ROWS - 1, 30)["dropout"] > small["dropout"]
+    assert vector_defaults(TINY_TABLE_ROWS, 30) == small
     large = vector_defaults(SMALL_TABLE_ROWS, 30)
     assert large["dropout"] == 0.0
     for rows, features in ((0, 3), (10, 0), (2.5, 3), (True, 3)):
