@@ -414,6 +414,12 @@ def time_to_quality(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def print_report(rows: list[dict]) -> None:
+    print(table(rows))
+    print(verdict(rows))
+    print(time_to_quality(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -449,9 +455,7 @@ def main() -> None:
         for path in args.report:
             with open(path, encoding="utf-8") as f:
                 rows += json.load(f)
-        print(table(rows))
-        print(verdict(rows))
-        print(time_to_quality(rows))
+        print_report(rows)
         return
     if args.system is None:
         make_splits(args.splits, args.seed)
@@ -494,9 +498,7 @@ def main() -> None:
             subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
             with open(out, encoding="utf-8") as f:
                 rows += json.load(f)
-        print(table(rows))
-        print(verdict(rows))
-        print(time_to_quality(rows))
+        print_report(rows)
         return
     splits = dict(np.load(args.splits))
     run = {"tfflows": run_tfflows, "zuko": run_zuko, "bayesflow": run_bayesflow}[args.system]
