@@ -171,6 +171,8 @@ def run_tfflows(splits, args) -> list[dict]:
         # The library's defaults for a table of this size (tfflows.models.vector.vector_defaults):
         # the conditioners' width and dropout; each model's own number of steps.
         sizes = vector_defaults(len(train), dim)
+        if args.dropout is not None:  # to compare rates (BENCHMARKS.md: tiny tables)
+            sizes["dropout"] = args.dropout
         makers = {
             "VectorRealNVP": lambda dim=dim, s=sizes: tfflows.VectorRealNVP(dim, standardize=True, **s),
             "VectorNSF": lambda dim=dim, s=sizes: tfflows.VectorNSF(dim, standardize=True, **spline, **s),
@@ -446,6 +448,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout", type=float, help="tfflows: this dropout instead of vector_defaults'")
     parser.add_argument(
         "--report", nargs="+", metavar="R.json", help="print the table of earlier --out files and stop"
     )

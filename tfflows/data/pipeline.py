@@ -152,7 +152,7 @@ def repeating_batches(
     if full_batches and not shuffle:
         # The same batches, gathered once: each pass then reads stored tensors, and a new iterator
         # over them (Keras starts one for every validation pass) costs 0.3 ms instead of the
-        # 8 ms of one over a mapped, prefetched pipeline (2-core EPYC).
+        # 6-7 ms of one over a mapped, prefetched pipeline (bench/iterator_cost.py, 2-core EPYC).
         # Every row in order, then repeats of the last batch's first row to fill it, weighted 0.
         total = count * size
         rows = tf.concat([tf.range(length), tf.fill([total - length], (count - 1) * size)], 0)
