@@ -92,7 +92,7 @@ def split_channels(x: tf.Tensor, parity: int) -> tuple[tf.Tensor, tf.Tensor]:
     """
     c = x.shape[-1]
     k = c // 2
-    a, b = x[..., :k], x[..., k:]
+    a, b = tf.split(x, [k, c - k], axis=-1)  # one op (its gradient one concat), not two slices
     return (a, b) if parity == 0 else (b, a)
 
 
