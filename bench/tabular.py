@@ -72,7 +72,7 @@ def early_stopping(
     Keras's EarlyStopping(restore_best_weights=True) does for tfflows.
 
     With ``test_nll`` and a list ``curve``, each epoch appends ``[seconds, test NLL]``: the time
-    spent training so far, without the time of these test evaluations (see :func:`test_curve`).
+    spent training so far, without the time of these test evaluations (see :func:`curve_callback`).
 
     Returns:
       (best validation NLL, epochs run, seconds).
@@ -124,7 +124,7 @@ def standardized(splits, name: str) -> tuple[tuple[np.ndarray, ...], float]:
 # -- tfflows -------------------------------------------------------------------------------------
 
 
-def test_curve(model, test: np.ndarray):
+def curve_callback(model, test: np.ndarray):
     """A Keras callback: each epoch's ``[seconds, test NLL]`` into ``.points``, as ``early_stopping``
     records the peers' (``.start`` is set when ``fit`` starts; ``.aside`` is the time of its own
     test evaluations, which the caller takes off the run's seconds)."""
@@ -189,7 +189,7 @@ def run_tfflows(splits, args) -> list[dict]:
             stop = keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=args.patience, restore_best_weights=True
             )
-            curve = test_curve(model, test)
+            curve = curve_callback(model, test)
             start = curve.start = time.time()
             history = model.fit(
                 train,
