@@ -251,27 +251,22 @@ def run_zuko(splits, args) -> list[dict]:
                     torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
                     opt.step()
 
-            def val_nll(flow=flow, xv=xv, log_det=log_det):
+            def nll(x, flow=flow, log_det=log_det):
                 flow.eval()
                 with torch.no_grad():
-                    return float(-flow().log_prob(xv).mean()) - log_det
-
-            def zuko_test_nll(flow=flow, xs=xs, log_det=log_det):
-                flow.eval()
-                with torch.no_grad():
-                    return float(-flow().log_prob(xs).mean()) - log_det
+                    return float(-flow().log_prob(x).mean()) - log_det
 
             curve: list = []
             best, epochs, seconds = early_stopping(
                 args,
                 run_epoch,
-                val_nll,
+                lambda nll=nll, xv=xv: nll(xv),
                 lambda flow=flow: copy.deepcopy(flow.state_dict()),
                 flow.load_state_dict,
-                zuko_test_nll,
+                lambda nll=nll, xs=xs: nll(xs),
                 curve,
             )
-            test_nll = zuko_test_nll()
+            test_nll = nll(xs)
             report(
                 rows,
                 system=f"zuko {zuko.__version__} / torch {torch.__version__}",
